@@ -1,0 +1,35 @@
+"""moecore: distributed learning of mixtures of experts (Chamroukhi & Pham, arXiv 2312.09877).
+
+The compute core of DMoE Explorer.  Modules follow the mathematics:
+
+* :mod:`moecore.model`       the MoE density, gates, prediction, parameter container
+* :mod:`moecore.gating`      softmax gating regression (IRLS with soft targets)
+* :mod:`moecore.em`          EM estimator :class:`MixtureOfExperts`
+* :mod:`moecore.reduction`   KL cost, transport plan, MM reduction
+* :mod:`moecore.distributed` sharding and parallel local fits: :class:`DistributedMoE`
+* :mod:`moecore.baselines`   global fit, weighted average, median, single machine
+* :mod:`moecore.simulation`  synthetic data and named designs
+* :mod:`moecore.metrics`     RPE, parameter MSE, ARI, clustering error, divergences
+* :mod:`moecore.experiments` comparisons and sweeps
+"""
+
+from .distributed import DistributedMoE, LocalFitError
+from .em import ConvergenceWarning, DegenerateFitWarning, MixtureOfExperts, NotFittedError
+from .model import MoEParams
+from .reduction import reduce_mixtures
+from .simulation import DESIGNS, simulate, simulate_design
+
+__all__ = [
+    "MixtureOfExperts",
+    "DistributedMoE",
+    "MoEParams",
+    "reduce_mixtures",
+    "simulate",
+    "simulate_design",
+    "DESIGNS",
+    "ConvergenceWarning",
+    "DegenerateFitWarning",
+    "NotFittedError",
+    "LocalFitError",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,161 @@
+"""Up-front validation shared by every estimator and function of the package.
+
+Every check raises ``ValueError`` or ``TypeError`` naming the offending parameter and the
+range it must lie in, so that a user sees what to change rather than a NumPy traceback.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "check_Xy",
+    "check_X",
+    "check_int",
+    "check_float",
+    "check_choice",
+    "check_random_state_seed",
+]
+
+
+def check_int(value, name, *, low=None, high=None, allow_none=False):
+    """Return ``value`` as ``int`` after checking its type and range (inclusive bounds)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} ({value!r}).")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be in {_range_text(low, high)}, got {value}.")
+    return value
+
+
+def check_float(value, name, *, low=None, high=None, low_open=False, allow_none=False):
+    """Return ``value`` as ``float`` after checking it is a finite real in range."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r}).")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}.")
+    bad_low = low is not None and (value <= low if low_open else value < low)
+    if bad_low or (high is not None and value > high):
+        lo = "(" if low_open else "["
+        raise ValueError(f"{name} must be in {_range_text(low, high, lo)}, got {value}.")
+    return value
+
+
+def check_choice(value, name, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)!r}, got {value!r}.")
+    return value
+
+
+def check_random_state_seed(random_state, name="random_state"):
+    """Turn ``random_state`` (None, int or SeedSequence) into a ``numpy.random.SeedSequence``.
+
+    ``numpy.random.RandomState`` instances are refused: their stream cannot be split into
+    independent per-machine streams, which is what keeps results identical whatever n_jobs.
+    """
+    if random_state is None:
+        return np.random.SeedSequence()
+    if isinstance(random_state, np.random.SeedSequence):
+        return random_state
+    if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, numbers.Integral):
+        raise TypeError(
+            f"{name} must be None, a non-negative integer or a numpy SeedSequence, "
+            f"got {type(random_state).__name__}."
+        )
+    if random_state < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {random_state}.")
+    return np.random.SeedSequence(int(random_state))
+
+
+def check_X(X, name="X", *, n_features=None, min_samples=1):
+    """Validate a 2-D finite numeric design matrix; a 1-D array is read as one feature.
+
+    Returns a C-contiguous float64 array of shape (n_samples, n_features).
+    """
+    X = _as_float_array(X, name)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got {X.ndim} dimensions.")
+    if X.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one feature column, got shape {X.shape}.")
+    if X.shape[0] < min_samples:
+        raise ValueError(f"{name} must have at least {min_samples} samples, got {X.shape[0]}.")
+    _check_finite(X, name)
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {X.shape[1]} features, but the model was fitted with {n_features}."
+        )
+    return np.ascontiguousarray(X)
+
+
+def check_Xy(X, y, *, n_features=None, min_samples=1):
+    """Validate a design matrix and a response of matching length (1-D, finite, numeric)."""
+    X = check_X(X, "X", n_features=n_features, min_samples=min_samples)
+    y = _as_float_array(y, "y")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D (n_samples,), got shape {y.shape}.")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"X and y must have the same number of samples, got {X.shape[0]} and {y.shape[0]}."
+        )
+    _check_finite(y, "y")
+    return X, np.ascontiguousarray(y)
+
+
+def check_nonconstant_columns(X, name="X"):
+    """Refuse constant input columns: the intercept already models them and they make the
+    standardisation (and every least-squares system) singular."""
+    scale = X.std(axis=0)
+    const = np.flatnonzero(~(scale > 1e-12 * (1.0 + np.abs(X).max(axis=0))))
+    if const.size:
+        raise ValueError(
+            f"{name} has constant column(s) {const.tolist()}: remove them, the intercept "
+            "already models a constant input."
+        )
+    return scale
+
+
+def _as_float_array(a, name):
+    if isinstance(a, (str, bytes)):
+        raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}.")
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:  # ragged nested lists and the like
+        raise TypeError(f"{name} must be a numeric array: {exc}") from None
+    if arr.dtype == object:
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"{name} must contain only numbers; found non-numeric entries."
+            ) from None
+    if arr.dtype.kind == "b" or not (np.issubdtype(arr.dtype, np.number)):
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}.")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real-valued, got complex dtype {arr.dtype}.")
+    return arr.astype(np.float64, copy=False)
+
+
+def _check_finite(a, name):
+    if not np.isfinite(a).all():
+        n_nan = int(np.isnan(a).sum())
+        n_inf = int(np.isinf(a).sum())
+        raise ValueError(
+            f"{name} contains {n_nan} NaN and {n_inf} infinite value(s): remove or impute them."
+        )
+
+
+def _range_text(low, high, lo="["):
+    lo_txt = "-inf" if low is None else f"{low}"
+    hi_txt = "inf)" if high is None else f"{high}]"
+    return f"{lo if low is not None else '('}{lo_txt}, {hi_txt}"

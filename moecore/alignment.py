@@ -1,0 +1,46 @@
+"""Label switching: experts are defined only up to a permutation, so comparisons align first."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .model import MoEParams
+
+__all__ = ["expert_distance", "match_experts", "align_to"]
+
+
+def expert_distance(ref: MoEParams, other: MoEParams, X=None):
+    """Cost matrix (K_ref, K_other) between experts.
+
+    Without X: squared distance of the coefficient vectors plus that of the log-variances.
+    With X (n, d): mean squared distance of the expert mean lines over X plus the log-variance
+    term, which is invariant to the scale of x.
+    """
+    if ref.n_features != other.n_features:
+        raise ValueError(
+            f"cannot align models with {ref.n_features} and {other.n_features} features."
+        )
+    if X is None:
+        diff = ref.experts[:, :, None] - other.experts[:, None, :]
+        cost = (diff**2).sum(axis=0)
+    else:
+        Xt = np.hstack([np.ones((len(X), 1)), np.asarray(X, dtype=np.float64)])
+        mr, mo = Xt @ ref.experts, Xt @ other.experts
+        cost = ((mr[:, :, None] - mo[:, None, :]) ** 2).mean(axis=0)
+        cost = cost / max(np.mean(ref.variances), 1e-300)
+    lv = np.log(ref.variances)[:, None] - np.log(other.variances)[None, :]
+    return cost + lv**2
+
+
+def match_experts(ref: MoEParams, other: MoEParams, X=None):
+    """Permutation ``perm`` (K,) such that expert ``perm[k]`` of ``other`` matches expert k of ``ref``."""
+    if ref.n_experts != other.n_experts:
+        raise ValueError(f"cannot align {other.n_experts} experts to {ref.n_experts}.")
+    rows, cols = linear_sum_assignment(expert_distance(ref, other, X))
+    return cols[np.argsort(rows)]
+
+
+def align_to(ref: MoEParams, other: MoEParams, X=None) -> MoEParams:
+    """``other`` with its experts reordered to match ``ref`` (gates re-pinned to the last column)."""
+    return other.permute(match_experts(ref, other, X))

@@ -1,0 +1,423 @@
+"""Distribution over machines: shard the data, fit local MoEs in parallel, reduce them.
+
+The local fits are independent, so they run with joblib (processes by default) or on a
+``dask.distributed`` cluster.  Every random choice is drawn from child seeds of one
+``numpy.random.SeedSequence``, one per machine, so the result depends on ``random_state`` alone and
+not on ``n_jobs``, the backend or the order in which machines finish.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator
+from threadpoolctl import threadpool_limits
+
+from ._validation import (
+    check_choice,
+    check_float,
+    check_int,
+    check_nonconstant_columns,
+    check_random_state_seed,
+    check_Xy,
+)
+from .em import MixtureOfExperts, NotFittedError
+from .reduction import reduce_mixtures
+
+__all__ = ["DistributedMoE", "LocalFitError", "LocalFitResult", "fit_local", "split_shards", "default_support_size"]
+
+BACKENDS = {"loky", "threading", "multiprocessing", "sequential", "dask"}
+_EM_KEYS = ("init", "n_init", "max_iter", "tol", "var_floor", "gate_steps")
+
+
+class LocalFitError(RuntimeError):
+    """A machine's local fit failed; the message names the shard and the cause."""
+
+
+@dataclass
+class LocalFitResult:
+    """What one machine sends back: its model (or the error) and its own fit time in seconds."""
+
+    index: int
+    n_samples: int
+    model: MixtureOfExperts | None
+    time: float
+    error: str | None = None
+
+
+def default_support_size(n, n_machines):
+    """The paper's default supporting sample size floor(n / (4 M)): a quarter of a shard."""
+    return max(1, n // (4 * n_machines))
+
+
+def split_shards(n, n_machines, rng):
+    """Shuffle 0..n-1 with ``rng`` and cut into ``n_machines`` near-equal index arrays."""
+    return np.array_split(rng.permutation(n), n_machines)
+
+
+def degeneracy(model: MixtureOfExperts):
+    """Why a fitted local model is unusable for aggregation, or None if it is fine."""
+    prm = model.params_
+    for name, a in (("gates", prm.gates), ("experts", prm.experts), ("variances", prm.variances)):
+        if not np.all(np.isfinite(a)):
+            return f"non-finite {name}"
+    if not np.isfinite(model.loglik_):
+        return "non-finite log-likelihood"
+    return None
+
+
+def fit_local(index, X, y, n_experts, em_params, seed, limit_threads=True):
+    """Fit one machine's MoE.  Never raises: an error is returned in the result.
+
+    Parameters
+    ----------
+    index : int, the machine number (for messages)
+    X : (n_m, d) ; y : (n_m,)
+    em_params : dict of MixtureOfExperts parameters
+    seed : numpy SeedSequence of this machine
+    limit_threads : run BLAS on one thread (a worker process per core must not oversubscribe)
+    """
+    t0 = time.perf_counter()
+    try:
+        est = MixtureOfExperts(n_experts, random_state=seed, **em_params)
+        with warnings.catch_warnings():
+            # The parent reports non-convergence per machine; a warning per worker is noise.
+            warnings.simplefilter("ignore")
+            if limit_threads:
+                with threadpool_limits(1):
+                    est.fit(X, y)
+            else:
+                est.fit(X, y)
+        why = degeneracy(est)
+        if why is not None:
+            return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"degenerate model: {why}")
+        return LocalFitResult(index, len(y), est, time.perf_counter() - t0)
+    except Exception as exc:  # reported with the shard number by the caller
+        return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
+
+
+def _fit_local_packed(index, shard, n_experts, em_params, seed):
+    X, y = shard
+    return fit_local(index, X, y, n_experts, em_params, seed)
+
+
+class DistributedMoE(BaseEstimator):
+    """Distributed learning of a K-expert MoE: M local EM fits, then the OT/MM reduction.
+
+    Parameters
+    ----------
+    n_experts : int, K >= 1
+    n_machines : int, M >= 1
+    support_size : int or None
+        Size S of the supporting sample drawn from the pooled data; default floor(n / (4 M)).
+    n_jobs : int or None, joblib's number of parallel local fits (-1: all cores)
+    backend : {"loky", "threading", "multiprocessing", "sequential", "dask"}
+    random_state : int, SeedSequence or None
+    init, n_init, max_iter, tol, var_floor, gate_steps : the local fits' EM settings
+        (see :class:`~moecore.em.MixtureOfExperts`)
+    mm_n_init, mm_max_iter, mm_tol : the MM reduction's restarts and stopping rule
+    variance_update : {"exact", "authors"}, see :func:`~moecore.reduction.reduce_mixtures`
+    gate_targets : {"plan", "posterior"}, see :func:`~moecore.reduction.reduce_mixtures`
+    on_error : {"raise", "skip"}
+        What to do when a local fit fails: raise :class:`LocalFitError` naming the shard, or
+        aggregate the other machines with renormalised weights (recorded in ``skipped_``).
+    scheduler : str, dask Client or None
+        For ``backend="dask"``: a scheduler address or a Client; None uses the current client.
+
+    Attributes
+    ----------
+    local_models_ : list of MixtureOfExperts, one per machine that succeeded
+    machines_ : ndarray (M',), the machine index of each entry of ``local_models_``
+    skipped_ : dict {machine index: reason}
+    weights_ : ndarray (M',), shares n_m / n of the kept machines, renormalised
+    shards_ : list of index arrays, the rows of X each machine received
+    support_indices_ : ndarray (S,), rows of X forming the supporting sample
+    reduction_ : ReductionResult
+    reduced_ : MixtureOfExperts, the reduced K-expert model
+    gates_, experts_, variances_ : its parameters
+    mm_history_ : ndarray, MM objective per iteration (non-increasing)
+    transport_plan_ : TransportPlan
+    timings_ : dict with "local" (M',) seconds of each local fit, "local_max", "local_sum",
+        "reduction", "wall" (this fit, on the cores used) and "learning_time" = local_max +
+        reduction (the paper's figure: machines truly in parallel)
+    """
+
+    def __init__(
+        self,
+        n_experts=2,
+        n_machines=4,
+        *,
+        support_size=None,
+        n_jobs=None,
+        backend="loky",
+        random_state=None,
+        init="kmeans",
+        n_init=1,
+        max_iter=300,
+        tol=1e-6,
+        var_floor=1e-6,
+        gate_steps=1,
+        mm_n_init=3,
+        mm_max_iter=200,
+        mm_tol=1e-8,
+        variance_update="exact",
+        gate_targets="plan",
+        on_error="raise",
+        scheduler=None,
+    ):
+        self.n_experts = n_experts
+        self.n_machines = n_machines
+        self.support_size = support_size
+        self.n_jobs = n_jobs
+        self.backend = backend
+        self.random_state = random_state
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.var_floor = var_floor
+        self.gate_steps = gate_steps
+        self.mm_n_init = mm_n_init
+        self.mm_max_iter = mm_max_iter
+        self.mm_tol = mm_tol
+        self.variance_update = variance_update
+        self.gate_targets = gate_targets
+        self.on_error = on_error
+        self.scheduler = scheduler
+
+    # ------------------------------------------------------------------ validation
+    def _check_parameters(self, n, d):
+        K = check_int(self.n_experts, "n_experts", low=1)
+        M = check_int(self.n_machines, "n_machines", low=1)
+        check_int(self.n_jobs, "n_jobs", allow_none=True)
+        if self.n_jobs == 0:
+            raise ValueError("n_jobs must be a non-zero integer (-1 for all cores) or None, got 0.")
+        check_choice(self.backend, "backend", BACKENDS)
+        check_choice(self.on_error, "on_error", {"raise", "skip"})
+        check_choice(self.variance_update, "variance_update", {"exact", "authors"})
+        check_choice(self.gate_targets, "gate_targets", {"plan", "posterior"})
+        check_int(self.mm_n_init, "mm_n_init", low=1)
+        check_int(self.mm_max_iter, "mm_max_iter", low=1)
+        check_float(self.mm_tol, "mm_tol", low=0.0)
+        check_random_state_seed(self.random_state)
+        MixtureOfExperts(K, **self._em_params())._check_parameters()
+        # Every shard must hold enough points for K experts of d + 1 coefficients each.
+        per_shard = K * (d + 1) + 1
+        if n // M < per_shard:
+            raise ValueError(
+                f"n_machines={M} is too large for n={n} samples: each shard needs at least "
+                f"n_experts * (d + 1) + 1 = {per_shard} samples, so n_machines must be at most "
+                f"{max(n // per_shard, 0)} (or use fewer experts)."
+            )
+        if self.support_size is None:
+            S = default_support_size(n, M)
+        else:
+            S = check_int(self.support_size, "support_size", low=K, high=n)
+        return K, M, max(S, K)
+
+    def _em_params(self):
+        return {k: getattr(self, k) for k in _EM_KEYS}
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y, *, progress=None):
+        """Shard (X, y) over the machines, fit them in parallel and reduce.
+
+        Parameters
+        ----------
+        X : array-like (n, d) ; y : array-like (n,)
+        progress : callable(stage, done, total) or None
+            Called with ("local", machines done, M) as local fits finish and with
+            ("mm", iteration, max iterations) during the reduction.
+        """
+        t0 = time.perf_counter()
+        X, y = check_Xy(X, y)
+        n, d = X.shape
+        K, M, S = self._check_parameters(n, d)
+        check_nonconstant_columns(X)
+        ss = check_random_state_seed(self.random_state)
+        seed_split, seed_support, seed_mm, seed_machines = ss.spawn(4)
+        machine_seeds = seed_machines.spawn(M)
+        shards = split_shards(n, M, np.random.default_rng(seed_split))
+        results = self._fit_locals(X, y, shards, machine_seeds, progress)
+        self.shards_ = shards
+        self._collect(results, n)
+        self.support_indices_ = np.sort(
+            np.random.default_rng(seed_support).choice(n, size=S, replace=False)
+        )
+        self._reduce(X[self.support_indices_], y[self.support_indices_], seed_mm, progress)
+        self.timings_["wall"] = time.perf_counter() - t0
+        return self
+
+    def _fit_locals(self, X, y, shards, seeds, progress):
+        K = self.n_experts
+        em = self._em_params()
+        M = len(shards)
+        if self.backend == "dask":
+            return self._fit_locals_dask(X, y, shards, seeds, progress)
+        process = self.backend in ("loky", "multiprocessing")
+        tasks = (
+            delayed(fit_local)(m, X[idx], y[idx], K, em, seeds[m], process)
+            for m, idx in enumerate(shards)
+        )
+        results = [None] * M
+        n_jobs = 1 if self.backend == "sequential" else self.n_jobs
+        backend = "sequential" if self.backend == "sequential" else self.backend
+        # In-process fits share one BLAS pool: limit it around the whole batch instead.
+        with threadpool_limits(1) if not process else _nullcontext():
+            par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")
+            for done, res in enumerate(par(tasks), start=1):
+                results[res.index] = res
+                if progress is not None:
+                    progress("local", done, M)
+        return results
+
+    def _fit_locals_dask(self, X, y, shards, seeds, progress):
+        try:
+            from distributed import Client, as_completed, get_client
+        except ImportError:  # pragma: no cover - dask is a requirement
+            raise ImportError('backend="dask" needs the "distributed" package.') from None
+        own = False
+        if self.scheduler is None:
+            try:
+                client = get_client()
+            except ValueError:
+                raise ValueError(
+                    'backend="dask" needs a running dask client: pass scheduler="tcp://host:port" '
+                    "or a distributed.Client, or create a Client first."
+                ) from None
+        elif isinstance(self.scheduler, str):
+            client = Client(self.scheduler)
+            own = True
+        elif isinstance(self.scheduler, Client):
+            client = self.scheduler
+        else:
+            raise TypeError(
+                "scheduler must be None, an address string or a distributed.Client, got "
+                f"{type(self.scheduler).__name__}."
+            )
+        try:
+            # Each shard travels once, to the worker that will fit it.
+            data = client.scatter([(X[idx], y[idx]) for idx in shards])
+            futures = [
+                client.submit(_fit_local_packed, m, data[m], self.n_experts, self._em_params(), seeds[m], pure=False)
+                for m in range(len(shards))
+            ]
+            results = [None] * len(shards)
+            for done, fut in enumerate(as_completed(futures), start=1):
+                res = fut.result()
+                results[res.index] = res
+                if progress is not None:
+                    progress("local", done, len(shards))
+            client.cancel(data)
+            return results
+        finally:
+            if own:
+                client.close()
+
+    def _collect(self, results, n):
+        failed = {r.index: r.error for r in results if r.error is not None}
+        if failed and self.on_error == "raise":
+            m, why = next(iter(sorted(failed.items())))
+            raise LocalFitError(
+                f"local fit of machine {m} (shard of {results[m].n_samples} samples) failed: {why}. "
+                f"{len(failed)} of {len(results)} machine(s) failed; pass on_error='skip' to "
+                "aggregate the others."
+            )
+        kept = [r for r in results if r.error is None]
+        if not kept:
+            raise LocalFitError(f"all {len(results)} local fits failed; first error: {results[0].error}")
+        if failed:
+            warnings.warn(
+                f"skipped {len(failed)} failed machine(s) {sorted(failed)}; the others are "
+                "aggregated with renormalised weights.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        self.skipped_ = failed
+        self.local_models_ = [r.model for r in kept]
+        self.machines_ = np.array([r.index for r in kept])
+        sizes = np.array([r.n_samples for r in kept], dtype=float)
+        self.weights_ = sizes / sizes.sum()
+        local_times = np.array([r.time for r in results])
+        self.timings_ = {
+            "local": local_times,
+            "local_max": float(local_times.max()),
+            "local_sum": float(local_times.sum()),
+        }
+        not_conv = [r.index for r in kept if not r.model.converged_]
+        if not_conv:
+            warnings.warn(
+                f"the local EM of machine(s) {not_conv} did not converge in max_iter={self.max_iter}.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def _reduce(self, Xs, ys, seed, progress):
+        cb = None
+        if progress is not None:
+            def cb(i, state):
+                progress("mm", state.iteration, self.mm_max_iter)
+        red = reduce_mixtures(
+            [m.params_ for m in self.local_models_],
+            self.weights_,
+            Xs,
+            self.n_experts,
+            y_support=ys,
+            n_init=self.mm_n_init,
+            max_iter=self.mm_max_iter,
+            tol=self.mm_tol,
+            variance_update=self.variance_update,
+            gate_targets=self.gate_targets,
+            random_state=seed,
+            callback=cb,
+        )
+        self.reduction_ = red
+        self.reduced_ = MixtureOfExperts.from_params(red.params)
+        self.params_ = red.params
+        self.gates_, self.experts_, self.variances_ = red.params.gates, red.params.experts, red.params.variances
+        self.mm_history_ = red.objective_history
+        self.transport_plan_ = red.plan
+        self.n_features_in_ = red.params.n_features
+        self.timings_["reduction"] = red.time
+        self.timings_["learning_time"] = self.timings_["local_max"] + red.time
+
+    # ------------------------------------------------------------------ inference
+    def _check_is_fitted(self):
+        if not hasattr(self, "reduced_"):
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet: call 'fit' first.")
+
+    def predict(self, X):
+        """Conditional mean of the reduced model, shape (n,)."""
+        self._check_is_fitted()
+        return self.reduced_.predict(X)
+
+    def predict_proba(self, X):
+        """Gate probabilities of the reduced model, shape (n, K)."""
+        self._check_is_fitted()
+        return self.reduced_.predict_proba(X)
+
+    def predict_labels(self, X, y):
+        """MAP expert labels under the reduced model, shape (n,)."""
+        self._check_is_fitted()
+        return self.reduced_.predict_labels(X, y)
+
+    def score_samples(self, X, y):
+        self._check_is_fitted()
+        return self.reduced_.score_samples(X, y)
+
+    def score(self, X, y):
+        """Mean log-likelihood per sample under the reduced model."""
+        self._check_is_fitted()
+        return self.reduced_.score(X, y)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

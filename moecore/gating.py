@@ -1,0 +1,183 @@
+"""Gating regression: a multinomial logistic (softmax) regression with soft targets.
+
+The gate M-step of EM maximises ``Q(alpha) = sum_i sum_k T_ki log pi_k(x_i; alpha)`` where the
+targets ``T`` are EM responsibilities (or, for the reduced model, the transport plan's gate mass).
+We solve it by Newton-Raphson (IRLS) with step halving on the exact objective, so each accepted
+step increases ``Q``: one such step per EM iteration is a generalised EM step.
+
+Arrays follow the package's hot-path layout: the design is transposed, ``XtT`` of shape (p, n)
+with p = d+1 and row 0 all ones; targets and log-probabilities are (K, n).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .model import _log_softmax_T
+
+__all__ = [
+    "pair_products",
+    "sym_from_pairs",
+    "gate_objective",
+    "gate_gradient_hessian",
+    "gate_newton_step",
+    "fit_softmax_gate",
+]
+
+# Newton steps on saturated (separable) gates would be huge; the objective barely moves there.
+# Capping the step keeps logits bounded without changing any accepted step's monotonicity.
+MAX_STEP = 10.0
+# Levenberg damping relative to the Hessian's mean diagonal: keeps the system solvable when
+# gates saturate, while (H + lam I)^-1 g is still an ascent direction of the undamped objective.
+DAMPING = 1e-8
+MAX_HALVINGS = 30
+
+
+def gate_objective(targetsT, logpT):
+    """Q = sum_ik T_ki log pi_ki (float)."""
+    return float(np.vdot(targetsT, logpT))
+
+
+def pair_products(XtT):
+    """Products x_a x_b (a <= b) of every sample, shape (p(p+1)/2, n).
+
+    They do not change across iterations, so weighted Gram matrices ``sum_i w_i x_i x_i^T``
+    for many weight vectors at once become one matrix product ``W @ pair_products.T``.
+    """
+    a, b = np.triu_indices(XtT.shape[0])
+    return XtT[a] * XtT[b]
+
+
+def sym_from_pairs(vals, p):
+    """Unpack (..., p(p+1)/2) upper-triangle entries into symmetric (..., p, p) matrices."""
+    a, b = np.triu_indices(p)
+    out = np.zeros(vals.shape[:-1] + (p, p))
+    out[..., a, b] = vals
+    out[..., b, a] = vals
+    return out
+
+
+def gate_gradient_hessian(XtT, XX, targetsT, probT, weights=None):
+    """Gradient and negative Hessian of Q with respect to the free gate coefficients.
+
+    Parameters
+    ----------
+    XtT : ndarray (p, n)
+    XX : ndarray (p(p+1)/2, n)
+        :func:`pair_products` of ``XtT``.
+    targetsT : ndarray (K, n)
+    probT : ndarray (K, n)
+        Current gate probabilities.
+    weights : ndarray (n,) or None
+        Row sums of the targets (None means all ones, as for EM responsibilities).
+
+    Returns
+    -------
+    grad : ndarray ((K-1) * p,)
+        Ordered expert-major: entry ``k * p + a`` is dQ/d alpha[a, k].
+    hess : ndarray ((K-1) * p, (K-1) * p)
+        ``sum_i w_i (diag(pi_i) - pi_i pi_i^T) kron x_i x_i^T`` (positive semi-definite).
+    """
+    K = probT.shape[0]
+    p = XtT.shape[0]
+    P = probT[:-1]
+    wP = P if weights is None else P * weights
+    grad = ((targetsT[:-1] - wP) @ XtT.T).ravel()
+    # Weight of block (k, l): w_i pi_ik (delta_kl - pi_il); one product gives every block.
+    k_idx, l_idx = np.triu_indices(K - 1)
+    W = np.empty((k_idx.size, P.shape[1]))
+    # Row by row into one buffer: fancy indexing would allocate (and page-fault) three copies.
+    for j, (k, l) in enumerate(zip(k_idx, l_idx)):
+        np.multiply(wP[k], P[l], out=W[j])
+        if k == l:
+            np.subtract(wP[k], W[j], out=W[j])
+        else:
+            np.negative(W[j], out=W[j])
+    blocks = sym_from_pairs(W @ XX.T, p)  # (n_pairs, p, p)
+    hess = np.empty(((K - 1) * p, (K - 1) * p))
+    for blk, k, l in zip(blocks, k_idx, l_idx):
+        hess[k * p:(k + 1) * p, l * p:(l + 1) * p] = blk
+        hess[l * p:(l + 1) * p, k * p:(k + 1) * p] = blk
+    return grad, hess
+
+
+def gate_newton_step(XtT, XX, targetsT, gates, logpT, weights=None):
+    """One damped Newton step with step halving on Q.
+
+    Parameters
+    ----------
+    XtT : ndarray (p, n)
+    XX : ndarray (p(p+1)/2, n)
+        :func:`pair_products` of ``XtT``.
+    targetsT : ndarray (K, n)
+    gates : ndarray (p, K), last column zero
+    logpT : ndarray (K, n)
+        log pi at ``gates`` (cached by the caller: EM needs it for its E-step anyway).
+
+    Returns
+    -------
+    gates_new : ndarray (p, K)
+    logpT_new : ndarray (K, n)
+    q_new : float
+        Q at the returned gates; never below Q at the input gates.
+    """
+    K = gates.shape[1]
+    p = XtT.shape[0]
+    q_old = gate_objective(targetsT, logpT)
+    if K == 1:
+        return gates, logpT, q_old
+    grad, hess = gate_gradient_hessian(XtT, XX, targetsT, np.exp(logpT), weights)
+    lam = DAMPING * max(np.trace(hess) / hess.shape[0], 1e-300)
+    hess[np.diag_indices_from(hess)] += lam
+    try:
+        step = np.linalg.solve(hess, grad)
+    except np.linalg.LinAlgError:
+        step = np.linalg.lstsq(hess, grad, rcond=None)[0]
+    if not np.all(np.isfinite(step)):
+        return gates, logpT, q_old
+    big = np.abs(step).max()
+    if big > MAX_STEP:
+        step *= MAX_STEP / big
+    delta = step.reshape(K - 1, p).T
+    t = 1.0
+    for _ in range(MAX_HALVINGS):
+        cand = gates.copy()
+        cand[:, :-1] += t * delta
+        logp_new = _log_softmax_T(cand.T @ XtT)[0]
+        q_new = gate_objective(targetsT, logp_new)
+        if q_new >= q_old:
+            return cand, logp_new, q_new
+        t *= 0.5
+    return gates, logpT, q_old
+
+
+def fit_softmax_gate(XtT, targetsT, gates=None, *, max_iter=100, tol=1e-10, weights=None, XX=None):
+    """Maximise Q to convergence by repeated Newton steps.
+
+    Parameters
+    ----------
+    XtT : ndarray (p, n)
+    targetsT : ndarray (K, n)
+        Soft targets; columns sum to ``weights`` (default 1).
+    gates : ndarray (p, K) or None
+        Starting point (zeros by default: uniform gates).
+
+    Returns
+    -------
+    gates : ndarray (p, K), last column zero
+    n_iter : int
+    """
+    K = targetsT.shape[0]
+    p = XtT.shape[0]
+    gates = np.zeros((p, K)) if gates is None else np.array(gates, dtype=np.float64)
+    if XX is None:
+        XX = pair_products(XtT)
+    logpT = _log_softmax_T(gates.T @ XtT)[0]
+    q = gate_objective(targetsT, logpT)
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        gates, logpT, q_new = gate_newton_step(XtT, XX, targetsT, gates, logpT, weights)
+        if q_new - q <= tol * max(abs(q), 1.0):
+            break
+        q = q_new
+    return gates, n_iter

@@ -1,0 +1,104 @@
+"""Metrics of the paper: prediction error, parameter error, clustering agreement, divergences."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, confusion_matrix, rand_score
+
+from .alignment import align_to
+from .model import MoEParams, loglik_per_sample
+from .reduction import transport_divergence
+
+__all__ = [
+    "rpe",
+    "correlation",
+    "parameter_mse",
+    "ari",
+    "rand_index",
+    "clustering_error",
+    "transport_divergence_to_truth",
+    "heldout_loglik",
+]
+
+
+def _pair(y, yhat):
+    y = np.asarray(y, dtype=np.float64).ravel()
+    yhat = np.asarray(yhat, dtype=np.float64).ravel()
+    if y.shape != yhat.shape:
+        raise ValueError(f"y and yhat must have the same length, got {y.size} and {yhat.size}.")
+    if y.size == 0:
+        raise ValueError("y and yhat must not be empty.")
+    return y, yhat
+
+
+def rpe(y, yhat):
+    """Relative prediction error sum (y - yhat)^2 / sum y^2."""
+    y, yhat = _pair(y, yhat)
+    denom = float(y @ y)
+    if denom == 0:
+        raise ValueError("rpe is undefined when every y is 0.")
+    return float(((y - yhat) ** 2).sum() / denom)
+
+
+def correlation(y, yhat):
+    """Pearson correlation between y and yhat."""
+    y, yhat = _pair(y, yhat)
+    if y.std() == 0 or yhat.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(y, yhat)[0, 1])
+
+
+def parameter_mse(estimate: MoEParams, truth: MoEParams, X=None):
+    """Mean squared error of the parameters after aligning the experts to the truth.
+
+    Returns
+    -------
+    dict with "gates", "experts", "variances" (mean over that block's entries) and "all" (mean over
+    every free parameter).  Gate coefficients are compared after both are pinned to the aligned
+    last expert.
+    """
+    if estimate.n_experts != truth.n_experts or estimate.n_features != truth.n_features:
+        raise ValueError(
+            "parameter_mse needs the same K and d: estimate has "
+            f"K={estimate.n_experts}, d={estimate.n_features}; truth has K={truth.n_experts}, d={truth.n_features}."
+        )
+    est = align_to(truth, estimate, X)
+    out = {
+        "gates": float(np.mean((est.gates[:, :-1] - truth.gates[:, :-1]) ** 2)) if truth.n_experts > 1 else 0.0,
+        "experts": float(np.mean((est.experts - truth.experts) ** 2)),
+        "variances": float(np.mean((est.variances - truth.variances) ** 2)),
+    }
+    out["all"] = float(np.mean((est.vector() - truth.vector()) ** 2))
+    return out
+
+
+def ari(labels_true, labels_pred):
+    """Adjusted Rand index (scikit-learn)."""
+    return float(adjusted_rand_score(labels_true, labels_pred))
+
+
+def rand_index(labels_true, labels_pred):
+    """Rand index (scikit-learn)."""
+    return float(rand_score(labels_true, labels_pred))
+
+
+def clustering_error(labels_true, labels_pred):
+    """Fraction of points misassigned under the best one-to-one matching of the labels."""
+    labels_true = np.asarray(labels_true)
+    labels_pred = np.asarray(labels_pred)
+    if labels_true.shape != labels_pred.shape:
+        raise ValueError("labels_true and labels_pred must have the same length.")
+    cm = confusion_matrix(labels_true, labels_pred)
+    rows, cols = linear_sum_assignment(-cm)
+    return float(1.0 - cm[rows, cols].sum() / labels_true.size)
+
+
+def transport_divergence_to_truth(estimate: MoEParams, truth: MoEParams, X):
+    """Expected transportation divergence from the true MoE to ``estimate`` over the inputs X."""
+    return float(transport_divergence([truth], [1.0], estimate, X))
+
+
+def heldout_loglik(params: MoEParams, X, y):
+    """Mean log-likelihood per held-out sample."""
+    return float(loglik_per_sample(X, y, params).mean())

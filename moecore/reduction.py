@@ -1,0 +1,457 @@
+"""Aggregation of local MoEs by the optimal-transport reduction and its MM algorithm.
+
+M local K-expert models with weights ``w_m`` form a large MoE of L = M K components: component
+``l = (m, j)`` has gate ``w_m pi^(m)_j(x)`` and expert ``(beta_l, sigma2_l)``.  The reduction looks
+for a K-expert MoE ``g`` (experts ``b_k``, variances ``v_k``) minimising the expected
+transportation divergence over a supporting sample ``x_1..x_S``::
+
+    R(g) = (1/S) sum_s min_{P_s} sum_{l,k} P_s(l, k) c_{x_s}(l, k),
+    c_x(l, k) = 1/2 [log(v_k / sigma2_l) + sigma2_l / v_k + (beta_l.x~ - b_k.x~)^2 / v_k - 1]
+
+with each row ``l`` of ``P_s`` carrying exactly the gate mass of component ``l`` at ``x_s`` (columns
+free).  MM alternates the exact plan (each row to its cheapest column) with the exact minimising
+experts for that plan, so ``R`` never increases.  Finally a softmax gate is fitted to the gate
+mass the plan sends to each reduced expert.
+
+Shapes: S support points, L = M K local components, K reduced experts, p = d + 1.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+from sklearn.cluster import KMeans
+
+from . import model as _m
+from ._validation import (
+    check_choice,
+    check_float,
+    check_int,
+    check_random_state_seed,
+    check_X,
+)
+from .gating import fit_softmax_gate, pair_products, sym_from_pairs
+
+__all__ = [
+    "kl_cost",
+    "LargeMixture",
+    "TransportPlan",
+    "ReductionResult",
+    "MMState",
+    "transport_divergence",
+    "mm_steps",
+    "reduce_mixtures",
+]
+
+
+def kl_cost(mean_l, var_l, mean_k, var_k):
+    """KL( N(mean_l, var_l) || N(mean_k, var_k) ), broadcasting over its arguments."""
+    mean_l, var_l, mean_k, var_k = map(np.asarray, (mean_l, var_l, mean_k, var_k))
+    return 0.5 * (np.log(var_k / var_l) + var_l / var_k + (mean_l - mean_k) ** 2 / var_k - 1.0)
+
+
+@njit(cache=True, nogil=True)
+def _plan_kernel(mass, mu, var_l, m, var_k, assign, D, T, Q2, QV):
+    """Optimal plan for fixed reduced experts, the objective, and the plan's statistics.
+
+    mass, mu : (S, L) gate mass and expert mean of every local component at every x_s
+    var_l : (L,) ; m : (S, K) reduced expert means ; var_k : (K,)
+    Outputs (filled in place): assign (S, L) cheapest reduced expert; D, T, Q2, QV (S, K) the
+    sums over l sent to k of mass, mass * mu, mass * mu^2 and mass * sigma2_l.
+    Returns R(g) = (1/S) sum_{s,l} mass_sl c_{x_s}(l, assign_sl).
+    """
+    S, L = mass.shape
+    K = var_k.shape[0]
+    logv = np.log(var_k)
+    inv_v = 1.0 / var_k
+    log_var_l = np.log(var_l)
+    D[:] = 0.0
+    T[:] = 0.0
+    Q2[:] = 0.0
+    QV[:] = 0.0
+    total = 0.0
+    for s in range(S):
+        for l in range(L):
+            x = mu[s, l]
+            best = np.inf
+            kb = 0
+            for k in range(K):
+                d = x - m[s, k]
+                c = logv[k] + (var_l[l] + d * d) * inv_v[k]
+                if c < best:
+                    best = c
+                    kb = k
+            w = mass[s, l]
+            assign[s, l] = kb
+            total += w * (best - log_var_l[l] - 1.0)
+            D[s, kb] += w
+            T[s, kb] += w * x
+            Q2[s, kb] += w * x * x
+            QV[s, kb] += w * var_l[l]
+    return 0.5 * total / S
+
+
+@dataclass
+class LargeMixture:
+    """The weighted union of M local MoEs (L = M K components), evaluated on a support.
+
+    Attributes
+    ----------
+    local_params : list of MoEParams, length M
+    weights : ndarray (M,), sums to one
+    experts : ndarray (p, L)  ; variances : ndarray (L,)
+    machine : ndarray (L,) machine index m of component l ; expert : ndarray (L,) its index j
+    """
+
+    local_params: list
+    weights: np.ndarray
+    experts: np.ndarray = field(init=False)
+    variances: np.ndarray = field(init=False)
+    machine: np.ndarray = field(init=False)
+    expert: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        if len(self.local_params) == 0:
+            raise ValueError("local_params must hold at least one local model.")
+        d = self.local_params[0].n_features
+        for i, prm in enumerate(self.local_params):
+            if not isinstance(prm, _m.MoEParams):
+                raise TypeError(f"local_params[{i}] must be a MoEParams, got {type(prm).__name__}.")
+            if prm.n_features != d:
+                raise ValueError(
+                    f"local_params[{i}] has {prm.n_features} features, local_params[0] has {d}."
+                )
+        w = np.asarray(self.weights, dtype=np.float64)
+        if w.shape != (len(self.local_params),) or np.any(w < 0) or not w.sum() > 0:
+            raise ValueError(
+                f"weights must be {len(self.local_params)} non-negative numbers with a positive sum."
+            )
+        self.weights = w / w.sum()
+        self.experts = np.hstack([prm.experts for prm in self.local_params])
+        self.variances = np.concatenate([prm.variances for prm in self.local_params])
+        self.machine = np.concatenate(
+            [np.full(prm.n_experts, i) for i, prm in enumerate(self.local_params)]
+        )
+        self.expert = np.concatenate([np.arange(prm.n_experts) for prm in self.local_params])
+
+    @property
+    def n_features(self):
+        return self.experts.shape[0] - 1
+
+    def evaluate(self, X):
+        """Gate mass and expert means of the L components at X (n, d): two arrays (n, L)."""
+        Xt = _m.add_intercept(X)
+        mass = np.hstack(
+            [w * np.exp(_m._log_gate_T(Xt.T, prm.gates).T) for w, prm in zip(self.weights, self.local_params)]
+        )
+        return mass, Xt @ self.experts
+
+
+@dataclass
+class TransportPlan:
+    """Which local expert went to which reduced expert, with how much gate mass.
+
+    Attributes
+    ----------
+    coupling : ndarray (L, K)
+        Mean over the support of the mass sent from local component l to reduced expert k;
+        row l sums to the average gate mass of l, the whole array to one.
+    assignment : ndarray (S, L)
+        The reduced expert each local component is sent to at each support point.
+    machine, expert : ndarray (L,)
+        Component l is expert ``expert[l]`` of machine ``machine[l]``.
+    """
+
+    coupling: np.ndarray
+    assignment: np.ndarray
+    machine: np.ndarray
+    expert: np.ndarray
+
+    def dominant(self):
+        """(L,) the reduced expert that receives most of each local component's mass."""
+        return self.coupling.argmax(axis=1)
+
+
+@dataclass
+class MMState:
+    """One MM iterate, for step-by-step teaching and inspection.
+
+    ``objective`` is R at (``experts_std``, ``variances``) with its optimal plan ``assignment``.
+    Expert coefficients are on the standardised support x (see ``ReductionProblem.scaler``).
+    """
+
+    iteration: int
+    objective: float
+    experts_std: np.ndarray
+    variances: np.ndarray
+    assignment: np.ndarray
+    D: np.ndarray
+
+
+@dataclass
+class ReductionResult:
+    """Output of :func:`reduce_mixtures`.
+
+    Attributes
+    ----------
+    params : MoEParams, the reduced K-expert MoE in original units
+    objective_history : ndarray (n_iter,), R at each MM iterate of the kept run (non-increasing)
+    objective : float, final R
+    n_iter : int ; converged : bool
+    init_objectives : ndarray (n_init,), final R of every initialisation
+    plan : TransportPlan
+    gate_targets : ndarray (S, K), the soft targets the reduced gate was fitted to
+    time : float, seconds
+    """
+
+    params: _m.MoEParams
+    objective_history: np.ndarray
+    objective: float
+    n_iter: int
+    converged: bool
+    init_objectives: np.ndarray
+    plan: TransportPlan
+    gate_targets: np.ndarray
+    time: float
+
+
+class ReductionProblem:
+    """The large mixture evaluated once on the support: everything MM iterates over.
+
+    Parameters
+    ----------
+    large : LargeMixture
+    X_support : ndarray (S, d)
+    """
+
+    def __init__(self, large: LargeMixture, X_support):
+        X_support = check_X(X_support, "X_support", n_features=large.n_features)
+        self.large = large
+        self.X = X_support
+        self.S = X_support.shape[0]
+        self.mass, self.mu = large.evaluate(X_support)
+        self.scaler = _m.Standardizer.fit(X_support)
+        self.XsT = self.scaler.design_T(X_support)
+        self.XX = pair_products(self.XsT)
+        self.p = self.XsT.shape[0]
+        L = large.experts.shape[1]
+        self._assign = np.empty((self.S, L), dtype=np.int64)
+
+    def plan(self, experts_std, variances):
+        """Optimal plan for the reduced experts: (objective, assignment, D, T, Q2, QV)."""
+        K = variances.shape[0]
+        m = self.XsT.T @ experts_std
+        D = np.empty((self.S, K))
+        T = np.empty((self.S, K))
+        Q2 = np.empty((self.S, K))
+        QV = np.empty((self.S, K))
+        obj = _plan_kernel(self.mass, self.mu, self.large.variances, m, variances, self._assign, D, T, Q2, QV)
+        return obj, self._assign.copy(), D, T, Q2, QV
+
+    def update(self, D, T, Q2, QV, experts_std, variances, variance_update="exact"):
+        """Exact minimisers (b_k, v_k) of the transport cost for the fixed plan.
+
+        A reduced expert that receives no mass keeps its previous value: R does not depend on it.
+        """
+        p = self.p
+        K = D.shape[1]
+        Dk = D.sum(axis=0)
+        G = sym_from_pairs(D.T @ self.XX.T, p)  # (K, p, p)
+        h = T.T @ self.XsT.T  # (K, p)
+        B = experts_std.copy()
+        V = variances.copy()
+        for k in range(K):
+            if not Dk[k] > 1e-300:
+                continue
+            Gk = G[k] + 1e-12 * np.trace(G[k]) / p * np.eye(p)
+            try:
+                B[:, k] = np.linalg.solve(Gk, h[k])
+            except np.linalg.LinAlgError:
+                B[:, k] = np.linalg.lstsq(Gk, h[k], rcond=None)[0]
+        m = self.XsT.T @ B
+        if variance_update == "exact":
+            num = (Q2 + QV - 2.0 * m * T + m * m * D).sum(axis=0)
+        else:  # the authors' code: only the local variances, not the spread of the local means
+            num = QV.sum(axis=0)
+        upd = Dk > 1e-300
+        # Floor against a zero variance, which only exact duplicates of noiseless experts reach.
+        V[upd] = np.maximum(num[upd] / Dk[upd], 1e-12 * max(self.large.variances.max(), 1e-300))
+        return B, V
+
+    def initial_experts(self, n_experts, rng):
+        """k-means on the L local expert vectors (standardised coefficients, log-variance)."""
+        coef = self.scaler.coef_to_standard(self.large.experts)  # (p, L)
+        scale = max(np.sqrt(np.mean(self.large.variances)), np.abs(coef).max() * 1e-6, 1e-300)
+        feats = np.column_stack([coef.T / scale, 0.5 * np.log(self.large.variances)])
+        # A component's weight in the large mixture: its mean gate mass on the support.
+        w = self.mass.mean(axis=0)
+        km = KMeans(n_experts, n_init=1, random_state=int(rng.integers(2**31 - 1)))
+        labels = km.fit_predict(feats, sample_weight=w + 1e-12)
+        B = np.empty((self.p, n_experts))
+        V = np.empty(n_experts)
+        for k in range(n_experts):
+            sel = labels == k
+            if not sel.any():  # k-means can leave a cluster empty with duplicated points
+                sel = np.zeros_like(sel)
+                sel[rng.integers(sel.size)] = True
+            ww = w[sel] + 1e-12
+            B[:, k] = coef[:, sel] @ ww / ww.sum()
+            V[k] = self.large.variances[sel] @ ww / ww.sum()
+        return B, V
+
+
+def mm_steps(problem: ReductionProblem, experts_std, variances, *, max_iter=200, tol=1e-8,
+             variance_update="exact"):
+    """Iterate MM from (experts_std (p, K), variances (K,)); yield an :class:`MMState` per iterate.
+
+    The first state is the initial point with its optimal plan; iteration stops when the
+    relative decrease of R falls below ``tol`` or after ``max_iter`` updates.
+    """
+    B = np.array(experts_std, dtype=np.float64)
+    V = np.array(variances, dtype=np.float64)
+    prev = None
+    for it in range(max_iter + 1):
+        obj, assign, D, T, Q2, QV = problem.plan(B, V)
+        yield MMState(it, obj, B, V, assign, D)
+        if prev is not None and prev - obj <= tol * abs(prev):
+            return
+        prev = obj
+        if it == max_iter:
+            return
+        B, V = problem.update(D, T, Q2, QV, B, V, variance_update)
+
+
+def transport_divergence(local_params, weights, params: _m.MoEParams, X):
+    """Expected transportation divergence R from a (large) mixture to ``params`` over X.
+
+    Parameters
+    ----------
+    local_params : list of MoEParams (or one MoEParams); weights : (M,) or None
+    params : MoEParams, the K-expert model the mass is transported to
+    X : (S, d) the points the expectation is taken over
+
+    Returns
+    -------
+    float: R >= 0, zero when ``params`` equals the (single) source model.
+    """
+    if isinstance(local_params, _m.MoEParams):
+        local_params = [local_params]
+    if weights is None:
+        weights = np.full(len(local_params), 1.0 / len(local_params))
+    problem = ReductionProblem(LargeMixture(list(local_params), weights), X)
+    return problem.plan(problem.scaler.coef_to_standard(params.experts), params.variances)[0]
+
+
+def reduce_mixtures(
+    local_params,
+    weights,
+    X_support,
+    n_experts,
+    *,
+    y_support=None,
+    n_init=3,
+    max_iter=200,
+    tol=1e-8,
+    variance_update="exact",
+    gate_targets="plan",
+    random_state=None,
+    callback=None,
+):
+    """Reduce M local MoEs to one K-expert MoE by the MM algorithm.
+
+    Parameters
+    ----------
+    local_params : list of MoEParams, length M
+    weights : array (M,), the machines' shares n_m / n (normalised here)
+    X_support : array (S, d), the supporting sample
+    n_experts : int, K
+    y_support : array (S,) or None, needed only for ``gate_targets="posterior"``
+    n_init : int, number of k-means initialisations; the lowest R is kept
+    max_iter, tol : MM stopping rule (relative decrease of R below ``tol``)
+    variance_update : {"exact", "authors"}
+        "exact" is the true minimiser of the transport cost; "authors" keeps only the local
+        variances, as the authors' MATLAB code does (inflates less with small shards, but is not
+        a descent step, so R may then increase).
+    gate_targets : {"plan", "posterior"}
+        Fit the reduced gate to the gate mass the plan sends to each expert (needs only x), or to
+        the reduced experts' posterior responsibilities on (x, y) support pairs.
+    random_state : int, SeedSequence or None
+    callback : callable(init_index, MMState) or None, called after every MM iterate
+
+    Returns
+    -------
+    ReductionResult
+    """
+    t0 = time.perf_counter()
+    n_experts = check_int(n_experts, "n_experts", low=1)
+    n_init = check_int(n_init, "n_init", low=1)
+    max_iter = check_int(max_iter, "max_iter", low=1)
+    tol = check_float(tol, "tol", low=0.0)
+    check_choice(variance_update, "variance_update", {"exact", "authors"})
+    check_choice(gate_targets, "gate_targets", {"plan", "posterior"})
+    large = LargeMixture(list(local_params), weights)
+    problem = ReductionProblem(large, X_support)
+    if problem.S < n_experts:
+        raise ValueError(
+            f"the supporting sample has {problem.S} points; it needs at least n_experts={n_experts}."
+        )
+    if gate_targets == "posterior":
+        if y_support is None:
+            raise ValueError('gate_targets="posterior" needs y_support (the support responses).')
+        y_support = np.asarray(y_support, dtype=np.float64).ravel()
+        if y_support.shape[0] != problem.S or not np.isfinite(y_support).all():
+            raise ValueError(f"y_support must hold {problem.S} finite values, one per support point.")
+    seeds = check_random_state_seed(random_state).spawn(n_init)
+
+    best = None
+    finals = []
+    for i, seed in enumerate(seeds):
+        B0, V0 = problem.initial_experts(n_experts, np.random.default_rng(seed))
+        history = []
+        state = None
+        for state in mm_steps(problem, B0, V0, max_iter=max_iter, tol=tol, variance_update=variance_update):
+            history.append(state.objective)
+            if callback is not None:
+                callback(i, state)
+        converged = len(history) <= max_iter or (
+            len(history) > 1 and history[-2] - history[-1] <= tol * abs(history[-2])
+        )
+        finals.append(state.objective)
+        if best is None or state.objective < best[0].objective:
+            best = (state, np.asarray(history), converged)
+    state, history, converged = best
+
+    targets = state.D  # (S, K): rows sum to one, the large MoE's gates summing to one
+    if gate_targets == "posterior":
+        m = problem.XsT.T @ state.experts_std
+        logp = np.log(np.maximum(targets, 1e-300)) - 0.5 * (
+            _m.LOG_2PI + np.log(state.variances) + (y_support[:, None] - m) ** 2 / state.variances
+        )
+        targets = np.exp(logp - logp.max(axis=1, keepdims=True))
+        targets /= targets.sum(axis=1, keepdims=True)
+    gates_std, _ = fit_softmax_gate(problem.XsT, np.ascontiguousarray(targets.T), XX=problem.XX)
+    params = _m.MoEParams(
+        problem.scaler.coef_to_original(gates_std),
+        problem.scaler.coef_to_original(state.experts_std),
+        state.variances,
+    )
+    L = large.experts.shape[1]
+    idx = (np.arange(L)[None, :] * n_experts + state.assignment).ravel()
+    coupling = np.bincount(idx, weights=problem.mass.ravel(), minlength=L * n_experts)
+    plan = TransportPlan(
+        coupling.reshape(L, n_experts) / problem.S, state.assignment, large.machine, large.expert
+    )
+    return ReductionResult(
+        params=params,
+        objective_history=history,
+        objective=float(history[-1]),
+        n_iter=len(history),
+        converged=bool(converged),
+        init_objectives=np.asarray(finals),
+        plan=plan,
+        gate_targets=targets,
+        time=time.perf_counter() - t0,
+    )
