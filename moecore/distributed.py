@@ -223,12 +223,15 @@ class DistributedMoE(BaseEstimator):
         return {k: getattr(self, k) for k in _EM_KEYS}
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y, *, progress=None):
+    def fit(self, X, y, *, machine=None, progress=None):
         """Shard (X, y) over the machines, fit them in parallel and reduce.
 
         Parameters
         ----------
         X : array-like (n, d) ; y : array-like (n,)
+        machine : array-like (n,) of ints in 0..M-1, or None
+            The machine holding each row, when the data is already partitioned (by site, by
+            day...); None shuffles the rows into M near-equal shards.
         progress : callable(stage, done, total) or None
             Called with ("local", machines done, M) as local fits finish and with
             ("mm", iteration, max iterations) during the reduction.
@@ -241,7 +244,10 @@ class DistributedMoE(BaseEstimator):
         ss = check_random_state_seed(self.random_state)
         seed_split, seed_support, seed_mm, seed_machines = ss.spawn(4)
         machine_seeds = seed_machines.spawn(M)
-        shards = split_shards(n, M, np.random.default_rng(seed_split))
+        if machine is None:
+            shards = split_shards(n, M, np.random.default_rng(seed_split))
+        else:
+            shards = _shards_from_labels(machine, n, M)
         results = self._fit_locals(X, y, shards, machine_seeds, progress)
         self.shards_ = shards
         self._collect(results, n)
@@ -413,6 +419,21 @@ class DistributedMoE(BaseEstimator):
         """Mean log-likelihood per sample under the reduced model."""
         self._check_is_fitted()
         return self.reduced_.score(X, y)
+
+
+def _shards_from_labels(machine, n, M):
+    machine = np.asarray(machine)
+    if machine.shape != (n,):
+        raise ValueError(f"machine must hold one machine index per row of X ({n}), got shape {machine.shape}.")
+    if machine.dtype.kind not in "iu":
+        raise TypeError(f"machine must hold integers in [0, {M - 1}], got dtype {machine.dtype}.")
+    if machine.min() < 0 or machine.max() >= M:
+        raise ValueError(f"machine indices must lie in [0, n_machines - 1] = [0, {M - 1}].")
+    shards = [np.flatnonzero(machine == m) for m in range(M)]
+    empty = [m for m, s in enumerate(shards) if s.size == 0]
+    if empty:
+        raise ValueError(f"machine(s) {empty} hold no rows: every one of the {M} machines needs data.")
+    return shards
 
 
 class _nullcontext:
