@@ -315,13 +315,16 @@ class MixtureOfExperts(BaseEstimator):
         reseeded = 0
         # An expert with fewer effective points than coefficients has an undetermined fit.
         min_mass = float(p)
-        for _ in range(self.max_iter):
+        for it in range(self.max_iter):
             ll, ll_i, tauT = _estep(XtT, y, logpT, experts, variances)
             if history and abs(ll - history[-1]) <= self.tol * abs(history[-1]):
                 history.append(ll)
                 converged = True
                 break
             history.append(ll)
+            if it == self.max_iter - 1:
+                # No M-step after the last E-step: the history ends with the returned parameters.
+                break
             Nk = tauT.sum(axis=1)
             if K > 1 and Nk.min() < min_mass:
                 gates, experts, variances, logpT = self._reseed(

@@ -1,0 +1,140 @@
+"""DistributedMoE on a real dask.distributed cluster (several worker processes).
+
+The local fits and the reduction must be those of the loky backend for the same random_state:
+the seeds are per machine, so where a fit runs cannot change it.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from moecore import DistributedMoE, simulate_design
+
+distributed = pytest.importorskip("distributed")
+
+K, M = 4, 4
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lc = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+            scheduler_port=0, silence_logs=40,
+        )
+    try:
+        yield lc
+    finally:
+        lc.close()
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    c = distributed.Client(cluster)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return simulate_design("separated-2d", 6000, random_state=3)
+
+
+def _fit(data, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return DistributedMoE(K, M, random_state=7, max_iter=100, **kw).fit(data.X, data.y)
+
+
+def _same(a, b):
+    for ma, mb in zip(a.local_models_, b.local_models_):
+        for name in ("gates_", "experts_", "variances_"):
+            np.testing.assert_allclose(getattr(ma, name), getattr(mb, name), rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(a.machines_, b.machines_)
+    np.testing.assert_allclose(a.weights_, b.weights_, rtol=0, atol=0)
+    for name in ("gates_", "experts_", "variances_"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(a.mm_history_, b.mm_history_, rtol=0, atol=1e-10)
+
+
+@pytest.fixture(scope="module")
+def loky_fit(data):
+    return _fit(data, backend="loky", n_jobs=2)
+
+
+def test_dask_without_client_is_a_clear_error(data):
+    # First in the module: no cluster fixture has created a default client yet.
+    try:
+        distributed.get_client()
+        pytest.skip("a default dask client exists in this process")
+    except ValueError:
+        pass
+    with pytest.raises(ValueError, match="needs a running dask client"):
+        _fit(data, backend="dask")
+
+
+def test_cluster_has_several_worker_processes(client):
+    info = client.scheduler_info()
+    assert len(info["workers"]) == 2
+    pids = set(client.run(lambda: __import__("os").getpid()).values())
+    assert len(pids) == 2 and __import__("os").getpid() not in pids
+
+
+def test_dask_client_equals_loky(client, data, loky_fit):
+    dm = _fit(data, backend="dask", scheduler=client)
+    _same(dm, loky_fit)
+    assert dm.timings_["learning_time"] > 0 and len(dm.timings_["local"]) == M
+
+
+def test_dask_scheduler_address_equals_loky(cluster, data, loky_fit):
+    addr = cluster.scheduler_address
+    assert isinstance(addr, str) and addr.startswith("tcp://")
+    dm = _fit(data, backend="dask", scheduler=addr)
+    _same(dm, loky_fit)
+
+
+def test_dask_current_client_and_progress(client, data, loky_fit):
+    calls = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        dm = DistributedMoE(K, M, random_state=7, max_iter=100, backend="dask").fit(
+            data.X, data.y, progress=lambda stage, done, total: calls.append((stage, done, total))
+        )
+    _same(dm, loky_fit)
+    local = [c for c in calls if c[0] == "local"]
+    assert [c[1] for c in local] == list(range(1, M + 1)) and all(c[2] == M for c in local)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2, 4])
+def test_determinism_across_n_jobs_and_backends(client, data, loky_fit, n_jobs):
+    """Issue 5: one random_state, identical parameters for every n_jobs and backend."""
+    _same(_fit(data, backend="loky", n_jobs=n_jobs), loky_fit)
+    _same(_fit(data, backend="threading", n_jobs=n_jobs), loky_fit)
+    if n_jobs == 1:
+        _same(_fit(data, backend="dask", scheduler=client), loky_fit)
+
+
+def test_dask_data_scattered_once_not_in_task_graph(client, data):
+    """The shards go to the workers by scatter: the submitted tasks carry only keys."""
+    seen = []
+    orig = client.scatter
+
+    def spy(obj, *a, **k):
+        seen.append(len(obj))
+        return orig(obj, *a, **k)
+
+    client.scatter = spy
+    try:
+        _fit(data, backend="dask", scheduler=client)
+    finally:
+        del client.scatter
+    assert seen == [M]
+
+
+def test_dask_bad_scheduler_type(data):
+    with pytest.raises(TypeError, match="scheduler must be None, an address string or a distributed.Client"):
+        _fit(data, backend="dask", scheduler=3.5)

@@ -1,0 +1,98 @@
+"""DistributedMoE: sharding, determinism across n_jobs and backends, failing machines, timings."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from moecore import DistributedMoE, LocalFitError
+from moecore.metrics import parameter_mse, rpe
+from moecore.simulation import simulate_design
+
+
+@pytest.fixture(scope="module")
+def data():
+    return simulate_design("separated-2d", 24000, random_state=11)
+
+
+def fit(data, **kw):
+    params = dict(n_experts=4, n_machines=8, random_state=3, n_init=2)
+    params.update(kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return DistributedMoE(**params).fit(data.X, data.y)
+
+
+def test_fit_attributes_and_timings(data):
+    dm = fit(data, n_jobs=2)
+    assert len(dm.local_models_) == 8 and dm.skipped_ == {}
+    np.testing.assert_allclose(dm.weights_.sum(), 1.0)
+    assert sorted(np.concatenate(dm.shards_).tolist()) == list(range(24000))
+    assert len(dm.support_indices_) == 24000 // (4 * 8)
+    assert dm.gates_.shape == dm.experts_.shape == (3, 4) and dm.variances_.shape == (4,)
+    assert np.all(np.diff(dm.mm_history_) <= 1e-9 * np.abs(dm.mm_history_[:-1]))
+    t = dm.timings_
+    assert t["local"].shape == (8,) and np.all(t["local"] > 0)
+    assert t["learning_time"] == pytest.approx(t["local_max"] + t["reduction"])
+    assert t["wall"] >= t["reduction"]
+    assert dm.transport_plan_.coupling.shape == (32, 4)
+    assert dm.predict(data.X[:10]).shape == (10,)
+    np.testing.assert_allclose(dm.predict_proba(data.X[:10]).sum(1), 1.0)
+    assert dm.score(data.X, data.y) == pytest.approx(dm.reduced_.score(data.X, data.y))
+
+
+def test_same_seed_same_result_for_any_n_jobs_and_backend(data):
+    ref = fit(data, n_jobs=1, backend="sequential")
+    for kw in ({"n_jobs": 2, "backend": "loky"}, {"n_jobs": 4, "backend": "loky"},
+               {"n_jobs": 2, "backend": "threading"}, {"n_jobs": 1, "backend": "loky"}):
+        other = fit(data, **kw)
+        np.testing.assert_array_equal(other.experts_, ref.experts_, err_msg=str(kw))
+        np.testing.assert_array_equal(other.gates_, ref.gates_, err_msg=str(kw))
+        np.testing.assert_array_equal(other.variances_, ref.variances_, err_msg=str(kw))
+    assert not np.array_equal(fit(data, random_state=4, n_jobs=1).experts_, ref.experts_)
+
+
+def test_support_size_and_variance_options(data):
+    dm = fit(data, support_size=500, n_jobs=1, variance_update="authors", gate_targets="posterior")
+    assert len(dm.support_indices_) == 500
+    with pytest.raises(ValueError, match="support_size"):
+        fit(data, support_size=24001)
+
+
+def test_failing_machines_are_named_or_skipped():
+    data = simulate_design("separated-2d", 32000, random_state=5)
+    test = simulate_design("separated-2d", 20000, random_state=6)
+    machine = np.repeat(np.arange(16), 2000)
+    np.random.default_rng(0).shuffle(machine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        full = DistributedMoE(4, 16, random_state=1, n_init=2, n_jobs=2).fit(data.X, data.y, machine=machine)
+    # Machines 3, 7 and 11 get a stuck sensor: a constant input column, which no MoE can fit.
+    X_bad = data.X.copy()
+    for m in (3, 7, 11):
+        X_bad[machine == m, 0] = 0.5
+    with pytest.raises(LocalFitError, match="machine 3 .*constant column"):
+        DistributedMoE(4, 16, random_state=1, n_init=2, n_jobs=2).fit(X_bad, data.y, machine=machine)
+    with pytest.warns(RuntimeWarning, match=r"skipped 3 failed machine\(s\) \[3, 7, 11\]"):
+        skip = DistributedMoE(4, 16, random_state=1, n_init=2, n_jobs=2, on_error="skip").fit(
+            X_bad, data.y, machine=machine
+        )
+    assert sorted(skip.skipped_) == [3, 7, 11] and "constant column" in skip.skipped_[3]
+    assert len(skip.local_models_) == 13
+    np.testing.assert_allclose(skip.weights_, np.full(13, 1 / 13))
+    # 13/16 of the data: the expert MSE may grow by about 16/13; allow twice the full run's.
+    mse_full = parameter_mse(full.params_, data.params)["experts"]
+    mse_skip = parameter_mse(skip.params_, data.params)["experts"]
+    assert mse_skip < 2 * mse_full + 1e-4, (mse_skip, mse_full)
+    r_full, r_skip = rpe(test.y, full.predict(test.X)), rpe(test.y, skip.predict(test.X))
+    assert r_skip < 1.05 * r_full
+
+
+def test_progress_callback_reports_every_machine_and_mm_iteration(data):
+    events = []
+    DistributedMoE(4, 8, random_state=0, n_jobs=1, backend="sequential").fit(
+        data.X, data.y, progress=lambda stage, done, total: events.append((stage, done, total))
+    )
+    local = [e for e in events if e[0] == "local"]
+    assert [e[1] for e in local] == list(range(1, 9)) and all(e[2] == 8 for e in local)
+    assert any(e[0] == "mm" for e in events)

@@ -1,0 +1,123 @@
+"""EM for the MoE: exact M-steps, monotone log-likelihood, recovery of the truth, the estimator API."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from moecore import ConvergenceWarning, MixtureOfExperts, MoEParams, NotFittedError
+from moecore.em import _wls_design, _wls_experts
+from moecore.metrics import parameter_mse
+from moecore.model import loglik_per_sample
+from moecore.simulation import DESIGNS, simulate_design
+
+
+def test_expert_m_step_is_the_exact_weighted_least_squares_minimiser():
+    rng = np.random.default_rng(0)
+    n, p, K = 500, 3, 2
+    XtT = np.vstack([np.ones(n), rng.normal(size=(p - 1, n))])
+    y = rng.normal(size=n)
+    tau = rng.dirichlet(np.ones(K), size=n).T
+    B, V = _wls_experts(_wls_design(XtT, y), tau, p, 1e-12)
+    for k in range(K):
+        w = tau[k]
+        # Closed form through lstsq on sqrt(w)-scaled rows.
+        b_ref = np.linalg.lstsq(XtT.T * np.sqrt(w)[:, None], y * np.sqrt(w), rcond=None)[0]
+        np.testing.assert_allclose(B[:, k], b_ref, rtol=1e-9)
+        v_ref = (w * (y - XtT.T @ b_ref) ** 2).sum() / w.sum()
+        np.testing.assert_allclose(V[k], v_ref, rtol=1e-9)
+
+        def q(b, v):  # expected complete-data log-likelihood of expert k
+            r = y - XtT.T @ b
+            return -0.5 * (w * (np.log(v) + r * r / v)).sum()
+
+        best = q(B[:, k], V[k])
+        for _ in range(20):
+            db = rng.normal(scale=1e-3, size=p)
+            assert q(B[:, k] + db, V[k]) <= best
+            assert q(B[:, k], V[k] * np.exp(rng.normal(scale=1e-3))) <= best
+
+
+@pytest.mark.parametrize("name", sorted(DESIGNS))
+def test_loglik_never_decreases(name):
+    data = simulate_design(name, 3000, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for init in ("kmeans", "random"):
+            est = MixtureOfExperts(data.params.n_experts, init=init, max_iter=150, random_state=0).fit(data.X, data.y)
+            h = est.loglik_history_
+            assert len(h) == est.n_iter_ >= 2
+            assert np.all(np.diff(h) >= -1e-9 * np.abs(h[:-1]))
+            # The last entry is the log-likelihood of the returned parameters.
+            np.testing.assert_allclose(h[-1], loglik_per_sample(data.X, data.y, est.params_).sum(), rtol=1e-9)
+
+
+def test_recovers_the_teaching_design_and_mse_falls_with_n():
+    design = DESIGNS["teaching-1d"]
+    mses = []
+    for n in (1000, 10000, 100000):
+        data = simulate_design("teaching-1d", n, random_state=n)
+        est = MixtureOfExperts(3, n_init=2, random_state=0).fit(data.X, data.y)
+        mses.append(parameter_mse(est.params_, design.params)["experts"])
+    # Expert MSE scales like 1/n: each tenfold increase must cut it by well over half.
+    assert mses[1] < 0.5 * mses[0] and mses[2] < 0.5 * mses[1], mses
+    # At n = 1e5 the expert coefficients are within a few standard errors (~0.003) of the truth.
+    assert mses[2] < 1e-3
+
+
+def test_estimator_api():
+    data = simulate_design("two-experts-1d", 4000, random_state=2)
+    est = MixtureOfExperts(2, random_state=0)
+    with pytest.raises(NotFittedError):
+        est.predict(data.X)
+    est.fit(data.X, data.y)
+    assert est.gates_.shape == (2, 2) and np.all(est.gates_[:, -1] == 0)
+    assert est.experts_.shape == (2, 2) and est.variances_.shape == (2,)
+    assert est.converged_ and est.n_iter_ == len(est.loglik_history_)
+    assert est.predict(data.X).shape == (4000,)
+    P = est.predict_proba(data.X)
+    np.testing.assert_allclose(P.sum(1), 1.0)
+    np.testing.assert_allclose(est.score(data.X, data.y) * 4000, est.loglik_, rtol=1e-9)
+    k = est.n_parameters()
+    assert k == 2 + 4 + 2
+    np.testing.assert_allclose(est.bic(data.X, data.y), -2 * est.loglik_ + k * np.log(4000), rtol=1e-9)
+    np.testing.assert_allclose(est.aic(data.X, data.y), -2 * est.loglik_ + 2 * k, rtol=1e-9)
+    # Two experts explain this data better than one (BIC), and the truth scores close to the fit.
+    one = MixtureOfExperts(1).fit(data.X, data.y)
+    assert est.bic(data.X, data.y) < one.bic(data.X, data.y)
+    truth = MixtureOfExperts.from_params(data.params)
+    assert abs(truth.score(data.X, data.y) - est.score(data.X, data.y)) < 0.01
+
+
+def test_same_seed_same_fit_and_n_init_keeps_the_best():
+    data = simulate_design("separated-2d", 3000, random_state=5)
+    a = MixtureOfExperts(4, init="random", n_init=1, random_state=7).fit(data.X, data.y)
+    b = MixtureOfExperts(4, init="random", n_init=1, random_state=7).fit(data.X, data.y)
+    np.testing.assert_array_equal(a.experts_, b.experts_)
+    c = MixtureOfExperts(4, init="random", n_init=4, random_state=7).fit(data.X, data.y)
+    assert c.loglik_ >= a.loglik_ - 1e-9
+
+
+def test_convergence_warning_at_max_iter():
+    data = simulate_design("overlapping-5d", 2000, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        est = MixtureOfExperts(3, max_iter=2, random_state=0).fit(data.X, data.y)
+    assert not est.converged_ and est.n_iter_ == 2
+
+
+def test_invariant_to_affine_rescaling_of_x_and_y():
+    data = simulate_design("two-experts-1d", 3000, random_state=3)
+    a = MixtureOfExperts(2, random_state=0).fit(data.X, data.y)
+    b = MixtureOfExperts(2, random_state=0).fit(1000.0 + 50.0 * data.X, -20.0 + 0.01 * data.y)
+    # Same partition, same fit: predictions map through the affine change of y.
+    np.testing.assert_allclose(b.predict(1000.0 + 50.0 * data.X), -20.0 + 0.01 * a.predict(data.X), rtol=1e-6, atol=1e-8)
+
+
+def test_from_params_builds_a_usable_model():
+    prm = DESIGNS["separated-2d"].params
+    est = MixtureOfExperts.from_params(gates=prm.gates, experts=prm.experts, variances=prm.variances)
+    assert isinstance(est.params_, MoEParams)
+    X = np.zeros((1, 2))
+    assert est.predict(X).shape == (1,)
+    with pytest.raises(TypeError):
+        MixtureOfExperts.from_params("not params")

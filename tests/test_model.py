@@ -1,0 +1,95 @@
+"""The MoE density, gates, prediction and the standardisation maps, against direct formulas."""
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+from scipy.stats import norm
+
+from moecore import MoEParams
+from moecore import model as m
+from moecore.simulation import get_design, simulate
+
+RNG = np.random.default_rng(12)
+
+
+def random_params(d=2, K=3, rng=RNG):
+    g = rng.normal(size=(d + 1, K))
+    return MoEParams(g, rng.normal(size=(d + 1, K)), rng.uniform(0.1, 2.0, K))
+
+
+def test_params_pin_last_gate_column():
+    p = random_params()
+    assert np.all(p.gates[:, -1] == 0)
+
+
+def test_gate_proba_is_softmax_and_invariant_to_pinning():
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(3, 4))
+    p = MoEParams(g, rng.normal(size=(3, 4)), np.ones(4))
+    X = rng.normal(size=(50, 2))
+    Xt = np.hstack([np.ones((50, 1)), X])
+    # Adding the same vector to every gate column leaves the softmax unchanged.
+    np.testing.assert_allclose(m.gate_proba(X, p), softmax(Xt @ g, axis=1), rtol=1e-12)
+
+
+def test_densities_and_prediction_match_direct_formulas():
+    p = random_params()
+    X = RNG.normal(size=(40, 2))
+    y = RNG.normal(size=40)
+    Xt = np.hstack([np.ones((40, 1)), X])
+    pi = softmax(Xt @ p.gates, axis=1)
+    mu = Xt @ p.experts
+    dens = norm.pdf(y[:, None], mu, np.sqrt(p.variances))
+    np.testing.assert_allclose(np.exp(m.log_expert_density(X, y, p)), dens, rtol=1e-12)
+    np.testing.assert_allclose(m.loglik_per_sample(X, y, p), np.log((pi * dens).sum(1)), rtol=1e-12)
+    np.testing.assert_allclose(m.posterior_proba(X, y, p), pi * dens / (pi * dens).sum(1, keepdims=True), rtol=1e-10)
+    np.testing.assert_allclose(m.predict_mean(X, p), (pi * mu).sum(1), rtol=1e-12)
+
+
+def test_log_domain_survives_extreme_values():
+    p = MoEParams([[0.0, 0.0], [800.0, 0.0]], [[0.0, 100.0], [1.0, 0.0]], [1e-4, 1e-4])
+    X = np.array([[-5.0], [5.0]])
+    y = np.array([1e3, -1e3])
+    assert np.all(np.isfinite(m.loglik_per_sample(X, y, p)))
+    assert np.all(np.isfinite(m.posterior_proba(X, y, p)))
+
+
+def test_standardizer_maps_are_exact_inverses_and_preserve_the_model():
+    p = random_params(d=3, K=2)
+    X = RNG.normal(3.0, 5.0, size=(200, 3))
+    y = RNG.normal(10.0, 4.0, size=200)
+    sc = m.Standardizer.fit(X, y)
+    gs, es, vs = sc.params_to_standard(p)
+    back = sc.params_to_original(gs, es, vs)
+    np.testing.assert_allclose(back.vector(), p.vector(), rtol=1e-10, atol=1e-12)
+    # The standardised model on standardised data has the same density up to the y Jacobian.
+    ps = MoEParams(gs, es, vs)
+    ll_orig = m.loglik_per_sample(X, y, p)
+    ll_std = m.loglik_per_sample(sc.transform_X(X), sc.transform_y(y), ps) - np.log(sc.y_scale)
+    np.testing.assert_allclose(ll_orig, ll_std, rtol=1e-10)
+
+
+def test_params_json_round_trip_and_validation():
+    p = random_params()
+    q = MoEParams.from_dict(p.to_dict())
+    np.testing.assert_array_equal(p.vector(), q.vector())
+    with pytest.raises(ValueError, match="variances"):
+        MoEParams(p.gates, p.experts, -p.variances)
+    with pytest.raises(ValueError, match="agree"):
+        MoEParams(p.gates[:, :2], p.experts, p.variances)
+    with pytest.raises(ValueError, match="lack"):
+        MoEParams.from_dict({"gates": [[0.0]]})
+
+
+def test_simulation_draws_labels_from_the_gates():
+    design = get_design("teaching-1d")
+    data = simulate(design.params, 40000, x_dist="uniform", x_scale=3.0, random_state=3)
+    pi = m.gate_proba(data.X, design.params)
+    # The label frequencies match the mean gate probabilities (binomial standard error ~0.0024).
+    np.testing.assert_allclose(np.bincount(data.labels, minlength=3) / 40000, pi.mean(0), atol=0.01)
+    resid = data.y - m.expert_means(data.X, design.params)[np.arange(40000), data.labels]
+    for k in range(3):
+        v = resid[data.labels == k].var()
+        # chi-square: sd of the sample variance is v * sqrt(2 / n_k) <= 0.0015 here.
+        assert abs(v - design.params.variances[k]) < 5 * design.params.variances[k] * np.sqrt(2 / (data.labels == k).sum())
+    assert np.abs(data.X).max() <= 3.0

@@ -1,0 +1,134 @@
+"""The OT/MM reduction: the KL cost, the optimal plan, exact M-steps, monotone MM, and sanity cases."""
+
+import numpy as np
+import pytest
+from scipy.integrate import quad
+from scipy.optimize import linprog
+from scipy.stats import norm
+
+from moecore import MixtureOfExperts, MoEParams
+from moecore.alignment import align_to
+from moecore.reduction import (
+    LargeMixture,
+    ReductionProblem,
+    kl_cost,
+    mm_steps,
+    reduce_mixtures,
+    transport_divergence,
+)
+from moecore.simulation import DESIGNS, simulate_design
+
+
+def test_kl_cost_matches_numerical_integration():
+    m1, v1, m2, v2 = 0.3, 0.5, -0.7, 1.7
+    integrand = lambda t: norm.pdf(t, m1, np.sqrt(v1)) * (norm.logpdf(t, m1, np.sqrt(v1)) - norm.logpdf(t, m2, np.sqrt(v2)))
+    ref = quad(integrand, -20, 20)[0]
+    np.testing.assert_allclose(kl_cost(m1, v1, m2, v2), ref, rtol=1e-8)
+    assert kl_cost(1.0, 2.0, 1.0, 2.0) == 0.0
+
+
+def local_models(n=4000, M=3, seed=0, design="teaching-1d"):
+    data = simulate_design(design, n * M, random_state=seed)
+    K = data.params.n_experts
+    models = [
+        MixtureOfExperts(K, n_init=2, random_state=m).fit(data.X[m::M], data.y[m::M]).params_ for m in range(M)
+    ]
+    return data, models
+
+
+def test_plan_is_the_optimal_transport_plan():
+    data, models = local_models(n=600, M=2)
+    prob = ReductionProblem(LargeMixture(models, [0.5, 0.5]), data.X[:5])
+    rng = np.random.default_rng(1)
+    B = rng.normal(size=(2, 3))
+    V = rng.uniform(0.05, 0.5, 3)
+    obj, assign, D, *_ = prob.plan(B, V)
+    m = prob.XsT.T @ B
+    L, K = prob.mass.shape[1], 3
+    total = 0.0
+    for s in range(prob.S):
+        C = kl_cost(prob.mu[s][:, None], prob.large.variances[:, None], m[s][None, :], V[None, :])
+        # Linear programme over plans with row l summing to the component's mass, columns free.
+        A_eq = np.kron(np.eye(L), np.ones(K))
+        res = linprog(C.ravel(), A_eq=A_eq, b_eq=prob.mass[s], bounds=(0, None), method="highs")
+        total += res.fun
+        np.testing.assert_allclose((C[np.arange(L), assign[s]] * prob.mass[s]).sum(), res.fun, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(obj, total / prob.S, rtol=1e-9)
+    # The plan's column sums D are the large mixture's gate mass routed to each reduced expert.
+    np.testing.assert_allclose(D.sum(1), 1.0, rtol=1e-12)
+
+
+def test_mm_update_is_the_exact_minimiser_for_the_fixed_plan():
+    data, models = local_models(n=800, M=3)
+    prob = ReductionProblem(LargeMixture(models, np.ones(3)), data.X[:300])
+    rng = np.random.default_rng(2)
+    B0, V0 = prob.initial_experts(3, rng)
+    _, assign, D, T, Q2, QV = prob.plan(B0, V0)
+    B, V = prob.update(D, T, Q2, QV, B0, V0, "exact")
+    S, L = prob.mass.shape
+
+    def cost(Bk, Vk, k):
+        mk = prob.XsT.T @ Bk
+        P = prob.mass * (assign == k)
+        return (P * kl_cost(prob.mu, prob.large.variances[None, :], mk[:, None], Vk)).sum()
+
+    for k in range(3):
+        best = cost(B[:, k], V[k], k)
+        for _ in range(20):
+            assert cost(B[:, k] + rng.normal(scale=1e-3, size=2), V[k], k) >= best - 1e-12
+            assert cost(B[:, k], V[k] * np.exp(rng.normal(scale=1e-3)), k) >= best - 1e-12
+
+
+@pytest.mark.parametrize("variance_update", ["exact", "authors"])
+def test_mm_objective_never_increases_with_the_exact_update(variance_update):
+    data, models = local_models(n=1500, M=4, design="separated-2d")
+    prob = ReductionProblem(LargeMixture(models, np.ones(4)), data.X[:800])
+    B0, V0 = prob.initial_experts(4, np.random.default_rng(0))
+    hist = [s.objective for s in mm_steps(prob, B0, V0, max_iter=100, tol=0, variance_update=variance_update)]
+    assert len(hist) >= 2
+    if variance_update == "exact":
+        assert np.all(np.diff(hist) <= 1e-9 * np.abs(hist[:-1]))
+    # For one plan, the authors' variance drops a non-negative term of the exact minimiser's.
+    _, _, D, T, Q2, QV = prob.plan(B0, V0)
+    _, V_exact = prob.update(D, T, Q2, QV, B0, V0, "exact")
+    _, V_auth = prob.update(D, T, Q2, QV, B0, V0, "authors")
+    assert np.all(V_auth <= V_exact) and np.any(V_auth < V_exact)
+
+
+def test_reducing_copies_of_one_model_returns_it():
+    prm = DESIGNS["separated-2d"].params
+    X = simulate_design("separated-2d", 500, random_state=0).X
+    res = reduce_mixtures([prm] * 5, np.ones(5), X, 4, random_state=0)
+    assert res.objective < 1e-10
+    got = align_to(prm, res.params)
+    np.testing.assert_allclose(got.experts, prm.experts, atol=1e-8)
+    np.testing.assert_allclose(got.variances, prm.variances, rtol=1e-8)
+    # The gate is refitted to plan targets equal to the true gates on the support.
+    from moecore.model import gate_proba
+
+    np.testing.assert_allclose(gate_proba(X, got), gate_proba(X, prm), atol=1e-3)
+    assert transport_divergence([prm], None, prm, X) < 1e-12
+
+
+def test_plan_couples_each_local_expert_to_its_match():
+    data, models = local_models(n=5000, M=3)
+    res = reduce_mixtures(models, np.ones(3), data.X[:2000], 3, random_state=0)
+    plan = res.plan
+    np.testing.assert_allclose(plan.coupling.sum(), 1.0, rtol=1e-10)
+    assert plan.coupling.shape == (9, 3)
+    for m in range(3):
+        rows = plan.machine == m
+        # Each machine's three experts go to three different reduced experts.
+        assert len(set(plan.dominant()[rows])) == 3
+        aligned = align_to(res.params, models[m])
+        perm = plan.dominant()[rows]
+        np.testing.assert_allclose(models[m].experts[:, np.argsort(perm)], aligned.experts)
+
+
+def test_posterior_gate_targets_option():
+    data, models = local_models(n=3000, M=2)
+    Xs, ys = data.X[:1000], data.y[:1000]
+    res = reduce_mixtures(models, [1, 1], Xs, 3, y_support=ys, gate_targets="posterior", random_state=0)
+    np.testing.assert_allclose(res.gate_targets.sum(1), 1.0)
+    with pytest.raises(ValueError, match="y_support"):
+        reduce_mixtures(models, [1, 1], Xs, 3, gate_targets="posterior")
