@@ -1,0 +1,219 @@
+"""DistributedMoE.fit_shards: one CSV or Parquet file per machine, each read where it is fitted."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from moecore import DistributedMoE, simulate_design
+from moecore.alignment import align_to
+from moecore.shards import ShardError, allocate_support, inspect_shard, read_shard
+
+K, M, N = 4, 4, 6000
+
+
+@pytest.fixture(scope="module")
+def data():
+    d = simulate_design("separated-2d", N, random_state=11)
+    d.machine = np.random.default_rng(5).integers(0, M, N)
+    return d
+
+
+def write_shards(data, folder, kinds=("csv", "parquet", "csv", "parquet")):
+    paths = []
+    for m in range(M):
+        sel = data.machine == m
+        df = pd.DataFrame({"x1": data.X[sel, 0], "x2": data.X[sel, 1], "y": data.y[sel]})
+        path = folder / f"machine{m}.{kinds[m % len(kinds)]}"
+        df.to_csv(path, index=False) if kinds[m % len(kinds)] == "csv" else df.to_parquet(path)
+        paths.append(str(path))
+    return paths
+
+
+def fit(paths, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return DistributedMoE(K, M, random_state=2, max_iter=100, **kw).fit_shards(paths)
+
+
+@pytest.fixture(scope="module")
+def shard_paths(data, tmp_path_factory):
+    return write_shards(data, tmp_path_factory.mktemp("shards"))
+
+
+@pytest.fixture(scope="module")
+def array_fit(data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return DistributedMoE(K, M, random_state=2, max_iter=100, n_jobs=2).fit(
+            data.X, data.y, machine=data.machine
+        )
+
+
+@pytest.fixture(scope="module")
+def loky_fit(shard_paths):
+    return fit(shard_paths, n_jobs=2)
+
+
+def test_round_trip_of_files_is_exact(data, shard_paths):
+    for m, p in enumerate(shard_paths):
+        X, y, feats = read_shard(p)
+        sel = data.machine == m
+        assert feats == ["x1", "x2"]
+        np.testing.assert_array_equal(X, data.X[sel])
+        np.testing.assert_array_equal(y, data.y[sel])
+        assert inspect_shard(m, p).n_samples == sel.sum()
+
+
+def test_local_models_equal_the_array_path(loky_fit, array_fit, data):
+    """Same rows per machine and the same per-machine seeds: identical local models."""
+    np.testing.assert_array_equal(loky_fit.shard_sizes_, np.bincount(data.machine, minlength=M))
+    np.testing.assert_allclose(loky_fit.weights_, array_fit.weights_, rtol=0, atol=1e-15)
+    for a, b in zip(loky_fit.local_models_, array_fit.local_models_):
+        np.testing.assert_array_equal(a.experts_, b.experts_)
+        np.testing.assert_array_equal(a.gates_, b.gates_)
+        np.testing.assert_array_equal(a.variances_, b.variances_)
+
+
+def test_reduced_model_close_to_the_array_path(loky_fit, array_fit, data):
+    """Only the supporting sample differs (stratified by machine here): same model up to noise."""
+    a = align_to(array_fit.params_, loky_fit.params_)
+    np.testing.assert_allclose(a.experts, array_fit.params_.experts, atol=0.05)
+    np.testing.assert_allclose(a.variances, array_fit.params_.variances, rtol=0.05)
+    assert abs(loky_fit.score(data.X, data.y) - array_fit.score(data.X, data.y)) < 0.01
+
+
+def test_support_drawn_from_every_shard_proportionally(loky_fit, data):
+    S = N // (4 * M)
+    sizes = loky_fit.shard_sizes_
+    shares = loky_fit.support_shares_
+    assert shares.sum() == S == len(loky_fit.support_y_) == len(loky_fit.support_X_)
+    assert np.all(np.abs(shares - S * sizes / sizes.sum()) < 1)
+    # Every support point is a row of its machine's shard, and none is drawn twice.
+    start = 0
+    for m, s in enumerate(shares):
+        sel = data.machine == m
+        rows = {tuple(r) for r in np.column_stack([data.X[sel], data.y[sel]])}
+        got = np.column_stack([loky_fit.support_X_[start:start + s], loky_fit.support_y_[start:start + s]])
+        assert all(tuple(r) in rows for r in got) and len({tuple(r) for r in got}) == s
+        start += s
+    assert loky_fit.timings_["read"].shape == (M,) and loky_fit.timings_["learning_time"] > 0
+
+
+@pytest.mark.parametrize("backend,n_jobs", [("sequential", None), ("threading", 2), ("loky", 1)])
+def test_same_result_for_every_backend(shard_paths, loky_fit, backend, n_jobs):
+    other = fit(shard_paths, backend=backend, n_jobs=n_jobs)
+    np.testing.assert_array_equal(other.experts_, loky_fit.experts_)
+    np.testing.assert_array_equal(other.gates_, loky_fit.gates_)
+    np.testing.assert_array_equal(other.support_X_, loky_fit.support_X_)
+
+
+def test_dask_shards_equal_loky(shard_paths, loky_fit):
+    distributed = pytest.importorskip("distributed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=40)
+    try:
+        with distributed.Client(cluster) as client:
+            dm = fit(shard_paths, backend="dask", scheduler=client)
+            # Pinning each file to a named worker (the host that holds it) gives the same fit.
+            workers = sorted(client.scheduler_info()["workers"])
+            pinned = fit(shard_paths, backend="dask", scheduler=client,
+                         workers=[workers[m % len(workers)] for m in range(M)])
+            with pytest.raises(ShardError, match="does not exist"):
+                fit(shard_paths[:-1] + [shard_paths[-1] + ".missing.csv"], backend="dask", scheduler=client)
+    finally:
+        cluster.close()
+    for got in (dm, pinned):
+        np.testing.assert_allclose(got.experts_, loky_fit.experts_, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(got.gates_, loky_fit.gates_, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(got.variances_, loky_fit.variances_, rtol=0, atol=1e-10)
+        np.testing.assert_array_equal(got.support_X_, loky_fit.support_X_)
+
+
+def test_explicit_features_and_response(data, tmp_path):
+    paths = []
+    for m in range(M):
+        sel = data.machine == m
+        df = pd.DataFrame({"id": np.arange(sel.sum()), "target": data.y[sel], "b": data.X[sel, 1],
+                           "a": data.X[sel, 0]})
+        p = tmp_path / f"m{m}.csv"
+        df.to_csv(p, index=False)
+        paths.append(str(p))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        dm = DistributedMoE(K, M, random_state=2, max_iter=100, backend="sequential").fit_shards(
+            paths, response="target", features=["a", "b"])
+    assert list(dm.feature_names_in_) == ["a", "b"]
+    assert dm.predict(data.X[:5]).shape == (5,)
+
+
+# ---------------------------------------------------------------------- errors
+def test_missing_file_named(shard_paths, tmp_path):
+    bad = shard_paths[:-1] + [str(tmp_path / "nowhere.csv")]
+    with pytest.raises(ShardError, match=r"nowhere\.csv.*does not exist"):
+        fit(bad, backend="sequential")
+
+
+def test_wrong_number_of_files(shard_paths):
+    with pytest.raises(ValueError, match="got 3 file.*n_machines=4"):
+        fit(shard_paths[:3])
+    with pytest.raises(TypeError, match="list of files"):
+        fit(shard_paths[0])
+
+
+def test_unknown_suffix(shard_paths):
+    with pytest.raises(ShardError, match="unknown file type"):
+        fit(shard_paths[:-1] + ["data.xlsx"])
+
+
+def _write(tmp_path, name, df):
+    p = tmp_path / name
+    df.to_parquet(p) if name.endswith(".parquet") else df.to_csv(p, index=False)
+    return str(p)
+
+
+def test_missing_columns_named(shard_paths, tmp_path):
+    df = pd.read_csv(shard_paths[0]).rename(columns={"y": "response"})
+    bad = _write(tmp_path, "noy.csv", df)
+    with pytest.raises(ShardError, match=r"noy\.csv.*no response column 'y'"):
+        fit(shard_paths[:-1] + [bad], backend="sequential")
+    with pytest.raises(ShardError, match=r"lacks the feature column\(s\) \['x3'\]"):
+        DistributedMoE(K, M, backend="sequential").fit_shards(shard_paths, features=["x1", "x3"])
+    other = _write(tmp_path, "extra.parquet", pd.read_csv(shard_paths[0]).assign(x3=1.0))
+    with pytest.raises(ShardError, match=r"extra\.parquet.*same features"):
+        fit(shard_paths[:-1] + [other], backend="sequential")
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_non_numeric_column_named(shard_paths, tmp_path, suffix):
+    df = pd.read_csv(shard_paths[0])
+    df["x2"] = df["x2"].astype(object)
+    df.loc[7, "x2"] = "oops"
+    bad = _write(tmp_path, f"text.{suffix}", df)
+    with pytest.raises(ShardError, match=r"column 'x2' is not numeric.*row 7 holds 'oops'"):
+        fit(shard_paths[:-1] + [bad], backend="sequential")
+
+
+def test_missing_values_named(shard_paths, tmp_path):
+    df = pd.read_csv(shard_paths[0])
+    df.loc[3, "y"] = np.nan
+    bad = _write(tmp_path, "nan.parquet", df)
+    with pytest.raises(ShardError, match=r"column 'y' holds 1 missing.*row 3"):
+        fit(shard_paths[:-1] + [bad], n_jobs=2)
+
+
+def test_too_small_shard(shard_paths, tmp_path):
+    bad = _write(tmp_path, "tiny.csv", pd.read_csv(shard_paths[0]).head(5))
+    with pytest.raises(ValueError, match=r"tiny\.csv.*holds 5 rows"):
+        fit(shard_paths[:-1] + [bad], backend="sequential")
+
+
+def test_allocate_support():
+    np.testing.assert_array_equal(allocate_support(10, [5, 5, 10]), [3, 2, 5])
+    np.testing.assert_array_equal(allocate_support(100, [3, 4]), [3, 4])
+    for S, sizes in [(37, [10, 20, 33, 7]), (1, [1, 1]), (500, [1000, 1, 999])]:
+        a = allocate_support(S, sizes)
+        assert a.sum() == min(S, sum(sizes)) and np.all(a <= sizes)
