@@ -261,7 +261,6 @@ class DistributedMoE(BaseEstimator):
     def _fit_locals(self, X, y, shards, seeds, progress):
         K = self.n_experts
         em = self._em_params()
-        M = len(shards)
         if self.backend == "dask":
             return self._fit_locals_dask(X, y, shards, seeds, progress)
         process = self.backend in ("loky", "multiprocessing")
@@ -269,6 +268,16 @@ class DistributedMoE(BaseEstimator):
             delayed(fit_local)(m, X[idx], y[idx], K, em, seeds[m], process)
             for m, idx in enumerate(shards)
         )
+        return self._run_joblib(tasks, len(shards), progress)
+
+    def _run_joblib(self, tasks, M, progress, key=None):
+        """Run joblib tasks on the configured backend; results in machine order.
+
+        ``key(result)`` gives a result's machine index (default ``result.index``).  Shared by the
+        array path (:meth:`fit`) and the shard-file path (:meth:`fit_shards`).
+        """
+        key = key or (lambda r: r.index)
+        process = self.backend in ("loky", "multiprocessing")
         results = [None] * M
         n_jobs = 1 if self.backend == "sequential" else self.n_jobs
         backend = "sequential" if self.backend == "sequential" else self.backend
@@ -276,53 +285,92 @@ class DistributedMoE(BaseEstimator):
         with threadpool_limits(1) if not process else _nullcontext():
             par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")
             for done, res in enumerate(par(tasks), start=1):
-                results[res.index] = res
+                results[key(res)] = res
                 if progress is not None:
                     progress("local", done, M)
         return results
 
-    def _fit_locals_dask(self, X, y, shards, seeds, progress):
+    def _dask_client(self):
+        """Context manager yielding the dask Client of ``scheduler`` (closed after if we opened it)."""
         try:
-            from distributed import Client, as_completed, get_client
+            from distributed import Client, get_client
         except ImportError:  # pragma: no cover - dask is a requirement
             raise ImportError('backend="dask" needs the "distributed" package.') from None
-        own = False
-        if self.scheduler is None:
-            try:
-                client = get_client()
-            except ValueError:
-                raise ValueError(
-                    'backend="dask" needs a running dask client: pass scheduler="tcp://host:port" '
-                    "or a distributed.Client, or create a Client first."
-                ) from None
-        elif isinstance(self.scheduler, str):
-            client = Client(self.scheduler)
-            own = True
-        elif isinstance(self.scheduler, Client):
-            client = self.scheduler
-        else:
-            raise TypeError(
-                "scheduler must be None, an address string or a distributed.Client, got "
-                f"{type(self.scheduler).__name__}."
-            )
-        try:
-            # Each shard travels once, to the worker that will fit it.
+        from contextlib import contextmanager
+
+        @contextmanager
+        def ctx():
+            if self.scheduler is None:
+                try:
+                    client = get_client()
+                except ValueError:
+                    raise ValueError(
+                        'backend="dask" needs a running dask client: pass scheduler="tcp://host:port" '
+                        "or a distributed.Client, or create a Client first."
+                    ) from None
+                yield client
+            elif isinstance(self.scheduler, str):
+                try:
+                    client = Client(self.scheduler, timeout=30)
+                except OSError as exc:
+                    raise OSError(
+                        f"could not connect to the dask scheduler at {self.scheduler!r}: {exc}"
+                    ) from None
+                try:
+                    yield client
+                finally:
+                    client.close()
+            elif isinstance(self.scheduler, Client):
+                yield self.scheduler
+            else:
+                raise TypeError(
+                    "scheduler must be None, an address string or a distributed.Client, got "
+                    f"{type(self.scheduler).__name__}."
+                )
+
+        return ctx()
+
+    @staticmethod
+    def _gather_dask(futures, M, progress, key=None):
+        """Results of dask futures in machine order, reporting progress as they complete."""
+        from distributed import as_completed
+
+        key = key or (lambda r: r.index)
+        results = [None] * M
+        for done, fut in enumerate(as_completed(futures), start=1):
+            res = fut.result()
+            results[key(res)] = res
+            if progress is not None:
+                progress("local", done, M)
+        return results
+
+    def _fit_locals_dask(self, X, y, shards, seeds, progress):
+        with self._dask_client() as client:
+            # Each shard travels once, to the worker that will fit it: scatter places the data,
+            # the task then runs where its data already is (no pickling of arrays per task).
             data = client.scatter([(X[idx], y[idx]) for idx in shards])
-            futures = [
-                client.submit(_fit_local_packed, m, data[m], self.n_experts, self._em_params(), seeds[m], pure=False)
-                for m in range(len(shards))
-            ]
-            results = [None] * len(shards)
-            for done, fut in enumerate(as_completed(futures), start=1):
-                res = fut.result()
-                results[res.index] = res
-                if progress is not None:
-                    progress("local", done, len(shards))
-            client.cancel(data)
-            return results
-        finally:
-            if own:
-                client.close()
+            try:
+                futures = [
+                    client.submit(_fit_local_packed, m, data[m], self.n_experts, self._em_params(),
+                                  seeds[m], pure=False)
+                    for m in range(len(shards))
+                ]
+                return self._gather_dask(futures, len(shards), progress)
+            finally:
+                client.cancel(data)
+
+    def fit_shards(self, paths, *, response="y", features=None, workers=None, progress=None):
+        """Fit from data that already lives on the machines: one CSV or Parquet file per machine.
+
+        Each file is read by the worker that fits it (the full data never passes through one
+        process); each worker also draws its share of the supporting sample, proportional to its
+        number of rows, with its own seed.  Then the local models are reduced as in :meth:`fit`.
+        See :func:`moecore.shards.fit_shards` for the parameters.
+        """
+        from .shards import fit_shards
+
+        return fit_shards(self, paths, response=response, features=features, workers=workers,
+                          progress=progress)
 
     def _collect(self, results, n):
         failed = {r.index: r.error for r in results if r.error is not None}
@@ -382,6 +430,7 @@ class DistributedMoE(BaseEstimator):
             callback=cb,
         )
         self.reduction_ = red
+        self.support_X_ = Xs
         self.reduced_ = MixtureOfExperts.from_params(red.params)
         self.params_ = red.params
         self.gates_, self.experts_, self.variances_ = red.params.gates, red.params.experts, red.params.variances

@@ -31,10 +31,10 @@ def write_shards(data, folder, kinds=("csv", "parquet", "csv", "parquet")):
     return paths
 
 
-def fit(paths, **kw):
+def fit(paths, workers=None, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return DistributedMoE(K, M, random_state=2, max_iter=100, **kw).fit_shards(paths)
+        return DistributedMoE(K, M, random_state=2, max_iter=100, **kw).fit_shards(paths, workers=workers)
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +190,7 @@ def test_missing_columns_named(shard_paths, tmp_path):
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
 def test_non_numeric_column_named(shard_paths, tmp_path, suffix):
     df = pd.read_csv(shard_paths[0])
-    df["x2"] = df["x2"].astype(object)
+    df["x2"] = df["x2"].astype(str)
     df.loc[7, "x2"] = "oops"
     bad = _write(tmp_path, f"text.{suffix}", df)
     with pytest.raises(ShardError, match=r"column 'x2' is not numeric.*row 7 holds 'oops'"):

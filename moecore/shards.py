@@ -1,0 +1,371 @@
+"""Fitting from data that already lives on the machines: one CSV or Parquet file per machine.
+
+:meth:`DistributedMoE.fit_shards <moecore.distributed.DistributedMoE.fit_shards>` calls
+:func:`fit_shards`.  It is the array path of :meth:`DistributedMoE.fit` with the data movement
+turned around: instead of the server cutting (X, y) into shards and shipping them, every worker
+reads its own file, validates it, fits its local MoE and draws its share of the supporting sample.
+Only the local models and the support points travel back; the full data never passes through
+one process.
+
+Two rounds:
+
+1. *Inspect* every file (its columns and number of rows).  Parquet answers from its metadata;
+   a CSV is scanned for one column only.  With dask the file is loaded on the worker once and
+   stays there for round 2 (no second read).
+2. *Fit*: machine m reads its rows, fits with its child seed of ``random_state`` (the same
+   per-machine seeds as the array path), and draws ``S_m`` support rows without replacement with
+   a per-machine seed, ``S_m`` the largest-remainder share of S proportional to ``n_m``.
+
+Then, exactly as in the array path: weights ``n_m / n``, the reduction by
+:func:`~moecore.reduction.reduce_mixtures`.  So ``fit_shards`` on files holding the rows of
+``fit(X, y, machine=labels)`` gives the same local models; the reduced model differs only through
+its supporting sample (stratified per machine here, drawn from the pooled rows there; both are
+uniform samples of the pooled data on average).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import check_int, check_random_state_seed
+
+__all__ = ["ShardError", "ShardInfo", "read_shard", "inspect_shard", "allocate_support", "fit_shards"]
+
+_CSV = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz", ".txt", ".tsv")
+_PARQUET = (".parquet", ".pq", ".parq")
+
+
+class ShardError(ValueError):
+    """A shard file is missing, unreadable or malformed; the message names the file."""
+
+
+@dataclass
+class ShardInfo:
+    """Round 1 of one file: its row count and the feature columns it will contribute."""
+
+    index: int
+    path: str
+    n_samples: int
+    features: list
+
+
+@dataclass
+class ShardFitResult:
+    """Round 2 of one machine: the local fit, the support rows it drew, its read time."""
+
+    index: int
+    result: object  # LocalFitResult
+    X_support: np.ndarray
+    y_support: np.ndarray
+    read_time: float
+
+
+def _format(path):
+    low = str(path).lower()
+    if low.endswith(_PARQUET):
+        return "parquet"
+    if low.endswith(_CSV):
+        return "csv"
+    raise ShardError(
+        f"shard {path!r}: unknown file type; use CSV ({', '.join(_CSV)}) or Parquet "
+        f"({', '.join(_PARQUET)})."
+    )
+
+
+def _check_exists(path):
+    if not os.path.isfile(path):
+        raise ShardError(f"shard file {path!r} does not exist (on host {os.uname().nodename}).")
+
+
+def _columns(path, fmt):
+    import pandas as pd
+
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(path)
+        return list(pf.schema_arrow.names), pf.metadata.num_rows
+    return [str(c) for c in pd.read_csv(path, nrows=0).columns], None
+
+
+def _select(path, columns, response, features):
+    if response not in columns:
+        raise ShardError(f"shard {path!r} has no response column {response!r}; its columns are {columns}.")
+    if features is None:
+        feats = [c for c in columns if c != response]
+    else:
+        feats = [str(f) for f in features]
+        missing = [f for f in feats if f not in columns]
+        if missing:
+            raise ShardError(
+                f"shard {path!r} lacks the feature column(s) {missing}; its columns are {columns}."
+            )
+        if response in feats:
+            raise ShardError(f"the response {response!r} is also listed among the features.")
+    if not feats:
+        raise ShardError(f"shard {path!r} has no feature column besides the response {response!r}.")
+    return feats
+
+
+def inspect_shard(index, path, response="y", features=None):
+    """Round 1: check the file exists and holds the columns; count its rows.
+
+    Returns :class:`ShardInfo`.  Raises :class:`ShardError` naming the file.
+    """
+    import pandas as pd
+
+    path = os.fspath(path)
+    fmt = _format(path)
+    _check_exists(path)
+    try:
+        columns, n = _columns(path, fmt)
+        feats = _select(path, columns, response, features)
+        if n is None:  # CSV: parse one column only to count the rows as pandas will read them
+            n = len(pd.read_csv(path, usecols=[response], dtype=str))
+    except ShardError:
+        raise
+    except Exception as exc:
+        raise ShardError(f"shard {path!r} could not be read: {type(exc).__name__}: {exc}") from None
+    return ShardInfo(index, path, int(n), feats)
+
+
+def read_shard(path, response="y", features=None):
+    """Read and validate one shard file into ``(X (n, d), y (n,), feature names)``.
+
+    Every column used must be numeric and finite; errors name the file, the column and a bad value.
+    """
+    import pandas as pd
+
+    path = os.fspath(path)
+    fmt = _format(path)
+    _check_exists(path)
+    try:
+        columns, _ = _columns(path, fmt)
+        feats = _select(path, columns, response, features)
+        use = feats + [response]
+        if fmt == "parquet":
+            df = pd.read_parquet(path, columns=use)
+        else:
+            # pandas >= 3 parses floats exactly (round trip) by default: values read == values written.
+            df = pd.read_csv(path, usecols=use)
+    except ShardError:
+        raise
+    except Exception as exc:
+        raise ShardError(f"shard {path!r} could not be read: {type(exc).__name__}: {exc}") from None
+    if len(df) == 0:
+        raise ShardError(f"shard {path!r} holds no rows.")
+    for c in use:
+        col = df[c]
+        if col.dtype.kind not in "iuf":
+            bad = pd.to_numeric(col, errors="coerce").isna() & col.notna()
+            example = col[bad].iloc[0] if bad.any() else col.iloc[0]
+            raise ShardError(
+                f"shard {path!r}: column {c!r} is not numeric (dtype {col.dtype}); e.g. row "
+                f"{int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0} holds {example!r}."
+            )
+        vals = col.to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(vals)
+        if bad.any():
+            raise ShardError(
+                f"shard {path!r}: column {c!r} holds {int(bad.sum())} missing or infinite value(s) "
+                f"(first at row {int(np.flatnonzero(bad)[0])}); remove or impute them."
+            )
+    X = np.ascontiguousarray(df[feats].to_numpy(dtype=np.float64))
+    y = np.ascontiguousarray(df[response].to_numpy(dtype=np.float64))
+    return X, y, feats
+
+
+def allocate_support(S, sizes):
+    """Split S support points over machines proportionally to ``sizes`` (largest remainder).
+
+    Deterministic, sums to ``min(S, sum(sizes))`` and never exceeds a machine's size.
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    n = int(sizes.sum())
+    S = min(int(S), n)
+    exact = S * sizes / n
+    share = np.floor(exact).astype(np.int64)
+    rest = S - int(share.sum())
+    if rest > 0:
+        # Largest fractional parts first; ties to the lower machine index (stable sort).
+        order = np.argsort(-(exact - share), kind="stable")
+        share[order[:rest]] += 1
+    return np.minimum(share, sizes)
+
+
+def _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S_m, support_seed,
+                    limit_threads, read_time):
+    from .distributed import fit_local
+
+    if len(y) != n_expected:
+        raise ShardError(
+            f"shard {path!r} held {n_expected} rows when inspected and {len(y)} when read: "
+            "was it changed during the fit?"
+        )
+    rng = np.random.default_rng(support_seed)
+    idx = np.sort(rng.choice(len(y), size=S_m, replace=False))
+    res = fit_local(index, X, y, n_experts, em_params, seed, limit_threads)
+    return ShardFitResult(index, res, X[idx], y[idx], read_time)
+
+
+def _fit_shard_file(index, path, response, features, n_expected, n_experts, em_params, seed, S_m,
+                    support_seed, limit_threads):
+    """Round 2 on a joblib worker: read the file, fit, draw the support share."""
+    t0 = time.perf_counter()
+    X, y, _ = read_shard(path, response, features)
+    return _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S_m,
+                           support_seed, limit_threads, time.perf_counter() - t0)
+
+
+def _load_timed(path, response, features):
+    t0 = time.perf_counter()
+    X, y, feats = read_shard(path, response, features)
+    return X, y, feats, time.perf_counter() - t0
+
+
+def _loaded_info(index, path, loaded):
+    return ShardInfo(index, path, len(loaded[1]), loaded[2])
+
+
+def _fit_loaded(index, path, loaded, n_expected, n_experts, em_params, seed, S_m, support_seed):
+    """Round 2 on a dask worker: the shard was loaded there in round 1."""
+    X, y, _, read_time = loaded
+    return _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S_m,
+                           support_seed, True, read_time)
+
+
+def _check_paths(paths, M, workers):
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        raise TypeError("paths must be a list of files, one per machine, not a single path.")
+    paths = [os.fspath(p) for p in paths]
+    if len(paths) != M:
+        raise ValueError(
+            f"fit_shards got {len(paths)} file(s) but n_machines={M}: give one file per machine "
+            f"(or set n_machines={len(paths)})."
+        )
+    if len(set(paths)) != len(paths):
+        dup = sorted({p for p in paths if paths.count(p) > 1})
+        raise ValueError(f"the same shard file is listed more than once: {dup}.")
+    for p in paths:
+        _format(p)
+    if workers is not None:
+        workers = list(workers)
+        if len(workers) != M:
+            raise ValueError(f"workers must name one dask worker per file ({M}), got {len(workers)}.")
+    return paths, workers
+
+
+def _check_infos(infos):
+    first = infos[0]
+    for info in infos[1:]:
+        if info.features != first.features:
+            raise ShardError(
+                f"shard {info.path!r} has feature columns {info.features}, but {first.path!r} has "
+                f"{first.features}: every shard must hold the same features."
+            )
+
+
+def fit_shards(est, paths, *, response="y", features=None, workers=None, progress=None):
+    """Fit a :class:`~moecore.distributed.DistributedMoE` from one data file per machine.
+
+    Parameters
+    ----------
+    est : DistributedMoE; its ``n_machines`` must equal ``len(paths)``
+    paths : list of str, CSV (``.csv``, ``.csv.gz``, ...) or Parquet (``.parquet``, ``.pq``) files,
+        one per machine, readable by the worker that fits it (with dask, on the worker's host)
+    response : str, the column holding y
+    features : list of str or None, the columns forming x (None: every other column)
+    workers : list of dask worker addresses or None
+        ``backend="dask"`` only: pin machine m's tasks to ``workers[m]``, the host holding its file.
+    progress : callable(stage, done, total) or None, as in :meth:`DistributedMoE.fit`
+
+    Returns
+    -------
+    est, fitted.  Besides the attributes of :meth:`DistributedMoE.fit` (``shards_`` and
+    ``support_indices_`` aside, which index a pooled array that never exists here) it sets
+    ``shard_paths_``, ``shard_sizes_`` (n_m), ``feature_names_in_``, ``support_X_`` /
+    ``support_y_`` (the supporting sample, machine by machine), ``support_shares_`` (S_m), and
+    ``timings_["read"]`` (seconds each machine spent reading its file).
+    """
+    from joblib import delayed
+
+    t0 = time.perf_counter()
+    M = check_int(est.n_machines, "n_machines", low=1)
+    paths, workers = _check_paths(paths, M, workers)
+    if workers is not None and est.backend != "dask":
+        raise ValueError('workers is only meaningful with backend="dask".')
+    if not isinstance(response, str):
+        raise TypeError(f"response must be a column name (str), got {type(response).__name__}.")
+    ss = check_random_state_seed(est.random_state)
+    # The same four children as the array path: the machines' EM seeds are identical to fit()'s.
+    _seed_split, seed_support, seed_mm, seed_machines = ss.spawn(4)
+    machine_seeds = seed_machines.spawn(M)
+    support_seeds = seed_support.spawn(M)
+    em = est._em_params()
+    K = est.n_experts
+
+    def plan(infos):
+        _check_infos(infos)
+        sizes = np.array([i.n_samples for i in infos])
+        n = int(sizes.sum())
+        d = len(infos[0].features)
+        _, _, S = est._check_parameters(n, d)
+        small = [i for i in infos if i.n_samples < K * (d + 1) + 1]
+        if small:
+            raise ValueError(
+                f"shard {small[0].path!r} holds {small[0].n_samples} rows; each shard needs at least "
+                f"n_experts * (d + 1) + 1 = {K * (d + 1) + 1}."
+            )
+        return sizes, n, S, allocate_support(S, sizes)
+
+    if est.backend == "dask":
+        with est._dask_client() as client:
+            where = (lambda m: {}) if workers is None else (
+                lambda m: {"workers": [workers[m]], "allow_other_workers": False})
+            loaded = [client.submit(_load_timed, p, response, features, pure=False, **where(m))
+                      for m, p in enumerate(paths)]
+            try:
+                info_f = [client.submit(_loaded_info, m, p, loaded[m], pure=False, **where(m))
+                          for m, p in enumerate(paths)]
+                infos = client.gather(info_f)
+                sizes, n, S, shares = plan(infos)
+                futures = [
+                    client.submit(_fit_loaded, m, paths[m], loaded[m], int(sizes[m]), K, em,
+                                  machine_seeds[m], int(shares[m]), support_seeds[m], pure=False,
+                                  **where(m))
+                    for m in range(M)
+                ]
+                out = est._gather_dask(futures, M, progress)
+            finally:
+                client.cancel(loaded)
+    else:
+        process = est.backend in ("loky", "multiprocessing")
+        infos = est._run_joblib(
+            (delayed(inspect_shard)(m, p, response, features) for m, p in enumerate(paths)), M, None
+        )
+        sizes, n, S, shares = plan(infos)
+        tasks = (
+            delayed(_fit_shard_file)(m, paths[m], response, infos[m].features, int(sizes[m]), K, em,
+                                     machine_seeds[m], int(shares[m]), support_seeds[m], process)
+            for m in range(M)
+        )
+        out = est._run_joblib(tasks, M, progress)
+
+    est._collect([o.result for o in out], n)
+    est.shards_ = None
+    est.support_indices_ = None
+    est.shard_paths_ = paths
+    est.shard_sizes_ = sizes
+    est.feature_names_in_ = np.array(infos[0].features, dtype=object)
+    est.support_shares_ = shares
+    Xs = np.concatenate([o.X_support for o in out])
+    ys = np.concatenate([o.y_support for o in out])
+    est.support_y_ = ys
+    est.timings_["read"] = np.array([o.read_time for o in out])
+    est._reduce(Xs, ys, seed_mm, progress)
+    est.timings_["wall"] = time.perf_counter() - t0
+    return est
