@@ -34,6 +34,9 @@ __all__ = ["MixtureOfExperts", "DegenerateFitWarning", "ConvergenceWarning", "No
 # Relative ridge on the weighted least-squares normal equations: far below the 1e-9 relative
 # tolerance of the monotonicity checks, large enough to keep a near-singular system solvable.
 _WLS_RIDGE = 1e-12
+# Data that cannot support K experts would starve one at every iteration: after this many
+# re-seeds EM goes on with the starving expert (the ridge and the variance floor keep it finite).
+_MAX_RESEEDS = 3
 # k-means on at most this many points: the partition only seeds EM.
 _KMEANS_MAX_SAMPLES = 20000
 
@@ -326,7 +329,7 @@ class MixtureOfExperts(BaseEstimator):
                 # No M-step after the last E-step: the history ends with the returned parameters.
                 break
             Nk = tauT.sum(axis=1)
-            if K > 1 and Nk.min() < min_mass:
+            if K > 1 and Nk.min() < min_mass and reseeded < _MAX_RESEEDS:
                 gates, experts, variances, logpT = self._reseed(
                     XtT, y, ll_i, tauT, gates, experts, variances, rng
                 )
