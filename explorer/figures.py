@@ -1,0 +1,520 @@
+"""Plotly figures of the app: plain functions of arrays and fitted moecore objects.
+
+No Streamlit here, so every figure can be built and checked in a unit test.  Conventions:
+
+* expert k always has colour ``expert_color(k)``; the local experts the transport plan sends to a
+  reduced expert share its colour (``reduced_colors`` aligns the reduced experts to the truth, so
+  colours also agree with the data page's "true expert" colours);
+* the truth is drawn black and dashed, the global EM grey and dotted;
+* every figure has a title, axis titles, a legend and hover text.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from moecore.alignment import match_experts
+from moecore.model import MoEParams, expert_means, gate_proba, predict_mean
+
+__all__ = [
+    "PALETTE",
+    "expert_color",
+    "reduced_colors",
+    "data_figure",
+    "projection_figure",
+    "gates_figure",
+    "experts_figure",
+    "coefficient_figure",
+    "plan_figure",
+    "coupling_figure",
+    "loglik_figure",
+    "mm_figure",
+    "timing_figure",
+    "compare_figure",
+    "sweep_figure",
+    "mm_step_figure",
+    "large_mixture_figure",
+    "coef_names",
+]
+
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+           "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
+TRUTH_STYLE = dict(color="black", dash="dash", width=2.5)
+GLOBAL_STYLE = dict(color="#555555", dash="dot", width=2.5)
+TEMPLATE = "plotly_white"
+
+
+def expert_color(k: int) -> str:
+    return PALETTE[int(k) % len(PALETTE)]
+
+
+def _rgba(hex_color, alpha):
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _layout(fig, title, xtitle=None, ytitle=None, height=420, legend_title=None):
+    fig.update_layout(
+        title=dict(text=title, x=0.01, xanchor="left"),
+        template=TEMPLATE,
+        height=height,
+        margin=dict(l=60, r=20, t=60, b=50),
+        legend=dict(title=legend_title, bgcolor="rgba(255,255,255,0.8)"),
+        hoverlabel=dict(namelength=-1),
+    )
+    if xtitle is not None:
+        fig.update_xaxes(title_text=xtitle)
+    if ytitle is not None:
+        fig.update_yaxes(title_text=ytitle)
+    return fig
+
+
+def coef_names(d: int, x_names=None):
+    x_names = list(x_names) if x_names is not None else [f"x{j + 1}" for j in range(d)]
+    return ["intercept"] + [f"slope {n}" for n in x_names]
+
+
+def _subsample(n, max_points, seed=0):
+    if n <= max_points:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
+
+
+def _grid(X, feature, n_points=200):
+    """Inputs along one coordinate, the others held at their mean: (grid values, X_grid)."""
+    X = np.asarray(X, dtype=float)
+    lo, hi = np.quantile(X[:, feature], [0.001, 0.999])
+    t = np.linspace(lo, hi, n_points)
+    Xg = np.tile(X.mean(axis=0), (n_points, 1))
+    Xg[:, feature] = t
+    return t, Xg
+
+
+def reduced_colors(reduced: MoEParams, truth: MoEParams | None = None, X=None) -> np.ndarray:
+    """(K,) colour index of each reduced expert: the true expert it matches, else its own index."""
+    K = reduced.n_experts
+    if truth is None or truth.n_experts != K or truth.n_features != reduced.n_features:
+        return np.arange(K)
+    perm = match_experts(truth, reduced, None if X is None else np.asarray(X)[:2000])
+    col = np.empty(K, dtype=int)
+    col[perm] = np.arange(K)  # reduced expert perm[k] matches true expert k
+    return col
+
+
+# ------------------------------------------------------------------------------------ data
+def data_figure(X, y, labels=None, truth: MoEParams | None = None, *, feature=0, x_names=None,
+                y_name="y", max_points=4000):
+    """y against one input, coloured by the true expert, with the true expert lines."""
+    X = np.asarray(X, dtype=float)
+    d = X.shape[1]
+    x_names = list(x_names) if x_names is not None else [f"x{j + 1}" for j in range(d)]
+    idx = _subsample(len(y), max_points)
+    fig = go.Figure()
+    xs, ys = X[idx, feature], np.asarray(y)[idx]
+    if labels is None:
+        fig.add_trace(go.Scattergl(x=xs, y=ys, mode="markers", name="data",
+                                   marker=dict(size=4, color="#1f77b4", opacity=0.5),
+                                   hovertemplate=f"{x_names[feature]}=%{{x:.3f}}<br>{y_name}=%{{y:.3f}}<extra></extra>"))
+    else:
+        lab = np.asarray(labels)[idx]
+        for k in np.unique(lab):
+            sel = lab == k
+            fig.add_trace(go.Scattergl(
+                x=xs[sel], y=ys[sel], mode="markers", name=f"true expert {k + 1}",
+                marker=dict(size=4, color=expert_color(k), opacity=0.45),
+                hovertemplate=f"expert {k + 1}<br>{x_names[feature]}=%{{x:.3f}}<br>{y_name}=%{{y:.3f}}<extra></extra>"))
+    if truth is not None and truth.n_features == d:
+        t, Xg = _grid(X, feature)
+        means = expert_means(Xg, truth)
+        pi = gate_proba(Xg, truth)
+        for k in range(truth.n_experts):
+            # Solid where the expert dominates, faint elsewhere: where each line matters.
+            fig.add_trace(go.Scatter(x=t, y=means[:, k], mode="lines", name=f"true expert {k + 1} line",
+                                     line=dict(color=expert_color(k), width=1, dash="dash"), showlegend=False,
+                                     hoverinfo="skip"))
+            strong = np.where(pi[:, k] >= 0.5, means[:, k], np.nan)
+            fig.add_trace(go.Scatter(x=t, y=strong, mode="lines", name=f"true expert {k + 1} (where its gate > 0.5)",
+                                     line=dict(color=expert_color(k), width=3.5),
+                                     hovertemplate=f"true expert {k + 1}<br>mean=%{{y:.3f}}<extra></extra>"))
+        fig.add_trace(go.Scatter(x=t, y=predict_mean(Xg, truth), mode="lines", name="true E[y | x]",
+                                 line=TRUTH_STYLE))
+    sub = f" (other inputs at their mean; {len(idx):,} of {len(y):,} points shown)" if d > 1 else (
+        f" ({len(idx):,} of {len(y):,} points shown)" if len(idx) < len(y) else "")
+    return _layout(fig, f"{y_name} against {x_names[feature]}{sub}", x_names[feature], y_name,
+                   legend_title="colour = true expert" if labels is not None else None)
+
+
+def projection_figure(X, labels=None, y=None, *, max_points=4000):
+    """The inputs projected on their first two principal components, coloured by true expert or y."""
+    X = np.asarray(X, dtype=float)
+    Z = X - X.mean(axis=0)
+    Z = Z / np.where(Z.std(axis=0) > 0, Z.std(axis=0), 1.0)
+    _, s, vt = np.linalg.svd(Z[: min(len(Z), 20000)], full_matrices=False)
+    P = Z @ vt[:2].T if vt.shape[0] >= 2 else np.column_stack([Z @ vt[0], np.zeros(len(Z))])
+    share = s**2 / (s**2).sum()
+    idx = _subsample(len(X), max_points)
+    fig = go.Figure()
+    if labels is not None:
+        lab = np.asarray(labels)[idx]
+        for k in np.unique(lab):
+            sel = lab == k
+            fig.add_trace(go.Scattergl(x=P[idx][sel, 0], y=P[idx][sel, 1], mode="markers",
+                                       name=f"true expert {k + 1}",
+                                       marker=dict(size=4, color=expert_color(k), opacity=0.5)))
+    else:
+        fig.add_trace(go.Scattergl(x=P[idx, 0], y=P[idx, 1], mode="markers", name="data",
+                                   marker=dict(size=4, color=np.asarray(y)[idx] if y is not None else None,
+                                               colorscale="Viridis", showscale=y is not None,
+                                               colorbar=dict(title="y"), opacity=0.6)))
+    pc2 = share[1] if len(share) > 1 else 0.0
+    return _layout(fig, "Inputs projected on their first two principal components",
+                   f"PC 1 ({share[0]:.0%} of the variance)", f"PC 2 ({pc2:.0%})",
+                   legend_title="colour = true expert" if labels is not None else None)
+
+
+def gates_figure(models: dict, X, *, feature=0, x_names=None, colors: dict | None = None):
+    """Gate probabilities pi_k(x) along one input for several models.
+
+    models : name -> MoEParams; the first is drawn solid, "truth" dashed black-edged, others dotted.
+    colors : name -> (K,) colour index per expert (default: the expert's own index).
+    """
+    X = np.asarray(X, dtype=float)
+    d = X.shape[1]
+    x_names = list(x_names) if x_names is not None else [f"x{j + 1}" for j in range(d)]
+    t, Xg = _grid(X, feature)
+    fig = go.Figure()
+    dashes = ["solid", "dash", "dot", "dashdot"]
+    for i, (name, prm) in enumerate(models.items()):
+        pi = gate_proba(Xg, prm)
+        col = (colors or {}).get(name, np.arange(prm.n_experts))
+        dash = "dash" if name == "truth" else dashes[min(i, 3)]
+        for k in range(prm.n_experts):
+            fig.add_trace(go.Scatter(
+                x=t, y=pi[:, k], mode="lines", name=f"{name}: expert {col[k] + 1}",
+                legendgroup=name, line=dict(color=expert_color(col[k]), dash=dash, width=3 if i == 0 else 2),
+                hovertemplate=f"{name}, expert {col[k] + 1}<br>{x_names[feature]}=%{{x:.3f}}<br>gate=%{{y:.3f}}<extra></extra>"))
+    sub = " (other inputs at their mean)" if d > 1 else ""
+    fig.update_yaxes(range=[-0.02, 1.02])
+    return _layout(fig, f"Gates: probability of each expert along {x_names[feature]}{sub}",
+                   x_names[feature], "gate probability pi_k(x)", legend_title="model: expert")
+
+
+# ------------------------------------------------------------------------------------- fit
+def _local_table(dm):
+    """Per local component l: machine, local expert, experts (p,), variance, mass, dominant reduced."""
+    plan = dm.transport_plan_
+    experts = np.hstack([m.params_.experts for m in dm.local_models_])
+    variances = np.concatenate([m.params_.variances for m in dm.local_models_])
+    mass = plan.coupling.sum(axis=1)
+    machine = dm.machines_[plan.machine]
+    return machine, plan.expert, experts, variances, mass, plan.dominant()
+
+
+def experts_figure(dm, X, y=None, truth: MoEParams | None = None, *, feature=0, x_names=None,
+                   colors=None, show_data=True, show_local=True, max_points=3000):
+    """Local expert lines (thin, coloured by the reduced expert the plan sends them to), the
+    reduced experts (thick) and the true experts (black dashed), along one input."""
+    X = np.asarray(X, dtype=float)
+    d = X.shape[1]
+    x_names = list(x_names) if x_names is not None else [f"x{j + 1}" for j in range(d)]
+    red = dm.params_
+    colors = np.arange(red.n_experts) if colors is None else np.asarray(colors)
+    t, Xg = _grid(X, feature)
+    Xt = np.column_stack([np.ones(len(t)), Xg])
+    fig = go.Figure()
+    if show_data and y is not None:
+        idx = _subsample(len(y), max_points)
+        fig.add_trace(go.Scattergl(x=X[idx, feature], y=np.asarray(y)[idx], mode="markers", name="data",
+                                   marker=dict(size=3, color="rgba(120,120,120,0.25)"), hoverinfo="skip"))
+    if show_local:
+        machine, lexp, experts, _, mass, dom = _local_table(dm)
+        lines = Xt @ experts
+        for l in range(lines.shape[1]):
+            c = colors[dom[l]]
+            fig.add_trace(go.Scatter(
+                x=t, y=lines[:, l], mode="lines", legendgroup=f"local{c}",
+                name=f"local experts sent to reduced {c + 1}", showlegend=bool(l == np.flatnonzero(dom == dom[l])[0]),
+                line=dict(color=_rgba(expert_color(c), 0.45), width=1.2),
+                hovertemplate=(f"machine {machine[l] + 1}, local expert {lexp[l] + 1}<br>sent to reduced expert {c + 1}"
+                               f"<br>mass {mass[l]:.3f}<extra></extra>")))
+    means = Xt @ red.experts
+    for k in range(red.n_experts):
+        fig.add_trace(go.Scatter(x=t, y=means[:, k], mode="lines", name=f"reduced expert {colors[k] + 1}",
+                                 line=dict(color=expert_color(colors[k]), width=4),
+                                 hovertemplate=f"reduced expert {colors[k] + 1}<br>mean=%{{y:.3f}}<extra></extra>"))
+    if truth is not None and truth.n_features == d:
+        tm = Xt @ truth.experts
+        for k in range(truth.n_experts):
+            fig.add_trace(go.Scatter(x=t, y=tm[:, k], mode="lines", name="true experts", legendgroup="truth",
+                                     showlegend=k == 0, line=TRUTH_STYLE,
+                                     hovertemplate=f"true expert {k + 1}<br>mean=%{{y:.3f}}<extra></extra>"))
+    M = len(dm.local_models_)
+    sub = " (other inputs at their mean)" if d > 1 else ""
+    return _layout(fig, f"{M} x {red.n_experts} local experts, {red.n_experts} reduced experts and the truth{sub}",
+                   x_names[feature], "expert mean beta_k . (1, x)", height=480)
+
+
+def coefficient_figure(dm, truth: MoEParams | None = None, *, a=0, b=1, x_names=None, colors=None):
+    """Expert coefficients in parameter space: the M K local experts (size = transported mass,
+    colour = reduced expert they go to), the reduced experts (crosses) and the truth (diamonds)."""
+    red = dm.params_
+    d = red.n_features
+    names = coef_names(d, x_names)
+    colors = np.arange(red.n_experts) if colors is None else np.asarray(colors)
+    machine, lexp, experts, variances, mass, dom = _local_table(dm)
+    fig = go.Figure()
+    size = 6 + 30 * np.sqrt(mass / max(mass.max(), 1e-300))
+    for k in range(red.n_experts):
+        sel = dom == k
+        if sel.any():
+            fig.add_trace(go.Scatter(
+                x=experts[a, sel], y=experts[b, sel], mode="markers", name=f"local, sent to reduced {colors[k] + 1}",
+                marker=dict(size=size[sel], color=_rgba(expert_color(colors[k]), 0.55),
+                            line=dict(color=expert_color(colors[k]), width=1)),
+                customdata=np.column_stack([machine[sel] + 1, lexp[sel] + 1, mass[sel], variances[sel]]),
+                hovertemplate=("machine %{customdata[0]:.0f}, local expert %{customdata[1]:.0f}<br>"
+                               f"{names[a]}=%{{x:.3f}}<br>{names[b]}=%{{y:.3f}}<br>"
+                               "mass %{customdata[2]:.3f}, variance %{customdata[3]:.3f}<extra></extra>")))
+    fig.add_trace(go.Scatter(
+        x=red.experts[a], y=red.experts[b], mode="markers", name="reduced experts",
+        marker=dict(symbol="x", size=16, color=[expert_color(c) for c in colors], line=dict(color="black", width=1.5)),
+        text=[f"reduced expert {c + 1}" for c in colors],
+        hovertemplate=f"%{{text}}<br>{names[a]}=%{{x:.3f}}<br>{names[b]}=%{{y:.3f}}<extra></extra>"))
+    if truth is not None and truth.n_features == d:
+        fig.add_trace(go.Scatter(
+            x=truth.experts[a], y=truth.experts[b], mode="markers", name="true experts",
+            marker=dict(symbol="diamond-open", size=18, color="black", line=dict(width=2.5)),
+            text=[f"true expert {k + 1}" for k in range(truth.n_experts)],
+            hovertemplate=f"%{{text}}<br>{names[a]}=%{{x:.3f}}<br>{names[b]}=%{{y:.3f}}<extra></extra>"))
+    return _layout(fig, f"Expert coefficients: {names[b]} against {names[a]} (marker size = transported mass)",
+                   names[a], names[b], height=460)
+
+
+def plan_figure(dm, *, colors=None):
+    """The transport plan as a heatmap: rows = local experts (machine, expert), columns = reduced
+    experts, cell = mean gate mass sent (in % of the whole mixture)."""
+    plan = dm.transport_plan_
+    return coupling_figure(plan.coupling, dm.machines_[plan.machine], plan.expert, colors=colors)
+
+
+def coupling_figure(coupling, machine, expert, *, colors=None,
+                    title="Transport plan: gate mass each local expert sends to each reduced expert"):
+    """Heatmap of a coupling (L, K) in % of the total mass; rows labelled machine · expert."""
+    coupling = np.asarray(coupling, dtype=float)
+    K = coupling.shape[1]
+    colors = np.arange(K) if colors is None else np.asarray(colors)
+    order = np.argsort(colors)  # columns in colour order: reduced 1, 2, ... as everywhere else
+    z = 100 * coupling[:, order]
+    rows = [f"m{m + 1} · e{j + 1}" for m, j in zip(machine, expert)]
+    cols = [f"reduced {colors[k] + 1}" for k in order]
+    L = z.shape[0]
+    text = np.where(z >= 0.05, np.vectorize(lambda v: f"{v:.1f}")(z), "")
+    fig = go.Figure(go.Heatmap(
+        z=z, x=cols, y=rows, colorscale="Blues", colorbar=dict(title="mass %"),
+        text=text if L <= 64 else None, texttemplate="%{text}" if L <= 64 else None,
+        hovertemplate="%{y} → %{x}<br>mass %{z:.2f} %<extra></extra>", xgap=2, ygap=1))
+    fig.update_yaxes(autorange="reversed", title_text="local expert (machine · expert)", tickfont=dict(size=10))
+    fig.update_xaxes(side="top", title_text="", tickfont=dict(size=13))
+    fig = _layout(fig, title, height=min(max(320, 22 * L + 120), 1400))
+    fig.update_layout(margin=dict(t=90))
+    return fig
+
+
+def loglik_figure(dm, global_model=None):
+    """EM log-likelihood per sample against iteration, one line per machine (and the global EM)."""
+    fig = go.Figure()
+    sizes = [len(dm.shards_[m]) for m in dm.machines_]
+    for m, model, n_m in zip(dm.machines_, dm.local_models_, sizes):
+        h = np.asarray(model.loglik_history_) / n_m
+        fig.add_trace(go.Scatter(x=np.arange(1, len(h) + 1), y=h, mode="lines+markers", name=f"machine {m + 1}",
+                                 marker=dict(size=4), line=dict(width=1.5),
+                                 hovertemplate=f"machine {m + 1}<br>iteration %{{x}}<br>loglik/n=%{{y:.4f}}<extra></extra>"))
+    if global_model is not None and len(global_model.loglik_history_):
+        n = sum(len(s) for s in dm.shards_)
+        h = np.asarray(global_model.loglik_history_) / n
+        fig.add_trace(go.Scatter(x=np.arange(1, len(h) + 1), y=h, mode="lines", name="global EM (all data)",
+                                 line=GLOBAL_STYLE))
+    return _layout(fig, "Local EM: log-likelihood per sample at each iteration", "EM iteration",
+                   "log-likelihood / n_m", legend_title="fit")
+
+
+def mm_figure(history, init_objectives=None):
+    """MM objective R (expected transportation divergence) against iteration."""
+    h = np.asarray(history, dtype=float)
+    fig = go.Figure(go.Scatter(x=np.arange(len(h)), y=h, mode="lines+markers", name="R (kept run)",
+                               line=dict(color=PALETTE[0], width=2.5),
+                               hovertemplate="iteration %{x}<br>R=%{y:.6g}<extra></extra>"))
+    title = "MM reduction: objective R at each iteration (never increases)"
+    if init_objectives is not None and len(init_objectives) > 1:
+        title += f" — best of {len(init_objectives)} starts"
+    return _layout(fig, title, "MM iteration", "expected transportation divergence R", height=360)
+
+
+def timing_figure(dm, global_time=None):
+    """Seconds: each machine's local fit, the reduction, and the summary figures, labelled."""
+    tm = dm.timings_
+    local = np.asarray(tm["local"], dtype=float)
+    M = len(local)
+    labels = [f"machine {m + 1}" for m in range(M)] + ["reduction", "learning time (max local + reduction)",
+                                                       "wall clock (this fit, cores used)"]
+    vals = list(local) + [tm["reduction"], tm["learning_time"], tm["wall"]]
+    cols = [PALETTE[0]] * M + [PALETTE[1], PALETTE[2], "#7f7f7f"]
+    if global_time is not None:
+        labels.append("global EM on all data")
+        vals.append(global_time)
+        cols.append("#333333")
+    fig = go.Figure(go.Bar(x=vals, y=labels, orientation="h", marker_color=cols,
+                           text=[f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s" for v in vals],
+                           textposition="outside", hovertemplate="%{y}: %{x:.4f} s<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(range=[0, max(vals) * 1.25 + 1e-9])
+    return _layout(fig, "Timing breakdown (seconds)", "seconds", None, height=max(300, 24 * len(labels) + 110))
+
+
+# ------------------------------------------------------------------------------- compare
+def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, feature=0, x_names=None,
+                   max_points=1500):
+    """Fitted curves side by side, one panel per method.
+
+    d = 1: data, the fitted E[y | x] and each fitted expert where its gate is > 0.5;
+    d > 1: predicted E[y | x] against observed y (points on the diagonal are perfect).
+    """
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    d = X.shape[1]
+    x_names = list(x_names) if x_names is not None else [f"x{j + 1}" for j in range(d)]
+    names = list(params)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True,
+                        horizontal_spacing=0.02)
+    idx = _subsample(len(y), max_points)
+    for i, name in enumerate(names, start=1):
+        prm = params[name]
+        first = i == 1
+        if d == 1:
+            t, Xg = _grid(X, 0)
+            fig.add_trace(go.Scattergl(x=X[idx, 0], y=y[idx], mode="markers", name="held-out data",
+                                       legendgroup="data", showlegend=first,
+                                       marker=dict(size=3, color="rgba(120,120,120,0.3)"), hoverinfo="skip"),
+                          row=1, col=i)
+            means, pi = expert_means(Xg, prm), gate_proba(Xg, prm)
+            col = reduced_colors(prm, truth, X)
+            for k in range(prm.n_experts):
+                fig.add_trace(go.Scatter(x=t, y=np.where(pi[:, k] >= 0.5, means[:, k], np.nan), mode="lines",
+                                         name=f"expert {col[k] + 1} (gate > 0.5)", legendgroup=f"e{col[k]}",
+                                         showlegend=first, line=dict(color=expert_color(col[k]), width=3),
+                                         hovertemplate=f"{name}, expert {col[k] + 1}<br>mean=%{{y:.3f}}<extra></extra>"),
+                              row=1, col=i)
+            fig.add_trace(go.Scatter(x=t, y=predict_mean(Xg, prm), mode="lines", name="fitted E[y | x]",
+                                     legendgroup="mean", showlegend=first, line=dict(color="black", width=1.5),
+                                     hovertemplate=f"{name}<br>E[y|x]=%{{y:.3f}}<extra></extra>"),
+                          row=1, col=i)
+            fig.update_xaxes(title_text=x_names[0], row=1, col=i)
+        else:
+            yhat = predict_mean(X[idx], prm)
+            fig.add_trace(go.Scattergl(x=y[idx], y=yhat, mode="markers", name="held-out point",
+                                       legendgroup="pts", showlegend=first,
+                                       marker=dict(size=3, color=PALETTE[0], opacity=0.4),
+                                       hovertemplate=f"{name}<br>y=%{{x:.3f}}<br>predicted=%{{y:.3f}}<extra></extra>"),
+                          row=1, col=i)
+            lo, hi = float(np.min(y[idx])), float(np.max(y[idx]))
+            fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="perfect prediction",
+                                     legendgroup="diag", showlegend=first, line=TRUTH_STYLE, hoverinfo="skip"),
+                          row=1, col=i)
+            fig.update_xaxes(title_text="observed y", row=1, col=i)
+    fig.update_yaxes(title_text="y" if d == 1 else "predicted E[y | x]", row=1, col=1)
+    title = "Fitted experts and conditional mean on held-out data" if d == 1 else \
+        "Predicted against observed y on held-out data"
+    _layout(fig, title, height=430)
+    fig.update_layout(legend=dict(orientation="h", y=-0.18))
+    return fig
+
+
+# ----------------------------------------------------------------------------- experiments
+PARAM_LABELS = {"n_machines": "number of machines M", "support_fraction": "support size / default floor(n / 4M)",
+                "n": "sample size n"}
+METRIC_LABELS = {"rpe": "relative prediction error (RPE)", "time": "learning time (s)", "wall": "wall clock (s)",
+                 "mse_all": "parameter MSE", "mse_experts": "expert MSE", "ari": "adjusted Rand index",
+                 "clustering_error": "clustering error", "loglik": "held-out log-likelihood / n",
+                 "transport_divergence": "transport divergence to truth", "correlation": "correlation"}
+
+
+def sweep_figure(df, parameter, metric, *, log_x=None):
+    """Mean ± standard deviation over repeats of one metric against the swept parameter, per method;
+    the global EM is the dashed reference."""
+    fig = go.Figure()
+    if df is None or len(df) == 0 or metric not in df:
+        return _layout(fig, "No results yet", PARAM_LABELS.get(parameter, parameter), metric)
+    g = df.groupby(["method", "value"])[metric].agg(["mean", "std", "count"]).reset_index()
+    for i, (method, sub) in enumerate(g.groupby("method", sort=False)):
+        sub = sub.sort_values("value")
+        is_global = method == "global"
+        fig.add_trace(go.Scatter(
+            x=sub["value"], y=sub["mean"], mode="lines+markers", name=method,
+            error_y=dict(type="data", array=sub["std"].fillna(0), visible=True),
+            line=GLOBAL_STYLE if is_global else dict(color=PALETTE[0], width=3),
+            customdata=sub["count"],
+            hovertemplate=f"{method}<br>%{{x}}: %{{y:.4g}} (± sd, %{{customdata}} repeats)<extra></extra>"))
+    if log_x is None:
+        vals = df["value"].astype(float)
+        log_x = vals.min() > 0 and vals.max() / vals.min() >= 20
+    if log_x:
+        fig.update_xaxes(type="log")
+    return _layout(fig, f"{METRIC_LABELS.get(metric, metric)} against {PARAM_LABELS.get(parameter, parameter)}",
+                   PARAM_LABELS.get(parameter, parameter), METRIC_LABELS.get(metric, metric), height=380,
+                   legend_title="method (mean ± sd)")
+
+
+# ----------------------------------------------------------------------------------- learn
+def large_mixture_figure(large, X, *, colors_of_component=None, feature=0):
+    """The large mixture's L = M K gate curves w_m pi^(m)_j(x), stacked: they sum to 1 at every x."""
+    X = np.asarray(X, dtype=float)
+    t, Xg = _grid(X, feature)
+    mass, _ = large.evaluate(Xg)
+    fig = go.Figure()
+    L = mass.shape[1]
+    for l in range(L):
+        c = colors_of_component[l] if colors_of_component is not None else large.expert[l]
+        fig.add_trace(go.Scatter(
+            x=t, y=mass[:, l], mode="lines", stackgroup="one", name=f"machine {large.machine[l] + 1} · expert {large.expert[l] + 1}",
+            line=dict(color=expert_color(c), width=0.5), fillcolor=_rgba(expert_color(c), 0.35 + 0.5 * (large.machine[l] % 2) * 0.3),
+            hovertemplate=f"machine {large.machine[l] + 1}, expert {large.expert[l] + 1}<br>mass %{{y:.3f}}<extra></extra>"))
+    fig.update_yaxes(range=[0, 1.01])
+    return _layout(fig, f"The large mixture: {L} gate masses w_m pi_j(x), stacked (they sum to 1)",
+                   "x", "gate mass", height=380)
+
+
+def mm_step_figure(problem, state, *, truth: MoEParams | None = None):
+    """One MM iterate (d = 1): local expert lines coloured by the reduced expert the plan sends
+    them to (at most support points), the current reduced experts, and the truth."""
+    large = problem.large
+    B = problem.scaler.coef_to_original(state.experts_std)
+    K = B.shape[1]
+    lo, hi = problem.X[:, 0].min(), problem.X[:, 0].max()
+    t = np.linspace(lo, hi, 100)
+    Xt = np.column_stack([np.ones_like(t), t])
+    # The plan may send a component to different experts at different x: colour by the majority.
+    counts = np.stack([(state.assignment == k).sum(axis=0) for k in range(K)], axis=1)
+    maj = counts.argmax(axis=1)
+    fig = go.Figure()
+    lines = Xt @ large.experts
+    for l in range(lines.shape[1]):
+        fig.add_trace(go.Scatter(x=t, y=lines[:, l], mode="lines", legendgroup=f"l{maj[l]}",
+                                 name=f"local experts → reduced {maj[l] + 1}",
+                                 showlegend=bool(l == np.flatnonzero(maj == maj[l])[0]),
+                                 line=dict(color=_rgba(expert_color(maj[l]), 0.5), width=1.5),
+                                 hovertemplate=f"machine {large.machine[l] + 1}, expert {large.expert[l] + 1}"
+                                               f" → reduced {maj[l] + 1}<extra></extra>"))
+    R = Xt @ B
+    for k in range(K):
+        fig.add_trace(go.Scatter(x=t, y=R[:, k], mode="lines", name=f"reduced expert {k + 1} (sd {np.sqrt(state.variances[k]):.2f})",
+                                 line=dict(color=expert_color(k), width=4)))
+    if truth is not None:
+        T = Xt @ truth.experts
+        for k in range(truth.n_experts):
+            fig.add_trace(go.Scatter(x=t, y=T[:, k], mode="lines", name="true experts", legendgroup="truth",
+                                     showlegend=k == 0, line=TRUTH_STYLE))
+    return _layout(fig, f"MM iteration {state.iteration}: R = {state.objective:.5f}", "x", "expert mean",
+                   height=440)

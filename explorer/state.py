@@ -1,0 +1,456 @@
+"""Session state, shareable URL settings and cached wrappers around :mod:`moecore`.
+
+Every user setting lives in ``st.session_state`` under a ``cfg_*`` key that is also the key of
+its widget, so it survives page switches (``keep_settings``) and can be written to and read from
+the URL (``settings_from_query``/``settings_to_query``).  Data and fitted models are session
+state too (``data``, ``fit``, ``compare``, ``sweep``): each browser session has its own, and a
+failed computation never overwrites the last good result.
+
+Expensive work goes through ``st.cache_data``: a rerun that only changes a plot option reads
+the session's results and recomputes nothing.  The cache returns a fresh unpickled copy per call,
+so sessions never share mutable objects.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import streamlit as st
+
+from moecore import DistributedMoE, MixtureOfExperts, MoEParams
+from moecore.distributed import default_support_size
+from moecore.experiments import compare_methods
+from moecore.simulation import DESIGNS, get_design, simulate
+
+from .io import InputError
+
+DEFAULT_DESIGN = "teaching-1d"
+# Measured in benchmarks/bench_app.py: data + 8 local fits + reduction + global EM on 20 000
+# points take well under 2 s on 2 cores with the threading backend (loky pays ~1-3 s to start
+# its worker processes on the first fit, more than the whole fit costs).
+DEFAULTS = {
+    "cfg_source": "design",
+    "cfg_design": DEFAULT_DESIGN,
+    "cfg_n": 20_000,
+    "cfg_seed": 0,
+    "cfg_x_dist": "uniform",
+    "cfg_x_scale": 3.0,
+    "cfg_custom_K": 3,
+    "cfg_custom_d": 1,
+    "cfg_custom_sep": 2.0,
+    "cfg_custom_gate": 3.0,
+    "cfg_custom_var": 0.1,
+    "cfg_K": 3,
+    "cfg_M": 8,
+    "cfg_support_auto": True,
+    "cfg_support": 625,
+    "cfg_restarts": 1,
+    "cfg_mm_restarts": 3,
+    "cfg_fit_seed": 0,
+    "cfg_backend": "threading",
+    "cfg_n_jobs": 2,
+    "cfg_variance_update": "exact",
+    "cfg_gate_targets": "plan",
+}
+BACKENDS = ["threading", "loky", "sequential"]
+# URL name -> session key, and how to parse the text of the URL back.
+QUERY_KEYS = {
+    "src": ("cfg_source", str),
+    "design": ("cfg_design", str),
+    "n": ("cfg_n", int),
+    "seed": ("cfg_seed", int),
+    "xdist": ("cfg_x_dist", str),
+    "xscale": ("cfg_x_scale", float),
+    "cK": ("cfg_custom_K", int),
+    "cd": ("cfg_custom_d", int),
+    "csep": ("cfg_custom_sep", float),
+    "cgate": ("cfg_custom_gate", float),
+    "cvar": ("cfg_custom_var", float),
+    "K": ("cfg_K", int),
+    "M": ("cfg_M", int),
+    "Sauto": ("cfg_support_auto", lambda s: s.lower() in ("1", "true", "yes")),
+    "S": ("cfg_support", int),
+    "restarts": ("cfg_restarts", int),
+    "mmrestarts": ("cfg_mm_restarts", int),
+    "fseed": ("cfg_fit_seed", int),
+    "backend": ("cfg_backend", str),
+    "jobs": ("cfg_n_jobs", int),
+    "var": ("cfg_variance_update", str),
+    "gt": ("cfg_gate_targets", str),
+}
+CHOICES = {
+    "cfg_source": {"design", "custom"},
+    "cfg_design": set(DESIGNS),
+    "cfg_x_dist": {"uniform", "gaussian"},
+    "cfg_backend": set(BACKENDS),
+    "cfg_variance_update": {"exact", "authors"},
+    "cfg_gate_targets": {"plan", "posterior"},
+}
+LIMITS = {
+    "cfg_n": (50, 200_000),
+    "cfg_custom_K": (1, 8),
+    "cfg_custom_d": (1, 10),
+    "cfg_K": (1, 10),
+    "cfg_M": (1, 256),
+    "cfg_support": (1, 200_000),
+    "cfg_restarts": (1, 10),
+    "cfg_mm_restarts": (1, 10),
+    "cfg_n_jobs": (1, 16),
+    "cfg_seed": (0, 2**31 - 1),
+    "cfg_fit_seed": (0, 2**31 - 1),
+}
+
+
+# ------------------------------------------------------------------------------- settings
+def init_settings(query=None):
+    """Fill missing settings: from the URL on a session's first run, else the defaults.
+
+    Returns the list of URL parameters that were ignored, with why, for a warning.
+    """
+    ss = st.session_state
+    ignored = []
+    if not ss.get("_settings_ready"):
+        for k, v in DEFAULTS.items():
+            ss.setdefault(k, v)
+        for name, value in dict(query or {}).items():
+            if name not in QUERY_KEYS:
+                continue
+            key, conv = QUERY_KEYS[name]
+            try:
+                val = conv(value if isinstance(value, str) else value[-1])
+            except (TypeError, ValueError):
+                ignored.append(f"{name}={value!r} (not a {conv.__name__ if hasattr(conv, '__name__') else 'value'})")
+                continue
+            if key in CHOICES and val not in CHOICES[key]:
+                ignored.append(f"{name}={value!r} (must be one of {sorted(CHOICES[key])})")
+                continue
+            if key in LIMITS and not LIMITS[key][0] <= val <= LIMITS[key][1]:
+                ignored.append(f"{name}={value!r} (must be in {list(LIMITS[key])})")
+                continue
+            ss[key] = val
+        ss["_settings_ready"] = True
+    return ignored
+
+
+def keep_settings():
+    """Re-assign every setting: Streamlit drops a widget's state on a page that does not draw it."""
+    for k in DEFAULTS:
+        if k in st.session_state:
+            st.session_state[k] = st.session_state[k]
+
+
+def settings() -> dict:
+    return {k[4:]: st.session_state.get(k, v) for k, v in DEFAULTS.items()}
+
+
+def settings_to_query() -> dict:
+    """The settings as URL query parameters (only those that differ from the defaults)."""
+    out = {}
+    for name, (key, _) in QUERY_KEYS.items():
+        v = st.session_state.get(key, DEFAULTS[key])
+        if v != DEFAULTS[key]:
+            out[name] = str(v).lower() if isinstance(v, bool) else str(v)
+    return out
+
+
+def sync_query_params():
+    """Mirror the settings in the address bar, so the URL can be shared as is."""
+    want = settings_to_query()
+    have = {k: st.query_params.get(k) for k in st.query_params.keys()}
+    if want != have:
+        st.query_params.clear()
+        st.query_params.update(want)
+
+
+# ------------------------------------------------------------------------------- data
+@dataclass
+class Dataset:
+    """The data a session works on; ``truth`` and ``labels`` only for simulated data."""
+
+    X: np.ndarray
+    y: np.ndarray
+    name: str
+    x_names: list
+    y_name: str = "y"
+    labels: np.ndarray | None = None
+    truth: MoEParams | None = None
+    source: str = "design"
+    sim: dict = field(default_factory=dict)  # how to draw more (held-out) data like it
+    key: str = ""
+
+    def __post_init__(self):
+        if not self.key:
+            h = hashlib.sha1()
+            h.update(np.ascontiguousarray(self.X).tobytes())
+            h.update(np.ascontiguousarray(self.y).tobytes())
+            self.key = h.hexdigest()[:16]
+
+    @property
+    def n(self):
+        return self.X.shape[0]
+
+    @property
+    def d(self):
+        return self.X.shape[1]
+
+
+def custom_params(K, d, sep, gate, var, seed) -> MoEParams:
+    """A K-expert, d-input true model from a few knobs: expert spread, gate sharpness, noise.
+
+    Intercepts are spread ``sep`` apart; slopes and gate directions are drawn from the seed.
+    """
+    rng = np.random.default_rng(int(seed) + 7919)
+    experts = np.vstack([sep * (np.arange(K) - (K - 1) / 2), rng.normal(0, 1.0, (d, K))])
+    gates = np.vstack([np.zeros(K), gate * rng.normal(0, 1.0, (d, K))])
+    if d == 1 and K > 1:
+        # One regime after another along x, as in the teaching design: easy to see.
+        # logit_k = -g (x - t_k)^2 up to the common -g x^2: linear in x, regime k around t_k.
+        t = np.linspace(-2.0, 2.0, K)
+        gates = np.vstack([-gate * t**2, 2.0 * gate * t])
+    return MoEParams(gates, experts, np.full(K, float(var)))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _simulate_cached(params_json: str, n: int, x_dist: str, x_loc: float, x_scale: float, seed: int):
+    import json
+
+    params = MoEParams.from_dict(json.loads(params_json))
+    return simulate(params, n, x_dist=x_dist, x_loc=x_loc, x_scale=x_scale, random_state=seed)
+
+
+def simulate_dataset(params: MoEParams, n, *, x_dist, x_loc=0.0, x_scale=1.0, seed=0, name="custom",
+                     source="custom") -> Dataset:
+    import json
+
+    pj = json.dumps(params.to_dict())
+    sim = _simulate_cached(pj, int(n), x_dist, float(x_loc), float(x_scale), int(seed))
+    d = params.n_features
+    return Dataset(
+        sim.X, sim.y, name, [f"x{j + 1}" for j in range(d)], "y", sim.labels, sim.params, source,
+        sim=dict(params_json=pj, x_dist=x_dist, x_loc=float(x_loc), x_scale=float(x_scale), seed=int(seed)),
+    )
+
+
+def dataset_from_settings(s: dict | None = None) -> Dataset:
+    """Simulated data from the current settings (a named design or the custom knobs)."""
+    s = s or settings()
+    n = int(s["n"])
+    if s["source"] == "custom" and st.session_state.get("custom_truth") is not None:
+        params = st.session_state["custom_truth"]
+        return simulate_dataset(params, n, x_dist=s["x_dist"], x_scale=s["x_scale"], seed=s["seed"],
+                                name=f"model JSON K={params.n_experts} d={params.n_features}", source="custom")
+    if s["source"] == "custom":
+        params = custom_params(s["custom_K"], s["custom_d"], s["custom_sep"], s["custom_gate"],
+                               s["custom_var"], s["seed"])
+        return simulate_dataset(params, n, x_dist=s["x_dist"], x_scale=s["x_scale"], seed=s["seed"],
+                                name=f"custom K={s['custom_K']} d={s['custom_d']}", source="custom")
+    design = get_design(s["design"])
+    return simulate_dataset(design.params, n, x_dist=design.x_dist, x_loc=design.x_loc,
+                            x_scale=design.x_scale, seed=s["seed"], name=design.name, source="design")
+
+
+def heldout(data: Dataset, n_test=5000):
+    """(X_test, y_test, labels_test, train_index): fresh draws for simulated data, else a 20 % split."""
+    if data.sim:
+        import json
+
+        s = data.sim
+        test = _simulate_cached(s["params_json"], n_test, s["x_dist"], s["x_loc"], s["x_scale"],
+                                s["seed"] + 1_000_003)
+        return test.X, test.y, test.labels, np.arange(data.n)
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(data.n)
+    n_te = max(1, data.n // 5)
+    te, tr = np.sort(perm[:n_te]), np.sort(perm[n_te:])
+    return data.X[te], data.y[te], None, tr
+
+
+# ------------------------------------------------------------------------------- fits
+def _outside_cache(fn):
+    """Wrap a progress callback so its st.* calls are not recorded for cache replay.
+
+    ``st.cache_data`` records every element update made while a cached function runs and
+    replays it on a cache hit; a progress bar created outside the function cannot be replayed
+    (CacheReplayClosureError).  The callback runs in the caller's context, captured before the
+    cached call, where Streamlit does not record.
+    """
+    if fn is None:
+        return None
+    ctx = contextvars.copy_context()
+
+    def cb(*args):
+        ctx.run(fn, *args)
+
+    return cb
+
+
+def fit_params(s: dict, n: int) -> dict:
+    """DistributedMoE keyword arguments from the settings; support size None = paper's default."""
+    return dict(
+        n_experts=int(s["K"]),
+        n_machines=int(s["M"]),
+        support_size=None if s["support_auto"] else int(s["support"]),
+        n_jobs=int(s["n_jobs"]),
+        backend=s["backend"],
+        random_state=int(s["fit_seed"]),
+        n_init=int(s["restarts"]),
+        mm_n_init=int(s["mm_restarts"]),
+        variance_update=s["variance_update"],
+        gate_targets=s["gate_targets"],
+    )
+
+
+def check_fit_settings(kw: dict, n: int, d: int):
+    """Refuse what the library would refuse, with the fix in the message (before any work)."""
+    K, M = kw["n_experts"], kw["n_machines"]
+    per_shard = K * (d + 1) + 1
+    if M > n:
+        raise InputError(f"M = {M} machines is more than the n = {n} samples: use at most {n // per_shard} machines.")
+    if n // M < per_shard:
+        raise InputError(
+            f"K = {K} experts is more than a shard can support: each of the M = {M} machines gets "
+            f"{n // M} samples, but K (d + 1) + 1 = {per_shard} are needed. Use fewer machines "
+            f"(at most {max(n // per_shard, 1)}) or fewer experts (at most {max((n // M - 1) // (d + 1), 1)})."
+        )
+    S = kw["support_size"]
+    if S is not None:
+        if S > n:
+            raise InputError(f"the supporting sample size {S} is larger than n = {n}: choose at most {n}.")
+        if S < K:
+            raise InputError(f"the supporting sample size {S} is smaller than K = {K}: choose at least {K}.")
+
+
+@dataclass
+class FitResult:
+    dm: DistributedMoE
+    global_model: MixtureOfExperts
+    settings: dict
+    data_key: str
+    wall: float
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _fit_cached(data_key: str, _X, _y, kw: dict, _progress=None):
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dm = DistributedMoE(**kw).fit(_X, _y, progress=_progress)
+        if _progress is not None:
+            _progress("global", 0, 1)
+        g = MixtureOfExperts(kw["n_experts"], n_init=kw["n_init"], random_state=kw["random_state"]).fit(_X, _y)
+    return dm, g, time.perf_counter() - t0
+
+
+def run_fit(data: Dataset, s: dict | None = None, progress=None) -> FitResult:
+    """Distributed fit (and the global EM reference) of ``data`` with the settings; cached."""
+    s = dict(s or settings())
+    kw = fit_params(s, data.n)
+    check_fit_settings(kw, data.n, data.d)
+    dm, g, wall = _fit_cached(data.key, data.X, data.y, kw, _progress=_outside_cache(progress))
+    return FitResult(dm, g, s, data.key, wall)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _compare_cached(data_key: str, _X, _y, _Xt, _yt, _labels, truth_json, kw: dict, _progress=None):
+    import json
+
+    truth = MoEParams.from_dict(json.loads(truth_json)) if truth_json else None
+    kw = dict(kw)
+    K, M, seed = kw.pop("n_experts"), kw.pop("n_machines"), kw.pop("random_state")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cmp = compare_methods(_X, _y, _Xt, _yt, K, M, labels_test=_labels, truth=truth,
+                              random_state=seed, progress=_progress, **kw)
+    return cmp
+
+
+def run_compare(data: Dataset, s: dict | None = None, progress=None):
+    """compare_methods on the data's training part, evaluated on held-out data; cached."""
+    import json
+
+    s = dict(s or settings())
+    Xt, yt, lt, tr = heldout(data)
+    X, y = data.X[tr], data.y[tr]
+    kw = fit_params(s, len(y))
+    check_fit_settings(kw, len(y), data.d)
+    truth_json = json.dumps(data.truth.to_dict()) if data.truth is not None else ""
+    if data.truth is not None and data.truth.n_experts != kw["n_experts"]:
+        truth_json = ""  # parameter metrics need the same K
+    return _compare_cached(data.key, X, y, Xt, yt, lt, truth_json, kw, _progress=_outside_cache(progress)), (Xt, yt, lt)
+
+
+def default_support(n, M):
+    return default_support_size(n, M)
+
+
+def ensure_data_and_fit():
+    """First page load: the session gets its data and a fitted model before any widget is touched."""
+    ss = st.session_state
+    if "data" not in ss:
+        try:
+            ss["data"] = dataset_from_settings()
+        except (TypeError, ValueError) as exc:
+            ss["startup_error"] = f"Could not build the data from the URL settings: {exc}"
+            for k, v in DEFAULTS.items():
+                ss[k] = v
+            ss["data"] = dataset_from_settings()
+    if "fit" not in ss and not ss.get("_auto_fit_tried"):
+        ss["_auto_fit_tried"] = True
+        try:
+            ss["fit"] = run_fit(ss["data"])
+        except (TypeError, ValueError, RuntimeError) as exc:
+            ss["startup_error"] = f"The automatic first fit failed: {exc} Change the settings on the Distributed fit page."
+
+
+def share_url() -> str:
+    """The app's address with the current settings as query parameters."""
+    from urllib.parse import urlencode
+
+    base = None
+    try:
+        base = st.context.url
+    except Exception:  # outside a browser session (AppTest, bare mode)
+        base = None
+    base = (base or "http://localhost:8501/").split("?")[0]
+    q = urlencode(settings_to_query())
+    return base + ("?" + q if q else "")
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def learn_example(M: int, seed: int, init: str, n: int = 2000):
+    """A small live example for the Learn page: teaching-1d, M local fits, and every MM iterate.
+
+    ``init="local"`` starts MM from K randomly chosen local experts (a poor start, so the steps
+    are visible); ``"kmeans"`` from the library's k-means start.
+    """
+    from moecore.reduction import LargeMixture, ReductionProblem, mm_steps
+    from moecore.simulation import simulate_design
+
+    sim = simulate_design(DEFAULT_DESIGN, n, random_state=seed)
+    K = sim.params.n_experts
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dm = DistributedMoE(K, M, backend="sequential", random_state=seed).fit(sim.X, sim.y)
+    large = LargeMixture([m.params_ for m in dm.local_models_], dm.weights_)
+    problem = ReductionProblem(large, sim.X[dm.support_indices_])
+    rng = np.random.default_rng(seed)
+    if init == "local":
+        idx = rng.choice(large.experts.shape[1], K, replace=False)
+        B0 = problem.scaler.coef_to_standard(large.experts[:, idx])
+        V0 = large.variances[idx].copy()
+    else:
+        B0, V0 = problem.initial_experts(K, rng)
+    states = list(mm_steps(problem, B0, V0, max_iter=60, tol=1e-10))
+    return problem, states, sim
+
+
+def coupling_of(problem, st_assignment, K):
+    """(L, K) mean gate mass each local component sends to each reduced expert under a plan."""
+    L = problem.mass.shape[1]
+    idx = (np.arange(L)[None, :] * K + st_assignment).ravel()
+    return np.bincount(idx, weights=problem.mass.ravel(), minlength=L * K).reshape(L, K) / problem.S

@@ -1,0 +1,62 @@
+"""Compare: the reduction against the global EM, the naive aggregators and a single machine."""
+
+import streamlit as st
+
+from explorer import figures as fg
+from explorer import state
+
+st.title("Compare")
+data = st.session_state["data"]
+s = state.settings()
+st.caption(
+    "The reduction, the global EM on all the data, the weighted average and the coordinate-wise median of the "
+    "aligned local parameters, and machine 1 alone, all evaluated on held-out data "
+    + ("(a fresh sample from the same model)." if data.sim else "(a random 20 % of your rows, not used to fit).")
+)
+st.markdown(f"Settings from the Distributed fit page: **K = {s['K']}, M = {s['M']}**, backend {s['backend']}, "
+            f"seed {s['fit_seed']}.")
+run = st.button("Run the comparison", type="primary", key="btn_compare")
+key = (data.key, tuple(sorted(s.items())))
+have = st.session_state.get("compare")
+if run or have is None:
+    bar = st.progress(0.0, text="starting")
+
+    def progress(stage, done, total):
+        if stage == "local":
+            bar.progress(0.7 * done / total, text=f"local fits done: {done} / {total}")
+        else:
+            bar.progress(0.75, text=f"MM reduction: iteration {done}; then the global EM and the baselines")
+
+    try:
+        cmp, test = state.run_compare(data, progress=progress)
+        st.session_state["compare"] = dict(key=key, cmp=cmp, test=test, name=data.name, x_names=data.x_names,
+                                           truth=data.truth)
+        bar.empty()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        bar.empty()
+        st.error(f"The comparison failed: {exc} Change K or M on the Distributed fit page."
+                 + (" The previous results stay on screen." if have else ""))
+
+res = st.session_state.get("compare")
+if res is None:
+    st.stop()
+if res["key"] != key:
+    st.warning("These results are for other data or settings: press Run the comparison to update them.")
+cmp = res["cmp"]
+Xt, yt, _ = res["test"]
+table = cmp.table()
+cols = [c for c in ["rpe", "correlation", "mse_all", "ari", "clustering_error", "transport_divergence",
+                    "loglik", "time"] if c in table]
+labels = {"rpe": "RPE", "correlation": "correlation", "mse_all": "parameter MSE", "ari": "ARI",
+          "clustering_error": "clustering error", "transport_divergence": "transport divergence",
+          "loglik": "log-lik / n", "time": "time (s)"}
+shown = table[cols].rename(columns=labels)
+st.subheader("Metrics on held-out data")
+st.dataframe(shown.style.format("{:.4g}"), width="stretch")
+st.caption("RPE = sum (y - yhat)^2 / sum y^2. Parameter MSE and transport divergence are against the true model "
+           "(simulated data only); ARI and clustering error against the true expert labels. Time: for the reduction "
+           "and the aggregators the paper's learning time (max local fit + aggregation), for the global EM its fit time.")
+st.subheader("Fitted curves side by side")
+feature = 0
+st.plotly_chart(fg.compare_figure(cmp.params, Xt, yt, truth=res["truth"], x_names=res["x_names"]),
+                width="stretch", key="cmp_curves")

@@ -1,0 +1,141 @@
+"""Data: simulate from a named design or custom parameters, or upload a CSV; look at it."""
+
+import pandas as pd
+import streamlit as st
+
+from explorer import figures as fg
+from explorer import io as eio
+from explorer import state
+from moecore.simulation import DESIGNS
+
+st.title("Data")
+st.caption("Simulate a mixture of experts, or bring your own CSV. The data stays with you across pages.")
+
+sim_tab, csv_tab = st.tabs(["Simulate", "Upload a CSV"])
+
+with sim_tab:
+    st.radio("Source", ["design", "custom"], key="cfg_source", horizontal=True,
+             format_func={"design": "named design", "custom": "custom parameters"}.get)
+    c1, c2, c3 = st.columns(3)
+    if st.session_state["cfg_source"] == "design":
+        c1.selectbox("Design", list(DESIGNS), key="cfg_design")
+        design = DESIGNS[st.session_state["cfg_design"]]
+        c2.markdown(f"**{design.name}**: {design.description}")
+        c3.markdown(f"x ~ {design.x_dist}, location {design.x_loc}, scale {design.x_scale}")
+    else:
+        c1.number_input("Experts K", 1, 8, key="cfg_custom_K")
+        c1.number_input("Inputs d", 1, 10, key="cfg_custom_d")
+        c2.slider("Expert spread (distance between intercepts)", 0.0, 10.0, key="cfg_custom_sep", step=0.5)
+        c2.slider("Gate sharpness", 0.0, 10.0, key="cfg_custom_gate", step=0.5)
+        c2.slider("Noise variance of every expert", 0.01, 2.0, key="cfg_custom_var", step=0.01)
+        c3.selectbox("x distribution", ["uniform", "gaussian"], key="cfg_x_dist")
+        c3.number_input("x scale (half-width or sd)", 0.1, 100.0, key="cfg_x_scale", step=0.5)
+        mj = st.file_uploader("Or give the exact gates, experts and variances: a model JSON "
+                              "(as downloaded on the Distributed fit page, at most 1 MB)", key="model_upload")
+        if mj is not None:
+            try:
+                prm, _ = eio.model_from_json(mj.getvalue(), mj.name)
+                st.session_state["custom_truth"] = prm
+                st.caption(f"Using {mj.name}: K = {prm.n_experts}, d = {prm.n_features} (replaces the knobs above).")
+            except eio.InputError as exc:
+                st.session_state.pop("custom_truth", None)
+                st.error(str(exc))
+        else:
+            st.session_state.pop("custom_truth", None)
+    c1, c2, c3 = st.columns([1, 1, 2])
+    c1.number_input("Sample size n", 50, 200_000, key="cfg_n", step=1000)
+    c2.number_input("Seed", 0, 2**31 - 1, key="cfg_seed")
+    c3.write("")
+    if c3.button("Generate data", type="primary", key="btn_generate"):
+        try:
+            st.session_state["data"] = state.dataset_from_settings()
+            st.session_state.pop("compare", None)
+            st.success("New data generated. Refit it on the Distributed fit page.")
+        except (TypeError, ValueError) as exc:
+            st.error(f"Could not simulate: {exc}")
+
+with csv_tab:
+    st.markdown(
+        f"CSV with a header row, comma/semicolon/tab separated, UTF-8. Limits: **{eio.MAX_UPLOAD_MB} MB**, "
+        f"**{eio.MAX_ROWS:,} rows**, {eio.MAX_COLUMNS} columns. The file is parsed as data only; nothing in it is executed."
+    )
+    up = st.file_uploader(f"CSV file (at most {eio.MAX_UPLOAD_MB} MB)", key="csv_upload")
+    if up is not None:
+        sig = (up.name, up.size, getattr(up, "file_id", None))
+        if st.session_state.get("upload_sig") != sig:
+            try:
+                df = eio.parse_csv(up.getvalue(), up.name)
+                st.session_state["upload_df"] = df
+                st.session_state["upload_name"] = up.name
+                st.session_state["upload_sig"] = sig
+                st.session_state.pop("upload_error", None)
+            except eio.InputError as exc:
+                st.session_state["upload_error"] = str(exc)
+                st.session_state["upload_sig"] = sig
+                st.session_state.pop("upload_df", None)
+        if st.session_state.get("upload_error"):
+            st.error(st.session_state["upload_error"] + " Your current data is unchanged.")
+    df = st.session_state.get("upload_df")
+    if up is not None and df is not None:
+        st.caption(f"{st.session_state['upload_name']}: {df.shape[0]:,} rows, {df.shape[1]} columns")
+        st.dataframe(df.head(8), width="stretch")
+        cols = list(df.columns)
+        default_y = "y" if "y" in cols else cols[-1]
+        y_col = st.selectbox("Response column (y)", cols, index=cols.index(default_y), key="csv_y")
+        x_default = [c for c in cols if c != y_col and c != "true_expert" and pd.api.types.is_numeric_dtype(df[c])]
+        x_cols = st.multiselect("Input columns (x)", [c for c in cols if c != y_col], default=x_default, key="csv_x")
+        if st.button("Use these columns", type="primary", key="btn_use_csv"):
+            try:
+                X, y = eio.select_columns(df, y_col, x_cols)
+                labels = None
+                if "true_expert" in cols and "true_expert" not in x_cols:
+                    lab = pd.to_numeric(df["true_expert"], errors="coerce")
+                    if lab.notna().all() and (lab >= 1).all() and (lab % 1 == 0).all():
+                        labels = lab.to_numpy(dtype=int) - 1
+                st.session_state["data"] = state.Dataset(
+                    X, y, st.session_state["upload_name"], x_cols, y_col, labels=labels, source="csv")
+                st.session_state.pop("compare", None)
+                st.success(f"Loaded {len(y):,} rows with {len(x_cols)} input(s). Fit them on the Distributed fit page.")
+            except eio.InputError as exc:
+                st.error(f"{exc} Your current data is unchanged.")
+
+data = st.session_state["data"]
+st.divider()
+st.subheader(f"Current data: {data.name}")
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("samples n", f"{data.n:,}")
+m2.metric("inputs d", data.d)
+m3.metric("true experts K", data.truth.n_experts if data.truth is not None else "unknown")
+m4.metric("source", {"design": "named design", "custom": "custom", "csv": "uploaded CSV"}.get(data.source, data.source))
+
+if data.d == 1:
+    view, feature = "one input", 0
+else:
+    c1, c2 = st.columns(2)
+    view = c1.radio("View", ["one input", "2-D projection"], horizontal=True, key="data_view")
+    feature = c2.selectbox("Input", range(data.d), format_func=lambda j: data.x_names[j], key="data_feature")
+left, right = st.columns([3, 2])
+with left:
+    if view == "one input":
+        fig = fg.data_figure(data.X, data.y, data.labels, data.truth, feature=feature,
+                             x_names=data.x_names, y_name=data.y_name)
+    else:
+        fig = fg.projection_figure(data.X, data.labels, data.y)
+    st.plotly_chart(fig, width="stretch", key="data_plot")
+with right:
+    if data.truth is not None:
+        st.plotly_chart(fg.gates_figure({"truth": data.truth}, data.X, feature=feature, x_names=data.x_names),
+                        width="stretch", key="data_gates")
+        t = data.truth
+        names = fg.coef_names(t.n_features, data.x_names)
+        tab = pd.DataFrame({f"expert {k + 1}": list(t.experts[:, k]) + [t.variances[k]] for k in range(t.n_experts)},
+                           index=[f"expert {n}" for n in names] + ["variance"])
+        gates = pd.DataFrame(t.gates, index=[f"gate {n}" for n in names],
+                             columns=[f"expert {k + 1}" for k in range(t.n_experts)])
+        st.caption("True parameters (gates relative to the last expert)")
+        st.dataframe(pd.concat([tab, gates]).round(3), width="stretch")
+    else:
+        st.info("Uploaded data has no known true model: fit one on the Distributed fit page.")
+st.download_button("Download the data as CSV",
+                   eio.data_to_csv(data.X, data.y, data.labels, data.x_names, data.y_name),
+                   file_name=f"{data.name.replace(' ', '_')}.csv", mime="text/csv", key="dl_data")

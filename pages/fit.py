@@ -1,0 +1,152 @@
+"""Distributed fit: M local EM fits in parallel, then the optimal-transport / MM reduction."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from explorer import figures as fg
+from explorer import io as eio
+from explorer import state
+from moecore.experiments import evaluate
+
+st.title("Distributed fit")
+data = st.session_state["data"]
+st.caption(
+    f"Split the {data.n:,} samples of **{data.name}** over M machines, fit a K-expert MoE by EM on each "
+    "(in parallel), then reduce the M K local experts to K by optimal transport."
+)
+
+with st.container(border=True):
+    c1, c2, c3, c4 = st.columns(4)
+    c1.number_input("Experts K", 1, 10, key="cfg_K")
+    c1.number_input("Machines M", 1, 256, key="cfg_M")
+    M = int(st.session_state["cfg_M"])
+    S_default = state.default_support(data.n, M)
+    c2.checkbox(f"Paper's support size floor(n / 4M) = {S_default:,}", key="cfg_support_auto")
+    c2.number_input("Supporting sample size S", 1, 200_000, key="cfg_support",
+                    disabled=st.session_state["cfg_support_auto"])
+    c3.number_input("EM restarts per machine", 1, 10, key="cfg_restarts")
+    c3.number_input("MM restarts", 1, 10, key="cfg_mm_restarts")
+    c4.selectbox("joblib backend", state.BACKENDS, key="cfg_backend",
+                 help="threading: no start-up cost (the default); loky: separate processes, ~1-3 s to start.")
+    c4.number_input("n_jobs (parallel fits)", 1, 16, key="cfg_n_jobs")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.number_input("Seed", 0, 2**31 - 1, key="cfg_fit_seed")
+    c2.radio("Reduced variances", ["exact", "authors"], key="cfg_variance_update", horizontal=True,
+             help="exact: the true MM minimiser; authors: only the local variances, as in the authors' code.")
+    c3.radio("Reduced gate targets", ["plan", "posterior"], key="cfg_gate_targets", horizontal=True)
+    run = c4.button("Run distributed fit", type="primary", key="btn_fit", width="stretch")
+
+if run:
+    bar = st.progress(0.0, text="starting")
+
+    def progress(stage, done, total):
+        if stage == "local":
+            bar.progress(0.8 * done / total, text=f"local fits done: {done} / {total}")
+        elif stage == "mm":
+            bar.progress(0.8 + 0.15 * min(done / max(total, 1), 1.0), text=f"MM reduction: iteration {done}")
+        else:
+            bar.progress(0.96, text="global EM on all the data (the reference)")
+
+    try:
+        st.session_state["fit"] = state.run_fit(data, progress=progress)
+        bar.progress(1.0, text="done")
+    except (TypeError, ValueError, RuntimeError) as exc:
+        bar.empty()
+        st.error(f"The fit failed: {exc} The previous results stay on screen.")
+
+fit = st.session_state.get("fit")
+if fit is None:
+    st.info("No fit yet: choose the settings and press Run distributed fit.")
+    st.stop()
+if fit.data_key != data.key:
+    st.warning("These results are for the previous data set: press Run distributed fit to fit the current data.")
+
+dm, g, s = fit.dm, fit.global_model, fit.settings
+truth = data.truth if fit.data_key == data.key else None
+Xd = data.X if fit.data_key == data.key else None
+colors = fg.reduced_colors(dm.params_, truth, Xd)
+tm = dm.timings_
+
+m = st.columns(6)
+m[0].metric("machines M / experts K", f"{len(dm.local_models_)} / {dm.params_.n_experts}")
+m[1].metric("supporting sample S", f"{len(dm.support_indices_):,}")
+m[2].metric("learning time (paper)", f"{tm['learning_time']:.3f} s", help="max local fit time + reduction time")
+m[3].metric("wall clock, this fit", f"{tm['wall']:.3f} s", help="on the cores actually used")
+m[4].metric("global EM time", f"{g.fit_time_:.3f} s")
+m[5].metric("speed-up (learning time)", f"{g.fit_time_ / max(tm['learning_time'], 1e-9):.1f}x")
+
+if Xd is not None:
+    ev_r = evaluate(dm.params_, data.X, data.y, labels=data.labels, truth=truth)
+    ev_g = evaluate(g.params_, data.X, data.y, labels=data.labels, truth=truth)
+    st.caption(f"Training RPE: reduction {ev_r['rpe']:.4f}, global EM {ev_g['rpe']:.4f}. "
+               "Held-out comparisons with every baseline are on the Compare page.")
+
+st.subheader("Local experts, reduced experts and the truth")
+d = dm.params_.n_features
+names = data.x_names if Xd is not None else [f"x{j + 1}" for j in range(d)]
+o1, o2, o3 = st.columns(3)
+feature = o1.selectbox("Input on the x axis", range(d), format_func=lambda j: names[j], key="fit_feature") if d > 1 else 0
+show_local = o2.checkbox("Show the M x K local experts", value=True, key="fit_show_local")
+show_data = o3.checkbox("Show the data", value=True, key="fit_show_data")
+left, right = st.columns(2)
+Xplot = data.X if data.d == d else None  # a stale fit of data with another d cannot be drawn over this data
+with left:
+    if Xplot is not None:
+        st.plotly_chart(fg.experts_figure(dm, Xplot, data.y if Xd is not None else None, truth, feature=feature,
+                                          x_names=names, colors=colors, show_data=show_data, show_local=show_local),
+                        width="stretch", key="fit_experts")
+with right:
+    cn = fg.coef_names(d, names)
+    a1, a2 = st.columns(2)
+    ca = a1.selectbox("Coefficient on the x axis", range(d + 1), index=0, format_func=lambda j: cn[j], key="fit_coef_a")
+    cb = a2.selectbox("Coefficient on the y axis", range(d + 1), index=min(1, d), format_func=lambda j: cn[j], key="fit_coef_b")
+    st.plotly_chart(fg.coefficient_figure(dm, truth, a=ca, b=cb, x_names=names, colors=colors),
+                    width="stretch", key="fit_coef")
+
+st.subheader("Gates and transport plan")
+left, right = st.columns(2)
+with left:
+    models = {"reduced": dm.params_}
+    cols = {"reduced": colors}
+    if truth is not None:
+        models["truth"] = truth
+    models["global EM"] = g.params_
+    cols["global EM"] = fg.reduced_colors(g.params_, truth if truth is not None else dm.params_, Xd)
+    if truth is None:
+        cols["global EM"] = colors[cols["global EM"]] if len(cols["global EM"]) == len(colors) else cols["global EM"]
+    if Xplot is not None:
+        st.plotly_chart(fg.gates_figure(models, Xplot, feature=feature, x_names=names, colors=cols),
+                        width="stretch", key="fit_gates")
+with right:
+    st.plotly_chart(fg.plan_figure(dm, colors=colors), width="stretch", key="fit_plan")
+    st.caption("Row m·e: expert e of machine m. Each row's mass goes (mostly) to one reduced expert; "
+               "columns are coloured like the reduced experts in every plot.")
+
+st.subheader("Convergence")
+left, right = st.columns(2)
+left.plotly_chart(fg.loglik_figure(dm, g), width="stretch", key="fit_loglik")
+right.plotly_chart(fg.mm_figure(dm.mm_history_, dm.reduction_.init_objectives), width="stretch", key="fit_mm")
+
+st.subheader("Timing")
+left, right = st.columns([3, 2])
+left.plotly_chart(fg.timing_figure(dm, g.fit_time_), width="stretch", key="fit_timing")
+with right:
+    st.markdown(
+        f"- **learning time** (the paper's figure, machines truly in parallel): max local "
+        f"{tm['local_max']:.3f} s + reduction {tm['reduction']:.3f} s = **{tm['learning_time']:.3f} s**\n"
+        f"- **wall clock** of this fit on the cores used ({s['backend']}, n_jobs = {s['n_jobs']}): {tm['wall']:.3f} s\n"
+        f"- sum of local fit times (one machine doing all shards): {tm['local_sum']:.3f} s\n"
+        f"- **global EM** on all {data.n:,} samples: {g.fit_time_:.3f} s"
+    )
+    prm = dm.params_
+    order = np.argsort(colors)
+    table = pd.DataFrame(
+        {f"reduced {colors[k] + 1}": list(prm.experts[:, k]) + [prm.variances[k]] for k in order},
+        index=[f"expert {n}" for n in cn] + ["variance"])
+    st.caption("Reduced model parameters")
+    st.dataframe(table.round(4), width="stretch")
+    meta = {"method": "distributed reduction (Chamroukhi & Pham)", "data": data.name, "n": data.n,
+            "settings": s, "x_names": list(names), "learning_time": tm["learning_time"]}
+    st.download_button("Download the reduced model (JSON)", eio.model_to_json(prm, meta),
+                       file_name="reduced_model.json", mime="application/json", key="dl_model")

@@ -1,0 +1,101 @@
+"""Learn: the method for a student, with a live MM reduction to step through."""
+
+import numpy as np
+import streamlit as st
+
+from explorer import figures as fg
+from explorer import state
+
+st.title("Learn: distributed mixtures of experts in five steps")
+
+with st.expander("1. The model: a mixture of experts", expanded=True):
+    st.markdown(
+        "Each input $x$ (with an intercept, $\\tilde x = (1, x)$) is routed by a **softmax gate** to one of "
+        "$K$ linear **experts**:"
+    )
+    st.latex(r"\pi_k(x) = \frac{e^{\alpha_k^\top \tilde x}}{\sum_j e^{\alpha_j^\top \tilde x}}, \qquad "
+             r"y \mid x, z{=}k \sim \mathcal N(\beta_k^\top \tilde x, \sigma_k^2), \qquad "
+             r"f(y\mid x) = \sum_k \pi_k(x)\, \mathcal N(y; \beta_k^\top \tilde x, \sigma_k^2).")
+    st.markdown("On the Data page the points are coloured by the expert that generated them; the gate decides "
+                "which line is active where.")
+with st.expander("2. EM: fitting one machine's model"):
+    st.markdown(
+        "EM alternates an **E-step**, the responsibilities "
+        "$\\tau_{ik} = \\pi_k(x_i)\\mathcal N(y_i;\\beta_k^\\top\\tilde x_i,\\sigma_k^2)/f(y_i\\mid x_i)$, "
+        "with an **M-step**: each expert is a weighted least-squares fit with weights $\\tau_{ik}$, and the gate "
+        "a softmax regression on the soft targets $\\tau_{ik}$ (a Newton step). The log-likelihood never decreases: "
+        "see the EM curves on the Distributed fit page.")
+with st.expander("3. Distributing: M machines, then a large mixture"):
+    st.markdown(
+        "The $n$ samples are split over $M$ machines; machine $m$ fits its own $K$-expert model by EM on its "
+        "$n_m$ samples, in parallel with the others. Put together with weights $w_m = n_m / n$, they form a "
+        "**large mixture** of $L = MK$ components whose gates $w_m \\pi^{(m)}_j(x)$ still sum to one. It is a "
+        "valid model, but $M$ times too big, and its experts come in $M$ noisy copies.")
+with st.expander("4. Reduction by optimal transport"):
+    st.markdown(
+        "We look for a $K$-expert model $g$ (experts $b_k$, variances $v_k$) close to the large mixture. The cost of "
+        "moving component $l$ to expert $k$ at $x$ is the Kullback-Leibler divergence between the two Gaussians:")
+    st.latex(r"c_x(l,k) = \tfrac12\Big[\log\frac{v_k}{\sigma_l^2} + \frac{\sigma_l^2}{v_k} + "
+             r"\frac{(\beta_l^\top\tilde x - b_k^\top\tilde x)^2}{v_k} - 1\Big].")
+    st.markdown(
+        "A **transport plan** $P_s$ at each point $x_s$ of a supporting sample moves each component's gate mass to "
+        "the reduced experts; the objective is the average cheapest transport cost "
+        "$R(g) = \\frac1S\\sum_s \\min_{P_s}\\sum_{l,k} P_s(l,k)\\,c_{x_s}(l,k)$.")
+with st.expander("5. The MM algorithm", expanded=True):
+    st.markdown(
+        "**(a) plan step**: with the experts fixed, the best plan sends all of component $l$'s mass at $x_s$ to its "
+        "cheapest expert. **(b) expert step**: with the plan fixed, each $b_k$ is a weighted least-squares fit of "
+        "the local expert means sent to it, and $v_k$ their average variance plus spread. Neither step can increase "
+        "$R$, so $R$ goes down until it stalls. Finally the reduced gate is fitted to the mass the plan sends to each "
+        "expert. Step through it below.")
+
+st.divider()
+st.subheader("Live example: reduce M local fits of the teaching design, one MM iteration at a time")
+c1, c2, c3 = st.columns(3)
+M = c1.slider("Machines M", 2, 8, 4, key="learn_M")
+init = c2.radio("MM start", ["local", "kmeans"], horizontal=True, key="learn_init",
+                format_func={"local": "3 random local experts (more to see)", "kmeans": "k-means (as the library)"}.get)
+seed = c3.number_input("Seed", 0, 10_000, 1, key="learn_seed")
+problem, states, sim = state.learn_example(int(M), int(seed), init)
+cfg = (int(M), int(seed), init)
+if st.session_state.get("learn_cfg") != cfg:
+    st.session_state["learn_cfg"] = cfg
+    st.session_state["learn_step"] = 0
+last = len(states) - 1
+b1, b2, b3, b4 = st.columns([1, 1, 1, 3])
+if b1.button("◀ Previous", key="learn_prev"):
+    st.session_state["learn_step"] = max(0, st.session_state["learn_step"] - 1)
+if b2.button("Next MM step ▶", type="primary", key="learn_next"):
+    st.session_state["learn_step"] = min(last, st.session_state["learn_step"] + 1)
+if b3.button("Reset", key="learn_reset"):
+    st.session_state["learn_step"] = 0
+i = st.session_state["learn_step"]
+stt = states[i]
+b4.markdown(f"**Iteration {i} of {last}** (MM stops when R no longer decreases). "
+            f"R = {stt.objective:.5f}" + ("" if i == 0 else f", down {states[i - 1].objective - stt.objective:.2e} "
+                                                             "from the previous iterate"))
+K = stt.variances.shape[0]
+left, right = st.columns([3, 2])
+with left:
+    st.plotly_chart(fg.mm_step_figure(problem, stt, truth=sim.params), width="stretch", key="learn_fig")
+with right:
+    hist = [s.objective for s in states]
+    fig = fg.mm_figure(hist[: i + 1])
+    fig.add_scatter(x=[i], y=[hist[i]], mode="markers", marker=dict(size=14, color="#d62728"), name="you are here")
+    fig.update_xaxes(range=[-0.5, max(last, 1) + 0.5])
+    st.plotly_chart(fig, width="stretch", key="learn_R")
+    moved = 0 if i == 0 else int((states[i - 1].assignment != stt.assignment).sum())
+    st.markdown(
+        f"At this iterate the **plan** sends each of the {problem.mass.shape[1]} local experts' mass at each of the "
+        f"{problem.S} support points to its cheapest reduced expert"
+        + ("." if i == 0 else f"; {moved} of {stt.assignment.size} (point, component) pairs changed expert since the last "
+                              "iterate.")
+        + " The **experts** shown were refitted to the plan of the previous iterate.")
+coupling = state.coupling_of(problem, stt.assignment, K)
+st.plotly_chart(fg.coupling_figure(coupling, problem.large.machine, problem.large.expert,
+                                   title=f"Transport plan at iteration {i}: mass (%) from each local expert"),
+                width="stretch", key="learn_plan")
+large_cols = np.array([np.bincount(stt.assignment[:, l], minlength=K).argmax() for l in range(coupling.shape[0])])
+st.plotly_chart(fg.large_mixture_figure(problem.large, sim.X, colors_of_component=large_cols),
+                width="stretch", key="learn_large")
+st.caption("The large mixture's gates, coloured by the reduced expert the current plan sends each component to.")
