@@ -251,9 +251,10 @@ class MixtureOfExperts(BaseEstimator):
         ys = scaler.transform_y(y)
         seeds = check_random_state_seed(self.random_state).spawn(self.n_init)
 
+        F = _wls_design(XtT, ys)  # shared by every initialisation
         best = None
         for seed in seeds:
-            run = self._run_em(XtT, ys, np.random.default_rng(seed))
+            run = self._run_em(XtT, ys, F, np.random.default_rng(seed))
             if best is None or run["ll"] > best["ll"]:
                 best = run
         # Log-likelihood in original y units: the density picks up the Jacobian 1 / y_scale.
@@ -302,13 +303,12 @@ class MixtureOfExperts(BaseEstimator):
         tauT[labels, np.arange(n)] = 1.0
         return tauT
 
-    def _run_em(self, XtT, y, rng):
+    def _run_em(self, XtT, y, F, rng):
         K = self.n_experts
         p, n = XtT.shape
         tauT = self._initial_responsibilities(XtT, y, rng)
         # Smooth the hard partition a little so no gate starts from a separable problem.
         tauT = 0.9 * tauT + 0.1 / K
-        F = _wls_design(XtT, y)
         XX = F[: p * (p + 1) // 2]
         experts, variances = _wls_experts(F, tauT, p, self.var_floor)
         gates, _ = fit_softmax_gate(XtT, tauT, max_iter=5, XX=XX)

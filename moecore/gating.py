@@ -44,8 +44,14 @@ def pair_products(XtT):
     They do not change across iterations, so weighted Gram matrices ``sum_i w_i x_i x_i^T``
     for many weight vectors at once become one matrix product ``W @ pair_products.T``.
     """
-    a, b = np.triu_indices(XtT.shape[0])
-    return XtT[a] * XtT[b]
+    p, n = XtT.shape
+    out = np.empty((p * (p + 1) // 2, n))
+    row = 0
+    # Row blocks in np.triu_indices order, written in place (no fancy-indexed temporaries).
+    for a in range(p):
+        np.multiply(XtT[a], XtT[a:], out=out[row:row + p - a])
+        row += p - a
+    return out
 
 
 def sym_from_pairs(vals, p):
@@ -82,23 +88,43 @@ def gate_gradient_hessian(XtT, XX, targetsT, probT, weights=None):
     p = XtT.shape[0]
     P = probT[:-1]
     wP = P if weights is None else P * weights
-    grad = ((targetsT[:-1] - wP) @ XtT.T).ravel()
     # Weight of block (k, l): w_i pi_ik (delta_kl - pi_il); one product gives every block.
     k_idx, l_idx = np.triu_indices(K - 1)
-    W = np.empty((k_idx.size, P.shape[1]))
-    # Row by row into one buffer: fancy indexing would allocate (and page-fault) three copies.
+    n_pairs = k_idx.size
+    # One buffer, one matrix product for the gradient and every Hessian block: the first p pair
+    # products are x_0 x_a = x_a (x_0 = 1), so rows T - wP against them give the gradient.
+    W = np.empty((K - 1 + n_pairs, P.shape[1]))
+    np.subtract(targetsT[:-1], wP, out=W[: K - 1])
+    # Row by row into the buffer: fancy indexing would allocate (and page-fault) three copies.
     for j, (k, l) in enumerate(zip(k_idx, l_idx)):
-        np.multiply(wP[k], P[l], out=W[j])
+        r = W[K - 1 + j]
+        np.multiply(wP[k], P[l], out=r)
         if k == l:
-            np.subtract(wP[k], W[j], out=W[j])
+            np.subtract(wP[k], r, out=r)
         else:
-            np.negative(W[j], out=W[j])
-    blocks = sym_from_pairs(W @ XX.T, p)  # (n_pairs, p, p)
+            np.negative(r, out=r)
+    prods = W @ XX.T  # (K-1 + n_pairs, p(p+1)/2)
+    grad = prods[: K - 1, :p].ravel()
+    blocks = sym_from_pairs(prods[K - 1:], p)  # (n_pairs, p, p)
     hess = np.empty(((K - 1) * p, (K - 1) * p))
     for blk, k, l in zip(blocks, k_idx, l_idx):
         hess[k * p:(k + 1) * p, l * p:(l + 1) * p] = blk
         hess[l * p:(l + 1) * p, k * p:(k + 1) * p] = blk
     return grad, hess
+
+
+def _log_softmax_into(etaT, buf):
+    """In-place log-softmax over axis 0 of ``etaT`` (K, n), ``buf`` a (K, n) scratch array.
+
+    Same values as :func:`moecore.model._log_softmax_T` (up to rounding) without its temporaries.
+    """
+    m = etaT.max(axis=0)
+    etaT -= m
+    np.exp(etaT, out=buf)
+    s = buf.sum(axis=0)
+    np.log(s, out=s)
+    etaT -= s
+    return etaT
 
 
 def gate_newton_step(XtT, XX, targetsT, gates, logpT, weights=None):
@@ -140,10 +166,11 @@ def gate_newton_step(XtT, XX, targetsT, gates, logpT, weights=None):
         step *= MAX_STEP / big
     delta = step.reshape(K - 1, p).T
     t = 1.0
+    buf = np.empty_like(logpT)
     for _ in range(MAX_HALVINGS):
         cand = gates.copy()
         cand[:, :-1] += t * delta
-        logp_new = _log_softmax_T(cand.T @ XtT)[0]
+        logp_new = _log_softmax_into(cand.T @ XtT, buf)
         q_new = gate_objective(targetsT, logp_new)
         if q_new >= q_old:
             return cand, logp_new, q_new
