@@ -61,7 +61,7 @@ def _layout(fig, title, xtitle=None, ytitle=None, height=420, legend_title=None)
         title=dict(text=title, x=0.01, xanchor="left"),
         template=TEMPLATE,
         height=height,
-        margin=dict(l=60, r=20, t=60, b=50),
+        margin=dict(l=60, r=20, t=80, b=50),
         legend=dict(title=legend_title, bgcolor="rgba(255,255,255,0.8)"),
         hoverlabel=dict(namelength=-1),
     )
@@ -198,7 +198,7 @@ def gates_figure(models: dict, X, *, feature=0, x_names=None, colors: dict | Non
                 hovertemplate=f"{name}, expert {col[k] + 1}<br>{x_names[feature]}=%{{x:.3f}}<br>gate=%{{y:.3f}}<extra></extra>"))
     sub = " (other inputs at their mean)" if d > 1 else ""
     fig.update_yaxes(range=[-0.02, 1.02])
-    return _layout(fig, f"Gates: probability of each expert along {x_names[feature]}{sub}",
+    return _layout(fig, f"Gates along {x_names[feature]}<br><sup>probability pi_k(x) of each expert{sub}</sup>",
                    x_names[feature], "gate probability pi_k(x)", legend_title="model: expert")
 
 
@@ -232,11 +232,12 @@ def experts_figure(dm, X, y=None, truth: MoEParams | None = None, *, feature=0, 
     if show_local:
         machine, lexp, experts, _, mass, dom = _local_table(dm)
         lines = Xt @ experts
-        for l in range(lines.shape[1]):
+        for l in np.argsort(colors[dom], kind="stable"):
             c = colors[dom[l]]
             fig.add_trace(go.Scatter(
                 x=t, y=lines[:, l], mode="lines", legendgroup=f"local{c}",
                 name=f"local experts sent to reduced {c + 1}", showlegend=bool(l == np.flatnonzero(dom == dom[l])[0]),
+                visible=True,
                 line=dict(color=_rgba(expert_color(c), 0.45), width=1.2),
                 hovertemplate=(f"machine {machine[l] + 1}, local expert {lexp[l] + 1}<br>sent to reduced expert {c + 1}"
                                f"<br>mass {mass[l]:.3f}<extra></extra>")))
@@ -253,7 +254,7 @@ def experts_figure(dm, X, y=None, truth: MoEParams | None = None, *, feature=0, 
                                      hovertemplate=f"true expert {k + 1}<br>mean=%{{y:.3f}}<extra></extra>"))
     M = len(dm.local_models_)
     sub = " (other inputs at their mean)" if d > 1 else ""
-    return _layout(fig, f"{M} x {red.n_experts} local experts, {red.n_experts} reduced experts and the truth{sub}",
+    return _layout(fig, f"{M} x {red.n_experts} local experts, {red.n_experts} reduced experts, truth<br><sup>local experts coloured by the reduced expert the plan sends them to{sub}</sup>",
                    x_names[feature], "expert mean beta_k . (1, x)", height=480)
 
 
@@ -289,7 +290,7 @@ def coefficient_figure(dm, truth: MoEParams | None = None, *, a=0, b=1, x_names=
             marker=dict(symbol="diamond-open", size=18, color="black", line=dict(width=2.5)),
             text=[f"true expert {k + 1}" for k in range(truth.n_experts)],
             hovertemplate=f"%{{text}}<br>{names[a]}=%{{x:.3f}}<br>{names[b]}=%{{y:.3f}}<extra></extra>"))
-    return _layout(fig, f"Expert coefficients: {names[b]} against {names[a]} (marker size = transported mass)",
+    return _layout(fig, f"Expert coefficients ({names[b]} vs {names[a]})<br><sup>marker size = transported mass</sup>",
                    names[a], names[b], height=460)
 
 
@@ -301,7 +302,7 @@ def plan_figure(dm, *, colors=None):
 
 
 def coupling_figure(coupling, machine, expert, *, colors=None,
-                    title="Transport plan: gate mass each local expert sends to each reduced expert"):
+                    title="Transport plan<br><sup>gate mass (%) each local expert sends to each reduced expert</sup>"):
     """Heatmap of a coupling (L, K) in % of the total mass; rows labelled machine · expert."""
     coupling = np.asarray(coupling, dtype=float)
     K = coupling.shape[1]
@@ -337,7 +338,7 @@ def loglik_figure(dm, global_model=None):
         h = np.asarray(global_model.loglik_history_) / n
         fig.add_trace(go.Scatter(x=np.arange(1, len(h) + 1), y=h, mode="lines", name="global EM (all data)",
                                  line=GLOBAL_STYLE))
-    return _layout(fig, "Local EM: log-likelihood per sample at each iteration", "EM iteration",
+    return _layout(fig, "Local EM: log-likelihood per sample<br><sup>one line per machine; never decreases</sup>", "EM iteration",
                    "log-likelihood / n_m", legend_title="fit")
 
 
@@ -347,9 +348,9 @@ def mm_figure(history, init_objectives=None):
     fig = go.Figure(go.Scatter(x=np.arange(len(h)), y=h, mode="lines+markers", name="R (kept run)",
                                line=dict(color=PALETTE[0], width=2.5),
                                hovertemplate="iteration %{x}<br>R=%{y:.6g}<extra></extra>"))
-    title = "MM reduction: objective R at each iteration (never increases)"
+    title = "MM reduction: objective R per iteration"
     if init_objectives is not None and len(init_objectives) > 1:
-        title += f" — best of {len(init_objectives)} starts"
+        title += f"<br><sup>never increases; the best of {len(init_objectives)} starts is kept</sup>"
     return _layout(fig, title, "MM iteration", "expected transportation divergence R", height=360)
 
 
@@ -376,7 +377,7 @@ def timing_figure(dm, global_time=None):
 
 # ------------------------------------------------------------------------------- compare
 def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, feature=0, x_names=None,
-                   max_points=1500):
+                   max_points=800):
     """Fitted curves side by side, one panel per method.
 
     d = 1: data, the fitted E[y | x] and each fitted expert where its gate is > 0.5;
@@ -397,18 +398,18 @@ def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, featur
             t, Xg = _grid(X, 0)
             fig.add_trace(go.Scattergl(x=X[idx, 0], y=y[idx], mode="markers", name="held-out data",
                                        legendgroup="data", showlegend=first,
-                                       marker=dict(size=3, color="rgba(120,120,120,0.3)"), hoverinfo="skip"),
+                                       marker=dict(size=3, color="rgba(120,120,120,0.25)"), hoverinfo="skip"),
                           row=1, col=i)
             means, pi = expert_means(Xg, prm), gate_proba(Xg, prm)
             col = reduced_colors(prm, truth, X)
             for k in range(prm.n_experts):
                 fig.add_trace(go.Scatter(x=t, y=np.where(pi[:, k] >= 0.5, means[:, k], np.nan), mode="lines",
                                          name=f"expert {col[k] + 1} (gate > 0.5)", legendgroup=f"e{col[k]}",
-                                         showlegend=first, line=dict(color=expert_color(col[k]), width=3),
+                                         showlegend=first, line=dict(color=expert_color(col[k]), width=4.5),
                                          hovertemplate=f"{name}, expert {col[k] + 1}<br>mean=%{{y:.3f}}<extra></extra>"),
                               row=1, col=i)
             fig.add_trace(go.Scatter(x=t, y=predict_mean(Xg, prm), mode="lines", name="fitted E[y | x]",
-                                     legendgroup="mean", showlegend=first, line=dict(color="black", width=1.5),
+                                     legendgroup="mean", showlegend=first, line=dict(color="black", width=1.5, dash="dot"),
                                      hovertemplate=f"{name}<br>E[y|x]=%{{y:.3f}}<extra></extra>"),
                           row=1, col=i)
             fig.update_xaxes(title_text=x_names[0], row=1, col=i)
@@ -482,7 +483,7 @@ def large_mixture_figure(large, X, *, colors_of_component=None, feature=0):
             line=dict(color=expert_color(c), width=0.5), fillcolor=_rgba(expert_color(c), 0.35 + 0.5 * (large.machine[l] % 2) * 0.3),
             hovertemplate=f"machine {large.machine[l] + 1}, expert {large.expert[l] + 1}<br>mass %{{y:.3f}}<extra></extra>"))
     fig.update_yaxes(range=[0, 1.01])
-    return _layout(fig, f"The large mixture: {L} gate masses w_m pi_j(x), stacked (they sum to 1)",
+    return _layout(fig, f"The large mixture: {L} gate masses w_m pi_j(x), stacked<br><sup>they sum to 1 at every x; colour = reduced expert the current plan sends the component to</sup>",
                    "x", "gate mass", height=380)
 
 

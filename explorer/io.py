@@ -89,6 +89,11 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
         sep = dialect.delimiter
     except csv.Error:
         sep = ","
+    # pandas would silently rename a repeated name to "x.1": check the header ourselves.
+    header = [h.strip() for h in next(csv.reader(io.StringIO(text.lstrip("\n").split("\n", 1)[0]), delimiter=sep), [])]
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise InputError(f"{name} has duplicated column names {dup}: give every column a distinct name.")
     try:
         df = pd.read_csv(io.StringIO(text), sep=sep, on_bad_lines="error", engine="c")
     except pd.errors.ParserError as exc:

@@ -107,52 +107,82 @@ LIMITS = {
 
 
 # ------------------------------------------------------------------------------- settings
+# The settings live in one plain dict, st.session_state["_cfg"], keyed by name without "cfg_".
+# Widgets (key "cfg_<name>") are drawn by ``widget`` with that dict's value as their default and
+# write their value back.  Why not the widget keys themselves: Streamlit drops a widget's state
+# at the end of a run on a page that does not draw it, so settings would be lost on page switches.
+def _cfg() -> dict:
+    if "_cfg" not in st.session_state:
+        st.session_state["_cfg"] = {k[4:]: v for k, v in DEFAULTS.items()}
+    return st.session_state["_cfg"]
+
+
 def init_settings(query=None):
-    """Fill missing settings: from the URL on a session's first run, else the defaults.
+    """On a session's first run, fill the settings from the URL (else the defaults).
 
     Returns the list of URL parameters that were ignored, with why, for a warning.
     """
     ss = st.session_state
     ignored = []
-    if not ss.get("_settings_ready"):
-        for k, v in DEFAULTS.items():
-            ss.setdefault(k, v)
-        for name, value in dict(query or {}).items():
-            if name not in QUERY_KEYS:
-                continue
-            key, conv = QUERY_KEYS[name]
-            try:
-                val = conv(value if isinstance(value, str) else value[-1])
-            except (TypeError, ValueError):
-                ignored.append(f"{name}={value!r} (not a {conv.__name__ if hasattr(conv, '__name__') else 'value'})")
-                continue
-            if key in CHOICES and val not in CHOICES[key]:
-                ignored.append(f"{name}={value!r} (must be one of {sorted(CHOICES[key])})")
-                continue
-            if key in LIMITS and not LIMITS[key][0] <= val <= LIMITS[key][1]:
-                ignored.append(f"{name}={value!r} (must be in {list(LIMITS[key])})")
-                continue
-            ss[key] = val
-        ss["_settings_ready"] = True
+    if ss.get("_settings_ready"):
+        return ignored
+    cfg = dict(_cfg())
+    for name, value in dict(query or {}).items():
+        if name not in QUERY_KEYS:
+            continue
+        key, conv = QUERY_KEYS[name]
+        text = value if isinstance(value, str) else value[-1]
+        try:
+            val = conv(text)
+        except (TypeError, ValueError):
+            ignored.append(f"{name}={text!r} (not a valid {getattr(conv, '__name__', 'value')})")
+            continue
+        if key in CHOICES and val not in CHOICES[key]:
+            ignored.append(f"{name}={text!r} (must be one of {sorted(CHOICES[key])})")
+            continue
+        if key in LIMITS and not LIMITS[key][0] <= val <= LIMITS[key][1]:
+            ignored.append(f"{name}={text!r} (must be in {list(LIMITS[key])})")
+            continue
+        cfg[key[4:]] = val
+    ss["_cfg"] = cfg
+    ss["_settings_ready"] = True
     return ignored
 
 
 def keep_settings():
-    """Re-assign every setting: Streamlit drops a widget's state on a page that does not draw it."""
-    for k in DEFAULTS:
-        if k in st.session_state:
-            st.session_state[k] = st.session_state[k]
+    """Kept for the entry script: the settings dict needs no per-run repair (see ``widget``)."""
+    _cfg()
+
+
+def widget(kind, label, name, *args, where=None, options=None, **kw):
+    """Draw the setting ``name`` as ``st.<kind>`` (in ``where``) and remember its value."""
+    cfg = _cfg()
+    fn = getattr(where if where is not None else st, kind)
+    key = "cfg_" + name
+    if kind in ("selectbox", "radio"):
+        options = list(options)
+        idx = options.index(cfg[name]) if cfg[name] in options else 0
+        out = fn(label, options, *args, index=idx, key=key, **kw)
+    else:
+        out = fn(label, *args, value=cfg[name], key=key, **kw)
+    if cfg.get(name) != out:
+        cfg = dict(cfg)
+        cfg[name] = out
+        st.session_state["_cfg"] = cfg
+    return out
 
 
 def settings() -> dict:
-    return {k[4:]: st.session_state.get(k, v) for k, v in DEFAULTS.items()}
+    cfg = _cfg()
+    return {k[4:]: cfg.get(k[4:], v) for k, v in DEFAULTS.items()}
 
 
 def settings_to_query() -> dict:
     """The settings as URL query parameters (only those that differ from the defaults)."""
     out = {}
+    cfg = _cfg()
     for name, (key, _) in QUERY_KEYS.items():
-        v = st.session_state.get(key, DEFAULTS[key])
+        v = cfg.get(key[4:], DEFAULTS[key])
         if v != DEFAULTS[key]:
             out[name] = str(v).lower() if isinstance(v, bool) else str(v)
     return out
@@ -388,16 +418,31 @@ def default_support(n, M):
     return default_support_size(n, M)
 
 
+@st.cache_resource(show_spinner=False)
+def warm_up():
+    """One tiny fit per server process: loads the numba kernel from its cache, starts the thread
+    pools and imports scikit-learn's k-means, so the timings shown for the first real fit are
+    those of the fit and not of the process warming up."""
+    from moecore.simulation import simulate_design
+
+    sim = simulate_design(DEFAULT_DESIGN, 1200, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        DistributedMoE(3, 2, backend="threading", n_jobs=2, random_state=0).fit(sim.X, sim.y)
+        MixtureOfExperts(3, random_state=0).fit(sim.X, sim.y)
+    return True
+
+
 def ensure_data_and_fit():
     """First page load: the session gets its data and a fitted model before any widget is touched."""
     ss = st.session_state
+    warm_up()
     if "data" not in ss:
         try:
             ss["data"] = dataset_from_settings()
         except (TypeError, ValueError) as exc:
             ss["startup_error"] = f"Could not build the data from the URL settings: {exc}"
-            for k, v in DEFAULTS.items():
-                ss[k] = v
+            ss["_cfg"] = {k[4:]: v for k, v in DEFAULTS.items()}
             ss["data"] = dataset_from_settings()
     if "fit" not in ss and not ss.get("_auto_fit_tried"):
         ss["_auto_fit_tried"] = True

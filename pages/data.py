@@ -14,22 +14,22 @@ st.caption("Simulate a mixture of experts, or bring your own CSV. The data stays
 sim_tab, csv_tab = st.tabs(["Simulate", "Upload a CSV"])
 
 with sim_tab:
-    st.radio("Source", ["design", "custom"], key="cfg_source", horizontal=True,
-             format_func={"design": "named design", "custom": "custom parameters"}.get)
+    state.widget("radio", "Source", "source", options=["design", "custom"], horizontal=True,
+                 format_func={"design": "named design", "custom": "custom parameters"}.get)
     c1, c2, c3 = st.columns(3)
-    if st.session_state["cfg_source"] == "design":
-        c1.selectbox("Design", list(DESIGNS), key="cfg_design")
-        design = DESIGNS[st.session_state["cfg_design"]]
+    if state.settings()["source"] == "design":
+        name = state.widget("selectbox", "Design", "design", where=c1, options=list(DESIGNS))
+        design = DESIGNS[name]
         c2.markdown(f"**{design.name}**: {design.description}")
         c3.markdown(f"x ~ {design.x_dist}, location {design.x_loc}, scale {design.x_scale}")
     else:
-        c1.number_input("Experts K", 1, 8, key="cfg_custom_K")
-        c1.number_input("Inputs d", 1, 10, key="cfg_custom_d")
-        c2.slider("Expert spread (distance between intercepts)", 0.0, 10.0, key="cfg_custom_sep", step=0.5)
-        c2.slider("Gate sharpness", 0.0, 10.0, key="cfg_custom_gate", step=0.5)
-        c2.slider("Noise variance of every expert", 0.01, 2.0, key="cfg_custom_var", step=0.01)
-        c3.selectbox("x distribution", ["uniform", "gaussian"], key="cfg_x_dist")
-        c3.number_input("x scale (half-width or sd)", 0.1, 100.0, key="cfg_x_scale", step=0.5)
+        state.widget("number_input", "Experts K", "custom_K", 1, 8, where=c1)
+        state.widget("number_input", "Inputs d", "custom_d", 1, 10, where=c1)
+        state.widget("slider", "Expert spread (distance between intercepts)", "custom_sep", 0.0, 10.0, where=c2, step=0.5)
+        state.widget("slider", "Gate sharpness", "custom_gate", 0.0, 10.0, where=c2, step=0.5)
+        state.widget("slider", "Noise variance of every expert", "custom_var", 0.01, 2.0, where=c2, step=0.01)
+        state.widget("selectbox", "x distribution", "x_dist", where=c3, options=["uniform", "gaussian"])
+        state.widget("number_input", "x scale (half-width or sd)", "x_scale", 0.1, 100.0, where=c3, step=0.5)
         mj = st.file_uploader("Or give the exact gates, experts and variances: a model JSON "
                               "(as downloaded on the Distributed fit page, at most 1 MB)", key="model_upload")
         if mj is not None:
@@ -43,8 +43,8 @@ with sim_tab:
         else:
             st.session_state.pop("custom_truth", None)
     c1, c2, c3 = st.columns([1, 1, 2])
-    c1.number_input("Sample size n", 50, 200_000, key="cfg_n", step=1000)
-    c2.number_input("Seed", 0, 2**31 - 1, key="cfg_seed")
+    state.widget("number_input", "Sample size n", "n", 50, 200_000, where=c1, step=1000)
+    state.widget("number_input", "Seed", "seed", 0, 2**31 - 1, where=c2)
     c3.write("")
     if c3.button("Generate data", type="primary", key="btn_generate"):
         try:

@@ -18,23 +18,23 @@ st.caption(
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
-    c1.number_input("Experts K", 1, 10, key="cfg_K")
-    c1.number_input("Machines M", 1, 256, key="cfg_M")
-    M = int(st.session_state["cfg_M"])
+    state.widget("number_input", "Experts K", "K", 1, 10, where=c1)
+    M = int(state.widget("number_input", "Machines M", "M", 1, 256, where=c1))
     S_default = state.default_support(data.n, M)
-    c2.checkbox(f"Paper's support size floor(n / 4M) = {S_default:,}", key="cfg_support_auto")
-    c2.number_input("Supporting sample size S", 1, 200_000, key="cfg_support",
-                    disabled=st.session_state["cfg_support_auto"])
-    c3.number_input("EM restarts per machine", 1, 10, key="cfg_restarts")
-    c3.number_input("MM restarts", 1, 10, key="cfg_mm_restarts")
-    c4.selectbox("joblib backend", state.BACKENDS, key="cfg_backend",
+    auto = state.widget("checkbox", "Use the paper's support size", "support_auto", where=c2,
+                        help="floor(n / (4 M)): a quarter of a shard, drawn from the pooled data.")
+    c2.caption(f"floor(n / 4M) = {S_default:,} for n = {data.n:,}, M = {M}")
+    state.widget("number_input", "Supporting sample size S", "support", 1, 200_000, where=c2, disabled=auto)
+    state.widget("number_input", "EM restarts per machine", "restarts", 1, 10, where=c3)
+    state.widget("number_input", "MM restarts", "mm_restarts", 1, 10, where=c3)
+    state.widget("selectbox", "joblib backend", "backend", where=c4, options=state.BACKENDS,
                  help="threading: no start-up cost (the default); loky: separate processes, ~1-3 s to start.")
-    c4.number_input("n_jobs (parallel fits)", 1, 16, key="cfg_n_jobs")
+    state.widget("number_input", "n_jobs (parallel fits)", "n_jobs", 1, 16, where=c4)
     c1, c2, c3, c4 = st.columns(4)
-    c1.number_input("Seed", 0, 2**31 - 1, key="cfg_fit_seed")
-    c2.radio("Reduced variances", ["exact", "authors"], key="cfg_variance_update", horizontal=True,
+    state.widget("number_input", "Seed", "fit_seed", 0, 2**31 - 1, where=c1)
+    state.widget("radio", "Reduced variances", "variance_update", where=c2, options=["exact", "authors"], horizontal=True,
              help="exact: the true MM minimiser; authors: only the local variances, as in the authors' code.")
-    c3.radio("Reduced gate targets", ["plan", "posterior"], key="cfg_gate_targets", horizontal=True)
+    state.widget("radio", "Reduced gate targets", "gate_targets", where=c3, options=["plan", "posterior"], horizontal=True)
     run = c4.button("Run distributed fit", type="primary", key="btn_fit", width="stretch")
 
 if run:

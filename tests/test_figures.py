@@ -1,0 +1,285 @@
+"""explorer.figures and explorer.io without a browser: figures are readable and consistent,
+files are parsed or refused with a message that says what to change."""
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from explorer import figures as fg
+from explorer import io as eio
+from moecore import DistributedMoE, MixtureOfExperts, MoEParams
+from moecore.experiments import compare_methods
+from moecore.reduction import LargeMixture, ReductionProblem, mm_steps
+from moecore.simulation import simulate_design
+
+
+@pytest.fixture(scope="module")
+def teach():
+    sim = simulate_design("teaching-1d", 4000, random_state=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dm = DistributedMoE(3, 4, backend="sequential", random_state=0).fit(sim.X, sim.y)
+        g = MixtureOfExperts(3, random_state=0).fit(sim.X, sim.y)
+    return sim, dm, g
+
+
+@pytest.fixture(scope="module")
+def sep2d():
+    sim = simulate_design("separated-2d", 4000, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dm = DistributedMoE(4, 4, backend="sequential", random_state=0).fit(sim.X, sim.y)
+    return sim, dm
+
+
+def _readable(fig):
+    """Every figure has a title, a template and, when it has axes, axis titles."""
+    assert fig.layout.title.text, "figure without a title"
+    assert fig.layout.template is not None
+    return fig
+
+
+def test_palette_is_distinct_and_cyclic():
+    assert len(set(fg.PALETTE)) == len(fg.PALETTE)
+    assert fg.expert_color(0) == fg.expert_color(len(fg.PALETTE))
+
+
+def test_data_figure_colours_points_by_true_expert(teach):
+    sim, _, _ = teach
+    fig = _readable(fg.data_figure(sim.X, sim.y, sim.labels, sim.params))
+    pts = [t for t in fig.data if t.mode == "markers"]
+    assert [t.name for t in pts] == ["true expert 1", "true expert 2", "true expert 3"]
+    assert [t.marker.color for t in pts] == fg.PALETTE[:3]
+    assert sum(len(t.x) for t in pts) == 4000  # under max_points: every point drawn
+    assert fig.layout.xaxis.title.text == "x1" and fig.layout.yaxis.title.text == "y"
+    assert any(t.name == "true E[y | x]" for t in fig.data)
+
+
+def test_data_figure_subsamples_and_says_so(teach):
+    sim, _, _ = teach
+    fig = fg.data_figure(sim.X, sim.y, sim.labels, max_points=500)
+    assert sum(len(t.x) for t in fig.data if t.mode == "markers") == 500
+    assert "500 of 4,000" in fig.layout.title.text
+
+
+def test_projection_and_one_input_views_for_d_gt_1(sep2d):
+    sim, _ = sep2d
+    fig = _readable(fg.projection_figure(sim.X, sim.labels))
+    assert "PC 1" in fig.layout.xaxis.title.text
+    assert len(fig.data) == 4
+    fig = fg.data_figure(sim.X, sim.y, sim.labels, sim.params, feature=1)
+    assert fig.layout.xaxis.title.text == "x2" and "other inputs at their mean" in fig.layout.title.text
+
+
+def test_reduced_colors_follow_the_truth(teach):
+    sim, dm, _ = teach
+    perm = np.array([2, 0, 1])
+    shuffled = sim.params.permute(perm)  # shuffled expert k = true expert perm[k]
+    col = fg.reduced_colors(shuffled, sim.params)
+    assert col.tolist() == perm.tolist()
+    col = fg.reduced_colors(dm.params_, sim.params)
+    assert sorted(col.tolist()) == [0, 1, 2]
+    assert fg.reduced_colors(dm.params_, None).tolist() == [0, 1, 2]
+
+
+def test_local_experts_share_the_colour_of_their_reduced_expert(teach):
+    sim, dm, _ = teach
+    colors = fg.reduced_colors(dm.params_, sim.params)
+    fig = _readable(fg.experts_figure(dm, sim.X, sim.y, sim.params, colors=colors))
+    dom = dm.transport_plan_.dominant()
+    local = [t for t in fig.data if (t.name or "").startswith("local experts sent to reduced")]
+    assert len(local) == 12
+    reduced = {t.name: t.line.color for t in fig.data if (t.name or "").startswith("reduced expert")}
+    for t in local:
+        k = int(t.name.rsplit(" ", 1)[1])
+        rgba = fg._rgba(reduced[f"reduced expert {k}"], 0.45)
+        assert t.line.color == rgba
+    assert sorted(int(t.name.rsplit(" ", 1)[1]) - 1 for t in local) == sorted(colors[dom].tolist())
+    # Legend entries: one per reduced expert for the local groups, in colour order.
+    shown = [t.name for t in local if t.showlegend]
+    assert shown == sorted(shown) and len(shown) == 3
+    no_local = fg.experts_figure(dm, sim.X, sim.y, None, show_local=False, show_data=False)
+    assert len(no_local.data) == 3
+
+
+def test_coefficient_cloud_marks_local_reduced_and_truth(sep2d):
+    sim, dm = sep2d
+    fig = _readable(fg.coefficient_figure(dm, sim.params, a=1, b=2))
+    assert fig.layout.xaxis.title.text == "slope x1" and fig.layout.yaxis.title.text == "slope x2"
+    n_local = sum(len(t.x) for t in fig.data if t.name.startswith("local"))
+    assert n_local == 16
+    assert any(t.name == "reduced experts" and len(t.x) == 4 for t in fig.data)
+    assert any(t.name == "true experts" for t in fig.data)
+
+
+def test_plan_heatmap_holds_all_the_mass(teach):
+    _, dm, _ = teach
+    fig = _readable(fg.plan_figure(dm))
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (12, 3)
+    assert z.sum() == pytest.approx(100.0, rel=1e-9)
+    assert fig.data[0].y[0] == "m1 · e1"
+    assert list(fig.data[0].x) == ["reduced 1", "reduced 2", "reduced 3"]
+
+
+def test_convergence_and_timing_figures(teach):
+    _, dm, g = teach
+    fig = _readable(fg.loglik_figure(dm, g))
+    assert len(fig.data) == 5 and fig.data[-1].name == "global EM (all data)"
+    for t in fig.data:
+        assert np.all(np.diff(np.asarray(t.y)) >= -1e-9)  # EM never decreases the likelihood
+    fig = _readable(fg.mm_figure(dm.mm_history_, dm.reduction_.init_objectives))
+    assert np.all(np.diff(np.asarray(fig.data[0].y)) <= 1e-12)
+    fig = _readable(fg.timing_figure(dm, g.fit_time_))
+    labels = list(fig.data[0].y)
+    assert labels[:4] == [f"machine {m}" for m in range(1, 5)]
+    assert "learning time (max local + reduction)" in labels and "global EM on all data" in labels
+    vals = dict(zip(labels, fig.data[0].x))
+    assert vals["learning time (max local + reduction)"] == pytest.approx(dm.timings_["learning_time"])
+
+
+def test_gates_figure_sums_to_one(teach):
+    sim, dm, g = teach
+    fig = _readable(fg.gates_figure({"reduced": dm.params_, "truth": sim.params}, sim.X))
+    assert len(fig.data) == 6
+    total = sum(np.asarray(t.y) for t in fig.data[:3])
+    np.testing.assert_allclose(total, 1.0, atol=1e-9)
+    assert all(t.line.dash == "dash" for t in fig.data[3:])
+
+
+@pytest.mark.parametrize("design", ["teaching-1d", "separated-2d"])
+def test_compare_figure_has_one_panel_per_method(design):
+    train = simulate_design(design, 3000, random_state=0)
+    test = simulate_design(design, 1000, random_state=1)
+    K = train.params.n_experts
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cmp = compare_methods(train.X, train.y, test.X, test.y, K, 3, truth=train.params, backend="sequential")
+    fig = _readable(fg.compare_figure(cmp.params, test.X, test.y, truth=train.params))
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == list(cmp.params)
+    xaxes = [k for k in fig.layout if k.startswith("xaxis")]
+    assert len(xaxes) == 5
+
+
+def test_sweep_figure_mean_and_sd():
+    df = pd.DataFrame({"method": ["reduction"] * 4 + ["global"] * 4, "value": [2, 2, 4, 4] * 2,
+                       "rpe": [1.0, 3.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0]})
+    fig = _readable(fg.sweep_figure(df, "n_machines", "rpe"))
+    red = next(t for t in fig.data if t.name == "reduction")
+    assert list(red.y) == [2.0, 2.0]
+    assert list(red.error_y.array)[0] == pytest.approx(np.std([1.0, 3.0], ddof=1))
+    glob = next(t for t in fig.data if t.name == "global")
+    assert glob.line.dash == "dot"
+    assert fig.layout.xaxis.title.text == "number of machines M"
+    assert fg.sweep_figure(None, "n", "rpe").layout.title.text == "No results yet"
+    big = pd.DataFrame({"method": ["reduction"] * 2, "value": [1000, 100000], "rpe": [1.0, 0.5]})
+    assert fg.sweep_figure(big, "n", "rpe").layout.xaxis.type == "log"
+
+
+def test_mm_step_and_large_mixture_figures(teach):
+    sim, dm, _ = teach
+    large = LargeMixture([m.params_ for m in dm.local_models_], dm.weights_)
+    problem = ReductionProblem(large, sim.X[dm.support_indices_])
+    B0, V0 = problem.initial_experts(3, np.random.default_rng(0))
+    states = list(mm_steps(problem, B0, V0, max_iter=5))
+    fig = _readable(fg.mm_step_figure(problem, states[-1], truth=sim.params))
+    assert f"MM iteration {states[-1].iteration}" in fig.layout.title.text
+    assert sum(1 for t in fig.data if (t.name or "").startswith("reduced expert")) == 3
+    fig = _readable(fg.large_mixture_figure(large, sim.X))
+    total = sum(np.asarray(t.y) for t in fig.data)
+    np.testing.assert_allclose(total, 1.0, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------------- io
+def test_csv_round_trip():
+    X = np.array([[0.5], [1.5], [2.0]])
+    raw = eio.data_to_csv(X, [1.0, 2.0, 3.0], [0, 1, 1])
+    df = eio.parse_csv(raw, "d.csv")
+    assert list(df.columns) == ["x1", "y", "true_expert"]
+    X2, y2 = eio.select_columns(df, "y", ["x1"])
+    np.testing.assert_allclose(X2, X)
+    np.testing.assert_allclose(y2, [1, 2, 3])
+
+
+def test_csv_semicolon_and_bom_are_read():
+    df = eio.parse_csv("\ufeffa;b\n1;2\n3;5\n".encode("utf-8"), "s.csv")
+    assert list(df.columns) == ["a", "b"] and df.shape == (2, 2)
+
+
+BAD_CSV = {
+    "empty": (b"", "e.csv", "empty"),
+    "blank": (b"  \n\n", "e.csv", "empty"),
+    "header only": (b"x,y\n", "h.csv", "no data rows"),
+    "ragged": (b"x,y\n1,2\n3,4,5\n6,7\n", "r.csv", "different number of fields"),
+    "latin-1": ("x,y\n1,caf\u00e9\n".encode("latin-1"), "l.csv", "not UTF-8"),
+    "binary": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "p.csv", "binary data"),
+    "extension": (b"x,y\n1,2\n", "data.xlsx", "not a .csv"),
+    "one column": (b"x\n1\n2\n", "o.csv", "column"),
+    "duplicate names": (b"x,x\n1,2\n3,4\n", "d.csv", "duplicated column names"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CSV))
+def test_bad_csv_files_are_refused_with_a_fix(case):
+    data, name, expect = BAD_CSV[case]
+    with pytest.raises(eio.InputError, match=expect):
+        eio.parse_csv(data, name)
+
+
+def test_too_many_rows_refused_before_parsing():
+    data = b"x,y\n" + b"1,2\n" * 1_000_000
+    with pytest.raises(eio.InputError, match="1,000,000 data rows.*at most 200,000"):
+        eio.parse_csv(data, "big.csv")
+
+
+@pytest.mark.parametrize("y_col,x_cols,expect", [
+    ("y", ["txt"], "column 'txt' is not numeric: row 3"),
+    ("y", ["gap"], "1 missing"),
+    ("y", ["c"], "constant"),
+    ("y", [], "at least one input"),
+    ("y", ["y"], "is the response"),
+    ("c", ["x"], "response 'c' is constant"),
+    ("nope", ["x"], "not in the file"),
+])
+def test_column_selection_errors(y_col, x_cols, expect):
+    df = eio.parse_csv(b"x,y,txt,gap,c\n1,2,3,4,1\n2,3,abc,,1\n3,5,4,6,1\n", "c.csv")
+    with pytest.raises(eio.InputError, match=expect):
+        eio.select_columns(df, y_col, x_cols)
+
+
+def test_model_json_round_trip_and_schema():
+    prm = MoEParams([[0.0, 1.0, 0.0], [1.0, -1.0, 0.0]], [[1.0, 2.0, 3.0], [0.5, 0.0, -0.5]], [0.1, 0.2, 0.3])
+    text = eio.model_to_json(prm, {"n": np.int64(5)})
+    back, meta = eio.model_from_json(text.encode())
+    np.testing.assert_allclose(back.experts, prm.experts)
+    assert meta == {"n": 5}
+
+
+def _doc(**params):
+    p = {"gates": [[0, 0], [1, 0]], "experts": [[1, 2], [0, 1]], "variances": [0.1, 0.2]}
+    p.update(params)
+    return {"format": eio.MODEL_FORMAT, "version": 1, "params": p}
+
+
+BAD_JSON = {
+    "not json": (b"{gates: 1", "not valid JSON"),
+    "not utf-8": ('{"a": "\u00e9"}'.encode("latin-1"), "not UTF-8"),
+    "wrong format": (json.dumps(dict(_doc(), format="other")).encode(), "schema at format"),
+    "no params": (json.dumps({"format": eio.MODEL_FORMAT, "version": 1}).encode(), "'params' is a required"),
+    "negative variance": (json.dumps(_doc(variances=[0.1, -1])).encode(), "params/variances/1"),
+    "string entry": (json.dumps(_doc(experts=[["a", 2], [0, 1]])).encode(), "params/experts/0/0"),
+    "ragged": (json.dumps(_doc(gates=[[0, 0, 1], [1, 0]])).encode(), "ragged"),
+    "shape mismatch": (json.dumps(_doc(variances=[0.1, 0.2, 0.3])).encode(), "must agree"),
+    "extra field": (json.dumps(_doc(code="import os")).encode(), "Additional properties"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_JSON))
+def test_bad_model_json_is_refused(case):
+    data, expect = BAD_JSON[case]
+    with pytest.raises(eio.InputError, match=expect):
+        eio.model_from_json(data)
