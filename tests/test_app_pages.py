@@ -167,9 +167,9 @@ def test_fit_page_widgets_and_plot_options_do_not_refit(at):
 def test_settings_survive_page_switches_and_go_to_the_url(at):
     at.switch_page("pages/learn.py").run()
     at.switch_page("pages/fit.py").run()
+    assert at.session_state["_cfg"]["M"] == 4
     assert at.number_input(key="cfg_M").value == 4
-    code = at.sidebar.expander[0].children[1].value
-    assert "M=4" in code and "backend=sequential" in code
+    assert at.session_state["_cfg"]["backend"] == "sequential"
 
 
 def test_compare_page(at):
@@ -230,3 +230,15 @@ def test_url_settings_are_applied_on_first_load():
     fit = at.session_state["fit"]
     assert fit.settings["K"] == 2 and fit.settings["M"] == 4
     assert at.session_state["data"].name == "two-experts-1d" and at.session_state["data"].n == 4000
+    # The share box gives the same settings back as a URL.
+    code = " ".join(c.value for c in at.get("code"))
+    for part in ("K=2", "M=4", "n=4000", "design=two-experts-1d", "backend=sequential"):
+        assert part in code
+
+
+def test_bad_url_parameters_are_ignored_with_a_warning():
+    at = new_app({"K": "abc", "backend": "gpu", "M": "100000"})
+    assert not at.exception
+    text = " ".join(w.value for w in at.warning)
+    assert "K='abc'" in text and "backend='gpu'" in text and "M='100000'" in text
+    assert at.session_state["fit"].settings["K"] == 3  # the defaults were used
