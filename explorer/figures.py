@@ -232,15 +232,19 @@ def experts_figure(dm, X, y=None, truth: MoEParams | None = None, *, feature=0, 
     if show_local:
         machine, lexp, experts, _, mass, dom = _local_table(dm)
         lines = Xt @ experts
-        for l in np.argsort(colors[dom], kind="stable"):
-            c = colors[dom[l]]
+        n_t = len(t)
+        # One trace per reduced expert, lines separated by NaN: 3 traces instead of M K keep the
+        # figure fast to build and to draw; the hover text still names each local expert.
+        for c in np.unique(colors[dom]):
+            ls = np.flatnonzero(colors[dom] == c)
+            xs = np.concatenate([np.append(t, np.nan) for _ in ls])
+            ys = np.concatenate([np.append(lines[:, l], np.nan) for l in ls])
+            txt = np.concatenate([[f"machine {machine[l] + 1}, local expert {lexp[l] + 1}<br>mass {mass[l]:.3f}"]
+                                  * (n_t + 1) for l in ls])
             fig.add_trace(go.Scatter(
-                x=t, y=lines[:, l], mode="lines", legendgroup=f"local{c}",
-                name=f"local experts sent to reduced {c + 1}", showlegend=bool(l == np.flatnonzero(dom == dom[l])[0]),
-                visible=True,
-                line=dict(color=_rgba(expert_color(c), 0.45), width=1.2),
-                hovertemplate=(f"machine {machine[l] + 1}, local expert {lexp[l] + 1}<br>sent to reduced expert {c + 1}"
-                               f"<br>mass {mass[l]:.3f}<extra></extra>")))
+                x=xs, y=ys, mode="lines", name=f"local experts sent to reduced {c + 1}", text=txt,
+                line=dict(color=_rgba(expert_color(c), 0.45), width=1.2), connectgaps=False,
+                hovertemplate=f"%{{text}}<br>sent to reduced expert {c + 1}<extra></extra>"))
     means = Xt @ red.experts
     for k in range(red.n_experts):
         fig.add_trace(go.Scatter(x=t, y=means[:, k], mode="lines", name=f"reduced expert {colors[k] + 1}",

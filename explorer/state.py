@@ -362,6 +362,21 @@ class FitResult:
     settings: dict
     data_key: str
     wall: float
+    key: str = ""
+    train_rpe: dict = field(default_factory=dict)
+
+
+def figure(name: str, key: tuple, build):
+    """A figure built once per (name, key) in this session: a rerun that changes one plot option
+    rebuilds only the figure that option belongs to."""
+    figs = dict(st.session_state.get("_figs", {}))
+    k = (name,) + tuple(key)
+    if k not in figs:
+        if len(figs) > 60:
+            figs.clear()
+        figs[k] = build()
+        st.session_state["_figs"] = figs
+    return figs[k]
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -382,7 +397,13 @@ def run_fit(data: Dataset, s: dict | None = None, progress=None) -> FitResult:
     kw = fit_params(s, data.n)
     check_fit_settings(kw, data.n, data.d)
     dm, g, wall = _fit_cached(data.key, data.X, data.y, kw, _progress=_outside_cache(progress))
-    return FitResult(dm, g, s, data.key, wall)
+    from moecore.metrics import rpe
+    from moecore.model import predict_mean
+
+    train_rpe = {"reduction": rpe(data.y, predict_mean(data.X, dm.params_)),
+                 "global": rpe(data.y, predict_mean(data.X, g.params_))}
+    key = hashlib.sha1(repr((data.key, sorted(kw.items()))).encode()).hexdigest()[:16]
+    return FitResult(dm, g, s, data.key, wall, key, train_rpe)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

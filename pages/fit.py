@@ -7,7 +7,6 @@ import streamlit as st
 from explorer import figures as fg
 from explorer import io as eio
 from explorer import state
-from moecore.experiments import evaluate
 
 st.title("Distributed fit")
 data = st.session_state["data"]
@@ -65,7 +64,8 @@ if fit.data_key != data.key:
 dm, g, s = fit.dm, fit.global_model, fit.settings
 truth = data.truth if fit.data_key == data.key else None
 Xd = data.X if fit.data_key == data.key else None
-colors = fg.reduced_colors(dm.params_, truth, Xd)
+colors = state.figure("colors", (fit.key, Xd is not None), lambda: fg.reduced_colors(dm.params_, truth, Xd))
+fkey = (fit.key, data.key)  # figures depend on the fit and on the data drawn behind it
 tm = dm.timings_
 
 m = st.columns(6)
@@ -76,10 +76,8 @@ m[3].metric("wall clock, this fit", f"{tm['wall']:.3f} s", help="on the cores ac
 m[4].metric("global EM time", f"{g.fit_time_:.3f} s")
 m[5].metric("speed-up (learning time)", f"{g.fit_time_ / max(tm['learning_time'], 1e-9):.1f}x")
 
-if Xd is not None:
-    ev_r = evaluate(dm.params_, data.X, data.y, labels=data.labels, truth=truth)
-    ev_g = evaluate(g.params_, data.X, data.y, labels=data.labels, truth=truth)
-    st.caption(f"Training RPE: reduction {ev_r['rpe']:.4f}, global EM {ev_g['rpe']:.4f}. "
+if fit.train_rpe:
+    st.caption(f"Training RPE: reduction {fit.train_rpe['reduction']:.4f}, global EM {fit.train_rpe['global']:.4f}. "
                "Held-out comparisons with every baseline are on the Compare page.")
 
 st.subheader("Local experts, reduced experts and the truth")
@@ -93,15 +91,17 @@ left, right = st.columns(2)
 Xplot = data.X if data.d == d else None  # a stale fit of data with another d cannot be drawn over this data
 with left:
     if Xplot is not None:
-        st.plotly_chart(fg.experts_figure(dm, Xplot, data.y if Xd is not None else None, truth, feature=feature,
-                                          x_names=names, colors=colors, show_data=show_data, show_local=show_local),
+        st.plotly_chart(state.figure("experts", fkey + (feature, show_data, show_local), lambda: fg.experts_figure(
+            dm, Xplot, data.y if Xd is not None else None, truth, feature=feature, x_names=names, colors=colors,
+            show_data=show_data, show_local=show_local)),
                         width="stretch", key="fit_experts")
 with right:
     cn = fg.coef_names(d, names)
     a1, a2 = st.columns(2)
     ca = a1.selectbox("Coefficient on the x axis", range(d + 1), index=0, format_func=lambda j: cn[j], key="fit_coef_a")
     cb = a2.selectbox("Coefficient on the y axis", range(d + 1), index=min(1, d), format_func=lambda j: cn[j], key="fit_coef_b")
-    st.plotly_chart(fg.coefficient_figure(dm, truth, a=ca, b=cb, x_names=names, colors=colors),
+    st.plotly_chart(state.figure("coef", fkey + (ca, cb), lambda: fg.coefficient_figure(
+        dm, truth, a=ca, b=cb, x_names=names, colors=colors)),
                     width="stretch", key="fit_coef")
 
 st.subheader("Gates and transport plan")
@@ -116,21 +116,25 @@ with left:
     if truth is None:
         cols["global EM"] = colors[cols["global EM"]] if len(cols["global EM"]) == len(colors) else cols["global EM"]
     if Xplot is not None:
-        st.plotly_chart(fg.gates_figure(models, Xplot, feature=feature, x_names=names, colors=cols),
+        st.plotly_chart(state.figure("gates", fkey + (feature,), lambda: fg.gates_figure(
+            models, Xplot, feature=feature, x_names=names, colors=cols)),
                         width="stretch", key="fit_gates")
 with right:
-    st.plotly_chart(fg.plan_figure(dm, colors=colors), width="stretch", key="fit_plan")
+    st.plotly_chart(state.figure("plan", fkey, lambda: fg.plan_figure(dm, colors=colors)), width="stretch",
+                    key="fit_plan")
     st.caption("Row m·e: expert e of machine m. Each row's mass goes (mostly) to one reduced expert; "
                "columns are coloured like the reduced experts in every plot.")
 
 st.subheader("Convergence")
 left, right = st.columns(2)
-left.plotly_chart(fg.loglik_figure(dm, g), width="stretch", key="fit_loglik")
-right.plotly_chart(fg.mm_figure(dm.mm_history_, dm.reduction_.init_objectives), width="stretch", key="fit_mm")
+left.plotly_chart(state.figure("loglik", fkey, lambda: fg.loglik_figure(dm, g)), width="stretch", key="fit_loglik")
+right.plotly_chart(state.figure("mm", fkey, lambda: fg.mm_figure(dm.mm_history_, dm.reduction_.init_objectives)),
+                   width="stretch", key="fit_mm")
 
 st.subheader("Timing")
 left, right = st.columns([3, 2])
-left.plotly_chart(fg.timing_figure(dm, g.fit_time_), width="stretch", key="fit_timing")
+left.plotly_chart(state.figure("timing", fkey, lambda: fg.timing_figure(dm, g.fit_time_)), width="stretch",
+                  key="fit_timing")
 with right:
     st.markdown(
         f"- **learning time** (the paper's figure, machines truly in parallel): max local "

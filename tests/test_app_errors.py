@@ -2,6 +2,12 @@
 and the session keeps its previous data and results.  ``BAD_INPUTS`` below is the enumerated list
 (its length is the count reported in docs/app.md)."""
 
+import sys
+from pathlib import Path as _Path
+
+sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # explorer/ is not installed
+
+
 from pathlib import Path
 
 import numpy as np

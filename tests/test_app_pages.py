@@ -1,6 +1,12 @@
 """Every page under streamlit.testing.v1.AppTest: default run without exceptions, each main
 widget changed once, results kept in session state, settings shared through the URL."""
 
+import sys
+from pathlib import Path as _Path
+
+sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # explorer/ is not installed
+
+
 from pathlib import Path
 
 import numpy as np
