@@ -272,7 +272,7 @@ def coefficient_figure(dm, truth: MoEParams | None = None, *, a=0, b=1, x_names=
     machine, lexp, experts, variances, mass, dom = _local_table(dm)
     fig = go.Figure()
     size = 6 + 30 * np.sqrt(mass / max(mass.max(), 1e-300))
-    for k in range(red.n_experts):
+    for k in np.argsort(colors):  # legend in colour order
         sel = dom == k
         if sel.any():
             fig.add_trace(go.Scatter(

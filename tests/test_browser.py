@@ -163,6 +163,12 @@ def test_every_page_renders(server, page):
         assert page.locator("h1").first.inner_text().startswith(title)
         plots_rendered(page, n_plots)
         no_errors(page)
+        if path == "learn":  # step the live MM example twice: the text and plots follow
+            for _ in range(2):
+                page.get_by_role("button", name="Next MM step ▶").click()
+                settle(page)
+            page.wait_for_selector("text=Iteration 2 of", timeout=30_000)
+            plots_rendered(page, n_plots)
         shoot(page, path)
     page.get_by_role("link", name="Experiments", exact=True).first.click()
     settle(page)
@@ -246,3 +252,23 @@ def test_two_concurrent_sessions_get_their_own_results(server, browser):
     finally:
         for c in ctxs:
             c.close()
+
+
+def test_a_running_sweep_can_be_cancelled(server, page):
+    page.goto(server + "/experiments")
+    settle(page)
+    page.get_by_label("Values (comma-separated)").fill("2, 4, 8, 16, 32, 64")
+    page.get_by_label("Values (comma-separated)").press("Enter")
+    settle(page)
+    set_number(page, "Repeats", 10)
+    page.get_by_role("button", name="Run the sweep").click()
+    page.wait_for_selector("text=/[1-9][0-9]* \\/ 120 fits/", timeout=60_000)  # some fits are done
+    page.get_by_role("button", name="Cancel").click()
+    settle(page)
+    page.wait_for_selector("text=Cancelled after", timeout=30_000)
+    info = page.locator("text=Cancelled after").first.inner_text()
+    done = int(info.split("Cancelled after")[1].split()[0])
+    assert 1 <= done < 120
+    no_errors(page)
+    plots_rendered(page, 3)  # the partial results are shown
+    assert page.get_by_role("button", name="Download all runs as CSV").count() == 1
