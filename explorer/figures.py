@@ -406,7 +406,7 @@ def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, featur
                           row=1, col=i)
             means, pi = expert_means(Xg, prm), gate_proba(Xg, prm)
             col = reduced_colors(prm, truth, X)
-            for k in range(prm.n_experts):
+            for k in np.argsort(col):  # legend in colour order
                 fig.add_trace(go.Scatter(x=t, y=np.where(pi[:, k] >= 0.5, means[:, k], np.nan), mode="lines",
                                          name=f"expert {col[k] + 1} (gate > 0.5)", legendgroup=f"e{col[k]}",
                                          showlegend=first, line=dict(color=expert_color(col[k]), width=4.5),

@@ -159,8 +159,9 @@ def test_every_page_renders(server, page):
     settle(page)
     for path, title, n_plots in [("data", "Data", 2), ("compare", "Compare", 1), ("learn", "Learn", 4)]:
         page.get_by_role("link", name=title, exact=True).first.click()
+        page.wait_for_function("(t) => { const h = document.querySelector('h1');"
+                               " return h && h.innerText.trim().startsWith(t); }", arg=title, timeout=60_000)
         settle(page)
-        assert page.locator("h1").first.inner_text().startswith(title)
         plots_rendered(page, n_plots)
         no_errors(page)
         if path == "learn":  # step the live MM example twice: the text and plots follow
@@ -171,6 +172,7 @@ def test_every_page_renders(server, page):
             plots_rendered(page, n_plots)
         shoot(page, path)
     page.get_by_role("link", name="Experiments", exact=True).first.click()
+    page.wait_for_selector("h1:has-text('Experiments')", timeout=60_000)
     settle(page)
     page.get_by_label("Values (comma-separated)").fill("2, 4, 8")
     page.get_by_label("Values (comma-separated)").press("Enter")
@@ -206,6 +208,7 @@ def test_csv_upload_path(server, page, tmp_path):
     no_errors(page)
     # ... and the uploaded data can be fitted from the fit page.
     page.get_by_role("link", name="Distributed fit", exact=True).first.click()
+    page.wait_for_selector("h1:has-text('Distributed fit')", timeout=60_000)
     settle(page)
     set_number(page, "Machines M", 3)
     page.get_by_role("button", name="Run distributed fit").click()
@@ -271,4 +274,4 @@ def test_a_running_sweep_can_be_cancelled(server, page):
     assert 1 <= done < 120
     no_errors(page)
     plots_rendered(page, 3)  # the partial results are shown
-    assert page.get_by_role("button", name="Download all runs as CSV").count() == 1
+    page.get_by_role("button", name="Download all runs as CSV").wait_for(timeout=30_000)
