@@ -142,6 +142,9 @@ with right:
         f"- **wall clock** of this fit on the cores used ({s['backend']}, n_jobs = {s['n_jobs']}): {tm['wall']:.3f} s\n"
         f"- sum of local fit times (one machine doing all shards): {tm['local_sum']:.3f} s\n"
         f"- **global EM** on all {data.n:,} samples: {g.fit_time_:.3f} s"
+        + (f"\n- CPU time of the same steps (not inflated by other work on the host): max local "
+           f"{tm['local_cpu_max']:.3f} s + reduction {tm['reduction_cpu']:.3f} s = {tm['learning_time_cpu']:.3f} s"
+           if "learning_time_cpu" in tm else "")
     )
     prm = dm.params_
     order = np.argsort(colors)
