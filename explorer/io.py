@@ -29,6 +29,8 @@ __all__ = [
     "data_to_csv",
     "model_to_json",
     "model_from_json",
+    "params_to_text",
+    "params_from_text",
 ]
 
 # Streamlit refuses larger files itself (.streamlit/config.toml server.maxUploadSize): same number.
@@ -261,3 +263,20 @@ def model_from_json(data, name: str = "the model file") -> tuple[MoEParams, dict
     except (TypeError, ValueError) as exc:
         raise InputError(f"{name}: {exc}") from None
     return params, doc.get("meta", {})
+
+
+def params_to_text(params: MoEParams, digits: int = 4) -> str:
+    """The three parameter arrays as short JSON, one array per line, for a text box."""
+    r = lambda a: json.dumps(np.round(np.asarray(a, dtype=float), digits).tolist())  # noqa: E731
+    return (f'{{\n  "gates": {r(params.gates)},\n  "experts": {r(params.experts)},\n'
+            f'  "variances": {r(params.variances)}\n}}')
+
+
+def params_from_text(text: str, name: str = "the parameters") -> MoEParams:
+    """Parameters typed as JSON {"gates", "experts", "variances"}, checked like a model file."""
+    try:
+        params = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{name} are not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}).") from None
+    doc = {"format": MODEL_FORMAT, "version": 1, "params": params}
+    return model_from_json(json.dumps(doc), name)[0]

@@ -273,7 +273,7 @@ def dataset_from_settings(s: dict | None = None) -> Dataset:
     if s["source"] == "custom" and st.session_state.get("custom_truth") is not None:
         params = st.session_state["custom_truth"]
         return simulate_dataset(params, n, x_dist=s["x_dist"], x_scale=s["x_scale"], seed=s["seed"],
-                                name=f"model JSON K={params.n_experts} d={params.n_features}", source="custom")
+                                name=f"exact parameters K={params.n_experts} d={params.n_features}", source="custom")
     if s["source"] == "custom":
         params = custom_params(s["custom_K"], s["custom_d"], s["custom_sep"], s["custom_gate"],
                                s["custom_var"], s["seed"])

@@ -30,16 +30,30 @@ with sim_tab:
         state.widget("slider", "Noise variance of every expert", "custom_var", 0.01, 2.0, where=c2, step=0.01)
         state.widget("selectbox", "x distribution", "x_dist", where=c3, options=["uniform", "gaussian"])
         state.widget("number_input", "x scale (half-width or sd)", "x_scale", 0.1, 100.0, where=c3, step=0.5)
-        mj = st.file_uploader("Or give the exact gates, experts and variances: a model JSON "
-                              "(as downloaded on the Distributed fit page, at most 1 MB)", key="model_upload")
+        s = state.settings()
+        knobs = state.custom_params(s["custom_K"], s["custom_d"], s["custom_sep"], s["custom_gate"],
+                                    s["custom_var"], s["seed"])
+        truth = None
+        with st.expander("Edit the gates, experts and variances exactly"):
+            st.caption("JSON arrays: rows are the intercept then one row per input, columns are the experts; "
+                       "gates are relative to the last expert (its column is set to 0). Prefilled from the knobs.")
+            text = st.text_area("Parameters", value=eio.params_to_text(knobs), height=130, key="custom_params_text")
+            if st.checkbox("Use these parameters instead of the knobs", key="use_custom_text"):
+                try:
+                    truth = eio.params_from_text(text)
+                except eio.InputError as exc:
+                    st.error(f"{exc} Fix the text, or untick the box to use the knobs.")
+        mj = st.file_uploader("Or upload them: a model JSON (as downloaded on the Distributed fit page, "
+                              "at most 1 MB)", key="model_upload")
         if mj is not None:
             try:
-                prm, _ = eio.model_from_json(mj.getvalue(), mj.name)
-                st.session_state["custom_truth"] = prm
-                st.caption(f"Using {mj.name}: K = {prm.n_experts}, d = {prm.n_features} (replaces the knobs above).")
+                truth, _ = eio.model_from_json(mj.getvalue(), mj.name)
+                st.caption(f"Using {mj.name}: K = {truth.n_experts}, d = {truth.n_features} (replaces the knobs above).")
             except eio.InputError as exc:
-                st.session_state.pop("custom_truth", None)
+                truth = None
                 st.error(str(exc))
+        if truth is not None:
+            st.session_state["custom_truth"] = truth
         else:
             st.session_state.pop("custom_truth", None)
     c1, c2, c3 = st.columns([1, 1, 2])

@@ -131,6 +131,25 @@ def test_bad_model_json_shows_error(case):
     assert at.session_state["data"].name.startswith("custom")
 
 
+BAD_TYPED = {
+    "typed parameters: not JSON": ('{"gates": [[0, 0], [1, 0]], "experts": ', "not valid JSON"),
+    "typed parameters: shapes disagree": ('{"gates": [[0, 0], [1, 0]], "experts": [[1, 2], [0, 1]], '
+                                          '"variances": [0.1]}', "must agree"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TYPED))
+def test_bad_typed_parameters_show_error(case):
+    text, expect = BAD_TYPED[case]
+    at = new_app("pages/data.py")
+    at.radio(key="cfg_source").set_value("custom").run()
+    at.text_area(key="custom_params_text").input(text).run()
+    at.checkbox(key="use_custom_text").check().run()
+    msg = errors(at)
+    assert expect in msg and "untick the box" in msg, msg
+    assert "custom_truth" not in at.session_state
+
+
 # ------------------------------------------------------------------------------ fit settings
 @pytest.fixture()
 def small_data_app():
@@ -219,11 +238,11 @@ def test_bad_sweep_values_show_error(case):
     assert not at.session_state.get("sweep_rows")
 
 
-BAD_INPUTS = (list(BAD_FILES) + list(BAD_COLUMNS) + list(BAD_MODELS) + list(BAD_FIT)
+BAD_INPUTS = (list(BAD_FILES) + list(BAD_COLUMNS) + list(BAD_MODELS) + list(BAD_TYPED) + list(BAD_FIT)
               + ["local fit failing midway", "compare with impossible settings"] + list(BAD_SWEEPS)
               + ["bad URL parameters (tests/test_app_pages.py)"])
 
 
 def test_bad_input_count():
     """The number reported in docs/app.md."""
-    assert len(BAD_INPUTS) == len(set(BAD_INPUTS)) == 34
+    assert len(BAD_INPUTS) == len(set(BAD_INPUTS)) == 36

@@ -111,7 +111,22 @@ def test_model_json_drives_the_custom_simulation(at):
     at.button(key="btn_generate").click().run()
     data = at.session_state["data"]
     np.testing.assert_allclose(data.truth.experts, prm.experts)
-    assert data.name.startswith("model JSON")
+    assert data.name.startswith("exact parameters")
+
+
+def test_typed_parameters_drive_the_custom_simulation(at):
+    at.switch_page("pages/data.py").run()
+    at.radio(key="cfg_source").set_value("custom").run()
+    at.file_uploader(key="model_upload").clear().run()  # an uploaded model file would take priority
+    text = '{"gates": [[0, 0], [2, 0]], "experts": [[1, -1], [0.5, 2]], "variances": [0.3, 0.1]}'
+    at.text_area(key="custom_params_text").input(text).run()
+    at.checkbox(key="use_custom_text").check().run()
+    clean(at)
+    at.button(key="btn_generate").click().run()
+    data = at.session_state["data"]
+    np.testing.assert_allclose(data.truth.experts, [[1, -1], [0.5, 2]])
+    np.testing.assert_allclose(data.truth.variances, [0.3, 0.1])
+    at.checkbox(key="use_custom_text").uncheck().run()
 
 
 def test_csv_upload_path(at):
