@@ -136,6 +136,9 @@ def data_figure(X, y, labels=None, truth: MoEParams | None = None, *, feature=0,
                                      line=dict(color=expert_color(k), width=1, dash="dash"), showlegend=False,
                                      hoverinfo="skip"))
             strong = np.where(pi[:, k] >= 0.5, means[:, k], np.nan)
+            # A white halo under the line keeps it visible on top of points of its own colour.
+            fig.add_trace(go.Scatter(x=t, y=strong, mode="lines", line=dict(color="white", width=7),
+                                     showlegend=False, hoverinfo="skip"))
             fig.add_trace(go.Scatter(x=t, y=strong, mode="lines", name=f"true expert {k + 1} (where its gate > 0.5)",
                                      line=dict(color=expert_color(k), width=3.5),
                                      hovertemplate=f"true expert {k + 1}<br>mean=%{{y:.3f}}<extra></extra>"))
@@ -319,11 +322,13 @@ def coupling_figure(coupling, machine, expert, *, colors=None,
     text = np.where(z >= 0.05, np.vectorize(lambda v: f"{v:.1f}")(z), "")
     fig = go.Figure(go.Heatmap(
         z=z, x=cols, y=rows, colorscale="Blues", colorbar=dict(title="mass %"),
-        text=text if L <= 64 else None, texttemplate="%{text}" if L <= 64 else None,
+        text=text if L <= 32 else None, texttemplate="%{text}" if L <= 32 else None,
         hovertemplate="%{y} → %{x}<br>mass %{z:.2f} %<extra></extra>", xgap=2, ygap=1))
-    fig.update_yaxes(autorange="reversed", title_text="local expert (machine · expert)", tickfont=dict(size=10))
+    fig.update_yaxes(autorange="reversed", title_text="local expert (machine · expert)",
+                     tickfont=dict(size=10 if L <= 48 else 8))
     fig.update_xaxes(side="top", title_text="", tickfont=dict(size=13))
-    fig = _layout(fig, title, height=min(max(320, 22 * L + 120), 1400))
+    # Beyond ~30 rows the cells shrink rather than the page growing without end.
+    fig = _layout(fig, title, height=int(np.clip(22 * L + 120, 320, 820)))
     fig.update_layout(margin=dict(t=90))
     return fig
 
