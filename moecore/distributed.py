@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator
-from threadpoolctl import threadpool_limits
 
 from ._validation import (
     check_choice,
@@ -25,6 +24,7 @@ from ._validation import (
     check_random_state_seed,
     check_Xy,
 )
+from ._threads import one_blas_thread as _one_thread
 from .em import MixtureOfExperts, NotFittedError
 from .reduction import reduce_mixtures
 
@@ -102,23 +102,6 @@ def fit_local(index, X, y, n_experts, em_params, seed, limit_threads=True):
     except Exception as exc:  # reported with the shard number by the caller
         return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}",
                               time.thread_time() - c0)
-
-
-_CONTROLLER = None
-
-
-def _one_thread():
-    """BLAS/OpenMP limited to one thread, with the thread pools inspected once per process.
-
-    ``threadpool_limits(1)`` rescans the loaded libraries at every call (about 3 ms, a sixth of a
-    local fit on 8000 points); a cached ``ThreadpoolController`` does it once per worker.
-    """
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1)
 
 
 def _fit_local_packed(index, shard, n_experts, em_params, seed):
@@ -303,7 +286,7 @@ class DistributedMoE(BaseEstimator):
         n_jobs = 1 if self.backend == "sequential" else self.n_jobs
         backend = "sequential" if self.backend == "sequential" else self.backend
         # In-process fits share one BLAS pool: limit it around the whole batch instead.
-        with threadpool_limits(1) if not process else _nullcontext():
+        with _one_thread() if not process else _nullcontext():
             par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")
             for done, res in enumerate(par(tasks), start=1):
                 results[key(res)] = res

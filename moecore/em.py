@@ -18,6 +18,7 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from . import model as _m
+from ._threads import one_blas_thread
 from ._validation import (
     check_choice,
     check_float,
@@ -251,12 +252,13 @@ class MixtureOfExperts(BaseEstimator):
         ys = scaler.transform_y(y)
         seeds = check_random_state_seed(self.random_state).spawn(self.n_init)
 
-        F = _wls_design(XtT, ys)  # shared by every initialisation
         best = None
-        for seed in seeds:
-            run = self._run_em(XtT, ys, F, np.random.default_rng(seed))
-            if best is None or run["ll"] > best["ll"]:
-                best = run
+        with one_blas_thread():
+            F = _wls_design(XtT, ys)  # shared by every initialisation
+            for seed in seeds:
+                run = self._run_em(XtT, ys, F, np.random.default_rng(seed))
+                if best is None or run["ll"] > best["ll"]:
+                    best = run
         # Log-likelihood in original y units: the density picks up the Jacobian 1 / y_scale.
         shift = n * np.log(scaler.y_scale)
         self._set_params(scaler.params_to_original(best["gates"], best["experts"], best["variances"]))
