@@ -9,6 +9,7 @@ not on ``n_jobs``, the backend or the order in which machines finish.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 import warnings
 from dataclasses import dataclass
 
@@ -25,7 +26,7 @@ from ._validation import (
     check_Xy,
 )
 from ._threads import one_blas_thread as _one_thread
-from .em import MixtureOfExperts, NotFittedError
+from .em import MixtureOfExperts, MoEPredictorMixin
 from .reduction import reduce_mixtures
 
 __all__ = ["DistributedMoE", "LocalFitError", "LocalFitResult", "fit_local", "split_shards", "default_support_size"]
@@ -109,7 +110,7 @@ def _fit_local_packed(index, shard, n_experts, em_params, seed):
     return fit_local(index, X, y, n_experts, em_params, seed)
 
 
-class DistributedMoE(BaseEstimator):
+class DistributedMoE(MoEPredictorMixin, BaseEstimator):
     """Distributed learning of a K-expert MoE: M local EM fits, then the OT/MM reduction.
 
     Parameters
@@ -286,7 +287,7 @@ class DistributedMoE(BaseEstimator):
         n_jobs = 1 if self.backend == "sequential" else self.n_jobs
         backend = "sequential" if self.backend == "sequential" else self.backend
         # In-process fits share one BLAS pool: limit it around the whole batch instead.
-        with _one_thread() if not process else _nullcontext():
+        with _one_thread() if not process else nullcontext():
             par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")
             for done, res in enumerate(par(tasks), start=1):
                 results[key(res)] = res
@@ -451,35 +452,6 @@ class DistributedMoE(BaseEstimator):
         self.timings_["reduction_cpu"] = time.thread_time() - c0
         self.timings_["learning_time_cpu"] = self.timings_["local_cpu_max"] + self.timings_["reduction_cpu"]
 
-    # ------------------------------------------------------------------ inference
-    def _check_is_fitted(self):
-        if not hasattr(self, "reduced_"):
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet: call 'fit' first.")
-
-    def predict(self, X):
-        """Conditional mean of the reduced model, shape (n,)."""
-        self._check_is_fitted()
-        return self.reduced_.predict(X)
-
-    def predict_proba(self, X):
-        """Gate probabilities of the reduced model, shape (n, K)."""
-        self._check_is_fitted()
-        return self.reduced_.predict_proba(X)
-
-    def predict_labels(self, X, y):
-        """MAP expert labels under the reduced model, shape (n,)."""
-        self._check_is_fitted()
-        return self.reduced_.predict_labels(X, y)
-
-    def score_samples(self, X, y):
-        self._check_is_fitted()
-        return self.reduced_.score_samples(X, y)
-
-    def score(self, X, y):
-        """Mean log-likelihood per sample under the reduced model."""
-        self._check_is_fitted()
-        return self.reduced_.score(X, y)
-
 
 def _shards_from_labels(machine, n, M):
     machine = np.asarray(machine)
@@ -494,11 +466,3 @@ def _shards_from_labels(machine, n, M):
     if empty:
         raise ValueError(f"machine(s) {empty} hold no rows: every one of the {M} machines needs data.")
     return shards
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -30,7 +30,7 @@ from ._validation import (
 )
 from .gating import fit_softmax_gate, gate_newton_step, pair_products, sym_from_pairs
 
-__all__ = ["MixtureOfExperts", "DegenerateFitWarning", "ConvergenceWarning", "NotFittedError"]
+__all__ = ["MixtureOfExperts", "MoEPredictorMixin", "DegenerateFitWarning", "ConvergenceWarning", "NotFittedError"]
 
 # Relative ridge on the weighted least-squares normal equations: far below the 1e-9 relative
 # tolerance of the monotonicity checks, large enough to keep a near-singular system solvable.
@@ -115,7 +115,50 @@ def _estep(XtT, y, logpT, experts, variances):
     return float(ll_i.sum()), ll_i, a
 
 
-class MixtureOfExperts(BaseEstimator):
+class MoEPredictorMixin:
+    """Inference shared by every estimator whose fitted model is ``self.params_`` (a MoEParams)."""
+
+    def _check_is_fitted(self):
+        if not hasattr(self, "params_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet: call 'fit' first."
+            )
+
+    def predict(self, X):
+        """Conditional mean E[y | x], shape (n,)."""
+        self._check_is_fitted()
+        return _m.predict_mean(X, self.params_)
+
+    def predict_proba(self, X):
+        """Gate probabilities pi_k(x), shape (n, K)."""
+        self._check_is_fitted()
+        return _m.gate_proba(X, self.params_)
+
+    def predict_expert(self, X):
+        """Expert means beta_k . x~, shape (n, K)."""
+        self._check_is_fitted()
+        return _m.expert_means(X, self.params_)
+
+    def posterior_proba(self, X, y):
+        """Posterior expert memberships P(z = k | x, y), shape (n, K)."""
+        self._check_is_fitted()
+        return _m.posterior_proba(X, y, self.params_)
+
+    def predict_labels(self, X, y):
+        """MAP expert labels argmax_k P(z = k | x, y), shape (n,)."""
+        return self.posterior_proba(X, y).argmax(axis=1)
+
+    def score_samples(self, X, y):
+        """Per-sample log-likelihood log f(y | x), shape (n,)."""
+        self._check_is_fitted()
+        return _m.loglik_per_sample(X, y, self.params_)
+
+    def score(self, X, y):
+        """Mean log-likelihood per sample."""
+        return float(self.score_samples(X, y).mean())
+
+
+class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
     """Softmax-gated mixture of Gaussian linear experts fitted by (generalised) EM.
 
     Parameters
@@ -216,12 +259,6 @@ class MixtureOfExperts(BaseEstimator):
         check_float(self.var_floor, "var_floor", low=0.0, low_open=True)
         check_int(self.gate_steps, "gate_steps", low=1)
         check_random_state_seed(self.random_state)
-
-    def _check_is_fitted(self):
-        if not hasattr(self, "params_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet: call 'fit' first."
-            )
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y):
@@ -373,40 +410,6 @@ class MixtureOfExperts(BaseEstimator):
         gates = gates - gates[:, -1:]
         logpT = _m._log_softmax_T(gates.T @ XtT)[0]
         return gates, experts, variances, logpT
-
-    # ------------------------------------------------------------------ inference
-    def predict(self, X):
-        """Conditional mean E[y | x], shape (n,)."""
-        self._check_is_fitted()
-        return _m.predict_mean(X, self.params_)
-
-    def predict_proba(self, X):
-        """Gate probabilities pi_k(x), shape (n, K)."""
-        self._check_is_fitted()
-        return _m.gate_proba(X, self.params_)
-
-    def predict_expert(self, X):
-        """Expert means beta_k . x~, shape (n, K)."""
-        self._check_is_fitted()
-        return _m.expert_means(X, self.params_)
-
-    def posterior_proba(self, X, y):
-        """Posterior expert memberships P(z = k | x, y), shape (n, K)."""
-        self._check_is_fitted()
-        return _m.posterior_proba(X, y, self.params_)
-
-    def predict_labels(self, X, y):
-        """MAP expert labels argmax_k P(z = k | x, y), shape (n,)."""
-        return self.posterior_proba(X, y).argmax(axis=1)
-
-    def score_samples(self, X, y):
-        """Per-sample log-likelihood log f(y | x), shape (n,)."""
-        self._check_is_fitted()
-        return _m.loglik_per_sample(X, y, self.params_)
-
-    def score(self, X, y):
-        """Mean log-likelihood per sample."""
-        return float(self.score_samples(X, y).mean())
 
     def n_parameters(self):
         """Free parameters: (K-1)(d+1) gates, K(d+1) experts, K variances."""
