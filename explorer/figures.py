@@ -1,5 +1,8 @@
 """Plotly figures of the app: plain functions of arrays and fitted moecore objects.
 
+Points are SVG ``Scatter`` (at most a few thousand, subsampled), not ``Scattergl``: WebGL traces
+are drawn on a canvas above every SVG trace, which would hide the expert lines under the points.
+
 No Streamlit here, so every figure can be built and checked in a unit test.  Conventions:
 
 * expert k always has colour ``expert_color(k)``; the local experts the transport plan sends to a
@@ -115,14 +118,14 @@ def data_figure(X, y, labels=None, truth: MoEParams | None = None, *, feature=0,
     fig = go.Figure()
     xs, ys = X[idx, feature], np.asarray(y)[idx]
     if labels is None:
-        fig.add_trace(go.Scattergl(x=xs, y=ys, mode="markers", name="data",
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="data",
                                    marker=dict(size=4, color="#1f77b4", opacity=0.5),
                                    hovertemplate=f"{x_names[feature]}=%{{x:.3f}}<br>{y_name}=%{{y:.3f}}<extra></extra>"))
     else:
         lab = np.asarray(labels)[idx]
         for k in np.unique(lab):
             sel = lab == k
-            fig.add_trace(go.Scattergl(
+            fig.add_trace(go.Scatter(
                 x=xs[sel], y=ys[sel], mode="markers", name=f"true expert {k + 1}",
                 marker=dict(size=4, color=expert_color(k), opacity=0.45),
                 hovertemplate=f"expert {k + 1}<br>{x_names[feature]}=%{{x:.3f}}<br>{y_name}=%{{y:.3f}}<extra></extra>"))
@@ -164,11 +167,11 @@ def projection_figure(X, labels=None, y=None, *, max_points=4000):
         lab = np.asarray(labels)[idx]
         for k in np.unique(lab):
             sel = lab == k
-            fig.add_trace(go.Scattergl(x=P[idx][sel, 0], y=P[idx][sel, 1], mode="markers",
+            fig.add_trace(go.Scatter(x=P[idx][sel, 0], y=P[idx][sel, 1], mode="markers",
                                        name=f"true expert {k + 1}",
                                        marker=dict(size=4, color=expert_color(k), opacity=0.5)))
     else:
-        fig.add_trace(go.Scattergl(x=P[idx, 0], y=P[idx, 1], mode="markers", name="data",
+        fig.add_trace(go.Scatter(x=P[idx, 0], y=P[idx, 1], mode="markers", name="data",
                                    marker=dict(size=4, color=np.asarray(y)[idx] if y is not None else None,
                                                colorscale="Viridis", showscale=y is not None,
                                                colorbar=dict(title="y"), opacity=0.6)))
@@ -230,7 +233,7 @@ def experts_figure(dm, X, y=None, truth: MoEParams | None = None, *, feature=0, 
     fig = go.Figure()
     if show_data and y is not None:
         idx = _subsample(len(y), max_points)
-        fig.add_trace(go.Scattergl(x=X[idx, feature], y=np.asarray(y)[idx], mode="markers", name="data",
+        fig.add_trace(go.Scatter(x=X[idx, feature], y=np.asarray(y)[idx], mode="markers", name="data",
                                    marker=dict(size=3, color="rgba(120,120,120,0.25)"), hoverinfo="skip"))
     if show_local:
         machine, lexp, experts, _, mass, dom = _local_table(dm)
@@ -405,7 +408,7 @@ def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, featur
         first = i == 1
         if d == 1:
             t, Xg = _grid(X, 0)
-            fig.add_trace(go.Scattergl(x=X[idx, 0], y=y[idx], mode="markers", name="held-out data",
+            fig.add_trace(go.Scatter(x=X[idx, 0], y=y[idx], mode="markers", name="held-out data",
                                        legendgroup="data", showlegend=first,
                                        marker=dict(size=3, color="rgba(120,120,120,0.25)"), hoverinfo="skip"),
                           row=1, col=i)
@@ -424,7 +427,7 @@ def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, featur
             fig.update_xaxes(title_text=x_names[0], row=1, col=i)
         else:
             yhat = predict_mean(X[idx], prm)
-            fig.add_trace(go.Scattergl(x=y[idx], y=yhat, mode="markers", name="held-out point",
+            fig.add_trace(go.Scatter(x=y[idx], y=yhat, mode="markers", name="held-out point",
                                        legendgroup="pts", showlegend=first,
                                        marker=dict(size=3, color=PALETTE[0], opacity=0.4),
                                        hovertemplate=f"{name}<br>y=%{{x:.3f}}<br>predicted=%{{y:.3f}}<extra></extra>"),
