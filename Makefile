@@ -33,6 +33,8 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_em.py
+	$(BIN)/python benchmarks/bench_app.py
+	$(BIN)/python benchmarks/headline.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

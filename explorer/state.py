@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -53,11 +54,14 @@ DEFAULTS = {
     "cfg_mm_restarts": 3,
     "cfg_fit_seed": 0,
     "cfg_backend": "threading",
+    "cfg_scheduler": "",
     "cfg_n_jobs": 2,
     "cfg_variance_update": "exact",
     "cfg_gate_targets": "plan",
 }
-BACKENDS = ["threading", "loky", "sequential"]
+BACKENDS = ["threading", "loky", "sequential", "dask"]
+# What a dask scheduler address looks like: protocol://host[:port] (e.g. tcp://10.0.0.5:8786).
+_SCHEDULER_RE = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://[^\s/]+$")
 # URL name -> session key, and how to parse the text of the URL back.
 QUERY_KEYS = {
     "src": ("cfg_source", str),
@@ -79,6 +83,7 @@ QUERY_KEYS = {
     "mmrestarts": ("cfg_mm_restarts", int),
     "fseed": ("cfg_fit_seed", int),
     "backend": ("cfg_backend", str),
+    "scheduler": ("cfg_scheduler", str),
     "jobs": ("cfg_n_jobs", int),
     "var": ("cfg_variance_update", str),
     "gt": ("cfg_gate_targets", str),
@@ -327,6 +332,7 @@ def fit_params(s: dict, n: int) -> dict:
         support_size=None if s["support_auto"] else int(s["support"]),
         n_jobs=int(s["n_jobs"]),
         backend=s["backend"],
+        scheduler=(s.get("scheduler") or "").strip() or None if s["backend"] == "dask" else None,
         random_state=int(s["fit_seed"]),
         n_init=int(s["restarts"]),
         mm_n_init=int(s["mm_restarts"]),
@@ -347,6 +353,17 @@ def check_fit_settings(kw: dict, n: int, d: int):
             f"{n // M} samples, but K (d + 1) + 1 = {per_shard} are needed. Use fewer machines "
             f"(at most {max(n // per_shard, 1)}) or fewer experts (at most {max((n // M - 1) // (d + 1), 1)})."
         )
+    if kw["backend"] == "dask":
+        addr = kw.get("scheduler")
+        if not addr:
+            raise InputError(
+                "the dask backend needs the address of a running scheduler, e.g. tcp://127.0.0.1:8786 "
+                "(start one with `dask scheduler` and `dask worker tcp://...`), or choose another backend."
+            )
+        if not _SCHEDULER_RE.match(addr):
+            raise InputError(
+                f"{addr!r} is not a dask scheduler address: write protocol://host:port, e.g. tcp://127.0.0.1:8786."
+            )
     S = kw["support_size"]
     if S is not None:
         if S > n:

@@ -27,7 +27,11 @@ with st.container(border=True):
     state.widget("number_input", "EM restarts per machine", "restarts", 1, 10, where=c3)
     state.widget("number_input", "MM restarts", "mm_restarts", 1, 10, where=c3)
     state.widget("selectbox", "joblib backend", "backend", where=c4, options=state.BACKENDS,
-                 help="threading: no start-up cost (the default); loky: separate processes, ~1-3 s to start.")
+                 help="threading: no start-up cost (the default); loky: separate processes, ~1-3 s to start; dask: the workers of a dask.distributed cluster.")
+    if state.settings()["backend"] == "dask":
+        state.widget("text_input", "Dask scheduler address", "scheduler", where=c4,
+                     placeholder="tcp://127.0.0.1:8786",
+                     help="The local fits run on the workers of this dask.distributed cluster; each shard is sent once.")
     state.widget("number_input", "n_jobs (parallel fits)", "n_jobs", 1, 16, where=c4)
     c1, c2, c3, c4 = st.columns(4)
     state.widget("number_input", "Seed", "fit_seed", 0, 2**31 - 1, where=c1)
@@ -50,7 +54,7 @@ if run:
     try:
         st.session_state["fit"] = state.run_fit(data, progress=progress)
         bar.progress(1.0, text="done")
-    except (TypeError, ValueError, RuntimeError) as exc:
+    except (TypeError, ValueError, RuntimeError, OSError) as exc:
         bar.empty()
         st.error(f"The fit failed: {exc} The previous results stay on screen.")
 
