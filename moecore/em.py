@@ -28,7 +28,7 @@ from ._validation import (
     check_X,
     check_Xy,
 )
-from .gating import fit_softmax_gate, gate_newton_step, pair_products, sym_from_pairs
+from .gating import fit_softmax_gate, newton_step, pair_products, sym_from_pairs
 
 __all__ = ["MixtureOfExperts", "MoEPredictorMixin", "DegenerateFitWarning", "ConvergenceWarning", "NotFittedError"]
 
@@ -352,6 +352,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         experts, variances = _wls_experts(F, tauT, p, self.var_floor)
         gates, _ = fit_softmax_gate(XtT, tauT, max_iter=5, XX=XX)
         logpT = _m._log_softmax_T(gates.T @ XtT)[0]
+        probT = np.exp(logpT)
         history = []
         converged = False
         reseeded = 0
@@ -372,13 +373,14 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 gates, experts, variances, logpT = self._reseed(
                     XtT, y, ll_i, tauT, gates, experts, variances, rng
                 )
+                probT = np.exp(logpT)
                 reseeded += 1
                 # A re-seed is a restart from a new point: monotonicity is only owed after it.
                 history = []
                 continue
             experts, variances = _wls_experts(F, tauT, p, self.var_floor)
             for _ in range(self.gate_steps):
-                gates, logpT, _ = gate_newton_step(XtT, XX, tauT, gates, logpT)
+                gates, logpT, probT, _ = newton_step(XtT, XX, tauT, gates, logpT, probT)
         return dict(
             gates=gates,
             experts=experts,

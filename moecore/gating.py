@@ -114,14 +114,16 @@ def gate_gradient_hessian(XtT, XX, targetsT, probT, weights=None):
 
 
 def _log_softmax_into(etaT, buf):
-    """In-place log-softmax over axis 0 of ``etaT`` (K, n), ``buf`` a (K, n) scratch array.
+    """In-place log-softmax over axis 0 of ``etaT`` (K, n); ``buf`` (K, n) receives the softmax.
 
-    Same values as :func:`moecore.model._log_softmax_T` (up to rounding) without its temporaries.
+    Same values as :func:`moecore.model._log_softmax_T` (up to rounding) without its temporaries;
+    the probabilities come out of the same pass, so the next Newton step needs no second exp.
     """
     m = etaT.max(axis=0)
     etaT -= m
     np.exp(etaT, out=buf)
     s = buf.sum(axis=0)
+    buf /= s
     np.log(s, out=s)
     etaT -= s
     return etaT
@@ -147,12 +149,20 @@ def gate_newton_step(XtT, XX, targetsT, gates, logpT, weights=None):
     q_new : float
         Q at the returned gates; never below Q at the input gates.
     """
+    gates, logpT, _, q = newton_step(XtT, XX, targetsT, gates, logpT, np.exp(logpT), weights)
+    return gates, logpT, q
+
+
+def newton_step(XtT, XX, targetsT, gates, logpT, probT, weights=None):
+    """:func:`gate_newton_step` with the gate probabilities ``probT`` (K, n) = exp(logpT) passed
+    in and returned: (gates_new, logpT_new, probT_new, q_new).  EM keeps them from one step to
+    the next and so saves an exponential of every entry per iteration."""
     K = gates.shape[1]
     p = XtT.shape[0]
     q_old = gate_objective(targetsT, logpT)
     if K == 1:
-        return gates, logpT, q_old
-    grad, hess = gate_gradient_hessian(XtT, XX, targetsT, np.exp(logpT), weights)
+        return gates, logpT, probT, q_old
+    grad, hess = gate_gradient_hessian(XtT, XX, targetsT, probT, weights)
     lam = DAMPING * max(np.trace(hess) / hess.shape[0], 1e-300)
     hess[np.diag_indices_from(hess)] += lam
     try:
@@ -160,7 +170,7 @@ def gate_newton_step(XtT, XX, targetsT, gates, logpT, weights=None):
     except np.linalg.LinAlgError:
         step = np.linalg.lstsq(hess, grad, rcond=None)[0]
     if not np.all(np.isfinite(step)):
-        return gates, logpT, q_old
+        return gates, logpT, probT, q_old
     big = np.abs(step).max()
     if big > MAX_STEP:
         step *= MAX_STEP / big
@@ -173,9 +183,9 @@ def gate_newton_step(XtT, XX, targetsT, gates, logpT, weights=None):
         logp_new = _log_softmax_into(cand.T @ XtT, buf)
         q_new = gate_objective(targetsT, logp_new)
         if q_new >= q_old:
-            return cand, logp_new, q_new
+            return cand, logp_new, buf, q_new
         t *= 0.5
-    return gates, logpT, q_old
+    return gates, logpT, probT, q_old
 
 
 def fit_softmax_gate(XtT, targetsT, gates=None, *, max_iter=100, tol=1e-10, weights=None, XX=None):
