@@ -353,7 +353,7 @@ def check_fit_settings(kw: dict, n: int, d: int):
             f"{n // M} samples, but K (d + 1) + 1 = {per_shard} are needed. Use fewer machines "
             f"(at most {max(n // per_shard, 1)}) or fewer experts (at most {max((n // M - 1) // (d + 1), 1)})."
         )
-    if kw["backend"] == "dask":
+    if kw.get("backend") == "dask":
         addr = kw.get("scheduler")
         if not addr:
             raise InputError(
