@@ -31,6 +31,7 @@ MAX_STEP = 10.0
 # gates saturate, while (H + lam I)^-1 g is still an ascent direction of the undamped objective.
 DAMPING = 1e-8
 MAX_HALVINGS = 30
+HESSIAN_SAMPLES = 25_000
 
 
 def gate_objective(targetsT, logpT):
@@ -63,7 +64,7 @@ def sym_from_pairs(vals, p):
     return out
 
 
-def gate_gradient_hessian(XtT, XX, targetsT, probT, weights=None):
+def gate_gradient_hessian(XtT, XX, targetsT, probT, weights=None, hess_stride=1):
     """Gradient and negative Hessian of Q with respect to the free gate coefficients.
 
     Parameters
@@ -76,6 +77,9 @@ def gate_gradient_hessian(XtT, XX, targetsT, probT, weights=None):
         Current gate probabilities.
     weights : ndarray (n,) or None
         Row sums of the targets (None means all ones, as for EM responsibilities).
+    hess_stride : int
+        Estimate the Hessian from every ``hess_stride``-th sample (scaled up to n); the gradient
+        is always exact.
 
     Returns
     -------
@@ -86,26 +90,27 @@ def gate_gradient_hessian(XtT, XX, targetsT, probT, weights=None):
     """
     K = probT.shape[0]
     p = XtT.shape[0]
+    n = probT.shape[1]
     P = probT[:-1]
     wP = P if weights is None else P * weights
+    grad = ((targetsT[:-1] - wP) @ XtT.T).ravel()
+    if hess_stride > 1:
+        P, wP, XX = P[:, ::hess_stride], wP[:, ::hess_stride], XX[:, ::hess_stride]
     # Weight of block (k, l): w_i pi_ik (delta_kl - pi_il); one product gives every block.
     k_idx, l_idx = np.triu_indices(K - 1)
-    n_pairs = k_idx.size
-    # One buffer, one matrix product for the gradient and every Hessian block: the first p pair
-    # products are x_0 x_a = x_a (x_0 = 1), so rows T - wP against them give the gradient.
-    W = np.empty((K - 1 + n_pairs, P.shape[1]))
-    np.subtract(targetsT[:-1], wP, out=W[: K - 1])
-    # Row by row into the buffer: fancy indexing would allocate (and page-fault) three copies.
+    W = np.empty((k_idx.size, P.shape[1]))
+    # Row by row into one buffer: fancy indexing would allocate (and page-fault) three copies.
     for j, (k, l) in enumerate(zip(k_idx, l_idx)):
-        r = W[K - 1 + j]
+        r = W[j]
         np.multiply(wP[k], P[l], out=r)
         if k == l:
             np.subtract(wP[k], r, out=r)
         else:
             np.negative(r, out=r)
-    prods = W @ XX.T  # (K-1 + n_pairs, p(p+1)/2)
-    grad = prods[: K - 1, :p].ravel()
-    blocks = sym_from_pairs(prods[K - 1:], p)  # (n_pairs, p, p)
+    prods = W @ XX.T  # (n_pairs, p(p+1)/2)
+    if hess_stride > 1:
+        prods *= n / P.shape[1]
+    blocks = sym_from_pairs(prods, p)  # (n_pairs, p, p)
     hess = np.empty(((K - 1) * p, (K - 1) * p))
     for blk, k, l in zip(blocks, k_idx, l_idx):
         hess[k * p:(k + 1) * p, l * p:(l + 1) * p] = blk
@@ -162,7 +167,11 @@ def newton_step(XtT, XX, targetsT, gates, logpT, probT, weights=None):
     q_old = gate_objective(targetsT, logpT)
     if K == 1:
         return gates, logpT, probT, q_old
-    grad, hess = gate_gradient_hessian(XtT, XX, targetsT, probT, weights)
+    # Past HESSIAN_SAMPLES points a strided subsample estimates the Hessian well enough: the step
+    # is still an ascent direction, the line search on the exact Q keeps every step monotone,
+    # and the (memory-bound) Hessian product no longer dominates an EM iteration.
+    stride = max(1, XtT.shape[1] // HESSIAN_SAMPLES)
+    grad, hess = gate_gradient_hessian(XtT, XX, targetsT, probT, weights, hess_stride=stride)
     lam = DAMPING * max(np.trace(hess) / hess.shape[0], 1e-300)
     hess[np.diag_indices_from(hess)] += lam
     try:
