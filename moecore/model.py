@@ -1,6 +1,6 @@
 """The softmax-gated mixture of Gaussian linear experts: parameters, densities, gates, prediction.
 
-Notation (see ``shared/method.md``): an input ``x`` in R^d is used with an intercept,
+Notation (see ``docs/method.md``): an input ``x`` in R^d is used with an intercept,
 ``x~ = (1, x)``.  A K-expert model has
 
 * ``gates``     array (d+1, K): softmax gate coefficients, row 0 the intercepts, last column 0;
