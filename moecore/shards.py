@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,6 +112,25 @@ def _select(path, columns, response, features):
     return feats
 
 
+@contextmanager
+def _reading(path):
+    """Turn any failure of a reader into a ShardError naming the file."""
+    try:
+        yield
+    except ShardError:
+        raise
+    except Exception as exc:
+        raise ShardError(f"shard {path!r} could not be read: {type(exc).__name__}: {exc}") from None
+
+
+def _open(path, response, features):
+    """Format, row count (None for CSV: unknown without parsing) and feature columns of a shard."""
+    fmt = _format(path)
+    _check_exists(path)
+    columns, n = _columns(path, fmt)
+    return fmt, n, _select(path, columns, response, features)
+
+
 def inspect_shard(index, path, response="y", features=None):
     """Round 1: check the file exists and holds the columns; count its rows.
 
@@ -119,17 +139,10 @@ def inspect_shard(index, path, response="y", features=None):
     import pandas as pd
 
     path = os.fspath(path)
-    fmt = _format(path)
-    _check_exists(path)
-    try:
-        columns, n = _columns(path, fmt)
-        feats = _select(path, columns, response, features)
+    with _reading(path):
+        _, n, feats = _open(path, response, features)
         if n is None:  # CSV: parse one column only to count the rows as pandas will read them
             n = len(pd.read_csv(path, usecols=[response], dtype=str))
-    except ShardError:
-        raise
-    except Exception as exc:
-        raise ShardError(f"shard {path!r} could not be read: {type(exc).__name__}: {exc}") from None
     return ShardInfo(index, path, int(n), feats)
 
 
@@ -141,21 +154,14 @@ def read_shard(path, response="y", features=None):
     import pandas as pd
 
     path = os.fspath(path)
-    fmt = _format(path)
-    _check_exists(path)
-    try:
-        columns, _ = _columns(path, fmt)
-        feats = _select(path, columns, response, features)
+    with _reading(path):
+        fmt, _, feats = _open(path, response, features)
         use = feats + [response]
         if fmt == "parquet":
             df = pd.read_parquet(path, columns=use)
         else:
             # pandas >= 3 parses floats exactly (round trip) by default: values read == values written.
             df = pd.read_csv(path, usecols=use)
-    except ShardError:
-        raise
-    except Exception as exc:
-        raise ShardError(f"shard {path!r} could not be read: {type(exc).__name__}: {exc}") from None
     if len(df) == 0:
         raise ShardError(f"shard {path!r} holds no rows.")
     for c in use:

@@ -141,15 +141,20 @@ def test_loads_with_a_fitted_model(server, page):
     shoot(page, "fit")
 
 
-def test_fit_runs_from_the_ui_and_url_follows(server, page):
-    page.goto(server + "/")
-    settle(page)
-    set_number(page, "Machines M", 4)
+def fit_from_ui(page, M, K=3):
+    """Set M on the fit page, press Run, wait for the "M / K" metric; no error elements."""
+    set_number(page, "Machines M", M)
     page.get_by_role("button", name="Run distributed fit").click()
     settle(page)
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stMetricValue\"]')]"
-                           ".some(e => e.innerText.trim() === '4 / 3')", timeout=60_000)
+                           f".some(e => e.innerText.trim() === '{M} / {K}')", timeout=60_000)
     no_errors(page)
+
+
+def test_fit_runs_from_the_ui_and_url_follows(server, page):
+    page.goto(server + "/")
+    settle(page)
+    fit_from_ui(page, 4)
     plots_rendered(page, 7)
     assert "M=4" in page.url  # the settings are in the address bar, ready to share
 
@@ -210,12 +215,7 @@ def test_csv_upload_path(server, page, tmp_path):
     page.get_by_role("link", name="Distributed fit", exact=True).first.click()
     page.wait_for_selector("h1:has-text('Distributed fit')", timeout=60_000)
     settle(page)
-    set_number(page, "Machines M", 3)
-    page.get_by_role("button", name="Run distributed fit").click()
-    settle(page)
-    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stMetricValue\"]')]"
-                           ".some(e => e.innerText.trim() === '3 / 3')", timeout=60_000)
-    no_errors(page)
+    fit_from_ui(page, 3)
     plots_rendered(page, 6)
 
 
