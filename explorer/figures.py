@@ -461,7 +461,7 @@ def sweep_figure(df, parameter, metric, *, log_x=None):
     if df is None or len(df) == 0 or metric not in df:
         return _layout(fig, "No results yet", PARAM_LABELS.get(parameter, parameter), metric)
     g = df.groupby(["method", "value"])[metric].agg(["mean", "std", "count"]).reset_index()
-    for i, (method, sub) in enumerate(g.groupby("method", sort=False)):
+    for method, sub in g.groupby("method", sort=False):
         sub = sub.sort_values("value")
         is_global = method == "global"
         fig.add_trace(go.Scatter(

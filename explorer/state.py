@@ -292,7 +292,6 @@ def dataset_from_settings(s: dict | None = None) -> Dataset:
 def heldout(data: Dataset, n_test=5000):
     """(X_test, y_test, labels_test, train_index): fresh draws for simulated data, else a 20 % split."""
     if data.sim:
-        import json
 
         s = data.sim
         test = _simulate_cached(s["params_json"], n_test, s["x_dist"], s["x_loc"], s["x_scale"],

@@ -263,7 +263,6 @@ class ReductionProblem:
         self.XsT = self.scaler.design_T(X_support)
         self.XX = pair_products(self.XsT)
         self.p = self.XsT.shape[0]
-        L = large.experts.shape[1]
 
     def plan(self, experts_std, variances):
         """Optimal plan for the reduced experts: (objective, assignment, D, T, Q2, QV)."""

@@ -3,7 +3,6 @@
 Each case is one parametrised test id; ``pytest tests/test_bad_inputs.py -q`` counts them.
 """
 
-import warnings
 
 import numpy as np
 import pytest

@@ -6,7 +6,7 @@ from scipy.integrate import quad
 from scipy.optimize import linprog
 from scipy.stats import norm
 
-from moecore import MixtureOfExperts, MoEParams
+from moecore import MixtureOfExperts
 from moecore.alignment import align_to
 from moecore.reduction import (
     LargeMixture,
