@@ -371,6 +371,12 @@ def transport_divergence(local_params, weights, params: _m.MoEParams, X):
     return problem.plan(problem.scaler.coef_to_standard(params.experts), params.variances)[0]
 
 
+def _start_key(experts_std, variances):
+    """Bytes identifying an MM starting point up to the order of its experts."""
+    cols = np.vstack([experts_std, variances[None, :]]).T
+    return cols[np.lexsort(cols.T[::-1])].tobytes()
+
+
 def reduce_mixtures(
     local_params,
     weights,
@@ -434,8 +440,17 @@ def reduce_mixtures(
 
     best = None
     finals = []
+    starts = {}
     for i, seed in enumerate(seeds):
         B0, V0 = problem.initial_experts(n_experts, np.random.default_rng(seed))
+        # k-means from another seed often finds the same clusters. MM is deterministic and
+        # equivariant to relabelling the experts, so from the same start (in any order) it would
+        # retrace the same path: run it once and count its result for every such start.
+        key = _start_key(B0, V0)
+        if key in starts:
+            finals.append(finals[starts[key]])
+            continue
+        starts[key] = i
         history = []
         state = None
         for state in mm_steps(problem, B0, V0, max_iter=max_iter, tol=tol, variance_update=variance_update):

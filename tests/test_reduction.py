@@ -132,3 +132,22 @@ def test_posterior_gate_targets_option():
     np.testing.assert_allclose(res.gate_targets.sum(1), 1.0)
     with pytest.raises(ValueError, match="y_support"):
         reduce_mixtures(models, [1, 1], Xs, 3, gate_targets="posterior")
+
+
+def test_identical_starts_run_mm_once_with_the_same_result():
+    from moecore.reduction import _start_key
+
+    rng = np.random.default_rng(0)
+    B, V = rng.normal(size=(3, 4)), rng.uniform(0.1, 1, 4)
+    perm = [2, 0, 3, 1]
+    assert _start_key(B, V) == _start_key(B[:, perm], V[perm])
+    assert _start_key(B, V) != _start_key(B + 1e-9, V)
+    # Well-separated local experts: every k-means start finds the same clusters.
+    data, models = local_models(n=3000, M=4, design="separated-2d")
+    calls = []
+    res3 = reduce_mixtures(models, np.ones(4), data.X[:1000], 4, n_init=3, random_state=0,
+                           callback=lambda i, state: calls.append(i))
+    res1 = reduce_mixtures(models, np.ones(4), data.X[:1000], 4, n_init=1, random_state=0)
+    assert set(calls) == {0}
+    np.testing.assert_array_equal(res3.init_objectives, np.full(3, res1.objective))
+    np.testing.assert_array_equal(res3.params.experts, res1.params.experts)
