@@ -11,6 +11,8 @@ with p = d+1 and row 0 all ones; targets and log-probabilities are (K, n).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .model import _log_softmax_T
@@ -39,6 +41,15 @@ def gate_objective(targetsT, logpT):
     return float(np.vdot(targetsT, logpT))
 
 
+@lru_cache(maxsize=64)
+def _triu(m):
+    """np.triu_indices(m), computed once per size: EM asks for it several times per iteration."""
+    a, b = np.triu_indices(m)
+    a.flags.writeable = False
+    b.flags.writeable = False
+    return a, b
+
+
 def pair_products(XtT):
     """Products x_a x_b (a <= b) of every sample, shape (p(p+1)/2, n).
 
@@ -57,7 +68,7 @@ def pair_products(XtT):
 
 def sym_from_pairs(vals, p):
     """Unpack (..., p(p+1)/2) upper-triangle entries into symmetric (..., p, p) matrices."""
-    a, b = np.triu_indices(p)
+    a, b = _triu(p)
     out = np.zeros(vals.shape[:-1] + (p, p))
     out[..., a, b] = vals
     out[..., b, a] = vals
@@ -97,7 +108,7 @@ def gate_gradient_hessian(XtT, XX, targetsT, probT, weights=None, hess_stride=1)
     if hess_stride > 1:
         P, wP, XX = P[:, ::hess_stride], wP[:, ::hess_stride], XX[:, ::hess_stride]
     # Weight of block (k, l): w_i pi_ik (delta_kl - pi_il); one product gives every block.
-    k_idx, l_idx = np.triu_indices(K - 1)
+    k_idx, l_idx = _triu(K - 1)
     W = np.empty((k_idx.size, P.shape[1]))
     # Row by row into one buffer: fancy indexing would allocate (and page-fault) three copies.
     for j, (k, l) in enumerate(zip(k_idx, l_idx)):
