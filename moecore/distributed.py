@@ -9,7 +9,7 @@ not on ``n_jobs``, the backend or the order in which machines finish.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 import warnings
 from dataclasses import dataclass
 
@@ -72,7 +72,7 @@ def degeneracy(model: MixtureOfExperts):
     return None
 
 
-def fit_local(index, X, y, n_experts, em_params, seed, limit_threads=True):
+def fit_local(index, X, y, n_experts, em_params, seed):
     """Fit one machine's MoE.  Never raises: an error is returned in the result.
 
     Parameters
@@ -81,7 +81,9 @@ def fit_local(index, X, y, n_experts, em_params, seed, limit_threads=True):
     X : (n_m, d) ; y : (n_m,)
     em_params : dict of MixtureOfExperts parameters
     seed : numpy SeedSequence of this machine
-    limit_threads : run BLAS on one thread (a worker process per core must not oversubscribe)
+
+    The fit runs BLAS on one thread (``MixtureOfExperts.fit`` does), so a worker process per core
+    does not oversubscribe.
     """
     t0 = time.perf_counter()
     c0 = time.thread_time()
@@ -90,11 +92,7 @@ def fit_local(index, X, y, n_experts, em_params, seed, limit_threads=True):
         with warnings.catch_warnings():
             # The parent reports non-convergence per machine; a warning per worker is noise.
             warnings.simplefilter("ignore")
-            if limit_threads:
-                with _one_thread():
-                    est.fit(X, y)
-            else:
-                est.fit(X, y)
+            est.fit(X, y)
         why = degeneracy(est)
         if why is not None:
             return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"degenerate model: {why}",
@@ -268,83 +266,75 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         em = self._em_params()
         if self.backend == "dask":
             return self._fit_locals_dask(X, y, shards, seeds, progress)
-        process = self.backend in ("loky", "multiprocessing")
         tasks = (
-            delayed(fit_local)(m, X[idx], y[idx], K, em, seeds[m], process)
+            delayed(fit_local)(m, X[idx], y[idx], K, em, seeds[m])
             for m, idx in enumerate(shards)
         )
         return self._run_joblib(tasks, len(shards), progress)
 
-    def _run_joblib(self, tasks, M, progress, key=None):
-        """Run joblib tasks on the configured backend; results in machine order.
+    def _run_joblib(self, tasks, M, progress):
+        """Run joblib tasks on the configured backend; results in machine order (``result.index``).
 
-        ``key(result)`` gives a result's machine index (default ``result.index``).  Shared by the
-        array path (:meth:`fit`) and the shard-file path (:meth:`fit_shards`).
+        Shared by the array path (:meth:`fit`) and the shard-file path (:meth:`fit_shards`).
         """
-        key = key or (lambda r: r.index)
         process = self.backend in ("loky", "multiprocessing")
         results = [None] * M
         n_jobs = 1 if self.backend == "sequential" else self.n_jobs
         backend = "sequential" if self.backend == "sequential" else self.backend
-        # In-process fits share one BLAS pool: limit it around the whole batch instead.
+        # In-process fits share one BLAS pool: hold it at one thread around the whole batch, so that
+        # concurrent fits entering and leaving their own limit never restore it under each other.
         with _one_thread() if not process else nullcontext():
             par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")
             for done, res in enumerate(par(tasks), start=1):
-                results[key(res)] = res
+                results[res.index] = res
                 if progress is not None:
                     progress("local", done, M)
         return results
 
+    @contextmanager
     def _dask_client(self):
-        """Context manager yielding the dask Client of ``scheduler`` (closed after if we opened it)."""
+        """The dask Client of ``scheduler``, closed afterwards if we opened it."""
         try:
             from distributed import Client, get_client
         except ImportError:  # pragma: no cover - dask is a requirement
             raise ImportError('backend="dask" needs the "distributed" package.') from None
-        from contextlib import contextmanager
-
-        @contextmanager
-        def ctx():
-            if self.scheduler is None:
-                try:
-                    client = get_client()
-                except ValueError:
-                    raise ValueError(
-                        'backend="dask" needs a running dask client: pass scheduler="tcp://host:port" '
-                        "or a distributed.Client, or create a Client first."
-                    ) from None
+        if self.scheduler is None:
+            try:
+                client = get_client()
+            except ValueError:
+                raise ValueError(
+                    'backend="dask" needs a running dask client: pass scheduler="tcp://host:port" '
+                    "or a distributed.Client, or create a Client first."
+                ) from None
+            yield client
+        elif isinstance(self.scheduler, str):
+            try:
+                client = Client(self.scheduler, timeout=30)
+            except OSError as exc:
+                raise OSError(
+                    f"could not connect to the dask scheduler at {self.scheduler!r}: {exc}"
+                ) from None
+            try:
                 yield client
-            elif isinstance(self.scheduler, str):
-                try:
-                    client = Client(self.scheduler, timeout=30)
-                except OSError as exc:
-                    raise OSError(
-                        f"could not connect to the dask scheduler at {self.scheduler!r}: {exc}"
-                    ) from None
-                try:
-                    yield client
-                finally:
-                    client.close()
-            elif isinstance(self.scheduler, Client):
-                yield self.scheduler
-            else:
-                raise TypeError(
-                    "scheduler must be None, an address string or a distributed.Client, got "
-                    f"{type(self.scheduler).__name__}."
-                )
-
-        return ctx()
+            finally:
+                client.close()
+        elif isinstance(self.scheduler, Client):
+            yield self.scheduler
+        else:
+            raise TypeError(
+                "scheduler must be None, an address string or a distributed.Client, got "
+                f"{type(self.scheduler).__name__}."
+            )
 
     @staticmethod
-    def _gather_dask(futures, M, progress, key=None):
+    def _gather_dask(futures, M, progress):
         """Results of dask futures in machine order, reporting progress as they complete."""
         from distributed import as_completed
 
-        key = key or (lambda r: r.index)
         results = [None] * M
         for done, fut in enumerate(as_completed(futures), start=1):
             res = fut.result()
-            results[key(res)] = res
+            results[res.index] = res
             if progress is not None:
                 progress("local", done, M)
         return results

@@ -204,7 +204,7 @@ def allocate_support(S, sizes):
 
 
 def _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S_m, support_seed,
-                    limit_threads, read_time):
+                    read_time):
     from .distributed import fit_local
 
     if len(y) != n_expected:
@@ -214,17 +214,17 @@ def _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S
         )
     rng = np.random.default_rng(support_seed)
     idx = np.sort(rng.choice(len(y), size=S_m, replace=False))
-    res = fit_local(index, X, y, n_experts, em_params, seed, limit_threads)
+    res = fit_local(index, X, y, n_experts, em_params, seed)
     return ShardFitResult(index, res, X[idx], y[idx], read_time)
 
 
 def _fit_shard_file(index, path, response, features, n_expected, n_experts, em_params, seed, S_m,
-                    support_seed, limit_threads):
+                    support_seed):
     """Round 2 on a joblib worker: read the file, fit, draw the support share."""
     t0 = time.perf_counter()
     X, y, _ = read_shard(path, response, features)
     return _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S_m,
-                           support_seed, limit_threads, time.perf_counter() - t0)
+                           support_seed, time.perf_counter() - t0)
 
 
 def _load_timed(path, response, features):
@@ -241,7 +241,7 @@ def _fit_loaded(index, path, loaded, n_expected, n_experts, em_params, seed, S_m
     """Round 2 on a dask worker: the shard was loaded there in round 1."""
     X, y, _, read_time = loaded
     return _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S_m,
-                           support_seed, True, read_time)
+                           support_seed, read_time)
 
 
 def _check_paths(paths, M, workers):
@@ -349,14 +349,13 @@ def fit_shards(est, paths, *, response="y", features=None, workers=None, progres
             finally:
                 client.cancel(loaded)
     else:
-        process = est.backend in ("loky", "multiprocessing")
         infos = est._run_joblib(
             (delayed(inspect_shard)(m, p, response, features) for m, p in enumerate(paths)), M, None
         )
         sizes, n, S, shares = plan(infos)
         tasks = (
             delayed(_fit_shard_file)(m, paths[m], response, infos[m].features, int(sizes[m]), K, em,
-                                     machine_seeds[m], int(shares[m]), support_seeds[m], process)
+                                     machine_seeds[m], int(shares[m]), support_seeds[m])
             for m in range(M)
         )
         out = est._run_joblib(tasks, M, progress)
