@@ -8,6 +8,9 @@ not on ``n_jobs``, the backend or the order in which machines finish.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from contextlib import contextmanager, nullcontext
 import warnings
@@ -106,6 +109,36 @@ def fit_local(index, X, y, n_experts, em_params, seed):
 def _fit_local_packed(index, shard, n_experts, em_params, seed):
     X, y = shard
     return fit_local(index, X, y, n_experts, em_params, seed)
+
+
+@contextmanager
+def _shared_arrays(*arrays):
+    """Read-only memory-mapped copies of ``arrays`` in shared memory, deleted on exit.
+
+    A worker process receives a memory map as a file reference (joblib pickles np.memmap by
+    reference), so every task can be given the whole data at no cost and take its rows itself.
+    """
+    shm = "/dev/shm"
+    need = sum(a.nbytes for a in arrays)
+    base = shm if os.path.isdir(shm) and shutil.disk_usage(shm).free > 2 * need else None
+    folder = tempfile.mkdtemp(prefix="moecore-", dir=base)
+    try:
+        maps = []
+        for i, a in enumerate(arrays):
+            path = os.path.join(folder, f"a{i}.dat")
+            mm = np.memmap(path, dtype=a.dtype, mode="w+", shape=a.shape)
+            mm[...] = a
+            mm.flush()
+            del mm
+            maps.append(np.memmap(path, dtype=a.dtype, mode="r", shape=a.shape))
+        yield maps
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _fit_local_rows(index, X, y, rows, n_experts, em_params, seed):
+    """Machine ``index`` takes its rows of the whole (X, y) itself, outside its timed fit."""
+    return fit_local(index, X[rows], y[rows], n_experts, em_params, seed)
 
 
 class DistributedMoE(MoEPredictorMixin, BaseEstimator):
@@ -266,11 +299,17 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         em = self._em_params()
         if self.backend == "dask":
             return self._fit_locals_dask(X, y, shards, seeds, progress)
-        tasks = (
-            delayed(fit_local)(m, X[idx], y[idx], K, em, seeds[m])
-            for m, idx in enumerate(shards)
-        )
-        return self._run_joblib(tasks, len(shards), progress)
+        # Every task gets the whole (X, y) and its row indices. For worker processes (X, y) go
+        # once into shared memory and each task carries a reference: copying each shard into its
+        # task made the dispatching process pickle the whole data through pipes, taking CPU from
+        # the workers while they fit (n = 1e6, M = 128 on 2 cores: slowest local fit 24 -> 17 ms).
+        process = self.backend in ("loky", "multiprocessing")
+        with _shared_arrays(X, y) if process else nullcontext((X, y)) as (Xs, ys):
+            tasks = (
+                delayed(_fit_local_rows)(m, Xs, ys, idx, K, em, seeds[m])
+                for m, idx in enumerate(shards)
+            )
+            return self._run_joblib(tasks, len(shards), progress)
 
     def _run_joblib(self, tasks, M, progress):
         """Run joblib tasks on the configured backend; results in machine order (``result.index``).

@@ -75,7 +75,7 @@ def _plan_kernel(mass, mu, var_l, m, var_k, assign, D, T, Q2, QV):
     # Per support point: the argmin over k as K passes over l (branch-free, SIMD-friendly), then
     # the plan's sums as K masked passes.
     best = np.empty(L)
-    kb = np.empty(L, dtype=np.int64)
+    kb = np.empty(L)  # the index as a float: same SIMD width as best, so selects vectorise
     for s in range(S):
         mu_s = mu[s]
         w_s = mass[s]
@@ -85,27 +85,29 @@ def _plan_kernel(mass, mu, var_l, m, var_k, assign, D, T, Q2, QV):
         for l in range(L):
             d = mu_s[l] - mk
             best[l] = lv + (var_l[l] + d * d) * iv
-            kb[l] = 0
+            kb[l] = 0.0
         for k in range(1, K):
             mk = m[s, k]
             lv = logv[k]
             iv = inv_v[k]
+            kf = float(k)
             for l in range(L):
                 d = mu_s[l] - mk
                 c = lv + (var_l[l] + d * d) * iv
                 lt = c < best[l]
                 best[l] = c if lt else best[l]
-                kb[l] = k if lt else kb[l]
+                kb[l] = kf if lt else kb[l]
         for l in range(L):
             total += w_s[l] * (best[l] - log_var_l[l] - 1.0)
-            assign[s, l] = kb[l]
+            assign[s, l] = np.int16(kb[l])
         for k in range(K):
+            kf = float(k)
             a = 0.0
             b = 0.0
             q = 0.0
             v = 0.0
             for l in range(L):
-                w = w_s[l] if kb[l] == k else 0.0
+                w = w_s[l] if kb[l] == kf else 0.0
                 x = mu_s[l]
                 a += w
                 b += w * x
@@ -116,6 +118,21 @@ def _plan_kernel(mass, mu, var_l, m, var_k, assign, D, T, Q2, QV):
             Q2[s, k] = q
             QV[s, k] = v
     return 0.5 * total / S
+
+
+@njit(cache=True, nogil=True)
+def _coupling_kernel(mass, assign, K):
+    """(L, K) mean over the support of the mass each local component sends to each reduced expert.
+
+    mass : (S, L) ; assign : (S, L) reduced expert of each (support point, component).
+    One pass, no (S, L) index temporaries (np.bincount needed one of int64).
+    """
+    S, L = mass.shape
+    out = np.zeros((L, K))
+    for s in range(S):
+        for l in range(L):
+            out[l, assign[s, l]] += mass[s, l]
+    return out / S
 
 
 @dataclass
@@ -168,12 +185,27 @@ class LargeMixture:
     def evaluate(self, X):
         """Gate mass and expert means of the L components at X (n, d): two arrays (n, L)."""
         Xt = _m.add_intercept(X)
-        # Stack the (K, n) blocks, then one transposing copy: the plan kernel walks rows of (n, L)
-        # C-ordered arrays; an F-ordered mass made it five times slower.
-        massT = np.vstack(
-            [w * np.exp(_m._log_gate_T(Xt.T, prm.gates)) for w, prm in zip(self.weights, self.local_params)]
-        )
-        return np.ascontiguousarray(massT.T), np.ascontiguousarray(Xt @ self.experts)
+        M = len(self.local_params)
+        # All M softmaxes at once on (M, Kmax, n) logits: a loop over the machines cost more in
+        # call overhead than in arithmetic. A machine with fewer experts than Kmax gets -inf
+        # logits, so zero mass, in its missing slots, which are then dropped.
+        Kmax = max(prm.n_experts for prm in self.local_params)
+        gatesT = np.zeros((M, Kmax, Xt.shape[1]))
+        present = np.zeros((M, Kmax), dtype=bool)
+        for i, prm in enumerate(self.local_params):
+            gatesT[i, :prm.n_experts] = prm.gates.T
+            present[i, :prm.n_experts] = True
+        ragged = not present.all()
+        eta = gatesT @ Xt.T  # (M, Kmax, n)
+        if ragged:
+            eta[~present] = -np.inf
+        eta -= eta.max(axis=1, keepdims=True)
+        np.exp(eta, out=eta)
+        eta *= (self.weights[:, None] / eta.sum(axis=1))[:, None, :]
+        massT = eta[present] if ragged else eta.reshape(M * Kmax, -1)
+        # The plan kernel walks rows of a C-ordered (n, L) mass: an F-ordered one made it five
+        # times slower.
+        return np.ascontiguousarray(massT.T), Xt @ self.experts
 
 
 @dataclass
@@ -479,11 +511,8 @@ def reduce_mixtures(
         problem.scaler.coef_to_original(state.experts_std),
         state.variances,
     )
-    L = large.experts.shape[1]
-    idx = (np.arange(L)[None, :] * n_experts + state.assignment).ravel()
-    coupling = np.bincount(idx, weights=problem.mass.ravel(), minlength=L * n_experts)
     plan = TransportPlan(
-        coupling.reshape(L, n_experts) / problem.S, state.assignment, large.machine, large.expert
+        _coupling_kernel(problem.mass, state.assignment, n_experts), state.assignment, large.machine, large.expert
     )
     return ReductionResult(
         params=params,

@@ -96,3 +96,34 @@ def test_progress_callback_reports_every_machine_and_mm_iteration(data):
     local = [e for e in events if e[0] == "local"]
     assert [e[1] for e in local] == list(range(1, 9)) and all(e[2] == 8 for e in local)
     assert any(e[0] == "mm" for e in events)
+
+
+def test_worker_processes_share_the_data_and_it_is_removed_afterwards(data, monkeypatch):
+    # Process backends put (X, y) once into a memory map that every task references; the files
+    # must be gone after the fit, whether it succeeds or a machine fails.
+    import glob
+    import os
+    import tempfile
+
+    from moecore import distributed
+
+    made = []
+    real = distributed._shared_arrays
+
+    def spy(*arrays):
+        cm = real(*arrays)
+        made.append(cm)
+        return cm
+
+    monkeypatch.setattr(distributed, "_shared_arrays", spy)
+    pattern = [os.path.join(d, "moecore-*") for d in ("/dev/shm", tempfile.gettempdir())]
+    before = {p for pat in pattern for p in glob.glob(pat)}
+    dm = DistributedMoE(4, 4, n_jobs=2, backend="loky", random_state=3).fit(data.X, data.y)
+    seq = DistributedMoE(4, 4, n_jobs=1, backend="sequential", random_state=3).fit(data.X, data.y)
+    np.testing.assert_array_equal(dm.params_.vector(), seq.params_.vector())
+    X_bad = data.X.copy()
+    X_bad[dm.shards_[1], 0] = 2.0  # machine 1 gets a constant column
+    with pytest.raises(LocalFitError, match="machine 1 "):
+        DistributedMoE(4, 4, n_jobs=2, backend="loky", random_state=3).fit(X_bad, data.y)
+    assert len(made) == 2  # one shared copy per process-backend fit, none for "sequential"
+    assert {p for pat in pattern for p in glob.glob(pat)} == before

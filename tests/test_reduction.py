@@ -8,6 +8,7 @@ from scipy.stats import norm
 
 from moecore import MixtureOfExperts
 from moecore.alignment import align_to
+from moecore.model import expert_means, gate_proba
 from moecore.reduction import (
     LargeMixture,
     ReductionProblem,
@@ -34,6 +35,31 @@ def local_models(n=4000, M=3, seed=0, design="teaching-1d"):
         MixtureOfExperts(K, n_init=2, random_state=m).fit(data.X[m::M], data.y[m::M]).params_ for m in range(M)
     ]
     return data, models
+
+
+def test_large_mixture_evaluates_every_component_even_with_unequal_expert_counts():
+    # Machines may return different K; each component's mass is w_m pi^(m)_j(x), computed here
+    # one model at a time with the public gate function, in the (n, L) machine-major layout.
+    data = simulate_design("separated-2d", 3000, random_state=3)
+    fits = [MixtureOfExperts(K, random_state=K).fit(data.X[i::3], data.y[i::3]).params_ for i, K in enumerate((4, 2, 3))]
+    w = np.array([0.5, 0.2, 0.3])
+    mass, mu = LargeMixture(fits, w).evaluate(data.X[:50])
+    ref_mass = np.hstack([wm * gate_proba(data.X[:50], prm) for wm, prm in zip(w, fits)])
+    ref_mu = np.hstack([expert_means(data.X[:50], prm) for prm in fits])
+    assert mass.shape == mu.shape == (50, 9) and mass.flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(mass, ref_mass, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(mu, ref_mu, rtol=1e-12)
+    np.testing.assert_allclose(mass.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_transport_plan_coupling_sums_the_mass_the_plan_routes():
+    data, models = local_models(n=600, M=2)
+    res = reduce_mixtures(models, [0.5, 0.5], data.X[:200], 3, random_state=0)
+    prob = ReductionProblem(LargeMixture(models, [0.5, 0.5]), data.X[:200])
+    a = res.plan.assignment
+    ref = np.stack([(prob.mass * (a == k)).sum(axis=0) for k in range(3)], axis=1) / 200
+    np.testing.assert_allclose(res.plan.coupling, ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(res.plan.coupling.sum(), 1.0, rtol=1e-12)
 
 
 def test_plan_is_the_optimal_transport_plan():
