@@ -5,7 +5,7 @@
 
 flexmix fits the same model: FLXMRglm(family = "gaussian") experts (Gaussian linear regressions)
 with a FLXPmultinom concomitant (the softmax gate on x).  Both start from the same hard partition
-(k-means on the standardised (x, y), as moecore's own initialisation) and stop when the relative
+(one k-means run on the standardised (x, y)) and stop when the relative
 change of the log-likelihood is below ``--tol``; flexmix is run with ``minprior = 0`` so that it
 keeps all K components, as moecore does.  Reported: fit time (flexmix: R's system.time of the
 ``flexmix()`` call; moecore: ``fit_time_``, BLAS limited to one thread) and final log-likelihood of
