@@ -113,15 +113,19 @@ def _fit_local_packed(index, shard, n_experts, em_params, seed):
 
 @contextmanager
 def _shared_arrays(*arrays):
-    """Read-only memory-mapped copies of ``arrays`` in shared memory, deleted on exit.
+    """Read-only memory-mapped copies of ``arrays`` in /dev/shm, deleted on exit.
 
     A worker process receives a memory map as a file reference (joblib pickles np.memmap by
     reference), so every task can be given the whole data at no cost and take its rows itself.
+    Without room in /dev/shm the arrays are yielded as they are: joblib then memory-maps large
+    arguments itself, in its own temporary folder.
     """
     shm = "/dev/shm"
     need = sum(a.nbytes for a in arrays)
-    base = shm if os.path.isdir(shm) and shutil.disk_usage(shm).free > 2 * need else None
-    folder = tempfile.mkdtemp(prefix="moecore-", dir=base)
+    if not (os.path.isdir(shm) and shutil.disk_usage(shm).free > 2 * need):
+        yield arrays
+        return
+    folder = tempfile.mkdtemp(prefix="moecore-", dir=shm)
     try:
         maps = []
         for i, a in enumerate(arrays):
