@@ -41,11 +41,11 @@ _MAX_RESEEDS = 3
 # k-means seeds EM from a subsample of max(_KMEANS_MIN_SAMPLES, _KMEANS_PER_PARAM K (d+1))
 # points (every point is then labelled by its nearest centre), best of _KMEANS_RESTARTS
 # k-means++ restarts. One k-means run sometimes merges two experts' clusters and EM then crawls
-# for 50-100 iterations before it separates them: on 128 shards of separated-2d the slowest local
-# fit went from 106 to 23-35 iterations with 3 restarts, and a small shard's fit is dominated by
-# this fixed cost, so the subsample stays small. Restarts matter more than subsample size: on
-# separated-10d (K = 5, n = 1e5, 4 data sets x 8 seeds) fits ending in a poor optimum were
-# 2/32 with 20000 points and one run, 1/32 with 2000 or 5500 points and 3 restarts.
+# for 40-105 iterations before it separates them; with data over many machines the slowest local
+# fit sets the learning time. benchmarks/bench_init.py, against one run on up to 20 000 points:
+# slowest of 128 shards of separated-2d 13-17 ms instead of 19-40 ms with the same median fit
+# (the small subsample pays for the restarts); poor optima of global fits on separated-10d 0/32
+# instead of 2/32.
 _KMEANS_MIN_SAMPLES = 2000
 _KMEANS_PER_PARAM = 100
 _KMEANS_RESTARTS = 3
