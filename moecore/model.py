@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import check_X, check_Xy
+from ._validation import check_X, check_Xy, column_moments
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -224,12 +224,12 @@ class Standardizer:
 
     @classmethod
     def fit(cls, X, y=None):
-        x_scale = X.std(axis=0)
+        x_mean, x_scale, _ = column_moments(X)
         x_scale = np.where(x_scale > 0, x_scale, 1.0)
         if y is None:
-            return cls(X.mean(axis=0), x_scale)
+            return cls(x_mean, x_scale)
         y_scale = y.std()
-        return cls(X.mean(axis=0), x_scale, y.mean(), y_scale if y_scale > 0 else 1.0)
+        return cls(x_mean, x_scale, y.mean(), y_scale if y_scale > 0 else 1.0)
 
     def transform_X(self, X):
         return (X - self.x_mean) / self.x_scale

@@ -93,3 +93,16 @@ def test_simulation_draws_labels_from_the_gates():
         # chi-square: sd of the sample variance is v * sqrt(2 / n_k) <= 0.0015 here.
         assert abs(v - design.params.variances[k]) < 5 * design.params.variances[k] * np.sqrt(2 / (data.labels == k).sum())
     assert np.abs(data.X).max() <= 3.0
+
+
+@pytest.mark.parametrize("shape", [(5000, 2), (300, 40)])  # both branches: few columns, many
+def test_column_moments_match_numpy(shape):
+    from moecore._validation import column_moments
+
+    X = np.random.default_rng(0).normal(3.0, 2.0, size=shape)
+    X[:, 1] = -7.5  # a constant column, with a negative value as its largest magnitude
+    mean, std, absmax = column_moments(X)
+    np.testing.assert_allclose(mean, X.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(std, X.std(axis=0), rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(absmax, np.abs(X).max(axis=0))
+    assert std[1] < 1e-12 and absmax[1] == 7.5
