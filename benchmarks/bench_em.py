@@ -73,7 +73,7 @@ def bench_em_iteration(n, repeats, seed=1):
     F = _wls_design(XtT, y)
     XX = F[: p * (p + 1) // 2]
     state = {}
-    state["experts"], state["variances"] = _wls_experts(F, tau, p, 1e-6)
+    state["experts"], state["variances"], _ = _wls_experts(F, tau, p, 1e-6)
     state["gates"], _ = fit_softmax_gate(XtT, tau, max_iter=5, XX=XX)
     state["logpT"] = _m._log_softmax_T(state["gates"].T @ XtT)[0]
     state["probT"] = np.exp(state["logpT"])
@@ -81,7 +81,7 @@ def bench_em_iteration(n, repeats, seed=1):
 
     def iteration():
         ll, _, tauT = _estep(XtT, y, state["logpT"], state["experts"], state["variances"])
-        state["experts"], state["variances"] = _wls_experts(F, tauT, p, 1e-6)
+        state["experts"], state["variances"], _ = _wls_experts(F, tauT, p, 1e-6)
         state["gates"], state["logpT"], state["probT"], _ = newton_step(
             XtT, XX, tauT, state["gates"], state["logpT"], state["probT"])
         lls.append(ll)

@@ -65,9 +65,16 @@ def _wls_design(XtT, y):
     """Per-sample statistics whose tau-weighted sums give the experts' normal equations.
 
     Rows: the pair products x_a x_b (a <= b), then x_a y, then y^2; shape (p(p+1)/2 + p + 1, n).
-    They are fixed for the whole fit, so each M-step is a single (K, n) x (n, q) product.
+    They are fixed for the whole fit, so each M-step is a single (K, n) x (n, q) product. Row 0,
+    x_0 x_0, is all ones (x_0 is the intercept), so that product also yields the weights N_k.
     """
-    return np.vstack([pair_products(XtT), XtT * y, (y * y)[None, :]])
+    p, n = XtT.shape
+    npp = p * (p + 1) // 2
+    F = np.empty((npp + p + 1, n))
+    F[:npp] = pair_products(XtT)
+    np.multiply(XtT, y, out=F[npp:npp + p])
+    np.multiply(y, y, out=F[-1])
+    return F
 
 
 def _wls_experts(F, tauT, p, var_floor):
@@ -83,25 +90,28 @@ def _wls_experts(F, tauT, p, var_floor):
 
     Returns
     -------
-    experts : ndarray (p, K) ; variances : ndarray (K,)
+    experts : ndarray (p, K) ; variances : ndarray (K,) ; Nk : ndarray (K,) the weights sum_i tau_ik
     """
     K = tauT.shape[0]
     npp = p * (p + 1) // 2
     stats = tauT @ F.T  # (K, q)
+    Nk = stats[:, 0]
     G = sym_from_pairs(stats[:, :npp], p)
     h = stats[:, npp:npp + p]
     yy = stats[:, -1]
-    Nk = tauT.sum(axis=1)
-    ridge = _WLS_RIDGE * np.maximum(np.trace(G, axis1=1, axis2=2) / p, 1e-300)
-    G_r = G + ridge[:, None, None] * np.eye(p)
+    # Small (K, p, p) algebra: plain products, since einsum's call overhead outweighs it here.
+    eye = np.arange(p)
+    ridge = _WLS_RIDGE * np.maximum(G[:, eye, eye].sum(axis=1) / p, 1e-300)
+    G_r = G.copy()
+    G_r[:, eye, eye] += ridge[:, None]
     try:
         B = np.linalg.solve(G_r, h[:, :, None])[:, :, 0]
     except np.linalg.LinAlgError:
         B = np.stack([np.linalg.lstsq(G_r[k], h[k], rcond=None)[0] for k in range(K)])
     # sum_i tau_ik (y_i - b x_i)^2 from the sufficient statistics: no second pass over the data.
-    rss = yy - 2.0 * np.einsum("kp,kp->k", B, h) + np.einsum("kp,kpq,kq->k", B, G, B)
+    rss = yy - 2.0 * (B * h).sum(axis=1) + ((G @ B[:, :, None])[:, :, 0] * B).sum(axis=1)
     variances = np.maximum(rss / np.maximum(Nk, 1e-300), var_floor)
-    return B.T.copy(), variances
+    return B.T.copy(), variances, Nk
 
 
 def _estep(XtT, y, logpT, experts, variances):
@@ -364,7 +374,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         # Smooth the hard partition a little so no gate starts from a separable problem.
         tauT = 0.9 * tauT + 0.1 / K
         XX = F[: p * (p + 1) // 2]
-        experts, variances = _wls_experts(F, tauT, p, self.var_floor)
+        experts, variances, _ = _wls_experts(F, tauT, p, self.var_floor)
         # Starting gates from a strided subsample of the size k-means used: they only seed EM,
         # whose first Newton steps refine them on all the data (on 1e6 points fitting them on every
         # point took 15 % of the whole fit, with the same iteration counts afterwards).
@@ -388,7 +398,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             if it == self.max_iter - 1:
                 # No M-step after the last E-step: the history ends with the returned parameters.
                 break
-            Nk = tauT.sum(axis=1)
+            new_experts, new_variances, Nk = _wls_experts(F, tauT, p, self.var_floor)
             if K > 1 and Nk.min() < min_mass and reseeded < _MAX_RESEEDS:
                 gates, experts, variances, logpT = self._reseed(
                     XtT, y, ll_i, tauT, gates, experts, variances, rng
@@ -398,7 +408,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 # A re-seed is a restart from a new point: monotonicity is only owed after it.
                 history = []
                 continue
-            experts, variances = _wls_experts(F, tauT, p, self.var_floor)
+            experts, variances = new_experts, new_variances
             for _ in range(self.gate_steps):
                 gates, logpT, probT, _ = newton_step(XtT, XX, tauT, gates, logpT, probT)
         return dict(

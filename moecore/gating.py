@@ -189,8 +189,8 @@ def newton_step(XtT, XX, targetsT, gates, logpT, probT, weights=None):
     # and the (memory-bound) Hessian product no longer dominates an EM iteration.
     stride = max(1, XtT.shape[1] // max(HESSIAN_SAMPLES, HESSIAN_SAMPLES_PER_PARAM * (K - 1) * p))
     grad, hess = gate_gradient_hessian(XtT, XX, targetsT, probT, weights, hess_stride=stride)
-    lam = DAMPING * max(np.trace(hess) / hess.shape[0], 1e-300)
-    hess[np.diag_indices_from(hess)] += lam
+    diag = hess.reshape(-1)[:: hess.shape[0] + 1]  # a view of the diagonal
+    diag += DAMPING * max(diag.sum() / hess.shape[0], 1e-300)
     try:
         step = np.linalg.solve(hess, grad)
     except np.linalg.LinAlgError:

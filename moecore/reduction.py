@@ -365,18 +365,20 @@ def mm_steps(problem: ReductionProblem, experts_std, variances, *, max_iter=200,
              variance_update="exact"):
     """Iterate MM from (experts_std (p, K), variances (K,)); yield an :class:`MMState` per iterate.
 
-    The first state is the initial point with its optimal plan; iteration stops when the
-    relative decrease of R falls below ``tol`` or after ``max_iter`` updates.
+    The first state is the initial point with its optimal plan; iteration stops when the plan
+    repeats the previous one (the update depends on the plan alone, so MM has reached its fixed
+    point: the next iterate would be this one again), when the relative decrease of R falls
+    below ``tol``, or after ``max_iter`` updates.
     """
     B = np.array(experts_std, dtype=np.float64)
     V = np.array(variances, dtype=np.float64)
-    prev = None
+    prev = prev_assign = None
     for it in range(max_iter + 1):
         obj, assign, D, T, Q2, QV = problem.plan(B, V)
         yield MMState(it, obj, B, V, assign, D)
-        if prev is not None and prev - obj <= tol * abs(prev):
+        if prev is not None and (prev - obj <= tol * abs(prev) or np.array_equal(assign, prev_assign)):
             return
-        prev = obj
+        prev, prev_assign = obj, assign
         if it == max_iter:
             return
         B, V = problem.update(D, T, Q2, QV, B, V, variance_update)

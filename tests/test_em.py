@@ -18,7 +18,8 @@ def test_expert_m_step_is_the_exact_weighted_least_squares_minimiser():
     XtT = np.vstack([np.ones(n), rng.normal(size=(p - 1, n))])
     y = rng.normal(size=n)
     tau = rng.dirichlet(np.ones(K), size=n).T
-    B, V = _wls_experts(_wls_design(XtT, y), tau, p, 1e-12)
+    B, V, Nk = _wls_experts(_wls_design(XtT, y), tau, p, 1e-12)
+    np.testing.assert_allclose(Nk, tau.sum(axis=1), rtol=1e-12)
     for k in range(K):
         w = tau[k]
         # Closed form through lstsq on sqrt(w)-scaled rows.
