@@ -128,15 +128,19 @@ def column_moments(X):
 
 def check_nonconstant_columns(X, name="X"):
     """Refuse constant input columns: the intercept already models them and they make the
-    standardisation (and every least-squares system) singular."""
-    _, scale, absmax = column_moments(X)
+    standardisation (and every least-squares system) singular.
+
+    Returns the column means and standard deviations it computed, (d,) each, for
+    :meth:`moecore.model.Standardizer.fit` to reuse.
+    """
+    mean, scale, absmax = column_moments(X)
     const = np.flatnonzero(~(scale > 1e-12 * (1.0 + absmax)))
     if const.size:
         raise ValueError(
             f"{name} has constant column(s) {const.tolist()}: remove them, the intercept "
             "already models a constant input."
         )
-    return scale
+    return mean, scale
 
 
 def _as_float_array(a, name):

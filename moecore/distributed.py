@@ -307,26 +307,29 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         # once into shared memory and each task carries a reference: copying each shard into its
         # task made the dispatching process pickle the whole data through pipes, taking CPU from
         # the workers while they fit (n = 1e6, M = 128 on 2 cores: slowest local fit 24 -> 17 ms).
-        process = self.backend in ("loky", "multiprocessing")
-        with _shared_arrays(X, y) if process else nullcontext((X, y)) as (Xs, ys):
+        with _shared_arrays(X, y) if self._process_backend else nullcontext((X, y)) as (Xs, ys):
             tasks = (
                 delayed(_fit_local_rows)(m, Xs, ys, idx, K, em, seeds[m])
                 for m, idx in enumerate(shards)
             )
             return self._run_joblib(tasks, len(shards), progress)
 
+    @property
+    def _process_backend(self):
+        """Whether the local fits run in worker processes (rather than threads of this one)."""
+        return self.backend in ("loky", "multiprocessing")
+
     def _run_joblib(self, tasks, M, progress):
         """Run joblib tasks on the configured backend; results in machine order (``result.index``).
 
         Shared by the array path (:meth:`fit`) and the shard-file path (:meth:`fit_shards`).
         """
-        process = self.backend in ("loky", "multiprocessing")
         results = [None] * M
         n_jobs = 1 if self.backend == "sequential" else self.n_jobs
         backend = "sequential" if self.backend == "sequential" else self.backend
         # In-process fits share one BLAS pool: hold it at one thread around the whole batch, so that
         # concurrent fits entering and leaving their own limit never restore it under each other.
-        with _one_thread() if not process else nullcontext():
+        with _one_thread() if not self._process_backend else nullcontext():
             par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")
             for done, res in enumerate(par(tasks), start=1):
                 results[res.index] = res

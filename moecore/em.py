@@ -100,10 +100,10 @@ def _wls_experts(F, tauT, p, var_floor):
     h = stats[:, npp:npp + p]
     yy = stats[:, -1]
     # Small (K, p, p) algebra: plain products, since einsum's call overhead outweighs it here.
-    eye = np.arange(p)
-    ridge = _WLS_RIDGE * np.maximum(G[:, eye, eye].sum(axis=1) / p, 1e-300)
+    diag = np.arange(p)
+    ridge = _WLS_RIDGE * np.maximum(G[:, diag, diag].sum(axis=1) / p, 1e-300)
     G_r = G.copy()
-    G_r[:, eye, eye] += ridge[:, None]
+    G_r[:, diag, diag] += ridge[:, None]
     try:
         B = np.linalg.solve(G_r, h[:, :, None])[:, :, 0]
     except np.linalg.LinAlgError:
@@ -308,10 +308,10 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 f"X has {n} samples: with n_experts={K} and {d} feature(s), at least "
                 f"{min_n} are needed (n_experts * (d + 1) + 1). Use more data or fewer experts."
             )
-        check_nonconstant_columns(X)
+        x_moments = check_nonconstant_columns(X)
         if not np.std(y) > 0:
             raise ValueError("y is constant: there is nothing for the experts to regress.")
-        scaler = _m.Standardizer.fit(X, y)
+        scaler = _m.Standardizer.fit(X, y, x_moments=x_moments)
         XtT = scaler.design_T(X)
         ys = scaler.transform_y(y)
         seeds = check_random_state_seed(self.random_state).spawn(self.n_init)

@@ -223,8 +223,13 @@ class Standardizer:
         self.y_scale = float(y_scale)
 
     @classmethod
-    def fit(cls, X, y=None):
-        x_mean, x_scale, _ = column_moments(X)
+    def fit(cls, X, y=None, *, x_moments=None):
+        """Standardisation of X (n, d) and, if given, y (n,).
+
+        ``x_moments``: the (mean, std) of X's columns when the caller already has them (as
+        :func:`moecore._validation.check_nonconstant_columns` returns them).
+        """
+        x_mean, x_scale = column_moments(X)[:2] if x_moments is None else x_moments
         x_scale = np.where(x_scale > 0, x_scale, 1.0)
         if y is None:
             return cls(x_mean, x_scale)
