@@ -22,23 +22,26 @@ from moecore.reduction import LargeMixture, ReductionProblem, mm_steps
 from moecore.simulation import simulate_design
 
 
-@pytest.fixture(scope="module")
-def teach():
-    sim = simulate_design("teaching-1d", 4000, random_state=3)
+def _fitted(design, seed, *, with_global=False):
+    """4000 points of ``design``, its distributed fit over 4 machines (and the global EM)."""
+    sim = simulate_design(design, 4000, random_state=seed)
+    K = sim.params.n_experts
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dm = DistributedMoE(3, 4, backend="sequential", random_state=0).fit(sim.X, sim.y)
-        g = MixtureOfExperts(3, random_state=0).fit(sim.X, sim.y)
-    return sim, dm, g
+        dm = DistributedMoE(K, 4, backend="sequential", random_state=0).fit(sim.X, sim.y)
+        if not with_global:
+            return sim, dm
+        return sim, dm, MixtureOfExperts(K, random_state=0).fit(sim.X, sim.y)
+
+
+@pytest.fixture(scope="module")
+def teach():
+    return _fitted("teaching-1d", 3, with_global=True)
 
 
 @pytest.fixture(scope="module")
 def sep2d():
-    sim = simulate_design("separated-2d", 4000, random_state=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dm = DistributedMoE(4, 4, backend="sequential", random_state=0).fit(sim.X, sim.y)
-    return sim, dm
+    return _fitted("separated-2d", 1)
 
 
 def _readable(fig):
