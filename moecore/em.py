@@ -14,10 +14,10 @@ import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from . import model as _m
+from ._kmeans import assign_labels, kmeans
 from ._threads import one_blas_thread
 from ._validation import (
     check_choice,
@@ -357,12 +357,12 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         if self.init == "random":
             labels = rng.integers(K, size=n)
         else:
-            Z = np.column_stack([XtT[1:].T, y])
-            seed = int(rng.integers(2**31 - 1))
+            ZT = np.vstack([XtT[1:], y])  # the (x, y) pairs as columns
             n_sub = _kmeans_sample_size(K, XtT.shape[0])
-            sub = Z[rng.choice(n, n_sub, replace=False)] if n > n_sub else Z
-            km = KMeans(K, n_init=_KMEANS_RESTARTS, random_state=seed).fit(sub)
-            labels = km.labels_ if sub is Z else km.predict(Z)
+            sub = ZT[:, rng.choice(n, n_sub, replace=False)] if n > n_sub else ZT
+            centres, labels, _ = kmeans(sub, K, rng, n_init=_KMEANS_RESTARTS)
+            if sub is not ZT:
+                labels = assign_labels(ZT, centres)
         tauT = np.zeros((K, n))
         tauT[labels, np.arange(n)] = 1.0
         return tauT

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit
-from sklearn.cluster import KMeans
 
 from . import model as _m
+from ._kmeans import kmeans
 from ._validation import (
     check_choice,
     check_float,
@@ -343,11 +343,10 @@ class ReductionProblem:
         """k-means on the L local expert vectors (standardised coefficients, log-variance)."""
         coef = self.scaler.coef_to_standard(self.large.experts)  # (p, L)
         scale = max(np.sqrt(np.mean(self.large.variances)), np.abs(coef).max() * 1e-6, 1e-300)
-        feats = np.column_stack([coef.T / scale, 0.5 * np.log(self.large.variances)])
+        featsT = np.vstack([coef / scale, 0.5 * np.log(self.large.variances)])  # (p + 1, L)
         # A component's weight in the large mixture: its mean gate mass on the support.
         w = self.mass.mean(axis=0)
-        km = KMeans(n_experts, n_init=1, random_state=int(rng.integers(2**31 - 1)))
-        labels = km.fit_predict(feats, sample_weight=w + 1e-12)
+        _, labels, _ = kmeans(featsT, n_experts, rng, sample_weight=w + 1e-12)
         B = np.empty((self.p, n_experts))
         V = np.empty(n_experts)
         for k in range(n_experts):
