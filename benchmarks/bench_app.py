@@ -70,7 +70,7 @@ def app_timings(repeats):
     # Plot option only: toggling "Show the data" must not refit.
     fit = at.session_state["fit"]
     option = []
-    for rep in range(repeats * 2):
+    for _ in range(repeats * 2):
         box = at.checkbox(key="fit_show_data")
         (box.uncheck() if box.value else box.check())
         t = time.perf_counter()

@@ -319,7 +319,7 @@ def coupling_figure(coupling, machine, expert, *, colors=None,
     colors = np.arange(K) if colors is None else np.asarray(colors)
     order = np.argsort(colors)  # columns in colour order: reduced 1, 2, ... as everywhere else
     z = 100 * coupling[:, order]
-    rows = [f"m{m + 1} · e{j + 1}" for m, j in zip(machine, expert)]
+    rows = [f"m{m + 1} · e{j + 1}" for m, j in zip(machine, expert, strict=True)]
     cols = [f"reduced {colors[k] + 1}" for k in order]
     L = z.shape[0]
     text = np.where(z >= 0.05, np.vectorize(lambda v: f"{v:.1f}")(z), "")
@@ -340,7 +340,7 @@ def loglik_figure(dm, global_model=None):
     """EM log-likelihood per sample against iteration, one line per machine (and the global EM)."""
     fig = go.Figure()
     sizes = [len(dm.shards_[m]) for m in dm.machines_]
-    for m, model, n_m in zip(dm.machines_, dm.local_models_, sizes):
+    for m, model, n_m in zip(dm.machines_, dm.local_models_, sizes, strict=True):
         h = np.asarray(model.loglik_history_) / n_m
         fig.add_trace(go.Scatter(x=np.arange(1, len(h) + 1), y=h, mode="lines+markers", name=f"machine {m + 1}",
                                  marker=dict(size=4), line=dict(width=1.5),

@@ -158,7 +158,7 @@ def select_columns(df: pd.DataFrame, y_col: str, x_cols) -> tuple[np.ndarray, np
         raise InputError(f"input column(s) {unknown} are not in the file.")
     y = _numeric(df, y_col)
     X = np.column_stack([_numeric(df, c) for c in x_cols])
-    const = [c for c, col in zip(x_cols, X.T) if not np.ptp(col) > 0]
+    const = [c for c, col in zip(x_cols, X.T, strict=True) if not np.ptp(col) > 0]
     if const:
         raise InputError(
             f"input column(s) {const} are constant: remove them (the intercept already models a constant)."

@@ -457,9 +457,9 @@ def default_support(n, M):
 
 @st.cache_resource(show_spinner=False)
 def warm_up():
-    """One tiny fit per server process: loads the numba kernel from its cache, starts the thread
-    pools and imports scikit-learn's k-means, so the timings shown for the first real fit are
-    those of the fit and not of the process warming up."""
+    """One tiny fit per server process: loads the numba kernels from their cache (compiles them,
+    about 2.6 s, on the first run after installing) and starts the thread pools, so the timings
+    shown for the first real fit are those of the fit and not of the process warming up."""
     from moecore.simulation import simulate_design
 
     sim = simulate_design(DEFAULT_DESIGN, 1200, random_state=0)

@@ -175,7 +175,8 @@ def _lloyd(ZT, w, C0, max_iter, tol):
         for k in range(K):
             if wk[k] > 0.0:
                 continue
-            # An empty cluster takes the point farthest from its centre (once: d2 is zeroed).
+            # An empty cluster takes the point farthest from its centre; -1 keeps a second empty
+            # cluster from taking the same point when all points coincide.
             far = 0
             for i in range(n):
                 far = i if d2[i] > d2[far] else far
@@ -185,7 +186,7 @@ def _lloyd(ZT, w, C0, max_iter, tol):
                 sums[src, j] -= w[far] * ZT[j, far]
                 sums[k, j] = w[far] * ZT[j, far]
             wk[k] = w[far]
-            d2[far] = 0.0
+            d2[far] = -1.0
             if not wk[k] > 0.0:  # a zero-weight point: place the centre there all the same
                 wk[k] = 1.0
                 for j in range(q):

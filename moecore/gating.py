@@ -117,7 +117,7 @@ def gate_gradient_hessian(XtT, XX, targetsT, probT, weights=None, hess_stride=1)
     k_idx, l_idx = _triu(K - 1)
     W = np.empty((k_idx.size, P.shape[1]))
     # Row by row into one buffer: fancy indexing would allocate (and page-fault) three copies.
-    for j, (k, l) in enumerate(zip(k_idx, l_idx)):
+    for j, (k, l) in enumerate(zip(k_idx, l_idx, strict=True)):
         r = W[j]
         np.multiply(wP[k], P[l], out=r)
         if k == l:
@@ -129,7 +129,7 @@ def gate_gradient_hessian(XtT, XX, targetsT, probT, weights=None, hess_stride=1)
         prods *= n / P.shape[1]
     blocks = sym_from_pairs(prods, p)  # (n_pairs, p, p)
     hess = np.empty(((K - 1) * p, (K - 1) * p))
-    for blk, k, l in zip(blocks, k_idx, l_idx):
+    for blk, k, l in zip(blocks, k_idx, l_idx, strict=True):
         hess[k * p:(k + 1) * p, l * p:(l + 1) * p] = blk
         hess[l * p:(l + 1) * p, k * p:(k + 1) * p] = blk
     return grad, hess
@@ -238,7 +238,7 @@ def fit_softmax_gate(XtT, targetsT, gates=None, *, max_iter=100, tol=1e-10, weig
     logpT = _log_softmax_T(gates.T @ XtT)[0]
     q = gate_objective(targetsT, logpT)
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 (returned: the steps taken)
         gates, logpT, q_new = gate_newton_step(XtT, XX, targetsT, gates, logpT, weights)
         if q_new - q <= tol * max(abs(q), 1.0):
             break

@@ -40,7 +40,7 @@ def small_csv(n=200, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.uniform(-2, 2, n)
     y = np.where(x < 0, 1 + 2 * x, -1 - x) + 0.1 * rng.normal(size=n)
-    return ("x,y\n" + "\n".join(f"{a:.5f},{b:.5f}" for a, b in zip(x, y))).encode()
+    return ("x,y\n" + "\n".join(f"{a:.5f},{b:.5f}" for a, b in zip(x, y, strict=True))).encode()
 
 
 # ------------------------------------------------------------------------------------ uploads

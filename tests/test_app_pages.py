@@ -135,7 +135,7 @@ def test_csv_upload_path(at):
     x = rng.uniform(-2, 2, 400)
     z = rng.normal(size=400)
     y = np.where(x < 0, 1 + 2 * x, -1 - x) + 0.1 * rng.normal(size=400)
-    csv = "a,b,resp,note\n" + "\n".join(f"{p:.4f},{q:.4f},{r:.4f},n{i}" for i, (p, q, r) in enumerate(zip(x, z, y)))
+    csv = "a,b,resp,note\n" + "\n".join(f"{p:.4f},{q:.4f},{r:.4f},n{i}" for i, (p, q, r) in enumerate(zip(x, z, y, strict=True)))
     at.file_uploader(key="csv_upload").upload("mine.csv", csv.encode(), "text/csv").run()
     clean(at)
     at.selectbox(key="csv_y").select("resp").run()

@@ -195,7 +195,7 @@ def _csv(tmp_path, n=600):
     x = rng.uniform(-3, 3, n)
     y = np.where(x < 0, 1 + 2 * x, 2 - x) + 0.2 * rng.normal(size=n)
     p = tmp_path / "my_data.csv"
-    p.write_text("input,response\n" + "\n".join(f"{a:.5f},{b:.5f}" for a, b in zip(x, y)))
+    p.write_text("input,response\n" + "\n".join(f"{a:.5f},{b:.5f}" for a, b in zip(x, y, strict=True)))
     return p
 
 
@@ -237,7 +237,7 @@ def test_two_concurrent_sessions_get_their_own_results(server, browser):
     ctxs = [browser.new_context(viewport={"width": 1500, "height": 1000}) for _ in range(2)]
     pages = [c.new_page() for c in ctxs]
     try:
-        for pg, m in zip(pages, (2, 5)):
+        for pg, m in zip(pages, (2, 5), strict=True):
             pg.goto(server + "/")
             settle(pg)
             set_number(pg, "Machines M", m)
@@ -245,7 +245,7 @@ def test_two_concurrent_sessions_get_their_own_results(server, browser):
         # Start both fits before waiting for either.
         for pg in pages:
             pg.get_by_role("button", name="Run distributed fit").click()
-        for pg, m in zip(pages, (2, 5)):
+        for pg, m in zip(pages, (2, 5), strict=True):
             settle(pg)
             pg.wait_for_function("(want) => [...document.querySelectorAll('[data-testid=\"stMetricValue\"]')]"
                                  ".some(e => e.innerText.trim() === want)", arg=f"{m} / 3", timeout=60_000)

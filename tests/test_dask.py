@@ -51,7 +51,7 @@ def _fit(data, **kw):
 
 
 def _same(a, b):
-    for ma, mb in zip(a.local_models_, b.local_models_):
+    for ma, mb in zip(a.local_models_, b.local_models_, strict=True):
         for name in ("gates_", "experts_", "variances_"):
             np.testing.assert_allclose(getattr(ma, name), getattr(mb, name), rtol=0, atol=1e-10)
     np.testing.assert_array_equal(a.machines_, b.machines_)

@@ -28,7 +28,7 @@ def test_expert_m_step_is_the_exact_weighted_least_squares_minimiser():
         v_ref = (w * (y - XtT.T @ b_ref) ** 2).sum() / w.sum()
         np.testing.assert_allclose(V[k], v_ref, rtol=1e-9)
 
-        def q(b, v):  # expected complete-data log-likelihood of expert k
+        def q(b, v, w=w):  # expected complete-data log-likelihood of expert k
             r = y - XtT.T @ b
             return -0.5 * (w * (np.log(v) + r * r / v)).sum()
 

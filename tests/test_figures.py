@@ -145,7 +145,7 @@ def test_convergence_and_timing_figures(teach):
     labels = list(fig.data[0].y)
     assert labels[:4] == [f"machine {m}" for m in range(1, 5)]
     assert "learning time (max local + reduction)" in labels and "global EM on all data" in labels
-    vals = dict(zip(labels, fig.data[0].x))
+    vals = dict(zip(labels, fig.data[0].x, strict=True))
     assert vals["learning time (max local + reduction)"] == pytest.approx(dm.timings_["learning_time"])
 
 

@@ -103,3 +103,14 @@ def test_reproducible_and_best_of_restarts():
 def test_bad_cluster_count(k):
     with pytest.raises(ValueError, match="n_clusters"):
         kmeans(np.zeros((2, 10)), k, np.random.default_rng(0))
+
+
+def test_fewer_distinct_points_than_clusters():
+    # Two distinct points for three clusters: every centre sits on a data point, none is lost.
+    Z = np.repeat(np.array([[0.0, 0.0], [1.0, 2.0]]), [5, 4], axis=0)
+    C, labels, inertia = kmeans(Z.T, 3, np.random.default_rng(0), n_init=2)
+    assert inertia == 0.0
+    assert set(labels) <= {0, 1, 2} and len(set(labels)) == 2
+    for c in C:
+        assert any(np.array_equal(c, z) for z in Z)
+    np.testing.assert_array_equal(C[labels], Z)

@@ -44,7 +44,7 @@ def test_large_mixture_evaluates_every_component_even_with_unequal_expert_counts
     fits = [MixtureOfExperts(K, random_state=K).fit(data.X[i::3], data.y[i::3]).params_ for i, K in enumerate((4, 2, 3))]
     w = np.array([0.5, 0.2, 0.3])
     mass, mu = LargeMixture(fits, w).evaluate(data.X[:50])
-    ref_mass = np.hstack([wm * gate_proba(data.X[:50], prm) for wm, prm in zip(w, fits)])
+    ref_mass = np.hstack([wm * gate_proba(data.X[:50], prm) for wm, prm in zip(w, fits, strict=True)])
     ref_mu = np.hstack([expert_means(data.X[:50], prm) for prm in fits])
     assert mass.shape == mu.shape == (50, 9) and mass.flags["C_CONTIGUOUS"]
     np.testing.assert_allclose(mass, ref_mass, rtol=1e-12, atol=1e-300)

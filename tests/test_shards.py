@@ -70,7 +70,7 @@ def test_local_models_equal_the_array_path(loky_fit, array_fit, data):
     """Same rows per machine and the same per-machine seeds: identical local models."""
     np.testing.assert_array_equal(loky_fit.shard_sizes_, np.bincount(data.machine, minlength=M))
     np.testing.assert_allclose(loky_fit.weights_, array_fit.weights_, rtol=0, atol=1e-15)
-    for a, b in zip(loky_fit.local_models_, array_fit.local_models_):
+    for a, b in zip(loky_fit.local_models_, array_fit.local_models_, strict=True):
         np.testing.assert_array_equal(a.experts_, b.experts_)
         np.testing.assert_array_equal(a.gates_, b.gates_)
         np.testing.assert_array_equal(a.variances_, b.variances_)
