@@ -4,8 +4,8 @@ Both starting points of the method cluster a few thousand points at most: EM see
 from k-means on a subsample of max(2000, 100 K (d+1)) (x, y) pairs, and the reduction seeds MM
 from k-means on the L = M K local experts.  On such sizes scikit-learn's ``KMeans`` spends its
 time in per-call and per-iteration overhead (validation, OpenMP chunking): 1.3 ms for one run on
-2000 x 3 points, 4.5 ms for the 3 restarts of a local fit, while the arithmetic takes tens of
-microseconds.  With 128 machines the slowest local fit and the reduction both set the learning
+2000 x 3 points, 2.5-4.5 ms for the 3 restarts of a local fit and the labelling of its 7812
+points, which take 0.4 ms here.  With 128 machines the slowest local fit and the reduction both set the learning
 time, so the k-means runs here instead (``benchmarks/bench_init.py`` measures both).  The
 algorithm is scikit-learn's: greedy k-means++ with ``2 + log(K)`` candidates per centre drawn
 proportionally to the weighted squared distance, Lloyd until the labels repeat or the centres
@@ -225,7 +225,8 @@ def kmeans(ZT, n_clusters, rng, *, sample_weight=None, n_init=1, max_iter=300, t
     ----------
     ZT : ndarray (q, n), the points as columns (the package's transposed layout), n >= n_clusters
     n_clusters : int, K
-    rng : numpy Generator, the only source of randomness (runs are reproducible anywhere)
+    rng : numpy Generator, the only source of randomness (the same draws give the same result in
+        every process)
     sample_weight : ndarray (n,) or None (all ones)
     n_init, max_iter : int
     tol : float, relative to the mean variance of the q coordinates, as in scikit-learn
