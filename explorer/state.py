@@ -25,6 +25,7 @@ import streamlit as st
 
 from moecore import DistributedMoE, MixtureOfExperts, MoEParams
 from moecore.distributed import default_support_size
+from moecore.em import min_samples
 from moecore.experiments import compare_methods
 from moecore.simulation import DESIGNS, get_design, simulate
 
@@ -343,7 +344,7 @@ def fit_params(s: dict, n: int) -> dict:
 def check_fit_settings(kw: dict, n: int, d: int):
     """Refuse what the library would refuse, with the fix in the message (before any work)."""
     K, M = kw["n_experts"], kw["n_machines"]
-    per_shard = K * (d + 1) + 1
+    per_shard = min_samples(K, d)
     if M > n:
         raise InputError(f"M = {M} machines is more than the n = {n} samples: use at most {n // per_shard} machines.")
     if n // M < per_shard:

@@ -12,14 +12,15 @@ import os
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager, nullcontext
 import warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator
 
+from ._threads import one_blas_thread as _one_thread
 from ._validation import (
     check_choice,
     check_float,
@@ -28,8 +29,7 @@ from ._validation import (
     check_random_state_seed,
     check_Xy,
 )
-from ._threads import one_blas_thread as _one_thread
-from .em import MixtureOfExperts, MoEPredictorMixin
+from .em import MixtureOfExperts, MoEPredictorMixin, min_samples
 from .reduction import reduce_mixtures
 
 __all__ = ["DistributedMoE", "LocalFitError", "LocalFitResult", "fit_local", "split_shards", "default_support_size"]
@@ -246,7 +246,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         check_random_state_seed(self.random_state)
         MixtureOfExperts(K, **self._em_params())._check_parameters()
         # Every shard must hold enough points for K experts of d + 1 coefficients each.
-        per_shard = K * (d + 1) + 1
+        per_shard = min_samples(K, d)
         if n // M < per_shard:
             raise ValueError(
                 f"n_machines={M} is too large for n={n} samples: each shard needs at least "

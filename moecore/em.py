@@ -30,7 +30,7 @@ from ._validation import (
 )
 from .gating import fit_softmax_gate, newton_step, pair_products, sym_from_pairs
 
-__all__ = ["MixtureOfExperts", "MoEPredictorMixin", "DegenerateFitWarning", "ConvergenceWarning", "NotFittedError"]
+__all__ = ["MixtureOfExperts", "MoEPredictorMixin", "min_samples", "DegenerateFitWarning", "ConvergenceWarning", "NotFittedError"]
 
 # Relative ridge on the weighted least-squares normal equations: far below the 1e-9 relative
 # tolerance of the monotonicity checks, large enough to keep a near-singular system solvable.
@@ -50,6 +50,15 @@ _KMEANS_MIN_SAMPLES = 2000
 _KMEANS_PER_PARAM = 100
 _KMEANS_RESTARTS = 3
 _INIT_GATE_STEPS = 5  # Newton steps fitting the starting gates to the k-means partition
+
+
+def min_samples(n_experts, n_features):
+    """Fewest samples EM accepts for K experts on d features: K (d + 1) + 1.
+
+    Below this, some expert is bound to get fewer points than its d + 1 coefficients. The same
+    bound applies to every machine's shard (``DistributedMoE``, ``fit_shards``, the app's checks).
+    """
+    return n_experts * (n_features + 1) + 1
 
 
 def _kmeans_sample_size(K, p):
@@ -301,8 +310,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         K = self.n_experts
         X, y = check_Xy(X, y)
         n, d = X.shape
-        # Below this, some expert is bound to get fewer points than coefficients.
-        min_n = K * (d + 1) + 1
+        min_n = min_samples(K, d)
         if n < min_n:
             raise ValueError(
                 f"X has {n} samples: with n_experts={K} and {d} feature(s), at least "

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import check_int, check_random_state_seed
+from .em import min_samples
 
 __all__ = ["ShardError", "ShardInfo", "read_shard", "inspect_shard", "allocate_support", "fit_shards"]
 
@@ -320,11 +321,11 @@ def fit_shards(est, paths, *, response="y", features=None, workers=None, progres
         n = int(sizes.sum())
         d = len(infos[0].features)
         _, _, S = est._check_parameters(n, d)
-        small = [i for i in infos if i.n_samples < K * (d + 1) + 1]
+        small = [i for i in infos if i.n_samples < min_samples(K, d)]
         if small:
             raise ValueError(
                 f"shard {small[0].path!r} holds {small[0].n_samples} rows; each shard needs at least "
-                f"n_experts * (d + 1) + 1 = {K * (d + 1) + 1}."
+                f"n_experts * (d + 1) + 1 = {min_samples(K, d)}."
             )
         return sizes, n, S, allocate_support(S, sizes)
 

@@ -137,3 +137,22 @@ def test_loglik_never_decreases_with_a_subsampled_hessian():
         est.fit(data.X, data.y)
     h = est.loglik_history_
     assert len(h) > 5 and np.all(np.diff(h) >= -1e-9 * np.abs(h[:-1]))
+
+
+def test_min_samples_is_the_bound_em_and_the_shards_enforce():
+    from moecore import DistributedMoE
+    from moecore.em import min_samples
+
+    K, d = 3, 2
+    assert min_samples(K, d) == K * (d + 1) + 1 == 10
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((10, d)), rng.standard_normal(10)
+    with pytest.raises(ValueError, match="at least 10 are needed"):
+        MixtureOfExperts(K, random_state=0).fit(X[:9], y[:9])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 10 points for 3 experts may need re-seeding: fine here
+        MixtureOfExperts(K, random_state=0).fit(X, y)
+    X2, y2 = rng.standard_normal((39, d)), rng.standard_normal(39)
+    # 4 shards of 9 or 10 points: the smallest is below the bound.
+    with pytest.raises(ValueError, match="each shard needs at least n_experts \\* \\(d \\+ 1\\) \\+ 1 = 10"):
+        DistributedMoE(K, 4, random_state=0).fit(X2, y2)
