@@ -43,38 +43,38 @@ COMMAND = "cd " + str(ROOT) + " && .venv/bin/python benchmarks/bench_init.py " +
 
 
 class SklearnKMeans(MixtureOfExperts):
-    """moecore's EM started by scikit-learn's KMeans on the same subsample, best of 3 restarts."""
+    """moecore's EM started by scikit-learn's KMeans: the best of ``restarts`` runs on at most
+    ``sample_size(K, p)`` of the (x, y) pairs, every pair then labelled by its nearest centre.
+    By default the subsample and restarts of moecore's compiled k-means: what moecore ran before it."""
+
+    restarts = 3
+
+    @staticmethod
+    def sample_size(K, p):
+        return _kmeans_sample_size(K, p)
 
     def _initial_responsibilities(self, XtT, y, rng):
         K = self.n_experts
         n = y.shape[0]
         Z = np.column_stack([XtT[1:].T, y])
         seed = int(rng.integers(2**31 - 1))
-        n_sub = _kmeans_sample_size(K, XtT.shape[0])
+        n_sub = self.sample_size(K, XtT.shape[0])
         sub = Z[rng.choice(n, n_sub, replace=False)] if n > n_sub else Z
-        km = KMeans(K, n_init=3, random_state=seed).fit(sub)
-        return one_hot(km.labels_ if sub is Z else km.predict(Z), K)
+        km = KMeans(K, n_init=self.restarts, random_state=seed).fit(sub)
+        labels = km.labels_ if sub is Z else km.predict(Z)
+        tauT = np.zeros((K, n))
+        tauT[labels, np.arange(n)] = 1.0
+        return tauT
 
 
-class OneKMeansRun(MixtureOfExperts):
+class OneKMeansRun(SklearnKMeans):
     """moecore's EM started as before that: one k-means run on at most 20 000 of the (x, y) pairs."""
 
-    def _initial_responsibilities(self, XtT, y, rng):
-        K = self.n_experts
-        n = y.shape[0]
-        Z = np.column_stack([XtT[1:].T, y])
-        seed = int(rng.integers(2**31 - 1))
-        if n > 20000:
-            labels = KMeans(K, n_init=1, random_state=seed).fit(Z[rng.choice(n, 20000, replace=False)]).predict(Z)
-        else:
-            labels = KMeans(K, n_init=1, random_state=seed).fit_predict(Z)
-        return one_hot(labels, K)
+    restarts = 1
 
-
-def one_hot(labels, K):
-    tauT = np.zeros((K, labels.shape[0]))
-    tauT[labels, np.arange(labels.shape[0])] = 1.0
-    return tauT
+    @staticmethod
+    def sample_size(K, p):
+        return 20000
 
 
 VARIANTS = {

@@ -29,13 +29,27 @@ _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
+def _sq_dist_to(ZT, z, out):
+    """out[i] = ||ZT[:, i] - z||^2."""
+    q, n = ZT.shape
+    for i in range(n):
+        out[i] = 0.0
+    for j in range(q):
+        c = z[j]
+        row = ZT[j]
+        for i in range(n):
+            t = row[i] - c
+            out[i] += t * t
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def _assign(ZT, C, labels, d2):
     """Nearest centre of every point (filled in place); returns whether any label changed.
 
     ZT (q, n) is the transposed data: the loops over points then run on contiguous rows, with a
     branch-free running minimum, which vectorises.
     """
-    q, n = ZT.shape
+    n = ZT.shape[1]
     K = C.shape[0]
     best = np.empty(n)
     kb = np.zeros(n)  # the index as a float: the same SIMD width as best
@@ -43,14 +57,7 @@ def _assign(ZT, C, labels, d2):
     for i in range(n):
         best[i] = np.inf
     for k in range(K):
-        for i in range(n):
-            dist[i] = 0.0
-        for j in range(q):
-            c = C[k, j]
-            row = ZT[j]
-            for i in range(n):
-                t = row[i] - c
-                dist[i] += t * t
+        _sq_dist_to(ZT, C[k], dist)
         kf = float(k)
         for i in range(n):
             lt = dist[i] < best[i]
@@ -64,20 +71,6 @@ def _assign(ZT, C, labels, d2):
             labels[i] = k
         d2[i] = best[i]
     return changed
-
-
-@njit(cache=True, nogil=True, fastmath=_FAST)
-def _sq_dist_to(ZT, z, out):
-    """out[i] = ||ZT[:, i] - z||^2."""
-    q, n = ZT.shape
-    for i in range(n):
-        out[i] = 0.0
-    for j in range(q):
-        c = z[j]
-        row = ZT[j]
-        for i in range(n):
-            t = row[i] - c
-            out[i] += t * t
 
 
 @njit(cache=True, nogil=True)

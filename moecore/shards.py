@@ -321,11 +321,12 @@ def fit_shards(est, paths, *, response="y", features=None, workers=None, progres
         n = int(sizes.sum())
         d = len(infos[0].features)
         _, _, S = est._check_parameters(n, d)
-        small = [i for i in infos if i.n_samples < min_samples(K, d)]
+        need = min_samples(K, d)
+        small = [i for i in infos if i.n_samples < need]
         if small:
             raise ValueError(
                 f"shard {small[0].path!r} holds {small[0].n_samples} rows; each shard needs at least "
-                f"n_experts * (d + 1) + 1 = {min_samples(K, d)}."
+                f"n_experts * (d + 1) + 1 = {need}."
             )
         return sizes, n, S, allocate_support(S, sizes)
 
