@@ -96,11 +96,17 @@ def no_errors(pg):
         pg.locator('[data-testid="stAlertContentError"]').all_inner_texts()
 
 
+_DRAWN = "[...document.querySelectorAll('.js-plotly-plot')].filter(p => p.querySelector('.main-svg')).length"
+
+
 def plots_rendered(pg, at_least):
-    """Plotly has drawn at least this many charts (an SVG main layer with traces in each)."""
-    pg.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {at_least}",
-                         timeout=30_000)
-    return pg.locator(".js-plotly-plot").count()
+    """Number of charts Plotly has drawn (an SVG main layer in each), once there are at least this many.
+
+    Counted per chart: each chart holds several .main-svg layers, so counting layers let the wait end
+    while charts were still being drawn.
+    """
+    pg.wait_for_function(f"() => {_DRAWN} >= {at_least}", timeout=30_000)
+    return pg.evaluate(f"() => {_DRAWN}")
 
 
 def metric(pg, label):
