@@ -30,7 +30,9 @@ from ._validation import (
     check_Xy,
 )
 from .em import MixtureOfExperts, MoEPredictorMixin, min_samples
+from .machine_weights import MACHINE_WEIGHTS, decide_machine_weights, fit_machine_weights
 from .reduction import reduce_mixtures
+from .splits import Split, as_split, machine_labels, shards_from_labels, split_rows
 
 __all__ = ["DistributedMoE", "LocalFitError", "LocalFitResult", "fit_local", "split_shards", "default_support_size"]
 
@@ -167,6 +169,17 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         aggregate the other machines with renormalised weights (recorded in ``skipped_``).
     scheduler : str, dask Client or None
         For ``backend="dask"``: a scheduler address or a Client; None uses the current client.
+    split : {"random", "region", "kmeans", "label"}, :class:`~moecore.splits.Split` or callable
+        How :meth:`fit` spreads the rows over the machines when no ``machine`` labels are given:
+        "random" (the paper) or a non-IID split (a name means alpha = 0, fully separated; a
+        ``Split("region", alpha=0.25)`` sets the mixing and sizes); a callable
+        ``split(X, n_machines, rng)`` returns machine labels (n,).
+    machine_weights : {"auto", "constant", "covariate"}
+        The weight of machine m in the large mixture: "constant" n_m / n (the paper; right when
+        every machine sees the same inputs), "covariate" w_m(x) = P(machine m | x) estimated on the
+        supporting sample (:mod:`moecore.machine_weights`), or "auto": constant for the package's
+        own random splits, otherwise covariate when a score test finds that the machine of a
+        support point depends on its x (p < 1e-3).
 
     Attributes
     ----------
@@ -181,8 +194,14 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
     gates_, experts_, variances_ : its parameters
     mm_history_ : ndarray, MM objective per iteration (non-increasing)
     transport_plan_ : TransportPlan
+    support_machine_ : ndarray (S,), the machine each support point came from
+    machine_weights_used_ : {"constant", "covariate"}, what ``machine_weights`` resolved to
+    machine_weights_test_ : AssociationTest or None, the test "auto" ran (None when it had no need)
+    machine_weight_model_ : MachineWeights or None, the fitted w_m(x) (covariate weights only)
+    support_weights_ : ndarray (S, M') or None, w_m(x_s) at the support points (covariate only)
     timings_ : dict with "local" (M',) seconds of each local fit, "local_max", "local_sum",
-        "reduction", "wall" (this fit, on the cores used) and "learning_time" = local_max +
+        "reduction", "machine_weights" (estimating w_m(x) at the server, 0 for constant weights),
+        "wall" (this fit, on the cores used) and "learning_time" = local_max + machine_weights +
         reduction (the paper's figure: machines truly in parallel)
     """
 
@@ -208,6 +227,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         gate_targets="plan",
         on_error="raise",
         scheduler=None,
+        split="random",
+        machine_weights="auto",
     ):
         self.n_experts = n_experts
         self.n_machines = n_machines
@@ -228,6 +249,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         self.gate_targets = gate_targets
         self.on_error = on_error
         self.scheduler = scheduler
+        self.split = split
+        self.machine_weights = machine_weights
 
     # ------------------------------------------------------------------ validation
     def _check_parameters(self, n, d):
@@ -240,6 +263,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         check_choice(self.on_error, "on_error", {"raise", "skip"})
         check_choice(self.variance_update, "variance_update", {"exact", "authors"})
         check_choice(self.gate_targets, "gate_targets", {"plan", "posterior"})
+        check_choice(self.machine_weights, "machine_weights", set(MACHINE_WEIGHTS))
+        as_split(self.split)
         check_int(self.mm_n_init, "mm_n_init", low=1)
         check_int(self.mm_max_iter, "mm_max_iter", low=1)
         check_float(self.mm_tol, "mm_tol", low=0.0)
@@ -271,7 +296,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         X : array-like (n, d) ; y : array-like (n,)
         machine : array-like (n,) of ints in 0..M-1, or None
             The machine holding each row, when the data is already partitioned (by site, by
-            day...); None shuffles the rows into M near-equal shards.
+            day...); None spreads the rows by ``split`` (default: shuffled into M near-equal shards).
         progress : callable(stage, done, total) or None
             Called with ("local", machines done, M) as local fits finish and with
             ("mm", iteration, max iterations) during the reduction.
@@ -285,15 +310,19 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         seed_split, seed_support, seed_mm, seed_machines = ss.spawn(4)
         machine_seeds = seed_machines.spawn(M)
         if machine is None:
-            shards = split_shards(n, M, np.random.default_rng(seed_split))
+            shards = split_rows(as_split(self.split), X, M, np.random.default_rng(seed_split),
+                                min_samples(K, d))
         else:
-            shards = _shards_from_labels(machine, n, M)
+            shards = shards_from_labels(machine, n, M)
         results = self._fit_locals(X, y, shards, machine_seeds, progress)
         self.shards_ = shards
         self._collect(results, n)
         self.support_indices_ = np.sort(
             np.random.default_rng(seed_support).choice(n, size=S, replace=False)
         )
+        self.support_machine_ = machine_labels(shards, n)[self.support_indices_]
+        self._random_split = machine is None and isinstance(as_split(self.split), Split) and \
+            as_split(self.split).kind == "random"
         self._reduce(X[self.support_indices_], y[self.support_indices_], seed_mm, progress)
         self.timings_["wall"] = time.perf_counter() - t0
         return self
@@ -455,7 +484,33 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                 stacklevel=3,
             )
 
+    def _resolve_machine_weights(self, Xs):
+        """The large mixture's machine weights: the shares (M',) or w_m(x_s) at the support (S, M')."""
+        t0 = time.perf_counter()
+        self.machine_weights_test_ = None
+        self.machine_weight_model_ = None
+        self.support_weights_ = None
+        if self.machine_weights == "auto" and getattr(self, "_random_split", False):
+            # The package shuffled the rows itself: P(machine | x) = n_m / n exactly, no test needed.
+            used = "constant"
+        else:
+            # Support points of skipped machines still serve the reduction, not the weights' fit.
+            pos = np.full(self.n_machines, -1)
+            pos[self.machines_] = np.arange(len(self.machines_))
+            mach = pos[self.support_machine_]
+            ok = mach >= 0
+            used, self.machine_weights_test_ = decide_machine_weights(
+                self.machine_weights, Xs[ok], mach[ok], len(self.machines_))
+            if used == "covariate":
+                self.machine_weight_model_ = fit_machine_weights(Xs[ok], mach[ok], len(self.machines_))
+                self.support_weights_ = self.machine_weight_model_.predict_proba(Xs)
+        self.machine_weights_used_ = used
+        self.timings_["machine_weights"] = time.perf_counter() - t0 if used == "covariate" or \
+            self.machine_weights_test_ is not None else 0.0
+        return self.weights_ if used == "constant" else self.support_weights_
+
     def _reduce(self, Xs, ys, seed, progress):
+        weights = self._resolve_machine_weights(Xs)
         cb = None
         if progress is not None:
             def cb(i, state):
@@ -463,7 +518,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         c0 = time.thread_time()
         red = reduce_mixtures(
             [m.params_ for m in self.local_models_],
-            self.weights_,
+            weights,
             Xs,
             self.n_experts,
             y_support=ys,
@@ -484,21 +539,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         self.transport_plan_ = red.plan
         self.n_features_in_ = red.params.n_features
         self.timings_["reduction"] = red.time
-        self.timings_["learning_time"] = self.timings_["local_max"] + red.time
+        self.timings_["learning_time"] = self.timings_["local_max"] + self.timings_["machine_weights"] + red.time
         self.timings_["reduction_cpu"] = time.thread_time() - c0
-        self.timings_["learning_time_cpu"] = self.timings_["local_cpu_max"] + self.timings_["reduction_cpu"]
+        self.timings_["learning_time_cpu"] = (self.timings_["local_cpu_max"] + self.timings_["machine_weights"]
+                                              + self.timings_["reduction_cpu"])
 
-
-def _shards_from_labels(machine, n, M):
-    machine = np.asarray(machine)
-    if machine.shape != (n,):
-        raise ValueError(f"machine must hold one machine index per row of X ({n}), got shape {machine.shape}.")
-    if machine.dtype.kind not in "iu":
-        raise TypeError(f"machine must hold integers in [0, {M - 1}], got dtype {machine.dtype}.")
-    if machine.min() < 0 or machine.max() >= M:
-        raise ValueError(f"machine indices must lie in [0, n_machines - 1] = [0, {M - 1}].")
-    shards = [np.flatnonzero(machine == m) for m in range(M)]
-    empty = [m for m, s in enumerate(shards) if s.size == 0]
-    if empty:
-        raise ValueError(f"machine(s) {empty} hold no rows: every one of the {M} machines needs data.")
-    return shards

@@ -139,10 +139,16 @@ def _coupling_kernel(mass, assign, K):
 class LargeMixture:
     """The weighted union of M local MoEs (L = M K components), evaluated on a support.
 
+    Component l = (m, j) has gate mass ``w_m pi^(m)_j(x)``.  The machine weights ``w_m`` are either
+    constants (the paper: the shares n_m / n, right when every machine sees the same inputs) or
+    functions of x, ``w_m(x) = P(machine m | x)`` (non-IID machines, see
+    :mod:`moecore.machine_weights`); in both cases the gates sum to one at every x.
+
     Attributes
     ----------
     local_params : list of MoEParams, length M
-    weights : ndarray (M,), sums to one
+    weights : ndarray (M,) summing to one; or ndarray (S, M), rows summing to one, the weights at the
+        S points ``evaluate`` will be called on; or a callable X (n, d) -> (n, M)
     experts : ndarray (p, L)  ; variances : ndarray (L,)
     machine : ndarray (L,) machine index m of component l ; expert : ndarray (L,) its index j
     """
@@ -165,12 +171,16 @@ class LargeMixture:
                 raise ValueError(
                     f"local_params[{i}] has {prm.n_features} features, local_params[0] has {d}."
                 )
-        w = np.asarray(self.weights, dtype=np.float64)
-        if w.shape != (len(self.local_params),) or np.any(w < 0) or not w.sum() > 0:
-            raise ValueError(
-                f"weights must be {len(self.local_params)} non-negative numbers with a positive sum."
-            )
-        self.weights = w / w.sum()
+        if not callable(self.weights):
+            w = np.asarray(self.weights, dtype=np.float64)
+            if w.ndim == 2:
+                self.weights = self._check_pointwise(w)
+            else:
+                if w.shape != (len(self.local_params),) or np.any(w < 0) or not w.sum() > 0:
+                    raise ValueError(
+                        f"weights must be {len(self.local_params)} non-negative numbers with a positive sum."
+                    )
+                self.weights = w / w.sum()
         self.experts = np.hstack([prm.experts for prm in self.local_params])
         self.variances = np.concatenate([prm.variances for prm in self.local_params])
         self.machine = np.concatenate(
@@ -178,9 +188,40 @@ class LargeMixture:
         )
         self.expert = np.concatenate([np.arange(prm.n_experts) for prm in self.local_params])
 
+    def _check_pointwise(self, w, n=None):
+        """Per-point weights (n, M): finite, non-negative, each row with a positive sum; normalised."""
+        M = len(self.local_params)
+        if w.ndim != 2 or w.shape[1] != M or (n is not None and w.shape[0] != n):
+            want = f"({n}, {M})" if n is not None else f"(S, {M})"
+            raise ValueError(f"per-point machine weights must have shape {want}, got {w.shape}.")
+        tot = w.sum(axis=1)
+        if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.all(tot > 0):
+            raise ValueError(
+                "per-point machine weights must be finite and non-negative, with a positive sum at every point."
+            )
+        return w / tot[:, None]
+
+    @property
+    def pointwise(self):
+        """Whether the machine weights depend on x."""
+        return callable(self.weights) or np.ndim(self.weights) == 2
+
     @property
     def n_features(self):
         return self.experts.shape[0] - 1
+
+    def machine_weights(self, X):
+        """The machine weights at X (n, d): (n, M), or (M,) when they are constant."""
+        if callable(self.weights):
+            return self._check_pointwise(np.asarray(self.weights(X), dtype=np.float64), X.shape[0])
+        if np.ndim(self.weights) == 2:
+            if self.weights.shape[0] != X.shape[0]:
+                raise ValueError(
+                    f"the per-point machine weights are given at {self.weights.shape[0]} points; the "
+                    f"mixture is evaluated at {X.shape[0]} (pass a callable to evaluate elsewhere)."
+                )
+            return self.weights
+        return self.weights
 
     def evaluate(self, X):
         """Gate mass and expert means of the L components at X (n, d): two arrays (n, L)."""
@@ -201,7 +242,11 @@ class LargeMixture:
             eta[~present] = -np.inf
         eta -= eta.max(axis=1, keepdims=True)
         np.exp(eta, out=eta)
-        eta *= (self.weights[:, None] / eta.sum(axis=1))[:, None, :]
+        w = self.machine_weights(X)
+        if w.ndim == 1:
+            eta *= (w[:, None] / eta.sum(axis=1))[:, None, :]
+        else:
+            eta *= (w.T / eta.sum(axis=1))[:, None, :]
         massT = eta[present] if ragged else eta.reshape(M * Kmax, -1)
         # The plan kernel walks rows of a C-ordered (n, L) mass: an F-ordered one made it five
         # times slower.
@@ -388,7 +433,7 @@ def transport_divergence(local_params, weights, params: _m.MoEParams, X):
 
     Parameters
     ----------
-    local_params : list of MoEParams (or one MoEParams); weights : (M,) or None
+    local_params : list of MoEParams (or one MoEParams); weights : (M,), (S, M), callable or None
     params : MoEParams, the K-expert model the mass is transported to
     X : (S, d) the points the expectation is taken over
 
@@ -430,7 +475,9 @@ def reduce_mixtures(
     Parameters
     ----------
     local_params : list of MoEParams, length M
-    weights : array (M,), the machines' shares n_m / n (normalised here)
+    weights : array (M,), the machines' shares n_m / n (normalised here); or array (S, M), the
+        machine weights w_m(x_s) at every support point (non-IID machines, rows normalised here);
+        or a callable X -> (n, M) (see :class:`LargeMixture`)
     X_support : array (S, d), the supporting sample
     n_experts : int, K
     y_support : array (S,) or None, needed only for ``gate_targets="posterior"``

@@ -372,6 +372,9 @@ def fit_shards(est, paths, *, response="y", features=None, workers=None, progres
     Xs = np.concatenate([o.X_support for o in out])
     ys = np.concatenate([o.y_support for o in out])
     est.support_y_ = ys
+    # Each worker drew its own share, so every support point knows its machine (machine weights).
+    est.support_machine_ = np.repeat(np.arange(M), [len(o.y_support) for o in out])
+    est._random_split = False
     est.timings_["read"] = np.array([o.read_time for o in out])
     est._reduce(Xs, ys, seed_mm, progress)
     est.timings_["wall"] = time.perf_counter() - t0

@@ -1,0 +1,293 @@
+"""Which machine holds which rows: random (the paper) and non-IID splits of the data.
+
+The paper shuffles the rows into M near-equal shards, so every machine sees the same input
+distribution.  Real distributed data rarely is like that (one hospital per region, one sensor per
+site), so a split can also follow
+
+* ``"region"``: quantile bands of one input x_j (machine 0 holds the smallest x_j);
+* ``"kmeans"``: k-means clusters of the standardised inputs (one cluster per machine);
+* ``"label"``: the true expert label (label skew; machine m holds expert m mod K, or, with fewer
+  machines than experts, machine k mod M holds expert k).
+
+Each takes a mixing fraction ``alpha`` in [0, 1]: a random ``alpha`` share of the rows swap their
+machines among themselves (a random permutation of their labels).  ``alpha = 0`` is the fully
+separated split, ``alpha = 1`` a random split; shard sizes are the same for every alpha.  Random and
+region splits may have unequal sizes: proportions drawn from a symmetric Dirichlet with the given
+``concentration`` (large: near-equal; 1: uniform over the simplex; small: a few large machines),
+each machine keeping at least ``min_size`` rows.
+
+Everything is drawn from ``random_state``.  ``Split("random")`` with equal sizes reproduces
+:func:`moecore.distributed.split_shards` draw for draw, so :class:`~moecore.distributed.DistributedMoE`
+gives bitwise the same results as before the other splits existed.
+
+Shapes: X (n, d); a split is a list of M index arrays into the rows of X ("shards") or, equally,
+machine labels (n,) in 0..M-1.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._kmeans import assign_labels, kmeans
+from ._validation import check_choice, check_float, check_int, check_random_state_seed, check_X
+
+__all__ = ["SPLITS", "Split", "make_split", "shard_sizes", "machine_labels", "shards_from_labels"]
+
+SPLITS = ("random", "region", "kmeans", "label")
+# k-means finds the machines' centres on a subsample of this many points per machine (at least
+# _KMEANS_MIN); every row is then labelled by its nearest centre.
+_KMEANS_PER_MACHINE = 200
+_KMEANS_MIN = 5000
+
+
+@dataclass(frozen=True)
+class Split:
+    """A named way to spread rows over machines.
+
+    Parameters
+    ----------
+    kind : {"random", "region", "kmeans", "label"}
+    alpha : float in [0, 1], the share of rows re-assigned at random (0: fully separated, 1: random);
+        ignored by "random"
+    feature : int, the input whose quantiles define the regions ("region" only)
+    concentration : float > 0 or None
+        Dirichlet concentration of unequal shard sizes ("random" and "region"); None: near-equal
+        sizes.  k-means and label splits take their sizes from the clusters and labels.
+    labels : array (n,) of ints or None, the true expert labels ("label" only)
+    """
+
+    kind: str = "random"
+    alpha: float = 0.0
+    feature: int = 0
+    concentration: float | None = None
+    labels: np.ndarray | None = None
+
+    def __post_init__(self):
+        check_choice(self.kind, "split", set(SPLITS))
+        check_float(self.alpha, "alpha", low=0.0, high=1.0)
+        check_int(self.feature, "feature", low=0)
+        check_float(self.concentration, "concentration", low=0.0, low_open=True, allow_none=True)
+        if self.concentration is not None and self.kind in ("kmeans", "label"):
+            raise ValueError(
+                f'concentration applies to "random" and "region" splits; a {self.kind!r} split takes '
+                "its shard sizes from its clusters/labels (use concentration=None)."
+            )
+        if self.kind == "label" and self.labels is None:
+            raise ValueError('a "label" split needs labels: the true expert label of every row.')
+
+    def shards(self, X, n_machines, rng, *, min_size=1):
+        """The M index arrays of the rows each machine holds (see :func:`make_split`)."""
+        return _make_shards(self, X, n_machines, rng, min_size)
+
+    def label(self):
+        """A short description for tables and figures, e.g. "region x1, alpha 0.25"."""
+        if self.kind == "random":
+            base = "random"
+        elif self.kind == "region":
+            base = f"region x{self.feature + 1}, alpha {self.alpha:g}"
+        else:
+            base = f"{self.kind}, alpha {self.alpha:g}"
+        return base if self.concentration is None else f"{base}, Dirichlet({self.concentration:g})"
+
+
+def as_split(split, *, alpha=None, feature=None, concentration=None, labels=None):
+    """A :class:`Split` from a name, a Split or a callable (returned unchanged)."""
+    if callable(split) and not isinstance(split, Split):
+        return split
+    if isinstance(split, Split):
+        return split
+    if not isinstance(split, str):
+        raise TypeError(
+            f"split must be one of {list(SPLITS)}, a moecore.splits.Split or a callable "
+            f"(X, n_machines, rng) -> machine labels, got {type(split).__name__}."
+        )
+    kw = {k: v for k, v in (("alpha", alpha), ("feature", feature), ("concentration", concentration),
+                            ("labels", labels)) if v is not None}
+    return Split(split, **kw)
+
+
+def shard_sizes(n, n_machines, *, concentration=None, min_size=1, rng=None):
+    """Shard sizes (M,) summing to n, each at least ``min_size``.
+
+    ``concentration=None``: the sizes of ``np.array_split`` (the first n mod M shards one row
+    longer).  Otherwise proportions q ~ Dirichlet(concentration 1_M) and sizes
+    ``min_size + `` the largest-remainder split of the other n - M min_size rows by q.
+    """
+    n = check_int(n, "n", low=1)
+    M = check_int(n_machines, "n_machines", low=1)
+    min_size = check_int(min_size, "min_size", low=1)
+    if M * min_size > n:
+        raise ValueError(
+            f"n_machines={M} machines of at least min_size={min_size} rows need {M * min_size} rows; "
+            f"there are {n}."
+        )
+    if concentration is None:
+        return np.array([len(a) for a in np.array_split(np.arange(n), M)], dtype=np.int64)
+    concentration = check_float(concentration, "concentration", low=0.0, low_open=True)
+    q = rng.dirichlet(np.full(M, concentration))
+    rest = n - M * min_size
+    exact = rest * q
+    share = np.floor(exact).astype(np.int64)
+    left = rest - int(share.sum())
+    order = np.argsort(-(exact - share), kind="stable")
+    share[order[:left]] += 1
+    return share + min_size
+
+
+def _cut(order, sizes):
+    """Shards of consecutive runs of ``order`` with the given sizes."""
+    return np.split(order, np.cumsum(sizes)[:-1])
+
+
+def _labels_of(shards, n):
+    lab = np.empty(n, dtype=np.int64)
+    for m, idx in enumerate(shards):
+        lab[idx] = m
+    return lab
+
+
+def shards_from_labels(machine, n, n_machines):
+    """Index arrays (sorted) of the rows of each machine, from machine labels (n,).
+
+    Raises ValueError/TypeError naming ``machine`` when labels are malformed or a machine is empty.
+    """
+    M = n_machines
+    machine = np.asarray(machine)
+    if machine.shape != (n,):
+        raise ValueError(f"machine must hold one machine index per row of X ({n}), got shape {machine.shape}.")
+    if machine.dtype.kind not in "iu":
+        raise TypeError(f"machine must hold integers in [0, {M - 1}], got dtype {machine.dtype}.")
+    if machine.min() < 0 or machine.max() >= M:
+        raise ValueError(f"machine indices must lie in [0, n_machines - 1] = [0, {M - 1}].")
+    # One stable sort instead of M scans of the labels: rows stay in increasing order per machine.
+    order = np.argsort(machine, kind="stable")
+    counts = np.bincount(machine, minlength=M)
+    empty = np.flatnonzero(counts == 0).tolist()
+    if empty:
+        raise ValueError(f"machine(s) {empty} hold no rows: every one of the {M} machines needs data.")
+    return _cut(order, counts)
+
+
+def _mix(lab, alpha, rng):
+    """Let a random ``alpha`` share of the rows swap machines (permute their labels)."""
+    n = lab.shape[0]
+    k = int(round(alpha * n))
+    if k < 2:
+        return lab
+    rows = rng.choice(n, size=k, replace=False)
+    lab = lab.copy()
+    lab[rows] = lab[rows[rng.permutation(k)]]
+    return lab
+
+
+def _make_shards(split, X, M, rng, min_size):
+    from .distributed import split_shards
+
+    n, d = X.shape
+    if split.kind == "random":
+        if split.concentration is None:
+            # Exactly the paper's (and the package's historical) shuffle: bitwise the same shards.
+            return split_shards(n, M, rng)
+        sizes = shard_sizes(n, M, concentration=split.concentration, min_size=min_size, rng=rng)
+        return _cut(rng.permutation(n), sizes)
+    if split.kind == "region":
+        if split.feature >= d:
+            raise ValueError(f"feature must be in [0, {d - 1}] (X has {d} column(s)), got {split.feature}.")
+        sizes = shard_sizes(n, M, concentration=split.concentration, min_size=min_size, rng=rng)
+        lab = _labels_of(_cut(np.argsort(X[:, split.feature], kind="stable"), sizes), n)
+    elif split.kind == "kmeans":
+        lab = _kmeans_labels(X, M, rng)
+    else:
+        lab = _label_skew(split.labels, n, M, rng)
+    lab = _mix(lab, split.alpha, rng)
+    shards = shards_from_labels(lab, n, M)
+    small = [m for m, s in enumerate(shards) if s.size < min_size]
+    if small:
+        raise ValueError(
+            f"the {split.kind!r} split leaves machine(s) {small} with fewer than {min_size} rows "
+            f"(smallest: {min(shards[m].size for m in small)}); use fewer machines or a larger alpha."
+        )
+    return shards
+
+
+def _kmeans_labels(X, M, rng):
+    n = X.shape[0]
+    if M > n:
+        raise ValueError(f"n_machines={M} exceeds the {n} rows to cluster.")
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    ZT = ((X - mean) / np.where(scale > 0, scale, 1.0)).T
+    n_sub = max(_KMEANS_MIN, _KMEANS_PER_MACHINE * M)
+    sub = ZT[:, np.sort(rng.choice(n, n_sub, replace=False))] if n > n_sub else ZT
+    centres, labels, _ = kmeans(sub, M, rng, n_init=3)
+    return assign_labels(ZT, centres) if sub is not ZT else labels
+
+
+def _label_skew(labels, n, M, rng):
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise ValueError(f"labels must hold one expert label per row of X ({n}), got shape {labels.shape}.")
+    if labels.dtype.kind not in "iu" or labels.min() < 0:
+        raise TypeError("labels must hold non-negative integers (the true expert of each row).")
+    K = int(labels.max()) + 1
+    if M <= K:
+        return labels.astype(np.int64) % M
+    # More machines than experts: the rows of expert k go to machines k, k + K, k + 2K, ... in
+    # near-equal random parts.
+    lab = np.empty(n, dtype=np.int64)
+    for k in range(K):
+        rows = np.flatnonzero(labels == k)
+        mach = np.arange(k, M, K)
+        parts = np.array_split(rng.permutation(rows), mach.size)
+        for m, part in zip(mach, parts, strict=True):
+            lab[part] = m
+    return lab
+
+
+def make_split(X, n_machines, split="random", *, alpha=None, feature=None, concentration=None,
+               labels=None, min_size=1, random_state=None):
+    """Spread the rows of X over ``n_machines`` machines.
+
+    Parameters
+    ----------
+    X : array (n, d)
+    n_machines : int, M >= 1
+    split : {"random", "region", "kmeans", "label"}, a :class:`Split`, or a callable
+        ``split(X, n_machines, rng) -> machine labels (n,)``
+    alpha, feature, concentration, labels : see :class:`Split` (used with a name)
+    min_size : int, fewest rows a machine may hold
+    random_state : int, SeedSequence or None
+
+    Returns
+    -------
+    list of M int arrays: the rows each machine holds.
+    """
+    X = check_X(X)
+    M = check_int(n_machines, "n_machines", low=1, high=X.shape[0])
+    min_size = check_int(min_size, "min_size", low=1)
+    rng = np.random.default_rng(check_random_state_seed(random_state))
+    return split_rows(as_split(split, alpha=alpha, feature=feature, concentration=concentration,
+                               labels=labels), X, M, rng, min_size)
+
+
+def split_rows(split, X, M, rng, min_size=1):
+    """Shards of a validated X for a :class:`Split` or a callable split (as :func:`make_split`)."""
+    if isinstance(split, Split):
+        return split.shards(X, M, rng, min_size=min_size)
+    lab = split(X, M, rng)
+    shards = shards_from_labels(lab, X.shape[0], M)
+    small = [m for m, s in enumerate(shards) if s.size < min_size]
+    if small:
+        raise ValueError(f"the split gives machine(s) {small} fewer than {min_size} rows.")
+    return shards
+
+
+def machine_labels(shards, n=None):
+    """Machine labels (n,) of the rows of a split given as shards (index arrays)."""
+    if n is None:
+        n = int(sum(len(s) for s in shards))
+    if not isinstance(n, numbers.Integral):
+        raise TypeError(f"n must be an integer, got {type(n).__name__}.")
+    return _labels_of(shards, n)
