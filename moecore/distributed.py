@@ -476,6 +476,17 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             "local_cpu": np.array([r.cpu_time for r in results]),
         }
         self.timings_["local_cpu_max"] = float(np.max(self.timings_["local_cpu"]))
+        spare = {r.index: r.model.retired_experts_.tolist() for r in kept
+                 if getattr(r.model, "retired_experts_", np.array([])).size}
+        if spare:
+            warnings.warn(
+                f"the local fits of machine(s) {sorted(spare)} retired spare experts {spare} "
+                f"(machine: experts): their shards support fewer than n_experts={self.n_experts} "
+                "experts (e.g. a machine holding one region of x); those components carry no gate "
+                "mass into the reduction.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         not_conv = [r.index for r in kept if not r.model.converged_]
         if not_conv:
             warnings.warn(

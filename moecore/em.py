@@ -35,9 +35,13 @@ __all__ = ["MixtureOfExperts", "MoEPredictorMixin", "min_samples", "DegenerateFi
 # Relative ridge on the weighted least-squares normal equations: far below the 1e-9 relative
 # tolerance of the monotonicity checks, large enough to keep a near-singular system solvable.
 _WLS_RIDGE = 1e-12
-# Data that cannot support K experts would starve one at every iteration: after this many
-# re-seeds EM goes on with the starving expert (the ridge and the variance floor keep it finite).
-_MAX_RESEEDS = 3
+# Data that cannot support K experts (a machine holding one region of x, where one or two experts
+# live) starves an expert at every iteration. It is re-seeded once; if it starves again it is
+# retired: its gate logit drops by _RETIRE_LOGIT (mass e^-50 relative, nothing for the reduction
+# to transport) and EM goes on with the others. Three re-seeds, each a restart, cost up to three
+# fits and ended with the starving expert collapsed to the variance floor anyway.
+_MAX_RESEEDS = 1
+_RETIRE_LOGIT = 50.0
 # k-means seeds EM from a subsample of max(_KMEANS_MIN_SAMPLES, _KMEANS_PER_PARAM K (d+1))
 # points (every point is then labelled by its nearest centre), best of _KMEANS_RESTARTS
 # k-means++ restarts. One k-means run sometimes merges two experts' clusters and EM then crawls
@@ -231,6 +235,9 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
     converged_ : bool
     n_reseeded_ : int
         Number of times an expert that lost its points was re-seeded.
+    retired_experts_ : ndarray of int
+        Experts that lost their points again after a re-seed and were retired (gate mass ~ 0):
+        the data supported fewer than ``n_experts`` experts.
     fit_time_ : float
         Seconds spent in ``fit``.
     """
@@ -275,6 +282,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         est.n_iter_ = 0
         est.converged_ = True
         est.n_reseeded_ = 0
+        est.retired_experts_ = np.array([], dtype=int)
         est.fit_time_ = 0.0
         return est
 
@@ -339,7 +347,15 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         self.n_iter_ = len(best["history"])
         self.converged_ = best["converged"]
         self.n_reseeded_ = best["reseeded"]
-        if best["reseeded"]:
+        self.retired_experts_ = np.flatnonzero(best["retired"])
+        if self.retired_experts_.size:
+            warnings.warn(
+                f"expert(s) {self.retired_experts_.tolist()} lost their points again after a re-seed and "
+                f"were retired (gate mass ~ 0): the data supports fewer than n_experts={K} experts.",
+                DegenerateFitWarning,
+                stacklevel=2,
+            )
+        elif best["reseeded"]:
             warnings.warn(
                 f"EM re-seeded an expert that had lost its points {best['reseeded']} time(s); "
                 "the data may support fewer experts than n_experts="
@@ -394,6 +410,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         history = []
         converged = False
         reseeded = 0
+        retired = np.zeros(K, dtype=bool)
         # An expert with fewer effective points than coefficients has an undetermined fit.
         min_mass = float(p)
         for it in range(self.max_iter):
@@ -407,15 +424,23 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 # No M-step after the last E-step: the history ends with the returned parameters.
                 break
             new_experts, new_variances, Nk = _wls_experts(F, tauT, p, self.var_floor)
-            if K > 1 and Nk.min() < min_mass and reseeded < _MAX_RESEEDS:
-                gates, experts, variances, logpT = self._reseed(
-                    XtT, y, ll_i, tauT, gates, experts, variances, rng
-                )
+            starving = (Nk < min_mass) & ~retired
+            if K > 1 and starving.any() and starving.sum() < K - retired.sum():
+                if reseeded < _MAX_RESEEDS:
+                    gates, experts, variances, logpT = self._reseed(
+                        XtT, y, ll_i, tauT, gates, experts, variances, rng
+                    )
+                    reseeded += 1
+                else:
+                    gates, logpT = self._retire(XtT, gates, starving)
+                    retired |= starving
                 probT = np.exp(logpT)
-                reseeded += 1
                 # A re-seed is a restart from a new point: monotonicity is only owed after it.
                 history = []
                 continue
+            # A retired expert keeps its last fit: its near-zero responsibilities determine nothing.
+            new_experts[:, retired] = experts[:, retired]
+            new_variances[retired] = variances[retired]
             experts, variances = new_experts, new_variances
             for _ in range(self.gate_steps):
                 gates, logpT, probT, _ = newton_step(XtT, XX, tauT, gates, logpT, probT)
@@ -427,6 +452,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             ll=history[-1] if history else -np.inf,
             converged=converged,
             reseeded=reseeded,
+            retired=retired,
         )
 
     def _reseed(self, XtT, y, ll_i, tauT, gates, experts, variances, rng):
@@ -450,6 +476,14 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         gates = gates - gates[:, -1:]
         logpT = _m._log_softmax_T(gates.T @ XtT)[0]
         return gates, experts, variances, logpT
+
+    @staticmethod
+    def _retire(XtT, gates, which):
+        """Drop the gate logits of the experts ``which`` (K,) by _RETIRE_LOGIT everywhere."""
+        gates = gates.copy()
+        gates[0, which] -= _RETIRE_LOGIT
+        gates = gates - gates[:, -1:]
+        return gates, _m._log_softmax_T(gates.T @ XtT)[0]
 
     def n_parameters(self):
         """Free parameters: (K-1)(d+1) gates, K(d+1) experts, K variances."""

@@ -126,3 +126,25 @@ def test_distributed_fit_on_random_designs_predicts_finite_values(case):
     assert np.all(np.isfinite(dm.predict(data.X)))
     assert np.all(np.isfinite(dm.mm_history_))
     assert np.all(np.diff(dm.mm_history_) <= 1e-9 * np.abs(dm.mm_history_[:-1]) + 1e-15)
+
+
+def test_spare_experts_are_retired_after_one_reseed_not_restarted_again():
+    # Issue 11: data supporting fewer experts than asked (three distinct points, five experts).
+    # One re-seed, then the experts that starve again are retired with ~zero gate mass: a single
+    # restart (no storm), a warning naming them, and a finite model whose retired experts carry
+    # no mass for the reduction.
+    rng = np.random.default_rng(0)
+    x = np.repeat([0.0, 1.0, 2.0], 20)
+    y = np.repeat([0.0, 1.0, 5.0], 20) + 1e-3 * rng.normal(size=60)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        est = MixtureOfExperts(5, random_state=0, max_iter=100).fit(x[:, None], y)
+    assert est.n_reseeded_ == 1
+    assert est.retired_experts_.size >= 1
+    msgs = [str(w.message) for w in rec if issubclass(w.category, DegenerateFitWarning)]
+    assert any("retired" in m and str(est.retired_experts_.tolist()) in m for m in msgs)
+    assert finite_model(est)
+    mass = est.predict_proba(x[:, None])
+    assert mass[:, est.retired_experts_].max() < 1e-15
+    # The active experts still explain the three groups.
+    assert np.sqrt(np.mean((est.predict(x[:, None]) - y) ** 2)) < 0.05
