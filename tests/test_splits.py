@@ -1,0 +1,168 @@
+"""Issue 11: non-IID splits (moecore.splits) and covariate machine weights (moecore.machine_weights)."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from moecore import DistributedMoE, MixtureOfExperts
+from moecore.distributed import split_shards
+from moecore.machine_weights import association_test, decide_machine_weights, fit_machine_weights
+from moecore.metrics import rpe
+from moecore.model import predict_mean
+from moecore.reduction import LargeMixture, reduce_mixtures
+from moecore.simulation import simulate_design
+from moecore.splits import Split, machine_labels, make_split, shard_sizes
+
+
+@pytest.fixture(scope="module")
+def teaching():
+    return simulate_design("teaching-1d", 20000, random_state=3), simulate_design("teaching-1d", 20000, random_state=4)
+
+
+def test_random_split_is_the_historical_shuffle_draw_for_draw():
+    X = np.random.default_rng(0).normal(size=(1003, 2))
+    a = make_split(X, 7, "random", random_state=5)
+    b = split_shards(1003, 7, np.random.default_rng(np.random.SeedSequence(5)))
+    assert all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+
+
+def test_region_split_gives_quantile_bands_and_alpha_keeps_sizes():
+    X = np.random.default_rng(1).uniform(size=(4000, 2))
+    sep = make_split(X, 4, "region", feature=1, random_state=0)
+    assert [len(s) for s in sep] == [1000] * 4
+    # Machine m holds the m-th quarter of x2, and nothing else.
+    for m, s in enumerate(sep):
+        assert X[s, 1].min() >= np.quantile(X[:, 1], m / 4) - 1e-12
+        assert X[s, 1].max() <= np.quantile(X[:, 1], (m + 1) / 4) + 1e-12
+    lab0 = machine_labels(sep)
+    for alpha in (0.25, 1.0):
+        mixed = make_split(X, 4, Split("region", alpha=alpha, feature=1), random_state=0)
+        assert [len(s) for s in mixed] == [1000] * 4
+        moved = np.mean(machine_labels(mixed) != lab0)
+        # A share alpha of the rows is re-dealt; a re-dealt row keeps its machine w.p. about 1/4.
+        assert abs(moved - 0.75 * alpha) < 0.03
+
+
+def test_kmeans_and_label_splits_are_deterministic_and_follow_their_groups():
+    d = simulate_design("separated-2d", 4000, random_state=0)
+    a = make_split(d.X, 6, "kmeans", random_state=2)
+    b = make_split(d.X, 6, "kmeans", random_state=2)
+    assert all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+    lab = machine_labels(make_split(d.X, 4, "label", labels=d.labels, random_state=0))
+    assert np.array_equal(lab, d.labels)
+    lab8 = machine_labels(make_split(d.X, 8, "label", labels=d.labels, random_state=0))
+    assert np.array_equal(lab8 % 4, d.labels)
+
+
+def test_dirichlet_sizes_sum_to_n_and_respect_the_minimum():
+    rng = np.random.default_rng(0)
+    sizes = shard_sizes(10000, 16, concentration=0.3, min_size=50, rng=rng)
+    assert sizes.sum() == 10000 and sizes.min() >= 50
+    # Dirichlet(0.3) shares over 16 machines have a coefficient of variation of about 1.6 (equal
+    # shares: 0); 0.5 leaves room for one draw.
+    assert sizes.std() / sizes.mean() > 0.5
+    X = rng.normal(size=(10000, 1))
+    sh = make_split(X, 16, Split("random", concentration=0.3), min_size=50, random_state=1)
+    assert sorted(np.concatenate(sh).tolist()) == list(range(10000))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(split="by-site"), "split must be one of"),
+        (dict(split="region", alpha=1.5), "alpha must be in"),
+        (dict(split="region", feature=3), "feature must be in"),
+        (dict(split="kmeans", concentration=1.0), "concentration applies to"),
+        (dict(split="label"), "needs labels"),
+        (dict(split="random", concentration=-1.0), "concentration must be in"),
+    ],
+)
+def test_bad_split_parameters_name_the_parameter(kwargs, match):
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    with pytest.raises(ValueError, match=match):
+        make_split(X, 4, **kwargs)
+
+
+def test_bad_machine_weights_option_is_refused():
+    X = np.random.default_rng(0).normal(size=(400, 1))
+    with pytest.raises(ValueError, match="machine_weights must be one of"):
+        DistributedMoE(2, 2, machine_weights="pointwise").fit(X, X[:, 0])
+    with pytest.raises(TypeError, match="split must be one of"):
+        DistributedMoE(2, 2, split=3).fit(X, X[:, 0])
+
+
+def test_score_test_keeps_random_machines_and_flags_regions():
+    X = simulate_design("separated-2d", 2500, random_state=0).X
+    rng = np.random.default_rng(0)
+    # Under independence the p-value is uniform: at level 1e-3, 20 seeds give at most 1 false
+    # alarm with probability 0.9998.
+    p = [association_test(X, rng.integers(8, size=2500), 8).p_value for _ in range(20)]
+    assert sum(q < 1e-3 for q in p) <= 1
+    region = machine_labels(make_split(X, 8, "region", random_state=0))
+    t = association_test(X, region, 8)
+    assert t.df == 7 * 2 and t.p_value < 1e-12
+    assert decide_machine_weights("auto", X, region, 8)[0] == "covariate"
+
+
+@pytest.mark.parametrize("method", ["knn", "logistic"])
+def test_machine_weights_recover_the_region_of_each_point(method):
+    X = simulate_design("teaching-1d", 3000, random_state=1).X
+    lab = machine_labels(make_split(X, 4, "region", random_state=0))
+    w = fit_machine_weights(X, lab, 4, method=method).predict_proba(X)
+    assert w.shape == (3000, 4) and np.allclose(w.sum(axis=1), 1.0)
+    assert np.mean(w.argmax(axis=1) == lab) > 0.97
+    # Far inside band m, all the weight is machine m's.
+    inner = np.abs(X[:, 0] - (-2.25)) < 0.3
+    assert np.all(w[inner, 0] > 0.9)
+
+
+def test_pointwise_weights_equal_to_the_shares_give_the_constant_mixture_bitwise(teaching):
+    tr, _ = teaching
+    dm = DistributedMoE(3, 4, random_state=0, backend="sequential", machine_weights="constant").fit(tr.X, tr.y)
+    local = [m.params_ for m in dm.local_models_]
+    Xs = dm.support_X_
+    a = LargeMixture(local, dm.weights_).evaluate(Xs)
+    b = LargeMixture(local, np.tile(dm.weights_, (len(Xs), 1))).evaluate(Xs)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    with pytest.raises(ValueError, match="per-point machine weights must have shape"):
+        LargeMixture(local, np.ones((len(Xs), 3))).evaluate(Xs)
+
+
+def test_constant_weights_are_the_historical_reduction_and_auto_keeps_them_on_random_splits(teaching):
+    tr, _ = teaching
+    kw = dict(random_state=0, backend="sequential")
+    const = DistributedMoE(3, 4, machine_weights="constant", **kw).fit(tr.X, tr.y)
+    auto = DistributedMoE(3, 4, **kw).fit(tr.X, tr.y)
+    assert auto.machine_weights_used_ == "constant" and auto.machine_weights_test_ is None
+    # The reduction with the shares n_m / n, as before machine weights existed.
+    ref = reduce_mixtures([m.params_ for m in const.local_models_], const.weights_, const.support_X_, 3,
+                          random_state=np.random.SeedSequence(0).spawn(4)[2])
+    for a in ("gates", "experts", "variances"):
+        assert np.array_equal(getattr(const.params_, a), getattr(ref.params, a))
+        assert np.array_equal(getattr(auto.params_, a), getattr(ref.params, a))
+    # Explicit random machine labels: "auto" runs the test and keeps the constant weights.
+    lab = machine_labels(const.shards_)
+    given = DistributedMoE(3, 4, **kw).fit(tr.X, tr.y, machine=lab)
+    assert given.machine_weights_used_ == "constant" and given.machine_weights_test_.p_value > 1e-3
+
+
+def test_covariate_weights_repair_a_region_split(teaching):
+    tr, te = teaching
+    true_rpe = rpe(te.y, predict_mean(te.X, tr.params))
+    kw = dict(random_state=0, backend="sequential", split="region")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        const = DistributedMoE(3, 4, machine_weights="constant", **kw).fit(tr.X, tr.y)
+        auto = DistributedMoE(3, 4, **kw).fit(tr.X, tr.y)
+        g = MixtureOfExperts(3, random_state=0).fit(tr.X, tr.y)
+    assert auto.machine_weights_used_ == "covariate" and auto.machine_weights_test_.p_value < 1e-12
+    assert auto.support_weights_.shape == (auto.support_X_.shape[0], 4)
+    assert np.all(np.isfinite(auto.params_.gates))
+    r_auto = rpe(te.y, auto.predict(te.X))
+    r_glob = rpe(te.y, g.predict(te.X))
+    # The global fit's excess over the truth's RPE is estimation error, O(1/n); the reduction with
+    # covariate weights must stay within 5 % of the global fit, the constant weights do not.
+    assert r_glob < 1.02 * true_rpe
+    assert r_auto < 1.05 * r_glob
+    assert rpe(te.y, const.predict(te.X)) > 1.5 * r_glob
