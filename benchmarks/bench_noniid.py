@@ -1,0 +1,190 @@
+"""Non-IID machines: the reduction with constant and with covariate machine weights.
+
+    .venv/bin/python benchmarks/bench_noniid.py            # ~10 min on 2 cores; CSVs to benchmarks/results/
+    .venv/bin/python benchmarks/bench_noniid.py --quick    # n = 2e4, fewer cells: a smoke run
+
+Parts (each row of the CSVs carries its part, the command, host and CPU count):
+
+* ``headline``: region, k-means and label splits at alpha = 0, M in {4, 8, 16}, n = 10^5,
+  teaching-1d and separated-2d; held-out RPE (10^5 test points) of the reduction with constant
+  weights n_m / n and with covariate weights w_m(x), against the global EM on the same data.
+  Goal: covariate within 5 % of the global EM (label skew: 10 %), no refinement rounds.
+* ``table``: every split (region, k-means, label, random) x alpha in {0, .25, .5, .75, 1} x weights
+  (constant, covariate, auto) at M = 8.  "auto" is the decision ``machine_weights="auto"`` takes
+  on the same support (score test, p < 1e-3), and its RPE the RPE of the option it picks (same
+  seeds, so the same fit).
+* ``auto``: explicit random machine labels (``fit(X, y, machine=labels)``), 20 seeds, M = 8,
+  teaching-1d: how often "auto" keeps the constant weights, and whether its result is then bitwise
+  the constant-weight result.
+* ``timing``: n = 10^6, M = 128 (the headline's setting), region split with covariate weights and
+  random labels with "auto": seconds spent deciding and estimating w_m(x) at the server against
+  the reduction's seconds (goal: < 20 %).  Median of 3 fits; the machine was shared with other
+  jobs, so read the ratio, measured inside each fit, rather than the absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shlex
+import socket
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from moecore import DistributedMoE, MixtureOfExperts  # noqa: E402
+from moecore.machine_weights import decide_machine_weights  # noqa: E402
+from moecore.metrics import rpe  # noqa: E402
+from moecore.simulation import simulate_design  # noqa: E402
+from moecore.splits import Split  # noqa: E402
+
+COMMAND = "cd " + str(ROOT) + " && .venv/bin/python benchmarks/bench_noniid.py " + " ".join(
+    shlex.quote(a) for a in sys.argv[1:])
+DESIGNS = ("teaching-1d", "separated-2d")
+SPLITS = ("region", "kmeans", "label")
+ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _meta():
+    return {"command": COMMAND, "host": socket.gethostname(), "cpus": os.cpu_count()}
+
+
+def _fit(tr, M, split, weights, seed=1, machine=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return DistributedMoE(tr.params.n_experts, M, random_state=seed, n_jobs=2, split=split,
+                              machine_weights=weights).fit(tr.X, tr.y, machine=machine)
+
+
+def _split(kind, alpha, tr):
+    if kind == "random":
+        return Split("random")
+    return Split(kind, alpha=alpha, labels=tr.labels if kind == "label" else None)
+
+
+def run_cells(part, cells, data, writer, out):
+    for design, kind, alpha, M in cells:
+        tr, te, glob = data[design]
+        sp = _split(kind, alpha, tr)
+        row = dict(part=part, design=design, split=kind, alpha=alpha, n_machines=M, n=len(tr.y),
+                   rpe_global=glob)
+        res = {}
+        for w in ("constant", "covariate"):
+            dm = _fit(tr, M, sp, w)
+            res[w] = rpe(te.y, dm.predict(te.X))
+            row[f"rpe_{w}"] = res[w]
+            row[f"reduction_s_{w}"] = dm.timings_["reduction"]
+            if w == "covariate":
+                row["machine_weights_s"] = dm.timings_["machine_weights"]
+                used, test = decide_machine_weights("auto", dm.support_X_, dm.support_machine_, M)
+                row["auto_uses"] = used
+                row["auto_p_value"] = test.p_value
+                row["retired_machines"] = sum(m.retired_experts_.size > 0 for m in dm.local_models_)
+        row["rpe_auto"] = res[row["auto_uses"]]
+        for w in ("constant", "covariate", "auto"):
+            row[f"ratio_{w}"] = row[f"rpe_{w}"] / glob
+        row["rpe_rounds"] = "pending"  # refinement rounds: not on main when this ran
+        row.update(_meta())
+        writer(row)
+        print(f"{part:8s} {design:12s} {kind:7s} a={alpha:<4} M={M:<3} global {glob:.4f} const "
+              f"{row['rpe_constant']:.4f} cov {row['rpe_covariate']:.4f} ({row['ratio_covariate']:.3f}x) "
+              f"auto->{row['auto_uses']}", flush=True)
+
+
+def part_auto(n, seeds, out):
+    tr = simulate_design("teaching-1d", n, random_state=1)
+    rows = []
+    for s in range(seeds):
+        lab = np.random.default_rng(1000 + s).integers(8, size=n)
+        auto = _fit(tr, 8, "random", "auto", seed=s, machine=lab)
+        const = _fit(tr, 8, "random", "constant", seed=s, machine=lab)
+        same = all(np.array_equal(getattr(auto.params_, a), getattr(const.params_, a))
+                   for a in ("gates", "experts", "variances"))
+        rows.append(dict(part="auto", seed=s, auto_uses=auto.machine_weights_used_,
+                         p_value=auto.machine_weights_test_.p_value, bitwise_equal_constant=same,
+                         test_s=auto.timings_["machine_weights"], reduction_s=auto.timings_["reduction"],
+                         **_meta()))
+        print(f"auto seed {s}: {auto.machine_weights_used_} p={rows[-1]['p_value']:.3g} equal={same}", flush=True)
+    _write(out / "noniid_auto.csv", rows)
+    kept = sum(r["auto_uses"] == "constant" for r in rows)
+    print(f"auto kept constant weights on {kept} of {seeds} seeds")
+
+
+def part_timing(n, M, repeats, out):
+    rows = []
+    for design in DESIGNS:
+        tr = simulate_design(design, n, random_state=1)
+        lab = np.random.default_rng(7).integers(M, size=n)
+        for case, split, weights, machine in (("region, covariate", "region", "covariate", None),
+                                              ("random labels, auto", "random", "auto", lab)):
+            w, r = [], []
+            for rep in range(repeats):
+                dm = _fit(tr, M, split, weights, seed=rep, machine=machine)
+                w.append(dm.timings_["machine_weights"])
+                r.append(dm.timings_["reduction"])
+            row = dict(part="timing", design=design, case=case, n=n, n_machines=M,
+                       uses=dm.machine_weights_used_, machine_weights_s=float(np.median(w)),
+                       reduction_s=float(np.median(r)),
+                       ratio=float(np.median(np.array(w) / np.array(r))), **_meta())
+            rows.append(row)
+            print(f"timing {design} {case}: weights {row['machine_weights_s'] * 1e3:.2f} ms, reduction "
+                  f"{row['reduction_s'] * 1e3:.1f} ms, ratio {row['ratio']:.3f}", flush=True)
+    _write(out / "noniid_timing.csv", rows)
+
+
+def _write(path, rows):
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--parts", default="headline,table,auto,timing")
+    ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
+    args = ap.parse_args()
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = args.parts.split(",")
+    n = 20000 if args.quick else 100000
+    data = {}
+    if {"headline", "table"} & set(parts):
+        for design in DESIGNS:
+            tr = simulate_design(design, n, random_state=1)
+            te = simulate_design(design, 100000, random_state=2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                g = MixtureOfExperts(tr.params.n_experts, random_state=1).fit(tr.X, tr.y)
+            data[design] = (tr, te, rpe(te.y, g.predict(te.X)))
+    rows = []
+    if "headline" in parts:
+        Ms = (4, 8) if args.quick else (4, 8, 16)
+        run_cells("headline", [(d, s, 0.0, M) for d in DESIGNS for s in SPLITS for M in Ms], data,
+                  rows.append, out)
+    if "table" in parts:
+        alphas = (0.0, 0.5) if args.quick else ALPHAS
+        cells = [(d, s, a, 8) for d in DESIGNS for s in SPLITS for a in alphas]
+        cells += [(d, "random", 1.0, 8) for d in DESIGNS]
+        run_cells("table", cells, data, rows.append, out)
+    if rows:
+        _write(out / "noniid.csv", rows)
+    if "auto" in parts:
+        part_auto(n, 5 if args.quick else 20, out)
+    if "timing" in parts:
+        part_timing(10**5 if args.quick else 10**6, 128, 1 if args.quick else 3, out)
+
+
+if __name__ == "__main__":
+    t0 = time.perf_counter()
+    main()
+    print(f"done in {time.perf_counter() - t0:.0f} s")
