@@ -447,7 +447,7 @@ def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, featur
 
 # ----------------------------------------------------------------------------- experiments
 PARAM_LABELS = {"n_machines": "number of machines M", "support_fraction": "support size / default floor(n / 4M)",
-                "n": "sample size n"}
+                "n": "sample size n", "alpha": "split mixing alpha (non-IID machines)"}
 METRIC_LABELS = {"rpe": "relative prediction error (RPE)", "time": "learning time (s)", "wall": "wall clock (s)",
                  "mse_all": "parameter MSE", "mse_experts": "expert MSE", "ari": "adjusted Rand index",
                  "clustering_error": "clustering error", "loglik": "held-out log-likelihood / n",
@@ -461,13 +461,13 @@ def sweep_figure(df, parameter, metric, *, log_x=None):
     if df is None or len(df) == 0 or metric not in df:
         return _layout(fig, "No results yet", PARAM_LABELS.get(parameter, parameter), metric)
     g = df.groupby(["method", "value"])[metric].agg(["mean", "std", "count"]).reset_index()
-    for method, sub in g.groupby("method", sort=False):
+    for i, (method, sub) in enumerate(g.groupby("method", sort=False)):
         sub = sub.sort_values("value")
         is_global = method == "global"
         fig.add_trace(go.Scatter(
             x=sub["value"], y=sub["mean"], mode="lines+markers", name=method,
             error_y=dict(type="data", array=sub["std"].fillna(0), visible=True),
-            line=GLOBAL_STYLE if is_global else dict(color=PALETTE[0], width=3),
+            line=GLOBAL_STYLE if is_global else dict(color=PALETTE[i % len(PALETTE)], width=3),
             customdata=sub["count"],
             hovertemplate=f"{method}<br>%{{x}}: %{{y:.4g}} (± sd, %{{customdata}} repeats)<extra></extra>"))
     if log_x is None:
@@ -531,3 +531,79 @@ def mm_step_figure(problem, state, *, truth: MoEParams | None = None):
                                      showlegend=k == 0, line=TRUTH_STYLE))
     return _layout(fig, f"MM iteration {state.iteration}: R = {state.objective:.5f}", "x", "expert mean",
                    height=440)
+
+
+# ----------------------------------------------------------------------------------- machines
+def machine_color(m: int, M: int) -> str:
+    """Machine m of M on a continuous scale (M can reach 256: the expert palette would repeat)."""
+    from plotly.colors import sample_colorscale
+
+    return sample_colorscale("Turbo", [0.05 + 0.9 * (m / max(M - 1, 1))])[0]
+
+
+def machines_figure(X, machine, *, feature=0, x_names=None, support_X=None, support_weights=None,
+                    shares=None, max_points=4000, n_bins=30):
+    """Which machine holds which part of x, and the machine weights the reduction used.
+
+    Parameters
+    ----------
+    X : (n, d) ; machine : (n,) the machine of every row
+    feature : int (that input on the x axis) or "projection" (the first two principal components
+        of the standardised inputs, d > 1)
+    support_X : (S, d) and support_weights : (S, M) or None
+        The covariate weights w_m(x_s); they are shown averaged over bins of the chosen input.
+    shares : (M,) or None, the constant weights n_m / n (shown when there are no covariate weights)
+
+    Top: the rows, one horizontal band per machine (d = 1 or a chosen input: a machine holding one
+    region of x is one short bar) or a 2-D scatter coloured by machine (projection).  Bottom (not
+    for the projection): the weight of every machine against x, stacked to one.
+    """
+    X = np.asarray(X, dtype=float)
+    machine = np.asarray(machine)
+    M = int(machine.max()) + 1
+    sub = _subsample(len(X), max_points)
+    names = x_names or [f"x{j + 1}" for j in range(X.shape[1])]
+    if feature == "projection":
+        Z = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+        _, _, vt = np.linalg.svd(Z[sub], full_matrices=False)
+        P = Z[sub] @ vt[:2].T if vt.shape[0] > 1 else np.column_stack([Z[sub, 0], np.zeros(len(sub))])
+        fig = go.Figure(go.Scattergl(
+            x=P[:, 0], y=P[:, 1], mode="markers",
+            marker=dict(size=4, color=machine[sub], colorscale="Turbo", cmin=0, cmax=max(M - 1, 1),
+                        colorbar=dict(title="machine")),
+            customdata=machine[sub] + 1, hovertemplate="machine %{customdata}<extra></extra>"))
+        return _layout(fig, f"Which machine holds which x: {M} machines, first two principal components",
+                       "principal component 1", "principal component 2", height=420)
+    x = X[:, feature]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.55, 0.45], vertical_spacing=0.08)
+    jitter = np.random.default_rng(0).uniform(-0.3, 0.3, len(sub))
+    fig.add_trace(go.Scattergl(
+        x=x[sub], y=machine[sub] + 1 + jitter, mode="markers", showlegend=False,
+        marker=dict(size=3, color=machine[sub], colorscale="Turbo", cmin=0, cmax=max(M - 1, 1)),
+        customdata=machine[sub] + 1, hovertemplate="machine %{customdata}, x = %{x:.3g}<extra></extra>"),
+        row=1, col=1)
+    edges = np.quantile(x, np.linspace(0, 1, n_bins + 1))
+    edges = np.unique(edges)
+    mid = 0.5 * (edges[:-1] + edges[1:])
+    if support_weights is not None and support_X is not None:
+        xs = np.asarray(support_X, dtype=float)[:, feature]
+        W = np.asarray(support_weights, dtype=float)
+        b = np.clip(np.searchsorted(edges, xs, side="right") - 1, 0, len(mid) - 1)
+        counts = np.bincount(b, minlength=len(mid))
+        Wb = np.stack([np.bincount(b, weights=W[:, m], minlength=len(mid)) for m in range(W.shape[1])], axis=1)
+        Wb = Wb / np.maximum(counts, 1)[:, None]
+        what = "covariate weights w_m(x), support points averaged per bin"
+    else:
+        w = np.bincount(machine, minlength=M) / len(machine) if shares is None else np.asarray(shares, float)
+        Wb = np.tile(w, (len(mid), 1))
+        what = "constant weights n_m / n"
+    for m in range(Wb.shape[1]):
+        fig.add_trace(go.Scatter(
+            x=mid, y=Wb[:, m], mode="lines", stackgroup="w", showlegend=False,
+            line=dict(width=0.5, color=machine_color(m, Wb.shape[1])),
+            hovertemplate=f"machine {m + 1}: weight %{{y:.3f}}<extra></extra>"), row=2, col=1)
+    fig.update_yaxes(title_text="machine", row=1, col=1)
+    fig.update_yaxes(title_text="weight", range=[0, 1.01], row=2, col=1)
+    fig.update_xaxes(title_text=names[feature], row=2, col=1)
+    return _layout(fig, f"Which machine holds which {names[feature]}, and the weights used<br><sup>{what}</sup>",
+                   None, None, height=460)

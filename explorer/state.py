@@ -27,6 +27,8 @@ from moecore import DistributedMoE, MixtureOfExperts, MoEParams
 from moecore.distributed import default_support_size
 from moecore.em import min_samples
 from moecore.experiments import compare_methods
+from moecore.machine_weights import MACHINE_WEIGHTS
+from moecore.splits import SPLITS, Split
 from moecore.simulation import DESIGNS, get_design, simulate
 
 from .io import InputError
@@ -59,6 +61,10 @@ DEFAULTS = {
     "cfg_n_jobs": 2,
     "cfg_variance_update": "exact",
     "cfg_gate_targets": "plan",
+    "cfg_split": "random",
+    "cfg_split_alpha": 0.0,
+    "cfg_split_feature": 0,
+    "cfg_machine_weights": "auto",
 }
 BACKENDS = ["threading", "loky", "sequential", "dask"]
 # What a dask scheduler address looks like: protocol://host[:port] (e.g. tcp://10.0.0.5:8786).
@@ -88,6 +94,10 @@ QUERY_KEYS = {
     "jobs": ("cfg_n_jobs", int),
     "var": ("cfg_variance_update", str),
     "gt": ("cfg_gate_targets", str),
+    "split": ("cfg_split", str),
+    "alpha": ("cfg_split_alpha", float),
+    "sfeat": ("cfg_split_feature", int),
+    "mw": ("cfg_machine_weights", str),
 }
 CHOICES = {
     "cfg_source": {"design", "custom"},
@@ -96,6 +106,8 @@ CHOICES = {
     "cfg_backend": set(BACKENDS),
     "cfg_variance_update": {"exact", "authors"},
     "cfg_gate_targets": {"plan", "posterior"},
+    "cfg_split": set(SPLITS),
+    "cfg_machine_weights": set(MACHINE_WEIGHTS),
 }
 LIMITS = {
     "cfg_n": (50, 200_000),
@@ -109,6 +121,8 @@ LIMITS = {
     "cfg_n_jobs": (1, 16),
     "cfg_seed": (0, 2**31 - 1),
     "cfg_fit_seed": (0, 2**31 - 1),
+    "cfg_split_alpha": (0.0, 1.0),
+    "cfg_split_feature": (0, 9),
 }
 
 
@@ -176,6 +190,13 @@ def widget(kind, label, name, *args, where=None, options=None, **kw):
         cfg[name] = out
         st.session_state["_cfg"] = cfg
     return out
+
+
+def set_setting(name, value):
+    """Change one setting outside its widget (e.g. when the data no longer offers its old value)."""
+    cfg = dict(_cfg())
+    cfg[name] = value
+    st.session_state["_cfg"] = cfg
 
 
 def settings() -> dict:
@@ -338,13 +359,35 @@ def fit_params(s: dict, n: int) -> dict:
         mm_n_init=int(s["mm_restarts"]),
         variance_update=s["variance_update"],
         gate_targets=s["gate_targets"],
+        split=s["split"],
+        split_alpha=float(s["split_alpha"]),
+        split_feature=int(s["split_feature"]),
+        machine_weights=s["machine_weights"],
     )
+
+
+def split_of(kw: dict, labels=None):
+    """The DistributedMoE keyword arguments of ``kw`` with its split settings as one Split.
+
+    The fit settings keep the split as plain values (hashable, for the cache); the label split
+    takes the data's true expert labels here.
+    """
+    kw = dict(kw)
+    kind, alpha, feature = kw.pop("split"), kw.pop("split_alpha"), kw.pop("split_feature")
+    if kind == "label" and labels is None:
+        raise InputError("the label-skew split needs the true expert of every row: only simulated data has "
+                         "it. Choose another split.")
+    kw["split"] = Split(kind, alpha=alpha, feature=feature, labels=labels if kind == "label" else None)
+    return kw
 
 
 def check_fit_settings(kw: dict, n: int, d: int):
     """Refuse what the library would refuse, with the fix in the message (before any work)."""
     K, M = kw["n_experts"], kw["n_machines"]
     per_shard = min_samples(K, d)
+    if kw.get("split", "random") == "region" and kw.get("split_feature", 0) >= d:
+        raise InputError(f"the region split uses input {kw['split_feature'] + 1}, but the data has {d} input(s): "
+                         "choose another input.")
     if M > n:
         raise InputError(f"M = {M} machines is more than the n = {n} samples: use at most {n // per_shard} machines.")
     if n // M < per_shard:
@@ -397,11 +440,11 @@ def figure(name: str, key: tuple, build):
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _fit_cached(data_key: str, _X, _y, kw: dict, _progress=None):
+def _fit_cached(data_key: str, _X, _y, kw: dict, _progress=None, _labels=None):
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dm = DistributedMoE(**kw).fit(_X, _y, progress=_progress)
+        dm = DistributedMoE(**split_of(kw, _labels)).fit(_X, _y, progress=_progress)
         if _progress is not None:
             _progress("global", 0, 1)
         g = MixtureOfExperts(kw["n_experts"], n_init=kw["n_init"], random_state=kw["random_state"]).fit(_X, _y)
@@ -413,7 +456,9 @@ def run_fit(data: Dataset, s: dict | None = None, progress=None) -> FitResult:
     s = dict(s or settings())
     kw = fit_params(s, data.n)
     check_fit_settings(kw, data.n, data.d)
-    dm, g, wall = _fit_cached(data.key, data.X, data.y, kw, _progress=_outside_cache(progress))
+    if kw["split"] == "label" and data.labels is None:
+        split_of(kw)  # raises the message saying what to change
+    dm, g, wall = _fit_cached(data.key, data.X, data.y, kw, _progress=_outside_cache(progress), _labels=data.labels)
     from moecore.metrics import rpe
     from moecore.model import predict_mean
 
@@ -424,11 +469,12 @@ def run_fit(data: Dataset, s: dict | None = None, progress=None) -> FitResult:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _compare_cached(data_key: str, _X, _y, _Xt, _yt, _labels, truth_json, kw: dict, _progress=None):
+def _compare_cached(data_key: str, _X, _y, _Xt, _yt, _labels, truth_json, kw: dict, _progress=None,
+                    _train_labels=None):
     import json
 
     truth = MoEParams.from_dict(json.loads(truth_json)) if truth_json else None
-    kw = dict(kw)
+    kw = split_of(kw, _train_labels)
     K, M, seed = kw.pop("n_experts"), kw.pop("n_machines"), kw.pop("random_state")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -449,7 +495,11 @@ def run_compare(data: Dataset, s: dict | None = None, progress=None):
     truth_json = json.dumps(data.truth.to_dict()) if data.truth is not None else ""
     if data.truth is not None and data.truth.n_experts != kw["n_experts"]:
         truth_json = ""  # parameter metrics need the same K
-    return _compare_cached(data.key, X, y, Xt, yt, lt, truth_json, kw, _progress=_outside_cache(progress)), (Xt, yt, lt)
+    train_labels = data.labels[tr] if data.labels is not None else None
+    if kw["split"] == "label" and train_labels is None:
+        split_of(kw)  # raises the message saying what to change
+    return _compare_cached(data.key, X, y, Xt, yt, lt, truth_json, kw, _progress=_outside_cache(progress),
+                           _train_labels=train_labels), (Xt, yt, lt)
 
 
 def default_support(n, M):

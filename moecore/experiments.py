@@ -17,8 +17,9 @@ from .distributed import DistributedMoE
 from .em import MixtureOfExperts
 from .model import MoEParams, posterior_proba, predict_mean
 from .simulation import simulate_design
+from .splits import SPLITS, Split
 
-__all__ = ["evaluate", "Comparison", "compare_methods", "SWEEPABLE", "sweep"]
+__all__ = ["evaluate", "Comparison", "compare_methods", "SWEEPABLE", "sweep", "alpha_sweep"]
 
 METHODS = ("reduction", "global", "weighted average", "median", "single machine")
 
@@ -171,3 +172,64 @@ def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, r
                 row = dict(base, method="global", time=g.fit_time_, wall=g.fit_time_)
                 row.update(evaluate(g.params_, test.X, test.y, labels=test.labels, truth=test.params))
                 yield row
+
+
+def alpha_sweep(design, split, alphas, *, n=20000, n_experts=None, n_machines=8, repeats=2, n_test=20000,
+                random_state=0, include_global=True, **dmoe_params):
+    """Non-IID machines: the reduction with constant and with covariate machine weights over the
+    mixing fraction alpha of a split (0: each machine holds its own part of x; 1: random).
+
+    Parameters
+    ----------
+    design : str, a named design ; split : {"region", "kmeans", "label", "random"}
+    alphas : sequence of floats in [0, 1]
+    repeats : independent data sets and seeds per alpha
+    dmoe_params : further :class:`~moecore.distributed.DistributedMoE` settings
+
+    Yields
+    ------
+    dict per (alpha, repeat, method): parameter "alpha", value, repeat, method ("constant weights",
+    "covariate weights" or "global"), time, wall, the metrics of :func:`evaluate`.  The global EM
+    does not depend on the split: it is fitted once per repeat and reported at every alpha.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}.")
+    alphas = [float(a) for a in alphas]
+    if not alphas:
+        raise ValueError("alphas must hold at least one value in [0, 1].")
+    for a in alphas:
+        if not 0.0 <= a <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {a}.")
+    for key in ("split", "machine_weights"):
+        if key in dmoe_params:
+            raise TypeError(f"alpha_sweep sets {key} itself; do not pass it.")
+    seeds = np.random.SeedSequence(random_state).spawn(repeats)
+    for r, seed in enumerate(seeds):
+        s_train, s_test, s_fit = seed.spawn(3)
+        train = simulate_design(design, n, random_state=s_train)
+        test = simulate_design(design, n_test, random_state=s_test)
+        K = n_experts or train.params.n_experts
+        fit_seed = int(s_fit.generate_state(1)[0])
+        global_row = None
+        if include_global:
+            em = {k: dmoe_params[k] for k in ("init", "n_init", "max_iter", "tol") if k in dmoe_params}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                g = MixtureOfExperts(K, random_state=fit_seed, **em).fit(train.X, train.y)
+            global_row = dict(method="global", time=g.fit_time_, wall=g.fit_time_)
+            global_row.update(evaluate(g.params_, test.X, test.y, labels=test.labels, truth=test.params))
+        for a in alphas:
+            sp = Split(split, alpha=a, labels=train.labels if split == "label" else None)
+            base = {"parameter": "alpha", "value": a, "repeat": r, "split": split}
+            for weights in ("constant", "covariate"):
+                t0 = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    dm = DistributedMoE(K, n_machines, random_state=fit_seed, split=sp, machine_weights=weights,
+                                        **dmoe_params).fit(train.X, train.y)
+                row = dict(base, method=f"{weights} weights", time=dm.timings_["learning_time"],
+                           wall=time.perf_counter() - t0)
+                row.update(evaluate(dm.params_, test.X, test.y, labels=test.labels, truth=test.params))
+                yield row
+            if global_row is not None:
+                yield dict(base, **global_row)

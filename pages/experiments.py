@@ -5,7 +5,7 @@ import streamlit as st
 
 from explorer import figures as fg
 from explorer import state
-from moecore.experiments import sweep
+from moecore.experiments import alpha_sweep, sweep
 from moecore.simulation import DESIGNS
 
 st.title("Experiments")
@@ -14,7 +14,8 @@ st.caption("Accuracy and time of the reduction as functions of the number of mac
            "the mean ± sd over independent repeats (fresh data and seeds), evaluated on 20 000 held-out samples.")
 
 DEFAULT_VALUES = {"n_machines": "2, 4, 8, 16", "support_fraction": "0.1, 0.25, 0.5, 1, 2",
-                  "n": "5000, 10000, 20000, 50000"}
+                  "n": "5000, 10000, 20000, 50000", "alpha": "0, 0.25, 0.5, 0.75, 1"}
+SPLIT_LABELS = {"region": "by region of x1", "kmeans": "by k-means clusters of x", "label": "by true expert (label skew)"}
 
 c1, c2, c3 = st.columns(3)
 design = c1.selectbox("Design", list(DESIGNS), key="exp_design")
@@ -27,6 +28,9 @@ M = c2.number_input("M (when not varied)", 1, 256, value=8, key="exp_M")
 repeats = c3.number_input("Repeats", 1, 20, value=2, key="exp_repeats")
 include_global = c4.checkbox("Global EM reference", value=True, key="exp_global")
 variance_update = c4.radio("Reduced variances", ["exact", "authors"], key="exp_var", horizontal=True)
+if parameter == "alpha":
+    split = st.selectbox("Split (non-IID machines: constant vs covariate machine weights)", list(SPLIT_LABELS),
+                         format_func=SPLIT_LABELS.get, key="exp_split")
 
 
 def parse_values(text, parameter):
@@ -46,6 +50,8 @@ def parse_values(text, parameter):
         raise ValueError("M is limited to 256 machines here.")
     if parameter == "support_fraction" and min(vals) <= 0:
         raise ValueError("support fractions must be > 0.")
+    if parameter == "alpha" and (min(vals) < 0 or max(vals) > 1):
+        raise ValueError("alpha must lie between 0 (separated machines) and 1 (random split).")
     return vals
 
 
@@ -72,15 +78,17 @@ if start:
     except ValueError as exc:
         st.error(f"Cannot run this sweep: {exc}")
     else:
-        total = len(vals) * repeats * (2 if include_global else 1)
+        per = 3 if parameter == "alpha" else 2
+        total = len(vals) * repeats * (per if include_global else per - 1)
         ss["sweep_rows"] = []
         ss["sweep_meta"] = dict(design=design, parameter=parameter)
         ss["sweep_running"] = True
         bar = st.progress(0.0, text=f"0 / {total} fits")
         try:
-            gen = sweep(design, parameter, vals, n=int(n), n_machines=int(M), repeats=int(repeats),
-                        include_global=include_global, backend="threading", n_jobs=2,
-                        variance_update=variance_update, n_test=20000)
+            common = dict(n=int(n), n_machines=int(M), repeats=int(repeats), include_global=include_global,
+                          backend="threading", n_jobs=2, variance_update=variance_update, n_test=20000)
+            gen = (alpha_sweep(design, split, vals, **common) if parameter == "alpha"
+                   else sweep(design, parameter, vals, **common))
             for i, row in enumerate(gen, start=1):
                 ss["sweep_rows"].append(row)
                 bar.progress(i / total, text=f"{i} / {total} fits: {row['method']} at {parameter} = {row['value']}, "

@@ -7,6 +7,11 @@ import streamlit as st
 from explorer import figures as fg
 from explorer import io as eio
 from explorer import state
+from moecore.machine_weights import MACHINE_WEIGHTS
+from moecore.splits import SPLITS, machine_labels
+
+SPLIT_LABELS = {"random": "random (the paper)", "region": "by region of one input", "kmeans": "by k-means clusters of x",
+                "label": "by true expert (label skew)"}
 
 st.title("Distributed fit")
 data = st.session_state["data"]
@@ -39,6 +44,22 @@ with st.container(border=True):
              help="exact: the true MM minimiser; authors: only the local variances, as in the authors' code.")
     state.widget("radio", "Reduced gate targets", "gate_targets", where=c3, options=["plan", "posterior"], horizontal=True)
     run = c4.button("Run distributed fit", type="primary", key="btn_fit", width="stretch")
+    c1, c2, c3, c4 = st.columns(4)
+    split = state.widget("selectbox", "Split over the machines", "split", where=c1, options=list(SPLITS),
+                         format_func=SPLIT_LABELS.get,
+                         help="random: every machine sees the same inputs (the paper). The others give each machine "
+                              "its own part of the data, as sites or regions would hold it.")
+    state.widget("slider", "Mixing alpha (0 = separated, 1 = random)", "split_alpha", 0.0, 1.0, where=c2, step=0.05,
+                 disabled=split == "random",
+                 help="The share of rows dealt out again at random after the split.")
+    if data.d > 1:
+        state.widget("selectbox", "Input of the regions", "split_feature", where=c3, options=list(range(data.d)),
+                     format_func=lambda j: data.x_names[j], disabled=split != "region")
+    elif state.settings()["split_feature"] != 0:
+        state.set_setting("split_feature", 0)  # one input: the regions can only follow it
+    state.widget("radio", "Machine weights", "machine_weights", where=c4, options=list(MACHINE_WEIGHTS), horizontal=True,
+                 help="constant: n_m / n (the paper). covariate: P(machine | x), each support point keeping its machine. "
+                      "auto: covariate when a test finds that the machines hold different x.")
 
 if run:
     bar = st.progress(0.0, text="starting")
@@ -86,6 +107,31 @@ m[5].metric("speed-up", f"{g.fit_time_ / max(tm['learning_time'], 1e-9):.1f}x",
 if fit.train_rpe:
     st.caption(f"Training RPE: reduction {fit.train_rpe['reduction']:.4f}, global EM {fit.train_rpe['global']:.4f}. "
                "Held-out comparisons with every baseline are on the Compare page.")
+
+st.subheader("Machines: who holds which x, and the weights used")
+used = dm.machine_weights_used_
+test = dm.machine_weights_test_
+why = (f"a score test of 'the machine does not depend on x' gave p = {test.p_value:.3g} (T = {test.statistic:.1f}, "
+       f"{test.df} df; covariate below 0.001)" if test is not None else
+       "the rows were shuffled at random, so every machine sees the same inputs" if used == "constant"
+       and s["machine_weights"] == "auto" else f"machine weights = {s['machine_weights']} was chosen")
+st.caption(f"The large mixture weighs the machines with **{used}** weights: {why}. Constant weights n_m / n assume "
+           "every machine saw the whole input space; a machine that saw only part of it would then speak for x it "
+           "never saw.")
+retired = {int(dm.machines_[i]): m.retired_experts_.tolist() for i, m in enumerate(dm.local_models_)
+           if m.retired_experts_.size}
+if retired:
+    st.warning(f"Machines {sorted(m + 1 for m in retired)} retired spare experts: their shards support fewer than "
+               f"K = {dm.params_.n_experts} experts. Those components carry no mass into the reduction.")
+if Xd is not None and dm.shards_ is not None:
+    d_all = data.d
+    opts = list(range(d_all)) + (["projection"] if d_all > 1 else [])
+    mf = st.selectbox("Show the machines along", opts, key="fit_machine_feature",
+                      format_func=lambda j: "2-D projection (principal components)" if j == "projection" else data.x_names[j]) \
+        if d_all > 1 else 0
+    st.plotly_chart(state.figure("machines", fkey + (mf,), lambda: fg.machines_figure(
+        data.X, machine_labels(dm.shards_, data.n), feature=mf, x_names=data.x_names, support_X=dm.support_X_,
+        support_weights=dm.support_weights_, shares=None)), width="stretch", key="fit_machines")
 
 st.subheader("Local experts, reduced experts and the truth")
 d = dm.params_.n_features

@@ -30,7 +30,12 @@ with st.expander("3. Distributing: M machines, then a large mixture"):
         "The $n$ samples are split over $M$ machines; machine $m$ fits its own $K$-expert model by EM on its "
         "$n_m$ samples, in parallel with the others. Put together with weights $w_m = n_m / n$, they form a "
         "**large mixture** of $L = MK$ components whose gates $w_m \\pi^{(m)}_j(x)$ still sum to one. It is a "
-        "valid model, but $M$ times too big, and its experts come in $M$ noisy copies.")
+        "valid model, but $M$ times too big, and its experts come in $M$ noisy copies.\n\n"
+        "**When the machines hold different data** (one region, one site each), the constant weight $n_m / n$ is "
+        "wrong: a machine that never saw inputs near $x$ still gets its share there, and its gates and experts only "
+        "extrapolate. The right weight is $w_m(x) = P(\\text{machine } m \\mid x)$, which the server estimates "
+        "from the supporting sample (each point knows its machine); the gates $w_m(x)\\,\\pi^{(m)}_j(x)$ still sum "
+        "to one. Try a split by region with constant and with covariate weights on the Distributed fit page.")
 with st.expander("4. Reduction by optimal transport"):
     st.markdown(
         "We look for a $K$-expert model $g$ (experts $b_k$, variances $v_k$) close to the large mixture. The cost of "
