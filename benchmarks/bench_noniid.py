@@ -8,7 +8,8 @@ Parts (each row of the CSVs carries its part, the command, host and CPU count):
 * ``headline``: region, k-means and label splits at alpha = 0, M in {4, 8, 16}, n = 10^5,
   teaching-1d and separated-2d; held-out RPE (10^5 test points) of the reduction with constant
   weights n_m / n and with covariate weights w_m(x), against the global EM on the same data.
-  Goal: covariate within 5 % of the global EM (label skew: 10 %), no refinement rounds.
+  Goal: covariate within 5 % of the global EM (label skew: 10 %), no refinement rounds.  Also
+  covariate weights with ``local_experts="bic"`` (each machine's number of experts by BIC).
 * ``table``: every split (region, k-means, label, random) x alpha in {0, .25, .5, .75, 1} x weights
   (constant, covariate, auto) at M = 8.  "auto" is the decision ``machine_weights="auto"`` takes
   on the same support (score test, p < 1e-3), and its RPE the RPE of the option it picks (same
@@ -56,11 +57,11 @@ def _meta():
     return {"command": COMMAND, "host": socket.gethostname(), "cpus": os.cpu_count()}
 
 
-def _fit(tr, M, split, weights, seed=1, machine=None):
+def _fit(tr, M, split, weights, seed=1, machine=None, local_experts="fixed"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return DistributedMoE(tr.params.n_experts, M, random_state=seed, n_jobs=2, split=split,
-                              machine_weights=weights).fit(tr.X, tr.y, machine=machine)
+                              machine_weights=weights, local_experts=local_experts).fit(tr.X, tr.y, machine=machine)
 
 
 def _split(kind, alpha, tr):
@@ -82,12 +83,20 @@ def run_cells(part, cells, data, writer, out):
             row[f"rpe_{w}"] = res[w]
             row[f"reduction_s_{w}"] = dm.timings_["reduction"]
             if w == "covariate":
+                local_fixed = dm.timings_["local_max"]
                 row["machine_weights_s"] = dm.timings_["machine_weights"]
                 used, test = decide_machine_weights("auto", dm.support_X_, dm.support_machine_, M)
                 row["auto_uses"] = used
                 row["auto_p_value"] = test.p_value
                 row["retired_machines"] = sum(m.retired_experts_.size > 0 for m in dm.local_models_)
         row["rpe_auto"] = res[row["auto_uses"]]
+        # Covariate weights with each machine's number of experts chosen by BIC (1..K).
+        dm = _fit(tr, M, sp, "covariate", local_experts="bic")
+        row["rpe_covariate_bic"] = rpe(te.y, dm.predict(te.X))
+        row["ratio_covariate_bic"] = row["rpe_covariate_bic"] / glob
+        row["local_n_experts_bic"] = " ".join(map(str, dm.local_n_experts_))
+        row["local_max_s_fixed"] = local_fixed
+        row["local_max_s_bic"] = dm.timings_["local_max"]
         for w in ("constant", "covariate", "auto"):
             row[f"ratio_{w}"] = row[f"rpe_{w}"] / glob
         row["rpe_rounds"] = "pending"  # refinement rounds: not on main when this ran
@@ -95,6 +104,7 @@ def run_cells(part, cells, data, writer, out):
         writer(row)
         print(f"{part:8s} {design:12s} {kind:7s} a={alpha:<4} M={M:<3} global {glob:.4f} const "
               f"{row['rpe_constant']:.4f} cov {row['rpe_covariate']:.4f} ({row['ratio_covariate']:.3f}x) "
+              f"cov+bic {row['rpe_covariate_bic']:.4f} ({row['ratio_covariate_bic']:.3f}x) "
               f"auto->{row['auto_uses']}", flush=True)
 
 

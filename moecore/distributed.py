@@ -92,12 +92,16 @@ def fit_local(index, X, y, n_experts, em_params, seed):
     """
     t0 = time.perf_counter()
     c0 = time.thread_time()
+    params = dict(em_params)
+    select = params.pop("local_experts", "fixed")
     try:
-        est = MixtureOfExperts(n_experts, random_state=seed, **em_params)
+        est = MixtureOfExperts(n_experts, random_state=seed, **params)
         with warnings.catch_warnings():
             # The parent reports non-convergence per machine; a warning per worker is noise.
             warnings.simplefilter("ignore")
             est.fit(X, y)
+            if select == "bic" and n_experts > 1:
+                est = _fewer_experts_by_bic(est, X, y, params, seed)
         why = degeneracy(est)
         if why is not None:
             return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"degenerate model: {why}",
@@ -106,6 +110,23 @@ def fit_local(index, X, y, n_experts, em_params, seed):
     except Exception as exc:  # reported with the shard number by the caller
         return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}",
                               time.thread_time() - c0)
+
+
+def _fewer_experts_by_bic(est, X, y, params, seed):
+    """The K-expert fit ``est`` or a fit with fewer experts, whichever has the lowest BIC.
+
+    A machine holding one region of x may see one or two experts only; its K-expert fit then
+    splits a line into pieces whose slopes and gates extrapolate badly (issue 11). Seeds: children
+    of the machine's seed spawned after the K-expert fit, so that fit is unchanged.
+    """
+    K = est.n_experts
+    best, best_bic = est, est.bic(X, y)
+    for k, s in zip(range(1, K), check_random_state_seed(seed).spawn(K - 1), strict=True):
+        cand = MixtureOfExperts(k, random_state=s, **params).fit(X, y)
+        b = cand.bic(X, y)
+        if b < best_bic:
+            best, best_bic = cand, b
+    return best
 
 
 def _fit_local_packed(index, shard, n_experts, em_params, seed):
@@ -174,6 +195,10 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         "random" (the paper) or a non-IID split (a name means alpha = 0, fully separated; a
         ``Split("region", alpha=0.25)`` sets the mixing and sizes); a callable
         ``split(X, n_machines, rng)`` returns machine labels (n,).
+    local_experts : {"fixed", "bic"}
+        "fixed": every machine fits K experts (the paper); "bic": each machine also fits 1..K-1
+        experts and keeps the fit of lowest BIC, for machines whose part of x holds fewer than K
+        experts (non-IID splits); costs up to K - 1 extra fits per machine.
     machine_weights : {"auto", "constant", "covariate"}
         The weight of machine m in the large mixture: "constant" n_m / n (the paper; right when
         every machine sees the same inputs), "covariate" w_m(x) = P(machine m | x) estimated on the
@@ -185,6 +210,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
     ----------
     local_models_ : list of MixtureOfExperts, one per machine that succeeded
     machines_ : ndarray (M',), the machine index of each entry of ``local_models_``
+    local_n_experts_ : ndarray (M',), the number of experts of each local model (K unless
+        ``local_experts="bic"`` chose fewer)
     skipped_ : dict {machine index: reason}
     weights_ : ndarray (M',), shares n_m / n of the kept machines, renormalised
     shards_ : list of index arrays, the rows of X each machine received
@@ -229,6 +256,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         scheduler=None,
         split="random",
         machine_weights="auto",
+        local_experts="fixed",
     ):
         self.n_experts = n_experts
         self.n_machines = n_machines
@@ -251,6 +279,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         self.scheduler = scheduler
         self.split = split
         self.machine_weights = machine_weights
+        self.local_experts = local_experts
 
     # ------------------------------------------------------------------ validation
     def _check_parameters(self, n, d):
@@ -264,12 +293,13 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         check_choice(self.variance_update, "variance_update", {"exact", "authors"})
         check_choice(self.gate_targets, "gate_targets", {"plan", "posterior"})
         check_choice(self.machine_weights, "machine_weights", set(MACHINE_WEIGHTS))
+        check_choice(self.local_experts, "local_experts", {"fixed", "bic"})
         as_split(self.split)
         check_int(self.mm_n_init, "mm_n_init", low=1)
         check_int(self.mm_max_iter, "mm_max_iter", low=1)
         check_float(self.mm_tol, "mm_tol", low=0.0)
         check_random_state_seed(self.random_state)
-        MixtureOfExperts(K, **self._em_params())._check_parameters()
+        MixtureOfExperts(K, **{k: getattr(self, k) for k in _EM_KEYS})._check_parameters()
         # Every shard must hold enough points for K experts of d + 1 coefficients each.
         per_shard = min_samples(K, d)
         if n // M < per_shard:
@@ -285,7 +315,10 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         return K, M, max(S, K)
 
     def _em_params(self):
-        return {k: getattr(self, k) for k in _EM_KEYS}
+        out = {k: getattr(self, k) for k in _EM_KEYS}
+        if self.local_experts != "fixed":
+            out["local_experts"] = self.local_experts  # read (and removed) by fit_local
+        return out
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y, *, machine=None, progress=None):
@@ -463,6 +496,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             )
         self.skipped_ = failed
         self.local_models_ = [r.model for r in kept]
+        self.local_n_experts_ = np.array([m.params_.n_experts for m in self.local_models_])
         self.machines_ = np.array([r.index for r in kept])
         sizes = np.array([r.n_samples for r in kept], dtype=float)
         self.weights_ = sizes / sizes.sum()

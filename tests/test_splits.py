@@ -166,3 +166,23 @@ def test_covariate_weights_repair_a_region_split(teaching):
     assert r_glob < 1.02 * true_rpe
     assert r_auto < 1.05 * r_glob
     assert rpe(te.y, const.predict(te.X)) > 1.5 * r_glob
+
+
+def test_bic_local_experts_fit_one_expert_per_label_skewed_machine(teaching):
+    # Label skew, M = K = 3: machine m holds the rows of expert m only, so a K-expert local fit
+    # would cut one line into pieces; with local_experts="bic" each machine keeps one expert.
+    tr, te = teaching
+    kw = dict(random_state=0, backend="sequential", split=Split("label", labels=tr.labels))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fixed = DistributedMoE(3, 3, **kw).fit(tr.X, tr.y)
+        bic = DistributedMoE(3, 3, local_experts="bic", **kw).fit(tr.X, tr.y)
+    assert np.array_equal(fixed.local_n_experts_, [3, 3, 3])
+    assert np.array_equal(bic.local_n_experts_, [1, 1, 1])
+    # Each machine's single expert is its true expert's line (slopes within 0.05 of the truth).
+    for m, model in enumerate(bic.local_models_):
+        assert abs(model.experts_[1, 0] - tr.params.experts[1, m]) < 0.05
+    true_rpe = rpe(te.y, predict_mean(te.X, tr.params))
+    assert rpe(te.y, bic.predict(te.X)) < 1.05 * true_rpe
+    with pytest.raises(ValueError, match="local_experts must be one of"):
+        DistributedMoE(3, 3, local_experts="aic").fit(tr.X, tr.y)
