@@ -186,3 +186,27 @@ def test_bic_local_experts_fit_one_expert_per_label_skewed_machine(teaching):
     assert rpe(te.y, bic.predict(te.X)) < 1.05 * true_rpe
     with pytest.raises(ValueError, match="local_experts must be one of"):
         DistributedMoE(3, 3, local_experts="aic").fit(tr.X, tr.y)
+
+
+def test_fit_shards_support_points_keep_their_machine(tmp_path):
+    # Issue 11: with files holding regions of x1, each worker's support share carries its machine,
+    # and "auto" finds the machines differ and uses covariate weights.
+    import pandas as pd
+
+    d = simulate_design("separated-2d", 6000, random_state=11)
+    lab = machine_labels(make_split(d.X, 4, "region", random_state=0))
+    paths = []
+    for m in range(4):
+        sel = lab == m
+        path = tmp_path / f"m{m}.csv"
+        pd.DataFrame({"x1": d.X[sel, 0], "x2": d.X[sel, 1], "y": d.y[sel]}).to_csv(path, index=False)
+        paths.append(str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dm = DistributedMoE(4, 4, random_state=2, backend="sequential").fit_shards(paths)
+    assert np.array_equal(dm.support_machine_, np.repeat(np.arange(4), dm.support_shares_))
+    # Machine m's support points lie in its band of x1.
+    for m in range(4):
+        xs = dm.support_X_[dm.support_machine_ == m, 0]
+        assert np.all((xs >= d.X[lab == m, 0].min()) & (xs <= d.X[lab == m, 0].max()))
+    assert dm.machine_weights_used_ == "covariate" and dm.machine_weights_test_.p_value < 1e-12
