@@ -7,32 +7,18 @@ from pathlib import Path as _Path
 sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # explorer/ is not installed
 
 import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from explorer import figures as fg  # noqa: E402
 from moecore import DistributedMoE  # noqa: E402
 from moecore.simulation import simulate_design  # noqa: E402
 from moecore.splits import machine_labels  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def new_app(query=None):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    return at.run()
-
-
-def errors(at):
-    assert not at.exception, [e.value for e in at.exception]
-    return " ".join(e.value for e in at.error)
+from tests.test_app_errors import errors, small_csv  # noqa: E402
+from tests.test_app_pages import new_app  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------ figure
@@ -100,10 +86,7 @@ def test_fit_page_region_split_uses_covariate_weights_and_draws_the_machines():
 
 
 def test_label_split_without_labels_shows_error_and_keeps_results():
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-2, 2, 400)
-    y = np.where(x < 0, 1 + 2 * x, -1 - x) + 0.1 * rng.normal(size=400)
-    csv = ("x,y\n" + "\n".join(f"{a:.5f},{b:.5f}" for a, b in zip(x, y, strict=True))).encode()
+    csv = small_csv(400)
     at = new_app()
     at.switch_page("pages/data.py").run()
     at.file_uploader(key="csv_upload").upload("small.csv", csv, "text/csv").run()

@@ -29,14 +29,20 @@ def test_collapsing_variance_is_floored():
     assert np.all(np.diff(est.loglik_history_) >= -1e-9 * np.abs(est.loglik_history_[:-1]))
 
 
-def test_expert_that_loses_its_points_is_reseeded_with_a_warning():
-    # Three distinct (x, y) points and five experts: k-means leaves clusters empty, EM starves them.
+def _five_experts_on_three_points():
+    """Three distinct (x, y) points and five experts: k-means leaves clusters empty, EM starves
+    them. Returns x, y, the fit and the warnings it raised."""
     rng = np.random.default_rng(0)
     x = np.repeat([0.0, 1.0, 2.0], 20)
     y = np.repeat([0.0, 1.0, 5.0], 20) + 1e-3 * rng.normal(size=60)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         est = MixtureOfExperts(5, random_state=0, max_iter=100).fit(x[:, None], y)
+    return x, y, est, rec
+
+
+def test_expert_that_loses_its_points_is_reseeded_with_a_warning():
+    x, y, est, rec = _five_experts_on_three_points()
     assert 1 <= est.n_reseeded_ <= 3
     assert any(issubclass(w.category, DegenerateFitWarning) for w in rec)
     assert finite_model(est)
@@ -129,16 +135,10 @@ def test_distributed_fit_on_random_designs_predicts_finite_values(case):
 
 
 def test_spare_experts_are_retired_after_one_reseed_not_restarted_again():
-    # Issue 11: data supporting fewer experts than asked (three distinct points, five experts).
-    # One re-seed, then the experts that starve again are retired with ~zero gate mass: a single
-    # restart (no storm), a warning naming them, and a finite model whose retired experts carry
-    # no mass for the reduction.
-    rng = np.random.default_rng(0)
-    x = np.repeat([0.0, 1.0, 2.0], 20)
-    y = np.repeat([0.0, 1.0, 5.0], 20) + 1e-3 * rng.normal(size=60)
-    with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("always")
-        est = MixtureOfExperts(5, random_state=0, max_iter=100).fit(x[:, None], y)
+    # Issue 11: data supporting fewer experts than asked. One re-seed, then the experts that
+    # starve again are retired with ~zero gate mass: a single restart (no storm), a warning naming
+    # them, and a finite model whose retired experts carry no mass for the reduction.
+    x, y, est, rec = _five_experts_on_three_points()
     assert est.n_reseeded_ == 1
     assert est.retired_experts_.size >= 1
     msgs = [str(w.message) for w in rec if issubclass(w.category, DegenerateFitWarning)]
