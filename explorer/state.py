@@ -26,12 +26,17 @@ import streamlit as st
 from moecore import DistributedMoE, MixtureOfExperts, MoEParams
 from moecore.distributed import default_support_size
 from moecore.em import min_samples
+from moecore.reduction import GATE_TARGETS, VARIANCE_UPDATES
+from moecore.screening import LOCAL_CHECKS
 from moecore.experiments import compare_methods
 from moecore.simulation import DESIGNS, get_design, simulate
 
 from .io import InputError
 
 DEFAULT_DESIGN = "teaching-1d"
+# Refinement rounds offered in the app: 3 reach the global EM's parameters on every shipped
+# design (benchmarks/bench_reduction_params.py); a few more show the curve flatten.
+MAX_APP_ROUNDS = 10
 # Measured in benchmarks/bench_app.py: data + 8 local fits + reduction + global EM on 20 000
 # points take well under 2 s on 2 cores with the threading backend (loky pays ~1-3 s to start
 # its worker processes on the first fit, more than the whole fit costs).
@@ -58,7 +63,9 @@ DEFAULTS = {
     "cfg_scheduler": "",
     "cfg_n_jobs": 2,
     "cfg_variance_update": "exact",
-    "cfg_gate_targets": "plan",
+    "cfg_gate_targets": "component",
+    "cfg_local_check": "refit",
+    "cfg_rounds": 0,
 }
 BACKENDS = ["threading", "loky", "sequential", "dask"]
 # What a dask scheduler address looks like: protocol://host[:port] (e.g. tcp://10.0.0.5:8786).
@@ -88,14 +95,17 @@ QUERY_KEYS = {
     "jobs": ("cfg_n_jobs", int),
     "var": ("cfg_variance_update", str),
     "gt": ("cfg_gate_targets", str),
+    "check": ("cfg_local_check", str),
+    "rounds": ("cfg_rounds", int),
 }
 CHOICES = {
     "cfg_source": {"design", "custom"},
     "cfg_design": set(DESIGNS),
     "cfg_x_dist": {"uniform", "gaussian"},
     "cfg_backend": set(BACKENDS),
-    "cfg_variance_update": {"exact", "authors"},
-    "cfg_gate_targets": {"plan", "posterior"},
+    "cfg_variance_update": set(VARIANCE_UPDATES),
+    "cfg_gate_targets": set(GATE_TARGETS),
+    "cfg_local_check": set(LOCAL_CHECKS),
 }
 LIMITS = {
     "cfg_n": (50, 200_000),
@@ -107,6 +117,7 @@ LIMITS = {
     "cfg_restarts": (1, 10),
     "cfg_mm_restarts": (1, 10),
     "cfg_n_jobs": (1, 16),
+    "cfg_rounds": (0, MAX_APP_ROUNDS),
     "cfg_seed": (0, 2**31 - 1),
     "cfg_fit_seed": (0, 2**31 - 1),
 }
@@ -338,6 +349,8 @@ def fit_params(s: dict, n: int) -> dict:
         mm_n_init=int(s["mm_restarts"]),
         variance_update=s["variance_update"],
         gate_targets=s["gate_targets"],
+        local_check=s["local_check"],
+        refine_rounds=int(s["rounds"]),
     )
 
 

@@ -21,13 +21,18 @@ from .simulation import simulate_design
 __all__ = ["evaluate", "Comparison", "compare_methods", "SWEEPABLE", "sweep"]
 
 METHODS = ("reduction", "global", "weighted average", "median", "single machine")
+# With refinement rounds the comparison also shows the reduced model before them.
+ONE_SHOT = "reduction, one-shot"
 
 
-def evaluate(params: MoEParams, X, y, *, labels=None, truth: MoEParams | None = None):
+def evaluate(params: MoEParams, X, y, *, labels=None, truth: MoEParams | None = None,
+             reference: MoEParams | None = None):
     """Metrics of one model on (held-out) data.
 
     Returns a dict: rpe, correlation, loglik (mean per sample) and, when given, ari, rand,
-    clustering_error (from ``labels``) and mse_* and transport_divergence (from ``truth``).
+    clustering_error (from ``labels``), mse_* (gates, experts, variances, all) and
+    transport_divergence against ``truth``, and gap_* (the same blocks) against ``reference``
+    (e.g. the global EM's parameters: how far an estimate is from the centralised fit).
     """
     yhat = predict_mean(X, params)
     out = {
@@ -44,6 +49,8 @@ def evaluate(params: MoEParams, X, y, *, labels=None, truth: MoEParams | None = 
         mse = mt.parameter_mse(params, truth)
         out.update({f"mse_{k}": v for k, v in mse.items()})
         out["transport_divergence"] = mt.transport_divergence_to_truth(params, truth, X[:2000])
+    if reference is not None and reference.n_experts == params.n_experts and reference.n_features == params.n_features:
+        out.update({f"gap_{k}": v for k, v in mt.parameter_mse(params, reference).items()})
     return out
 
 
@@ -93,22 +100,28 @@ def compare_methods(X, y, X_test, y_test, n_experts, n_machines, *, labels_test=
     t_med = time.perf_counter() - t0
     params = {
         "reduction": dm.params_,
+        ONE_SHOT: dm.one_shot_params_,
         "global": global_model.params_,
         "weighted average": avg,
         "median": med,
         "single machine": single_machine(local, 0),
     }
+    rounds = dm.timings_["rounds"]
     times = {
         "reduction": dm.timings_["learning_time"],
+        ONE_SHOT: dm.timings_["learning_time"] - float(np.sum(rounds)),
         "global": global_model.fit_time_,
         "weighted average": t_local + t_avg,
         "median": t_local + t_med,
         "single machine": float(dm.timings_["local"][dm.machines_[0]]),
     }
+    if not rounds.size:
+        del params[ONE_SHOT], times[ONE_SHOT]  # the reduction is the one-shot model
     rows = []
-    for name in METHODS:
+    for name in params:
         row = {"method": name, "time": times[name]}
-        row.update(evaluate(params[name], X_test, y_test, labels=labels_test, truth=truth))
+        row.update(evaluate(params[name], X_test, y_test, labels=labels_test, truth=truth,
+                            reference=global_model.params_ if name != "global" else None))
         rows.append(row)
     return Comparison(dm, global_model, params, rows)
 
