@@ -480,9 +480,10 @@ def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, featur
 
 # ----------------------------------------------------------------------------- experiments
 PARAM_LABELS = {"n_machines": "number of machines M", "support_fraction": "support size / default floor(n / 4M)",
-                "n": "sample size n"}
+                "n": "sample size n", "refine_rounds": "refinement rounds"}
 METRIC_LABELS = {"rpe": "relative prediction error (RPE)", "time": "learning time (s)", "wall": "wall clock (s)",
-                 "mse_all": "parameter MSE", "mse_experts": "expert MSE", "ari": "adjusted Rand index",
+                 "mse_all": "parameter MSE", "mse_experts": "expert MSE", "mse_gates": "gate MSE",
+                 "mse_variances": "variance MSE", "ari": "adjusted Rand index",
                  "clustering_error": "clustering error", "loglik": "held-out log-likelihood / n",
                  "transport_divergence": "transport divergence to truth", "correlation": "correlation"}
 

@@ -20,7 +20,7 @@ from explorer import io as eio  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["pages/data.py", "pages/fit.py", "pages/compare.py", "pages/experiments.py", "pages/learn.py"]
 TITLES = {"pages/data.py": "Data", "pages/fit.py": "Distributed fit", "pages/compare.py": "Compare",
-          "pages/experiments.py": "Experiments", "pages/learn.py": "Learn: distributed mixtures of experts in five steps"}
+          "pages/experiments.py": "Experiments", "pages/learn.py": "Learn: distributed mixtures of experts in six steps"}
 
 
 def new_app(query=None):

@@ -186,3 +186,76 @@ def test_component_gate_targets_match_the_global_fit_where_lines_cross():
     plan = DistributedMoE(3, 32, backend="sequential", random_state=1, gate_targets="plan").fit(train.X, train.y)
     assert parameter_mse(comp.params_, train.params)["gates"] <= 2 * g["gates"]
     assert parameter_mse(plan.params_, train.params)["gates"] > 10 * g["gates"]
+
+
+# ----------------------------------------------------------------------------- the app
+def _app(page=None, query=None):
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_app_fit_with_rounds_and_compare_shows_both_models():
+    at = _app("pages/fit.py", {"n": "4000", "M": "4"})
+    at.selectbox(key="cfg_backend").select("sequential").run()
+    at.selectbox(key="cfg_local_check").select("drop").run()
+    at.number_input(key="cfg_rounds").set_value(2).run()
+    at.button(key="btn_fit").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    dm = at.session_state["fit"].dm
+    assert dm.refine_rounds == 2 and dm.local_check == "drop" and dm.timings_["rounds"].shape == (2,)
+    assert any("refinement round" in c.value for c in at.caption)
+    # A shared link carries the new settings.
+    shared = _app(query={"rounds": "2", "check": "drop", "gt": "plan"})
+    cfg = shared.session_state["_cfg"]
+    assert (cfg["rounds"], cfg["local_check"], cfg["gate_targets"]) == (2, "drop", "plan")
+    assert shared.session_state["fit"].dm.refine_loglik_.shape == (3,)
+    at.switch_page("pages/compare.py").run()
+    at.button(key="btn_compare").click().run()
+    assert not at.exception and not at.error
+    methods = list(at.session_state["compare"]["cmp"].table().index)
+    assert methods[:2] == ["reduction", "reduction, one-shot"]
+    blocks = at.dataframe[1].value
+    assert list(blocks.columns) == [f"{w}: {b}" for w in ("against the truth", "against the global EM")
+                                    for b in ("gates", "experts", "variances")]
+
+
+def test_app_sweep_over_rounds():
+    at = _app("pages/experiments.py")
+    at.radio(key="exp_parameter").set_value("refine_rounds").run()
+    at.text_input(key="exp_values_refine_rounds").input("0, 2").run()
+    at.number_input(key="exp_n").set_value(3000).run()
+    at.number_input(key="exp_M").set_value(4).run()
+    at.number_input(key="exp_repeats").set_value(1).run()
+    at.button(key="btn_sweep").click().run()
+    assert not at.exception and not at.error
+    rows = at.session_state["sweep_rows"]
+    red = {r["value"]: r for r in rows if r["method"] == "reduction"}
+    glob = [r for r in rows if r["method"] == "global"]
+    assert sorted(red) == [0, 2] and len(glob) == 2
+    # The global EM is fitted once per repeat: the same numbers at every value.
+    assert glob[0]["rpe"] == glob[1]["rpe"] and glob[0]["time"] == glob[1]["time"]
+    # The rounds moved the model (same local fits and reduction underneath).
+    assert red[2]["mse_gates"] != red[0]["mse_gates"] and red[2]["rpe"] != red[0]["rpe"]
+
+
+def test_app_learn_page_shows_screening_and_rounds():
+    at = _app("pages/learn.py")
+    table = at.dataframe[-1].value
+    assert list(table["refinement rounds"]) == [0, 1, 2, 3]
+    ll = table["log-likelihood per point (all machines)"].to_numpy()
+    assert np.all(np.diff(ll) >= -1e-5)  # rounded to 5 decimals
+    assert any("Support scores" in m.value for m in at.markdown)
