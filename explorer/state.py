@@ -548,7 +548,8 @@ def learn_example(M: int, seed: int, init: str, n: int = 2000):
 @st.cache_data(max_entries=8, show_spinner=False)
 def learn_rounds(M: int, seed: int, rounds: int = 3, n: int = 2000):
     """The Learn example's reduced model refined by distributed EM rounds: the pooled
-    log-likelihood per sample and the gate MSE against the truth after 0..rounds rounds."""
+    log-likelihood per sample and the gate MSE against the truth and against the global EM after
+    0..rounds rounds."""
     from moecore.metrics import parameter_mse
     from moecore.model import Standardizer, loglik_per_sample
     from moecore.refine import em_rounds
@@ -556,12 +557,15 @@ def learn_rounds(M: int, seed: int, rounds: int = 3, n: int = 2000):
     problem, _, sim, dm = learn_example(M, seed, "kmeans", n)
     shards = [(sim.X[idx], sim.y[idx]) for idx in dm.shards_]
     scaler = Standardizer.fit(dm.support_X_, dm.support_y_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = MixtureOfExperts(sim.params.n_experts, random_state=seed).fit(sim.X, sim.y).params_
     prm, out = dm.params_, []
     for r in range(rounds + 1):
         if r:
             prm, _ = em_rounds(shards, prm, 1, scaler=scaler)
         out.append(dict(rounds=r, loglik=float(loglik_per_sample(sim.X, sim.y, prm).mean()),
-                        gates=parameter_mse(prm, sim.params)["gates"]))
+                        gates=parameter_mse(prm, sim.params)["gates"], gates_global=parameter_mse(prm, g)["gates"]))
     return out
 
 

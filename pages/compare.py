@@ -53,14 +53,14 @@ labels = {"rpe": "RPE", "correlation": "correlation", "ari": "ARI",
 shown = table[cols].rename(columns=labels)
 st.subheader("Metrics on held-out data")
 st.dataframe(shown.style.format("{:.4g}"), width="stretch")
-blocks = [("mse", "against the truth"), ("gap", "against the global EM")]
+blocks = [("mse", "vs truth"), ("gap", "vs global EM")]
 err = {f"{what}: {b}": table[f"{pre}_{b}"] for pre, what in blocks for b in ("gates", "experts", "variances")
        if f"{pre}_{b}" in table}
 if err:
     import pandas as pd
 
     st.subheader("Parameter error, block by block (MSE after aligning the experts)")
-    st.dataframe(pd.DataFrame(err).style.format("{:.3g}", na_rep="–"), width="stretch")
+    st.dataframe(pd.DataFrame(err).astype(float).style.format("{:.3g}", na_rep="–"), width="stretch")
     st.caption("Predictions can match the global EM while the parameters do not: the gates are the hardest block. "
                "A reduced gate is fitted on the small supporting sample to gate masses averaged over machines, "
                "so it is noisier than the experts; refinement rounds (Distributed fit page) bring it to the "

@@ -229,8 +229,9 @@ def test_app_fit_with_rounds_and_compare_shows_both_models():
     methods = list(at.session_state["compare"]["cmp"].table().index)
     assert methods[:2] == ["reduction", "reduction, one-shot"]
     blocks = at.dataframe[1].value
-    assert list(blocks.columns) == [f"{w}: {b}" for w in ("against the truth", "against the global EM")
+    assert list(blocks.columns) == [f"{w}: {b}" for w in ("vs truth", "vs global EM")
                                     for b in ("gates", "experts", "variances")]
+    assert np.isnan(blocks.loc["global", "vs global EM: gates"])
 
 
 def test_app_sweep_over_rounds():
