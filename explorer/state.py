@@ -26,6 +26,8 @@ import streamlit as st
 from moecore import DistributedMoE, MixtureOfExperts, MoEParams
 from moecore.distributed import default_support_size
 from moecore.em import min_samples
+from moecore.reduction import GATE_TARGETS, VARIANCE_UPDATES
+from moecore.screening import LOCAL_CHECKS
 from moecore.experiments import compare_methods
 from moecore.machine_weights import MACHINE_WEIGHTS
 from moecore.splits import SPLITS, Split
@@ -34,6 +36,9 @@ from moecore.simulation import DESIGNS, get_design, simulate
 from .io import InputError
 
 DEFAULT_DESIGN = "teaching-1d"
+# Refinement rounds offered in the app: 3 reach the global EM's parameters on every shipped
+# design (benchmarks/bench_reduction_params.py); a few more show the curve flatten.
+MAX_APP_ROUNDS = 10
 # Measured in benchmarks/bench_app.py: data + 8 local fits + reduction + global EM on 20 000
 # points take well under 2 s on 2 cores with the threading backend (loky pays ~1-3 s to start
 # its worker processes on the first fit, more than the whole fit costs).
@@ -60,7 +65,9 @@ DEFAULTS = {
     "cfg_scheduler": "",
     "cfg_n_jobs": 2,
     "cfg_variance_update": "exact",
-    "cfg_gate_targets": "plan",
+    "cfg_gate_targets": "component",
+    "cfg_local_check": "refit",
+    "cfg_rounds": 0,
     "cfg_split": "random",
     "cfg_split_alpha": 0.0,
     "cfg_split_feature": 0,
@@ -94,6 +101,8 @@ QUERY_KEYS = {
     "jobs": ("cfg_n_jobs", int),
     "var": ("cfg_variance_update", str),
     "gt": ("cfg_gate_targets", str),
+    "check": ("cfg_local_check", str),
+    "rounds": ("cfg_rounds", int),
     "split": ("cfg_split", str),
     "alpha": ("cfg_split_alpha", float),
     "sfeat": ("cfg_split_feature", int),
@@ -104,8 +113,9 @@ CHOICES = {
     "cfg_design": set(DESIGNS),
     "cfg_x_dist": {"uniform", "gaussian"},
     "cfg_backend": set(BACKENDS),
-    "cfg_variance_update": {"exact", "authors"},
-    "cfg_gate_targets": {"plan", "posterior"},
+    "cfg_variance_update": set(VARIANCE_UPDATES),
+    "cfg_gate_targets": set(GATE_TARGETS),
+    "cfg_local_check": set(LOCAL_CHECKS),
     "cfg_split": set(SPLITS),
     "cfg_machine_weights": set(MACHINE_WEIGHTS),
 }
@@ -119,6 +129,7 @@ LIMITS = {
     "cfg_restarts": (1, 10),
     "cfg_mm_restarts": (1, 10),
     "cfg_n_jobs": (1, 16),
+    "cfg_rounds": (0, MAX_APP_ROUNDS),
     "cfg_seed": (0, 2**31 - 1),
     "cfg_fit_seed": (0, 2**31 - 1),
     "cfg_split_alpha": (0.0, 1.0),
@@ -359,6 +370,8 @@ def fit_params(s: dict, n: int) -> dict:
         mm_n_init=int(s["mm_restarts"]),
         variance_update=s["variance_update"],
         gate_targets=s["gate_targets"],
+        local_check=s["local_check"],
+        refine_rounds=int(s["rounds"]),
         split=s["split"],
         split_alpha=float(s["split_alpha"]),
         split_feature=int(s["split_feature"]),
@@ -579,7 +592,31 @@ def learn_example(M: int, seed: int, init: str, n: int = 2000):
     else:
         B0, V0 = problem.initial_experts(K, rng)
     states = list(mm_steps(problem, B0, V0, max_iter=60, tol=1e-10))
-    return problem, states, sim
+    return problem, states, sim, dm
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def learn_rounds(M: int, seed: int, rounds: int = 3, n: int = 2000):
+    """The Learn example's reduced model refined by distributed EM rounds: the pooled
+    log-likelihood per sample and the gate MSE against the truth and against the global EM after
+    0..rounds rounds."""
+    from moecore.metrics import parameter_mse
+    from moecore.model import Standardizer, loglik_per_sample
+    from moecore.refine import em_rounds
+
+    problem, _, sim, dm = learn_example(M, seed, "kmeans", n)
+    shards = [(sim.X[idx], sim.y[idx]) for idx in dm.shards_]
+    scaler = Standardizer.fit(dm.support_X_, dm.support_y_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = MixtureOfExperts(sim.params.n_experts, random_state=seed).fit(sim.X, sim.y).params_
+    prm, out = dm.params_, []
+    for r in range(rounds + 1):
+        if r:
+            prm, _ = em_rounds(shards, prm, 1, scaler=scaler)
+        out.append(dict(rounds=r, loglik=float(loglik_per_sample(sim.X, sim.y, prm).mean()),
+                        gates=parameter_mse(prm, sim.params)["gates"], gates_global=parameter_mse(prm, g)["gates"]))
+    return out
 
 
 def coupling_of(problem, st_assignment, K):

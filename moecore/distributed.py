@@ -29,10 +29,21 @@ from ._validation import (
     check_random_state_seed,
     check_Xy,
 )
+from . import refine as _refine
 from .em import MixtureOfExperts, MoEPredictorMixin, min_samples
 from .machine_weights import MACHINE_WEIGHTS, decide_machine_weights, fit_machine_weights
-from .reduction import reduce_mixtures
-from .splits import Split, as_split, machine_labels, shards_from_labels, split_rows
+from .model import Standardizer
+from .reduction import GATE_TARGETS, VARIANCE_UPDATES, reduce_mixtures
+from .screening import (
+    LOCAL_CHECKS,
+    REFIT_INIT_FACTOR,
+    REFIT_MIN_INIT,
+    ScreeningReport,
+    flag_poor_fits,
+    n_free_parameters,
+    support_scores,
+)
+from .splits import Split, as_split, shards_from_labels, split_rows
 
 __all__ = ["DistributedMoE", "LocalFitError", "LocalFitResult", "fit_local", "split_shards", "default_support_size"]
 
@@ -129,11 +140,6 @@ def _fewer_experts_by_bic(est, X, y, params, seed):
     return best
 
 
-def _fit_local_packed(index, shard, n_experts, em_params, seed):
-    X, y = shard
-    return fit_local(index, X, y, n_experts, em_params, seed)
-
-
 @contextmanager
 def _shared_arrays(*arrays):
     """Read-only memory-mapped copies of ``arrays`` in /dev/shm, deleted on exit.
@@ -163,9 +169,78 @@ def _shared_arrays(*arrays):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _fit_local_rows(index, X, y, rows, n_experts, em_params, seed):
-    """Machine ``index`` takes its rows of the whole (X, y) itself, outside its timed fit."""
-    return fit_local(index, X[rows], y[rows], n_experts, em_params, seed)
+def _timed(fn, *args):
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
+
+
+def _call_rows(fn, m, X, y, rows, args):
+    """Machine ``m`` takes its rows of the whole (X, y) itself, then runs ``fn`` on them (timed)."""
+    Xm, ym = X[rows], y[rows]
+    return m, _timed(fn, Xm, ym, *args)
+
+
+def _call_packed(fn, m, packed, args):
+    X, y = packed[:2]
+    return m, _timed(fn, X, y, *args)
+
+
+def _call_file(fn, m, path, response, features, args):
+    """Machine ``m`` on a joblib worker: its file, read once per process and kept for later rounds."""
+    from .shards import read_shard_cached
+
+    X, y = read_shard_cached(path, response, features)
+    return m, _timed(fn, X, y, *args)
+
+
+class _MachineData:
+    """Where each machine's data lives during a fit, and how to run a function on it there.
+
+    ``kind`` is "rows" (one (X, y) in this process or in shared memory, and each machine's row
+    indices), "dask" (one future per machine: a scattered (X, y) or a shard loaded on a worker),
+    or "files" (one file per machine, read by the joblib worker that runs the task).
+    """
+
+    def __init__(self, est, kind, payload, client=None, where=None):
+        self.est = est
+        self.kind = kind
+        self.payload = payload
+        self.client = client
+        self.where = where or (lambda m: {})
+
+    def run(self, fn, machines, args_of, progress=None, stage=None):
+        """``{m: (fn(X_m, y_m, *args_of(m)), seconds)}`` for every machine in ``machines``."""
+        machines = list(machines)
+        est = self.est
+        if self.kind == "dask":
+            futures = [self.client.submit(_call_packed, fn, m, self.payload[m], args_of(m), pure=False,
+                                          **self.where(m)) for m in machines]
+            out = {}
+            from distributed import as_completed
+
+            for done, fut in enumerate(as_completed(futures), start=1):
+                m, res = fut.result()
+                out[m] = res
+                if progress is not None and stage is not None:
+                    progress(stage, done, len(machines))
+            return out
+        if self.kind == "rows":
+            X, y, shards = self.payload
+            tasks = (delayed(_call_rows)(fn, m, X, y, shards[m], args_of(m)) for m in machines)
+        else:
+            paths, response, features = self.payload
+            tasks = (delayed(_call_file)(fn, m, paths[m], response, features, args_of(m)) for m in machines)
+        out = {}
+        n_jobs = 1 if est.backend == "sequential" else est.n_jobs
+        backend = "sequential" if est.backend == "sequential" else est.backend
+        with _one_thread() if not est._process_backend else nullcontext():
+            par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")
+            for done, (m, res) in enumerate(par(tasks), start=1):
+                out[m] = res
+                if progress is not None and stage is not None:
+                    progress(stage, done, len(machines))
+        return out
 
 
 class DistributedMoE(MoEPredictorMixin, BaseEstimator):
@@ -182,9 +257,23 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
     random_state : int, SeedSequence or None
     init, n_init, max_iter, tol, var_floor, gate_steps : the local fits' EM settings
         (see :class:`~moecore.em.MixtureOfExperts`)
-    mm_n_init, mm_max_iter, mm_tol : the MM reduction's restarts and stopping rule
+    mm_n_init, mm_max_iter, mm_tol : the MM reduction's k-means restarts and stopping rule
+    mm_local_starts : int >= 0
+        Further MM starts from the best local models on the support (see
+        :func:`~moecore.reduction.reduce_mixtures`).
     variance_update : {"exact", "authors"}, see :func:`~moecore.reduction.reduce_mixtures`
-    gate_targets : {"plan", "posterior"}, see :func:`~moecore.reduction.reduce_mixtures`
+    gate_targets : {"component", "plan", "posterior", "coefficients"}
+        How the reduced gate is obtained, see :func:`~moecore.reduction.reduce_mixtures`;
+        "plan" is the paper's pointwise rule.
+    local_check : {"refit", "drop", "off"}
+        Screening of the local fits on the supporting sample (:mod:`moecore.screening`): a machine
+        whose model scores far below the others (a poor local optimum) refits on its own shard
+        with more restarts ("refit", dropped if it still fails the check), is left out with the
+        other weights renormalised ("drop"), or nothing is checked ("off", the paper).
+    refine_rounds : int >= 0
+        Distributed EM rounds from the reduced model (:mod:`moecore.refine`); 0 keeps the paper's
+        one-shot estimator.  Each round costs every machine one E-step on its shard and sends
+        O(K p^2) numbers; r rounds are exactly r global EM iterations.
     on_error : {"raise", "skip"}
         What to do when a local fit fails: raise :class:`LocalFitError` naming the shard, or
         aggregate the other machines with renormalised weights (recorded in ``skipped_``).
@@ -195,41 +284,52 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         "random" (the paper) or a non-IID split (a name means alpha = 0, fully separated; a
         ``Split("region", alpha=0.25)`` sets the mixing and sizes); a callable
         ``split(X, n_machines, rng)`` returns machine labels (n,).
-    local_experts : {"fixed", "bic"}
-        "fixed": every machine fits K experts (the paper); "bic": each machine also fits 1..K-1
-        experts and keeps the fit of lowest BIC, for machines whose part of x holds fewer than K
-        experts (non-IID splits); costs up to K - 1 extra fits per machine.
     machine_weights : {"auto", "constant", "covariate"}
         The weight of machine m in the large mixture: "constant" n_m / n (the paper; right when
         every machine sees the same inputs), "covariate" w_m(x) = P(machine m | x) estimated on the
         supporting sample (:mod:`moecore.machine_weights`), or "auto": constant for the package's
         own random splits, otherwise covariate when a score test finds that the machine of a
         support point depends on its x (p < 1e-3).
+    local_experts : {"fixed", "bic"}
+        "fixed": every machine fits K experts (the paper); "bic": each machine also fits 1..K-1
+        experts and keeps the fit of lowest BIC, for machines whose part of x holds fewer than K
+        experts (non-IID splits); costs up to K - 1 extra fits per machine.
 
     Attributes
     ----------
-    local_models_ : list of MixtureOfExperts, one per machine that succeeded
+    local_models_ : list of MixtureOfExperts, one per machine that is aggregated
     machines_ : ndarray (M',), the machine index of each entry of ``local_models_``
     local_n_experts_ : ndarray (M',), the number of experts of each local model (K unless
         ``local_experts="bic"`` chose fewer)
-    skipped_ : dict {machine index: reason}
+    skipped_ : dict {machine index: reason}, failed fits and machines dropped by the screening
     weights_ : ndarray (M',), shares n_m / n of the kept machines, renormalised
+    screening_ : ScreeningReport (scores, thresholds, flagged machines, what was done)
+    local_scores_ : ndarray (M,), each machine's mean log-likelihood on the support pairs
+    flagged_ : list of int, machines the screening flagged
     shards_ : list of index arrays, the rows of X each machine received
     support_indices_ : ndarray (S,), rows of X forming the supporting sample
     reduction_ : ReductionResult
-    reduced_ : MixtureOfExperts, the reduced K-expert model
+    one_shot_params_ : MoEParams, the reduced model before refinement rounds
+    reduced_ : MixtureOfExperts, the final K-expert model
     gates_, experts_, variances_ : its parameters
     mm_history_ : ndarray, MM objective per iteration (non-increasing)
     transport_plan_ : TransportPlan
     support_machine_ : ndarray (S,), the machine each support point came from
     machine_weights_used_ : {"constant", "covariate"}, what ``machine_weights`` resolved to
     machine_weights_test_ : AssociationTest or None, the test "auto" ran (None when it had no need)
-    machine_weight_model_ : MachineWeights or None, the fitted w_m(x) (covariate weights only)
+    machine_weight_model_ : KNNMachineWeights or None, the fitted w_m(x) (covariate weights only)
     support_weights_ : ndarray (S, M') or None, w_m(x_s) at the support points (covariate only)
-    timings_ : dict with "local" (M',) seconds of each local fit, "local_max", "local_sum",
-        "reduction", "machine_weights" (estimating w_m(x) at the server, 0 for constant weights),
-        "wall" (this fit, on the cores used) and "learning_time" = local_max + machine_weights +
-        reduction (the paper's figure: machines truly in parallel)
+    refine_loglik_ : ndarray (refine_rounds + 1,), pooled training log-likelihood of the one-shot
+        model and after each round (non-decreasing); empty without rounds
+    communication_ : dict, numbers of floats sent: "one_shot_up" (M,) per machine (local model,
+        support share, refit), "round_up" / "round_down" per machine per round, "one_shot_total",
+        "rounds_total", "total"
+    timings_ : dict with "local" (M,) seconds of each local fit, "local_max", "local_sum",
+        "screening", "refit" (seconds of each refit), "machine_weights" (deciding and estimating
+        w_m(x) at the server), "reduction", "rounds" (seconds of each round: slowest machine per
+        exchange + server), "wall" (this fit, on the cores used) and "learning_time" = local_max
+        + screening + slowest refit + machine_weights + reduction + rounds (the paper's figure,
+        machines truly in parallel, extended by the screening, the weights and the rounds)
     """
 
     def __init__(
@@ -250,8 +350,11 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         mm_n_init=3,
         mm_max_iter=200,
         mm_tol=1e-8,
+        mm_local_starts=3,
         variance_update="exact",
-        gate_targets="plan",
+        gate_targets="component",
+        local_check="refit",
+        refine_rounds=0,
         on_error="raise",
         scheduler=None,
         split="random",
@@ -273,8 +376,11 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         self.mm_n_init = mm_n_init
         self.mm_max_iter = mm_max_iter
         self.mm_tol = mm_tol
+        self.mm_local_starts = mm_local_starts
         self.variance_update = variance_update
         self.gate_targets = gate_targets
+        self.local_check = local_check
+        self.refine_rounds = refine_rounds
         self.on_error = on_error
         self.scheduler = scheduler
         self.split = split
@@ -290,12 +396,15 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             raise ValueError("n_jobs must be a non-zero integer (-1 for all cores) or None, got 0.")
         check_choice(self.backend, "backend", BACKENDS)
         check_choice(self.on_error, "on_error", {"raise", "skip"})
-        check_choice(self.variance_update, "variance_update", {"exact", "authors"})
-        check_choice(self.gate_targets, "gate_targets", {"plan", "posterior"})
+        check_choice(self.variance_update, "variance_update", VARIANCE_UPDATES)
+        check_choice(self.gate_targets, "gate_targets", GATE_TARGETS)
+        check_choice(self.local_check, "local_check", LOCAL_CHECKS)
+        check_int(self.refine_rounds, "refine_rounds", low=0, high=1000)
         check_choice(self.machine_weights, "machine_weights", set(MACHINE_WEIGHTS))
         check_choice(self.local_experts, "local_experts", {"fixed", "bic"})
         as_split(self.split)
         check_int(self.mm_n_init, "mm_n_init", low=1)
+        check_int(self.mm_local_starts, "mm_local_starts", low=0)
         check_int(self.mm_max_iter, "mm_max_iter", low=1)
         check_float(self.mm_tol, "mm_tol", low=0.0)
         check_random_state_seed(self.random_state)
@@ -331,8 +440,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             The machine holding each row, when the data is already partitioned (by site, by
             day...); None spreads the rows by ``split`` (default: shuffled into M near-equal shards).
         progress : callable(stage, done, total) or None
-            Called with ("local", machines done, M) as local fits finish and with
-            ("mm", iteration, max iterations) during the reduction.
+            Called with ("local", machines done, M) as local fits finish, with ("mm", iteration,
+            max iterations) during the reduction and ("round", round, rounds) during refinement.
         """
         t0 = time.perf_counter()
         X, y = check_Xy(X, y)
@@ -347,34 +456,45 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                                 min_samples(K, d))
         else:
             shards = shards_from_labels(machine, n, M)
-        results = self._fit_locals(X, y, shards, machine_seeds, progress)
-        self.shards_ = shards
-        self._collect(results, n)
-        self.support_indices_ = np.sort(
-            np.random.default_rng(seed_support).choice(n, size=S, replace=False)
-        )
-        self.support_machine_ = machine_labels(shards, n)[self.support_indices_]
-        self._random_split = machine is None and isinstance(as_split(self.split), Split) and \
-            as_split(self.split).kind == "random"
-        self._reduce(X[self.support_indices_], y[self.support_indices_], seed_mm, progress)
+        # With the package's own random split P(machine | x) = n_m / n is known: "auto" needs no test.
+        self._random_split = machine is None and isinstance(as_split(self.split), Split) \
+            and as_split(self.split).kind == "random"
+        support = np.sort(np.random.default_rng(seed_support).choice(n, size=S, replace=False))
+        with self._machine_data(X, y, shards) as machines:
+            em = self._em_params()
+            out = machines.run(_fit_task, range(M), lambda m: (m, K, em, machine_seeds[m]), progress, "local")
+            results = [out[m][0] for m in range(M)]
+            self.shards_ = shards
+            self.support_indices_ = support
+            holder = np.empty(n, dtype=np.int64)
+            for m, idx in enumerate(shards):
+                holder[idx] = m
+            shares = np.bincount(holder[support], minlength=M)
+            self.support_machine_ = holder[support]
+            self._aggregate(machines, results, X[support], y[support], shares, machine_seeds, seed_mm, progress)
         self.timings_["wall"] = time.perf_counter() - t0
         return self
 
-    def _fit_locals(self, X, y, shards, seeds, progress):
-        K = self.n_experts
-        em = self._em_params()
+    @contextmanager
+    def _machine_data(self, X, y, shards):
+        """The machines' data for the whole fit: local fits, refits and refinement rounds.
+
+        For worker processes (X, y) go once into shared memory and each task carries a reference:
+        copying each shard into its task made the dispatching process pickle the whole data
+        through pipes, taking CPU from the workers while they fit (n = 1e6, M = 128 on 2 cores:
+        slowest local fit 24 -> 17 ms).  With dask each shard is scattered once, to the worker
+        that fits it, and stays there until the fit ends.
+        """
         if self.backend == "dask":
-            return self._fit_locals_dask(X, y, shards, seeds, progress)
-        # Every task gets the whole (X, y) and its row indices. For worker processes (X, y) go
-        # once into shared memory and each task carries a reference: copying each shard into its
-        # task made the dispatching process pickle the whole data through pipes, taking CPU from
-        # the workers while they fit (n = 1e6, M = 128 on 2 cores: slowest local fit 24 -> 17 ms).
+            with self._dask_client() as client:
+                data = client.scatter([(X[idx], y[idx]) for idx in shards])
+                try:
+                    yield _MachineData(self, "dask", data, client)
+                finally:
+                    client.cancel(data)
+            return
         with _shared_arrays(X, y) if self._process_backend else nullcontext((X, y)) as (Xs, ys):
-            tasks = (
-                delayed(_fit_local_rows)(m, Xs, ys, idx, K, em, seeds[m])
-                for m, idx in enumerate(shards)
-            )
-            return self._run_joblib(tasks, len(shards), progress)
+            yield _MachineData(self, "rows", (Xs, ys, shards))
 
     @property
     def _process_backend(self):
@@ -384,7 +504,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
     def _run_joblib(self, tasks, M, progress):
         """Run joblib tasks on the configured backend; results in machine order (``result.index``).
 
-        Shared by the array path (:meth:`fit`) and the shard-file path (:meth:`fit_shards`).
+        Used by :func:`moecore.shards.fit_shards` for its inspect and fit-and-sample tasks.
         """
         results = [None] * M
         n_jobs = 1 if self.backend == "sequential" else self.n_jobs
@@ -447,21 +567,6 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                 progress("local", done, M)
         return results
 
-    def _fit_locals_dask(self, X, y, shards, seeds, progress):
-        with self._dask_client() as client:
-            # Each shard travels once, to the worker that will fit it: scatter places the data,
-            # the task then runs where its data already is (no pickling of arrays per task).
-            data = client.scatter([(X[idx], y[idx]) for idx in shards])
-            try:
-                futures = [
-                    client.submit(_fit_local_packed, m, data[m], self.n_experts, self._em_params(),
-                                  seeds[m], pure=False)
-                    for m in range(len(shards))
-                ]
-                return self._gather_dask(futures, len(shards), progress)
-            finally:
-                client.cancel(data)
-
     def fit_shards(self, paths, *, response="y", features=None, workers=None, progress=None):
         """Fit from data that already lives on the machines: one CSV or Parquet file per machine.
 
@@ -475,7 +580,23 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         return fit_shards(self, paths, response=response, features=features, workers=workers,
                           progress=progress)
 
-    def _collect(self, results, n):
+    # ------------------------------------------------------------------ after the local fits
+    def _aggregate(self, machines, results, Xs, ys, support_shares, machine_seeds, seed_mm, progress):
+        """Everything after the local fits, shared by :meth:`fit` and :meth:`fit_shards`.
+
+        results : list (M,) of LocalFitResult ; Xs (S, d), ys (S,) the supporting sample ;
+        support_shares : (M,) support points each machine contributed ;
+        machines : _MachineData, for refits and refinement rounds.
+        """
+        self._collect(results)
+        self._n_samples_all = [r.n_samples for r in results]
+        self.support_X_ = Xs
+        self.support_y_ = ys
+        self._screen(machines, results, Xs, ys, support_shares, machine_seeds)
+        self._reduce(Xs, ys, seed_mm, progress)
+        self._refine(machines, Xs, ys, progress)
+
+    def _collect(self, results):
         failed = {r.index: r.error for r in results if r.error is not None}
         if failed and self.on_error == "raise":
             m, why = next(iter(sorted(failed.items())))
@@ -492,14 +613,10 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                 f"skipped {len(failed)} failed machine(s) {sorted(failed)}; the others are "
                 "aggregated with renormalised weights.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         self.skipped_ = failed
-        self.local_models_ = [r.model for r in kept]
-        self.local_n_experts_ = np.array([m.params_.n_experts for m in self.local_models_])
-        self.machines_ = np.array([r.index for r in kept])
-        sizes = np.array([r.n_samples for r in kept], dtype=float)
-        self.weights_ = sizes / sizes.sum()
+        self._set_kept(kept)
         local_times = np.array([r.time for r in results])
         self.timings_ = {
             "local": local_times,
@@ -519,15 +636,86 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                 "experts (e.g. a machine holding one region of x); those components carry no gate "
                 "mass into the reduction.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         not_conv = [r.index for r in kept if not r.model.converged_]
         if not_conv:
             warnings.warn(
                 f"the local EM of machine(s) {not_conv} did not converge in max_iter={self.max_iter}.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
+
+    def _set_kept(self, kept):
+        """The aggregated machines: their models, indices and renormalised weights n_m / n."""
+        self.local_models_ = [r.model for r in kept]
+        self.local_n_experts_ = np.array([m.params_.n_experts for m in self.local_models_])
+        self.machines_ = np.array([r.index for r in kept])
+        sizes = np.array([r.n_samples for r in kept], dtype=float)
+        self.weights_ = sizes / sizes.sum()
+
+    def _screen(self, machines, results, Xs, ys, support_shares, machine_seeds):
+        """Score every local model on the support pairs; refit or drop the poor ones."""
+        t0 = time.perf_counter()
+        M = len(results)
+        K, d = self.n_experts, Xs.shape[1]
+        scores = np.full(M, np.nan)
+        scores[self.machines_] = support_scores([mdl.params_ for mdl in self.local_models_], Xs, ys)
+        sizes = np.array([r.n_samples for r in results], dtype=float)
+        q = n_free_parameters(K, d)
+        threshold, flagged = flag_poor_fits(scores, sizes, q)
+        report = ScreeningReport(scores, threshold, [int(m) for m in np.flatnonzero(flagged)])
+        self.timings_["screening"] = time.perf_counter() - t0
+        self.timings_["refit"] = np.zeros(0)
+        kept = {r.index: r for r in results if r.error is None}
+        up = np.zeros(M)
+        if report.flagged and self.local_check == "off":
+            report.actions = {m: "kept" for m in report.flagged}
+        elif report.flagged:
+            refits = {}
+            if self.local_check == "refit":
+                em = dict(self._em_params(), n_init=max(REFIT_INIT_FACTOR * self.n_init, REFIT_MIN_INIT))
+                # A seed of its own per refit, derived from the machine's: reproducible, and not
+                # the restarts that already failed.
+                seeds = {m: np.random.SeedSequence(machine_seeds[m].entropy,
+                                                   spawn_key=(*machine_seeds[m].spawn_key, 1))
+                         for m in report.flagged}
+                out = machines.run(_fit_task, report.flagged, lambda m: (m, K, em, seeds[m]))
+                refits = {m: res for m, (res, _) in out.items()}
+                self.timings_["refit"] = np.array([refits[m].time for m in report.flagged])
+            for m in report.flagged:
+                res = refits.get(m)
+                if res is not None and res.error is None:
+                    score = float(support_scores([res.model.params_], Xs, ys)[0])
+                    report.refit_scores[m] = score
+                    up[m] += n_free_parameters(K, d) + 1
+                    if score >= threshold[m]:
+                        kept[m] = res
+                        report.actions[m] = "refit"
+                        continue
+                report.actions[m] = "dropped"
+                del kept[m]
+                self.skipped_[m] = (
+                    f"local fit scored {scores[m]:.4g} on the support, below the screening "
+                    f"threshold {threshold[m]:.4g}" + (" (also after a refit)" if m in refits else "")
+                )
+            if not kept:
+                raise LocalFitError("the screening dropped every machine; pass local_check='off'.")
+            dropped = sorted(m for m, a in report.actions.items() if a == "dropped")
+            if dropped:
+                warnings.warn(
+                    f"the screening left out machine(s) {dropped}: their local fits scored far below "
+                    "the others on the supporting sample (a poor local optimum); the others are "
+                    "aggregated with renormalised weights.",
+                    RuntimeWarning,
+                    stacklevel=5,
+                )
+            self._set_kept([kept[m] for m in sorted(kept)])
+        self.screening_ = report
+        self.local_scores_ = scores
+        self.flagged_ = report.flagged
+        # One-shot communication: every machine's model and row count, its share of the support pairs.
+        self.communication_ = {"one_shot_up": up + n_free_parameters(K, d) + 1 + support_shares * (d + 1)}
 
     def _resolve_machine_weights(self, Xs):
         """The large mixture's machine weights: the shares (M',) or w_m(x_s) at the support (S, M')."""
@@ -536,10 +724,10 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         self.machine_weight_model_ = None
         self.support_weights_ = None
         if self.machine_weights == "auto" and getattr(self, "_random_split", False):
-            # The package shuffled the rows itself: P(machine | x) = n_m / n exactly, no test needed.
             used = "constant"
         else:
-            # Support points of skipped machines still serve the reduction, not the weights' fit.
+            # Support points of skipped or screened-out machines still serve the reduction, not
+            # the weights' fit (those machines get no weight).
             pos = np.full(self.n_machines, -1)
             pos[self.machines_] = np.arange(len(self.machines_))
             mach = pos[self.support_machine_]
@@ -550,8 +738,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                 self.machine_weight_model_ = fit_machine_weights(Xs[ok], mach[ok], len(self.machines_))
                 self.support_weights_ = self.machine_weight_model_.predict_proba(Xs)
         self.machine_weights_used_ = used
-        self.timings_["machine_weights"] = time.perf_counter() - t0 if used == "covariate" or \
-            self.machine_weights_test_ is not None else 0.0
+        self.timings_["machine_weights"] = (time.perf_counter() - t0 if used == "covariate"
+                                            or self.machine_weights_test_ is not None else 0.0)
         return self.weights_ if used == "constant" else self.support_weights_
 
     def _reduce(self, Xs, ys, seed, progress):
@@ -561,6 +749,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             def cb(i, state):
                 progress("mm", state.iteration, self.mm_max_iter)
         c0 = time.thread_time()
+        scores = self.local_scores_[self.machines_]
         red = reduce_mixtures(
             [m.params_ for m in self.local_models_],
             weights,
@@ -568,6 +757,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             self.n_experts,
             y_support=ys,
             n_init=self.mm_n_init,
+            local_starts=self.mm_local_starts,
+            local_scores=scores,
             max_iter=self.mm_max_iter,
             tol=self.mm_tol,
             variance_update=self.variance_update,
@@ -576,16 +767,77 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             callback=cb,
         )
         self.reduction_ = red
-        self.support_X_ = Xs
-        self.reduced_ = MixtureOfExperts.from_params(red.params)
-        self.params_ = red.params
-        self.gates_, self.experts_, self.variances_ = red.params.gates, red.params.experts, red.params.variances
+        self.one_shot_params_ = red.params
+        self._set_model(red.params)
         self.mm_history_ = red.objective_history
         self.transport_plan_ = red.plan
-        self.n_features_in_ = red.params.n_features
         self.timings_["reduction"] = red.time
-        self.timings_["learning_time"] = self.timings_["local_max"] + self.timings_["machine_weights"] + red.time
         self.timings_["reduction_cpu"] = time.thread_time() - c0
-        self.timings_["learning_time_cpu"] = (self.timings_["local_cpu_max"] + self.timings_["machine_weights"]
-                                              + self.timings_["reduction_cpu"])
+
+    def _set_model(self, params):
+        self.reduced_ = MixtureOfExperts.from_params(params)
+        self.params_ = params
+        self.gates_, self.experts_, self.variances_ = params.gates, params.experts, params.variances
+        self.n_features_in_ = params.n_features
+
+    def _refine(self, machines, Xs, ys, progress):
+        """``refine_rounds`` distributed EM rounds from the reduced model; timings and traffic."""
+        R = self.refine_rounds
+        M = len(self.timings_["local"])
+        everyone = range(M)
+        round_times, up, down, history = [], np.zeros(M), np.zeros(M), []
+        if R > 0:
+            state = _refine.RoundState.from_params(self.params_, Standardizer.fit(Xs, ys))
+            n = int(sum(self._n_samples_all))
+            shift = n * np.log(state.scaler.y_scale)
+            for r in range(R):
+                t_round = 0.0
+                out = machines.run(_refine.machine_statistics, everyone, lambda m: (state,))
+                stats = [out[m][0] for m in everyone]
+                t_round += max(out[m][1] for m in everyone)
+                up += stats[0].n_floats()
+                down += state.n_floats()
+                pooled = sum(stats[1:], stats[0])
+                history.append(pooled.loglik - shift)
+                exchange_times, exchange_wall = [], []
+
+                def gate_values(direction, steps, state=state):
+                    w0 = time.perf_counter()
+                    res = machines.run(_refine.machine_gate_values, everyone, lambda m: (state, direction, steps))
+                    exchange_wall.append(time.perf_counter() - w0)
+                    exchange_times.append(max(res[m][1] for m in everyone))
+                    up[:] += len(steps)
+                    down[:] += direction.size + len(steps)
+                    return sum(res[m][0] for m in everyone)
+
+                t0 = time.perf_counter()
+                state, _ = _refine.server_step(state, pooled, gate_values, self.var_floor)
+                # The server's own work, then the slowest machine of each exchange it asked for.
+                t_round += (time.perf_counter() - t0 - sum(exchange_wall)) + sum(exchange_times)
+                round_times.append(t_round)
+                if progress is not None:
+                    progress("round", r + 1, R)
+            out = machines.run(_refine.machine_loglik, everyone, lambda m: (state,))
+            history.append(sum(out[m][0] for m in everyone) - shift)
+            up += 1
+            down += state.n_floats()
+            round_times[-1] += max(out[m][1] for m in everyone)
+            self._set_model(state.to_params())
+        self.refine_loglik_ = np.asarray(history)
+        self.timings_["rounds"] = np.asarray(round_times)
+        comm = self.communication_
+        comm["round_up"] = up / max(R, 1) if R else np.zeros(M)
+        comm["round_down"] = down / max(R, 1) if R else np.zeros(M)
+        comm["one_shot_total"] = float(comm["one_shot_up"].sum())
+        comm["rounds_total"] = float(up.sum() + down.sum())
+        comm["total"] = comm["one_shot_total"] + comm["rounds_total"]
+        t = self.timings_
+        t["learning_time"] = (t["local_max"] + t["screening"] + float(np.max(t["refit"], initial=0.0))
+                              + t["machine_weights"] + t["reduction"] + float(np.sum(t["rounds"])))
+        t["learning_time_cpu"] = (t["local_cpu_max"] + t["screening"] + float(np.max(t["refit"], initial=0.0))
+                                  + t["machine_weights"] + t["reduction_cpu"] + float(np.sum(t["rounds"])))
+
+
+def _fit_task(X, y, index, n_experts, em_params, seed):
+    return fit_local(index, X, y, n_experts, em_params, seed)
 

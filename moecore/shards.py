@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
+from functools import lru_cache
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,6 +187,21 @@ def read_shard(path, response="y", features=None):
     return X, y, feats
 
 
+@lru_cache(maxsize=256)
+def _read_cached(path, mtime_ns, size, response, features):
+    return read_shard(path, response, list(features))[:2]
+
+
+def read_shard_cached(path, response, features):
+    """``(X, y)`` of a shard file, read once per process while the file is unchanged.
+
+    A machine keeps its data in memory between the exchanges of a fit (refits, refinement
+    rounds); a joblib worker process does the same for the files it has been given.
+    """
+    st = os.stat(path)
+    return _read_cached(os.fspath(path), st.st_mtime_ns, st.st_size, response, tuple(features))
+
+
 def allocate_support(S, sizes):
     """Split S support points over machines proportionally to ``sizes`` (largest remainder).
 
@@ -330,6 +346,24 @@ def fit_shards(est, paths, *, response="y", features=None, workers=None, progres
             )
         return sizes, n, S, allocate_support(S, sizes)
 
+    from .distributed import _MachineData
+
+    def finish(out, machines):
+        # The data stay where they are (the dask futures, the files) for refits and rounds.
+        est.shards_ = None
+        est.support_indices_ = None
+        est.shard_paths_ = paths
+        est.shard_sizes_ = sizes
+        est.feature_names_in_ = np.array(infos[0].features, dtype=object)
+        est.support_shares_ = shares
+        Xs = np.concatenate([o.X_support for o in out])
+        ys = np.concatenate([o.y_support for o in out])
+        # Each worker drew its own share, so every support point knows its machine (machine weights).
+        est.support_machine_ = np.repeat(np.arange(M), [len(o.y_support) for o in out])
+        est._random_split = False
+        est._aggregate(machines, [o.result for o in out], Xs, ys, shares, machine_seeds, seed_mm, progress)
+        est.timings_["read"] = np.array([o.read_time for o in out])
+
     if est.backend == "dask":
         with est._dask_client() as client:
             where = (lambda m: {}) if workers is None else (
@@ -347,7 +381,7 @@ def fit_shards(est, paths, *, response="y", features=None, workers=None, progres
                                   **where(m))
                     for m in range(M)
                 ]
-                out = est._gather_dask(futures, M, progress)
+                finish(est._gather_dask(futures, M, progress), _MachineData(est, "dask", loaded, client, where))
             finally:
                 client.cancel(loaded)
     else:
@@ -360,22 +394,6 @@ def fit_shards(est, paths, *, response="y", features=None, workers=None, progres
                                      machine_seeds[m], int(shares[m]), support_seeds[m])
             for m in range(M)
         )
-        out = est._run_joblib(tasks, M, progress)
-
-    est._collect([o.result for o in out], n)
-    est.shards_ = None
-    est.support_indices_ = None
-    est.shard_paths_ = paths
-    est.shard_sizes_ = sizes
-    est.feature_names_in_ = np.array(infos[0].features, dtype=object)
-    est.support_shares_ = shares
-    Xs = np.concatenate([o.X_support for o in out])
-    ys = np.concatenate([o.y_support for o in out])
-    est.support_y_ = ys
-    # Each worker drew its own share, so every support point knows its machine (machine weights).
-    est.support_machine_ = np.repeat(np.arange(M), [len(o.y_support) for o in out])
-    est._random_split = False
-    est.timings_["read"] = np.array([o.read_time for o in out])
-    est._reduce(Xs, ys, seed_mm, progress)
+        finish(est._run_joblib(tasks, M, progress), _MachineData(est, "files", (paths, response, infos[0].features)))
     est.timings_["wall"] = time.perf_counter() - t0
     return est

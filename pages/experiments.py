@@ -10,11 +10,13 @@ from moecore.simulation import DESIGNS
 
 st.title("Experiments")
 st.caption("Accuracy and time of the reduction as functions of the number of machines M, the supporting sample "
-           "size, and the sample size n (consistency), with the global EM as the reference. Each point is "
+           "size, the sample size n (consistency) or the refinement rounds (accuracy against communication), with "
+           "the global EM as the reference. Each point is "
            "the mean ± sd over independent repeats (fresh data and seeds), evaluated on 20 000 held-out samples.")
 
 DEFAULT_VALUES = {"n_machines": "2, 4, 8, 16", "support_fraction": "0.1, 0.25, 0.5, 1, 2",
-                  "n": "5000, 10000, 20000, 50000", "alpha": "0, 0.25, 0.5, 0.75, 1"}
+                  "n": "5000, 10000, 20000, 50000", "refine_rounds": "0, 1, 2, 3, 5",
+                  "alpha": "0, 0.25, 0.5, 0.75, 1"}
 SPLIT_LABELS = {"region": "by region of x1", "kmeans": "by k-means clusters of x", "label": "by true expert (label skew)"}
 
 c1, c2, c3 = st.columns(3)
@@ -40,10 +42,14 @@ def parse_values(text, parameter):
         raise ValueError(f"values must be numbers separated by commas, got {text!r}.") from None
     if not vals:
         raise ValueError("give at least one value to sweep over.")
-    if parameter in ("n_machines", "n"):
-        if any(v != int(v) or v < 1 for v in vals):
-            raise ValueError(f"{fg.PARAM_LABELS[parameter]} must be positive whole numbers.")
+    if parameter in ("n_machines", "n", "refine_rounds"):
+        low = 0 if parameter == "refine_rounds" else 1
+        if any(v != int(v) or v < low for v in vals):
+            kind = "whole numbers from 0" if low == 0 else "positive whole numbers"
+            raise ValueError(f"{fg.PARAM_LABELS[parameter]} must be {kind}.")
         vals = [int(v) for v in vals]
+    if parameter == "refine_rounds" and max(vals) > state.MAX_APP_ROUNDS:
+        raise ValueError(f"at most {state.MAX_APP_ROUNDS} refinement rounds here.")
     if parameter == "n" and max(vals) > 1_000_000:
         raise ValueError("n is limited to 1,000,000 in the app; use the command line for larger runs.")
     if parameter == "n_machines" and max(vals) > 256:
@@ -111,8 +117,8 @@ if not rows:
     st.stop()
 df = pd.DataFrame(rows)
 meta = ss.get("sweep_meta", {})
-metrics = [m for m in ["rpe", "time", "mse_all", "ari", "clustering_error", "transport_divergence", "loglik", "wall"]
-           if m in df]
+metrics = [m for m in ["rpe", "time", "mse_gates", "mse_experts", "mse_variances", "mse_all", "ari",
+                       "clustering_error", "transport_divergence", "loglik", "wall"] if m in df]
 c1, c2 = st.columns(2)
 with c1:
     st.plotly_chart(fg.sweep_figure(df, meta.get("parameter", parameter), "rpe"), width="stretch",
@@ -120,7 +126,7 @@ with c1:
 with c2:
     st.plotly_chart(fg.sweep_figure(df, meta.get("parameter", parameter), "time"), width="stretch",
                     key="exp_time")
-metric = st.selectbox("Another metric", metrics, index=metrics.index("mse_all") if "mse_all" in metrics else 0,
+metric = st.selectbox("Another metric", metrics, index=metrics.index("mse_gates") if "mse_gates" in metrics else 0,
                       format_func=lambda m: fg.METRIC_LABELS.get(m, m), key="exp_metric")
 st.plotly_chart(fg.sweep_figure(df, meta.get("parameter", parameter), metric), width="stretch",
                 key="exp_other")
