@@ -592,6 +592,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         self._n_samples_all = [r.n_samples for r in results]
         self.support_X_ = Xs
         self.support_y_ = ys
+        self._decide_machine_weights(Xs)
         self._screen(machines, results, Xs, ys, support_shares, machine_seeds)
         self._reduce(Xs, ys, seed_mm, progress)
         self._refine(machines, Xs, ys, progress)
@@ -663,7 +664,12 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         scores[self.machines_] = support_scores([mdl.params_ for mdl in self.local_models_], Xs, ys)
         sizes = np.array([r.n_samples for r in results], dtype=float)
         q = n_free_parameters(K, d)
-        threshold, flagged = flag_poor_fits(scores, sizes, q)
+        if self.machine_weights_used_ == "covariate":
+            # Machines holding different parts of x are not exchangeable: a good fit scores low on
+            # support points far from its own data, so the rule does not apply (nothing flagged).
+            threshold, flagged = np.full(M, -np.inf), np.zeros(M, dtype=bool)
+        else:
+            threshold, flagged = flag_poor_fits(scores, sizes, q)
         report = ScreeningReport(scores, threshold, [int(m) for m in np.flatnonzero(flagged)])
         self.timings_["screening"] = time.perf_counter() - t0
         self.timings_["refit"] = np.zeros(0)
@@ -717,30 +723,42 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         # One-shot communication: every machine's model and row count, its share of the support pairs.
         self.communication_ = {"one_shot_up": up + n_free_parameters(K, d) + 1 + support_shares * (d + 1)}
 
-    def _resolve_machine_weights(self, Xs):
-        """The large mixture's machine weights: the shares (M',) or w_m(x_s) at the support (S, M')."""
+    def _support_machines(self):
+        """Index into ``machines_`` of every support point's machine (-1: not aggregated)."""
+        pos = np.full(self.n_machines, -1)
+        pos[self.machines_] = np.arange(len(self.machines_))
+        return pos[self.support_machine_]
+
+    def _decide_machine_weights(self, Xs):
+        """Resolve ``machine_weights`` (the "auto" test) before the screening, which assumes
+        exchangeable machines and is skipped for covariate weights."""
         t0 = time.perf_counter()
         self.machine_weights_test_ = None
-        self.machine_weight_model_ = None
-        self.support_weights_ = None
         if self.machine_weights == "auto" and getattr(self, "_random_split", False):
-            used = "constant"
+            used = "constant"  # the package shuffled the rows: P(machine | x) = n_m / n exactly
         else:
-            # Support points of skipped or screened-out machines still serve the reduction, not
-            # the weights' fit (those machines get no weight).
-            pos = np.full(self.n_machines, -1)
-            pos[self.machines_] = np.arange(len(self.machines_))
-            mach = pos[self.support_machine_]
+            mach = self._support_machines()
             ok = mach >= 0
             used, self.machine_weights_test_ = decide_machine_weights(
                 self.machine_weights, Xs[ok], mach[ok], len(self.machines_))
-            if used == "covariate":
-                self.machine_weight_model_ = fit_machine_weights(Xs[ok], mach[ok], len(self.machines_))
-                self.support_weights_ = self.machine_weight_model_.predict_proba(Xs)
         self.machine_weights_used_ = used
         self.timings_["machine_weights"] = (time.perf_counter() - t0 if used == "covariate"
                                             or self.machine_weights_test_ is not None else 0.0)
-        return self.weights_ if used == "constant" else self.support_weights_
+
+    def _resolve_machine_weights(self, Xs):
+        """The large mixture's machine weights: the shares (M',) or w_m(x_s) at the support (S, M')."""
+        self.machine_weight_model_ = None
+        self.support_weights_ = None
+        if self.machine_weights_used_ == "constant":
+            return self.weights_
+        t0 = time.perf_counter()
+        # Support points of failed machines still serve the reduction, not the weights' fit.
+        mach = self._support_machines()
+        ok = mach >= 0
+        self.machine_weight_model_ = fit_machine_weights(Xs[ok], mach[ok], len(self.machines_))
+        self.support_weights_ = self.machine_weight_model_.predict_proba(Xs)
+        self.timings_["machine_weights"] += time.perf_counter() - t0
+        return self.support_weights_
 
     def _reduce(self, Xs, ys, seed, progress):
         weights = self._resolve_machine_weights(Xs)
