@@ -7,6 +7,8 @@ The compute core of DMoE Explorer.  Modules follow the mathematics:
 * :mod:`moecore.em`          EM estimator :class:`MixtureOfExperts`
 * :mod:`moecore.reduction`   KL cost, transport plan, MM reduction
 * :mod:`moecore.distributed` sharding and parallel local fits: :class:`DistributedMoE`
+* :mod:`moecore.splits`      random and non-IID splits of the rows over machines
+* :mod:`moecore.machine_weights` machine weights w_m(x) = P(machine | x) for non-IID machines
 * :mod:`moecore.baselines`   global fit, weighted average, median, single machine
 * :mod:`moecore.simulation`  synthetic data and named designs
 * :mod:`moecore.metrics`     RPE, parameter MSE, ARI, clustering error, divergences
