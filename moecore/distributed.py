@@ -660,16 +660,27 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         t0 = time.perf_counter()
         M = len(results)
         K, d = self.n_experts, Xs.shape[1]
+        # Machines holding different parts of x (covariate weights) are not exchangeable: a good fit
+        # scores low far from its own data. Each is then scored on its own support points, and a
+        # flagged machine is refitted but never dropped (it may be the only one holding its x).
+        own = self.machine_weights_used_ == "covariate"
+        holder = self.support_machine_
+
+        def score_of(m, params):
+            if not own:
+                return support_scores(params, Xs, ys)
+            sel = holder == m
+            return support_scores(params, Xs[sel], ys[sel]) if sel.any() else np.full(len(params), np.nan)
+
         scores = np.full(M, np.nan)
-        scores[self.machines_] = support_scores([mdl.params_ for mdl in self.local_models_], Xs, ys)
+        if own:
+            for m, mdl in zip(self.machines_, self.local_models_, strict=True):
+                scores[m] = score_of(m, [mdl.params_])[0]
+        else:
+            scores[self.machines_] = score_of(None, [mdl.params_ for mdl in self.local_models_])
         sizes = np.array([r.n_samples for r in results], dtype=float)
         q = n_free_parameters(K, d)
-        if self.machine_weights_used_ == "covariate":
-            # Machines holding different parts of x are not exchangeable: a good fit scores low on
-            # support points far from its own data, so the rule does not apply (nothing flagged).
-            threshold, flagged = np.full(M, -np.inf), np.zeros(M, dtype=bool)
-        else:
-            threshold, flagged = flag_poor_fits(scores, sizes, q)
+        threshold, flagged = flag_poor_fits(scores, sizes, q)
         report = ScreeningReport(scores, threshold, [int(m) for m in np.flatnonzero(flagged)])
         self.timings_["screening"] = time.perf_counter() - t0
         self.timings_["refit"] = np.zeros(0)
@@ -692,13 +703,23 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             for m in report.flagged:
                 res = refits.get(m)
                 if res is not None and res.error is None:
-                    score = float(support_scores([res.model.params_], Xs, ys)[0])
+                    score = float(score_of(m, [res.model.params_])[0])
                     report.refit_scores[m] = score
                     up[m] += n_free_parameters(K, d) + 1
                     if score >= threshold[m]:
                         kept[m] = res
                         report.actions[m] = "refit"
                         continue
+                    if own:
+                        # A machine may be the only one holding its part of x: keep its better fit
+                        # rather than drop it.
+                        if score > scores[m]:
+                            kept[m] = res
+                        report.actions[m] = "refit" if score > scores[m] else "kept"
+                        continue
+                if own:
+                    report.actions[m] = "kept"
+                    continue
                 report.actions[m] = "dropped"
                 del kept[m]
                 self.skipped_[m] = (

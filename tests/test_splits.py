@@ -211,3 +211,23 @@ def test_fit_shards_support_points_keep_their_machine(tmp_path):
         xs = dm.support_X_[dm.support_machine_ == m, 0]
         assert np.all((xs >= d.X[lab == m, 0].min()) & (xs <= d.X[lab == m, 0].max()))
     assert dm.machine_weights_used_ == "covariate" and dm.machine_weights_test_.p_value < 1e-12
+
+
+def test_screening_judges_non_iid_machines_on_their_own_points_and_never_drops_them():
+    # Region split with a quarter of the rows mixed: the two extreme machines' models extrapolate
+    # badly over the pooled support, so the exchangeable-shard screening (constant weights) drops
+    # them although their fits are good where their data lie. With covariate weights each machine
+    # is scored on its own support points, and a machine is refitted at most, never dropped.
+    d = simulate_design("separated-2d", 20000, random_state=1)
+    kw = dict(random_state=1, backend="sequential", split=Split("region", alpha=0.25), local_check="drop")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        const = DistributedMoE(4, 8, machine_weights="constant", **kw).fit(d.X, d.y)
+        cov = DistributedMoE(4, 8, machine_weights="covariate", **kw).fit(d.X, d.y)
+    assert const.screening_.actions == {0: "dropped", 7: "dropped"}
+    assert cov.skipped_ == {} and "dropped" not in cov.screening_.actions.values()
+    assert np.all(np.isfinite(cov.screening_.scores)) and len(cov.local_models_) == 8
+    # Scored on its own points, machine 0 is within the others' range (it was 0.5 nats below
+    # the median on the pooled support).
+    own = cov.screening_.scores
+    assert own[0] > np.median(own) - 0.3
