@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from contextlib import contextmanager, nullcontext
@@ -107,9 +108,8 @@ def fit_local(index, X, y, n_experts, em_params, seed):
     select = params.pop("local_experts", "fixed")
     try:
         est = MixtureOfExperts(n_experts, random_state=seed, **params)
-        with warnings.catch_warnings():
+        with _quiet():
             # The parent reports non-convergence per machine; a warning per worker is noise.
-            warnings.simplefilter("ignore")
             est.fit(X, y)
             if select == "bic" and n_experts > 1:
                 est = _fewer_experts_by_bic(est, X, y, params, seed)
@@ -121,6 +121,34 @@ def fit_local(index, X, y, n_experts, em_params, seed):
     except Exception as exc:  # reported with the shard number by the caller
         return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}",
                               time.thread_time() - c0)
+
+
+@contextmanager
+def _quiet():
+    """Silence warnings in this fit, without touching the filters from a worker thread.
+
+    ``warnings.catch_warnings`` swaps process-wide state: two threads entering and leaving it in
+    interleaved order left the filters at "ignore" for the caller, whose own warnings then vanished
+    (tests/test_trust.py's screening warning, threading backend). Threads of this process run under
+    one such context entered by the dispatching thread (:func:`_in_process_batch`).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+@contextmanager
+def _in_process_batch(process_backend):
+    """Around a batch of local fits: one BLAS thread and no warnings for in-process fits."""
+    if process_backend:
+        yield
+        return
+    with _one_thread(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _fewer_experts_by_bic(est, X, y, params, seed):
@@ -234,7 +262,7 @@ class _MachineData:
         out = {}
         n_jobs = 1 if est.backend == "sequential" else est.n_jobs
         backend = "sequential" if est.backend == "sequential" else est.backend
-        with _one_thread() if not est._process_backend else nullcontext():
+        with _in_process_batch(est._process_backend):
             par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")
             for done, (m, res) in enumerate(par(tasks), start=1):
                 out[m] = res
@@ -511,7 +539,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         backend = "sequential" if self.backend == "sequential" else self.backend
         # In-process fits share one BLAS pool: hold it at one thread around the whole batch, so that
         # concurrent fits entering and leaving their own limit never restore it under each other.
-        with _one_thread() if not self._process_backend else nullcontext():
+        with _in_process_batch(self._process_backend):
             par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")
             for done, res in enumerate(par(tasks), start=1):
                 results[res.index] = res
