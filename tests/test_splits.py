@@ -231,3 +231,18 @@ def test_screening_judges_non_iid_machines_on_their_own_points_and_never_drops_t
     # the median on the pooled support).
     own = cov.screening_.scores
     assert own[0] > np.median(own) - 0.3
+
+
+def test_callable_split_gives_the_machines_and_bad_labels_are_refused():
+    d = simulate_design("two-experts-1d", 3000, random_state=0)
+
+    def by_sign(X, n_machines, rng):
+        return (X[:, 0] > 0).astype(int)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dm = DistributedMoE(2, 2, random_state=0, backend="sequential", split=by_sign).fit(d.X, d.y)
+    assert np.all(d.X[dm.shards_[1], 0] > 0) and np.all(d.X[dm.shards_[0], 0] <= 0)
+    assert dm.machine_weights_used_ == "covariate"  # a user's split is tested, not trusted
+    with pytest.raises(ValueError, match=r"machine\(s\) \[2\] hold no rows"):
+        DistributedMoE(2, 3, split=by_sign).fit(d.X, d.y)
