@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
 import time
 import warnings
 from contextlib import contextmanager, nullcontext
@@ -39,6 +38,7 @@ from .screening import (
     LOCAL_CHECKS,
     REFIT_INIT_FACTOR,
     REFIT_MIN_INIT,
+    SCORE_POINTS,
     ScreeningReport,
     flag_poor_fits,
     n_free_parameters,
@@ -108,11 +108,10 @@ def fit_local(index, X, y, n_experts, em_params, seed):
     select = params.pop("local_experts", "fixed")
     try:
         est = MixtureOfExperts(n_experts, random_state=seed, **params)
-        with _quiet():
-            # The parent reports non-convergence per machine; a warning per worker is noise.
-            est.fit(X, y)
-            if select == "bic" and n_experts > 1:
-                est = _fewer_experts_by_bic(est, X, y, params, seed)
+        est._quiet = True  # the parent reports non-convergence per machine
+        est.fit(X, y)
+        if select == "bic" and n_experts > 1:
+            est = _fewer_experts_by_bic(est, X, y, params, seed)
         why = degeneracy(est)
         if why is not None:
             return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"degenerate model: {why}",
@@ -121,34 +120,6 @@ def fit_local(index, X, y, n_experts, em_params, seed):
     except Exception as exc:  # reported with the shard number by the caller
         return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}",
                               time.thread_time() - c0)
-
-
-@contextmanager
-def _quiet():
-    """Silence warnings in this fit, without touching the filters from a worker thread.
-
-    ``warnings.catch_warnings`` swaps process-wide state: two threads entering and leaving it in
-    interleaved order left the filters at "ignore" for the caller, whose own warnings then vanished
-    (tests/test_trust.py's screening warning, threading backend). Threads of this process run under
-    one such context entered by the dispatching thread (:func:`_in_process_batch`).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
-@contextmanager
-def _in_process_batch(process_backend):
-    """Around a batch of local fits: one BLAS thread and no warnings for in-process fits."""
-    if process_backend:
-        yield
-        return
-    with _one_thread(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
 
 
 def _fewer_experts_by_bic(est, X, y, params, seed):
@@ -161,7 +132,9 @@ def _fewer_experts_by_bic(est, X, y, params, seed):
     K = est.n_experts
     best, best_bic = est, est.bic(X, y)
     for k, s in zip(range(1, K), check_random_state_seed(seed).spawn(K - 1), strict=True):
-        cand = MixtureOfExperts(k, random_state=s, **params).fit(X, y)
+        cand = MixtureOfExperts(k, random_state=s, **params)
+        cand._quiet = True
+        cand.fit(X, y)
         b = cand.bic(X, y)
         if b < best_bic:
             best, best_bic = cand, b
@@ -262,7 +235,7 @@ class _MachineData:
         out = {}
         n_jobs = 1 if est.backend == "sequential" else est.n_jobs
         backend = "sequential" if est.backend == "sequential" else est.backend
-        with _in_process_batch(est._process_backend):
+        with _one_thread() if not est._process_backend else nullcontext():
             par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")
             for done, (m, res) in enumerate(par(tasks), start=1):
                 out[m] = res
@@ -378,7 +351,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         mm_n_init=3,
         mm_max_iter=200,
         mm_tol=1e-8,
-        mm_local_starts=3,
+        mm_local_starts=1,
         variance_update="exact",
         gate_targets="component",
         local_check="refit",
@@ -539,7 +512,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         backend = "sequential" if self.backend == "sequential" else self.backend
         # In-process fits share one BLAS pool: hold it at one thread around the whole batch, so that
         # concurrent fits entering and leaving their own limit never restore it under each other.
-        with _in_process_batch(self._process_backend):
+        with _one_thread() if not self._process_backend else nullcontext():
             par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")
             for done, res in enumerate(par(tasks), start=1):
                 results[res.index] = res
@@ -696,9 +669,10 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
 
         def score_of(m, params):
             if not own:
-                return support_scores(params, Xs, ys)
+                return support_scores(params, Xs, ys, max_points=SCORE_POINTS)
             sel = holder == m
-            return support_scores(params, Xs[sel], ys[sel]) if sel.any() else np.full(len(params), np.nan)
+            return (support_scores(params, Xs[sel], ys[sel], max_points=SCORE_POINTS) if sel.any()
+                    else np.full(len(params), np.nan))
 
         scores = np.full(M, np.nan)
         if own:

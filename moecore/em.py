@@ -348,14 +348,18 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         self.converged_ = best["converged"]
         self.n_reseeded_ = best["reseeded"]
         self.retired_experts_ = np.flatnonzero(best["retired"])
-        if self.retired_experts_.size:
+        # A local fit inside DistributedMoE is quiet (the parent reports per machine): a flag, not
+        # warnings.catch_warnings, which is not thread-safe and left warnings switched off for
+        # the whole process when fits ran in threads.
+        quiet = getattr(self, "_quiet", False)
+        if self.retired_experts_.size and not quiet:
             warnings.warn(
                 f"expert(s) {self.retired_experts_.tolist()} lost their points again after a re-seed and "
                 f"were retired (gate mass ~ 0): the data supports fewer than n_experts={K} experts.",
                 DegenerateFitWarning,
                 stacklevel=2,
             )
-        elif best["reseeded"]:
+        elif best["reseeded"] and not quiet:
             warnings.warn(
                 f"EM re-seeded an expert that had lost its points {best['reseeded']} time(s); "
                 "the data may support fewer experts than n_experts="
@@ -363,7 +367,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 DegenerateFitWarning,
                 stacklevel=2,
             )
-        if not self.converged_:
+        if not self.converged_ and not quiet:
             warnings.warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations (tol={self.tol}); "
                 "increase max_iter or tol.",
