@@ -30,6 +30,7 @@ from ._validation import (
     check_Xy,
 )
 from .gating import (
+    _log_softmax_into,
     fit_softmax_gate,
     gram_chunk,
     newton_step,
@@ -60,6 +61,10 @@ _KMEANS_MIN_SAMPLES = 2000
 _KMEANS_PER_PARAM = 100
 _KMEANS_RESTARTS = 3
 _INIT_GATE_STEPS = 5  # Newton steps fitting the starting gates to the k-means partition
+# SQUAREM (Varadhan & Roland 2008, the R package's defaults): the step length's upper bound starts
+# at 1 (plain EM), is multiplied by this factor whenever a step reaches it, divided by it whenever
+# an extrapolated point loses likelihood.
+_SQUAREM_STEP_FACTOR = 4.0
 
 
 def min_samples(n_experts, n_features):
@@ -240,6 +245,26 @@ def _estep(XtT, y, logpT, experts, variances):
     return float(ll_i.sum()), ll_i, a
 
 
+def _gate_logp(gates, XtT):
+    """log pi and pi, both (K, n), at the gates (p, K)."""
+    probT = np.empty((gates.shape[1], XtT.shape[1]))
+    return _log_softmax_into(gates.T @ XtT, probT), probT
+
+
+def _pack(gates, experts, variances):
+    """The EM parameters as one vector for SQUAREM: free gate columns, experts, log variances."""
+    return np.concatenate([gates[:, :-1].ravel(), experts.ravel(), np.log(variances)])
+
+
+def _unpack(theta, p, K, var_floor):
+    """Inverse of :func:`_pack`: (gates (p, K), experts (p, K), variances (K,) >= var_floor)."""
+    gates = np.zeros((p, K))
+    gates[:, :-1] = theta[:p * (K - 1)].reshape(p, K - 1)
+    experts = theta[p * (K - 1):p * (2 * K - 1)].reshape(p, K).copy()
+    variances = np.maximum(np.exp(theta[p * (2 * K - 1):]), var_floor)
+    return gates, experts, variances
+
+
 class MoEPredictorMixin:
     """Inference shared by every estimator whose fitted model is ``self.params_`` (a MoEParams)."""
 
@@ -304,6 +329,11 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         Lower bound on expert variances, relative to var(y): guards against collapse.
     gate_steps : int, default=1
         Newton steps for the gates per EM iteration.
+    acceleration : {"squarem", "none"}, default="squarem"
+        "squarem": every two EM steps, extrapolate along them (SQUAREM, Varadhan & Roland 2008,
+        step length |r| / |v|, bounded adaptively) and keep the extrapolated point only if its
+        log-likelihood is not below the last one, else EM's own point: fewer iterations, and the
+        log-likelihood still never decreases. "none": plain (generalised) EM.
     random_state : int, numpy SeedSequence or None
         Seed of the initialisations.
 
@@ -336,6 +366,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         tol=1e-6,
         var_floor=1e-6,
         gate_steps=1,
+        acceleration="squarem",
         random_state=None,
     ):
         self.n_experts = n_experts
@@ -345,6 +376,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         self.tol = tol
         self.var_floor = var_floor
         self.gate_steps = gate_steps
+        self.acceleration = acceleration
         self.random_state = random_state
 
     # ------------------------------------------------------------------ construction
@@ -385,6 +417,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         check_float(self.tol, "tol", low=0.0)
         check_float(self.var_floor, "var_floor", low=0.0, low_open=True)
         check_int(self.gate_steps, "gate_steps", low=1)
+        check_choice(self.acceleration, "acceleration", {"squarem", "none"})
         check_random_state_seed(self.random_state)
 
     # ------------------------------------------------------------------ fitting
@@ -487,21 +520,35 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         gates, _ = fit_softmax_gate(np.ascontiguousarray(XtT[:, sub]), np.ascontiguousarray(tauT[:, sub]),
                                     max_iter=_INIT_GATE_STEPS,
                                     XX=None if XX is None else np.ascontiguousarray(XX[:, sub]))
-        logpT = _m._log_softmax_T(gates.T @ XtT)[0]
-        probT = np.exp(logpT)
+        logpT, probT = _gate_logp(gates, XtT)
         history = []
         converged = False
         reseeded = 0
         # An expert with fewer effective points than coefficients has an undetermined fit.
         min_mass = float(p)
-        for it in range(self.max_iter):
+        accelerate = self.acceleration == "squarem" and K > 1
+        # SQUAREM state: the cycle's start theta0 and its EM image theta1 (flat vectors), the
+        # largest step length allowed now, and after an extrapolation the plain EM point theta2
+        # to fall back on.
+        cycle = []
+        step_max = 1.0
+        fallback = None
+        while True:
             ll, ll_i, tauT = _estep(XtT, y, logpT, experts, variances)
+            if fallback is not None:
+                if not ll >= history[-1]:
+                    # The extrapolated point lost likelihood: EM's own point instead, and shorter
+                    # steps from now on. This is what keeps the history non-decreasing.
+                    gates, experts, variances, logpT, probT = fallback
+                    step_max = max(1.0, step_max / _SQUAREM_STEP_FACTOR)
+                    ll, ll_i, tauT = _estep(XtT, y, logpT, experts, variances)
+                fallback = None
             if history and abs(ll - history[-1]) <= self.tol * abs(history[-1]):
                 history.append(ll)
                 converged = True
                 break
             history.append(ll)
-            if it == self.max_iter - 1:
+            if len(history) >= self.max_iter:
                 # No M-step after the last E-step: the history ends with the returned parameters.
                 break
             new_experts, new_variances, Nk = _wls_experts(XtT, y, tauT, self.var_floor, F)
@@ -513,10 +560,33 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 reseeded += 1
                 # A re-seed is a restart from a new point: monotonicity is only owed after it.
                 history = []
+                cycle = []
                 continue
+            if accelerate and not cycle:
+                cycle.append(_pack(gates, experts, variances))
             experts, variances = new_experts, new_variances
             for _ in range(self.gate_steps):
                 gates, logpT, probT, _ = newton_step(XtT, XX, tauT, gates, logpT, probT)
+            if not accelerate:
+                continue
+            cycle.append(_pack(gates, experts, variances))
+            if len(cycle) < 3:
+                continue
+            theta0, theta1, theta2 = cycle
+            cycle = []
+            r = theta1 - theta0
+            v = theta2 - 2.0 * theta1 + theta0
+            vv = float(v @ v)
+            # Step length |r| / |v| (Varadhan & Roland's SqS3), within [1, step_max]: 1 is the
+            # plain EM point theta2; a step that reaches step_max lets the next one grow.
+            alpha = min(np.sqrt(float(r @ r) / vv), step_max) if vv > 0 else 1.0
+            if alpha == step_max:
+                step_max *= _SQUAREM_STEP_FACTOR
+            if not alpha > 1.0:
+                continue
+            fallback = (gates, experts, variances, logpT, probT)
+            gates, experts, variances = _unpack(theta0 + 2.0 * alpha * r + alpha * alpha * v, p, K, self.var_floor)
+            logpT, probT = _gate_logp(gates, XtT)
         return dict(
             gates=gates,
             experts=experts,

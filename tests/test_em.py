@@ -199,3 +199,19 @@ def test_blas_and_pair_product_paths_fit_the_same_model(monkeypatch):
     np.testing.assert_allclose(b.loglik_history_, a.loglik_history_, rtol=1e-9)
     np.testing.assert_allclose(b.experts_, a.experts_, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(b.gates_, a.gates_, rtol=1e-6, atol=1e-6)
+
+
+def test_squarem_needs_fewer_iterations_for_the_same_optimum():
+    # overlapping-5d: weak gates and overlapping experts, where plain EM crawls.
+    data = simulate_design("overlapping-5d", 20000, random_state=1)
+    fits = {acc: MixtureOfExperts(3, random_state=0, acceleration=acc).fit(data.X, data.y)
+            for acc in ("none", "squarem")}
+    plain, fast = fits["none"], fits["squarem"]
+    assert fast.converged_ and plain.converged_
+    assert fast.n_iter_ < 0.8 * plain.n_iter_, (fast.n_iter_, plain.n_iter_)
+    h = fast.loglik_history_
+    assert np.all(np.diff(h) >= -1e-9 * np.abs(h[:-1]))
+    # Both stop at a relative change of 1e-6: the same optimum within a few times tol * |ll|.
+    assert abs(fast.loglik_ - plain.loglik_) <= 5e-6 * abs(plain.loglik_)
+    with pytest.raises(ValueError, match="acceleration"):
+        MixtureOfExperts(3, acceleration="fast").fit(data.X, data.y)
