@@ -580,6 +580,11 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             # Step length |r| / |v| (Varadhan & Roland's SqS3), within [1, step_max]: 1 is the
             # plain EM point theta2; a step that reaches step_max lets the next one grow.
             alpha = min(np.sqrt(float(r @ r) / vv), step_max) if vv > 0 else 1.0
+            if len(history) < 3 or history[-1] - history[-2] >= history[-2] - history[-3]:
+                # EM is still speeding up (early iterations, experts changing partners): its path
+                # is not the straight line SQUAREM extrapolates along, and on separated-2d every
+                # such extrapolation was rejected, each a wasted E-step.
+                continue
             if alpha == step_max:
                 step_max *= _SQUAREM_STEP_FACTOR
             if not alpha > 1.0:
