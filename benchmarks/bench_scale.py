@@ -172,7 +172,8 @@ with threadpool_limits(1), warnings.catch_warnings():
     for r in range(reps):
         est = MixtureOfExperts(4, random_state=r).fit(data.X, data.y)
         ts.append(est.fit_time_); its.append(est.n_iter_)
-print("RESULT", np.median(ts), np.mean(its), est.loglik_)
+import moecore
+print("RESULT", np.median(ts), np.mean(its), est.loglik_, moecore.__file__)
 """
 
 
@@ -188,9 +189,12 @@ def d2_against_main(rounds=3):
             info = {}
             for _ in range(rounds):
                 for label, path in trees.items():
+                    # cwd too: "python -c" puts the working directory first on sys.path.
                     out = subprocess.run([sys.executable, "-c", _D2_SNIPPET, str(n), str(reps)], capture_output=True,
-                                         text=True, check=True, env=dict(os.environ, PYTHONPATH=path))
-                    t, it, ll = map(float, out.stdout.split("RESULT")[1].split())
+                                         text=True, check=True, cwd=path, env=dict(os.environ, PYTHONPATH=path))
+                    t, it, ll, where = out.stdout.split("RESULT")[1].split()
+                    assert where.startswith(path), (where, path)  # the tree meant, not another one
+                    t, it, ll = float(t), float(it), float(ll)
                     times[label].append(t)
                     info[label] = (it, ll)
             for label in trees:
