@@ -73,7 +73,7 @@ def bench_em_iteration(n, repeats, seed=1):
     F = _wls_design(XtT, y)
     XX = F[: p * (p + 1) // 2]
     state = {}
-    state["experts"], state["variances"], _ = _wls_experts(F, tau, p, 1e-6)
+    state["experts"], state["variances"], _ = _wls_experts(XtT, y, tau, 1e-6, F)
     state["gates"], _ = fit_softmax_gate(XtT, tau, max_iter=5, XX=XX)
     state["logpT"] = _m._log_softmax_T(state["gates"].T @ XtT)[0]
     state["probT"] = np.exp(state["logpT"])
@@ -81,7 +81,7 @@ def bench_em_iteration(n, repeats, seed=1):
 
     def iteration():
         ll, _, tauT = _estep(XtT, y, state["logpT"], state["experts"], state["variances"])
-        state["experts"], state["variances"], _ = _wls_experts(F, tauT, p, 1e-6)
+        state["experts"], state["variances"], _ = _wls_experts(XtT, y, tauT, 1e-6, F)
         state["gates"], state["logpT"], state["probT"], _ = newton_step(
             XtT, XX, tauT, state["gates"], state["logpT"], state["probT"])
         lls.append(ll)
@@ -94,7 +94,7 @@ def bench_em_iteration(n, repeats, seed=1):
         parts["cpu"] = CPU_MS["last"]
         ll, _, tauT = _estep(XtT, y, state["logpT"], state["experts"], state["variances"])
         parts["e_step"] = _median_ms(lambda: _estep(XtT, y, state["logpT"], state["experts"], state["variances"]), repeats)[0]
-        parts["m_step_experts"] = _median_ms(lambda: _wls_experts(F, tauT, p, 1e-6), repeats)[0]
+        parts["m_step_experts"] = _median_ms(lambda: _wls_experts(XtT, y, tauT, 1e-6, F), repeats)[0]
         parts["m_step_gates"] = _median_ms(
             lambda: newton_step(XtT, XX, tauT, state["gates"], state["logpT"], state["probT"]), repeats)[0]
         # The same inside the public estimator: the marginal cost of an iteration of a real fit,

@@ -147,7 +147,8 @@ def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, r
     Yields
     ------
     dict per (value, repeat, method): parameter, value, repeat, method, time, the metrics of
-    :func:`evaluate`, and for the reduction its wall-clock time.  A generator, so a caller can stop
+    :func:`evaluate`, and for the reduction its wall-clock time, its slowest local fit
+    (``local_max``) and the reduction's own time (``reduction_time``), in seconds.  A generator, so a caller can stop
     (cancel) between runs and show progress.
     """
     if parameter not in SWEEPABLE:
@@ -178,7 +179,9 @@ def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, r
                 dm = DistributedMoE(K, M, random_state=fit_seed, **kw).fit(train.X, train.y)
             wall = time.perf_counter() - t0
             base = {"parameter": parameter, "value": v, "repeat": r}
-            row = dict(base, method="reduction", time=dm.timings_["learning_time"], wall=wall)
+            # Slowest local fit against the reduction: where aggregation costs more than local work.
+            row = dict(base, method="reduction", time=dm.timings_["learning_time"], wall=wall,
+                       local_max=dm.timings_["local_max"], reduction_time=dm.timings_["reduction"])
             row.update(evaluate(dm.params_, test.X, test.y, labels=test.labels, truth=test.params))
             yield row
             if include_global:

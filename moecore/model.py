@@ -244,7 +244,11 @@ class Standardizer:
         n, d = X.shape
         out = np.empty((d + 1, n))
         out[0] = 1.0
-        out[1:] = ((X - self.x_mean) / self.x_scale).T
+        # By blocks of rows: whole-array arithmetic would hold two more copies of the data
+        # (1.6 GB at n = 1e6, d = 100) on top of X and the result.
+        step = max(1, (1 << 22) // d)
+        for s in range(0, n, step):
+            out[1:, s:s + step] = ((X[s:s + step] - self.x_mean) / self.x_scale).T
         return out
 
     def transform_y(self, y):

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import model as _m
-from .em import _estep
-from .gating import DAMPING, MAX_HALVINGS, MAX_STEP, gate_gradient_hessian, gate_objective, pair_products
+from .em import ExpertStats, _estep, expert_statistics, experts_from_statistics
+from .gating import DAMPING, MAX_HALVINGS, MAX_STEP, gate_gradient_hessian, gate_objective
 
 __all__ = [
     "RoundState",
@@ -76,31 +76,27 @@ class RoundState:
 class RoundStatistics:
     """What a machine returns from the E-step; ``a + b`` pools two machines.
 
-    n : rows ; loglik : log-likelihood on the standardised y ; Nk (K,), G (K, p, p), h (K, p),
-    yy (K,) : the experts' weighted sums ; q : Q at the current gates ; grad ((K-1) p,) and
-    hess ((K-1) p, (K-1) p) : gradient and negative Hessian of Q.
+    n : rows ; loglik : log-likelihood on the standardised y ; experts : ExpertStats (the
+    experts' weighted sums N_k, G_k, h_k, sum tau y^2) ; q : Q at the current gates ;
+    grad ((K-1) p,) and hess ((K-1) p, (K-1) p) : gradient and negative Hessian of Q.
     """
 
     n: int
     loglik: float
-    Nk: np.ndarray
-    G: np.ndarray
-    h: np.ndarray
-    yy: np.ndarray
+    experts: ExpertStats
     q: float
     grad: np.ndarray
     hess: np.ndarray
 
     def __add__(self, other):
         return RoundStatistics(
-            self.n + other.n, self.loglik + other.loglik, self.Nk + other.Nk, self.G + other.G,
-            self.h + other.h, self.yy + other.yy, self.q + other.q, self.grad + other.grad,
-            self.hess + other.hess,
+            self.n + other.n, self.loglik + other.loglik, self.experts + other.experts, self.q + other.q,
+            self.grad + other.grad, self.hess + other.hess,
         )
 
     def n_floats(self):
         """Numbers sent up (the symmetric G_k and Hessian count once per distinct entry)."""
-        K, p = self.h.shape
+        K, p = self.experts.h.shape
         g = self.grad.size
         return 3 + K * (1 + p * (p + 1) // 2 + p + 1) + g + g * (g + 1) // 2
 
@@ -119,20 +115,17 @@ def _responsibilities(XtT, ys, state):
 def machine_statistics(X, y, state: RoundState) -> RoundStatistics:
     """Exchange 1 of a round, on one machine: the E-step and the sums the M-step needs.
 
-    X : (n_m, d) ; y : (n_m,)
+    X : (n_m, d) ; y : (n_m,).  The Gram matrices and the gate Hessian come from BLAS products of
+    the weighted design (O(n_m p) memory at any d), the same kernels as EM's.
     """
     XtT, ys = _standardised(X, y, state)
     ll, tauT, logpT = _responsibilities(XtT, ys, state)
-    tX = tauT[:, None, :] * XtT[None, :, :]  # (K, p, n_m)
-    G = tX @ XtT.T
-    h = tX @ ys
-    yy = tauT @ (ys * ys)
     K = tauT.shape[0]
     if K > 1:
-        grad, hess = gate_gradient_hessian(XtT, pair_products(XtT), tauT, np.exp(logpT))
+        grad, hess = gate_gradient_hessian(XtT, None, tauT, np.exp(logpT))
     else:
         grad, hess = np.zeros(0), np.zeros((0, 0))
-    return RoundStatistics(len(ys), ll, tauT.sum(axis=1), G, h, yy, gate_objective(tauT, logpT), grad, hess)
+    return RoundStatistics(len(ys), ll, expert_statistics(XtT, ys, tauT), gate_objective(tauT, logpT), grad, hess)
 
 
 def machine_gate_values(X, y, state: RoundState, direction, steps):
@@ -152,21 +145,9 @@ def machine_loglik(X, y, state: RoundState):
     return _responsibilities(XtT, ys, state)[0]
 
 
-def _experts_from_statistics(stats: RoundStatistics, var_floor):
-    """The exact expert M-step from pooled sums (the normal equations of weighted least squares)."""
-    K, p = stats.h.shape
-    diag = np.arange(p)
-    G = stats.G.copy()
-    # The same relative ridge as EM's M-step: negligible, but keeps a starving expert solvable.
-    G[:, diag, diag] += 1e-12 * np.maximum(stats.G[:, diag, diag].sum(axis=1) / p, 1e-300)[:, None]
-    B = np.linalg.solve(G, stats.h[:, :, None])[:, :, 0]
-    rss = stats.yy - 2.0 * (B * stats.h).sum(axis=1) + ((stats.G @ B[:, :, None])[:, :, 0] * B).sum(axis=1)
-    return B.T.copy(), np.maximum(rss / np.maximum(stats.Nk, 1e-300), var_floor)
-
-
 def newton_direction(stats: RoundStatistics, K):
     """(p, K) damped Newton increment of the gates from pooled gradient and Hessian."""
-    p = stats.h.shape[1]
+    p = stats.experts.h.shape[1]
     if K == 1:
         return np.zeros((p, 1))
     hess = stats.hess.copy()
@@ -193,7 +174,7 @@ def server_step(state: RoundState, stats: RoundStatistics, gate_values, var_floo
     (exchange 2).  Returns the new :class:`RoundState` and the number of gate exchanges used.
     """
     K = state.variances.shape[0]
-    experts, variances = _experts_from_statistics(stats, var_floor)
+    experts, variances = experts_from_statistics(stats.experts, var_floor)
     direction = newton_direction(stats, K)
     gates = state.gates
     exchanges = 0

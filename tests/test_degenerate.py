@@ -48,8 +48,9 @@ def test_expert_that_loses_its_points_is_reseeded_with_a_warning():
     assert finite_model(est)
     assert np.all(np.isfinite(est.predict(x[:, None])))
     h = est.loglik_history_
-    # After the last re-seed the run is an ordinary GEM run again: monotone.
-    assert len(h) > 10 and np.all(np.diff(h) >= -1e-9 * np.abs(h[:-1]))
+    # After the last re-seed the run is an ordinary GEM run again: monotone, and converged
+    # (SQUAREM gets there in about 6 iterations, plain EM in about 12).
+    assert len(h) > 4 and est.converged_ and np.all(np.diff(h) >= -1e-9 * np.abs(h[:-1]))
 
 
 def test_separable_gates_stay_bounded():

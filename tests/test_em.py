@@ -6,19 +6,22 @@ import numpy as np
 import pytest
 
 from moecore import ConvergenceWarning, MixtureOfExperts, MoEParams, NotFittedError
-from moecore.em import _wls_design, _wls_experts
+from moecore.em import _wls_design, _wls_experts, expert_statistics, experts_from_statistics
 from moecore.metrics import parameter_mse
 from moecore.model import loglik_per_sample
 from moecore.simulation import DESIGNS, simulate_design
 
 
-def test_expert_m_step_is_the_exact_weighted_least_squares_minimiser():
+@pytest.mark.parametrize("pairs", [True, False], ids=["pair-products", "blas"])
+def test_expert_m_step_is_the_exact_weighted_least_squares_minimiser(pairs):
     rng = np.random.default_rng(0)
     n, p, K = 500, 3, 2
     XtT = np.vstack([np.ones(n), rng.normal(size=(p - 1, n))])
     y = rng.normal(size=n)
     tau = rng.dirichlet(np.ones(K), size=n).T
-    B, V, Nk = _wls_experts(_wls_design(XtT, y), tau, p, 1e-12)
+    design = _wls_design(XtT, y) if pairs else None
+    assert (design is not None) == pairs  # p = 3: the pair products are chosen automatically
+    B, V, Nk = _wls_experts(XtT, y, tau, 1e-12, design)
     np.testing.assert_allclose(Nk, tau.sum(axis=1), rtol=1e-12)
     for k in range(K):
         w = tau[k]
@@ -156,3 +159,59 @@ def test_min_samples_is_the_bound_em_and_the_shards_enforce():
     # 4 shards of 9 or 10 points: the smallest is below the bound.
     with pytest.raises(ValueError, match="each shard needs at least n_experts \\* \\(d \\+ 1\\) \\+ 1 = 10"):
         DistributedMoE(K, 4, random_state=0).fit(X2, y2)
+
+
+def test_expert_statistics_of_two_parts_add_up_to_those_of_the_whole():
+    rng = np.random.default_rng(3)
+    n, p, K = 900, 31, 3  # p = 31: past the pair-product threshold, the BLAS path
+    XtT = np.vstack([np.ones(n), rng.normal(size=(p - 1, n))])
+    y = rng.normal(size=n)
+    tau = rng.dirichlet(np.ones(K), size=n).T
+    whole = expert_statistics(XtT, y, tau)
+    parts = [expert_statistics(XtT[:, s], y[s], tau[:, s]) for s in (slice(0, 400), slice(400, None))]
+    both = sum(parts)
+    for name in ("Nk", "G", "h", "yy"):
+        np.testing.assert_allclose(getattr(both, name), getattr(whole, name), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(whole.G[1], (XtT * tau[1]) @ XtT.T, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(whole.h[2], XtT @ (tau[2] * y), rtol=1e-10, atol=1e-10)
+    B, V = experts_from_statistics(both, 1e-12)
+    ref = np.linalg.lstsq(XtT.T * np.sqrt(tau[0])[:, None], y * np.sqrt(tau[0]), rcond=None)[0]
+    np.testing.assert_allclose(B[:, 0], ref, rtol=1e-8, atol=1e-10)
+    # The pair-product path gives the same sums where it is used.
+    small = XtT[:4]
+    a, b = expert_statistics(small, y, tau), expert_statistics(small, y, tau, design=_wls_design(small, y))
+    for name in ("Nk", "G", "h", "yy"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-10, atol=1e-10)
+
+
+def test_blas_and_pair_product_paths_fit_the_same_model(monkeypatch):
+    # The M-step's path is chosen by the dimension; forcing either one must not change the fit.
+    from moecore import gating
+
+    data = simulate_design("overlapping-5d", 4000, random_state=4)
+    fits = {}
+    for max_p in (gating.PAIR_PRODUCTS_MAX_P, 0):  # 0: every p takes the BLAS path
+        monkeypatch.setattr(gating, "PAIR_PRODUCTS_MAX_P", max_p)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fits[max_p] = MixtureOfExperts(3, max_iter=60, random_state=0).fit(data.X, data.y)
+    a, b = fits.values()
+    np.testing.assert_allclose(b.loglik_history_, a.loglik_history_, rtol=1e-9)
+    np.testing.assert_allclose(b.experts_, a.experts_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(b.gates_, a.gates_, rtol=1e-6, atol=1e-6)
+
+
+def test_squarem_needs_fewer_iterations_for_the_same_optimum():
+    # overlapping-5d: weak gates and overlapping experts, where plain EM crawls.
+    data = simulate_design("overlapping-5d", 20000, random_state=1)
+    fits = {acc: MixtureOfExperts(3, random_state=0, acceleration=acc).fit(data.X, data.y)
+            for acc in ("none", "squarem")}
+    plain, fast = fits["none"], fits["squarem"]
+    assert fast.converged_ and plain.converged_
+    assert fast.n_iter_ < 0.8 * plain.n_iter_, (fast.n_iter_, plain.n_iter_)
+    h = fast.loglik_history_
+    assert np.all(np.diff(h) >= -1e-9 * np.abs(h[:-1]))
+    # Both stop at a relative change of 1e-6: the same optimum within a few times tol * |ll|.
+    assert abs(fast.loglik_ - plain.loglik_) <= 5e-6 * abs(plain.loglik_)
+    with pytest.raises(ValueError, match="acceleration"):
+        MixtureOfExperts(3, acceleration="fast").fit(data.X, data.y)

@@ -82,3 +82,15 @@ def test_separable_targets_stay_finite():
     assert np.all(np.isfinite(A))
     p = np.exp(_log_softmax_T(A.T @ XtT)[0])
     assert np.mean((p[0] > 0.5) == (x > 0)) == 1.0
+
+
+def test_blas_hessian_equals_the_pair_product_hessian():
+    # XX=None (the path for large d, O(n p) memory) must give the same Hessian, also subsampled.
+    XtT, T, A = setup(n=5000, p=4, K=3, seed=2)
+    P = np.exp(_log_softmax_T(A.T @ XtT)[0])
+    w = np.random.default_rng(5).uniform(0.5, 2.0, size=XtT.shape[1])
+    for stride in (1, 7):
+        g1, h1 = gate_gradient_hessian(XtT, pair_products(XtT), T * w, P, weights=w, hess_stride=stride)
+        g2, h2 = gate_gradient_hessian(XtT, None, T * w, P, weights=w, hess_stride=stride)
+        np.testing.assert_allclose(g2, g1, rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(h2, h1, rtol=1e-10, atol=1e-9)

@@ -141,7 +141,9 @@ def test_round_statistics_add_up(small):
     a = machine_statistics(small.X[:2500], small.y[:2500], state)
     b = machine_statistics(small.X[2500:], small.y[2500:], state)
     both = a + b
-    for f in ("Nk", "G", "h", "yy", "grad", "hess"):
+    for f in ("Nk", "G", "h", "yy"):
+        np.testing.assert_allclose(getattr(both.experts, f), getattr(whole.experts, f), rtol=1e-10, atol=1e-9)
+    for f in ("grad", "hess"):
         np.testing.assert_allclose(getattr(both, f), getattr(whole, f), rtol=1e-10, atol=1e-9)
     assert both.loglik == pytest.approx(whole.loglik, rel=1e-12) and both.n == whole.n
     assert isinstance(both, RoundStatistics)
