@@ -9,6 +9,7 @@ not on ``n_jobs``, the backend or the order in which machines finish.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator
+from sklearn.utils.validation import _check_feature_names
 
 from ._threads import one_blas_thread as _one_thread
 from ._validation import (
@@ -27,6 +29,7 @@ from ._validation import (
     check_int,
     check_nonconstant_columns,
     check_random_state_seed,
+    check_response_scale,
     check_Xy,
 )
 from .em import MixtureOfExperts, MoEPredictorMixin, min_samples
@@ -36,6 +39,11 @@ __all__ = ["DistributedMoE", "LocalFitError", "LocalFitResult", "fit_local", "sp
 
 BACKENDS = {"loky", "threading", "multiprocessing", "sequential", "dask"}
 _EM_KEYS = ("init", "n_init", "max_iter", "tol", "var_floor", "gate_steps")
+# A machine whose worker died is re-run: once more in the pool (a one-off crash, e.g. a killed
+# process, costs only a re-run), then alone in a fresh worker, where a second death can only be its
+# own. Only then is it reported (on_error="raise") or skipped (on_error="skip").
+_LOST_POOL_RETRIES = 1
+_DASK_ATTEMPTS = 3
 
 
 class LocalFitError(RuntimeError):
@@ -111,6 +119,38 @@ def _fit_local_packed(index, shard, n_experts, em_params, seed):
     return fit_local(index, X, y, n_experts, em_params, seed)
 
 
+_SHM_FOLDER = re.compile(r"^moecore-(\d+)-")
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_orphaned_shared(shm="/dev/shm"):
+    """Delete the shared copies left by processes that died mid-fit (killed, out of memory...).
+
+    A copy's folder is named ``moecore-<pid of its process>-...``: those whose process no longer
+    exists are orphans (a live process's copy is never touched). Returns the folders removed.
+    """
+    removed = []
+    try:
+        names = os.listdir(shm)
+    except OSError:
+        return removed
+    for name in names:
+        m = _SHM_FOLDER.match(name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(os.path.join(shm, name), ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
 @contextmanager
 def _shared_arrays(*arrays):
     """Read-only memory-mapped copies of ``arrays`` in /dev/shm, deleted on exit.
@@ -118,14 +158,16 @@ def _shared_arrays(*arrays):
     A worker process receives a memory map as a file reference (joblib pickles np.memmap by
     reference), so every task can be given the whole data at no cost and take its rows itself.
     Without room in /dev/shm the arrays are yielded as they are: joblib then memory-maps large
-    arguments itself, in its own temporary folder.
+    arguments itself, in its own temporary folder.  The folder carries this process's id, so that
+    a later run removes it if this process is killed before its ``finally`` runs.
     """
     shm = "/dev/shm"
     need = sum(a.nbytes for a in arrays)
     if not (os.path.isdir(shm) and shutil.disk_usage(shm).free > 2 * need):
         yield arrays
         return
-    folder = tempfile.mkdtemp(prefix="moecore-", dir=shm)
+    remove_orphaned_shared(shm)
+    folder = tempfile.mkdtemp(prefix=f"moecore-{os.getpid()}-", dir=shm)
     try:
         maps = []
         for i, a in enumerate(arrays):
@@ -276,33 +318,48 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             Called with ("local", machines done, M) as local fits finish and with
             ("mm", iteration, max iterations) during the reduction.
         """
-        t0 = time.perf_counter()
-        X, y = check_Xy(X, y)
-        n, d = X.shape
-        K, M, S = self._check_parameters(n, d)
-        check_nonconstant_columns(X)
-        ss = check_random_state_seed(self.random_state)
-        seed_split, seed_support, seed_mm, seed_machines = ss.spawn(4)
-        machine_seeds = seed_machines.spawn(M)
-        if machine is None:
-            shards = split_shards(n, M, np.random.default_rng(seed_split))
-        else:
-            shards = _shards_from_labels(machine, n, M)
-        results = self._fit_locals(X, y, shards, machine_seeds, progress)
-        self.shards_ = shards
-        self._collect(results, n)
-        self.support_indices_ = np.sort(
-            np.random.default_rng(seed_support).choice(n, size=S, replace=False)
-        )
-        self._reduce(X[self.support_indices_], y[self.support_indices_], seed_mm, progress)
-        self.timings_["wall"] = time.perf_counter() - t0
-        return self
+        # All or nothing: a refit that raises (a failed machine, a bad argument) leaves the
+        # estimator as it was, never shards_ of the new data beside the old parameters.
+        with _all_or_nothing(self):
+            t0 = time.perf_counter()
+            X_in = X
+            X, y = check_Xy(X, y)
+            n, d = X.shape
+            K, M, S = self._check_parameters(n, d)
+            check_nonconstant_columns(X)
+            check_response_scale(y)
+            ss = check_random_state_seed(self.random_state)
+            seed_split, seed_support, seed_mm, seed_machines = ss.spawn(4)
+            machine_seeds = seed_machines.spawn(M)
+            if machine is None:
+                shards = split_shards(n, M, np.random.default_rng(seed_split))
+            else:
+                shards = _shards_from_labels(machine, n, M)
+            results = self._fit_locals(X, y, shards, machine_seeds, progress)
+            self.shards_ = shards
+            self._collect(results, n)
+            self.support_indices_ = np.sort(
+                np.random.default_rng(seed_support).choice(n, size=S, replace=False)
+            )
+            self._reduce(X[self.support_indices_], y[self.support_indices_], seed_mm, progress)
+            _check_feature_names(self, X_in, reset=True)
+            self.timings_["wall"] = time.perf_counter() - t0
+            return self
 
     def _fit_locals(self, X, y, shards, seeds, progress):
         K = self.n_experts
         em = self._em_params()
         if self.backend == "dask":
             return self._fit_locals_dask(X, y, shards, seeds, progress)
+
+        def lost(m, why):
+            return LocalFitResult(m, len(shards[m]), None, float("nan"), why)
+
+        if self.backend == "multiprocessing":
+            # A plain process pool pickles every argument: send each machine its own rows only.
+            tasks = [delayed(_fit_local_packed)(m, (X[idx], y[idx]), K, em, seeds[m])
+                     for m, idx in enumerate(shards)]
+            return self._run_joblib(tasks, len(shards), progress, lost)
         # Every task gets the whole (X, y) and its row indices. For worker processes (X, y) go
         # once into shared memory and each task carries a reference: copying each shard into its
         # task made the dispatching process pickle the whole data through pipes, taking CPU from
@@ -312,30 +369,87 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                 delayed(_fit_local_rows)(m, Xs, ys, idx, K, em, seeds[m])
                 for m, idx in enumerate(shards)
             )
-            return self._run_joblib(tasks, len(shards), progress)
+            return self._run_joblib(tasks, len(shards), progress, lost)
 
     @property
     def _process_backend(self):
         """Whether the local fits run in worker processes (rather than threads of this one)."""
         return self.backend in ("loky", "multiprocessing")
 
-    def _run_joblib(self, tasks, M, progress):
+    def _run_joblib(self, tasks, M, progress, lost=None):
         """Run joblib tasks on the configured backend; results in machine order (``result.index``).
 
         Shared by the array path (:meth:`fit`) and the shard-file path (:meth:`fit_shards`).
+        Task m must be the m-th of ``tasks``.  When a worker process dies (killed, out of memory),
+        the results already back are kept and only the unfinished machines are re-run (see
+        ``_LOST_POOL_RETRIES``); a machine that still dies becomes ``lost(m, why)`` (a failed
+        result, which ``on_error`` then handles) or, with ``lost=None``, a :class:`LocalFitError`.
         """
+        tasks = list(tasks)
         results = [None] * M
-        n_jobs = 1 if self.backend == "sequential" else self.n_jobs
+        done = 0
+
+        def run(todo, n_jobs):
+            nonlocal done
+            for res in self._dispatch([tasks[m] for m in todo], n_jobs):
+                results[res.index] = res
+                done += 1
+                if progress is not None:
+                    progress("local", done, M)
+
+        todo, why = list(range(M)), None
+        for attempt in range(1 + _LOST_POOL_RETRIES):
+            try:
+                run(todo, self._effective_jobs(len(todo)))
+                return results
+            except _WORKER_LOST as exc:
+                why = _lost_text(exc)
+                todo = [m for m in range(M) if results[m] is None]
+        # Still dying: run each remaining machine alone, so a death names its own machine.
+        for m in todo:
+            try:
+                run([m], 1)
+            except _WORKER_LOST as exc:
+                why = (f"its worker process on host {os.uname().nodename} died at each of "
+                       f"{2 + _LOST_POOL_RETRIES} attempts (the last alone): {_lost_text(exc)}")
+                if lost is None:
+                    raise LocalFitError(f"machine {m}: {why}") from None
+                results[m] = lost(m, why)
+        return results
+
+    def _effective_jobs(self, n_tasks):
+        """Workers for ``n_tasks`` tasks: never more than tasks, nor processes than cores."""
+        if self.backend == "sequential":
+            return 1
+        cores = os.cpu_count() or 1
+        n = self.n_jobs if self.n_jobs is not None else 1
+        n = cores if n == -1 else (max(cores + 1 + n, 1) if n < 0 else n)
+        if self._process_backend:
+            n = min(n, cores)
+        return max(1, min(n, n_tasks))
+
+    def _dispatch(self, tasks, n_jobs):
+        """Yield the results of joblib ``delayed`` tasks as they finish."""
+        if self.backend == "multiprocessing":
+            # joblib's multiprocessing pool waits forever for the task of a killed worker; the
+            # standard library's pool reports it (BrokenProcessPool). The forkserver starts clean
+            # workers: forking a process that runs threads (a web server, BLAS) can deadlock.
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            ex = ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("forkserver"))
+            try:
+                futures = [ex.submit(f, *a, **kw) for f, a, kw in tasks]
+                for fut in as_completed(futures):
+                    yield fut.result()
+            finally:
+                ex.shutdown(wait=False, cancel_futures=True)
+            return
         backend = "sequential" if self.backend == "sequential" else self.backend
         # In-process fits share one BLAS pool: hold it at one thread around the whole batch, so that
         # concurrent fits entering and leaving their own limit never restore it under each other.
         with _one_thread() if not self._process_backend else nullcontext():
-            par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")
-            for done, res in enumerate(par(tasks), start=1):
-                results[res.index] = res
-                if progress is not None:
-                    progress("local", done, M)
-        return results
+            yield from Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")(tasks)
 
     @contextmanager
     def _dask_client(self):
@@ -373,14 +487,39 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             )
 
     @staticmethod
-    def _gather_dask(futures, M, progress):
-        """Results of dask futures in machine order, reporting progress as they complete."""
+    def _gather_dask(futures, M, progress, resubmit=None, lost=None):
+        """Results of dask futures in machine order, reporting progress as they complete.
+
+        A future lost with its worker (the worker died, or the data scattered to it went with
+        it) is resubmitted by ``resubmit(m)`` (a new future for machine m), up to
+        ``_DASK_ATTEMPTS`` times in all; a machine lost every time becomes ``lost(m, why)`` or,
+        with ``lost=None``, a :class:`LocalFitError`.  Errors raised by the task itself propagate.
+        """
         from distributed import as_completed
 
         results = [None] * M
-        for done, fut in enumerate(as_completed(futures), start=1):
-            res = fut.result()
+        machine = {fut.key: m for m, fut in enumerate(futures)}
+        attempts = dict.fromkeys(range(M), 1)
+        ac = as_completed(futures)
+        done = 0
+        for fut in ac:
+            m = machine[fut.key]
+            try:
+                res = fut.result()
+            except _DASK_LOST as exc:
+                why = _lost_text(exc)
+                if resubmit is not None and attempts[m] < _DASK_ATTEMPTS:
+                    attempts[m] += 1
+                    new = resubmit(m)
+                    machine[new.key] = m
+                    ac.add(new)
+                    continue
+                why = f"lost with its dask worker {attempts[m]} time(s): {why}"
+                if lost is None:
+                    raise LocalFitError(f"machine {m}: {why}") from None
+                res = lost(m, why)
             results[res.index] = res
+            done += 1
             if progress is not None:
                 progress("local", done, M)
         return results
@@ -389,14 +528,26 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         with self._dask_client() as client:
             # Each shard travels once, to the worker that will fit it: scatter places the data,
             # the task then runs where its data already is (no pickling of arrays per task).
-            data = client.scatter([(X[idx], y[idx]) for idx in shards])
+            # Scattered data has no recipe on the cluster: if its worker dies, the shard is sent
+            # again from here (resubmit).
+            data = []
+
+            def submit(m):
+                data.append(client.scatter([(X[shards[m]], y[shards[m]])])[0])
+                return client.submit(_fit_local_packed, m, data[-1], self.n_experts, self._em_params(),
+                                     seeds[m], pure=False)
+
+            def lost(m, why):
+                return LocalFitResult(m, len(shards[m]), None, float("nan"), why)
+
             try:
+                data.extend(client.scatter([(X[idx], y[idx]) for idx in shards]))
                 futures = [
                     client.submit(_fit_local_packed, m, data[m], self.n_experts, self._em_params(),
                                   seeds[m], pure=False)
                     for m in range(len(shards))
                 ]
-                return self._gather_dask(futures, len(shards), progress)
+                return self._gather_dask(futures, len(shards), progress, submit, lost)
             finally:
                 client.cancel(data)
 
@@ -502,3 +653,40 @@ def _shards_from_labels(machine, n, M):
     if empty:
         raise ValueError(f"machine(s) {empty} hold no rows: every one of the {M} machines needs data.")
     return shards
+
+
+@contextmanager
+def _all_or_nothing(est):
+    """A refit that raises leaves ``est`` exactly as it was (every fitted attribute)."""
+    before = dict(est.__dict__)
+    try:
+        yield
+    except BaseException:
+        est.__dict__.clear()
+        est.__dict__.update(before)
+        raise
+
+
+def _worker_lost_types():
+    from concurrent.futures.process import BrokenProcessPool
+
+    return (BrokenProcessPool,)  # loky's TerminatedWorkerError is one
+
+
+def _dask_lost_types():
+    from concurrent.futures import CancelledError
+
+    try:
+        from distributed.scheduler import KilledWorker
+    except ImportError:  # pragma: no cover - dask is a requirement
+        return (CancelledError,)
+    return (CancelledError, KilledWorker)
+
+
+_WORKER_LOST = _worker_lost_types()
+_DASK_LOST = _dask_lost_types()
+
+
+def _lost_text(exc, limit=300):
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[:limit] + "..."
