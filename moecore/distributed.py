@@ -405,10 +405,16 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             except _WORKER_LOST as exc:
                 why = _lost_text(exc)
                 todo = [m for m in range(M) if results[m] is None]
+                warnings.warn(
+                    f"a worker process died on host {os.uname().nodename} ({why}); the {M - len(todo)} "
+                    f"finished local fit(s) are kept and machine(s) {todo} are run again.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
         # Still dying: run each remaining machine alone, so a death names its own machine.
         for m in todo:
             try:
-                run([m], 1)
+                run([m], self._effective_jobs(1))
             except _WORKER_LOST as exc:
                 why = (f"its worker process on host {os.uname().nodename} died at each of "
                        f"{2 + _LOST_POOL_RETRIES} attempts (the last alone): {_lost_text(exc)}")
@@ -424,20 +430,23 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         cores = os.cpu_count() or 1
         n = self.n_jobs if self.n_jobs is not None else 1
         n = cores if n == -1 else (max(cores + 1 + n, 1) if n < 0 else n)
-        if self._process_backend:
-            n = min(n, cores)
-        return max(1, min(n, n_tasks))
+        if not self._process_backend:
+            return max(1, min(n, n_tasks))
+        n = min(n, cores)
+        # joblib runs n_jobs=1 in this very process: keep a process pool (of 2) when one was asked
+        # for, so a task that kills its worker (out of memory...) cannot take this process along.
+        return max(min(n, 2), min(n, n_tasks))
 
     def _dispatch(self, tasks, n_jobs):
         """Yield the results of joblib ``delayed`` tasks as they finish."""
         if self.backend == "multiprocessing":
             # joblib's multiprocessing pool waits forever for the task of a killed worker; the
-            # standard library's pool reports it (BrokenProcessPool). The forkserver starts clean
-            # workers: forking a process that runs threads (a web server, BLAS) can deadlock.
+            # standard library's pool reports it (BrokenProcessPool). Forked workers, as joblib's
+            # backend has them: spawn or forkserver would re-run a script without a __main__ guard.
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
-            ex = ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("forkserver"))
+            ex = ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("fork"))
             try:
                 futures = [ex.submit(f, *a, **kw) for f, a, kw in tasks]
                 for fut in as_completed(futures):
@@ -509,6 +518,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             except _DASK_LOST as exc:
                 why = _lost_text(exc)
                 if resubmit is not None and attempts[m] < _DASK_ATTEMPTS:
+                    warnings.warn(f"machine {m} was lost with its dask worker ({why}); its shard is "
+                                  "sent again and fitted elsewhere.", RuntimeWarning, stacklevel=3)
                     attempts[m] += 1
                     new = resubmit(m)
                     machine[new.key] = m
