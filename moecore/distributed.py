@@ -699,5 +699,6 @@ _DASK_LOST = _dask_lost_types()
 
 
 def _lost_text(exc, limit=300):
-    text = f"{type(exc).__name__}: {exc}"
+    """One short line saying how a worker was lost (loky's message runs over several lines)."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
     return text if len(text) <= limit else text[:limit] + "..."

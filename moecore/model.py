@@ -158,7 +158,8 @@ def _log_gate_T(XtT, gates):
 def _log_expert_T(XtT, y, experts, variances):
     """(K, n) log N(y_i; beta_k . x~_i, sigma2_k)."""
     resid = y[None, :] - experts.T @ XtT
-    return -0.5 * (LOG_2PI + np.log(variances)[:, None] + resid * resid / variances[:, None])
+    with np.errstate(over="ignore"):  # a residual beyond 1e154: its density underflows to 0, as it should
+        return -0.5 * (LOG_2PI + np.log(variances)[:, None] + resid * resid / variances[:, None])
 
 
 def _coerce(params, X, y=None):
