@@ -10,6 +10,9 @@ What it measures, on a named design (default ``separated-2d``, d = 2, K = 4):
 * the distributed estimator (local EM fits in parallel + OT/MM reduction) for M in ``--m-list``:
   - wall clock on the cores used here (``--n-jobs`` joblib workers, loky processes by default),
   - the paper's learning time = max local fit time + reduction time (machines truly in parallel),
+    plus the screening of the local fits (and the slowest refit, if a machine was flagged);
+  - with ``--rounds`` the same at M = ``--machines`` with refinement rounds, whose time (slowest
+    machine per exchange + server step) the learning time then includes;
   - speed-ups of both over the global EM time;
 * the same learning time in CPU seconds (``time.thread_time`` of each local fit and of the
   reduction; global EM likewise): what dedicated machines would take, immune to other jobs sharing
@@ -97,6 +100,8 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3,
                     help="timed runs of every fit; times reported are the minimum (shared hosts are noisy), "
                          "medians in *_median columns; the fits themselves are identical (same seed)")
+    ap.add_argument("--rounds", default="1",
+                    help="refinement rounds to add at M = --machines (comma list; 0 or empty: none)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="", help="suffix of the output files")
     ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
@@ -156,15 +161,15 @@ def main(argv=None):
         print(f"global EM: {g_time:.2f} s (min of {len(g_times)}; CPU {g_cpu:.2f} s) ({g.n_iter_} iterations); RPE {gm['rpe']:.4%}, ARI {gm['ari']:.4f}, "
               f"MSE {gm['mse_all']:.3g}; peak RSS main {main_peak_mb():.0f} MB")
 
-    def distributed(M, nj, backend=args.backend):
+    def distributed(M, nj, backend=args.backend, rounds=0):
         walls, runs = [], []
         for _ in range(max(1, args.repeats)):
             t = time.perf_counter()
             # The main process only reduces: one BLAS thread, as the global EM and every local fit.
             with warnings.catch_warnings(), threadpool_limits(1):
                 warnings.simplefilter("ignore")
-                dm = DistributedMoE(K, M, n_jobs=nj, backend=backend, random_state=args.seed).fit(
-                    train.X, train.y)
+                dm = DistributedMoE(K, M, n_jobs=nj, backend=backend, random_state=args.seed,
+                                    refine_rounds=rounds).fit(train.X, train.y)
             walls.append(time.perf_counter() - t)
             runs.append(dm.timings_)
         # The run with the smallest learning time gives its components; wall is its own minimum.
@@ -175,6 +180,9 @@ def main(argv=None):
                         learning_time_median=float(np.median([r["learning_time"] for r in runs])),
                         local_max=tm["local_max"], local_mean=float(np.mean(tm["local"])),
                         local_sum=tm["local_sum"], reduction=tm["reduction"],
+                        screening=tm["screening"], refit_max=float(np.max(tm["refit"], initial=0.0)),
+                        rounds=float(np.sum(tm["rounds"])), n_flagged=len(dm.flagged_),
+                        floats_total=dm.communication_["total"],
                         learning_time_cpu=min(r["learning_time_cpu"] for r in runs),
                         local_cpu_max=min(runs, key=lambda r: r["learning_time_cpu"])["local_cpu_max"],
                         reduction_cpu=min(runs, key=lambda r: r["learning_time_cpu"])["reduction_cpu"],
@@ -183,22 +191,26 @@ def main(argv=None):
                         converged=all(m.converged_ for m in dm.local_models_))
 
     g_rpe = rows[0]["rpe"] if rows else np.nan
-    for M in _ints(args.m_list):
-        dm, tm = distributed(M, n_jobs)
+    runs = [(M, 0) for M in _ints(args.m_list)]
+    runs += [(args.machines, r) for r in _ints(args.rounds) if r > 0]
+    for M, rounds in runs:
+        dm, tm = distributed(M, n_jobs, rounds=rounds)
         # The paper's machines each run one local fit alone. Inside the worker pool above, the
         # fits share this host's cores with each other and with the dispatching process, which
         # stretches the slowest one; the sequential backend times every fit alone on one core.
         # Same seed, so the same fits: only the timing conditions differ.
-        dm_alone, ta = distributed(M, 1, backend="sequential")
+        dm_alone, ta = distributed(M, 1, backend="sequential", rounds=rounds)
         assert np.array_equal(dm_alone.params_.vector(), dm.params_.vector())
         dedicated = dict(learning_time_dedicated=ta["learning_time"], local_max_dedicated=ta["local_max"],
                          reduction_dedicated=ta["reduction"],
                          learning_time_dedicated_median=ta["learning_time_median"])
         dmx = metrics(dm.params_)
-        row = dict(common, method="distributed (reduction)", M=M, n_jobs=n_jobs, **tm, **dedicated, **dmx)
+        method = "distributed (reduction)" + (f" + {rounds} round(s)" if rounds else "")
+        row = dict(common, method=method, M=M, n_jobs=n_jobs, refine_rounds=rounds, **tm, **dedicated, **dmx)
         rows.append(row)
-        print(f"M={M:4d}: wall {tm['wall']:.2f} s, learning time {tm['learning_time']:.3f} s (max local "
-              f"{tm['local_max']:.3f} + reduction {tm['reduction']:.3f}); speed-up learning "
+        print(f"M={M:4d}, rounds {rounds}: wall {tm['wall']:.2f} s, learning time {tm['learning_time']:.3f} s (max local "
+              f"{tm['local_max']:.3f} + screening {tm['screening']:.3f} + refit {tm['refit_max']:.3f} + reduction "
+              f"{tm['reduction']:.3f} + rounds {tm['rounds']:.3f}); speed-up learning "
               f"{g_time / tm['learning_time']:.1f}x, wall {g_time / tm['wall']:.2f}x; RPE {dmx['rpe']:.4%} "
               f"({dmx['rpe'] / g_rpe - 1:+.2%} vs global), ARI {dmx['ari']:.4f}, MSE {dmx['mse_all']:.3g}; "
               f"CPU learning time {tm['learning_time_cpu']:.3f} s ({g_cpu / tm['learning_time_cpu']:.1f}x); "

@@ -308,18 +308,30 @@ def plan_figure(dm, *, colors=None):
     """The transport plan as a heatmap: rows = local experts (machine, expert), columns = reduced
     experts, cell = mean gate mass sent (in % of the whole mixture)."""
     plan = dm.transport_plan_
-    return coupling_figure(plan.coupling, dm.machines_[plan.machine], plan.expert, colors=colors)
+    return coupling_figure(plan.coupling, dm.machines_[plan.machine], plan.expert, colors=colors,
+                           flagged=_screening_actions(dm))
 
 
-def coupling_figure(coupling, machine, expert, *, colors=None,
+def _screening_actions(dm):
+    """{machine: what the screening did} ("refit", "dropped", "kept"), empty when nothing was flagged."""
+    rep = getattr(dm, "screening_", None)
+    return dict(rep.actions) if rep is not None else {}
+
+
+def coupling_figure(coupling, machine, expert, *, colors=None, flagged=None,
                     title="Transport plan<br><sup>gate mass (%) each local expert sends to each reduced expert</sup>"):
-    """Heatmap of a coupling (L, K) in % of the total mass; rows labelled machine · expert."""
+    """Heatmap of a coupling (L, K) in % of the total mass; rows labelled machine · expert.
+
+    ``flagged``: {machine: action} of the screening; those rows are marked with the action.
+    """
+    flagged = flagged or {}
     coupling = np.asarray(coupling, dtype=float)
     K = coupling.shape[1]
     colors = np.arange(K) if colors is None else np.asarray(colors)
     order = np.argsort(colors)  # columns in colour order: reduced 1, 2, ... as everywhere else
     z = 100 * coupling[:, order]
-    rows = [f"m{m + 1} · e{j + 1}" for m, j in zip(machine, expert, strict=True)]
+    rows = [f"m{m + 1} · e{j + 1}" + (f" ({flagged[m]})" if m in flagged else "")
+            for m, j in zip(machine, expert, strict=True)]
     cols = [f"reduced {colors[k] + 1}" for k in order]
     L = z.shape[0]
     text = np.where(z >= 0.05, np.vectorize(lambda v: f"{v:.1f}")(z), "")
@@ -340,11 +352,14 @@ def loglik_figure(dm, global_model=None):
     """EM log-likelihood per sample against iteration, one line per machine (and the global EM)."""
     fig = go.Figure()
     sizes = [len(dm.shards_[m]) for m in dm.machines_]
+    flagged = _screening_actions(dm)
     for m, model, n_m in zip(dm.machines_, dm.local_models_, sizes, strict=True):
         h = np.asarray(model.loglik_history_) / n_m
-        fig.add_trace(go.Scatter(x=np.arange(1, len(h) + 1), y=h, mode="lines+markers", name=f"machine {m + 1}",
-                                 marker=dict(size=4), line=dict(width=1.5),
-                                 hovertemplate=f"machine {m + 1}<br>iteration %{{x}}<br>loglik/n=%{{y:.4f}}<extra></extra>"))
+        note = f" (flagged, {flagged[m]})" if m in flagged else ""
+        line = dict(width=3, dash="dash", color="#d62728") if m in flagged else dict(width=1.5)
+        fig.add_trace(go.Scatter(x=np.arange(1, len(h) + 1), y=h, mode="lines+markers", name=f"machine {m + 1}{note}",
+                                 marker=dict(size=4), line=line,
+                                 hovertemplate=f"machine {m + 1}{note}<br>iteration %{{x}}<br>loglik/n=%{{y:.4f}}<extra></extra>"))
     if global_model is not None and len(global_model.loglik_history_):
         n = sum(len(s) for s in dm.shards_)
         h = np.asarray(global_model.loglik_history_) / n
@@ -367,14 +382,32 @@ def mm_figure(history, init_objectives=None):
 
 
 def timing_figure(dm, global_time=None):
-    """Seconds: each machine's local fit, the reduction, and the summary figures, labelled."""
+    """Seconds: each machine's local fit, screening, refits, the reduction, the refinement rounds
+    and the summary figures, labelled; machines the screening flagged in red."""
     tm = dm.timings_
     local = np.asarray(tm["local"], dtype=float)
     M = len(local)
-    labels = [f"machine {m + 1}" for m in range(M)] + ["reduction", "learning time (max local + reduction)",
-                                                       "wall clock (this fit, cores used)"]
-    vals = list(local) + [tm["reduction"], tm["learning_time"], tm["wall"]]
-    cols = [PALETTE[0]] * M + [PALETTE[1], PALETTE[2], "#7f7f7f"]
+    flagged = _screening_actions(dm)
+    labels = [f"machine {m + 1}" + (f" (flagged, {flagged[m]})" if m in flagged else "") for m in range(M)]
+    vals = list(local)
+    cols = ["#d62728" if m in flagged else PALETTE[0] for m in range(M)]
+    refits = np.asarray(tm.get("refit", []), dtype=float)
+    for m, t in zip(sorted(m for m, a in flagged.items() if a != "kept"), refits, strict=False):
+        labels.append(f"refit of machine {m + 1}")
+        vals.append(t)
+        cols.append("#d62728")
+    labels += ["screening", "reduction"]
+    vals += [tm.get("screening", 0.0), tm["reduction"]]
+    cols += [PALETTE[4], PALETTE[1]]
+    rounds = np.asarray(tm.get("rounds", []), dtype=float)
+    if rounds.size:
+        labels.append(f"refinement rounds ({rounds.size})")
+        vals.append(float(rounds.sum()))
+        cols.append(PALETTE[5])
+    labels += ["learning time (paper's figure" + (", with rounds)" if rounds.size else ")"),
+               "wall clock (this fit, cores used)"]
+    vals += [tm["learning_time"], tm["wall"]]
+    cols += [PALETTE[2], "#7f7f7f"]
     if global_time is not None:
         labels.append("global EM on all data")
         vals.append(global_time)
@@ -447,9 +480,10 @@ def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, featur
 
 # ----------------------------------------------------------------------------- experiments
 PARAM_LABELS = {"n_machines": "number of machines M", "support_fraction": "support size / default floor(n / 4M)",
-                "n": "sample size n"}
+                "n": "sample size n", "refine_rounds": "refinement rounds"}
 METRIC_LABELS = {"rpe": "relative prediction error (RPE)", "time": "learning time (s)", "wall": "wall clock (s)",
-                 "mse_all": "parameter MSE", "mse_experts": "expert MSE", "ari": "adjusted Rand index",
+                 "mse_all": "parameter MSE", "mse_experts": "expert MSE", "mse_gates": "gate MSE",
+                 "mse_variances": "variance MSE", "ari": "adjusted Rand index",
                  "clustering_error": "clustering error", "loglik": "held-out log-likelihood / n",
                  "transport_divergence": "transport divergence to truth", "correlation": "correlation"}
 

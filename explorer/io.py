@@ -348,10 +348,11 @@ def params_from_text(text: str, name: str = "the parameters") -> MoEParams:
 # ------------------------------------------------------------------------------ sweep values
 MAX_SWEEP_VALUES = 20
 SWEEP_LIMITS = {"n_machines": (1, 256), "n": (50, 1_000_000)}
-SWEEP_NAMES = {"n_machines": "M", "n": "n", "support_fraction": "support fractions"}
+SWEEP_NAMES = {"n_machines": "M", "n": "n", "support_fraction": "support fractions",
+               "refine_rounds": "refinement rounds"}
 
 
-def parse_sweep_values(text: str, parameter: str, n_machines: int) -> list:
+def parse_sweep_values(text: str, parameter: str, n_machines: int, max_rounds: int = 10) -> list:
     """The values of an Experiments sweep typed as "2, 4, 8", checked against their ranges.
 
     Support fractions multiply floor(n / 4M): above 4 M the support would exceed n.
@@ -371,6 +372,12 @@ def parse_sweep_values(text: str, parameter: str, n_machines: int) -> list:
         if not np.isfinite(v):
             raise InputError(f"{name} must be finite numbers, got {_clip(p)!r}.")
         vals.append(v)
+    if parameter == "refine_rounds":
+        if any(v != int(v) or v < 0 for v in vals):
+            raise InputError("refinement rounds must be whole numbers from 0.")
+        if max(vals) > max_rounds:
+            raise InputError(f"at most {max_rounds} refinement rounds here.")
+        return [int(v) for v in vals]
     if parameter in SWEEP_LIMITS:
         lo, hi = SWEEP_LIMITS[parameter]
         bad = [v for v in vals if v != int(v) or v < lo]

@@ -28,6 +28,8 @@ import streamlit as st
 from moecore import DistributedMoE, MixtureOfExperts, MoEParams
 from moecore.distributed import default_support_size
 from moecore.em import min_samples
+from moecore.reduction import GATE_TARGETS, VARIANCE_UPDATES
+from moecore.screening import LOCAL_CHECKS
 from moecore.experiments import compare_methods
 from moecore.simulation import DESIGNS, get_design, simulate
 
@@ -41,6 +43,9 @@ MAX_JOBS = max(1, os.cpu_count() or 1)
 # server's environment. A scheduler speaks pickles, so by default only this host's own.
 SCHEDULER_ALLOW_ENV = "DMOE_DASK_SCHEDULERS"
 DEFAULT_SCHEDULER_ALLOW = "tcp://127.0.0.1:*,tcp://localhost:*,tcp://[::1]:*"
+# Refinement rounds offered in the app: 3 reach the global EM's parameters on every shipped
+# design (benchmarks/bench_reduction_params.py); a few more show the curve flatten.
+MAX_APP_ROUNDS = 10
 # Measured in benchmarks/bench_app.py: data + 8 local fits + reduction + global EM on 20 000
 # points take well under 2 s on 2 cores with the threading backend (loky pays ~1-3 s to start
 # its worker processes on the first fit, more than the whole fit costs).
@@ -67,7 +72,9 @@ DEFAULTS = {
     "cfg_scheduler": "",
     "cfg_n_jobs": min(2, MAX_JOBS),
     "cfg_variance_update": "exact",
-    "cfg_gate_targets": "plan",
+    "cfg_gate_targets": "component",
+    "cfg_local_check": "refit",
+    "cfg_rounds": 0,
 }
 BACKENDS = ["threading", "loky", "sequential", "dask"]
 # What a dask scheduler address looks like: protocol://host[:port] (e.g. tcp://10.0.0.5:8786).
@@ -98,14 +105,17 @@ QUERY_KEYS = {
     "jobs": ("cfg_n_jobs", int),
     "var": ("cfg_variance_update", str),
     "gt": ("cfg_gate_targets", str),
+    "check": ("cfg_local_check", str),
+    "rounds": ("cfg_rounds", int),
 }
 CHOICES = {
     "cfg_source": {"design", "custom"},
     "cfg_design": set(DESIGNS),
     "cfg_x_dist": {"uniform", "gaussian"},
     "cfg_backend": set(BACKENDS),
-    "cfg_variance_update": {"exact", "authors"},
-    "cfg_gate_targets": {"plan", "posterior"},
+    "cfg_variance_update": set(VARIANCE_UPDATES),
+    "cfg_gate_targets": set(GATE_TARGETS),
+    "cfg_local_check": set(LOCAL_CHECKS),
 }
 LIMITS = {
     "cfg_n": (50, 200_000),
@@ -117,6 +127,7 @@ LIMITS = {
     "cfg_restarts": (1, 10),
     "cfg_mm_restarts": (1, 10),
     "cfg_n_jobs": (1, MAX_JOBS),
+    "cfg_rounds": (0, MAX_APP_ROUNDS),
     "cfg_seed": (0, 2**31 - 1),
     "cfg_fit_seed": (0, 2**31 - 1),
     # The widgets' own ranges (pages/data.py): /?xscale=1e308 crashed the first run.
@@ -387,6 +398,8 @@ def fit_params(s: dict, n: int, *, automatic=False) -> dict:
         mm_n_init=int(s["mm_restarts"]),
         variance_update=s["variance_update"],
         gate_targets=s["gate_targets"],
+        local_check=s["local_check"],
+        refine_rounds=int(s["rounds"]),
     )
 
 
@@ -610,7 +623,31 @@ def learn_example(M: int, seed: int, init: str, n: int = 2000):
     else:
         B0, V0 = problem.initial_experts(K, rng)
     states = list(mm_steps(problem, B0, V0, max_iter=60, tol=1e-10))
-    return problem, states, sim
+    return problem, states, sim, dm
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def learn_rounds(M: int, seed: int, rounds: int = 3, n: int = 2000):
+    """The Learn example's reduced model refined by distributed EM rounds: the pooled
+    log-likelihood per sample and the gate MSE against the truth and against the global EM after
+    0..rounds rounds."""
+    from moecore.metrics import parameter_mse
+    from moecore.model import Standardizer, loglik_per_sample
+    from moecore.refine import em_rounds
+
+    problem, _, sim, dm = learn_example(M, seed, "kmeans", n)
+    shards = [(sim.X[idx], sim.y[idx]) for idx in dm.shards_]
+    scaler = Standardizer.fit(dm.support_X_, dm.support_y_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = MixtureOfExperts(sim.params.n_experts, random_state=seed).fit(sim.X, sim.y).params_
+    prm, out = dm.params_, []
+    for r in range(rounds + 1):
+        if r:
+            prm, _ = em_rounds(shards, prm, 1, scaler=scaler)
+        out.append(dict(rounds=r, loglik=float(loglik_per_sample(sim.X, sim.y, prm).mean()),
+                        gates=parameter_mse(prm, sim.params)["gates"], gates_global=parameter_mse(prm, g)["gates"]))
+    return out
 
 
 def coupling_of(problem, st_assignment, K):

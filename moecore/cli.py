@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 
+from .reduction import GATE_TARGETS, VARIANCE_UPDATES
+from .screening import LOCAL_CHECKS
 from .simulation import DESIGNS
 
 
@@ -51,7 +53,12 @@ def _build_parser():
     c.add_argument("--support-size", type=_int_at_least(1), default=None, help="S (default floor(n / 4M))")
     c.add_argument("--n-jobs", type=_n_jobs, default=-1, help="parallel local fits (default: all cores)")
     c.add_argument("--backend", default="loky", choices=["loky", "threading", "multiprocessing", "sequential"])
-    c.add_argument("--variance-update", default="exact", choices=["exact", "authors"])
+    c.add_argument("--variance-update", default="exact", choices=list(VARIANCE_UPDATES))
+    c.add_argument("--gate-targets", default="component", choices=list(GATE_TARGETS),
+                   help="how the reduced gate is obtained (default component; plan = the paper's)")
+    c.add_argument("--local-check", default="refit", choices=list(LOCAL_CHECKS),
+                   help="screening of poor local fits (default refit; off = the paper)")
+    c.add_argument("--rounds", type=_int_at_least(0), default=0, help="distributed EM refinement rounds (default 0: one-shot)")
     c.add_argument("--seed", type=_int_at_least(0), default=0)
     c.add_argument("--csv", default=None, help="also write the table to this CSV file")
     return ap
@@ -88,6 +95,7 @@ def main(argv=None):
             labels_test=test.labels, truth=train.params if K == train.params.n_experts else None,
             random_state=args.seed, n_jobs=args.n_jobs, backend=args.backend,
             support_size=args.support_size, variance_update=args.variance_update,
+            gate_targets=args.gate_targets, local_check=args.local_check, refine_rounds=args.rounds,
         )
     except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: LocalFitError
         print(f"error: {exc}", file=sys.stderr)
@@ -101,7 +109,8 @@ def main(argv=None):
         print(table)
     print(
         f"\ntime column: reduction/average/median = paper's learning time (max local {t['local_max']:.3f} s "
-        f"+ aggregation); global = its EM time.\ndistributed wall clock on this machine: {t['wall']:.3f} s "
+        f"+ aggregation" + (f", with {args.rounds} refinement round(s) {t['rounds'].sum():.3f} s" if args.rounds else "")
+        + f"); global = its EM time.\ndistributed wall clock on this machine: {t['wall']:.3f} s "
         f"(reduction {t['reduction']:.3f} s, sum of local fits {t['local_sum']:.3f} s)"
     )
     if args.csv:

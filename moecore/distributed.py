@@ -32,16 +32,27 @@ from ._validation import (
     check_response_scale,
     check_Xy,
 )
+from . import refine as _refine
 from .em import MixtureOfExperts, MoEPredictorMixin, min_samples
-from .reduction import reduce_mixtures
+from .model import Standardizer
+from .reduction import GATE_TARGETS, VARIANCE_UPDATES, reduce_mixtures
+from .screening import (
+    LOCAL_CHECKS,
+    REFIT_INIT_FACTOR,
+    REFIT_MIN_INIT,
+    ScreeningReport,
+    flag_poor_fits,
+    n_free_parameters,
+    support_scores,
+)
 
 __all__ = ["DistributedMoE", "LocalFitError", "LocalFitResult", "fit_local", "split_shards", "default_support_size"]
 
 BACKENDS = {"loky", "threading", "multiprocessing", "sequential", "dask"}
 _EM_KEYS = ("init", "n_init", "max_iter", "tol", "var_floor", "gate_steps")
 # A machine whose worker died is re-run: once more in the pool (a one-off crash, e.g. a killed
-# process, costs only a re-run), then alone in a fresh worker, where a second death can only be its
-# own. Only then is it reported (on_error="raise") or skipped (on_error="skip").
+# process, costs only a re-run), then alone, where a further death can only be its own. Only then
+# is it reported (on_error="raise") or, for a local fit, skipped (on_error="skip").
 _LOST_POOL_RETRIES = 1
 _DASK_ATTEMPTS = 3
 
@@ -114,11 +125,6 @@ def fit_local(index, X, y, n_experts, em_params, seed):
                               time.thread_time() - c0)
 
 
-def _fit_local_packed(index, shard, n_experts, em_params, seed):
-    X, y = shard
-    return fit_local(index, X, y, n_experts, em_params, seed)
-
-
 _SHM_FOLDER = re.compile(r"^moecore-(\d+)-")
 
 
@@ -182,9 +188,97 @@ def _shared_arrays(*arrays):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _fit_local_rows(index, X, y, rows, n_experts, em_params, seed):
-    """Machine ``index`` takes its rows of the whole (X, y) itself, outside its timed fit."""
-    return fit_local(index, X[rows], y[rows], n_experts, em_params, seed)
+def _timed(fn, *args):
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
+
+
+def _call_rows(fn, m, X, y, rows, args):
+    """Machine ``m`` takes its rows of the whole (X, y) itself, then runs ``fn`` on them (timed)."""
+    Xm, ym = X[rows], y[rows]
+    return m, _timed(fn, Xm, ym, *args)
+
+
+def _call_packed(fn, m, packed, args):
+    X, y = packed[:2]
+    return m, _timed(fn, X, y, *args)
+
+
+def _call_file(fn, m, path, response, features, args):
+    """Machine ``m`` on a joblib worker: its file, read once per process and kept for later rounds."""
+    from .shards import read_shard_cached
+
+    X, y = read_shard_cached(path, response, features)
+    return m, _timed(fn, X, y, *args)
+
+
+class _MachineData:
+    """Where each machine's data lives during a fit, and how to run a function on it there.
+
+    ``kind`` is "rows" (one (X, y) in this process or in shared memory, and each machine's row
+    indices), "dask" (one future per machine: a scattered (X, y) or a shard loaded on a worker),
+    or "files" (one file per machine, read by the joblib worker that runs the task).
+    """
+
+    def __init__(self, est, kind, payload, client=None, where=None, resend=None):
+        self.est = est
+        self.kind = kind
+        self.payload = payload
+        self.client = client
+        self.where = where or (lambda m: {})
+        # dask: resend(m) places machine m's data on the cluster again (scattered data dies with
+        # its worker); None when it cannot be (a file pinned to one worker).
+        self.resend = resend
+
+    def run(self, fn, machines, args_of, progress=None, stage=None, lost=None):
+        """``{m: (fn(X_m, y_m, *args_of(m)), seconds)}`` for every machine in ``machines``.
+
+        A machine lost with its worker is run again (``_LOST_POOL_RETRIES``, ``_DASK_ATTEMPTS``);
+        one lost every time gives ``(lost(m, why), nan)``, or a :class:`LocalFitError` when
+        ``lost`` is None.
+        """
+        machines = list(machines)
+        est = self.est
+        if self.kind == "dask":
+            client = self.client
+
+            def submit(m):
+                return client.submit(_call_packed, fn, m, self.payload[m], args_of(m), pure=False,
+                                     **self.where(m))
+
+            def resubmit(i):
+                if self.resend is not None:
+                    self.resend(machines[i])
+                return submit(machines[i])
+
+            lost_at = None if lost is None else (lambda i, why: (machines[i], (lost(machines[i], why), np.nan)))
+            done = est._gather_dask([submit(m) for m in machines], len(machines), progress if stage else None,
+                                    resubmit, lost_at, stage=stage)
+            return dict(done)
+        out = {}
+
+        def run_some(todo, n_jobs):
+            if self.kind == "rows":
+                X, y, shards = self.payload
+                if est.backend == "multiprocessing":
+                    # A plain process pool pickles every argument: each task carries its own rows.
+                    tasks = [delayed(_call_packed)(fn, m, (X[shards[m]], y[shards[m]]), args_of(m)) for m in todo]
+                else:
+                    tasks = [delayed(_call_rows)(fn, m, X, y, shards[m], args_of(m)) for m in todo]
+            else:
+                paths, response, features = self.payload
+                tasks = [delayed(_call_file)(fn, m, paths[m], response, features, args_of(m)) for m in todo]
+            for m, res in est._dispatch(tasks, n_jobs):
+                out[m] = res
+                if progress is not None and stage is not None:
+                    progress(stage, len(out), len(machines))
+
+        def store_lost(m, why):
+            out[m] = (lost(m, why), np.nan)
+
+        est._with_retries(machines, run_some, lambda m: m in out, None if lost is None else store_lost)
+        return out
 
 
 class DistributedMoE(MoEPredictorMixin, BaseEstimator):
@@ -201,9 +295,23 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
     random_state : int, SeedSequence or None
     init, n_init, max_iter, tol, var_floor, gate_steps : the local fits' EM settings
         (see :class:`~moecore.em.MixtureOfExperts`)
-    mm_n_init, mm_max_iter, mm_tol : the MM reduction's restarts and stopping rule
+    mm_n_init, mm_max_iter, mm_tol : the MM reduction's k-means restarts and stopping rule
+    mm_local_starts : int >= 0
+        Further MM starts from the best local models on the support (see
+        :func:`~moecore.reduction.reduce_mixtures`).
     variance_update : {"exact", "authors"}, see :func:`~moecore.reduction.reduce_mixtures`
-    gate_targets : {"plan", "posterior"}, see :func:`~moecore.reduction.reduce_mixtures`
+    gate_targets : {"component", "plan", "posterior", "coefficients"}
+        How the reduced gate is obtained, see :func:`~moecore.reduction.reduce_mixtures`;
+        "plan" is the paper's pointwise rule.
+    local_check : {"refit", "drop", "off"}
+        Screening of the local fits on the supporting sample (:mod:`moecore.screening`): a machine
+        whose model scores far below the others (a poor local optimum) refits on its own shard
+        with more restarts ("refit", dropped if it still fails the check), is left out with the
+        other weights renormalised ("drop"), or nothing is checked ("off", the paper).
+    refine_rounds : int >= 0
+        Distributed EM rounds from the reduced model (:mod:`moecore.refine`); 0 keeps the paper's
+        one-shot estimator.  Each round costs every machine one E-step on its shard and sends
+        O(K p^2) numbers; r rounds are exactly r global EM iterations.
     on_error : {"raise", "skip"}
         What to do when a local fit fails: raise :class:`LocalFitError` naming the shard, or
         aggregate the other machines with renormalised weights (recorded in ``skipped_``).
@@ -212,20 +320,31 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
 
     Attributes
     ----------
-    local_models_ : list of MixtureOfExperts, one per machine that succeeded
+    local_models_ : list of MixtureOfExperts, one per machine that is aggregated
     machines_ : ndarray (M',), the machine index of each entry of ``local_models_``
-    skipped_ : dict {machine index: reason}
+    skipped_ : dict {machine index: reason}, failed fits and machines dropped by the screening
     weights_ : ndarray (M',), shares n_m / n of the kept machines, renormalised
+    screening_ : ScreeningReport (scores, thresholds, flagged machines, what was done)
+    local_scores_ : ndarray (M,), each machine's mean log-likelihood on the support pairs
+    flagged_ : list of int, machines the screening flagged
     shards_ : list of index arrays, the rows of X each machine received
     support_indices_ : ndarray (S,), rows of X forming the supporting sample
     reduction_ : ReductionResult
-    reduced_ : MixtureOfExperts, the reduced K-expert model
+    one_shot_params_ : MoEParams, the reduced model before refinement rounds
+    reduced_ : MixtureOfExperts, the final K-expert model
     gates_, experts_, variances_ : its parameters
     mm_history_ : ndarray, MM objective per iteration (non-increasing)
     transport_plan_ : TransportPlan
-    timings_ : dict with "local" (M',) seconds of each local fit, "local_max", "local_sum",
-        "reduction", "wall" (this fit, on the cores used) and "learning_time" = local_max +
-        reduction (the paper's figure: machines truly in parallel)
+    refine_loglik_ : ndarray (refine_rounds + 1,), pooled training log-likelihood of the one-shot
+        model and after each round (non-decreasing); empty without rounds
+    communication_ : dict, numbers of floats sent: "one_shot_up" (M,) per machine (local model,
+        support share, refit), "round_up" / "round_down" per machine per round, "one_shot_total",
+        "rounds_total", "total"
+    timings_ : dict with "local" (M,) seconds of each local fit, "local_max", "local_sum",
+        "screening", "refit" (seconds of each refit), "reduction", "rounds" (seconds of each round:
+        slowest machine per exchange + server), "wall" (this fit, on the cores used) and
+        "learning_time" = local_max + screening + slowest refit + reduction + rounds (the paper's
+        figure, machines truly in parallel, extended by the screening and the rounds)
     """
 
     def __init__(
@@ -246,8 +365,11 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         mm_n_init=3,
         mm_max_iter=200,
         mm_tol=1e-8,
+        mm_local_starts=3,
         variance_update="exact",
-        gate_targets="plan",
+        gate_targets="component",
+        local_check="refit",
+        refine_rounds=0,
         on_error="raise",
         scheduler=None,
     ):
@@ -266,8 +388,11 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         self.mm_n_init = mm_n_init
         self.mm_max_iter = mm_max_iter
         self.mm_tol = mm_tol
+        self.mm_local_starts = mm_local_starts
         self.variance_update = variance_update
         self.gate_targets = gate_targets
+        self.local_check = local_check
+        self.refine_rounds = refine_rounds
         self.on_error = on_error
         self.scheduler = scheduler
 
@@ -280,9 +405,12 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             raise ValueError("n_jobs must be a non-zero integer (-1 for all cores) or None, got 0.")
         check_choice(self.backend, "backend", BACKENDS)
         check_choice(self.on_error, "on_error", {"raise", "skip"})
-        check_choice(self.variance_update, "variance_update", {"exact", "authors"})
-        check_choice(self.gate_targets, "gate_targets", {"plan", "posterior"})
+        check_choice(self.variance_update, "variance_update", VARIANCE_UPDATES)
+        check_choice(self.gate_targets, "gate_targets", GATE_TARGETS)
+        check_choice(self.local_check, "local_check", LOCAL_CHECKS)
+        check_int(self.refine_rounds, "refine_rounds", low=0, high=1000)
         check_int(self.mm_n_init, "mm_n_init", low=1)
+        check_int(self.mm_local_starts, "mm_local_starts", low=0)
         check_int(self.mm_max_iter, "mm_max_iter", low=1)
         check_float(self.mm_tol, "mm_tol", low=0.0)
         check_random_state_seed(self.random_state)
@@ -315,8 +443,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             The machine holding each row, when the data is already partitioned (by site, by
             day...); None shuffles the rows into M near-equal shards.
         progress : callable(stage, done, total) or None
-            Called with ("local", machines done, M) as local fits finish and with
-            ("mm", iteration, max iterations) during the reduction.
+            Called with ("local", machines done, M) as local fits finish, with ("mm", iteration,
+            max iterations) during the reduction and ("round", round, rounds) during refinement.
         """
         # All or nothing: a refit that raises (a failed machine, a bad argument) leaves the
         # estimator as it was, never shards_ of the new data beside the old parameters.
@@ -335,41 +463,49 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                 shards = split_shards(n, M, np.random.default_rng(seed_split))
             else:
                 shards = _shards_from_labels(machine, n, M)
-            results = self._fit_locals(X, y, shards, machine_seeds, progress)
-            self.shards_ = shards
-            self._collect(results, n)
-            self.support_indices_ = np.sort(
-                np.random.default_rng(seed_support).choice(n, size=S, replace=False)
-            )
-            self._reduce(X[self.support_indices_], y[self.support_indices_], seed_mm, progress)
+            support = np.sort(np.random.default_rng(seed_support).choice(n, size=S, replace=False))
+            with self._machine_data(X, y, shards) as machines:
+                em = self._em_params()
+                out = machines.run(_fit_task, range(M), lambda m: (m, K, em, machine_seeds[m]), progress, "local",
+                                   lost=lambda m, why: LocalFitResult(m, len(shards[m]), None, np.nan, why))
+                results = [out[m][0] for m in range(M)]
+                self.shards_ = shards
+                self.support_indices_ = support
+                holder = np.empty(n, dtype=np.int64)
+                for m, idx in enumerate(shards):
+                    holder[idx] = m
+                shares = np.bincount(holder[support], minlength=M)
+                self._aggregate(machines, results, X[support], y[support], shares, machine_seeds, seed_mm, progress)
             _check_feature_names(self, X_in, reset=True)
             self.timings_["wall"] = time.perf_counter() - t0
             return self
 
-    def _fit_locals(self, X, y, shards, seeds, progress):
-        K = self.n_experts
-        em = self._em_params()
+    @contextmanager
+    def _machine_data(self, X, y, shards):
+        """The machines' data for the whole fit: local fits, refits and refinement rounds.
+
+        For worker processes (X, y) go once into shared memory and each task carries a reference:
+        copying each shard into its task made the dispatching process pickle the whole data
+        through pipes, taking CPU from the workers while they fit (n = 1e6, M = 128 on 2 cores:
+        slowest local fit 24 -> 17 ms).  With dask each shard is scattered once, to the worker
+        that fits it, and stays there until the fit ends.
+        """
         if self.backend == "dask":
-            return self._fit_locals_dask(X, y, shards, seeds, progress)
+            with self._dask_client() as client:
+                data = client.scatter([(X[idx], y[idx]) for idx in shards])
 
-        def lost(m, why):
-            return LocalFitResult(m, len(shards[m]), None, float("nan"), why)
+                def resend(m):
+                    # Scattered data has no recipe on the cluster: it dies with its worker. The
+                    # shard is still here; send it again, to whichever worker takes it.
+                    data[m] = client.scatter([(X[shards[m]], y[shards[m]])])[0]
 
-        if self.backend == "multiprocessing":
-            # A plain process pool pickles every argument: send each machine its own rows only.
-            tasks = [delayed(_fit_local_packed)(m, (X[idx], y[idx]), K, em, seeds[m])
-                     for m, idx in enumerate(shards)]
-            return self._run_joblib(tasks, len(shards), progress, lost)
-        # Every task gets the whole (X, y) and its row indices. For worker processes (X, y) go
-        # once into shared memory and each task carries a reference: copying each shard into its
-        # task made the dispatching process pickle the whole data through pipes, taking CPU from
-        # the workers while they fit (n = 1e6, M = 128 on 2 cores: slowest local fit 24 -> 17 ms).
+                try:
+                    yield _MachineData(self, "dask", data, client, resend=resend)
+                finally:
+                    client.cancel(data)
+            return
         with _shared_arrays(X, y) if self._process_backend else nullcontext((X, y)) as (Xs, ys):
-            tasks = (
-                delayed(_fit_local_rows)(m, Xs, ys, idx, K, em, seeds[m])
-                for m, idx in enumerate(shards)
-            )
-            return self._run_joblib(tasks, len(shards), progress, lost)
+            yield _MachineData(self, "rows", (Xs, ys, shards))
 
     @property
     def _process_backend(self):
@@ -379,17 +515,14 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
     def _run_joblib(self, tasks, M, progress, lost=None):
         """Run joblib tasks on the configured backend; results in machine order (``result.index``).
 
-        Shared by the array path (:meth:`fit`) and the shard-file path (:meth:`fit_shards`).
-        Task m must be the m-th of ``tasks``.  When a worker process dies (killed, out of memory),
-        the results already back are kept and only the unfinished machines are re-run (see
-        ``_LOST_POOL_RETRIES``); a machine that still dies becomes ``lost(m, why)`` (a failed
-        result, which ``on_error`` then handles) or, with ``lost=None``, a :class:`LocalFitError`.
+        Used by :func:`moecore.shards.fit_shards` for its inspect and fit-and-sample tasks; task m
+        must be the m-th of ``tasks``.  Lost workers are handled as in :meth:`_with_retries`.
         """
         tasks = list(tasks)
         results = [None] * M
         done = 0
 
-        def run(todo, n_jobs):
+        def run_some(todo, n_jobs):
             nonlocal done
             for res in self._dispatch([tasks[m] for m in todo], n_jobs):
                 results[res.index] = res
@@ -397,31 +530,46 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                 if progress is not None:
                     progress("local", done, M)
 
-        todo, why = list(range(M)), None
-        for attempt in range(1 + _LOST_POOL_RETRIES):
+        def store_lost(m, why):
+            results[m] = lost(m, why)
+
+        self._with_retries(range(M), run_some, lambda m: results[m] is not None,
+                           None if lost is None else store_lost)
+        return results
+
+    def _with_retries(self, machines, run_some, is_done, store_lost):
+        """Run every machine of ``machines`` by ``run_some(todo, n_jobs)`` despite dying workers.
+
+        When a worker process dies (killed, out of memory) the results already back are kept and
+        only the unfinished machines run again: once more in the pool, then each alone, so that a
+        death names its own machine.  A machine that still dies goes to ``store_lost(m, why)``
+        (a failed result, which ``on_error`` then handles), or raises :class:`LocalFitError`
+        when ``store_lost`` is None.
+        """
+        todo = list(machines)
+        for _ in range(1 + _LOST_POOL_RETRIES):
             try:
-                run(todo, self._effective_jobs(len(todo)))
-                return results
+                run_some(todo, self._effective_jobs(len(todo)))
+                return
             except _WORKER_LOST as exc:
-                why = _lost_text(exc)
-                todo = [m for m in range(M) if results[m] is None]
+                left = [m for m in todo if not is_done(m)]
                 warnings.warn(
-                    f"a worker process died on host {os.uname().nodename} ({why}); the {M - len(todo)} "
-                    f"finished local fit(s) are kept and machine(s) {todo} are run again.",
+                    f"a worker process died on host {os.uname().nodename} ({_lost_text(exc)}); the "
+                    f"{len(todo) - len(left)} finished result(s) are kept and machine(s) {left} are "
+                    "run again.",
                     RuntimeWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
-        # Still dying: run each remaining machine alone, so a death names its own machine.
+                todo = left
         for m in todo:
             try:
-                run([m], self._effective_jobs(1))
+                run_some([m], self._effective_jobs(1))
             except _WORKER_LOST as exc:
                 why = (f"its worker process on host {os.uname().nodename} died at each of "
                        f"{2 + _LOST_POOL_RETRIES} attempts (the last alone): {_lost_text(exc)}")
-                if lost is None:
+                if store_lost is None:
                     raise LocalFitError(f"machine {m}: {why}") from None
-                results[m] = lost(m, why)
-        return results
+                store_lost(m, why)
 
     def _effective_jobs(self, n_tasks):
         """Workers for ``n_tasks`` tasks: never more than tasks, nor processes than cores."""
@@ -440,9 +588,10 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
     def _dispatch(self, tasks, n_jobs):
         """Yield the results of joblib ``delayed`` tasks as they finish."""
         if self.backend == "multiprocessing":
-            # joblib's multiprocessing pool waits forever for the task of a killed worker; the
-            # standard library's pool reports it (BrokenProcessPool). Forked workers, as joblib's
-            # backend has them: spawn or forkserver would re-run a script without a __main__ guard.
+            # joblib's multiprocessing pool waits forever for the task of a killed worker (and
+            # cannot return results unordered); the standard library's pool reports the death
+            # (BrokenProcessPool). Forked workers, as joblib's backend has them: spawn or
+            # forkserver would re-run a user's script that lacks a __main__ guard.
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -496,71 +645,44 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             )
 
     @staticmethod
-    def _gather_dask(futures, M, progress, resubmit=None, lost=None):
-        """Results of dask futures in machine order, reporting progress as they complete.
+    def _gather_dask(futures, M, progress, resubmit=None, lost=None, stage="local"):
+        """Results of dask futures in the order of ``futures``, reporting progress as they complete.
 
         A future lost with its worker (the worker died, or the data scattered to it went with
-        it) is resubmitted by ``resubmit(m)`` (a new future for machine m), up to
-        ``_DASK_ATTEMPTS`` times in all; a machine lost every time becomes ``lost(m, why)`` or,
-        with ``lost=None``, a :class:`LocalFitError`.  Errors raised by the task itself propagate.
+        it) is replaced by ``resubmit(i)`` (a new future for position i), up to ``_DASK_ATTEMPTS``
+        times in all; a position lost every time becomes ``lost(i, why)`` or, with ``lost=None``,
+        a :class:`LocalFitError`.  Errors raised by the task itself propagate.
         """
         from distributed import as_completed
 
         results = [None] * M
-        machine = {fut.key: m for m, fut in enumerate(futures)}
+        position = {fut.key: i for i, fut in enumerate(futures)}
         attempts = dict.fromkeys(range(M), 1)
         ac = as_completed(futures)
         done = 0
         for fut in ac:
-            m = machine[fut.key]
+            i = position[fut.key]
             try:
                 res = fut.result()
             except _DASK_LOST as exc:
                 why = _lost_text(exc)
-                if resubmit is not None and attempts[m] < _DASK_ATTEMPTS:
-                    warnings.warn(f"machine {m} was lost with its dask worker ({why}); its shard is "
-                                  "sent again and fitted elsewhere.", RuntimeWarning, stacklevel=3)
-                    attempts[m] += 1
-                    new = resubmit(m)
-                    machine[new.key] = m
+                if resubmit is not None and attempts[i] < _DASK_ATTEMPTS:
+                    warnings.warn(f"task {i} was lost with its dask worker ({why}); it is sent again and "
+                                  "run elsewhere.", RuntimeWarning, stacklevel=4)
+                    attempts[i] += 1
+                    new = resubmit(i)
+                    position[new.key] = i
                     ac.add(new)
                     continue
-                why = f"lost with its dask worker {attempts[m]} time(s): {why}"
+                why = f"lost with its dask worker {attempts[i]} time(s): {why}"
                 if lost is None:
-                    raise LocalFitError(f"machine {m}: {why}") from None
-                res = lost(m, why)
-            results[res.index] = res
+                    raise LocalFitError(f"machine {i}: {why}") from None
+                res = lost(i, why)
+            results[i] = res
             done += 1
             if progress is not None:
-                progress("local", done, M)
+                progress(stage, done, M)
         return results
-
-    def _fit_locals_dask(self, X, y, shards, seeds, progress):
-        with self._dask_client() as client:
-            # Each shard travels once, to the worker that will fit it: scatter places the data,
-            # the task then runs where its data already is (no pickling of arrays per task).
-            # Scattered data has no recipe on the cluster: if its worker dies, the shard is sent
-            # again from here (resubmit).
-            data = []
-
-            def submit(m):
-                data.append(client.scatter([(X[shards[m]], y[shards[m]])])[0])
-                return client.submit(_fit_local_packed, m, data[-1], self.n_experts, self._em_params(),
-                                     seeds[m], pure=False)
-
-            def lost(m, why):
-                return LocalFitResult(m, len(shards[m]), None, float("nan"), why)
-
-            try:
-                data.extend(client.scatter([(X[idx], y[idx]) for idx in shards]))
-                futures = [
-                    client.submit(_fit_local_packed, m, data[m], self.n_experts, self._em_params(),
-                                  seeds[m], pure=False)
-                    for m in range(len(shards))
-                ]
-                return self._gather_dask(futures, len(shards), progress, submit, lost)
-            finally:
-                client.cancel(data)
 
     def fit_shards(self, paths, *, response="y", features=None, workers=None, progress=None):
         """Fit from data that already lives on the machines: one CSV or Parquet file per machine.
@@ -575,7 +697,23 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         return fit_shards(self, paths, response=response, features=features, workers=workers,
                           progress=progress)
 
-    def _collect(self, results, n):
+    # ------------------------------------------------------------------ after the local fits
+    def _aggregate(self, machines, results, Xs, ys, support_shares, machine_seeds, seed_mm, progress):
+        """Everything after the local fits, shared by :meth:`fit` and :meth:`fit_shards`.
+
+        results : list (M,) of LocalFitResult ; Xs (S, d), ys (S,) the supporting sample ;
+        support_shares : (M,) support points each machine contributed ;
+        machines : _MachineData, for refits and refinement rounds.
+        """
+        self._collect(results)
+        self._n_samples_all = [r.n_samples for r in results]
+        self.support_X_ = Xs
+        self.support_y_ = ys
+        self._screen(machines, results, Xs, ys, support_shares, machine_seeds)
+        self._reduce(Xs, ys, seed_mm, progress)
+        self._refine(machines, Xs, ys, progress)
+
+    def _collect(self, results):
         failed = {r.index: r.error for r in results if r.error is not None}
         if failed and self.on_error == "raise":
             m, why = next(iter(sorted(failed.items())))
@@ -592,13 +730,10 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                 f"skipped {len(failed)} failed machine(s) {sorted(failed)}; the others are "
                 "aggregated with renormalised weights.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         self.skipped_ = failed
-        self.local_models_ = [r.model for r in kept]
-        self.machines_ = np.array([r.index for r in kept])
-        sizes = np.array([r.n_samples for r in kept], dtype=float)
-        self.weights_ = sizes / sizes.sum()
+        self._set_kept(kept)
         local_times = np.array([r.time for r in results])
         self.timings_ = {
             "local": local_times,
@@ -614,8 +749,78 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             warnings.warn(
                 f"the local EM of machine(s) {not_conv} did not converge in max_iter={self.max_iter}.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
+
+    def _set_kept(self, kept):
+        """The aggregated machines: their models, indices and renormalised weights n_m / n."""
+        self.local_models_ = [r.model for r in kept]
+        self.machines_ = np.array([r.index for r in kept])
+        sizes = np.array([r.n_samples for r in kept], dtype=float)
+        self.weights_ = sizes / sizes.sum()
+
+    def _screen(self, machines, results, Xs, ys, support_shares, machine_seeds):
+        """Score every local model on the support pairs; refit or drop the poor ones."""
+        t0 = time.perf_counter()
+        M = len(results)
+        K, d = self.n_experts, Xs.shape[1]
+        scores = np.full(M, np.nan)
+        scores[self.machines_] = support_scores([mdl.params_ for mdl in self.local_models_], Xs, ys)
+        sizes = np.array([r.n_samples for r in results], dtype=float)
+        q = n_free_parameters(K, d)
+        threshold, flagged = flag_poor_fits(scores, sizes, q)
+        report = ScreeningReport(scores, threshold, [int(m) for m in np.flatnonzero(flagged)])
+        self.timings_["screening"] = time.perf_counter() - t0
+        self.timings_["refit"] = np.zeros(0)
+        kept = {r.index: r for r in results if r.error is None}
+        up = np.zeros(M)
+        if report.flagged and self.local_check == "off":
+            report.actions = {m: "kept" for m in report.flagged}
+        elif report.flagged:
+            refits = {}
+            if self.local_check == "refit":
+                em = dict(self._em_params(), n_init=max(REFIT_INIT_FACTOR * self.n_init, REFIT_MIN_INIT))
+                # A seed of its own per refit, derived from the machine's: reproducible, and not
+                # the restarts that already failed.
+                seeds = {m: np.random.SeedSequence(machine_seeds[m].entropy,
+                                                   spawn_key=(*machine_seeds[m].spawn_key, 1))
+                         for m in report.flagged}
+                out = machines.run(_fit_task, report.flagged, lambda m: (m, K, em, seeds[m]))
+                refits = {m: res for m, (res, _) in out.items()}
+                self.timings_["refit"] = np.array([refits[m].time for m in report.flagged])
+            for m in report.flagged:
+                res = refits.get(m)
+                if res is not None and res.error is None:
+                    score = float(support_scores([res.model.params_], Xs, ys)[0])
+                    report.refit_scores[m] = score
+                    up[m] += n_free_parameters(K, d) + 1
+                    if score >= threshold[m]:
+                        kept[m] = res
+                        report.actions[m] = "refit"
+                        continue
+                report.actions[m] = "dropped"
+                del kept[m]
+                self.skipped_[m] = (
+                    f"local fit scored {scores[m]:.4g} on the support, below the screening "
+                    f"threshold {threshold[m]:.4g}" + (" (also after a refit)" if m in refits else "")
+                )
+            if not kept:
+                raise LocalFitError("the screening dropped every machine; pass local_check='off'.")
+            dropped = sorted(m for m, a in report.actions.items() if a == "dropped")
+            if dropped:
+                warnings.warn(
+                    f"the screening left out machine(s) {dropped}: their local fits scored far below "
+                    "the others on the supporting sample (a poor local optimum); the others are "
+                    "aggregated with renormalised weights.",
+                    RuntimeWarning,
+                    stacklevel=5,
+                )
+            self._set_kept([kept[m] for m in sorted(kept)])
+        self.screening_ = report
+        self.local_scores_ = scores
+        self.flagged_ = report.flagged
+        # One-shot communication: every machine's model and row count, its share of the support pairs.
+        self.communication_ = {"one_shot_up": up + n_free_parameters(K, d) + 1 + support_shares * (d + 1)}
 
     def _reduce(self, Xs, ys, seed, progress):
         cb = None
@@ -623,6 +828,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             def cb(i, state):
                 progress("mm", state.iteration, self.mm_max_iter)
         c0 = time.thread_time()
+        scores = self.local_scores_[self.machines_]
         red = reduce_mixtures(
             [m.params_ for m in self.local_models_],
             self.weights_,
@@ -630,6 +836,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             self.n_experts,
             y_support=ys,
             n_init=self.mm_n_init,
+            local_starts=self.mm_local_starts,
+            local_scores=scores,
             max_iter=self.mm_max_iter,
             tol=self.mm_tol,
             variance_update=self.variance_update,
@@ -638,17 +846,79 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             callback=cb,
         )
         self.reduction_ = red
-        self.support_X_ = Xs
-        self.reduced_ = MixtureOfExperts.from_params(red.params)
-        self.params_ = red.params
-        self.gates_, self.experts_, self.variances_ = red.params.gates, red.params.experts, red.params.variances
+        self.one_shot_params_ = red.params
+        self._set_model(red.params)
         self.mm_history_ = red.objective_history
         self.transport_plan_ = red.plan
-        self.n_features_in_ = red.params.n_features
         self.timings_["reduction"] = red.time
-        self.timings_["learning_time"] = self.timings_["local_max"] + red.time
         self.timings_["reduction_cpu"] = time.thread_time() - c0
-        self.timings_["learning_time_cpu"] = self.timings_["local_cpu_max"] + self.timings_["reduction_cpu"]
+
+    def _set_model(self, params):
+        self.reduced_ = MixtureOfExperts.from_params(params)
+        self.params_ = params
+        self.gates_, self.experts_, self.variances_ = params.gates, params.experts, params.variances
+        self.n_features_in_ = params.n_features
+
+    def _refine(self, machines, Xs, ys, progress):
+        """``refine_rounds`` distributed EM rounds from the reduced model; timings and traffic."""
+        R = self.refine_rounds
+        M = len(self.timings_["local"])
+        everyone = range(M)
+        round_times, up, down, history = [], np.zeros(M), np.zeros(M), []
+        if R > 0:
+            state = _refine.RoundState.from_params(self.params_, Standardizer.fit(Xs, ys))
+            n = int(sum(self._n_samples_all))
+            shift = n * np.log(state.scaler.y_scale)
+            for r in range(R):
+                t_round = 0.0
+                out = machines.run(_refine.machine_statistics, everyone, lambda m: (state,))
+                stats = [out[m][0] for m in everyone]
+                t_round += max(out[m][1] for m in everyone)
+                up += stats[0].n_floats()
+                down += state.n_floats()
+                pooled = sum(stats[1:], stats[0])
+                history.append(pooled.loglik - shift)
+                exchange_times, exchange_wall = [], []
+
+                def gate_values(direction, steps, state=state):
+                    w0 = time.perf_counter()
+                    res = machines.run(_refine.machine_gate_values, everyone, lambda m: (state, direction, steps))
+                    exchange_wall.append(time.perf_counter() - w0)
+                    exchange_times.append(max(res[m][1] for m in everyone))
+                    up[:] += len(steps)
+                    down[:] += direction.size + len(steps)
+                    return sum(res[m][0] for m in everyone)
+
+                t0 = time.perf_counter()
+                state, _ = _refine.server_step(state, pooled, gate_values, self.var_floor)
+                # The server's own work, then the slowest machine of each exchange it asked for.
+                t_round += (time.perf_counter() - t0 - sum(exchange_wall)) + sum(exchange_times)
+                round_times.append(t_round)
+                if progress is not None:
+                    progress("round", r + 1, R)
+            out = machines.run(_refine.machine_loglik, everyone, lambda m: (state,))
+            history.append(sum(out[m][0] for m in everyone) - shift)
+            up += 1
+            down += state.n_floats()
+            round_times[-1] += max(out[m][1] for m in everyone)
+            self._set_model(state.to_params())
+        self.refine_loglik_ = np.asarray(history)
+        self.timings_["rounds"] = np.asarray(round_times)
+        comm = self.communication_
+        comm["round_up"] = up / max(R, 1) if R else np.zeros(M)
+        comm["round_down"] = down / max(R, 1) if R else np.zeros(M)
+        comm["one_shot_total"] = float(comm["one_shot_up"].sum())
+        comm["rounds_total"] = float(up.sum() + down.sum())
+        comm["total"] = comm["one_shot_total"] + comm["rounds_total"]
+        t = self.timings_
+        t["learning_time"] = (t["local_max"] + t["screening"] + float(np.max(t["refit"], initial=0.0))
+                              + t["reduction"] + float(np.sum(t["rounds"])))
+        t["learning_time_cpu"] = (t["local_cpu_max"] + t["screening"] + float(np.max(t["refit"], initial=0.0))
+                                  + t["reduction_cpu"] + float(np.sum(t["rounds"])))
+
+
+def _fit_task(X, y, index, n_experts, em_params, seed):
+    return fit_local(index, X, y, n_experts, em_params, seed)
 
 
 def _shards_from_labels(machine, n, M):

@@ -21,13 +21,18 @@ from .simulation import simulate_design
 __all__ = ["evaluate", "Comparison", "compare_methods", "SWEEPABLE", "sweep"]
 
 METHODS = ("reduction", "global", "weighted average", "median", "single machine")
+# With refinement rounds the comparison also shows the reduced model before them.
+ONE_SHOT = "reduction, one-shot"
 
 
-def evaluate(params: MoEParams, X, y, *, labels=None, truth: MoEParams | None = None):
+def evaluate(params: MoEParams, X, y, *, labels=None, truth: MoEParams | None = None,
+             reference: MoEParams | None = None):
     """Metrics of one model on (held-out) data.
 
     Returns a dict: rpe, correlation, loglik (mean per sample) and, when given, ari, rand,
-    clustering_error (from ``labels``) and mse_* and transport_divergence (from ``truth``).
+    clustering_error (from ``labels``), mse_* (gates, experts, variances, all) and
+    transport_divergence against ``truth``, and gap_* (the same blocks) against ``reference``
+    (e.g. the global EM's parameters: how far an estimate is from the centralised fit).
     """
     yhat = predict_mean(X, params)
     out = {
@@ -44,6 +49,8 @@ def evaluate(params: MoEParams, X, y, *, labels=None, truth: MoEParams | None = 
         mse = mt.parameter_mse(params, truth)
         out.update({f"mse_{k}": v for k, v in mse.items()})
         out["transport_divergence"] = mt.transport_divergence_to_truth(params, truth, X[:2000])
+    if reference is not None and reference.n_experts == params.n_experts and reference.n_features == params.n_features:
+        out.update({f"gap_{k}": v for k, v in mt.parameter_mse(params, reference).items()})
     return out
 
 
@@ -93,28 +100,34 @@ def compare_methods(X, y, X_test, y_test, n_experts, n_machines, *, labels_test=
     t_med = time.perf_counter() - t0
     params = {
         "reduction": dm.params_,
+        ONE_SHOT: dm.one_shot_params_,
         "global": global_model.params_,
         "weighted average": avg,
         "median": med,
         "single machine": single_machine(local, 0),
     }
+    rounds = dm.timings_["rounds"]
     times = {
         "reduction": dm.timings_["learning_time"],
+        ONE_SHOT: dm.timings_["learning_time"] - float(np.sum(rounds)),
         "global": global_model.fit_time_,
         "weighted average": t_local + t_avg,
         "median": t_local + t_med,
         "single machine": float(dm.timings_["local"][dm.machines_[0]]),
     }
+    if not rounds.size:
+        del params[ONE_SHOT], times[ONE_SHOT]  # the reduction is the one-shot model
     rows = []
-    for name in METHODS:
+    for name in params:
         row = {"method": name, "time": times[name]}
-        row.update(evaluate(params[name], X_test, y_test, labels=labels_test, truth=truth))
+        row.update(evaluate(params[name], X_test, y_test, labels=labels_test, truth=truth,
+                            reference=global_model.params_ if name != "global" else None))
         rows.append(row)
     return Comparison(dm, global_model, params, rows)
 
 
 # What a sweep may vary, and how each value enters one run.
-SWEEPABLE = ("n_machines", "support_fraction", "n")
+SWEEPABLE = ("n_machines", "support_fraction", "n", "refine_rounds")
 
 
 def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, repeats=3,
@@ -124,8 +137,9 @@ def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, r
     Parameters
     ----------
     design : str, a named design of :mod:`moecore.simulation`
-    parameter : {"n_machines", "support_fraction", "n"}
-        "support_fraction" multiplies the default support size floor(n / (4 M)).
+    parameter : {"n_machines", "support_fraction", "n", "refine_rounds"}
+        "support_fraction" multiplies the default support size floor(n / (4 M)).  The global EM
+        is fitted once per repeat and data size (it depends on neither M, S nor the rounds).
     values : sequence of the parameter's values
     repeats : independent data sets and seeds per value
 
@@ -141,8 +155,10 @@ def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, r
     if not values:
         raise ValueError("values must hold at least one value to sweep over.")
     seeds = np.random.SeedSequence(random_state).spawn(repeats)
+    em_keys = ("init", "n_init", "max_iter", "tol", "var_floor", "gate_steps")
     for r, seed in enumerate(seeds):
         s_train, s_test, s_fit = seed.spawn(3)
+        global_rows = {}  # n -> the global EM's metrics on this repeat's data of that size
         for v in values:
             n_v = int(v) if parameter == "n" else n
             M = int(v) if parameter == "n_machines" else n_machines
@@ -152,6 +168,8 @@ def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, r
             kw = dict(dmoe_params)
             if parameter == "support_fraction":
                 kw["support_size"] = max(K, int(float(v) * max(1, n_v // (4 * M))))
+            if parameter == "refine_rounds":
+                kw["refine_rounds"] = int(v)
             fit_seed = int(s_fit.generate_state(1)[0])
             t0 = time.perf_counter()
             with warnings.catch_warnings():
@@ -163,11 +181,12 @@ def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, r
             row.update(evaluate(dm.params_, test.X, test.y, labels=test.labels, truth=test.params))
             yield row
             if include_global:
-                em_keys = ("init", "n_init", "max_iter", "tol")
-                em = {k: kw[k] for k in em_keys if k in kw}
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    g = MixtureOfExperts(K, random_state=fit_seed, **em).fit(train.X, train.y)
-                row = dict(base, method="global", time=g.fit_time_, wall=g.fit_time_)
-                row.update(evaluate(g.params_, test.X, test.y, labels=test.labels, truth=test.params))
-                yield row
+                if n_v not in global_rows:
+                    em = {k: kw[k] for k in em_keys if k in kw}
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        g = MixtureOfExperts(K, random_state=fit_seed, **em).fit(train.X, train.y)
+                    grow = dict(method="global", time=g.fit_time_, wall=g.fit_time_)
+                    grow.update(evaluate(g.params_, test.X, test.y, labels=test.labels, truth=test.params))
+                    global_rows[n_v] = grow
+                yield dict(base, **global_rows[n_v])

@@ -34,8 +34,11 @@ from ._validation import (
     check_X,
 )
 from .gating import fit_softmax_gate, pair_products, sym_from_pairs
+from .screening import support_scores
 
 __all__ = [
+    "GATE_TARGETS",
+    "VARIANCE_UPDATES",
     "kl_cost",
     "LargeMixture",
     "TransportPlan",
@@ -45,6 +48,16 @@ __all__ = [
     "mm_steps",
     "reduce_mixtures",
 ]
+
+
+# The variance update of MM: the exact minimiser, or the authors' code (local variances only).
+VARIANCE_UPDATES = ("exact", "authors")
+# What the reduced gate is fitted to (docs/method.md, "Gate targets"): each local component's whole
+# gate mass sent to its dominant reduced expert ("component", the default), the pointwise plan's
+# gate mass ("plan", the paper), posterior responsibilities on the support pairs ("posterior", the
+# authors' code), or no fit: the mass-weighted mean of the machines' aligned gate coefficients
+# ("coefficients").
+GATE_TARGETS = ("component", "plan", "posterior", "coefficients")
 
 
 def kl_cost(mean_l, var_l, mean_k, var_k):
@@ -259,7 +272,7 @@ class ReductionResult:
     objective_history : ndarray (n_iter,), R at each MM iterate of the kept run (non-increasing)
     objective : float, final R
     n_iter : int ; converged : bool
-    init_objectives : ndarray (n_init,), final R of every initialisation
+    init_objectives : ndarray (n_init + local starts,), final R from every start
     plan : TransportPlan
     gate_targets : ndarray (S, K), the soft targets the reduced gate was fitted to
     time : float, seconds
@@ -410,6 +423,39 @@ def _start_key(experts_std, variances):
     return cols[np.lexsort(cols.T[::-1])].tobytes()
 
 
+def _component_targets(problem, plan, n_experts):
+    """(S, K) gate mass with each local component's whole mass on its dominant reduced expert."""
+    onehot = np.zeros((plan.coupling.shape[0], n_experts))
+    onehot[np.arange(onehot.shape[0]), plan.dominant()] = 1.0
+    return problem.mass @ onehot
+
+
+def _average_gate_coefficients(large, plan, n_experts):
+    """Mass-weighted mean of the machines' gate coefficients, aligned through the plan.
+
+    Machine m's experts are matched one-to-one to the reduced experts by the assignment that
+    keeps most of its transported mass (Hungarian on its (K, K) block of the coupling); its gate
+    columns, in that order and pinned to the last reduced expert, are averaged with weights w_m.
+    Returns gates (p, K) in original units (the average commutes with the linear change of scale).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    acc = np.zeros((large.experts.shape[0], n_experts))
+    for m, prm in enumerate(large.local_params):
+        if prm.n_experts != n_experts:
+            raise ValueError(
+                f'gate_targets="coefficients" needs every local model to have n_experts={n_experts} '
+                f"experts; local model {m} has {prm.n_experts}. Use gate_targets=\"component\"."
+            )
+        block = plan.coupling[large.machine == m]  # (K_m, K)
+        rows, cols = linear_sum_assignment(-block)
+        A = np.empty_like(prm.gates)
+        A[:, cols] = prm.gates[:, rows]
+        A -= A[:, -1:]
+        acc += large.weights[m] * A
+    return acc
+
+
 def reduce_mixtures(
     local_params,
     weights,
@@ -418,10 +464,12 @@ def reduce_mixtures(
     *,
     y_support=None,
     n_init=3,
+    local_starts=3,
+    local_scores=None,
     max_iter=200,
     tol=1e-8,
     variance_update="exact",
-    gate_targets="plan",
+    gate_targets="component",
     random_state=None,
     callback=None,
 ):
@@ -433,16 +481,30 @@ def reduce_mixtures(
     weights : array (M,), the machines' shares n_m / n (normalised here)
     X_support : array (S, d), the supporting sample
     n_experts : int, K
-    y_support : array (S,) or None, needed only for ``gate_targets="posterior"``
-    n_init : int, number of k-means initialisations; the lowest R is kept
+    y_support : array (S,) or None
+        The support responses: needed for ``gate_targets="posterior"``; when given, the
+        ``local_starts`` local models are the best-scoring ones on the support pairs.
+    n_init : int, number of k-means initialisations on the L local experts
+    local_starts : int >= 0
+        Further MM starts from whole local models (their K experts as they are): the best
+        scoring on (X_support, y_support), or the heaviest machines without y_support.  k-means
+        on the pooled components can be pulled by one outlying component (a merged expert with a
+        huge variance); a good local model cannot.  The lowest R over all starts is kept.
+    local_scores : array (M,) or None
+        The local models' :func:`support_scores`, when the caller already has them.
     max_iter, tol : MM stopping rule (relative decrease of R below ``tol``)
     variance_update : {"exact", "authors"}
         "exact" is the true minimiser of the transport cost; "authors" keeps only the local
         variances, as the authors' MATLAB code does (inflates less with small shards, but is not
         a descent step, so R may then increase).
-    gate_targets : {"plan", "posterior"}
-        Fit the reduced gate to the gate mass the plan sends to each expert (needs only x), or to
-        the reduced experts' posterior responsibilities on (x, y) support pairs.
+    gate_targets : {"component", "plan", "posterior", "coefficients"}
+        How the reduced gate is obtained (docs/method.md, "Gate targets").  "component" (default):
+        a softmax gate fitted to the gate mass of each local component sent whole to the reduced
+        expert that receives most of it; "plan" (the paper): fitted to the pointwise plan's gate
+        mass, which flattens the gate where expert lines cross; "posterior" (the authors' code):
+        fitted to the reduced experts' posterior responsibilities on the support pairs;
+        "coefficients": no fit, the mass-weighted mean of the local gate coefficients, each
+        machine aligned one-to-one to the reduced experts through the plan.
     random_state : int, SeedSequence or None
     callback : callable(init_index, MMState) or None, called after every MM iterate
 
@@ -453,37 +515,46 @@ def reduce_mixtures(
     t0 = time.perf_counter()
     n_experts = check_int(n_experts, "n_experts", low=1)
     n_init = check_int(n_init, "n_init", low=1)
+    local_starts = check_int(local_starts, "local_starts", low=0)
     max_iter = check_int(max_iter, "max_iter", low=1)
     tol = check_float(tol, "tol", low=0.0)
-    check_choice(variance_update, "variance_update", {"exact", "authors"})
-    check_choice(gate_targets, "gate_targets", {"plan", "posterior"})
+    check_choice(variance_update, "variance_update", VARIANCE_UPDATES)
+    check_choice(gate_targets, "gate_targets", GATE_TARGETS)
     large = LargeMixture(list(local_params), weights)
     problem = ReductionProblem(large, X_support)
     if problem.S < n_experts:
         raise ValueError(
             f"the supporting sample has {problem.S} points; it needs at least n_experts={n_experts}."
         )
-    if gate_targets == "posterior":
-        if y_support is None:
-            raise ValueError('gate_targets="posterior" needs y_support (the support responses).')
+    if y_support is not None:
         y_support = np.asarray(y_support, dtype=np.float64).ravel()
         if y_support.shape[0] != problem.S or not np.isfinite(y_support).all():
             raise ValueError(f"y_support must hold {problem.S} finite values, one per support point.")
+    elif gate_targets == "posterior":
+        raise ValueError('gate_targets="posterior" needs y_support (the support responses).')
     seeds = check_random_state_seed(random_state).spawn(n_init)
+
+    starts = [(lambda rng_seed=seed: problem.initial_experts(n_experts, np.random.default_rng(rng_seed)))
+              for seed in seeds]
+    if local_scores is None and y_support is not None and local_starts > 0:
+        local_scores = support_scores(large.local_params, problem.X, y_support)
+    for m in _best_local_models(large, n_experts, local_starts, local_scores):
+        prm = large.local_params[m]
+        starts.append(lambda prm=prm: (problem.scaler.coef_to_standard(prm.experts), prm.variances.copy()))
 
     best = None
     finals = []
-    starts = {}
-    for i, seed in enumerate(seeds):
-        B0, V0 = problem.initial_experts(n_experts, np.random.default_rng(seed))
+    seen = {}
+    for i, start in enumerate(starts):
+        B0, V0 = start()
         # k-means from another seed often finds the same clusters. MM is deterministic and
         # equivariant to relabelling the experts, so from the same start (in any order) it would
         # retrace the same path: run it once and count its result for every such start.
         key = _start_key(B0, V0)
-        if key in starts:
-            finals.append(finals[starts[key]])
+        if key in seen:
+            finals.append(finals[seen[key]])
             continue
-        starts[key] = i
+        seen[key] = i
         history = []
         state = None
         for state in mm_steps(problem, B0, V0, max_iter=max_iter, tol=tol, variance_update=variance_update):
@@ -498,23 +569,26 @@ def reduce_mixtures(
             best = (state, np.asarray(history), converged)
     state, history, converged = best
 
-    targets = state.D  # (S, K): rows sum to one, the large MoE's gates summing to one
-    if gate_targets == "posterior":
-        m = problem.XsT.T @ state.experts_std
-        logp = np.log(np.maximum(targets, 1e-300)) - 0.5 * (
-            _m.LOG_2PI + np.log(state.variances) + (y_support[:, None] - m) ** 2 / state.variances
-        )
-        targets = np.exp(logp - logp.max(axis=1, keepdims=True))
-        targets /= targets.sum(axis=1, keepdims=True)
-    gates_std, _ = fit_softmax_gate(problem.XsT, np.ascontiguousarray(targets.T), XX=problem.XX)
-    params = _m.MoEParams(
-        problem.scaler.coef_to_original(gates_std),
-        problem.scaler.coef_to_original(state.experts_std),
-        state.variances,
-    )
     plan = TransportPlan(
         _coupling_kernel(problem.mass, state.assignment, n_experts), state.assignment, large.machine, large.expert
     )
+    targets = state.D  # (S, K): rows sum to one, the large MoE's gates summing to one
+    if gate_targets == "coefficients":
+        gates = _average_gate_coefficients(large, plan, n_experts)
+        targets = _component_targets(problem, plan, n_experts)
+    else:
+        if gate_targets == "component":
+            targets = _component_targets(problem, plan, n_experts)
+        elif gate_targets == "posterior":
+            m = problem.XsT.T @ state.experts_std
+            logp = np.log(np.maximum(targets, 1e-300)) - 0.5 * (
+                _m.LOG_2PI + np.log(state.variances) + (y_support[:, None] - m) ** 2 / state.variances
+            )
+            targets = np.exp(logp - logp.max(axis=1, keepdims=True))
+            targets /= targets.sum(axis=1, keepdims=True)
+        gates_std, _ = fit_softmax_gate(problem.XsT, np.ascontiguousarray(targets.T), XX=problem.XX)
+        gates = problem.scaler.coef_to_original(gates_std)
+    params = _m.MoEParams(gates, problem.scaler.coef_to_original(state.experts_std), state.variances)
     return ReductionResult(
         params=params,
         objective_history=history,
@@ -526,3 +600,12 @@ def reduce_mixtures(
         gate_targets=targets,
         time=time.perf_counter() - t0,
     )
+
+
+def _best_local_models(large, n_experts, count, scores):
+    """Indices of up to ``count`` local models with K experts to start MM from, best first."""
+    if count == 0:
+        return []
+    ok = [m for m, prm in enumerate(large.local_params) if prm.n_experts == n_experts]
+    rank = -(large.weights if scores is None else np.asarray(scores, dtype=np.float64))[ok]
+    return [ok[i] for i in np.argsort(rank, kind="stable")[:count]]

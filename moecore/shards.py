@@ -29,6 +29,7 @@ import os
 import time
 import warnings
 from contextlib import contextmanager
+from functools import lru_cache
 from dataclasses import dataclass
 
 import numpy as np
@@ -200,6 +201,21 @@ def read_shard(path, response="y", features=None):
     return X, y, feats
 
 
+@lru_cache(maxsize=256)
+def _read_cached(path, mtime_ns, size, response, features):
+    return read_shard(path, response, list(features))[:2]
+
+
+def read_shard_cached(path, response, features):
+    """``(X, y)`` of a shard file, read once per process while the file is unchanged.
+
+    A machine keeps its data in memory between the exchanges of a fit (refits, refinement
+    rounds); a joblib worker process does the same for the files it has been given.
+    """
+    st = os.stat(path)
+    return _read_cached(os.fspath(path), st.st_mtime_ns, st.st_size, response, tuple(features))
+
+
 def allocate_support(S, sizes):
     """Split S support points over machines proportionally to ``sizes`` (largest remainder).
 
@@ -320,10 +336,9 @@ def fit_shards(est, paths, *, response="y", features=None, workers=None, progres
     ``shard_paths_``, ``shard_sizes_`` (n_m), ``feature_names_in_``, ``support_X_`` /
     ``support_y_`` (the supporting sample, machine by machine), ``support_shares_`` (S_m), and
     ``timings_["read"]`` (seconds each machine spent reading its file).  A fit that raises
-    leaves ``est`` as it was.  A machine lost with its worker is re-run (see
-    :meth:`DistributedMoE._run_joblib <moecore.distributed.DistributedMoE._run_joblib>`); one
-    lost every time is failed like a local fit, and under ``on_error="skip"`` its share of the
-    supporting sample is missing too.
+    leaves ``est`` as it was.  A machine lost with its worker is run again; one lost every time
+    fails like a local fit, and under ``on_error="skip"`` its share of the supporting sample is
+    missing too.
     """
     from .distributed import _all_or_nothing
 
@@ -371,6 +386,21 @@ def _fit_shards(est, paths, response, features, workers, progress):
         return ShardFitResult(m, LocalFitResult(m, int(sizes[m]), None, float("nan"), why),
                               np.empty((0, d)), np.empty(0), float("nan"))
 
+    from .distributed import _MachineData
+
+    def finish(out, machines):
+        # The data stay where they are (the dask futures, the files) for refits and rounds.
+        est.shards_ = None
+        est.support_indices_ = None
+        est.shard_paths_ = paths
+        est.shard_sizes_ = sizes
+        est.feature_names_in_ = np.array(infos[0].features, dtype=object)
+        est.support_shares_ = shares
+        Xs = np.concatenate([o.X_support for o in out])
+        ys = np.concatenate([o.y_support for o in out])
+        est._aggregate(machines, [o.result for o in out], Xs, ys, shares, machine_seeds, seed_mm, progress)
+        est.timings_["read"] = np.array([o.read_time for o in out])
+
     if est.backend == "dask":
         with est._dask_client() as client:
             where = (lambda m: {}) if workers is None else (
@@ -388,7 +418,13 @@ def _fit_shards(est, paths, response, features, workers, progress):
                                   **where(m))
                     for m in range(M)
                 ]
-                out = est._gather_dask(futures, M, progress, lost=lost)
+                # A loaded shard is a task: dask recomputes it if its worker dies, so a lost fit is
+                # submitted again; not when pinned to one worker (no other worker has the file).
+                resubmit = None if workers is not None else (lambda m: client.submit(
+                    _fit_loaded, m, paths[m], loaded[m], int(sizes[m]), K, em, machine_seeds[m],
+                    int(shares[m]), support_seeds[m], pure=False))
+                finish(est._gather_dask(futures, M, progress, resubmit, lost),
+                       _MachineData(est, "dask", loaded, client, where))
             finally:
                 client.cancel(loaded)
     else:
@@ -401,19 +437,7 @@ def _fit_shards(est, paths, response, features, workers, progress):
                                      machine_seeds[m], int(shares[m]), support_seeds[m])
             for m in range(M)
         )
-        out = est._run_joblib(tasks, M, progress, lost)
-
-    est._collect([o.result for o in out], n)
-    est.shards_ = None
-    est.support_indices_ = None
-    est.shard_paths_ = paths
-    est.shard_sizes_ = sizes
-    est.feature_names_in_ = np.array(infos[0].features, dtype=object)
-    est.support_shares_ = shares
-    Xs = np.concatenate([o.X_support for o in out])
-    ys = np.concatenate([o.y_support for o in out])
-    est.support_y_ = ys
-    est.timings_["read"] = np.array([o.read_time for o in out])
-    est._reduce(Xs, ys, seed_mm, progress)
+        finish(est._run_joblib(tasks, M, progress, lost),
+               _MachineData(est, "files", (paths, response, infos[0].features)))
     est.timings_["wall"] = time.perf_counter() - t0
     return est

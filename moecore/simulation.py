@@ -92,6 +92,17 @@ def _designs():
         experts=[[-6.0, -2.0, 2.0, 6.0], [1.0, -1.0, 1.5, 0.5], [0.5, 1.0, -1.0, 1.5]],
         variances=[0.25, 0.2, 0.3, 0.25],
     )
+    # Expert 0 holds x1 < -1; expert 2's plane crosses expert 0's along x2 = -2 - x1 / 2 inside
+    # that region, where a pointwise transport plan ties (docs/method.md, "Gate targets").
+    add(
+        "crossing-2d",
+        "d = 2, K = 3: three regimes along x1; expert planes cross inside another expert's region.",
+        gates=[[0.0, 4.0, 0.0], [-8.0, -4.0, 0.0], [0.0, 0.0, 0.0]],
+        experts=[[1.0, 0.0, -1.0], [1.0, -1.0, 0.5], [0.5, 1.0, -0.5]],
+        variances=[0.1, 0.05, 0.1],
+        x_dist="uniform",
+        x_scale=3.0,
+    )
     gates5 = np.vstack([[0.5, -0.5, 0.0], _pattern(5, 3, 0.9, 1.7, 0.8)])
     gates5[:, -1] = 0.0
     add(

@@ -7,6 +7,8 @@ import streamlit as st
 from explorer import figures as fg
 from explorer import io as eio
 from explorer import state
+from moecore.reduction import GATE_TARGETS, VARIANCE_UPDATES
+from moecore.screening import LOCAL_CHECKS
 
 st.title("Distributed fit")
 data = state.session_data()
@@ -36,9 +38,21 @@ with st.container(border=True):
                  help=f"At most the server's {state.MAX_JOBS} cores.")
     c1, c2, c3, c4 = st.columns(4)
     state.widget("number_input", "Seed", "fit_seed", 0, 2**31 - 1, where=c1)
-    state.widget("radio", "Reduced variances", "variance_update", where=c2, options=["exact", "authors"], horizontal=True,
+    state.widget("radio", "Reduced variances", "variance_update", where=c1, options=VARIANCE_UPDATES, horizontal=True,
              help="exact: the true MM minimiser; authors: only the local variances, as in the authors' code.")
-    state.widget("radio", "Reduced gate targets", "gate_targets", where=c3, options=["plan", "posterior"], horizontal=True)
+    state.widget("selectbox", "Reduced gate", "gate_targets", where=c2, options=GATE_TARGETS,
+                 help="component (default): each local expert's whole gate mass goes to the reduced expert it is "
+                      "mostly sent to; plan: the paper's pointwise plan, which flattens the gate where expert lines "
+                      "cross; posterior: responsibilities on the support pairs (the authors' code); coefficients: "
+                      "the machines' aligned gate coefficients, averaged.")
+    state.widget("selectbox", "Screen the local fits", "local_check", where=c2, options=LOCAL_CHECKS,
+                 help="A local fit stuck in a poor optimum (two experts merged) scores far below the other machines "
+                      "on the supporting sample. refit: that machine refits with more restarts (dropped if it still "
+                      "fails); drop: leave it out; off: aggregate every machine, as in the paper.")
+    state.widget("number_input", "Refinement rounds", "rounds", 0, state.MAX_APP_ROUNDS, where=c3,
+                 help="Distributed EM rounds after the one-shot reduction: every machine runs one E-step on its own "
+                      "data and sends O(K p^2) sums; each round is one exact global EM iteration. 0 = the paper's "
+                      "one-shot estimator. The learning time includes the rounds.")
     run = c4.button("Run distributed fit", type="primary", key="btn_fit", width="stretch")
 
 if run:
@@ -48,7 +62,9 @@ if run:
         if stage == "local":
             bar.progress(0.8 * done / total, text=f"local fits done: {done} / {total}")
         elif stage == "mm":
-            bar.progress(0.8 + 0.15 * min(done / max(total, 1), 1.0), text=f"MM reduction: iteration {done}")
+            bar.progress(0.8 + 0.1 * min(done / max(total, 1), 1.0), text=f"MM reduction: iteration {done}")
+        elif stage == "round":
+            bar.progress(0.9 + 0.05 * done / total, text=f"refinement round {done} / {total}")
         else:
             bar.progress(0.96, text="global EM on all the data (the reference)")
 
@@ -77,12 +93,28 @@ m = st.columns(6)
 m[0].metric("machines M / experts K", f"{len(dm.local_models_)} / {dm.params_.n_experts}")
 m[1].metric("supporting sample S", f"{len(dm.support_indices_):,}")
 m[2].metric("learning time", f"{tm['learning_time']:.3f} s",
-            help="The paper's figure, machines truly in parallel: max local fit time + reduction time.")
+            help="The paper's figure, machines truly in parallel: max local fit time + screening (+ the slowest "
+                 "refit) + reduction time" + (f" + {tm['rounds'].size} refinement rounds." if tm["rounds"].size else "."))
 m[3].metric("wall clock, this fit", f"{tm['wall']:.3f} s", help="on the cores actually used")
 m[4].metric("global EM time", f"{g.fit_time_:.3f} s")
 m[5].metric("speed-up", f"{g.fit_time_ / max(tm['learning_time'], 1e-9):.1f}x",
             help="Global EM time / learning time. On small data the global EM is itself fast, so expect "
                  "little or no speed-up; try n = 200 000 on the Data page.")
+
+rep = dm.screening_
+if rep.flagged:
+    what = {"refit": "refitted with more restarts (the refit passed the check)",
+            "dropped": "left out of the reduction (weights renormalised)",
+            "kept": "kept anyway (screening is off)"}
+    st.warning("Screening: " + "; ".join(
+        f"machine {m + 1} scored {rep.scores[m]:.4f} per point on the supporting sample, below the threshold "
+        f"{rep.threshold[m]:.4f} (a poor local optimum): {what[rep.actions[m]]}" for m in rep.flagged) + ".")
+com = dm.communication_
+rounds_note = (f"; {tm['rounds'].size} refinement round(s): {com['round_up'].mean():,.0f} up and "
+               f"{com['round_down'].mean():,.0f} down per machine per round") if tm["rounds"].size else ""
+st.caption(f"Communication: {com['one_shot_up'].mean():,.0f} numbers per machine for the one-shot reduction "
+           f"(local model + its share of the supporting sample){rounds_note}; {com['total']:,.0f} numbers in all, "
+           f"against {data.n * (data.d + 1):,} to move the data.")
 
 if fit.train_rpe:
     st.caption(f"Training RPE: reduction {fit.train_rpe['reduction']:.4f}, global EM {fit.train_rpe['global']:.4f}. "
@@ -146,13 +178,17 @@ left.plotly_chart(state.figure("timing", fkey, lambda: fg.timing_figure(dm, g.fi
 with right:
     st.markdown(
         f"- **learning time** (the paper's figure, machines truly in parallel): max local "
-        f"{tm['local_max']:.3f} s + reduction {tm['reduction']:.3f} s = **{tm['learning_time']:.3f} s**\n"
+        f"{tm['local_max']:.3f} s + screening {tm['screening']:.3f} s"
+        + (f" + slowest refit {tm['refit'].max():.3f} s" if tm["refit"].size else "")
+        + f" + reduction {tm['reduction']:.3f} s"
+        + (f" + {tm['rounds'].size} rounds {tm['rounds'].sum():.3f} s" if tm["rounds"].size else "")
+        + f" = **{tm['learning_time']:.3f} s**\n"
         f"- **wall clock** of this fit on the cores used ({s['backend']}, n_jobs = {s['n_jobs']}): {tm['wall']:.3f} s\n"
         f"- sum of local fit times (one machine doing all shards): {tm['local_sum']:.3f} s\n"
         f"- **global EM** on all {data.n:,} samples: {g.fit_time_:.3f} s"
         + (f"\n- CPU time of the same steps (not inflated by other work on the host): max local "
-           f"{tm['local_cpu_max']:.3f} s + reduction {tm['reduction_cpu']:.3f} s = {tm['learning_time_cpu']:.3f} s"
-           if "learning_time_cpu" in tm else "")
+           f"{tm['local_cpu_max']:.3f} s + reduction {tm['reduction_cpu']:.3f} s + the rest as above "
+           f"= {tm['learning_time_cpu']:.3f} s" if "learning_time_cpu" in tm else "")
     )
     prm = dm.params_
     order = np.argsort(colors)

@@ -222,6 +222,8 @@ BAD_SWEEPS = {
     "sweep: M too large for n": ("n_machines", "2, 200", "more than a shard can support"),
     "sweep: n above 10^6": ("n", "1000, 2000000", "limited to 1,000,000"),
     "sweep: zero support fraction": ("support_fraction", "0, 1", "must be > 0"),
+    "sweep: negative rounds": ("refine_rounds", "0, -1", "whole numbers from 0"),
+    "sweep: too many rounds": ("refine_rounds", "1, 50", "at most 10 refinement rounds"),
 }
 
 

@@ -20,7 +20,7 @@ from explorer import io as eio  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["pages/data.py", "pages/fit.py", "pages/compare.py", "pages/experiments.py", "pages/learn.py"]
 TITLES = {"pages/data.py": "Data", "pages/fit.py": "Distributed fit", "pages/compare.py": "Compare",
-          "pages/experiments.py": "Experiments", "pages/learn.py": "Learn: distributed mixtures of experts in five steps"}
+          "pages/experiments.py": "Experiments", "pages/learn.py": "Learn: distributed mixtures of experts in six steps"}
 
 
 def new_app(query=None):
@@ -167,7 +167,7 @@ def test_fit_page_widgets_and_plot_options_do_not_refit(at):
     at.number_input(key="cfg_n_jobs").set_value(1).run()
     at.number_input(key="cfg_fit_seed").set_value(3).run()
     at.radio(key="cfg_variance_update").set_value("authors").run()
-    at.radio(key="cfg_gate_targets").set_value("posterior").run()
+    at.selectbox(key="cfg_gate_targets").set_value("posterior").run()
     at.button(key="btn_fit").click().run()
     clean(at)
     fit = at.session_state["fit"]

@@ -138,3 +138,13 @@ def test_dask_data_scattered_once_not_in_task_graph(client, data):
 def test_dask_bad_scheduler_type(data):
     with pytest.raises(TypeError, match="scheduler must be None, an address string or a distributed.Client"):
         _fit(data, backend="dask", scheduler=3.5)
+
+
+def test_refinement_rounds_on_the_cluster_equal_loky(client, data):
+    """Rounds run where the scattered shards live and give the same model as on loky."""
+    ref = _fit(data, backend="loky", n_jobs=2, refine_rounds=2)
+    dm = _fit(data, backend="dask", scheduler=client, refine_rounds=2)
+    _same(dm, ref)
+    np.testing.assert_array_equal(dm.refine_loglik_, ref.refine_loglik_)
+    assert dm.timings_["rounds"].shape == (2,)
+    assert np.all(np.diff(dm.refine_loglik_) >= -1e-9 * np.abs(dm.refine_loglik_[:-1]))

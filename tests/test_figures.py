@@ -144,9 +144,10 @@ def test_convergence_and_timing_figures(teach):
     fig = _readable(fg.timing_figure(dm, g.fit_time_))
     labels = list(fig.data[0].y)
     assert labels[:4] == [f"machine {m}" for m in range(1, 5)]
-    assert "learning time (max local + reduction)" in labels and "global EM on all data" in labels
+    assert "learning time (paper's figure)" in labels and "global EM on all data" in labels
+    assert "screening" in labels and "reduction" in labels
     vals = dict(zip(labels, fig.data[0].x, strict=True))
-    assert vals["learning time (max local + reduction)"] == pytest.approx(dm.timings_["learning_time"])
+    assert vals["learning time (paper's figure)"] == pytest.approx(dm.timings_["learning_time"])
 
 
 def test_gates_figure_sums_to_one(teach):
@@ -291,3 +292,26 @@ def test_bad_model_json_is_refused(case):
     data, expect = BAD_JSON[case]
     with pytest.raises(eio.InputError, match=expect):
         eio.model_from_json(data)
+
+
+def test_figures_mark_screened_machines_and_rounds(teach):
+    """A machine the screening flagged is marked on the EM curves, the plan and the timing chart."""
+    import copy
+
+    from moecore.screening import ScreeningReport
+
+    _, dm, g = teach
+    dm = copy.deepcopy(dm)
+    m = int(dm.machines_[1])
+    dm.screening_ = ScreeningReport(dm.local_scores_, dm.screening_.threshold, [m], {m: -9.0}, {m: "refit"})
+    dm.timings_ = dict(dm.timings_, refit=np.array([0.5]), rounds=np.array([0.1, 0.2]))
+    ll = fg.loglik_figure(dm, g)
+    flagged = [t for t in ll.data if "flagged" in t.name]
+    assert [t.name for t in flagged] == [f"machine {m + 1} (flagged, refit)"] and flagged[0].line.dash == "dash"
+    plan = fg.plan_figure(dm)
+    assert sum(r.endswith("(refit)") for r in plan.data[0].y) == dm.local_models_[1].params_.n_experts
+    tf = fg.timing_figure(dm, g.fit_time_)
+    vals = dict(zip(tf.data[0].y, tf.data[0].x, strict=True))
+    assert vals[f"refit of machine {m + 1}"] == 0.5
+    assert vals["refinement rounds (2)"] == pytest.approx(0.3)
+    assert "learning time (paper's figure, with rounds)" in vals

@@ -13,16 +13,15 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from joblib import delayed
-
 from moecore import DistributedMoE, LocalFitError, MixtureOfExperts, simulate_design
 from moecore.cli import main as cli_main
-from moecore.distributed import LocalFitResult, fit_local
+from moecore.distributed import _fit_task, fit_local
 
 psutil = pytest.importorskip("psutil")
 
@@ -255,30 +254,35 @@ def test_case12_killed_worker_process_costs_a_rerun_only(big, backend):
     kw = dict(n_experts=4, n_machines=8, n_jobs=2, random_state=3)
     ref = quiet_fit(DistributedMoE(backend="threading", **kw), big.X, big.y)
     killed = []
-    with pytest.warns(RuntimeWarning, match=r"worker process died .* finished local fit\(s\) are kept"):
+    with pytest.warns(RuntimeWarning, match=r"worker process died .* finished result\(s\) are kept"):
         dm = DistributedMoE(backend=backend, **kw).fit(big.X, big.y, progress=_killer(backend, killed))
     assert killed
     assert dm.skipped_ == {}
     _same_fit(dm, ref)
 
 
-def _fit_or_die(m, X, y, n_experts, em_params, seed, doomed):
-    """A local fit whose machine ``doomed`` kills its own worker process (as the kernel's
-    out-of-memory killer would), at every attempt."""
-    if m == doomed:
+def _fit_or_die(X, y, index, n_experts, em_params, seed):
+    """A local fit whose machine 2 kills its own worker process (as the kernel's out-of-memory
+    killer would), at every attempt."""
+    if index == 2:
         os.kill(os.getpid(), signal.SIGKILL)
-    return fit_local(m, X, y, n_experts, em_params, seed)
+    return fit_local(index, X, y, n_experts, em_params, seed)
 
 
 class DoomedMoE(DistributedMoE):
     """DistributedMoE whose machine 2 always takes its worker process down with it."""
 
-    def _fit_locals(self, X, y, shards, seeds, progress):
+    @contextmanager
+    def _machine_data(self, X, y, shards):
         assert self.backend in ("loky", "multiprocessing")  # never in this very process
-        tasks = [delayed(_fit_or_die)(m, X[idx], y[idx], self.n_experts, self._em_params(), seeds[m], 2)
-                 for m, idx in enumerate(shards)]
-        return self._run_joblib(
-            tasks, len(shards), progress, lambda m, why: LocalFitResult(m, len(shards[m]), None, np.nan, why))
+        with super()._machine_data(X, y, shards) as machines:
+            real = machines.run
+
+            def run(fn, *args, **kw):
+                return real(_fit_or_die if fn is _fit_task else fn, *args, **kw)
+
+            machines.run = run
+            yield machines
 
 
 @pytest.mark.parametrize("backend", ["loky", "multiprocessing"])

@@ -171,9 +171,9 @@ def test_identical_starts_run_mm_once_with_the_same_result():
     # Well-separated local experts: every k-means start finds the same clusters.
     data, models = local_models(n=3000, M=4, design="separated-2d")
     calls = []
-    res3 = reduce_mixtures(models, np.ones(4), data.X[:1000], 4, n_init=3, random_state=0,
+    res3 = reduce_mixtures(models, np.ones(4), data.X[:1000], 4, n_init=3, local_starts=0, random_state=0,
                            callback=lambda i, state: calls.append(i))
-    res1 = reduce_mixtures(models, np.ones(4), data.X[:1000], 4, n_init=1, random_state=0)
+    res1 = reduce_mixtures(models, np.ones(4), data.X[:1000], 4, n_init=1, local_starts=0, random_state=0)
     assert set(calls) == {0}
     np.testing.assert_array_equal(res3.init_objectives, np.full(3, res1.objective))
     np.testing.assert_array_equal(res3.params.experts, res1.params.experts)

@@ -124,8 +124,12 @@ def test_dask_shards_equal_loky(shard_paths, loky_fit):
                          workers=[workers[m % len(workers)] for m in range(M)])
             with pytest.raises(ShardError, match="does not exist"):
                 fit(shard_paths[:-1] + [shard_paths[-1] + ".missing.csv"], backend="dask", scheduler=client)
+            # Refinement rounds run on the shards loaded on the workers.
+            rounds = fit(shard_paths, backend="dask", scheduler=client, refine_rounds=1)
     finally:
         cluster.close()
+    np.testing.assert_allclose(rounds.params_.vector(), fit(shard_paths, n_jobs=2, refine_rounds=1).params_.vector(),
+                               rtol=0, atol=1e-10)
     for got in (dm, pinned):
         np.testing.assert_allclose(got.experts_, loky_fit.experts_, rtol=0, atol=1e-10)
         np.testing.assert_allclose(got.gates_, loky_fit.gates_, rtol=0, atol=1e-10)
@@ -217,3 +221,18 @@ def test_allocate_support():
     for S, sizes in [(37, [10, 20, 33, 7]), (1, [1, 1]), (500, [1000, 1, 999])]:
         a = allocate_support(S, sizes)
         assert a.sum() == min(S, sum(sizes)) and np.all(a <= sizes)
+
+
+def test_refinement_rounds_read_the_files_on_the_workers(shard_paths, data):
+    """With fit_shards the rounds run on the workers from their files; the rounds are exact, so
+    they equal rounds over the same rows held in memory, from the same one-shot model."""
+    from moecore.model import Standardizer
+    from moecore.refine import em_rounds
+
+    dm = fit(shard_paths, n_jobs=2, refine_rounds=2)
+    shards = [(data.X[data.machine == m], data.y[data.machine == m]) for m in range(M)]
+    ref, hist = em_rounds(shards, dm.one_shot_params_, 2, scaler=Standardizer.fit(dm.support_X_, dm.support_y_))
+    np.testing.assert_allclose(dm.params_.vector(), ref.vector(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dm.refine_loglik_, hist, rtol=1e-12)
+    seq = fit(shard_paths, backend="sequential", refine_rounds=2)
+    np.testing.assert_array_equal(seq.params_.vector(), dm.params_.vector())

@@ -1,0 +1,248 @@
+"""Refinement rounds: distributed EM iterations started from the reduced model.
+
+The reduction is one-shot: each machine sends its local model once.  A refinement round spends
+one more exchange to move the reduced model towards the global maximum-likelihood fit.  In a
+round every machine runs the E-step of the current model on its own shard and returns sufficient
+statistics; the server adds them and takes the M-step.  Nothing but O(K p^2) sums travels, never
+data, and r rounds are exactly r iterations of global EM (the sums over machines are the sums
+over all the data):
+
+* experts: per expert k, ``N_k = sum tau_ik``, ``G_k = sum tau_ik x~_i x~_i^T`` (p, p),
+  ``h_k = sum tau_ik x~_i y_i`` (p,) and ``sum tau_ik y_i^2``: the exact weighted-least-squares
+  M-step needs nothing else;
+* gates: the gradient and Hessian of ``Q(alpha) = sum_ik tau_ik log pi_k(x_i; alpha)`` at the
+  current gates, which give one damped Newton direction; a second, small exchange returns
+  ``Q`` at a ladder of step lengths along it, and the server keeps the longest step that does not
+  decrease ``Q`` (the step halving of :func:`moecore.gating.newton_step`, on all the data).
+
+Every step is a generalised EM step on the pooled data, so the log-likelihood never decreases.
+Work is done on the x and y standardisation of the supporting sample (known to the server and
+sent to the machines with the model) for conditioning; the model is mapped back exactly.
+
+Shapes: p = d + 1 coefficients, K experts, n_m rows on machine m.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import model as _m
+from .em import _estep
+from .gating import DAMPING, MAX_HALVINGS, MAX_STEP, gate_gradient_hessian, gate_objective, pair_products
+
+__all__ = [
+    "RoundState",
+    "RoundStatistics",
+    "machine_statistics",
+    "machine_gate_values",
+    "machine_loglik",
+    "server_step",
+    "em_rounds",
+    "LADDER",
+]
+
+# Step lengths evaluated per exchange: 1, 1/2, 1/4, 1/8.  The full Newton step is accepted in
+# almost every round; shorter ones cost a further exchange only when these four all fail.
+LADDER = 4
+
+
+@dataclass
+class RoundState:
+    """What the server sends to the machines: the model on the support's standardised scale.
+
+    gates, experts : ndarray (p, K) ; variances : ndarray (K,) ; scaler : Standardizer (x and y)
+    """
+
+    gates: np.ndarray
+    experts: np.ndarray
+    variances: np.ndarray
+    scaler: _m.Standardizer
+
+    @classmethod
+    def from_params(cls, params: _m.MoEParams, scaler):
+        return cls(*scaler.params_to_standard(params), scaler)
+
+    def to_params(self):
+        return self.scaler.params_to_original(self.gates, self.experts, self.variances)
+
+    def n_floats(self):
+        """Numbers sent down: the model and the standardisation."""
+        return self.gates.size + self.experts.size + self.variances.size + 2 * self.scaler.x_mean.size + 2
+
+
+@dataclass
+class RoundStatistics:
+    """What a machine returns from the E-step; ``a + b`` pools two machines.
+
+    n : rows ; loglik : log-likelihood on the standardised y ; Nk (K,), G (K, p, p), h (K, p),
+    yy (K,) : the experts' weighted sums ; q : Q at the current gates ; grad ((K-1) p,) and
+    hess ((K-1) p, (K-1) p) : gradient and negative Hessian of Q.
+    """
+
+    n: int
+    loglik: float
+    Nk: np.ndarray
+    G: np.ndarray
+    h: np.ndarray
+    yy: np.ndarray
+    q: float
+    grad: np.ndarray
+    hess: np.ndarray
+
+    def __add__(self, other):
+        return RoundStatistics(
+            self.n + other.n, self.loglik + other.loglik, self.Nk + other.Nk, self.G + other.G,
+            self.h + other.h, self.yy + other.yy, self.q + other.q, self.grad + other.grad,
+            self.hess + other.hess,
+        )
+
+    def n_floats(self):
+        """Numbers sent up (the symmetric G_k and Hessian count once per distinct entry)."""
+        K, p = self.h.shape
+        g = self.grad.size
+        return 3 + K * (1 + p * (p + 1) // 2 + p + 1) + g + g * (g + 1) // 2
+
+
+def _standardised(X, y, state):
+    XtT = state.scaler.design_T(np.asarray(X, dtype=np.float64))
+    return XtT, state.scaler.transform_y(np.asarray(y, dtype=np.float64))
+
+
+def _responsibilities(XtT, ys, state):
+    logpT = _m._log_gate_T(XtT, state.gates)
+    ll, _, tauT = _estep(XtT, ys, logpT, state.experts, state.variances)
+    return ll, tauT, logpT
+
+
+def machine_statistics(X, y, state: RoundState) -> RoundStatistics:
+    """Exchange 1 of a round, on one machine: the E-step and the sums the M-step needs.
+
+    X : (n_m, d) ; y : (n_m,)
+    """
+    XtT, ys = _standardised(X, y, state)
+    ll, tauT, logpT = _responsibilities(XtT, ys, state)
+    tX = tauT[:, None, :] * XtT[None, :, :]  # (K, p, n_m)
+    G = tX @ XtT.T
+    h = tX @ ys
+    yy = tauT @ (ys * ys)
+    K = tauT.shape[0]
+    if K > 1:
+        grad, hess = gate_gradient_hessian(XtT, pair_products(XtT), tauT, np.exp(logpT))
+    else:
+        grad, hess = np.zeros(0), np.zeros((0, 0))
+    return RoundStatistics(len(ys), ll, tauT.sum(axis=1), G, h, yy, gate_objective(tauT, logpT), grad, hess)
+
+
+def machine_gate_values(X, y, state: RoundState, direction, steps):
+    """Exchange 2 of a round, on one machine: Q along the Newton direction.
+
+    direction : (p, K) gate increment (last column zero) ; steps : (J,) step lengths.
+    Returns ndarray (J,): Q(gates + t direction) with the responsibilities of ``state``.
+    """
+    XtT, ys = _standardised(X, y, state)
+    _, tauT, _ = _responsibilities(XtT, ys, state)
+    return np.array([gate_objective(tauT, _m._log_gate_T(XtT, state.gates + t * direction)) for t in steps])
+
+
+def machine_loglik(X, y, state: RoundState):
+    """Log-likelihood of ``state`` on one machine's rows (standardised y)."""
+    XtT, ys = _standardised(X, y, state)
+    return _responsibilities(XtT, ys, state)[0]
+
+
+def _experts_from_statistics(stats: RoundStatistics, var_floor):
+    """The exact expert M-step from pooled sums (the normal equations of weighted least squares)."""
+    K, p = stats.h.shape
+    diag = np.arange(p)
+    G = stats.G.copy()
+    # The same relative ridge as EM's M-step: negligible, but keeps a starving expert solvable.
+    G[:, diag, diag] += 1e-12 * np.maximum(stats.G[:, diag, diag].sum(axis=1) / p, 1e-300)[:, None]
+    B = np.linalg.solve(G, stats.h[:, :, None])[:, :, 0]
+    rss = stats.yy - 2.0 * (B * stats.h).sum(axis=1) + ((stats.G @ B[:, :, None])[:, :, 0] * B).sum(axis=1)
+    return B.T.copy(), np.maximum(rss / np.maximum(stats.Nk, 1e-300), var_floor)
+
+
+def newton_direction(stats: RoundStatistics, K):
+    """(p, K) damped Newton increment of the gates from pooled gradient and Hessian."""
+    p = stats.h.shape[1]
+    if K == 1:
+        return np.zeros((p, 1))
+    hess = stats.hess.copy()
+    diag = hess.reshape(-1)[:: hess.shape[0] + 1]
+    diag += DAMPING * max(diag.sum() / hess.shape[0], 1e-300)
+    try:
+        step = np.linalg.solve(hess, stats.grad)
+    except np.linalg.LinAlgError:
+        step = np.linalg.lstsq(hess, stats.grad, rcond=None)[0]
+    if not np.all(np.isfinite(step)):
+        step = np.zeros_like(stats.grad)
+    big = np.abs(step).max() if step.size else 0.0
+    if big > MAX_STEP:
+        step *= MAX_STEP / big
+    out = np.zeros((p, K))
+    out[:, :-1] = step.reshape(K - 1, p).T
+    return out
+
+
+def server_step(state: RoundState, stats: RoundStatistics, gate_values, var_floor=1e-6):
+    """The M-step at the server from pooled statistics.
+
+    ``gate_values(direction, steps)`` returns the pooled Q at ``gates + t direction`` for each t
+    (exchange 2).  Returns the new :class:`RoundState` and the number of gate exchanges used.
+    """
+    K = state.variances.shape[0]
+    experts, variances = _experts_from_statistics(stats, var_floor)
+    direction = newton_direction(stats, K)
+    gates = state.gates
+    exchanges = 0
+    if K > 1 and np.any(direction):
+        halvings = 0
+        while halvings < MAX_HALVINGS:
+            steps = 0.5 ** np.arange(halvings, min(halvings + LADDER, MAX_HALVINGS))
+            q = gate_values(direction, steps)
+            exchanges += 1
+            ok = np.flatnonzero(q >= stats.q)
+            if ok.size:
+                gates = state.gates + steps[ok[0]] * direction
+                break
+            halvings += steps.size
+    return RoundState(gates, experts, variances, state.scaler), exchanges
+
+
+def em_rounds(shards, params: _m.MoEParams, rounds, *, scaler=None, var_floor=1e-6):
+    """``rounds`` distributed EM rounds from ``params`` over in-memory shards, in this process.
+
+    The reference implementation (and the one :class:`~moecore.distributed.DistributedMoE` uses
+    on every backend, machine by machine): with a single shard it is plain global EM.
+
+    Parameters
+    ----------
+    shards : list of (X (n_m, d), y (n_m,))
+    params : MoEParams, the starting model
+    rounds : int >= 0
+    scaler : Standardizer of x and y, or None (fitted on the first shard)
+
+    Returns
+    -------
+    params : MoEParams after the rounds ; loglik : ndarray (rounds + 1,), the pooled log-likelihood
+    (original y units) of the starting model and after each round.
+    """
+    if scaler is None:
+        scaler = _m.Standardizer.fit(*shards[0])
+    state = RoundState.from_params(params, scaler)
+    n = sum(len(y) for _, y in shards)
+    shift = n * np.log(scaler.y_scale)
+    history = []
+    for _ in range(rounds):
+        stats = [machine_statistics(X, y, state) for X, y in shards]
+        pooled = sum(stats[1:], stats[0])
+        history.append(pooled.loglik - shift)
+        state, _ = server_step(
+            state, pooled,
+            lambda direction, steps: sum(machine_gate_values(X, y, state, direction, steps) for X, y in shards),
+            var_floor,
+        )
+    history.append(sum(machine_loglik(X, y, state) for X, y in shards) - shift)
+    return state.to_params(), np.asarray(history)

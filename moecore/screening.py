@@ -1,0 +1,111 @@
+"""Screening the local fits before they are reduced: a fit stuck in a poor optimum stands out.
+
+The server holds the supporting sample's (x, y) pairs and every local model.  With randomly split
+data the shards are exchangeable, so every good local fit estimates the same model and scores
+alike on the support: their mean log-likelihoods differ by the estimation noise of a K-expert
+MoE fitted to n_m points.  A local EM that merged two experts (a poor local optimum) scores far
+lower: a whole expert's worth of points is explained by a too-wide Gaussian.  One such model in
+the large mixture is enough to make the reduction lose a true expert (docs/method.md, 7).
+
+The rule (:func:`flag_poor_fits`) compares each score with the median of the machines' scores:
+
+    flag m  if  median - score_m > max(z * 1.4826 * MAD, c * q / n_m)
+
+* The robust spread ``1.4826 MAD`` estimates the standard deviation of the good machines'
+  scores (MAD ignores up to half of the machines being outliers); ``z = 5`` flags only what good
+  fits would reach with probability ~3e-7 under a normal spread, so with M = 1024 machines a
+  false flag stays rare.
+* With few machines or nearly identical fits the MAD can be tiny, so the gap must also exceed
+  ``c q / n_m``, q the free parameters of a local model: a maximum-likelihood fit from n_m points
+  is q / (2 n_m) nats per point from the truth on average (Wilks), with a standard deviation of
+  sqrt(2 q) / (2 n_m), and in-sample support points add an optimism of the same order.  ``c = 4``
+  puts the floor several such spreads above the good fits' scatter; a merged expert costs orders
+  of magnitude more (measured in benchmarks/bench_screening.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import model as _m
+
+__all__ = ["LOCAL_CHECKS", "ScreeningReport", "flag_poor_fits", "support_scores", "n_free_parameters"]
+
+LOCAL_CHECKS = ("refit", "drop", "off")
+# Robust z-score beyond which a machine is flagged (see the module docstring).
+Z_THRESHOLD = 5.0
+# Floor of the gap, in units of q / n_m (see the module docstring).
+GAP_FLOOR = 4.0
+# A flagged machine refits with this many times the restarts (at least REFIT_MIN_INIT).
+REFIT_INIT_FACTOR = 4
+REFIT_MIN_INIT = 4
+
+
+def support_scores(local_params, X_support, y_support):
+    """Mean log-likelihood of every local model on the supporting sample's (x, y) pairs.
+
+    Parameters
+    ----------
+    local_params : list of MoEParams (M) ; X_support : (S, d) ; y_support : (S,)
+
+    Returns
+    -------
+    ndarray (M,).  The shards are exchangeable, so good local fits score alike; a fit in a poor
+    optimum (two experts merged) scores far below the others (see :func:`flag_poor_fits`).
+    """
+    return np.array([float(_m.loglik_per_sample(X_support, y_support, prm).mean()) for prm in local_params])
+
+
+def n_free_parameters(n_experts, n_features):
+    """(K - 1)(d + 1) gate + K (d + 1) expert coefficients + K variances."""
+    p = n_features + 1
+    return (n_experts - 1) * p + n_experts * p + n_experts
+
+
+@dataclass
+class ScreeningReport:
+    """What the screening saw and did.
+
+    Attributes
+    ----------
+    scores : ndarray (M,), mean support log-likelihood of each machine's first local fit
+        (NaN for a machine whose fit failed)
+    threshold : ndarray (M,), the score below which each machine is flagged
+    flagged : list of int, machines flagged
+    refit_scores : dict {machine: score of its refit}
+    actions : dict {machine: "refit" (the refit passed and replaced the first fit), "dropped"
+        (left out of the reduction, weights renormalised), or "kept" (local_check="off")}
+    """
+
+    scores: np.ndarray
+    threshold: np.ndarray
+    flagged: list
+    refit_scores: dict = field(default_factory=dict)
+    actions: dict = field(default_factory=dict)
+
+
+def flag_poor_fits(scores, n_samples, n_params, *, z=Z_THRESHOLD, floor=GAP_FLOOR):
+    """Thresholds and flags of the rule in the module docstring.
+
+    Parameters
+    ----------
+    scores : array (M,), support scores; NaN entries (failed fits) are ignored
+    n_samples : array (M,), shard sizes n_m
+    n_params : int, free parameters q of one local model
+
+    Returns
+    -------
+    threshold : ndarray (M,) ; flagged : ndarray (M,) bool
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    n_samples = np.asarray(n_samples, dtype=np.float64)
+    ok = np.isfinite(scores)
+    if ok.sum() < 3:
+        # The median of two scores cannot say which one is poor: nothing is flagged.
+        return np.full(scores.shape, -np.inf), np.zeros(scores.shape, dtype=bool)
+    med = np.median(scores[ok])
+    spread = 1.4826 * np.median(np.abs(scores[ok] - med))
+    threshold = med - np.maximum(z * spread, floor * n_params / n_samples)
+    return threshold, ok & (scores < threshold)

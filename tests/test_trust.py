@@ -1,0 +1,262 @@
+"""A reduction you can trust: screening of poor local fits, gate targets, refinement rounds."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import moecore.distributed as mdist
+from moecore import DistributedMoE, MixtureOfExperts, simulate_design
+from moecore.metrics import parameter_mse, rpe
+from moecore.model import MoEParams, Standardizer
+from moecore.refine import RoundStatistics, em_rounds, machine_statistics, RoundState
+from moecore.screening import flag_poor_fits, n_free_parameters
+
+
+def merged_expert_model(X, y, K):
+    """A K-expert model in a merged-expert optimum: the (K-1)-expert MLE with one expert doubled.
+
+    Duplicating an expert of a (K-1)-expert fit, its gate mass split in two, represents the same
+    density with K experts: a stationary point of the K-expert likelihood, the poor local optimum
+    in which EM sometimes ends when two experts start in one cluster.
+    """
+    small = MixtureOfExperts(K - 1, n_init=2, random_state=0).fit(X, y).params_
+    j = int(np.argmax(small.variances))  # the expert that covers two true experts
+    gates = np.column_stack([small.gates, small.gates[:, j]])
+    gates[0, [j, K - 1]] -= np.log(2.0)
+    experts = np.column_stack([small.experts, small.experts[:, j]])
+    variances = np.append(small.variances, small.variances[j])
+    return MoEParams(gates - gates[:, -1:], experts, variances)
+
+
+@pytest.fixture
+def poison_machine_0(monkeypatch):
+    """Machine 0's first local fit returns a merged-expert optimum; its refit (more restarts) is real."""
+    real = mdist.fit_local
+
+    def poisoned(index, X, y, n_experts, em_params, seed):
+        res = real(index, X, y, n_experts, em_params, seed)
+        if index == 0 and em_params["n_init"] == 1:
+            res.model = MixtureOfExperts.from_params(merged_expert_model(X, y, n_experts))
+        return res
+
+    monkeypatch.setattr(mdist, "fit_local", poisoned)
+
+
+def _fit(data, M, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return DistributedMoE(4, M, backend="threading", n_jobs=2, random_state=3, **kw).fit(data.X, data.y)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("M", [4, 16])
+def test_screening_rescues_a_merged_expert_machine(poison_machine_0, M):
+    train = simulate_design("separated-2d", 40_000, random_state=11)
+    test = simulate_design("separated-2d", 20_000, random_state=12)
+    g = MixtureOfExperts(4, random_state=3).fit(train.X, train.y)
+    g_err = parameter_mse(g.params_, train.params)
+    g_rpe = rpe(test.y, g.predict(test.X))
+
+    off = _fit(train, M, local_check="off")
+    assert off.flagged_ == [0] and off.screening_.actions == {0: "kept"}
+    off_err = parameter_mse(off.params_, train.params)
+    # Without screening the merged expert poisons the reduction: far from the global fit.
+    assert off_err["experts"] + off_err["variances"] > 10 * (g_err["experts"] + g_err["variances"])
+
+    dm = _fit(train, M)
+    assert dm.flagged_ == [0] and dm.screening_.actions == {0: "refit"}
+    assert dm.screening_.refit_scores[0] > dm.screening_.threshold[0]
+    assert dm.timings_["refit"].shape == (1,)
+    err = parameter_mse(dm.params_, train.params)
+    assert err["experts"] <= 3 * g_err["experts"]
+    assert err["variances"] <= 3 * g_err["variances"]
+    assert abs(rpe(test.y, dm.predict(test.X)) - g_rpe) <= 0.02 * g_rpe
+
+
+def test_drop_leaves_the_flagged_machine_out(poison_machine_0):
+    train = simulate_design("separated-2d", 20_000, random_state=11)
+    with pytest.warns(RuntimeWarning, match=r"left out machine\(s\) \[0\]"):
+        dm = DistributedMoE(4, 4, backend="threading", n_jobs=2, random_state=3, local_check="drop").fit(
+            train.X, train.y)
+    assert dm.screening_.actions == {0: "dropped"} and 0 in dm.skipped_
+    assert list(dm.machines_) == [1, 2, 3]
+    np.testing.assert_allclose(dm.weights_, 1 / 3)
+    assert dm.timings_["refit"].size == 0
+
+
+def test_flag_rule():
+    n = np.full(8, 5000)
+    good = -1.0 + 1e-4 * np.arange(8)
+    thr, flagged = flag_poor_fits(good, n, 25)
+    assert not flagged.any()
+    bad = good.copy()
+    bad[5] -= 0.3  # a merged expert costs tenths of a nat per point
+    thr, flagged = flag_poor_fits(bad, n, 25)
+    assert list(np.flatnonzero(flagged)) == [5] and np.all(thr < good.min())
+    # The floor c q / n_m: a gap of the order of the estimation noise is never flagged.
+    close = good.copy()
+    close[2] -= 2 * 25 / 5000
+    assert not flag_poor_fits(close, n, 25)[1].any()
+    # Failed fits (NaN) are ignored; two scores cannot tell which one is poor.
+    with_nan = np.append(bad, np.nan)
+    assert list(np.flatnonzero(flag_poor_fits(with_nan, np.append(n, 5000), 25)[1])) == [5]
+    assert not flag_poor_fits(bad[:2] - [0, 1], n[:2], 25)[1].any()
+
+
+def test_random_splits_flag_nothing_on_good_fits():
+    """On exchangeable shards with good local fits the rule stays quiet (no false refit)."""
+    train = simulate_design("teaching-1d", 40_000, random_state=5)
+    for M in (4, 16, 32):
+        dm = DistributedMoE(3, M, backend="sequential", random_state=1).fit(train.X, train.y)
+        assert dm.flagged_ == [], (M, dm.local_scores_, dm.screening_.threshold)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return simulate_design("teaching-1d", 6000, random_state=2)
+
+
+def test_rounds_equal_global_em_iterations(small):
+    """r distributed rounds from a model == r global EM iterations (one shard) from that model."""
+    dm = DistributedMoE(3, 6, backend="sequential", random_state=0, refine_rounds=3).fit(small.X, small.y)
+    scaler = Standardizer.fit(dm.support_X_, dm.support_y_)
+    ref, hist = em_rounds([(small.X, small.y)], dm.one_shot_params_, 3, scaler=scaler)
+    np.testing.assert_allclose(dm.params_.vector(), ref.vector(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dm.refine_loglik_, hist, rtol=1e-12)
+    # Generalised EM on the pooled data: the log-likelihood never decreases.
+    assert np.all(np.diff(dm.refine_loglik_) >= -1e-9 * np.abs(dm.refine_loglik_[:-1]))
+    assert dm.refine_loglik_[-1] == pytest.approx(dm.score(small.X, small.y) * len(small.y), rel=1e-10)
+    t = dm.timings_
+    assert t["rounds"].shape == (3,) and np.all(t["rounds"] > 0)
+    assert t["learning_time"] == pytest.approx(
+        t["local_max"] + t["screening"] + t["reduction"] + t["rounds"].sum())
+
+
+def test_round_statistics_add_up(small):
+    """The statistics of two halves sum to those of the whole: the server's sum is exact."""
+    prm = MixtureOfExperts(3, random_state=0).fit(small.X, small.y).params_
+    state = RoundState.from_params(prm, Standardizer.fit(small.X, small.y))
+    whole = machine_statistics(small.X, small.y, state)
+    a = machine_statistics(small.X[:2500], small.y[:2500], state)
+    b = machine_statistics(small.X[2500:], small.y[2500:], state)
+    both = a + b
+    for f in ("Nk", "G", "h", "yy", "grad", "hess"):
+        np.testing.assert_allclose(getattr(both, f), getattr(whole, f), rtol=1e-10, atol=1e-9)
+    assert both.loglik == pytest.approx(whole.loglik, rel=1e-12) and both.n == whole.n
+    assert isinstance(both, RoundStatistics)
+
+
+def test_communication_is_counted(small):
+    K, d, M = 3, 1, 6
+    dm = DistributedMoE(K, M, backend="sequential", random_state=0, refine_rounds=2).fit(small.X, small.y)
+    c = dm.communication_
+    holder = np.empty(len(small.y), dtype=int)
+    for m, idx in enumerate(dm.shards_):
+        holder[idx] = m
+    shares = np.bincount(holder[dm.support_indices_], minlength=M)
+    # Local model ((K-1) p gates, K p experts, K variances) and n_m, then the support pairs.
+    np.testing.assert_array_equal(c["one_shot_up"], n_free_parameters(K, d) + 1 + shares * (d + 1))
+    p = d + 1
+    stats = 3 + K * (1 + p * (p + 1) // 2 + p + 1) + (K - 1) * p + (K - 1) * p * ((K - 1) * p + 1) // 2
+    assert np.all(c["round_up"] >= stats) and np.all(c["round_up"] < stats + 40)
+    assert c["total"] == pytest.approx(c["one_shot_total"] + c["rounds_total"])
+    one_shot = DistributedMoE(K, M, backend="sequential", random_state=0).fit(small.X, small.y)
+    assert one_shot.communication_["rounds_total"] == 0 and one_shot.refine_loglik_.size == 0
+    np.testing.assert_array_equal(one_shot.params_.vector(), dm.one_shot_params_.vector())
+
+
+@pytest.mark.parametrize("backend,n_jobs", [("threading", 2), ("loky", 2)])
+def test_screening_and_rounds_reproducible_across_backends(small, backend, n_jobs):
+    kw = dict(random_state=4, refine_rounds=2)
+    ref = DistributedMoE(3, 6, backend="sequential", **kw).fit(small.X, small.y)
+    got = DistributedMoE(3, 6, backend=backend, n_jobs=n_jobs, **kw).fit(small.X, small.y)
+    np.testing.assert_array_equal(got.params_.vector(), ref.params_.vector())
+    np.testing.assert_array_equal(got.local_scores_, ref.local_scores_)
+    np.testing.assert_array_equal(got.refine_loglik_, ref.refine_loglik_)
+
+
+@pytest.mark.slow
+def test_component_gate_targets_match_the_global_fit_where_lines_cross():
+    """teaching-1d's experts 1 and 3 cross inside expert 1's region: the pointwise plan flattens
+    the reduced gate there; component-level targets keep it as sharp as the global EM's."""
+    train = simulate_design("teaching-1d", 100_000, random_state=1)
+    g = parameter_mse(MixtureOfExperts(3, random_state=1).fit(train.X, train.y).params_, train.params)
+    comp = DistributedMoE(3, 32, backend="sequential", random_state=1).fit(train.X, train.y)
+    plan = DistributedMoE(3, 32, backend="sequential", random_state=1, gate_targets="plan").fit(train.X, train.y)
+    assert parameter_mse(comp.params_, train.params)["gates"] <= 2 * g["gates"]
+    assert parameter_mse(plan.params_, train.params)["gates"] > 10 * g["gates"]
+
+
+# ----------------------------------------------------------------------------- the app
+def _app(page=None, query=None):
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_app_fit_with_rounds_and_compare_shows_both_models():
+    at = _app("pages/fit.py", {"n": "4000", "M": "4"})
+    at.selectbox(key="cfg_backend").select("sequential").run()
+    at.selectbox(key="cfg_local_check").select("drop").run()
+    at.number_input(key="cfg_rounds").set_value(2).run()
+    at.button(key="btn_fit").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    dm = at.session_state["fit"].dm
+    assert dm.refine_rounds == 2 and dm.local_check == "drop" and dm.timings_["rounds"].shape == (2,)
+    assert any("refinement round" in c.value for c in at.caption)
+    # A shared link carries the new settings.
+    shared = _app(query={"rounds": "2", "check": "drop", "gt": "plan"})
+    cfg = shared.session_state["_cfg"]
+    assert (cfg["rounds"], cfg["local_check"], cfg["gate_targets"]) == (2, "drop", "plan")
+    assert shared.session_state["fit"].dm.refine_loglik_.shape == (3,)
+    at.switch_page("pages/compare.py").run()
+    at.button(key="btn_compare").click().run()
+    assert not at.exception and not at.error
+    methods = list(at.session_state["compare"]["cmp"].table().index)
+    assert methods[:2] == ["reduction", "reduction, one-shot"]
+    blocks = at.dataframe[1].value
+    assert list(blocks.columns) == [f"{w}: {b}" for w in ("vs truth", "vs global EM")
+                                    for b in ("gates", "experts", "variances")]
+    assert np.isnan(blocks.loc["global", "vs global EM: gates"])
+
+
+def test_app_sweep_over_rounds():
+    at = _app("pages/experiments.py")
+    at.radio(key="exp_parameter").set_value("refine_rounds").run()
+    at.text_input(key="exp_values_refine_rounds").input("0, 2").run()
+    at.number_input(key="exp_n").set_value(3000).run()
+    at.number_input(key="exp_M").set_value(4).run()
+    at.number_input(key="exp_repeats").set_value(1).run()
+    at.button(key="btn_sweep").click().run()
+    assert not at.exception and not at.error
+    rows = at.session_state["sweep_rows"]
+    red = {r["value"]: r for r in rows if r["method"] == "reduction"}
+    glob = [r for r in rows if r["method"] == "global"]
+    assert sorted(red) == [0, 2] and len(glob) == 2
+    # The global EM is fitted once per repeat: the same numbers at every value.
+    assert glob[0]["rpe"] == glob[1]["rpe"] and glob[0]["time"] == glob[1]["time"]
+    # The rounds moved the model (same local fits and reduction underneath).
+    assert red[2]["mse_gates"] != red[0]["mse_gates"] and red[2]["rpe"] != red[0]["rpe"]
+
+
+def test_app_learn_page_shows_screening_and_rounds():
+    at = _app("pages/learn.py")
+    table = at.dataframe[-1].value
+    assert list(table["refinement rounds"]) == [0, 1, 2, 3]
+    ll = table["log-likelihood per point (all machines)"].to_numpy()
+    assert np.all(np.diff(ll) >= -1e-5)  # rounded to 5 decimals
+    assert any("Support scores" in m.value for m in at.markdown)
