@@ -30,6 +30,7 @@ def test_case9_deep_link_is_the_first_request_after_a_restart():
                     no_errors(pg)
                     assert pg.locator("h1").first.inner_text().startswith("Data")
                     # The link's settings were applied by the page itself: n = 4000 samples.
+                    pg.wait_for_selector('[data-testid="stMetricValue"]', timeout=60_000)
                     assert "4,000" in pg.locator('[data-testid="stMetricValue"]').all_inner_texts()
                 finally:
                     b.close()
