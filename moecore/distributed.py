@@ -40,6 +40,7 @@ from .screening import (
     LOCAL_CHECKS,
     REFIT_INIT_FACTOR,
     REFIT_MIN_INIT,
+    SCORE_POINTS,
     ScreeningReport,
     flag_poor_fits,
     n_free_parameters,
@@ -111,10 +112,8 @@ def fit_local(index, X, y, n_experts, em_params, seed):
     c0 = time.thread_time()
     try:
         est = MixtureOfExperts(n_experts, random_state=seed, **em_params)
-        with warnings.catch_warnings():
-            # The parent reports non-convergence per machine; a warning per worker is noise.
-            warnings.simplefilter("ignore")
-            est.fit(X, y)
+        est._quiet = True  # the parent reports non-convergence per machine
+        est.fit(X, y)
         why = degeneracy(est)
         if why is not None:
             return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"degenerate model: {why}",
@@ -365,7 +364,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         mm_n_init=3,
         mm_max_iter=200,
         mm_tol=1e-8,
-        mm_local_starts=3,
+        mm_local_starts=1,
         variance_update="exact",
         gate_targets="component",
         local_check="refit",
@@ -769,7 +768,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         M = len(results)
         K, d = self.n_experts, Xs.shape[1]
         scores = np.full(M, np.nan)
-        scores[self.machines_] = support_scores([mdl.params_ for mdl in self.local_models_], Xs, ys)
+        scores[self.machines_] = support_scores([mdl.params_ for mdl in self.local_models_], Xs, ys,
+                                                max_points=SCORE_POINTS)
         sizes = np.array([r.n_samples for r in results], dtype=float)
         q = n_free_parameters(K, d)
         threshold, flagged = flag_poor_fits(scores, sizes, q)
@@ -795,7 +795,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             for m in report.flagged:
                 res = refits.get(m)
                 if res is not None and res.error is None:
-                    score = float(support_scores([res.model.params_], Xs, ys)[0])
+                    score = float(support_scores([res.model.params_], Xs, ys, max_points=SCORE_POINTS)[0])
                     report.refit_scores[m] = score
                     up[m] += n_free_parameters(K, d) + 1
                     if score >= threshold[m]:

@@ -345,7 +345,11 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         self.n_iter_ = len(best["history"])
         self.converged_ = best["converged"]
         self.n_reseeded_ = best["reseeded"]
-        if best["reseeded"]:
+        # A local fit inside DistributedMoE is quiet (the parent reports per machine): a flag, not
+        # warnings.catch_warnings, which is not thread-safe and left warnings switched off for
+        # the whole process when fits ran in threads.
+        quiet = getattr(self, "_quiet", False)
+        if best["reseeded"] and not quiet:
             warnings.warn(
                 f"EM re-seeded an expert that had lost its points {best['reseeded']} time(s); "
                 "the data may support fewer experts than n_experts="
@@ -353,7 +357,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 DegenerateFitWarning,
                 stacklevel=2,
             )
-        if not self.converged_:
+        if not self.converged_ and not quiet:
             warnings.warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations (tol={self.tol}); "
                 "increase max_iter or tol.",

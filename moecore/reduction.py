@@ -34,7 +34,7 @@ from ._validation import (
     check_X,
 )
 from .gating import fit_softmax_gate, pair_products, sym_from_pairs
-from .screening import support_scores
+from .screening import SCORE_POINTS, support_scores
 
 __all__ = [
     "GATE_TARGETS",
@@ -146,6 +146,21 @@ def _coupling_kernel(mass, assign, K):
         for l in range(L):
             out[l, assign[s, l]] += mass[s, l]
     return out / S
+
+
+@njit(cache=True, nogil=True)
+def _grouped_mass_kernel(mass, group, K):
+    """(S, K) sums over the columns l of ``mass`` (S, L) in each group ``group[l]``.
+
+    One pass over the (S, L) mass: the product with an (L, K) indicator matrix did K times the
+    work (and took as long as the whole MM at M = 128).
+    """
+    S, L = mass.shape
+    out = np.zeros((S, K))
+    for s in range(S):
+        for l in range(L):
+            out[s, group[l]] += mass[s, l]
+    return out
 
 
 @dataclass
@@ -272,7 +287,8 @@ class ReductionResult:
     objective_history : ndarray (n_iter,), R at each MM iterate of the kept run (non-increasing)
     objective : float, final R
     n_iter : int ; converged : bool
-    init_objectives : ndarray (n_init + local starts,), final R from every start
+    init_objectives : ndarray (n_init + local starts,), final R from every start (R at the
+        start itself for a local start that MM did not run from)
     plan : TransportPlan
     gate_targets : ndarray (S, K), the soft targets the reduced gate was fitted to
     time : float, seconds
@@ -425,9 +441,7 @@ def _start_key(experts_std, variances):
 
 def _component_targets(problem, plan, n_experts):
     """(S, K) gate mass with each local component's whole mass on its dominant reduced expert."""
-    onehot = np.zeros((plan.coupling.shape[0], n_experts))
-    onehot[np.arange(onehot.shape[0]), plan.dominant()] = 1.0
-    return problem.mass @ onehot
+    return _grouped_mass_kernel(problem.mass, plan.dominant().astype(np.int64), n_experts)
 
 
 def _average_gate_coefficients(large, plan, n_experts):
@@ -464,7 +478,7 @@ def reduce_mixtures(
     *,
     y_support=None,
     n_init=3,
-    local_starts=3,
+    local_starts=1,
     local_scores=None,
     max_iter=200,
     tol=1e-8,
@@ -486,10 +500,11 @@ def reduce_mixtures(
         ``local_starts`` local models are the best-scoring ones on the support pairs.
     n_init : int, number of k-means initialisations on the L local experts
     local_starts : int >= 0
-        Further MM starts from whole local models (their K experts as they are): the best
-        scoring on (X_support, y_support), or the heaviest machines without y_support.  k-means
-        on the pooled components can be pulled by one outlying component (a merged expert with a
-        huge variance); a good local model cannot.  The lowest R over all starts is kept.
+        Rescue starts from whole local models (their K experts as they are): the best scoring on
+        (X_support, y_support), or the heaviest machines without y_support.  k-means on the
+        pooled components can be pulled by one outlying component (a merged expert with a huge
+        variance); a good local model cannot.  MM runs from such a start when R there is
+        already below the best k-means result (so the run ends lower); the lowest R is kept.
     local_scores : array (M,) or None
         The local models' :func:`support_scores`, when the caller already has them.
     max_iter, tol : MM stopping rule (relative decrease of R below ``tol``)
@@ -534,18 +549,18 @@ def reduce_mixtures(
         raise ValueError('gate_targets="posterior" needs y_support (the support responses).')
     seeds = check_random_state_seed(random_state).spawn(n_init)
 
-    starts = [(lambda rng_seed=seed: problem.initial_experts(n_experts, np.random.default_rng(rng_seed)))
+    starts = [(False, lambda rng_seed=seed: problem.initial_experts(n_experts, np.random.default_rng(rng_seed)))
               for seed in seeds]
     if local_scores is None and y_support is not None and local_starts > 0:
-        local_scores = support_scores(large.local_params, problem.X, y_support)
+        local_scores = support_scores(large.local_params, problem.X, y_support, max_points=SCORE_POINTS)
     for m in _best_local_models(large, n_experts, local_starts, local_scores):
         prm = large.local_params[m]
-        starts.append(lambda prm=prm: (problem.scaler.coef_to_standard(prm.experts), prm.variances.copy()))
+        starts.append((True, lambda prm=prm: (problem.scaler.coef_to_standard(prm.experts), prm.variances.copy())))
 
     best = None
     finals = []
     seen = {}
-    for i, start in enumerate(starts):
+    for i, (local, start) in enumerate(starts):
         B0, V0 = start()
         # k-means from another seed often finds the same clusters. MM is deterministic and
         # equivariant to relabelling the experts, so from the same start (in any order) it would
@@ -555,6 +570,14 @@ def reduce_mixtures(
             finals.append(finals[seen[key]])
             continue
         seen[key] = i
+        if local and best is not None:
+            # A local model is a rescue start: MM runs from it only if it already beats the best
+            # k-means result (R only decreases, so it then ends lower); otherwise k-means found a
+            # better basin and a full run would cost as much as the rest of the reduction.
+            start_obj = problem.plan(B0, V0)[0]
+            if not start_obj < best[0].objective:
+                finals.append(start_obj)
+                continue
         history = []
         state = None
         for state in mm_steps(problem, B0, V0, max_iter=max_iter, tol=tol, variance_update=variance_update):
