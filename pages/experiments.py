@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer import figures as fg
+from explorer import io as eio
 from explorer import state
 from moecore.experiments import sweep
 from moecore.simulation import DESIGNS
@@ -30,30 +31,6 @@ include_global = c4.checkbox("Global EM reference", value=True, key="exp_global"
 variance_update = c4.radio("Reduced variances", ["exact", "authors"], key="exp_var", horizontal=True)
 
 
-def parse_values(text, parameter):
-    try:
-        vals = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"values must be numbers separated by commas, got {text!r}.") from None
-    if not vals:
-        raise ValueError("give at least one value to sweep over.")
-    if parameter in ("n_machines", "n", "refine_rounds"):
-        low = 0 if parameter == "refine_rounds" else 1
-        if any(v != int(v) or v < low for v in vals):
-            kind = "whole numbers from 0" if low == 0 else "positive whole numbers"
-            raise ValueError(f"{fg.PARAM_LABELS[parameter]} must be {kind}.")
-        vals = [int(v) for v in vals]
-    if parameter == "refine_rounds" and max(vals) > state.MAX_APP_ROUNDS:
-        raise ValueError(f"at most {state.MAX_APP_ROUNDS} refinement rounds here.")
-    if parameter == "n" and max(vals) > 1_000_000:
-        raise ValueError("n is limited to 1,000,000 in the app; use the command line for larger runs.")
-    if parameter == "n_machines" and max(vals) > 256:
-        raise ValueError("M is limited to 256 machines here.")
-    if parameter == "support_fraction" and min(vals) <= 0:
-        raise ValueError("support fractions must be > 0.")
-    return vals
-
-
 b1, b2, _ = st.columns([1, 1, 4])
 start = b1.button("Run the sweep", type="primary", key="btn_sweep")
 cancel = b2.button("Cancel", key="btn_cancel")
@@ -68,7 +45,7 @@ elif ss.get("sweep_running") and not start:
 
 if start:
     try:
-        vals = parse_values(values_text, parameter)
+        vals = eio.parse_sweep_values(values_text, parameter, int(M), state.MAX_APP_ROUNDS)
         K = DESIGNS[design].n_experts
         n_min = min(vals) if parameter == "n" else n
         M_max = max(vals) if parameter == "n_machines" else M
@@ -84,7 +61,7 @@ if start:
         bar = st.progress(0.0, text=f"0 / {total} fits")
         try:
             gen = sweep(design, parameter, vals, n=int(n), n_machines=int(M), repeats=int(repeats),
-                        include_global=include_global, backend="threading", n_jobs=2,
+                        include_global=include_global, backend="threading", n_jobs=min(2, state.MAX_JOBS),
                         variance_update=variance_update, n_test=20000)
             for i, row in enumerate(gen, start=1):
                 ss["sweep_rows"].append(row)
