@@ -605,11 +605,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         backend = "sequential" if self.backend == "sequential" else self.backend
         # In-process fits share one BLAS pool: hold it at one thread around the whole batch, so that
         # concurrent fits entering and leaving their own limit never restore it under each other.
-        # The same for the warning filters: each fit_local silences its warnings in a
-        # catch_warnings, which threads save and restore across each other, and could leave an
-        # "ignore" in place after the batch (then the drop and skip warnings went unseen).
-        with _one_thread() if not self._process_backend else nullcontext(), \
-                warnings.catch_warnings() if not self._process_backend else nullcontext():
+        # (Local fits are quiet by a flag, not by warnings.catch_warnings, for the same reason.)
+        with _one_thread() if not self._process_backend else nullcontext():
             yield from Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")(tasks)
 
     @contextmanager
