@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ __all__ = [
     "model_from_json",
     "params_to_text",
     "params_from_text",
+    "parse_sweep_values",
 ]
 
 # Streamlit refuses larger files itself (.streamlit/config.toml server.maxUploadSize): same number.
@@ -41,8 +43,27 @@ MAX_MODEL_BYTES = 1_000_000
 MODEL_FORMAT = "dmoe-explorer/model"
 
 
+MAX_MESSAGE = 600  # characters: an st.error is read, not scrolled
+
+
 class InputError(ValueError):
-    """A user file or choice that the app cannot use; the message says what to change."""
+    """A user file or choice that the app cannot use; the message says what to change.
+
+    Messages are cut at :data:`MAX_MESSAGE` characters: a 10 MB cell quoted whole made an
+    st.error of ten million characters.
+    """
+
+    def __init__(self, message=""):
+        message = str(message)
+        if len(message) > MAX_MESSAGE:
+            message = message[:MAX_MESSAGE] + " [...]"
+        super().__init__(message)
+
+
+def _clip(value, limit=60):
+    """A user value short enough to quote in a message."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
 
 
 # ---------------------------------------------------------------------------------------- CSV
@@ -76,6 +97,9 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
     if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
         raise InputError(f"{name} is larger than the {MAX_UPLOAD_MB} MB limit: upload a smaller sample.")
     text = _decode(bytes(data), name)
+    # Old Mac files end lines with a bare \r: the header reader below split on \n only and the
+    # csv module refused the whole file as one line (an uncaught _csv.Error).
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise InputError(f"{name} is empty. Upload a CSV with a header row and numeric data rows.")
     # Count rows before parsing: a 10^6-row file is refused without building a DataFrame.
@@ -91,21 +115,28 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
     except csv.Error:
         sep = ","
     # pandas would silently rename a repeated name to "x.1": check the header ourselves.
-    header = [h.strip() for h in next(csv.reader(io.StringIO(text.lstrip("\n").split("\n", 1)[0]), delimiter=sep), [])]
+    try:
+        header = [h.strip() for h in next(csv.reader(io.StringIO(text.lstrip("\n").split("\n", 1)[0]), delimiter=sep), [])]
+    except csv.Error as exc:
+        raise InputError(f"{name}: its header row cannot be read as CSV ({_clip(exc)}).") from None
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
-        raise InputError(f"{name} has duplicated column names {dup}: give every column a distinct name.")
+        raise InputError(f"{name} has duplicated column names {[_clip(d) for d in dup]}: give every column a distinct name.")
     try:
-        df = pd.read_csv(io.StringIO(text), sep=sep, on_bad_lines="error", engine="c")
-    except pd.errors.ParserError as exc:
+        # index_col=False and its warning as an error: a first row longer than the header would
+        # otherwise become a row index, every value shifted one column.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(io.StringIO(text), sep=sep, on_bad_lines="error", engine="c", index_col=False)
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
         raise InputError(
-            f"{name} has rows with a different number of fields than the header ({exc}). "
+            f"{name} has rows with a different number of fields than the header ({_clip(exc, 200)}). "
             "Every row needs one value per column: fix or delete the ragged rows."
         ) from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{name} has no columns. Upload a CSV with a header row.") from None
-    except (ValueError, UnicodeError) as exc:
-        raise InputError(f"{name} could not be read as CSV: {exc}") from None
+    except (ValueError, UnicodeError, csv.Error, OverflowError) as exc:
+        raise InputError(f"{name} could not be read as CSV: {_clip(exc, 200)}") from None
     if df.shape[0] == 0:
         raise InputError(f"{name} has a header but no data rows. Add data rows below the header.")
     if df.shape[1] < 2:
@@ -129,7 +160,7 @@ def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputError(
-                f"column '{col}' is not numeric: row {i + 2} of the file holds {str(s.iloc[i])!r} "
+                f"column '{_clip(col)}' is not numeric: row {i + 2} of the file holds {_clip(s.iloc[i])!r} "
                 f"({int(bad.sum())} non-numeric value(s) in all). Pick numeric columns, or fix those cells."
             )
         s = conv
@@ -138,7 +169,7 @@ def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
     if missing.any():
         rows = (np.flatnonzero(missing)[:5] + 2).tolist()
         raise InputError(
-            f"column '{col}' has {int(missing.sum())} missing or infinite value(s) (file rows "
+            f"column '{_clip(col)}' has {int(missing.sum())} missing or infinite value(s) (file rows "
             f"{rows}{'...' if missing.sum() > 5 else ''}). Remove those rows or fill them in."
         )
     return a
@@ -168,15 +199,30 @@ def select_columns(df: pd.DataFrame, y_col: str, x_cols) -> tuple[np.ndarray, np
     return X, y
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection, OWASP).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text`` as a CSV cell no spreadsheet runs: a leading formula character gets a ' before it."""
+    text = str(text)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def data_to_csv(X, y, labels=None, x_names=None, y_name="y") -> bytes:
-    """The data as UTF-8 CSV bytes: inputs, response and (for simulated data) the true expert."""
+    """The data as UTF-8 CSV bytes: inputs, response and (for simulated data) the true expert.
+
+    Numbers are written in full (the shortest text that reads back as the same float64: parsing
+    the file gives the same arrays); the only text cells, the column names, are made
+    spreadsheet-safe (:func:`spreadsheet_safe`).
+    """
     X = np.asarray(X)
     x_names = list(x_names) if x_names is not None else [f"x{j + 1}" for j in range(X.shape[1])]
-    df = pd.DataFrame(X, columns=x_names)
-    df[y_name] = y
+    cols = {spreadsheet_safe(c): X[:, j] for j, c in enumerate(x_names)}
+    cols[spreadsheet_safe(y_name)] = np.asarray(y)
     if labels is not None:
-        df["true_expert"] = np.asarray(labels) + 1
-    return df.to_csv(index=False, float_format="%.6g").encode("utf-8")
+        cols["true_expert"] = np.asarray(labels) + 1
+    return pd.DataFrame(cols).to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
 # ---------------------------------------------------------------------------------- model JSON
@@ -241,26 +287,25 @@ def model_from_json(data, name: str = "the model file") -> tuple[MoEParams, dict
             data = bytes(data).decode("utf-8-sig")
         except UnicodeDecodeError:
             raise InputError(f"{name} is not UTF-8 text: upload the .json file the app produced.") from None
-    try:
-        doc = json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{name} is not valid JSON ({exc.msg} at line {exc.lineno}).") from None
+    doc = _loads(data, name)
     try:
         jsonschema.validate(doc, MODEL_SCHEMA)
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "top level"
         raise InputError(
-            f"{name} does not follow the model schema at {where}: {exc.message}. "
+            f"{name} does not follow the model schema at {_clip(where)}: {_clip(exc.message, 200)}. "
             "Upload a model JSON downloaded from this app."
         ) from None
+    except RecursionError:
+        raise InputError(f"{name} is nested too deeply to be a model file.") from None
     p = doc["params"]
     rows = {len(r) for r in p["gates"]} | {len(r) for r in p["experts"]}
     if len(rows) != 1:
         raise InputError(f"{name}: every row of gates and experts must have K entries (ragged matrix).")
     try:
         params = MoEParams.from_dict(p)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name}: {exc}") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InputError(f"{name}: {_clip(exc, 200)}") from None
     return params, doc.get("meta", {})
 
 
@@ -271,11 +316,85 @@ def params_to_text(params: MoEParams, digits: int = 4) -> str:
             f'  "variances": {r(params.variances)}\n}}')
 
 
+def _parse_int(text):
+    # Python refuses to convert integers of more than 4300 digits (ValueError), and NumPy one
+    # beyond float64's range (OverflowError, 10^400): read such a number as the float it is
+    # (inf beyond 1.8e308), which the parameter checks then refuse as not finite.
+    return int(text) if len(text) < 300 else float(text)
+
+
+def _loads(text, name):
+    """json.loads that only ever raises InputError (deep nesting and huge integers included)."""
+    if len(text) > MAX_MODEL_BYTES:
+        raise InputError(f"{name} is larger than {MAX_MODEL_BYTES // 1000} kB; a model file is much smaller.")
+    try:
+        return json.loads(text, parse_int=_parse_int)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{name} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}).") from None
+    except RecursionError:
+        raise InputError(f"{name} is nested too deeply: a model is arrays of numbers, two levels deep.") from None
+    except (ValueError, OverflowError) as exc:
+        raise InputError(f"{name} holds a number that cannot be read ({_clip(exc)}).") from None
+
+
 def params_from_text(text: str, name: str = "the parameters") -> MoEParams:
     """Parameters typed as JSON {"gates", "experts", "variances"}, checked like a model file."""
-    try:
-        params = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{name} are not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}).") from None
+    params = _loads(text, name)
     doc = {"format": MODEL_FORMAT, "version": 1, "params": params}
     return model_from_json(json.dumps(doc), name)[0]
+
+
+# ------------------------------------------------------------------------------ sweep values
+MAX_SWEEP_VALUES = 20
+SWEEP_LIMITS = {"n_machines": (1, 256), "n": (50, 1_000_000)}
+SWEEP_NAMES = {"n_machines": "M", "n": "n", "support_fraction": "support fractions",
+               "refine_rounds": "refinement rounds", "alpha": "alpha"}
+
+
+def parse_sweep_values(text: str, parameter: str, n_machines: int, max_rounds: int = 10) -> list:
+    """The values of an Experiments sweep typed as "2, 4, 8", checked against their ranges.
+
+    Support fractions multiply floor(n / 4M): above 4 M the support would exceed n.
+    """
+    name = SWEEP_NAMES.get(parameter, parameter)
+    parts = [v.strip() for v in str(text).replace(";", ",").split(",") if v.strip()]
+    if not parts:
+        raise InputError("give at least one value to sweep over.")
+    if len(parts) > MAX_SWEEP_VALUES:
+        raise InputError(f"give at most {MAX_SWEEP_VALUES} values to sweep over, got {len(parts)}.")
+    vals = []
+    for p in parts:
+        try:
+            v = float(p)
+        except ValueError:
+            raise InputError(f"values must be numbers separated by commas; {_clip(p)!r} is not a number.") from None
+        if not np.isfinite(v):
+            raise InputError(f"{name} must be finite numbers, got {_clip(p)!r}.")
+        vals.append(v)
+    if parameter == "refine_rounds":
+        if any(v != int(v) or v < 0 for v in vals):
+            raise InputError("refinement rounds must be whole numbers from 0.")
+        if max(vals) > max_rounds:
+            raise InputError(f"at most {max_rounds} refinement rounds here.")
+        return [int(v) for v in vals]
+    if parameter in SWEEP_LIMITS:
+        lo, hi = SWEEP_LIMITS[parameter]
+        bad = [v for v in vals if v != int(v) or v < lo]
+        if bad:
+            raise InputError(f"{name} must be positive whole numbers (at least {lo:,}); got {_clip(bad[0])}.")
+        if max(vals) > hi:
+            raise InputError(f"{name} is limited to {hi:,} in the app"
+                             + ("; use the command line for larger runs." if parameter == "n" else "."))
+        return [int(v) for v in vals]
+    if parameter == "alpha":
+        if min(vals) < 0 or max(vals) > 1:
+            raise InputError("alpha must lie between 0 (separated machines) and 1 (random split).")
+        return vals
+    hi = 4 * int(n_machines)
+    bad = [v for v in vals if not 0 < v <= hi]
+    if bad:
+        raise InputError(
+            f"support fractions must be > 0 and at most 4 M = {hi} (beyond, the supporting sample would "
+            f"exceed n); got {_clip(bad[0])}.")
+    return vals

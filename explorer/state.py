@@ -14,7 +14,9 @@ so sessions never share mutable objects.
 from __future__ import annotations
 
 import contextvars
+import fnmatch
 import hashlib
+import os
 import re
 import time
 import warnings
@@ -36,6 +38,13 @@ from moecore.simulation import DESIGNS, get_design, simulate
 from .io import InputError
 
 DEFAULT_DESIGN = "teaching-1d"
+# Worker processes are capped at the server's cores, whatever a link or a widget asks for:
+# /?jobs=1000&backend=loky started ~430 processes that never returned.
+MAX_JOBS = max(1, os.cpu_count() or 1)
+# Dask schedulers the server may connect to: a comma-separated list of fnmatch patterns in the
+# server's environment. A scheduler speaks pickles, so by default only this host's own.
+SCHEDULER_ALLOW_ENV = "DMOE_DASK_SCHEDULERS"
+DEFAULT_SCHEDULER_ALLOW = "tcp://127.0.0.1:*,tcp://localhost:*,tcp://[::1]:*"
 # Refinement rounds offered in the app: 3 reach the global EM's parameters on every shipped
 # design (benchmarks/bench_reduction_params.py); a few more show the curve flatten.
 MAX_APP_ROUNDS = 10
@@ -63,7 +72,7 @@ DEFAULTS = {
     "cfg_fit_seed": 0,
     "cfg_backend": "threading",
     "cfg_scheduler": "",
-    "cfg_n_jobs": 2,
+    "cfg_n_jobs": min(2, MAX_JOBS),
     "cfg_variance_update": "exact",
     "cfg_gate_targets": "component",
     "cfg_local_check": "refit",
@@ -97,7 +106,8 @@ QUERY_KEYS = {
     "mmrestarts": ("cfg_mm_restarts", int),
     "fseed": ("cfg_fit_seed", int),
     "backend": ("cfg_backend", str),
-    "scheduler": ("cfg_scheduler", str),
+    # No "scheduler": an address in a link would make the server connect wherever the link's
+    # author wants; it is typed on the page (and checked against the allow-list) instead.
     "jobs": ("cfg_n_jobs", int),
     "var": ("cfg_variance_update", str),
     "gt": ("cfg_gate_targets", str),
@@ -128,13 +138,58 @@ LIMITS = {
     "cfg_support": (1, 200_000),
     "cfg_restarts": (1, 10),
     "cfg_mm_restarts": (1, 10),
-    "cfg_n_jobs": (1, 16),
+    "cfg_n_jobs": (1, MAX_JOBS),
     "cfg_rounds": (0, MAX_APP_ROUNDS),
     "cfg_seed": (0, 2**31 - 1),
     "cfg_fit_seed": (0, 2**31 - 1),
+    # The widgets' own ranges (pages/data.py): /?xscale=1e308 crashed the first run.
+    "cfg_x_scale": (0.1, 100.0),
+    "cfg_custom_sep": (0.0, 10.0),
+    "cfg_custom_gate": (0.0, 10.0),
+    "cfg_custom_var": (0.01, 2.0),
     "cfg_split_alpha": (0.0, 1.0),
     "cfg_split_feature": (0, 9),
 }
+# URL parameters refused outright, with why.
+REFUSED_QUERY = {
+    "scheduler": "a dask scheduler address is never taken from a link: type it on the Distributed fit page",
+}
+
+
+def _clip(text, limit=40):
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
+
+
+def parse_query(query) -> tuple[dict, list]:
+    """The one parser of URL settings, which are untrusted input.
+
+    Returns (settings by name without "cfg_", ignored parameters with why).  Every value is
+    converted and checked against :data:`CHOICES` or :data:`LIMITS` (the widgets' ranges); none
+    can name a host to connect to.  Never raises.
+    """
+    out, ignored = {}, []
+    for name, value in dict(query or {}).items():
+        if name in REFUSED_QUERY:
+            ignored.append(f"{name} ({REFUSED_QUERY[name]})")
+            continue
+        if name not in QUERY_KEYS:
+            continue
+        key, conv = QUERY_KEYS[name]
+        text = value if isinstance(value, str) else (list(value) or [""])[-1]
+        try:
+            val = conv(str(text))
+        except (TypeError, ValueError, OverflowError):
+            ignored.append(f"{name}={_clip(text)!r} (not a valid {getattr(conv, '__name__', 'value')})")
+            continue
+        if key in CHOICES and val not in CHOICES[key]:
+            ignored.append(f"{name}={_clip(text)!r} (must be one of {sorted(CHOICES[key])})")
+            continue
+        if key in LIMITS and not LIMITS[key][0] <= val <= LIMITS[key][1]:  # NaN fails too
+            ignored.append(f"{name}={_clip(text)!r} (must be in {list(LIMITS[key])})")
+            continue
+        out[key[4:]] = val
+    return out, ignored
 
 
 # ------------------------------------------------------------------------------- settings
@@ -158,23 +213,8 @@ def init_settings(query=None):
     if ss.get("_settings_ready"):
         return ignored
     cfg = dict(_cfg())
-    for name, value in dict(query or {}).items():
-        if name not in QUERY_KEYS:
-            continue
-        key, conv = QUERY_KEYS[name]
-        text = value if isinstance(value, str) else value[-1]
-        try:
-            val = conv(text)
-        except (TypeError, ValueError):
-            ignored.append(f"{name}={text!r} (not a valid {getattr(conv, '__name__', 'value')})")
-            continue
-        if key in CHOICES and val not in CHOICES[key]:
-            ignored.append(f"{name}={text!r} (must be one of {sorted(CHOICES[key])})")
-            continue
-        if key in LIMITS and not LIMITS[key][0] <= val <= LIMITS[key][1]:
-            ignored.append(f"{name}={text!r} (must be in {list(LIMITS[key])})")
-            continue
-        cfg[key[4:]] = val
+    values, ignored = parse_query(query)
+    cfg.update(values)
     ss["_cfg"] = cfg
     ss["_settings_ready"] = True
     return ignored
@@ -356,15 +396,24 @@ def _outside_cache(fn):
     return cb
 
 
-def fit_params(s: dict, n: int) -> dict:
-    """DistributedMoE keyword arguments from the settings; support size None = paper's default."""
+def fit_params(s: dict, n: int, *, automatic=False) -> dict:
+    """DistributedMoE keyword arguments from the settings; support size None = paper's default.
+
+    ``automatic``: a run nobody asked for with a click (the first page load, a page that fills
+    itself): it runs in this process (threading, same numbers for the same seed), so that opening
+    a link never starts worker processes nor connects to a cluster.  n_jobs is capped at the
+    server's cores in every case.
+    """
+    backend = s["backend"]
+    if automatic and backend in ("loky", "dask"):
+        backend = "threading"
     return dict(
         n_experts=int(s["K"]),
         n_machines=int(s["M"]),
         support_size=None if s["support_auto"] else int(s["support"]),
-        n_jobs=int(s["n_jobs"]),
-        backend=s["backend"],
-        scheduler=(s.get("scheduler") or "").strip() or None if s["backend"] == "dask" else None,
+        n_jobs=max(1, min(int(s["n_jobs"]), MAX_JOBS)),
+        backend=backend,
+        scheduler=(s.get("scheduler") or "").strip() or None if backend == "dask" else None,
         random_state=int(s["fit_seed"]),
         n_init=int(s["restarts"]),
         mm_n_init=int(s["mm_restarts"]),
@@ -418,7 +467,14 @@ def check_fit_settings(kw: dict, n: int, d: int):
             )
         if not _SCHEDULER_RE.match(addr):
             raise InputError(
-                f"{addr!r} is not a dask scheduler address: write protocol://host:port, e.g. tcp://127.0.0.1:8786."
+                f"{_clip(addr)!r} is not a dask scheduler address: write protocol://host:port, e.g. tcp://127.0.0.1:8786."
+            )
+        allowed = scheduler_allow_list()
+        if not any(fnmatch.fnmatchcase(addr, pat) for pat in allowed):
+            raise InputError(
+                f"this server only connects to the dask schedulers on its allow-list ({', '.join(allowed)}); "
+                f"{_clip(addr)!r} is not on it. Use one of those, or ask the server's administrator to add it "
+                f"to the {SCHEDULER_ALLOW_ENV} setting."
             )
     S = kw["support_size"]
     if S is not None:
@@ -426,6 +482,12 @@ def check_fit_settings(kw: dict, n: int, d: int):
             raise InputError(f"the supporting sample size {S} is larger than n = {n}: choose at most {n}.")
         if S < K:
             raise InputError(f"the supporting sample size {S} is smaller than K = {K}: choose at least {K}.")
+
+
+def scheduler_allow_list() -> list:
+    """The scheduler address patterns this server may connect to (server-side setting)."""
+    text = os.environ.get(SCHEDULER_ALLOW_ENV, DEFAULT_SCHEDULER_ALLOW)
+    return [p.strip() for p in text.split(",") if p.strip()]
 
 
 @dataclass
@@ -464,10 +526,11 @@ def _fit_cached(data_key: str, _X, _y, kw: dict, _progress=None, _labels=None):
     return dm, g, time.perf_counter() - t0
 
 
-def run_fit(data: Dataset, s: dict | None = None, progress=None) -> FitResult:
+def run_fit(data: Dataset, s: dict | None = None, progress=None, *, automatic=False) -> FitResult:
     """Distributed fit (and the global EM reference) of ``data`` with the settings; cached."""
     s = dict(s or settings())
-    kw = fit_params(s, data.n)
+    kw = fit_params(s, data.n, automatic=automatic)
+    s.update(backend=kw["backend"], n_jobs=kw["n_jobs"])  # what actually ran
     check_fit_settings(kw, data.n, data.d)
     if kw["split"] == "label" and data.labels is None:
         split_of(kw)  # raises the message saying what to change
@@ -496,14 +559,14 @@ def _compare_cached(data_key: str, _X, _y, _Xt, _yt, _labels, truth_json, kw: di
     return cmp
 
 
-def run_compare(data: Dataset, s: dict | None = None, progress=None):
+def run_compare(data: Dataset, s: dict | None = None, progress=None, *, automatic=False):
     """compare_methods on the data's training part, evaluated on held-out data; cached."""
     import json
 
     s = dict(s or settings())
     Xt, yt, lt, tr = heldout(data)
     X, y = data.X[tr], data.y[tr]
-    kw = fit_params(s, len(y))
+    kw = fit_params(s, len(y), automatic=automatic)
     check_fit_settings(kw, len(y), data.d)
     truth_json = json.dumps(data.truth.to_dict()) if data.truth is not None else ""
     if data.truth is not None and data.truth.n_experts != kw["n_experts"]:
@@ -535,7 +598,11 @@ def warm_up():
 
 
 def ensure_data_and_fit():
-    """First page load: the session gets its data and a fitted model before any widget is touched."""
+    """First page load: the session gets its data and a fitted model before any widget is touched.
+
+    The automatic first fit runs in this process (see :func:`fit_params`): a link alone never
+    starts worker processes or connects to a cluster.
+    """
     ss = st.session_state
     warm_up()
     if "data" not in ss:
@@ -548,9 +615,23 @@ def ensure_data_and_fit():
     if "fit" not in ss and not ss.get("_auto_fit_tried"):
         ss["_auto_fit_tried"] = True
         try:
-            ss["fit"] = run_fit(ss["data"])
-        except (TypeError, ValueError, RuntimeError) as exc:
+            ss["fit"] = run_fit(ss["data"], automatic=True)
+        except (TypeError, ValueError, RuntimeError, OSError) as exc:
             ss["startup_error"] = f"The automatic first fit failed: {exc} Change the settings on the Distributed fit page."
+
+
+def session_data() -> Dataset:
+    """The session's data, for a page's first line.
+
+    After a server restart the first request for a deep link (/data, /compare...) runs that page
+    script alone, without app.py (Streamlit's pages/ folder convention, until a run of app.py
+    calls st.navigation): the page then sets the session up itself, URL settings included.
+    """
+    ss = st.session_state
+    if "data" not in ss:
+        init_settings(st.query_params.to_dict())
+        ensure_data_and_fit()
+    return ss["data"]
 
 
 def share_url() -> str:

@@ -63,7 +63,14 @@ def check_random_state_seed(random_state, name="random_state"):
     if random_state is None:
         return np.random.SeedSequence()
     if isinstance(random_state, np.random.SeedSequence):
-        return random_state
+        # A copy: ``spawn`` advances the sequence it is called on, so handing out the caller's
+        # object would give a second fit with the same random_state different children.
+        return np.random.SeedSequence(
+            random_state.entropy,
+            spawn_key=random_state.spawn_key,
+            pool_size=random_state.pool_size,
+            n_children_spawned=random_state.n_children_spawned,
+        )
     if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, numbers.Integral):
         raise TypeError(
             f"{name} must be None, a non-negative integer or a numpy SeedSequence, "
@@ -123,7 +130,41 @@ def column_moments(X):
         T, axis = np.ascontiguousarray(X.T), 1
     else:
         T, axis = X, 0
-    return T.mean(axis=axis), T.std(axis=axis), np.maximum(T.max(axis=axis), -T.min(axis=axis))
+    absmax = np.maximum(T.max(axis=axis), -T.min(axis=axis))
+    if np.any(absmax > _SQUARE_SAFE) or np.any((absmax > 0) & (absmax < 1.0 / _SQUARE_SAFE)):
+        # The variance squares the values: beyond ~1e154 it overflows (x * 1e160 had std inf,
+        # hence all slopes 0), below ~1e-154 it underflows. Scale each column by its largest
+        # value first; only such columns pay for the extra pass.
+        unit = np.where(absmax > 0, absmax, 1.0)
+        Tu = T / (unit[:, None] if axis == 1 else unit[None, :])
+        return Tu.mean(axis=axis) * unit, Tu.std(axis=axis) * unit, absmax
+    return T.mean(axis=axis), T.std(axis=axis), absmax
+
+
+# Values whose square stays a normal float64 (1e100 squared is 1e200 < 1.8e308).
+_SQUARE_SAFE = 1e100
+# A response spread beyond this makes the experts' variances (spread squared) overflow float64.
+MAX_RESPONSE_SCALE = 1e150
+
+
+def robust_std(a):
+    """Standard deviation of a 1-D array that neither overflows nor underflows when squaring."""
+    return float(column_moments(np.asarray(a, dtype=np.float64)[:, None])[1][0])
+
+
+def check_response_scale(y, name="y"):
+    """Refuse a response whose spread would make the variances (spread squared) overflow.
+
+    Returns the standard deviation of y.
+    """
+    sd = robust_std(y)
+    if sd > MAX_RESPONSE_SCALE:
+        raise ValueError(
+            f"{name} varies over about {sd:.3g}: the experts' variances (its square) would overflow "
+            f"float64 (largest about 1.8e308). Rescale {name} (divide it by a power of ten) so its "
+            f"standard deviation is below {MAX_RESPONSE_SCALE:.0e}."
+        )
+    return sd
 
 
 def check_nonconstant_columns(X, name="X"):
@@ -134,7 +175,10 @@ def check_nonconstant_columns(X, name="X"):
     :meth:`moecore.model.Standardizer.fit` to reuse.
     """
     mean, scale, absmax = column_moments(X)
-    const = np.flatnonzero(~(scale > 1e-12 * (1.0 + absmax)))
+    # Relative to the column's own size: a column of values around 1e-13 that varies is not
+    # constant (an absolute floor called x * 1e-13 constant). A constant column's computed std is
+    # rounding noise, about 1e-16 of its size.
+    const = np.flatnonzero(~(scale > 1e-12 * absmax))
     if const.size:
         raise ValueError(
             f"{name} has constant column(s) {const.tolist()}: remove them, the intercept "

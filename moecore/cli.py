@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -10,6 +11,30 @@ import numpy as np
 from .reduction import GATE_TARGETS, VARIANCE_UPDATES
 from .screening import LOCAL_CHECKS
 from .simulation import DESIGNS
+
+
+def _int_at_least(low):
+    """An argparse type: an integer >= low, refused with a one-line message otherwise."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _n_jobs(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be a positive number of workers or -1 (all cores), not 0")
+    return value
 
 
 def _build_parser():
@@ -21,20 +46,20 @@ def _build_parser():
     sub.add_parser("designs", help="list the named synthetic designs")
     c = sub.add_parser("compare", help="reduction vs global EM vs naive aggregators on a design")
     c.add_argument("--design", default="separated-2d", choices=sorted(DESIGNS))
-    c.add_argument("--n", type=int, default=100_000, help="training samples (default 100000)")
-    c.add_argument("--n-test", type=int, default=20_000, help="held-out samples (default 20000)")
-    c.add_argument("--machines", "-M", type=int, default=16, help="number of machines M (default 16)")
-    c.add_argument("--experts", "-K", type=int, default=None, help="K (default: the design's)")
-    c.add_argument("--support-size", type=int, default=None, help="S (default floor(n / 4M))")
-    c.add_argument("--n-jobs", type=int, default=-1, help="parallel local fits (default: all cores)")
+    c.add_argument("--n", type=_int_at_least(2), default=100_000, help="training samples (default 100000)")
+    c.add_argument("--n-test", type=_int_at_least(1), default=20_000, help="held-out samples (default 20000)")
+    c.add_argument("--machines", "-M", type=_int_at_least(1), default=16, help="number of machines M (default 16)")
+    c.add_argument("--experts", "-K", type=_int_at_least(1), default=None, help="K (default: the design's)")
+    c.add_argument("--support-size", type=_int_at_least(1), default=None, help="S (default floor(n / 4M))")
+    c.add_argument("--n-jobs", type=_n_jobs, default=-1, help="parallel local fits (default: all cores)")
     c.add_argument("--backend", default="loky", choices=["loky", "threading", "multiprocessing", "sequential"])
     c.add_argument("--variance-update", default="exact", choices=list(VARIANCE_UPDATES))
     c.add_argument("--gate-targets", default="component", choices=list(GATE_TARGETS),
                    help="how the reduced gate is obtained (default component; plan = the paper's)")
     c.add_argument("--local-check", default="refit", choices=list(LOCAL_CHECKS),
                    help="screening of poor local fits (default refit; off = the paper)")
-    c.add_argument("--rounds", type=int, default=0, help="distributed EM refinement rounds (default 0: one-shot)")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--rounds", type=_int_at_least(0), default=0, help="distributed EM refinement rounds (default 0: one-shot)")
+    c.add_argument("--seed", type=_int_at_least(0), default=0)
     c.add_argument("--csv", default=None, help="also write the table to this CSV file")
     return ap
 
@@ -45,6 +70,15 @@ def main(argv=None):
         for name, d in DESIGNS.items():
             print(f"{name:16s} K={d.n_experts} d={d.n_features}  {d.description}")
         return 0
+    if args.csv:
+        # Before minutes of fitting: a table that cannot be written is refused now.
+        folder = os.path.dirname(os.path.abspath(args.csv))
+        if not os.path.isdir(folder):
+            print(f"error: --csv {args.csv}: the folder {folder} does not exist.", file=sys.stderr)
+            return 2
+        if os.path.isdir(args.csv) or not os.access(folder, os.W_OK):
+            print(f"error: --csv {args.csv}: cannot write a file there.", file=sys.stderr)
+            return 2
     import pandas as pd
 
     from .experiments import compare_methods
@@ -55,7 +89,7 @@ def main(argv=None):
     try:
         train = simulate_design(args.design, args.n, random_state=s_train)
         test = simulate_design(args.design, args.n_test, random_state=s_test)
-        K = args.experts or train.params.n_experts
+        K = args.experts if args.experts is not None else train.params.n_experts
         comp = compare_methods(
             train.X, train.y, test.X, test.y, K, args.machines,
             labels_test=test.labels, truth=train.params if K == train.params.n_experts else None,
@@ -63,7 +97,7 @@ def main(argv=None):
             support_size=args.support_size, variance_update=args.variance_update,
             gate_targets=args.gate_targets, local_check=args.local_check, refine_rounds=args.rounds,
         )
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: LocalFitError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     table = comp.table()
@@ -80,7 +114,11 @@ def main(argv=None):
         f"(reduction {t['reduction']:.3f} s, sum of local fits {t['local_sum']:.3f} s)"
     )
     if args.csv:
-        table.to_csv(args.csv)
+        try:
+            table.to_csv(args.csv)
+        except OSError as exc:
+            print(f"error: could not write --csv {args.csv}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     return 0
 
 

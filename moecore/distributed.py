@@ -9,6 +9,7 @@ not on ``n_jobs``, the backend or the order in which machines finish.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator
+from sklearn.utils.validation import _check_feature_names
 
 from ._threads import one_blas_thread as _one_thread
 from ._validation import (
@@ -27,6 +29,7 @@ from ._validation import (
     check_int,
     check_nonconstant_columns,
     check_random_state_seed,
+    check_response_scale,
     check_Xy,
 )
 from . import refine as _refine
@@ -50,6 +53,11 @@ __all__ = ["DistributedMoE", "LocalFitError", "LocalFitResult", "fit_local", "sp
 
 BACKENDS = {"loky", "threading", "multiprocessing", "sequential", "dask"}
 _EM_KEYS = ("init", "n_init", "max_iter", "tol", "var_floor", "gate_steps")
+# A machine whose worker died is re-run: once more in the pool (a one-off crash, e.g. a killed
+# process, costs only a re-run), then alone, where a further death can only be its own. Only then
+# is it reported (on_error="raise") or, for a local fit, skipped (on_error="skip").
+_LOST_POOL_RETRIES = 1
+_DASK_ATTEMPTS = 3
 
 
 class LocalFitError(RuntimeError):
@@ -122,6 +130,38 @@ def fit_local(index, X, y, n_experts, em_params, seed):
                               time.thread_time() - c0)
 
 
+_SHM_FOLDER = re.compile(r"^moecore-(\d+)-")
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_orphaned_shared(shm="/dev/shm"):
+    """Delete the shared copies left by processes that died mid-fit (killed, out of memory...).
+
+    A copy's folder is named ``moecore-<pid of its process>-...``: those whose process no longer
+    exists are orphans (a live process's copy is never touched). Returns the folders removed.
+    """
+    removed = []
+    try:
+        names = os.listdir(shm)
+    except OSError:
+        return removed
+    for name in names:
+        m = _SHM_FOLDER.match(name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(os.path.join(shm, name), ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
 def _fewer_experts_by_bic(est, X, y, params, seed):
     """The K-expert fit ``est`` or a fit with fewer experts, whichever has the lowest BIC.
 
@@ -148,14 +188,16 @@ def _shared_arrays(*arrays):
     A worker process receives a memory map as a file reference (joblib pickles np.memmap by
     reference), so every task can be given the whole data at no cost and take its rows itself.
     Without room in /dev/shm the arrays are yielded as they are: joblib then memory-maps large
-    arguments itself, in its own temporary folder.
+    arguments itself, in its own temporary folder.  The folder carries this process's id, so that
+    a later run removes it if this process is killed before its ``finally`` runs.
     """
     shm = "/dev/shm"
     need = sum(a.nbytes for a in arrays)
     if not (os.path.isdir(shm) and shutil.disk_usage(shm).free > 2 * need):
         yield arrays
         return
-    folder = tempfile.mkdtemp(prefix="moecore-", dir=shm)
+    remove_orphaned_shared(shm)
+    folder = tempfile.mkdtemp(prefix=f"moecore-{os.getpid()}-", dir=shm)
     try:
         maps = []
         for i, a in enumerate(arrays):
@@ -203,44 +245,63 @@ class _MachineData:
     or "files" (one file per machine, read by the joblib worker that runs the task).
     """
 
-    def __init__(self, est, kind, payload, client=None, where=None):
+    def __init__(self, est, kind, payload, client=None, where=None, resend=None):
         self.est = est
         self.kind = kind
         self.payload = payload
         self.client = client
         self.where = where or (lambda m: {})
+        # dask: resend(m) places machine m's data on the cluster again (scattered data dies with
+        # its worker); None when it cannot be (a file pinned to one worker).
+        self.resend = resend
 
-    def run(self, fn, machines, args_of, progress=None, stage=None):
-        """``{m: (fn(X_m, y_m, *args_of(m)), seconds)}`` for every machine in ``machines``."""
+    def run(self, fn, machines, args_of, progress=None, stage=None, lost=None):
+        """``{m: (fn(X_m, y_m, *args_of(m)), seconds)}`` for every machine in ``machines``.
+
+        A machine lost with its worker is run again (``_LOST_POOL_RETRIES``, ``_DASK_ATTEMPTS``);
+        one lost every time gives ``(lost(m, why), nan)``, or a :class:`LocalFitError` when
+        ``lost`` is None.
+        """
         machines = list(machines)
         est = self.est
         if self.kind == "dask":
-            futures = [self.client.submit(_call_packed, fn, m, self.payload[m], args_of(m), pure=False,
-                                          **self.where(m)) for m in machines]
-            out = {}
-            from distributed import as_completed
+            client = self.client
 
-            for done, fut in enumerate(as_completed(futures), start=1):
-                m, res = fut.result()
-                out[m] = res
-                if progress is not None and stage is not None:
-                    progress(stage, done, len(machines))
-            return out
-        if self.kind == "rows":
-            X, y, shards = self.payload
-            tasks = (delayed(_call_rows)(fn, m, X, y, shards[m], args_of(m)) for m in machines)
-        else:
-            paths, response, features = self.payload
-            tasks = (delayed(_call_file)(fn, m, paths[m], response, features, args_of(m)) for m in machines)
+            def submit(m):
+                return client.submit(_call_packed, fn, m, self.payload[m], args_of(m), pure=False,
+                                     **self.where(m))
+
+            def resubmit(i):
+                if self.resend is not None:
+                    self.resend(machines[i])
+                return submit(machines[i])
+
+            lost_at = None if lost is None else (lambda i, why: (machines[i], (lost(machines[i], why), np.nan)))
+            done = est._gather_dask([submit(m) for m in machines], len(machines), progress if stage else None,
+                                    resubmit, lost_at, stage=stage)
+            return dict(done)
         out = {}
-        n_jobs = 1 if est.backend == "sequential" else est.n_jobs
-        backend = "sequential" if est.backend == "sequential" else est.backend
-        with _one_thread() if not est._process_backend else nullcontext():
-            par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")
-            for done, (m, res) in enumerate(par(tasks), start=1):
+
+        def run_some(todo, n_jobs):
+            if self.kind == "rows":
+                X, y, shards = self.payload
+                if est.backend == "multiprocessing":
+                    # A plain process pool pickles every argument: each task carries its own rows.
+                    tasks = [delayed(_call_packed)(fn, m, (X[shards[m]], y[shards[m]]), args_of(m)) for m in todo]
+                else:
+                    tasks = [delayed(_call_rows)(fn, m, X, y, shards[m], args_of(m)) for m in todo]
+            else:
+                paths, response, features = self.payload
+                tasks = [delayed(_call_file)(fn, m, paths[m], response, features, args_of(m)) for m in todo]
+            for m, res in est._dispatch(tasks, n_jobs):
                 out[m] = res
                 if progress is not None and stage is not None:
-                    progress(stage, done, len(machines))
+                    progress(stage, len(out), len(machines))
+
+        def store_lost(m, why):
+            out[m] = (lost(m, why), np.nan)
+
+        est._with_retries(machines, run_some, lambda m: m in out, None if lost is None else store_lost)
         return out
 
 
@@ -444,37 +505,44 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             Called with ("local", machines done, M) as local fits finish, with ("mm", iteration,
             max iterations) during the reduction and ("round", round, rounds) during refinement.
         """
-        t0 = time.perf_counter()
-        X, y = check_Xy(X, y)
-        n, d = X.shape
-        K, M, S = self._check_parameters(n, d)
-        check_nonconstant_columns(X)
-        ss = check_random_state_seed(self.random_state)
-        seed_split, seed_support, seed_mm, seed_machines = ss.spawn(4)
-        machine_seeds = seed_machines.spawn(M)
-        if machine is None:
-            shards = split_rows(as_split(self.split), X, M, np.random.default_rng(seed_split),
-                                min_samples(K, d))
-        else:
-            shards = shards_from_labels(machine, n, M)
-        # With the package's own random split P(machine | x) = n_m / n is known: "auto" needs no test.
-        self._random_split = machine is None and isinstance(as_split(self.split), Split) \
-            and as_split(self.split).kind == "random"
-        support = np.sort(np.random.default_rng(seed_support).choice(n, size=S, replace=False))
-        with self._machine_data(X, y, shards) as machines:
-            em = self._em_params()
-            out = machines.run(_fit_task, range(M), lambda m: (m, K, em, machine_seeds[m]), progress, "local")
-            results = [out[m][0] for m in range(M)]
-            self.shards_ = shards
-            self.support_indices_ = support
-            holder = np.empty(n, dtype=np.int64)
-            for m, idx in enumerate(shards):
-                holder[idx] = m
-            shares = np.bincount(holder[support], minlength=M)
-            self.support_machine_ = holder[support]
-            self._aggregate(machines, results, X[support], y[support], shares, machine_seeds, seed_mm, progress)
-        self.timings_["wall"] = time.perf_counter() - t0
-        return self
+        # All or nothing: a refit that raises (a failed machine, a bad argument) leaves the
+        # estimator as it was, never shards_ of the new data beside the old parameters.
+        with _all_or_nothing(self):
+            t0 = time.perf_counter()
+            X_in = X
+            X, y = check_Xy(X, y)
+            n, d = X.shape
+            K, M, S = self._check_parameters(n, d)
+            check_nonconstant_columns(X)
+            check_response_scale(y)
+            ss = check_random_state_seed(self.random_state)
+            seed_split, seed_support, seed_mm, seed_machines = ss.spawn(4)
+            machine_seeds = seed_machines.spawn(M)
+            if machine is None:
+                shards = split_rows(as_split(self.split), X, M, np.random.default_rng(seed_split),
+                                    min_samples(K, d))
+            else:
+                shards = shards_from_labels(machine, n, M)
+            # With the package's own random split P(machine | x) = n_m / n is known: "auto" needs no test.
+            self._random_split = machine is None and isinstance(as_split(self.split), Split) \
+                and as_split(self.split).kind == "random"
+            support = np.sort(np.random.default_rng(seed_support).choice(n, size=S, replace=False))
+            with self._machine_data(X, y, shards) as machines:
+                em = self._em_params()
+                out = machines.run(_fit_task, range(M), lambda m: (m, K, em, machine_seeds[m]), progress, "local",
+                                   lost=lambda m, why: LocalFitResult(m, len(shards[m]), None, np.nan, why))
+                results = [out[m][0] for m in range(M)]
+                self.shards_ = shards
+                self.support_indices_ = support
+                holder = np.empty(n, dtype=np.int64)
+                for m, idx in enumerate(shards):
+                    holder[idx] = m
+                shares = np.bincount(holder[support], minlength=M)
+                self.support_machine_ = holder[support]
+                self._aggregate(machines, results, X[support], y[support], shares, machine_seeds, seed_mm, progress)
+            _check_feature_names(self, X_in, reset=True)
+            self.timings_["wall"] = time.perf_counter() - t0
+            return self
 
     @contextmanager
     def _machine_data(self, X, y, shards):
@@ -489,8 +557,14 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         if self.backend == "dask":
             with self._dask_client() as client:
                 data = client.scatter([(X[idx], y[idx]) for idx in shards])
+
+                def resend(m):
+                    # Scattered data has no recipe on the cluster: it dies with its worker. The
+                    # shard is still here; send it again, to whichever worker takes it.
+                    data[m] = client.scatter([(X[shards[m]], y[shards[m]])])[0]
+
                 try:
-                    yield _MachineData(self, "dask", data, client)
+                    yield _MachineData(self, "dask", data, client, resend=resend)
                 finally:
                     client.cancel(data)
             return
@@ -502,23 +576,103 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         """Whether the local fits run in worker processes (rather than threads of this one)."""
         return self.backend in ("loky", "multiprocessing")
 
-    def _run_joblib(self, tasks, M, progress):
+    def _run_joblib(self, tasks, M, progress, lost=None):
         """Run joblib tasks on the configured backend; results in machine order (``result.index``).
 
-        Used by :func:`moecore.shards.fit_shards` for its inspect and fit-and-sample tasks.
+        Used by :func:`moecore.shards.fit_shards` for its inspect and fit-and-sample tasks; task m
+        must be the m-th of ``tasks``.  Lost workers are handled as in :meth:`_with_retries`.
         """
+        tasks = list(tasks)
         results = [None] * M
-        n_jobs = 1 if self.backend == "sequential" else self.n_jobs
+        done = 0
+
+        def run_some(todo, n_jobs):
+            nonlocal done
+            for res in self._dispatch([tasks[m] for m in todo], n_jobs):
+                results[res.index] = res
+                done += 1
+                if progress is not None:
+                    progress("local", done, M)
+
+        def store_lost(m, why):
+            results[m] = lost(m, why)
+
+        self._with_retries(range(M), run_some, lambda m: results[m] is not None,
+                           None if lost is None else store_lost)
+        return results
+
+    def _with_retries(self, machines, run_some, is_done, store_lost):
+        """Run every machine of ``machines`` by ``run_some(todo, n_jobs)`` despite dying workers.
+
+        When a worker process dies (killed, out of memory) the results already back are kept and
+        only the unfinished machines run again: once more in the pool, then each alone, so that a
+        death names its own machine.  A machine that still dies goes to ``store_lost(m, why)``
+        (a failed result, which ``on_error`` then handles), or raises :class:`LocalFitError`
+        when ``store_lost`` is None.
+        """
+        todo = list(machines)
+        for _ in range(1 + _LOST_POOL_RETRIES):
+            try:
+                run_some(todo, self._effective_jobs(len(todo)))
+                return
+            except _WORKER_LOST as exc:
+                left = [m for m in todo if not is_done(m)]
+                warnings.warn(
+                    f"a worker process died on host {os.uname().nodename} ({_lost_text(exc)}); the "
+                    f"{len(todo) - len(left)} finished result(s) are kept and machine(s) {left} are "
+                    "run again.",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                todo = left
+        for m in todo:
+            try:
+                run_some([m], self._effective_jobs(1))
+            except _WORKER_LOST as exc:
+                why = (f"its worker process on host {os.uname().nodename} died at each of "
+                       f"{2 + _LOST_POOL_RETRIES} attempts (the last alone): {_lost_text(exc)}")
+                if store_lost is None:
+                    raise LocalFitError(f"machine {m}: {why}") from None
+                store_lost(m, why)
+
+    def _effective_jobs(self, n_tasks):
+        """Workers for ``n_tasks`` tasks: never more than tasks, nor processes than cores."""
+        if self.backend == "sequential":
+            return 1
+        cores = os.cpu_count() or 1
+        n = self.n_jobs if self.n_jobs is not None else 1
+        n = cores if n == -1 else (max(cores + 1 + n, 1) if n < 0 else n)
+        if not self._process_backend:
+            return max(1, min(n, n_tasks))
+        n = min(n, cores)
+        # joblib runs n_jobs=1 in this very process: keep a process pool (of 2) when one was asked
+        # for, so a task that kills its worker (out of memory...) cannot take this process along.
+        return max(min(n, 2), min(n, n_tasks))
+
+    def _dispatch(self, tasks, n_jobs):
+        """Yield the results of joblib ``delayed`` tasks as they finish."""
+        if self.backend == "multiprocessing":
+            # joblib's multiprocessing pool waits forever for the task of a killed worker (and
+            # cannot return results unordered); the standard library's pool reports the death
+            # (BrokenProcessPool). Forked workers, as joblib's backend has them: spawn or
+            # forkserver would re-run a user's script that lacks a __main__ guard.
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            ex = ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("fork"))
+            try:
+                futures = [ex.submit(f, *a, **kw) for f, a, kw in tasks]
+                for fut in as_completed(futures):
+                    yield fut.result()
+            finally:
+                ex.shutdown(wait=False, cancel_futures=True)
+            return
         backend = "sequential" if self.backend == "sequential" else self.backend
         # In-process fits share one BLAS pool: hold it at one thread around the whole batch, so that
         # concurrent fits entering and leaving their own limit never restore it under each other.
+        # (Local fits are quiet by a flag, not by warnings.catch_warnings, for the same reason.)
         with _one_thread() if not self._process_backend else nullcontext():
-            par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")
-            for done, res in enumerate(par(tasks), start=1):
-                results[res.index] = res
-                if progress is not None:
-                    progress("local", done, M)
-        return results
+            yield from Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")(tasks)
 
     @contextmanager
     def _dask_client(self):
@@ -556,16 +710,43 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             )
 
     @staticmethod
-    def _gather_dask(futures, M, progress):
-        """Results of dask futures in machine order, reporting progress as they complete."""
+    def _gather_dask(futures, M, progress, resubmit=None, lost=None, stage="local"):
+        """Results of dask futures in the order of ``futures``, reporting progress as they complete.
+
+        A future lost with its worker (the worker died, or the data scattered to it went with
+        it) is replaced by ``resubmit(i)`` (a new future for position i), up to ``_DASK_ATTEMPTS``
+        times in all; a position lost every time becomes ``lost(i, why)`` or, with ``lost=None``,
+        a :class:`LocalFitError`.  Errors raised by the task itself propagate.
+        """
         from distributed import as_completed
 
         results = [None] * M
-        for done, fut in enumerate(as_completed(futures), start=1):
-            res = fut.result()
-            results[res.index] = res
+        position = {fut.key: i for i, fut in enumerate(futures)}
+        attempts = dict.fromkeys(range(M), 1)
+        ac = as_completed(futures)
+        done = 0
+        for fut in ac:
+            i = position[fut.key]
+            try:
+                res = fut.result()
+            except _DASK_LOST as exc:
+                why = _lost_text(exc)
+                if resubmit is not None and attempts[i] < _DASK_ATTEMPTS:
+                    warnings.warn(f"task {i} was lost with its dask worker ({why}); it is sent again and "
+                                  "run elsewhere.", RuntimeWarning, stacklevel=4)
+                    attempts[i] += 1
+                    new = resubmit(i)
+                    position[new.key] = i
+                    ac.add(new)
+                    continue
+                why = f"lost with its dask worker {attempts[i]} time(s): {why}"
+                if lost is None:
+                    raise LocalFitError(f"machine {i}: {why}") from None
+                res = lost(i, why)
+            results[i] = res
+            done += 1
             if progress is not None:
-                progress("local", done, M)
+                progress(stage, done, M)
         return results
 
     def fit_shards(self, paths, *, response="y", features=None, workers=None, progress=None):
@@ -882,3 +1063,40 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
 def _fit_task(X, y, index, n_experts, em_params, seed):
     return fit_local(index, X, y, n_experts, em_params, seed)
 
+
+@contextmanager
+def _all_or_nothing(est):
+    """A refit that raises leaves ``est`` exactly as it was (every fitted attribute)."""
+    before = dict(est.__dict__)
+    try:
+        yield
+    except BaseException:
+        est.__dict__.clear()
+        est.__dict__.update(before)
+        raise
+
+
+def _worker_lost_types():
+    from concurrent.futures.process import BrokenProcessPool
+
+    return (BrokenProcessPool,)  # loky's TerminatedWorkerError is one
+
+
+def _dask_lost_types():
+    from concurrent.futures import CancelledError
+
+    try:
+        from distributed.scheduler import KilledWorker
+    except ImportError:  # pragma: no cover - dask is a requirement
+        return (CancelledError,)
+    return (CancelledError, KilledWorker)
+
+
+_WORKER_LOST = _worker_lost_types()
+_DASK_LOST = _dask_lost_types()
+
+
+def _lost_text(exc, limit=300):
+    """One short line saying how a worker was lost (loky's message runs over several lines)."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[:limit] + "..."

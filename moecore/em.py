@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.utils.validation import _check_feature_names
 
 from . import model as _m
 from ._kmeans import assign_labels, kmeans
@@ -276,30 +277,34 @@ def _unpack(theta, p, K, var_floor):
 class MoEPredictorMixin:
     """Inference shared by every estimator whose fitted model is ``self.params_`` (a MoEParams)."""
 
-    def _check_is_fitted(self):
+    def _check_is_fitted(self, X=None):
         if not hasattr(self, "params_"):
             raise NotFittedError(
                 f"This {type(self).__name__} instance is not fitted yet: call 'fit' first."
             )
+        if X is not None:
+            # A DataFrame whose columns differ from fit's (names or order) is refused, as in
+            # scikit-learn: (b, a) where the model learnt (a, b) would predict silently wrong.
+            _check_feature_names(self, X, reset=False)
 
     def predict(self, X):
         """Conditional mean E[y | x], shape (n,)."""
-        self._check_is_fitted()
+        self._check_is_fitted(X)
         return _m.predict_mean(X, self.params_)
 
     def predict_proba(self, X):
         """Gate probabilities pi_k(x), shape (n, K)."""
-        self._check_is_fitted()
+        self._check_is_fitted(X)
         return _m.gate_proba(X, self.params_)
 
     def predict_expert(self, X):
         """Expert means beta_k . x~, shape (n, K)."""
-        self._check_is_fitted()
+        self._check_is_fitted(X)
         return _m.expert_means(X, self.params_)
 
     def posterior_proba(self, X, y):
         """Posterior expert memberships P(z = k | x, y), shape (n, K)."""
-        self._check_is_fitted()
+        self._check_is_fitted(X)
         return _m.posterior_proba(X, y, self.params_)
 
     def predict_labels(self, X, y):
@@ -308,7 +313,7 @@ class MoEPredictorMixin:
 
     def score_samples(self, X, y):
         """Per-sample log-likelihood log f(y | x), shape (n,)."""
-        self._check_is_fitted()
+        self._check_is_fitted(X)
         return _m.loglik_per_sample(X, y, self.params_)
 
     def score(self, X, y):
@@ -444,6 +449,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         t0 = time.perf_counter()
         self._check_parameters()
         K = self.n_experts
+        X_in = X
         X, y = check_Xy(X, y)
         n, d = X.shape
         min_n = min_samples(K, d)
@@ -502,6 +508,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=2,
             )
+        _check_feature_names(self, X_in, reset=True)  # after success: a failed fit changes nothing
         self.fit_time_ = time.perf_counter() - t0
         return self
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import check_X, check_Xy, column_moments
+from ._validation import check_response_scale, check_X, check_Xy, column_moments
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -128,16 +128,26 @@ def add_intercept(X):
     return np.hstack([np.ones((X.shape[0], 1)), X])
 
 
+def _finite_shift(m):
+    """The max used to shift a log-sum-exp, 0 where it is infinite (so inf - inf never occurs).
+
+    A sample whose every term is -inf (y so far from every expert that each density underflows,
+    e.g. y = 1e300) then gets log f = -inf, the correctly rounded value, instead of NaN.
+    """
+    return np.where(np.isfinite(m), m, 0.0)
+
+
 def _log_softmax_T(etaT):
     """Log-softmax over axis 0 of an array (K, n); returns (log-probabilities, log-normaliser)."""
-    m = etaT.max(axis=0)
+    m = _finite_shift(etaT.max(axis=0))
     lse = m + np.log(np.exp(etaT - m).sum(axis=0))
     return etaT - lse, lse
 
 
 def _logsumexp_T(aT):
-    m = aT.max(axis=0)
-    return m + np.log(np.exp(aT - m).sum(axis=0))
+    m = _finite_shift(aT.max(axis=0))
+    with np.errstate(divide="ignore"):  # log(0) = -inf is the answer when every term is -inf
+        return m + np.log(np.exp(aT - m).sum(axis=0))
 
 
 def _log_gate_T(XtT, gates):
@@ -148,7 +158,8 @@ def _log_gate_T(XtT, gates):
 def _log_expert_T(XtT, y, experts, variances):
     """(K, n) log N(y_i; beta_k . x~_i, sigma2_k)."""
     resid = y[None, :] - experts.T @ XtT
-    return -0.5 * (LOG_2PI + np.log(variances)[:, None] + resid * resid / variances[:, None])
+    with np.errstate(over="ignore"):  # a residual beyond 1e154: its density underflows to 0, as it should
+        return -0.5 * (LOG_2PI + np.log(variances)[:, None] + resid * resid / variances[:, None])
 
 
 def _coerce(params, X, y=None):
@@ -233,7 +244,7 @@ class Standardizer:
         x_scale = np.where(x_scale > 0, x_scale, 1.0)
         if y is None:
             return cls(x_mean, x_scale)
-        y_scale = y.std()
+        y_scale = check_response_scale(y)
         return cls(x_mean, x_scale, y.mean(), y_scale if y_scale > 0 else 1.0)
 
     def transform_X(self, X):

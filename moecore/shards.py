@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from contextlib import contextmanager
 from functools import lru_cache
 from dataclasses import dataclass
@@ -80,8 +81,15 @@ def _format(path):
 
 
 def _check_exists(path):
+    if os.path.isdir(path):
+        raise ShardError(f"shard {path!r} is a directory, not a file (on host {os.uname().nodename}).")
     if not os.path.isfile(path):
         raise ShardError(f"shard file {path!r} does not exist (on host {os.uname().nodename}).")
+
+
+def _sep(path):
+    """The field separator of a text shard: tab for .tsv, else comma."""
+    return "\t" if str(path).lower().endswith((".tsv", ".tsv.gz")) else ","
 
 
 def _columns(path, fmt):
@@ -92,7 +100,7 @@ def _columns(path, fmt):
 
         pf = pq.ParquetFile(path)
         return list(pf.schema_arrow.names), pf.metadata.num_rows
-    return [str(c) for c in pd.read_csv(path, nrows=0).columns], None
+    return [str(c) for c in pd.read_csv(path, nrows=0, sep=_sep(path)).columns], None
 
 
 def _select(path, columns, response, features):
@@ -144,7 +152,7 @@ def inspect_shard(index, path, response="y", features=None):
     with _reading(path):
         _, n, feats = _open(path, response, features)
         if n is None:  # CSV: parse one column only to count the rows as pandas will read them
-            n = len(pd.read_csv(path, usecols=[response], dtype=str))
+            n = len(pd.read_csv(path, usecols=[response], dtype=str, sep=_sep(path)))
     return ShardInfo(index, path, int(n), feats)
 
 
@@ -163,7 +171,13 @@ def read_shard(path, response="y", features=None):
             df = pd.read_parquet(path, columns=use)
         else:
             # pandas >= 3 parses floats exactly (round trip) by default: values read == values written.
-            df = pd.read_csv(path, usecols=use)
+            # Every column is parsed (no usecols): with usecols pandas silently drops the extra
+            # fields of a row longer than the header, which then reads as its first fields.
+            # index_col=False and the warning as an error: a first row longer than the header
+            # would otherwise become a row index, shifting every value one column left.
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                df = pd.read_csv(path, sep=_sep(path), on_bad_lines="error", index_col=False)[use]
     if len(df) == 0:
         raise ShardError(f"shard {path!r} holds no rows.")
     for c in use:
@@ -270,9 +284,18 @@ def _check_paths(paths, M, workers):
             f"fit_shards got {len(paths)} file(s) but n_machines={M}: give one file per machine "
             f"(or set n_machines={len(paths)})."
         )
-    if len(set(paths)) != len(paths):
-        dup = sorted({p for p in paths if paths.count(p) > 1})
-        raise ValueError(f"the same shard file is listed more than once: {dup}.")
+    # One file listed twice under different names (./x.csv, a symlink, a hard link) would be
+    # fitted twice: compare the files themselves where this host sees them, else the real paths.
+    seen = {}
+    for p in paths:
+        try:
+            st = os.stat(p)
+            ident = (st.st_dev, st.st_ino)
+        except OSError:
+            ident = os.path.realpath(p)
+        if ident in seen:
+            raise ValueError(f"the same shard file is listed more than once: {seen[ident]!r} and {p!r}.")
+        seen[ident] = p
     for p in paths:
         _format(p)
     if workers is not None:
@@ -312,9 +335,21 @@ def fit_shards(est, paths, *, response="y", features=None, workers=None, progres
     ``support_indices_`` aside, which index a pooled array that never exists here) it sets
     ``shard_paths_``, ``shard_sizes_`` (n_m), ``feature_names_in_``, ``support_X_`` /
     ``support_y_`` (the supporting sample, machine by machine), ``support_shares_`` (S_m), and
-    ``timings_["read"]`` (seconds each machine spent reading its file).
+    ``timings_["read"]`` (seconds each machine spent reading its file).  A fit that raises
+    leaves ``est`` as it was.  A machine lost with its worker is run again; one lost every time
+    fails like a local fit, and under ``on_error="skip"`` its share of the supporting sample is
+    missing too.
     """
+    from .distributed import _all_or_nothing
+
+    with _all_or_nothing(est):
+        return _fit_shards(est, paths, response, features, workers, progress)
+
+
+def _fit_shards(est, paths, response, features, workers, progress):
     from joblib import delayed
+
+    from .distributed import LocalFitResult
 
     t0 = time.perf_counter()
     M = check_int(est.n_machines, "n_machines", low=1)
@@ -345,6 +380,11 @@ def fit_shards(est, paths, *, response="y", features=None, workers=None, progres
                 f"n_experts * (d + 1) + 1 = {need}."
             )
         return sizes, n, S, allocate_support(S, sizes)
+
+    def lost(m, why):
+        d = len(infos[m].features)
+        return ShardFitResult(m, LocalFitResult(m, int(sizes[m]), None, float("nan"), why),
+                              np.empty((0, d)), np.empty(0), float("nan"))
 
     from .distributed import _MachineData
 
@@ -381,7 +421,13 @@ def fit_shards(est, paths, *, response="y", features=None, workers=None, progres
                                   **where(m))
                     for m in range(M)
                 ]
-                finish(est._gather_dask(futures, M, progress), _MachineData(est, "dask", loaded, client, where))
+                # A loaded shard is a task: dask recomputes it if its worker dies, so a lost fit is
+                # submitted again; not when pinned to one worker (no other worker has the file).
+                resubmit = None if workers is not None else (lambda m: client.submit(
+                    _fit_loaded, m, paths[m], loaded[m], int(sizes[m]), K, em, machine_seeds[m],
+                    int(shares[m]), support_seeds[m], pure=False))
+                finish(est._gather_dask(futures, M, progress, resubmit, lost),
+                       _MachineData(est, "dask", loaded, client, where))
             finally:
                 client.cancel(loaded)
     else:
@@ -394,6 +440,7 @@ def fit_shards(est, paths, *, response="y", features=None, workers=None, progres
                                      machine_seeds[m], int(shares[m]), support_seeds[m])
             for m in range(M)
         )
-        finish(est._run_joblib(tasks, M, progress), _MachineData(est, "files", (paths, response, infos[0].features)))
+        finish(est._run_joblib(tasks, M, progress, lost),
+               _MachineData(est, "files", (paths, response, infos[0].features)))
     est.timings_["wall"] = time.perf_counter() - t0
     return est

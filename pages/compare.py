@@ -6,7 +6,7 @@ from explorer import figures as fg
 from explorer import state
 
 st.title("Compare")
-data = st.session_state["data"]
+data = state.session_data()
 s = state.settings()
 st.caption(
     "The reduction, the global EM on all the data, the weighted average and the coordinate-wise median of the "
@@ -28,11 +28,12 @@ if run or have is None:
             bar.progress(0.75, text=f"MM reduction: iteration {done}; then the global EM and the baselines")
 
     try:
-        cmp, test = state.run_compare(data, progress=progress)
+        # A first visit fills the page by itself, in this process (no worker processes, no cluster).
+        cmp, test = state.run_compare(data, progress=progress, automatic=not run)
         st.session_state["compare"] = dict(key=key, cmp=cmp, test=test, name=data.name, x_names=data.x_names,
                                            truth=data.truth)
         bar.empty()
-    except (TypeError, ValueError, RuntimeError) as exc:
+    except (TypeError, ValueError, RuntimeError, OSError) as exc:
         bar.empty()
         st.error(f"The comparison failed: {exc} Change K or M on the Distributed fit page."
                  + (" The previous results stay on screen." if have else ""))

@@ -8,6 +8,7 @@ from explorer import io as eio
 from explorer import state
 from moecore.simulation import DESIGNS
 
+data = state.session_data()
 st.title("Data")
 st.caption("Simulate a mixture of experts, or bring your own CSV. The data stays with you across pages.")
 

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer import figures as fg
+from explorer import io as eio
 from explorer import state
 from moecore.experiments import alpha_sweep, sweep
 from moecore.simulation import DESIGNS
@@ -35,32 +36,6 @@ if parameter == "alpha":
                          format_func=SPLIT_LABELS.get, key="exp_split")
 
 
-def parse_values(text, parameter):
-    try:
-        vals = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"values must be numbers separated by commas, got {text!r}.") from None
-    if not vals:
-        raise ValueError("give at least one value to sweep over.")
-    if parameter in ("n_machines", "n", "refine_rounds"):
-        low = 0 if parameter == "refine_rounds" else 1
-        if any(v != int(v) or v < low for v in vals):
-            kind = "whole numbers from 0" if low == 0 else "positive whole numbers"
-            raise ValueError(f"{fg.PARAM_LABELS[parameter]} must be {kind}.")
-        vals = [int(v) for v in vals]
-    if parameter == "refine_rounds" and max(vals) > state.MAX_APP_ROUNDS:
-        raise ValueError(f"at most {state.MAX_APP_ROUNDS} refinement rounds here.")
-    if parameter == "n" and max(vals) > 1_000_000:
-        raise ValueError("n is limited to 1,000,000 in the app; use the command line for larger runs.")
-    if parameter == "n_machines" and max(vals) > 256:
-        raise ValueError("M is limited to 256 machines here.")
-    if parameter == "support_fraction" and min(vals) <= 0:
-        raise ValueError("support fractions must be > 0.")
-    if parameter == "alpha" and (min(vals) < 0 or max(vals) > 1):
-        raise ValueError("alpha must lie between 0 (separated machines) and 1 (random split).")
-    return vals
-
-
 b1, b2, _ = st.columns([1, 1, 4])
 start = b1.button("Run the sweep", type="primary", key="btn_sweep")
 cancel = b2.button("Cancel", key="btn_cancel")
@@ -75,7 +50,7 @@ elif ss.get("sweep_running") and not start:
 
 if start:
     try:
-        vals = parse_values(values_text, parameter)
+        vals = eio.parse_sweep_values(values_text, parameter, int(M), state.MAX_APP_ROUNDS)
         K = DESIGNS[design].n_experts
         n_min = min(vals) if parameter == "n" else n
         M_max = max(vals) if parameter == "n_machines" else M
@@ -92,7 +67,8 @@ if start:
         bar = st.progress(0.0, text=f"0 / {total} fits")
         try:
             common = dict(n=int(n), n_machines=int(M), repeats=int(repeats), include_global=include_global,
-                          backend="threading", n_jobs=2, variance_update=variance_update, n_test=20000)
+                          backend="threading", n_jobs=min(2, state.MAX_JOBS), variance_update=variance_update,
+                          n_test=20000)
             gen = (alpha_sweep(design, split, vals, **common) if parameter == "alpha"
                    else sweep(design, parameter, vals, **common))
             for i, row in enumerate(gen, start=1):

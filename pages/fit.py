@@ -16,7 +16,7 @@ SPLIT_LABELS = {"random": "random (the paper)", "region": "by region of one inpu
                 "label": "by true expert (label skew)"}
 
 st.title("Distributed fit")
-data = st.session_state["data"]
+data = state.session_data()
 st.caption(
     f"Split the {data.n:,} samples of **{data.name}** over M machines, fit a K-expert MoE by EM on each "
     "(in parallel), then reduce the M K local experts to K by optimal transport."
@@ -39,7 +39,8 @@ with st.container(border=True):
         state.widget("text_input", "Dask scheduler address", "scheduler", where=c4,
                      placeholder="tcp://127.0.0.1:8786",
                      help="The local fits run on the workers of this dask.distributed cluster; each shard is sent once.")
-    state.widget("number_input", "n_jobs (parallel fits)", "n_jobs", 1, 16, where=c4)
+    state.widget("number_input", "n_jobs (parallel fits)", "n_jobs", 1, state.MAX_JOBS, where=c4,
+                 help=f"At most the server's {state.MAX_JOBS} cores.")
     c1, c2, c3, c4 = st.columns(4)
     state.widget("number_input", "Seed", "fit_seed", 0, 2**31 - 1, where=c1)
     state.widget("radio", "Reduced variances", "variance_update", where=c1, options=VARIANCE_UPDATES, horizontal=True,

@@ -34,11 +34,9 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server():
+def start_server(log):
+    """A fresh Streamlit server of app.py on a free port: (process, url) once it answers."""
     port = _free_port()
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "streamlit_server.log", "w")
     streamlit = Path(sys.executable).with_name("streamlit")
     proc = subprocess.Popen(
         [str(streamlit), "run", "app.py", "--server.port", str(port), "--server.headless", "true",
@@ -49,13 +47,20 @@ def server():
     while True:
         try:
             if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
-                break
+                return proc, url
         except OSError:
             pass
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
-            pytest.fail(f"streamlit did not start; see {ARTIFACTS / 'streamlit_server.log'}")
+            pytest.fail(f"streamlit did not start; see {log.name}")
         time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def server():
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / "streamlit_server.log", "w")
+    proc, url = start_server(log)
     yield url
     proc.terminate()
     try:

@@ -117,7 +117,8 @@ def test_worker_processes_share_the_data_and_it_is_removed_afterwards(data, monk
         return cm
 
     monkeypatch.setattr(distributed, "_shared_arrays", spy)
-    pattern = [os.path.join("/dev/shm", "moecore-*")]
+    # This process's copies only (named by its pid): other processes may be fitting meanwhile.
+    pattern = [os.path.join("/dev/shm", f"moecore-{os.getpid()}-*")]
     before = {p for pat in pattern for p in glob.glob(pat)}
     dm = DistributedMoE(4, 4, n_jobs=2, backend="loky", random_state=3).fit(data.X, data.y)
     seq = DistributedMoE(4, 4, n_jobs=1, backend="sequential", random_state=3).fit(data.X, data.y)
