@@ -560,8 +560,10 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
 
                 def resend(m):
                     # Scattered data has no recipe on the cluster: it dies with its worker. The
-                    # shard is still here; send it again, to whichever worker takes it.
-                    data[m] = client.scatter([(X[shards[m]], y[shards[m]])])[0]
+                    # shard is still here; send it again, to whichever worker takes it, under a
+                    # fresh key: re-scattering under the content hash (the lost key) could race
+                    # with the scheduler forgetting that key, and the re-run then waited forever.
+                    data[m] = client.scatter([(X[shards[m]], y[shards[m]])], hash=False)[0]
 
                 try:
                     yield _MachineData(self, "dask", data, client, resend=resend)
