@@ -21,7 +21,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from moecore import DESIGNS, DistributedMoE, MixtureOfExperts, simulate_design

@@ -138,7 +138,7 @@ def iteration_parts(n, d, repeats=3):
     sc = _m.Standardizer.fit(X, y)
     XtT, ys = sc.design_T(X), sc.transform_y(y)
     del X
-    p, K = XtT.shape[0], 3
+    K = 3
     rng = np.random.default_rng(0)
     tau = np.full((K, n), 0.1 / K)
     tau[rng.integers(K, size=n), np.arange(n)] += 0.9

@@ -5,7 +5,6 @@ worker processes or crash a page (``explorer.state.parse_query`` is the one plac
 them).  Data must survive a download and an upload bit for bit.
 """
 
-import json
 import os
 import socket
 import sys
