@@ -42,6 +42,7 @@ from .screening import (
     REFIT_INIT_FACTOR,
     REFIT_MIN_INIT,
     SCORE_POINTS,
+    beaten,
     ScreeningReport,
     flag_poor_fits,
     n_free_parameters,
@@ -858,14 +859,28 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                     else np.full(len(params), np.nan))
 
         scores = np.full(M, np.nan)
-        if own:
-            for m, mdl in zip(self.machines_, self.local_models_, strict=True):
-                scores[m] = score_of(m, [mdl.params_])[0]
-        else:
-            scores[self.machines_] = score_of(None, [mdl.params_ for mdl in self.local_models_])
         sizes = np.array([r.n_samples for r in results], dtype=float)
         q = n_free_parameters(K, d)
+        warm = {}
+        if own:
+            # Cross-scores: every model on every machine's own points. Where most machines stop in
+            # a poor optimum (label skew: one expert dominates a shard and misleads k-means) the
+            # median rule cannot see it, but a good fit from another machine beats the poor one on
+            # the poor one's own data; the refit then starts from that better model.
+            params = [mdl.params_ for mdl in self.local_models_]
+            for m in self.machines_:
+                cross = score_of(m, params)  # (M',) each model on machine m's points
+                own_pos = int(np.flatnonzero(self.machines_ == m)[0])
+                scores[m] = cross[own_pos]
+                other = np.where(np.arange(len(params)) == own_pos, -np.inf, cross)
+                best = int(np.argmax(other)) if len(params) > 1 else own_pos
+                sel = holder == m
+                if best != own_pos and beaten(params[own_pos], params[best], Xs[sel], ys[sel], q, sizes[m]):
+                    warm[int(m)] = params[best]
+        else:
+            scores[self.machines_] = score_of(None, [mdl.params_ for mdl in self.local_models_])
         threshold, flagged = flag_poor_fits(scores, sizes, q)
+        flagged[list(warm)] = True
         report = ScreeningReport(scores, threshold, [int(m) for m in np.flatnonzero(flagged)])
         self.timings_["screening"] = time.perf_counter() - t0
         self.timings_["refit"] = np.zeros(0)
@@ -877,12 +892,13 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             refits = {}
             if self.local_check == "refit":
                 em = dict(self._em_params(), n_init=max(REFIT_INIT_FACTOR * self.n_init, REFIT_MIN_INIT))
+                ems = {m: dict(em, init=warm[m]) if m in warm else em for m in report.flagged}
                 # A seed of its own per refit, derived from the machine's: reproducible, and not
                 # the restarts that already failed.
                 seeds = {m: np.random.SeedSequence(machine_seeds[m].entropy,
                                                    spawn_key=(*machine_seeds[m].spawn_key, 1))
                          for m in report.flagged}
-                out = machines.run(_fit_task, report.flagged, lambda m: (m, K, em, seeds[m]))
+                out = machines.run(_fit_task, report.flagged, lambda m: (m, K, ems[m], seeds[m]))
                 refits = {m: res for m, (res, _) in out.items()}
                 self.timings_["refit"] = np.array([refits[m].time for m in report.flagged])
             for m in report.flagged:

@@ -328,10 +328,12 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
     ----------
     n_experts : int, default=2
         Number of experts K (>= 1).
-    init : {"kmeans", "random"}, default="kmeans"
+    init : {"kmeans", "random"} or MoEParams, default="kmeans"
         Initial partition: k-means on the standardised (x, y) pairs (the best of 3 k-means++
         restarts on at most max(2000, 100 K (d+1)) of them, every point then labelled by its
-        nearest centre), or uniformly random labels.
+        nearest centre), or uniformly random labels.  A MoEParams with K experts and d features
+        warm-starts EM from its posterior responsibilities on the data (one run: ``n_init`` is
+        then ignored).
     n_init : int, default=1
         Number of initialisations; the run with the highest log-likelihood is kept.
     max_iter : int, default=300
@@ -428,7 +430,11 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
     # ------------------------------------------------------------------ validation
     def _check_parameters(self):
         check_int(self.n_experts, "n_experts", low=1)
-        check_choice(self.init, "init", {"kmeans", "random"})
+        if isinstance(self.init, _m.MoEParams):
+            if self.init.n_experts != self.n_experts:
+                raise ValueError(f"init has {self.init.n_experts} experts; n_experts={self.n_experts}.")
+        else:
+            check_choice(self.init, "init", {"kmeans", "random"})
         check_int(self.n_init, "n_init", low=1)
         check_int(self.max_iter, "max_iter", low=1)
         check_float(self.tol, "tol", low=0.0)
@@ -465,6 +471,12 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         XtT = scaler.design_T(X)
         ys = scaler.transform_y(y)
         seeds = check_random_state_seed(self.random_state).spawn(self.n_init)
+        self._start_tauT = None
+        if isinstance(self.init, _m.MoEParams):
+            if self.init.n_features != d:
+                raise ValueError(f"init has {self.init.n_features} features; X has {d}.")
+            self._start_tauT = np.ascontiguousarray(_m.posterior_proba(X, y, self.init).T)
+            seeds = seeds[:1]  # a warm start is deterministic: restarts would repeat it
 
         best = None
         with one_blas_thread():
@@ -473,6 +485,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 run = self._run_em(XtT, ys, F, np.random.default_rng(seed))
                 if best is None or run["ll"] > best["ll"]:
                     best = run
+        del self._start_tauT  # (n,) per expert: not a fitted attribute to keep or pickle
         # Log-likelihood in original y units: the density picks up the Jacobian 1 / y_scale.
         shift = n * np.log(scaler.y_scale)
         self._set_params(scaler.params_to_original(best["gates"], best["experts"], best["variances"]))
@@ -517,6 +530,8 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         n = y.shape[0]
         if K == 1:
             return np.ones((1, n))
+        if getattr(self, "_start_tauT", None) is not None:
+            return self._start_tauT
         if self.init == "random":
             labels = rng.integers(K, size=n)
         else:

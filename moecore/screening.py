@@ -31,7 +31,7 @@ import numpy as np
 
 from . import model as _m
 
-__all__ = ["LOCAL_CHECKS", "SCORE_POINTS", "ScreeningReport", "flag_poor_fits", "support_scores", "n_free_parameters"]
+__all__ = ["LOCAL_CHECKS", "SCORE_POINTS", "beaten", "ScreeningReport", "flag_poor_fits", "support_scores", "n_free_parameters"]
 
 LOCAL_CHECKS = ("refit", "drop", "off")
 # Robust z-score beyond which a machine is flagged (see the module docstring).
@@ -88,6 +88,23 @@ def support_scores(local_params, X_support, y_support, *, max_points=None):
     np.exp(eta, out=eta)
     ll = top + np.log(eta.sum(axis=1))  # (M, S)
     return ll.mean(axis=1)
+
+
+def beaten(own, other, X, y, n_params, n_samples):
+    """Whether model ``other`` beats a machine's ``own`` model on that machine's support points
+    (X, y) by more than noise: the sign that the own fit is a poor optimum when machines hold
+    different x (covariate weights), where scores cannot be compared across machines.
+
+    The own model was fitted to those points' distribution (in sample), so a good own fit is not
+    beaten on average. The mean per-point gain of ``other`` must exceed both GAP_FLOOR q / n_m (the
+    estimation noise of a fit, as in :func:`flag_poor_fits`) and Z_THRESHOLD standard errors of
+    that mean over the points.
+    """
+    diff = _m.loglik_per_sample(X, y, other) - _m.loglik_per_sample(X, y, own)
+    if diff.size < 2:
+        return False
+    se = diff.std(ddof=1) / np.sqrt(diff.size)
+    return bool(diff.mean() > max(GAP_FLOOR * n_params / n_samples, Z_THRESHOLD * se))
 
 
 def n_free_parameters(n_experts, n_features):

@@ -262,3 +262,35 @@ def test_app_learn_page_shows_screening_and_rounds():
     ll = table["log-likelihood per point (all machines)"].to_numpy()
     assert np.all(np.diff(ll) >= -1e-5)  # rounded to 5 decimals
     assert any("Support scores" in m.value for m in at.markdown)
+
+
+def test_warm_start_from_a_model():
+    """init=MoEParams starts EM from that model's responsibilities: from the truth it ends at
+    least as high as a k-means start, in one run."""
+    data = simulate_design("separated-2d", 6000, random_state=8)
+    warm = MixtureOfExperts(4, init=data.params, n_init=5, random_state=0).fit(data.X, data.y)
+    cold = MixtureOfExperts(4, random_state=0).fit(data.X, data.y)
+    assert warm.loglik_ >= cold.loglik_ - 1e-6 * abs(cold.loglik_)
+    assert np.all(np.diff(warm.loglik_history_) >= -1e-9 * np.abs(warm.loglik_history_[:-1]))
+    assert not hasattr(warm, "_start_tauT")
+    with pytest.raises(ValueError, match="init has 4 experts; n_experts=3"):
+        MixtureOfExperts(3, init=data.params).fit(data.X, data.y)
+    with pytest.raises(ValueError, match="init has 2 features; X has 1"):
+        MixtureOfExperts(4, init=data.params).fit(data.X[:, :1], data.y)
+
+
+def test_machines_holding_different_x_are_screened_by_cross_scores(poison_machine_0):
+    """With covariate weights scores are per machine and cannot be compared; a poor fit is seen
+    because another machine's model beats it on its own points, and it refits from that model."""
+    from moecore.splits import Split
+
+    train = simulate_design("separated-2d", 40_000, random_state=11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dm = DistributedMoE(4, 4, backend="threading", n_jobs=2, random_state=3, split=Split("kmeans", alpha=0.5),
+                            machine_weights="covariate").fit(train.X, train.y)
+    assert 0 in dm.flagged_ and dm.screening_.actions[0] == "refit"
+    assert dm.screening_.refit_scores[0] > dm.screening_.scores[0]
+    g = MixtureOfExperts(4, random_state=3).fit(train.X, train.y)
+    err, g_err = parameter_mse(dm.params_, train.params), parameter_mse(g.params_, train.params)
+    assert err["experts"] <= 3 * g_err["experts"]
