@@ -43,6 +43,7 @@ from .screening import (
     REFIT_MIN_INIT,
     SCORE_POINTS,
     beaten,
+    support_loglik,
     ScreeningReport,
     flag_poor_fits,
     n_free_parameters,
@@ -868,14 +869,16 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             # median rule cannot see it, but a good fit from another machine beats the poor one on
             # the poor one's own data; the refit then starts from that better model.
             params = [mdl.params_ for mdl in self.local_models_]
-            for m in self.machines_:
-                cross = score_of(m, params)  # (M',) each model on machine m's points
-                own_pos = int(np.flatnonzero(self.machines_ == m)[0])
-                scores[m] = cross[own_pos]
-                other = np.where(np.arange(len(params)) == own_pos, -np.inf, cross)
-                best = int(np.argmax(other)) if len(params) > 1 else own_pos
+            ll = support_loglik(params, Xs, ys)  # (M', S): every model at every support point, one pass
+            for own_pos, m in enumerate(self.machines_):
                 sel = holder == m
-                if best != own_pos and beaten(params[own_pos], params[best], Xs[sel], ys[sel], q, sizes[m]):
+                if not sel.any():
+                    continue
+                cross = ll[:, sel].mean(axis=1)  # each model on machine m's own points
+                scores[m] = cross[own_pos]
+                cross[own_pos] = -np.inf
+                best = int(np.argmax(cross))
+                if best != own_pos and beaten(ll[own_pos, sel], ll[best, sel], q, sizes[m]):
                     warm[int(m)] = params[best]
         else:
             scores[self.machines_] = score_of(None, [mdl.params_ for mdl in self.local_models_])

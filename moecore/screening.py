@@ -31,7 +31,7 @@ import numpy as np
 
 from . import model as _m
 
-__all__ = ["LOCAL_CHECKS", "SCORE_POINTS", "beaten", "ScreeningReport", "flag_poor_fits", "support_scores", "n_free_parameters"]
+__all__ = ["LOCAL_CHECKS", "SCORE_POINTS", "beaten", "support_loglik", "ScreeningReport", "flag_poor_fits", "support_scores", "n_free_parameters"]
 
 LOCAL_CHECKS = ("refit", "drop", "off")
 # Robust z-score beyond which a machine is flagged (see the module docstring).
@@ -68,9 +68,16 @@ def support_scores(local_params, X_support, y_support, *, max_points=None):
     if max_points is not None and len(y) > max_points:
         stride = -(-len(y) // max_points)
         X, y = X[::stride], y[::stride]
+    return support_loglik(local_params, X, y).mean(axis=1)
+
+
+def support_loglik(local_params, X, y):
+    """(M, S) log-likelihood of every local model at every point (x_s, y_s)."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).ravel()
     Ks = {prm.n_experts for prm in local_params}
     if len(Ks) != 1:
-        return np.array([float(_m.loglik_per_sample(X, y, prm).mean()) for prm in local_params])
+        return np.stack([_m.loglik_per_sample(X, y, prm) for prm in local_params])
     # All M models at once on (M, K, S) arrays: a loop over models cost more in per-call
     # overhead than in arithmetic (M = 128: 15 ms against 1-2 ms).
     XtT = _m.add_intercept(X).T  # (p, S)
@@ -86,21 +93,20 @@ def support_scores(local_params, X_support, y_support, *, max_points=None):
     top = eta.max(axis=1)
     eta -= top[:, None, :]
     np.exp(eta, out=eta)
-    ll = top + np.log(eta.sum(axis=1))  # (M, S)
-    return ll.mean(axis=1)
+    return top + np.log(eta.sum(axis=1))
 
 
-def beaten(own, other, X, y, n_params, n_samples):
-    """Whether model ``other`` beats a machine's ``own`` model on that machine's support points
-    (X, y) by more than noise: the sign that the own fit is a poor optimum when machines hold
-    different x (covariate weights), where scores cannot be compared across machines.
+def beaten(own_ll, other_ll, n_params, n_samples):
+    """Whether a model beats a machine's own model on that machine's support points by more than
+    noise: the sign that the own fit is a poor optimum when machines hold different x (covariate
+    weights), where scores cannot be compared across machines.
 
+    own_ll, other_ll : (S_m,) per-point log-likelihoods of the two models on the machine's points.
     The own model was fitted to those points' distribution (in sample), so a good own fit is not
-    beaten on average. The mean per-point gain of ``other`` must exceed both GAP_FLOOR q / n_m (the
-    estimation noise of a fit, as in :func:`flag_poor_fits`) and Z_THRESHOLD standard errors of
-    that mean over the points.
+    beaten on average. The mean per-point gain must exceed both GAP_FLOOR q / n_m (the estimation
+    noise of a fit, as in :func:`flag_poor_fits`) and Z_THRESHOLD standard errors of that mean.
     """
-    diff = _m.loglik_per_sample(X, y, other) - _m.loglik_per_sample(X, y, own)
+    diff = np.asarray(other_ll) - np.asarray(own_ll)
     if diff.size < 2:
         return False
     se = diff.std(ddof=1) / np.sqrt(diff.size)
