@@ -1028,51 +1028,26 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         R = self.refine_rounds
         M = len(self.timings_["local"])
         everyone = range(M)
-        round_times, up, down, history = [], np.zeros(M), np.zeros(M), []
+
+        def run(fn, args):
+            out = machines.run(fn, everyone, lambda m: args)
+            return [out[m] for m in everyone]
+
+        up = down = np.zeros(M)
+        self.refine_loglik_ = np.zeros(0)
+        self.timings_["rounds"] = np.zeros(0)
         if R > 0:
             state = _refine.RoundState.from_params(self.params_, Standardizer.fit(Xs, ys))
-            n = int(sum(self._n_samples_all))
-            shift = n * np.log(state.scaler.y_scale)
-            for r in range(R):
-                t_round = 0.0
-                out = machines.run(_refine.machine_statistics, everyone, lambda m: (state,))
-                stats = [out[m][0] for m in everyone]
-                t_round += max(out[m][1] for m in everyone)
-                up += stats[0].n_floats()
-                down += state.n_floats()
-                pooled = sum(stats[1:], stats[0])
-                history.append(pooled.loglik - shift)
-                exchange_times, exchange_wall = [], []
-
-                def gate_values(direction, steps, state=state):
-                    w0 = time.perf_counter()
-                    res = machines.run(_refine.machine_gate_values, everyone, lambda m: (state, direction, steps))
-                    exchange_wall.append(time.perf_counter() - w0)
-                    exchange_times.append(max(res[m][1] for m in everyone))
-                    up[:] += len(steps)
-                    down[:] += direction.size + len(steps)
-                    return sum(res[m][0] for m in everyone)
-
-                t0 = time.perf_counter()
-                state, _ = _refine.server_step(state, pooled, gate_values, self.var_floor)
-                # The server's own work, then the slowest machine of each exchange it asked for.
-                t_round += (time.perf_counter() - t0 - sum(exchange_wall)) + sum(exchange_times)
-                round_times.append(t_round)
-                if progress is not None:
-                    progress("round", r + 1, R)
-            out = machines.run(_refine.machine_loglik, everyone, lambda m: (state,))
-            history.append(sum(out[m][0] for m in everyone) - shift)
-            up += 1
-            down += state.n_floats()
-            round_times[-1] += max(out[m][1] for m in everyone)
-            self._set_model(state.to_params())
-        self.refine_loglik_ = np.asarray(history)
-        self.timings_["rounds"] = np.asarray(round_times)
+            res = _refine.run_rounds(run, M, int(sum(self._n_samples_all)), state, R, var_floor=self.var_floor,
+                                     progress=progress)
+            self._set_model(res.state.to_params())
+            self.refine_loglik_ = res.loglik
+            self.timings_["rounds"] = res.times
+            up, down = res.up / R, res.down / R
         comm = self.communication_
-        comm["round_up"] = up / max(R, 1) if R else np.zeros(M)
-        comm["round_down"] = down / max(R, 1) if R else np.zeros(M)
+        comm["round_up"], comm["round_down"] = up, down
         comm["one_shot_total"] = float(comm["one_shot_up"].sum())
-        comm["rounds_total"] = float(up.sum() + down.sum())
+        comm["rounds_total"] = float(R * (up.sum() + down.sum()))
         comm["total"] = comm["one_shot_total"] + comm["rounds_total"]
         t = self.timings_
         t["learning_time"] = (t["local_max"] + t["screening"] + float(np.max(t["refit"], initial=0.0))

@@ -508,6 +508,7 @@ def _average_gate_coefficients(large, plan, n_experts):
     from scipy.optimize import linear_sum_assignment
 
     acc = np.zeros((large.experts.shape[0], n_experts))
+    shares = large.machine_shares  # (per-point weights: their mean, computed once)
     for m, prm in enumerate(large.local_params):
         if prm.n_experts != n_experts:
             raise ValueError(
@@ -519,7 +520,7 @@ def _average_gate_coefficients(large, plan, n_experts):
         A = np.empty_like(prm.gates)
         A[:, cols] = prm.gates[:, rows]
         A -= A[:, -1:]
-        acc += large.machine_shares[m] * A
+        acc += shares[m] * A
     return acc
 
 

@@ -24,6 +24,7 @@ Shapes: p = d + 1 coefficients, K experts, n_m rows on machine m.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,8 @@ __all__ = [
     "machine_gate_values",
     "machine_loglik",
     "server_step",
+    "run_rounds",
+    "RoundsResult",
     "em_rounds",
     "LADDER",
 ]
@@ -192,11 +195,76 @@ def server_step(state: RoundState, stats: RoundStatistics, gate_values, var_floo
     return RoundState(gates, experts, variances, state.scaler), exchanges
 
 
+@dataclass
+class RoundsResult:
+    """What :func:`run_rounds` returns.
+
+    state : RoundState after the rounds ; loglik : ndarray (rounds + 1,), the pooled log-likelihood
+    (original y units) of the starting model and after each round ; times : ndarray (rounds,),
+    seconds per round (the slowest machine of each exchange plus the server's step; the last round
+    also carries the final log-likelihood exchange) ; up, down : ndarray (M,), numbers each machine
+    sent and received over all the rounds.
+    """
+
+    state: RoundState
+    loglik: np.ndarray
+    times: np.ndarray
+    up: np.ndarray
+    down: np.ndarray
+
+
+def run_rounds(run, n_machines, n_samples, state: RoundState, rounds, *, var_floor=1e-6, progress=None):
+    """``rounds`` distributed EM rounds from ``state``, the machines reached through ``run``.
+
+    n_machines : M ; n_samples : rows over all machines.
+    ``run(fn, args)`` applies ``fn(X_m, y_m, *args)`` on every machine m, wherever its data lives,
+    and returns the list (M,) of ``(value, seconds)``.  The server sums what comes back and takes
+    the M-step (:func:`server_step`); ``progress(stage, done, total)`` is called with ("round", r,
+    rounds).  Returns :class:`RoundsResult`.
+    """
+    up, down = np.zeros(n_machines), np.zeros(n_machines)
+    times, history = [], []
+    for r in range(rounds):
+        out = run(machine_statistics, (state,))
+        stats = [v for v, _ in out]
+        pooled = sum(stats[1:], stats[0])
+        history.append(pooled.loglik)
+        up += stats[0].n_floats()
+        down += state.n_floats()
+        exchange_times, exchange_wall = [max(t for _, t in out)], []
+
+        def gate_values(direction, steps, state=state, wall=exchange_wall, slowest=exchange_times, up=up, down=down):
+            w0 = time.perf_counter()
+            res = run(machine_gate_values, (state, direction, steps))
+            wall.append(time.perf_counter() - w0)
+            slowest.append(max(t for _, t in res))
+            up += len(steps)
+            down += direction.size + len(steps)
+            return sum(v for v, _ in res)
+
+        t0 = time.perf_counter()
+        state, _ = server_step(state, pooled, gate_values, var_floor)
+        # The server's own work, then the slowest machine of each exchange.
+        times.append(time.perf_counter() - t0 - sum(exchange_wall) + sum(exchange_times))
+        if progress is not None:
+            progress("round", r + 1, rounds)
+    out = run(machine_loglik, (state,))
+    history.append(sum(v for v, _ in out))
+    if rounds:
+        up += 1
+        down += state.n_floats()
+        times[-1] += max(t for _, t in out)
+    # Log-likelihood in original y units: the density picks up the Jacobian 1 / y_scale per row.
+    loglik = np.asarray(history) - n_samples * np.log(state.scaler.y_scale)
+    return RoundsResult(state, loglik, np.asarray(times), up, down)
+
+
 def em_rounds(shards, params: _m.MoEParams, rounds, *, scaler=None, var_floor=1e-6):
     """``rounds`` distributed EM rounds from ``params`` over in-memory shards, in this process.
 
-    The reference implementation (and the one :class:`~moecore.distributed.DistributedMoE` uses
-    on every backend, machine by machine): with a single shard it is plain global EM.
+    :func:`run_rounds` with the shards held here (the driver
+    :class:`~moecore.distributed.DistributedMoE` runs on every backend): with a single shard it is
+    plain global EM.
 
     Parameters
     ----------
@@ -212,18 +280,10 @@ def em_rounds(shards, params: _m.MoEParams, rounds, *, scaler=None, var_floor=1e
     """
     if scaler is None:
         scaler = _m.Standardizer.fit(*shards[0])
-    state = RoundState.from_params(params, scaler)
+
+    def run(fn, args):
+        return [(fn(X, y, *args), 0.0) for X, y in shards]
+
     n = sum(len(y) for _, y in shards)
-    shift = n * np.log(scaler.y_scale)
-    history = []
-    for _ in range(rounds):
-        stats = [machine_statistics(X, y, state) for X, y in shards]
-        pooled = sum(stats[1:], stats[0])
-        history.append(pooled.loglik - shift)
-        state, _ = server_step(
-            state, pooled,
-            lambda direction, steps: sum(machine_gate_values(X, y, state, direction, steps) for X, y in shards),
-            var_floor,
-        )
-    history.append(sum(machine_loglik(X, y, state) for X, y in shards) - shift)
-    return state.to_params(), np.asarray(history)
+    res = run_rounds(run, len(shards), n, RoundState.from_params(params, scaler), rounds, var_floor=var_floor)
+    return res.state.to_params(), res.loglik
