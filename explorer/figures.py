@@ -35,6 +35,14 @@ __all__ = [
     "loglik_figure",
     "mm_figure",
     "timing_figure",
+    "plan_machines_figure",
+    "plan_table",
+    "param_error_figure",
+    "reduced_table",
+    "gate_colors",
+    "LABELS",
+    "label",
+    "readable_table",
     "compare_figure",
     "sweep_figure",
     "mm_step_figure",
@@ -197,7 +205,7 @@ def gates_figure(models: dict, X, *, feature=0, x_names=None, colors: dict | Non
         pi = gate_proba(Xg, prm)
         col = (colors or {}).get(name, np.arange(prm.n_experts))
         dash = "dash" if name == "truth" else dashes[min(i, 3)]
-        for k in range(prm.n_experts):
+        for k in np.argsort(col, kind="stable"):  # legend in colour order: expert 1, 2, 3 ...
             fig.add_trace(go.Scatter(
                 x=t, y=pi[:, k], mode="lines", name=f"{name}: expert {col[k] + 1}",
                 legendgroup=name, line=dict(color=expert_color(col[k]), dash=dash, width=3 if i == 0 else 2),
@@ -252,7 +260,7 @@ def experts_figure(dm, X, y=None, truth: MoEParams | None = None, *, feature=0, 
                 line=dict(color=_rgba(expert_color(c), 0.45), width=1.2), connectgaps=False,
                 hovertemplate=f"%{{text}}<br>sent to reduced expert {c + 1}<extra></extra>"))
     means = Xt @ red.experts
-    for k in range(red.n_experts):
+    for k in np.argsort(colors, kind="stable"):  # legend in colour order
         fig.add_trace(go.Scatter(x=t, y=means[:, k], mode="lines", name=f"reduced expert {colors[k] + 1}",
                                  line=dict(color=expert_color(colors[k]), width=4),
                                  hovertemplate=f"reduced expert {colors[k] + 1}<br>mean=%{{y:.3f}}<extra></extra>"))
@@ -304,9 +312,30 @@ def coefficient_figure(dm, truth: MoEParams | None = None, *, a=0, b=1, x_names=
                    names[a], names[b], height=460)
 
 
+# Above this many machines the per-machine views (one bar, one plan row block, one EM curve per
+# machine) become summaries: a 256-machine bar chart is ~6 400 px tall and its legend scrolls.
+MANY_MACHINES = 16
+# Machines drawn one by one on the EM-curve summary (flagged first, then the farthest from the median).
+MAX_OUTLIERS = 8
+
+
+def _column_scale(color):
+    """White to ``color``: the cells of a reduced expert's column carry that expert's colour."""
+    return [[0.0, "#ffffff"], [1.0, color]]
+
+
+def _integer_axis(fig, n_values, *, axis="x", start=0, **where):
+    """Whole-number ticks (iterations, rounds): no 0.5 ticks on a short run."""
+    dtick = max(1, int(np.ceil(n_values / 10)))
+    upd = fig.update_xaxes if axis == "x" else fig.update_yaxes
+    upd(tick0=start, dtick=dtick, tickformat="d", **where)
+    return fig
+
+
 def plan_figure(dm, *, colors=None):
     """The transport plan as a heatmap: rows = local experts (machine, expert), columns = reduced
-    experts, cell = mean gate mass sent (in % of the whole mixture)."""
+    experts, cell = mean gate mass sent (in % of the whole mixture).  For more than
+    ``MANY_MACHINES`` machines use :func:`plan_machines_figure` (and :func:`plan_table`)."""
     plan = dm.transport_plan_
     return coupling_figure(plan.coupling, dm.machines_[plan.machine], plan.expert, colors=colors,
                            flagged=_screening_actions(dm))
@@ -319,26 +348,33 @@ def _screening_actions(dm):
 
 
 def coupling_figure(coupling, machine, expert, *, colors=None, flagged=None,
-                    title="Transport plan<br><sup>gate mass (%) each local expert sends to each reduced expert</sup>"):
+                    title="Transport plan<br><sup>gate mass (%) each local expert sends to each reduced expert; "
+                          "darker = more</sup>"):
     """Heatmap of a coupling (L, K) in % of the total mass; rows labelled machine · expert.
 
+    One heatmap trace per reduced expert (column), shaded from white to that expert's colour on a
+    common scale, so the columns carry the colours of the reduced experts in every other plot.
     ``flagged``: {machine: action} of the screening; those rows are marked with the action.
     """
     flagged = flagged or {}
     coupling = np.asarray(coupling, dtype=float)
     K = coupling.shape[1]
     colors = np.arange(K) if colors is None else np.asarray(colors)
-    order = np.argsort(colors)  # columns in colour order: reduced 1, 2, ... as everywhere else
+    order = np.argsort(colors, kind="stable")  # columns in colour order: reduced 1, 2, ... as everywhere else
     z = 100 * coupling[:, order]
     rows = [f"m{m + 1} · e{j + 1}" + (f" ({flagged[m]})" if m in flagged else "")
             for m, j in zip(machine, expert, strict=True)]
-    cols = [f"reduced {colors[k] + 1}" for k in order]
     L = z.shape[0]
-    text = np.where(z >= 0.05, np.vectorize(lambda v: f"{v:.1f}")(z), "")
-    fig = go.Figure(go.Heatmap(
-        z=z, x=cols, y=rows, colorscale="Blues", colorbar=dict(title="mass %"),
-        text=text if L <= 32 else None, texttemplate="%{text}" if L <= 32 else None,
-        hovertemplate="%{y} → %{x}<br>mass %{z:.2f} %<extra></extra>", xgap=2, ygap=1))
+    zmax = max(float(z.max()), 1e-12)
+    fig = go.Figure()
+    for c, k in enumerate(order):
+        col = z[:, [c]]
+        text = np.where(col >= 0.05, np.vectorize(lambda v: f"{v:.1f}")(col), "")
+        fig.add_trace(go.Heatmap(
+            z=col, x=[f"reduced {colors[k] + 1}"], y=rows, zmin=0, zmax=zmax, showscale=False,
+            colorscale=_column_scale(expert_color(colors[k])), name=f"reduced {colors[k] + 1}",
+            text=text if L <= 32 else None, texttemplate="%{text}" if L <= 32 else None,
+            hovertemplate="%{y} → %{x}<br>mass %{z:.2f} %<extra></extra>", xgap=2, ygap=1))
     fig.update_yaxes(autorange="reversed", title_text="local expert (machine · expert)",
                      tickfont=dict(size=10 if L <= 48 else 8))
     fig.update_xaxes(side="top", title_text="", tickfont=dict(size=13))
@@ -348,25 +384,152 @@ def coupling_figure(coupling, machine, expert, *, colors=None, flagged=None,
     return fig
 
 
-def loglik_figure(dm, global_model=None):
-    """EM log-likelihood per sample against iteration, one line per machine (and the global EM)."""
-    fig = go.Figure()
-    sizes = [len(dm.shards_[m]) for m in dm.machines_]
+def _plan_by_machine(dm, colors):
+    """(machines (M',), share (M', K) of each machine's mass sent to each reduced expert in
+    colour order, mass (M',) of each machine in % of the mixture, order of the columns)."""
+    plan = dm.transport_plan_
+    K = plan.coupling.shape[1]
+    colors = np.arange(K) if colors is None else np.asarray(colors)
+    order = np.argsort(colors, kind="stable")
+    pos = np.asarray(plan.machine)
+    n_pos = int(pos.max()) + 1
+    sent = np.zeros((n_pos, K))
+    np.add.at(sent, pos, plan.coupling)
+    sent = sent[:, order]
+    mass = sent.sum(axis=1)
+    share = 100 * sent / np.where(mass > 0, mass, 1.0)[:, None]
+    return np.asarray(dm.machines_)[:n_pos], share, 100 * mass / max(mass.sum(), 1e-300), colors, order
+
+
+def plan_machines_figure(dm, *, colors=None):
+    """The transport plan summed per machine: one stacked bar per machine, the share (%) of its
+    gate mass that goes to each reduced expert, in that expert's colour.  K traces whatever M, so
+    it stays readable at M = 256; machines the screening flagged are marked above their bar and
+    dropped machines are named in the subtitle.  The full (M K, K) plan: :func:`plan_table`."""
+    machines, share, mass, colors, order = _plan_by_machine(dm, colors)
     flagged = _screening_actions(dm)
-    for m, model, n_m in zip(dm.machines_, dm.local_models_, sizes, strict=True):
-        h = np.asarray(model.loglik_history_) / n_m
-        note = f" (flagged, {flagged[m]})" if m in flagged else ""
-        line = dict(width=3, dash="dash", color="#d62728") if m in flagged else dict(width=1.5)
-        fig.add_trace(go.Scatter(x=np.arange(1, len(h) + 1), y=h, mode="lines+markers", name=f"machine {m + 1}{note}",
-                                 marker=dict(size=4), line=line,
-                                 hovertemplate=f"machine {m + 1}{note}<br>iteration %{{x}}<br>loglik/n=%{{y:.4f}}<extra></extra>"))
+    fig = go.Figure()
+    for c, k in enumerate(order):
+        fig.add_trace(go.Bar(
+            x=machines + 1, y=share[:, c], name=f"reduced expert {colors[k] + 1}",
+            marker=dict(color=expert_color(colors[k]), line=dict(width=0)),
+            customdata=mass, hovertemplate=(f"machine %{{x}} → reduced expert {colors[k] + 1}: %{{y:.1f}} % of its "
+                                            "mass<br>machine's mass: %{customdata:.2f} % of the mixture<extra></extra>")))
+    kept = {int(m) for m in machines}
+    marked = sorted(m for m, a in flagged.items() if m in kept)
+    if marked:
+        fig.add_trace(go.Scatter(
+            x=[m + 1 for m in marked], y=[103] * len(marked), mode="markers", name="flagged by screening",
+            marker=dict(symbol="triangle-down", size=9, color="#d62728"),
+            text=[flagged[m] for m in marked], hovertemplate="machine %{x}: flagged, %{text}<extra></extra>"))
+    dropped = sorted(m + 1 for m, a in flagged.items() if a == "dropped")
+    sub = f"share of each machine's gate mass sent to each reduced expert; {len(machines)} machines"
+    if dropped:
+        shown = ", ".join(map(str, dropped[:12])) + (" ..." if len(dropped) > 12 else "")
+        sub += f"; {len(dropped)} dropped by screening (machines {shown})"
+    fig.update_layout(barmode="stack", bargap=0.0 if len(machines) > 64 else 0.15)
+    fig.update_yaxes(range=[0, 106])
+    _layout(fig, f"Transport plan per machine<br><sup>{sub}</sup>", "machine", "share of the machine's mass (%)",
+            height=400, legend_title="sent to")
+    fig.update_layout(legend=dict(orientation="h", y=-0.2, x=0))
+    return fig
+
+
+def plan_table(dm, *, colors=None):
+    """The full transport plan as a table, one row per local expert (machine, expert): the
+    screening's action, its mass and the mass (% of the mixture) it sends to each reduced expert
+    (columns in colour order), and the reduced expert it mostly goes to."""
+    import pandas as pd
+
+    plan = dm.transport_plan_
+    K = plan.coupling.shape[1]
+    colors = np.arange(K) if colors is None else np.asarray(colors)
+    order = np.argsort(colors, kind="stable")
+    flagged = _screening_actions(dm)
+    machine = np.asarray(dm.machines_)[plan.machine]
+    z = 100 * plan.coupling
+    table = pd.DataFrame({"machine": machine + 1, "local expert": np.asarray(plan.expert) + 1,
+                          "screening": [flagged.get(int(m), "") for m in machine],
+                          "mass (% of the mixture)": z.sum(axis=1)})
+    for k in order:
+        table[f"to reduced {colors[k] + 1} (%)"] = z[:, k]
+    table["mostly to"] = [f"reduced {colors[k] + 1}" for k in plan.dominant()]
+    return table
+
+
+def _shard_sizes(dm):
+    """Rows of each fitted machine, in the order of ``dm.local_models_``."""
+    if getattr(dm, "shards_", None) is not None:
+        return [len(dm.shards_[m]) for m in dm.machines_]
+    return [dm._n_samples_all[m] for m in dm.machines_]
+
+
+def loglik_figure(dm, global_model=None, *, max_lines=MANY_MACHINES):
+    """EM log-likelihood per sample against iteration, with the global EM for reference.
+
+    Up to ``max_lines`` machines: one line per machine.  Beyond: the median machine and the
+    10-90 % band over machines (a machine that has converged keeps its final value), with the
+    machines the screening flagged and those whose final value lies far from the others' (robust
+    z > 3.5) drawn one by one, at most ``MAX_OUTLIERS`` of them.
+    """
+    fig = go.Figure()
+    flagged = _screening_actions(dm)
+    curves = [np.asarray(model.loglik_history_, dtype=float) / n_m
+              for model, n_m in zip(dm.local_models_, _shard_sizes(dm), strict=True)]
+    machines = [int(m) for m in dm.machines_]
+    if len(curves) <= max_lines:
+        for m, h in zip(machines, curves, strict=True):
+            note = f" (flagged, {flagged[m]})" if m in flagged else ""
+            line = dict(width=3, dash="dash", color="#d62728") if m in flagged else dict(width=1.5)
+            fig.add_trace(go.Scatter(x=np.arange(1, len(h) + 1), y=h, mode="lines+markers",
+                                     name=f"machine {m + 1}{note}", marker=dict(size=4), line=line,
+                                     hovertemplate=f"machine {m + 1}{note}<br>iteration %{{x}}<br>loglik/n=%{{y:.4f}}<extra></extra>"))
+        title = "Local EM: log-likelihood per sample<br><sup>one line per machine; never decreases</sup>"
+    else:
+        n_it = max(len(h) for h in curves)
+        # A converged machine stays at its last value: the band does not jump when machines stop.
+        H = np.array([np.pad(h, (0, n_it - len(h)), mode="edge") for h in curves])
+        running = np.array([sum(len(h) >= i for h in curves) for i in range(1, n_it + 1)])
+        q10, q50, q90 = np.quantile(H, [0.1, 0.5, 0.9], axis=0)
+        it = np.arange(1, n_it + 1)
+        fig.add_trace(go.Scatter(x=it, y=q10, mode="lines", line=dict(width=0), showlegend=False,
+                                 hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=it, y=q90, mode="lines", line=dict(width=0), fill="tonexty",
+                                 fillcolor=_rgba(PALETTE[0], 0.25), name="10-90 % of the machines",
+                                 customdata=np.column_stack([q10, running]),
+                                 hovertemplate="iteration %{x}: 10 % at %{customdata[0]:.4f}, 90 % at %{y:.4f}"
+                                               "<br>%{customdata[1]} machines still iterating<extra></extra>"))
+        fig.add_trace(go.Scatter(x=it, y=q50, mode="lines", line=dict(color=PALETTE[0], width=3),
+                                 name="median machine", hovertemplate="iteration %{x}<br>median %{y:.4f}<extra></extra>"))
+        final = H[:, -1]
+        med = np.median(final)
+        mad = 1.4826 * np.median(np.abs(final - med))
+        z = np.abs(final - med) / max(mad, 1e-12)
+        pick = [i for i, m in enumerate(machines) if m in flagged]
+        far = [i for i in np.argsort(-z) if z[i] > 3.5 and i not in pick]
+        n_far = len(far)
+        pick = (pick + far)[:MAX_OUTLIERS]
+        for j, i in enumerate(pick):
+            m, h = machines[i], curves[i]
+            if m in flagged:
+                note, line = f"flagged, {flagged[m]}", dict(width=2.5, dash="dash", color="#d62728")
+            else:
+                note = f"final {final[i]:.3f}, {'below' if final[i] < med else 'above'} the others"
+                line = dict(width=1.5, color=PALETTE[(j + 1) % len(PALETTE)])
+            fig.add_trace(go.Scatter(x=np.arange(1, len(h) + 1), y=h, mode="lines", name=f"machine {m + 1} ({note})",
+                                     line=line, hovertemplate=f"machine {m + 1} ({note})<br>iteration %{{x}}"
+                                                              "<br>loglik/n=%{y:.4f}<extra></extra>"))
+        left = len([i for i in range(len(machines)) if machines[i] in flagged]) + n_far - len(pick)
+        more = f"; {left} more outlying machines not drawn" if left > 0 else ""
+        title = (f"Local EM of {len(curves)} machines: log-likelihood per sample<br><sup>median and 10-90 % band "
+                 f"(a converged machine keeps its last value); outlying machines drawn one by one{more}</sup>")
     if global_model is not None and len(global_model.loglik_history_):
-        n = sum(len(s) for s in dm.shards_)
-        h = np.asarray(global_model.loglik_history_) / n
+        h = np.asarray(global_model.loglik_history_) / sum(_shard_sizes(dm))
         fig.add_trace(go.Scatter(x=np.arange(1, len(h) + 1), y=h, mode="lines", name="global EM (all data)",
                                  line=GLOBAL_STYLE))
-    return _layout(fig, "Local EM: log-likelihood per sample<br><sup>one line per machine; never decreases</sup>", "EM iteration",
-                   "log-likelihood / n_m", legend_title="fit")
+    n_max = max([len(h) for h in curves] + [len(getattr(global_model, "loglik_history_", []))])
+    _integer_axis(fig, n_max, start=1)
+    return _layout(fig, title, "EM iteration", "log-likelihood / n_m", legend_title="fit")
 
 
 def mm_figure(history, init_objectives=None):
@@ -378,23 +541,30 @@ def mm_figure(history, init_objectives=None):
     title = "MM reduction: objective R per iteration"
     if init_objectives is not None and len(init_objectives) > 1:
         title += f"<br><sup>never increases; the best of {len(init_objectives)} starts is kept</sup>"
+    _integer_axis(fig, len(h))
     return _layout(fig, title, "MM iteration", "expected transportation divergence R", height=360)
 
 
-def timing_figure(dm, global_time=None):
-    """Seconds: each machine's local fit, screening, refits, the reduction, the refinement rounds
-    and the summary figures, labelled; machines the screening flagged in red."""
+def _seconds(v):
+    return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
+
+
+def _step_bars(dm, global_time, flagged, *, per_machine):
+    """(labels, seconds, colours) of the timing bars after the local fits."""
     tm = dm.timings_
-    local = np.asarray(tm["local"], dtype=float)
-    M = len(local)
-    flagged = _screening_actions(dm)
-    labels = [f"machine {m + 1}" + (f" (flagged, {flagged[m]})" if m in flagged else "") for m in range(M)]
-    vals = list(local)
-    cols = ["#d62728" if m in flagged else PALETTE[0] for m in range(M)]
+    labels, vals, cols = [], [], []
     refits = np.asarray(tm.get("refit", []), dtype=float)
-    for m, t in zip(sorted(m for m, a in flagged.items() if a != "kept"), refits, strict=False):
-        labels.append(f"refit of machine {m + 1}")
-        vals.append(t)
+    refitted = sorted(m for m, a in flagged.items() if a != "kept")
+    if per_machine:
+        for m, t in zip(refitted, refits, strict=False):
+            labels.append(f"refit of machine {m + 1}")
+            vals.append(t)
+            cols.append("#d62728")
+    elif refits.size:
+        i = int(np.argmax(refits))
+        labels.append(f"slowest of {refits.size} refits (machine {refitted[i] + 1})" if i < len(refitted)
+                      else f"slowest of {refits.size} refits")
+        vals.append(float(refits[i]))
         cols.append("#d62728")
     labels += ["screening", "reduction"]
     vals += [tm.get("screening", 0.0), tm["reduction"]]
@@ -412,12 +582,68 @@ def timing_figure(dm, global_time=None):
         labels.append("global EM on all data")
         vals.append(global_time)
         cols.append("#333333")
-    fig = go.Figure(go.Bar(x=vals, y=labels, orientation="h", marker_color=cols,
-                           text=[f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s" for v in vals],
-                           textposition="outside", hovertemplate="%{y}: %{x:.4f} s<extra></extra>"))
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(range=[0, max(vals) * 1.25 + 1e-9])
-    return _layout(fig, "Timing breakdown (seconds)", "seconds", None, height=max(300, 24 * len(labels) + 110))
+    return labels, vals, cols
+
+
+def timing_figure(dm, global_time=None, *, max_bars=MANY_MACHINES, n_named=5):
+    """Seconds of every step of the fit, labelled, with the global EM for scale.
+
+    Up to ``max_bars`` machines: one bar per machine's local fit (flagged machines in red), the
+    refits, screening, reduction, rounds and the totals.  Beyond: two panels, the distribution of
+    the M local fit times (box and one point per machine, the ``n_named`` slowest named, flagged
+    machines red) and the steps and totals with the slowest and the median local fit.
+    """
+    tm = dm.timings_
+    local = np.asarray(tm["local"], dtype=float)
+    M = len(local)
+    flagged = _screening_actions(dm)
+    if M <= max_bars:
+        labels = [f"machine {m + 1}" + (f" (flagged, {flagged[m]})" if m in flagged else "") for m in range(M)]
+        vals = list(local)
+        cols = ["#d62728" if m in flagged else PALETTE[0] for m in range(M)]
+        more = _step_bars(dm, global_time, flagged, per_machine=True)
+        labels, vals, cols = labels + more[0], vals + more[1], cols + more[2]
+        fig = go.Figure(go.Bar(x=vals, y=labels, orientation="h", marker_color=cols,
+                               text=[_seconds(v) for v in vals], textposition="outside",
+                               hovertemplate="%{y}: %{x:.4f} s<extra></extra>"))
+        fig.update_yaxes(autorange="reversed")
+        fig.update_xaxes(range=[0, max(vals) * 1.25 + 1e-9])
+        return _layout(fig, "Timing breakdown (seconds)", "seconds", None, height=max(300, 24 * len(labels) + 110))
+    ok = np.isfinite(local)
+    slow = [int(m) for m in np.argsort(-np.where(ok, local, -np.inf))[:n_named] if ok[m]]
+    med = float(np.median(local[ok]))
+    labels = [f"slowest local fit (machine {slow[0] + 1})", f"median local fit (of {int(ok.sum())})"]
+    vals = [float(local[slow[0]]), med]
+    cols = [PALETTE[0], _rgba(PALETTE[0], 0.6)]
+    more = _step_bars(dm, global_time, flagged, per_machine=False)
+    labels, vals, cols = labels + more[0], vals + more[1], cols + more[2]
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.3, 0.7], horizontal_spacing=0.3,
+                        subplot_titles=[f"local fit of each of the {M} machines", "steps and totals"])
+    jitter = np.random.default_rng(0).uniform(-0.35, 0.35, M)
+    fig.add_trace(go.Box(y=local[ok], x0=0, name="local fits", boxpoints=False, fillcolor=_rgba(PALETTE[0], 0.15),
+                         line=dict(color=PALETTE[0]), showlegend=False, hoverinfo="y"), row=1, col=1)
+    kinds = [("machine", [m for m in range(M) if ok[m] and m not in flagged and m not in slow], PALETTE[0], 4),
+             ("slowest", [m for m in slow if m not in flagged], PALETTE[1], 8),
+             ("flagged by screening", [m for m in range(M) if ok[m] and m in flagged], "#d62728", 7)]
+    for name, ms, color, size in kinds:
+        if not ms:
+            continue
+        fig.add_trace(go.Scatter(
+            x=jitter[ms], y=local[ms], mode="markers", name=name, showlegend=False,
+            marker=dict(size=size, color=color, opacity=0.7 if size == 4 else 1.0),
+            customdata=np.array(ms) + 1, hovertemplate="machine %{customdata}: %{y:.4f} s<extra></extra>"),
+            row=1, col=1)
+    fig.add_trace(go.Bar(x=vals, y=labels, orientation="h", marker_color=cols, showlegend=False,
+                         text=[_seconds(v) for v in vals], textposition="outside",
+                         hovertemplate="%{y}: %{x:.4f} s<extra></extra>"), row=1, col=2)
+    fig.update_xaxes(visible=False, range=[-0.6, 0.6], row=1, col=1)
+    fig.update_yaxes(title_text="seconds", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(autorange="reversed", row=1, col=2)
+    fig.update_xaxes(title_text="seconds", range=[0, max(vals) * 1.3 + 1e-9], row=1, col=2)
+    named = ", ".join(f"{m + 1} ({_seconds(local[m])})" for m in slow)
+    red = " (red: flagged by screening)" if any(ok[m] for m in flagged) else ""
+    return _layout(fig, f"Timing breakdown (seconds)<br><sup>slowest machines: {named}{red}</sup>",
+                   height=440)
 
 
 # ------------------------------------------------------------------------------- compare
@@ -479,40 +705,146 @@ def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, featur
 
 
 # ----------------------------------------------------------------------------- experiments
-PARAM_LABELS = {"n_machines": "number of machines M", "support_fraction": "support size / default floor(n / 4M)",
-                "n": "sample size n", "refine_rounds": "refinement rounds",
-                "alpha": "split mixing alpha (non-IID machines)"}
-METRIC_LABELS = {"rpe": "relative prediction error (RPE)", "time": "learning time (s)", "wall": "wall clock (s)",
-                 "mse_all": "parameter MSE", "mse_experts": "expert MSE", "mse_gates": "gate MSE",
-                 "mse_variances": "variance MSE", "ari": "adjusted Rand index",
-                 "clustering_error": "clustering error", "loglik": "held-out log-likelihood / n",
-                 "transport_divergence": "transport divergence to truth", "correlation": "correlation"}
+# Readable names, with units, of every column of a sweep (moecore.experiments) and of the swept
+# parameters: tables, axes and selectboxes show these, never the raw column names.
+LABELS = {
+    # swept parameters
+    "n_machines": "number of machines M", "support_fraction": "support size S / paper's floor(n / 4M) (ratio)",
+    "n": "sample size n (points)", "refine_rounds": "refinement rounds", "alpha": "mixing alpha (0 = separated, 1 = random)",
+    # metrics
+    "rpe": "relative prediction error RPE (%)", "time": "learning time (s)", "wall": "wall clock (s)",
+    "local_max": "slowest local fit (s)", "reduction_time": "reduction time (s)",
+    "mse_all": "parameter MSE vs truth, all blocks", "mse_experts": "expert MSE vs truth",
+    "mse_gates": "gate MSE vs truth", "mse_variances": "variance MSE vs truth",
+    "gap_all": "parameter MSE vs global EM, all blocks", "gap_experts": "expert MSE vs global EM",
+    "gap_gates": "gate MSE vs global EM", "gap_variances": "variance MSE vs global EM",
+    "ari": "adjusted Rand index (-1 to 1)", "rand": "Rand index (0 to 1)",
+    "clustering_error": "clustering error (% of points)", "loglik": "held-out log-likelihood per sample (nats)",
+    "transport_divergence": "transport divergence to the truth (nats)",
+    "correlation": "correlation of y and its prediction",
+    # settings of a run
+    "parameter": "varied", "value": "value", "repeat": "repeat", "method": "method", "design": "design",
+    "M": "machines M", "K": "experts K", "seed": "seed", "support": "supporting sample S (points)",
+    "restarts": "EM restarts per machine", "backend": "backend", "n_jobs": "parallel jobs",
+    "variance_update": "reduced variances", "n_test": "held-out points", "split": "split",
+    "global_reused": "global EM reused (fitted once per repeat)",
+}
+# Shown in % (the paper reports the RPE in %); the CSV keeps the raw ratios.
+SCALE = {"rpe": 100.0, "clustering_error": 100.0}
+
+
+def label(name: str) -> str:
+    """The readable name (with unit) of a sweep column or parameter; the raw name if unknown."""
+    return LABELS.get(name, name.replace("_", " "))
+
+
+def readable_table(df, columns=None):
+    """A copy of a sweep table for display: the chosen columns, scaled (RPE in %), renamed by
+    :data:`LABELS`; index names renamed too."""
+    out = df[list(columns)] if columns is not None else df.copy()
+    out = out.copy()
+    for c in out.columns:
+        if c in SCALE:
+            out[c] = out[c] * SCALE[c]
+    out.index = out.index.set_names([label(n) if n else n for n in out.index.names])
+    return out.rename(columns=label)
+
+
+def _value_text(v) -> str:
+    """A swept value as a category label: 1,000,000 rather than 1e+06."""
+    return f"{int(v):,}" if float(v).is_integer() else f"{v:g}"
 
 
 def sweep_figure(df, parameter, metric, *, log_x=None):
     """Mean ± standard deviation over repeats of one metric against the swept parameter, per method;
-    the global EM is the dashed reference."""
+    the global EM is the dashed reference.  A sweep of one value gets a categorical axis (no ticks
+    like 0.999999M ... 1.000001M)."""
     fig = go.Figure()
     if df is None or len(df) == 0 or metric not in df:
-        return _layout(fig, "No results yet", PARAM_LABELS.get(parameter, parameter), metric)
+        return _layout(fig, "No results yet", label(parameter), label(metric))
+    scale = SCALE.get(metric, 1.0)
     g = df.groupby(["method", "value"])[metric].agg(["mean", "std", "count"]).reset_index()
+    single = df["value"].nunique() == 1
     for i, (method, sub) in enumerate(g.groupby("method", sort=False)):
         sub = sub.sort_values("value")
         is_global = method == "global"
+        x = sub["value"].map(_value_text) if single else sub["value"]
         fig.add_trace(go.Scatter(
-            x=sub["value"], y=sub["mean"], mode="lines+markers", name=method,
-            error_y=dict(type="data", array=sub["std"].fillna(0), visible=True),
+            x=x, y=scale * sub["mean"], mode="lines+markers", name=method,
+            error_y=dict(type="data", array=scale * sub["std"].fillna(0), visible=True),
             line=GLOBAL_STYLE if is_global else dict(color=PALETTE[i % len(PALETTE)], width=3),
-            customdata=sub["count"],
+            marker=dict(size=10 if single else 6), customdata=sub["count"],
             hovertemplate=f"{method}<br>%{{x}}: %{{y:.4g}} (± sd, %{{customdata}} repeats)<extra></extra>"))
-    if log_x is None:
-        vals = df["value"].astype(float)
-        log_x = vals.min() > 0 and vals.max() / vals.min() >= 20
-    if log_x:
-        fig.update_xaxes(type="log")
-    return _layout(fig, f"{METRIC_LABELS.get(metric, metric)} against {PARAM_LABELS.get(parameter, parameter)}",
-                   PARAM_LABELS.get(parameter, parameter), METRIC_LABELS.get(metric, metric), height=380,
+    if single:
+        fig.update_xaxes(type="category")
+    else:
+        if log_x is None:
+            vals = df["value"].astype(float)
+            log_x = vals.min() > 0 and vals.max() / vals.min() >= 20
+        if log_x:
+            fig.update_xaxes(type="log")
+    return _layout(fig, f"{label(metric)} against {label(parameter)}", label(parameter), label(metric), height=380,
                    legend_title="method (mean ± sd)")
+
+
+BLOCKS = ("gates", "experts", "variances")
+
+
+def param_error_figure(table, *, n_machines=None, support_size=None):
+    """Parameter error block by block (gates, experts, variances) for each method: MSE against the
+    truth (left) and against the global EM (right), on a log scale.
+
+    table : DataFrame indexed by method with columns ``mse_<block>`` and/or ``gap_<block>``
+        (:meth:`moecore.experiments.Comparison.table`).
+    The subtitle says why the gates differ: the reduced gate is fitted on the small supporting
+    sample, so its error grows with M, while the reduced experts match the global EM's.
+    """
+    panels = [(pre, what) for pre, what in (("mse", "against the truth"), ("gap", "against the global EM"))
+              if any(f"{pre}_{b}" in table for b in BLOCKS)]
+    fig = make_subplots(rows=1, cols=max(len(panels), 1), subplot_titles=[w for _, w in panels] or [""],
+                        shared_yaxes=True, horizontal_spacing=0.06)
+    for c, (pre, _) in enumerate(panels, start=1):
+        for i, method in enumerate(table.index):
+            vals = [float(table.loc[method, f"{pre}_{b}"]) if f"{pre}_{b}" in table else np.nan for b in BLOCKS]
+            if not np.isfinite(vals).any():
+                continue  # the global EM against itself
+            style = dict(color="#555555", pattern=dict(shape="/")) if method == "global" else \
+                dict(color=PALETTE[i % len(PALETTE)])
+            fig.add_trace(go.Bar(
+                x=list(BLOCKS), y=[v if v > 0 else np.nan for v in vals], name=str(method), legendgroup=str(method),
+                showlegend=c == 1 or not any(t.name == str(method) for t in fig.data), marker=style,
+                hovertemplate=f"{method}<br>%{{x}}: MSE %{{y:.3g}}<extra></extra>"), row=1, col=c)
+    fig.update_yaxes(type="log", title_text="MSE after aligning the experts (log scale)", row=1, col=1)
+    fig.update_layout(barmode="group")
+    where = ""
+    if support_size is not None and n_machines is not None:
+        where = f" (S = {support_size:,} points, M = {n_machines})"
+    why = ("The reduced gate is refitted on the small supporting sample" + where + ", so its error grows with M; "
+           "the reduced experts match the global EM's.")
+    _layout(fig, f"Parameter error by block<br><sup>{why}</sup>", height=400, legend_title="method")
+    return fig
+
+
+def reduced_table(params: MoEParams, colors=None, x_names=None):
+    """The reduced model's experts and variances as a table, one column per reduced expert in
+    colour order: rows intercept, slope <input> ..., variance."""
+    import pandas as pd
+
+    K = params.n_experts
+    colors = np.arange(K) if colors is None else np.asarray(colors)
+    names = coef_names(params.n_features, x_names)
+    return pd.DataFrame({f"reduced {colors[k] + 1}": list(params.experts[:, k]) + [params.variances[k]]
+                         for k in np.argsort(colors, kind="stable")},
+                        index=[f"expert {n}" for n in names] + ["variance"])
+
+
+def gate_colors(reduced: MoEParams, global_params: MoEParams, colors, truth: MoEParams | None = None, X=None):
+    """(K,) colour index of each global-EM expert: the true expert it matches, or (no truth) the
+    reduced expert it matches, so the gate curves of both models agree in colour."""
+    col = reduced_colors(global_params, truth if truth is not None else reduced, X)
+    if truth is None and len(col) == len(colors):
+        col = np.asarray(colors)[col]
+    return col
 
 
 # ----------------------------------------------------------------------------------- learn

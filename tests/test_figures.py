@@ -123,14 +123,26 @@ def test_coefficient_cloud_marks_local_reduced_and_truth(sep2d):
     assert any(t.name == "true experts" for t in fig.data)
 
 
-def test_plan_heatmap_holds_all_the_mass(teach):
-    _, dm, _ = teach
-    fig = _readable(fg.plan_figure(dm))
-    z = np.asarray(fig.data[0].z)
+def _heatmap_z(fig):
+    """(L, K) cells of a plan heatmap drawn as one trace per reduced expert (column)."""
+    return np.column_stack([np.asarray(t.z, dtype=float).ravel() for t in fig.data])
+
+
+def test_plan_heatmap_holds_all_the_mass_in_the_reduced_experts_colours(teach):
+    sim, dm, _ = teach
+    colors = fg.reduced_colors(dm.params_, sim.params)
+    fig = _readable(fg.plan_figure(dm, colors=colors))
+    z = _heatmap_z(fig)
     assert z.shape == (12, 3)
     assert z.sum() == pytest.approx(100.0, rel=1e-9)
     assert fig.data[0].y[0] == "m1 · e1"
-    assert list(fig.data[0].x) == ["reduced 1", "reduced 2", "reduced 3"]
+    assert [t.x[0] for t in fig.data] == ["reduced 1", "reduced 2", "reduced 3"]
+    # Column c is reduced expert c + 1 in colour order, shaded white -> that expert's colour.
+    assert [t.colorscale[-1][1] for t in fig.data] == fg.PALETTE[:3]
+    for c in range(3):
+        k = int(np.flatnonzero(colors == c)[0])
+        np.testing.assert_allclose(z[:, c], 100 * dm.transport_plan_.coupling[:, k])
+    assert len({t.zmax for t in fig.data}) == 1  # one scale: equal shades are equal masses
 
 
 def test_convergence_and_timing_figures(teach):
@@ -179,8 +191,8 @@ def test_sweep_figure_mean_and_sd():
                        "rpe": [1.0, 3.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0]})
     fig = _readable(fg.sweep_figure(df, "n_machines", "rpe"))
     red = next(t for t in fig.data if t.name == "reduction")
-    assert list(red.y) == [2.0, 2.0]
-    assert list(red.error_y.array)[0] == pytest.approx(np.std([1.0, 3.0], ddof=1))
+    assert list(red.y) == [200.0, 200.0]  # RPE shown in %
+    assert list(red.error_y.array)[0] == pytest.approx(100 * np.std([1.0, 3.0], ddof=1))
     glob = next(t for t in fig.data if t.name == "global")
     assert glob.line.dash == "dot"
     assert fig.layout.xaxis.title.text == "number of machines M"
@@ -315,3 +327,143 @@ def test_figures_mark_screened_machines_and_rounds(teach):
     assert vals[f"refit of machine {m + 1}"] == 0.5
     assert vals["refinement rounds (2)"] == pytest.approx(0.3)
     assert "learning time (paper's figure, with rounds)" in vals
+
+
+# ------------------------------------------------------------------- views that scale to M = 256
+@pytest.fixture(scope="module")
+def many():
+    """teaching-1d over M = 256 machines of 40 rows (small shards: the screening flags some)."""
+    sim = simulate_design("teaching-1d", 256 * 40, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dm = DistributedMoE(3, 256, backend="sequential", random_state=0).fit(sim.X, sim.y)
+        g = MixtureOfExperts(3, random_state=0).fit(sim.X, sim.y)
+    assert dm.screening_.flagged, "the M = 256 views are meant to show flagged machines"
+    return sim, dm, g
+
+
+def _legend_entries(fig):
+    return [t.name for t in fig.data if t.name and t.showlegend is not False]
+
+
+def test_timing_summary_at_256_machines(many):
+    _, dm, g = many
+    fig = _readable(fg.timing_figure(dm, g.fit_time_))
+    assert len(fig.data) <= 6 and fig.layout.height <= 500
+    bars = next(t for t in fig.data if t.type == "bar")
+    assert len(bars.y) <= 12  # steps and totals, not one bar per machine
+    vals = dict(zip(bars.y, bars.x, strict=True))
+    local = dm.timings_["local"]
+    slowest = int(np.argmax(local))
+    assert vals[f"slowest local fit (machine {slowest + 1})"] == pytest.approx(local[slowest])
+    assert vals["median local fit (of 256)"] == pytest.approx(np.median(local))
+    assert vals["learning time (paper's figure)"] == pytest.approx(dm.timings_["learning_time"])
+    assert vals["global EM on all data"] == pytest.approx(g.fit_time_)
+    assert f"slowest machines: {slowest + 1} (" in fig.layout.title.text
+    # Every machine is one point of the distribution, flagged ones in red.
+    pts = [t for t in fig.data if t.type == "scatter"]
+    assert sorted(int(m) for t in pts for m in t.customdata) == list(range(1, 257))
+    red = next(t for t in pts if t.marker.color == "#d62728")
+    assert {int(m) - 1 for m in red.customdata} == set(dm.screening_.flagged)
+
+
+def test_plan_per_machine_at_256_machines(many):
+    sim, dm, _ = many
+    colors = fg.reduced_colors(dm.params_, sim.params)
+    fig = _readable(fg.plan_machines_figure(dm, colors=colors))
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert len(bars) == 3 and len(fig.data) <= 4 and fig.layout.height <= 500
+    assert [t.marker.color for t in bars] == fg.PALETTE[:3]
+    kept = len(dm.local_models_)
+    share = np.column_stack([np.asarray(t.y, dtype=float) for t in bars])
+    assert share.shape == (kept, 3)
+    np.testing.assert_allclose(share.sum(axis=1), 100.0)  # each machine's mass, all of it
+    dropped = sorted(m for m, a in dm.screening_.actions.items() if a == "dropped")
+    assert set(np.asarray(bars[0].x, dtype=int) - 1).isdisjoint(dropped)
+    if dropped:
+        assert f"{len(dropped)} dropped by screening" in fig.layout.title.text
+    table = fg.plan_table(dm, colors=colors)
+    assert len(table) == 3 * kept
+    to = table[[f"to reduced {k} (%)" for k in (1, 2, 3)]].to_numpy()
+    np.testing.assert_allclose(to.sum(axis=1), table["mass (% of the mixture)"])
+    assert to.sum() == pytest.approx(100.0)
+    assert set(table.loc[table["screening"] != "", "machine"] - 1) <= set(dm.screening_.flagged)
+
+
+def test_em_curves_at_256_machines_are_a_band_with_outliers(many):
+    _, dm, g = many
+    fig = _readable(fg.loglik_figure(dm, g))
+    assert len(fig.data) <= 3 + fg.MAX_OUTLIERS + 1 and fig.layout.height <= 500
+    names = _legend_entries(fig)
+    assert names[:2] == ["10-90 % of the machines", "median machine"] and names[-1] == "global EM (all data)"
+    in_reduction = {int(m) for m in dm.machines_}
+    for m in dm.screening_.flagged:
+        if m in in_reduction:  # a dropped machine has no local model left to draw
+            assert any(n.startswith(f"machine {m + 1} (flagged") for n in names)
+    # Quantiles of non-decreasing curves (each padded with its last value) never decrease.
+    for t in fig.data[:3]:
+        assert np.all(np.diff(np.asarray(t.y, dtype=float)) >= -1e-12)
+    lo, hi, med = (np.asarray(t.y, dtype=float) for t in fig.data[:3])  # band edges, then the median
+    assert np.all(lo <= med + 1e-12) and np.all(med <= hi + 1e-12)
+    assert fig.layout.xaxis.dtick >= 1 and fig.layout.xaxis.tickformat == "d"
+
+
+def test_small_m_keeps_the_per_machine_views(teach):
+    _, dm, g = teach
+    assert len(fg.timing_figure(dm, g.fit_time_).data) == 1
+    assert len(fg.loglik_figure(dm, g).data) == 5
+
+
+def test_mm_axis_has_whole_iterations(teach):
+    _, dm, _ = teach
+    fig = fg.mm_figure(dm.mm_history_[:3])
+    assert fig.layout.xaxis.dtick == 1 and fig.layout.xaxis.tickformat == "d"
+
+
+def test_legends_list_experts_in_order(teach):
+    sim, dm, g = teach
+    perm = np.array([2, 0, 1])
+    fig = fg.gates_figure({"reduced": dm.params_}, sim.X, colors={"reduced": perm})
+    assert [t.name for t in fig.data] == ["reduced: expert 1", "reduced: expert 2", "reduced: expert 3"]
+    fig = fg.experts_figure(dm, sim.X, colors=perm, show_local=False, show_data=False)
+    assert [t.name for t in fig.data] == ["reduced expert 1", "reduced expert 2", "reduced expert 3"]
+    table = fg.reduced_table(dm.params_, perm, ["temp"])
+    assert list(table.columns) == ["reduced 1", "reduced 2", "reduced 3"]
+    assert list(table.index) == ["expert intercept", "expert slope temp", "variance"]
+    np.testing.assert_allclose(table["reduced 1"], list(dm.params_.experts[:, 1]) + [dm.params_.variances[1]])
+
+
+def test_param_error_figure_splits_gates_experts_variances(teach):
+    sim, dm, g = teach
+    test = simulate_design("teaching-1d", 2000, random_state=9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cmp = compare_methods(sim.X, sim.y, test.X, test.y, 3, 4, truth=sim.params, backend="sequential",
+                              global_model=g)
+    table = cmp.table()
+    fig = _readable(fg.param_error_figure(table, n_machines=4, support_size=len(dm.support_indices_)))
+    assert [a.text for a in fig.layout.annotations] == ["against the truth", "against the global EM"]
+    red = [t for t in fig.data if t.name == "reduction"]
+    assert len(red) == 2 and list(red[0].x) == ["gates", "experts", "variances"]
+    assert list(red[0].y) == pytest.approx([table.loc["reduction", f"mse_{b}"] for b in fg.BLOCKS])
+    assert list(red[1].y) == pytest.approx([table.loc["reduction", f"gap_{b}"] for b in fg.BLOCKS])
+    assert sum(t.name == "global" for t in fig.data) == 1  # vs truth only: not against itself
+    assert fig.layout.yaxis.type == "log"
+    assert "supporting sample" in fig.layout.title.text and "grows with M" in fig.layout.title.text
+
+
+def test_sweep_labels_and_single_value_axis():
+    df = pd.DataFrame({"method": ["reduction", "global"], "value": [1_000_000, 1_000_000],
+                       "rpe": [0.0145, 0.0103], "mse_all": [0.1, 0.01], "loglik": [-1.0, -0.9]})
+    fig = fg.sweep_figure(df, "n", "rpe")
+    red = next(t for t in fig.data if t.name == "reduction")
+    assert fig.layout.xaxis.type == "category" and list(red.x) == ["1,000,000"]
+    assert red.y[0] == pytest.approx(1.45)  # RPE in %, as the paper reports it
+    assert fig.layout.yaxis.title.text == "relative prediction error RPE (%)"
+    shown = fg.readable_table(df.set_index(["value", "method"]))
+    assert list(shown.columns) == ["relative prediction error RPE (%)", "parameter MSE vs truth, all blocks",
+                                   "held-out log-likelihood per sample (nats)"]
+    assert list(shown.index.names) == ["value", "method"]
+    assert shown.iloc[0, 0] == pytest.approx(1.45)
+    for raw in ("rpe", "mse_all", "loglik", "time", "ari", "support", "restarts"):
+        assert fg.label(raw) != raw
