@@ -13,7 +13,7 @@ import numpy as np
 
 from . import metrics as mt
 from .baselines import coordinate_median, single_machine, weighted_average
-from .distributed import DistributedMoE
+from .distributed import _EM_KEYS, DistributedMoE
 from .em import MixtureOfExperts
 from .model import MoEParams, posterior_proba, predict_mean
 from .simulation import simulate_design
@@ -86,11 +86,7 @@ def compare_methods(X, y, X_test, y_test, n_experts, n_machines, *, labels_test=
     dm = DistributedMoE(n_experts, n_machines, random_state=random_state, **dmoe_params)
     dm.fit(X, y, progress=progress)
     if global_model is None:
-        em_keys = ("init", "n_init", "max_iter", "tol", "var_floor", "gate_steps")
-        em = {k: v for k, v in dm.get_params().items() if k in em_keys}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            global_model = MixtureOfExperts(n_experts, random_state=random_state, **em).fit(X, y)
+        global_model = _global_em(n_experts, X, y, random_state, dm.get_params())
     local = [m.params_ for m in dm.local_models_]
     t_local = dm.timings_["local_max"]
     t0 = time.perf_counter()
@@ -129,6 +125,31 @@ def compare_methods(X, y, X_test, y_test, n_experts, n_machines, *, labels_test=
 
 # What a sweep may vary, and how each value enters one run.
 SWEEPABLE = ("n_machines", "support_fraction", "n", "refine_rounds")
+# Settings of a run, recorded in every row of a sweep (so a saved table says how it was made).
+SETTING_KEYS = ("n_init", "mm_n_init", "backend", "n_jobs", "variance_update", "gate_targets", "local_check",
+                "refine_rounds", "machine_weights")
+
+
+def _global_em(K, X, y, seed, dmoe_params):
+    """The global EM on (X, y) with the EM settings (restarts, iterations, tolerance, variance
+    floor, gate steps) of the distributed fit's parameters ``dmoe_params``."""
+    em = {k: dmoe_params[k] for k in _EM_KEYS if k in dmoe_params}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return MixtureOfExperts(K, random_state=seed, **em).fit(X, y)
+
+
+def _run_settings(design, dm, n, n_test, seed, fit_seed):
+    """The settings of one distributed fit, as flat columns: design, n, M, K, seed, fit_seed, support
+    (the supporting sample size actually used), restarts and the other estimator settings."""
+    p = dm.get_params()
+    out = dict(design=design, n=int(n), M=int(p["n_machines"]), K=int(p["n_experts"]), seed=seed,
+               fit_seed=int(fit_seed), support=int(len(dm.support_indices_)), restarts=int(p["n_init"]),
+               n_test=int(n_test))
+    out.update({k: p[k] for k in SETTING_KEYS if k in p and k != "n_init"})
+    if hasattr(dm, "machine_weights_used_"):
+        out["machine_weights"] = dm.machine_weights_used_
+    return out
 
 
 def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, repeats=3,
@@ -139,17 +160,24 @@ def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, r
     ----------
     design : str, a named design of :mod:`moecore.simulation`
     parameter : {"n_machines", "support_fraction", "n", "refine_rounds"}
-        "support_fraction" multiplies the default support size floor(n / (4 M)).  The global EM
-        is fitted once per repeat and data size (it depends on neither M, S nor the rounds).
+        "support_fraction" multiplies the default support size floor(n / (4 M)).
     values : sequence of the parameter's values
     repeats : independent data sets and seeds per value
+    dmoe_params : further :class:`~moecore.distributed.DistributedMoE` settings (n_init,
+        support_size, backend, n_jobs, ...); the global EM takes the EM ones.
+
+    Each repeat draws its training and test data once per sample size: every value of M, of the
+    support fraction or of the rounds is fitted on the same rows, and the global EM, which depends
+    on none of them, is fitted once per repeat (once per value only when n is swept).
 
     Yields
     ------
     dict per (value, repeat, method): parameter, value, repeat, method, time, the metrics of
-    :func:`evaluate`, and for the reduction its wall-clock time, its slowest local fit
-    (``local_max``) and the reduction's own time (``reduction_time``), in seconds.  A generator, so a caller can stop
-    (cancel) between runs and show progress.
+    :func:`evaluate`, the settings of the run (design, n, M, K, seed, fit_seed, support,
+    restarts, backend, n_jobs, variance_update, ..., n_test), and for the reduction its
+    wall-clock time, its slowest local fit (``local_max``) and the reduction's own time
+    (``reduction_time``), in seconds; global rows say whether they reuse the repeat's one fit
+    (``global_reused``).  A generator, so a caller can stop (cancel) between runs and show progress.
     """
     if parameter not in SWEEPABLE:
         raise ValueError(f"parameter must be one of {list(SWEEPABLE)}, got {parameter!r}.")
@@ -157,43 +185,44 @@ def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, r
     if not values:
         raise ValueError("values must hold at least one value to sweep over.")
     seeds = np.random.SeedSequence(random_state).spawn(repeats)
-    em_keys = ("init", "n_init", "max_iter", "tol", "var_floor", "gate_steps")
     for r, seed in enumerate(seeds):
         s_train, s_test, s_fit = seed.spawn(3)
-        global_rows = {}  # n -> the global EM's metrics on this repeat's data of that size
+        fit_seed = int(s_fit.generate_state(1)[0])
+        test = simulate_design(design, n_test, random_state=s_test)
+        data = {}  # n -> this repeat's training data of that size
+        global_rows = {}  # n -> the global EM's metrics on it
         for v in values:
             n_v = int(v) if parameter == "n" else n
             M = int(v) if parameter == "n_machines" else n_machines
-            train = simulate_design(design, n_v, random_state=s_train)
-            test = simulate_design(design, n_test, random_state=s_test)
+            if n_v not in data:
+                data = {n_v: simulate_design(design, n_v, random_state=s_train)}  # one size at a time in memory
+            train = data[n_v]
             K = n_experts or train.params.n_experts
             kw = dict(dmoe_params)
             if parameter == "support_fraction":
                 kw["support_size"] = max(K, int(float(v) * max(1, n_v // (4 * M))))
             if parameter == "refine_rounds":
                 kw["refine_rounds"] = int(v)
-            fit_seed = int(s_fit.generate_state(1)[0])
             t0 = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 dm = DistributedMoE(K, M, random_state=fit_seed, **kw).fit(train.X, train.y)
             wall = time.perf_counter() - t0
-            base = {"parameter": parameter, "value": v, "repeat": r}
+            base = dict({"parameter": parameter, "value": v, "repeat": r},
+                        **_run_settings(design, dm, n_v, n_test, random_state, fit_seed))
             # Slowest local fit against the reduction: where aggregation costs more than local work.
             row = dict(base, method="reduction", time=dm.timings_["learning_time"], wall=wall,
                        local_max=dm.timings_["local_max"], reduction_time=dm.timings_["reduction"])
             row.update(evaluate(dm.params_, test.X, test.y, labels=test.labels, truth=test.params))
             yield row
             if include_global:
-                if n_v not in global_rows:
-                    em = {k: kw[k] for k in em_keys if k in kw}
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        g = MixtureOfExperts(K, random_state=fit_seed, **em).fit(train.X, train.y)
+                reused = n_v in global_rows
+                if not reused:
+                    g = _global_em(K, train.X, train.y, fit_seed, dm.get_params())
                     grow = dict(method="global", time=g.fit_time_, wall=g.fit_time_)
                     grow.update(evaluate(g.params_, test.X, test.y, labels=test.labels, truth=test.params))
-                    global_rows[n_v] = grow
-                yield dict(base, **global_rows[n_v])
+                    global_rows = {n_v: grow}
+                yield dict(base, **global_rows[n_v], global_reused=reused)
 
 
 def alpha_sweep(design, split, alphas, *, n=20000, n_experts=None, n_machines=8, repeats=2, n_test=20000,
@@ -211,7 +240,8 @@ def alpha_sweep(design, split, alphas, *, n=20000, n_experts=None, n_machines=8,
     Yields
     ------
     dict per (alpha, repeat, method): parameter "alpha", value, repeat, method ("constant weights",
-    "covariate weights" or "global"), time, wall, the metrics of :func:`evaluate`.  The global EM
+    "covariate weights" or "global"), time, wall, the metrics of :func:`evaluate` and the settings
+    of the run (as in :func:`sweep`; a global row carries those of the covariate-weights fit).  The global EM
     does not depend on the split: it is fitted once per repeat and reported at every alpha.
     """
     if split not in SPLITS:
@@ -234,11 +264,7 @@ def alpha_sweep(design, split, alphas, *, n=20000, n_experts=None, n_machines=8,
         fit_seed = int(s_fit.generate_state(1)[0])
         global_row = None
         if include_global:
-            em = {k: dmoe_params[k] for k in ("init", "n_init", "max_iter", "tol", "var_floor", "gate_steps")
-                  if k in dmoe_params}
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                g = MixtureOfExperts(K, random_state=fit_seed, **em).fit(train.X, train.y)
+            g = _global_em(K, train.X, train.y, fit_seed, dmoe_params)
             global_row = dict(method="global", time=g.fit_time_, wall=g.fit_time_)
             global_row.update(evaluate(g.params_, test.X, test.y, labels=test.labels, truth=test.params))
         for a in alphas:
@@ -250,9 +276,10 @@ def alpha_sweep(design, split, alphas, *, n=20000, n_experts=None, n_machines=8,
                     warnings.simplefilter("ignore")
                     dm = DistributedMoE(K, n_machines, random_state=fit_seed, split=sp, machine_weights=weights,
                                         **dmoe_params).fit(train.X, train.y)
-                row = dict(base, method=f"{weights} weights", time=dm.timings_["learning_time"],
+                settings = _run_settings(design, dm, n, n_test, random_state, fit_seed)
+                row = dict(base, **settings, method=f"{weights} weights", time=dm.timings_["learning_time"],
                            wall=time.perf_counter() - t0)
                 row.update(evaluate(dm.params_, test.X, test.y, labels=test.labels, truth=test.params))
                 yield row
             if global_row is not None:
-                yield dict(base, **global_row)
+                yield dict(base, **settings, **global_row, global_reused=a != alphas[0])

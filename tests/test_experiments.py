@@ -1,0 +1,44 @@
+"""moecore.experiments.sweep: what a saved sweep records, and which fits it shares."""
+
+import pytest
+
+from moecore.experiments import sweep
+
+SETTINGS = {"design", "n", "M", "K", "seed", "fit_seed", "support", "restarts", "backend", "n_jobs",
+            "variance_update", "refine_rounds", "n_test"}
+
+
+def _rows(parameter, values, **kw):
+    return list(sweep("two-experts-1d", parameter, values, n=2000, n_machines=2, repeats=2, n_test=1000,
+                      random_state=5, backend="sequential", n_init=2, **kw))
+
+
+def test_a_sweep_over_m_fits_the_global_em_once_per_repeat_and_records_its_settings():
+    rows = _rows("n_machines", [2, 4])
+    assert len(rows) == 8
+    for r in rows:
+        assert SETTINGS <= set(r), SETTINGS - set(r)
+        assert r["design"] == "two-experts-1d" and r["n"] == 2000 and r["K"] == 2 and r["seed"] == 5
+        assert r["restarts"] == 2 and r["backend"] == "sequential" and r["n_test"] == 1000
+        assert r["M"] == r["value"] and r["support"] == 2000 // (4 * r["M"])  # the paper's floor(n / 4M)
+    for rep in (0, 1):
+        glob = [r for r in rows if r["method"] == "global" and r["repeat"] == rep]
+        assert [g["global_reused"] for g in glob] == [False, True]
+        # One fit reported at both M: the same measured time and the same model.
+        assert glob[0]["time"] == glob[1]["time"] and glob[0]["rpe"] == glob[1]["rpe"]
+    first = [r for r in rows if r["method"] == "global" and not r["global_reused"]]
+    assert first[0]["time"] != first[1]["time"]  # each repeat has its own data and fit
+
+
+def test_a_sweep_over_n_fits_the_global_em_at_every_size():
+    rows = _rows("n", [1000, 2000])
+    glob = [r for r in rows if r["method"] == "global"]
+    assert [g["global_reused"] for g in glob] == [False] * 4
+    assert [g["n"] for g in glob] == [1000, 2000] * 2
+    assert glob[0]["rpe"] != pytest.approx(glob[1]["rpe"], rel=1e-12)
+
+
+def test_a_support_sweep_records_the_support_actually_used():
+    rows = _rows("support_fraction", [0.5, 2])
+    red = [r for r in rows if r["method"] == "reduction" and r["repeat"] == 0]
+    assert [r["support"] for r in red] == [max(2, int(f * (2000 // 8))) for f in (0.5, 2)]
