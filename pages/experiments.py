@@ -7,34 +7,69 @@ from explorer import figures as fg
 from explorer import io as eio
 from explorer import state
 from moecore.experiments import alpha_sweep, sweep
+from moecore.reduction import VARIANCE_UPDATES
 from moecore.simulation import DESIGNS
-
-st.title("Experiments")
-st.caption("Accuracy and time of the reduction as functions of the number of machines M, the supporting sample "
-           "size, the sample size n (consistency) or the refinement rounds (accuracy against communication), with "
-           "the global EM as the reference. Each point is "
-           "the mean ± sd over independent repeats (fresh data and seeds), evaluated on 20 000 held-out samples.")
 
 DEFAULT_VALUES = {"n_machines": "2, 4, 8, 16", "support_fraction": "0.1, 0.25, 0.5, 1, 2",
                   "n": "5000, 10000, 20000, 50000", "refine_rounds": "0, 1, 2, 3, 5",
                   "alpha": "0, 0.25, 0.5, 0.75, 1"}
 SPLIT_LABELS = {"region": "by region of x1", "kmeans": "by k-means clusters of x", "label": "by true expert (label skew)"}
+N_TEST = 20000
 
-c1, c2, c3 = st.columns(3)
-design = c1.selectbox("Design", list(DESIGNS), key="exp_design")
-parameter = c2.radio("Vary", list(DEFAULT_VALUES), key="exp_parameter", horizontal=True,
-                     format_func=fg.PARAM_LABELS.get)
-values_text = c3.text_input("Values (comma-separated)", value=DEFAULT_VALUES[parameter], key=f"exp_values_{parameter}")
-c1, c2, c3, c4 = st.columns(4)
-n = c1.number_input("n (when not varied)", 500, 1_000_000, value=20_000, step=5000, key="exp_n")
-M = c2.number_input("M (when not varied)", 1, 256, value=8, key="exp_M")
-repeats = c3.number_input("Repeats", 1, 20, value=2, key="exp_repeats")
-include_global = c4.checkbox("Global EM reference", value=True, key="exp_global")
-variance_update = c4.radio("Reduced variances", ["exact", "authors"], key="exp_var", horizontal=True)
-if parameter == "alpha":
-    split = st.selectbox("Split (non-IID machines: constant vs covariate machine weights)", list(SPLIT_LABELS),
-                         format_func=SPLIT_LABELS.get, key="exp_split")
 
+def _design_changed():
+    # K follows the design (its own number of experts) until the user changes it.
+    st.session_state["exp_K"] = DESIGNS[st.session_state["exp_design"]].n_experts
+
+
+def experiment_settings() -> dict:
+    """Draw the Experiments widgets (keys ``exp_*``) and return every value a sweep depends on, in
+    one dict: what a share link of this page has to carry."""
+    c1, c2, c3 = st.columns(3)
+    design = c1.selectbox("Design", list(DESIGNS), key="exp_design", on_change=_design_changed)
+    parameter = c2.radio("Vary", list(DEFAULT_VALUES), key="exp_parameter", horizontal=True, format_func=fg.label)
+    values = c3.text_input("Values (comma-separated)", value=DEFAULT_VALUES[parameter], key=f"exp_values_{parameter}")
+    st.session_state.setdefault("exp_K", DESIGNS[design].n_experts)
+    c1, c2, c3, c4 = st.columns(4)
+    n = c1.number_input("Sample size n (points, when not varied)", 500, 1_000_000, value=20_000, step=5000,
+                        key="exp_n")
+    M = c1.number_input("Machines M (when not varied)", 1, 256, value=8, key="exp_M")
+    K = c2.number_input("Experts K", 1, 10, key="exp_K",
+                        help="Set to the design's own number of experts when the design changes.")
+    restarts = c2.number_input("EM restarts per machine", 1, 10, value=1, key="exp_restarts",
+                               help="Also the global EM's restarts.")
+    own_support = parameter == "support_fraction"  # the sweep sets S itself
+    auto = c3.checkbox("Paper's support size floor(n / 4M)", value=True, key="exp_support_auto", disabled=own_support)
+    support = c3.number_input("Supporting sample S (points)", 1, 200_000, value=625, key="exp_support",
+                              disabled=auto or own_support)
+    seed = c3.number_input("Seed", 0, 2**31 - 1, value=0, key="exp_seed",
+                           help="Seeds the data and the fits of every repeat: the same seed gives the same table.")
+    repeats = c4.number_input("Repeats", 1, 20, value=2, key="exp_repeats")
+    include_global = c4.checkbox("Global EM reference", value=True, key="exp_global",
+                                 help="Fitted once per repeat (per value when n is varied): it depends on neither "
+                                      "M, S nor the rounds.")
+    variance_update = c4.radio("Reduced variances", VARIANCE_UPDATES, key="exp_var", horizontal=True)
+    split = None
+    if parameter == "alpha":
+        split = st.selectbox("Split (non-IID machines: constant vs covariate machine weights)", list(SPLIT_LABELS),
+                             format_func=SPLIT_LABELS.get, key="exp_split")
+    return dict(design=design, parameter=parameter, values=values, n=int(n), M=int(M), K=int(K),
+                restarts=int(restarts), support_auto=bool(auto or own_support), support=int(support), seed=int(seed),
+                repeats=int(repeats), include_global=bool(include_global), variance_update=variance_update,
+                split=split)
+
+
+st.title("Experiments")
+st.caption("Accuracy and time of the reduction as functions of the number of machines M, the supporting sample "
+           "size, the sample size n (consistency) or the refinement rounds (accuracy against communication), with "
+           "the global EM as the reference. Each point is the mean ± sd over independent repeats (fresh data and "
+           f"seeds), evaluated on {N_TEST:,} held-out samples.")
+cfg = experiment_settings()
+s = state.settings()  # where the fits run: the backend chosen on the Distributed fit page
+run_on = dict(backend=s["backend"], n_jobs=max(1, min(int(s["n_jobs"]), state.MAX_JOBS)),
+              scheduler=(s.get("scheduler") or "").strip() or None if s["backend"] == "dask" else None)
+st.caption(f"The local fits run on the backend chosen on the Distributed fit page: **{run_on['backend']}**, "
+           f"n_jobs = {run_on['n_jobs']}.")
 
 b1, b2, _ = st.columns([1, 1, 4])
 start = b1.button("Run the sweep", type="primary", key="btn_sweep")
@@ -49,35 +84,38 @@ elif ss.get("sweep_running") and not start:
     ss["sweep_status"] = f"Interrupted after {len(ss.get('sweep_rows', []))} runs; the partial results are below."
 
 if start:
+    parameter = cfg["parameter"]
+    support = None if cfg["support_auto"] else cfg["support"]
     try:
-        vals = eio.parse_sweep_values(values_text, parameter, int(M), state.MAX_APP_ROUNDS)
-        K = DESIGNS[design].n_experts
-        n_min = min(vals) if parameter == "n" else n
-        M_max = max(vals) if parameter == "n_machines" else M
-        state.check_fit_settings(dict(n_experts=K, n_machines=M_max, support_size=None), int(n_min),
-                                 DESIGNS[design].n_features)
+        vals = eio.parse_sweep_values(cfg["values"], parameter, cfg["M"], state.MAX_APP_ROUNDS)
+        n_min = min(vals) if parameter == "n" else cfg["n"]
+        M_max = max(vals) if parameter == "n_machines" else cfg["M"]
+        state.check_fit_settings(dict(n_experts=cfg["K"], n_machines=M_max, support_size=support, **run_on),
+                                 int(n_min), DESIGNS[cfg["design"]].n_features)
     except ValueError as exc:
         st.error(f"Cannot run this sweep: {exc}")
     else:
         per = 3 if parameter == "alpha" else 2
-        total = len(vals) * repeats * (per if include_global else per - 1)
+        total = len(vals) * cfg["repeats"] * (per if cfg["include_global"] else per - 1)
         ss["sweep_rows"] = []
-        ss["sweep_meta"] = dict(design=design, parameter=parameter)
+        ss["sweep_meta"] = dict(cfg)
         ss["sweep_running"] = True
         bar = st.progress(0.0, text=f"0 / {total} fits")
         try:
-            common = dict(n=int(n), n_machines=int(M), repeats=int(repeats), include_global=include_global,
-                          backend="threading", n_jobs=min(2, state.MAX_JOBS), variance_update=variance_update,
-                          n_test=20000)
-            gen = (alpha_sweep(design, split, vals, **common) if parameter == "alpha"
-                   else sweep(design, parameter, vals, **common))
+            common = dict(n=cfg["n"], n_machines=cfg["M"], n_experts=cfg["K"], repeats=cfg["repeats"],
+                          random_state=cfg["seed"], include_global=cfg["include_global"], n_init=cfg["restarts"],
+                          variance_update=cfg["variance_update"], n_test=N_TEST, **run_on)
+            if support is not None:
+                common["support_size"] = support
+            gen = (alpha_sweep(cfg["design"], cfg["split"], vals, **common) if parameter == "alpha"
+                   else sweep(cfg["design"], parameter, vals, **common))
             for i, row in enumerate(gen, start=1):
                 ss["sweep_rows"].append(row)
-                bar.progress(i / total, text=f"{i} / {total} fits: {row['method']} at {parameter} = {row['value']}, "
-                                             f"repeat {row['repeat'] + 1}")
+                bar.progress(i / total, text=f"{i} / {total} fits: {row['method']} at {fg.label(parameter)} = "
+                                             f"{row['value']}, repeat {row['repeat'] + 1}")
             ss["sweep_status"] = f"Finished: {len(ss['sweep_rows'])} fits."
             ss["sweep_running"] = False
-        except (TypeError, ValueError, RuntimeError) as exc:
+        except (TypeError, ValueError, RuntimeError, OSError) as exc:
             st.error(f"The sweep stopped: {exc}")
             ss["sweep_status"] = f"Stopped by an error after {len(ss['sweep_rows'])} runs."
             ss["sweep_running"] = False
@@ -92,23 +130,27 @@ if not rows:
             "the learning time fall while the RPE stays close to the global EM's.")
     st.stop()
 df = pd.DataFrame(rows)
-meta = ss.get("sweep_meta", {})
+meta = ss.get("sweep_meta", cfg)
+parameter, design = meta["parameter"], meta["design"]
 metrics = [m for m in ["rpe", "time", "mse_gates", "mse_experts", "mse_variances", "mse_all", "ari",
                        "clustering_error", "transport_divergence", "loglik", "wall"] if m in df]
+first = df.iloc[0]
+st.caption(f"Settings of these runs: design **{design}**, n = {first['n']:,} (when not varied), M = {first['M']} "
+           f"(when not varied), K = {first['K']}, {first['restarts']} EM restart(s) per machine, supporting sample "
+           + ("the paper's floor(n / 4M)" if meta["support_auto"] else f"S = {meta['support']:,}")
+           + f", seed {meta['seed']}, {meta['repeats']} repeat(s), backend {first['backend']} "
+           f"(n_jobs = {first['n_jobs']}). The CSV holds them in every row.")
 c1, c2 = st.columns(2)
 with c1:
-    st.plotly_chart(fg.sweep_figure(df, meta.get("parameter", parameter), "rpe"), width="stretch",
-                    key="exp_rpe")
+    st.plotly_chart(fg.sweep_figure(df, parameter, "rpe"), width="stretch", key="exp_rpe")
 with c2:
-    st.plotly_chart(fg.sweep_figure(df, meta.get("parameter", parameter), "time"), width="stretch",
-                    key="exp_time")
+    st.plotly_chart(fg.sweep_figure(df, parameter, "time"), width="stretch", key="exp_time")
 metric = st.selectbox("Another metric", metrics, index=metrics.index("mse_gates") if "mse_gates" in metrics else 0,
-                      format_func=lambda m: fg.METRIC_LABELS.get(m, m), key="exp_metric")
-st.plotly_chart(fg.sweep_figure(df, meta.get("parameter", parameter), metric), width="stretch",
-                key="exp_other")
+                      format_func=fg.label, key="exp_metric")
+st.plotly_chart(fg.sweep_figure(df, parameter, metric), width="stretch", key="exp_other")
 summary = df.groupby(["value", "method"])[metrics].mean()
-st.subheader(f"Mean over repeats ({meta.get('design', design)})")
-st.dataframe(summary.style.format("{:.4g}"), width="stretch")
+summary.index = summary.index.set_names([parameter, "method"])
+st.subheader(f"Mean over repeats ({design})")
+st.dataframe(fg.readable_table(summary).style.format("{:.4g}"), width="stretch")
 st.download_button("Download all runs as CSV", df.to_csv(index=False).encode("utf-8"),
-                   file_name=f"sweep_{meta.get('design', design)}_{meta.get('parameter', parameter)}.csv",
-                   mime="text/csv", key="dl_sweep")
+                   file_name=f"sweep_{design}_{parameter}.csv", mime="text/csv", key="dl_sweep")

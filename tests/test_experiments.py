@@ -42,3 +42,42 @@ def test_a_support_sweep_records_the_support_actually_used():
     rows = _rows("support_fraction", [0.5, 2])
     red = [r for r in rows if r["method"] == "reduction" and r["repeat"] == 0]
     assert [r["support"] for r in red] == [max(2, int(f * (2000 // 8))) for f in (0.5, 2)]
+
+
+def test_experiments_page_controls_settings_and_labels():
+    """K, restarts, seed and support reach every row; the fits run on the session's backend; the
+    page shows readable labels and a categorical axis for a single value."""
+    import json
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from explorer import figures as fg
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+    at.query_params["backend"] = "sequential"
+    at.query_params["jobs"] = "1"
+    at.run()
+    at.switch_page("pages/experiments.py").run()
+    at.selectbox(key="exp_design").select("two-experts-1d").run()
+    assert at.number_input(key="exp_K").value == 2  # K follows the design
+    at.text_input(key="exp_values_n_machines").input("4").run()
+    at.number_input(key="exp_n").set_value(3000).run()
+    at.number_input(key="exp_restarts").set_value(2).run()
+    at.number_input(key="exp_seed").set_value(7).run()
+    at.checkbox(key="exp_support_auto").uncheck().run()
+    at.number_input(key="exp_support").set_value(150).run()
+    at.number_input(key="exp_repeats").set_value(1).run()
+    at.button(key="btn_sweep").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    rows = at.session_state["sweep_rows"]
+    assert [r["method"] for r in rows] == ["reduction", "global"]
+    for r in rows:
+        assert (r["K"], r["M"], r["n"], r["restarts"], r["seed"], r["support"]) == (2, 4, 3000, 2, 7, 150)
+        assert (r["backend"], r["n_jobs"]) == ("sequential", 1)
+    assert "rpe" not in at.selectbox(key="exp_metric").options
+    assert fg.label("mse_gates") in at.selectbox(key="exp_metric").options
+    table = at.dataframe[0].value
+    assert fg.label("rpe") in table.columns and "rpe" not in table.columns
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["xaxis"]["type"] == "category"  # one value of M: no 3.999999 ... 4.000001 ticks
