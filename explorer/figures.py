@@ -326,9 +326,10 @@ def _column_scale(color):
 
 def _integer_axis(fig, n_values, *, axis="x", start=0, **where):
     """Whole-number ticks (iterations, rounds): no 0.5 ticks on a short run."""
-    dtick = max(1, int(np.ceil(n_values / 10)))
+    step = n_values / 10
+    dtick = next(d for d in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 10**9) if d >= step)
     upd = fig.update_xaxes if axis == "x" else fig.update_yaxes
-    upd(tick0=start, dtick=dtick, tickformat="d", **where)
+    upd(tick0=start if dtick == 1 else 0, dtick=dtick, tickformat="d", **where)  # 0, 10, 20 rather than 1, 11, 21
     return fig
 
 
@@ -431,7 +432,8 @@ def plan_machines_figure(dm, *, colors=None):
     fig.update_yaxes(range=[0, 106])
     _layout(fig, f"Transport plan per machine<br><sup>{sub}</sup>", "machine", "share of the machine's mass (%)",
             height=400, legend_title="sent to")
-    fig.update_layout(legend=dict(orientation="h", y=-0.2, x=0))
+    # Stacked bars list their legend bottom-up by default: keep reduced expert 1, 2, 3 ...
+    fig.update_layout(legend=dict(orientation="h", y=-0.2, x=0, traceorder="normal"))
     return fig
 
 
@@ -520,16 +522,18 @@ def loglik_figure(dm, global_model=None, *, max_lines=MANY_MACHINES):
                                      line=line, hovertemplate=f"machine {m + 1} ({note})<br>iteration %{{x}}"
                                                               "<br>loglik/n=%{y:.4f}<extra></extra>"))
         left = len([i for i in range(len(machines)) if machines[i] in flagged]) + n_far - len(pick)
-        more = f"; {left} more outlying machines not drawn" if left > 0 else ""
-        title = (f"Local EM of {len(curves)} machines: log-likelihood per sample<br><sup>median and 10-90 % band "
-                 f"(a converged machine keeps its last value); outlying machines drawn one by one{more}</sup>")
+        more = f" ({left} more not drawn)" if left > 0 else ""
+        title = (f"Local EM of {len(curves)} machines: log-likelihood per sample<br><sup>median, 10-90 % band "
+                 f"and outlying machines{more}</sup>")
     if global_model is not None and len(global_model.loglik_history_):
         h = np.asarray(global_model.loglik_history_) / sum(_shard_sizes(dm))
         fig.add_trace(go.Scatter(x=np.arange(1, len(h) + 1), y=h, mode="lines", name="global EM (all data)",
                                  line=GLOBAL_STYLE))
     n_max = max([len(h) for h in curves] + [len(getattr(global_model, "loglik_history_", []))])
     _integer_axis(fig, n_max, start=1)
-    return _layout(fig, title, "EM iteration", "log-likelihood / n_m", legend_title="fit")
+    _layout(fig, title, "EM iteration", "log-likelihood / n_m", legend_title="fit")
+    fig.update_layout(legend=dict(traceorder="normal"))  # a filled band would reverse the legend
+    return fig
 
 
 def mm_figure(history, init_objectives=None):

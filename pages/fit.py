@@ -1,7 +1,5 @@
 """Distributed fit: M local EM fits in parallel, then the optimal-transport / MM reduction."""
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
 from explorer import figures as fg
@@ -191,6 +189,8 @@ with right:
                     width="stretch", key="fit_coef")
 
 st.subheader("Gates and transport plan")
+n_fitted = len(dm.local_models_)
+many = n_fitted > fg.MANY_MACHINES  # per-machine views become summaries (they would be pages tall)
 left, right = st.columns(2)
 with left:
     models = {"reduced": dm.params_}
@@ -198,18 +198,26 @@ with left:
     if truth is not None:
         models["truth"] = truth
     models["global EM"] = g.params_
-    cols["global EM"] = fg.reduced_colors(g.params_, truth if truth is not None else dm.params_, Xd)
-    if truth is None:
-        cols["global EM"] = colors[cols["global EM"]] if len(cols["global EM"]) == len(colors) else cols["global EM"]
+    cols["global EM"] = fg.gate_colors(dm.params_, g.params_, colors, truth, Xd)
     if Xplot is not None:
         st.plotly_chart(state.figure("gates", fkey + (feature,), lambda: fg.gates_figure(
             models, Xplot, feature=feature, x_names=names, colors=cols)),
                         width="stretch", key="fit_gates")
 with right:
-    st.plotly_chart(state.figure("plan", fkey, lambda: fg.plan_figure(dm, colors=colors)), width="stretch",
-                    key="fit_plan")
-    st.caption("Row m·e: expert e of machine m. Each row's mass goes (mostly) to one reduced expert; "
-               "columns are coloured like the reduced experts in every plot.")
+    if many:
+        st.plotly_chart(state.figure("plan_m", fkey, lambda: fg.plan_machines_figure(dm, colors=colors)),
+                        width="stretch", key="fit_plan")
+        st.caption(f"One bar per machine: the share of its gate mass the plan sends to each reduced expert, in that "
+                   f"expert's colour. With {n_fitted} machines the plan has {len(dm.transport_plan_.expert):,} rows; "
+                   "they are in the table below.")
+    else:
+        st.plotly_chart(state.figure("plan", fkey, lambda: fg.plan_figure(dm, colors=colors)), width="stretch",
+                        key="fit_plan")
+        st.caption("Row m·e: expert e of machine m. Each row's mass goes (mostly) to one reduced expert; column k "
+                   "is shaded from white to reduced expert k's colour (darker = more mass).")
+    with st.expander(f"The whole transport plan: one row per local expert ({len(dm.transport_plan_.expert):,} rows)"):
+        st.dataframe(state.figure("plan_table", fkey, lambda: fg.plan_table(dm, colors=colors)).style.format(
+            precision=3), width="stretch", hide_index=True, key="fit_plan_table")
 
 st.subheader("Convergence")
 left, right = st.columns(2)
@@ -218,10 +226,14 @@ right.plotly_chart(state.figure("mm", fkey, lambda: fg.mm_figure(dm.mm_history_,
                    width="stretch", key="fit_mm")
 
 st.subheader("Timing")
-left, right = st.columns([3, 2])
-left.plotly_chart(state.figure("timing", fkey, lambda: fg.timing_figure(dm, g.fit_time_)), width="stretch",
-                  key="fit_timing")
-with right:
+timing = state.figure("timing", fkey, lambda: fg.timing_figure(dm, g.fit_time_))
+if many:  # two panels: the distribution of the local fits needs the page's width
+    st.plotly_chart(timing, width="stretch", key="fit_timing")
+    left, right = st.columns([3, 2])
+else:
+    left, right = st.columns([3, 2])
+    left.plotly_chart(timing, width="stretch", key="fit_timing")
+with (left if many else right):
     st.markdown(
         f"- **learning time** (the paper's figure, machines truly in parallel): max local "
         f"{tm['local_max']:.3f} s + screening {tm['screening']:.3f} s"
@@ -236,13 +248,10 @@ with right:
            f"{tm['local_cpu_max']:.3f} s + reduction {tm['reduction_cpu']:.3f} s + the rest as above "
            f"= {tm['learning_time_cpu']:.3f} s" if "learning_time_cpu" in tm else "")
     )
+with right:
     prm = dm.params_
-    order = np.argsort(colors)
-    table = pd.DataFrame(
-        {f"reduced {colors[k] + 1}": list(prm.experts[:, k]) + [prm.variances[k]] for k in order},
-        index=[f"expert {n}" for n in cn] + ["variance"])
     st.caption("Reduced model parameters")
-    st.dataframe(table.round(4), width="stretch")
+    st.dataframe(fg.reduced_table(prm, colors, names).round(4), width="stretch")
     meta = {"method": "distributed reduction (Chamroukhi & Pham)", "data": data.name, "n": data.n,
             "settings": s, "x_names": list(names), "learning_time": tm["learning_time"]}
     st.download_button("Download the reduced model (JSON)", eio.model_to_json(prm, meta),
