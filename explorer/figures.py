@@ -779,6 +779,13 @@ def sweep_figure(df, parameter, metric, *, log_x=None):
             line=GLOBAL_STYLE if is_global else dict(color=PALETTE[i % len(PALETTE)], width=3),
             marker=dict(size=10 if single else 6), customdata=sub["count"],
             hovertemplate=f"{method}<br>%{{x}}: %{{y:.4g}} (± sd, %{{customdata}} repeats)<extra></extra>"))
+    lo = float(np.nanmin(scale * (g["mean"] - g["std"].fillna(0))))
+    hi = float(np.nanmax(scale * (g["mean"] + g["std"].fillna(0))))
+    if hi - lo <= 1e-3 * max(abs(lo), abs(hi)):
+        # Nearly equal values (12.45875 vs 12.45885): a padded axis, not a zoom onto the 5th digit.
+        mid, pad = 0.5 * (lo + hi), 0.05 * max(abs(lo), abs(hi), 1e-12)
+        fig.update_yaxes(range=[mid - pad, mid + pad])
+    fig.update_yaxes(tickformat=".3~g")  # 0.00026, not 260µ
     if single:
         fig.update_xaxes(type="category")
     else:

@@ -135,9 +135,11 @@ parameter, design = meta["parameter"], meta["design"]
 metrics = [m for m in ["rpe", "time", "mse_gates", "mse_experts", "mse_variances", "mse_all", "ari",
                        "clustering_error", "transport_divergence", "loglik", "wall"] if m in df]
 first = df.iloc[0]
-st.caption(f"Settings of these runs: design **{design}**, n = {first['n']:,} (when not varied), M = {first['M']} "
-           f"(when not varied), K = {first['K']}, {first['restarts']} EM restart(s) per machine, supporting sample "
-           + ("the paper's floor(n / 4M)" if meta["support_auto"] else f"S = {meta['support']:,}")
+st.caption(f"Settings of these runs: design **{design}**, {fg.label(parameter)} varied; "
+           + ("" if parameter == "n" else f"n = {meta['n']:,}, ")
+           + ("" if parameter == "n_machines" else f"M = {meta['M']}, ")
+           + f"K = {first['K']}, {first['restarts']} EM restart(s) per machine, supporting sample "
+           + ("S = the paper's floor(n / 4M)" if meta["support_auto"] else f"S = {meta['support']:,}")
            + f", seed {meta['seed']}, {meta['repeats']} repeat(s), backend {first['backend']} "
            f"(n_jobs = {first['n_jobs']}). The CSV holds them in every row.")
 c1, c2 = st.columns(2)

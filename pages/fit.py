@@ -156,10 +156,9 @@ if retired:
                f"K = {dm.params_.n_experts} experts. Those components carry no mass into the reduction.")
 if Xd is not None and dm.shards_ is not None:
     d_all = data.d
-    opts = list(range(d_all)) + (["projection"] if d_all > 1 else [])
-    mf = st.selectbox("Show the machines along", opts, key="fit_machine_feature",
-                      format_func=lambda j: "2-D projection (principal components)" if j == "projection" else data.x_names[j]) \
-        if d_all > 1 else 0
+    opts = list(data.x_names) + ["2-D projection (principal components)"]
+    mf = opts.index(st.selectbox("Show the machines along", opts, key="fit_machine_feature")) if d_all > 1 else 0
+    mf = "projection" if mf == d_all else mf
     st.plotly_chart(state.figure("machines", fkey + (mf,), lambda: fg.machines_figure(
         data.X, machine_labels(dm.shards_, data.n), feature=mf, x_names=data.x_names, support_X=dm.support_X_,
         support_weights=dm.support_weights_, shares=None)), width="stretch", key="fit_machines")
@@ -168,7 +167,7 @@ st.subheader("Local experts, reduced experts and the truth")
 d = dm.params_.n_features
 names = data.x_names if Xd is not None else [f"x{j + 1}" for j in range(d)]
 o1, o2, o3 = st.columns(3)
-feature = o1.selectbox("Input on the x axis", range(d), format_func=lambda j: names[j], key="fit_feature") if d > 1 else 0
+feature = names.index(o1.selectbox("Input on the x axis", names, key="fit_feature")) if d > 1 else 0
 show_local = o2.checkbox("Show the M x K local experts", value=True, key="fit_show_local")
 show_data = o3.checkbox("Show the data", value=True, key="fit_show_data")
 left, right = st.columns(2)
@@ -182,8 +181,10 @@ with left:
 with right:
     cn = fg.coef_names(d, names)
     a1, a2 = st.columns(2)
-    ca = a1.selectbox("Coefficient on the x axis", range(d + 1), index=0, format_func=lambda j: cn[j], key="fit_coef_a")
-    cb = a2.selectbox("Coefficient on the y axis", range(d + 1), index=min(1, d), format_func=lambda j: cn[j], key="fit_coef_b")
+    # The options are the names themselves: with index options a new CSV's names ("slope temp")
+    # left the browser showing the old label ("slope x1") over the new axis.
+    ca = cn.index(a1.selectbox("Coefficient on the x axis", cn, index=0, key="fit_coef_a"))
+    cb = cn.index(a2.selectbox("Coefficient on the y axis", cn, index=min(1, d), key="fit_coef_b"))
     st.plotly_chart(state.figure("coef", fkey + (ca, cb), lambda: fg.coefficient_figure(
         dm, truth, a=ca, b=cb, x_names=names, colors=colors)),
                     width="stretch", key="fit_coef")

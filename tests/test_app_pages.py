@@ -178,8 +178,8 @@ def test_fit_page_widgets_and_plot_options_do_not_refit(at):
     # Plot options: the same fit object stays in the session (nothing refitted).
     at.checkbox(key="fit_show_local").uncheck().run()
     at.checkbox(key="fit_show_data").uncheck().run()
-    at.selectbox(key="fit_coef_a").select(1).run()
-    at.selectbox(key="fit_coef_b").select(0).run()
+    at.selectbox(key="fit_coef_a").select("slope x1").run()
+    at.selectbox(key="fit_coef_b").select("intercept").run()
     clean(at)
     assert at.session_state["fit"] is fit
     assert len(at.get("download_button")) == 1  # the model JSON

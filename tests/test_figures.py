@@ -467,3 +467,11 @@ def test_sweep_labels_and_single_value_axis():
     assert shown.iloc[0, 0] == pytest.approx(1.45)
     for raw in ("rpe", "mse_all", "loglik", "time", "ari", "support", "restarts"):
         assert fg.label(raw) != raw
+
+
+def test_sweep_axis_is_padded_when_values_nearly_agree():
+    df = pd.DataFrame({"method": ["reduction", "global"], "value": [128, 128], "rpe": [0.1245875, 0.1245885]})
+    lo, hi = fg.sweep_figure(df, "n_machines", "rpe").layout.yaxis.range
+    assert lo < 12.45875 * 0.96 and hi > 12.45885 * 1.04  # not a zoom onto the 5th digit
+    df = pd.DataFrame({"method": ["reduction", "global"], "value": [128, 128], "rpe": [0.10, 0.15]})
+    assert fg.sweep_figure(df, "n_machines", "rpe").layout.yaxis.range is None
