@@ -40,6 +40,7 @@ __all__ = [
     "param_error_figure",
     "reduced_table",
     "gate_colors",
+    "fit_record",
     "LABELS",
     "label",
     "readable_table",
@@ -847,6 +848,21 @@ def reduced_table(params: MoEParams, colors=None, x_names=None):
     return pd.DataFrame({f"reduced {colors[k] + 1}": list(params.experts[:, k]) + [params.variances[k]]
                          for k in np.argsort(colors, kind="stable")},
                         index=[f"expert {n}" for n in names] + ["variance"])
+
+
+# Settings that describe how simulated data were drawn: meaningless for an uploaded file.
+SIMULATION_SETTINGS = ("source", "design", "seed", "x_dist", "x_scale", "custom_K", "custom_d", "custom_sep",
+                       "custom_gate", "custom_var")
+
+
+def fit_record(settings: dict, dm, *, simulated: bool) -> dict:
+    """The settings to store with a fitted model: those of the app, with the n and supporting sample
+    size S the fit actually used (not the Data page's boxes), without the simulation settings
+    when the data were not simulated."""
+    out = {k: v for k, v in settings.items() if simulated or k not in SIMULATION_SETTINGS}
+    n = sum(len(s) for s in dm.shards_) if getattr(dm, "shards_", None) is not None else sum(dm._n_samples_all)
+    out.update(n=int(n), support=int(len(dm.support_indices_)))
+    return out
 
 
 def gate_colors(reduced: MoEParams, global_params: MoEParams, colors, truth: MoEParams | None = None, X=None):

@@ -253,7 +253,11 @@ with right:
     prm = dm.params_
     st.caption("Reduced model parameters")
     st.dataframe(fg.reduced_table(prm, colors, names).round(4), width="stretch")
-    meta = {"method": "distributed reduction (Chamroukhi & Pham)", "data": data.name, "n": data.n,
-            "settings": s, "x_names": list(names), "learning_time": tm["learning_time"]}
+    # The n and S this fit used (a CSV's, not the Data page's defaults); simulation settings only
+    # for simulated data.
+    used = fg.fit_record(s, dm, simulated=bool(data.sim) and fit.data_key == data.key)
+    meta = {"method": "distributed reduction (Chamroukhi & Pham)",
+            "data": data.name if fit.data_key == data.key else "(previous data)", "n": used["n"],
+            "settings": used, "x_names": list(names), "learning_time": tm["learning_time"]}
     st.download_button("Download the reduced model (JSON)", eio.model_to_json(prm, meta),
                        file_name="reduced_model.json", mime="application/json", key="dl_model")

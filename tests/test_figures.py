@@ -475,3 +475,12 @@ def test_sweep_axis_is_padded_when_values_nearly_agree():
     assert lo < 12.45875 * 0.96 and hi > 12.45885 * 1.04  # not a zoom onto the 5th digit
     df = pd.DataFrame({"method": ["reduction", "global"], "value": [128, 128], "rpe": [0.10, 0.15]})
     assert fg.sweep_figure(df, "n_machines", "rpe").layout.yaxis.range is None
+
+
+def test_fit_record_holds_the_n_and_support_the_fit_used(teach):
+    sim, dm, _ = teach
+    settings = {"design": "teaching-1d", "n": 20000, "support": 625, "seed": 0, "K": 3, "M": 4, "support_auto": True}
+    rec = fg.fit_record(settings, dm, simulated=False)
+    assert rec["n"] == 4000 and rec["support"] == len(dm.support_indices_) == 4000 // 16
+    assert "design" not in rec and "seed" not in rec and rec["K"] == 3
+    assert fg.fit_record(settings, dm, simulated=True)["design"] == "teaching-1d"
