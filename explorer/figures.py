@@ -826,14 +826,16 @@ def param_error_figure(table, *, n_machines=None, support_size=None):
                 x=list(BLOCKS), y=[v if v > 0 else np.nan for v in vals], name=str(method), legendgroup=str(method),
                 showlegend=c == 1 or not any(t.name == str(method) for t in fig.data), marker=style,
                 hovertemplate=f"{method}<br>%{{x}}: MSE %{{y:.3g}}<extra></extra>"), row=1, col=c)
-    fig.update_yaxes(type="log", title_text="MSE after aligning the experts (log scale)", row=1, col=1)
+    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_yaxes(title_text="MSE after aligning the experts (log scale)", row=1, col=1)
     fig.update_layout(barmode="group")
-    where = ""
+    where = " (S = floor(n / 4M) points"
     if support_size is not None and n_machines is not None:
-        where = f" (S = {support_size:,} points, M = {n_machines})"
-    why = ("The reduced gate is refitted on the small supporting sample" + where + ", so its error grows with M; "
-           "the reduced experts match the global EM's.")
-    _layout(fig, f"Parameter error by block<br><sup>{why}</sup>", height=400, legend_title="method")
+        where += f"; here S = {support_size:,}, M = {n_machines}"
+    why = ("The reduced gate is refitted on the small supporting sample" + where + "), so at a fixed n its error "
+           "grows with M;<br>the reduced experts match the global EM's.")
+    _layout(fig, f"Parameter error by block<br><sup>{why}</sup>", height=460, legend_title="method")
+    fig.update_layout(margin=dict(t=120))  # the two-line subtitle above the panel titles
     return fig
 
 
