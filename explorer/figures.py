@@ -369,11 +369,17 @@ def coupling_figure(coupling, machine, expert, *, colors=None, flagged=None,
     L = z.shape[0]
     zmax = max(float(z.max()), 1e-12)
     fig = go.Figure()
+    xs = [f"reduced {colors[k] + 1}" for k in order]
+    text_all = np.where(z >= 0.05, np.vectorize(lambda v: f"{v:.1f}")(z), "")
     for c, k in enumerate(order):
-        col = z[:, [c]]
-        text = np.where(col >= 0.05, np.vectorize(lambda v: f"{v:.1f}")(col), "")
+        # Every trace spans all the columns (NaN, i.e. transparent, outside its own): a one-column
+        # heatmap on a categorical axis draws its cell labels half a cell to the left.
+        col = np.full_like(z, np.nan)
+        col[:, c] = z[:, c]
+        text = np.full(z.shape, "", dtype=object)
+        text[:, c] = text_all[:, c]
         fig.add_trace(go.Heatmap(
-            z=col, x=[f"reduced {colors[k] + 1}"], y=rows, zmin=0, zmax=zmax, showscale=False,
+            z=col, x=xs, y=rows, zmin=0, zmax=zmax, showscale=False,
             colorscale=_column_scale(expert_color(colors[k])), name=f"reduced {colors[k] + 1}",
             text=text if L <= 32 else None, texttemplate="%{text}" if L <= 32 else None,
             hovertemplate="%{y} → %{x}<br>mass %{z:.2f} %<extra></extra>", xgap=2, ygap=1))

@@ -124,8 +124,12 @@ def test_coefficient_cloud_marks_local_reduced_and_truth(sep2d):
 
 
 def _heatmap_z(fig):
-    """(L, K) cells of a plan heatmap drawn as one trace per reduced expert (column)."""
-    return np.column_stack([np.asarray(t.z, dtype=float).ravel() for t in fig.data])
+    """(L, K) cells of a plan heatmap drawn as one trace per reduced expert (column c of trace c;
+    the other columns of each trace are empty)."""
+    zs = [np.asarray(t.z, dtype=float) for t in fig.data]
+    for c, z in enumerate(zs):
+        assert np.isnan(np.delete(z, c, axis=1)).all()
+    return np.column_stack([z[:, c] for c, z in enumerate(zs)])
 
 
 def test_plan_heatmap_holds_all_the_mass_in_the_reduced_experts_colours(teach):
@@ -136,7 +140,7 @@ def test_plan_heatmap_holds_all_the_mass_in_the_reduced_experts_colours(teach):
     assert z.shape == (12, 3)
     assert z.sum() == pytest.approx(100.0, rel=1e-9)
     assert fig.data[0].y[0] == "m1 · e1"
-    assert [t.x[0] for t in fig.data] == ["reduced 1", "reduced 2", "reduced 3"]
+    assert all(list(t.x) == ["reduced 1", "reduced 2", "reduced 3"] for t in fig.data)
     # Column c is reduced expert c + 1 in colour order, shaded white -> that expert's colour.
     assert [t.colorscale[-1][1] for t in fig.data] == fg.PALETTE[:3]
     for c in range(3):
