@@ -24,6 +24,9 @@ from .screening import LOCAL_CHECKS
 __all__ = [
     "BACKENDS",
     "DISTRIBUTED_PARAMETERS",
+    "SIMULATION_PARAMETERS",
+    "SPLITS",
+    "SPLIT_PARAMETERS",
     "EM_PARAMETERS",
     "EM_SETTINGS",
     "Param",
@@ -208,6 +211,33 @@ DISTRIBUTED_PARAMETERS = _declare(
     Param("local_experts", "choice", "fixed",
           "fixed: every machine fits K experts; bic: each machine keeps the number of experts (at most K) "
           "of lowest BIC", choices=("fixed", "bic")),
+)
+
+
+# ------------------------------------------------------------------------------ splits
+# moecore.splits.Split checks its fields here (the kinds are declared here, not in splits.py, so
+# that this module imports nothing that imports it).
+SPLITS = ("random", "region", "kmeans", "label")
+SPLIT_PARAMETERS = _declare(
+    Param("split", "choice", "random",
+          "how the rows are spread over the machines: random (the paper), by region of one input, by k-means "
+          "cluster of x, or by true expert (label skew)", choices=SPLITS),
+    Param("alpha", "float", 0.0, "the share of rows dealt out again at random (0: separated, 1: random)",
+          "alpha", low=0.0, high=1.0),
+    Param("feature", "int", 0, "the input whose quantile bands are the regions (0: the first)", low=0),
+    Param("concentration", "float", None, "the Dirichlet concentration of unequal shard sizes", low=0.0,
+          low_open=True, none="near-equal sizes"),
+)
+
+# ------------------------------------------------------------------------------ simulation
+SIMULATION_PARAMETERS = _declare(
+    Param("n", "int", 20_000, "the number of samples to draw", "n", low=1),
+    Param("x_dist", "choice", "gaussian", "the distribution of each input", choices=("gaussian", "uniform")),
+    Param("x_loc", "float", 0.0, "the location (centre) of each input"),
+    Param("x_scale", "float", 1.0, "the scale of each input: the standard deviation or the half-width", low=0.0,
+          low_open=True),
+    Param("random_state", "seed", None, "the seed: None, a non-negative integer or a numpy SeedSequence",
+          "seed", none="fresh entropy"),
 )
 
 
