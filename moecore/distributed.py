@@ -443,6 +443,14 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         self.local_experts = local_experts
 
     # ------------------------------------------------------------------ validation
+    def check_parameters(self, n_samples, n_features):
+        """Check the parameters for data of this size before any work; returns (K, M, S).
+
+        Raises the ValueError or TypeError that :meth:`fit` would raise (e.g. too many machines
+        for n), so a caller can refuse settings before simulating or loading anything.
+        """
+        return self._check_parameters(int(n_samples), int(n_features))
+
     def _check_parameters(self, n, d):
         values = check_parameters(DISTRIBUTED_PARAMETERS, self)
         K, M = values["n_experts"], values["n_machines"]
@@ -450,6 +458,9 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         MixtureOfExperts(K, **em_settings(self))._check_parameters()
         # Every shard must hold enough points for K experts of d + 1 coefficients each.
         per_shard = min_samples(K, d)
+        if M > n:
+            raise ValueError(f"n_machines={M} is more than the n = {n} samples: use at most "
+                             f"{max(n // per_shard, 1)} machines (each needs {per_shard} samples for {K} experts).")
         if n // M < per_shard:
             raise ValueError(
                 f"n_machines={M} is too large for n={n} samples with n_experts={K}: {K} experts are more "
@@ -460,7 +471,11 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         if self.support_size is None:
             S = default_support_size(n, M)
         else:
-            S = check_int(self.support_size, "support_size", low=K, high=n)
+            S = check_int(self.support_size, "support_size")
+            if not K <= S <= n:
+                why = (f"the supporting sample is drawn from the data, so it cannot be larger than n = {n}" if S > n
+                       else f"it needs a point per reduced expert, so it cannot be smaller than K = {K}")
+                raise ValueError(f"support_size must be in [{K}, {n}], got {S}: {why}.")
         return K, M, max(S, K)
 
     def _em_params(self):

@@ -15,6 +15,7 @@ from . import metrics as mt
 from .baselines import coordinate_median, single_machine, weighted_average
 from .distributed import DistributedMoE
 from .em import MixtureOfExperts
+from .params import em_settings
 from .model import MoEParams, posterior_proba, predict_mean
 from .simulation import simulate_design
 from .splits import SPLITS, Split
@@ -22,6 +23,8 @@ from .splits import SPLITS, Split
 __all__ = ["evaluate", "Comparison", "compare_methods", "SWEEPABLE", "sweep", "alpha_sweep"]
 
 METHODS = ("reduction", "global", "weighted average", "median", "single machine")
+# The naive average of the local parameters as each machine numbered its experts (label switching).
+UNALIGNED = "average, unaligned"
 # With refinement rounds the comparison also shows the reduced model before them.
 ONE_SHOT = "reduction, one-shot"
 
@@ -77,17 +80,23 @@ class Comparison:
 
 
 def compare_methods(X, y, X_test, y_test, n_experts, n_machines, *, labels_test=None, truth=None,
-                    random_state=0, global_model=None, progress=None, **dmoe_params):
+                    random_state=0, distributed=None, global_model=None, unaligned=False, progress=None,
+                    **dmoe_params):
     """Fit the reduction and every baseline on one split of (X, y) and evaluate on the test set.
 
     ``dmoe_params`` go to :class:`~moecore.distributed.DistributedMoE`; the global EM uses the same
-    EM settings.  A ready ``global_model`` fitted on (X, y) may be passed to skip refitting it.
+    EM settings.  A ready ``distributed`` model and ``global_model`` fitted on (X, y) (e.g. the
+    ones a user is looking at) are evaluated as they are instead of being refitted.
+    ``unaligned``: also evaluate the weighted average of the local parameters without aligning the
+    experts first (:data:`UNALIGNED`), which label switching ruins.
     """
-    dm = DistributedMoE(n_experts, n_machines, random_state=random_state, **dmoe_params)
-    dm.fit(X, y, progress=progress)
+    if distributed is None:
+        dm = DistributedMoE(n_experts, n_machines, random_state=random_state, **dmoe_params)
+        dm.fit(X, y, progress=progress)
+    else:
+        dm = distributed
     if global_model is None:
-        em_keys = ("init", "n_init", "max_iter", "tol", "var_floor", "gate_steps")
-        em = {k: v for k, v in dm.get_params().items() if k in em_keys}
+        em = em_settings(dm)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             global_model = MixtureOfExperts(n_experts, random_state=random_state, **em).fit(X, y)
@@ -118,6 +127,10 @@ def compare_methods(X, y, X_test, y_test, n_experts, n_machines, *, labels_test=
     }
     if not rounds.size:
         del params[ONE_SHOT], times[ONE_SHOT]  # the reduction is the one-shot model
+    if unaligned:
+        t0 = time.perf_counter()
+        params[UNALIGNED] = weighted_average(local, dm.weights_, align=False)
+        times[UNALIGNED] = t_local + time.perf_counter() - t0
     rows = []
     for name in params:
         row = {"method": name, "time": times[name]}
@@ -157,7 +170,6 @@ def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, r
     if not values:
         raise ValueError("values must hold at least one value to sweep over.")
     seeds = np.random.SeedSequence(random_state).spawn(repeats)
-    em_keys = ("init", "n_init", "max_iter", "tol", "var_floor", "gate_steps")
     for r, seed in enumerate(seeds):
         s_train, s_test, s_fit = seed.spawn(3)
         global_rows = {}  # n -> the global EM's metrics on this repeat's data of that size
@@ -186,7 +198,7 @@ def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, r
             yield row
             if include_global:
                 if n_v not in global_rows:
-                    em = {k: kw[k] for k in em_keys if k in kw}
+                    em = em_settings(kw)
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         g = MixtureOfExperts(K, random_state=fit_seed, **em).fit(train.X, train.y)

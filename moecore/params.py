@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from ._validation import check_choice, check_float, check_int, check_random_state_seed
 from .machine_weights import MACHINE_WEIGHTS
 from .reduction import GATE_TARGETS, VARIANCE_UPDATES
@@ -43,7 +45,7 @@ BACKENDS = ("loky", "threading", "multiprocessing", "sequential", "dask")
 class Param:
     """One parameter: its kind, range or choices, default and a sentence on what it means.
 
-    kind : {"int", "float", "choice", "seed", "object"}
+    kind : {"int", "float", "choice", "bool", "text", "seed", "object"}
         "seed" is a ``random_state`` (None, a non-negative int or a SeedSequence); "object" is
         checked by its estimator (a split, a scheduler, a warm start), not here.
     low, high : inclusive bounds (``low_open``: low itself excluded); None = unbounded
@@ -81,6 +83,12 @@ class Param:
             if self.kind == "seed":
                 check_random_state_seed(value, self.name)
                 return value
+            if self.kind == "bool" and not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{self.name} must be true or false, got {value!r}")
+            if self.kind == "bool":
+                return bool(value)
+            if self.kind == "text" and not isinstance(value, str):
+                raise TypeError(f"{self.name} must be text, got {type(value).__name__}")
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{str(exc).rstrip('.')}: {self.help}") from None
         return value
@@ -95,6 +103,11 @@ class Param:
                 value = int(text)
             except ValueError:
                 raise ValueError(f"{self.name}={text!r} is not an integer.") from None
+        elif self.kind == "bool":
+            low = text.lower()
+            if low not in _TRUE + _FALSE:
+                raise ValueError(f"{self.name}={text!r} is not true or false.")
+            value = low in _TRUE
         elif self.kind == "float":
             try:
                 value = float(text)
@@ -114,7 +127,8 @@ class Param:
         hi = self.high if high is None else high
         if (self.low is not None and lo < self.low) or (self.high is not None and hi > self.high):
             raise ValueError(f"{self.name}: [{lo}, {hi}] is wider than the library's range.")
-        return replace(self, low=lo, high=hi, default=self.default if default is None else default)
+        open_low = self.low_open and lo == self.low
+        return replace(self, low=lo, high=hi, low_open=open_low, default=self.default if default is None else default)
 
     def with_choices(self, choices):
         """This choice parameter offering only some of its choices (e.g. no dask without a scheduler)."""
@@ -129,6 +143,9 @@ class Param:
         lo = "-inf" if self.low is None else f"{self.low:g}"
         hi = "inf" if self.high is None else f"{self.high:g}"
         return f"{'(' if self.low_open or self.low is None else '['}{lo}, {hi}{']' if self.high is not None else ')'}"
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def _declare(*params):

@@ -5,11 +5,13 @@ import streamlit as st
 
 from explorer import figures as fg
 from explorer import io as eio
-from explorer import state
+from explorer import chrome
+from explorer import settings as cfg
+from moecore import DistributedMoE
 from moecore.experiments import alpha_sweep, sweep
 from moecore.simulation import DESIGNS
 
-st.title("Experiments")
+chrome.page("Experiments")
 st.caption("Accuracy and time of the reduction as functions of the number of machines M, the supporting sample "
            "size, the sample size n (consistency) or the refinement rounds (accuracy against communication), with "
            "the global EM as the reference. Each point is "
@@ -50,12 +52,11 @@ elif ss.get("sweep_running") and not start:
 
 if start:
     try:
-        vals = eio.parse_sweep_values(values_text, parameter, int(M), state.MAX_APP_ROUNDS)
+        vals = eio.parse_sweep_values(values_text, parameter, int(M), cfg.MAX_APP_ROUNDS)
         K = DESIGNS[design].n_experts
         n_min = min(vals) if parameter == "n" else n
         M_max = max(vals) if parameter == "n_machines" else M
-        state.check_fit_settings(dict(n_experts=K, n_machines=M_max, support_size=None), int(n_min),
-                                 DESIGNS[design].n_features)
+        DistributedMoE(K, M_max).check_parameters(int(n_min), DESIGNS[design].n_features)
     except ValueError as exc:
         st.error(f"Cannot run this sweep: {exc}")
     else:
@@ -67,7 +68,7 @@ if start:
         bar = st.progress(0.0, text=f"0 / {total} fits")
         try:
             common = dict(n=int(n), n_machines=int(M), repeats=int(repeats), include_global=include_global,
-                          backend="threading", n_jobs=min(2, state.MAX_JOBS), variance_update=variance_update,
+                          backend="threading", n_jobs=min(2, cfg.MAX_JOBS), variance_update=variance_update,
                           n_test=20000)
             gen = (alpha_sweep(design, split, vals, **common) if parameter == "alpha"
                    else sweep(design, parameter, vals, **common))
