@@ -18,6 +18,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from explorer.tables import coef_labels
 from moecore.alignment import match_experts
 from moecore.model import MoEParams, expert_means, gate_proba, predict_mean
 
@@ -38,9 +39,7 @@ __all__ = [
     "plan_machines_figure",
     "plan_table",
     "param_error_figure",
-    "reduced_table",
     "gate_colors",
-    "fit_record",
     "LABELS",
     "label",
     "readable_table",
@@ -84,9 +83,7 @@ def _layout(fig, title, xtitle=None, ytitle=None, height=420, legend_title=None)
     return fig
 
 
-def coef_names(d: int, x_names=None):
-    x_names = list(x_names) if x_names is not None else [f"x{j + 1}" for j in range(d)]
-    return ["intercept"] + [f"slope {n}" for n in x_names]
+coef_names = coef_labels  # ["intercept", "slope x1", ...], one rule for tables and figures
 
 
 def _subsample(n, max_points, seed=0):
@@ -843,34 +840,6 @@ def param_error_figure(table, *, n_machines=None, support_size=None):
     _layout(fig, f"Parameter error by block<br><sup>{why}</sup>", height=460, legend_title="method")
     fig.update_layout(margin=dict(t=120))  # the two-line subtitle above the panel titles
     return fig
-
-
-def reduced_table(params: MoEParams, colors=None, x_names=None):
-    """The reduced model's experts and variances as a table, one column per reduced expert in
-    colour order: rows intercept, slope <input> ..., variance."""
-    import pandas as pd
-
-    K = params.n_experts
-    colors = np.arange(K) if colors is None else np.asarray(colors)
-    names = coef_names(params.n_features, x_names)
-    return pd.DataFrame({f"reduced {colors[k] + 1}": list(params.experts[:, k]) + [params.variances[k]]
-                         for k in np.argsort(colors, kind="stable")},
-                        index=[f"expert {n}" for n in names] + ["variance"])
-
-
-# Settings that describe how simulated data were drawn: meaningless for an uploaded file.
-SIMULATION_SETTINGS = ("source", "design", "seed", "x_dist", "x_scale", "custom_K", "custom_d", "custom_sep",
-                       "custom_gate", "custom_var")
-
-
-def fit_record(settings: dict, dm, *, simulated: bool) -> dict:
-    """The settings to store with a fitted model: those of the app, with the n and supporting sample
-    size S the fit actually used (not the Data page's boxes), without the simulation settings
-    when the data were not simulated."""
-    out = {k: v for k, v in settings.items() if simulated or k not in SIMULATION_SETTINGS}
-    n = sum(len(s) for s in dm.shards_) if getattr(dm, "shards_", None) is not None else sum(dm._n_samples_all)
-    out.update(n=int(n), support=int(len(dm.support_indices_)))
-    return out
 
 
 def gate_colors(reduced: MoEParams, global_params: MoEParams, colors, truth: MoEParams | None = None, X=None):

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from moecore import MoEParams
+from moecore.model import feature_names
 
 __all__ = [
     "InputError",
@@ -217,7 +218,7 @@ def data_to_csv(X, y, labels=None, x_names=None, y_name="y") -> bytes:
     spreadsheet-safe (:func:`spreadsheet_safe`).
     """
     X = np.asarray(X)
-    x_names = list(x_names) if x_names is not None else [f"x{j + 1}" for j in range(X.shape[1])]
+    x_names = feature_names(X.shape[1], x_names)
     cols = {spreadsheet_safe(c): X[:, j] for j, c in enumerate(x_names)}
     cols[spreadsheet_safe(y_name)] = np.asarray(y)
     if labels is not None:
@@ -398,3 +399,61 @@ def parse_sweep_values(text: str, parameter: str, n_machines: int, max_rounds: i
             f"support fractions must be > 0 and at most 4 M = {hi} (beyond, the supporting sample would "
             f"exceed n); got {_clip(bad[0])}.")
     return vals
+
+
+def numeric_inputs(df: pd.DataFrame, y_col: str) -> list:
+    """The columns offered as inputs by default: the numeric ones but the response and the labels."""
+    return [c for c in df.columns if c not in (y_col, "true_expert") and pd.api.types.is_numeric_dtype(df[c])]
+
+
+def true_labels(df: pd.DataFrame, x_cols=()):
+    """The 0-based true expert of each row from a "true_expert" column (1-based, as
+    :func:`data_to_csv` writes it), or None when there is none or it is not used as an input."""
+    if "true_expert" not in df.columns or "true_expert" in x_cols:
+        return None
+    lab = pd.to_numeric(df["true_expert"], errors="coerce")
+    if lab.notna().all() and (lab >= 1).all() and (lab % 1 == 0).all():
+        return lab.to_numpy(dtype=int) - 1
+    return None
+
+
+# ---------------------------------------------------------------------------------- session file
+SESSION_FORMAT = "dmoe-explorer/session"
+
+
+def session_to_json(data, settings: dict) -> bytes:
+    """The session's data (as CSV text, the format uploads use) and its settings, as JSON.
+
+    For what cannot travel in a link: uploaded data.  ``data`` is an explorer.data.Dataset.
+    """
+    csv_text = data_to_csv(data.X, data.y, data.labels, data.x_names, data.y_name).decode("utf-8")
+    doc = {"format": SESSION_FORMAT, "version": 1, "settings": dict(settings),
+           "data": {"name": data.name, "x_names": list(data.x_names), "y_name": data.y_name, "csv": csv_text}}
+    return json.dumps(doc, default=_json_default).encode("utf-8")
+
+
+def session_from_json(raw: bytes, name: str = "the session file"):
+    """Read a session file back: (X, y, labels or None, x_names, y_name, data name, settings dict).
+
+    The data go through the same checks as a CSV upload; the settings are returned as found, for
+    the caller to check each against its declaration.
+    """
+    if len(raw) > MAX_UPLOAD_MB * 1_000_000 * 2:
+        raise InputError(f"{name} is larger than {2 * MAX_UPLOAD_MB} MB.")
+    try:
+        text = bytes(raw).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{name} is not UTF-8 text: upload the .json session file the app produced.") from None
+    doc = _loads(text, name)
+    if not isinstance(doc, dict) or doc.get("format") != SESSION_FORMAT or not isinstance(doc.get("data"), dict):
+        raise InputError(f"{name} is not a DMoE Explorer session file (format {SESSION_FORMAT!r}).")
+    d = doc["data"]
+    if not isinstance(d.get("csv"), str) or not isinstance(d.get("x_names"), list):
+        raise InputError(f"{name} holds no data table.")
+    df = parse_csv(d["csv"].encode("utf-8"), name)
+    y_name = str(d.get("y_name", "y"))
+    x_names = [str(c) for c in d["x_names"]]
+    X, y = select_columns(df, y_name, x_names)
+    labels = true_labels(df, x_names)
+    settings = doc.get("settings") if isinstance(doc.get("settings"), dict) else {}
+    return X, y, labels, x_names, y_name, _clip(str(d.get("name", "session")), 80), settings

@@ -5,36 +5,31 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 
 import numpy as np
 
-from .reduction import GATE_TARGETS, VARIANCE_UPDATES
-from .screening import LOCAL_CHECKS
+from .params import DISTRIBUTED_PARAMETERS as P
+from .params import Param
 from .simulation import DESIGNS
 
 
-def _int_at_least(low):
-    """An argparse type: an integer >= low, refused with a one-line message otherwise."""
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-    parse.__name__ = f"integer >= {low}"
-    return parse
-
-
-def _n_jobs(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be a positive number of workers or -1 (all cores), not 0")
-    return value
+def _argument(parser, param: Param, *flags, default=None, help=None):
+    """Add ``param`` as an option: type, range, choices and help come from its declaration."""
+    kw = {"default": param.default if default is None else default}
+    if param.kind == "choice":
+        kw["choices"] = list(param.choices)
+    else:
+        def parse(text):
+            try:
+                return param.parse(text)
+            except (TypeError, ValueError) as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+        parse.__name__ = f"{param.kind} in {param.range_text}"
+        kw["type"] = parse
+    shown = kw["default"] if kw["default"] is not None else (param.none or "None")
+    kw["help"] = f"{help or param.help} (default {shown})"
+    parser.add_argument(*flags, **kw)
 
 
 def _build_parser():
@@ -46,20 +41,19 @@ def _build_parser():
     sub.add_parser("designs", help="list the named synthetic designs")
     c = sub.add_parser("compare", help="reduction vs global EM vs naive aggregators on a design")
     c.add_argument("--design", default="separated-2d", choices=sorted(DESIGNS))
-    c.add_argument("--n", type=_int_at_least(2), default=100_000, help="training samples (default 100000)")
-    c.add_argument("--n-test", type=_int_at_least(1), default=20_000, help="held-out samples (default 20000)")
-    c.add_argument("--machines", "-M", type=_int_at_least(1), default=16, help="number of machines M (default 16)")
-    c.add_argument("--experts", "-K", type=_int_at_least(1), default=None, help="K (default: the design's)")
-    c.add_argument("--support-size", type=_int_at_least(1), default=None, help="S (default floor(n / 4M))")
-    c.add_argument("--n-jobs", type=_n_jobs, default=-1, help="parallel local fits (default: all cores)")
-    c.add_argument("--backend", default="loky", choices=["loky", "threading", "multiprocessing", "sequential"])
-    c.add_argument("--variance-update", default="exact", choices=list(VARIANCE_UPDATES))
-    c.add_argument("--gate-targets", default="component", choices=list(GATE_TARGETS),
-                   help="how the reduced gate is obtained (default component; plan = the paper's)")
-    c.add_argument("--local-check", default="refit", choices=list(LOCAL_CHECKS),
-                   help="screening of poor local fits (default refit; off = the paper)")
-    c.add_argument("--rounds", type=_int_at_least(0), default=0, help="distributed EM refinement rounds (default 0: one-shot)")
-    c.add_argument("--seed", type=_int_at_least(0), default=0)
+    n_rows = Param("n", "int", 100_000, "training samples", low=2)
+    _argument(c, n_rows, "--n")
+    _argument(c, Param("n_test", "int", 20_000, "held-out samples", low=1), "--n-test")
+    _argument(c, P["n_machines"], "--machines", "-M", default=16)
+    _argument(c, replace(P["n_experts"], default=None, none="the design's own K"), "--experts", "-K")
+    _argument(c, P["support_size"], "--support-size")
+    _argument(c, P["n_jobs"], "--n-jobs", default=-1)
+    # No dask here: the command line has no scheduler option.
+    _argument(c, P["backend"].with_choices(tuple(b for b in P["backend"].choices if b != "dask")), "--backend")
+    for name, flag in [("variance_update", "--variance-update"), ("gate_targets", "--gate-targets"),
+                       ("local_check", "--local-check"), ("refine_rounds", "--rounds")]:
+        _argument(c, P[name], flag)
+    _argument(c, Param("seed", "int", 0, "the seed of the data and of the fits", low=0), "--seed")
     c.add_argument("--csv", default=None, help="also write the table to this CSV file")
     return ap
 

@@ -24,8 +24,6 @@ from sklearn.utils.validation import _check_feature_names
 
 from ._threads import one_blas_thread as _one_thread
 from ._validation import (
-    check_choice,
-    check_float,
     check_int,
     check_nonconstant_columns,
     check_random_state_seed,
@@ -34,11 +32,11 @@ from ._validation import (
 )
 from . import refine as _refine
 from .em import MixtureOfExperts, MoEPredictorMixin, min_samples
-from .machine_weights import MACHINE_WEIGHTS, decide_machine_weights, fit_machine_weights
+from .machine_weights import decide_machine_weights, fit_machine_weights
 from .model import Standardizer
-from .reduction import GATE_TARGETS, VARIANCE_UPDATES, reduce_mixtures
+from .params import DISTRIBUTED_PARAMETERS, check_parameters, default_support_size, em_settings
+from .reduction import reduce_mixtures
 from .screening import (
-    LOCAL_CHECKS,
     REFIT_INIT_FACTOR,
     REFIT_MIN_INIT,
     SCORE_POINTS,
@@ -53,8 +51,6 @@ from .splits import Split, as_split, shards_from_labels, split_rows
 
 __all__ = ["DistributedMoE", "LocalFitError", "LocalFitResult", "fit_local", "split_shards", "default_support_size"]
 
-BACKENDS = {"loky", "threading", "multiprocessing", "sequential", "dask"}
-_EM_KEYS = ("init", "n_init", "max_iter", "tol", "var_floor", "gate_steps")
 # A machine whose worker died is re-run: once more in the pool (a one-off crash, e.g. a killed
 # process, costs only a re-run), then alone, where a further death can only be its own. Only then
 # is it reported (on_error="raise") or, for a local fit, skipped (on_error="skip").
@@ -76,11 +72,6 @@ class LocalFitResult:
     time: float
     error: str | None = None
     cpu_time: float = float("nan")  # CPU seconds of the fitting thread (immune to co-tenants)
-
-
-def default_support_size(n, n_machines):
-    """The paper's default supporting sample size floor(n / (4 M)): a quarter of a shard."""
-    return max(1, n // (4 * n_machines))
 
 
 def split_shards(n, n_machines, rng):
@@ -452,43 +443,43 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         self.local_experts = local_experts
 
     # ------------------------------------------------------------------ validation
+    def check_parameters(self, n_samples, n_features):
+        """Check the parameters for data of this size before any work; returns (K, M, S).
+
+        Raises the ValueError or TypeError that :meth:`fit` would raise (e.g. too many machines
+        for n), so a caller can refuse settings before simulating or loading anything.
+        """
+        return self._check_parameters(int(n_samples), int(n_features))
+
     def _check_parameters(self, n, d):
-        K = check_int(self.n_experts, "n_experts", low=1)
-        M = check_int(self.n_machines, "n_machines", low=1)
-        check_int(self.n_jobs, "n_jobs", allow_none=True)
-        if self.n_jobs == 0:
-            raise ValueError("n_jobs must be a non-zero integer (-1 for all cores) or None, got 0.")
-        check_choice(self.backend, "backend", BACKENDS)
-        check_choice(self.on_error, "on_error", {"raise", "skip"})
-        check_choice(self.variance_update, "variance_update", VARIANCE_UPDATES)
-        check_choice(self.gate_targets, "gate_targets", GATE_TARGETS)
-        check_choice(self.local_check, "local_check", LOCAL_CHECKS)
-        check_int(self.refine_rounds, "refine_rounds", low=0, high=1000)
-        check_choice(self.machine_weights, "machine_weights", set(MACHINE_WEIGHTS))
-        check_choice(self.local_experts, "local_experts", {"fixed", "bic"})
+        values = check_parameters(DISTRIBUTED_PARAMETERS, self)
+        K, M = values["n_experts"], values["n_machines"]
         as_split(self.split)
-        check_int(self.mm_n_init, "mm_n_init", low=1)
-        check_int(self.mm_local_starts, "mm_local_starts", low=0)
-        check_int(self.mm_max_iter, "mm_max_iter", low=1)
-        check_float(self.mm_tol, "mm_tol", low=0.0)
-        check_random_state_seed(self.random_state)
-        MixtureOfExperts(K, **{k: getattr(self, k) for k in _EM_KEYS})._check_parameters()
+        MixtureOfExperts(K, **em_settings(self))._check_parameters()
         # Every shard must hold enough points for K experts of d + 1 coefficients each.
         per_shard = min_samples(K, d)
+        if M > n:
+            raise ValueError(f"n_machines={M} is more than the n = {n} samples: use at most "
+                             f"{max(n // per_shard, 1)} machines (each needs {per_shard} samples for {K} experts).")
         if n // M < per_shard:
             raise ValueError(
-                f"n_machines={M} is too large for n={n} samples: each shard needs at least "
-                f"n_experts * (d + 1) + 1 = {per_shard} samples, so n_machines must be at most "
-                f"{max(n // per_shard, 0)} (or use fewer experts)."
+                f"n_machines={M} is too large for n={n} samples with n_experts={K}: {K} experts are more "
+                f"than a shard can support. Each of the {M} shards gets {n // M} samples, but each shard "
+                f"needs at least n_experts * (d + 1) + 1 = {per_shard} samples. Use at most "
+                f"{max(n // per_shard, 1)} machines, or at most {max((n // M - 1) // (d + 1), 1)} expert(s)."
             )
         if self.support_size is None:
             S = default_support_size(n, M)
         else:
-            S = check_int(self.support_size, "support_size", low=K, high=n)
+            S = check_int(self.support_size, "support_size")
+            if not K <= S <= n:
+                why = (f"the supporting sample is drawn from the data, so it cannot be larger than n = {n}" if S > n
+                       else f"it needs a point per reduced expert, so it cannot be smaller than K = {K}")
+                raise ValueError(f"support_size must be in [{K}, {n}], got {S}: {why}.")
         return K, M, max(S, K)
 
     def _em_params(self):
-        out = {k: getattr(self, k) for k in _EM_KEYS}
+        out = em_settings(self)
         if self.local_experts != "fixed":
             out["local_experts"] = self.local_experts  # read (and removed) by fit_local
         return out

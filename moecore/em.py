@@ -22,9 +22,6 @@ from . import model as _m
 from ._kmeans import assign_labels, kmeans
 from ._threads import one_blas_thread
 from ._validation import (
-    check_choice,
-    check_float,
-    check_int,
     check_nonconstant_columns,
     check_random_state_seed,
     check_X,
@@ -40,6 +37,7 @@ from .gating import (
     use_pair_products,
     weighted_gram,
 )
+from .params import EM_PARAMETERS, check_parameters
 
 __all__ = ["MixtureOfExperts", "MoEPredictorMixin", "ExpertStats", "expert_statistics", "experts_from_statistics",
            "min_samples", "DegenerateFitWarning", "ConvergenceWarning", "NotFittedError"]
@@ -429,19 +427,12 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ validation
     def _check_parameters(self):
-        check_int(self.n_experts, "n_experts", low=1)
+        spec = EM_PARAMETERS
         if isinstance(self.init, _m.MoEParams):
+            spec = {k: p for k, p in spec.items() if k != "init"}
             if self.init.n_experts != self.n_experts:
                 raise ValueError(f"init has {self.init.n_experts} experts; n_experts={self.n_experts}.")
-        else:
-            check_choice(self.init, "init", {"kmeans", "random"})
-        check_int(self.n_init, "n_init", low=1)
-        check_int(self.max_iter, "max_iter", low=1)
-        check_float(self.tol, "tol", low=0.0)
-        check_float(self.var_floor, "var_floor", low=0.0, low_open=True)
-        check_int(self.gate_steps, "gate_steps", low=1)
-        check_choice(self.acceleration, "acceleration", {"squarem", "none"})
-        check_random_state_seed(self.random_state)
+        check_parameters(spec, self)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y):

@@ -13,8 +13,9 @@ import numpy as np
 
 from . import metrics as mt
 from .baselines import coordinate_median, single_machine, weighted_average
-from .distributed import _EM_KEYS, DistributedMoE
+from .distributed import DistributedMoE
 from .em import MixtureOfExperts
+from .params import em_settings
 from .model import MoEParams, posterior_proba, predict_mean
 from .simulation import simulate_design
 from .splits import SPLITS, Split
@@ -22,6 +23,8 @@ from .splits import SPLITS, Split
 __all__ = ["evaluate", "Comparison", "compare_methods", "SWEEPABLE", "sweep", "alpha_sweep"]
 
 METHODS = ("reduction", "global", "weighted average", "median", "single machine")
+# The naive average of the local parameters as each machine numbered its experts (label switching).
+UNALIGNED = "average, unaligned"
 # With refinement rounds the comparison also shows the reduced model before them.
 ONE_SHOT = "reduction, one-shot"
 
@@ -77,14 +80,21 @@ class Comparison:
 
 
 def compare_methods(X, y, X_test, y_test, n_experts, n_machines, *, labels_test=None, truth=None,
-                    random_state=0, global_model=None, progress=None, **dmoe_params):
+                    random_state=0, distributed=None, global_model=None, unaligned=False, progress=None,
+                    **dmoe_params):
     """Fit the reduction and every baseline on one split of (X, y) and evaluate on the test set.
 
     ``dmoe_params`` go to :class:`~moecore.distributed.DistributedMoE`; the global EM uses the same
-    EM settings.  A ready ``global_model`` fitted on (X, y) may be passed to skip refitting it.
+    EM settings.  A ready ``distributed`` model and ``global_model`` fitted on (X, y) (e.g. the
+    ones a user is looking at) are evaluated as they are instead of being refitted.
+    ``unaligned``: also evaluate the weighted average of the local parameters without aligning the
+    experts first (:data:`UNALIGNED`), which label switching ruins.
     """
-    dm = DistributedMoE(n_experts, n_machines, random_state=random_state, **dmoe_params)
-    dm.fit(X, y, progress=progress)
+    if distributed is None:
+        dm = DistributedMoE(n_experts, n_machines, random_state=random_state, **dmoe_params)
+        dm.fit(X, y, progress=progress)
+    else:
+        dm = distributed
     if global_model is None:
         global_model = _global_em(n_experts, X, y, random_state, dm.get_params())
     local = [m.params_ for m in dm.local_models_]
@@ -114,6 +124,10 @@ def compare_methods(X, y, X_test, y_test, n_experts, n_machines, *, labels_test=
     }
     if not rounds.size:
         del params[ONE_SHOT], times[ONE_SHOT]  # the reduction is the one-shot model
+    if unaligned:
+        t0 = time.perf_counter()
+        params[UNALIGNED] = weighted_average(local, dm.weights_, align=False)
+        times[UNALIGNED] = t_local + time.perf_counter() - t0
     rows = []
     for name in params:
         row = {"method": name, "time": times[name]}
@@ -133,7 +147,7 @@ SETTING_KEYS = ("n_init", "mm_n_init", "backend", "n_jobs", "variance_update", "
 def _global_em(K, X, y, seed, dmoe_params):
     """The global EM on (X, y) with the EM settings (restarts, iterations, tolerance, variance
     floor, gate steps) of the distributed fit's parameters ``dmoe_params``."""
-    em = {k: dmoe_params[k] for k in _EM_KEYS if k in dmoe_params}
+    em = em_settings(dmoe_params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return MixtureOfExperts(K, random_state=seed, **em).fit(X, y)

@@ -25,6 +25,7 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 __all__ = [
     "MoEParams",
     "add_intercept",
+    "feature_names",
     "log_gate_proba",
     "gate_proba",
     "expert_means",
@@ -120,6 +121,11 @@ class MoEParams:
     def vector(self) -> np.ndarray:
         """All free parameters in one vector: gates (without the zero column), experts, variances."""
         return np.concatenate([self.gates[:, :-1].ravel(), self.experts.ravel(), self.variances])
+
+
+def feature_names(d, names=None):
+    """The input names: ``names`` as a list when given, else x1, ..., xd."""
+    return list(names) if names is not None else [f"x{j + 1}" for j in range(int(d))]
 
 
 def add_intercept(X):

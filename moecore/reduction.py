@@ -441,6 +441,12 @@ class ReductionProblem:
             V[k] = self.large.variances[sel] @ ww / ww.sum()
         return B, V
 
+    def transport_plan(self, assignment, n_experts):
+        """The :class:`TransportPlan` of an assignment (S, L) of components to reduced experts."""
+        large = self.large
+        return TransportPlan(_coupling_kernel(self.mass, assignment, n_experts), assignment, large.machine,
+                             large.expert)
+
 
 def mm_steps(problem: ReductionProblem, experts_std, variances, *, max_iter=200, tol=1e-8,
              variance_update="exact"):
@@ -648,9 +654,7 @@ def reduce_mixtures(
             best = (state, np.asarray(history), converged)
     state, history, converged = best
 
-    plan = TransportPlan(
-        _coupling_kernel(problem.mass, state.assignment, n_experts), state.assignment, large.machine, large.expert
-    )
+    plan = problem.transport_plan(state.assignment, n_experts)
     targets = state.D  # (S, K): rows sum to one, the large MoE's gates summing to one
     if gate_targets == "coefficients":
         gates = _average_gate_coefficients(large, plan, n_experts)

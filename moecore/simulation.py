@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import model as _m
-from ._validation import check_choice, check_float, check_int, check_random_state_seed
+from ._validation import check_choice, check_random_state_seed
+from .params import SIMULATION_PARAMETERS, check_parameters
 
 __all__ = ["Design", "DESIGNS", "get_design", "simulate", "simulate_design", "SimulatedData"]
 
@@ -150,10 +151,9 @@ def simulate(params, n, *, x_dist="gaussian", x_loc=0.0, x_scale=1.0, random_sta
     """
     if not isinstance(params, _m.MoEParams):
         raise TypeError(f"params must be a MoEParams, got {type(params).__name__}.")
-    n = check_int(n, "n", low=1)
-    check_choice(x_dist, "x_dist", {"gaussian", "uniform"})
-    x_loc = check_float(x_loc, "x_loc")
-    x_scale = check_float(x_scale, "x_scale", low=0.0, low_open=True)
+    given = dict(n=n, x_dist=x_dist, x_loc=x_loc, x_scale=x_scale, random_state=random_state)
+    v = check_parameters(SIMULATION_PARAMETERS, given)
+    n, x_loc, x_scale = v["n"], v["x_loc"], v["x_scale"]
     rng = np.random.default_rng(check_random_state_seed(random_state))
     d = params.n_features
     if x_dist == "gaussian":

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._kmeans import assign_labels, kmeans
-from ._validation import check_choice, check_float, check_int, check_random_state_seed, check_X
+from ._validation import check_float, check_int, check_random_state_seed, check_X
+from .params import SPLIT_PARAMETERS, SPLITS
 
 __all__ = ["SPLITS", "Split", "make_split", "shard_sizes", "machine_labels", "shards_from_labels"]
 
-SPLITS = ("random", "region", "kmeans", "label")
 # k-means finds the machines' centres on a subsample of this many points per machine (at least
 # _KMEANS_MIN); every row is then labelled by its nearest centre.
 _KMEANS_PER_MACHINE = 200
@@ -66,10 +66,8 @@ class Split:
     labels: np.ndarray | None = None
 
     def __post_init__(self):
-        check_choice(self.kind, "split", set(SPLITS))
-        check_float(self.alpha, "alpha", low=0.0, high=1.0)
-        check_int(self.feature, "feature", low=0)
-        check_float(self.concentration, "concentration", low=0.0, low_open=True, allow_none=True)
+        for field, param in zip(("kind", "alpha", "feature", "concentration"), SPLIT_PARAMETERS.values(), strict=True):
+            param.check(getattr(self, field))
         if self.concentration is not None and self.kind in ("kmeans", "label"):
             raise ValueError(
                 f'concentration applies to "random" and "region" splits; a {self.kind!r} split takes '
@@ -126,7 +124,7 @@ def shard_sizes(n, n_machines, *, concentration=None, min_size=1, rng=None):
         )
     if concentration is None:
         return np.array([len(a) for a in np.array_split(np.arange(n), M)], dtype=np.int64)
-    concentration = check_float(concentration, "concentration", low=0.0, low_open=True)
+    concentration = SPLIT_PARAMETERS["concentration"].check(concentration)
     q = rng.dirichlet(np.full(M, concentration))
     rest = n - M * min_size
     exact = rest * q

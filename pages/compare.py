@@ -2,12 +2,13 @@
 
 import streamlit as st
 
+from explorer import chrome, runs
 from explorer import figures as fg
-from explorer import state
+from explorer import settings as cfg
+from explorer import tables
 
-st.title("Compare")
-data = state.session_data()
-s = state.settings()
+data = chrome.page("Compare")
+s = cfg.settings()
 st.caption(
     "The reduction, the global EM on all the data, the weighted average and the coordinate-wise median of the "
     "aligned local parameters, and machine 1 alone, all evaluated on held-out data "
@@ -15,7 +16,9 @@ st.caption(
 )
 st.markdown(f"Settings from the Distributed fit page: **K = {s['K']}, M = {s['M']}**, backend {s['backend']}, "
             f"seed {s['fit_seed']}.")
-run = st.button("Run the comparison", type="primary", key="btn_compare")
+c1, c2 = st.columns([1, 3])
+run = c1.button("Run the comparison", type="primary", key="btn_compare")
+cfg.widget("cmp_unaligned", where=c2)
 key = (data.key, tuple(sorted(s.items())))
 have = st.session_state.get("compare")
 if run or have is None:
@@ -27,22 +30,24 @@ if run or have is None:
         else:
             bar.progress(0.75, text=f"MM reduction: iteration {done}; then the global EM and the baselines")
 
-    try:
-        # A first visit fills the page by itself, in this process (no worker processes, no cluster).
-        cmp, test = state.run_compare(data, progress=progress, automatic=not run)
+    # A first visit fills the page by itself, in this process (no worker processes, no cluster), and
+    # evaluates the Fit page's models when they are of this data with these settings.
+    out = runs.attempt("The comparison", runs.run_compare, data, progress=progress, automatic=not run,
+                       fit=st.session_state.get("fit"), kept=have is not None)
+    bar.empty()
+    if out is not None:
+        cmp, test, reused = out
         st.session_state["compare"] = dict(key=key, cmp=cmp, test=test, name=data.name, x_names=data.x_names,
-                                           truth=data.truth)
-        bar.empty()
-    except (TypeError, ValueError, RuntimeError, OSError) as exc:
-        bar.empty()
-        st.error(f"The comparison failed: {exc} Change K or M on the Distributed fit page."
-                 + (" The previous results stay on screen." if have else ""))
+                                           truth=data.truth, reused=reused)
 
 res = st.session_state.get("compare")
 if res is None:
     st.stop()
 if res["key"] != key:
     st.warning("These results are for other data or settings: press Run the comparison to update them.")
+elif res.get("reused"):
+    st.caption("The reduction and the global EM are the models of the Distributed fit page (not refitted); the "
+               "aggregators use its local fits.")
 cmp = res["cmp"]
 Xt, yt, _ = res["test"]
 table = cmp.table()
@@ -54,14 +59,10 @@ labels = {"rpe": "RPE", "correlation": "correlation", "ari": "ARI",
 shown = table[cols].rename(columns=labels)
 st.subheader("Metrics on held-out data")
 st.dataframe(shown.style.format("{:.4g}"), width="stretch")
-blocks = [("mse", "vs truth"), ("gap", "vs global EM")]
-err = {f"{what}: {b}": table[f"{pre}_{b}"] for pre, what in blocks for b in ("gates", "experts", "variances")
-       if f"{pre}_{b}" in table}
-if err:
-    import pandas as pd
-
+err = tables.block_errors(table)
+if err is not None:
     st.subheader("Parameter error, block by block (MSE after aligning the experts)")
-    st.dataframe(pd.DataFrame(err).astype(float).style.format("{:.3g}", na_rep="–"), width="stretch")
+    st.dataframe(err.style.format("{:.3g}", na_rep="–"), width="stretch")
     st.caption("Predictions can match the global EM while the parameters do not: the gates are the hardest block. "
                "A reduced gate is fitted on the small supporting sample to gate masses averaged over machines, "
                "so it is noisier than the experts; refinement rounds (Distributed fit page) bring it to the "

@@ -1,38 +1,34 @@
 """Data: simulate from a named design or custom parameters, or upload a CSV; look at it."""
 
-import pandas as pd
 import streamlit as st
 
+from explorer import chrome, runs
+from explorer import data as dt
 from explorer import figures as fg
 from explorer import io as eio
-from explorer import state
+from explorer import settings as cfg
+from explorer import tables
 from moecore.simulation import DESIGNS
 
-data = state.session_data()
-st.title("Data")
+data = chrome.page("Data")
 st.caption("Simulate a mixture of experts, or bring your own CSV. The data stays with you across pages.")
 
-sim_tab, csv_tab = st.tabs(["Simulate", "Upload a CSV"])
+sim_tab, csv_tab, session_tab = st.tabs(["Simulate", "Upload a CSV", "Load a session file"])
 
 with sim_tab:
-    state.widget("radio", "Source", "source", options=["design", "custom"], horizontal=True,
-                 format_func={"design": "named design", "custom": "custom parameters"}.get)
+    cfg.widget("source")
     c1, c2, c3 = st.columns(3)
-    if state.settings()["source"] == "design":
-        name = state.widget("selectbox", "Design", "design", where=c1, options=list(DESIGNS))
+    if cfg.settings()["source"] == "design":
+        name = cfg.widget("design", where=c1)
         design = DESIGNS[name]
         c2.markdown(f"**{design.name}**: {design.description}")
         c3.markdown(f"x ~ {design.x_dist}, location {design.x_loc}, scale {design.x_scale}")
     else:
-        state.widget("number_input", "Experts K", "custom_K", 1, 8, where=c1)
-        state.widget("number_input", "Inputs d", "custom_d", 1, 10, where=c1)
-        state.widget("slider", "Expert spread (distance between intercepts)", "custom_sep", 0.0, 10.0, where=c2, step=0.5)
-        state.widget("slider", "Gate sharpness", "custom_gate", 0.0, 10.0, where=c2, step=0.5)
-        state.widget("slider", "Noise variance of every expert", "custom_var", 0.01, 2.0, where=c2, step=0.01)
-        state.widget("selectbox", "x distribution", "x_dist", where=c3, options=["uniform", "gaussian"])
-        state.widget("number_input", "x scale (half-width or sd)", "x_scale", 0.1, 100.0, where=c3, step=0.5)
-        s = state.settings()
-        knobs = state.custom_params(s["custom_K"], s["custom_d"], s["custom_sep"], s["custom_gate"],
+        for name, where in [("custom_K", c1), ("custom_d", c1), ("custom_sep", c2), ("custom_gate", c2),
+                            ("custom_var", c2), ("x_dist", c3), ("x_scale", c3)]:
+            cfg.widget(name, where=where)
+        s = cfg.settings()
+        knobs = dt.custom_params(s["custom_K"], s["custom_d"], s["custom_sep"], s["custom_gate"],
                                     s["custom_var"], s["seed"])
         truth = None
         with st.expander("Edit the gates, experts and variances exactly"):
@@ -58,16 +54,15 @@ with sim_tab:
         else:
             st.session_state.pop("custom_truth", None)
     c1, c2, c3 = st.columns([1, 1, 2])
-    state.widget("number_input", "Sample size n", "n", 50, 200_000, where=c1, step=1000)
-    state.widget("number_input", "Seed", "seed", 0, 2**31 - 1, where=c2)
+    cfg.widget("n", where=c1)
+    cfg.widget("seed", where=c2)
     c3.write("")
     if c3.button("Generate data", type="primary", key="btn_generate"):
-        try:
-            st.session_state["data"] = state.dataset_from_settings()
+        new = runs.attempt("Simulating", dt.dataset_from_settings, kept=False)
+        if new is not None:
+            st.session_state["data"] = new
             st.session_state.pop("compare", None)
-            st.success("New data generated. Refit it on the Distributed fit page.")
-        except (TypeError, ValueError) as exc:
-            st.error(f"Could not simulate: {exc}")
+            st.success(f"New data generated: n = {new.n:,}. Refit it on the Distributed fit page.")
 
 with csv_tab:
     st.markdown(
@@ -97,22 +92,33 @@ with csv_tab:
         cols = list(df.columns)
         default_y = "y" if "y" in cols else cols[-1]
         y_col = st.selectbox("Response column (y)", cols, index=cols.index(default_y), key="csv_y")
-        x_default = [c for c in cols if c != y_col and c != "true_expert" and pd.api.types.is_numeric_dtype(df[c])]
+        x_default = eio.numeric_inputs(df, y_col)
         x_cols = st.multiselect("Input columns (x)", [c for c in cols if c != y_col], default=x_default, key="csv_x")
         if st.button("Use these columns", type="primary", key="btn_use_csv"):
             try:
                 X, y = eio.select_columns(df, y_col, x_cols)
-                labels = None
-                if "true_expert" in cols and "true_expert" not in x_cols:
-                    lab = pd.to_numeric(df["true_expert"], errors="coerce")
-                    if lab.notna().all() and (lab >= 1).all() and (lab % 1 == 0).all():
-                        labels = lab.to_numpy(dtype=int) - 1
-                st.session_state["data"] = state.Dataset(
+                labels = eio.true_labels(df, x_cols)
+                st.session_state["data"] = dt.Dataset(
                     X, y, st.session_state["upload_name"], x_cols, y_col, labels=labels, source="csv")
                 st.session_state.pop("compare", None)
                 st.success(f"Loaded {len(y):,} rows with {len(x_cols)} input(s). Fit them on the Distributed fit page.")
             except eio.InputError as exc:
                 st.error(f"{exc} Your current data is unchanged.")
+
+with session_tab:
+    st.markdown("A session file (downloaded from the sidebar's Share box) holds data and settings: it reopens "
+                "uploaded data, which cannot travel in a link.")
+    sf = st.file_uploader("Session file (.json)", key="session_upload")
+    if sf is not None and st.button("Load this session", type="primary", key="btn_load_session"):
+        try:
+            X, y, labels, x_names, y_name, name, values = eio.session_from_json(sf.getvalue(), sf.name)
+            refused = cfg.update_settings_from(values)
+            st.session_state["data"] = dt.Dataset(X, y, name, x_names, y_name, labels=labels, source="csv")
+            st.session_state.pop("compare", None)
+            st.success(f"Loaded {len(y):,} rows and the settings of {sf.name}. Fit them on the Distributed fit page."
+                       + (f" Ignored: {'; '.join(refused)}." if refused else ""))
+        except eio.InputError as exc:
+            st.error(f"{exc} Your current data is unchanged.")
 
 data = st.session_state["data"]
 st.divider()
@@ -141,14 +147,8 @@ with right:
     if data.truth is not None:
         st.plotly_chart(fg.gates_figure({"truth": data.truth}, data.X, feature=feature, x_names=data.x_names),
                         width="stretch", key="data_gates")
-        t = data.truth
-        names = fg.coef_names(t.n_features, data.x_names)
-        tab = pd.DataFrame({f"expert {k + 1}": list(t.experts[:, k]) + [t.variances[k]] for k in range(t.n_experts)},
-                           index=[f"expert {n}" for n in names] + ["variance"])
-        gates = pd.DataFrame(t.gates, index=[f"gate {n}" for n in names],
-                             columns=[f"expert {k + 1}" for k in range(t.n_experts)])
         st.caption("True parameters (gates relative to the last expert)")
-        st.dataframe(pd.concat([tab, gates]).round(3), width="stretch")
+        st.dataframe(tables.params_table(data.truth, data.x_names).round(3), width="stretch")
     else:
         st.info("Uploaded data has no known true model: fit one on the Distributed fit page.")
 st.download_button("Download the data as CSV",

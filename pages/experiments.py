@@ -3,9 +3,11 @@
 import pandas as pd
 import streamlit as st
 
+from explorer import chrome, runs
 from explorer import figures as fg
 from explorer import io as eio
-from explorer import state
+from explorer import settings as cfg
+from moecore import DistributedMoE
 from moecore.experiments import alpha_sweep, sweep
 from moecore.reduction import VARIANCE_UPDATES
 from moecore.simulation import DESIGNS
@@ -31,9 +33,9 @@ def experiment_settings() -> dict:
     values = c3.text_input("Values (comma-separated)", value=DEFAULT_VALUES[parameter], key=f"exp_values_{parameter}")
     st.session_state.setdefault("exp_K", DESIGNS[design].n_experts)
     c1, c2, c3, c4 = st.columns(4)
-    n = c1.number_input("Sample size n (points, when not varied)", 500, 1_000_000, value=20_000, step=5000,
+    n = c1.number_input("Sample size n (points, when not varied)", 500, cfg.MAX_APP_N, value=20_000, step=5000,
                         key="exp_n")
-    M = c1.number_input("Machines M (when not varied)", 1, 256, value=8, key="exp_M")
+    M = c1.number_input("Machines M (when not varied)", 1, cfg.MAX_APP_MACHINES, value=8, key="exp_M")
     K = c2.number_input("Experts K", 1, 10, key="exp_K",
                         help="Set to the design's own number of experts when the design changes.")
     restarts = c2.number_input("EM restarts per machine", 1, 10, value=1, key="exp_restarts",
@@ -42,7 +44,7 @@ def experiment_settings() -> dict:
     auto = c3.checkbox("Paper's support size floor(n / 4M)", value=True, key="exp_support_auto", disabled=own_support)
     support = c3.number_input("Supporting sample S (points)", 1, 200_000, value=625, key="exp_support",
                               disabled=auto or own_support)
-    seed = c3.number_input("Seed", 0, 2**31 - 1, value=0, key="exp_seed",
+    seed = c3.number_input("Seed", 0, cfg.SEED_MAX, value=0, key="exp_seed",
                            help="Seeds the data and the fits of every repeat: the same seed gives the same table.")
     repeats = c4.number_input("Repeats", 1, 20, value=2, key="exp_repeats")
     include_global = c4.checkbox("Global EM reference", value=True, key="exp_global",
@@ -59,15 +61,14 @@ def experiment_settings() -> dict:
                 split=split)
 
 
-st.title("Experiments")
+chrome.page("Experiments")
 st.caption("Accuracy and time of the reduction as functions of the number of machines M, the supporting sample "
            "size, the sample size n (consistency) or the refinement rounds (accuracy against communication), with "
            "the global EM as the reference. Each point is the mean ± sd over independent repeats (fresh data and "
            f"seeds), evaluated on {N_TEST:,} held-out samples.")
-cfg = experiment_settings()
-s = state.settings()  # where the fits run: the backend chosen on the Distributed fit page
-run_on = dict(backend=s["backend"], n_jobs=max(1, min(int(s["n_jobs"]), state.MAX_JOBS)),
-              scheduler=(s.get("scheduler") or "").strip() or None if s["backend"] == "dask" else None)
+exp = experiment_settings()
+# Where the fits run: the backend, n_jobs (capped at the cores) and scheduler of the Fit page.
+run_on = {k: v for k, v in runs.fit_params(cfg.settings()).items() if k in ("backend", "n_jobs", "scheduler")}
 st.caption(f"The local fits run on the backend chosen on the Distributed fit page: **{run_on['backend']}**, "
            f"n_jobs = {run_on['n_jobs']}.")
 
@@ -84,38 +85,40 @@ elif ss.get("sweep_running") and not start:
     ss["sweep_status"] = f"Interrupted after {len(ss.get('sweep_rows', []))} runs; the partial results are below."
 
 if start:
-    parameter = cfg["parameter"]
-    support = None if cfg["support_auto"] else cfg["support"]
+    parameter = exp["parameter"]
+    support = None if exp["support_auto"] else exp["support"]
     try:
-        vals = eio.parse_sweep_values(cfg["values"], parameter, cfg["M"], state.MAX_APP_ROUNDS)
-        n_min = min(vals) if parameter == "n" else cfg["n"]
-        M_max = max(vals) if parameter == "n_machines" else cfg["M"]
-        state.check_fit_settings(dict(n_experts=cfg["K"], n_machines=M_max, support_size=support, **run_on),
-                                 int(n_min), DESIGNS[cfg["design"]].n_features)
-    except ValueError as exc:
+        vals = eio.parse_sweep_values(exp["values"], parameter, exp["M"], cfg.MAX_APP_ROUNDS)
+        n_min = min(vals) if parameter == "n" else exp["n"]
+        M_max = max(vals) if parameter == "n_machines" else exp["M"]
+        DistributedMoE(exp["K"], M_max, support_size=support, n_init=exp["restarts"], **run_on).check_parameters(
+            int(n_min), DESIGNS[exp["design"]].n_features)
+        if run_on["backend"] == "dask":
+            runs.check_scheduler(run_on["scheduler"])
+    except (ValueError, TypeError) as exc:
         st.error(f"Cannot run this sweep: {exc}")
     else:
         per = 3 if parameter == "alpha" else 2
-        total = len(vals) * cfg["repeats"] * (per if cfg["include_global"] else per - 1)
+        total = len(vals) * exp["repeats"] * (per if exp["include_global"] else per - 1)
         ss["sweep_rows"] = []
-        ss["sweep_meta"] = dict(cfg)
+        ss["sweep_meta"] = dict(exp)
         ss["sweep_running"] = True
         bar = st.progress(0.0, text=f"0 / {total} fits")
         try:
-            common = dict(n=cfg["n"], n_machines=cfg["M"], n_experts=cfg["K"], repeats=cfg["repeats"],
-                          random_state=cfg["seed"], include_global=cfg["include_global"], n_init=cfg["restarts"],
-                          variance_update=cfg["variance_update"], n_test=N_TEST, **run_on)
+            common = dict(n=exp["n"], n_machines=exp["M"], n_experts=exp["K"], repeats=exp["repeats"],
+                          random_state=exp["seed"], include_global=exp["include_global"], n_init=exp["restarts"],
+                          variance_update=exp["variance_update"], n_test=N_TEST, **run_on)
             if support is not None:
                 common["support_size"] = support
-            gen = (alpha_sweep(cfg["design"], cfg["split"], vals, **common) if parameter == "alpha"
-                   else sweep(cfg["design"], parameter, vals, **common))
+            gen = (alpha_sweep(exp["design"], exp["split"], vals, **common) if parameter == "alpha"
+                   else sweep(exp["design"], parameter, vals, **common))
             for i, row in enumerate(gen, start=1):
                 ss["sweep_rows"].append(row)
                 bar.progress(i / total, text=f"{i} / {total} fits: {row['method']} at {fg.label(parameter)} = "
                                              f"{row['value']}, repeat {row['repeat'] + 1}")
             ss["sweep_status"] = f"Finished: {len(ss['sweep_rows'])} fits."
             ss["sweep_running"] = False
-        except (TypeError, ValueError, RuntimeError, OSError) as exc:
+        except runs.ERRORS as exc:
             st.error(f"The sweep stopped: {exc}")
             ss["sweep_status"] = f"Stopped by an error after {len(ss['sweep_rows'])} runs."
             ss["sweep_running"] = False
@@ -130,7 +133,7 @@ if not rows:
             "the learning time fall while the RPE stays close to the global EM's.")
     st.stop()
 df = pd.DataFrame(rows)
-meta = ss.get("sweep_meta", cfg)
+meta = ss.get("sweep_meta", exp)
 parameter, design = meta["parameter"], meta["design"]
 metrics = [m for m in ["rpe", "time", "mse_gates", "mse_experts", "mse_variances", "mse_all", "ari",
                        "clustering_error", "transport_divergence", "loglik", "wall"] if m in df]

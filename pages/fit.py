@@ -1,20 +1,18 @@
 """Distributed fit: M local EM fits in parallel, then the optimal-transport / MM reduction."""
 
+import time
+
 import streamlit as st
 
+from explorer import chrome, runs
 from explorer import figures as fg
 from explorer import io as eio
-from explorer import state
-from moecore.machine_weights import MACHINE_WEIGHTS
-from moecore.reduction import GATE_TARGETS, VARIANCE_UPDATES
-from moecore.screening import LOCAL_CHECKS
-from moecore.splits import SPLITS, machine_labels
+from explorer import settings as cfg
+from explorer import tables
+from moecore.params import default_support_size
+from moecore.splits import machine_labels
 
-SPLIT_LABELS = {"random": "random (the paper)", "region": "by region of one input", "kmeans": "by k-means clusters of x",
-                "label": "by true expert (label skew)"}
-
-st.title("Distributed fit")
-data = state.session_data()
+data = chrome.page("Distributed fit")
 st.caption(
     f"Split the {data.n:,} samples of **{data.name}** over M machines, fit a K-expert MoE by EM on each "
     "(in parallel), then reduce the M K local experts to K by optimal transport."
@@ -22,59 +20,44 @@ st.caption(
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
-    state.widget("number_input", "Experts K", "K", 1, 10, where=c1)
-    M = int(state.widget("number_input", "Machines M", "M", 1, 256, where=c1))
-    S_default = state.default_support(data.n, M)
-    auto = state.widget("checkbox", "Use the paper's support size", "support_auto", where=c2,
-                        help="floor(n / (4 M)): a quarter of a shard, drawn from the pooled data.")
-    c2.caption(f"floor(n / 4M) = {S_default:,} for n = {data.n:,}, M = {M}")
-    state.widget("number_input", "Supporting sample size S", "support", 1, 200_000, where=c2, disabled=auto)
-    state.widget("number_input", "EM restarts per machine", "restarts", 1, 10, where=c3)
-    state.widget("number_input", "MM restarts", "mm_restarts", 1, 10, where=c3)
-    state.widget("selectbox", "joblib backend", "backend", where=c4, options=state.BACKENDS,
-                 help="threading: no start-up cost (the default); loky: separate processes, ~1-3 s to start; dask: the workers of a dask.distributed cluster.")
-    if state.settings()["backend"] == "dask":
-        state.widget("text_input", "Dask scheduler address", "scheduler", where=c4,
-                     placeholder="tcp://127.0.0.1:8786",
-                     help="The local fits run on the workers of this dask.distributed cluster; each shard is sent once.")
-    state.widget("number_input", "n_jobs (parallel fits)", "n_jobs", 1, state.MAX_JOBS, where=c4,
-                 help=f"At most the server's {state.MAX_JOBS} cores.")
+    cfg.widget("K", where=c1)
+    M = int(cfg.widget("M", where=c1))
+    n_train = data.n
+    auto = cfg.widget("support_auto", where=c2)
+    if auto and cfg.settings()["support"] != default_support_size(n_train, M):
+        cfg.set_setting("support", default_support_size(n_train, M))  # the box shows the size in use
+    cfg.widget("support", where=c2, disabled=auto)
+    c2.caption(f"floor(n / 4M) = {default_support_size(n_train, M):,} for n = {n_train:,}, M = {M}")
+    cfg.widget("init", where=c3)
+    cfg.widget("restarts", where=c3)
+    cfg.widget("mm_restarts", where=c3)
+    cfg.widget("backend", where=c4, help="threading: no start-up cost (the default); loky: separate processes, "
+               "~1-3 s to start; dask: the workers of a dask.distributed cluster.")
+    if cfg.settings()["backend"] == "dask":
+        cfg.widget("scheduler", where=c4, placeholder="tcp://127.0.0.1:8786")
+    cfg.widget("n_jobs", where=c4)
     c1, c2, c3, c4 = st.columns(4)
-    state.widget("number_input", "Seed", "fit_seed", 0, 2**31 - 1, where=c1)
-    state.widget("radio", "Reduced variances", "variance_update", where=c1, options=VARIANCE_UPDATES, horizontal=True,
-             help="exact: the true MM minimiser; authors: only the local variances, as in the authors' code.")
-    state.widget("selectbox", "Reduced gate", "gate_targets", where=c2, options=GATE_TARGETS,
-                 help="component (default): each local expert's whole gate mass goes to the reduced expert it is "
-                      "mostly sent to; plan: the paper's pointwise plan, which flattens the gate where expert lines "
-                      "cross; posterior: responsibilities on the support pairs (the authors' code); coefficients: "
-                      "the machines' aligned gate coefficients, averaged.")
-    state.widget("selectbox", "Screen the local fits", "local_check", where=c2, options=LOCAL_CHECKS,
-                 help="A local fit stuck in a poor optimum (two experts merged) scores far below the other machines "
-                      "on the supporting sample. refit: that machine refits with more restarts (dropped if it still "
-                      "fails); drop: leave it out; off: aggregate every machine, as in the paper.")
-    state.widget("number_input", "Refinement rounds", "rounds", 0, state.MAX_APP_ROUNDS, where=c3,
-                 help="Distributed EM rounds after the one-shot reduction: every machine runs one E-step on its own "
-                      "data and sends O(K p^2) sums; each round is one exact global EM iteration. 0 = the paper's "
-                      "one-shot estimator. The learning time includes the rounds.")
+    cfg.widget("fit_seed", where=c1)
+    cfg.widget("variance_update", where=c1)
+    cfg.widget("gate_targets", where=c2)
+    cfg.widget("local_check", where=c2)
+    cfg.widget("rounds", where=c3)
     c1, c2, c3, c4 = st.columns(4)
-    split = state.widget("selectbox", "Split over the machines", "split", where=c1, options=list(SPLITS),
-                         format_func=SPLIT_LABELS.get,
-                         help="random: every machine sees the same inputs (the paper). The others give each machine "
-                              "its own part of the data, as sites or regions would hold it.")
-    state.widget("slider", "Mixing alpha (0 = separated, 1 = random)", "split_alpha", 0.0, 1.0, where=c2, step=0.05,
-                 disabled=split == "random",
-                 help="The share of rows dealt out again at random after the split.")
+    split = cfg.widget("split", where=c1)
+    cfg.widget("split_alpha", where=c2, disabled=split == "random")
     if data.d > 1:
-        state.widget("selectbox", "Input of the regions", "split_feature", where=c3, options=list(range(data.d)),
-                     format_func=lambda j: data.x_names[j], disabled=split != "region")
-    elif state.settings()["split_feature"] != 0:
-        state.set_setting("split_feature", 0)  # one input: the regions can only follow it
-    state.widget("radio", "Machine weights", "machine_weights", where=c4, options=list(MACHINE_WEIGHTS), horizontal=True,
-                 help="constant: n_m / n (the paper). covariate: P(machine | x), each support point keeping its machine. "
-                      "auto: covariate when a test finds that the machines hold different x.")
-    run = c4.button("Run distributed fit", type="primary", key="btn_fit", width="stretch")
+        cfg.widget("split_feature", where=c3, options=list(range(data.d)), format_func=lambda j: data.x_names[j],
+                   disabled=split != "region")
+    elif cfg.settings()["split_feature"] != 0:
+        cfg.set_setting("split_feature", 0)  # one input: the regions can only follow it
+    cfg.widget("machine_weights", where=c4)
+    b1, b2 = c4.columns(2)
+    run = b1.button("Run distributed fit", type="primary", key="btn_fit", width="stretch")
+    retime = b2.button("Re-time", key="btn_retime", width="stretch",
+                       help="Fit again with the same settings and measure the times anew (a repeated fit is "
+                            "otherwise read from the cache, with the times of its first run).")
 
-if run:
+if run or retime:
     bar = st.progress(0.0, text="starting")
 
     def progress(stage, done, total):
@@ -87,38 +70,45 @@ if run:
         else:
             bar.progress(0.96, text="global EM on all the data (the reference)")
 
-    try:
-        st.session_state["fit"] = state.run_fit(data, progress=progress)
-        bar.progress(1.0, text="done")
-    except (TypeError, ValueError, RuntimeError, OSError) as exc:
-        bar.empty()
-        st.error(f"The fit failed: {exc} The previous results stay on screen.")
+    new = runs.attempt("The fit", runs.run_fit, data, progress=progress, retime=retime)
+    bar.empty()
+    if new is not None:
+        st.session_state["fit"] = new
 
 fit = st.session_state.get("fit")
 if fit is None:
     st.info("No fit yet: choose the settings and press Run distributed fit.")
     st.stop()
 if fit.data_key != data.key:
-    st.warning("These results are for the previous data set: press Run distributed fit to fit the current data.")
+    st.warning("These results are for the previous data set (the plots over the data are hidden, the times are "
+               "those of that fit): press Run distributed fit to fit the current data.")
+elif not fit.matches(data, cfg.settings()):
+    st.info("The settings above changed since this fit: press Run distributed fit to apply them. The results below "
+            "are those of the last fit.")
 
 dm, g, s = fit.dm, fit.global_model, fit.settings
 truth = data.truth if fit.data_key == data.key else None
 Xd = data.X if fit.data_key == data.key else None
-colors = state.figure("colors", (fit.key, Xd is not None), lambda: fg.reduced_colors(dm.params_, truth, Xd))
+colors = runs.figure("colors", (fit.key, Xd is not None), lambda: fg.reduced_colors(dm.params_, truth, Xd))
 fkey = (fit.key, data.key)  # figures depend on the fit and on the data drawn behind it
 tm = dm.timings_
 
+when = time.strftime("%H:%M:%S", time.localtime(fit.measured_at))
+if fit.cached:
+    st.caption(f":material/history: Cached result: these times were measured at {when} when these settings were first "
+               "fitted. Press Re-time to measure them again.")
 m = st.columns(6)
 m[0].metric("machines M / experts K", f"{len(dm.local_models_)} / {dm.params_.n_experts}")
 m[1].metric("supporting sample S", f"{len(dm.support_indices_):,}")
 m[2].metric("learning time", f"{tm['learning_time']:.3f} s",
             help="The paper's figure, machines truly in parallel: max local fit time + screening (+ the slowest "
                  "refit) + reduction time" + (f" + {tm['rounds'].size} refinement rounds." if tm["rounds"].size else "."))
-m[3].metric("wall clock, this fit", f"{tm['wall']:.3f} s", help="on the cores actually used")
+m[3].metric("wall clock" + (" (cached)" if fit.cached else ", this fit"), f"{tm['wall']:.3f} s",
+            help=f"On the cores actually used, measured at {when}.")
 m[4].metric("global EM time", f"{g.fit_time_:.3f} s")
 m[5].metric("speed-up", f"{g.fit_time_ / max(tm['learning_time'], 1e-9):.1f}x",
             help="Global EM time / learning time. On small data the global EM is itself fast, so expect "
-                 "little or no speed-up; try n = 200 000 on the Data page.")
+                 "little or no speed-up; the Lessons page runs the paper's n = 10^6, M = 128.")
 
 rep = dm.screening_
 if rep.flagged:
@@ -136,8 +126,8 @@ st.caption(f"Communication: {com['one_shot_up'].mean():,.0f} numbers per machine
            f"against {data.n * (data.d + 1):,} to move the data.")
 
 if fit.train_rpe:
-    st.caption(f"Training RPE: reduction {fit.train_rpe['reduction']:.4f}, global EM {fit.train_rpe['global']:.4f}. "
-               "Held-out comparisons with every baseline are on the Compare page.")
+    st.caption(f"Training RPE: reduction {100 * fit.train_rpe['reduction']:.3f} %, global EM "
+               f"{100 * fit.train_rpe['global']:.3f} %. Held-out comparisons with every baseline are on the Compare page.")
 
 st.subheader("Machines: who holds which x, and the weights used")
 used = dm.machine_weights_used_
@@ -159,7 +149,7 @@ if Xd is not None and dm.shards_ is not None:
     opts = list(data.x_names) + ["2-D projection (principal components)"]
     mf = opts.index(st.selectbox("Show the machines along", opts, key="fit_machine_feature")) if d_all > 1 else 0
     mf = "projection" if mf == d_all else mf
-    st.plotly_chart(state.figure("machines", fkey + (mf,), lambda: fg.machines_figure(
+    st.plotly_chart(runs.figure("machines", fkey + (mf,), lambda: fg.machines_figure(
         data.X, machine_labels(dm.shards_, data.n), feature=mf, x_names=data.x_names, support_X=dm.support_X_,
         support_weights=dm.support_weights_, shares=None)), width="stretch", key="fit_machines")
 
@@ -174,7 +164,7 @@ left, right = st.columns(2)
 Xplot = data.X if data.d == d else None  # a stale fit of data with another d cannot be drawn over this data
 with left:
     if Xplot is not None:
-        st.plotly_chart(state.figure("experts", fkey + (feature, show_data, show_local), lambda: fg.experts_figure(
+        st.plotly_chart(runs.figure("experts", fkey + (feature, show_data, show_local), lambda: fg.experts_figure(
             dm, Xplot, data.y if Xd is not None else None, truth, feature=feature, x_names=names, colors=colors,
             show_data=show_data, show_local=show_local)),
                         width="stretch", key="fit_experts")
@@ -185,7 +175,7 @@ with right:
     # left the browser showing the old label ("slope x1") over the new axis.
     ca = cn.index(a1.selectbox("Coefficient on the x axis", cn, index=0, key="fit_coef_a"))
     cb = cn.index(a2.selectbox("Coefficient on the y axis", cn, index=min(1, d), key="fit_coef_b"))
-    st.plotly_chart(state.figure("coef", fkey + (ca, cb), lambda: fg.coefficient_figure(
+    st.plotly_chart(runs.figure("coef", fkey + (ca, cb), lambda: fg.coefficient_figure(
         dm, truth, a=ca, b=cb, x_names=names, colors=colors)),
                     width="stretch", key="fit_coef")
 
@@ -201,33 +191,33 @@ with left:
     models["global EM"] = g.params_
     cols["global EM"] = fg.gate_colors(dm.params_, g.params_, colors, truth, Xd)
     if Xplot is not None:
-        st.plotly_chart(state.figure("gates", fkey + (feature,), lambda: fg.gates_figure(
+        st.plotly_chart(runs.figure("gates", fkey + (feature,), lambda: fg.gates_figure(
             models, Xplot, feature=feature, x_names=names, colors=cols)),
                         width="stretch", key="fit_gates")
 with right:
     if many:
-        st.plotly_chart(state.figure("plan_m", fkey, lambda: fg.plan_machines_figure(dm, colors=colors)),
+        st.plotly_chart(runs.figure("plan_m", fkey, lambda: fg.plan_machines_figure(dm, colors=colors)),
                         width="stretch", key="fit_plan")
         st.caption(f"One bar per machine: the share of its gate mass the plan sends to each reduced expert, in that "
                    f"expert's colour. With {n_fitted} machines the plan has {len(dm.transport_plan_.expert):,} rows; "
                    "they are in the table below.")
     else:
-        st.plotly_chart(state.figure("plan", fkey, lambda: fg.plan_figure(dm, colors=colors)), width="stretch",
+        st.plotly_chart(runs.figure("plan", fkey, lambda: fg.plan_figure(dm, colors=colors)), width="stretch",
                         key="fit_plan")
         st.caption("Row m·e: expert e of machine m. Each row's mass goes (mostly) to one reduced expert; column k "
                    "is shaded from white to reduced expert k's colour (darker = more mass).")
     with st.expander(f"The whole transport plan: one row per local expert ({len(dm.transport_plan_.expert):,} rows)"):
-        st.dataframe(state.figure("plan_table", fkey, lambda: fg.plan_table(dm, colors=colors)).style.format(
+        st.dataframe(runs.figure("plan_table", fkey, lambda: fg.plan_table(dm, colors=colors)).style.format(
             precision=3), width="stretch", hide_index=True, key="fit_plan_table")
 
 st.subheader("Convergence")
 left, right = st.columns(2)
-left.plotly_chart(state.figure("loglik", fkey, lambda: fg.loglik_figure(dm, g)), width="stretch", key="fit_loglik")
-right.plotly_chart(state.figure("mm", fkey, lambda: fg.mm_figure(dm.mm_history_, dm.reduction_.init_objectives)),
+left.plotly_chart(runs.figure("loglik", fkey, lambda: fg.loglik_figure(dm, g)), width="stretch", key="fit_loglik")
+right.plotly_chart(runs.figure("mm", fkey, lambda: fg.mm_figure(dm.mm_history_, dm.reduction_.init_objectives)),
                    width="stretch", key="fit_mm")
 
 st.subheader("Timing")
-timing = state.figure("timing", fkey, lambda: fg.timing_figure(dm, g.fit_time_))
+timing = runs.figure("timing", fkey, lambda: fg.timing_figure(dm, g.fit_time_))
 if many:  # two panels: the distribution of the local fits needs the page's width
     st.plotly_chart(timing, width="stretch", key="fit_timing")
     left, right = st.columns([3, 2])
@@ -251,13 +241,12 @@ with (left if many else right):
     )
 with right:
     prm = dm.params_
-    st.caption("Reduced model parameters")
-    st.dataframe(fg.reduced_table(prm, colors, names).round(4), width="stretch")
-    # The n and S this fit used (a CSV's, not the Data page's defaults); simulation settings only
-    # for simulated data.
-    used = fg.fit_record(s, dm, simulated=bool(data.sim) and fit.data_key == data.key)
-    meta = {"method": "distributed reduction (Chamroukhi & Pham)",
-            "data": data.name if fit.data_key == data.key else "(previous data)", "n": used["n"],
-            "settings": used, "x_names": list(names), "learning_time": tm["learning_time"]}
+    st.caption("Reduced model parameters (numbered like their colours)")
+    st.dataframe(tables.params_table(prm, names, order=colors.argsort(), name="reduced", gates=False).round(4),
+                 width="stretch")
+    meta = {"method": "distributed reduction (Chamroukhi & Pham)", "data": data.name,
+            "n": int(sum(len(idx) for idx in dm.shards_)), "S": len(dm.support_indices_),
+            "settings": {k: s[k] for k in cfg.FIT_SETTINGS if k in s}, "x_names": list(names),
+            "learning_time": tm["learning_time"]}
     st.download_button("Download the reduced model (JSON)", eio.model_to_json(prm, meta),
                        file_name="reduced_model.json", mime="application/json", key="dl_model")

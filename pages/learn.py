@@ -1,12 +1,14 @@
 """Learn: the method for a student, with a live MM reduction to step through."""
 
-import numpy as np
+import math
+
 import streamlit as st
 
+from explorer import chrome, runs
 from explorer import figures as fg
-from explorer import state
+from explorer import settings as cfg
 
-st.title("Learn: distributed mixtures of experts in six steps")
+chrome.page("Learn: distributed mixtures of experts in six steps")
 
 with st.expander("1. The model: a mixture of experts", expanded=True):
     st.markdown(
@@ -70,14 +72,14 @@ with st.expander("6. Can we trust the result? Screening and refinement rounds"):
 st.divider()
 st.subheader("Live example: reduce M local fits of the teaching design, one MM iteration at a time")
 c1, c2, c3 = st.columns(3)
-M = c1.slider("Machines M", 2, 8, 4, key="learn_M")
-init = c2.radio("MM start", ["local", "kmeans"], horizontal=True, key="learn_init",
-                format_func={"local": "3 random local experts (more to see)", "kmeans": "k-means (as the library)"}.get)
-seed = c3.number_input("Seed", 0, 10_000, 1, key="learn_seed")
-problem, states, sim, dm = state.learn_example(int(M), int(seed), init)
-cfg = (int(M), int(seed), init)
-if st.session_state.get("learn_cfg") != cfg:
-    st.session_state["learn_cfg"] = cfg
+M = cfg.widget("learn_M", where=c1)
+init = cfg.widget("learn_init", where=c2)
+seed = cfg.widget("learn_seed", where=c3)
+walk = runs.learn_example(int(M), int(seed), init)
+problem, states, sim, dm = walk.problem, walk.states, walk.data, walk.model
+example = (int(M), int(seed), init)
+if st.session_state.get("learn_cfg") != example:
+    st.session_state["learn_cfg"] = example
     st.session_state["learn_step"] = 0
 last = len(states) - 1
 b1, b2, b3, b4 = st.columns([1, 1, 1, 3])
@@ -102,19 +104,19 @@ with right:
     fig.add_scatter(x=[i], y=[hist[i]], mode="markers", marker=dict(size=14, color="#d62728"), name="you are here")
     fig.update_xaxes(range=[-0.5, max(last, 1) + 0.5])
     st.plotly_chart(fig, width="stretch", key="learn_R")
-    moved = 0 if i == 0 else int((states[i - 1].assignment != stt.assignment).sum())
+    moved = walk.moved(i)
     st.markdown(
         f"At this iterate the **plan** sends each of the {problem.mass.shape[1]} local experts' mass at each of the "
         f"{problem.S} support points to its cheapest reduced expert"
         + ("." if i == 0 else f"; {moved} of {stt.assignment.size} (point, component) pairs changed expert since the last "
                               "iterate.")
         + " The **experts** shown were refitted to the plan of the previous iterate.")
-coupling = state.coupling_of(problem, stt.assignment, K)
+plan = walk.plan_at(i)
+coupling = plan.coupling
 st.plotly_chart(fg.coupling_figure(coupling, problem.large.machine, problem.large.expert,
                                    title=f"Transport plan at iteration {i}: mass (%) from each local expert"),
                 width="stretch", key="learn_plan")
-large_cols = np.array([np.bincount(stt.assignment[:, l], minlength=K).argmax() for l in range(coupling.shape[0])])
-st.plotly_chart(fg.large_mixture_figure(problem.large, sim.X, colors_of_component=large_cols),
+st.plotly_chart(fg.large_mixture_figure(problem.large, sim.X, colors_of_component=plan.dominant()),
                 width="stretch", key="learn_large")
 st.caption("The large mixture's gates, coloured by the reduced expert the current plan sends each component to.")
 
@@ -123,10 +125,10 @@ rep = dm.screening_
 st.markdown(
     f"Support scores (mean log-likelihood per point) of the {len(rep.scores)} local fits: "
     + ", ".join(f"machine {m + 1}: {v:.3f}" for m, v in enumerate(rep.scores))
-    + (f". Threshold {rep.threshold.min():.3f}: " if np.isfinite(rep.threshold).all() else ". ")
+    + (f". Threshold {rep.threshold.min():.3f}: " if all(map(math.isfinite, rep.threshold)) else ". ")
     + ("no machine flagged." if not rep.flagged else
        "flagged: " + ", ".join(f"machine {m + 1} ({a})" for m, a in rep.actions.items()) + "."))
-rounds = state.learn_rounds(int(M), int(seed))
+rounds = runs.learn_rounds(int(M), int(seed))
 st.dataframe(
     {"refinement rounds": [r["rounds"] for r in rounds],
      "log-likelihood per point (all machines)": [round(r["loglik"], 5) for r in rounds],

@@ -238,9 +238,9 @@ def test_learn_page_steps_through_mm(at):
     assert at.session_state["learn_step"] == 1
     at.button(key="learn_reset").click().run()
     assert at.session_state["learn_step"] == 0
-    at.slider(key="learn_M").set_value(3).run()
-    at.radio(key="learn_init").set_value("kmeans").run()
-    at.number_input(key="learn_seed").set_value(2).run()
+    at.slider(key="cfg_learn_M").set_value(3).run()
+    at.radio(key="cfg_learn_init").set_value("kmeans").run()
+    at.number_input(key="cfg_learn_seed").set_value(2).run()
     clean(at)
     assert charts(at) == 4
     assert "Iteration 0 of" in at.markdown[-1].value or any("Iteration 0 of" in m.value for m in at.markdown)

@@ -431,10 +431,6 @@ def test_legends_list_experts_in_order(teach):
     assert [t.name for t in fig.data] == ["reduced: expert 1", "reduced: expert 2", "reduced: expert 3"]
     fig = fg.experts_figure(dm, sim.X, colors=perm, show_local=False, show_data=False)
     assert [t.name for t in fig.data] == ["reduced expert 1", "reduced expert 2", "reduced expert 3"]
-    table = fg.reduced_table(dm.params_, perm, ["temp"])
-    assert list(table.columns) == ["reduced 1", "reduced 2", "reduced 3"]
-    assert list(table.index) == ["expert intercept", "expert slope temp", "variance"]
-    np.testing.assert_allclose(table["reduced 1"], list(dm.params_.experts[:, 1]) + [dm.params_.variances[1]])
 
 
 def test_param_error_figure_splits_gates_experts_variances(teach):
@@ -479,12 +475,3 @@ def test_sweep_axis_is_padded_when_values_nearly_agree():
     assert lo < 12.45875 * 0.96 and hi > 12.45885 * 1.04  # not a zoom onto the 5th digit
     df = pd.DataFrame({"method": ["reduction", "global"], "value": [128, 128], "rpe": [0.10, 0.15]})
     assert fg.sweep_figure(df, "n_machines", "rpe").layout.yaxis.range is None
-
-
-def test_fit_record_holds_the_n_and_support_the_fit_used(teach):
-    sim, dm, _ = teach
-    settings = {"design": "teaching-1d", "n": 20000, "support": 625, "seed": 0, "K": 3, "M": 4, "support_auto": True}
-    rec = fg.fit_record(settings, dm, simulated=False)
-    assert rec["n"] == 4000 and rec["support"] == len(dm.support_indices_) == 4000 // 16
-    assert "design" not in rec and "seed" not in rec and rec["K"] == 3
-    assert fg.fit_record(settings, dm, simulated=True)["design"] == "teaching-1d"

@@ -1,7 +1,7 @@
 """Issue 15, the app in a hostile world: lost data, links that reach outside, crashes.
 
 URL settings are untrusted input: a link must never make the server connect anywhere, start
-worker processes or crash a page (``explorer.state.parse_query`` is the one place that reads
+worker processes or crash a page (``explorer.settings.parse_query`` is the one place that reads
 them).  Data must survive a download and an upload bit for bit.
 """
 
@@ -21,7 +21,8 @@ sys.path.insert(0, str(ROOT))  # explorer/ is not installed
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from explorer import io as eio  # noqa: E402
-from explorer import state  # noqa: E402
+from explorer import runs  # noqa: E402
+from explorer import settings as cfg  # noqa: E402
 from moecore import MoEParams, simulate  # noqa: E402
 
 psutil = pytest.importorskip("psutil")
@@ -105,7 +106,7 @@ def test_case11_csv_cells_are_spreadsheet_safe():
 
 # ------------------------------------------------------------ cases 6-8: URL settings
 def test_url_settings_are_parsed_in_one_place_with_bounds():
-    values, ignored = state.parse_query({
+    values, ignored = cfg.parse_query({
         "xscale": "1e308", "csep": "1e308", "cvar": "nan", "cgate": "inf", "jobs": "1000",
         "n": "9" * 5000, "K": "2", "backend": "dask", "scheduler": "tcp://203.0.113.9:8786",
         "seed": "x" * 100_000,
@@ -115,7 +116,7 @@ def test_url_settings_are_parsed_in_one_place_with_bounds():
     for name in ("xscale", "csep", "cvar", "cgate", "jobs", "n=", "seed", "scheduler ("):
         assert name in text, name
     assert len(text) < 2000  # a 100 000-character value is not quoted whole
-    assert "scheduler" not in state.QUERY_KEYS
+    assert "scheduler" not in cfg.QUERY_KEYS
 
 
 def test_case6_a_link_never_makes_the_server_connect():
@@ -146,7 +147,7 @@ def test_case6_typed_scheduler_outside_the_allow_list_is_refused(monkeypatch):
     srv.listen(8)
     srv.setblocking(False)
     port = srv.getsockname()[1]
-    monkeypatch.setenv(state.SCHEDULER_ALLOW_ENV, "tcp://10.1.2.3:8786")
+    monkeypatch.setenv(runs.SCHEDULER_ALLOW_ENV, "tcp://10.1.2.3:8786")
     try:
         at = new_app(page="pages/fit.py")
         before = at.session_state["fit"]
@@ -160,12 +161,11 @@ def test_case6_typed_scheduler_outside_the_allow_list_is_refused(monkeypatch):
             srv.accept()
     finally:
         srv.close()
-    assert state.scheduler_allow_list() == ["tcp://10.1.2.3:8786"]
-    monkeypatch.delenv(state.SCHEDULER_ALLOW_ENV)
-    kw = dict(n_experts=2, n_machines=2, support_size=None, backend="dask")
-    state.check_fit_settings(dict(kw, scheduler="tcp://127.0.0.1:8786"), 1000, 1)  # loopback: allowed
+    assert runs.scheduler_allow_list() == ["tcp://10.1.2.3:8786"]
+    monkeypatch.delenv(runs.SCHEDULER_ALLOW_ENV)
+    runs.check_scheduler("tcp://127.0.0.1:8786")  # loopback: allowed
     with pytest.raises(eio.InputError, match="allow-list"):
-        state.check_fit_settings(dict(kw, scheduler="tcp://203.0.113.9:8786"), 1000, 1)
+        runs.check_scheduler("tcp://203.0.113.9:8786")
 
 
 def _worker_children():
@@ -174,13 +174,13 @@ def _worker_children():
 
 def test_case7_a_link_starts_no_worker_process_and_jobs_are_capped():
     before = _worker_children()
-    at = new_app({"backend": "loky", "jobs": str(state.MAX_JOBS + 14)})
-    assert f"jobs='{state.MAX_JOBS + 14}'" in warnings_text(at)
+    at = new_app({"backend": "loky", "jobs": str(cfg.MAX_JOBS + 14)})
+    assert f"jobs='{cfg.MAX_JOBS + 14}'" in warnings_text(at)
     assert at.session_state["fit"].settings["backend"] == "threading"
     assert _worker_children() <= before  # no new process
-    defaults = {k[4:]: v for k, v in state.DEFAULTS.items()}
-    kw = state.fit_params(dict(defaults, n_jobs=1000, backend="loky"), 10_000)
-    assert kw["n_jobs"] == state.MAX_JOBS and kw["backend"] == "loky"
+    defaults = {k[4:]: v for k, v in cfg.DEFAULTS.items()}
+    kw = runs.fit_params(dict(defaults, n_jobs=1000, backend="loky"))
+    assert kw["n_jobs"] == cfg.MAX_JOBS and kw["backend"] == "loky"
 
 
 def test_case7_library_never_starts_more_processes_than_cores():

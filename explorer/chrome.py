@@ -1,0 +1,95 @@
+"""What every page shares: the session set up, the sidebar (pages, data and fit in use, share box).
+
+Every page starts with :func:`page`, so that any page works as the first request of a session
+(a deep link after a server restart runs the page file alone, before ``app.py`` has declared the
+navigation).  The sidebar's summary is drawn into a placeholder and drawn again after the page
+ran (:func:`refresh_sidebar`, called by ``app.py``), so it shows the data and fit the page left,
+not those it found.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
+
+from . import io as eio
+from . import lessons
+from . import runs
+from . import settings as cfg
+
+# (script, title, icon): the app's pages in menu order.  The navigation of app.py and the
+# sidebar's links both read this list.
+PAGES = [
+    ("pages/lessons.py", "Lessons", ":material/co_present:"),
+    ("pages/data.py", "Data", ":material/scatter_plot:"),
+    ("pages/fit.py", "Distributed fit", ":material/hub:"),
+    ("pages/compare.py", "Compare", ":material/compare_arrows:"),
+    ("pages/experiments.py", "Experiments", ":material/science:"),
+    ("pages/learn.py", "Learn", ":material/school:"),
+]
+DEFAULT_PAGE = "pages/fit.py"
+
+
+def page(title: str, extra_query: dict | None = None):
+    """Set the session up (URL settings, data, first fit), draw the sidebar; return the data."""
+    ss = st.session_state
+    ignored = cfg.init_settings(st.query_params.to_dict())
+    if ignored:
+        st.warning("Ignored URL parameter(s): " + "; ".join(ignored) + ". The defaults are used instead.")
+    if "data" not in ss:
+        with st.spinner("Simulating the built-in example and fitting it on 8 machines..."):
+            runs.ensure_data_and_fit()
+    if ss.get("startup_error"):
+        st.error(ss.pop("startup_error"))
+    with st.sidebar:
+        st.markdown("### DMoE Explorer")
+        st.caption("Distributed learning of mixtures of experts (Chamroukhi & Pham, arXiv 2312.09877).")
+        try:
+            for script, name, icon in PAGES:
+                st.page_link(script, label=name, icon=icon)
+        except StreamlitPageNotFoundError:
+            pass  # a page script run as an app of its own (tests): there are no other pages to link
+        ss["_sidebar_box"] = st.empty()
+    ss["_page_query"] = dict(extra_query or {})
+    refresh_sidebar(final=False)
+    st.title(title)
+    lessons.banner()
+    return ss["data"]
+
+
+def set_page_query(extra: dict):
+    """The page's own settings (e.g. the Experiments grid) for the address bar and share link."""
+    st.session_state["_page_query"] = dict(extra)
+
+
+def refresh_sidebar(final=True):
+    """(Re)draw the sidebar's summary: the data and fit in use now; ``final`` (after the page
+    ran) adds the share box and mirrors the settings in the address bar."""
+    ss = st.session_state
+    box = ss.get("_sidebar_box")
+    data = ss.get("data")
+    if box is None or data is None:
+        return
+    extra = ss.get("_page_query", {})
+    with box.container():
+        st.markdown(f"**Data**: {data.name} · n = {data.n:,} · d = {data.d}")
+        fit = ss.get("fit")
+        if fit is not None:
+            s = fit.settings
+            state = "current" if fit.matches(data, cfg.settings()) else (
+                "of other data" if fit.data_key != data.key else "settings changed since")
+            st.markdown(f"**Fit** ({state}): K = {s['K']}, M = {s['M']}, S = {len(fit.dm.support_indices_):,}, "
+                        f"{s['backend']}")
+        if not final:
+            return
+        with st.expander("Share"):
+            if data.source == "csv":
+                st.caption("Uploaded data cannot travel in a link: this link reopens the app with the settings "
+                           "but the built-in data. To share everything, download a session file (data + "
+                           "settings) and load it on the Data page.")
+                st.download_button("Download the session file", eio.session_to_json(data, cfg.settings()),
+                                   file_name="dmoe_session.json", mime="application/json", key="dl_session")
+            else:
+                st.caption("This link reopens the app on this page with the current data and settings.")
+            st.code(cfg.share_url(extra), language=None, wrap_lines=True)
+    cfg.sync_query_params(extra)

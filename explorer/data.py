@@ -1,0 +1,116 @@
+"""The session's data: simulated from a design or custom parameters, or an uploaded table.
+
+Simulations are cached (``st.cache_data``): the same settings give the same rows, shared by
+every session without sharing mutable objects (the cache returns a fresh copy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import streamlit as st
+
+from moecore import MoEParams
+from moecore.model import feature_names
+from moecore.simulation import get_design, simulate
+
+from . import settings as cfg
+
+@dataclass
+class Dataset:
+    """The data a session works on; ``truth`` and ``labels`` only for simulated data."""
+
+    X: np.ndarray
+    y: np.ndarray
+    name: str
+    x_names: list
+    y_name: str = "y"
+    labels: np.ndarray | None = None
+    truth: MoEParams | None = None
+    source: str = "design"
+    sim: dict = field(default_factory=dict)  # how to draw more (held-out) data like it
+    key: str = ""
+
+    def __post_init__(self):
+        if not self.key:
+            h = hashlib.sha1()
+            h.update(np.ascontiguousarray(self.X).tobytes())
+            h.update(np.ascontiguousarray(self.y).tobytes())
+            self.key = h.hexdigest()[:16]
+
+    @property
+    def n(self):
+        return self.X.shape[0]
+
+    @property
+    def d(self):
+        return self.X.shape[1]
+
+
+def custom_params(K, d, sep, gate, var, seed) -> MoEParams:
+    """A K-expert, d-input true model from a few knobs: expert spread, gate sharpness, noise.
+
+    Intercepts are spread ``sep`` apart; slopes and gate directions are drawn from the seed.
+    """
+    rng = np.random.default_rng(int(seed) + 7919)
+    experts = np.vstack([sep * (np.arange(K) - (K - 1) / 2), rng.normal(0, 1.0, (d, K))])
+    gates = np.vstack([np.zeros(K), gate * rng.normal(0, 1.0, (d, K))])
+    if d == 1 and K > 1:
+        # One regime after another along x, as in the teaching design: easy to see.
+        # logit_k = -g (x - t_k)^2 up to the common -g x^2: linear in x, regime k around t_k.
+        t = np.linspace(-2.0, 2.0, K)
+        gates = np.vstack([-gate * t**2, 2.0 * gate * t])
+    return MoEParams(gates, experts, np.full(K, float(var)))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _simulate_cached(params_json: str, n: int, x_dist: str, x_loc: float, x_scale: float, seed: int):
+    params = MoEParams.from_dict(json.loads(params_json))
+    return simulate(params, n, x_dist=x_dist, x_loc=x_loc, x_scale=x_scale, random_state=seed)
+
+
+def simulate_dataset(params: MoEParams, n, *, x_dist, x_loc=0.0, x_scale=1.0, seed=0, name="custom",
+                     source="custom") -> Dataset:
+    pj = json.dumps(params.to_dict())
+    sim = _simulate_cached(pj, int(n), x_dist, float(x_loc), float(x_scale), int(seed))
+    d = params.n_features
+    return Dataset(
+        sim.X, sim.y, name, feature_names(d), "y", sim.labels, sim.params, source,
+        sim=dict(params_json=pj, x_dist=x_dist, x_loc=float(x_loc), x_scale=float(x_scale), seed=int(seed)),
+    )
+
+
+def dataset_from_settings(s: dict | None = None) -> Dataset:
+    """Simulated data from the current settings (a named design or the custom knobs)."""
+    s = s or cfg.settings()
+    n = int(s["n"])
+    if s["source"] == "custom" and st.session_state.get("custom_truth") is not None:
+        params = st.session_state["custom_truth"]
+        return simulate_dataset(params, n, x_dist=s["x_dist"], x_scale=s["x_scale"], seed=s["seed"],
+                                name=f"exact parameters K={params.n_experts} d={params.n_features}", source="custom")
+    if s["source"] == "custom":
+        params = custom_params(s["custom_K"], s["custom_d"], s["custom_sep"], s["custom_gate"],
+                               s["custom_var"], s["seed"])
+        return simulate_dataset(params, n, x_dist=s["x_dist"], x_scale=s["x_scale"], seed=s["seed"],
+                                name=f"custom K={s['custom_K']} d={s['custom_d']}", source="custom")
+    design = get_design(s["design"])
+    return simulate_dataset(design.params, n, x_dist=design.x_dist, x_loc=design.x_loc,
+                            x_scale=design.x_scale, seed=s["seed"], name=design.name, source="design")
+
+
+def heldout(data: Dataset, n_test=5000):
+    """(X_test, y_test, labels_test, train_index): fresh draws for simulated data, else a 20 % split."""
+    if data.sim:
+
+        s = data.sim
+        test = _simulate_cached(s["params_json"], n_test, s["x_dist"], s["x_loc"], s["x_scale"],
+                                s["seed"] + 1_000_003)
+        return test.X, test.y, test.labels, np.arange(data.n)
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(data.n)
+    n_te = max(1, data.n // 5)
+    te, tr = np.sort(perm[:n_te]), np.sort(perm[n_te:])
+    return data.X[te], data.y[te], None, tr

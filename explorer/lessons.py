@@ -1,0 +1,142 @@
+"""One-click demonstrations for a class: each sets data and fit, runs them and opens the page that
+tells the story, with two or three sentences to read out.
+
+A lesson is only settings (checked by their declarations in :mod:`explorer.settings`), the page
+to open and its narration: what it shows is computed live by the same code as any fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from moecore.metrics import rpe
+from moecore.model import predict_mean
+
+from . import data as dt
+from . import runs
+from . import settings as cfg
+
+# The paper's headline (Chamroukhi & Pham, arXiv 2312.09877, n = 10^6, M = 128): the learning
+# time speed-up over the global EM and the two RPEs, quoted next to ours.
+PAPER_HEADLINE = {"speedup": 9.0, "rpe_reduction": 1.45, "rpe_global": 1.03}
+
+
+@dataclass(frozen=True)
+class Lesson:
+    key: str
+    title: str
+    narration: str
+    page: str
+    values: dict = field(default_factory=dict)
+    compare: bool = False  # also run the comparison (held-out metrics of every method)
+
+    def settings(self) -> dict:
+        """The settings of the lesson: data and fit settings at their defaults but for the lesson's
+        own values; the other pages' settings as they are."""
+        base = cfg.settings()
+        base.update({s: cfg.SETTINGS[s].default for s in cfg.SETTINGS if cfg.SETTINGS[s].group != "learn"})
+        return dict(base, **self.values)
+
+
+LESSONS = [
+    Lesson(
+        "label-switching", "Label switching: why the local models cannot simply be averaged",
+        "Every machine numbers its experts as EM happened to find them, so expert 1 of one machine may be "
+        "expert 3 of another. Averaging the parameters as numbered mixes different experts into nonsense "
+        "(the unaligned average); aligning the experts first fixes the numbering, and the optimal-transport "
+        "reduction needs no numbering at all.",
+        "pages/compare.py", {"design": "teaching-1d", "n": 20_000, "K": 3, "M": 8, "cmp_unaligned": True},
+        compare=True),
+    Lesson(
+        "headline", "The paper's headline: n = 1 000 000 rows on M = 128 machines",
+        "One million rows are split over 128 machines that fit their local models in parallel; the server "
+        "then reduces the 128 x K experts to K. The learning time (slowest machine + reduction) is compared "
+        "with the global EM on all the data, and the prediction error of the two models should be close.",
+        "pages/fit.py", {"design": "separated-2d", "n": 1_000_000, "K": 4, "M": 128}),
+    Lesson(
+        "bad-machine", "A bad machine: one local fit stuck in a poor optimum",
+        "EM started from random labels can stop in a poor local optimum, here on machine 8 with two experts "
+        "merged into one wide expert. With random splits every machine should find the same model, so the server "
+        "scores each local model on the supporting sample: a machine far below the others is flagged and refits "
+        "with more restarts (the warning above the plots). Set 'Screen the local fits' to off and run again to "
+        "see the damage it does.",
+        "pages/fit.py", {"design": "separated-2d", "n": 40_000, "K": 4, "M": 16, "init": "random", "fit_seed": 1,
+                         "local_check": "refit"}),
+    Lesson(
+        "non-iid", "Machines that hold different data",
+        "Here each machine holds one region of the input x, as sites or sensors would. With the paper's constant "
+        "weights n_m / n a machine would speak for x it never saw; the weights P(machine | x) let each machine "
+        "speak only where it holds data. Switch 'Machine weights' to constant and run again to see the "
+        "reduction break.",
+        "pages/fit.py", {"design": "separated-2d", "n": 40_000, "K": 4, "M": 8, "split": "region",
+                         "split_alpha": 0.0, "machine_weights": "auto"}),
+    Lesson(
+        "rounds", "Refinement rounds: a little more communication, the global EM's accuracy",
+        "The reduction is one-shot: every machine sends its model once. Each refinement round costs one more "
+        "exchange of small sums (never data) and is exactly one EM iteration on all the data, so three rounds "
+        "bring the reduced gates to the global EM's. Compare the one-shot row with the refined one.",
+        "pages/compare.py", {"design": "separated-2d", "n": 40_000, "K": 4, "M": 32, "rounds": 3}, compare=True),
+]
+BY_KEY = {lesson.key: lesson for lesson in LESSONS}
+
+
+def start(lesson: Lesson, progress=None):
+    """Apply the lesson's settings, make its data, fit (and compare); returns None or raises.
+
+    The previous data and fit are kept until everything succeeded.
+    """
+    ss = st.session_state
+    values = lesson.settings()
+    for name, value in values.items():
+        cfg.SETTINGS[name].param.check(value)
+    data = dt.dataset_from_settings(values)
+    fit = runs.run_fit(data, values, progress=progress, automatic=True)
+    compare = None
+    if lesson.compare:
+        cmp, test, reused = runs.run_compare(data, values, automatic=True, fit=fit)
+        compare = dict(key=(data.key, tuple(sorted(values.items()))), cmp=cmp, test=test, name=data.name,
+                       x_names=data.x_names, truth=data.truth, reused=reused)
+    cfg.update_settings(values)
+    ss["data"], ss["fit"] = data, fit
+    ss.pop("compare", None)
+    if compare is not None:
+        ss["compare"] = compare
+    ss["lesson"] = lesson.key
+    return lesson
+
+
+def headline_figures(fit, data) -> dict:
+    """Speed-up (global EM time / learning time) and held-out RPE in % of the reduction and of the
+    global EM, for the headline lesson's comparison with the paper."""
+    Xt, yt, _, _ = dt.heldout(data)
+    return {"speedup": fit.global_model.fit_time_ / max(fit.dm.timings_["learning_time"], 1e-9),
+            "rpe_reduction": 100 * rpe(yt, predict_mean(Xt, fit.dm.params_)),
+            "rpe_global": 100 * rpe(yt, predict_mean(Xt, fit.global_model.params_))}
+
+
+def banner():
+    """On the page a lesson opened: its narration, and a way out."""
+    key = st.session_state.get("lesson")
+    if key not in BY_KEY:
+        return None
+    lesson = BY_KEY[key]
+    with st.container(border=True):
+        c1, c2 = st.columns([6, 1])
+        c1.markdown(f":material/co_present: **Lesson: {lesson.title}**  \n{lesson.narration}")
+        if c2.button("End the lesson", key="btn_end_lesson"):
+            st.session_state.pop("lesson", None)
+            st.rerun()
+        fit, data = st.session_state.get("fit"), st.session_state.get("data")
+        if lesson.key == "headline" and fit is not None and data is not None and fit.data_key == data.key:
+            ours, paper = headline_figures(fit, data), PAPER_HEADLINE
+            c1.markdown(
+                f"| | this run (on this server) | the paper |\n|---|---|---|\n"
+                f"| learning-time speed-up over the global EM | **{ours['speedup']:.1f}x** | {paper['speedup']:.0f}x |\n"
+                f"| held-out RPE, reduction | **{ours['rpe_reduction']:.2f} %** | {paper['rpe_reduction']:.2f} % |\n"
+                f"| held-out RPE, global EM | **{ours['rpe_global']:.2f} %** | {paper['rpe_global']:.2f} % |")
+            c1.caption("The learning time counts the machines as truly parallel (the slowest local fit plus the "
+                       "reduction), as the paper does; the paper's design and hardware differ, so compare the "
+                       "ratios, not the seconds.")
+    return lesson

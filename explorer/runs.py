@@ -1,0 +1,332 @@
+"""Computations for the app: fits, comparisons and worked examples, cached, and their errors.
+
+One place runs a computation for a page and turns its exception into a message
+(:func:`attempt`), so every page behaves the same: the library's own ``ValueError`` text (which
+says what to change) in an ``st.error``, the previous results kept.
+
+Expensive work goes through ``st.cache_data``: a rerun that only changes a plot option reads the
+session's results and recomputes nothing.  A cached result keeps the time it was measured at, so
+the page can say it is cached; :func:`run_fit` with ``retime=True`` measures again.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from moecore import DistributedMoE, MixtureOfExperts, MoEParams
+from moecore.experiments import compare_methods
+from moecore.metrics import rpe
+from moecore.model import predict_mean
+from moecore.params import DISTRIBUTED_PARAMETERS, em_settings
+from moecore.splits import Split
+from moecore.teaching import mm_walkthrough, rounds_walkthrough
+
+from . import data as dt
+from . import settings as cfg
+from .io import InputError
+
+# What a failed computation may raise: bad settings (ValueError/TypeError, InputError), a local
+# fit that failed (LocalFitError, a RuntimeError), an unreachable cluster or a full disk (OSError).
+ERRORS = (ValueError, TypeError, RuntimeError, OSError)
+
+# Dask schedulers the server may connect to: a comma-separated list of fnmatch patterns in the
+# server's environment. A scheduler speaks pickles, so by default only this host's own.
+SCHEDULER_ALLOW_ENV = "DMOE_DASK_SCHEDULERS"
+DEFAULT_SCHEDULER_ALLOW = "tcp://127.0.0.1:*,tcp://localhost:*,tcp://[::1]:*"
+# What a dask scheduler address looks like: protocol://host[:port] (e.g. tcp://10.0.0.5:8786).
+_SCHEDULER_RE = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://[^\s/]+$")
+
+
+def attempt(what, fn, *args, kept=True, where=None, **kw):
+    """``fn(*args, **kw)``, or None after an ``st.error`` saying what failed and why.
+
+    ``kept``: the message adds that the previous results stay on screen.
+    """
+    try:
+        return fn(*args, **kw)
+    except ERRORS as exc:
+        text = str(exc).strip() or type(exc).__name__
+        if not text.endswith("."):
+            text += "."
+        (where or st).error(f"{what} failed: {text}" + (" The previous results stay on screen." if kept else ""))
+        return None
+
+
+def _outside_cache(fn):
+    """Wrap a progress callback so its st.* calls are not recorded for cache replay.
+
+    ``st.cache_data`` records every element update made while a cached function runs and
+    replays it on a cache hit; a progress bar created outside the function cannot be replayed
+    (CacheReplayClosureError).  The callback runs in the caller's context, captured before the
+    cached call, where Streamlit does not record.
+    """
+    if fn is None:
+        return None
+    ctx = contextvars.copy_context()
+
+    def cb(*args):
+        ctx.run(fn, *args)
+
+    return cb
+
+
+# ------------------------------------------------------------------------------- settings -> fit
+def fit_params(s: dict, *, automatic=False) -> dict:
+    """DistributedMoE keyword arguments from the app settings (their declaration names them).
+
+    ``automatic``: a run nobody asked for with a click (the first page load, a lesson's first
+    view): it runs in this process (threading, same numbers for the same seed), so that opening a
+    link never starts worker processes nor connects to a cluster.  n_jobs is capped at the
+    server's cores in every case.
+    """
+    kw = {}
+    for name in cfg.FIT_SETTINGS:
+        pname = cfg.SETTINGS[name].param.name
+        if pname in DISTRIBUTED_PARAMETERS:
+            kw[pname] = s[name]
+    if s["support_auto"]:
+        kw["support_size"] = None
+    if automatic and kw["backend"] in ("loky", "dask"):
+        kw["backend"] = "threading"
+    kw["n_jobs"] = max(1, min(int(kw["n_jobs"]), cfg.MAX_JOBS))
+    kw["scheduler"] = (kw.get("scheduler") or "").strip() or None if kw["backend"] == "dask" else None
+    kw["split_alpha"], kw["split_feature"] = float(s["split_alpha"]), int(s["split_feature"])
+    return kw
+
+
+def split_of(kw: dict, labels=None):
+    """The DistributedMoE keyword arguments of ``kw`` with its split settings as one Split.
+
+    The fit settings keep the split as plain values (hashable, for the cache); the label split
+    takes the data's true expert labels here.
+    """
+    kw = dict(kw)
+    kind, alpha, feature = kw.pop("split"), kw.pop("split_alpha"), kw.pop("split_feature")
+    if kind == "label" and labels is None:
+        raise InputError("the label-skew split needs the true expert of every row: only simulated data has "
+                         "it. Choose another split.")
+    kw["split"] = Split(kind, alpha=alpha, feature=feature, labels=labels if kind == "label" else None)
+    return kw
+
+
+def scheduler_allow_list() -> list:
+    """The scheduler address patterns this server may connect to (server-side setting)."""
+    text = os.environ.get(SCHEDULER_ALLOW_ENV, DEFAULT_SCHEDULER_ALLOW)
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def check_scheduler(addr):
+    """The server's policy on dask schedulers (not the library's rule): an address is needed,
+    it must look like one, and it must be on this server's allow-list."""
+    if not addr:
+        raise InputError(
+            "the dask backend needs the address of a running scheduler, e.g. tcp://127.0.0.1:8786 "
+            "(start one with `dask scheduler` and `dask worker tcp://...`), or choose another backend."
+        )
+    if not _SCHEDULER_RE.match(addr):
+        raise InputError(
+            f"{cfg.clip(addr)!r} is not a dask scheduler address: write protocol://host:port, e.g. tcp://127.0.0.1:8786."
+        )
+    allowed = scheduler_allow_list()
+    if not any(fnmatch.fnmatchcase(addr, pat) for pat in allowed):
+        raise InputError(
+            f"this server only connects to the dask schedulers on its allow-list ({', '.join(allowed)}); "
+            f"{cfg.clip(addr)!r} is not on it. Use one of those, or ask the server's administrator to add it "
+            f"to the {SCHEDULER_ALLOW_ENV} setting."
+        )
+
+
+def _checked(kw, data: dt.Dataset, labels):
+    """The keyword arguments with the split resolved; the server's own rules checked first."""
+    if kw["backend"] == "dask":
+        check_scheduler(kw["scheduler"])
+    return split_of(kw, labels)
+
+
+# ------------------------------------------------------------------------------- fits
+@dataclass
+class FitResult:
+    """A distributed fit and its global EM reference, with what they were made from.
+
+    settings : the app settings in use (backend and n_jobs as they actually ran); both models
+        are fitted on all the rows of the data
+    measured_at : when the timings were measured (time.time()); cached : whether this result
+        came from the cache (its timings are those of the original run)
+    """
+
+    dm: DistributedMoE
+    global_model: MixtureOfExperts
+    settings: dict
+    data_key: str
+    wall: float
+    key: str = ""
+    train_rpe: dict = field(default_factory=dict)
+    measured_at: float = 0.0
+    cached: bool = False
+
+    def matches(self, data: dt.Dataset, s: dict) -> bool:
+        """Whether this fit is of ``data`` with the fit settings of ``s``."""
+        return self.data_key == data.key and all(self.settings.get(k) == s.get(k) for k in cfg.FIT_SETTINGS
+                                                 if k not in ("backend", "n_jobs", "scheduler"))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _fit_cached(data_key: str, _X, _y, kw: dict, retime: int = 0, _progress=None, _labels=None):
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dm = DistributedMoE(**split_of(kw, _labels)).fit(_X, _y, progress=_progress)
+        if _progress is not None:
+            _progress("global", 0, 1)
+        g = MixtureOfExperts(kw["n_experts"], random_state=kw["random_state"], **em_settings(kw)).fit(_X, _y)
+    return dm, g, time.perf_counter() - t0, time.time()
+
+
+def run_fit(data: dt.Dataset, s: dict | None = None, progress=None, *, automatic=False, retime=False) -> FitResult:
+    """Distributed fit (and the global EM reference) of the data's training rows; cached.
+
+    ``retime``: measure again instead of returning a cached result.
+    """
+    s = dict(s or cfg.settings())
+    kw = fit_params(s, automatic=automatic)
+    s.update(backend=kw["backend"], n_jobs=kw["n_jobs"])  # what actually ran
+    X, y, labels = data.X, data.y, data.labels
+    _checked(kw, data, labels)
+    token = st.session_state.get("_retime", 0) + (1 if retime else 0)
+    st.session_state["_retime"] = token
+    t_call = time.time()
+    dm, g, wall, measured_at = _fit_cached(data.key, X, y, kw, token, _progress=_outside_cache(progress),
+                                           _labels=labels)
+    train_rpe = {"reduction": rpe(y, predict_mean(X, dm.params_)), "global": rpe(y, predict_mean(X, g.params_))}
+    key = hashlib.sha1(repr((data.key, sorted(kw.items()), token)).encode()).hexdigest()[:16]
+    return FitResult(dm, g, s, data.key, wall, key, train_rpe, measured_at, measured_at < t_call)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _compare_cached(data_key: str, _X, _y, _Xt, _yt, _labels, truth_json, kw: dict, fit_key: str = "",
+                    unaligned: bool = False, _fitted=None, _progress=None, _train_labels=None):
+    truth = MoEParams.from_dict(json.loads(truth_json)) if truth_json else None
+    kw = split_of(kw, _train_labels)
+    K, M, seed = kw.pop("n_experts"), kw.pop("n_machines"), kw.pop("random_state")
+    dm, g = _fitted or (None, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return compare_methods(_X, _y, _Xt, _yt, K, M, labels_test=_labels, truth=truth, random_state=seed,
+                               distributed=dm, global_model=g, unaligned=unaligned, progress=_progress, **kw)
+
+
+def run_compare(data: dt.Dataset, s: dict | None = None, progress=None, *, automatic=False, fit=None):
+    """compare_methods on the data's training rows, evaluated on held-out data; cached.
+
+    ``fit``: the session's FitResult; when it is of this data with these settings and was fitted on
+    the same rows (simulated data, whose held-out set is a fresh draw) its models are evaluated as
+    they are, else the comparison fits what it needs (uploads hold 20 % of their rows out).
+    """
+    s = dict(s or cfg.settings())
+    Xt, yt, lt, tr = dt.heldout(data)
+    X, y = data.X[tr], data.y[tr]
+    kw = fit_params(s, automatic=automatic)
+    truth_json = json.dumps(data.truth.to_dict()) if data.truth is not None else ""
+    if data.truth is not None and data.truth.n_experts != kw["n_experts"]:
+        truth_json = ""  # parameter metrics need the same K
+    train_labels = data.labels[tr] if data.labels is not None else None
+    _checked(kw, data, train_labels)
+    fitted, fit_key = None, ""
+    if fit is not None and fit.matches(data, s) and len(tr) == data.n:
+        fitted, fit_key = (fit.dm, fit.global_model), fit.key
+    cmp = _compare_cached(data.key, X, y, Xt, yt, lt, truth_json, kw, fit_key, bool(s["cmp_unaligned"]),
+                          _fitted=fitted,
+                          _progress=_outside_cache(progress), _train_labels=train_labels)
+    return cmp, (Xt, yt, lt), bool(fit_key)
+
+
+# ------------------------------------------------------------------------------- session
+@st.cache_resource(show_spinner=False)
+def warm_up():
+    """One tiny fit per server process: loads the numba kernels from their cache (compiled during
+    ``make setup``) and starts the thread pools, so the timings shown for the first real fit are
+    those of the fit and not of the process warming up."""
+    from moecore.simulation import simulate_design
+
+    sim = simulate_design(cfg.DEFAULT_DESIGN, 1200, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        DistributedMoE(3, 2, backend="threading", n_jobs=2, random_state=0).fit(sim.X, sim.y)
+        MixtureOfExperts(3, random_state=0).fit(sim.X, sim.y)
+    return True
+
+
+def ensure_data_and_fit():
+    """A session's first run: data and a fitted model before any page draws.
+
+    The automatic first fit runs in this process (see :func:`fit_params`): a link alone never
+    starts worker processes or connects to a cluster.
+    """
+    ss = st.session_state
+    warm_up()
+    if "data" not in ss:
+        try:
+            ss["data"] = dt.dataset_from_settings()
+        except ERRORS as exc:
+            ss["startup_error"] = f"Could not build the data from the URL settings: {exc}"
+            cfg.reset_settings()
+            ss["data"] = dt.dataset_from_settings()
+    if "fit" not in ss and not ss.get("_auto_fit_tried"):
+        ss["_auto_fit_tried"] = True
+        try:
+            ss["fit"] = run_fit(ss["data"], automatic=True)
+        except ERRORS as exc:
+            ss["startup_error"] = f"The automatic first fit failed: {exc} Change the settings on the Distributed fit page."
+
+
+def figure(name: str, key: tuple, build):
+    """A figure built once per (name, key) in this session: a rerun that changes one plot option
+    rebuilds only the figure that option belongs to."""
+    figs = dict(st.session_state.get("_figs", {}))
+    k = (name, *key)
+    if k not in figs:
+        if len(figs) > 60:
+            figs.clear()
+        figs[k] = build()
+        st.session_state["_figs"] = figs
+    return figs[k]
+
+
+# ------------------------------------------------------------------------------- Learn page
+@st.cache_data(max_entries=8, show_spinner=False)
+def learn_example(M: int, seed: int, init: str, n: int = 2000):
+    """The Learn page's live example (:func:`moecore.teaching.mm_walkthrough`), cached."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mm_walkthrough(M, seed, init, design=cfg.DEFAULT_DESIGN, n=n)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def learn_rounds(M: int, seed: int, rounds: int = 3, n: int = 2000):
+    """The Learn example refined by distributed EM rounds (:func:`moecore.teaching.rounds_walkthrough`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return rounds_walkthrough(learn_example(M, seed, "kmeans", n), rounds)
+
+
+def session_data() -> dt.Dataset:
+    """The session's data, for a page's first line.
+
+    Every page can be the first request of a session (a deep link after a server restart): the
+    page then sets the session up itself, URL settings included.
+    """
+    ss = st.session_state
+    if "data" not in ss:
+        cfg.init_settings(st.query_params.to_dict())
+        ensure_data_and_fit()
+    return ss["data"]

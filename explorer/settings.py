@@ -1,0 +1,349 @@
+"""Every setting of the app, declared once: what it is, its widget, its URL key, its range.
+
+Each :class:`Setting` wraps a parameter declared in :mod:`moecore.params` (type, range, choices,
+help text), narrowed to what the app offers (K <= 10, M <= 256, n <= 10^6).  From this one list
+come the widgets (:func:`widget`: label, bounds, options, help), the defaults, the URL's query
+keys (:func:`parse_query` / :func:`settings_to_query`), and the DistributedMoE keyword arguments
+(``explorer.runs.fit_params``).  A value is checked by the library's own rule, so a typed or
+linked value out of range gets the library's message.
+
+The values live in one plain dict, ``st.session_state["_cfg"]``, keyed by setting name; a widget
+has the key ``"cfg_<name>"`` and writes its value back.  Why not the widget keys themselves:
+Streamlit drops a widget's state at the end of a run on a page that does not draw it, so settings
+would be lost on page switches.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+import streamlit as st
+
+from moecore.params import (
+    DISTRIBUTED_PARAMETERS as DP,
+)
+from moecore.params import (
+    SIMULATION_PARAMETERS as SP,
+)
+from moecore.params import (
+    SPLIT_PARAMETERS,
+    Param,
+)
+from moecore.simulation import DESIGNS
+from moecore.teaching import MM_STARTS
+
+DEFAULT_DESIGN = "teaching-1d"
+# Worker processes are capped at the server's cores, whatever a link or a widget asks for:
+# /?jobs=1000&backend=loky started ~430 processes that never returned.
+MAX_JOBS = max(1, os.cpu_count() or 1)
+# Refinement rounds offered in the app: 3 reach the global EM's parameters on every shipped
+# design (benchmarks/bench_reduction_params.py); a few more show the curve flatten.
+MAX_APP_ROUNDS = 10
+# The most machines the app offers (figures summarise beyond 16; 256 fits in a page).
+MAX_APP_MACHINES = 256
+# Simulated data: up to the paper's n = 10^6 (uploads have their own limit, explorer.io.MAX_ROWS).
+MAX_APP_N = 1_000_000
+SEED_MAX = 2**31 - 1
+
+
+def _seed(name, help_text):
+    return Param(name, "int", 0, help_text, "seed", low=0, high=SEED_MAX)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One app setting.
+
+    name : key in the settings dict (widget key ``"cfg_" + name``)
+    param : the rule (moecore.params.Param): kind, range, choices, default, help
+    label : the widget's label
+    query : its URL key; None = never taken from or put in a link
+    widget : the Streamlit element; "" = chosen from the kind
+    step : the step of a number input or slider
+    formats : {value: text} for the options of a choice
+    group : "data" (chooses the data), "fit" (chooses the fit), or the page it belongs to
+    """
+
+    name: str
+    param: Param
+    label: str
+    query: str | None
+    widget: str = ""
+    step: float | None = None
+    formats: dict | None = None
+    group: str = "fit"
+
+    @property
+    def kind(self):
+        return self.widget or {"int": "number_input", "float": "number_input", "choice": "selectbox",
+                               "bool": "checkbox", "text": "text_input"}[self.param.kind]
+
+    @property
+    def default(self):
+        return self.param.default
+
+    @property
+    def help(self):
+        h = self.param.help
+        if self.param.kind in ("int", "float") and (self.param.low is not None or self.param.high is not None):
+            h = f"{h}; {self.param.range_text}"
+        return h[0].upper() + h[1:] + "."
+
+
+SPLIT_LABELS = {"random": "random (the paper)", "region": "by region of one input",
+                "kmeans": "by k-means clusters of x", "label": "by true expert (label skew)"}
+
+_SETTINGS = [
+    # ---------------------------------------------------------------- data (Data page)
+    Setting("source", Param("source", "choice", "design", "where the data come from",
+                            choices=("design", "custom")), "Source", "src", widget="radio",
+            formats={"design": "named design", "custom": "custom parameters"}),
+    Setting("design", Param("design", "choice", DEFAULT_DESIGN, "a named synthetic design",
+                            choices=tuple(DESIGNS)), "Design", "design"),
+    Setting("n", SP["n"].with_range(50, MAX_APP_N, 20_000), "Sample size n", "n", step=1000),
+    Setting("seed", _seed("seed", "the seed of the simulated data"), "Seed", "seed"),
+    Setting("x_dist", replace(SP["x_dist"], default="uniform"), "x distribution", "xdist"),
+    Setting("x_scale", SP["x_scale"].with_range(0.1, 100.0, 3.0), "x scale (half-width or sd)", "xscale", step=0.5),
+    Setting("custom_K", DP["n_experts"].with_range(1, 8, 3), "Experts K", "cK"),
+    Setting("custom_d", Param("custom_d", "int", 1, "the number of inputs d", low=1, high=10), "Inputs d", "cd"),
+    Setting("custom_sep", Param("custom_sep", "float", 2.0, "the distance between neighbouring expert intercepts",
+                                low=0.0, high=10.0), "Expert spread (distance between intercepts)", "csep",
+            widget="slider", step=0.5),
+    Setting("custom_gate", Param("custom_gate", "float", 3.0, "how sharply the gates switch between experts",
+                                 low=0.0, high=10.0), "Gate sharpness", "cgate", widget="slider", step=0.5),
+    Setting("custom_var", Param("custom_var", "float", 0.1, "the noise variance of every expert",
+                                low=0.01, high=2.0), "Noise variance of every expert", "cvar", widget="slider",
+            step=0.01),
+    # ---------------------------------------------------------------- fit (Distributed fit page)
+    Setting("K", DP["n_experts"].with_range(1, 10, 3), "Experts K", "K"),
+    Setting("M", DP["n_machines"].with_range(1, MAX_APP_MACHINES, 8), "Machines M", "M"),
+    Setting("support_auto", Param("support_auto", "bool", True, "use the paper's support size floor(n / (4 M)): "
+                                  "a quarter of a shard, drawn from the pooled data"),
+            "Use the paper's support size", "Sauto"),
+    Setting("support", replace(DP["support_size"].with_range(1, MAX_APP_N, 1000), none=""),
+            "Supporting sample size S", "S", step=100),
+    Setting("init", DP["init"], "EM start", "init", widget="radio"),
+    Setting("restarts", DP["n_init"].with_range(1, 10, 1), "EM restarts per machine", "restarts"),
+    Setting("mm_restarts", DP["mm_n_init"].with_range(1, 10, 3), "MM restarts", "mmrestarts"),
+    Setting("fit_seed", _seed("random_state", "the seed of the fit"), "Seed", "fseed"),
+    # threading first: no start-up cost; loky pays ~1-3 s to start its processes on a first fit.
+    Setting("backend", replace(DP["backend"].with_choices(("threading", "loky", "sequential", "dask")),
+                               default="threading"), "joblib backend", "backend"),
+    # No URL key: an address in a link would make the server connect wherever the link's author
+    # wants; it is typed on the page (and checked against the allow-list) instead.
+    Setting("scheduler", Param("scheduler", "text", "", "the address of a running dask scheduler, "
+                               "e.g. tcp://127.0.0.1:8786"), "Dask scheduler address", None),
+    Setting("n_jobs", replace(DP["n_jobs"].with_range(1, MAX_JOBS, min(2, MAX_JOBS)), none=""),
+            "n_jobs (parallel fits)", "jobs"),
+    Setting("variance_update", DP["variance_update"], "Reduced variances", "var", widget="radio"),
+    Setting("gate_targets", DP["gate_targets"], "Reduced gate", "gt"),
+    Setting("local_check", DP["local_check"], "Screen the local fits", "check"),
+    Setting("rounds", DP["refine_rounds"].with_range(0, MAX_APP_ROUNDS, 0), "Refinement rounds", "rounds"),
+    Setting("split", SPLIT_PARAMETERS["split"], "Split over the machines", "split", formats=SPLIT_LABELS),
+    Setting("split_alpha", SPLIT_PARAMETERS["alpha"], "Mixing alpha (0 = separated, 1 = random)", "alpha",
+            widget="slider", step=0.05),
+    Setting("split_feature", SPLIT_PARAMETERS["feature"].with_range(0, 9, 0), "Input of the regions", "sfeat",
+            widget="selectbox"),
+    Setting("machine_weights", DP["machine_weights"], "Machine weights", "mw", widget="radio"),
+    # ---------------------------------------------------------------- Compare page
+    Setting("cmp_unaligned", Param("cmp_unaligned", "bool", False, "also evaluate the naive average of the local "
+                                   "parameters as each machine numbered its experts, which label switching ruins"),
+            "Show the unaligned average (label switching)", "unal", group="compare"),
+    # ---------------------------------------------------------------- Learn page's live example
+    Setting("learn_M", DP["n_machines"].with_range(2, 8, 4), "Machines M", "lM", widget="slider", group="learn"),
+    Setting("learn_init", Param("learn_init", "choice", "local", "where MM starts",
+                                choices=MM_STARTS), "MM start", "linit", widget="radio", group="learn",
+            formats={"local": "3 random local experts (more to see)", "kmeans": "k-means (as the library)"}),
+    Setting("learn_seed", _seed("learn_seed", "the seed of the example").with_range(0, 10_000, 1), "Seed",
+            "lseed", group="learn"),
+]
+for _i, _s in enumerate(_SETTINGS):
+    if _s.name in ("source", "design", "n", "seed", "x_dist", "x_scale") or _s.name.startswith("custom_"):
+        _SETTINGS[_i] = replace(_s, group="data")
+SETTINGS = {s.name: s for s in _SETTINGS}
+DEFAULTS = {"cfg_" + s.name: s.default for s in _SETTINGS}
+# URL name -> setting name.
+QUERY_KEYS = {s.query: s.name for s in _SETTINGS if s.query}
+BACKENDS = list(SETTINGS["backend"].param.choices)
+# URL parameters refused outright, with why.
+REFUSED_QUERY = {
+    "scheduler": "a dask scheduler address is never taken from a link: type it on the Distributed fit page",
+}
+# The settings that choose the data, and those that choose the fit: a fit is current when both
+# are those it was made with.
+DATA_SETTINGS = tuple(s.name for s in _SETTINGS if s.group == "data")
+FIT_SETTINGS = tuple(s.name for s in _SETTINGS if s.group == "fit")
+
+
+def clip(text, limit=40):
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
+
+
+def parse_query(query) -> tuple[dict, list]:
+    """The one parser of URL settings, which are untrusted input.
+
+    Returns (settings by name, ignored parameters with why).  Every value is parsed and checked
+    by its setting's rule (the library's, within the app's range); none can name a host to
+    connect to.  Never raises.
+    """
+    out, ignored = {}, []
+    for name, value in dict(query or {}).items():
+        if name in REFUSED_QUERY:
+            ignored.append(f"{name} ({REFUSED_QUERY[name]})")
+            continue
+        if name not in QUERY_KEYS:
+            continue
+        setting = SETTINGS[QUERY_KEYS[name]]
+        text = value if isinstance(value, str) else (list(value) or [""])[-1]
+        try:
+            out[setting.name] = setting.param.parse(str(text)[:1000])
+        except (TypeError, ValueError, OverflowError):
+            p = setting.param
+            want = f"one of {list(p.choices)}" if p.kind == "choice" else f"a {p.kind} in {p.range_text}"
+            ignored.append(f"{name}={clip(text)!r} (must be {want})")
+    return out, ignored
+
+
+# ------------------------------------------------------------------------------- the values
+def _cfg() -> dict:
+    if "_cfg" not in st.session_state:
+        st.session_state["_cfg"] = {s.name: s.default for s in _SETTINGS}
+    return st.session_state["_cfg"]
+
+
+def init_settings(query=None):
+    """On a session's first run, fill the settings from the URL (else the defaults).
+
+    Returns the list of URL parameters that were ignored, with why, for a warning.
+    """
+    ss = st.session_state
+    if ss.get("_settings_ready"):
+        return []
+    cfg = dict(_cfg())
+    values, ignored = parse_query(query)
+    cfg.update(values)
+    ss["_cfg"] = cfg
+    ss["_settings_ready"] = True
+    return ignored
+
+
+def reset_settings():
+    st.session_state["_cfg"] = {s.name: s.default for s in _SETTINGS}
+
+
+def settings() -> dict:
+    """The current value of every setting, by name."""
+    cfg = _cfg()
+    return {s.name: cfg.get(s.name, s.default) for s in _SETTINGS}
+
+
+def set_setting(name, value):
+    """Change one setting outside its widget (a lesson, data that no longer offers the old value)."""
+    SETTINGS[name].param.check(value)
+    cfg = dict(_cfg())
+    cfg[name] = value
+    st.session_state["_cfg"] = cfg
+    st.session_state.pop("cfg_" + name, None)  # the widget shows the new value on its next draw
+
+
+def update_settings(values: dict):
+    """Change several settings at once (a lesson, a loaded session file); each is checked."""
+    for name, value in values.items():
+        set_setting(name, value)
+
+
+def update_settings_from(values: dict) -> list:
+    """Apply the settings of a session file, each checked by its declaration; returns what was
+    ignored, with why (unknown names, values out of range)."""
+    refused = []
+    for name, value in dict(values).items():
+        if name not in SETTINGS:
+            continue
+        try:
+            set_setting(name, value)
+        except (TypeError, ValueError) as exc:
+            refused.append(f"{clip(name)}: {clip(exc, 120)}")
+    return refused
+
+
+def widget(name, where=None, **kw):
+    """Draw setting ``name`` (in ``where``) from its declaration and remember a valid value.
+
+    Number inputs have no bounds in the browser: a value out of range is refused here with the
+    library's message (an st.error) and the last valid value is kept, rather than a red box that
+    silently keeps the old value.  ``kw`` goes to the Streamlit element (``disabled``,
+    ``format_func``, ``options`` to offer fewer choices, ``where``...).
+    """
+    s = SETTINGS[name]
+    p = s.param
+    cfg = _cfg()
+    fn = getattr(where if where is not None else st, s.kind)
+    key = "cfg_" + name
+    kw.setdefault("help", s.help)
+    current = cfg.get(name, s.default)
+    if s.kind in ("selectbox", "radio"):
+        options = list(kw.pop("options", p.choices or range(int(p.low), int(p.high) + 1)))
+        if s.formats and "format_func" not in kw:
+            kw["format_func"] = lambda v: s.formats.get(v, v)
+        if s.kind == "radio":
+            kw.setdefault("horizontal", True)
+        out = fn(s.label, options, index=options.index(current) if current in options else 0, key=key, **kw)
+    elif s.kind == "slider":
+        out = fn(s.label, min_value=p.low, max_value=p.high, value=current, step=s.step, key=key, **kw)
+    elif s.kind == "number_input":
+        if p.kind == "float":
+            out = fn(s.label, value=float(current), step=float(s.step or 0.1), key=key, **kw)
+        else:
+            out = fn(s.label, value=int(current), step=int(s.step or 1), key=key, **kw)
+    elif s.kind == "text_input":
+        out = fn(s.label, value=current or "", key=key, **kw)
+    else:
+        out = fn(s.label, value=current, key=key, **kw)
+    try:
+        out = p.check(out)
+    except (TypeError, ValueError) as exc:
+        (where if where is not None else st).error(f"{s.label}: {exc}. Still using {current}.")
+        return current
+    if cfg.get(name) != out:
+        cfg = dict(cfg)
+        cfg[name] = out
+        st.session_state["_cfg"] = cfg
+    return out
+
+
+def settings_to_query(values: dict | None = None) -> dict:
+    """The settings as URL query parameters (only those that differ from the defaults)."""
+    values = settings() if values is None else values
+    out = {}
+    for q, name in QUERY_KEYS.items():
+        v = values.get(name, SETTINGS[name].default)
+        if v != SETTINGS[name].default:
+            out[q] = str(v).lower() if isinstance(v, bool) else str(v)
+    return out
+
+
+def sync_query_params(extra: dict | None = None):
+    """Mirror the settings (and a page's own, ``extra``) in the address bar, so it can be shared."""
+    want = dict(settings_to_query(), **(extra or {}))
+    have = {k: st.query_params.get(k) for k in st.query_params.keys()}  # noqa: SIM118 (not a dict)
+    if want != have:
+        st.query_params.clear()
+        st.query_params.update(want)
+
+
+def share_url(extra: dict | None = None, page: str = "") -> str:
+    """The app's address (``page``: a page's path) with the current settings as query parameters."""
+    from urllib.parse import urlencode
+
+    try:
+        base = st.context.url
+    except Exception:  # outside a browser session (AppTest, bare mode)
+        base = None
+    base = (base or "http://localhost:8501/").split("?")[0]
+    if page:
+        base = base.rstrip("/").rsplit("/", 1)[0] + "/" + page if base.rstrip("/").count("/") > 2 else \
+            base.rstrip("/") + "/" + page
+    q = urlencode(dict(settings_to_query(), **(extra or {})))
+    return base + ("?" + q if q else "")

@@ -1,0 +1,273 @@
+"""The estimators' parameters, declared once: type, range, choices, default and what each means.
+
+In the manner of scikit-learn's ``_parameter_constraints``: :class:`~moecore.em.MixtureOfExperts`
+and :class:`~moecore.distributed.DistributedMoE` validate their parameters from
+:data:`EM_PARAMETERS` and :data:`DISTRIBUTED_PARAMETERS`, and everything that shows or takes a
+setting reads the same declaration: the command line (:mod:`moecore.cli`: flags, choices,
+defaults, help), the app (``explorer.settings``: widgets' bounds, options, help text, URL keys)
+and the settings recorded with a saved model.  A rule changed here changes everywhere.
+
+Messages are written for people: ``"<name> must be in [low, high], got <value>: <what it is>."``
+says what is wrong and what the parameter means, so the app can show them as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ._validation import check_choice, check_float, check_int, check_random_state_seed
+from .machine_weights import MACHINE_WEIGHTS
+from .reduction import GATE_TARGETS, VARIANCE_UPDATES
+from .screening import LOCAL_CHECKS
+
+__all__ = [
+    "BACKENDS",
+    "DISTRIBUTED_PARAMETERS",
+    "SIMULATION_PARAMETERS",
+    "SPLITS",
+    "SPLIT_PARAMETERS",
+    "EM_PARAMETERS",
+    "EM_SETTINGS",
+    "Param",
+    "check_parameters",
+    "default_support_size",
+    "em_settings",
+]
+
+# joblib's backends, plus dask.distributed's workers (moecore.distributed dispatches to them).
+BACKENDS = ("loky", "threading", "multiprocessing", "sequential", "dask")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: its kind, range or choices, default and a sentence on what it means.
+
+    kind : {"int", "float", "choice", "bool", "text", "seed", "object"}
+        "seed" is a ``random_state`` (None, a non-negative int or a SeedSequence); "object" is
+        checked by its estimator (a split, a scheduler, a warm start), not here.
+    low, high : inclusive bounds (``low_open``: low itself excluded); None = unbounded
+    choices : the allowed values of a "choice"
+    none : when not empty, None is allowed and means this (e.g. "floor(n / (4 M))")
+    label : a short name for people (the symbol of the paper when it has one)
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    label: str = ""
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple = ()
+    none: str = ""
+    excluded: tuple = ()
+
+    def check(self, value):
+        """Return ``value`` (as int/float for numbers) or raise ValueError/TypeError saying why."""
+        if value is None and self.none:
+            return None
+        try:
+            if self.kind == "int":
+                value = check_int(value, self.name, low=self.low, high=self.high)
+                if value in self.excluded:
+                    raise ValueError(f"{self.name} must not be {value}")
+                return value
+            if self.kind == "float":
+                return check_float(value, self.name, low=self.low, high=self.high, low_open=self.low_open)
+            if self.kind == "choice":
+                return check_choice(value, self.name, self.choices)
+            if self.kind == "seed":
+                check_random_state_seed(value, self.name)
+                return value
+            if self.kind == "bool" and not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{self.name} must be true or false, got {value!r}")
+            if self.kind == "bool":
+                return bool(value)
+            if self.kind == "text" and not isinstance(value, str):
+                raise TypeError(f"{self.name} must be text, got {type(value).__name__}")
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{str(exc).rstrip('.')}: {self.help}") from None
+        return value
+
+    def parse(self, text: str):
+        """The value written as ``text`` (a command-line argument, a URL parameter), checked."""
+        text = str(text).strip()
+        if self.none and text.lower() in ("", "none", "auto"):
+            return None
+        if self.kind in ("int", "seed"):
+            try:
+                value = int(text)
+            except ValueError:
+                raise ValueError(f"{self.name}={text!r} is not an integer.") from None
+        elif self.kind == "bool":
+            low = text.lower()
+            if low not in _TRUE + _FALSE:
+                raise ValueError(f"{self.name}={text!r} is not true or false.")
+            value = low in _TRUE
+        elif self.kind == "float":
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError(f"{self.name}={text!r} is not a number.") from None
+        else:
+            value = text
+        return self.check(value)
+
+    def with_range(self, low=None, high=None, default=None):
+        """This parameter with a narrower range (and default) for an interactive tool.
+
+        The app offers K <= 10 and M <= 256; the library accepts more.  Only narrows: a bound
+        outside the library's own range is refused.
+        """
+        lo = self.low if low is None else low
+        hi = self.high if high is None else high
+        if (self.low is not None and lo < self.low) or (self.high is not None and hi > self.high):
+            raise ValueError(f"{self.name}: [{lo}, {hi}] is wider than the library's range.")
+        open_low = self.low_open and lo == self.low
+        return replace(self, low=lo, high=hi, low_open=open_low, default=self.default if default is None else default)
+
+    def with_choices(self, choices):
+        """This choice parameter offering only some of its choices (e.g. no dask without a scheduler)."""
+        if not set(choices) <= set(self.choices):
+            raise ValueError(f"{self.name}: {sorted(set(choices) - set(self.choices))} are not choices.")
+        return replace(self, choices=tuple(choices))
+
+    @property
+    def range_text(self):
+        if self.kind == "choice":
+            return ", ".join(map(str, self.choices))
+        lo = "-inf" if self.low is None else f"{self.low:g}"
+        hi = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.low_open or self.low is None else '['}{lo}, {hi}{']' if self.high is not None else ')'}"
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _declare(*params):
+    return {p.name: p for p in params}
+
+
+# ------------------------------------------------------------------------------ EM
+EM_PARAMETERS = _declare(
+    Param("n_experts", "int", 2, "the number of experts K", "K", low=1),
+    Param("init", "choice", "kmeans",
+          "the initial partition: k-means on the standardised (x, y) pairs, or random labels "
+          "(or a MoEParams to warm-start from)", choices=("kmeans", "random")),
+    Param("n_init", "int", 1, "EM restarts; the run of highest log-likelihood is kept", "restarts", low=1),
+    Param("max_iter", "int", 300, "the most EM iterations per restart", low=1),
+    Param("tol", "float", 1e-6, "EM stops when the log-likelihood changes by less than this, relatively",
+          low=0.0),
+    Param("var_floor", "float", 1e-6, "the smallest expert variance, relative to var(y)", low=0.0,
+          low_open=True),
+    Param("gate_steps", "int", 1, "Newton steps on the gates per EM iteration", low=1),
+    Param("acceleration", "choice", "squarem",
+          "squarem extrapolates every two EM steps (never lowering the log-likelihood); none is plain EM",
+          choices=("squarem", "none")),
+    Param("random_state", "seed", None, "the seed: None, a non-negative integer or a numpy SeedSequence",
+          "seed", none="fresh entropy"),
+)
+
+# The EM settings every fit of one comparison shares: the local fits, their refits and the global
+# EM of the app, the sweeps and the command line (a global EM that dropped one would be fitted
+# under other rules than the machines it is compared with).
+EM_SETTINGS = ("init", "n_init", "max_iter", "tol", "var_floor", "gate_steps")
+
+
+def em_settings(source) -> dict:
+    """The :data:`EM_SETTINGS` of an estimator or a dict of parameters (those it has)."""
+    get = source.get if isinstance(source, dict) else lambda k, d=None: getattr(source, k, d)
+    return {k: get(k) for k in EM_SETTINGS if get(k) is not None}
+
+
+# ------------------------------------------------------------------------------ distributed
+DISTRIBUTED_PARAMETERS = _declare(
+    EM_PARAMETERS["n_experts"],
+    Param("n_machines", "int", 4, "the number of machines M the rows are split over", "M", low=1),
+    Param("support_size", "int", None, "the size S of the supporting sample drawn from the pooled data",
+          "S", low=1, none="floor(n / (4 M))"),
+    Param("n_jobs", "int", None, "the number of local fits run at once (-1: all cores)", "n_jobs",
+          none="joblib's default", excluded=(0,)),
+    Param("backend", "choice", "loky",
+          "where the local fits run: loky/multiprocessing processes, threads, one after another, or "
+          "the workers of a dask.distributed cluster", choices=BACKENDS),
+    *(EM_PARAMETERS[k] for k in EM_SETTINGS),
+    EM_PARAMETERS["random_state"],
+    Param("mm_n_init", "int", 3, "k-means starts of the MM reduction", "MM restarts", low=1),
+    Param("mm_max_iter", "int", 200, "the most MM iterations per start", low=1),
+    Param("mm_tol", "float", 1e-8, "MM stops when its objective falls by less than this, relatively", low=0.0),
+    Param("mm_local_starts", "int", 1, "further MM starts from the best-scoring local models", low=0),
+    Param("variance_update", "choice", "exact",
+          "exact: the MM minimiser over the reduced variances; authors: the local variances only, as the "
+          "authors' code", choices=VARIANCE_UPDATES),
+    Param("gate_targets", "choice", "component",
+          "how the reduced gate is obtained: component (each local expert's mass to its dominant reduced "
+          "expert), plan (the paper's pointwise plan), posterior (the authors' code) or coefficients "
+          "(aligned local gate coefficients, averaged)", choices=GATE_TARGETS),
+    Param("local_check", "choice", "refit",
+          "screening of poor local fits on the supporting sample: refit with more restarts, drop, or off "
+          "(the paper)", choices=LOCAL_CHECKS),
+    Param("refine_rounds", "int", 0,
+          "distributed EM rounds after the one-shot reduction, each one exact global EM iteration "
+          "(0: the paper's one-shot estimator)", "rounds", low=0, high=1000),
+    Param("on_error", "choice", "raise",
+          "a failed local fit raises LocalFitError (raise) or is left out with the weights renormalised (skip)",
+          choices=("raise", "skip")),
+    Param("scheduler", "object", None, "for backend='dask': a scheduler address or a distributed Client",
+          none="the current dask client"),
+    Param("split", "object", "random",
+          "how the rows are spread over the machines: random (the paper), region, kmeans or label, "
+          "a moecore.splits.Split or a callable"),
+    Param("machine_weights", "choice", "auto",
+          "the machines' weights in the large mixture: constant n_m / n (the paper), covariate P(machine | x), "
+          "or auto (covariate when a test finds the machines hold different x)", choices=tuple(MACHINE_WEIGHTS)),
+    Param("local_experts", "choice", "fixed",
+          "fixed: every machine fits K experts; bic: each machine keeps the number of experts (at most K) "
+          "of lowest BIC", choices=("fixed", "bic")),
+)
+
+
+# ------------------------------------------------------------------------------ splits
+# moecore.splits.Split checks its fields here (the kinds are declared here, not in splits.py, so
+# that this module imports nothing that imports it).
+SPLITS = ("random", "region", "kmeans", "label")
+SPLIT_PARAMETERS = _declare(
+    Param("split", "choice", "random",
+          "how the rows are spread over the machines: random (the paper), by region of one input, by k-means "
+          "cluster of x, or by true expert (label skew)", choices=SPLITS),
+    Param("alpha", "float", 0.0, "the share of rows dealt out again at random (0: separated, 1: random)",
+          "alpha", low=0.0, high=1.0),
+    Param("feature", "int", 0, "the input whose quantile bands are the regions (0: the first)", low=0),
+    Param("concentration", "float", None, "the Dirichlet concentration of unequal shard sizes", low=0.0,
+          low_open=True, none="near-equal sizes"),
+)
+
+# ------------------------------------------------------------------------------ simulation
+SIMULATION_PARAMETERS = _declare(
+    Param("n", "int", 20_000, "the number of samples to draw", "n", low=1),
+    Param("x_dist", "choice", "gaussian", "the distribution of each input", choices=("gaussian", "uniform")),
+    Param("x_loc", "float", 0.0, "the location (centre) of each input"),
+    Param("x_scale", "float", 1.0, "the scale of each input: the standard deviation or the half-width", low=0.0,
+          low_open=True),
+    Param("random_state", "seed", None, "the seed: None, a non-negative integer or a numpy SeedSequence",
+          "seed", none="fresh entropy"),
+)
+
+
+def default_support_size(n, n_machines):
+    """The paper's supporting sample size, floor(n / (4 M)): a quarter of a shard."""
+    return max(1, int(n) // (4 * int(n_machines)))
+
+
+def check_parameters(spec: dict, source) -> dict:
+    """Check every declared parameter of ``source`` (an estimator or a dict); return the values.
+
+    Kinds "object" are returned unchecked, for their estimator to check.
+    """
+    get = source.get if isinstance(source, dict) else lambda k: getattr(source, k)
+    return {name: p.check(get(name)) for name, p in spec.items()}
+
