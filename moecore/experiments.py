@@ -158,7 +158,7 @@ def _run_settings(design, dm, n, n_test, seed, fit_seed):
     (the supporting sample size actually used), restarts and the other estimator settings."""
     p = dm.get_params()
     out = dict(design=design, n=int(n), M=int(p["n_machines"]), K=int(p["n_experts"]), seed=seed,
-               fit_seed=int(fit_seed), support=int(len(dm.support_indices_)), restarts=int(p["n_init"]),
+               fit_seed=int(fit_seed), support=len(dm.support_indices_), restarts=int(p["n_init"]),
                n_test=int(n_test))
     out.update({k: p[k] for k in SETTING_KEYS if k in p and k != "n_init"})
     if hasattr(dm, "machine_weights_used_"):

@@ -425,7 +425,7 @@ def test_mm_axis_has_whole_iterations(teach):
 
 
 def test_legends_list_experts_in_order(teach):
-    sim, dm, g = teach
+    sim, dm, _ = teach
     perm = np.array([2, 0, 1])
     fig = fg.gates_figure({"reduced": dm.params_}, sim.X, colors={"reduced": perm})
     assert [t.name for t in fig.data] == ["reduced: expert 1", "reduced: expert 2", "reduced: expert 3"]
