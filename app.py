@@ -16,4 +16,4 @@ nav = st.navigation([st.Page(script, title=title, icon=icon, default=script == c
 try:
     nav.run()
 finally:
-    chrome.refresh_sidebar()
+    chrome.refresh_sidebar(page_path=nav.url_path)

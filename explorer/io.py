@@ -324,9 +324,9 @@ def _parse_int(text):
     return int(text) if len(text) < 300 else float(text)
 
 
-def _loads(text, name):
+def _loads(text, name, limit=MAX_MODEL_BYTES):
     """json.loads that only ever raises InputError (deep nesting and huge integers included)."""
-    if len(text) > MAX_MODEL_BYTES:
+    if len(text) > limit:
         raise InputError(f"{name} is larger than {MAX_MODEL_BYTES // 1000} kB; a model file is much smaller.")
     try:
         return json.loads(text, parse_int=_parse_int)
@@ -444,13 +444,14 @@ def session_from_json(raw: bytes, name: str = "the session file"):
         text = bytes(raw).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(f"{name} is not UTF-8 text: upload the .json session file the app produced.") from None
-    doc = _loads(text, name)
+    doc = _loads(text, name, limit=len(text) + 1)
     if not isinstance(doc, dict) or doc.get("format") != SESSION_FORMAT or not isinstance(doc.get("data"), dict):
         raise InputError(f"{name} is not a DMoE Explorer session file (format {SESSION_FORMAT!r}).")
     d = doc["data"]
     if not isinstance(d.get("csv"), str) or not isinstance(d.get("x_names"), list):
         raise InputError(f"{name} holds no data table.")
-    df = parse_csv(d["csv"].encode("utf-8"), name)
+    # The table is read as an upload would be (same checks and limits); the name only labels messages.
+    df = parse_csv(d["csv"].encode("utf-8"), f"the data table of {name}.csv")
     y_name = str(d.get("y_name", "y"))
     x_names = [str(c) for c in d["x_names"]]
     X, y = select_columns(df, y_name, x_names)
