@@ -45,6 +45,7 @@ def _leave_folder_mode():
 
 def page(title: str, extra_query: dict | None = None):
     """Set the session up (URL settings, data, first fit), draw the sidebar; return the data."""
+    st.set_page_config(page_title=f"{title} · DMoE Explorer", page_icon=":material/hub:", layout="wide")
     _leave_folder_mode()
     ss = st.session_state
     ignored = cfg.init_settings(st.query_params.to_dict())

@@ -62,7 +62,7 @@ st.dataframe(shown.style.format("{:.4g}"), width="stretch")
 err = tables.block_errors(table)
 if err is not None:
     st.subheader("Parameter error, block by block (MSE after aligning the experts)")
-    st.dataframe(err.style.format("{:.3g}", na_rep="–"), width="stretch")
+    st.dataframe(tables.as_text(err), width="stretch")
     st.caption("Predictions can match the global EM while the parameters do not: the gates are the hardest block. "
                "A reduced gate is fitted on the small supporting sample to gate masses averaged over machines, "
                "so it is noisier than the experts; refinement rounds (Distributed fit page) bring it to the "

@@ -51,7 +51,7 @@ with st.container(border=True):
     elif cfg.settings()["split_feature"] != 0:
         cfg.set_setting("split_feature", 0)  # one input: the regions can only follow it
     cfg.widget("machine_weights", where=c4)
-    b1, b2 = c4.columns(2)
+    b1, b2, _ = st.columns([1, 1, 2])
     run = b1.button("Run distributed fit", type="primary", key="btn_fit", width="stretch")
     retime = b2.button("Re-time", key="btn_retime", width="stretch",
                        help="Fit again with the same settings and measure the times anew (a repeated fit is "
