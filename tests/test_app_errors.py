@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-import moecore.distributed as mdist  # noqa: E402
+import moecore.local as mlocal  # noqa: E402
 from explorer import io as eio  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,14 +192,14 @@ def test_bad_fit_settings_show_error_and_keep_results(small_data_app, case):
 def test_fit_failing_midway_keeps_previous_results(monkeypatch):
     at = new_app()
     before = at.session_state["fit"]
-    real = mdist.fit_local
+    real = mlocal.fit_local
 
     def flaky(index, *args, **kw):
         if index == 2:
-            return mdist.LocalFitResult(index, 10, None, 0.0, "LinAlgError: singular matrix (injected)")
+            return mlocal.LocalFitResult(index, 10, None, 0.0, "LinAlgError: singular matrix (injected)")
         return real(index, *args, **kw)
 
-    monkeypatch.setattr(mdist, "fit_local", flaky)
+    monkeypatch.setattr(mlocal, "fit_local", flaky)
     at.number_input(key="cfg_fit_seed").set_value(424242).run()  # a cache miss: really refit
     at.button(key="btn_fit").click().run()
     text = errors(at)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from moecore import DistributedMoE, MixtureOfExperts
-from moecore.distributed import split_shards
+from moecore.splits import split_shards
 from moecore.machine_weights import association_test, decide_machine_weights, fit_machine_weights
 from moecore.metrics import rpe
 from moecore.model import predict_mean
