@@ -308,7 +308,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         """
         with _all_or_nothing(self):
             t0 = time.perf_counter()
-            M = check_int(self.n_machines, "n_machines", low=1)
+            M = DISTRIBUTED_PARAMETERS["n_machines"].check(self.n_machines)
             ss = check_random_state_seed(self.random_state)
             # The same four children as fit(): the machines' EM seeds are identical to fit()'s.
             _seed_split, seed_support, seed_mm, seed_machines = ss.spawn(4)
