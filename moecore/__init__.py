@@ -26,16 +26,16 @@ from .reduction import reduce_mixtures
 from .simulation import DESIGNS, simulate, simulate_design
 
 __all__ = [
-    "MixtureOfExperts",
-    "DistributedMoE",
-    "MoEParams",
-    "reduce_mixtures",
-    "simulate",
-    "simulate_design",
     "DESIGNS",
     "ConvergenceWarning",
     "DegenerateFitWarning",
-    "NotFittedError",
+    "DistributedMoE",
     "LocalFitError",
+    "MixtureOfExperts",
+    "MoEParams",
+    "NotFittedError",
+    "reduce_mixtures",
+    "simulate",
+    "simulate_design",
 ]
 __version__ = "0.1.0"

@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import _check_feature_names
 
+from . import refine as _refine
 from ._validation import (
     check_int,
     check_nonconstant_columns,
@@ -23,7 +24,6 @@ from ._validation import (
     check_response_scale,
     check_Xy,
 )
-from . import refine as _refine
 from .dispatch import Runner
 from .em import MixtureOfExperts, MoEPredictorMixin, min_samples
 from .local import LocalFitError, LocalFitResult
@@ -36,11 +36,11 @@ from .screening import (
     REFIT_INIT_FACTOR,
     REFIT_MIN_INIT,
     SCORE_POINTS,
-    beaten,
-    support_loglik,
     ScreeningReport,
+    beaten,
     flag_poor_fits,
     n_free_parameters,
+    support_loglik,
     support_scores,
 )
 from .shards import ShardJob
@@ -466,7 +466,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         kept = {r.index: r for r in results if r.error is None}
         up = np.zeros(M)
         if report.flagged and self.local_check == "off":
-            report.actions = {m: "kept" for m in report.flagged}
+            report.actions = dict.fromkeys(report.flagged, "kept")
         elif report.flagged:
             refits = {}
             if self.local_check == "refit":

@@ -20,7 +20,7 @@ from .model import MoEParams, posterior_proba, predict_mean
 from .simulation import simulate_design
 from .splits import SPLITS, Split
 
-__all__ = ["evaluate", "Comparison", "compare_methods", "SWEEPABLE", "sweep", "alpha_sweep"]
+__all__ = ["SWEEPABLE", "Comparison", "alpha_sweep", "compare_methods", "evaluate", "sweep"]
 
 METHODS = ("reduction", "global", "weighted average", "median", "single machine")
 # The naive average of the local parameters as each machine numbered its experts (label switching).

@@ -40,15 +40,15 @@ from .screening import SCORE_POINTS, support_scores
 __all__ = [
     "GATE_TARGETS",
     "VARIANCE_UPDATES",
-    "kl_cost",
     "LargeMixture",
-    "OptimalPlan",
-    "TransportPlan",
-    "ReductionResult",
     "MMState",
-    "transport_divergence",
+    "OptimalPlan",
+    "ReductionResult",
+    "TransportPlan",
+    "kl_cost",
     "mm_steps",
     "reduce_mixtures",
+    "transport_divergence",
 ]
 
 

@@ -1,11 +1,11 @@
 """Fitting from data that already lives on the machines: one CSV or Parquet file per machine.
 
 :meth:`DistributedMoE.fit_shards <moecore.distributed.DistributedMoE.fit_shards>` calls
-:func:`fit_shards` with a :class:`ShardJob`: what the estimator's settings ask of the machines.  It is the array path of :meth:`DistributedMoE.fit` with the data movement
-turned around: instead of the server cutting (X, y) into shards and shipping them, every worker
-reads its own file, validates it, fits its local MoE and draws its share of the supporting sample.
-Only the local models and the support points travel back; the full data never passes through
-one process.
+:func:`fit_shards` with a :class:`ShardJob`: what the estimator's settings ask of the machines.
+It is the array path of :meth:`DistributedMoE.fit` with the data movement turned around:
+instead of the server cutting (X, y) into shards and shipping them, every worker reads its own
+file, validates it, fits its local MoE and draws its share of the supporting sample.  Only the
+local models and the support points travel back; the full data never passes through one process.
 
 Two rounds:
 
@@ -170,7 +170,7 @@ def read_shard(path, response="y", features=None):
     path = os.fspath(path)
     with _reading(path):
         fmt, _, feats = _open(path, response, features)
-        use = feats + [response]
+        use = [*feats, response]
         if fmt == "parquet":
             df = pd.read_parquet(path, columns=use)
         else:
@@ -421,7 +421,7 @@ def fit_shards(job, paths, *, response="y", features=None, workers=None, progres
                 f"shard {small[0].path!r} holds {small[0].n_samples} rows; each shard needs at least "
                 f"n_experts * (d + 1) + 1 = {need}."
             )
-        return sizes, n, S, allocate_support(S, sizes)
+        return sizes, allocate_support(S, sizes)
 
     def lost(m, why):
         d = len(infos[m].features)
@@ -452,19 +452,17 @@ def fit_shards(job, paths, *, response="y", features=None, workers=None, progres
                 info_f = [client.submit(_loaded_info, m, p, loaded[m], pure=False, **where(m))
                           for m, p in enumerate(paths)]
                 infos = client.gather(info_f)
-                sizes, n, S, shares = plan(infos)
-                futures = [
-                    client.submit(_fit_loaded, m, paths[m], loaded[m], int(sizes[m]), K, em,
-                                  machine_seeds[m], int(shares[m]), support_seeds[m], pure=False,
-                                  **where(m))
-                    for m in range(M)
-                ]
+                sizes, shares = plan(infos)
+
+                def submit_fit(m):
+                    return client.submit(_fit_loaded, m, paths[m], loaded[m], int(sizes[m]), K, em,
+                                         machine_seeds[m], int(shares[m]), support_seeds[m], pure=False,
+                                         **where(m))
+
                 # A loaded shard is a task: dask recomputes it if its worker dies, so a lost fit is
                 # submitted again; not when pinned to one worker (no other worker has the file).
-                resubmit = None if workers is not None else (lambda m: client.submit(
-                    _fit_loaded, m, paths[m], loaded[m], int(sizes[m]), K, em, machine_seeds[m],
-                    int(shares[m]), support_seeds[m], pure=False))
-                finish(gather_dask(futures, M, progress, resubmit, lost),
+                resubmit = None if workers is not None else submit_fit
+                finish(gather_dask([submit_fit(m) for m in range(M)], M, progress, resubmit, lost),
                        MachineData(runner, "dask", loaded, client, where))
             finally:
                 client.cancel(loaded)
@@ -472,7 +470,7 @@ def fit_shards(job, paths, *, response="y", features=None, workers=None, progres
         infos = runner.run_joblib(
             (delayed(inspect_shard)(m, p, response, features) for m, p in enumerate(paths)), M, None
         )
-        sizes, n, S, shares = plan(infos)
+        sizes, shares = plan(infos)
         tasks = (
             delayed(_fit_shard_file)(m, paths[m], response, infos[m].features, int(sizes[m]), K, em,
                                      machine_seeds[m], int(shares[m]), support_seeds[m])

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._kmeans import assign_labels, kmeans
-from ._validation import check_float, check_int, check_random_state_seed, check_X
+from ._validation import check_int, check_random_state_seed, check_X
 from .params import SPLIT_PARAMETERS, SPLITS
 
 __all__ = ["SPLITS", "Split", "machine_labels", "make_split", "shard_sizes", "shards_from_labels", "split_shards"]
@@ -172,7 +172,7 @@ def shards_from_labels(machine, n, n_machines):
 def _mix(lab, alpha, rng):
     """Let a random ``alpha`` share of the rows swap machines (permute their labels)."""
     n = lab.shape[0]
-    k = int(round(alpha * n))
+    k = round(alpha * n)
     if k < 2:
         return lab
     rows = rng.choice(n, size=k, replace=False)

@@ -96,7 +96,8 @@ def settle(pg, timeout=90_000):
 
 
 def no_errors(pg):
-    assert pg.locator('[data-testid="stException"]').count() == 0, pg.locator('[data-testid="stException"]').all_inner_texts()
+    exceptions = pg.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, exceptions.all_inner_texts()
     assert pg.locator('[data-testid="stAlertContentError"]').count() == 0, \
         pg.locator('[data-testid="stAlertContentError"]').all_inner_texts()
 

@@ -73,7 +73,7 @@ def test_failing_machines_are_named_or_skipped():
     X_bad = data.X.copy()
     for m in (3, 7, 11):
         X_bad[machine == m, 0] = 0.5
-    with pytest.raises(LocalFitError, match="machine 3 .*constant column"):
+    with pytest.raises(LocalFitError, match=r"machine 3 .*constant column"):
         DistributedMoE(4, 16, random_state=1, n_init=2, n_jobs=2).fit(X_bad, data.y, machine=machine)
     with pytest.warns(RuntimeWarning, match=r"skipped 3 failed machine\(s\) \[3, 7, 11\]"):
         skip = DistributedMoE(4, 16, random_state=1, n_init=2, n_jobs=2, on_error="skip").fit(

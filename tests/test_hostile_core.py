@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from moecore import DistributedMoE, LocalFitError, MixtureOfExperts, simulate_design
 from moecore.cli import main as cli_main
 from moecore.local import fit_local, fit_task
@@ -74,7 +75,7 @@ def _write_shards(sim, folder, n=2, sep=",", ext="csv"):
 
 
 def test_case3_one_file_under_two_names_is_refused(sim, tmp_path, monkeypatch):
-    a, b = _write_shards(sim, tmp_path)
+    a, _ = _write_shards(sim, tmp_path)
     (tmp_path / "link.csv").symlink_to(a)
     monkeypatch.chdir(tmp_path)
     est = DistributedMoE(K, 2, backend="sequential", random_state=0)
@@ -202,7 +203,7 @@ def test_case14_copy_of_a_killed_process_is_removed_by_the_next_run():
 ])
 def test_case15_bad_arguments_are_one_line_errors(capsys, args, expect):
     try:
-        rc = cli_main(["compare", "--n", "3000", "--n-test", "500", "--machines", "2"] + args)
+        rc = cli_main(["compare", "--n", "3000", "--n-test", "500", "--machines", "2", *args])
     except SystemExit as exc:  # argparse's own refusals
         rc = exc.code
     err = capsys.readouterr().err

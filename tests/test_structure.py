@@ -49,7 +49,7 @@ def find_cycle(graph):
         path.append(node)
         for nxt in sorted(graph[node]):
             if state[nxt] == 1:
-                return path[path.index(nxt):] + [nxt]
+                return [*path[path.index(nxt):], nxt]
             if state[nxt] == 0:
                 found = visit(nxt)
                 if found:

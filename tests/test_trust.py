@@ -9,7 +9,7 @@ import moecore.local as mlocal
 from moecore import DistributedMoE, MixtureOfExperts, simulate_design
 from moecore.metrics import parameter_mse, rpe
 from moecore.model import MoEParams, Standardizer
-from moecore.refine import RoundStatistics, em_rounds, machine_statistics, RoundState
+from moecore.refine import RoundState, RoundStatistics, em_rounds, machine_statistics
 from moecore.screening import flag_poor_fits, n_free_parameters
 
 
