@@ -80,6 +80,17 @@ def test_moecore_import_graph_has_no_cycle():
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
+def test_fit_shards_uses_only_public_names_of_the_core():
+    # fit_shards works from what the estimator hands it (a ShardJob), not from its private methods.
+    tree = ast.parse((ROOT / "moecore" / "shards.py").read_text())
+    private = [f"{node.module}.{alias.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               and node.level for alias in node.names if alias.name.startswith("_")]
+    assert not private
+    assert "moecore.distributed" not in imports_of(ROOT / "moecore" / "shards.py", "moecore")
+    attributes = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    assert not {a for a in attributes if a.startswith("_") and not a.startswith("__")}
+
+
 def test_moecore_knows_nothing_of_the_app():
     for path in sorted((ROOT / "moecore").glob("*.py")):
         above = {m for m in imports_of(path, "moecore") if m.split(".")[0] in ("streamlit", "explorer", "pages")}
