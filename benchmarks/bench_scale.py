@@ -291,8 +291,8 @@ def section_accel(args):
 
 # ---------------------------------------------------------------------------------------- scaling
 def section_scaling(args):
-    from moecore.distributed import default_support_size
     from moecore.experiments import evaluate
+    from moecore.params import default_support_size
 
     train = simulate_design("separated-2d", args.scaling_n, random_state=11)
     test = simulate_design("separated-2d", 100_000, random_state=12)

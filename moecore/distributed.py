@@ -47,7 +47,7 @@ from .shards import ShardJob
 from .shards import fit_shards as _fit_shards
 from .splits import Split, as_split, shards_from_labels, split_rows
 
-__all__ = ["DistributedMoE", "default_support_size"]
+__all__ = ["DistributedMoE"]
 
 
 class DistributedMoE(MoEPredictorMixin, BaseEstimator):

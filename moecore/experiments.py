@@ -15,8 +15,8 @@ from . import metrics as mt
 from .baselines import coordinate_median, single_machine, weighted_average
 from .distributed import DistributedMoE
 from .em import MixtureOfExperts
-from .params import em_settings
 from .model import MoEParams, posterior_proba, predict_mean
+from .params import em_settings
 from .simulation import simulate_design
 from .splits import SPLITS, Split
 

@@ -7,8 +7,6 @@ modules together (it only hides the loop from the interpreter until the function
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -103,7 +101,6 @@ def test_explorer_never_imports_the_pages():
         assert not above, f"{path.name} imports {sorted(above)}"
 
 
-@pytest.mark.xfail(strict=False, reason="numpy is being moved out of the pages (issue 12)")
 def test_pages_do_not_import_numpy():
     # Pages lay out widgets and figures; arithmetic belongs to moecore or explorer.
     for path in sorted((ROOT / "pages").glob("*.py")):
