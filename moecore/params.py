@@ -26,11 +26,11 @@ from .screening import LOCAL_CHECKS
 __all__ = [
     "BACKENDS",
     "DISTRIBUTED_PARAMETERS",
+    "EM_PARAMETERS",
+    "EM_SETTINGS",
     "SIMULATION_PARAMETERS",
     "SPLITS",
     "SPLIT_PARAMETERS",
-    "EM_PARAMETERS",
-    "EM_SETTINGS",
     "Param",
     "check_parameters",
     "default_support_size",

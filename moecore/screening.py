@@ -31,7 +31,16 @@ import numpy as np
 
 from . import model as _m
 
-__all__ = ["LOCAL_CHECKS", "SCORE_POINTS", "beaten", "support_loglik", "ScreeningReport", "flag_poor_fits", "support_scores", "n_free_parameters"]
+__all__ = [
+    "LOCAL_CHECKS",
+    "SCORE_POINTS",
+    "ScreeningReport",
+    "beaten",
+    "flag_poor_fits",
+    "n_free_parameters",
+    "support_loglik",
+    "support_scores",
+]
 
 LOCAL_CHECKS = ("refit", "drop", "off")
 # Robust z-score beyond which a machine is flagged (see the module docstring).

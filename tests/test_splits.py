@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 
 from moecore import DistributedMoE, MixtureOfExperts
-from moecore.distributed import split_shards
 from moecore.machine_weights import association_test, decide_machine_weights, fit_machine_weights
 from moecore.metrics import rpe
 from moecore.model import predict_mean
 from moecore.reduction import LargeMixture, reduce_mixtures
 from moecore.simulation import simulate_design
-from moecore.splits import Split, machine_labels, make_split, shard_sizes
+from moecore.splits import Split, machine_labels, make_split, shard_sizes, split_shards
 
 
 @pytest.fixture(scope="module")
