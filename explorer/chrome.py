@@ -13,8 +13,7 @@ import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
 from . import io as eio
-from . import lessons
-from . import runs
+from . import lessons, runs
 from . import settings as cfg
 
 # (script, title, icon): the app's pages in menu order.  The navigation of app.py and the

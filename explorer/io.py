@@ -19,20 +19,20 @@ from moecore import MoEParams
 from moecore.model import feature_names
 
 __all__ = [
-    "InputError",
-    "MAX_UPLOAD_MB",
-    "MAX_ROWS",
     "MAX_COLUMNS",
+    "MAX_ROWS",
+    "MAX_UPLOAD_MB",
     "MODEL_FORMAT",
     "MODEL_SCHEMA",
-    "parse_csv",
-    "select_columns",
+    "InputError",
     "data_to_csv",
-    "model_to_json",
     "model_from_json",
-    "params_to_text",
+    "model_to_json",
     "params_from_text",
+    "params_to_text",
+    "parse_csv",
     "parse_sweep_values",
+    "select_columns",
 ]
 
 # Streamlit refuses larger files itself (.streamlit/config.toml server.maxUploadSize): same number.
@@ -117,12 +117,14 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
         sep = ","
     # pandas would silently rename a repeated name to "x.1": check the header ourselves.
     try:
-        header = [h.strip() for h in next(csv.reader(io.StringIO(text.lstrip("\n").split("\n", 1)[0]), delimiter=sep), [])]
+        first = text.lstrip("\n").split("\n", 1)[0]
+        header = [h.strip() for h in next(csv.reader(io.StringIO(first), delimiter=sep), [])]
     except csv.Error as exc:
         raise InputError(f"{name}: its header row cannot be read as CSV ({_clip(exc)}).") from None
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
-        raise InputError(f"{name} has duplicated column names {[_clip(d) for d in dup]}: give every column a distinct name.")
+        raise InputError(f"{name} has duplicated column names {[_clip(d) for d in dup]}: give every column a "
+                         "distinct name.")
     try:
         # index_col=False and its warning as an error: a first row longer than the header would
         # otherwise become a row index, every value shifted one column.

@@ -287,7 +287,8 @@ def ensure_data_and_fit():
         try:
             ss["fit"] = run_fit(ss["data"], automatic=True)
         except ERRORS as exc:
-            ss["startup_error"] = f"The automatic first fit failed: {exc} Change the settings on the Distributed fit page."
+            ss["startup_error"] = (f"The automatic first fit failed: {exc} Change the settings on the Distributed "
+                                   "fit page.")
 
 
 def figure(name: str, key: tuple, build):

@@ -329,7 +329,7 @@ def settings_to_query(values: dict | None = None) -> dict:
 def sync_query_params(extra: dict | None = None):
     """Mirror the settings (and a page's own, ``extra``) in the address bar, so it can be shared."""
     want = dict(settings_to_query(), **(extra or {}))
-    have = {k: st.query_params.get(k) for k in st.query_params.keys()}  # noqa: SIM118 (not a dict)
+    have = {k: st.query_params.get(k) for k in st.query_params.keys()}
     if want != have:
         st.query_params.clear()
         st.query_params.update(want)

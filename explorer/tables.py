@@ -36,8 +36,3 @@ def block_errors(table: pd.DataFrame):
            if f"{pre}_{b}" in table}
     return pd.DataFrame(err).astype(float) if err else None
 
-
-def as_text(df: pd.DataFrame, fmt="{:.3g}", missing="–") -> pd.DataFrame:
-    """The table's numbers as text, a dash where there is none (st.dataframe shows a missing
-    value of a styled float table as "None")."""
-    return df.apply(lambda col: col.map(lambda v: missing if pd.isna(v) else fmt.format(v)))

@@ -24,7 +24,12 @@ def _argument(parser, param: Param, *flags, default=None, help=None):
             try:
                 return param.parse(text)
             except (TypeError, ValueError) as exc:
-                raise argparse.ArgumentTypeError(str(exc)) from None
+                # argparse names the flag: say only what is wrong with the value.
+                msg = str(exc).removeprefix(f"{param.name} ")
+                value = text.strip()
+                if param.low is not None and param.high is None and msg.startswith("must be in"):
+                    msg = f"must be at least {param.low:g}, got {value}: {param.help}"
+                raise argparse.ArgumentTypeError(msg) from None
         parse.__name__ = f"{param.kind} in {param.range_text}"
         kw["type"] = parse
     shown = kw["default"] if kw["default"] is not None else (param.none or "None")

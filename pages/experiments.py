@@ -3,9 +3,9 @@
 import pandas as pd
 import streamlit as st
 
+from explorer import chrome
 from explorer import figures as fg
 from explorer import io as eio
-from explorer import chrome
 from explorer import settings as cfg
 from moecore import DistributedMoE
 from moecore.experiments import alpha_sweep, sweep

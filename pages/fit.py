@@ -4,11 +4,10 @@ import time
 
 import streamlit as st
 
-from explorer import chrome, runs
+from explorer import chrome, runs, tables
 from explorer import figures as fg
 from explorer import io as eio
 from explorer import settings as cfg
-from explorer import tables
 from moecore.params import default_support_size
 from moecore.splits import machine_labels
 
@@ -102,7 +101,8 @@ m[0].metric("machines M / experts K", f"{len(dm.local_models_)} / {dm.params_.n_
 m[1].metric("supporting sample S", f"{len(dm.support_indices_):,}")
 m[2].metric("learning time", f"{tm['learning_time']:.3f} s",
             help="The paper's figure, machines truly in parallel: max local fit time + screening (+ the slowest "
-                 "refit) + reduction time" + (f" + {tm['rounds'].size} refinement rounds." if tm["rounds"].size else "."))
+                 "refit) + reduction time"
+                 + (f" + {tm['rounds'].size} refinement rounds." if tm["rounds"].size else "."))
 m[3].metric("wall clock" + (" (cached)" if fit.cached else ", this fit"), f"{tm['wall']:.3f} s",
             help=f"On the cores actually used, measured at {when}.")
 m[4].metric("global EM time", f"{g.fit_time_:.3f} s")
@@ -127,7 +127,8 @@ st.caption(f"Communication: {com['one_shot_up'].mean():,.0f} numbers per machine
 
 if fit.train_rpe:
     st.caption(f"Training RPE: reduction {100 * fit.train_rpe['reduction']:.3f} %, global EM "
-               f"{100 * fit.train_rpe['global']:.3f} %. Held-out comparisons with every baseline are on the Compare page.")
+               f"{100 * fit.train_rpe['global']:.3f} %. Held-out comparisons with every baseline are on the Compare "
+               "page.")
 
 st.subheader("Machines: who holds which x, and the weights used")
 used = dm.machine_weights_used_

@@ -106,7 +106,7 @@ def test_session_file_round_trip():
     y = X[:, 0] - X[:, 1] + rng.normal(size=300)
     data = dt.Dataset(X, y, "mine.csv", ["temp", "load"], "power", source="csv")
     raw = eio.session_to_json(data, {"K": 2, "M": 4})
-    X2, y2, labels, names, y_name, name, values = eio.session_from_json(raw)
+    X2, y2, labels, names, y_name, _, values = eio.session_from_json(raw)
     np.testing.assert_array_equal(X2, X)
     np.testing.assert_array_equal(y2, y)
     assert names == ["temp", "load"] and y_name == "power" and values == {"K": 2, "M": 4} and labels is None

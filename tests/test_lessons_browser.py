@@ -7,9 +7,9 @@ Screenshots go to tests/artifacts/ (docs/screenshots/ with DMOE_SCREENSHOTS=docs
 import subprocess
 
 import pytest
+from test_browser import ARGS, ARTIFACTS, CHROMIUM, no_errors, plots_rendered, settle, shoot, start_server
 
 from explorer.lessons import LESSONS
-from test_browser import ARGS, ARTIFACTS, CHROMIUM, no_errors, plots_rendered, settle, shoot, start_server
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
