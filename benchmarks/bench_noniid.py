@@ -97,6 +97,12 @@ def run_cells(part, cells, data, writer, out):
                 row["auto_uses"] = used
                 row["auto_p_value"] = test.p_value
                 row["retired_machines"] = sum(m.retired_experts_.size > 0 for m in dm.local_models_)
+                # Machines whose refit from the reduced model replaced their first fit (kept
+                # only when the second reduction explains the support pairs better).
+                warm = dm.screening_.warm_refits
+                row["warm_refit_machines"] = " ".join(map(str, sorted(warm))) if warm else ""
+                row["warm_refit_second_rejected"] = bool(dm.screening_.warm_refit_support and not warm)
+                row["warm_refit_max_s"] = float(np.max(dm.timings_["warm_refit"], initial=0.0))
         row["rpe_auto"] = res[row["auto_uses"]]
         # Covariate weights with each machine's number of experts chosen by BIC (1..K).
         dm = _fit(tr, M, sp, "covariate", local_experts="bic")
@@ -117,7 +123,8 @@ def run_cells(part, cells, data, writer, out):
               f"{row['rpe_constant']:.4f} cov {row['rpe_covariate']:.4f} ({row['ratio_covariate']:.3f}x) "
               f"cov+bic {row['rpe_covariate_bic']:.4f} ({row['ratio_covariate_bic']:.3f}x) "
               f"auto->{row['auto_uses']} rounds(2%): const {row['rounds_to_2pct_constant']} cov "
-              f"{row['rounds_to_2pct_covariate']} (cov r3 {row[f'rpe_covariate_rounds{MAX_ROUNDS}'] / glob:.3f}x)",
+              f"{row['rounds_to_2pct_covariate']} (cov r3 {row[f'rpe_covariate_rounds{MAX_ROUNDS}'] / glob:.3f}x) "
+              f"warm refits [{row['warm_refit_machines']}]{' (rejected)' if row['warm_refit_second_rejected'] else ''}",
               flush=True)
 
 
