@@ -16,7 +16,9 @@ Parts (each row of the CSVs carries its part, the command, host and CPU count):
   ``moecore.refine.em_rounds`` on the machines' shards (what ``refine_rounds=r`` runs), one round
   at a time, so one fit gives r = 1, 2, 3.  "auto" is the decision ``machine_weights="auto"`` takes
   on the same support (score test, p < 1e-3), and its RPE the RPE of the option it picks (same
-  seeds, so the same fit).
+  seeds, so the same fit).  Each covariate row also records which machines' refits from the
+  reduced model replaced their first fits (``screening_.warm_refits``; "rejected" when the
+  second reduction explained the support pairs worse and the first was kept).
 * ``auto``: explicit random machine labels (``fit(X, y, machine=labels)``), 20 seeds, M = 8,
   teaching-1d: how often "auto" keeps the constant weights, and whether its result is then bitwise
   the constant-weight result.
