@@ -38,6 +38,7 @@ from .screening import (
     SCORE_POINTS,
     ScreeningReport,
     beaten,
+    better_optimum,
     flag_poor_fits,
     n_free_parameters,
     support_loglik,
@@ -76,7 +77,11 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         Screening of the local fits on the supporting sample (:mod:`moecore.screening`): a machine
         whose model scores far below the others (a poor local optimum) refits on its own shard
         with more restarts ("refit", dropped if it still fails the check), is left out with the
-        other weights renormalised ("drop"), or nothing is checked ("off", the paper).
+        other weights renormalised ("drop"), or nothing is checked ("off", the paper).  With
+        covariate machine weights "refit" also sends the reduced model back: every machine refits
+        from it, and where that reaches a clearly better optimum of its shard's likelihood the
+        reduction is run again with those fits, and kept if it explains the support pairs better
+        (``screening_.warm_refits``).
     refine_rounds : int >= 0
         Distributed EM rounds from the reduced model (:mod:`moecore.refine`); 0 keeps the paper's
         one-shot estimator.  Each round costs every machine one E-step on its shard and sends
@@ -129,13 +134,16 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
     refine_loglik_ : ndarray (refine_rounds + 1,), pooled training log-likelihood of the one-shot
         model and after each round (non-decreasing); empty without rounds
     communication_ : dict, numbers of floats sent: "one_shot_up" (M,) per machine (local model,
-        support share, refit), "round_up" / "round_down" per machine per round, "one_shot_total",
+        support share, refit), "warm_refit_down" (M,) (the reduced model sent back for the warm
+        refits of covariate weights; absent when they did not run), "round_up" / "round_down" per
+        machine per round, "one_shot_total",
         "rounds_total", "total"
     timings_ : dict with "local" (M,) seconds of each local fit, "local_max", "local_sum",
-        "screening", "refit" (seconds of each refit), "machine_weights" (deciding and estimating
+        "screening", "refit" (seconds of each refit), "warm_refit" (seconds of each machine's refit
+        from the reduced model, covariate weights), "machine_weights" (deciding and estimating
         w_m(x) at the server), "reduction", "rounds" (seconds of each round: slowest machine per
         exchange + server), "wall" (this fit, on the cores used) and "learning_time" = local_max
-        + screening + slowest refit + machine_weights + reduction + rounds (the paper's figure,
+        + screening + slowest refit (of each kind) + machine_weights + reduction(s) + rounds (the paper's figure,
         machines truly in parallel, extended by the screening, the weights and the rounds)
     """
 
@@ -356,7 +364,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         self.support_y_ = ys
         self._decide_machine_weights(Xs)
         self._screen(machines, results, Xs, ys, support_shares, machine_seeds)
-        self._reduce(Xs, ys, seed_mm, progress)
+        self._reduce(Xs, ys, seed_mm, progress, machines, machine_seeds)
         self._refine(machines, Xs, ys, progress)
 
     def _collect(self, results):
@@ -561,37 +569,94 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         self.timings_["machine_weights"] += time.perf_counter() - t0
         return self.support_weights_
 
-    def _reduce(self, Xs, ys, seed, progress):
+    def _reduce(self, Xs, ys, seed, progress, machines=None, machine_seeds=None):
         weights = self._resolve_machine_weights(Xs)
         cb = None
         if progress is not None:
             def cb(i, state):
                 progress("mm", state.iteration, self.mm_max_iter)
-        c0 = time.thread_time()
-        scores = self.local_scores_[self.machines_]
-        red = reduce_mixtures(
-            [m.params_ for m in self.local_models_],
-            weights,
-            Xs,
-            self.n_experts,
-            y_support=ys,
-            n_init=self.mm_n_init,
-            local_starts=self.mm_local_starts,
-            local_scores=scores,
-            max_iter=self.mm_max_iter,
-            tol=self.mm_tol,
-            variance_update=self.variance_update,
-            gate_targets=self.gate_targets,
-            random_state=seed,
-            callback=cb,
-        )
+
+        def mm(models, scores):
+            c0 = time.thread_time()
+            red = reduce_mixtures(
+                [m.params_ for m in models],
+                weights,
+                Xs,
+                self.n_experts,
+                y_support=ys,
+                n_init=self.mm_n_init,
+                local_starts=self.mm_local_starts,
+                local_scores=scores[self.machines_],
+                max_iter=self.mm_max_iter,
+                tol=self.mm_tol,
+                variance_update=self.variance_update,
+                gate_targets=self.gate_targets,
+                random_state=seed,
+                callback=cb,
+            )
+            return red, time.thread_time() - c0
+
+        red, cpu = mm(self.local_models_, self.local_scores_)
+        self.timings_["warm_refit"] = np.zeros(0)
+        if machines is not None and self.machine_weights_used_ == "covariate" and self.local_check == "refit":
+            # Machines holding different data may each see some experts too rarely to resolve them
+            # (label skew: k-means on a shard 80 % one expert splits that expert and merges the
+            # rest), so every local fit, and with them the reduction, misses an expert, and no
+            # machine has a better model to refit from. The reduced model pools what each machine
+            # saw often: every machine refits from it and offers that fit where it reaches a better
+            # optimum of its own shard's likelihood; the reduction of the improved fits is kept if
+            # it explains the support pairs better (docs/method.md, section 9).
+            models, scores = self._warm_refits(machines, machine_seeds, red.params, Xs, ys)
+            if models is not None:
+                red2, cpu2 = mm(models, scores)
+                first = support_loglik([red.params, red2.params], Xs, ys).mean(axis=1)
+                self.screening_.warm_refit_support = tuple(float(v) for v in first)
+                spent = red.time + red2.time
+                if first[1] >= first[0]:
+                    self.local_models_, self.local_scores_ = models, scores
+                    self.local_n_experts_ = np.array([mdl.params_.n_experts for mdl in models])
+                    red = red2
+                else:
+                    self.screening_.warm_refits = {}
+                red.time = spent
+                cpu += cpu2
         self.reduction_ = red
         self.one_shot_params_ = red.params
         self._set_model(red.params)
         self.mm_history_ = red.objective_history
         self.transport_plan_ = red.plan
         self.timings_["reduction"] = red.time
-        self.timings_["reduction_cpu"] = time.thread_time() - c0
+        self.timings_["reduction_cpu"] = cpu
+
+    def _warm_refits(self, machines, machine_seeds, params, Xs, ys):
+        """Every aggregated machine refits from ``params``. Returns the local models and support
+        scores with the refits that reached a better optimum, or (None, None) if none did."""
+        K, d = self.n_experts, Xs.shape[1]
+        q = n_free_parameters(K, d)
+        em = dict(self._em_params(), init=params)
+        em.pop("local_experts", None)  # a K-expert warm start; BIC's choice is weighed below
+        pos = {int(m): i for i, m in enumerate(self.machines_)}
+        # A seed of its own (re-seeding a starved expert draws from it), derived from the machine's.
+        seeds = {m: np.random.SeedSequence(machine_seeds[m].entropy, spawn_key=(*machine_seeds[m].spawn_key, 2))
+                 for m in pos}
+        out = machines.run(_fit_task, list(pos), lambda m: (m, K, em, seeds[m]))
+        self.timings_["warm_refit"] = np.array([out[m][0].time for m in sorted(out)])
+        comm = self.communication_
+        comm["warm_refit_down"] = np.zeros(self.n_machines)
+        comm["warm_refit_down"][list(pos)] = q
+        models, scores, gains = list(self.local_models_), self.local_scores_.copy(), {}
+        for m, (res, _) in sorted(out.items()):
+            own = models[pos[m]]
+            if res.error is None and better_optimum(own.loglik_, res.model.loglik_, res.n_samples, q,
+                                                    own.n_parameters()):
+                gains[m] = (res.model.loglik_ - own.loglik_) / res.n_samples
+                models[pos[m]] = res.model
+                comm["one_shot_up"][m] += q + 1
+                sel = self.support_machine_ == m
+                if sel.any():
+                    scores[m] = support_scores([res.model.params_], Xs[sel], ys[sel], max_points=SCORE_POINTS)[0]
+        self.screening_.warm_refits = gains
+        return (models, scores) if gains else (None, None)
 
     def _set_model(self, params):
         self.reduced_ = MixtureOfExperts.from_params(params)
@@ -622,13 +687,14 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             up, down = res.up / R, res.down / R
         comm = self.communication_
         comm["round_up"], comm["round_down"] = up, down
-        comm["one_shot_total"] = float(comm["one_shot_up"].sum())
+        comm["one_shot_total"] = float(comm["one_shot_up"].sum() + comm.get("warm_refit_down", np.zeros(0)).sum())
         comm["rounds_total"] = float(R * (up.sum() + down.sum()))
         comm["total"] = comm["one_shot_total"] + comm["rounds_total"]
         t = self.timings_
-        t["learning_time"] = (t["local_max"] + t["screening"] + float(np.max(t["refit"], initial=0.0))
+        refits = float(np.max(t["refit"], initial=0.0)) + float(np.max(t["warm_refit"], initial=0.0))
+        t["learning_time"] = (t["local_max"] + t["screening"] + refits
                               + t["machine_weights"] + t["reduction"] + float(np.sum(t["rounds"])))
-        t["learning_time_cpu"] = (t["local_cpu_max"] + t["screening"] + float(np.max(t["refit"], initial=0.0))
+        t["learning_time_cpu"] = (t["local_cpu_max"] + t["screening"] + refits
                                   + t["machine_weights"] + t["reduction_cpu"] + float(np.sum(t["rounds"])))
 
 
