@@ -10,10 +10,9 @@ import streamlit as st
 
 from explorer import chrome
 
-st.set_page_config(page_title="DMoE Explorer", page_icon=":material/hub:", layout="wide")
 nav = st.navigation([st.Page(script, title=title, icon=icon, default=script == chrome.DEFAULT_PAGE)
                      for script, title, icon in chrome.PAGES], position="hidden")
 try:
     nav.run()
 finally:
-    chrome.refresh_sidebar()
+    chrome.refresh_sidebar(page_path=nav.url_path)

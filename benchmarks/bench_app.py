@@ -94,7 +94,7 @@ def main():
     add("import moecore (fresh process)", imp)
     add("default end-to-end, first in a fresh process (threading)", e2e[0], "2", "incl. numba cache load")
     add("default end-to-end, median of next runs (threading)", statistics.median(e2e[1:]), "2")
-    imp_l, e2e_l = core_end_to_end("loky", 2)
+    _, e2e_l = core_end_to_end("loky", 2)
     add("default end-to-end, first in a fresh process (loky)", e2e_l[0], "", "worker processes start")
     add("default end-to-end, second run (loky)", e2e_l[1])
     first, fresh, option = app_timings(args.repeats)

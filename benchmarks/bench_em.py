@@ -9,8 +9,8 @@ Targets (issue 4 / issue 2):
   * the MM reduction of M = 128 local 4-expert models on S = 2000 support points (reduce_mixtures
     with the DistributedMoE defaults: 3 k-means initialisations, up to 200 MM iterations): < 1 s;
   * numba: compile time of the first call of the numba kernels (MM plan, transport coupling, the
-    k-means that seeds EM and MM) with an empty cache, and their first call when the on-disk cache (``@njit(cache=True)``, in
-    moecore/__pycache__) is warm.
+    k-means that seeds EM and MM) with an empty cache, and their first call when the on-disk cache
+    (``@njit(cache=True)``, in moecore/__pycache__) is warm.
 """
 
 from __future__ import annotations
@@ -92,8 +92,12 @@ def bench_em_iteration(n, repeats, seed=1):
             iteration()
         med, best = _median_ms(iteration, repeats)
         parts["cpu"] = CPU_MS["last"]
-        ll, _, tauT = _estep(XtT, y, state["logpT"], state["experts"], state["variances"])
-        parts["e_step"] = _median_ms(lambda: _estep(XtT, y, state["logpT"], state["experts"], state["variances"]), repeats)[0]
+
+        def estep():
+            return _estep(XtT, y, state["logpT"], state["experts"], state["variances"])
+
+        _, _, tauT = estep()
+        parts["e_step"] = _median_ms(estep, repeats)[0]
         parts["m_step_experts"] = _median_ms(lambda: _wls_experts(XtT, y, tauT, 1e-6, F), repeats)[0]
         parts["m_step_gates"] = _median_ms(
             lambda: newton_step(XtT, XX, tauT, state["gates"], state["logpT"], state["probT"]), repeats)[0]

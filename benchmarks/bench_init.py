@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from moecore import MixtureOfExperts  # noqa: E402
-from moecore.distributed import split_shards  # noqa: E402
 from moecore.em import _kmeans_sample_size  # noqa: E402
 from moecore.simulation import simulate_design  # noqa: E402
+from moecore.splits import split_shards  # noqa: E402
 
 COMMAND = "cd " + str(ROOT) + " && .venv/bin/python benchmarks/bench_init.py " + " ".join(
     shlex.quote(a) for a in sys.argv[1:])

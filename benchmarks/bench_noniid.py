@@ -16,7 +16,9 @@ Parts (each row of the CSVs carries its part, the command, host and CPU count):
   ``moecore.refine.em_rounds`` on the machines' shards (what ``refine_rounds=r`` runs), one round
   at a time, so one fit gives r = 1, 2, 3.  "auto" is the decision ``machine_weights="auto"`` takes
   on the same support (score test, p < 1e-3), and its RPE the RPE of the option it picks (same
-  seeds, so the same fit).
+  seeds, so the same fit).  Each covariate row also records which machines' refits from the
+  reduced model replaced their first fits (``screening_.warm_refits``; "rejected" when the
+  second reduction explained the support pairs worse and the first was kept).
 * ``auto``: explicit random machine labels (``fit(X, y, machine=labels)``), 20 seeds, M = 8,
   teaching-1d: how often "auto" keeps the constant weights, and whether its result is then bitwise
   the constant-weight result.
@@ -97,6 +99,12 @@ def run_cells(part, cells, data, writer, out):
                 row["auto_uses"] = used
                 row["auto_p_value"] = test.p_value
                 row["retired_machines"] = sum(m.retired_experts_.size > 0 for m in dm.local_models_)
+                # Machines whose refit from the reduced model replaced their first fit (kept
+                # only when the second reduction explains the support pairs better).
+                warm = dm.screening_.warm_refits
+                row["warm_refit_machines"] = " ".join(map(str, sorted(warm))) if warm else ""
+                row["warm_refit_second_rejected"] = bool(dm.screening_.warm_refit_support and not warm)
+                row["warm_refit_max_s"] = float(np.max(dm.timings_["warm_refit"], initial=0.0))
         row["rpe_auto"] = res[row["auto_uses"]]
         # Covariate weights with each machine's number of experts chosen by BIC (1..K).
         dm = _fit(tr, M, sp, "covariate", local_experts="bic")
@@ -117,7 +125,8 @@ def run_cells(part, cells, data, writer, out):
               f"{row['rpe_constant']:.4f} cov {row['rpe_covariate']:.4f} ({row['ratio_covariate']:.3f}x) "
               f"cov+bic {row['rpe_covariate_bic']:.4f} ({row['ratio_covariate_bic']:.3f}x) "
               f"auto->{row['auto_uses']} rounds(2%): const {row['rounds_to_2pct_constant']} cov "
-              f"{row['rounds_to_2pct_covariate']} (cov r3 {row[f'rpe_covariate_rounds{MAX_ROUNDS}'] / glob:.3f}x)",
+              f"{row['rounds_to_2pct_covariate']} (cov r3 {row[f'rpe_covariate_rounds{MAX_ROUNDS}'] / glob:.3f}x) "
+              f"warm refits [{row['warm_refit_machines']}]{' (rejected)' if row['warm_refit_second_rejected'] else ''}",
               flush=True)
 
 
@@ -163,18 +172,27 @@ def part_timing(n, M, repeats, out):
         lab = np.random.default_rng(7).integers(M, size=n)
         for case, split, weights, machine in (("region, covariate", "region", "covariate", None),
                                               ("random labels, auto", "random", "auto", lab)):
-            w, r = [], []
+            w, r, warm, kept, local = [], [], [], [], []
             for rep in range(repeats):
                 dm = _fit(tr, M, split, weights, seed=rep, machine=machine)
                 w.append(dm.timings_["machine_weights"])
                 r.append(dm.timings_["reduction"])
+                # Covariate weights: the refits from the reduced model (and a second reduction,
+                # counted in "reduction", when any is kept).
+                warm.append(float(np.max(dm.timings_["warm_refit"], initial=0.0)))
+                kept.append(len(dm.screening_.warm_refits or {}))
+                local.append(dm.timings_["local_max"])
             row = dict(part="timing", design=design, case=case, n=n, n_machines=M,
                        uses=dm.machine_weights_used_, machine_weights_s=float(np.median(w)),
                        reduction_s=float(np.median(r)),
-                       ratio=float(np.median(np.array(w) / np.array(r))), **_meta())
+                       ratio=float(np.median(np.array(w) / np.array(r))),
+                       warm_refit_max_s=float(np.median(warm)), warm_refits_kept=" ".join(map(str, kept)),
+                       local_max_s=float(np.median(local)), **_meta())
             rows.append(row)
             print(f"timing {design} {case}: weights {row['machine_weights_s'] * 1e3:.2f} ms, reduction "
-                  f"{row['reduction_s'] * 1e3:.1f} ms, ratio {row['ratio']:.3f}", flush=True)
+                  f"{row['reduction_s'] * 1e3:.1f} ms, ratio {row['ratio']:.3f}; refits from the reduced model "
+                  f"kept on {row['warm_refits_kept']} machines, slowest {row['warm_refit_max_s']:.2f} s "
+                  f"(slowest local fit {row['local_max_s']:.2f} s)", flush=True)
     _write(out / "noniid_timing.csv", rows)
 
 

@@ -39,10 +39,10 @@ def run(designs, machines, seeds, n, n_test=50_000):
         for seed in seeds:
             train = simulate_design(name, n, random_state=1000 + seed)
             test = simulate_design(name, n_test, random_state=2000 + seed)
-            truth = train.params
 
-            def record(M, method, prm, **extra):
-                err = parameter_mse(prm, truth)
+            def record(M, method, prm, name=name, seed=seed, train=train, test=test, **extra):
+                # name ... test bound now: the loop moves on after this seed's records.
+                err = parameter_mse(prm, train.params)
                 rows.append(dict(design=name, M=M, seed=seed, method=method, gates=err["gates"],
                                  experts=err["experts"], variances=err["variances"],
                                  rpe=rpe(test.y, _predict(prm, test.X)), **extra))

@@ -119,7 +119,8 @@ def run_child(n, d, max_iter):
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("RESULT"))
     before, after, t, it, conv, ll, data, cpu = line.split()[1:]
     return dict(n=n, d=d, K=3, peak_before_fit_gb=float(before), peak_gb=float(after), data_gb=float(data),
-                fit_s=float(t), fit_cpu_s=float(cpu), em_iterations=int(it), converged=bool(int(conv)), loglik=float(ll))
+                fit_s=float(t), fit_cpu_s=float(cpu), em_iterations=int(it), converged=bool(int(conv)),
+                loglik=float(ll))
 
 
 def _median_cpu_s(f, repeats):
@@ -155,8 +156,8 @@ def iteration_parts(n, d, repeats=3):
         m = _median_cpu_s(lambda: _wls_experts(XtT, ys, tauT, 1e-6), repeats)
         g = _median_cpu_s(lambda: newton_step(XtT, None, tauT, gates, logpT, probT), repeats)
     it = e + m + g
-    return dict(n=n, d=d, K=K, timing="CPU seconds, median of 3", gram_products_s=gram, e_step_s=e, m_step_experts_s=m, m_step_gates_s=g,
-                iteration_s=it, iteration_over_gram=it / gram)
+    return dict(n=n, d=d, K=K, timing="CPU seconds, median of 3", gram_products_s=gram, e_step_s=e,
+                m_step_experts_s=m, m_step_gates_s=g, iteration_s=it, iteration_over_gram=it / gram)
 
 
 _D2_SNIPPET = r"""
@@ -199,7 +200,8 @@ def d2_against_main(rounds=3):
                     info[label] = (it, ll)
             for label in trees:
                 rows.append(dict(section="d2_vs_main", code=label, n=n, d=2, K=4,
-                                 fit_s=float(np.median(times[label])), fit_s_runs=str(np.round(times[label], 4).tolist()),
+                                 fit_s=float(np.median(times[label])),
+                                 fit_s_runs=str(np.round(times[label], 4).tolist()),
                                  em_iterations=info[label][0], loglik=info[label][1]))
                 print(f"d = 2, n = {n}: {label:12s} median fit {np.median(times[label]) * 1e3:.1f} ms "
                       f"(rounds {np.round(np.asarray(times[label]) * 1e3, 1).tolist()}), "
@@ -212,14 +214,14 @@ def section_highd(args):
     for n, d, it in ((args.highd_n, 100, args.highd_iter), (200_000, 200, args.highd_iter)):
         r = run_child(n, d, it)
         rows.append(dict(section="global_fit", **r))
-        print(f"global EM d = {d}, n = {n}, K = 3, max_iter {it}: peak {r['peak_gb']:.2f} GB (data {r['data_gb']:.2f} GB; "
-              f"{r['peak_before_fit_gb']:.2f} GB before the fit), fit {r['fit_s']:.1f} s (CPU {r['fit_cpu_s']:.1f} s), "
-              f"{r['em_iterations']} iterations")
+        print(f"global EM d = {d}, n = {n}, K = 3, max_iter {it}: peak {r['peak_gb']:.2f} GB (data {r['data_gb']:.2f} "
+              f"GB; {r['peak_before_fit_gb']:.2f} GB before the fit), fit {r['fit_s']:.1f} s (CPU "
+              f"{r['fit_cpu_s']:.1f} s), {r['em_iterations']} iterations")
     r = iteration_parts(200_000, 100)
     rows.append(dict(section="iteration_vs_gram", **r))
-    print(f"d = 100, n = 2e5, K = 3, one thread, CPU seconds: iteration {r['iteration_s']:.3f} s (E {r['e_step_s']:.3f}, experts "
-          f"{r['m_step_experts_s']:.3f}, gates {r['m_step_gates_s']:.3f}); K Gram products alone {r['gram_products_s']:.3f} s; "
-          f"ratio {r['iteration_over_gram']:.2f}")
+    print(f"d = 100, n = 2e5, K = 3, one thread, CPU seconds: iteration {r['iteration_s']:.3f} s (E "
+          f"{r['e_step_s']:.3f}, experts {r['m_step_experts_s']:.3f}, gates {r['m_step_gates_s']:.3f}); K Gram "
+          f"products alone {r['gram_products_s']:.3f} s; ratio {r['iteration_over_gram']:.2f}")
     save(rows, "highd")
 
 
@@ -270,25 +272,27 @@ def section_accel(args):
             row["speedup_none"] = t_ref / row["none_s"]
             row["speedup_squarem_cpu"] = c_ref / cpu["squarem"]
             rows.append(row)
-            print(f"{design} seed {seed}: reference {t_ref:.2f} s ({len(hist)} it, {NEWTON_STEPS[0]} IRLS steps, ll {hist[-1]:.3f}); "
-                  f"SQUAREM {row['squarem_s']:.3f} s ({row['squarem_iterations']} it, ll {row['squarem_loglik']:.3f}) "
-                  f"= {row['speedup_squarem']:.1f}x (CPU {row['speedup_squarem_cpu']:.1f}x); plain {row['none_s']:.3f} s ({row['none_iterations']} it) "
-                  f"= {row['speedup_none']:.1f}x")
+            print(f"{design} seed {seed}: reference {t_ref:.2f} s ({len(hist)} it, {NEWTON_STEPS[0]} IRLS steps, ll "
+                  f"{hist[-1]:.3f}); SQUAREM {row['squarem_s']:.3f} s ({row['squarem_iterations']} it, ll "
+                  f"{row['squarem_loglik']:.3f}) = {row['speedup_squarem']:.1f}x (CPU "
+                  f"{row['speedup_squarem_cpu']:.1f}x); plain {row['none_s']:.3f} s ({row['none_iterations']} it) = "
+                  f"{row['speedup_none']:.1f}x")
     import pandas as pd
 
     df = pd.DataFrame(rows)
     for design, g in df.groupby("design"):
-        print(f"{design}: median speed-up SQUAREM {g.speedup_squarem.median():.1f}x (CPU {g.speedup_squarem_cpu.median():.1f}x), plain {g.speedup_none.median():.1f}x; "
-              f"iterations SQUAREM {g.squarem_iterations.median():.0f}, plain {g.none_iterations.median():.0f}, "
-              f"reference {g.reference_iterations.median():.0f}; ll SQUAREM - reference: "
-              f"min {(g.squarem_loglik - g.reference_loglik).min():.4f}")
+        print(f"{design}: median speed-up SQUAREM {g.speedup_squarem.median():.1f}x (CPU "
+              f"{g.speedup_squarem_cpu.median():.1f}x), plain {g.speedup_none.median():.1f}x; iterations SQUAREM "
+              f"{g.squarem_iterations.median():.0f}, plain {g.none_iterations.median():.0f}, reference "
+              f"{g.reference_iterations.median():.0f}; ll SQUAREM - reference: min "
+              f"{(g.squarem_loglik - g.reference_loglik).min():.4f}")
     save(rows, "accel")
 
 
 # ---------------------------------------------------------------------------------------- scaling
 def section_scaling(args):
-    from moecore.distributed import default_support_size
     from moecore.experiments import evaluate
+    from moecore.params import default_support_size
 
     train = simulate_design("separated-2d", args.scaling_n, random_state=11)
     test = simulate_design("separated-2d", 100_000, random_state=12)
@@ -300,7 +304,7 @@ def section_scaling(args):
     for M in args.m_list:
         S0 = default_support_size(args.scaling_n, M)
         for factor in args.s_factors:
-            S = max(K + 1, int(round(factor * S0)))
+            S = max(K + 1, round(factor * S0))
             with warnings.catch_warnings(), threadpool_limits(1):
                 warnings.simplefilter("ignore")
                 t = time.perf_counter()
@@ -320,9 +324,10 @@ def section_scaling(args):
                        rpe=ev["rpe"], mse_all=ev["mse_all"], mse_experts=ev["mse_experts"], mse_gates=ev["mse_gates"],
                        aggregation_dominates=tm["reduction_cpu"] > tm["local_cpu_max"])
             rows.append(row)
-            print(f"M={M:5d} S={S:6d} ({factor:4.2f}x): CPU slowest local {tm['local_cpu_max'] * 1e3:7.1f} ms, reduction "
-                  f"{tm['reduction_cpu'] * 1e3:7.1f} ms{'  <- aggregation dominates' if row['aggregation_dominates'] else ''}; "
-                  f"sent {sent}; RPE {ev['rpe']:.4%}, MSE {ev['mse_all']:.3g}; wall {wall:.2f} s")
+            print(f"M={M:5d} S={S:6d} ({factor:4.2f}x): CPU slowest local {tm['local_cpu_max'] * 1e3:7.1f} ms, "
+                  f"reduction {tm['reduction_cpu'] * 1e3:7.1f} "
+                  f"ms{'  <- aggregation dominates' if row['aggregation_dominates'] else ''}; sent {sent}; RPE "
+                  f"{ev['rpe']:.4%}, MSE {ev['mse_all']:.3g}; wall {wall:.2f} s")
     save(rows, "scaling")
 
 
@@ -386,9 +391,10 @@ def section_shards(args):
                    max_process_peak_mb=max([peak_gb() * 1024, *workers.values()]), rpe=ev["rpe"], mse_all=ev["mse_all"])
         rows.append(row)
         print(f"fit_shards n = {n}, M = {M}, n_jobs = {args.n_jobs}: end to end {wall:.1f} s (slowest local fit "
-              f"{tm['local_max']:.2f} s, local fits summed {row['local_sum_s']:.1f} s wall / {row['local_cpu_sum_s']:.1f} s CPU, "
-              f"reduction {tm['reduction']:.3f} s wall / {row['reduction_cpu_s']:.3f} s CPU; pool start {t_pool:.1f} s before); "
-              f"peak memory main {row['main_peak_mb']:.0f} MB, workers {row['worker_peaks_mb']} MB; RPE {ev['rpe']:.4%}")
+              f"{tm['local_max']:.2f} s, local fits summed {row['local_sum_s']:.1f} s wall / "
+              f"{row['local_cpu_sum_s']:.1f} s CPU, reduction {tm['reduction']:.3f} s wall / "
+              f"{row['reduction_cpu_s']:.3f} s CPU; pool start {t_pool:.1f} s before); peak memory main "
+              f"{row['main_peak_mb']:.0f} MB, workers {row['worker_peaks_mb']} MB; RPE {ev['rpe']:.4%}")
     save(rows, "shards")
 
 
@@ -404,7 +410,8 @@ def main(argv=None):
     ap.add_argument("--accel-n", type=int, default=100_000)
     ap.add_argument("--accel-seeds", type=int, default=5)
     ap.add_argument("--scaling-n", type=int, default=1_000_000)
-    ap.add_argument("--m-list", type=lambda s: [int(v) for v in s.split(",")], default=[16, 32, 64, 128, 256, 512, 1024])
+    ap.add_argument("--m-list", type=lambda s: [int(v) for v in s.split(",")],
+                    default=[16, 32, 64, 128, 256, 512, 1024])
     ap.add_argument("--s-factors", type=lambda s: [float(v) for v in s.split(",")], default=[0.25, 0.5, 1, 2, 4])
     ap.add_argument("--n-jobs", type=int, default=2)
     ap.add_argument("--shards-n", type=int, default=10_000_000)

@@ -158,8 +158,8 @@ def main(argv=None):
                          local_max=np.nan, local_mean=np.nan, local_sum=np.nan, reduction=np.nan,
                          learning_time_cpu=g_cpu, local_cpu_max=np.nan, reduction_cpu=np.nan,
                          em_iterations=g.n_iter_, converged=g.converged_, **gm))
-        print(f"global EM: {g_time:.2f} s (min of {len(g_times)}; CPU {g_cpu:.2f} s) ({g.n_iter_} iterations); RPE {gm['rpe']:.4%}, ARI {gm['ari']:.4f}, "
-              f"MSE {gm['mse_all']:.3g}; peak RSS main {main_peak_mb():.0f} MB")
+        print(f"global EM: {g_time:.2f} s (min of {len(g_times)}; CPU {g_cpu:.2f} s) ({g.n_iter_} iterations); RPE "
+              f"{gm['rpe']:.4%}, ARI {gm['ari']:.4f}, MSE {gm['mse_all']:.3g}; peak RSS main {main_peak_mb():.0f} MB")
 
     def distributed(M, nj, backend=args.backend, rounds=0):
         walls, runs = [], []
@@ -208,14 +208,14 @@ def main(argv=None):
         method = "distributed (reduction)" + (f" + {rounds} round(s)" if rounds else "")
         row = dict(common, method=method, M=M, n_jobs=n_jobs, refine_rounds=rounds, **tm, **dedicated, **dmx)
         rows.append(row)
-        print(f"M={M:4d}, rounds {rounds}: wall {tm['wall']:.2f} s, learning time {tm['learning_time']:.3f} s (max local "
-              f"{tm['local_max']:.3f} + screening {tm['screening']:.3f} + refit {tm['refit_max']:.3f} + reduction "
-              f"{tm['reduction']:.3f} + rounds {tm['rounds']:.3f}); speed-up learning "
+        print(f"M={M:4d}, rounds {rounds}: wall {tm['wall']:.2f} s, learning time {tm['learning_time']:.3f} s (max "
+              f"local {tm['local_max']:.3f} + screening {tm['screening']:.3f} + refit {tm['refit_max']:.3f} + "
+              f"reduction {tm['reduction']:.3f} + rounds {tm['rounds']:.3f}); speed-up learning "
               f"{g_time / tm['learning_time']:.1f}x, wall {g_time / tm['wall']:.2f}x; RPE {dmx['rpe']:.4%} "
-              f"({dmx['rpe'] / g_rpe - 1:+.2%} vs global), ARI {dmx['ari']:.4f}, MSE {dmx['mse_all']:.3g}; "
-              f"CPU learning time {tm['learning_time_cpu']:.3f} s ({g_cpu / tm['learning_time_cpu']:.1f}x); "
-              f"each fit alone: learning time {ta['learning_time']:.3f} s (max local {ta['local_max']:.3f} + "
-              f"reduction {ta['reduction']:.3f}), {g_time / ta['learning_time']:.1f}x")
+              f"({dmx['rpe'] / g_rpe - 1:+.2%} vs global), ARI {dmx['ari']:.4f}, MSE {dmx['mse_all']:.3g}; CPU "
+              f"learning time {tm['learning_time_cpu']:.3f} s ({g_cpu / tm['learning_time_cpu']:.1f}x); each fit "
+              f"alone: learning time {ta['learning_time']:.3f} s (max local {ta['local_max']:.3f} + reduction "
+              f"{ta['reduction']:.3f}), {g_time / ta['learning_time']:.1f}x")
 
     peak_main = main_peak_mb()
     peak_workers = worker_peak_mb()

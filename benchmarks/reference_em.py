@@ -26,7 +26,7 @@ NEWTON_STEPS = [0]  # IRLS steps taken, summed over calls (reported by the bench
 
 def irls_gates(Xd, tau, A, max_iter=50, tol=1e-8):
     """Maximise sum_ik tau_ik log pi_k(x_i; A) over A (p, K), last column fixed at 0, by Newton."""
-    n, p = Xd.shape
+    p = Xd.shape[1]
     K = tau.shape[1]
 
     def q(A):
@@ -60,7 +60,7 @@ def irls_gates(Xd, tau, A, max_iter=50, tol=1e-8):
 
 
 def m_step(Xd, y, tau, A):
-    n, p = Xd.shape
+    p = Xd.shape[1]
     K = tau.shape[1]
     B = np.empty((p, K))
     v = np.empty(K)

@@ -1,8 +1,15 @@
-"""explorer: the Streamlit side of DMoE Explorer.
+"""explorer: the Streamlit side of DMoE Explorer, one job per module.
 
-* :mod:`explorer.io`      CSV parsing and validation, model JSON (de)serialisation with a schema
-* :mod:`explorer.figures` plain functions returning plotly figures (no Streamlit import)
-* :mod:`explorer.state`   session state, URL settings and cached wrappers around :mod:`moecore`
+* :mod:`explorer.settings` every app setting declared once (over :mod:`moecore.params`): widgets,
+  defaults, URL keys and share links
+* :mod:`explorer.data`     the session's data: simulated (cached) or uploaded
+* :mod:`explorer.runs`     fits, comparisons and worked examples for the pages, cached, and the one
+  place that turns a failure into an ``st.error``
+* :mod:`explorer.chrome`   what every page shares: session set-up, sidebar, share box
+* :mod:`explorer.lessons`  one-click demonstrations for a class
+* :mod:`explorer.figures`  plain functions returning plotly figures (no Streamlit import)
+* :mod:`explorer.tables`   plain functions returning pandas tables
+* :mod:`explorer.io`       CSV parsing and validation, model JSON and session files
 
-``moecore`` knows nothing of Streamlit; pages are thin layers over these three modules.
+``moecore`` knows nothing of Streamlit; pages only lay out widgets, figures and tables.
 """

@@ -13,8 +13,7 @@ import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
 from . import io as eio
-from . import lessons
-from . import runs
+from . import lessons, runs
 from . import settings as cfg
 
 # (script, title, icon): the app's pages in menu order.  The navigation of app.py and the
@@ -30,8 +29,23 @@ PAGES = [
 DEFAULT_PAGE = "pages/fit.py"
 
 
+def _leave_folder_mode():
+    """A deep link as the very first request of a fresh server: Streamlit runs the page file
+    alone (its pages/ folder convention), because app.py has not yet declared the navigation.
+    This run draws the page as it is (the folder's raw file list is hidden by the config,
+    client.showSidebarNavigation, and the page draws its own links); the next runs go through
+    app.py, as st.navigation itself would switch them (a rerun here would drop the click that
+    started it)."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+
+
 def page(title: str, extra_query: dict | None = None):
     """Set the session up (URL settings, data, first fit), draw the sidebar; return the data."""
+    st.set_page_config(page_title=f"{title} · DMoE Explorer", page_icon=":material/hub:", layout="wide")
+    _leave_folder_mode()
     ss = st.session_state
     ignored = cfg.init_settings(st.query_params.to_dict())
     if ignored:
@@ -62,7 +76,7 @@ def set_page_query(extra: dict):
     st.session_state["_page_query"] = dict(extra)
 
 
-def refresh_sidebar(final=True):
+def refresh_sidebar(final=True, page_path=""):
     """(Re)draw the sidebar's summary: the data and fit in use now; ``final`` (after the page
     ran) adds the share box and mirrors the settings in the address bar."""
     ss = st.session_state
@@ -91,5 +105,5 @@ def refresh_sidebar(final=True):
                                    file_name="dmoe_session.json", mime="application/json", key="dl_session")
             else:
                 st.caption("This link reopens the app on this page with the current data and settings.")
-            st.code(cfg.share_url(extra), language=None, wrap_lines=True)
+            st.code(cfg.share_url(extra, page_path), language=None, wrap_lines=True)
     cfg.sync_query_params(extra)

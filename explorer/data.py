@@ -19,6 +19,7 @@ from moecore.simulation import get_design, simulate
 
 from . import settings as cfg
 
+
 @dataclass
 class Dataset:
     """The data a session works on; ``truth`` and ``labels`` only for simulated data."""

@@ -23,31 +23,31 @@ from moecore.alignment import match_experts
 from moecore.model import MoEParams, expert_means, gate_proba, predict_mean
 
 __all__ = [
+    "LABELS",
     "PALETTE",
-    "expert_color",
-    "reduced_colors",
-    "data_figure",
-    "projection_figure",
-    "gates_figure",
-    "experts_figure",
+    "coef_names",
     "coefficient_figure",
-    "plan_figure",
+    "compare_figure",
     "coupling_figure",
+    "data_figure",
+    "expert_color",
+    "experts_figure",
+    "gate_colors",
+    "gates_figure",
+    "label",
+    "large_mixture_figure",
     "loglik_figure",
     "mm_figure",
-    "timing_figure",
+    "mm_step_figure",
+    "param_error_figure",
+    "plan_figure",
     "plan_machines_figure",
     "plan_table",
-    "param_error_figure",
-    "gate_colors",
-    "LABELS",
-    "label",
+    "projection_figure",
     "readable_table",
-    "compare_figure",
+    "reduced_colors",
     "sweep_figure",
-    "mm_step_figure",
-    "large_mixture_figure",
-    "coef_names",
+    "timing_figure",
 ]
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -207,7 +207,8 @@ def gates_figure(models: dict, X, *, feature=0, x_names=None, colors: dict | Non
             fig.add_trace(go.Scatter(
                 x=t, y=pi[:, k], mode="lines", name=f"{name}: expert {col[k] + 1}",
                 legendgroup=name, line=dict(color=expert_color(col[k]), dash=dash, width=3 if i == 0 else 2),
-                hovertemplate=f"{name}, expert {col[k] + 1}<br>{x_names[feature]}=%{{x:.3f}}<br>gate=%{{y:.3f}}<extra></extra>"))
+                hovertemplate=(f"{name}, expert {col[k] + 1}<br>{x_names[feature]}=%{{x:.3f}}<br>"
+                               "gate=%{y:.3f}<extra></extra>")))
     sub = " (other inputs at their mean)" if d > 1 else ""
     fig.update_yaxes(range=[-0.02, 1.02])
     return _layout(fig, f"Gates along {x_names[feature]}<br><sup>probability pi_k(x) of each expert{sub}</sup>",
@@ -270,7 +271,8 @@ def experts_figure(dm, X, y=None, truth: MoEParams | None = None, *, feature=0, 
                                      hovertemplate=f"true expert {k + 1}<br>mean=%{{y:.3f}}<extra></extra>"))
     M = len(dm.local_models_)
     sub = " (other inputs at their mean)" if d > 1 else ""
-    return _layout(fig, f"{M} x {red.n_experts} local experts, {red.n_experts} reduced experts, truth<br><sup>local experts coloured by the reduced expert the plan sends them to{sub}</sup>",
+    return _layout(fig, f"{M} x {red.n_experts} local experts, {red.n_experts} reduced experts, truth<br><sup>"
+                        f"local experts coloured by the reduced expert the plan sends them to{sub}</sup>",
                    x_names[feature], "expert mean beta_k . (1, x)", height=480)
 
 
@@ -418,8 +420,9 @@ def plan_machines_figure(dm, *, colors=None):
         fig.add_trace(go.Bar(
             x=machines + 1, y=share[:, c], name=f"reduced expert {colors[k] + 1}",
             marker=dict(color=expert_color(colors[k]), line=dict(width=0)),
-            customdata=mass, hovertemplate=(f"machine %{{x}} → reduced expert {colors[k] + 1}: %{{y:.1f}} % of its "
-                                            "mass<br>machine's mass: %{customdata:.2f} % of the mixture<extra></extra>")))
+            customdata=mass,
+            hovertemplate=(f"machine %{{x}} → reduced expert {colors[k] + 1}: %{{y:.1f}} % of its mass<br>"
+                           "machine's mass: %{customdata:.2f} % of the mixture<extra></extra>")))
     kept = {int(m) for m in machines}
     marked = sorted(m for m, a in flagged.items() if m in kept)
     if marked:
@@ -489,7 +492,8 @@ def loglik_figure(dm, global_model=None, *, max_lines=MANY_MACHINES):
             line = dict(width=3, dash="dash", color="#d62728") if m in flagged else dict(width=1.5)
             fig.add_trace(go.Scatter(x=np.arange(1, len(h) + 1), y=h, mode="lines+markers",
                                      name=f"machine {m + 1}{note}", marker=dict(size=4), line=line,
-                                     hovertemplate=f"machine {m + 1}{note}<br>iteration %{{x}}<br>loglik/n=%{{y:.4f}}<extra></extra>"))
+                                     hovertemplate=f"machine {m + 1}{note}<br>iteration %{{x}}<br>"
+                                                   "loglik/n=%{y:.4f}<extra></extra>"))
         title = "Local EM: log-likelihood per sample<br><sup>one line per machine; never decreases</sup>"
     else:
         n_it = max(len(h) for h in curves)
@@ -506,7 +510,8 @@ def loglik_figure(dm, global_model=None, *, max_lines=MANY_MACHINES):
                                  hovertemplate="iteration %{x}: 10 % at %{customdata[0]:.4f}, 90 % at %{y:.4f}"
                                                "<br>%{customdata[1]} machines still iterating<extra></extra>"))
         fig.add_trace(go.Scatter(x=it, y=q50, mode="lines", line=dict(color=PALETTE[0], width=3),
-                                 name="median machine", hovertemplate="iteration %{x}<br>median %{y:.4f}<extra></extra>"))
+                                 name="median machine",
+                                 hovertemplate="iteration %{x}<br>median %{y:.4f}<extra></extra>"))
         final = H[:, -1]
         med = np.median(final)
         mad = 1.4826 * np.median(np.abs(final - med))
@@ -685,10 +690,12 @@ def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, featur
                 fig.add_trace(go.Scatter(x=t, y=np.where(pi[:, k] >= 0.5, means[:, k], np.nan), mode="lines",
                                          name=f"expert {col[k] + 1} (gate > 0.5)", legendgroup=f"e{col[k]}",
                                          showlegend=first, line=dict(color=expert_color(col[k]), width=4.5),
-                                         hovertemplate=f"{name}, expert {col[k] + 1}<br>mean=%{{y:.3f}}<extra></extra>"),
+                                         hovertemplate=f"{name}, expert {col[k] + 1}<br>mean=%{{y:.3f}}"
+                                                       "<extra></extra>"),
                               row=1, col=i)
             fig.add_trace(go.Scatter(x=t, y=predict_mean(Xg, prm), mode="lines", name="fitted E[y | x]",
-                                     legendgroup="mean", showlegend=first, line=dict(color="black", width=1.5, dash="dot"),
+                                     legendgroup="mean", showlegend=first,
+                                     line=dict(color="black", width=1.5, dash="dot"),
                                      hovertemplate=f"{name}<br>E[y|x]=%{{y:.3f}}<extra></extra>"),
                           row=1, col=i)
             fig.update_xaxes(title_text=x_names[0], row=1, col=i)
@@ -718,7 +725,8 @@ def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, featur
 LABELS = {
     # swept parameters
     "n_machines": "number of machines M", "support_fraction": "support size S / paper's floor(n / 4M) (ratio)",
-    "n": "sample size n (points)", "refine_rounds": "refinement rounds", "alpha": "mixing alpha (0 = separated, 1 = random)",
+    "n": "sample size n (points)", "refine_rounds": "refinement rounds",
+    "alpha": "mixing alpha (0 = separated, 1 = random)",
     # metrics
     "rpe": "relative prediction error RPE (%)", "time": "learning time (s)", "wall": "wall clock (s)",
     "local_max": "slowest local fit (s)", "reduction_time": "reduction time (s)",
@@ -862,11 +870,15 @@ def large_mixture_figure(large, X, *, colors_of_component=None, feature=0):
     for l in range(L):
         c = colors_of_component[l] if colors_of_component is not None else large.expert[l]
         fig.add_trace(go.Scatter(
-            x=t, y=mass[:, l], mode="lines", stackgroup="one", name=f"machine {large.machine[l] + 1} · expert {large.expert[l] + 1}",
-            line=dict(color=expert_color(c), width=0.5), fillcolor=_rgba(expert_color(c), 0.35 + 0.5 * (large.machine[l] % 2) * 0.3),
-            hovertemplate=f"machine {large.machine[l] + 1}, expert {large.expert[l] + 1}<br>mass %{{y:.3f}}<extra></extra>"))
+            x=t, y=mass[:, l], mode="lines", stackgroup="one",
+            name=f"machine {large.machine[l] + 1} · expert {large.expert[l] + 1}",
+            line=dict(color=expert_color(c), width=0.5),
+            fillcolor=_rgba(expert_color(c), 0.35 + 0.5 * (large.machine[l] % 2) * 0.3),
+            hovertemplate=(f"machine {large.machine[l] + 1}, expert {large.expert[l] + 1}<br>"
+                           "mass %{y:.3f}<extra></extra>")))
     fig.update_yaxes(range=[0, 1.01])
-    return _layout(fig, f"The large mixture: {L} gate masses w_m pi_j(x), stacked<br><sup>they sum to 1 at every x; colour = reduced expert the current plan sends the component to</sup>",
+    return _layout(fig, f"The large mixture: {L} gate masses w_m pi_j(x), stacked<br><sup>they sum to 1 at every x; "
+                        "colour = reduced expert the current plan sends the component to</sup>",
                    "x", "gate mass", height=380)
 
 
@@ -893,7 +905,8 @@ def mm_step_figure(problem, state, *, truth: MoEParams | None = None):
                                                f" → reduced {maj[l] + 1}<extra></extra>"))
     R = Xt @ B
     for k in range(K):
-        fig.add_trace(go.Scatter(x=t, y=R[:, k], mode="lines", name=f"reduced expert {k + 1} (sd {np.sqrt(state.variances[k]):.2f})",
+        fig.add_trace(go.Scatter(x=t, y=R[:, k], mode="lines",
+                                 name=f"reduced expert {k + 1} (sd {np.sqrt(state.variances[k]):.2f})",
                                  line=dict(color=expert_color(k), width=4)))
     if truth is not None:
         T = Xt @ truth.experts

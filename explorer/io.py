@@ -19,20 +19,20 @@ from moecore import MoEParams
 from moecore.model import feature_names
 
 __all__ = [
-    "InputError",
-    "MAX_UPLOAD_MB",
-    "MAX_ROWS",
     "MAX_COLUMNS",
+    "MAX_ROWS",
+    "MAX_UPLOAD_MB",
     "MODEL_FORMAT",
     "MODEL_SCHEMA",
-    "parse_csv",
-    "select_columns",
+    "InputError",
     "data_to_csv",
-    "model_to_json",
     "model_from_json",
-    "params_to_text",
+    "model_to_json",
     "params_from_text",
+    "params_to_text",
+    "parse_csv",
     "parse_sweep_values",
+    "select_columns",
 ]
 
 # Streamlit refuses larger files itself (.streamlit/config.toml server.maxUploadSize): same number.
@@ -117,12 +117,14 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
         sep = ","
     # pandas would silently rename a repeated name to "x.1": check the header ourselves.
     try:
-        header = [h.strip() for h in next(csv.reader(io.StringIO(text.lstrip("\n").split("\n", 1)[0]), delimiter=sep), [])]
+        first = text.lstrip("\n").split("\n", 1)[0]
+        header = [h.strip() for h in next(csv.reader(io.StringIO(first), delimiter=sep), [])]
     except csv.Error as exc:
         raise InputError(f"{name}: its header row cannot be read as CSV ({_clip(exc)}).") from None
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
-        raise InputError(f"{name} has duplicated column names {[_clip(d) for d in dup]}: give every column a distinct name.")
+        raise InputError(f"{name} has duplicated column names {[_clip(d) for d in dup]}: give every column a "
+                         "distinct name.")
     try:
         # index_col=False and its warning as an error: a first row longer than the header would
         # otherwise become a row index, every value shifted one column.
@@ -324,9 +326,9 @@ def _parse_int(text):
     return int(text) if len(text) < 300 else float(text)
 
 
-def _loads(text, name):
+def _loads(text, name, limit=MAX_MODEL_BYTES):
     """json.loads that only ever raises InputError (deep nesting and huge integers included)."""
-    if len(text) > MAX_MODEL_BYTES:
+    if len(text) > limit:
         raise InputError(f"{name} is larger than {MAX_MODEL_BYTES // 1000} kB; a model file is much smaller.")
     try:
         return json.loads(text, parse_int=_parse_int)
@@ -444,13 +446,14 @@ def session_from_json(raw: bytes, name: str = "the session file"):
         text = bytes(raw).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(f"{name} is not UTF-8 text: upload the .json session file the app produced.") from None
-    doc = _loads(text, name)
+    doc = _loads(text, name, limit=len(text) + 1)
     if not isinstance(doc, dict) or doc.get("format") != SESSION_FORMAT or not isinstance(doc.get("data"), dict):
         raise InputError(f"{name} is not a DMoE Explorer session file (format {SESSION_FORMAT!r}).")
     d = doc["data"]
     if not isinstance(d.get("csv"), str) or not isinstance(d.get("x_names"), list):
         raise InputError(f"{name} holds no data table.")
-    df = parse_csv(d["csv"].encode("utf-8"), name)
+    # The table is read as an upload would be (same checks and limits); the name only labels messages.
+    df = parse_csv(d["csv"].encode("utf-8"), f"the data table of {name}.csv")
     y_name = str(d.get("y_name", "y"))
     x_names = [str(c) for c in d["x_names"]]
     X, y = select_columns(df, y_name, x_names)

@@ -133,7 +133,8 @@ def banner():
             ours, paper = headline_figures(fit, data), PAPER_HEADLINE
             c1.markdown(
                 f"| | this run (on this server) | the paper |\n|---|---|---|\n"
-                f"| learning-time speed-up over the global EM | **{ours['speedup']:.1f}x** | {paper['speedup']:.0f}x |\n"
+                f"| learning-time speed-up over the global EM | **{ours['speedup']:.1f}x** "
+                f"| {paper['speedup']:.0f}x |\n"
                 f"| held-out RPE, reduction | **{ours['rpe_reduction']:.2f} %** | {paper['rpe_reduction']:.2f} % |\n"
                 f"| held-out RPE, global EM | **{ours['rpe_global']:.2f} %** | {paper['rpe_global']:.2f} % |")
             c1.caption("The learning time counts the machines as truly parallel (the slowest local fit plus the "

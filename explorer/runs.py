@@ -176,8 +176,9 @@ class FitResult:
 
     def matches(self, data: dt.Dataset, s: dict) -> bool:
         """Whether this fit is of ``data`` with the fit settings of ``s``."""
-        return self.data_key == data.key and all(self.settings.get(k) == s.get(k) for k in cfg.FIT_SETTINGS
-                                                 if k not in ("backend", "n_jobs", "scheduler"))
+        where = ("backend", "n_jobs", "scheduler")  # where a fit runs does not change its numbers
+        mine, theirs = fit_params(self.settings), fit_params(dict(self.settings, **{k: s[k] for k in cfg.FIT_SETTINGS}))
+        return self.data_key == data.key and all(mine[k] == theirs[k] for k in mine if k not in where)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -286,7 +287,8 @@ def ensure_data_and_fit():
         try:
             ss["fit"] = run_fit(ss["data"], automatic=True)
         except ERRORS as exc:
-            ss["startup_error"] = f"The automatic first fit failed: {exc} Change the settings on the Distributed fit page."
+            ss["startup_error"] = (f"The automatic first fit failed: {exc} Change the settings on the Distributed "
+                                   "fit page.")
 
 
 def figure(name: str, key: tuple, build):

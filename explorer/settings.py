@@ -318,6 +318,8 @@ def settings_to_query(values: dict | None = None) -> dict:
     values = settings() if values is None else values
     out = {}
     for q, name in QUERY_KEYS.items():
+        if name == "support" and values.get("support_auto", True):
+            continue  # the paper's size follows n and M
         v = values.get(name, SETTINGS[name].default)
         if v != SETTINGS[name].default:
             out[q] = str(v).lower() if isinstance(v, bool) else str(v)
@@ -327,23 +329,21 @@ def settings_to_query(values: dict | None = None) -> dict:
 def sync_query_params(extra: dict | None = None):
     """Mirror the settings (and a page's own, ``extra``) in the address bar, so it can be shared."""
     want = dict(settings_to_query(), **(extra or {}))
-    have = {k: st.query_params.get(k) for k in st.query_params.keys()}  # noqa: SIM118 (not a dict)
+    have = {k: st.query_params.get(k) for k in st.query_params.keys()}
     if want != have:
         st.query_params.clear()
         st.query_params.update(want)
 
 
 def share_url(extra: dict | None = None, page: str = "") -> str:
-    """The app's address (``page``: a page's path) with the current settings as query parameters."""
-    from urllib.parse import urlencode
+    """The app's address on ``page`` (its URL path, "" for the default page) with the current
+    settings as query parameters."""
+    from urllib.parse import urlencode, urlsplit
 
     try:
         base = st.context.url
     except Exception:  # outside a browser session (AppTest, bare mode)
         base = None
-    base = (base or "http://localhost:8501/").split("?")[0]
-    if page:
-        base = base.rstrip("/").rsplit("/", 1)[0] + "/" + page if base.rstrip("/").count("/") > 2 else \
-            base.rstrip("/") + "/" + page
+    parts = urlsplit(base or "http://localhost:8501/")
     q = urlencode(dict(settings_to_query(), **(extra or {})))
-    return base + ("?" + q if q else "")
+    return f"{parts.scheme}://{parts.netloc}/{page}" + ("?" + q if q else "")

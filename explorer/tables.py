@@ -35,3 +35,4 @@ def block_errors(table: pd.DataFrame):
     err = {f"{what}: {b}": table[f"{pre}_{b}"] for pre, what in blocks for b in ("gates", "experts", "variances")
            if f"{pre}_{b}" in table}
     return pd.DataFrame(err).astype(float) if err else None
+

@@ -6,7 +6,10 @@ The compute core of DMoE Explorer.  Modules follow the mathematics:
 * :mod:`moecore.gating`      softmax gating regression (IRLS with soft targets)
 * :mod:`moecore.em`          EM estimator :class:`MixtureOfExperts`
 * :mod:`moecore.reduction`   KL cost, transport plan, MM reduction
-* :mod:`moecore.distributed` sharding and parallel local fits: :class:`DistributedMoE`
+* :mod:`moecore.distributed` the distributed estimator :class:`DistributedMoE`
+* :mod:`moecore.local`       one machine's local fit
+* :mod:`moecore.dispatch`    where the machines' tasks run: joblib backends or a dask cluster
+* :mod:`moecore.shards`      fitting from one data file per machine
 * :mod:`moecore.splits`      random and non-IID splits of the rows over machines
 * :mod:`moecore.machine_weights` machine weights w_m(x) = P(machine | x) for non-IID machines
 * :mod:`moecore.baselines`   global fit, weighted average, median, single machine
@@ -15,23 +18,24 @@ The compute core of DMoE Explorer.  Modules follow the mathematics:
 * :mod:`moecore.experiments` comparisons and sweeps
 """
 
-from .distributed import DistributedMoE, LocalFitError
+from .distributed import DistributedMoE
 from .em import ConvergenceWarning, DegenerateFitWarning, MixtureOfExperts, NotFittedError
+from .local import LocalFitError
 from .model import MoEParams
 from .reduction import reduce_mixtures
 from .simulation import DESIGNS, simulate, simulate_design
 
 __all__ = [
-    "MixtureOfExperts",
-    "DistributedMoE",
-    "MoEParams",
-    "reduce_mixtures",
-    "simulate",
-    "simulate_design",
     "DESIGNS",
     "ConvergenceWarning",
     "DegenerateFitWarning",
-    "NotFittedError",
+    "DistributedMoE",
     "LocalFitError",
+    "MixtureOfExperts",
+    "MoEParams",
+    "NotFittedError",
+    "reduce_mixtures",
+    "simulate",
+    "simulate_design",
 ]
 __version__ = "0.1.0"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["kmeans", "assign_labels"]
+__all__ = ["assign_labels", "kmeans"]
 
 # Reassociation lets LLVM vectorise the sums over points; as for the reduction's kernels, results
 # move only at rounding level and are the same in every process. No nnan/ninf.

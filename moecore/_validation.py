@@ -11,11 +11,11 @@ import numbers
 import numpy as np
 
 __all__ = [
-    "check_Xy",
     "check_X",
-    "check_int",
-    "check_float",
+    "check_Xy",
     "check_choice",
+    "check_float",
+    "check_int",
     "check_random_state_seed",
 ]
 

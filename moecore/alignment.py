@@ -7,7 +7,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .model import MoEParams
 
-__all__ = ["expert_distance", "match_experts", "align_to"]
+__all__ = ["align_to", "expert_distance", "match_experts"]
 
 
 def expert_distance(ref: MoEParams, other: MoEParams, X=None):

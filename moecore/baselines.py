@@ -16,7 +16,7 @@ from .alignment import align_to
 from .em import MixtureOfExperts
 from .model import MoEParams
 
-__all__ = ["fit_global", "weighted_average", "coordinate_median", "single_machine"]
+__all__ = ["coordinate_median", "fit_global", "single_machine", "weighted_average"]
 
 
 def fit_global(X, y, n_experts, **em_params):

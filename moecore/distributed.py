@@ -8,21 +8,15 @@ not on ``n_jobs``, the backend or the order in which machines finish.
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import tempfile
 import time
 import warnings
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from contextlib import contextmanager
 
 import numpy as np
-from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import _check_feature_names
 
-from ._threads import one_blas_thread as _one_thread
+from . import refine as _refine
 from ._validation import (
     check_int,
     check_nonconstant_columns,
@@ -30,8 +24,10 @@ from ._validation import (
     check_response_scale,
     check_Xy,
 )
-from . import refine as _refine
+from .dispatch import Runner
 from .em import MixtureOfExperts, MoEPredictorMixin, min_samples
+from .local import LocalFitError, LocalFitResult
+from .local import fit_task as _fit_task
 from .machine_weights import decide_machine_weights, fit_machine_weights
 from .model import Standardizer
 from .params import DISTRIBUTED_PARAMETERS, check_parameters, default_support_size, em_settings
@@ -40,262 +36,19 @@ from .screening import (
     REFIT_INIT_FACTOR,
     REFIT_MIN_INIT,
     SCORE_POINTS,
-    beaten,
-    support_loglik,
     ScreeningReport,
+    beaten,
+    better_optimum,
     flag_poor_fits,
     n_free_parameters,
+    support_loglik,
     support_scores,
 )
+from .shards import ShardJob
+from .shards import fit_shards as _fit_shards
 from .splits import Split, as_split, shards_from_labels, split_rows
 
-__all__ = ["DistributedMoE", "LocalFitError", "LocalFitResult", "fit_local", "split_shards", "default_support_size"]
-
-# A machine whose worker died is re-run: once more in the pool (a one-off crash, e.g. a killed
-# process, costs only a re-run), then alone, where a further death can only be its own. Only then
-# is it reported (on_error="raise") or, for a local fit, skipped (on_error="skip").
-_LOST_POOL_RETRIES = 1
-_DASK_ATTEMPTS = 3
-
-
-class LocalFitError(RuntimeError):
-    """A machine's local fit failed; the message names the shard and the cause."""
-
-
-@dataclass
-class LocalFitResult:
-    """What one machine sends back: its model (or the error) and its own fit time in seconds."""
-
-    index: int
-    n_samples: int
-    model: MixtureOfExperts | None
-    time: float
-    error: str | None = None
-    cpu_time: float = float("nan")  # CPU seconds of the fitting thread (immune to co-tenants)
-
-
-def split_shards(n, n_machines, rng):
-    """Shuffle 0..n-1 with ``rng`` and cut into ``n_machines`` near-equal index arrays."""
-    return np.array_split(rng.permutation(n), n_machines)
-
-
-def degeneracy(model: MixtureOfExperts):
-    """Why a fitted local model is unusable for aggregation, or None if it is fine."""
-    prm = model.params_
-    for name, a in (("gates", prm.gates), ("experts", prm.experts), ("variances", prm.variances)):
-        if not np.all(np.isfinite(a)):
-            return f"non-finite {name}"
-    if not np.isfinite(model.loglik_):
-        return "non-finite log-likelihood"
-    return None
-
-
-def fit_local(index, X, y, n_experts, em_params, seed):
-    """Fit one machine's MoE.  Never raises: an error is returned in the result.
-
-    Parameters
-    ----------
-    index : int, the machine number (for messages)
-    X : (n_m, d) ; y : (n_m,)
-    em_params : dict of MixtureOfExperts parameters
-    seed : numpy SeedSequence of this machine
-
-    The fit runs BLAS on one thread (``MixtureOfExperts.fit`` does), so a worker process per core
-    does not oversubscribe.
-    """
-    t0 = time.perf_counter()
-    c0 = time.thread_time()
-    params = dict(em_params)
-    select = params.pop("local_experts", "fixed")
-    try:
-        est = MixtureOfExperts(n_experts, random_state=seed, **params)
-        est._quiet = True  # the parent reports non-convergence per machine
-        est.fit(X, y)
-        if select == "bic" and n_experts > 1:
-            est = _fewer_experts_by_bic(est, X, y, params, seed)
-        why = degeneracy(est)
-        if why is not None:
-            return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"degenerate model: {why}",
-                                  time.thread_time() - c0)
-        return LocalFitResult(index, len(y), est, time.perf_counter() - t0, None, time.thread_time() - c0)
-    except Exception as exc:  # reported with the shard number by the caller
-        return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}",
-                              time.thread_time() - c0)
-
-
-_SHM_FOLDER = re.compile(r"^moecore-(\d+)-")
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
-def remove_orphaned_shared(shm="/dev/shm"):
-    """Delete the shared copies left by processes that died mid-fit (killed, out of memory...).
-
-    A copy's folder is named ``moecore-<pid of its process>-...``: those whose process no longer
-    exists are orphans (a live process's copy is never touched). Returns the folders removed.
-    """
-    removed = []
-    try:
-        names = os.listdir(shm)
-    except OSError:
-        return removed
-    for name in names:
-        m = _SHM_FOLDER.match(name)
-        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
-            shutil.rmtree(os.path.join(shm, name), ignore_errors=True)
-            removed.append(name)
-    return removed
-
-
-def _fewer_experts_by_bic(est, X, y, params, seed):
-    """The K-expert fit ``est`` or a fit with fewer experts, whichever has the lowest BIC.
-
-    A machine holding one region of x may see one or two experts only; its K-expert fit then
-    splits a line into pieces whose slopes and gates extrapolate badly (issue 11). Seeds: children
-    of the machine's seed spawned after the K-expert fit, so that fit is unchanged.
-    """
-    K = est.n_experts
-    best, best_bic = est, est.bic(X, y)
-    for k, s in zip(range(1, K), check_random_state_seed(seed).spawn(K - 1), strict=True):
-        cand = MixtureOfExperts(k, random_state=s, **params)
-        cand._quiet = True
-        cand.fit(X, y)
-        b = cand.bic(X, y)
-        if b < best_bic:
-            best, best_bic = cand, b
-    return best
-
-
-@contextmanager
-def _shared_arrays(*arrays):
-    """Read-only memory-mapped copies of ``arrays`` in /dev/shm, deleted on exit.
-
-    A worker process receives a memory map as a file reference (joblib pickles np.memmap by
-    reference), so every task can be given the whole data at no cost and take its rows itself.
-    Without room in /dev/shm the arrays are yielded as they are: joblib then memory-maps large
-    arguments itself, in its own temporary folder.  The folder carries this process's id, so that
-    a later run removes it if this process is killed before its ``finally`` runs.
-    """
-    shm = "/dev/shm"
-    need = sum(a.nbytes for a in arrays)
-    if not (os.path.isdir(shm) and shutil.disk_usage(shm).free > 2 * need):
-        yield arrays
-        return
-    remove_orphaned_shared(shm)
-    folder = tempfile.mkdtemp(prefix=f"moecore-{os.getpid()}-", dir=shm)
-    try:
-        maps = []
-        for i, a in enumerate(arrays):
-            path = os.path.join(folder, f"a{i}.dat")
-            mm = np.memmap(path, dtype=a.dtype, mode="w+", shape=a.shape)
-            mm[...] = a
-            mm.flush()
-            del mm
-            maps.append(np.memmap(path, dtype=a.dtype, mode="r", shape=a.shape))
-        yield maps
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _timed(fn, *args):
-    t0 = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - t0
-
-
-def _call_rows(fn, m, X, y, rows, args):
-    """Machine ``m`` takes its rows of the whole (X, y) itself, then runs ``fn`` on them (timed)."""
-    Xm, ym = X[rows], y[rows]
-    return m, _timed(fn, Xm, ym, *args)
-
-
-def _call_packed(fn, m, packed, args):
-    X, y = packed[:2]
-    return m, _timed(fn, X, y, *args)
-
-
-def _call_file(fn, m, path, response, features, args):
-    """Machine ``m`` on a joblib worker: its file, read once per process and kept for later rounds."""
-    from .shards import read_shard_cached
-
-    X, y = read_shard_cached(path, response, features)
-    return m, _timed(fn, X, y, *args)
-
-
-class _MachineData:
-    """Where each machine's data lives during a fit, and how to run a function on it there.
-
-    ``kind`` is "rows" (one (X, y) in this process or in shared memory, and each machine's row
-    indices), "dask" (one future per machine: a scattered (X, y) or a shard loaded on a worker),
-    or "files" (one file per machine, read by the joblib worker that runs the task).
-    """
-
-    def __init__(self, est, kind, payload, client=None, where=None, resend=None):
-        self.est = est
-        self.kind = kind
-        self.payload = payload
-        self.client = client
-        self.where = where or (lambda m: {})
-        # dask: resend(m) places machine m's data on the cluster again (scattered data dies with
-        # its worker); None when it cannot be (a file pinned to one worker).
-        self.resend = resend
-
-    def run(self, fn, machines, args_of, progress=None, stage=None, lost=None):
-        """``{m: (fn(X_m, y_m, *args_of(m)), seconds)}`` for every machine in ``machines``.
-
-        A machine lost with its worker is run again (``_LOST_POOL_RETRIES``, ``_DASK_ATTEMPTS``);
-        one lost every time gives ``(lost(m, why), nan)``, or a :class:`LocalFitError` when
-        ``lost`` is None.
-        """
-        machines = list(machines)
-        est = self.est
-        if self.kind == "dask":
-            client = self.client
-
-            def submit(m):
-                return client.submit(_call_packed, fn, m, self.payload[m], args_of(m), pure=False,
-                                     **self.where(m))
-
-            def resubmit(i):
-                if self.resend is not None:
-                    self.resend(machines[i])
-                return submit(machines[i])
-
-            lost_at = None if lost is None else (lambda i, why: (machines[i], (lost(machines[i], why), np.nan)))
-            done = est._gather_dask([submit(m) for m in machines], len(machines), progress if stage else None,
-                                    resubmit, lost_at, stage=stage)
-            return dict(done)
-        out = {}
-
-        def run_some(todo, n_jobs):
-            if self.kind == "rows":
-                X, y, shards = self.payload
-                if est.backend == "multiprocessing":
-                    # A plain process pool pickles every argument: each task carries its own rows.
-                    tasks = [delayed(_call_packed)(fn, m, (X[shards[m]], y[shards[m]]), args_of(m)) for m in todo]
-                else:
-                    tasks = [delayed(_call_rows)(fn, m, X, y, shards[m], args_of(m)) for m in todo]
-            else:
-                paths, response, features = self.payload
-                tasks = [delayed(_call_file)(fn, m, paths[m], response, features, args_of(m)) for m in todo]
-            for m, res in est._dispatch(tasks, n_jobs):
-                out[m] = res
-                if progress is not None and stage is not None:
-                    progress(stage, len(out), len(machines))
-
-        def store_lost(m, why):
-            out[m] = (lost(m, why), np.nan)
-
-        est._with_retries(machines, run_some, lambda m: m in out, None if lost is None else store_lost)
-        return out
+__all__ = ["DistributedMoE"]
 
 
 class DistributedMoE(MoEPredictorMixin, BaseEstimator):
@@ -324,7 +77,11 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         Screening of the local fits on the supporting sample (:mod:`moecore.screening`): a machine
         whose model scores far below the others (a poor local optimum) refits on its own shard
         with more restarts ("refit", dropped if it still fails the check), is left out with the
-        other weights renormalised ("drop"), or nothing is checked ("off", the paper).
+        other weights renormalised ("drop"), or nothing is checked ("off", the paper).  With
+        covariate machine weights "refit" also sends the reduced model back: every machine refits
+        from it, and where that reaches a clearly better optimum of its shard's likelihood the
+        reduction is run again with those fits, and kept if it explains the support pairs better
+        (``screening_.warm_refits``).
     refine_rounds : int >= 0
         Distributed EM rounds from the reduced model (:mod:`moecore.refine`); 0 keeps the paper's
         one-shot estimator.  Each round costs every machine one E-step on its shard and sends
@@ -377,13 +134,16 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
     refine_loglik_ : ndarray (refine_rounds + 1,), pooled training log-likelihood of the one-shot
         model and after each round (non-decreasing); empty without rounds
     communication_ : dict, numbers of floats sent: "one_shot_up" (M,) per machine (local model,
-        support share, refit), "round_up" / "round_down" per machine per round, "one_shot_total",
+        support share, refit), "warm_refit_down" (M,) (the reduced model sent back for the warm
+        refits of covariate weights; absent when they did not run), "round_up" / "round_down" per
+        machine per round, "one_shot_total",
         "rounds_total", "total"
     timings_ : dict with "local" (M,) seconds of each local fit, "local_max", "local_sum",
-        "screening", "refit" (seconds of each refit), "machine_weights" (deciding and estimating
+        "screening", "refit" (seconds of each refit), "warm_refit" (seconds of each machine's refit
+        from the reduced model, covariate weights), "machine_weights" (deciding and estimating
         w_m(x) at the server), "reduction", "rounds" (seconds of each round: slowest machine per
         exchange + server), "wall" (this fit, on the cores used) and "learning_time" = local_max
-        + screening + slowest refit + machine_weights + reduction + rounds (the paper's figure,
+        + screening + slowest refit (of each kind) + machine_weights + reduction(s) + rounds (the paper's figure,
         machines truly in parallel, extended by the screening, the weights and the rounds)
     """
 
@@ -537,212 +297,14 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             self.timings_["wall"] = time.perf_counter() - t0
             return self
 
-    @contextmanager
+    def _runner(self):
+        """Where the machines' tasks run: this estimator's backend, n_jobs and scheduler."""
+        return Runner(self.backend, self.n_jobs, self.scheduler)
+
     def _machine_data(self, X, y, shards):
-        """The machines' data for the whole fit: local fits, refits and refinement rounds.
-
-        For worker processes (X, y) go once into shared memory and each task carries a reference:
-        copying each shard into its task made the dispatching process pickle the whole data
-        through pipes, taking CPU from the workers while they fit (n = 1e6, M = 128 on 2 cores:
-        slowest local fit 24 -> 17 ms).  With dask each shard is scattered once, to the worker
-        that fits it, and stays there until the fit ends.
-        """
-        if self.backend == "dask":
-            with self._dask_client() as client:
-                data = client.scatter([(X[idx], y[idx]) for idx in shards])
-
-                def resend(m):
-                    # Scattered data has no recipe on the cluster: it dies with its worker. The
-                    # shard is still here; send it again, to whichever worker takes it, under a
-                    # fresh key: re-scattering under the content hash (the lost key) could race
-                    # with the scheduler forgetting that key, and the re-run then waited forever.
-                    data[m] = client.scatter([(X[shards[m]], y[shards[m]])], hash=False)[0]
-
-                try:
-                    yield _MachineData(self, "dask", data, client, resend=resend)
-                finally:
-                    client.cancel(data)
-            return
-        with _shared_arrays(X, y) if self._process_backend else nullcontext((X, y)) as (Xs, ys):
-            yield _MachineData(self, "rows", (Xs, ys, shards))
-
-    @property
-    def _process_backend(self):
-        """Whether the local fits run in worker processes (rather than threads of this one)."""
-        return self.backend in ("loky", "multiprocessing")
-
-    def _run_joblib(self, tasks, M, progress, lost=None):
-        """Run joblib tasks on the configured backend; results in machine order (``result.index``).
-
-        Used by :func:`moecore.shards.fit_shards` for its inspect and fit-and-sample tasks; task m
-        must be the m-th of ``tasks``.  Lost workers are handled as in :meth:`_with_retries`.
-        """
-        tasks = list(tasks)
-        results = [None] * M
-        done = 0
-
-        def run_some(todo, n_jobs):
-            nonlocal done
-            for res in self._dispatch([tasks[m] for m in todo], n_jobs):
-                results[res.index] = res
-                done += 1
-                if progress is not None:
-                    progress("local", done, M)
-
-        def store_lost(m, why):
-            results[m] = lost(m, why)
-
-        self._with_retries(range(M), run_some, lambda m: results[m] is not None,
-                           None if lost is None else store_lost)
-        return results
-
-    def _with_retries(self, machines, run_some, is_done, store_lost):
-        """Run every machine of ``machines`` by ``run_some(todo, n_jobs)`` despite dying workers.
-
-        When a worker process dies (killed, out of memory) the results already back are kept and
-        only the unfinished machines run again: once more in the pool, then each alone, so that a
-        death names its own machine.  A machine that still dies goes to ``store_lost(m, why)``
-        (a failed result, which ``on_error`` then handles), or raises :class:`LocalFitError`
-        when ``store_lost`` is None.
-        """
-        todo = list(machines)
-        for _ in range(1 + _LOST_POOL_RETRIES):
-            try:
-                run_some(todo, self._effective_jobs(len(todo)))
-                return
-            except _WORKER_LOST as exc:
-                left = [m for m in todo if not is_done(m)]
-                warnings.warn(
-                    f"a worker process died on host {os.uname().nodename} ({_lost_text(exc)}); the "
-                    f"{len(todo) - len(left)} finished result(s) are kept and machine(s) {left} are "
-                    "run again.",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
-                todo = left
-        for m in todo:
-            try:
-                run_some([m], self._effective_jobs(1))
-            except _WORKER_LOST as exc:
-                why = (f"its worker process on host {os.uname().nodename} died at each of "
-                       f"{2 + _LOST_POOL_RETRIES} attempts (the last alone): {_lost_text(exc)}")
-                if store_lost is None:
-                    raise LocalFitError(f"machine {m}: {why}") from None
-                store_lost(m, why)
-
-    def _effective_jobs(self, n_tasks):
-        """Workers for ``n_tasks`` tasks: never more than tasks, nor processes than cores."""
-        if self.backend == "sequential":
-            return 1
-        cores = os.cpu_count() or 1
-        n = self.n_jobs if self.n_jobs is not None else 1
-        n = cores if n == -1 else (max(cores + 1 + n, 1) if n < 0 else n)
-        if not self._process_backend:
-            return max(1, min(n, n_tasks))
-        n = min(n, cores)
-        # joblib runs n_jobs=1 in this very process: keep a process pool (of 2) when one was asked
-        # for, so a task that kills its worker (out of memory...) cannot take this process along.
-        return max(min(n, 2), min(n, n_tasks))
-
-    def _dispatch(self, tasks, n_jobs):
-        """Yield the results of joblib ``delayed`` tasks as they finish."""
-        if self.backend == "multiprocessing":
-            # joblib's multiprocessing pool waits forever for the task of a killed worker (and
-            # cannot return results unordered); the standard library's pool reports the death
-            # (BrokenProcessPool). Forked workers, as joblib's backend has them: spawn or
-            # forkserver would re-run a user's script that lacks a __main__ guard.
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            ex = ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("fork"))
-            try:
-                futures = [ex.submit(f, *a, **kw) for f, a, kw in tasks]
-                for fut in as_completed(futures):
-                    yield fut.result()
-            finally:
-                ex.shutdown(wait=False, cancel_futures=True)
-            return
-        backend = "sequential" if self.backend == "sequential" else self.backend
-        # In-process fits share one BLAS pool: hold it at one thread around the whole batch, so that
-        # concurrent fits entering and leaving their own limit never restore it under each other.
-        # (Local fits are quiet by a flag, not by warnings.catch_warnings, for the same reason.)
-        with _one_thread() if not self._process_backend else nullcontext():
-            yield from Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")(tasks)
-
-    @contextmanager
-    def _dask_client(self):
-        """The dask Client of ``scheduler``, closed afterwards if we opened it."""
-        try:
-            from distributed import Client, get_client
-        except ImportError:  # pragma: no cover - dask is a requirement
-            raise ImportError('backend="dask" needs the "distributed" package.') from None
-        if self.scheduler is None:
-            try:
-                client = get_client()
-            except ValueError:
-                raise ValueError(
-                    'backend="dask" needs a running dask client: pass scheduler="tcp://host:port" '
-                    "or a distributed.Client, or create a Client first."
-                ) from None
-            yield client
-        elif isinstance(self.scheduler, str):
-            try:
-                client = Client(self.scheduler, timeout=30)
-            except OSError as exc:
-                raise OSError(
-                    f"could not connect to the dask scheduler at {self.scheduler!r}: {exc}"
-                ) from None
-            try:
-                yield client
-            finally:
-                client.close()
-        elif isinstance(self.scheduler, Client):
-            yield self.scheduler
-        else:
-            raise TypeError(
-                "scheduler must be None, an address string or a distributed.Client, got "
-                f"{type(self.scheduler).__name__}."
-            )
-
-    @staticmethod
-    def _gather_dask(futures, M, progress, resubmit=None, lost=None, stage="local"):
-        """Results of dask futures in the order of ``futures``, reporting progress as they complete.
-
-        A future lost with its worker (the worker died, or the data scattered to it went with
-        it) is replaced by ``resubmit(i)`` (a new future for position i), up to ``_DASK_ATTEMPTS``
-        times in all; a position lost every time becomes ``lost(i, why)`` or, with ``lost=None``,
-        a :class:`LocalFitError`.  Errors raised by the task itself propagate.
-        """
-        from distributed import as_completed
-
-        results = [None] * M
-        position = {fut.key: i for i, fut in enumerate(futures)}
-        attempts = dict.fromkeys(range(M), 1)
-        ac = as_completed(futures)
-        done = 0
-        for fut in ac:
-            i = position[fut.key]
-            try:
-                res = fut.result()
-            except _DASK_LOST as exc:
-                why = _lost_text(exc)
-                if resubmit is not None and attempts[i] < _DASK_ATTEMPTS:
-                    warnings.warn(f"task {i} was lost with its dask worker ({why}); it is sent again and "
-                                  "run elsewhere.", RuntimeWarning, stacklevel=4)
-                    attempts[i] += 1
-                    new = resubmit(i)
-                    position[new.key] = i
-                    ac.add(new)
-                    continue
-                why = f"lost with its dask worker {attempts[i]} time(s): {why}"
-                if lost is None:
-                    raise LocalFitError(f"machine {i}: {why}") from None
-                res = lost(i, why)
-            results[i] = res
-            done += 1
-            if progress is not None:
-                progress(stage, done, M)
-        return results
+        """The machines' data for the whole fit: local fits, refits and refinement rounds
+        (a context manager yielding :class:`~moecore.dispatch.MachineData`)."""
+        return self._runner().machine_data(X, y, shards)
 
     def fit_shards(self, paths, *, response="y", features=None, workers=None, progress=None):
         """Fit from data that already lives on the machines: one CSV or Parquet file per machine.
@@ -750,12 +312,43 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         Each file is read by the worker that fits it (the full data never passes through one
         process); each worker also draws its share of the supporting sample, proportional to its
         number of rows, with its own seed.  Then the local models are reduced as in :meth:`fit`.
-        See :func:`moecore.shards.fit_shards` for the parameters.
+        See :func:`moecore.shards.fit_shards` for the parameters and the fitted attributes.
         """
-        from .shards import fit_shards
+        with _all_or_nothing(self):
+            t0 = time.perf_counter()
+            M = DISTRIBUTED_PARAMETERS["n_machines"].check(self.n_machines)
+            ss = check_random_state_seed(self.random_state)
+            # The same four children as fit(): the machines' EM seeds are identical to fit()'s.
+            _seed_split, seed_support, seed_mm, seed_machines = ss.spawn(4)
+            machine_seeds = seed_machines.spawn(M)
 
-        return fit_shards(self, paths, response=response, features=features, workers=workers,
-                          progress=progress)
+            def aggregate(data):
+                # The data stay where they are (the dask futures, the files) for refits and rounds.
+                self.shards_ = None
+                self.support_indices_ = None
+                self.shard_paths_ = data.paths
+                self.shard_sizes_ = data.sizes
+                self.feature_names_in_ = np.array(data.features, dtype=object)
+                self.support_shares_ = data.shares
+                # Each worker drew its own share, so every support point knows its machine.
+                self.support_machine_ = data.support_machine
+                self._random_split = False
+                self._aggregate(data.machines, data.results, data.X_support, data.y_support, data.shares,
+                                machine_seeds, seed_mm, progress)
+                self.timings_["read"] = data.read_times
+
+            job = ShardJob(
+                n_experts=self.n_experts,
+                em_params=self._em_params(),
+                machine_seeds=machine_seeds,
+                support_seeds=seed_support.spawn(M),
+                runner=self._runner(),
+                support_size=lambda n, d: self._check_parameters(n, d)[2],
+                aggregate=aggregate,
+            )
+            _fit_shards(job, paths, response=response, features=features, workers=workers, progress=progress)
+            self.timings_["wall"] = time.perf_counter() - t0
+            return self
 
     # ------------------------------------------------------------------ after the local fits
     def _aggregate(self, machines, results, Xs, ys, support_shares, machine_seeds, seed_mm, progress):
@@ -763,7 +356,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
 
         results : list (M,) of LocalFitResult ; Xs (S, d), ys (S,) the supporting sample ;
         support_shares : (M,) support points each machine contributed ;
-        machines : _MachineData, for refits and refinement rounds.
+        machines : :class:`~moecore.dispatch.MachineData`, for refits and refinement rounds.
         """
         self._collect(results)
         self._n_samples_all = [r.n_samples for r in results]
@@ -771,7 +364,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         self.support_y_ = ys
         self._decide_machine_weights(Xs)
         self._screen(machines, results, Xs, ys, support_shares, machine_seeds)
-        self._reduce(Xs, ys, seed_mm, progress)
+        self._reduce(Xs, ys, seed_mm, progress, machines, machine_seeds)
         self._refine(machines, Xs, ys, progress)
 
     def _collect(self, results):
@@ -881,7 +474,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         kept = {r.index: r for r in results if r.error is None}
         up = np.zeros(M)
         if report.flagged and self.local_check == "off":
-            report.actions = {m: "kept" for m in report.flagged}
+            report.actions = dict.fromkeys(report.flagged, "kept")
         elif report.flagged:
             refits = {}
             if self.local_check == "refit":
@@ -976,37 +569,94 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         self.timings_["machine_weights"] += time.perf_counter() - t0
         return self.support_weights_
 
-    def _reduce(self, Xs, ys, seed, progress):
+    def _reduce(self, Xs, ys, seed, progress, machines=None, machine_seeds=None):
         weights = self._resolve_machine_weights(Xs)
         cb = None
         if progress is not None:
             def cb(i, state):
                 progress("mm", state.iteration, self.mm_max_iter)
-        c0 = time.thread_time()
-        scores = self.local_scores_[self.machines_]
-        red = reduce_mixtures(
-            [m.params_ for m in self.local_models_],
-            weights,
-            Xs,
-            self.n_experts,
-            y_support=ys,
-            n_init=self.mm_n_init,
-            local_starts=self.mm_local_starts,
-            local_scores=scores,
-            max_iter=self.mm_max_iter,
-            tol=self.mm_tol,
-            variance_update=self.variance_update,
-            gate_targets=self.gate_targets,
-            random_state=seed,
-            callback=cb,
-        )
+
+        def mm(models, scores):
+            c0 = time.thread_time()
+            red = reduce_mixtures(
+                [m.params_ for m in models],
+                weights,
+                Xs,
+                self.n_experts,
+                y_support=ys,
+                n_init=self.mm_n_init,
+                local_starts=self.mm_local_starts,
+                local_scores=scores[self.machines_],
+                max_iter=self.mm_max_iter,
+                tol=self.mm_tol,
+                variance_update=self.variance_update,
+                gate_targets=self.gate_targets,
+                random_state=seed,
+                callback=cb,
+            )
+            return red, time.thread_time() - c0
+
+        red, cpu = mm(self.local_models_, self.local_scores_)
+        self.timings_["warm_refit"] = np.zeros(0)
+        if machines is not None and self.machine_weights_used_ == "covariate" and self.local_check == "refit":
+            # Machines holding different data may each see some experts too rarely to resolve them
+            # (label skew: k-means on a shard 80 % one expert splits that expert and merges the
+            # rest), so every local fit, and with them the reduction, misses an expert, and no
+            # machine has a better model to refit from. The reduced model pools what each machine
+            # saw often: every machine refits from it and offers that fit where it reaches a better
+            # optimum of its own shard's likelihood; the reduction of the improved fits is kept if
+            # it explains the support pairs better (docs/method.md, section 9).
+            models, scores = self._warm_refits(machines, machine_seeds, red.params, Xs, ys)
+            if models is not None:
+                red2, cpu2 = mm(models, scores)
+                first = support_loglik([red.params, red2.params], Xs, ys).mean(axis=1)
+                self.screening_.warm_refit_support = tuple(float(v) for v in first)
+                spent = red.time + red2.time
+                if first[1] >= first[0]:
+                    self.local_models_, self.local_scores_ = models, scores
+                    self.local_n_experts_ = np.array([mdl.params_.n_experts for mdl in models])
+                    red = red2
+                else:
+                    self.screening_.warm_refits = {}
+                red.time = spent
+                cpu += cpu2
         self.reduction_ = red
         self.one_shot_params_ = red.params
         self._set_model(red.params)
         self.mm_history_ = red.objective_history
         self.transport_plan_ = red.plan
         self.timings_["reduction"] = red.time
-        self.timings_["reduction_cpu"] = time.thread_time() - c0
+        self.timings_["reduction_cpu"] = cpu
+
+    def _warm_refits(self, machines, machine_seeds, params, Xs, ys):
+        """Every aggregated machine refits from ``params``. Returns the local models and support
+        scores with the refits that reached a better optimum, or (None, None) if none did."""
+        K, d = self.n_experts, Xs.shape[1]
+        q = n_free_parameters(K, d)
+        em = dict(self._em_params(), init=params)
+        em.pop("local_experts", None)  # a K-expert warm start; BIC's choice is weighed below
+        pos = {int(m): i for i, m in enumerate(self.machines_)}
+        # A seed of its own (re-seeding a starved expert draws from it), derived from the machine's.
+        seeds = {m: np.random.SeedSequence(machine_seeds[m].entropy, spawn_key=(*machine_seeds[m].spawn_key, 2))
+                 for m in pos}
+        out = machines.run(_fit_task, list(pos), lambda m: (m, K, em, seeds[m]))
+        self.timings_["warm_refit"] = np.array([out[m][0].time for m in sorted(out)])
+        comm = self.communication_
+        comm["warm_refit_down"] = np.zeros(self.n_machines)
+        comm["warm_refit_down"][list(pos)] = q
+        models, scores, gains = list(self.local_models_), self.local_scores_.copy(), {}
+        for m, (res, _) in sorted(out.items()):
+            own = models[pos[m]]
+            if res.error is None and better_optimum(own.loglik_, res.model.loglik_, res.n_samples, q,
+                                                    own.n_parameters()):
+                gains[m] = (res.model.loglik_ - own.loglik_) / res.n_samples
+                models[pos[m]] = res.model
+                comm["one_shot_up"][m] += q + 1
+                sel = self.support_machine_ == m
+                if sel.any():
+                    scores[m] = support_scores([res.model.params_], Xs[sel], ys[sel], max_points=SCORE_POINTS)[0]
+        self.screening_.warm_refits = gains
+        return (models, scores) if gains else (None, None)
 
     def _set_model(self, params):
         self.reduced_ = MixtureOfExperts.from_params(params)
@@ -1037,18 +687,15 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             up, down = res.up / R, res.down / R
         comm = self.communication_
         comm["round_up"], comm["round_down"] = up, down
-        comm["one_shot_total"] = float(comm["one_shot_up"].sum())
+        comm["one_shot_total"] = float(comm["one_shot_up"].sum() + comm.get("warm_refit_down", np.zeros(0)).sum())
         comm["rounds_total"] = float(R * (up.sum() + down.sum()))
         comm["total"] = comm["one_shot_total"] + comm["rounds_total"]
         t = self.timings_
-        t["learning_time"] = (t["local_max"] + t["screening"] + float(np.max(t["refit"], initial=0.0))
+        refits = float(np.max(t["refit"], initial=0.0)) + float(np.max(t["warm_refit"], initial=0.0))
+        t["learning_time"] = (t["local_max"] + t["screening"] + refits
                               + t["machine_weights"] + t["reduction"] + float(np.sum(t["rounds"])))
-        t["learning_time_cpu"] = (t["local_cpu_max"] + t["screening"] + float(np.max(t["refit"], initial=0.0))
+        t["learning_time_cpu"] = (t["local_cpu_max"] + t["screening"] + refits
                                   + t["machine_weights"] + t["reduction_cpu"] + float(np.sum(t["rounds"])))
-
-
-def _fit_task(X, y, index, n_experts, em_params, seed):
-    return fit_local(index, X, y, n_experts, em_params, seed)
 
 
 @contextmanager
@@ -1061,29 +708,3 @@ def _all_or_nothing(est):
         est.__dict__.clear()
         est.__dict__.update(before)
         raise
-
-
-def _worker_lost_types():
-    from concurrent.futures.process import BrokenProcessPool
-
-    return (BrokenProcessPool,)  # loky's TerminatedWorkerError is one
-
-
-def _dask_lost_types():
-    from concurrent.futures import CancelledError
-
-    try:
-        from distributed.scheduler import KilledWorker
-    except ImportError:  # pragma: no cover - dask is a requirement
-        return (CancelledError,)
-    return (CancelledError, KilledWorker)
-
-
-_WORKER_LOST = _worker_lost_types()
-_DASK_LOST = _dask_lost_types()
-
-
-def _lost_text(exc, limit=300):
-    """One short line saying how a worker was lost (loky's message runs over several lines)."""
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return text if len(text) <= limit else text[:limit] + "..."

@@ -39,8 +39,17 @@ from .gating import (
 )
 from .params import EM_PARAMETERS, check_parameters
 
-__all__ = ["MixtureOfExperts", "MoEPredictorMixin", "ExpertStats", "expert_statistics", "experts_from_statistics",
-           "min_samples", "DegenerateFitWarning", "ConvergenceWarning", "NotFittedError"]
+__all__ = [
+    "ConvergenceWarning",
+    "DegenerateFitWarning",
+    "ExpertStats",
+    "MixtureOfExperts",
+    "MoEPredictorMixin",
+    "NotFittedError",
+    "expert_statistics",
+    "experts_from_statistics",
+    "min_samples",
+]
 
 # Relative ridge on the weighted least-squares normal equations: far below the 1e-9 relative
 # tolerance of the monotonicity checks, large enough to keep a near-singular system solvable.
@@ -176,7 +185,7 @@ def expert_statistics(XtT, y, tauT, *, design=None):
     -------
     ExpertStats
     """
-    p, n = XtT.shape
+    p = XtT.shape[0]
     if design is not None:
         return _stats_from_design(design, tauT, p)
     G = weighted_gram(XtT, np.sqrt(tauT), sqrt_weights=True)

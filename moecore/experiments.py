@@ -15,12 +15,12 @@ from . import metrics as mt
 from .baselines import coordinate_median, single_machine, weighted_average
 from .distributed import DistributedMoE
 from .em import MixtureOfExperts
-from .params import em_settings
 from .model import MoEParams, posterior_proba, predict_mean
+from .params import em_settings
 from .simulation import simulate_design
 from .splits import SPLITS, Split
 
-__all__ = ["evaluate", "Comparison", "compare_methods", "SWEEPABLE", "sweep", "alpha_sweep"]
+__all__ = ["SWEEPABLE", "Comparison", "alpha_sweep", "compare_methods", "evaluate", "sweep"]
 
 METHODS = ("reduction", "global", "weighted average", "median", "single machine")
 # The naive average of the local parameters as each machine numbered its experts (label switching).

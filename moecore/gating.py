@@ -18,13 +18,13 @@ import numpy as np
 from .model import _log_softmax_T
 
 __all__ = [
-    "use_pair_products",
-    "pair_products",
-    "sym_from_pairs",
-    "gate_objective",
+    "fit_softmax_gate",
     "gate_gradient_hessian",
     "gate_newton_step",
-    "fit_softmax_gate",
+    "gate_objective",
+    "pair_products",
+    "sym_from_pairs",
+    "use_pair_products",
 ]
 
 # Newton steps on saturated (separable) gates would be huge; the objective barely moves there.
@@ -134,7 +134,7 @@ def pair_products(XtT):
 def sym_from_pairs(vals, p):
     """Unpack (..., p(p+1)/2) upper-triangle entries into symmetric (..., p, p) matrices."""
     a, b = _triu(p)
-    out = np.zeros(vals.shape[:-1] + (p, p))
+    out = np.zeros((*vals.shape[:-1], p, p))
     out[..., a, b] = vals
     out[..., b, a] = vals
     return out

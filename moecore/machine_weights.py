@@ -49,12 +49,12 @@ from .gating import gate_gradient_hessian, gate_objective, pair_products
 
 __all__ = [
     "MACHINE_WEIGHTS",
-    "MachineWeights",
-    "KNNMachineWeights",
     "AssociationTest",
-    "fit_machine_weights",
+    "KNNMachineWeights",
+    "MachineWeights",
     "association_test",
     "decide_machine_weights",
+    "fit_machine_weights",
 ]
 
 MACHINE_WEIGHTS = ("constant", "covariate", "auto")

@@ -11,14 +11,14 @@ from .model import MoEParams, loglik_per_sample
 from .reduction import transport_divergence
 
 __all__ = [
-    "rpe",
-    "correlation",
-    "parameter_mse",
     "ari",
-    "rand_index",
     "clustering_error",
-    "transport_divergence_to_truth",
+    "correlation",
     "heldout_loglik",
+    "parameter_mse",
+    "rand_index",
+    "rpe",
+    "transport_divergence_to_truth",
 ]
 
 

@@ -24,16 +24,16 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 
 __all__ = [
     "MoEParams",
+    "Standardizer",
     "add_intercept",
-    "feature_names",
-    "log_gate_proba",
-    "gate_proba",
     "expert_means",
+    "feature_names",
+    "gate_proba",
     "log_expert_density",
+    "log_gate_proba",
     "loglik_per_sample",
     "posterior_proba",
     "predict_mean",
-    "Standardizer",
 ]
 
 
@@ -90,7 +90,7 @@ class MoEParams:
     def n_features(self) -> int:
         return self.experts.shape[0] - 1
 
-    def permute(self, perm) -> "MoEParams":
+    def permute(self, perm) -> MoEParams:
         """Reorder the experts: expert ``k`` of the result is expert ``perm[k]`` of ``self``."""
         perm = np.asarray(perm, dtype=int)
         return MoEParams(self.gates[:, perm], self.experts[:, perm], self.variances[perm])
@@ -103,7 +103,7 @@ class MoEParams:
         }
 
     @classmethod
-    def from_dict(cls, d) -> "MoEParams":
+    def from_dict(cls, d) -> MoEParams:
         if not isinstance(d, dict):
             raise TypeError(f"MoE parameters must be a mapping, got {type(d).__name__}.")
         missing = {"gates", "experts", "variances"} - set(d)

@@ -26,11 +26,11 @@ from .screening import LOCAL_CHECKS
 __all__ = [
     "BACKENDS",
     "DISTRIBUTED_PARAMETERS",
+    "EM_PARAMETERS",
+    "EM_SETTINGS",
     "SIMULATION_PARAMETERS",
     "SPLITS",
     "SPLIT_PARAMETERS",
-    "EM_PARAMETERS",
-    "EM_SETTINGS",
     "Param",
     "check_parameters",
     "default_support_size",
@@ -65,6 +65,7 @@ class Param:
     choices: tuple = ()
     none: str = ""
     excluded: tuple = ()
+    excluded_why: str = ""
 
     def check(self, value):
         """Return ``value`` (as int/float for numbers) or raise ValueError/TypeError saying why."""
@@ -74,7 +75,7 @@ class Param:
             if self.kind == "int":
                 value = check_int(value, self.name, low=self.low, high=self.high)
                 if value in self.excluded:
-                    raise ValueError(f"{self.name} must not be {value}")
+                    raise ValueError(f"{self.name} {self.excluded_why or 'must not be that'}, not {value}")
                 return value
             if self.kind == "float":
                 return check_float(value, self.name, low=self.low, high=self.high, low_open=self.low_open)
@@ -191,7 +192,8 @@ DISTRIBUTED_PARAMETERS = _declare(
     Param("support_size", "int", None, "the size S of the supporting sample drawn from the pooled data",
           "S", low=1, none="floor(n / (4 M))"),
     Param("n_jobs", "int", None, "the number of local fits run at once (-1: all cores)", "n_jobs",
-          none="joblib's default", excluded=(0,)),
+          none="joblib's default", excluded=(0,),
+          excluded_why="must be a positive number of workers or -1 (all cores)"),
     Param("backend", "choice", "loky",
           "where the local fits run: loky/multiprocessing processes, threads, one after another, or "
           "the workers of a dask.distributed cluster", choices=BACKENDS),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -39,14 +40,15 @@ from .screening import SCORE_POINTS, support_scores
 __all__ = [
     "GATE_TARGETS",
     "VARIANCE_UPDATES",
-    "kl_cost",
     "LargeMixture",
-    "TransportPlan",
-    "ReductionResult",
     "MMState",
-    "transport_divergence",
+    "OptimalPlan",
+    "ReductionResult",
+    "TransportPlan",
+    "kl_cost",
     "mm_steps",
     "reduce_mixtures",
+    "transport_divergence",
 ]
 
 
@@ -358,6 +360,27 @@ class ReductionResult:
     time: float
 
 
+class OptimalPlan(NamedTuple):
+    """The optimal plan for fixed reduced experts (:meth:`ReductionProblem.plan`) and its sums.
+
+    Attributes
+    ----------
+    objective : float, R(g) = (1/S) sum_{s,l} mass_sl c_{x_s}(l, assignment_sl)
+    assignment : ndarray (S, L) of int16, the cheapest reduced expert of each local component at
+        each support point (the plan sends the component's whole mass there)
+    D, T, Q2, QV : ndarray (S, K), at each support point the sums over the components sent to
+        reduced expert k of mass, mass * mu, mass * mu^2 and mass * sigma2_l: what
+        :meth:`ReductionProblem.update` needs (each row of D sums to one: the large mixture's gates)
+    """
+
+    objective: float
+    assignment: np.ndarray
+    D: np.ndarray
+    T: np.ndarray
+    Q2: np.ndarray
+    QV: np.ndarray
+
+
 class ReductionProblem:
     """The large mixture evaluated once on the support: everything MM iterates over.
 
@@ -379,7 +402,8 @@ class ReductionProblem:
         self.p = self.XsT.shape[0]
 
     def plan(self, experts_std, variances):
-        """Optimal plan for the reduced experts: (objective, assignment, D, T, Q2, QV)."""
+        """The optimal plan for reduced experts ``experts_std`` (p, K) (standardised x) and
+        ``variances`` (K,): an :class:`OptimalPlan` (objective, assignment, D, T, Q2, QV)."""
         K = variances.shape[0]
         m = self.XsT.T @ experts_std
         D = np.empty((self.S, K))
@@ -389,10 +413,13 @@ class ReductionProblem:
         # int16: K is far below 32767, and the (S, L) array is 4x smaller to fill and keep.
         assign = np.empty(self.mass.shape, dtype=np.int16)
         obj = _plan_kernel(self.mass, self.mu, self.large.variances, m, variances, assign, D, T, Q2, QV)
-        return obj, assign, D, T, Q2, QV
+        return OptimalPlan(obj, assign, D, T, Q2, QV)
 
     def update(self, D, T, Q2, QV, experts_std, variances, variance_update="exact"):
         """Exact minimisers (b_k, v_k) of the transport cost for the fixed plan.
+
+        D, T, Q2, QV : (S, K), the plan's sums (:class:`OptimalPlan`); experts_std (p, K) and
+        variances (K,): the current experts.  Returns the new (experts_std, variances).
 
         A reduced expert that receives no mass keeps its previous value: R does not depend on it.
         """
@@ -461,14 +488,15 @@ def mm_steps(problem: ReductionProblem, experts_std, variances, *, max_iter=200,
     V = np.array(variances, dtype=np.float64)
     prev = prev_assign = None
     for it in range(max_iter + 1):
-        obj, assign, D, T, Q2, QV = problem.plan(B, V)
-        yield MMState(it, obj, B, V, assign, D)
+        plan = problem.plan(B, V)
+        obj, assign = plan.objective, plan.assignment
+        yield MMState(it, obj, B, V, assign, plan.D)
         if prev is not None and (prev - obj <= tol * abs(prev) or np.array_equal(assign, prev_assign)):
             return
         prev, prev_assign = obj, assign
         if it == max_iter:
             return
-        B, V = problem.update(D, T, Q2, QV, B, V, variance_update)
+        B, V = problem.update(plan.D, plan.T, plan.Q2, plan.QV, B, V, variance_update)
 
 
 def transport_divergence(local_params, weights, params: _m.MoEParams, X):
@@ -489,7 +517,7 @@ def transport_divergence(local_params, weights, params: _m.MoEParams, X):
     if weights is None:
         weights = np.full(len(local_params), 1.0 / len(local_params))
     problem = ReductionProblem(LargeMixture(list(local_params), weights), X)
-    return problem.plan(problem.scaler.coef_to_standard(params.experts), params.variances)[0]
+    return problem.plan(problem.scaler.coef_to_standard(params.experts), params.variances).objective
 
 
 def _start_key(experts_std, variances):
@@ -636,7 +664,7 @@ def reduce_mixtures(
             # A local model is a rescue start: MM runs from it only if it already beats the best
             # k-means result (R only decreases, so it then ends lower); otherwise k-means found a
             # better basin and a full run would cost as much as the rest of the reduction.
-            start_obj = problem.plan(B0, V0)[0]
+            start_obj = problem.plan(B0, V0).objective
             if not start_obj < best[0].objective:
                 finals.append(start_obj)
                 continue

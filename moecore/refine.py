@@ -34,16 +34,16 @@ from .em import ExpertStats, _estep, expert_statistics, experts_from_statistics
 from .gating import DAMPING, MAX_HALVINGS, MAX_STEP, gate_gradient_hessian, gate_objective
 
 __all__ = [
+    "LADDER",
     "RoundState",
     "RoundStatistics",
-    "machine_statistics",
-    "machine_gate_values",
-    "machine_loglik",
-    "server_step",
-    "run_rounds",
     "RoundsResult",
     "em_rounds",
-    "LADDER",
+    "machine_gate_values",
+    "machine_loglik",
+    "machine_statistics",
+    "run_rounds",
+    "server_step",
 ]
 
 # Step lengths evaluated per exchange: 1, 1/2, 1/4, 1/8.  The full Newton step is accepted in

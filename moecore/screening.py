@@ -31,7 +31,17 @@ import numpy as np
 
 from . import model as _m
 
-__all__ = ["LOCAL_CHECKS", "SCORE_POINTS", "beaten", "support_loglik", "ScreeningReport", "flag_poor_fits", "support_scores", "n_free_parameters"]
+__all__ = [
+    "LOCAL_CHECKS",
+    "SCORE_POINTS",
+    "ScreeningReport",
+    "beaten",
+    "better_optimum",
+    "flag_poor_fits",
+    "n_free_parameters",
+    "support_loglik",
+    "support_scores",
+]
 
 LOCAL_CHECKS = ("refit", "drop", "off")
 # Robust z-score beyond which a machine is flagged (see the module docstring).
@@ -113,6 +123,24 @@ def beaten(own_ll, other_ll, n_params, n_samples):
     return bool(diff.mean() > max(GAP_FLOOR * n_params / n_samples, Z_THRESHOLD * se))
 
 
+def better_optimum(own_loglik, new_loglik, n_samples, n_params, own_params=None):
+    """Whether a refit on a machine's shard reached a better optimum than its own fit.
+
+    own_loglik, new_loglik : the two fits' log-likelihoods of the whole shard (n_samples points),
+    both in sample, so the machine compares them without any other data.  Two EM runs that end in
+    the same optimum differ by the stopping tolerance; the refit counts as a different, better
+    optimum only when it gains more than GAP_FLOOR q / n_m nats per point, the screening's bound
+    on a fit's estimation noise (module docstring).  When the own fit has fewer parameters
+    (``local_experts="bic"``), the gain must also pay BIC's price for the extra ones,
+    (q - q_own) log(n_m) / 2, so BIC's choice is kept unless the data overturns it.
+    """
+    gain = float(new_loglik) - float(own_loglik)
+    need = GAP_FLOOR * n_params
+    if own_params is not None and own_params < n_params:
+        need = max(need, 0.5 * (n_params - own_params) * np.log(n_samples))
+    return bool(np.isfinite(gain) and gain > need)
+
+
 def n_free_parameters(n_experts, n_features):
     """(K - 1)(d + 1) gate + K (d + 1) expert coefficients + K variances."""
     p = n_features + 1
@@ -132,6 +160,14 @@ class ScreeningReport:
     refit_scores : dict {machine: score of its refit}
     actions : dict {machine: "refit" (the refit passed and replaced the first fit), "dropped"
         (left out of the reduction, weights renormalised), or "kept" (local_check="off")}
+    warm_refits : dict {machine: shard log-likelihood gain per point} or None
+        Covariate weights only: after the reduction every machine refits from the reduced model;
+        the machines whose refit reached a better optimum (:func:`better_optimum`) and replaced
+        their first fit in the final reduction (empty if none did, or if the second reduction
+        was not kept).  None when this check did not run.
+    warm_refit_support : (float, float) or None
+        Mean support log-likelihood of the first reduction and of the reduction of the improved
+        fits; the second is kept when it is not lower.  None when no second reduction ran.
     """
 
     scores: np.ndarray
@@ -139,6 +175,8 @@ class ScreeningReport:
     flagged: list
     refit_scores: dict = field(default_factory=dict)
     actions: dict = field(default_factory=dict)
+    warm_refits: dict | None = None
+    warm_refit_support: tuple | None = None
 
 
 def flag_poor_fits(scores, n_samples, n_params, *, z=Z_THRESHOLD, floor=GAP_FLOOR):

@@ -1,11 +1,11 @@
 """Fitting from data that already lives on the machines: one CSV or Parquet file per machine.
 
 :meth:`DistributedMoE.fit_shards <moecore.distributed.DistributedMoE.fit_shards>` calls
-:func:`fit_shards`.  It is the array path of :meth:`DistributedMoE.fit` with the data movement
-turned around: instead of the server cutting (X, y) into shards and shipping them, every worker
-reads its own file, validates it, fits its local MoE and draws its share of the supporting sample.
-Only the local models and the support points travel back; the full data never passes through
-one process.
+:func:`fit_shards` with a :class:`ShardJob`: what the estimator's settings ask of the machines.
+It is the array path of :meth:`DistributedMoE.fit` with the data movement turned around:
+instead of the server cutting (X, y) into shards and shipping them, every worker reads its own
+file, validates it, fits its local MoE and draws its share of the supporting sample.  Only the
+local models and the support points travel back; the full data never passes through one process.
 
 Two rounds:
 
@@ -28,16 +28,20 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache, partial
 
 import numpy as np
+from joblib import delayed
 
-from ._validation import check_int, check_random_state_seed
+from . import local
+from .dispatch import MachineData, Runner, gather_dask
 from .em import min_samples
 
-__all__ = ["ShardError", "ShardInfo", "read_shard", "inspect_shard", "allocate_support", "fit_shards"]
+__all__ = ["ShardError", "ShardInfo", "ShardJob", "ShardsFitted", "allocate_support", "fit_shards", "inspect_shard",
+           "read_shard"]
 
 _CSV = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz", ".txt", ".tsv")
 _PARQUET = (".parquet", ".pq", ".parq")
@@ -62,7 +66,7 @@ class ShardFitResult:
     """Round 2 of one machine: the local fit, the support rows it drew, its read time."""
 
     index: int
-    result: object  # LocalFitResult
+    result: local.LocalFitResult
     X_support: np.ndarray
     y_support: np.ndarray
     read_time: float
@@ -166,7 +170,7 @@ def read_shard(path, response="y", features=None):
     path = os.fspath(path)
     with _reading(path):
         fmt, _, feats = _open(path, response, features)
-        use = feats + [response]
+        use = [*feats, response]
         if fmt == "parquet":
             df = pd.read_parquet(path, columns=use)
         else:
@@ -236,8 +240,6 @@ def allocate_support(S, sizes):
 
 def _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S_m, support_seed,
                     read_time):
-    from .distributed import fit_local
-
     if len(y) != n_expected:
         raise ShardError(
             f"shard {path!r} held {n_expected} rows when inspected and {len(y)} when read: "
@@ -245,7 +247,7 @@ def _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S
         )
     rng = np.random.default_rng(support_seed)
     idx = np.sort(rng.choice(len(y), size=S_m, replace=False))
-    res = fit_local(index, X, y, n_experts, em_params, seed)
+    res = local.fit_local(index, X, y, n_experts, em_params, seed)
     return ShardFitResult(index, res, X[idx], y[idx], read_time)
 
 
@@ -315,12 +317,67 @@ def _check_infos(infos):
             )
 
 
-def fit_shards(est, paths, *, response="y", features=None, workers=None, progress=None):
-    """Fit a :class:`~moecore.distributed.DistributedMoE` from one data file per machine.
+@dataclass
+class ShardJob:
+    """What :func:`fit_shards` needs from the estimator; :meth:`DistributedMoE.fit_shards
+    <moecore.distributed.DistributedMoE.fit_shards>` builds it from its settings.
+
+    n_experts : int, K
+    em_params : dict, the local fits' settings (see :func:`~moecore.local.fit_local`)
+    machine_seeds : list (M,) of SeedSequence, machine m's local EM seed (those of the array path)
+    support_seeds : list (M,) of SeedSequence, machine m's seed for drawing its support rows
+    runner : :class:`~moecore.dispatch.Runner`, where the machines' tasks run
+    support_size : callable(n, d) -> int, the size S of the supporting sample for n rows of d
+        features; raises ValueError when the estimator's settings do not fit such data
+    aggregate : callable(:class:`ShardsFitted`), everything after the local fits (screening,
+        reduction, rounds), called while the machines still hold their data
+    """
+
+    n_experts: int
+    em_params: dict
+    machine_seeds: list
+    support_seeds: list
+    runner: Runner
+    support_size: Callable[[int, int], int]
+    aggregate: Callable[[ShardsFitted], None]
+
+    @property
+    def n_machines(self):
+        return len(self.machine_seeds)
+
+
+@dataclass
+class ShardsFitted:
+    """What the machines sent back from their files, handed to :attr:`ShardJob.aggregate`.
+
+    paths : list (M,) of str ; sizes : ndarray (M,) rows n_m of each file ; features : list of str
+    shares : ndarray (M,) support rows S_m each machine drew ; results : list (M,) of LocalFitResult
+    X_support : (S, d), y_support : (S,) the supporting sample, machine by machine
+    support_machine : ndarray (S,) the machine each support row came from
+    read_times : ndarray (M,) seconds each machine spent reading its file
+    machines : :class:`~moecore.dispatch.MachineData`, the data where they stay, for refits and rounds
+    """
+
+    paths: list
+    sizes: np.ndarray
+    features: list
+    shares: np.ndarray
+    results: list
+    X_support: np.ndarray
+    y_support: np.ndarray
+    support_machine: np.ndarray
+    read_times: np.ndarray
+    machines: MachineData
+
+
+def fit_shards(job, paths, *, response="y", features=None, workers=None, progress=None):
+    """Fit the local models of a :class:`ShardJob` from one data file per machine, then hand them
+    to ``job.aggregate`` (see :meth:`DistributedMoE.fit_shards
+    <moecore.distributed.DistributedMoE.fit_shards>`, which sets what is listed under Returns).
 
     Parameters
     ----------
-    est : DistributedMoE; its ``n_machines`` must equal ``len(paths)``
+    job : ShardJob; its number of machines must equal ``len(paths)``
     paths : list of str, CSV (``.csv``, ``.csv.gz``, ...) or Parquet (``.parquet``, ``.pq``) files,
         one per machine, readable by the worker that fits it (with dask, on the worker's host)
     response : str, the column holding y
@@ -331,47 +388,32 @@ def fit_shards(est, paths, *, response="y", features=None, workers=None, progres
 
     Returns
     -------
-    est, fitted.  Besides the attributes of :meth:`DistributedMoE.fit` (``shards_`` and
-    ``support_indices_`` aside, which index a pooled array that never exists here) it sets
-    ``shard_paths_``, ``shard_sizes_`` (n_m), ``feature_names_in_``, ``support_X_`` /
+    None.  The estimator, fitted: besides the attributes of :meth:`DistributedMoE.fit`
+    (``shards_`` and ``support_indices_`` aside, which index a pooled array that never exists
+    here) it sets ``shard_paths_``, ``shard_sizes_`` (n_m), ``feature_names_in_``, ``support_X_`` /
     ``support_y_`` (the supporting sample, machine by machine), ``support_shares_`` (S_m), and
     ``timings_["read"]`` (seconds each machine spent reading its file).  A fit that raises
-    leaves ``est`` as it was.  A machine lost with its worker is run again; one lost every time
-    fails like a local fit, and under ``on_error="skip"`` its share of the supporting sample is
-    missing too.
+    leaves the estimator as it was.  A machine lost with its worker is run again; one lost every
+    time fails like a local fit, and under ``on_error="skip"`` its share of the supporting sample
+    is missing too.
     """
-    from .distributed import _all_or_nothing
-
-    with _all_or_nothing(est):
-        return _fit_shards(est, paths, response, features, workers, progress)
-
-
-def _fit_shards(est, paths, response, features, workers, progress):
-    from joblib import delayed
-
-    from .distributed import LocalFitResult
-
-    t0 = time.perf_counter()
-    M = check_int(est.n_machines, "n_machines", low=1)
+    M = job.n_machines
     paths, workers = _check_paths(paths, M, workers)
-    if workers is not None and est.backend != "dask":
+    runner = job.runner
+    if workers is not None and runner.backend != "dask":
         raise ValueError('workers is only meaningful with backend="dask".')
     if not isinstance(response, str):
         raise TypeError(f"response must be a column name (str), got {type(response).__name__}.")
-    ss = check_random_state_seed(est.random_state)
-    # The same four children as the array path: the machines' EM seeds are identical to fit()'s.
-    _seed_split, seed_support, seed_mm, seed_machines = ss.spawn(4)
-    machine_seeds = seed_machines.spawn(M)
-    support_seeds = seed_support.spawn(M)
-    em = est._em_params()
-    K = est.n_experts
+    machine_seeds, support_seeds = job.machine_seeds, job.support_seeds
+    em = job.em_params
+    K = job.n_experts
 
     def plan(infos):
         _check_infos(infos)
         sizes = np.array([i.n_samples for i in infos])
         n = int(sizes.sum())
         d = len(infos[0].features)
-        _, _, S = est._check_parameters(n, d)
+        S = job.support_size(n, d)
         need = min_samples(K, d)
         small = [i for i in infos if i.n_samples < need]
         if small:
@@ -379,33 +421,29 @@ def _fit_shards(est, paths, response, features, workers, progress):
                 f"shard {small[0].path!r} holds {small[0].n_samples} rows; each shard needs at least "
                 f"n_experts * (d + 1) + 1 = {need}."
             )
-        return sizes, n, S, allocate_support(S, sizes)
+        return sizes, allocate_support(S, sizes)
 
     def lost(m, why):
         d = len(infos[m].features)
-        return ShardFitResult(m, LocalFitResult(m, int(sizes[m]), None, float("nan"), why),
+        return ShardFitResult(m, local.LocalFitResult(m, int(sizes[m]), None, float("nan"), why),
                               np.empty((0, d)), np.empty(0), float("nan"))
 
-    from .distributed import _MachineData
-
     def finish(out, machines):
-        # The data stay where they are (the dask futures, the files) for refits and rounds.
-        est.shards_ = None
-        est.support_indices_ = None
-        est.shard_paths_ = paths
-        est.shard_sizes_ = sizes
-        est.feature_names_in_ = np.array(infos[0].features, dtype=object)
-        est.support_shares_ = shares
-        Xs = np.concatenate([o.X_support for o in out])
-        ys = np.concatenate([o.y_support for o in out])
-        # Each worker drew its own share, so every support point knows its machine (machine weights).
-        est.support_machine_ = np.repeat(np.arange(M), [len(o.y_support) for o in out])
-        est._random_split = False
-        est._aggregate(machines, [o.result for o in out], Xs, ys, shares, machine_seeds, seed_mm, progress)
-        est.timings_["read"] = np.array([o.read_time for o in out])
+        job.aggregate(ShardsFitted(
+            paths=paths,
+            sizes=sizes,
+            features=infos[0].features,
+            shares=shares,
+            results=[o.result for o in out],
+            X_support=np.concatenate([o.X_support for o in out]),
+            y_support=np.concatenate([o.y_support for o in out]),
+            support_machine=np.repeat(np.arange(M), [len(o.y_support) for o in out]),
+            read_times=np.array([o.read_time for o in out]),
+            machines=machines,
+        ))
 
-    if est.backend == "dask":
-        with est._dask_client() as client:
+    if runner.backend == "dask":
+        with runner.dask_client() as client:
             where = (lambda m: {}) if workers is None else (
                 lambda m: {"workers": [workers[m]], "allow_other_workers": False})
             loaded = [client.submit(_load_timed, p, response, features, pure=False, **where(m))
@@ -414,33 +452,29 @@ def _fit_shards(est, paths, response, features, workers, progress):
                 info_f = [client.submit(_loaded_info, m, p, loaded[m], pure=False, **where(m))
                           for m, p in enumerate(paths)]
                 infos = client.gather(info_f)
-                sizes, n, S, shares = plan(infos)
-                futures = [
-                    client.submit(_fit_loaded, m, paths[m], loaded[m], int(sizes[m]), K, em,
-                                  machine_seeds[m], int(shares[m]), support_seeds[m], pure=False,
-                                  **where(m))
-                    for m in range(M)
-                ]
+                sizes, shares = plan(infos)
+
+                def submit_fit(m):
+                    return client.submit(_fit_loaded, m, paths[m], loaded[m], int(sizes[m]), K, em,
+                                         machine_seeds[m], int(shares[m]), support_seeds[m], pure=False,
+                                         **where(m))
+
                 # A loaded shard is a task: dask recomputes it if its worker dies, so a lost fit is
                 # submitted again; not when pinned to one worker (no other worker has the file).
-                resubmit = None if workers is not None else (lambda m: client.submit(
-                    _fit_loaded, m, paths[m], loaded[m], int(sizes[m]), K, em, machine_seeds[m],
-                    int(shares[m]), support_seeds[m], pure=False))
-                finish(est._gather_dask(futures, M, progress, resubmit, lost),
-                       _MachineData(est, "dask", loaded, client, where))
+                resubmit = None if workers is not None else submit_fit
+                finish(gather_dask([submit_fit(m) for m in range(M)], M, progress, resubmit, lost),
+                       MachineData(runner, "dask", loaded, client, where))
             finally:
                 client.cancel(loaded)
     else:
-        infos = est._run_joblib(
+        infos = runner.run_joblib(
             (delayed(inspect_shard)(m, p, response, features) for m, p in enumerate(paths)), M, None
         )
-        sizes, n, S, shares = plan(infos)
+        sizes, shares = plan(infos)
         tasks = (
             delayed(_fit_shard_file)(m, paths[m], response, infos[m].features, int(sizes[m]), K, em,
                                      machine_seeds[m], int(shares[m]), support_seeds[m])
             for m in range(M)
         )
-        finish(est._run_joblib(tasks, M, progress, lost),
-               _MachineData(est, "files", (paths, response, infos[0].features)))
-    est.timings_["wall"] = time.perf_counter() - t0
-    return est
+        read = partial(read_shard_cached, response=response, features=tuple(infos[0].features))
+        finish(runner.run_joblib(tasks, M, progress, lost), MachineData(runner, "files", (read, paths)))

@@ -15,7 +15,7 @@ from . import model as _m
 from ._validation import check_choice, check_random_state_seed
 from .params import SIMULATION_PARAMETERS, check_parameters
 
-__all__ = ["Design", "DESIGNS", "get_design", "simulate", "simulate_design", "SimulatedData"]
+__all__ = ["DESIGNS", "Design", "SimulatedData", "get_design", "simulate", "simulate_design"]
 
 
 @dataclass(frozen=True)

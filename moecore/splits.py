@@ -17,7 +17,7 @@ region splits may have unequal sizes: proportions drawn from a symmetric Dirichl
 each machine keeping at least ``min_size`` rows.
 
 Everything is drawn from ``random_state``.  ``Split("random")`` with equal sizes reproduces
-:func:`moecore.distributed.split_shards` draw for draw, so :class:`~moecore.distributed.DistributedMoE`
+:func:`split_shards` draw for draw, so :class:`~moecore.distributed.DistributedMoE`
 gives bitwise the same results as before the other splits existed.
 
 Shapes: X (n, d); a split is a list of M index arrays into the rows of X ("shards") or, equally,
@@ -32,10 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._kmeans import assign_labels, kmeans
-from ._validation import check_float, check_int, check_random_state_seed, check_X
+from ._validation import check_int, check_random_state_seed, check_X
 from .params import SPLIT_PARAMETERS, SPLITS
 
-__all__ = ["SPLITS", "Split", "make_split", "shard_sizes", "machine_labels", "shards_from_labels"]
+__all__ = ["SPLITS", "Split", "machine_labels", "make_split", "shard_sizes", "shards_from_labels", "split_shards"]
 
 # k-means finds the machines' centres on a subsample of this many points per machine (at least
 # _KMEANS_MIN); every row is then labelled by its nearest centre.
@@ -172,7 +172,7 @@ def shards_from_labels(machine, n, n_machines):
 def _mix(lab, alpha, rng):
     """Let a random ``alpha`` share of the rows swap machines (permute their labels)."""
     n = lab.shape[0]
-    k = int(round(alpha * n))
+    k = round(alpha * n)
     if k < 2:
         return lab
     rows = rng.choice(n, size=k, replace=False)
@@ -181,9 +181,12 @@ def _mix(lab, alpha, rng):
     return lab
 
 
-def _make_shards(split, X, M, rng, min_size):
-    from .distributed import split_shards
+def split_shards(n, n_machines, rng):
+    """Shuffle 0..n-1 with ``rng`` and cut into ``n_machines`` near-equal index arrays."""
+    return np.array_split(rng.permutation(n), n_machines)
 
+
+def _make_shards(split, X, M, rng, min_size):
     n, d = X.shape
     if split.kind == "random":
         if split.concentration is None:

@@ -20,7 +20,7 @@ from .reduction import LargeMixture, MMState, ReductionProblem, mm_steps
 from .refine import em_rounds
 from .simulation import SimulatedData, simulate_design
 
-__all__ = ["MMWalkthrough", "mm_walkthrough", "rounds_walkthrough", "MM_STARTS"]
+__all__ = ["MM_STARTS", "MMWalkthrough", "mm_walkthrough", "rounds_walkthrough"]
 
 MM_STARTS = ("local", "kmeans")
 

@@ -2,10 +2,9 @@
 
 import streamlit as st
 
-from explorer import chrome, runs
+from explorer import chrome, runs, tables
 from explorer import figures as fg
 from explorer import settings as cfg
-from explorer import tables
 
 data = chrome.page("Compare")
 s = cfg.settings()
@@ -62,14 +61,15 @@ st.dataframe(shown.style.format("{:.4g}"), width="stretch")
 err = tables.block_errors(table)
 if err is not None:
     st.subheader("Parameter error, block by block (MSE after aligning the experts)")
-    st.dataframe(err.style.format("{:.3g}", na_rep="–"), width="stretch")
+    st.dataframe(err.style.format("{:.3g}"), width="stretch", placeholder="-")
     st.caption("Predictions can match the global EM while the parameters do not: the gates are the hardest block. "
                "A reduced gate is fitted on the small supporting sample to gate masses averaged over machines, "
                "so it is noisier than the experts; refinement rounds (Distributed fit page) bring it to the "
                "global EM's accuracy.")
 st.caption("RPE = sum (y - yhat)^2 / sum y^2. Parameter MSE and transport divergence are against the true model "
            "(simulated data only); ARI and clustering error against the true expert labels. Time: for the reduction "
-           "and the aggregators the paper's learning time (max local fit + aggregation), for the global EM its fit time.")
+           "and the aggregators the paper's learning time (max local fit + aggregation), for the global EM its fit "
+           "time.")
 st.subheader("Fitted curves side by side")
 feature = 0
 st.plotly_chart(fg.compare_figure(cmp.params, Xt, yt, truth=res["truth"], x_names=res["x_names"]),

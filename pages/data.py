@@ -2,12 +2,11 @@
 
 import streamlit as st
 
-from explorer import chrome, runs
+from explorer import chrome, runs, tables
 from explorer import data as dt
 from explorer import figures as fg
 from explorer import io as eio
 from explorer import settings as cfg
-from explorer import tables
 from moecore.simulation import DESIGNS
 
 data = chrome.page("Data")
@@ -45,7 +44,8 @@ with sim_tab:
         if mj is not None:
             try:
                 truth, _ = eio.model_from_json(mj.getvalue(), mj.name)
-                st.caption(f"Using {mj.name}: K = {truth.n_experts}, d = {truth.n_features} (replaces the knobs above).")
+                st.caption(f"Using {mj.name}: K = {truth.n_experts}, d = {truth.n_features} (replaces the knobs "
+                           "above).")
             except eio.InputError as exc:
                 truth = None
                 st.error(str(exc))
@@ -67,7 +67,8 @@ with sim_tab:
 with csv_tab:
     st.markdown(
         f"CSV with a header row, comma/semicolon/tab separated, UTF-8. Limits: **{eio.MAX_UPLOAD_MB} MB**, "
-        f"**{eio.MAX_ROWS:,} rows**, {eio.MAX_COLUMNS} columns. The file is parsed as data only; nothing in it is executed."
+        f"**{eio.MAX_ROWS:,} rows**, {eio.MAX_COLUMNS} columns. The file is parsed as data only; nothing in it "
+        "is executed."
     )
     up = st.file_uploader(f"CSV file (at most {eio.MAX_UPLOAD_MB} MB)", key="csv_upload")
     if up is not None:

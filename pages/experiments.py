@@ -15,7 +15,8 @@ from moecore.simulation import DESIGNS
 DEFAULT_VALUES = {"n_machines": "2, 4, 8, 16", "support_fraction": "0.1, 0.25, 0.5, 1, 2",
                   "n": "5000, 10000, 20000, 50000", "refine_rounds": "0, 1, 2, 3, 5",
                   "alpha": "0, 0.25, 0.5, 0.75, 1"}
-SPLIT_LABELS = {"region": "by region of x1", "kmeans": "by k-means clusters of x", "label": "by true expert (label skew)"}
+SPLIT_LABELS = {"region": "by region of x1", "kmeans": "by k-means clusters of x",
+                "label": "by true expert (label skew)"}
 N_TEST = 20000
 
 

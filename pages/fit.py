@@ -4,11 +4,10 @@ import time
 
 import streamlit as st
 
-from explorer import chrome, runs
+from explorer import chrome, runs, tables
 from explorer import figures as fg
 from explorer import io as eio
 from explorer import settings as cfg
-from explorer import tables
 from moecore.params import default_support_size
 from moecore.splits import machine_labels
 
@@ -51,7 +50,7 @@ with st.container(border=True):
     elif cfg.settings()["split_feature"] != 0:
         cfg.set_setting("split_feature", 0)  # one input: the regions can only follow it
     cfg.widget("machine_weights", where=c4)
-    b1, b2 = c4.columns(2)
+    b1, b2, _ = st.columns([1, 1, 2])
     run = b1.button("Run distributed fit", type="primary", key="btn_fit", width="stretch")
     retime = b2.button("Re-time", key="btn_retime", width="stretch",
                        help="Fit again with the same settings and measure the times anew (a repeated fit is "
@@ -102,7 +101,8 @@ m[0].metric("machines M / experts K", f"{len(dm.local_models_)} / {dm.params_.n_
 m[1].metric("supporting sample S", f"{len(dm.support_indices_):,}")
 m[2].metric("learning time", f"{tm['learning_time']:.3f} s",
             help="The paper's figure, machines truly in parallel: max local fit time + screening (+ the slowest "
-                 "refit) + reduction time" + (f" + {tm['rounds'].size} refinement rounds." if tm["rounds"].size else "."))
+                 "refit) + reduction time"
+                 + (f" + {tm['rounds'].size} refinement rounds." if tm["rounds"].size else "."))
 m[3].metric("wall clock" + (" (cached)" if fit.cached else ", this fit"), f"{tm['wall']:.3f} s",
             help=f"On the cores actually used, measured at {when}.")
 m[4].metric("global EM time", f"{g.fit_time_:.3f} s")
@@ -127,7 +127,8 @@ st.caption(f"Communication: {com['one_shot_up'].mean():,.0f} numbers per machine
 
 if fit.train_rpe:
     st.caption(f"Training RPE: reduction {100 * fit.train_rpe['reduction']:.3f} %, global EM "
-               f"{100 * fit.train_rpe['global']:.3f} %. Held-out comparisons with every baseline are on the Compare page.")
+               f"{100 * fit.train_rpe['global']:.3f} %. Held-out comparisons with every baseline are on the Compare "
+               "page.")
 
 st.subheader("Machines: who holds which x, and the weights used")
 used = dm.machine_weights_used_
@@ -146,10 +147,10 @@ if retired:
                f"K = {dm.params_.n_experts} experts. Those components carry no mass into the reduction.")
 if Xd is not None and dm.shards_ is not None:
     d_all = data.d
-    opts = list(data.x_names) + ["2-D projection (principal components)"]
+    opts = [*data.x_names, "2-D projection (principal components)"]
     mf = opts.index(st.selectbox("Show the machines along", opts, key="fit_machine_feature")) if d_all > 1 else 0
     mf = "projection" if mf == d_all else mf
-    st.plotly_chart(runs.figure("machines", fkey + (mf,), lambda: fg.machines_figure(
+    st.plotly_chart(runs.figure("machines", (*fkey, mf), lambda: fg.machines_figure(
         data.X, machine_labels(dm.shards_, data.n), feature=mf, x_names=data.x_names, support_X=dm.support_X_,
         support_weights=dm.support_weights_, shares=None)), width="stretch", key="fit_machines")
 
@@ -164,7 +165,7 @@ left, right = st.columns(2)
 Xplot = data.X if data.d == d else None  # a stale fit of data with another d cannot be drawn over this data
 with left:
     if Xplot is not None:
-        st.plotly_chart(runs.figure("experts", fkey + (feature, show_data, show_local), lambda: fg.experts_figure(
+        st.plotly_chart(runs.figure("experts", (*fkey, feature, show_data, show_local), lambda: fg.experts_figure(
             dm, Xplot, data.y if Xd is not None else None, truth, feature=feature, x_names=names, colors=colors,
             show_data=show_data, show_local=show_local)),
                         width="stretch", key="fit_experts")
@@ -175,7 +176,7 @@ with right:
     # left the browser showing the old label ("slope x1") over the new axis.
     ca = cn.index(a1.selectbox("Coefficient on the x axis", cn, index=0, key="fit_coef_a"))
     cb = cn.index(a2.selectbox("Coefficient on the y axis", cn, index=min(1, d), key="fit_coef_b"))
-    st.plotly_chart(runs.figure("coef", fkey + (ca, cb), lambda: fg.coefficient_figure(
+    st.plotly_chart(runs.figure("coef", (*fkey, ca, cb), lambda: fg.coefficient_figure(
         dm, truth, a=ca, b=cb, x_names=names, colors=colors)),
                     width="stretch", key="fit_coef")
 
@@ -191,7 +192,7 @@ with left:
     models["global EM"] = g.params_
     cols["global EM"] = fg.gate_colors(dm.params_, g.params_, colors, truth, Xd)
     if Xplot is not None:
-        st.plotly_chart(runs.figure("gates", fkey + (feature,), lambda: fg.gates_figure(
+        st.plotly_chart(runs.figure("gates", (*fkey, feature), lambda: fg.gates_figure(
             models, Xplot, feature=feature, x_names=names, colors=cols)),
                         width="stretch", key="fit_gates")
 with right:

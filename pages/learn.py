@@ -108,8 +108,8 @@ with right:
     st.markdown(
         f"At this iterate the **plan** sends each of the {problem.mass.shape[1]} local experts' mass at each of the "
         f"{problem.S} support points to its cheapest reduced expert"
-        + ("." if i == 0 else f"; {moved} of {stt.assignment.size} (point, component) pairs changed expert since the last "
-                              "iterate.")
+        + ("." if i == 0 else f"; {moved} of {stt.assignment.size} (point, component) pairs changed expert since "
+                              "the last iterate.")
         + " The **experts** shown were refitted to the plan of the previous iterate.")
 plan = walk.plan_at(i)
 coupling = plan.coupling

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
-import moecore.distributed as mdist  # noqa: E402
-from explorer import io as eio  # noqa: E402
+import moecore.local as mlocal
+from explorer import io as eio
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,7 +110,8 @@ def _model_doc(**over):
 BAD_MODELS = {
     "model JSON: not JSON": (b"{'gates': [1, 2]", "not valid JSON"),
     "model JSON: wrong encoding": ('{"x": "\u00e9"}'.encode("latin-1"), "not UTF-8"),
-    "model JSON: not our schema": (b'{"format": "other", "version": 1, "params": {}}', "does not follow the model schema"),
+    "model JSON: not our schema": (b'{"format": "other", "version": 1, "params": {}}',
+                                   "does not follow the model schema"),
     "model JSON: negative variance": (_model_doc(variances=[0.1, -0.2]), "params/variances/1"),
     "model JSON: ragged matrix": (_model_doc(gates=[[0, 0, 1], [1, 0]]), "ragged"),
     "model JSON: extra field (code)": (_model_doc(code="__import__('os')"), "Additional properties"),
@@ -133,8 +134,8 @@ def test_bad_model_json_shows_error(case):
 
 BAD_TYPED = {
     "typed parameters: not JSON": ('{"gates": [[0, 0], [1, 0]], "experts": ', "not valid JSON"),
-    "typed parameters: shapes disagree": ('{"gates": [[0, 0], [1, 0]], "experts": [[1, 2], [0, 1]], '
-                                          '"variances": [0.1]}', "must agree"),
+    "typed parameters: shapes disagree": (('{"gates": [[0, 0], [1, 0]], "experts": [[1, 2], [0, 1]], '
+                                           '"variances": [0.1]}'), "must agree"),
 }
 
 
@@ -192,14 +193,14 @@ def test_bad_fit_settings_show_error_and_keep_results(small_data_app, case):
 def test_fit_failing_midway_keeps_previous_results(monkeypatch):
     at = new_app()
     before = at.session_state["fit"]
-    real = mdist.fit_local
+    real = mlocal.fit_local
 
     def flaky(index, *args, **kw):
         if index == 2:
-            return mdist.LocalFitResult(index, 10, None, 0.0, "LinAlgError: singular matrix (injected)")
+            return mlocal.LocalFitResult(index, 10, None, 0.0, "LinAlgError: singular matrix (injected)")
         return real(index, *args, **kw)
 
-    monkeypatch.setattr(mdist, "fit_local", flaky)
+    monkeypatch.setattr(mlocal, "fit_local", flaky)
     at.number_input(key="cfg_fit_seed").set_value(424242).run()  # a cache miss: really refit
     at.button(key="btn_fit").click().run()
     text = errors(at)

@@ -6,19 +6,19 @@ from pathlib import Path as _Path
 
 sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # explorer/ is not installed
 
-import warnings  # noqa: E402
+import warnings
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 pytest.importorskip("streamlit")
 
-from explorer import figures as fg  # noqa: E402
-from moecore import DistributedMoE  # noqa: E402
-from moecore.simulation import simulate_design  # noqa: E402
-from moecore.splits import machine_labels  # noqa: E402
-from tests.test_app_errors import errors, small_csv  # noqa: E402
-from tests.test_app_pages import new_app  # noqa: E402
+from explorer import figures as fg
+from moecore import DistributedMoE
+from moecore.simulation import simulate_design
+from moecore.splits import machine_labels
+from tests.test_app_errors import errors, small_csv
+from tests.test_app_pages import new_app
 
 
 # ------------------------------------------------------------------------------------ figure

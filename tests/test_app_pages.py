@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 
 pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
-from explorer import io as eio  # noqa: E402
+from explorer import io as eio
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["pages/data.py", "pages/fit.py", "pages/compare.py", "pages/experiments.py", "pages/learn.py"]
 TITLES = {"pages/data.py": "Data", "pages/fit.py": "Distributed fit", "pages/compare.py": "Compare",
-          "pages/experiments.py": "Experiments", "pages/learn.py": "Learn: distributed mixtures of experts in six steps"}
+          "pages/experiments.py": "Experiments",
+          "pages/learn.py": "Learn: distributed mixtures of experts in six steps"}
 
 
 def new_app(query=None):
@@ -135,7 +136,8 @@ def test_csv_upload_path(at):
     x = rng.uniform(-2, 2, 400)
     z = rng.normal(size=400)
     y = np.where(x < 0, 1 + 2 * x, -1 - x) + 0.1 * rng.normal(size=400)
-    csv = "a,b,resp,note\n" + "\n".join(f"{p:.4f},{q:.4f},{r:.4f},n{i}" for i, (p, q, r) in enumerate(zip(x, z, y, strict=True)))
+    rows = (f"{p:.4f},{q:.4f},{r:.4f},n{i}" for i, (p, q, r) in enumerate(zip(x, z, y, strict=True)))
+    csv = "a,b,resp,note\n" + "\n".join(rows)
     at.file_uploader(key="csv_upload").upload("mine.csv", csv.encode(), "text/csv").run()
     clean(at)
     at.selectbox(key="csv_y").select("resp").run()

@@ -75,7 +75,8 @@ BIG = simulate_design("two-experts-1d", 2000, random_state=1)
 DMOE_CASES = [
     ("M-zero", {"n_machines": 0}, ValueError, "n_machines must be in"),
     ("M-too-large", {"n_machines": 500}, ValueError, "n_machines=500 is too large for n=2000"),
-    ("K-too-large-for-shard", {"n_experts": 300, "n_machines": 4}, ValueError, "each shard needs at least .* = 601 samples"),
+    ("K-too-large-for-shard", {"n_experts": 300, "n_machines": 4}, ValueError,
+     "each shard needs at least .* = 601 samples"),
     ("support-too-small", {"support_size": 1}, ValueError, "support_size must be in"),
     ("support-too-large", {"support_size": 5000}, ValueError, r"support_size must be in \[2, 2000\]"),
     ("support-float", {"support_size": 10.5}, TypeError, "support_size must be an integer"),

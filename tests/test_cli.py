@@ -27,5 +27,6 @@ def test_bad_arguments_give_a_message_not_a_traceback(capsys):
 
 
 def test_module_entry_point_lists_designs():
-    out = subprocess.run([sys.executable, "-m", "moecore", "designs"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-m", "moecore", "designs"], capture_output=True, text=True,
+                         check=True).stdout
     assert "teaching-1d" in out and "separated-2d" in out

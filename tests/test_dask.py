@@ -136,7 +136,7 @@ def test_dask_data_scattered_once_not_in_task_graph(client, data):
 
 
 def test_dask_bad_scheduler_type(data):
-    with pytest.raises(TypeError, match="scheduler must be None, an address string or a distributed.Client"):
+    with pytest.raises(TypeError, match=r"scheduler must be None, an address string or a distributed\.Client"):
         _fit(data, backend="dask", scheduler=3.5)
 
 

@@ -42,7 +42,7 @@ def _five_experts_on_three_points():
 
 
 def test_expert_that_loses_its_points_is_reseeded_with_a_warning():
-    x, y, est, rec = _five_experts_on_three_points()
+    x, _, est, rec = _five_experts_on_three_points()
     assert 1 <= est.n_reseeded_ <= 3
     assert any(issubclass(w.category, DegenerateFitWarning) for w in rec)
     assert finite_model(est)

@@ -73,7 +73,7 @@ def test_failing_machines_are_named_or_skipped():
     X_bad = data.X.copy()
     for m in (3, 7, 11):
         X_bad[machine == m, 0] = 0.5
-    with pytest.raises(LocalFitError, match="machine 3 .*constant column"):
+    with pytest.raises(LocalFitError, match=r"machine 3 .*constant column"):
         DistributedMoE(4, 16, random_state=1, n_init=2, n_jobs=2).fit(X_bad, data.y, machine=machine)
     with pytest.warns(RuntimeWarning, match=r"skipped 3 failed machine\(s\) \[3, 7, 11\]"):
         skip = DistributedMoE(4, 16, random_state=1, n_init=2, n_jobs=2, on_error="skip").fit(
@@ -106,17 +106,17 @@ def test_worker_processes_share_the_data_and_it_is_removed_afterwards(data, monk
     import glob
     import os
 
-    from moecore import distributed
+    from moecore import dispatch
 
     made = []
-    real = distributed._shared_arrays
+    real = dispatch._shared_arrays
 
     def spy(*arrays):
         cm = real(*arrays)
         made.append(cm)
         return cm
 
-    monkeypatch.setattr(distributed, "_shared_arrays", spy)
+    monkeypatch.setattr(dispatch, "_shared_arrays", spy)
     # This process's copies only (named by its pid): other processes may be fitting meanwhile.
     pattern = [os.path.join("/dev/shm", f"moecore-{os.getpid()}-*")]
     before = {p for pat in pattern for p in glob.glob(pat)}
@@ -134,11 +134,11 @@ def test_worker_processes_share_the_data_and_it_is_removed_afterwards(data, monk
 def test_without_room_in_shared_memory_the_fit_is_the_same(data, monkeypatch):
     from collections import namedtuple
 
-    from moecore import distributed
+    from moecore import dispatch
 
     Usage = namedtuple("Usage", "total used free")
-    monkeypatch.setattr(distributed.shutil, "disk_usage", lambda path: Usage(1, 1, 0))
-    with distributed._shared_arrays(data.X, data.y) as (Xs, ys):
+    monkeypatch.setattr(dispatch.shutil, "disk_usage", lambda path: Usage(1, 1, 0))
+    with dispatch._shared_arrays(data.X, data.y) as (Xs, ys):
         assert Xs is data.X and ys is data.y  # handed over as they are, joblib maps them itself
     dm = DistributedMoE(4, 4, n_jobs=2, backend="loky", random_state=3).fit(data.X, data.y)
     seq = DistributedMoE(4, 4, n_jobs=1, backend="sequential", random_state=3).fit(data.X, data.y)

@@ -114,7 +114,8 @@ def test_invariant_to_affine_rescaling_of_x_and_y():
     a = MixtureOfExperts(2, random_state=0).fit(data.X, data.y)
     b = MixtureOfExperts(2, random_state=0).fit(1000.0 + 50.0 * data.X, -20.0 + 0.01 * data.y)
     # Same partition, same fit: predictions map through the affine change of y.
-    np.testing.assert_allclose(b.predict(1000.0 + 50.0 * data.X), -20.0 + 0.01 * a.predict(data.X), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(b.predict(1000.0 + 50.0 * data.X), -20.0 + 0.01 * a.predict(data.X),
+                               rtol=1e-6, atol=1e-8)
 
 
 def test_from_params_builds_a_usable_model():
@@ -174,7 +175,7 @@ def test_expert_statistics_of_two_parts_add_up_to_those_of_the_whole():
         np.testing.assert_allclose(getattr(both, name), getattr(whole, name), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(whole.G[1], (XtT * tau[1]) @ XtT.T, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(whole.h[2], XtT @ (tau[2] * y), rtol=1e-10, atol=1e-10)
-    B, V = experts_from_statistics(both, 1e-12)
+    B, _ = experts_from_statistics(both, 1e-12)
     ref = np.linalg.lstsq(XtT.T * np.sqrt(tau[0])[:, None], y * np.sqrt(tau[0]), rcond=None)[0]
     np.testing.assert_allclose(B[:, 0], ref, rtol=1e-8, atol=1e-10)
     # The pair-product path gives the same sums where it is used.

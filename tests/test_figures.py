@@ -167,7 +167,7 @@ def test_convergence_and_timing_figures(teach):
 
 
 def test_gates_figure_sums_to_one(teach):
-    sim, dm, g = teach
+    sim, dm, _ = teach
     fig = _readable(fg.gates_figure({"reduced": dm.params_, "truth": sim.params}, sim.X))
     assert len(fig.data) == 6
     total = sum(np.asarray(t.y) for t in fig.data[:3])
@@ -196,7 +196,7 @@ def test_sweep_figure_mean_and_sd():
     fig = _readable(fg.sweep_figure(df, "n_machines", "rpe"))
     red = next(t for t in fig.data if t.name == "reduction")
     assert list(red.y) == [200.0, 200.0]  # RPE shown in %
-    assert list(red.error_y.array)[0] == pytest.approx(100 * np.std([1.0, 3.0], ddof=1))
+    assert red.error_y.array[0] == pytest.approx(100 * np.std([1.0, 3.0], ddof=1))
     glob = next(t for t in fig.data if t.name == "global")
     assert glob.line.dash == "dot"
     assert fig.layout.xaxis.title.text == "number of machines M"
@@ -257,7 +257,7 @@ def test_bad_csv_files_are_refused_with_a_fix(case):
 
 def test_too_many_rows_refused_before_parsing():
     data = b"x,y\n" + b"1,2\n" * 1_000_000
-    with pytest.raises(eio.InputError, match="1,000,000 data rows.*at most 200,000"):
+    with pytest.raises(eio.InputError, match=r"1,000,000 data rows.*at most 200,000"):
         eio.parse_csv(data, "big.csv")
 
 

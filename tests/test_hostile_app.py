@@ -187,9 +187,9 @@ def test_case7_library_never_starts_more_processes_than_cores():
     from moecore import DistributedMoE
 
     cores = os.cpu_count()
-    assert DistributedMoE(n_jobs=1000, backend="loky")._effective_jobs(400) == cores
-    assert DistributedMoE(n_jobs=-1, backend="multiprocessing")._effective_jobs(400) == cores
-    assert DistributedMoE(n_jobs=1000, backend="threading")._effective_jobs(8) == 8  # no more than tasks
+    assert DistributedMoE(n_jobs=1000, backend="loky")._runner().effective_jobs(400) == cores
+    assert DistributedMoE(n_jobs=-1, backend="multiprocessing")._runner().effective_jobs(400) == cores
+    assert DistributedMoE(n_jobs=1000, backend="threading")._runner().effective_jobs(8) == 8  # no more than tasks
 
 
 def test_case8_out_of_range_link_values_do_not_crash_the_page():

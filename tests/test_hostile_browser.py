@@ -9,7 +9,6 @@ first request after a restart ran pages/data.py without app.py ("st.session_stat
 import subprocess
 
 import pytest
-
 from test_browser import ARGS, ARTIFACTS, CHROMIUM, no_errors, settle, start_server
 
 pytestmark = pytest.mark.browser

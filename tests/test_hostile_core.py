@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from moecore import DistributedMoE, LocalFitError, MixtureOfExperts, simulate_design
 from moecore.cli import main as cli_main
-from moecore.distributed import _fit_task, fit_local
+from moecore.local import fit_local, fit_task
 
 psutil = pytest.importorskip("psutil")
 
@@ -74,7 +75,7 @@ def _write_shards(sim, folder, n=2, sep=",", ext="csv"):
 
 
 def test_case3_one_file_under_two_names_is_refused(sim, tmp_path, monkeypatch):
-    a, b = _write_shards(sim, tmp_path)
+    a, _ = _write_shards(sim, tmp_path)
     (tmp_path / "link.csv").symlink_to(a)
     monkeypatch.chdir(tmp_path)
     est = DistributedMoE(K, 2, backend="sequential", random_state=0)
@@ -164,12 +165,12 @@ def test_case13_failed_refit_leaves_the_estimator_as_it_was(sim):
 # ------------------------------------------------------------------ case 14: /dev/shm orphans
 @pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm")
 def test_case14_copy_of_a_killed_process_is_removed_by_the_next_run():
-    from moecore.distributed import _shared_arrays
+    from moecore.dispatch import _shared_arrays
 
     child = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent("""
             import sys, time, numpy as np
-            from moecore.distributed import _shared_arrays
+            from moecore.dispatch import _shared_arrays
             with _shared_arrays(np.arange(1000.0), np.ones(1000)) as maps:
                 print(maps[0].filename, flush=True)
                 time.sleep(120)
@@ -202,7 +203,7 @@ def test_case14_copy_of_a_killed_process_is_removed_by_the_next_run():
 ])
 def test_case15_bad_arguments_are_one_line_errors(capsys, args, expect):
     try:
-        rc = cli_main(["compare", "--n", "3000", "--n-test", "500", "--machines", "2"] + args)
+        rc = cli_main(["compare", "--n", "3000", "--n-test", "500", "--machines", "2", *args])
     except SystemExit as exc:  # argparse's own refusals
         rc = exc.code
     err = capsys.readouterr().err
@@ -279,7 +280,7 @@ class DoomedMoE(DistributedMoE):
             real = machines.run
 
             def run(fn, *args, **kw):
-                return real(_fit_or_die if fn is _fit_task else fn, *args, **kw)
+                return real(_fit_or_die if fn is fit_task else fn, *args, **kw)
 
             machines.run = run
             yield machines

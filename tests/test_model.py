@@ -91,7 +91,8 @@ def test_simulation_draws_labels_from_the_gates():
     for k in range(3):
         v = resid[data.labels == k].var()
         # chi-square: sd of the sample variance is v * sqrt(2 / n_k) <= 0.0015 here.
-        assert abs(v - design.params.variances[k]) < 5 * design.params.variances[k] * np.sqrt(2 / (data.labels == k).sum())
+        v_k = design.params.variances[k]
+        assert abs(v - v_k) < 5 * v_k * np.sqrt(2 / (data.labels == k).sum())
     assert np.abs(data.X).max() <= 3.0
 
 

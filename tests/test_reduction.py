@@ -22,7 +22,10 @@ from moecore.simulation import DESIGNS, simulate_design
 
 def test_kl_cost_matches_numerical_integration():
     m1, v1, m2, v2 = 0.3, 0.5, -0.7, 1.7
-    integrand = lambda t: norm.pdf(t, m1, np.sqrt(v1)) * (norm.logpdf(t, m1, np.sqrt(v1)) - norm.logpdf(t, m2, np.sqrt(v2)))
+
+    def integrand(t):
+        return norm.pdf(t, m1, np.sqrt(v1)) * (norm.logpdf(t, m1, np.sqrt(v1)) - norm.logpdf(t, m2, np.sqrt(v2)))
+
     ref = quad(integrand, -20, 20)[0]
     np.testing.assert_allclose(kl_cost(m1, v1, m2, v2), ref, rtol=1e-8)
     assert kl_cost(1.0, 2.0, 1.0, 2.0) == 0.0
@@ -41,7 +44,8 @@ def test_large_mixture_evaluates_every_component_even_with_unequal_expert_counts
     # Machines may return different K; each component's mass is w_m pi^(m)_j(x), computed here
     # one model at a time with the public gate function, in the (n, L) machine-major layout.
     data = simulate_design("separated-2d", 3000, random_state=3)
-    fits = [MixtureOfExperts(K, random_state=K).fit(data.X[i::3], data.y[i::3]).params_ for i, K in enumerate((4, 2, 3))]
+    fits = [MixtureOfExperts(K, random_state=K).fit(data.X[i::3], data.y[i::3]).params_
+            for i, K in enumerate((4, 2, 3))]
     w = np.array([0.5, 0.2, 0.3])
     mass, mu = LargeMixture(fits, w).evaluate(data.X[:50])
     ref_mass = np.hstack([wm * gate_proba(data.X[:50], prm) for wm, prm in zip(w, fits, strict=True)])
@@ -91,7 +95,6 @@ def test_mm_update_is_the_exact_minimiser_for_the_fixed_plan():
     B0, V0 = prob.initial_experts(3, rng)
     _, assign, D, T, Q2, QV = prob.plan(B0, V0)
     B, V = prob.update(D, T, Q2, QV, B0, V0, "exact")
-    S, L = prob.mass.shape
 
     def cost(Bk, Vk, k):
         mk = prob.XsT.T @ Bk

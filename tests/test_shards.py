@@ -123,7 +123,7 @@ def test_dask_shards_equal_loky(shard_paths, loky_fit):
             pinned = fit(shard_paths, backend="dask", scheduler=client,
                          workers=[workers[m % len(workers)] for m in range(M)])
             with pytest.raises(ShardError, match="does not exist"):
-                fit(shard_paths[:-1] + [shard_paths[-1] + ".missing.csv"], backend="dask", scheduler=client)
+                fit([*shard_paths[:-1], shard_paths[-1] + ".missing.csv"], backend="dask", scheduler=client)
             # Refinement rounds run on the shards loaded on the workers.
             rounds = fit(shard_paths, backend="dask", scheduler=client, refine_rounds=1)
     finally:
@@ -156,13 +156,13 @@ def test_explicit_features_and_response(data, tmp_path):
 
 # ---------------------------------------------------------------------- errors
 def test_missing_file_named(shard_paths, tmp_path):
-    bad = shard_paths[:-1] + [str(tmp_path / "nowhere.csv")]
+    bad = [*shard_paths[:-1], str(tmp_path / "nowhere.csv")]
     with pytest.raises(ShardError, match=r"nowhere\.csv.*does not exist"):
         fit(bad, backend="sequential")
 
 
 def test_wrong_number_of_files(shard_paths):
-    with pytest.raises(ValueError, match="got 3 file.*n_machines=4"):
+    with pytest.raises(ValueError, match=r"got 3 file.*n_machines=4"):
         fit(shard_paths[:3])
     with pytest.raises(TypeError, match="list of files"):
         fit(shard_paths[0])
@@ -170,7 +170,7 @@ def test_wrong_number_of_files(shard_paths):
 
 def test_unknown_suffix(shard_paths):
     with pytest.raises(ShardError, match="unknown file type"):
-        fit(shard_paths[:-1] + ["data.xlsx"])
+        fit([*shard_paths[:-1], "data.xlsx"])
 
 
 def _write(tmp_path, name, df):
@@ -183,12 +183,12 @@ def test_missing_columns_named(shard_paths, tmp_path):
     df = pd.read_csv(shard_paths[0]).rename(columns={"y": "response"})
     bad = _write(tmp_path, "noy.csv", df)
     with pytest.raises(ShardError, match=r"noy\.csv.*no response column 'y'"):
-        fit(shard_paths[:-1] + [bad], backend="sequential")
+        fit([*shard_paths[:-1], bad], backend="sequential")
     with pytest.raises(ShardError, match=r"lacks the feature column\(s\) \['x3'\]"):
         DistributedMoE(K, M, backend="sequential").fit_shards(shard_paths, features=["x1", "x3"])
     other = _write(tmp_path, "extra.parquet", pd.read_csv(shard_paths[0]).assign(x3=1.0))
     with pytest.raises(ShardError, match=r"extra\.parquet.*same features"):
-        fit(shard_paths[:-1] + [other], backend="sequential")
+        fit([*shard_paths[:-1], other], backend="sequential")
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
@@ -198,7 +198,7 @@ def test_non_numeric_column_named(shard_paths, tmp_path, suffix):
     df.loc[7, "x2"] = "oops"
     bad = _write(tmp_path, f"text.{suffix}", df)
     with pytest.raises(ShardError, match=r"column 'x2' is not numeric.*row 7 holds 'oops'"):
-        fit(shard_paths[:-1] + [bad], backend="sequential")
+        fit([*shard_paths[:-1], bad], backend="sequential")
 
 
 def test_missing_values_named(shard_paths, tmp_path):
@@ -206,13 +206,13 @@ def test_missing_values_named(shard_paths, tmp_path):
     df.loc[3, "y"] = np.nan
     bad = _write(tmp_path, "nan.parquet", df)
     with pytest.raises(ShardError, match=r"column 'y' holds 1 missing.*row 3"):
-        fit(shard_paths[:-1] + [bad], n_jobs=2)
+        fit([*shard_paths[:-1], bad], n_jobs=2)
 
 
 def test_too_small_shard(shard_paths, tmp_path):
     bad = _write(tmp_path, "tiny.csv", pd.read_csv(shard_paths[0]).head(5))
     with pytest.raises(ValueError, match=r"tiny\.csv.*holds 5 rows"):
-        fit(shard_paths[:-1] + [bad], backend="sequential")
+        fit([*shard_paths[:-1], bad], backend="sequential")
 
 
 def test_allocate_support():

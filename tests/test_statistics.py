@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 def split():
     ss = np.random.SeedSequence(2312)
     a, b = ss.spawn(2)
-    return simulate_design("separated-2d", 100_000, random_state=a), simulate_design("separated-2d", 50_000, random_state=b)
+    return (simulate_design("separated-2d", 100_000, random_state=a),
+            simulate_design("separated-2d", 50_000, random_state=b))
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,11 @@ import warnings
 import numpy as np
 import pytest
 
-import moecore.distributed as mdist
+import moecore.local as mlocal
 from moecore import DistributedMoE, MixtureOfExperts, simulate_design
 from moecore.metrics import parameter_mse, rpe
 from moecore.model import MoEParams, Standardizer
-from moecore.refine import RoundStatistics, em_rounds, machine_statistics, RoundState
+from moecore.refine import RoundState, RoundStatistics, em_rounds, machine_statistics
 from moecore.screening import flag_poor_fits, n_free_parameters
 
 
@@ -32,7 +32,7 @@ def merged_expert_model(X, y, K):
 @pytest.fixture
 def poison_machine_0(monkeypatch):
     """Machine 0's first local fit returns a merged-expert optimum; its refit (more restarts) is real."""
-    real = mdist.fit_local
+    real = mlocal.fit_local
 
     def poisoned(index, X, y, n_experts, em_params, seed):
         res = real(index, X, y, n_experts, em_params, seed)
@@ -40,7 +40,7 @@ def poison_machine_0(monkeypatch):
             res.model = MixtureOfExperts.from_params(merged_expert_model(X, y, n_experts))
         return res
 
-    monkeypatch.setattr(mdist, "fit_local", poisoned)
+    monkeypatch.setattr(mlocal, "fit_local", poisoned)
 
 
 def _fit(data, M, **kw):

@@ -1,0 +1,126 @@
+"""The app in a classroom (issue 13): how long a teacher and a class wait.
+
+* first chart: a fresh Streamlit server started, "/" opened in chromium, until the first Plotly
+  chart is drawn (target <= 5 s after `make run` installed and compiled everything);
+* each lesson end to end: its button clicked until its page, narration and charts are drawn
+  (target <= 10 s on 2 cores, the headline lesson with n = 10^6, M = 128 included);
+* page switch: a sidebar link clicked until the new page's charts are drawn (target <= 1 s);
+* server time per interaction on the default example: a script rerun after a click that changes
+  no fit (a plot option, a Learn step), timed with streamlit.testing.v1.AppTest (target <= 0.3 s).
+
+Run:  .venv/bin/python benchmarks/bench_classroom.py   (about 2 minutes; writes results/classroom.csv)
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from explorer.lessons import LESSONS  # noqa: E402
+
+DRAWN = "[...document.querySelectorAll('.js-plotly-plot')].filter(p => p.querySelector('.main-svg')).length"
+
+
+def settle(pg, timeout=120_000):
+    pg.wait_for_selector("h1", timeout=timeout)
+    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+
+
+def charts(pg, at_least=1, timeout=120_000):
+    pg.wait_for_function(f"() => {DRAWN} >= {at_least}", timeout=timeout)
+
+
+def browser_timings(rows):
+    from playwright.sync_api import sync_playwright
+    from test_browser import ARGS, CHROMIUM, start_server
+
+    log = open(ROOT / "benchmarks" / "results" / "classroom_server.log", "w")
+    t0 = time.perf_counter()
+    proc, url = start_server(log)
+    t_up = time.perf_counter() - t0
+    try:
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            pg = b.new_context(viewport={"width": 1500, "height": 1000}).new_page()
+            pg.goto(url + "/", wait_until="domcontentloaded")
+            charts(pg)
+            rows.append(("first chart after server start", time.perf_counter() - t0, 5.0,
+                         f"server answered its health check after {t_up:.2f} s"))
+            settle(pg)
+            for title in ["Data", "Compare", "Learn", "Distributed fit", "Data", "Distributed fit"]:
+                t = time.perf_counter()
+                pg.locator('[data-testid="stSidebar"]').get_by_role("link", name=title, exact=True).click()
+                pg.wait_for_function("(t) => { const h = document.querySelector('h1'); return h && "
+                                     "h.innerText.trim().startsWith(t); }", arg=title, timeout=60_000)
+                charts(pg)
+                settle(pg)
+                rows.append((f"page switch to {title}", time.perf_counter() - t, 1.0, ""))
+            for lesson in LESSONS:
+                pg.goto(url + "/lessons", wait_until="domcontentloaded")
+                settle(pg)
+                t = time.perf_counter()
+                pg.locator(f".st-key-btn_lesson_{lesson.key} button").click()
+                pg.wait_for_selector(f"text=Lesson: {lesson.title}", timeout=120_000)
+                charts(pg)
+                settle(pg)
+                rows.append((f"lesson {lesson.key}", time.perf_counter() - t, 10.0, "click to page, narration, charts"))
+            b.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def server_timings(rows, repeats=7):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+
+    def timed(action):
+        out = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            action()
+            out.append(time.perf_counter() - t)
+        return statistics.median(out)
+
+    flip = {"v": True}
+
+    def toggle_data():
+        flip["v"] = not flip["v"]
+        at.checkbox(key="fit_show_data").set_value(flip["v"]).run()
+
+    rows.append(("server rerun: Fit page plot option", timed(toggle_data), 0.3, "median; AppTest"))
+    at.switch_page("pages/learn.py").run()
+    rows.append(("server rerun: Learn next MM step", timed(lambda: at.button(key="learn_next").click().run()), 0.3,
+                 "median; AppTest"))
+    at.switch_page("pages/data.py").run()
+    rows.append(("server rerun: Data page", timed(lambda: at.run()), 0.3, "median; AppTest"))
+
+
+def main():
+    rows = []
+    server_timings(rows)
+    browser_timings(rows)
+    out = ROOT / "benchmarks" / "results" / "classroom.csv"
+    with open(out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["what", "seconds", "target_s", "note", "host"])
+        host = f"{platform.node()} {os.cpu_count()} cores"
+        for what, sec, target, note in rows:
+            w.writerow([what, f"{sec:.3f}", target, note, host])
+    for what, sec, target, note in rows:
+        print(f"{what:42s} {sec:7.3f} s  (target {target:g} s) {'ok' if sec <= target else 'MISSED'}  {note}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Issue 13 in a real browser (Streamlit server + Debian chromium): every lesson from its button,
+every page as the first request of a fresh server, and share links that restore the same numbers.
+
+Screenshots go to tests/artifacts/ (docs/screenshots/ with DMOE_SCREENSHOTS=docs).
+"""
+
+import subprocess
+
+import pytest
+from test_browser import ARGS, ARTIFACTS, CHROMIUM, no_errors, plots_rendered, settle, shoot, start_server
+
+from explorer.lessons import LESSONS
+
+pytestmark = pytest.mark.browser
+sync_api = pytest.importorskip("playwright.sync_api")
+
+TITLES = {"pages/fit.py": "Distributed fit", "pages/compare.py": "Compare"}
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    """A fresh server and a browser: (url, browser)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with open(ARTIFACTS / "streamlit_lessons.log", "w") as log:
+        proc, url = start_server(log)
+        try:
+            with sync_api.sync_playwright() as p:
+                b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                try:
+                    yield url, b
+                finally:
+                    b.close()
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def new_page(b):
+    return b.new_context(viewport={"width": 1500, "height": 1000}).new_page()
+
+
+def sidebar_links(pg):
+    return [t.strip() for t in pg.locator('[data-testid="stSidebar"] a').all_inner_texts()]
+
+
+def test_every_page_is_a_good_first_request(fresh):
+    """The first request of a fresh server is a deep link; then every other page, each in a new
+    session: no error, the app's own links (never the files of pages/), the link's settings used."""
+    url, b = fresh
+    for path, title in [("compare", "Compare"), ("data", "Data"), ("learn", "Learn"), ("experiments", "Experiments"),
+                        ("lessons", "Lessons"), ("fit", "Distributed fit")]:
+        pg = new_page(b)
+        pg.goto(f"{url}/{path}?M=4&n=4000", wait_until="domcontentloaded")
+        settle(pg)
+        no_errors(pg)
+        assert pg.locator("h1").first.inner_text().startswith(title)
+        links = sidebar_links(pg)
+        assert "app" not in links and "compare" not in links, links
+        pg.context.close()
+
+
+def _run_lesson(b, url, lesson):
+    pg = new_page(b)
+    pg.goto(url + "/lessons", wait_until="domcontentloaded")
+    settle(pg)
+    pg.locator(f".st-key-btn_lesson_{lesson.key} button").click()
+    title = TITLES[lesson.page]
+    pg.wait_for_function("(t) => { const h = document.querySelector('h1'); return h && h.innerText.trim() === t; }",
+                         arg=title, timeout=120_000)
+    settle(pg)
+    pg.wait_for_selector(f"text=Lesson: {lesson.title}", timeout=60_000)
+    no_errors(pg)
+    return pg
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=[lesson.key for lesson in LESSONS])
+def test_lesson_runs_from_its_button(fresh, lesson):
+    url, b = fresh
+    pg = _run_lesson(b, url, lesson)
+    plots_rendered(pg, 1)
+    text = pg.locator('[data-testid="stMain"]').inner_text()
+    if lesson.key == "headline":
+        assert "the paper" in text and "9x" in text and "1.45 %" in text
+        assert "128 / 4" in text  # machines / experts
+    if lesson.key == "label-switching":
+        assert "average, unaligned" in text
+    if lesson.key == "bad-machine":
+        assert "Screening: machine 8" in text
+    if lesson.key == "rounds":
+        assert "reduction, one-shot" in text
+    shoot(pg, f"lesson-{lesson.key}")
+    pg.context.close()
+
+
+def _numbers(pg):
+    """What a share link must restore: the metrics and tables of the main area."""
+    pg.wait_for_selector('[data-testid="stMetricValue"]', timeout=60_000)
+    metrics = pg.locator('[data-testid="stMetricValue"]').all_inner_texts()
+    return [m for m in metrics if " s" not in m and "x" not in m]  # times differ between runs
+
+
+def test_share_links_restore_the_same_numbers(fresh):
+    url, b = fresh
+    for path, query in [("fit", "M=4&K=2&design=two-experts-1d"), ("data", "n=3000&seed=5"),
+                        ("learn", "lM=3&lseed=2")]:
+        pg = new_page(b)
+        pg.goto(f"{url}/{path}?{query}", wait_until="domcontentloaded")
+        settle(pg)
+        if path == "fit":
+            pg.get_by_role("button", name="Run distributed fit").click()
+            settle(pg)
+        pg.locator('[data-testid="stSidebar"]').get_by_text("Share").click()
+        link = pg.locator('[data-testid="stSidebar"] [data-testid="stCode"]').inner_text().strip()
+        # The Distributed fit page is the default page: its address is the app's own.
+        assert (f"/{path}?" if path != "fit" else "/?") in link and query.split("&")[0] in link, link
+        before = _numbers(pg) if path != "learn" else pg.locator("text=Iteration 0 of").first.inner_text()
+        pg.context.close()
+        pg = new_page(b)
+        pg.goto(link, wait_until="domcontentloaded")
+        settle(pg)
+        no_errors(pg)
+        after = _numbers(pg) if path != "learn" else pg.locator("text=Iteration 0 of").first.inner_text()
+        assert after == before, (path, before, after)
+        pg.context.close()

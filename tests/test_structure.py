@@ -1,0 +1,107 @@
+"""The layers, read from the source: pages above ``explorer`` above ``moecore``, no import running back.
+
+Every ``import`` statement counts, those inside functions too: a deferred import still ties the two
+modules together (it only hides the loop from the interpreter until the function runs).
+"""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def imports_of(path, package=None, modules=()):
+    """The absolute module names a file imports (relative imports resolved against ``package``).
+
+    ``from X import name`` counts as importing ``X.name`` when that is one of ``modules``, else ``X``.
+    """
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                mod = f"{base}.{mod}" if mod else base
+            for alias in node.names:
+                out.add(f"{mod}.{alias.name}" if f"{mod}.{alias.name}" in modules else mod)
+    return out
+
+
+def package_graph(package):
+    """{module: set of modules of the same package it imports}, e.g. ``moecore.shards``."""
+    files = {f"{package}.{p.stem}": p for p in sorted((ROOT / package).glob("*.py"))}
+    files[package] = files.pop(f"{package}.__init__")
+    return {mod: {m for m in imports_of(path, package, files) if m in files and m != mod}
+            for mod, path in files.items()}
+
+
+def find_cycle(graph):
+    """One import cycle as a list [a, b, ..., a], or None (depth-first search, three colours)."""
+    state = dict.fromkeys(graph, 0)  # 0 unseen, 1 on the current path, 2 finished
+    path = []
+
+    def visit(node):
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state[nxt] == 1:
+                return [*path[path.index(nxt):], nxt]
+            if state[nxt] == 0:
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if state[node] == 0:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    # The check below can only fail if the finder sees cycles: show it on a small graph.
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_moecore_import_graph_has_no_cycle():
+    graph = package_graph("moecore")
+    # The package's own __init__ imports every public module; a module importing the package root
+    # would close a loop through it, and is counted like any other edge.
+    assert len(graph) > 10
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_fit_shards_uses_only_public_names_of_the_core():
+    # fit_shards works from what the estimator hands it (a ShardJob), not from its private methods.
+    tree = ast.parse((ROOT / "moecore" / "shards.py").read_text())
+    private = [f"{node.module}.{alias.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               and node.level for alias in node.names if alias.name.startswith("_")]
+    assert not private
+    assert "moecore.distributed" not in imports_of(ROOT / "moecore" / "shards.py", "moecore")
+    attributes = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    assert not {a for a in attributes if a.startswith("_") and not a.startswith("__")}
+
+
+def test_moecore_knows_nothing_of_the_app():
+    for path in sorted((ROOT / "moecore").glob("*.py")):
+        above = {m for m in imports_of(path, "moecore") if m.split(".")[0] in ("streamlit", "explorer", "pages")}
+        assert not above, f"{path.name} imports {sorted(above)}"
+
+
+def test_explorer_never_imports_the_pages():
+    for path in sorted((ROOT / "explorer").glob("*.py")):
+        above = {m for m in imports_of(path, "explorer") if m.split(".")[0] in ("pages", "app")}
+        assert not above, f"{path.name} imports {sorted(above)}"
+
+
+def test_pages_do_not_import_numpy():
+    # Pages lay out widgets and figures; arithmetic belongs to moecore or explorer.
+    for path in sorted((ROOT / "pages").glob("*.py")):
+        assert not any(m.split(".")[0] == "numpy" for m in imports_of(path, "pages")), path.name
