@@ -29,7 +29,7 @@ run: setup
 # The rule set and its reasons are in pyproject.toml ([tool.ruff]).
 # explorer/, pages/ and app.py are being rewritten (issue 12) and join the check after that.
 lint: setup
-	$(BIN)/ruff check moecore benchmarks tests
+	$(BIN)/ruff check .
 
 test: setup browser lint
 	$(BIN)/python -m pytest -q tests

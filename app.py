@@ -12,6 +12,7 @@ from explorer import chrome
 
 nav = st.navigation([st.Page(script, title=title, icon=icon, default=script == chrome.DEFAULT_PAGE)
                      for script, title, icon in chrome.PAGES], position="hidden")
+st.session_state["_page_path"] = nav.url_path
 try:
     nav.run()
 finally:

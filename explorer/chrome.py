@@ -40,12 +40,14 @@ def _leave_folder_mode():
 
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
+        return True
+    return False
 
 
 def page(title: str, extra_query: dict | None = None):
     """Set the session up (URL settings, data, first fit), draw the sidebar; return the data."""
     st.set_page_config(page_title=f"{title} · DMoE Explorer", page_icon=":material/hub:", layout="wide")
-    _leave_folder_mode()
+    alone = _leave_folder_mode()  # no app.py around this run: the sidebar is drawn whole here
     ss = st.session_state
     ignored = cfg.init_settings(st.query_params.to_dict())
     if ignored:
@@ -65,10 +67,21 @@ def page(title: str, extra_query: dict | None = None):
             pass  # a page script run as an app of its own (tests): there are no other pages to link
         ss["_sidebar_box"] = st.empty()
     ss["_page_query"] = dict(extra_query or {})
-    refresh_sidebar(final=False)
+    ss["_share_drawn"] = False
+    if alone:  # the default page (Distributed fit) has the app's own address, as under app.py
+        here = (getattr(st.context, "url", None) or "").split("?")[0].rsplit("/", 1)[-1]
+        ss["_page_path"] = "" if here == DEFAULT_PAGE.removeprefix("pages/").removesuffix(".py") else here
+    refresh_sidebar(final=alone, page_path=ss.get("_page_path", ""))
     st.title(title)
     lessons.banner()
     return ss["data"]
+
+
+def stop():
+    """End the page here (st.stop), with the sidebar drawn whole first: nothing after st.stop is
+    drawn, app.py's redraw included."""
+    refresh_sidebar(page_path=st.session_state.get("_page_path", ""))
+    st.stop()
 
 
 def set_page_query(extra: dict):
@@ -82,8 +95,8 @@ def refresh_sidebar(final=True, page_path=""):
     ss = st.session_state
     box = ss.get("_sidebar_box")
     data = ss.get("data")
-    if box is None or data is None:
-        return
+    if box is None or data is None or ss.get("_share_drawn"):
+        return  # nothing to draw, or drawn whole already (a page run without app.py)
     extra = ss.get("_page_query", {})
     with box.container():
         st.markdown(f"**Data**: {data.name} · n = {data.n:,} · d = {data.d}")
@@ -96,6 +109,7 @@ def refresh_sidebar(final=True, page_path=""):
                         f"{s['backend']}")
         if not final:
             return
+        ss["_share_drawn"] = True
         with st.expander("Share"):
             if data.source == "csv":
                 st.caption("Uploaded data cannot travel in a link: this link reopens the app with the settings "

@@ -63,6 +63,7 @@ class Setting:
     step : the step of a number input or slider
     formats : {value: text} for the options of a choice
     group : "data" (chooses the data), "fit" (chooses the fit), or the page it belongs to
+    key : the widget's key when not ``"cfg_" + name``
     """
 
     name: str
@@ -73,6 +74,11 @@ class Setting:
     step: float | None = None
     formats: dict | None = None
     group: str = "fit"
+    key: str = ""
+
+    @property
+    def widget_key(self):
+        return self.key or "cfg_" + self.name
 
     @property
     def kind(self):
@@ -93,6 +99,45 @@ class Setting:
 
 SPLIT_LABELS = {"random": "random (the paper)", "region": "by region of one input",
                 "kmeans": "by k-means clusters of x", "label": "by true expert (label skew)"}
+
+# ---------------------------------------------------------------- Experiments page (widget keys exp_*)
+SWEEP_DEFAULTS = {"n_machines": "2, 4, 8, 16", "support_fraction": "0.1, 0.25, 0.5, 1, 2",
+                  "n": "5000, 10000, 20000, 50000", "refine_rounds": "0, 1, 2, 3, 5", "alpha": "0, 0.25, 0.5, 0.75, 1"}
+_SWEEP_QUERY = {"n_machines": "xvM", "support_fraction": "xvS", "n": "xvn", "refine_rounds": "xvr", "alpha": "xva"}
+
+
+def _exp(name, param, label, query, **kw):
+    return Setting(name, replace(param, name=name), label, query, group="experiments", key=name, **kw)
+
+
+_EXPERIMENTS = [
+    _exp("exp_design", Param("design", "choice", DEFAULT_DESIGN, "the named design every run simulates",
+                             choices=tuple(DESIGNS)), "Design", "xd"),
+    _exp("exp_parameter", Param("parameter", "choice", "n_machines", "the setting the sweep varies",
+                                choices=tuple(SWEEP_DEFAULTS)), "Vary", "xp", widget="radio"),
+    *(_exp(f"exp_values_{k}", Param("values", "text", v, "comma-separated values of the varied setting"),
+           "Values (comma-separated)", _SWEEP_QUERY[k]) for k, v in SWEEP_DEFAULTS.items()),
+    _exp("exp_n", SP["n"].with_range(500, MAX_APP_N, 20_000), "Sample size n (points, when not varied)", "xn",
+         step=5000),
+    _exp("exp_M", DP["n_machines"].with_range(1, MAX_APP_MACHINES, 8), "Machines M (when not varied)", "xM"),
+    _exp("exp_K", DP["n_experts"].with_range(1, 10, DESIGNS[DEFAULT_DESIGN].n_experts), "Experts K", "xK"),
+    _exp("exp_restarts", DP["n_init"].with_range(1, 10, 1), "EM restarts per machine", "xr"),
+    _exp("exp_support_auto", Param("support_auto", "bool", True, "use the paper's support size floor(n / (4 M))"),
+         "Paper's support size floor(n / 4M)", "xSa"),
+    _exp("exp_support", replace(DP["support_size"].with_range(1, MAX_APP_N, 625), none=""),
+         "Supporting sample S (points)", "xS", step=100),
+    _exp("exp_seed", _seed("seed", "seeds the data and the fits of every repeat: the same seed gives the same "
+                       "table"), "Seed", "xs"),
+    _exp("exp_repeats", Param("repeats", "int", 2, "independent data sets and seeds per value", low=1, high=20),
+         "Repeats", "xrep"),
+    _exp("exp_global", Param("global", "bool", True, "also fit the global EM, once per repeat (per value when n "
+                             "is varied): it depends on neither M, S nor the rounds"), "Global EM reference", "xg"),
+    _exp("exp_var", DP["variance_update"], "Reduced variances", "xvar", widget="radio"),
+    _exp("exp_split", SPLIT_PARAMETERS["split"].with_choices(("region", "kmeans", "label")),
+         "Split (non-IID machines: constant vs covariate machine weights)", "xsplit",
+         formats={"region": "by region of x1", "kmeans": "by k-means clusters of x",
+                  "label": "by true expert (label skew)"}),
+]
 
 _SETTINGS = [
     # ---------------------------------------------------------------- data (Data page)
@@ -157,6 +202,7 @@ _SETTINGS = [
             formats={"local": "3 random local experts (more to see)", "kmeans": "k-means (as the library)"}),
     Setting("learn_seed", _seed("learn_seed", "the seed of the example").with_range(0, 10_000, 1), "Seed",
             "lseed", group="learn"),
+    *_EXPERIMENTS,
 ]
 for _i, _s in enumerate(_SETTINGS):
     if _s.name in ("source", "design", "n", "seed", "x_dist", "x_scale") or _s.name.startswith("custom_"):
@@ -245,7 +291,7 @@ def set_setting(name, value):
     cfg = dict(_cfg())
     cfg[name] = value
     st.session_state["_cfg"] = cfg
-    st.session_state.pop("cfg_" + name, None)  # the widget shows the new value on its next draw
+    st.session_state.pop(SETTINGS[name].widget_key, None)  # the widget shows the new value on its next draw
 
 
 def update_settings(values: dict):
@@ -280,7 +326,7 @@ def widget(name, where=None, **kw):
     p = s.param
     cfg = _cfg()
     fn = getattr(where if where is not None else st, s.kind)
-    key = "cfg_" + name
+    key = s.widget_key
     kw.setdefault("help", s.help)
     current = cfg.get(name, s.default)
     if s.kind in ("selectbox", "radio"):

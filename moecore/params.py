@@ -135,7 +135,8 @@ class Param:
         """This choice parameter offering only some of its choices (e.g. no dask without a scheduler)."""
         if not set(choices) <= set(self.choices):
             raise ValueError(f"{self.name}: {sorted(set(choices) - set(self.choices))} are not choices.")
-        return replace(self, choices=tuple(choices))
+        default = self.default if self.default in choices else next(iter(choices))
+        return replace(self, choices=tuple(choices), default=default)
 
     @property
     def range_text(self):

@@ -41,7 +41,7 @@ if run or have is None:
 
 res = st.session_state.get("compare")
 if res is None:
-    st.stop()
+    chrome.stop()
 if res["key"] != key:
     st.warning("These results are for other data or settings: press Run the comparison to update them.")
 elif res.get("reused"):
@@ -57,11 +57,20 @@ labels = {"rpe": "RPE", "correlation": "correlation", "ari": "ARI",
           "loglik": "log-lik / n", "time": "time (s)"}
 shown = table[cols].rename(columns=labels)
 st.subheader("Metrics on held-out data")
+m = st.columns(4)
+m[0].metric("held-out RPE, reduction", f"{100 * table.loc['reduction', 'rpe']:.3f} %")
+m[1].metric("held-out RPE, global EM", f"{100 * table.loc['global', 'rpe']:.3f} %")
+m[2].metric("ARI, reduction", f"{table.loc['reduction', 'ari']:.4f}" if "ari" in table else "-")
+m[3].metric("held-out points", f"{len(yt):,}")
 st.dataframe(shown.style.format("{:.4g}"), width="stretch")
 err = tables.block_errors(table)
 if err is not None:
     st.subheader("Parameter error, block by block (MSE after aligning the experts)")
     st.dataframe(err.style.format("{:.3g}"), width="stretch", placeholder="-")
+    dm = cmp.distributed
+    if st.toggle("Plot the block errors (log scale)", key="cmp_plot_blocks"):
+        st.plotly_chart(fg.param_error_figure(table, n_machines=dm.n_machines, support_size=len(dm.support_indices_)),
+                        width="stretch", key="cmp_blocks")
     st.caption("Predictions can match the global EM while the parameters do not: the gates are the hardest block. "
                "A reduced gate is fitted on the small supporting sample to gate masses averaged over machines, "
                "so it is noisier than the experts; refinement rounds (Distributed fit page) bring it to the "

@@ -9,53 +9,36 @@ from explorer import io as eio
 from explorer import settings as cfg
 from moecore import DistributedMoE
 from moecore.experiments import alpha_sweep, sweep
-from moecore.reduction import VARIANCE_UPDATES
 from moecore.simulation import DESIGNS
 
-DEFAULT_VALUES = {"n_machines": "2, 4, 8, 16", "support_fraction": "0.1, 0.25, 0.5, 1, 2",
-                  "n": "5000, 10000, 20000, 50000", "refine_rounds": "0, 1, 2, 3, 5",
-                  "alpha": "0, 0.25, 0.5, 0.75, 1"}
-SPLIT_LABELS = {"region": "by region of x1", "kmeans": "by k-means clusters of x",
-                "label": "by true expert (label skew)"}
 N_TEST = 20000
 
 
 def _design_changed():
     # K follows the design (its own number of experts) until the user changes it.
-    st.session_state["exp_K"] = DESIGNS[st.session_state["exp_design"]].n_experts
+    cfg.set_setting("exp_K", DESIGNS[st.session_state["exp_design"]].n_experts)
 
 
 def experiment_settings() -> dict:
-    """Draw the Experiments widgets (keys ``exp_*``) and return every value a sweep depends on, in
-    one dict: what a share link of this page has to carry."""
+    """Draw the Experiments widgets (declared in explorer.settings, keys ``exp_*``, shared in links)
+    and return every value a sweep depends on, in one dict."""
     c1, c2, c3 = st.columns(3)
-    design = c1.selectbox("Design", list(DESIGNS), key="exp_design", on_change=_design_changed)
-    parameter = c2.radio("Vary", list(DEFAULT_VALUES), key="exp_parameter", horizontal=True, format_func=fg.label)
-    values = c3.text_input("Values (comma-separated)", value=DEFAULT_VALUES[parameter], key=f"exp_values_{parameter}")
-    st.session_state.setdefault("exp_K", DESIGNS[design].n_experts)
+    design = cfg.widget("exp_design", where=c1, on_change=_design_changed)
+    parameter = cfg.widget("exp_parameter", where=c2, format_func=fg.label)
+    values = cfg.widget(f"exp_values_{parameter}", where=c3)
     c1, c2, c3, c4 = st.columns(4)
-    n = c1.number_input("Sample size n (points, when not varied)", 500, cfg.MAX_APP_N, value=20_000, step=5000,
-                        key="exp_n")
-    M = c1.number_input("Machines M (when not varied)", 1, cfg.MAX_APP_MACHINES, value=8, key="exp_M")
-    K = c2.number_input("Experts K", 1, 10, key="exp_K",
-                        help="Set to the design's own number of experts when the design changes.")
-    restarts = c2.number_input("EM restarts per machine", 1, 10, value=1, key="exp_restarts",
-                               help="Also the global EM's restarts.")
+    n = cfg.widget("exp_n", where=c1)
+    M = cfg.widget("exp_M", where=c1)
+    K = cfg.widget("exp_K", where=c2, help="Set to the design's own number of experts when the design changes.")
+    restarts = cfg.widget("exp_restarts", where=c2, help="Also the global EM's restarts.")
     own_support = parameter == "support_fraction"  # the sweep sets S itself
-    auto = c3.checkbox("Paper's support size floor(n / 4M)", value=True, key="exp_support_auto", disabled=own_support)
-    support = c3.number_input("Supporting sample S (points)", 1, 200_000, value=625, key="exp_support",
-                              disabled=auto or own_support)
-    seed = c3.number_input("Seed", 0, cfg.SEED_MAX, value=0, key="exp_seed",
-                           help="Seeds the data and the fits of every repeat: the same seed gives the same table.")
-    repeats = c4.number_input("Repeats", 1, 20, value=2, key="exp_repeats")
-    include_global = c4.checkbox("Global EM reference", value=True, key="exp_global",
-                                 help="Fitted once per repeat (per value when n is varied): it depends on neither "
-                                      "M, S nor the rounds.")
-    variance_update = c4.radio("Reduced variances", VARIANCE_UPDATES, key="exp_var", horizontal=True)
-    split = None
-    if parameter == "alpha":
-        split = st.selectbox("Split (non-IID machines: constant vs covariate machine weights)", list(SPLIT_LABELS),
-                             format_func=SPLIT_LABELS.get, key="exp_split")
+    auto = cfg.widget("exp_support_auto", where=c3, disabled=own_support)
+    support = cfg.widget("exp_support", where=c3, disabled=auto or own_support)
+    seed = cfg.widget("exp_seed", where=c3)
+    repeats = cfg.widget("exp_repeats", where=c4)
+    include_global = cfg.widget("exp_global", where=c4)
+    variance_update = cfg.widget("exp_var", where=c4)
+    split = cfg.widget("exp_split") if parameter == "alpha" else None
     return dict(design=design, parameter=parameter, values=values, n=int(n), M=int(M), K=int(K),
                 restarts=int(restarts), support_auto=bool(auto or own_support), support=int(support), seed=int(seed),
                 repeats=int(repeats), include_global=bool(include_global), variance_update=variance_update,
@@ -132,7 +115,7 @@ if ss.get("sweep_status"):
 if not rows:
     st.info("Choose a design and the values, then press Run the sweep. Example: vary M over 2, 4, 8, 16 to see "
             "the learning time fall while the RPE stays close to the global EM's.")
-    st.stop()
+    chrome.stop()
 df = pd.DataFrame(rows)
 meta = ss.get("sweep_meta", exp)
 parameter, design = meta["parameter"], meta["design"]

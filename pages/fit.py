@@ -77,7 +77,7 @@ if run or retime:
 fit = st.session_state.get("fit")
 if fit is None:
     st.info("No fit yet: choose the settings and press Run distributed fit.")
-    st.stop()
+    chrome.stop()
 if fit.data_key != data.key:
     st.warning("These results are for the previous data set (the plots over the data are hidden, the times are "
                "those of that fit): press Run distributed fit to fit the current data.")

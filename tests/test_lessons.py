@@ -112,3 +112,24 @@ def test_session_file_round_trip():
     assert names == ["temp", "load"] and y_name == "power" and values == {"K": 2, "M": 4} and labels is None
     with pytest.raises(eio.InputError, match="not a DMoE Explorer session file"):
         eio.session_from_json(b'{"format": "other"}')
+
+
+def test_compare_evaluates_the_fit_pages_models():
+    """Issue 12: Compare does not refit what the Fit page holds for the same data and settings."""
+    import numpy as np
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    fit = at.session_state["fit"]
+    at.switch_page("pages/compare.py").run()
+    res = at.session_state["compare"]
+    assert res["reused"]
+    np.testing.assert_array_equal(res["cmp"].distributed.params_.gates, fit.dm.params_.gates)
+    np.testing.assert_array_equal(res["cmp"].global_model.params_.experts, fit.global_model.params_.experts)
+    at.toggle(key="cmp_plot_blocks").set_value(True).run()
+    assert "cmp_blocks" in [c.key for c in at.get("plotly_chart")]
+    # Other settings than the fit's: the comparison fits what it needs.
+    at.switch_page("pages/fit.py").run()
+    at.number_input(key="cfg_M").set_value(4).run()
+    at.switch_page("pages/compare.py").run()
+    at.button(key="btn_compare").click().run()
+    assert not at.session_state["compare"]["reused"] and at.session_state["compare"]["cmp"].distributed.n_machines == 4

@@ -14,6 +14,8 @@ from explorer.lessons import LESSONS
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
 
+# The Distributed fit page is the default page: its address is the app's own ("/").
+ADDRESS = {"fit": ""}
 TITLES = {"pages/fit.py": "Distributed fit", "pages/compare.py": "Compare"}
 
 
@@ -53,7 +55,7 @@ def test_every_page_is_a_good_first_request(fresh):
     for path, title in [("compare", "Compare"), ("data", "Data"), ("learn", "Learn"), ("experiments", "Experiments"),
                         ("lessons", "Lessons"), ("fit", "Distributed fit")]:
         pg = new_page(b)
-        pg.goto(f"{url}/{path}?M=4&n=4000", wait_until="domcontentloaded")
+        pg.goto(f"{url}/{ADDRESS.get(path, path)}?M=4&n=4000", wait_until="domcontentloaded")
         settle(pg)
         no_errors(pg)
         assert pg.locator("h1").first.inner_text().startswith(title)
@@ -102,26 +104,37 @@ def _numbers(pg):
     return [m for m in metrics if " s" not in m and "x" not in m]  # times differ between runs
 
 
+def _state(pg, path):
+    """What a page's share link must restore: its numbers, or the settings it shows."""
+    if path == "learn":
+        return pg.locator("text=Iteration 0 of").first.inner_text()
+    if path == "experiments":
+        return [pg.get_by_label(label, exact=True).input_value()
+                for label in ("Machines M (when not varied)", "Experts K", "Values (comma-separated)")] + \
+            [pg.locator(".st-key-exp_design").inner_text()]
+    if path == "lessons":
+        return pg.locator('[data-testid="stSidebar"]').get_by_text("Fit (").inner_text()
+    return _numbers(pg)
+
+
 def test_share_links_restore_the_same_numbers(fresh):
     url, b = fresh
     for path, query in [("fit", "M=4&K=2&design=two-experts-1d"), ("data", "n=3000&seed=5"),
-                        ("learn", "lM=3&lseed=2")]:
+                        ("learn", "lM=3&lseed=2"), ("compare", "M=2&n=6000&unal=true"),
+                        ("experiments", "xM=16&xd=separated-2d&xK=4"), ("lessons", "K=2")]:
         pg = new_page(b)
-        pg.goto(f"{url}/{path}?{query}", wait_until="domcontentloaded")
+        pg.goto(f"{url}/{ADDRESS.get(path, path)}?{query}", wait_until="domcontentloaded")
         settle(pg)
-        if path == "fit":
-            pg.get_by_role("button", name="Run distributed fit").click()
-            settle(pg)
         pg.locator('[data-testid="stSidebar"]').get_by_text("Share").click()
         link = pg.locator('[data-testid="stSidebar"] [data-testid="stCode"]').inner_text().strip()
         # The Distributed fit page is the default page: its address is the app's own.
         assert (f"/{path}?" if path != "fit" else "/?") in link and query.split("&")[0] in link, link
-        before = _numbers(pg) if path != "learn" else pg.locator("text=Iteration 0 of").first.inner_text()
+        before = _state(pg, path)
         pg.context.close()
         pg = new_page(b)
         pg.goto(link, wait_until="domcontentloaded")
         settle(pg)
         no_errors(pg)
-        after = _numbers(pg) if path != "learn" else pg.locator("text=Iteration 0 of").first.inner_text()
+        after = _state(pg, path)
         assert after == before, (path, before, after)
         pg.context.close()
