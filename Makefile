@@ -27,7 +27,6 @@ run: setup
 	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 # The rule set and its reasons are in pyproject.toml ([tool.ruff]).
-# explorer/, pages/ and app.py are being rewritten (issue 12) and join the check after that.
 lint: setup
 	$(BIN)/ruff check .
 
@@ -41,6 +40,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_em.py
 	$(BIN)/python benchmarks/bench_app.py
 	$(BIN)/python benchmarks/headline.py
+	$(BIN)/python benchmarks/bench_classroom.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
