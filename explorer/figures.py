@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 
 from explorer.tables import coef_labels
 from moecore.alignment import match_experts
-from moecore.model import MoEParams, expert_means, gate_proba, predict_mean
+from moecore.model import MoEParams, expert_means, feature_names, gate_proba, predict_mean
 
 __all__ = [
     "LABELS",
@@ -119,7 +119,7 @@ def data_figure(X, y, labels=None, truth: MoEParams | None = None, *, feature=0,
     """y against one input, coloured by the true expert, with the true expert lines."""
     X = np.asarray(X, dtype=float)
     d = X.shape[1]
-    x_names = list(x_names) if x_names is not None else [f"x{j + 1}" for j in range(d)]
+    x_names = feature_names(d, x_names)
     idx = _subsample(len(y), max_points)
     fig = go.Figure()
     xs, ys = X[idx, feature], np.asarray(y)[idx]
@@ -195,7 +195,7 @@ def gates_figure(models: dict, X, *, feature=0, x_names=None, colors: dict | Non
     """
     X = np.asarray(X, dtype=float)
     d = X.shape[1]
-    x_names = list(x_names) if x_names is not None else [f"x{j + 1}" for j in range(d)]
+    x_names = feature_names(d, x_names)
     t, Xg = _grid(X, feature)
     fig = go.Figure()
     dashes = ["solid", "dash", "dot", "dashdot"]
@@ -232,7 +232,7 @@ def experts_figure(dm, X, y=None, truth: MoEParams | None = None, *, feature=0, 
     reduced experts (thick) and the true experts (black dashed), along one input."""
     X = np.asarray(X, dtype=float)
     d = X.shape[1]
-    x_names = list(x_names) if x_names is not None else [f"x{j + 1}" for j in range(d)]
+    x_names = feature_names(d, x_names)
     red = dm.params_
     colors = np.arange(red.n_experts) if colors is None else np.asarray(colors)
     t, Xg = _grid(X, feature)
@@ -675,7 +675,7 @@ def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, featur
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
     d = X.shape[1]
-    x_names = list(x_names) if x_names is not None else [f"x{j + 1}" for j in range(d)]
+    x_names = feature_names(d, x_names)
     names = list(params)
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True,
                         horizontal_spacing=0.02)
@@ -896,9 +896,9 @@ def mm_step_figure(problem, state, *, truth: MoEParams | None = None):
     lo, hi = problem.X[:, 0].min(), problem.X[:, 0].max()
     t = np.linspace(lo, hi, 100)
     Xt = np.column_stack([np.ones_like(t), t])
-    # The plan may send a component to different experts at different x: colour by the majority.
-    counts = np.stack([(state.assignment == k).sum(axis=0) for k in range(K)], axis=1)
-    maj = counts.argmax(axis=1)
+    # The plan may send a component to different experts at different x: colour by where most of
+    # its mass goes.
+    maj = problem.transport_plan(state.assignment, K).dominant()
     fig = go.Figure()
     lines = Xt @ large.experts
     for l in range(lines.shape[1]):
@@ -951,7 +951,7 @@ def machines_figure(X, machine, *, feature=0, x_names=None, support_X=None, supp
     machine = np.asarray(machine)
     M = int(machine.max()) + 1
     sub = _subsample(len(X), max_points)
-    names = x_names or [f"x{j + 1}" for j in range(X.shape[1])]
+    names = feature_names(X.shape[1], x_names or None)
     if feature == "projection":
         Z = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
         _, _, vt = np.linalg.svd(Z[sub], full_matrices=False)

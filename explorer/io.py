@@ -18,6 +18,8 @@ import pandas as pd
 from moecore import MoEParams
 from moecore.model import feature_names
 
+from .settings import MAX_APP_MACHINES, MAX_APP_N
+
 __all__ = [
     "MAX_COLUMNS",
     "MAX_ROWS",
@@ -350,7 +352,7 @@ def params_from_text(text: str, name: str = "the parameters") -> MoEParams:
 
 # ------------------------------------------------------------------------------ sweep values
 MAX_SWEEP_VALUES = 20
-SWEEP_LIMITS = {"n_machines": (1, 256), "n": (50, 1_000_000)}
+SWEEP_LIMITS = {"n_machines": (1, MAX_APP_MACHINES), "n": (50, MAX_APP_N)}
 SWEEP_NAMES = {"n_machines": "M", "n": "n", "support_fraction": "support fractions",
                "refine_rounds": "refinement rounds", "alpha": "alpha"}
 

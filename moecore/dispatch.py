@@ -311,7 +311,11 @@ class Runner:
         """
         if self.backend == "dask":
             with self.dask_client() as client:
-                data = client.scatter([(X[idx], y[idx]) for idx in shards])
+                # Fresh keys (hash=False), not content hashes: the previous fit of the same data
+                # on this cluster cancels its keys when it ends, and a new fit scattering the same
+                # content under the same keys raced with the scheduler forgetting them (its tasks
+                # then waited forever: seen once in a full test run).
+                data = client.scatter([(X[idx], y[idx]) for idx in shards], hash=False)
 
                 def resend(m):
                     # Scattered data has no recipe on the cluster: it dies with its worker. The

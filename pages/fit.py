@@ -8,6 +8,7 @@ from explorer import chrome, runs, tables
 from explorer import figures as fg
 from explorer import io as eio
 from explorer import settings as cfg
+from moecore.model import feature_names
 from moecore.params import default_support_size
 from moecore.splits import machine_labels
 
@@ -156,7 +157,7 @@ if Xd is not None and dm.shards_ is not None:
 
 st.subheader("Local experts, reduced experts and the truth")
 d = dm.params_.n_features
-names = data.x_names if Xd is not None else [f"x{j + 1}" for j in range(d)]
+names = feature_names(d, data.x_names if Xd is not None else None)
 o1, o2, o3 = st.columns(3)
 feature = names.index(o1.selectbox("Input on the x axis", names, key="fit_feature")) if d > 1 else 0
 show_local = o2.checkbox("Show the M x K local experts", value=True, key="fit_show_local")
