@@ -25,7 +25,7 @@ def experiment_settings() -> dict:
     c1, c2, c3 = st.columns(3)
     design = cfg.widget("exp_design", where=c1, on_change=_design_changed)
     parameter = cfg.widget("exp_parameter", where=c2, format_func=fg.label)
-    values = cfg.widget(f"exp_values_{parameter}", where=c3)
+    values = cfg.widget(f"exp_values_{parameter}", where=c3, help=None)  # the label says it all
     c1, c2, c3, c4 = st.columns(4)
     n = cfg.widget("exp_n", where=c1)
     M = cfg.widget("exp_M", where=c1)
