@@ -802,7 +802,12 @@ def sweep_figure(df, parameter, metric, *, log_x=None):
         # Nearly equal values (12.45875 vs 12.45885): a padded axis, not a zoom onto the 5th digit.
         mid, pad = 0.5 * (lo + hi), 0.05 * max(abs(lo), abs(hi), 1e-12)
         fig.update_yaxes(range=[mid - pad, mid + pad])
-    fig.update_yaxes(tickformat=".3~g")  # 0.00026, not 260µ
+        lo, hi = mid - pad, mid + pad
+    # Enough significant digits that neighbouring ticks differ (12.45, 12.5, 12.55, not 12.5 three
+    # times), and no SI prefixes (0.00026, not 260µ).
+    top = max(abs(lo), abs(hi), 1e-300)
+    digits = int(np.clip(np.ceil(np.log10(top / max(hi - lo, 1e-300 * top))) + 2, 3, 8))
+    fig.update_yaxes(tickformat=f".{digits}~g")
     if single:
         fig.update_xaxes(type="category")
     else:

@@ -61,6 +61,8 @@ def test_every_page_is_a_good_first_request(fresh):
         assert pg.locator("h1").first.inner_text().startswith(title)
         links = sidebar_links(pg)
         assert "app" not in links and "compare" not in links, links
+        if path == "lessons":
+            shoot(pg, "lessons")
         pg.context.close()
 
 
