@@ -9,6 +9,7 @@ here knows what the tasks compute (:mod:`moecore.local`) or which estimator aske
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -124,7 +125,10 @@ def _worker_lost_types():
     return (BrokenProcessPool,)  # loky's TerminatedWorkerError is one
 
 
+@functools.cache
 def _dask_lost_types():
+    # Imported on first use: dask.distributed takes 0.26 s to import, which every process that
+    # never uses the dask backend (the app's first page load among them) would pay.
     from concurrent.futures import CancelledError
 
     try:
@@ -135,7 +139,6 @@ def _dask_lost_types():
 
 
 _WORKER_LOST = _worker_lost_types()
-_DASK_LOST = _dask_lost_types()
 
 
 def _lost_text(exc, limit=300):
@@ -352,7 +355,7 @@ def gather_dask(futures, M, progress, resubmit=None, lost=None, stage="local"):
         i = position[fut.key]
         try:
             res = fut.result()
-        except _DASK_LOST as exc:
+        except _dask_lost_types() as exc:
             why = _lost_text(exc)
             if resubmit is not None and attempts[i] < _DASK_ATTEMPTS:
                 warnings.warn(f"task {i} was lost with its dask worker ({why}); it is sent again and "
