@@ -6,36 +6,20 @@ first request after a restart ran pages/data.py without app.py ("st.session_stat
 'data'") until someone opened /.  Only a fresh server shows it: this test starts its own.
 """
 
-import subprocess
-
 import pytest
-from test_browser import ARGS, ARTIFACTS, CHROMIUM, no_errors, settle, start_server
+from test_browser import fresh_server_and_browser, no_errors, settle
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
 def test_case9_deep_link_is_the_first_request_after_a_restart():
-    ARTIFACTS.mkdir(exist_ok=True)
-    with open(ARTIFACTS / "streamlit_deeplink.log", "w") as log:
-        proc, url = start_server(log)
-        try:
-            with sync_api.sync_playwright() as p:
-                b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-                try:
-                    pg = b.new_page(viewport={"width": 1400, "height": 900})
-                    pg.goto(url + "/data?K=2&n=4000", wait_until="domcontentloaded")
-                    settle(pg)
-                    no_errors(pg)
-                    assert pg.locator("h1").first.inner_text().startswith("Data")
-                    # The link's settings were applied by the page itself: n = 4000 samples.
-                    pg.wait_for_selector('[data-testid="stMetricValue"]', timeout=60_000)
-                    assert "4,000" in pg.locator('[data-testid="stMetricValue"]').all_inner_texts()
-                finally:
-                    b.close()
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with fresh_server_and_browser("streamlit_deeplink.log") as (url, b):
+        pg = b.new_page(viewport={"width": 1400, "height": 900})
+        pg.goto(url + "/data?K=2&n=4000", wait_until="domcontentloaded")
+        settle(pg)
+        no_errors(pg)
+        assert pg.locator("h1").first.inner_text().startswith("Data")
+        # The link's settings were applied by the page itself: n = 4000 samples.
+        pg.wait_for_selector('[data-testid="stMetricValue"]', timeout=60_000)
+        assert "4,000" in pg.locator('[data-testid="stMetricValue"]').all_inner_texts()

@@ -4,10 +4,8 @@ every page as the first request of a fresh server, and share links that restore 
 Screenshots go to tests/artifacts/ (docs/screenshots/ with DMOE_SCREENSHOTS=docs).
 """
 
-import subprocess
-
 import pytest
-from test_browser import ARGS, ARTIFACTS, CHROMIUM, no_errors, plots_rendered, settle, shoot, start_server
+from test_browser import fresh_server_and_browser, no_errors, plots_rendered, settle, shoot
 
 from explorer.lessons import LESSONS
 
@@ -22,22 +20,8 @@ TITLES = {"pages/fit.py": "Distributed fit", "pages/compare.py": "Compare"}
 @pytest.fixture(scope="module")
 def fresh():
     """A fresh server and a browser: (url, browser)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    with open(ARTIFACTS / "streamlit_lessons.log", "w") as log:
-        proc, url = start_server(log)
-        try:
-            with sync_api.sync_playwright() as p:
-                b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-                try:
-                    yield url, b
-                finally:
-                    b.close()
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with fresh_server_and_browser("streamlit_lessons.log") as out:
+        yield out
 
 
 def new_page(b):
