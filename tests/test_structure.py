@@ -105,3 +105,18 @@ def test_pages_do_not_import_numpy():
     # Pages lay out widgets and figures; arithmetic belongs to moecore or explorer.
     for path in sorted((ROOT / "pages").glob("*.py")):
         assert not any(m.split(".")[0] == "numpy" for m in imports_of(path, "pages")), path.name
+
+
+def test_estimator_signatures_match_the_parameter_declaration():
+    """scikit-learn wants every parameter written out in ``__init__``; moecore.params declares them
+    for validation, the CLI and the app.  The two must agree on names and defaults."""
+    import inspect
+
+    from moecore import DistributedMoE, MixtureOfExperts
+    from moecore.params import DISTRIBUTED_PARAMETERS, EM_PARAMETERS
+
+    for cls, spec in ((MixtureOfExperts, EM_PARAMETERS), (DistributedMoE, DISTRIBUTED_PARAMETERS)):
+        sig = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}
+        assert set(sig) == set(spec), (cls.__name__, set(sig) ^ set(spec))
+        for name, param in spec.items():
+            assert sig[name] == param.default, (cls.__name__, name, sig[name], param.default)
