@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
+from app_helpers import run_sweep
 
 pytest.importorskip("streamlit")
 
@@ -105,14 +106,7 @@ def test_label_split_without_labels_shows_error_and_keeps_results():
 def test_experiments_alpha_sweep_compares_the_weights_with_the_global_em():
     at = new_app()
     at.switch_page("pages/experiments.py").run()
-    at.selectbox(key="exp_design").select("teaching-1d").run()
-    at.radio(key="exp_parameter").set_value("alpha").run()
-    at.selectbox(key="exp_split").select("region").run()
-    at.text_input(key="exp_values_alpha").input("0, 1").run()
-    at.number_input(key="exp_n").set_value(4000).run()
-    at.number_input(key="exp_M").set_value(4).run()
-    at.number_input(key="exp_repeats").set_value(1).run()
-    at.button(key="btn_sweep").click().run()
+    run_sweep(at, "alpha", "0, 1", n=4000, M=4, design="teaching-1d", split="region")
     assert errors(at) == ""
     rows = at.session_state["sweep_rows"]
     assert len(rows) == 6

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_helpers import run_sweep
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest
@@ -211,13 +212,7 @@ def test_experiments_page_sweep(at):
     at.switch_page("pages/experiments.py").run()
     at.selectbox(key="exp_design").select("two-experts-1d").run()
     at.radio(key="exp_parameter").set_value("support_fraction").run()
-    at.radio(key="exp_parameter").set_value("n_machines").run()
-    at.text_input(key="exp_values_n_machines").input("2, 4").run()
-    at.number_input(key="exp_n").set_value(3000).run()
-    at.number_input(key="exp_M").set_value(4).run()
-    at.number_input(key="exp_repeats").set_value(1).run()
-    at.radio(key="exp_var").set_value("authors").run()
-    at.button(key="btn_sweep").click().run()
+    run_sweep(at, "n_machines", "2, 4", n=3000, M=4, variance="authors")
     clean(at)
     rows = at.session_state["sweep_rows"]
     assert len(rows) == 4 and {r["method"] for r in rows} == {"reduction", "global"}

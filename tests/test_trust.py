@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from app_helpers import run_sweep
 
 import moecore.local as mlocal
 from moecore import DistributedMoE, MixtureOfExperts, simulate_design
@@ -238,12 +239,7 @@ def test_app_fit_with_rounds_and_compare_shows_both_models():
 
 def test_app_sweep_over_rounds():
     at = _app("pages/experiments.py")
-    at.radio(key="exp_parameter").set_value("refine_rounds").run()
-    at.text_input(key="exp_values_refine_rounds").input("0, 2").run()
-    at.number_input(key="exp_n").set_value(3000).run()
-    at.number_input(key="exp_M").set_value(4).run()
-    at.number_input(key="exp_repeats").set_value(1).run()
-    at.button(key="btn_sweep").click().run()
+    run_sweep(at, "refine_rounds", "0, 2", n=3000, M=4)
     assert not at.exception and not at.error
     rows = at.session_state["sweep_rows"]
     red = {r["value"]: r for r in rows if r["method"] == "reduction"}

@@ -1,0 +1,18 @@
+"""Helpers shared by the AppTest tests."""
+
+
+def run_sweep(at, parameter, values, *, n, M, repeats=1, design=None, split=None, variance=None):
+    """Set the Experiments page's controls (the page must be open), press Run; the sweep's rows."""
+    if design is not None:
+        at.selectbox(key="exp_design").select(design).run()
+    at.radio(key="exp_parameter").set_value(parameter).run()
+    if split is not None:
+        at.selectbox(key="exp_split").select(split).run()
+    at.text_input(key=f"exp_values_{parameter}").input(values).run()
+    at.number_input(key="exp_n").set_value(n).run()
+    at.number_input(key="exp_M").set_value(M).run()
+    at.number_input(key="exp_repeats").set_value(repeats).run()
+    if variance is not None:
+        at.radio(key="exp_var").set_value(variance).run()
+    at.button(key="btn_sweep").click().run()
+    return at.session_state.get("sweep_rows")
