@@ -44,7 +44,7 @@ def _leave_folder_mode():
     return False
 
 
-def page(title: str, extra_query: dict | None = None):
+def page(title: str):
     """Set the session up (URL settings, data, first fit), draw the sidebar; return the data."""
     st.set_page_config(page_title=f"{title} · DMoE Explorer", page_icon=":material/hub:", layout="wide")
     alone = _leave_folder_mode()  # no app.py around this run: the sidebar is drawn whole here
@@ -66,7 +66,6 @@ def page(title: str, extra_query: dict | None = None):
         except StreamlitPageNotFoundError:
             pass  # a page script run as an app of its own (tests): there are no other pages to link
         ss["_sidebar_box"] = st.empty()
-    ss["_page_query"] = dict(extra_query or {})
     ss["_share_drawn"] = False
     if alone:  # the default page (Distributed fit) has the app's own address, as under app.py
         here = (getattr(st.context, "url", None) or "").split("?")[0].rsplit("/", 1)[-1]
@@ -84,11 +83,6 @@ def stop():
     st.stop()
 
 
-def set_page_query(extra: dict):
-    """The page's own settings (e.g. the Experiments grid) for the address bar and share link."""
-    st.session_state["_page_query"] = dict(extra)
-
-
 def refresh_sidebar(final=True, page_path=""):
     """(Re)draw the sidebar's summary: the data and fit in use now; ``final`` (after the page
     ran) adds the share box and mirrors the settings in the address bar."""
@@ -97,7 +91,6 @@ def refresh_sidebar(final=True, page_path=""):
     data = ss.get("data")
     if box is None or data is None or ss.get("_share_drawn"):
         return  # nothing to draw, or drawn whole already (a page run without app.py)
-    extra = ss.get("_page_query", {})
     with box.container():
         st.markdown(f"**Data**: {data.name} · n = {data.n:,} · d = {data.d}")
         fit = ss.get("fit")
@@ -119,5 +112,5 @@ def refresh_sidebar(final=True, page_path=""):
                                    file_name="dmoe_session.json", mime="application/json", key="dl_session")
             else:
                 st.caption("This link reopens the app on this page with the current data and settings.")
-            st.code(cfg.share_url(extra, page_path), language=None, wrap_lines=True)
-    cfg.sync_query_params(extra)
+            st.code(cfg.share_url(page_path), language=None, wrap_lines=True)
+    cfg.sync_query_params()

@@ -146,7 +146,7 @@ def check_scheduler(addr):
         )
 
 
-def _checked(kw, data: dt.Dataset, labels):
+def _checked(kw, labels):
     """The keyword arguments with the split resolved; the server's own rules checked first."""
     if kw["backend"] == "dask":
         check_scheduler(kw["scheduler"])
@@ -202,7 +202,7 @@ def run_fit(data: dt.Dataset, s: dict | None = None, progress=None, *, automatic
     kw = fit_params(s, automatic=automatic)
     s.update(backend=kw["backend"], n_jobs=kw["n_jobs"])  # what actually ran
     X, y, labels = data.X, data.y, data.labels
-    _checked(kw, data, labels)
+    _checked(kw, labels)
     token = st.session_state.get("_retime", 0) + (1 if retime else 0)
     st.session_state["_retime"] = token
     t_call = time.time()
@@ -241,7 +241,7 @@ def run_compare(data: dt.Dataset, s: dict | None = None, progress=None, *, autom
     if data.truth is not None and data.truth.n_experts != kw["n_experts"]:
         truth_json = ""  # parameter metrics need the same K
     train_labels = data.labels[tr] if data.labels is not None else None
-    _checked(kw, data, train_labels)
+    _checked(kw, train_labels)
     fitted, fit_key = None, ""
     if fit is not None and fit.matches(data, s) and len(tr) == data.n:
         fitted, fit_key = (fit.dm, fit.global_model), fit.key
@@ -320,15 +320,3 @@ def learn_rounds(M: int, seed: int, rounds: int = 3, n: int = 2000):
         warnings.simplefilter("ignore")
         return rounds_walkthrough(learn_example(M, seed, "kmeans", n), rounds)
 
-
-def session_data() -> dt.Dataset:
-    """The session's data, for a page's first line.
-
-    Every page can be the first request of a session (a deep link after a server restart): the
-    page then sets the session up itself, URL settings included.
-    """
-    ss = st.session_state
-    if "data" not in ss:
-        cfg.init_settings(st.query_params.to_dict())
-        ensure_data_and_fit()
-    return ss["data"]

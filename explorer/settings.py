@@ -211,14 +211,12 @@ SETTINGS = {s.name: s for s in _SETTINGS}
 DEFAULTS = {"cfg_" + s.name: s.default for s in _SETTINGS}
 # URL name -> setting name.
 QUERY_KEYS = {s.query: s.name for s in _SETTINGS if s.query}
-BACKENDS = list(SETTINGS["backend"].param.choices)
 # URL parameters refused outright, with why.
 REFUSED_QUERY = {
     "scheduler": "a dask scheduler address is never taken from a link: type it on the Distributed fit page",
 }
-# The settings that choose the data, and those that choose the fit: a fit is current when both
-# are those it was made with.
-DATA_SETTINGS = tuple(s.name for s in _SETTINGS if s.group == "data")
+# The settings that choose the fit: a fit is current when they, and the data, are those it was
+# made with.
 FIT_SETTINGS = tuple(s.name for s in _SETTINGS if s.group == "fit")
 
 
@@ -372,16 +370,16 @@ def settings_to_query(values: dict | None = None) -> dict:
     return out
 
 
-def sync_query_params(extra: dict | None = None):
-    """Mirror the settings (and a page's own, ``extra``) in the address bar, so it can be shared."""
-    want = dict(settings_to_query(), **(extra or {}))
+def sync_query_params():
+    """Mirror the settings of every page in the address bar, so it can be shared as is."""
+    want = settings_to_query()
     have = {k: st.query_params.get(k) for k in st.query_params.keys()}
     if want != have:
         st.query_params.clear()
         st.query_params.update(want)
 
 
-def share_url(extra: dict | None = None, page: str = "") -> str:
+def share_url(page: str = "") -> str:
     """The app's address on ``page`` (its URL path, "" for the default page) with the current
     settings as query parameters."""
     from urllib.parse import urlencode, urlsplit
@@ -391,5 +389,5 @@ def share_url(extra: dict | None = None, page: str = "") -> str:
     except Exception:  # outside a browser session (AppTest, bare mode)
         base = None
     parts = urlsplit(base or "http://localhost:8501/")
-    q = urlencode(dict(settings_to_query(), **(extra or {})))
+    q = urlencode(settings_to_query())
     return f"{parts.scheme}://{parts.netloc}/{page}" + ("?" + q if q else "")
