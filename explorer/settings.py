@@ -106,6 +106,10 @@ SWEEP_DEFAULTS = {"n_machines": "2, 4, 8, 16", "support_fraction": "0.1, 0.25, 0
 _SWEEP_QUERY = {"n_machines": "xvM", "support_fraction": "xvS", "n": "xvn", "refine_rounds": "xvr", "alpha": "xva"}
 
 
+def _data(*args, **kw):
+    return Setting(*args, group="data", **kw)
+
+
 def _exp(name, param, label, query, **kw):
     return Setting(name, replace(param, name=name), label, query, group="experiments", key=name, **kw)
 
@@ -141,23 +145,23 @@ _EXPERIMENTS = [
 
 _SETTINGS = [
     # ---------------------------------------------------------------- data (Data page)
-    Setting("source", Param("source", "choice", "design", "where the data come from",
+    _data("source", Param("source", "choice", "design", "where the data come from",
                             choices=("design", "custom")), "Source", "src", widget="radio",
             formats={"design": "named design", "custom": "custom parameters"}),
-    Setting("design", Param("design", "choice", DEFAULT_DESIGN, "a named synthetic design",
+    _data("design", Param("design", "choice", DEFAULT_DESIGN, "a named synthetic design",
                             choices=tuple(DESIGNS)), "Design", "design"),
-    Setting("n", SP["n"].with_range(50, MAX_APP_N, 20_000), "Sample size n", "n", step=1000),
-    Setting("seed", _seed("seed", "the seed of the simulated data"), "Seed", "seed"),
-    Setting("x_dist", replace(SP["x_dist"], default="uniform"), "x distribution", "xdist"),
-    Setting("x_scale", SP["x_scale"].with_range(0.1, 100.0, 3.0), "x scale (half-width or sd)", "xscale", step=0.5),
-    Setting("custom_K", DP["n_experts"].with_range(1, 8, 3), "Experts K", "cK"),
-    Setting("custom_d", Param("custom_d", "int", 1, "the number of inputs d", low=1, high=10), "Inputs d", "cd"),
-    Setting("custom_sep", Param("custom_sep", "float", 2.0, "the distance between neighbouring expert intercepts",
+    _data("n", SP["n"].with_range(50, MAX_APP_N, 20_000), "Sample size n", "n", step=1000),
+    _data("seed", _seed("seed", "the seed of the simulated data"), "Seed", "seed"),
+    _data("x_dist", replace(SP["x_dist"], default="uniform"), "x distribution", "xdist"),
+    _data("x_scale", SP["x_scale"].with_range(0.1, 100.0, 3.0), "x scale (half-width or sd)", "xscale", step=0.5),
+    _data("custom_K", DP["n_experts"].with_range(1, 8, 3), "Experts K", "cK"),
+    _data("custom_d", Param("custom_d", "int", 1, "the number of inputs d", low=1, high=10), "Inputs d", "cd"),
+    _data("custom_sep", Param("custom_sep", "float", 2.0, "the distance between neighbouring expert intercepts",
                                 low=0.0, high=10.0), "Expert spread (distance between intercepts)", "csep",
             widget="slider", step=0.5),
-    Setting("custom_gate", Param("custom_gate", "float", 3.0, "how sharply the gates switch between experts",
+    _data("custom_gate", Param("custom_gate", "float", 3.0, "how sharply the gates switch between experts",
                                  low=0.0, high=10.0), "Gate sharpness", "cgate", widget="slider", step=0.5),
-    Setting("custom_var", Param("custom_var", "float", 0.1, "the noise variance of every expert",
+    _data("custom_var", Param("custom_var", "float", 0.1, "the noise variance of every expert",
                                 low=0.01, high=2.0), "Noise variance of every expert", "cvar", widget="slider",
             step=0.01),
     # ---------------------------------------------------------------- fit (Distributed fit page)
@@ -204,9 +208,6 @@ _SETTINGS = [
             "lseed", group="learn"),
     *_EXPERIMENTS,
 ]
-for _i, _s in enumerate(_SETTINGS):
-    if _s.name in ("source", "design", "n", "seed", "x_dist", "x_scale") or _s.name.startswith("custom_"):
-        _SETTINGS[_i] = replace(_s, group="data")
 SETTINGS = {s.name: s for s in _SETTINGS}
 DEFAULTS = {"cfg_" + s.name: s.default for s in _SETTINGS}
 # URL name -> setting name.

@@ -215,7 +215,6 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         values = check_parameters(DISTRIBUTED_PARAMETERS, self)
         K, M = values["n_experts"], values["n_machines"]
         as_split(self.split)
-        MixtureOfExperts(K, **em_settings(self))._check_parameters()
         # Every shard must hold enough points for K experts of d + 1 coefficients each.
         per_shard = min_samples(K, d)
         if M > n:
