@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from moecore import DistributedMoE, MixtureOfExperts, MoEParams
+from moecore.baselines import fit_global
 from moecore.experiments import compare_methods
 from moecore.metrics import rpe
 from moecore.model import predict_mean
@@ -189,7 +190,7 @@ def _fit_cached(data_key: str, _X, _y, kw: dict, retime: int = 0, _progress=None
         dm = DistributedMoE(**split_of(kw, _labels)).fit(_X, _y, progress=_progress)
         if _progress is not None:
             _progress("global", 0, 1)
-        g = MixtureOfExperts(kw["n_experts"], random_state=kw["random_state"], **em_settings(kw)).fit(_X, _y)
+        g = fit_global(_X, _y, kw["n_experts"], random_state=kw["random_state"], **em_settings(kw))
     return dm, g, time.perf_counter() - t0, time.time()
 
 

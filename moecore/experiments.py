@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import metrics as mt
-from .baselines import coordinate_median, single_machine, weighted_average
+from .baselines import coordinate_median, fit_global, single_machine, weighted_average
 from .distributed import DistributedMoE
 from .em import MixtureOfExperts
 from .model import MoEParams, posterior_proba, predict_mean
@@ -140,17 +140,16 @@ def compare_methods(X, y, X_test, y_test, n_experts, n_machines, *, labels_test=
 # What a sweep may vary, and how each value enters one run.
 SWEEPABLE = ("n_machines", "support_fraction", "n", "refine_rounds")
 # Settings of a run, recorded in every row of a sweep (so a saved table says how it was made).
-SETTING_KEYS = ("n_init", "mm_n_init", "backend", "n_jobs", "variance_update", "gate_targets", "local_check",
+SETTING_KEYS = ("mm_n_init", "backend", "n_jobs", "variance_update", "gate_targets", "local_check",
                 "refine_rounds", "machine_weights")
 
 
 def _global_em(K, X, y, seed, dmoe_params):
     """The global EM on (X, y) with the EM settings (restarts, iterations, tolerance, variance
     floor, gate steps) of the distributed fit's parameters ``dmoe_params``."""
-    em = em_settings(dmoe_params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return MixtureOfExperts(K, random_state=seed, **em).fit(X, y)
+        return fit_global(X, y, K, random_state=seed, **em_settings(dmoe_params))
 
 
 def _run_settings(design, dm, n, n_test, seed, fit_seed):
@@ -160,7 +159,7 @@ def _run_settings(design, dm, n, n_test, seed, fit_seed):
     out = dict(design=design, n=int(n), M=int(p["n_machines"]), K=int(p["n_experts"]), seed=seed,
                fit_seed=int(fit_seed), support=len(dm.support_indices_), restarts=int(p["n_init"]),
                n_test=int(n_test))
-    out.update({k: p[k] for k in SETTING_KEYS if k in p and k != "n_init"})
+    out.update({k: p[k] for k in SETTING_KEYS if k in p})
     if hasattr(dm, "machine_weights_used_"):
         out["machine_weights"] = dm.machine_weights_used_
     return out

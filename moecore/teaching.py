@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .baselines import fit_global
 from .distributed import DistributedMoE
-from .em import MixtureOfExperts
 from .metrics import parameter_mse
 from .model import Standardizer, loglik_per_sample
+from .params import em_settings
 from .reduction import LargeMixture, MMState, ReductionProblem, mm_steps
 from .refine import em_rounds
 from .simulation import SimulatedData, simulate_design
@@ -89,7 +90,7 @@ def rounds_walkthrough(walk: MMWalkthrough, rounds=3):
     scaler = Standardizer.fit(dm.support_X_, dm.support_y_)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        g = MixtureOfExperts(sim.params.n_experts, random_state=dm.random_state).fit(sim.X, sim.y).params_
+        g = fit_global(sim.X, sim.y, sim.params.n_experts, random_state=dm.random_state, **em_settings(dm)).params_
     prm, out = dm.params_, []
     for r in range(rounds + 1):
         if r:
