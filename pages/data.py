@@ -152,6 +152,6 @@ with right:
         st.dataframe(tables.params_table(data.truth, data.x_names).round(3), width="stretch")
     else:
         st.info("Uploaded data has no known true model: fit one on the Distributed fit page.")
-st.download_button("Download the data as CSV",
-                   eio.data_to_csv(data.X, data.y, data.labels, data.x_names, data.y_name),
+st.download_button("Download the data as CSV",  # written on the click: 0.08 s per rerun at n = 20 000
+                   lambda: eio.data_to_csv(data.X, data.y, data.labels, data.x_names, data.y_name),
                    file_name=f"{data.name.replace(' ', '_')}.csv", mime="text/csv", key="dl_data")

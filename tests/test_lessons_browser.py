@@ -124,3 +124,17 @@ def test_share_links_restore_the_same_numbers(fresh):
         after = _state(pg, path)
         assert after == before, (path, before, after)
         pg.context.close()
+
+
+def test_data_download_is_written_on_the_click(fresh):
+    """The Data page's CSV is produced when the button is clicked (a deferred download), and it is
+    the session's data."""
+    url, b = fresh
+    pg = new_page(b)
+    pg.goto(url + "/data?n=500", wait_until="domcontentloaded")
+    settle(pg)
+    with pg.expect_download(timeout=60_000) as dl:
+        pg.get_by_role("button", name="Download the data as CSV").click()
+    text = open(dl.value.path()).read().splitlines()
+    assert text[0] == "x1,y,true_expert" and len(text) == 501
+    pg.context.close()
