@@ -62,6 +62,19 @@ def high_d_design(d, K, seed=0):
     return MoEParams(gates, r.normal(0.0, 1.0, (d + 1, K)), np.full(K, 0.25))
 
 
+def small_expert_design(sharpness=8.0):
+    """K = 5, d = 1: sharp gates (slopes 8 k) with boundaries at x = -1.2, -0.4, 0.3, 1.5, so the
+    last expert holds P(x > 1.5) = 6.7 % of x ~ N(0, 1); variances 0.01 to 1 (100x apart).
+    Returns MoEParams."""
+    K = 5
+    cuts = np.array([-1.2, -0.4, 0.3, 1.5])
+    slopes = sharpness * np.arange(K)
+    icpt = np.concatenate([[0.0], -np.cumsum(sharpness * cuts)])
+    gates = np.vstack([icpt - icpt[-1], slopes - slopes[-1]])
+    experts = np.array([[0.0, 2.0, -1.0, 3.0, -2.0], [1.0, -2.0, 0.5, 2.0, 4.0]])
+    return MoEParams(gates, experts, np.array([0.01, 0.1, 1.0, 0.05, 0.3]))
+
+
 def poor_gap(K, d, n_m):
     """Per-point log-likelihood gap beyond which a fit is in another, poorer optimum: screening's
     bound GAP_FLOOR q / n_m on the estimation noise of a fit."""
@@ -192,7 +205,8 @@ def part_highd(args):
     from moecore.metrics import parameter_mse
 
     rows = []
-    for dname, (d, K) in DESIGNS.items():
+    for dname in args.designs.split(","):
+        d, K = DESIGNS[dname]
         prm = high_d_design(d, K)
         tr = simulate(prm, args.n, random_state=1)
         n_m = args.n // args.machines
@@ -226,6 +240,35 @@ def part_highd(args):
     _write(f"highd_n{args.n}_M{args.machines}", rows)
 
 
+def part_small(args):
+    """Small experts: the local fits of small_expert_design's shards, k-means start against the
+    default, poor optima by the same rule as the high-d designs; and whether the default fit's
+    screening flags every poor local fit."""
+    prm = small_expert_design()
+    rows = []
+    for M in (16, 64):
+        n_m = args.n // M
+        for seed in range(args.seeds):
+            tr = simulate(prm, args.n, random_state=10 + seed)
+            row = dict(n=args.n, M=M, seed=seed, share_smallest=float(np.mean(tr.labels == 4)))
+            for init in ("kmeans", "portfolio"):
+                # The first local fits are the same with and without screening (same seeds): the
+                # poor ones come from local_check="off", the flags from the default.
+                kw = dict(n_jobs=1, backend="sequential", init=init, random_state=seed)
+                off = DistributedMoE(5, M, local_check="off", **kw).fit(tr.X, tr.y)
+                poor = {m for m, rows_m in enumerate(off.shards_)
+                        if (MixtureOfExperts(5, init=prm).fit(tr.X[rows_m], tr.y[rows_m]).loglik_
+                            - off.local_models_[m].loglik_) / len(rows_m) > poor_gap(5, 1, n_m)}
+                dm = DistributedMoE(5, M, **kw).fit(tr.X, tr.y)
+                row[f"{init}_poor"] = len(poor)
+                row[f"{init}_poor_unflagged"] = len(poor - set(dm.screening_.flagged))
+                row[f"{init}_flagged"] = len(dm.screening_.flagged)
+                row[f"{init}_local_time_max"] = dm.timings_["local_spread"]["time"]["max"]
+            rows.append(row)
+            print(row, flush=True)
+    _write("small", rows)
+
+
 def part_diamonds(args):
     if shutil.which("Rscript") is None:
         print("Rscript not found: skipped")
@@ -252,17 +295,20 @@ def part_diamonds(args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=["real", "kinds", "highd", "diamonds"])
+    ap.add_argument("part", choices=["real", "kinds", "highd", "small", "diamonds"])
     ap.add_argument("--no-flexmix", action="store_true", help="real: skip flexmix's best of 20 starts")
     ap.add_argument("--shard", type=int, default=7800, help="kinds: rows per d = 20 shard")
     ap.add_argument("--shards", type=int, default=16, help="kinds: d = 20 shards")
-    ap.add_argument("--n", type=int, default=200_000, help="highd: training rows")
+    ap.add_argument("--n", type=int, default=200_000, help="highd, small: training rows")
     ap.add_argument("--machines", type=int, default=16, help="highd: M")
-    ap.add_argument("--seeds", type=int, default=1, help="highd: seeds of the distributed fit")
+    ap.add_argument("--seeds", type=int, default=1, help="highd, small: seeds of the distributed fit")
+    ap.add_argument("--designs", default=",".join(DESIGNS), help="highd: comma list of DESIGNS")
     ap.add_argument("--n-jobs", type=int, default=1, help="highd: parallel local fits (times are each fit's own)")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
-    {"real": part_real, "kinds": part_kinds, "highd": part_highd, "diamonds": part_diamonds}[args.part](args)
+    parts = {"real": part_real, "kinds": part_kinds, "highd": part_highd, "small": part_small,
+             "diamonds": part_diamonds}
+    parts[args.part](args)
 
 
 if __name__ == "__main__":
