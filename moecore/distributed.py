@@ -26,7 +26,7 @@ from ._validation import (
 )
 from .dispatch import Runner
 from .em import MixtureOfExperts, MoEPredictorMixin, min_samples
-from .local import LocalFitError, LocalFitResult
+from .local import LocalFitError, LocalFitResult, local_spread
 from .local import fit_task as _fit_task
 from .machine_weights import decide_machine_weights, fit_machine_weights
 from .model import Standardizer
@@ -142,7 +142,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         "screening", "refit" (seconds of each refit), "warm_refit" (seconds of each machine's refit
         from the reduced model, covariate weights), "machine_weights" (deciding and estimating
         w_m(x) at the server), "reduction", "rounds" (seconds of each round: slowest machine per
-        exchange + server), "wall" (this fit, on the cores used) and "learning_time" = local_max
+        exchange + server), "local_spread" ({"time", "iterations"}: median, p90 and max over the
+        local fits), "wall" (this fit, on the cores used) and "learning_time" = local_max
         + screening + slowest refit (of each kind) + machine_weights + reduction(s) + rounds (the paper's figure,
         machines truly in parallel, extended by the screening, the weights and the rounds)
     """
@@ -156,7 +157,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         n_jobs=None,
         backend="loky",
         random_state=None,
-        init="kmeans",
+        init="portfolio",
         n_init=1,
         max_iter=300,
         tol=1e-6,
@@ -397,6 +398,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             "local_cpu": np.array([r.cpu_time for r in results]),
         }
         self.timings_["local_cpu_max"] = float(np.max(self.timings_["local_cpu"]))
+        self.timings_["local_spread"] = local_spread(results)
         spare = {r.index: r.model.retired_experts_.tolist() for r in kept
                  if getattr(r.model, "retired_experts_", np.array([])).size}
         if spare:

@@ -15,7 +15,7 @@ import numpy as np
 from ._validation import check_random_state_seed
 from .em import MixtureOfExperts
 
-__all__ = ["LocalFitError", "LocalFitResult", "degeneracy", "fit_local", "fit_task"]
+__all__ = ["LocalFitError", "LocalFitResult", "degeneracy", "fit_local", "fit_task", "local_spread"]
 
 
 class LocalFitError(RuntimeError):
@@ -100,3 +100,25 @@ def _fewer_experts_by_bic(est, X, y, params, seed):
         if b < best_bic:
             best, best_bic = cand, b
     return best
+
+
+def local_spread(results):
+    """The tail of the local fits: the slowest machine sets the learning time.
+
+    Parameters
+    ----------
+    results : list of LocalFitResult (failed fits count in the times, not in the iterations)
+
+    Returns
+    -------
+    dict with "time" and "iterations", each {"median", "p90", "max"} over the machines (seconds,
+    EM iterations of the kept run; NaN where no fit succeeded).
+    """
+    def summary(a):
+        a = np.asarray(a, dtype=np.float64)
+        if not a.size:
+            return {"median": float("nan"), "p90": float("nan"), "max": float("nan")}
+        return {"median": float(np.median(a)), "p90": float(np.quantile(a, 0.9)), "max": float(a.max())}
+
+    return {"time": summary([r.time for r in results]),
+            "iterations": summary([r.model.n_iter_ for r in results if r.model is not None])}

@@ -157,9 +157,10 @@ def _declare(*params):
 # ------------------------------------------------------------------------------ EM
 EM_PARAMETERS = _declare(
     Param("n_experts", "int", 2, "the number of experts K", "K", low=1),
-    Param("init", "choice", "kmeans",
-          "the initial partition: k-means on the standardised (x, y) pairs, or random labels "
-          "(or a MoEParams to warm-start from)", choices=("kmeans", "random")),
+    Param("init", "choice", "portfolio",
+          "the initial partition: portfolio (short EM runs from k-means, random-lines and random starts, "
+          "the best continued), k-means on the standardised (x, y) pairs, random labels, or random lines "
+          "(or a MoEParams to warm-start from)", choices=("portfolio", "kmeans", "random", "lines")),
     Param("n_init", "int", 1, "EM restarts; the run of highest log-likelihood is kept", "restarts", low=1),
     Param("max_iter", "int", 300, "the most EM iterations per restart", low=1),
     Param("tol", "float", 1e-6, "EM stops when the log-likelihood changes by less than this, relatively",
