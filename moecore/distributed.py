@@ -9,44 +9,30 @@ not on ``n_jobs``, the backend or the order in which machines finish.
 from __future__ import annotations
 
 import time
-import warnings
 from contextlib import contextmanager
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import _check_feature_names
 
-from . import refine as _refine
-from ._validation import (
-    check_int,
-    check_nonconstant_columns,
-    check_random_state_seed,
-    check_response_scale,
-    check_Xy,
-)
+from ._validation import check_nonconstant_columns, check_random_state_seed, check_response_scale, check_Xy
+from .costs import FitCosts
 from .dispatch import Runner
 from .em import MixtureOfExperts, MoEPredictorMixin, min_samples
-from .local import LocalFitError, LocalFitResult
-from .local import fit_task as _fit_task
-from .machine_weights import decide_machine_weights, fit_machine_weights
-from .model import Standardizer
-from .params import DISTRIBUTED_PARAMETERS, check_parameters, default_support_size, em_settings
-from .reduction import reduce_mixtures
-from .screening import (
-    REFIT_INIT_FACTOR,
-    REFIT_MIN_INIT,
-    SCORE_POINTS,
-    ScreeningReport,
-    beaten,
-    better_optimum,
-    flag_poor_fits,
-    n_free_parameters,
-    support_loglik,
-    support_scores,
+from .local import LocalFitResult, collect_local_fits, derived_seed, fit_task
+from .machine_weights import choose_machine_weights, covariate_weights, support_positions
+from .params import (
+    DISTRIBUTED_PARAMETERS,
+    check_distributed_sizes,
+    check_parameters,
+    em_settings,
 )
+from .reduction import reduce_mixtures
+from .refine import rounds_on_machines, warm_refits
+from .screening import REFIT_INIT_FACTOR, REFIT_MIN_INIT, n_free_parameters, screen_local_fits, support_loglik
 from .shards import ShardJob
 from .shards import fit_shards as _fit_shards
-from .splits import Split, as_split, shards_from_labels, split_rows
+from .splits import Split, as_split, machine_labels, shards_from_labels, split_rows
 
 __all__ = ["DistributedMoE"]
 
@@ -213,29 +199,9 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
 
     def _check_parameters(self, n, d):
         values = check_parameters(DISTRIBUTED_PARAMETERS, self)
-        K, M = values["n_experts"], values["n_machines"]
         as_split(self.split)
-        # Every shard must hold enough points for K experts of d + 1 coefficients each.
-        per_shard = min_samples(K, d)
-        if M > n:
-            raise ValueError(f"n_machines={M} is more than the n = {n} samples: use at most "
-                             f"{max(n // per_shard, 1)} machines (each needs {per_shard} samples for {K} experts).")
-        if n // M < per_shard:
-            raise ValueError(
-                f"n_machines={M} is too large for n={n} samples with n_experts={K}: {K} experts are more "
-                f"than a shard can support. Each of the {M} shards gets {n // M} samples, but each shard "
-                f"needs at least n_experts * (d + 1) + 1 = {per_shard} samples. Use at most "
-                f"{max(n // per_shard, 1)} machines, or at most {max((n // M - 1) // (d + 1), 1)} expert(s)."
-            )
-        if self.support_size is None:
-            S = default_support_size(n, M)
-        else:
-            S = check_int(self.support_size, "support_size")
-            if not K <= S <= n:
-                why = (f"the supporting sample is drawn from the data, so it cannot be larger than n = {n}" if S > n
-                       else f"it needs a point per reduced expert, so it cannot be smaller than K = {K}")
-                raise ValueError(f"support_size must be in [{K}, {n}], got {S}: {why}.")
-        return K, M, max(S, K)
+        K, M = values["n_experts"], values["n_machines"]
+        return K, M, check_distributed_sizes(K, M, self.support_size, n, d, min_samples(K, d))
 
     def _em_params(self):
         out = em_settings(self)
@@ -261,40 +227,33 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         # estimator as it was, never shards_ of the new data beside the old parameters.
         with _all_or_nothing(self):
             t0 = time.perf_counter()
-            X_in = X
-            X, y = check_Xy(X, y)
-            n, d = X.shape
-            K, M, S = self._check_parameters(n, d)
+            X_in, (X, y) = X, check_Xy(X, y)
+            (n, d), (K, M, S) = X.shape, self._check_parameters(*X.shape)
             check_nonconstant_columns(X)
             check_response_scale(y)
-            ss = check_random_state_seed(self.random_state)
-            seed_split, seed_support, seed_mm, seed_machines = ss.spawn(4)
-            machine_seeds = seed_machines.spawn(M)
-            if machine is None:
-                shards = split_rows(as_split(self.split), X, M, np.random.default_rng(seed_split),
-                                    min_samples(K, d))
-            else:
-                shards = shards_from_labels(machine, n, M)
-            # With the package's own random split P(machine | x) = n_m / n is known: "auto" needs no test.
-            self._random_split = machine is None and isinstance(as_split(self.split), Split) \
-                and as_split(self.split).kind == "random"
+            seed_split, seed_support, seed_mm, machine_seeds = _seeds(self.random_state, M)
+            split = as_split(self.split)
+            shards = (split_rows(split, X, M, np.random.default_rng(seed_split), min_samples(K, d))
+                      if machine is None else shards_from_labels(machine, n, M))
             support = np.sort(np.random.default_rng(seed_support).choice(n, size=S, replace=False))
+            self.shards_, self.support_indices_ = shards, support
+            self.support_machine_ = machine_labels(shards, n)[support]
             with self._machine_data(X, y, shards) as machines:
-                em = self._em_params()
-                out = machines.run(_fit_task, range(M), lambda m: (m, K, em, machine_seeds[m]), progress, "local",
-                                   lost=lambda m, why: LocalFitResult(m, len(shards[m]), None, np.nan, why))
-                results = [out[m][0] for m in range(M)]
-                self.shards_ = shards
-                self.support_indices_ = support
-                holder = np.empty(n, dtype=np.int64)
-                for m, idx in enumerate(shards):
-                    holder[idx] = m
-                shares = np.bincount(holder[support], minlength=M)
-                self.support_machine_ = holder[support]
-                self._aggregate(machines, results, X[support], y[support], shares, machine_seeds, seed_mm, progress)
+                results = self._fit_local(machines, K, shards, machine_seeds, progress)
+                # With the package's own random split P(machine | x) = n_m / n is known.
+                random_split = machine is None and isinstance(split, Split) and split.kind == "random"
+                self._aggregate(machines, results, X[support], y[support], np.bincount(self.support_machine_,
+                                minlength=M), machine_seeds, seed_mm, progress, random_split)
             _check_feature_names(self, X_in, reset=True)
-            self.timings_["wall"] = time.perf_counter() - t0
+            self._finish_costs(t0)
             return self
+
+    def _fit_local(self, machines, K, shards, machine_seeds, progress):
+        """Every machine fits its local MoE on its shard: a list (M,) of LocalFitResult."""
+        em = self._em_params()
+        out = machines.run(fit_task, range(len(machine_seeds)), lambda m: (m, K, em, machine_seeds[m]), progress,
+                           "local", lost=lambda m, why: LocalFitResult(m, len(shards[m]), None, np.nan, why))
+        return [out[m][0] for m in range(len(machine_seeds))]
 
     def _runner(self):
         """Where the machines' tasks run: this estimator's backend, n_jobs and scheduler."""
@@ -316,10 +275,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         with _all_or_nothing(self):
             t0 = time.perf_counter()
             M = DISTRIBUTED_PARAMETERS["n_machines"].check(self.n_machines)
-            ss = check_random_state_seed(self.random_state)
-            # The same four children as fit(): the machines' EM seeds are identical to fit()'s.
-            _seed_split, seed_support, seed_mm, seed_machines = ss.spawn(4)
-            machine_seeds = seed_machines.spawn(M)
+            # The same seeds as fit(): the machines' EM seeds are identical to fit()'s.
+            _seed_split, seed_support, seed_mm, machine_seeds = _seeds(self.random_state, M)
 
             def aggregate(data):
                 # The data stay where they are (the dask futures, the files) for refits and rounds.
@@ -331,10 +288,9 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                 self.support_shares_ = data.shares
                 # Each worker drew its own share, so every support point knows its machine.
                 self.support_machine_ = data.support_machine
-                self._random_split = False
                 self._aggregate(data.machines, data.results, data.X_support, data.y_support, data.shares,
-                                machine_seeds, seed_mm, progress)
-                self.timings_["read"] = data.read_times
+                                machine_seeds, seed_mm, progress, random_split=False)
+                self.costs_.read = data.read_times
 
             job = ShardJob(
                 n_experts=self.n_experts,
@@ -346,75 +302,30 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                 aggregate=aggregate,
             )
             _fit_shards(job, paths, response=response, features=features, workers=workers, progress=progress)
-            self.timings_["wall"] = time.perf_counter() - t0
+            self._finish_costs(t0)
             return self
 
     # ------------------------------------------------------------------ after the local fits
-    def _aggregate(self, machines, results, Xs, ys, support_shares, machine_seeds, seed_mm, progress):
-        """Everything after the local fits, shared by :meth:`fit` and :meth:`fit_shards`.
+    def _aggregate(self, machines, results, Xs, ys, support_shares, machine_seeds, seed_mm, progress, random_split):
+        """The server's part of the algorithm, shared by :meth:`fit` and :meth:`fit_shards`:
+        collect the local fits, choose the machine weights, screen, reduce, refine.
 
         results : list (M,) of LocalFitResult ; Xs (S, d), ys (S,) the supporting sample ;
         support_shares : (M,) support points each machine contributed ;
         machines : :class:`~moecore.dispatch.MachineData`, for refits and refinement rounds.
         """
-        self._collect(results)
+        kept, self.skipped_ = collect_local_fits(results, self.on_error, self.n_experts, self.max_iter)
+        self._set_kept(kept)
         self._n_samples_all = [r.n_samples for r in results]
-        self.support_X_ = Xs
-        self.support_y_ = ys
-        self._decide_machine_weights(Xs)
-        self._screen(machines, results, Xs, ys, support_shares, machine_seeds)
+        self.support_X_, self.support_y_ = Xs, ys
+        q = n_free_parameters(self.n_experts, Xs.shape[1])
+        # One-shot communication: every machine's model and row count, its share of the support pairs.
+        self.costs_ = FitCosts(np.array([r.time for r in results]), np.array([r.cpu_time for r in results]),
+                               q + 1 + support_shares * (Xs.shape[1] + 1))
+        self._choose_machine_weights(Xs, random_split)
+        self._screen(machines, results, Xs, ys, machine_seeds)
         self._reduce(Xs, ys, seed_mm, progress, machines, machine_seeds)
         self._refine(machines, Xs, ys, progress)
-
-    def _collect(self, results):
-        failed = {r.index: r.error for r in results if r.error is not None}
-        if failed and self.on_error == "raise":
-            m, why = next(iter(sorted(failed.items())))
-            raise LocalFitError(
-                f"local fit of machine {m} (shard of {results[m].n_samples} samples) failed: {why}. "
-                f"{len(failed)} of {len(results)} machine(s) failed; pass on_error='skip' to "
-                "aggregate the others."
-            )
-        kept = [r for r in results if r.error is None]
-        if not kept:
-            raise LocalFitError(f"all {len(results)} local fits failed; first error: {results[0].error}")
-        if failed:
-            warnings.warn(
-                f"skipped {len(failed)} failed machine(s) {sorted(failed)}; the others are "
-                "aggregated with renormalised weights.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-        self.skipped_ = failed
-        self._set_kept(kept)
-        local_times = np.array([r.time for r in results])
-        self.timings_ = {
-            "local": local_times,
-            "local_max": float(local_times.max()),
-            "local_sum": float(local_times.sum()),
-            # CPU seconds of each local fit: what a dedicated machine would take, whatever else
-            # shares the cores here (the wall-clock "local" figures include such waits).
-            "local_cpu": np.array([r.cpu_time for r in results]),
-        }
-        self.timings_["local_cpu_max"] = float(np.max(self.timings_["local_cpu"]))
-        spare = {r.index: r.model.retired_experts_.tolist() for r in kept
-                 if getattr(r.model, "retired_experts_", np.array([])).size}
-        if spare:
-            warnings.warn(
-                f"the local fits of machine(s) {sorted(spare)} retired spare experts {spare} "
-                f"(machine: experts): their shards support fewer than n_experts={self.n_experts} "
-                "experts (e.g. a machine holding one region of x); those components carry no gate "
-                "mass into the reduction.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-        not_conv = [r.index for r in kept if not r.model.converged_]
-        if not_conv:
-            warnings.warn(
-                f"the local EM of machine(s) {not_conv} did not converge in max_iter={self.max_iter}.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
 
     def _set_kept(self, kept):
         """The aggregated machines: their models, indices and renormalised weights n_m / n."""
@@ -424,196 +335,74 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         sizes = np.array([r.n_samples for r in kept], dtype=float)
         self.weights_ = sizes / sizes.sum()
 
-    def _screen(self, machines, results, Xs, ys, support_shares, machine_seeds):
+    def _refit(self, machines, machine_seeds, em_of, purpose):
+        """A callable refitting some machines on their shards with the EM settings ``em_of(m)``."""
+        def refit(todo, K=self.n_experts):
+            out = machines.run(fit_task, todo, lambda m: (m, K, em_of(m), derived_seed(machine_seeds[m], purpose)))
+            return {m: res for m, (res, _) in out.items()}
+        return refit
+
+    def _screen(self, machines, results, Xs, ys, machine_seeds):
         """Score every local model on the support pairs; refit or drop the poor ones."""
+        em = dict(self._em_params(), n_init=max(REFIT_INIT_FACTOR * self.n_init, REFIT_MIN_INIT))
+        warm_start = {}
+        refit = self._refit(machines, machine_seeds, lambda m: dict(em, init=warm_start[m]) if m in warm_start
+                            else em, purpose=1)
+        out = screen_local_fits(results, self.local_models_, self.machines_, Xs, ys, self.support_machine_,
+                                local_check=self.local_check, own=self.machine_weights_used_ == "covariate",
+                                refit=lambda todo, warm: warm_start.update(warm) or refit(todo))
+        if out.report.flagged and self.local_check != "off":
+            self.skipped_.update(out.dropped)
+            self._set_kept([out.kept[m] for m in sorted(out.kept)])
+        self.costs_.screening, self.costs_.refit = out.seconds, out.refit_times
+        self.costs_.one_shot_up = out.refit_up + self.costs_.one_shot_up
+        self.screening_, self.local_scores_, self.flagged_ = out.report, out.scores, out.report.flagged
+
+    def _choose_machine_weights(self, Xs, random_split):
+        """Resolve ``machine_weights`` (the "auto" test) before the screening, which treats
+        exchangeable machines and covariate ones differently."""
         t0 = time.perf_counter()
-        M = len(results)
-        K, d = self.n_experts, Xs.shape[1]
-        # Machines holding different parts of x (covariate weights) are not exchangeable: a good fit
-        # scores low far from its own data. Each is then scored on its own support points, and a
-        # flagged machine is refitted but never dropped (it may be the only one holding its x).
-        own = self.machine_weights_used_ == "covariate"
-        holder = self.support_machine_
+        pos = support_positions(self.support_machine_, self.machines_, self.n_machines)
+        self.machine_weights_used_, self.machine_weights_test_ = choose_machine_weights(
+            self.machine_weights, Xs, pos, len(self.machines_), random_split=random_split)
+        if self.machine_weights_used_ == "covariate" or self.machine_weights_test_ is not None:
+            self.costs_.machine_weights = time.perf_counter() - t0
 
-        def score_of(m, params):
-            if not own:
-                return support_scores(params, Xs, ys, max_points=SCORE_POINTS)
-            sel = holder == m
-            return (support_scores(params, Xs[sel], ys[sel], max_points=SCORE_POINTS) if sel.any()
-                    else np.full(len(params), np.nan))
-
-        scores = np.full(M, np.nan)
-        sizes = np.array([r.n_samples for r in results], dtype=float)
-        q = n_free_parameters(K, d)
-        warm = {}
-        if own:
-            # Cross-scores: every model on every machine's own points. Where most machines stop in
-            # a poor optimum (label skew: one expert dominates a shard and misleads k-means) the
-            # median rule cannot see it, but a good fit from another machine beats the poor one on
-            # the poor one's own data; the refit then starts from that better model.
-            params = [mdl.params_ for mdl in self.local_models_]
-            ll = support_loglik(params, Xs, ys)  # (M', S): every model at every support point, one pass
-            for own_pos, m in enumerate(self.machines_):
-                sel = holder == m
-                if not sel.any():
-                    continue
-                cross = ll[:, sel].mean(axis=1)  # each model on machine m's own points
-                scores[m] = cross[own_pos]
-                cross[own_pos] = -np.inf
-                best = int(np.argmax(cross))
-                if best != own_pos and beaten(ll[own_pos, sel], ll[best, sel], q, sizes[m]):
-                    warm[int(m)] = params[best]
-        else:
-            scores[self.machines_] = score_of(None, [mdl.params_ for mdl in self.local_models_])
-        threshold, flagged = flag_poor_fits(scores, sizes, q)
-        flagged[list(warm)] = True
-        report = ScreeningReport(scores, threshold, [int(m) for m in np.flatnonzero(flagged)])
-        self.timings_["screening"] = time.perf_counter() - t0
-        self.timings_["refit"] = np.zeros(0)
-        kept = {r.index: r for r in results if r.error is None}
-        up = np.zeros(M)
-        if report.flagged and self.local_check == "off":
-            report.actions = dict.fromkeys(report.flagged, "kept")
-        elif report.flagged:
-            refits = {}
-            if self.local_check == "refit":
-                em = dict(self._em_params(), n_init=max(REFIT_INIT_FACTOR * self.n_init, REFIT_MIN_INIT))
-                ems = {m: dict(em, init=warm[m]) if m in warm else em for m in report.flagged}
-                # A seed of its own per refit, derived from the machine's: reproducible, and not
-                # the restarts that already failed.
-                seeds = {m: np.random.SeedSequence(machine_seeds[m].entropy,
-                                                   spawn_key=(*machine_seeds[m].spawn_key, 1))
-                         for m in report.flagged}
-                out = machines.run(_fit_task, report.flagged, lambda m: (m, K, ems[m], seeds[m]))
-                refits = {m: res for m, (res, _) in out.items()}
-                self.timings_["refit"] = np.array([refits[m].time for m in report.flagged])
-            for m in report.flagged:
-                res = refits.get(m)
-                if res is not None and res.error is None:
-                    score = float(score_of(m, [res.model.params_])[0])
-                    report.refit_scores[m] = score
-                    up[m] += n_free_parameters(K, d) + 1
-                    if score >= threshold[m]:
-                        kept[m] = res
-                        report.actions[m] = "refit"
-                        continue
-                    if own:
-                        # A machine may be the only one holding its part of x: keep its better fit
-                        # rather than drop it.
-                        if score > scores[m]:
-                            kept[m] = res
-                        report.actions[m] = "refit" if score > scores[m] else "kept"
-                        continue
-                if own:
-                    report.actions[m] = "kept"
-                    continue
-                report.actions[m] = "dropped"
-                del kept[m]
-                self.skipped_[m] = (
-                    f"local fit scored {scores[m]:.4g} on the support, below the screening "
-                    f"threshold {threshold[m]:.4g}" + (" (also after a refit)" if m in refits else "")
-                )
-            if not kept:
-                raise LocalFitError("the screening dropped every machine; pass local_check='off'.")
-            dropped = sorted(m for m, a in report.actions.items() if a == "dropped")
-            if dropped:
-                warnings.warn(
-                    f"the screening left out machine(s) {dropped}: their local fits scored far below "
-                    "the others on the supporting sample (a poor local optimum); the others are "
-                    "aggregated with renormalised weights.",
-                    RuntimeWarning,
-                    stacklevel=5,
-                )
-            self._set_kept([kept[m] for m in sorted(kept)])
-        self.screening_ = report
-        self.local_scores_ = scores
-        self.flagged_ = report.flagged
-        # One-shot communication: every machine's model and row count, its share of the support pairs.
-        self.communication_ = {"one_shot_up": up + n_free_parameters(K, d) + 1 + support_shares * (d + 1)}
-
-    def _support_machines(self):
-        """Index into ``machines_`` of every support point's machine (-1: not aggregated)."""
-        pos = np.full(self.n_machines, -1)
-        pos[self.machines_] = np.arange(len(self.machines_))
-        return pos[self.support_machine_]
-
-    def _decide_machine_weights(self, Xs):
-        """Resolve ``machine_weights`` (the "auto" test) before the screening, which assumes
-        exchangeable machines and is skipped for covariate weights."""
-        t0 = time.perf_counter()
-        self.machine_weights_test_ = None
-        if self.machine_weights == "auto" and getattr(self, "_random_split", False):
-            used = "constant"  # the package shuffled the rows: P(machine | x) = n_m / n exactly
-        else:
-            mach = self._support_machines()
-            ok = mach >= 0
-            used, self.machine_weights_test_ = decide_machine_weights(
-                self.machine_weights, Xs[ok], mach[ok], len(self.machines_))
-        self.machine_weights_used_ = used
-        self.timings_["machine_weights"] = (time.perf_counter() - t0 if used == "covariate"
-                                            or self.machine_weights_test_ is not None else 0.0)
-
-    def _resolve_machine_weights(self, Xs):
+    def _large_mixture_weights(self, Xs):
         """The large mixture's machine weights: the shares (M',) or w_m(x_s) at the support (S, M')."""
-        self.machine_weight_model_ = None
-        self.support_weights_ = None
+        self.machine_weight_model_ = self.support_weights_ = None
         if self.machine_weights_used_ == "constant":
             return self.weights_
         t0 = time.perf_counter()
-        # Support points of failed machines still serve the reduction, not the weights' fit.
-        mach = self._support_machines()
-        ok = mach >= 0
-        self.machine_weight_model_ = fit_machine_weights(Xs[ok], mach[ok], len(self.machines_))
-        self.support_weights_ = self.machine_weight_model_.predict_proba(Xs)
-        self.timings_["machine_weights"] += time.perf_counter() - t0
+        pos = support_positions(self.support_machine_, self.machines_, self.n_machines)
+        self.machine_weight_model_, self.support_weights_ = covariate_weights(Xs, pos, len(self.machines_))
+        self.costs_.machine_weights += time.perf_counter() - t0
         return self.support_weights_
 
-    def _reduce(self, Xs, ys, seed, progress, machines=None, machine_seeds=None):
-        weights = self._resolve_machine_weights(Xs)
-        cb = None
-        if progress is not None:
-            def cb(i, state):
-                progress("mm", state.iteration, self.mm_max_iter)
-
-        def mm(models, scores):
-            c0 = time.thread_time()
-            red = reduce_mixtures(
-                [m.params_ for m in models],
-                weights,
-                Xs,
-                self.n_experts,
-                y_support=ys,
-                n_init=self.mm_n_init,
-                local_starts=self.mm_local_starts,
-                local_scores=scores[self.machines_],
-                max_iter=self.mm_max_iter,
-                tol=self.mm_tol,
-                variance_update=self.variance_update,
-                gate_targets=self.gate_targets,
-                random_state=seed,
-                callback=cb,
-            )
-            return red, time.thread_time() - c0
-
-        red, cpu = mm(self.local_models_, self.local_scores_)
-        self.timings_["warm_refit"] = np.zeros(0)
-        if machines is not None and self.machine_weights_used_ == "covariate" and self.local_check == "refit":
-            # Machines holding different data may each see some experts too rarely to resolve them
-            # (label skew: k-means on a shard 80 % one expert splits that expert and merges the
-            # rest), so every local fit, and with them the reduction, misses an expert, and no
-            # machine has a better model to refit from. The reduced model pools what each machine
-            # saw often: every machine refits from it and offers that fit where it reaches a better
-            # optimum of its own shard's likelihood; the reduction of the improved fits is kept if
-            # it explains the support pairs better (docs/method.md, section 9).
-            models, scores = self._warm_refits(machines, machine_seeds, red.params, Xs, ys)
-            if models is not None:
-                red2, cpu2 = mm(models, scores)
+    def _reduce(self, Xs, ys, seed, progress, machines, machine_seeds):
+        """The OT/MM reduction of the local models; with covariate weights and local_check="refit",
+        every machine refits from the reduced model and the reduction of the improved fits is kept
+        if it explains the support pairs better (:func:`~moecore.refine.warm_refits`)."""
+        weights = self._large_mixture_weights(Xs)
+        red, cpu = self._mm(self.local_models_, self.local_scores_, weights, Xs, ys, seed, progress)
+        if self.machine_weights_used_ == "covariate" and self.local_check == "refit":
+            em = dict(self._em_params(), init=red.params)
+            em.pop("local_experts", None)  # a K-expert warm start; BIC's choice is weighed by the refit's test
+            warm = warm_refits(self._refit(machines, machine_seeds, lambda m: em, purpose=2), red.params,
+                               self.local_models_, self.machines_, self.local_scores_, Xs, ys,
+                               self.support_machine_, self.n_machines)
+            costs = self.costs_
+            costs.warm_refit, costs.warm_refit_down = warm.times, warm.down
+            costs.one_shot_up = costs.one_shot_up + warm.up
+            self.screening_.warm_refits = warm.gains
+            if warm.gains:
+                red2, cpu2 = self._mm(warm.models, warm.scores, weights, Xs, ys, seed, progress)
                 first = support_loglik([red.params, red2.params], Xs, ys).mean(axis=1)
                 self.screening_.warm_refit_support = tuple(float(v) for v in first)
                 spent = red.time + red2.time
                 if first[1] >= first[0]:
-                    self.local_models_, self.local_scores_ = models, scores
-                    self.local_n_experts_ = np.array([mdl.params_.n_experts for mdl in models])
+                    self.local_models_, self.local_scores_ = warm.models, warm.scores
+                    self.local_n_experts_ = np.array([mdl.params_.n_experts for mdl in warm.models])
                     red = red2
                 else:
                     self.screening_.warm_refits = {}
@@ -624,38 +413,19 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         self._set_model(red.params)
         self.mm_history_ = red.objective_history
         self.transport_plan_ = red.plan
-        self.timings_["reduction"] = red.time
-        self.timings_["reduction_cpu"] = cpu
+        self.costs_.reduction, self.costs_.reduction_cpu = red.time, cpu
 
-    def _warm_refits(self, machines, machine_seeds, params, Xs, ys):
-        """Every aggregated machine refits from ``params``. Returns the local models and support
-        scores with the refits that reached a better optimum, or (None, None) if none did."""
-        K, d = self.n_experts, Xs.shape[1]
-        q = n_free_parameters(K, d)
-        em = dict(self._em_params(), init=params)
-        em.pop("local_experts", None)  # a K-expert warm start; BIC's choice is weighed below
-        pos = {int(m): i for i, m in enumerate(self.machines_)}
-        # A seed of its own (re-seeding a starved expert draws from it), derived from the machine's.
-        seeds = {m: np.random.SeedSequence(machine_seeds[m].entropy, spawn_key=(*machine_seeds[m].spawn_key, 2))
-                 for m in pos}
-        out = machines.run(_fit_task, list(pos), lambda m: (m, K, em, seeds[m]))
-        self.timings_["warm_refit"] = np.array([out[m][0].time for m in sorted(out)])
-        comm = self.communication_
-        comm["warm_refit_down"] = np.zeros(self.n_machines)
-        comm["warm_refit_down"][list(pos)] = q
-        models, scores, gains = list(self.local_models_), self.local_scores_.copy(), {}
-        for m, (res, _) in sorted(out.items()):
-            own = models[pos[m]]
-            if res.error is None and better_optimum(own.loglik_, res.model.loglik_, res.n_samples, q,
-                                                    own.n_parameters()):
-                gains[m] = (res.model.loglik_ - own.loglik_) / res.n_samples
-                models[pos[m]] = res.model
-                comm["one_shot_up"][m] += q + 1
-                sel = self.support_machine_ == m
-                if sel.any():
-                    scores[m] = support_scores([res.model.params_], Xs[sel], ys[sel], max_points=SCORE_POINTS)[0]
-        self.screening_.warm_refits = gains
-        return (models, scores) if gains else (None, None)
+    def _mm(self, models, scores, weights, Xs, ys, seed, progress):
+        """One reduction of ``models`` with this estimator's MM settings; (result, CPU seconds)."""
+        c0 = time.thread_time()
+        red = reduce_mixtures(
+            [m.params_ for m in models], weights, Xs, self.n_experts, y_support=ys, n_init=self.mm_n_init,
+            local_starts=self.mm_local_starts, local_scores=scores[self.machines_], max_iter=self.mm_max_iter,
+            tol=self.mm_tol, variance_update=self.variance_update, gate_targets=self.gate_targets,
+            random_state=seed,
+            callback=None if progress is None else lambda i, state: progress("mm", state.iteration, self.mm_max_iter),
+        )
+        return red, time.thread_time() - c0
 
     def _set_model(self, params):
         self.reduced_ = MixtureOfExperts.from_params(params)
@@ -664,37 +434,28 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         self.n_features_in_ = params.n_features
 
     def _refine(self, machines, Xs, ys, progress):
-        """``refine_rounds`` distributed EM rounds from the reduced model; timings and traffic."""
-        R = self.refine_rounds
-        M = len(self.timings_["local"])
-        everyone = range(M)
-
-        def run(fn, args):
-            out = machines.run(fn, everyone, lambda m: args)
-            return [out[m] for m in everyone]
-
-        up = down = np.zeros(M)
+        """``refine_rounds`` distributed EM rounds from the reduced model."""
+        R, M, costs = self.refine_rounds, len(self.costs_.local), self.costs_
         self.refine_loglik_ = np.zeros(0)
-        self.timings_["rounds"] = np.zeros(0)
+        costs.round_up = costs.round_down = np.zeros(M)
         if R > 0:
-            state = _refine.RoundState.from_params(self.params_, Standardizer.fit(Xs, ys))
-            res = _refine.run_rounds(run, M, int(sum(self._n_samples_all)), state, R, var_floor=self.var_floor,
-                                     progress=progress)
+            res = rounds_on_machines(machines, self.params_, Xs, ys, R, M, int(sum(self._n_samples_all)),
+                                     var_floor=self.var_floor, progress=progress)
             self._set_model(res.state.to_params())
             self.refine_loglik_ = res.loglik
-            self.timings_["rounds"] = res.times
-            up, down = res.up / R, res.down / R
-        comm = self.communication_
-        comm["round_up"], comm["round_down"] = up, down
-        comm["one_shot_total"] = float(comm["one_shot_up"].sum() + comm.get("warm_refit_down", np.zeros(0)).sum())
-        comm["rounds_total"] = float(R * (up.sum() + down.sum()))
-        comm["total"] = comm["one_shot_total"] + comm["rounds_total"]
-        t = self.timings_
-        refits = float(np.max(t["refit"], initial=0.0)) + float(np.max(t["warm_refit"], initial=0.0))
-        t["learning_time"] = (t["local_max"] + t["screening"] + refits
-                              + t["machine_weights"] + t["reduction"] + float(np.sum(t["rounds"])))
-        t["learning_time_cpu"] = (t["local_cpu_max"] + t["screening"] + refits
-                                  + t["machine_weights"] + t["reduction_cpu"] + float(np.sum(t["rounds"])))
+            costs.rounds, costs.round_up, costs.round_down, costs.n_rounds = res.times, res.up / R, res.down / R, R
+
+    def _finish_costs(self, t0):
+        """The fit's wall clock, and the ``timings_`` / ``communication_`` views of ``costs_``."""
+        self.costs_.wall = time.perf_counter() - t0
+        self.timings_ = self.costs_.timings()
+        self.communication_ = self.costs_.communication()
+
+
+def _seeds(random_state, n_machines):
+    """The fit's seeds: split, support, MM and one per machine, children of one SeedSequence."""
+    seed_split, seed_support, seed_mm, seed_machines = check_random_state_seed(random_state).spawn(4)
+    return seed_split, seed_support, seed_mm, seed_machines.spawn(n_machines)
 
 
 @contextmanager

@@ -19,26 +19,46 @@ from typing import Any
 import numpy as np
 
 from ._validation import check_choice, check_float, check_int, check_random_state_seed
-from .machine_weights import MACHINE_WEIGHTS
-from .reduction import GATE_TARGETS, VARIANCE_UPDATES
-from .screening import LOCAL_CHECKS
 
 __all__ = [
     "BACKENDS",
     "DISTRIBUTED_PARAMETERS",
     "EM_PARAMETERS",
     "EM_SETTINGS",
+    "GATE_TARGETS",
+    "LOCAL_CHECKS",
+    "MACHINE_WEIGHTS",
     "SIMULATION_PARAMETERS",
     "SPLITS",
     "SPLIT_PARAMETERS",
+    "VARIANCE_UPDATES",
     "Param",
+    "check_distributed_sizes",
     "check_parameters",
     "default_support_size",
     "em_settings",
 ]
 
-# joblib's backends, plus dask.distributed's workers (moecore.distributed dispatches to them).
+# ------------------------------------------------------------------------------ choice lists
+# Every list of choices is written here, on the bottom floor: the algorithm modules import them
+# from here (never the other way round), so a choice added here is accepted everywhere at once.
+
+# joblib's backends, plus dask.distributed's workers (moecore.dispatch runs tasks on them).
 BACKENDS = ("loky", "threading", "multiprocessing", "sequential", "dask")
+# The variance update of MM: the exact minimiser, or the authors' code (local variances only).
+VARIANCE_UPDATES = ("exact", "authors")
+# What the reduced gate is fitted to (docs/method.md, "Gate targets"): each local component's whole
+# gate mass sent to its dominant reduced expert ("component", the default), the pointwise plan's
+# gate mass ("plan", the paper), posterior responsibilities on the support pairs ("posterior", the
+# authors' code), or no fit: the mass-weighted mean of the machines' aligned gate coefficients
+# ("coefficients").
+GATE_TARGETS = ("component", "plan", "posterior", "coefficients")
+# What the screening does with a poor local fit (moecore.screening).
+LOCAL_CHECKS = ("refit", "drop", "off")
+# The machines' weights in the large mixture (moecore.machine_weights).
+MACHINE_WEIGHTS = ("constant", "covariate", "auto")
+# How rows are spread over machines (moecore.splits.Split checks its kind against these).
+SPLITS = ("random", "region", "kmeans", "label")
 
 
 @dataclass(frozen=True)
@@ -227,7 +247,7 @@ DISTRIBUTED_PARAMETERS = _declare(
           "a moecore.splits.Split or a callable"),
     Param("machine_weights", "choice", "auto",
           "the machines' weights in the large mixture: constant n_m / n (the paper), covariate P(machine | x), "
-          "or auto (covariate when a test finds the machines hold different x)", choices=tuple(MACHINE_WEIGHTS)),
+          "or auto (covariate when a test finds the machines hold different x)", choices=MACHINE_WEIGHTS),
     Param("local_experts", "choice", "fixed",
           "fixed: every machine fits K experts; bic: each machine keeps the number of experts (at most K) "
           "of lowest BIC", choices=("fixed", "bic")),
@@ -235,9 +255,6 @@ DISTRIBUTED_PARAMETERS = _declare(
 
 
 # ------------------------------------------------------------------------------ splits
-# moecore.splits.Split checks its fields here (the kinds are declared here, not in splits.py, so
-# that this module imports nothing that imports it).
-SPLITS = ("random", "region", "kmeans", "label")
 SPLIT_PARAMETERS = _declare(
     Param("split", "choice", "random",
           "how the rows are spread over the machines: random (the paper), by region of one input, by k-means "
@@ -264,6 +281,34 @@ SIMULATION_PARAMETERS = _declare(
 def default_support_size(n, n_machines):
     """The paper's supporting sample size, floor(n / (4 M)): a quarter of a shard."""
     return max(1, int(n) // (4 * int(n_machines)))
+
+
+def check_distributed_sizes(n_experts, n_machines, support_size, n, d, per_shard):
+    """The supporting sample size S for n samples of d inputs, after checking that M machines of
+    ``per_shard`` samples at least (K experts of d + 1 coefficients each) fit in n.
+
+    Raises ValueError saying how many machines or experts would fit, or the range of S.
+    """
+    K, M = n_experts, n_machines
+    if M > n:
+        raise ValueError(f"n_machines={M} is more than the n = {n} samples: use at most "
+                         f"{max(n // per_shard, 1)} machines (each needs {per_shard} samples for {K} experts).")
+    if n // M < per_shard:
+        raise ValueError(
+            f"n_machines={M} is too large for n={n} samples with n_experts={K}: {K} experts are more "
+            f"than a shard can support. Each of the {M} shards gets {n // M} samples, but each shard "
+            f"needs at least n_experts * (d + 1) + 1 = {per_shard} samples. Use at most "
+            f"{max(n // per_shard, 1)} machines, or at most {max((n // M - 1) // (d + 1), 1)} expert(s)."
+        )
+    if support_size is None:
+        S = default_support_size(n, M)
+    else:
+        S = check_int(support_size, "support_size")
+        if not K <= S <= n:
+            why = (f"the supporting sample is drawn from the data, so it cannot be larger than n = {n}" if S > n
+                   else f"it needs a point per reduced expert, so it cannot be smaller than K = {K}")
+            raise ValueError(f"support_size must be in [{K}, {n}], got {S}: {why}.")
+    return max(S, K)
 
 
 def check_parameters(spec: dict, source) -> dict:

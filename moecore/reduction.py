@@ -35,6 +35,7 @@ from ._validation import (
     check_X,
 )
 from .gating import fit_softmax_gate, pair_products, sym_from_pairs
+from .params import GATE_TARGETS, VARIANCE_UPDATES
 from .screening import SCORE_POINTS, support_scores
 
 __all__ = [
@@ -51,15 +52,6 @@ __all__ = [
     "transport_divergence",
 ]
 
-
-# The variance update of MM: the exact minimiser, or the authors' code (local variances only).
-VARIANCE_UPDATES = ("exact", "authors")
-# What the reduced gate is fitted to (docs/method.md, "Gate targets"): each local component's whole
-# gate mass sent to its dominant reduced expert ("component", the default), the pointwise plan's
-# gate mass ("plan", the paper), posterior responsibilities on the support pairs ("posterior", the
-# authors' code), or no fit: the mass-weighted mean of the machines' aligned gate coefficients
-# ("coefficients").
-GATE_TARGETS = ("component", "plan", "posterior", "coefficients")
 
 
 def kl_cost(mean_l, var_l, mean_k, var_k):
