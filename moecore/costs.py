@@ -61,6 +61,13 @@ class FitCosts:
     round_down: np.ndarray | None = None
     n_rounds: int = 0
 
+    @classmethod
+    def of_local_fits(cls, results, n_params, support_shares, n_features):
+        """The costs known once the local fits are back: their seconds, and the one-shot upload of
+        every machine (its q free parameters and row count, its share of the support pairs)."""
+        return cls(np.array([r.time for r in results]), np.array([r.cpu_time for r in results]),
+                   n_params + 1 + support_shares * (n_features + 1))
+
     def learning_time_parts(self, *, cpu=False) -> dict:
         """{term: seconds} whose sum is the learning time, machines truly in parallel.
 

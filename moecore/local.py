@@ -23,7 +23,9 @@ __all__ = [
     "degeneracy",
     "derived_seed",
     "fit_local",
+    "fit_local_models",
     "fit_task",
+    "refitter",
 ]
 
 
@@ -162,3 +164,27 @@ def collect_local_fits(results, on_error, n_experts, max_iter):
             stacklevel=5,
         )
     return kept, failed
+
+
+def refitter(machines, n_experts, machine_seeds, em_of, purpose):
+    """refit(todo) -> {machine: LocalFitResult}: the machines in ``todo`` fit again on their shards
+    (held by ``machines``, a :class:`~moecore.dispatch.MachineData`), with the EM settings
+    ``em_of(m)`` and the seed :func:`derived_seed` of ``purpose``."""
+    def refit(todo):
+        out = machines.run(fit_task, todo, lambda m: (m, n_experts, em_of(m),
+                                                      derived_seed(machine_seeds[m], purpose)))
+        return {m: res for m, (res, _) in out.items()}
+    return refit
+
+
+def fit_local_models(machines, n_experts, em_params, machine_seeds, shard_sizes, progress=None):
+    """Every machine fits its local MoE on its shard, in parallel: a list (M,) of LocalFitResult.
+
+    machines : :class:`~moecore.dispatch.MachineData` ; machine_seeds : list (M,) of SeedSequence ;
+    shard_sizes : (M,) rows of each shard.  A machine lost with its worker every time gives a
+    failed result naming the loss.
+    """
+    M = len(machine_seeds)
+    out = machines.run(fit_task, range(M), lambda m: (m, n_experts, em_params, machine_seeds[m]), progress, "local",
+                       lost=lambda m, why: LocalFitResult(m, shard_sizes[m], None, np.nan, why))
+    return [out[m][0] for m in range(M)]

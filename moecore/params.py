@@ -13,6 +13,7 @@ says what is wrong and what the parameter means, so the app can show them as the
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "GATE_TARGETS",
     "LOCAL_CHECKS",
     "MACHINE_WEIGHTS",
+    "MM_SETTINGS",
     "SIMULATION_PARAMETERS",
     "SPLITS",
     "SPLIT_PARAMETERS",
@@ -37,6 +39,8 @@ __all__ = [
     "check_parameters",
     "default_support_size",
     "em_settings",
+    "mm_settings",
+    "parameters_doc",
 ]
 
 # ------------------------------------------------------------------------------ choice lists
@@ -197,13 +201,24 @@ EM_PARAMETERS = _declare(
 # The EM settings every fit of one comparison shares: the local fits, their refits and the global
 # EM of the app, the sweeps and the command line (a global EM that dropped one would be fitted
 # under other rules than the machines it is compared with).
-EM_SETTINGS = ("init", "n_init", "max_iter", "tol", "var_floor", "gate_steps")
+EM_SETTINGS = ("init", "n_init", "max_iter", "tol", "var_floor", "gate_steps", "acceleration")
 
 
 def em_settings(source) -> dict:
     """The :data:`EM_SETTINGS` of an estimator or a dict of parameters (those it has)."""
     get = source.get if isinstance(source, dict) else lambda k, d=None: getattr(source, k, d)
     return {k: get(k) for k in EM_SETTINGS if get(k) is not None}
+
+
+# The MM reduction's settings: the estimator's parameter name and reduce_mixtures' argument name.
+MM_SETTINGS = {"mm_n_init": "n_init", "mm_max_iter": "max_iter", "mm_tol": "tol", "mm_local_starts": "local_starts",
+               "variance_update": "variance_update", "gate_targets": "gate_targets"}
+
+
+def mm_settings(source) -> dict:
+    """The keyword arguments of :func:`~moecore.reduction.reduce_mixtures` from an estimator's
+    :data:`MM_SETTINGS`."""
+    return {arg: getattr(source, name) for name, arg in MM_SETTINGS.items()}
 
 
 # ------------------------------------------------------------------------------ distributed
@@ -309,6 +324,24 @@ def check_distributed_sizes(n_experts, n_machines, support_size, n, d, per_shard
                    else f"it needs a point per reduced expert, so it cannot be smaller than K = {K}")
             raise ValueError(f"support_size must be in [{K}, {n}], got {S}: {why}.")
     return max(S, K)
+
+
+def parameters_doc(spec: dict, indent="    ") -> str:
+    """The numpydoc "Parameters" entries of a declaration: name, range or choices, default, help.
+
+    The estimators' docstrings are written from it, so a default or a range is stated once.
+    """
+    lines = []
+    for p in spec.values():
+        kind = {"int": "int", "float": "float", "bool": "bool", "text": "str", "seed": "int, SeedSequence or None",
+                "object": "object"}.get(p.kind, "")
+        what = f"{{{', '.join(repr(c) for c in p.choices)}}}" if p.kind == "choice" else f"{kind} in {p.range_text}"
+        if p.kind in ("seed", "object", "bool", "text"):
+            what = kind
+        lines.append(f"{p.name} : {what}, default {p.default!r}")
+        text = f"{p.help[0].upper()}{p.help[1:]}" + (f"; None: {p.none}." if p.none else ".")
+        lines.extend(textwrap.wrap(text, 96, initial_indent=indent, subsequent_indent=indent))
+    return f"\n{indent}".join(lines)
 
 
 def check_parameters(spec: dict, source) -> dict:

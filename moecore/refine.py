@@ -32,7 +32,7 @@ import numpy as np
 from . import model as _m
 from .em import ExpertStats, _estep, expert_statistics, experts_from_statistics
 from .gating import DAMPING, MAX_HALVINGS, MAX_STEP, gate_gradient_hessian, gate_objective
-from .screening import SCORE_POINTS, better_optimum, n_free_parameters, support_scores
+from .screening import SCORE_POINTS, better_optimum, n_free_parameters, support_loglik, support_scores
 
 __all__ = [
     "LADDER",
@@ -40,6 +40,7 @@ __all__ = [
     "RoundStatistics",
     "RoundsResult",
     "WarmRefits",
+    "better_reduction",
     "em_rounds",
     "machine_gate_values",
     "machine_loglik",
@@ -47,6 +48,7 @@ __all__ = [
     "rounds_on_machines",
     "run_rounds",
     "server_step",
+    "warm_refit_reduction",
     "warm_refits",
 ]
 
@@ -316,9 +318,12 @@ class WarmRefits:
 
     models : list (M',) of the local models, with the improved refits in place ; scores : ndarray
     (M,), support scores with the improved refits' ; gains : dict {machine: shard log-likelihood
-    gain per point} of the improved refits ; times : ndarray (M',), seconds of each refit ;
-    up, down : ndarray (M,), numbers each machine sent (an improved model) and received (the
-    reduced model).
+    gain per point} of the improved refits (emptied when their reduction is not kept) ; times :
+    ndarray (M',), seconds of each refit ; up, down : ndarray (M,), numbers each machine sent (an
+    improved model) and received (the reduced model).  Set by :func:`warm_refit_reduction`:
+    reduction : the ReductionResult kept ; cpu : CPU seconds of the second reduction ; support :
+    mean support log-likelihoods of both reductions (None: no second one) ; kept : whether the
+    improved fits and their reduction replaced the first ones.
     """
 
     models: list
@@ -327,6 +332,10 @@ class WarmRefits:
     times: np.ndarray
     up: np.ndarray
     down: np.ndarray
+    reduction: object = None
+    cpu: float = 0.0
+    support: tuple | None = None
+    kept: bool = False
 
 
 def warm_refits(refit, params: _m.MoEParams, models, machines, scores, X_support, y_support, support_machine,
@@ -361,3 +370,36 @@ def warm_refits(refit, params: _m.MoEParams, models, machines, scores, X_support
                 scores[m] = support_scores([res.model.params_], X_support[sel], y_support[sel],
                                            max_points=SCORE_POINTS)[0]
     return WarmRefits(models, scores, gains, np.array([out[m].time for m in sorted(out)]), up, down)
+
+
+def better_reduction(first, second, X_support, y_support):
+    """After the warm refits: the reduction of the improved fits is kept when it explains the
+    support pairs at least as well as the first.
+
+    first, second : ReductionResult.  Returns (the kept one, whether it is ``second``, the mean
+    support log-likelihoods of both); the kept one's ``time`` counts both reductions.
+    """
+    both = support_loglik([first.params, second.params], X_support, y_support).mean(axis=1)
+    spent = first.time + second.time
+    kept = second if both[1] >= both[0] else first
+    kept.time = spent
+    return kept, kept is second, tuple(float(v) for v in both)
+
+
+def warm_refit_reduction(refit, reduce, first, models, machines, scores, X_support, y_support, support_machine,
+                         n_machines):
+    """:func:`warm_refits` from the first reduction, then, if some refits improved, the reduction
+    of the improved fits, kept when it explains the support pairs better (:func:`better_reduction`).
+
+    reduce(models, scores) -> (ReductionResult, CPU seconds) ; first : the first ReductionResult ;
+    the other arguments as :func:`warm_refits`.  Returns :class:`WarmRefits`.
+    """
+    warm = warm_refits(refit, first.params, models, machines, scores, X_support, y_support, support_machine,
+                       n_machines)
+    warm.reduction = first
+    if warm.gains:
+        second, warm.cpu = reduce(warm.models, warm.scores)
+        warm.reduction, warm.kept, warm.support = better_reduction(first, second, X_support, y_support)
+        if not warm.kept:
+            warm.gains = {}
+    return warm
