@@ -13,9 +13,14 @@ import time
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.utils.validation import _check_feature_names
 
-from ._validation import check_nonconstant_columns, check_random_state_seed, check_response_scale, check_Xy
+from ._validation import (
+    check_feature_names,
+    check_nonconstant_columns,
+    check_random_state_seed,
+    check_response_scale,
+    check_Xy,
+)
 from .costs import FitCosts
 from .dispatch import Runner
 from .em import MixtureOfExperts, MoEPredictorMixin, min_samples
@@ -161,7 +166,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                                        progress)
             self._aggregate(machines, results, X[rows.support], y[rows.support], rows.support_shares(M),
                             machine_seeds, seed_mm, progress, rows.random_split)
-        _check_feature_names(self, X_in, reset=True)
+        check_feature_names(self, X_in, reset=True)
 
     def _runner(self):
         """Where the machines' tasks run: this estimator's backend, n_jobs and scheduler."""

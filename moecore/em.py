@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from sklearn.utils.validation import _check_feature_names
 
 from . import model as _m
 from ._kmeans import assign_labels, kmeans
 from ._threads import one_blas_thread
 from ._validation import (
+    check_feature_names,
     check_nonconstant_columns,
     check_random_state_seed,
     check_X,
@@ -292,7 +292,7 @@ class MoEPredictorMixin:
         if X is not None:
             # A DataFrame whose columns differ from fit's (names or order) is refused, as in
             # scikit-learn: (b, a) where the model learnt (a, b) would predict silently wrong.
-            _check_feature_names(self, X, reset=False)
+            check_feature_names(self, X, reset=False)
 
     def predict(self, X):
         """Conditional mean E[y | x], shape (n,)."""
@@ -521,7 +521,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        _check_feature_names(self, X_in, reset=True)  # after success: a failed fit changes nothing
+        check_feature_names(self, X_in, reset=True)  # after success: a failed fit changes nothing
         self.fit_time_ = time.perf_counter() - t0
         return self
 
