@@ -23,7 +23,7 @@ from ._validation import (
 )
 from .costs import FitCosts
 from .dispatch import Runner
-from .em import MixtureOfExperts, MoEPredictorMixin, min_samples
+from .em import MixtureOfExperts, MoEPredictorMixin
 from .local import collect_local_fits, fit_local_models, refitter
 from .machine_weights import choose_machine_weights, covariate_weights, support_positions
 from .params import (
@@ -31,12 +31,14 @@ from .params import (
     check_distributed_sizes,
     check_parameters,
     em_settings,
+    min_samples,
     mm_settings,
+    n_free_parameters,
     parameters_doc,
 )
 from .reduction import reduce_mixtures
 from .refine import rounds_on_machines, warm_refit_reduction
-from .screening import REFIT_INIT_FACTOR, REFIT_MIN_INIT, n_free_parameters, screen_local_fits
+from .screening import REFIT_INIT_FACTOR, REFIT_MIN_INIT, screen_local_fits
 from .shards import ShardJob
 from .shards import fit_shards as _fit_shards
 from .splits import as_split, place_rows

@@ -33,13 +33,18 @@ __all__ = [
     "SIMULATION_PARAMETERS",
     "SPLITS",
     "SPLIT_PARAMETERS",
+    "SWEEPABLE",
+    "SWEEP_PARAMETER",
     "VARIANCE_UPDATES",
     "Param",
     "check_distributed_sizes",
     "check_parameters",
     "default_support_size",
     "em_settings",
+    "min_samples",
+    "min_samples_rule",
     "mm_settings",
+    "n_free_parameters",
     "parameters_doc",
 ]
 
@@ -63,6 +68,8 @@ LOCAL_CHECKS = ("refit", "drop", "off")
 MACHINE_WEIGHTS = ("constant", "covariate", "auto")
 # How rows are spread over machines (moecore.splits.Split checks its kind against these).
 SPLITS = ("random", "region", "kmeans", "label")
+# What a sweep of moecore.experiments may vary.
+SWEEPABLE = ("n_machines", "support_fraction", "n", "refine_rounds")
 
 
 @dataclass(frozen=True)
@@ -281,6 +288,10 @@ SPLIT_PARAMETERS = _declare(
           low_open=True, none="near-equal sizes"),
 )
 
+# ------------------------------------------------------------------------------ sweeps
+SWEEP_PARAMETER = Param("parameter", "choice", "n_machines",
+                        "what a sweep varies (support_fraction multiplies floor(n / (4 M)))", choices=SWEEPABLE)
+
 # ------------------------------------------------------------------------------ simulation
 SIMULATION_PARAMETERS = _declare(
     Param("n", "int", 20_000, "the number of samples to draw", "n", low=1),
@@ -291,6 +302,27 @@ SIMULATION_PARAMETERS = _declare(
     Param("random_state", "seed", None, "the seed: None, a non-negative integer or a numpy SeedSequence",
           "seed", none="fresh entropy"),
 )
+
+
+def min_samples(n_experts, n_features):
+    """Fewest samples EM accepts for K experts on d features: K (d + 1) + 1.
+
+    Below this, some expert is bound to get fewer points than its d + 1 coefficients. The same
+    bound applies to every machine's shard (``DistributedMoE``, ``fit_shards``, the app's checks).
+    """
+    return n_experts * (n_features + 1) + 1
+
+
+def min_samples_rule(n_experts, n_features):
+    """The bound written for people: "n_experts * (d + 1) + 1 = 7" (every message that cites it)."""
+    return f"n_experts * (d + 1) + 1 = {min_samples(n_experts, n_features)}"
+
+
+def n_free_parameters(n_experts, n_features):
+    """Free parameters of a K-expert MoE on d inputs: (K - 1)(d + 1) gate + K (d + 1) expert
+    coefficients + K variances."""
+    p = n_features + 1
+    return (n_experts - 1) * p + n_experts * p + n_experts
 
 
 def default_support_size(n, n_machines):
@@ -312,7 +344,7 @@ def check_distributed_sizes(n_experts, n_machines, support_size, n, d, per_shard
         raise ValueError(
             f"n_machines={M} is too large for n={n} samples with n_experts={K}: {K} experts are more "
             f"than a shard can support. Each of the {M} shards gets {n // M} samples, but each shard "
-            f"needs at least n_experts * (d + 1) + 1 = {per_shard} samples. Use at most "
+            f"needs at least {min_samples_rule(K, d)} samples. Use at most "
             f"{max(n // per_shard, 1)} machines, or at most {max((n // M - 1) // (d + 1), 1)} expert(s)."
         )
     if support_size is None:

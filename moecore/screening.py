@@ -33,7 +33,7 @@ import numpy as np
 
 from . import model as _m
 from .local import LocalFitError
-from .params import LOCAL_CHECKS
+from .params import LOCAL_CHECKS, n_free_parameters
 
 __all__ = [
     "LOCAL_CHECKS",
@@ -146,12 +146,6 @@ def better_optimum(own_loglik, new_loglik, n_samples, n_params, own_params=None)
     if own_params is not None and own_params < n_params:
         need = max(need, 0.5 * (n_params - own_params) * np.log(n_samples))
     return bool(np.isfinite(gain) and gain > need)
-
-
-def n_free_parameters(n_experts, n_features):
-    """(K - 1)(d + 1) gate + K (d + 1) expert coefficients + K variances."""
-    p = n_features + 1
-    return (n_experts - 1) * p + n_experts * p + n_experts
 
 
 @dataclass
