@@ -24,7 +24,7 @@ from ._validation import (
 from .costs import FitCosts
 from .dispatch import Runner
 from .em import MixtureOfExperts, MoEPredictorMixin
-from .local import collect_local_fits, fit_local_models, refitter
+from .local import collect_local_fits, fit_local_models, kept_machines, refitter
 from .machine_weights import choose_machine_weights, covariate_weights, support_positions
 from .params import (
     DISTRIBUTED_PARAMETERS,
@@ -193,7 +193,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         _seed_split, seed_support, seed_mm, machine_seeds = _seeds(self.random_state, M)
 
         def aggregate(data):
-            # The data stay where they are (the dask futures, the files) for refits and rounds.
+            # The data stay where they are (dask futures, files) for refits and rounds: no row indices.
             self.shards_ = self.support_indices_ = None
             self.shard_paths_, self.shard_sizes_, self.support_shares_ = data.paths, data.sizes, data.shares
             self.feature_names_in_ = np.array(data.features, dtype=object)
@@ -213,7 +213,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         (LocalFitResult (M,)), choose the machine weights, screen, reduce, refine; Xs (S, d), ys (S,)
         the support pairs, support_shares (M,) how many each machine sent."""
         kept, self.skipped_ = collect_local_fits(results, self.on_error, self.n_experts, self.max_iter)
-        self._set_kept(kept)
+        self.local_models_, self.local_n_experts_, self.machines_, self.weights_ = kept_machines(kept)
         self._n_samples_all = [r.n_samples for r in results]
         self.support_X_, self.support_y_ = Xs, ys
         self.costs_ = FitCosts.of_local_fits(results, n_free_parameters(self.n_experts, Xs.shape[1]), support_shares,
@@ -222,14 +222,6 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         self._screen(machines, results, Xs, ys, machine_seeds)
         self._reduce(Xs, ys, seed_mm, progress, machines, machine_seeds)
         self._refine(machines, Xs, ys, progress)
-
-    def _set_kept(self, kept):
-        """The aggregated machines: their models, indices and renormalised weights n_m / n."""
-        self.local_models_ = [r.model for r in kept]
-        self.local_n_experts_ = np.array([m.params_.n_experts for m in self.local_models_])
-        self.machines_ = np.array([r.index for r in kept])
-        sizes = np.array([r.n_samples for r in kept], dtype=float)
-        self.weights_ = sizes / sizes.sum()
 
     def _screen(self, machines, results, Xs, ys, machine_seeds):
         """Score every local model on the support pairs; refit or drop the poor ones."""
@@ -243,7 +235,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                                 refit=refit)
         if out.report.flagged and self.local_check != "off":
             self.skipped_.update(out.dropped)
-            self._set_kept([out.kept[m] for m in sorted(out.kept)])
+            kept = [out.kept[m] for m in sorted(out.kept)]
+            self.local_models_, self.local_n_experts_, self.machines_, self.weights_ = kept_machines(kept)
         self.costs_.screening, self.costs_.refit = out.seconds, out.refit_times
         self.costs_.one_shot_up = out.refit_up + self.costs_.one_shot_up
         self.screening_, self.local_scores_, self.flagged_ = out.report, out.scores, out.report.flagged

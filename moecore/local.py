@@ -25,6 +25,7 @@ __all__ = [
     "fit_local",
     "fit_local_models",
     "fit_task",
+    "kept_machines",
     "refitter",
 ]
 
@@ -188,3 +189,12 @@ def fit_local_models(machines, n_experts, em_params, machine_seeds, shard_sizes,
     out = machines.run(fit_task, range(M), lambda m: (m, n_experts, em_params, machine_seeds[m]), progress, "local",
                        lost=lambda m, why: LocalFitResult(m, shard_sizes[m], None, np.nan, why))
     return [out[m][0] for m in range(M)]
+
+
+def kept_machines(kept):
+    """The aggregated machines of a list of LocalFitResult (M',): their models, numbers of experts
+    (M',), machine indices (M',) and shares n_m / n renormalised over them (M',)."""
+    models = [r.model for r in kept]
+    sizes = np.array([r.n_samples for r in kept], dtype=float)
+    return models, np.array([m.params_.n_experts for m in models]), np.array([r.index for r in kept]), \
+        sizes / sizes.sum()
