@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from sklearn.utils.validation import _check_feature_names
 
 from . import model as _m
 from ._kmeans import assign_labels, kmeans
 from ._threads import one_blas_thread
 from ._validation import (
+    check_feature_names,
     check_nonconstant_columns,
     check_random_state_seed,
     check_X,
@@ -37,7 +37,7 @@ from .gating import (
     use_pair_products,
     weighted_gram,
 )
-from .params import EM_PARAMETERS, check_parameters
+from .params import EM_PARAMETERS, check_parameters, min_samples, min_samples_rule, n_free_parameters
 
 __all__ = [
     "ConvergenceWarning",
@@ -100,15 +100,6 @@ DEGENERATE_VAR = 1e-4
 # 715 for plain EM, and separated-2d too needs fewer (17.3 against 19.3 iterations).
 _SQUAREM_STEP_FACTOR = 2.0
 _SQUAREM_STEP_MAX0 = 1.0
-
-
-def min_samples(n_experts, n_features):
-    """Fewest samples EM accepts for K experts on d features: K (d + 1) + 1.
-
-    Below this, some expert is bound to get fewer points than its d + 1 coefficients. The same
-    bound applies to every machine's shard (``DistributedMoE``, ``fit_shards``, the app's checks).
-    """
-    return n_experts * (n_features + 1) + 1
 
 
 def _kmeans_sample_size(K, p):
@@ -353,7 +344,7 @@ class MoEPredictorMixin:
         if X is not None:
             # A DataFrame whose columns differ from fit's (names or order) is refused, as in
             # scikit-learn: (b, a) where the model learnt (a, b) would predict silently wrong.
-            _check_feature_names(self, X, reset=False)
+            check_feature_names(self, X, reset=False)
 
     def predict(self, X):
         """Conditional mean E[y | x], shape (n,)."""
@@ -529,7 +520,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         if n < min_n:
             raise ValueError(
                 f"X has {n} samples: with n_experts={K} and {d} feature(s), at least "
-                f"{min_n} are needed (n_experts * (d + 1) + 1). Use more data or fewer experts."
+                f"{min_samples_rule(K, d)} are needed. Use more data or fewer experts."
             )
         x_moments = check_nonconstant_columns(X)
         if not np.std(y) > 0:
@@ -594,7 +585,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        _check_feature_names(self, X_in, reset=True)  # after success: a failed fit changes nothing
+        check_feature_names(self, X_in, reset=True)  # after success: a failed fit changes nothing
         self.fit_time_ = time.perf_counter() - t0
         return self
 
@@ -822,8 +813,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
     def n_parameters(self):
         """Free parameters: (K-1)(d+1) gates, K(d+1) experts, K variances."""
         self._check_is_fitted()
-        K, p = self.params_.n_experts, self.params_.n_features + 1
-        return (K - 1) * p + K * p + K
+        return n_free_parameters(self.params_.n_experts, self.params_.n_features)
 
     def bic(self, X, y):
         """Bayesian information criterion -2 log L + k log n (lower is better)."""
