@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -123,21 +122,27 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
         header = [h.strip() for h in next(csv.reader(io.StringIO(first), delimiter=sep), [])]
     except csv.Error as exc:
         raise InputError(f"{name}: its header row cannot be read as CSV ({_clip(exc)}).") from None
+    ragged = f"{name} has rows with a different number of fields than the header"
+    fix = "Every row needs one value per column: fix or delete the ragged rows."
+    # A first data row longer than the header would become pandas' row index (every value shifted
+    # one column), or with index_col=False lose its last values with only a warning: its length is
+    # checked here, the other rows' by pandas (on_bad_lines="error").
+    try:
+        rows = csv.reader(io.StringIO(text.lstrip("\n")), delimiter=sep)
+        next(rows, None)
+        first_row = next((r for r in rows if r), [])
+    except csv.Error:
+        first_row = []  # pandas reports what it cannot read
+    if len(first_row) > len(header):
+        raise InputError(f"{ragged} (the first data row has {len(first_row)}, the header {len(header)}). {fix}")
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
         raise InputError(f"{name} has duplicated column names {[_clip(d) for d in dup]}: give every column a "
                          "distinct name.")
     try:
-        # index_col=False and its warning as an error: a first row longer than the header would
-        # otherwise become a row index, every value shifted one column.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            df = pd.read_csv(io.StringIO(text), sep=sep, on_bad_lines="error", engine="c", index_col=False)
-    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
-        raise InputError(
-            f"{name} has rows with a different number of fields than the header ({_clip(exc, 200)}). "
-            "Every row needs one value per column: fix or delete the ragged rows."
-        ) from None
+        df = pd.read_csv(io.StringIO(text), sep=sep, on_bad_lines="error", engine="c", index_col=False)
+    except pd.errors.ParserError as exc:
+        raise InputError(f"{ragged} ({_clip(exc, 200)}). {fix}") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{name} has no columns. Upload a CSV with a header row.") from None
     except (ValueError, UnicodeError, csv.Error, OverflowError) as exc:

@@ -57,8 +57,8 @@ LESSONS = [
         "pages/fit.py", {"design": "separated-2d", "n": 1_000_000, "K": 4, "M": 128}),
     Lesson(
         "bad-machine", "A bad machine: one local fit stuck in a poor optimum",
-        "EM started from random labels can stop in a poor local optimum, here on machine 8 with two experts "
-        "merged into one wide expert. With random splits every machine should find the same model, so the server "
+        "EM started from random labels can stop in a poor local optimum, with two experts merged into one wide "
+        "expert. With random splits every machine should find the same model, so the server "
         "scores each local model on the supporting sample: a machine far below the others is flagged and refits "
         "with more restarts (the warning above the plots). Set 'Screen the local fits' to off and run again to "
         "see the damage it does.",
@@ -116,6 +116,15 @@ def headline_figures(fit, data) -> dict:
             "rpe_global": 100 * rpe(yt, predict_mean(Xt, fit.global_model.params_))}
 
 
+def bad_machine_note(dm) -> str:
+    """Which machines this run's screening flagged: an outcome of the seed and the data, so read
+    from the fit rather than written into the narration."""
+    flagged = [m + 1 for m in dm.flagged_]
+    if not flagged:
+        return "In this run no machine scored below the threshold: try another fit seed."
+    return f"In this run: machine(s) {', '.join(map(str, flagged))} flagged by the screening."
+
+
 def banner():
     """On the page a lesson opened: its narration, and a way out."""
     key = st.session_state.get("lesson")
@@ -140,4 +149,6 @@ def banner():
             c1.caption("The learning time counts the machines as truly parallel (the slowest local fit plus the "
                        "reduction), as the paper does; the paper's design and hardware differ, so compare the "
                        "ratios, not the seconds.")
+        if lesson.key == "bad-machine" and fit is not None:
+            c1.markdown(bad_machine_note(fit.dm))
     return lesson

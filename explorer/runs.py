@@ -22,19 +22,20 @@ import warnings
 from dataclasses import dataclass, field
 
 import streamlit as st
+from threadpoolctl import threadpool_limits
 
-from moecore import DistributedMoE, MixtureOfExperts, MoEParams
+from moecore import ConvergenceWarning, DegenerateFitWarning, DistributedMoE, MixtureOfExperts, MoEParams
 from moecore.baselines import fit_global
 from moecore.experiments import compare_methods
 from moecore.metrics import rpe
 from moecore.model import predict_mean
 from moecore.params import DISTRIBUTED_PARAMETERS, em_settings
 from moecore.splits import Split
-from moecore.teaching import mm_walkthrough, rounds_walkthrough
 
 from . import data as dt
 from . import settings as cfg
 from .io import InputError
+from .teaching import mm_walkthrough, rounds_walkthrough
 
 # What a failed computation may raise: bad settings (ValueError/TypeError, InputError), a local
 # fit that failed (LocalFitError, a RuntimeError), an unreachable cluster or a full disk (OSError).
@@ -185,12 +186,10 @@ class FitResult:
 @st.cache_data(max_entries=16, show_spinner=False)
 def _fit_cached(data_key: str, _X, _y, kw: dict, retime: int = 0, _progress=None, _labels=None):
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dm = DistributedMoE(**split_of(kw, _labels)).fit(_X, _y, progress=_progress)
-        if _progress is not None:
-            _progress("global", 0, 1)
-        g = fit_global(_X, _y, kw["n_experts"], random_state=kw["random_state"], **em_settings(kw))
+    dm = DistributedMoE(**split_of(kw, _labels)).fit(_X, _y, progress=_progress)
+    if _progress is not None:
+        _progress("global", 0, 1)
+    g = fit_global(_X, _y, kw["n_experts"], random_state=kw["random_state"], **em_settings(kw))
     return dm, g, time.perf_counter() - t0, time.time()
 
 
@@ -221,10 +220,8 @@ def _compare_cached(data_key: str, _X, _y, _Xt, _yt, _labels, truth_json, kw: di
     kw = split_of(kw, _train_labels)
     K, M, seed = kw.pop("n_experts"), kw.pop("n_machines"), kw.pop("random_state")
     dm, g = _fitted or (None, None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return compare_methods(_X, _y, _Xt, _yt, K, M, labels_test=_labels, truth=truth, random_state=seed,
-                               distributed=dm, global_model=g, unaligned=unaligned, progress=_progress, **kw)
+    return compare_methods(_X, _y, _Xt, _yt, K, M, labels_test=_labels, truth=truth, random_state=seed,
+                           distributed=dm, global_model=g, unaligned=unaligned, progress=_progress, **kw)
 
 
 def run_compare(data: dt.Dataset, s: dict | None = None, progress=None, *, automatic=False, fit=None):
@@ -253,18 +250,39 @@ def run_compare(data: dt.Dataset, s: dict | None = None, progress=None, *, autom
 
 
 # ------------------------------------------------------------------------------- session
+# What the library warns about and the pages show from the fitted attributes instead (screening,
+# retired experts, skipped machines, the EM's convergence): on the server's log it is noise.
+# A dead worker process stays on the log: it is the server's news, not a session's.
+_SHOWN_ON_PAGES = r"(skipped \d+ failed machine|the local fits of machine|the local EM of machine)"
+LIBRARY_WARNINGS = ((DegenerateFitWarning, ""), (ConvergenceWarning, ""), (RuntimeWarning, _SHOWN_ON_PAGES))
+
+
+def _process_settings():
+    """Settings of the server process, made once, before any session fits.
+
+    Warning filters and BLAS thread limits are process-wide: entered and restored around each fit
+    (``warnings.catch_warnings``, a ``threadpool_limits`` context), they would race between the
+    sessions' threads, one session restoring what another had just set.  The library's hot loops
+    run on one BLAS thread (moecore._threads); with the process at one thread already, their
+    limit is a no-op and there is nothing left to undo.
+    """
+    for category, message in LIBRARY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    threadpool_limits(limits=1)
+
+
 @st.cache_resource(show_spinner=False)
 def warm_up():
-    """One tiny fit per server process: loads the numba kernels from their cache (compiled during
-    ``make setup``) and starts the thread pools, so the timings shown for the first real fit are
-    those of the fit and not of the process warming up."""
+    """Once per server process: the process settings (:func:`_process_settings`), then one tiny
+    fit, which loads the numba kernels from their cache (compiled during ``make setup``) and starts
+    the thread pools, so the timings shown for the first real fit are those of the fit and not of
+    the process warming up."""
     from moecore.simulation import simulate_design
 
+    _process_settings()
     sim = simulate_design(cfg.DEFAULT_DESIGN, 1200, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        DistributedMoE(3, 2, backend="threading", n_jobs=2, random_state=0).fit(sim.X, sim.y)
-        MixtureOfExperts(3, random_state=0).fit(sim.X, sim.y)
+    DistributedMoE(3, 2, backend="threading", n_jobs=2, random_state=0).fit(sim.X, sim.y)
+    MixtureOfExperts(3, random_state=0).fit(sim.X, sim.y)
     return True
 
 
@@ -308,16 +326,12 @@ def figure(name: str, key: tuple, build):
 # ------------------------------------------------------------------------------- Learn page
 @st.cache_data(max_entries=8, show_spinner=False)
 def learn_example(M: int, seed: int, init: str, n: int = 2000):
-    """The Learn page's live example (:func:`moecore.teaching.mm_walkthrough`), cached."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return mm_walkthrough(M, seed, init, design=cfg.DEFAULT_DESIGN, n=n)
+    """The Learn page's live example (:func:`explorer.teaching.mm_walkthrough`), cached."""
+    return mm_walkthrough(M, seed, init, design=cfg.DEFAULT_DESIGN, n=n)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def learn_rounds(M: int, seed: int, rounds: int = 3, n: int = 2000):
-    """The Learn example refined by distributed EM rounds (:func:`moecore.teaching.rounds_walkthrough`)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return rounds_walkthrough(learn_example(M, seed, "kmeans", n), rounds)
+    """The Learn example refined by distributed EM rounds (:func:`explorer.teaching.rounds_walkthrough`)."""
+    return rounds_walkthrough(learn_example(M, seed, "kmeans", n), rounds)
 

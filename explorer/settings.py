@@ -31,7 +31,8 @@ from moecore.params import (
     Param,
 )
 from moecore.simulation import DESIGNS
-from moecore.teaching import MM_STARTS
+
+from .teaching import MM_STARTS
 
 DEFAULT_DESIGN = "teaching-1d"
 # Worker processes are capped at the server's cores, whatever a link or a widget asks for:

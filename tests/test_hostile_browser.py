@@ -10,7 +10,6 @@ import pytest
 from test_browser import fresh_server_and_browser, no_errors, settle
 
 pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api")
 
 
 def test_case9_deep_link_is_the_first_request_after_a_restart():
