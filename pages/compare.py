@@ -83,3 +83,5 @@ st.subheader("Fitted curves side by side")
 feature = 0
 st.plotly_chart(fg.compare_figure(cmp.params, Xt, yt, truth=res["truth"], x_names=res["x_names"]),
                 width="stretch", key="cmp_curves")
+
+chrome.done()

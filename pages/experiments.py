@@ -143,3 +143,5 @@ st.subheader(f"Mean over repeats ({design})")
 st.dataframe(fg.readable_table(summary).style.format("{:.4g}"), width="stretch")
 st.download_button("Download all runs as CSV", df.to_csv(index=False).encode("utf-8"),
                    file_name=f"sweep_{design}_{parameter}.csv", mime="text/csv", key="dl_sweep")
+
+chrome.done()

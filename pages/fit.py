@@ -252,3 +252,5 @@ with right:
             "learning_time": tm["learning_time"]}
     st.download_button("Download the reduced model (JSON)", eio.model_to_json(prm, meta),
                        file_name="reduced_model.json", mime="application/json", key="dl_model")
+
+chrome.done()

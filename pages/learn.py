@@ -139,3 +139,5 @@ st.caption("Round 0 is the one-shot reduction. Each round is one exact EM iterat
            "log-likelihood never goes down and the parameters move towards the global EM's maximum-likelihood fit. "
            "With only 2 000 points that fit's own gates are far from the truth, so the error against the truth "
            "need not fall.")
+
+chrome.done()

@@ -19,3 +19,5 @@ for lesson in ls.LESSONS:
                 done = runs.attempt("The lesson", ls.start, lesson)
             if done is not None:
                 st.switch_page(lesson.page)
+
+chrome.done()

@@ -120,3 +120,44 @@ def test_estimator_signatures_match_the_parameter_declaration():
         assert set(sig) == set(spec), (cls.__name__, set(sig) ^ set(spec))
         for name, param in spec.items():
             assert sig[name] == param.default, (cls.__name__, name, sig[name], param.default)
+
+
+def app_files():
+    """(path, package) of every module of the app: app.py, the pages, explorer and its subpackages."""
+    out = [(ROOT / "app.py", ""), *((p, "pages") for p in sorted((ROOT / "pages").glob("*.py")))]
+    for path in sorted((ROOT / "explorer").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        out.append((path, ".".join(parts if path.name == "__init__.py" else parts[:-1]).removesuffix(".__init__")))
+    return out
+
+
+def test_the_app_uses_only_streamlit_s_public_api():
+    """``import streamlit as st`` and its documented names: no module of streamlit's internals
+    (streamlit.runtime..., where PagesManager lives) and no private attribute of st."""
+    for path, package in app_files():
+        inner = {m for m in imports_of(path, package) if m.startswith("streamlit.")}
+        assert not inner, f"{path.name} imports {sorted(inner)}"
+        tree = ast.parse(path.read_text())
+        private = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                   and isinstance(node.value, ast.Name) and node.value.id == "st" and node.attr.startswith("_")}
+        assert not private, f"{path.name} uses {sorted(private)}"
+
+
+def test_the_app_imports_no_private_name_of_a_library():
+    for path, _ in app_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module != "__future__":
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                modules = [p for p in node.module.split(".") if p.startswith("_")]
+                assert not private and not modules, f"{path.name}: from {node.module} import {private}"
+
+
+def test_no_session_toggles_process_wide_state():
+    """Warning filters and BLAS thread limits are process-wide; the app's sessions are threads of
+    one process, so none enters and restores them (they are set once, explorer.runs.warm_up)."""
+    for path, _ in app_files():
+        calls = {node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                 for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)}
+        assert not calls & {"catch_warnings", "simplefilter"}, path.name
+        if path.name != "runs.py":
+            assert not calls & {"threadpool_limits", "filterwarnings"}, path.name
