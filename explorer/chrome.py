@@ -27,9 +27,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from . import io as eio
-from . import lessons, runs
-from . import settings as cfg
+from . import lessons, runs, settings
+from .io import session_to_json
 
 ROOT = Path(__file__).resolve().parents[1]
 # (script, title, icon): the app's pages in menu order.  The navigation and the sidebar's links
@@ -66,7 +65,7 @@ def frame(page_path: str):
     st.set_page_config(page_icon=":material/hub:", layout="wide")  # the page adds its title
     ss = st.session_state
     ss["_page_path"] = page_path
-    ignored = cfg.init_settings(st.query_params.to_dict())
+    ignored = settings.init_settings(st.query_params.to_dict())
     if ignored:
         st.warning("Ignored URL parameter(s): " + "; ".join(ignored) + ". The defaults are used instead.")
     if "data" not in ss:
@@ -142,7 +141,7 @@ def refresh_sidebar(final=True, page_path=""):
         fit = ss.get("fit")
         if fit is not None:
             s = fit.settings
-            state = "current" if fit.matches(data, cfg.settings()) else (
+            state = "current" if fit.matches(data, settings.settings()) else (
                 "of other data" if fit.data_key != data.key else "settings changed since")
             st.markdown(f"**Fit** ({state}): K = {s['K']}, M = {s['M']}, S = {len(fit.dm.support_indices_):,}, "
                         f"{s['backend']}")
@@ -156,10 +155,10 @@ def refresh_sidebar(final=True, page_path=""):
                            "settings) and load it on the Data page.")
                 # Encoded on the click only (a callable): writing 200 000 rows as text took 0.9 s,
                 # which every rerun of every page paid while an upload was the data.
-                values = cfg.settings()
-                st.download_button("Download the session file", lambda: eio.session_to_json(data, values),
+                values = settings.settings()
+                st.download_button("Download the session file", lambda: session_to_json(data, values),
                                    file_name="dmoe_session.json", mime="application/json", key="dl_session")
             else:
                 st.caption("This link reopens the app on this page with the current data and settings.")
-            st.code(cfg.share_url(page_path), language=None, wrap_lines=True)
-    cfg.sync_query_params()
+            st.code(settings.share_url(page_path), language=None, wrap_lines=True)
+    settings.sync_query_params()

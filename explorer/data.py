@@ -17,7 +17,7 @@ from moecore import MoEParams
 from moecore.model import feature_names
 from moecore.simulation import get_design, simulate
 
-from . import settings as cfg
+from . import settings
 
 
 @dataclass
@@ -86,7 +86,7 @@ def simulate_dataset(params: MoEParams, n, *, x_dist, x_loc=0.0, x_scale=1.0, se
 
 def dataset_from_settings(s: dict | None = None) -> Dataset:
     """Simulated data from the current settings (a named design or the custom knobs)."""
-    s = s or cfg.settings()
+    s = s or settings.settings()
     n = int(s["n"])
     if s["source"] == "custom" and st.session_state.get("custom_truth") is not None:
         params = st.session_state["custom_truth"]

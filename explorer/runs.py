@@ -32,8 +32,8 @@ from moecore.model import predict_mean
 from moecore.params import DISTRIBUTED_PARAMETERS, em_settings
 from moecore.splits import Split
 
-from . import data as dt
-from . import settings as cfg
+from . import settings
+from .data import Dataset, dataset_from_settings, heldout
 from .io import InputError
 from .teaching import mm_walkthrough, rounds_walkthrough
 
@@ -92,15 +92,15 @@ def fit_params(s: dict, *, automatic=False) -> dict:
     server's cores in every case.
     """
     kw = {}
-    for name in cfg.FIT_SETTINGS:
-        pname = cfg.SETTINGS[name].param.name
+    for name in settings.FIT_SETTINGS:
+        pname = settings.SETTINGS[name].param.name
         if pname in DISTRIBUTED_PARAMETERS:
             kw[pname] = s[name]
     if s["support_auto"]:
         kw["support_size"] = None
     if automatic and kw["backend"] in ("loky", "dask"):
         kw["backend"] = "threading"
-    kw["n_jobs"] = max(1, min(int(kw["n_jobs"]), cfg.MAX_JOBS))
+    kw["n_jobs"] = max(1, min(int(kw["n_jobs"]), settings.MAX_JOBS))
     kw["scheduler"] = (kw.get("scheduler") or "").strip() or None if kw["backend"] == "dask" else None
     kw["split_alpha"], kw["split_feature"] = float(s["split_alpha"]), int(s["split_feature"])
     return kw
@@ -137,13 +137,13 @@ def check_scheduler(addr):
         )
     if not _SCHEDULER_RE.match(addr):
         raise InputError(
-            f"{cfg.clip(addr)!r} is not a dask scheduler address: write protocol://host:port, e.g. tcp://127.0.0.1:8786."
+            f"{settings.clip(addr)!r} is not a dask scheduler address: write protocol://host:port, e.g. tcp://127.0.0.1:8786."
         )
     allowed = scheduler_allow_list()
     if not any(fnmatch.fnmatchcase(addr, pat) for pat in allowed):
         raise InputError(
             f"this server only connects to the dask schedulers on its allow-list ({', '.join(allowed)}); "
-            f"{cfg.clip(addr)!r} is not on it. Use one of those, or ask the server's administrator to add it "
+            f"{settings.clip(addr)!r} is not on it. Use one of those, or ask the server's administrator to add it "
             f"to the {SCHEDULER_ALLOW_ENV} setting."
         )
 
@@ -176,10 +176,11 @@ class FitResult:
     measured_at: float = 0.0
     cached: bool = False
 
-    def matches(self, data: dt.Dataset, s: dict) -> bool:
+    def matches(self, data: Dataset, s: dict) -> bool:
         """Whether this fit is of ``data`` with the fit settings of ``s``."""
         where = ("backend", "n_jobs", "scheduler")  # where a fit runs does not change its numbers
-        mine, theirs = fit_params(self.settings), fit_params(dict(self.settings, **{k: s[k] for k in cfg.FIT_SETTINGS}))
+        now = {k: s[k] for k in settings.FIT_SETTINGS}
+        mine, theirs = fit_params(self.settings), fit_params(dict(self.settings, **now))
         return self.data_key == data.key and all(mine[k] == theirs[k] for k in mine if k not in where)
 
 
@@ -193,12 +194,12 @@ def _fit_cached(data_key: str, _X, _y, kw: dict, retime: int = 0, _progress=None
     return dm, g, time.perf_counter() - t0, time.time()
 
 
-def run_fit(data: dt.Dataset, s: dict | None = None, progress=None, *, automatic=False, retime=False) -> FitResult:
+def run_fit(data: Dataset, s: dict | None = None, progress=None, *, automatic=False, retime=False) -> FitResult:
     """Distributed fit (and the global EM reference) of the data's training rows; cached.
 
     ``retime``: measure again instead of returning a cached result.
     """
-    s = dict(s or cfg.settings())
+    s = dict(s or settings.settings())
     kw = fit_params(s, automatic=automatic)
     s.update(backend=kw["backend"], n_jobs=kw["n_jobs"])  # what actually ran
     X, y, labels = data.X, data.y, data.labels
@@ -224,15 +225,15 @@ def _compare_cached(data_key: str, _X, _y, _Xt, _yt, _labels, truth_json, kw: di
                            distributed=dm, global_model=g, unaligned=unaligned, progress=_progress, **kw)
 
 
-def run_compare(data: dt.Dataset, s: dict | None = None, progress=None, *, automatic=False, fit=None):
+def run_compare(data: Dataset, s: dict | None = None, progress=None, *, automatic=False, fit=None):
     """compare_methods on the data's training rows, evaluated on held-out data; cached.
 
     ``fit``: the session's FitResult; when it is of this data with these settings and was fitted on
     the same rows (simulated data, whose held-out set is a fresh draw) its models are evaluated as
     they are, else the comparison fits what it needs (uploads hold 20 % of their rows out).
     """
-    s = dict(s or cfg.settings())
-    Xt, yt, lt, tr = dt.heldout(data)
+    s = dict(s or settings.settings())
+    Xt, yt, lt, tr = heldout(data)
     X, y = data.X[tr], data.y[tr]
     kw = fit_params(s, automatic=automatic)
     truth_json = json.dumps(data.truth.to_dict()) if data.truth is not None else ""
@@ -280,7 +281,7 @@ def warm_up():
     from moecore.simulation import simulate_design
 
     _process_settings()
-    sim = simulate_design(cfg.DEFAULT_DESIGN, 1200, random_state=0)
+    sim = simulate_design(settings.DEFAULT_DESIGN, 1200, random_state=0)
     DistributedMoE(3, 2, backend="threading", n_jobs=2, random_state=0).fit(sim.X, sim.y)
     MixtureOfExperts(3, random_state=0).fit(sim.X, sim.y)
     return True
@@ -296,11 +297,11 @@ def ensure_data_and_fit():
     warm_up()
     if "data" not in ss:
         try:
-            ss["data"] = dt.dataset_from_settings()
+            ss["data"] = dataset_from_settings()
         except ERRORS as exc:
             ss["startup_error"] = f"Could not build the data from the URL settings: {exc}"
-            cfg.reset_settings()
-            ss["data"] = dt.dataset_from_settings()
+            settings.reset_settings()
+            ss["data"] = dataset_from_settings()
     if "fit" not in ss and not ss.get("_auto_fit_tried"):
         ss["_auto_fit_tried"] = True
         try:
@@ -327,7 +328,7 @@ def figure(name: str, key: tuple, build):
 @st.cache_data(max_entries=8, show_spinner=False)
 def learn_example(M: int, seed: int, init: str, n: int = 2000):
     """The Learn page's live example (:func:`explorer.teaching.mm_walkthrough`), cached."""
-    return mm_walkthrough(M, seed, init, design=cfg.DEFAULT_DESIGN, n=n)
+    return mm_walkthrough(M, seed, init, design=settings.DEFAULT_DESIGN, n=n)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

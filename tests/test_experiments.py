@@ -53,7 +53,7 @@ def test_experiments_page_controls_settings_and_labels():
 
     from streamlit.testing.v1 import AppTest
 
-    from explorer import figures as fg
+    from explorer import tables
 
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
     at.query_params["backend"] = "sequential"
@@ -77,8 +77,8 @@ def test_experiments_page_controls_settings_and_labels():
         assert (r["K"], r["M"], r["n"], r["restarts"], r["seed"], r["support"]) == (2, 4, 3000, 2, 7, 150)
         assert (r["backend"], r["n_jobs"]) == ("sequential", 1)
     assert "rpe" not in at.selectbox(key="exp_metric").options
-    assert fg.label("mse_gates") in at.selectbox(key="exp_metric").options
+    assert tables.label("mse_gates") in at.selectbox(key="exp_metric").options
     table = at.dataframe[0].value
-    assert fg.label("rpe") in table.columns and "rpe" not in table.columns
+    assert tables.label("rpe") in table.columns and "rpe" not in table.columns
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["layout"]["xaxis"]["type"] == "category"  # one value of M: no 3.999999 ... 4.000001 ticks

@@ -17,6 +17,7 @@ import pytest
 
 from explorer import figures as fg
 from explorer import io as eio
+from explorer import tables
 from moecore import DistributedMoE, MixtureOfExperts, MoEParams
 from moecore.experiments import compare_methods
 from moecore.reduction import LargeMixture, ReductionProblem, mm_steps
@@ -106,7 +107,7 @@ def test_local_experts_share_the_colour_of_their_reduced_expert(teach):
     n_lines = {}
     for t in local:
         k = int(t.name.rsplit(" ", 1)[1])
-        assert t.line.color == fg._rgba(reduced[f"reduced expert {k}"], 0.45)
+        assert t.line.color == fg.rgba(reduced[f"reduced expert {k}"], 0.45)
         n_lines[k - 1] = int(np.isnan(np.asarray(t.y, dtype=float)).sum())  # one NaN after each line
     assert sum(n_lines.values()) == 12
     assert n_lines == {c: int((colors[dom] == c).sum()) for c in np.unique(colors[dom])}
@@ -388,7 +389,7 @@ def test_plan_per_machine_at_256_machines(many):
     dropped = sorted(m for m, a in dm.screening_.actions.items() if a == "dropped")
     assert set(np.asarray(bars[0].x, dtype=int) - 1).isdisjoint(dropped)
     assert (f"{len(dropped)} dropped by screening" in fig.layout.title.text) == bool(dropped)
-    table = fg.plan_table(dm, colors=colors)
+    table = tables.plan_table(dm, colors=colors)
     assert len(table) == 3 * kept
     to = table[[f"to reduced {k} (%)" for k in (1, 2, 3)]].to_numpy()
     np.testing.assert_allclose(to.sum(axis=1), table["mass (% of the mixture)"])
@@ -462,13 +463,13 @@ def test_sweep_labels_and_single_value_axis():
     assert fig.layout.xaxis.type == "category" and list(red.x) == ["1,000,000"]
     assert red.y[0] == pytest.approx(1.45)  # RPE in %, as the paper reports it
     assert fig.layout.yaxis.title.text == "relative prediction error RPE (%)"
-    shown = fg.readable_table(df.set_index(["value", "method"]))
+    shown = tables.readable_table(df.set_index(["value", "method"]))
     assert list(shown.columns) == ["relative prediction error RPE (%)", "parameter MSE vs truth, all blocks",
                                    "held-out log-likelihood per sample (nats)"]
     assert list(shown.index.names) == ["value", "method"]
     assert shown.iloc[0, 0] == pytest.approx(1.45)
     for raw in ("rpe", "mse_all", "loglik", "time", "ari", "support", "restarts"):
-        assert fg.label(raw) != raw
+        assert tables.label(raw) != raw
 
 
 def test_sweep_axis_is_padded_when_values_nearly_agree():
