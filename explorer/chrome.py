@@ -153,8 +153,8 @@ def refresh_sidebar(final=True, page_path=""):
                 st.caption("Uploaded data cannot travel in a link: this link reopens the app with the settings "
                            "but the built-in data. To share everything, download a session file (data + "
                            "settings) and load it on the Data page.")
-                # Encoded on the click only (a callable): writing 200 000 rows as text took 0.9 s,
-                # which every rerun of every page paid while an upload was the data.
+                # Encoded on the click only (a callable): writing 200 000 rows as text takes 0.9 s,
+                # which every rerun of every page would pay while an upload is the data.
                 values = settings.settings()
                 st.download_button("Download the session file", lambda: session_to_json(data, values),
                                    file_name="dmoe_session.json", mime="application/json", key="dl_session")

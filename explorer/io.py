@@ -99,8 +99,8 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
     if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
         raise InputError(f"{name} is larger than the {MAX_UPLOAD_MB} MB limit: upload a smaller sample.")
     text = _decode(bytes(data), name)
-    # Old Mac files end lines with a bare \r: the header reader below split on \n only and the
-    # csv module refused the whole file as one line (an uncaught _csv.Error).
+    # Old Mac files end lines with a bare \r: the header reader below splits on \n only and the
+    # csv module would refuse the whole file as one line.
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise InputError(f"{name} is empty. Upload a CSV with a header row and numeric data rows.")

@@ -36,7 +36,7 @@ from .teaching import MM_STARTS
 
 DEFAULT_DESIGN = "teaching-1d"
 # Worker processes are capped at the server's cores, whatever a link or a widget asks for:
-# /?jobs=1000&backend=loky started ~430 processes that never returned.
+# /?jobs=1000&backend=loky would start ~430 processes that never return.
 MAX_JOBS = max(1, os.cpu_count() or 1)
 # Refinement rounds offered in the app: 3 reach the global EM's parameters on every shipped
 # design (benchmarks/bench_reduction_params.py); a few more show the curve flatten.

@@ -19,13 +19,13 @@ st.caption(
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
     settings.widget("K", where=c1)
-    M = int(settings.widget("M", where=c1))
+    n_machines = int(settings.widget("M", where=c1))
     n_train = data.n
     auto = settings.widget("support_auto", where=c2)
-    if auto and settings.settings()["support"] != default_support_size(n_train, M):
-        settings.set_setting("support", default_support_size(n_train, M))  # the box shows the size in use
+    if auto and settings.settings()["support"] != default_support_size(n_train, n_machines):
+        settings.set_setting("support", default_support_size(n_train, n_machines))  # the box shows the size in use
     settings.widget("support", where=c2, disabled=auto)
-    c2.caption(f"floor(n / 4M) = {default_support_size(n_train, M):,} for n = {n_train:,}, M = {M}")
+    c2.caption(f"floor(n / 4M) = {default_support_size(n_train, n_machines):,} for n = {n_train:,}, M = {n_machines}")
     settings.widget("init", where=c3)
     settings.widget("restarts", where=c3)
     settings.widget("mm_restarts", where=c3)
@@ -89,7 +89,7 @@ truth = data.truth if fit.data_key == data.key else None
 Xd = data.X if fit.data_key == data.key else None
 colors = runs.figure("colors", (fit.key, Xd is not None), lambda: figures.reduced_colors(dm.params_, truth, Xd))
 fkey = (fit.key, data.key)  # figures depend on the fit and on the data drawn behind it
-tm = dm.timings_
+times = dm.timings_
 
 when = time.strftime("%H:%M:%S", time.localtime(fit.measured_at))
 if fit.cached:
@@ -98,30 +98,32 @@ if fit.cached:
 m = st.columns(6)
 m[0].metric("machines M / experts K", f"{len(dm.local_models_)} / {dm.params_.n_experts}")
 m[1].metric("supporting sample S", f"{len(dm.support_indices_):,}")
-m[2].metric("learning time", f"{tm['learning_time']:.3f} s",
+m[2].metric("learning time", f"{times['learning_time']:.3f} s",
             help="The paper's figure, machines truly in parallel: max local fit time + screening (+ the slowest "
                  "refit) + reduction time"
-                 + (f" + {tm['rounds'].size} refinement rounds." if tm["rounds"].size else "."))
-m[3].metric("wall clock" + (" (cached)" if fit.cached else ", this fit"), f"{tm['wall']:.3f} s",
+                 + (f" + {times['rounds'].size} refinement rounds." if times["rounds"].size else "."))
+m[3].metric("wall clock" + (" (cached)" if fit.cached else ", this fit"), f"{times['wall']:.3f} s",
             help=f"On the cores actually used, measured at {when}.")
 m[4].metric("global EM time", f"{g.fit_time_:.3f} s")
-m[5].metric("speed-up", f"{g.fit_time_ / max(tm['learning_time'], 1e-9):.1f}x",
+m[5].metric("speed-up", f"{g.fit_time_ / max(times['learning_time'], 1e-9):.1f}x",
             help="Global EM time / learning time. On small data the global EM is itself fast, so expect "
                  "little or no speed-up; the Lessons page runs the paper's n = 10^6, M = 128.")
 
-rep = dm.screening_
-if rep.flagged:
+screening = dm.screening_
+if screening.flagged:
     what = {"refit": "refitted with more restarts (the refit passed the check)",
             "dropped": "left out of the reduction (weights renormalised)",
             "kept": "kept anyway (screening is off)"}
     st.warning("Screening: " + "; ".join(
-        f"machine {m + 1} scored {rep.scores[m]:.4f} per point on the supporting sample, below the threshold "
-        f"{rep.threshold[m]:.4f} (a poor local optimum): {what[rep.actions[m]]}" for m in rep.flagged) + ".")
-com = dm.communication_
-rounds_note = (f"; {tm['rounds'].size} refinement round(s): {com['round_up'].mean():,.0f} up and "
-               f"{com['round_down'].mean():,.0f} down per machine per round") if tm["rounds"].size else ""
-st.caption(f"Communication: {com['one_shot_up'].mean():,.0f} numbers per machine for the one-shot reduction "
-           f"(local model + its share of the supporting sample){rounds_note}; {com['total']:,.0f} numbers in all, "
+        f"machine {m + 1} scored {screening.scores[m]:.4f} per point on the supporting sample, below the threshold "
+        f"{screening.threshold[m]:.4f} (a poor local optimum): {what[screening.actions[m]]}"
+        for m in screening.flagged) + ".")
+communication = dm.communication_
+rounds_note = (f"; {times['rounds'].size} refinement round(s): {communication['round_up'].mean():,.0f} up and "
+               f"{communication['round_down'].mean():,.0f} down per machine per round") if times["rounds"].size else ""
+st.caption(f"Communication: {communication['one_shot_up'].mean():,.0f} numbers per machine for the one-shot reduction "
+           f"(local model + its share of the supporting sample){rounds_note}; {communication['total']:,.0f} numbers "
+           "in all, "
            f"against {data.n * (data.d + 1):,} to move the data.")
 
 if fit.train_rpe:
@@ -147,10 +149,11 @@ if retired:
 if Xd is not None and dm.shards_ is not None:
     d_all = data.d
     opts = [*data.x_names, "2-D projection (principal components)"]
-    mf = opts.index(st.selectbox("Show the machines along", opts, key="fit_machine_feature")) if d_all > 1 else 0
-    mf = "projection" if mf == d_all else mf
-    st.plotly_chart(runs.figure("machines", (*fkey, mf), lambda: figures.machines_figure(
-        data.X, machine_labels(dm.shards_, data.n), feature=mf, x_names=data.x_names, support_X=dm.support_X_,
+    shown = st.selectbox("Show the machines along", opts, key="fit_machine_feature") if d_all > 1 else opts[0]
+    machine_axis = opts.index(shown)
+    machine_axis = "projection" if machine_axis == d_all else machine_axis
+    st.plotly_chart(runs.figure("machines", (*fkey, machine_axis), lambda: figures.machines_figure(
+        data.X, machine_labels(dm.shards_, data.n), feature=machine_axis, x_names=data.x_names, support_X=dm.support_X_,
         support_weights=dm.support_weights_, shares=None)), width="stretch", key="fit_machines")
 
 st.subheader("Local experts, reduced experts and the truth")
@@ -169,14 +172,16 @@ with left:
             show_data=show_data, show_local=show_local)),
                         width="stretch", key="fit_experts")
 with right:
-    cn = figures.coef_names(d, names)
+    coef_options = figures.coef_names(d, names)
     a1, a2 = st.columns(2)
     # The options are the names themselves: with index options a new CSV's names ("slope temp")
-    # left the browser showing the old label ("slope x1") over the new axis.
-    ca = cn.index(a1.selectbox("Coefficient on the x axis", cn, index=0, key="fit_coef_a"))
-    cb = cn.index(a2.selectbox("Coefficient on the y axis", cn, index=min(1, d), key="fit_coef_b"))
-    st.plotly_chart(runs.figure("coef", (*fkey, ca, cb), lambda: figures.coefficient_figure(
-        dm, truth, a=ca, b=cb, x_names=names, colors=colors)),
+    # would leave the browser showing the old label ("slope x1") over the new axis.
+    coef_x = coef_options.index(a1.selectbox("Coefficient on the x axis", coef_options, index=0,
+                                             key="fit_coef_a"))
+    coef_y = coef_options.index(a2.selectbox("Coefficient on the y axis", coef_options, index=min(1, d),
+                                             key="fit_coef_b"))
+    st.plotly_chart(runs.figure("coef", (*fkey, coef_x, coef_y), lambda: figures.coefficient_figure(
+        dm, truth, a=coef_x, b=coef_y, x_names=names, colors=colors)),
                     width="stretch", key="fit_coef")
 
 st.subheader("Gates and transport plan")
@@ -227,17 +232,18 @@ else:
 with (left if many else right):
     st.markdown(
         f"- **learning time** (the paper's figure, machines truly in parallel): max local "
-        f"{tm['local_max']:.3f} s + screening {tm['screening']:.3f} s"
-        + (f" + slowest refit {tm['refit'].max():.3f} s" if tm["refit"].size else "")
-        + f" + reduction {tm['reduction']:.3f} s"
-        + (f" + {tm['rounds'].size} rounds {tm['rounds'].sum():.3f} s" if tm["rounds"].size else "")
-        + f" = **{tm['learning_time']:.3f} s**\n"
-        f"- **wall clock** of this fit on the cores used ({s['backend']}, n_jobs = {s['n_jobs']}): {tm['wall']:.3f} s\n"
-        f"- sum of local fit times (one machine doing all shards): {tm['local_sum']:.3f} s\n"
+        f"{times['local_max']:.3f} s + screening {times['screening']:.3f} s"
+        + (f" + slowest refit {times['refit'].max():.3f} s" if times["refit"].size else "")
+        + f" + reduction {times['reduction']:.3f} s"
+        + (f" + {times['rounds'].size} rounds {times['rounds'].sum():.3f} s" if times["rounds"].size else "")
+        + f" = **{times['learning_time']:.3f} s**\n"
+        f"- **wall clock** of this fit on the cores used ({s['backend']}, n_jobs = {s['n_jobs']}): "
+        f"{times['wall']:.3f} s\n"
+        f"- sum of local fit times (one machine doing all shards): {times['local_sum']:.3f} s\n"
         f"- **global EM** on all {data.n:,} samples: {g.fit_time_:.3f} s"
         + (f"\n- CPU time of the same steps (not inflated by other work on the host): max local "
-           f"{tm['local_cpu_max']:.3f} s + reduction {tm['reduction_cpu']:.3f} s + the rest as above "
-           f"= {tm['learning_time_cpu']:.3f} s" if "learning_time_cpu" in tm else "")
+           f"{times['local_cpu_max']:.3f} s + reduction {times['reduction_cpu']:.3f} s + the rest as above "
+           f"= {times['learning_time_cpu']:.3f} s" if "learning_time_cpu" in times else "")
     )
 with right:
     prm = dm.params_
@@ -247,7 +253,7 @@ with right:
     meta = {"method": "distributed reduction (Chamroukhi & Pham)", "data": data.name,
             "n": int(sum(len(idx) for idx in dm.shards_)), "S": len(dm.support_indices_),
             "settings": {k: s[k] for k in settings.FIT_SETTINGS if k in s}, "x_names": list(names),
-            "learning_time": tm["learning_time"]}
+            "learning_time": times["learning_time"]}
     st.download_button("Download the reduced model (JSON)", model_to_json(prm, meta),
                        file_name="reduced_model.json", mime="application/json", key="dl_model")
 

@@ -12,7 +12,6 @@ from moecore.model import MoEParams, expert_means, feature_names, gate_proba, pr
 from .common import PALETTE, TRUTH_STYLE, _grid, _layout, _subsample, expert_color, reduced_colors
 
 
-# ------------------------------------------------------------------------------- compare
 def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, feature=0, x_names=None,
                    max_points=800):
     """Fitted curves side by side, one panel per method.

@@ -11,7 +11,6 @@ from moecore.model import MoEParams, expert_means, feature_names, gate_proba, pr
 from .common import TRUTH_STYLE, _grid, _layout, _subsample, expert_color
 
 
-# ------------------------------------------------------------------------------------ data
 def data_figure(X, y, labels=None, truth: MoEParams | None = None, *, feature=0, x_names=None,
                 y_name="y", max_points=4000):
     """y against one input, coloured by the true expert, with the true expert lines."""

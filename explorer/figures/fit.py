@@ -28,7 +28,6 @@ from .common import (
 )
 
 
-# ------------------------------------------------------------------------------------- fit
 def _local_table(dm):
     """Per local component l: machine, local expert, experts (p,), variance, mass, dominant reduced."""
     plan = dm.transport_plan_
@@ -58,8 +57,8 @@ def experts_figure(dm, X, y=None, truth: MoEParams | None = None, *, feature=0, 
     if show_local:
         machine, lexp, experts, _, mass, dom = _local_table(dm)
         # An expert's mean is linear in x: its two ends draw it exactly, and the figure sent to the
-        # browser holds 2 points per local expert instead of the grid's 200 (493 kB -> 125 kB of
-        # JSON at M = 8; it was mostly per-point hover text).
+        # browser holds 2 points per local expert instead of the grid's 200 (125 kB of JSON at
+        # M = 8 rather than 493 kB, mostly per-point hover text).
         ends = [0, len(t) - 1]
         t2 = t[ends]
         lines = Xt[ends] @ experts

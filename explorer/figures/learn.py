@@ -11,7 +11,6 @@ from moecore.model import MoEParams
 from .common import TRUTH_STYLE, _grid, _layout, expert_color, rgba
 
 
-# ----------------------------------------------------------------------------------- learn
 def large_mixture_figure(large, X, *, colors_of_component=None, feature=0):
     """The large mixture's L = M K gate curves w_m pi^(m)_j(x), stacked: they sum to 1 at every x."""
     X = np.asarray(X, dtype=float)
