@@ -18,6 +18,7 @@ from moecore.model import feature_names
 from moecore.simulation import get_design, simulate
 
 from . import settings
+from .io import select_columns, true_labels
 
 
 @dataclass
@@ -100,6 +101,12 @@ def dataset_from_settings(s: dict | None = None) -> Dataset:
     design = get_design(s["design"])
     return simulate_dataset(design.params, n, x_dist=design.x_dist, x_loc=design.x_loc,
                             x_scale=design.x_scale, seed=s["seed"], name=design.name, source="design")
+
+
+def dataset_from_upload(df, y_col: str, x_cols, name: str) -> Dataset:
+    """An uploaded table's chosen columns as the session's data (InputError when they do not fit)."""
+    X, y = select_columns(df, y_col, x_cols)
+    return Dataset(X, y, name, list(x_cols), y_col, labels=true_labels(df, x_cols), source="csv")
 
 
 def heldout(data: Dataset, n_test=5000):

@@ -36,8 +36,11 @@ __all__ = [
     "select_columns",
 ]
 
-# Streamlit refuses larger files itself (.streamlit/config.toml server.maxUploadSize): same number.
+# Streamlit refuses larger files itself (.streamlit/config.toml server.maxUploadSize): same number,
+# and the same unit: Streamlit counts that setting in MiB (streamlit/web/server/starlette/
+# starlette_routes.py: maxUploadSize * 1024 * 1024 bytes).
 MAX_UPLOAD_MB = 50
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 # EM on more rows than this makes the app sluggish on a laptop; the CLI has no such limit.
 MAX_ROWS = 200_000
 MAX_COLUMNS = 200
@@ -96,7 +99,7 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
         raise InputError("internal: parse_csv expects bytes.")
     if not name.lower().endswith(".csv"):
         raise InputError(f"{name} is not a .csv file. Upload a CSV (comma-separated values) file.")
-    if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
+    if len(data) > MAX_UPLOAD_BYTES:
         raise InputError(f"{name} is larger than the {MAX_UPLOAD_MB} MB limit: upload a smaller sample.")
     text = _decode(bytes(data), name)
     # Old Mac files end lines with a bare \r: the header reader below splits on \n only and the
@@ -447,7 +450,7 @@ def session_from_json(raw: bytes, name: str = "the session file"):
     The data go through the same checks as a CSV upload; the settings are returned as found, for
     the caller to check each against its declaration.
     """
-    if len(raw) > MAX_UPLOAD_MB * 1_000_000 * 2:
+    if len(raw) > 2 * MAX_UPLOAD_BYTES:
         raise InputError(f"{name} is larger than {2 * MAX_UPLOAD_MB} MB.")
     try:
         text = bytes(raw).decode("utf-8-sig")

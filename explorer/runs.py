@@ -49,19 +49,30 @@ DEFAULT_SCHEDULER_ALLOW = "tcp://127.0.0.1:*,tcp://localhost:*,tcp://[::1]:*"
 _SCHEDULER_RE = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://[^\s/]+$")
 
 
-def attempt(what, fn, *args, kept=True, where=None, **kw):
+KEPT = "The previous results stay on screen."
+
+
+def attempt(what, fn, *args, after=KEPT, remember=None, **kw):
     """``fn(*args, **kw)``, or None after an ``st.error`` saying what failed and why.
 
-    ``kept``: the message adds that the previous results stay on screen.
+    ``after``: what the message adds (what stays as it was, or what to do).  ``remember``: a
+    session-state key that keeps the message (None on success), for a page that draws it again
+    on later runs without repeating the work (an upload is parsed once).
     """
     try:
-        return fn(*args, **kw)
+        out = fn(*args, **kw)
     except ERRORS as exc:
         text = str(exc).strip() or type(exc).__name__
         if not text.endswith("."):
             text += "."
-        (where or st).error(f"{what} failed: {text}" + (" The previous results stay on screen." if kept else ""))
+        message = f"{what} failed: {text}" + (f" {after}" if after else "")
+        if remember:
+            st.session_state[remember] = message
+        st.error(message)
         return None
+    if remember:
+        st.session_state.pop(remember, None)
+    return out
 
 
 def _outside_cache(fn):

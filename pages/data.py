@@ -3,21 +3,18 @@
 import streamlit as st
 
 from explorer import chrome, figures, runs, settings, tables
-from explorer.data import Dataset, custom_params, dataset_from_settings
+from explorer.data import Dataset, custom_params, dataset_from_settings, dataset_from_upload
 from explorer.io import (
     MAX_COLUMNS,
     MAX_ROWS,
     MAX_UPLOAD_MB,
-    InputError,
     data_to_csv,
     model_from_json,
     numeric_inputs,
     params_from_text,
     params_to_text,
     parse_csv,
-    select_columns,
     session_from_json,
-    true_labels,
 )
 from moecore.simulation import DESIGNS
 
@@ -47,20 +44,17 @@ with sim_tab:
                        "gates are relative to the last expert (its column is set to 0). Prefilled from the knobs.")
             text = st.text_area("Parameters", value=params_to_text(knobs), height=130, key="custom_params_text")
             if st.checkbox("Use these parameters instead of the knobs", key="use_custom_text"):
-                try:
-                    truth = params_from_text(text)
-                except InputError as exc:
-                    st.error(f"{exc} Fix the text, or untick the box to use the knobs.")
+                truth = runs.attempt("Reading the parameters", params_from_text, text,
+                                     after="Fix the text, or untick the box to use the knobs.")
         mj = st.file_uploader("Or upload them: a model JSON (as downloaded on the Distributed fit page, "
                               "at most 1 MB)", key="model_upload")
         if mj is not None:
-            try:
-                truth, _ = model_from_json(mj.getvalue(), mj.name)
+            loaded = runs.attempt("Reading the model file", model_from_json, mj.getvalue(), mj.name,
+                                  after="The knobs above are used.")
+            truth = loaded[0] if loaded is not None else None
+            if truth is not None:
                 st.caption(f"Using {mj.name}: K = {truth.n_experts}, d = {truth.n_features} (replaces the knobs "
                            "above).")
-            except InputError as exc:
-                truth = None
-                st.error(str(exc))
         if truth is not None:
             st.session_state["custom_truth"] = truth
         else:
@@ -70,7 +64,7 @@ with sim_tab:
     settings.widget("seed", where=c2)
     c3.write("")
     if c3.button("Generate data", type="primary", key="btn_generate"):
-        new = runs.attempt("Simulating", dataset_from_settings, kept=False)
+        new = runs.attempt("Simulating", dataset_from_settings, after="")
         if new is not None:
             st.session_state["data"] = new
             st.session_state.pop("compare", None)
@@ -86,18 +80,13 @@ with csv_tab:
     if up is not None:
         sig = (up.name, up.size, getattr(up, "file_id", None))
         if st.session_state.get("upload_sig") != sig:
-            try:
-                df = parse_csv(up.getvalue(), up.name)
-                st.session_state["upload_df"] = df
-                st.session_state["upload_name"] = up.name
-                st.session_state["upload_sig"] = sig
-                st.session_state.pop("upload_error", None)
-            except InputError as exc:
-                st.session_state["upload_error"] = str(exc)
-                st.session_state["upload_sig"] = sig
-                st.session_state.pop("upload_df", None)
-        if st.session_state.get("upload_error"):
-            st.error(st.session_state["upload_error"] + " Your current data is unchanged.")
+            st.session_state["upload_sig"] = sig
+            st.session_state["upload_name"] = up.name
+            st.session_state["upload_df"] = runs.attempt("Reading the CSV", parse_csv, up.getvalue(), up.name,
+                                                         after="Your current data is unchanged.",
+                                                         remember="upload_error")
+        elif st.session_state.get("upload_error"):
+            st.error(st.session_state["upload_error"])  # the same file: its message, without parsing it again
     df = st.session_state.get("upload_df")
     if up is not None and df is not None:
         st.caption(f"{st.session_state['upload_name']}: {df.shape[0]:,} rows, {df.shape[1]} columns")
@@ -108,30 +97,27 @@ with csv_tab:
         x_default = numeric_inputs(df, y_col)
         x_cols = st.multiselect("Input columns (x)", [c for c in cols if c != y_col], default=x_default, key="csv_x")
         if st.button("Use these columns", type="primary", key="btn_use_csv"):
-            try:
-                X, y = select_columns(df, y_col, x_cols)
-                labels = true_labels(df, x_cols)
-                st.session_state["data"] = Dataset(
-                    X, y, st.session_state["upload_name"], x_cols, y_col, labels=labels, source="csv")
+            new = runs.attempt("Using these columns", dataset_from_upload, df, y_col, x_cols,
+                               st.session_state["upload_name"], after="Your current data is unchanged.")
+            if new is not None:
+                st.session_state["data"] = new
                 st.session_state.pop("compare", None)
-                st.success(f"Loaded {len(y):,} rows with {len(x_cols)} input(s). Fit them on the Distributed fit page.")
-            except InputError as exc:
-                st.error(f"{exc} Your current data is unchanged.")
+                st.success(f"Loaded {new.n:,} rows with {len(x_cols)} input(s). Fit them on the Distributed fit page.")
 
 with session_tab:
     st.markdown("A session file (downloaded from the sidebar's Share box) holds data and settings: it reopens "
                 "uploaded data, which cannot travel in a link.")
     sf = st.file_uploader("Session file (.json)", key="session_upload")
     if sf is not None and st.button("Load this session", type="primary", key="btn_load_session"):
-        try:
-            X, y, labels, x_names, y_name, name, values = session_from_json(sf.getvalue(), sf.name)
+        loaded = runs.attempt("Loading the session", session_from_json, sf.getvalue(), sf.name,
+                              after="Your current data is unchanged.")
+        if loaded is not None:
+            X, y, labels, x_names, y_name, name, values = loaded
             refused = settings.update_settings_from(values)
             st.session_state["data"] = Dataset(X, y, name, x_names, y_name, labels=labels, source="csv")
             st.session_state.pop("compare", None)
             st.success(f"Loaded {len(y):,} rows and the settings of {sf.name}. Fit them on the Distributed fit page."
                        + (f" Ignored: {'; '.join(refused)}." if refused else ""))
-        except InputError as exc:
-            st.error(f"{exc} Your current data is unchanged.")
 
 data = st.session_state["data"]
 st.divider()

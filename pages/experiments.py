@@ -66,44 +66,51 @@ elif ss.get("sweep_running") and not start:
     ss["sweep_running"] = False
     ss["sweep_status"] = f"Interrupted after {len(ss.get('sweep_rows', []))} runs; the partial results are below."
 
+def checked_values(exp, run_on) -> list:
+    """The sweep's values, once every fit it will run has been checked (ValueError, TypeError)."""
+    vals = parse_sweep_values(exp["values"], exp["parameter"], exp["M"], settings.MAX_APP_ROUNDS)
+    n_min = min(vals) if exp["parameter"] == "n" else exp["n"]
+    M_max = max(vals) if exp["parameter"] == "n_machines" else exp["M"]
+    support = None if exp["support_auto"] else exp["support"]
+    DistributedMoE(exp["K"], M_max, support_size=support, n_init=exp["restarts"], **run_on).check_parameters(
+        int(n_min), DESIGNS[exp["design"]].n_features)
+    if run_on["backend"] == "dask":
+        runs.check_scheduler(run_on["scheduler"])
+    return vals
+
+
+def gather(rows, gen, bar, total, parameter):
+    """Append the sweep's rows as they come (the rows gathered before an error are kept)."""
+    for i, row in enumerate(gen, start=1):
+        rows.append(row)
+        bar.progress(i / total, text=f"{i} / {total} fits: {row['method']} at {tables.label(parameter)} = "
+                                     f"{row['value']}, repeat {row['repeat'] + 1}")
+    return len(rows)
+
+
 if start:
     parameter = exp["parameter"]
     support = None if exp["support_auto"] else exp["support"]
-    try:
-        vals = parse_sweep_values(exp["values"], parameter, exp["M"], settings.MAX_APP_ROUNDS)
-        n_min = min(vals) if parameter == "n" else exp["n"]
-        M_max = max(vals) if parameter == "n_machines" else exp["M"]
-        DistributedMoE(exp["K"], M_max, support_size=support, n_init=exp["restarts"], **run_on).check_parameters(
-            int(n_min), DESIGNS[exp["design"]].n_features)
-        if run_on["backend"] == "dask":
-            runs.check_scheduler(run_on["scheduler"])
-    except (ValueError, TypeError) as exc:
-        st.error(f"Cannot run this sweep: {exc}")
-    else:
+    vals = runs.attempt("Checking the sweep", checked_values, exp, run_on, after="Change the values or settings above.")
+    if vals is not None:
         per = 3 if parameter == "alpha" else 2
         total = len(vals) * exp["repeats"] * (per if exp["include_global"] else per - 1)
         ss["sweep_rows"] = []
         ss["sweep_meta"] = dict(exp)
         ss["sweep_running"] = True
         bar = st.progress(0.0, text=f"0 / {total} fits")
-        try:
-            common = dict(n=exp["n"], n_machines=exp["M"], n_experts=exp["K"], repeats=exp["repeats"],
-                          random_state=exp["seed"], include_global=exp["include_global"], n_init=exp["restarts"],
-                          variance_update=exp["variance_update"], n_test=N_TEST, **run_on)
-            if support is not None:
-                common["support_size"] = support
-            gen = (alpha_sweep(exp["design"], exp["split"], vals, **common) if parameter == "alpha"
-                   else sweep(exp["design"], parameter, vals, **common))
-            for i, row in enumerate(gen, start=1):
-                ss["sweep_rows"].append(row)
-                bar.progress(i / total, text=f"{i} / {total} fits: {row['method']} at {tables.label(parameter)} = "
-                                             f"{row['value']}, repeat {row['repeat'] + 1}")
-            ss["sweep_status"] = f"Finished: {len(ss['sweep_rows'])} fits."
-            ss["sweep_running"] = False
-        except runs.ERRORS as exc:
-            st.error(f"The sweep stopped: {exc}")
-            ss["sweep_status"] = f"Stopped by an error after {len(ss['sweep_rows'])} runs."
-            ss["sweep_running"] = False
+        common = dict(n=exp["n"], n_machines=exp["M"], n_experts=exp["K"], repeats=exp["repeats"],
+                      random_state=exp["seed"], include_global=exp["include_global"], n_init=exp["restarts"],
+                      variance_update=exp["variance_update"], n_test=N_TEST, **run_on)
+        if support is not None:
+            common["support_size"] = support
+        gen = (alpha_sweep(exp["design"], exp["split"], vals, **common) if parameter == "alpha"
+               else sweep(exp["design"], parameter, vals, **common))
+        done = runs.attempt("The sweep", gather, ss["sweep_rows"], gen, bar, total, parameter,
+                            after="The runs finished before the error are below.")
+        ss["sweep_status"] = (f"Finished: {done} fits." if done is not None
+                              else f"Stopped by an error after {len(ss['sweep_rows'])} runs.")
+        ss["sweep_running"] = False
         # A click on Cancel (or any widget) stops this script mid-loop, leaving sweep_running set:
         # the next run reads that as a cancellation and keeps the rows gathered so far.
 

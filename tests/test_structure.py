@@ -7,6 +7,8 @@ modules together (it only hides the loop from the interpreter until the function
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -163,3 +165,17 @@ def test_no_session_toggles_process_wide_state():
         assert not calls & {"catch_warnings", "simplefilter"}, path.name
         if path.name != "runs.py":
             assert not calls & {"threadpool_limits", "filterwarnings"}, path.name
+
+
+def test_the_upload_limit_is_one_number_in_one_unit():
+    """Streamlit's own limit (config.toml, in MiB) and the app's check of what it receives agree."""
+    import tomllib
+
+    from explorer import io
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] == io.MAX_UPLOAD_MB
+    assert io.MAX_UPLOAD_BYTES == io.MAX_UPLOAD_MB * 2**20
+    too_big = b"x,y\n" + b"1" * (io.MAX_UPLOAD_BYTES - 3)
+    with pytest.raises(io.InputError, match=f"larger than the {io.MAX_UPLOAD_MB} MB limit"):
+        io.parse_csv(too_big, "big.csv")
