@@ -38,7 +38,7 @@ def experiment_settings() -> dict:
     variance_update = settings.widget("exp_var", where=c4)
     split = settings.widget("exp_split") if parameter == "alpha" else None
     return dict(design=design, parameter=parameter, values=values, n=int(n), M=int(M), K=int(K),
-                restarts=int(restarts), support_auto=bool(auto or own_support), support=int(support), seed=int(seed),
+                restarts=int(restarts), support_size=None if auto or own_support else int(support), seed=int(seed),
                 repeats=int(repeats), include_global=bool(include_global), variance_update=variance_update,
                 split=split)
 
@@ -71,9 +71,8 @@ def checked_values(exp, run_on) -> list:
     vals = parse_sweep_values(exp["values"], exp["parameter"], exp["M"], settings.MAX_APP_ROUNDS)
     n_min = min(vals) if exp["parameter"] == "n" else exp["n"]
     M_max = max(vals) if exp["parameter"] == "n_machines" else exp["M"]
-    support = None if exp["support_auto"] else exp["support"]
-    DistributedMoE(exp["K"], M_max, support_size=support, n_init=exp["restarts"], **run_on).check_parameters(
-        int(n_min), DESIGNS[exp["design"]].n_features)
+    probe = DistributedMoE(exp["K"], M_max, support_size=exp["support_size"], n_init=exp["restarts"], **run_on)
+    probe.check_parameters(int(n_min), DESIGNS[exp["design"]].n_features)
     if run_on["backend"] == "dask":
         runs.check_scheduler(run_on["scheduler"])
     return vals
@@ -90,7 +89,6 @@ def gather(rows, gen, bar, total, parameter):
 
 if start:
     parameter = exp["parameter"]
-    support = None if exp["support_auto"] else exp["support"]
     vals = runs.attempt("Checking the sweep", checked_values, exp, run_on, after="Change the values or settings above.")
     if vals is not None:
         per = 3 if parameter == "alpha" else 2
@@ -102,8 +100,8 @@ if start:
         common = dict(n=exp["n"], n_machines=exp["M"], n_experts=exp["K"], repeats=exp["repeats"],
                       random_state=exp["seed"], include_global=exp["include_global"], n_init=exp["restarts"],
                       variance_update=exp["variance_update"], n_test=N_TEST, **run_on)
-        if support is not None:
-            common["support_size"] = support
+        if exp["support_size"] is not None:
+            common["support_size"] = exp["support_size"]
         gen = (alpha_sweep(exp["design"], exp["split"], vals, **common) if parameter == "alpha"
                else sweep(exp["design"], parameter, vals, **common))
         done = runs.attempt("The sweep", gather, ss["sweep_rows"], gen, bar, total, parameter,
@@ -131,7 +129,7 @@ st.caption(f"Settings of these runs: design **{design}**, {tables.label(paramete
            + ("" if parameter == "n" else f"n = {meta['n']:,}, ")
            + ("" if parameter == "n_machines" else f"M = {meta['M']}, ")
            + f"K = {first['K']}, {first['restarts']} EM restart(s) per machine, supporting sample "
-           + ("S = the paper's floor(n / 4M)" if meta["support_auto"] else f"S = {meta['support']:,}")
+           + ("S = the paper's floor(n / 4M)" if meta["support_size"] is None else f"S = {meta['support_size']:,}")
            + f", seed {meta['seed']}, {meta['repeats']} repeat(s), backend {first['backend']} "
            f"(n_jobs = {first['n_jobs']}). The CSV holds them in every row.")
 c1, c2 = st.columns(2)

@@ -179,3 +179,13 @@ def test_the_upload_limit_is_one_number_in_one_unit():
     too_big = b"x,y\n" + b"1" * (io.MAX_UPLOAD_BYTES - 3)
     with pytest.raises(io.InputError, match=f"larger than the {io.MAX_UPLOAD_MB} MB limit"):
         io.parse_csv(too_big, "big.csv")
+
+
+def test_the_app_sweeps_what_the_library_sweeps():
+    from explorer import settings, tables
+    from explorer.io import SWEEP_NAMES
+    from moecore.experiments import SWEEPABLE
+
+    assert set(settings.SWEEPS) == {*SWEEPABLE, "alpha"}
+    assert set(SWEEP_NAMES) == set(settings.SWEEPS)
+    assert all(tables.label(p) != p for p in settings.SWEEPS)  # each has a readable name
