@@ -265,7 +265,8 @@ def run_compare(data: Dataset, s: dict | None = None, progress=None, *, automati
 # What the library warns about and the pages show from the fitted attributes instead (screening,
 # retired experts, skipped machines, the EM's convergence): on the server's log it is noise.
 # A dead worker process stays on the log: it is the server's news, not a session's.
-_SHOWN_ON_PAGES = r"(skipped \d+ failed machine|the local fits of machine|the local EM of machine)"
+_SHOWN_ON_PAGES = (r"(skipped \d+ failed machine|the local fits of machine|the local EM of machine"
+                   r"|the screening left out machine)")
 LIBRARY_WARNINGS = ((DegenerateFitWarning, ""), (ConvergenceWarning, ""), (RuntimeWarning, _SHOWN_ON_PAGES))
 
 
