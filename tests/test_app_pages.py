@@ -41,9 +41,9 @@ def charts(at):
     return len(at.get("plotly_chart"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def at():
-    """One session walked through the pages (state carries over, as for a real user)."""
+    """A fresh session on the first page: no test depends on what another left in it."""
     return clean(new_app())
 
 
