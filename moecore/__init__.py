@@ -23,7 +23,7 @@ accounts and dispatch running the machines' tasks:
 * :mod:`moecore.simulation`  synthetic data and named designs
 * :mod:`moecore.metrics`     RPE, parameter MSE, ARI, clustering error, divergences
 * :mod:`moecore.experiments` comparisons and sweeps
-* :mod:`moecore.teaching`    worked examples: MM one iterate at a time, refinement rounds
+* :mod:`moecore.datasets`    classic small real data sets (from R packages), with source and licence
 * :mod:`moecore.cli`         the command line (``python -m moecore``; ``moecore.__main__``)
 * private helpers: :mod:`moecore._kmeans` (k-means), :mod:`moecore._threads` (one BLAS thread),
   :mod:`moecore._validation` (input checks)
