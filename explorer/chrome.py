@@ -92,7 +92,7 @@ def refresh_sidebar(final=True, page_path=""):
     if box is None or data is None or ss.get("_share_drawn"):
         return  # nothing to draw, or drawn whole already (a page run without app.py)
     with box.container():
-        st.markdown(f"**Data**: {data.name} · n = {data.n:,} · d = {data.d}")
+        st.markdown(f"**Data**: {eio.markdown_escape(data.name)} · n = {data.n:,} · d = {data.d}")
         fit = ss.get("fit")
         if fit is not None:
             s = fit.settings

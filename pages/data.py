@@ -38,14 +38,14 @@ with sim_tab:
                 try:
                     truth = eio.params_from_text(text)
                 except eio.InputError as exc:
-                    st.error(f"{exc} Fix the text, or untick the box to use the knobs.")
+                    st.error(f"{eio.markdown_escape(exc)} Fix the text, or untick the box to use the knobs.")
         mj = st.file_uploader("Or upload them: a model JSON (as downloaded on the Distributed fit page, "
                               "at most 1 MB)", key="model_upload")
         if mj is not None:
             try:
                 truth, _ = eio.model_from_json(mj.getvalue(), mj.name)
-                st.caption(f"Using {mj.name}: K = {truth.n_experts}, d = {truth.n_features} (replaces the knobs "
-                           "above).")
+                st.caption(f"Using {eio.markdown_escape(mj.name)}: K = {truth.n_experts}, d = {truth.n_features} "
+                           "(replaces the knobs above).")
             except eio.InputError as exc:
                 truth = None
                 st.error(str(exc))
@@ -70,7 +70,8 @@ with csv_tab:
         f"**{eio.MAX_ROWS:,} rows**, {eio.MAX_COLUMNS} columns. The file is parsed as data only; nothing in it "
         "is executed."
     )
-    up = st.file_uploader(f"CSV file (at most {eio.MAX_UPLOAD_MB} MB)", key="csv_upload")
+    up = st.file_uploader(f"CSV file (at most {eio.MAX_UPLOAD_MB} MB)", key="csv_upload",
+                          max_upload_size=eio.MAX_UPLOAD_MB)
     if up is not None:
         sig = (up.name, up.size, getattr(up, "file_id", None))
         if st.session_state.get("upload_sig") != sig:
@@ -88,7 +89,8 @@ with csv_tab:
             st.error(st.session_state["upload_error"] + " Your current data is unchanged.")
     df = st.session_state.get("upload_df")
     if up is not None and df is not None:
-        st.caption(f"{st.session_state['upload_name']}: {df.shape[0]:,} rows, {df.shape[1]} columns")
+        st.caption(f"{eio.markdown_escape(st.session_state['upload_name'])}: {df.shape[0]:,} rows, "
+                   f"{df.shape[1]} columns")
         st.dataframe(df.head(8), width="stretch")
         cols = list(df.columns)
         default_y = "y" if "y" in cols else cols[-1]
@@ -104,26 +106,27 @@ with csv_tab:
                 st.session_state.pop("compare", None)
                 st.success(f"Loaded {len(y):,} rows with {len(x_cols)} input(s). Fit them on the Distributed fit page.")
             except eio.InputError as exc:
-                st.error(f"{exc} Your current data is unchanged.")
+                st.error(f"{eio.markdown_escape(exc)} Your current data is unchanged.")
 
 with session_tab:
     st.markdown("A session file (downloaded from the sidebar's Share box) holds data and settings: it reopens "
                 "uploaded data, which cannot travel in a link.")
-    sf = st.file_uploader("Session file (.json)", key="session_upload")
+    sf = st.file_uploader("Session file (.json)", key="session_upload", max_upload_size=eio.MAX_SESSION_MB)
     if sf is not None and st.button("Load this session", type="primary", key="btn_load_session"):
         try:
             X, y, labels, x_names, y_name, name, values = eio.session_from_json(sf.getvalue(), sf.name)
             refused = cfg.update_settings_from(values)
             st.session_state["data"] = dt.Dataset(X, y, name, x_names, y_name, labels=labels, source="csv")
             st.session_state.pop("compare", None)
-            st.success(f"Loaded {len(y):,} rows and the settings of {sf.name}. Fit them on the Distributed fit page."
+            st.success(f"Loaded {len(y):,} rows and the settings of {eio.markdown_escape(sf.name)}. Fit them on "
+                       "the Distributed fit page."
                        + (f" Ignored: {'; '.join(refused)}." if refused else ""))
         except eio.InputError as exc:
-            st.error(f"{exc} Your current data is unchanged.")
+            st.error(f"{eio.markdown_escape(exc)} Your current data is unchanged.")
 
 data = st.session_state["data"]
 st.divider()
-st.subheader(f"Current data: {data.name}")
+st.subheader(f"Current data: {eio.markdown_escape(data.name)}")
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("samples n", f"{data.n:,}")
 m2.metric("inputs d", data.d)

@@ -14,8 +14,8 @@ from moecore.splits import machine_labels
 
 data = chrome.page("Distributed fit")
 st.caption(
-    f"Split the {data.n:,} samples of **{data.name}** over M machines, fit a K-expert MoE by EM on each "
-    "(in parallel), then reduce the M K local experts to K by optimal transport."
+    f"Split the {data.n:,} samples of **{eio.markdown_escape(data.name)}** over M machines, fit a K-expert MoE by "
+    "EM on each (in parallel), then reduce the M K local experts to K by optimal transport."
 )
 
 with st.container(border=True):
