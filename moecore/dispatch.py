@@ -114,7 +114,7 @@ def _call_packed(fn, m, packed, args):
 
 def _call_file(fn, m, read, path, args):
     """Machine ``m`` on a joblib worker: ``read(path)`` gives its (X, y) (a reader that keeps the
-    file in memory for later rounds, e.g. :func:`moecore.shards.read_shard_cached`)."""
+    file in memory for later rounds and checks it is unchanged, e.g. :class:`moecore.shards.PinnedShards`)."""
     X, y = read(path)
     return m, _timed(fn, X, y, *args)
 
