@@ -141,6 +141,13 @@ def _dask_lost_types():
 _WORKER_LOST = _worker_lost_types()
 
 
+def _raise_if_interrupted(exc):
+    """A worker that died of SIGINT took the user's Ctrl-C (sent to the whole foreground process
+    group): stop as interrupted rather than re-run the machines and blame the workers."""
+    if "SIGINT" in str(exc):
+        raise KeyboardInterrupt from None
+
+
 def _lost_text(exc, limit=300):
     """One short line saying how a worker was lost (loky's message runs over several lines)."""
     text = " ".join(f"{type(exc).__name__}: {exc}".split())
@@ -222,6 +229,7 @@ class Runner:
                 run_some(todo, self.effective_jobs(len(todo)))
                 return
             except _WORKER_LOST as exc:
+                _raise_if_interrupted(exc)
                 left = [m for m in todo if not is_done(m)]
                 warnings.warn(
                     f"a worker process died on host {os.uname().nodename} ({_lost_text(exc)}); the "
@@ -235,6 +243,7 @@ class Runner:
             try:
                 run_some([m], self.effective_jobs(1))
             except _WORKER_LOST as exc:
+                _raise_if_interrupted(exc)
                 why = (f"its worker process on host {os.uname().nodename} died at each of "
                        f"{2 + _LOST_POOL_RETRIES} attempts (the last alone): {_lost_text(exc)}")
                 if store_lost is None:
