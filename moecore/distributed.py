@@ -14,10 +14,11 @@ from contextlib import contextmanager
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.utils.validation import _check_feature_names
+from sklearn.utils.validation import validate_data
 
 from . import refine as _refine
 from ._validation import (
+    check_2d,
     check_int,
     check_nonconstant_columns,
     check_random_state_seed,
@@ -262,6 +263,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         with _all_or_nothing(self):
             t0 = time.perf_counter()
             X_in = X
+            check_2d(X)
             X, y = check_Xy(X, y)
             n, d = X.shape
             K, M, S = self._check_parameters(n, d)
@@ -292,7 +294,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                 shares = np.bincount(holder[support], minlength=M)
                 self.support_machine_ = holder[support]
                 self._aggregate(machines, results, X[support], y[support], shares, machine_seeds, seed_mm, progress)
-            _check_feature_names(self, X_in, reset=True)
+            validate_data(self, X_in, reset=True, skip_check_array=True)
             self.timings_["wall"] = time.perf_counter() - t0
             return self
 

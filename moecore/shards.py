@@ -125,7 +125,8 @@ def _select(path, columns, response, features):
     if features is None:
         feats = [c for c in columns if c != response]
     else:
-        feats = [str(f) for f in features]
+        # One name is one column ("x1"), not its characters.
+        feats = [features] if isinstance(features, str) else [str(f) for f in features]
         missing = [f for f in feats if f not in columns]
         if missing:
             raise ShardError(
