@@ -82,10 +82,21 @@ class InputError(ValueError):
 _MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
 
 
+# GitHub-flavoured Markdown turns bare addresses into links after escapes are resolved
+# (http://..., www...., a@b.c): an invisible WORD JOINER after ':' and '@' and inside 'www.'
+# breaks them; the text reads the same.
+_AUTOLINK = re.compile(r"(\\:|\\@|(?i:www)(?=\\\.))")
+
+
 def markdown_escape(text) -> str:
     """``text`` shown as itself inside Markdown (st.markdown, st.caption, st.error...): no link,
-    image, emphasis, heading or directive of a user's string (a data, column or file name)."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
+    image, emphasis, heading or directive of a user's string (a data, column or file name).
+
+    Every punctuation character is backslash-escaped, and bare addresses get an invisible
+    U+2060 that keeps them from becoming links (it travels with a copy of the text).
+    """
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
+    return _AUTOLINK.sub("\\1\u2060", escaped)
 
 
 def _clip(value, limit=60):
