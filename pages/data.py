@@ -38,7 +38,7 @@ with sim_tab:
                 try:
                     truth = eio.params_from_text(text)
                 except eio.InputError as exc:
-                    st.error(f"{eio.markdown_escape(exc)} Fix the text, or untick the box to use the knobs.")
+                    st.error(f"{exc} Fix the text, or untick the box to use the knobs.")
         mj = st.file_uploader("Or upload them: a model JSON (as downloaded on the Distributed fit page, "
                               "at most 1 MB)", key="model_upload")
         if mj is not None:
@@ -106,7 +106,7 @@ with csv_tab:
                 st.session_state.pop("compare", None)
                 st.success(f"Loaded {len(y):,} rows with {len(x_cols)} input(s). Fit them on the Distributed fit page.")
             except eio.InputError as exc:
-                st.error(f"{eio.markdown_escape(exc)} Your current data is unchanged.")
+                st.error(f"{exc} Your current data is unchanged.")
 
 with session_tab:
     st.markdown("A session file (downloaded from the sidebar's Share box) holds data and settings: it reopens "
@@ -122,7 +122,7 @@ with session_tab:
                        "the Distributed fit page."
                        + (f" Ignored: {'; '.join(refused)}." if refused else ""))
         except eio.InputError as exc:
-            st.error(f"{eio.markdown_escape(exc)} Your current data is unchanged.")
+            st.error(f"{exc} Your current data is unchanged.")
 
 data = st.session_state["data"]
 st.divider()
