@@ -21,9 +21,9 @@ SCRIPT = """
 import sys, warnings
 from moecore import DistributedMoE, simulate_design
 warnings.simplefilter("ignore")
-sim = simulate_design("separated-2d", 400_000, random_state=0)
+sim = simulate_design("separated-2d", 1_000_000, random_state=0)
 print("fitting", flush=True)
-DistributedMoE(4, 16, backend=sys.argv[1], n_jobs=2, random_state=0, n_init=3).fit(sim.X, sim.y)
+DistributedMoE(4, 16, backend=sys.argv[1], n_jobs=2, random_state=0, n_init=6).fit(sim.X, sim.y)
 print("done", flush=True)
 """
 
@@ -41,7 +41,7 @@ def test_workers_end_with_a_killed_parent(backend):
         need = 4 if backend == "loky" else 2
         while len(parent.children(recursive=True)) < need and time.time() < deadline:
             time.sleep(0.2)
-        time.sleep(6.0)
+        time.sleep(3.0)
         started = parent.children(recursive=True)
         assert len(started) >= need, "the fit started no worker processes"
         os.kill(p.pid, signal.SIGKILL)
