@@ -28,7 +28,7 @@ from pathlib import Path
 import streamlit as st
 
 from . import lessons, runs, settings
-from .io import session_to_json
+from .io import markdown_escape, session_to_json
 
 ROOT = Path(__file__).resolve().parents[1]
 # (script, title, icon): the app's pages in menu order.  The navigation and the sidebar's links
@@ -137,7 +137,7 @@ def refresh_sidebar(final=True, page_path=""):
     if box is None or data is None or ss.get("_share_drawn"):
         return  # nothing to draw, or drawn whole already (a page run without app.py)
     with box.container():
-        st.markdown(f"**Data**: {data.name} · n = {data.n:,} · d = {data.d}")
+        st.markdown(f"**Data**: {markdown_escape(data.name)} · n = {data.n:,} · d = {data.d}")
         fit = ss.get("fit")
         if fit is not None:
             s = fit.settings

@@ -10,14 +10,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import numpy as np
 import pandas as pd
 
 from moecore import MoEParams
-from moecore.model import feature_names
+from moecore.model import check_predictable, feature_names
 
-from .settings import MAX_APP_MACHINES, MAX_APP_N
+from .settings import MAX_APP_MACHINES, MAX_APP_N, SETTINGS
 
 __all__ = [
     "MAX_COLUMNS",
@@ -27,6 +28,7 @@ __all__ = [
     "MODEL_SCHEMA",
     "InputError",
     "data_to_csv",
+    "markdown_escape",
     "model_from_json",
     "model_to_json",
     "params_from_text",
@@ -44,7 +46,19 @@ MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 # EM on more rows than this makes the app sluggish on a laptop; the CLI has no such limit.
 MAX_ROWS = 200_000
 MAX_COLUMNS = 200
+# Characters of one column name: bounds what the names add to a session file (MAX_SESSION_MB).
+MAX_NAME_CHARS = 100
 MAX_MODEL_BYTES = 1_000_000
+# A session file holds an accepted upload's data.  Size rule: :func:`session_to_json` writes every
+# number no longer than any text that reads as it, so the file is at most the upload's size plus,
+# per row, one byte (JSON writes a newline as two) and, per column, its name twice JSON-escaped
+# (at most 6 bytes a character) and the settings: 50 MiB + 0.2 MB + 0.24 MB + a few kB < 51 MiB.
+# .streamlit/config.toml server.maxUploadSize is this number (the largest of the app's uploads).
+MAX_SESSION_MB = MAX_UPLOAD_MB + 1
+# The app's own limits on a model it is given (a model JSON, typed parameters): those of the Data
+# page's knobs.
+MAX_MODEL_EXPERTS = SETTINGS["custom_K"].param.high
+MAX_MODEL_FEATURES = SETTINGS["custom_d"].param.high
 MODEL_FORMAT = "dmoe-explorer/model"
 
 
@@ -63,6 +77,28 @@ class InputError(ValueError):
         if len(message) > MAX_MESSAGE:
             message = message[:MAX_MESSAGE] + " [...]"
         super().__init__(message)
+
+
+# Every ASCII punctuation character may be backslash-escaped in CommonMark (Streamlit's Markdown);
+# ':' and '$' too, against Streamlit's :color[...] directives and LaTeX.
+_MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+# GitHub-flavoured Markdown turns bare addresses into links after escapes are resolved
+# (http://..., www...., a@b.c): an invisible WORD JOINER after ':' and '@' and inside 'www.'
+# breaks them; the text reads the same.
+_AUTOLINK = re.compile(r"(\\:|\\@|(?i:www)(?=\\\.))")
+
+
+def markdown_escape(text) -> str:
+    """``text`` shown as itself inside Markdown (st.markdown, st.caption, st.error...): no link,
+    image, emphasis, heading or directive of a user's string (a data, column or file name).
+
+    Every punctuation character is backslash-escaped, and bare addresses get an invisible
+    U+2060 that keeps them from becoming links (it travels with a copy of the text).
+    """
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
+    return _AUTOLINK.sub("\\1\u2060", escaped)
 
 
 def _clip(value, limit=60):
@@ -162,6 +198,10 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
     df.columns = [str(c).strip() for c in df.columns]
     if len(set(df.columns)) != len(df.columns):
         raise InputError(f"{name} has duplicated column names: give every column a distinct name.")
+    long = [c for c in df.columns if len(c) > MAX_NAME_CHARS]
+    if long:
+        raise InputError(f"{name} has a column name of {len(long[0]):,} characters ({_clip(long[0])!r}); "
+                         f"shorten every column name to at most {MAX_NAME_CHARS}.")
     return df
 
 
@@ -222,20 +262,82 @@ def spreadsheet_safe(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def data_to_csv(X, y, labels=None, x_names=None, y_name="y") -> bytes:
+def _shortest_text(v: float) -> str:
+    """The shortest text that reads back as the float64 ``v``: the fewest significant digits,
+    positional ('.5', no '0' before the '.'), scientific ('1.5e-7') or with a whole mantissa
+    ('15e-8'), no '+' nor leading zeros in the exponent.
+
+    From 1e18 only the forms with an exponent (pandas reads positional text there as uint64 or
+    as text); for such a value a whole mantissa is never longer than positional text.
+    """
+    sci = np.format_float_scientific(v, unique=True, trim="-", exp_digits=1).replace("e+", "e")
+    mantissa, _, exp = sci.partition("e")
+    digits = mantissa.replace(".", "")
+    whole = f"{digits}e{int(exp) - (len(digits.lstrip('-')) - 1)}"
+    if abs(v) >= 1e18:
+        return min(sci, whole, key=len)
+    pos = np.format_float_positional(v, unique=True, trim="-")
+    pos = pos.replace("0.", ".", 1) if pos.lstrip("-").startswith("0.") else pos
+    return min(pos, sci, whole, key=len)
+
+
+def _column_for_csv(a: np.ndarray):
+    """A float column (n,) as pandas writes it in :func:`_numbers_csv`.
+
+    pandas writes a float as Python's repr (shortest digits), which :func:`_numbers_csv` then
+    trims ('5.0' -> '5', '0.5' -> '.5').  repr stays positional up to 1e16, where scientific
+    can be shorter (1e15 is '1000000000000000.0', 18 characters for 4): only such values, rare in
+    real data, go through :func:`_shortest_text`, once per distinct value.
+    """
+    mag = np.abs(a)
+    odd = (mag >= 1e16) | ((mag > 0) & (mag < 1e-3)) | ((mag >= 1000) & (np.fmod(a, 1000) == 0))
+    if not odd.any():
+        # A column of whole numbers (counts, codes, one-digit scores) as integers: written
+        # without '.0' and 2.5 times faster.  Exact: every such value is below 1e16 here.
+        return a.astype(np.int64) if np.all(np.fmod(a, 1) == 0) else a
+    out = a.astype(object)
+    values, inverse = np.unique(a[odd], return_inverse=True)
+    texts = np.array([_shortest_text(v) for v in values], dtype=object)
+    out[odd] = texts[inverse]
+    return out
+
+
+# In the body of a CSV written by pandas: a float's needless '.0' and the '0' before its '.'.
+_TRAILING_ZERO = re.compile(r"\.0(?=[,\n])")
+_LEADING_ZERO = re.compile(r"(?<=[,\n-])0\.")
+
+
+def _numbers_csv(cols: dict) -> str:
+    """CSV text of ``cols`` (name -> numeric array (n,)), each number in its shortest exact form.
+
+    A number is written no longer than any text that reads back as it (the size rule of
+    :data:`MAX_SESSION_MB`): a CSV of one-digit integers read as floats would otherwise come
+    back as 'd.0', twice its size.  Every value reads back as the same float64 (negative zero
+    as zero).
+    """
+    df = pd.DataFrame({c: (_column_for_csv(np.asarray(a, dtype=np.float64)) if np.asarray(a).dtype.kind == "f"
+                           else a) for c, a in cols.items()})
+    text = df.to_csv(index=False, lineterminator="\n")
+    head, _, body = text.partition("\n")
+    body = _LEADING_ZERO.sub(".", _TRAILING_ZERO.sub("", "\n" + body))
+    return head + body
+
+
+def data_to_csv(X, y, labels=None, x_names=None, y_name="y", *, safe_names=True) -> bytes:
     """The data as UTF-8 CSV bytes: inputs, response and (for simulated data) the true expert.
 
-    Numbers are written in full (the shortest text that reads back as the same float64: parsing
-    the file gives the same arrays); the only text cells, the column names, are made
-    spreadsheet-safe (:func:`spreadsheet_safe`).
+    Numbers are written in their shortest exact form (parsing the file gives the same arrays).
+    ``safe_names``: the column names, the only text cells, are made spreadsheet-safe
+    (:func:`spreadsheet_safe`), for a file a spreadsheet may open; a session file keeps them exact.
     """
     X = np.asarray(X)
     x_names = feature_names(X.shape[1], x_names)
-    cols = {spreadsheet_safe(c): X[:, j] for j, c in enumerate(x_names)}
-    cols[spreadsheet_safe(y_name)] = np.asarray(y)
+    name = spreadsheet_safe if safe_names else str
+    cols = {name(c): X[:, j] for j, c in enumerate(x_names)}
+    cols[name(y_name)] = np.asarray(y)
     if labels is not None:
         cols["true_expert"] = np.asarray(labels) + 1
-    return pd.DataFrame(cols).to_csv(index=False, lineterminator="\n").encode("utf-8")
+    return _numbers_csv(cols).encode("utf-8")
 
 
 # ---------------------------------------------------------------------------------- model JSON
@@ -316,9 +418,14 @@ def model_from_json(data, name: str = "the model file") -> tuple[MoEParams, dict
     if len(rows) != 1:
         raise InputError(f"{name}: every row of gates and experts must have K entries (ragged matrix).")
     try:
-        params = MoEParams.from_dict(p)
+        params = check_predictable(MoEParams.from_dict(p), name)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise InputError(f"{name}: {_clip(exc, 200)}") from None
+        raise InputError(f"{name}: {_clip(exc, 200)}".replace(f"{name}: {name}: ", f"{name}: ")) from None
+    if params.n_experts > MAX_MODEL_EXPERTS or params.n_features > MAX_MODEL_FEATURES:
+        raise InputError(
+            f"{name} has K = {params.n_experts:,} experts and d = {params.n_features:,} inputs; the app works "
+            f"with at most K = {MAX_MODEL_EXPERTS} and d = {MAX_MODEL_FEATURES} (as the Data page's knobs). "
+            "Use the library for larger models.")
     return params, doc.get("meta", {})
 
 
@@ -431,17 +538,24 @@ def true_labels(df: pd.DataFrame, x_cols=()):
 
 # ---------------------------------------------------------------------------------- session file
 SESSION_FORMAT = "dmoe-explorer/session"
+# Settings a session file never carries nor sets: where a fit runs is the server's choice (a
+# scheduler address is typed on the Distributed fit page; a link cannot carry one either).
+SESSION_EXCLUDED = frozenset({"backend", "scheduler"})
 
 
 def session_to_json(data, settings: dict) -> bytes:
     """The session's data (as CSV text, the format uploads use) and its settings, as JSON.
 
     For what cannot travel in a link: uploaded data.  ``data`` is an explorer.data.Dataset.
+    Column names are kept exact (the CSV inside is read by :func:`session_from_json`, never by a
+    spreadsheet); the file obeys the size rule of :data:`MAX_SESSION_MB`.
     """
-    csv_text = data_to_csv(data.X, data.y, data.labels, data.x_names, data.y_name).decode("utf-8")
-    doc = {"format": SESSION_FORMAT, "version": 1, "settings": dict(settings),
+    csv_text = data_to_csv(data.X, data.y, data.labels, data.x_names, data.y_name,
+                           safe_names=False).decode("utf-8")
+    kept = {k: v for k, v in dict(settings).items() if k not in SESSION_EXCLUDED}
+    doc = {"format": SESSION_FORMAT, "version": 1, "settings": kept,
            "data": {"name": data.name, "x_names": list(data.x_names), "y_name": data.y_name, "csv": csv_text}}
-    return json.dumps(doc, default=_json_default).encode("utf-8")
+    return json.dumps(doc, default=_json_default, ensure_ascii=False).encode("utf-8")
 
 
 def session_from_json(raw: bytes, name: str = "the session file"):
@@ -450,8 +564,8 @@ def session_from_json(raw: bytes, name: str = "the session file"):
     The data go through the same checks as a CSV upload; the settings are returned as found, for
     the caller to check each against its declaration.
     """
-    if len(raw) > 2 * MAX_UPLOAD_BYTES:
-        raise InputError(f"{name} is larger than {2 * MAX_UPLOAD_MB} MB.")
+    if len(raw) > MAX_SESSION_MB * 1024 * 1024:
+        raise InputError(f"{name} is larger than {MAX_SESSION_MB} MB: a session file of this app is smaller.")
     try:
         text = bytes(raw).decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -464,9 +578,13 @@ def session_from_json(raw: bytes, name: str = "the session file"):
         raise InputError(f"{name} holds no data table.")
     # The table is read as an upload would be (same checks and limits); the name only labels messages.
     df = parse_csv(d["csv"].encode("utf-8"), f"the data table of {name}.csv")
+    if d["x_names"] and not any(str(c) in df.columns for c in d["x_names"]):
+        # Files written before names were kept exact carry spreadsheet-safe names in the table.
+        df.columns = [c[1:] if c.startswith("'") and c[1:].startswith(_FORMULA_START) else c for c in df.columns]
     y_name = str(d.get("y_name", "y"))
     x_names = [str(c) for c in d["x_names"]]
     X, y = select_columns(df, y_name, x_names)
     labels = true_labels(df, x_names)
     settings = doc.get("settings") if isinstance(doc.get("settings"), dict) else {}
+    settings = {k: v for k, v in settings.items() if k not in SESSION_EXCLUDED}
     return X, y, labels, x_names, y_name, _clip(str(d.get("name", "session")), 80), settings

@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from moecore import ConvergenceWarning, DegenerateFitWarning, DistributedMoE, MixtureOfExperts, MoEParams
 from moecore.baselines import fit_global
+from moecore.costs import check_memory, fit_memory_bytes
 from moecore.experiments import compare_methods
 from moecore.metrics import rpe
 from moecore.model import predict_mean
@@ -38,8 +39,9 @@ from .io import InputError
 from .teaching import mm_walkthrough, rounds_walkthrough
 
 # What a failed computation may raise: bad settings (ValueError/TypeError, InputError), a local
-# fit that failed (LocalFitError, a RuntimeError), an unreachable cluster or a full disk (OSError).
-ERRORS = (ValueError, TypeError, RuntimeError, OSError)
+# fit that failed (LocalFitError, a RuntimeError), an unreachable cluster or a full disk (OSError),
+# memory the server does not have (MemoryError: the session's other results are kept).
+ERRORS = (ValueError, TypeError, RuntimeError, OSError, MemoryError)
 
 # Dask schedulers the server may connect to: a comma-separated list of fnmatch patterns in the
 # server's environment. A scheduler speaks pickles, so by default only this host's own.
@@ -63,6 +65,8 @@ def attempt(what, fn, *args, after=KEPT, remember=None, **kw):
         out = fn(*args, **kw)
     except ERRORS as exc:
         text = str(exc).strip() or type(exc).__name__
+        if isinstance(exc, MemoryError):
+            text = f"the server ran out of memory ({text}); use a smaller n, d, K or fewer machines"
         if not text.endswith("."):
             text += "."
         message = f"{what} failed: {text}" + (f" {after}" if after else "")
@@ -166,6 +170,33 @@ def _checked(kw, labels):
     return split_of(kw, labels)
 
 
+def fit_work(n, d, kw: dict) -> float:
+    """The work of fitting ``n`` rows of ``d`` inputs with the fit settings ``kw`` (those of
+    :func:`fit_params`), in the units of :data:`explorer.settings.MAX_SESSION_WORK`."""
+    return float(n) * (d + 1) * kw["n_experts"] * (2 * kw["n_init"] + kw["refine_rounds"] + kw["mm_n_init"] / 4)
+
+
+def check_budget(n, d, kw: dict, *, by_link=False):
+    """Refuse, before any work, a fit beyond the session's budget (:data:`~explorer.settings.MAX_SESSION_WORK`,
+    or :data:`~explorer.settings.MAX_LINK_WORK` for one a link starts by itself) or whose memory
+    estimate exceeds :data:`~explorer.settings.MAX_SESSION_MEMORY_MB` or what the server has free."""
+    work = fit_work(n, d, kw)
+    limit = settings.MAX_LINK_WORK if by_link else settings.MAX_SESSION_WORK
+    size = (f"n = {n:,} rows x (d + 1) = {d + 1} x K = {kw['n_experts']} x (2 x {kw['n_init']} restarts + "
+            f"{kw['refine_rounds']} rounds + {kw['mm_n_init']} MM restarts / 4) = {work:.2g}")
+    if work > limit:
+        if by_link:
+            raise InputError(f"this fit is larger than a link starts by itself ({size}; a link may start "
+                             f"{limit:.2g}): press Run on the Distributed fit page to start it.")
+        raise InputError(f"this fit is beyond a session's budget on this server ({size}; at most {limit:.2g}): "
+                         "use fewer rows (n), inputs (d), experts (K), restarts or rounds.")
+    need = fit_memory_bytes(n, d)
+    if need > settings.MAX_SESSION_MEMORY_MB * 2**20:
+        raise InputError(f"this fit would need about {need / 2**20:,.0f} MB of memory; a session may use "
+                         f"{settings.MAX_SESSION_MEMORY_MB:,} MB: use fewer rows (n) or inputs (d).")
+    check_memory(need, "this fit", "use fewer rows (n) or inputs (d), or try again when the server is less busy.")
+
+
 # ------------------------------------------------------------------------------- fits
 @dataclass
 class FitResult:
@@ -205,15 +236,18 @@ def _fit_cached(data_key: str, _X, _y, kw: dict, retime: int = 0, _progress=None
     return dm, g, time.perf_counter() - t0, time.time()
 
 
-def run_fit(data: Dataset, s: dict | None = None, progress=None, *, automatic=False, retime=False) -> FitResult:
+def run_fit(data: Dataset, s: dict | None = None, progress=None, *, automatic=False, retime=False,
+            by_link=False) -> FitResult:
     """Distributed fit (and the global EM reference) of the data's training rows; cached.
 
-    ``retime``: measure again instead of returning a cached result.
+    ``retime``: measure again instead of returning a cached result.  ``by_link``: started by a
+    link, not a click (the smaller budget of :func:`check_budget`).
     """
     s = dict(s or settings.settings())
     kw = fit_params(s, automatic=automatic)
     s.update(backend=kw["backend"], n_jobs=kw["n_jobs"])  # what actually ran
     X, y, labels = data.X, data.y, data.labels
+    check_budget(data.n, data.d, kw, by_link=by_link)
     _checked(kw, labels)
     token = st.session_state.get("_retime", 0) + (1 if retime else 0)
     st.session_state["_retime"] = token
@@ -236,7 +270,8 @@ def _compare_cached(data_key: str, _X, _y, _Xt, _yt, _labels, truth_json, kw: di
                            distributed=dm, global_model=g, unaligned=unaligned, progress=_progress, **kw)
 
 
-def run_compare(data: Dataset, s: dict | None = None, progress=None, *, automatic=False, fit=None):
+def run_compare(data: Dataset, s: dict | None = None, progress=None, *, automatic=False, fit=None,
+                by_link=False):
     """compare_methods on the data's training rows, evaluated on held-out data; cached.
 
     ``fit``: the session's FitResult; when it is of this data with these settings and was fitted on
@@ -251,6 +286,7 @@ def run_compare(data: Dataset, s: dict | None = None, progress=None, *, automati
     if data.truth is not None and data.truth.n_experts != kw["n_experts"]:
         truth_json = ""  # parameter metrics need the same K
     train_labels = data.labels[tr] if data.labels is not None else None
+    check_budget(len(tr), data.d, kw, by_link=by_link)
     _checked(kw, train_labels)
     fitted, fit_key = None, ""
     if fit is not None and fit.matches(data, s) and len(tr) == data.n:
@@ -317,7 +353,7 @@ def ensure_data_and_fit():
     if "fit" not in ss and not ss.get("_auto_fit_tried"):
         ss["_auto_fit_tried"] = True
         try:
-            ss["fit"] = run_fit(ss["data"], automatic=True)
+            ss["fit"] = run_fit(ss["data"], automatic=True, by_link=True)
         except ERRORS as exc:
             ss["startup_error"] = (f"The automatic first fit failed: {exc} Change the settings on the Distributed "
                                    "fit page.")

@@ -46,6 +46,18 @@ MAX_APP_MACHINES = 256
 # Simulated data: up to the paper's n = 10^6 (uploads have their own limit, explorer.io.MAX_ROWS).
 MAX_APP_N = 1_000_000
 SEED_MAX = 2**31 - 1
+# Per-session budget: the most work one session may start, in units of n x (d + 1) x K x
+# (2 restarts + rounds + MM restarts / 4) (explorer.runs.fit_work: the local fits and the global
+# EM reference each cost about n (d + 1) K per iteration and restart, a round one global
+# iteration, the reduction a quarter of the rows per MM restart).  The default fit is 3.3e5; the
+# paper's n = 10^6, d = 2, K = 4 is 3.3e7.
+MAX_SESSION_WORK = 1e8
+# What a link may start by itself (the automatic first fit, a page's first comparison), before
+# anyone clicks: a link must not occupy the server (n = 10^6, d = 10, K = 10 is 3e8 and ran 184 s).
+MAX_LINK_WORK = 2e6
+# Memory one fit may take, estimated before any allocation (moecore._validation.fit_memory_bytes);
+# also never more than the server has available at the time.
+MAX_SESSION_MEMORY_MB = 1024
 
 
 def _seed(name, help_text):

@@ -12,12 +12,14 @@ import numpy as np
 from sklearn.utils.validation import validate_data
 
 __all__ = [
+    "check_2d",
     "check_X",
     "check_Xy",
     "check_choice",
     "check_float",
     "check_int",
     "check_random_state_seed",
+    "check_width",
 ]
 
 
@@ -93,7 +95,8 @@ def check_X(X, name="X", *, n_features=None, min_samples=1):
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got {X.ndim} dimensions.")
     if X.shape[1] < 1:
-        raise ValueError(f"{name} must have at least one feature column, got shape {X.shape}.")
+        raise ValueError(f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required: give at "
+                         "least one feature column.")
     if X.shape[0] < min_samples:
         raise ValueError(f"{name} must have at least {min_samples} samples, got {X.shape[0]}.")
     _check_finite(X, name)
@@ -106,9 +109,18 @@ def check_X(X, name="X", *, n_features=None, min_samples=1):
 
 def check_Xy(X, y, *, n_features=None, min_samples=1):
     """Validate a design matrix and a response of matching length (1-D, finite, numeric)."""
+    if y is None:
+        raise ValueError("this estimator requires y to be passed, but the target y is None.")
     X = check_X(X, "X", n_features=n_features, min_samples=min_samples)
     y = _as_float_array(y, "y")
     if y.ndim == 2 and y.shape[1] == 1:
+        import warnings
+
+        from sklearn.exceptions import DataConversionWarning
+
+        warnings.warn("A column-vector y was passed when a 1d array was expected: y of shape (n, 1) is read as "
+                      "(n,). Please change the shape of y to (n_samples,), for example using ravel().",
+                      DataConversionWarning, stacklevel=3)
         y = y[:, 0]
     if y.ndim != 1:
         raise ValueError(f"y must be 1-D (n_samples,), got shape {y.shape}.")
@@ -144,8 +156,10 @@ def column_moments(X):
 
 # Values whose square stays a normal float64 (1e100 squared is 1e200 < 1.8e308).
 _SQUARE_SAFE = 1e100
-# A response spread beyond this makes the experts' variances (spread squared) overflow float64.
+# A response spread beyond this makes the experts' variances (spread squared) overflow float64;
+# one below the minimum makes them underflow to 0 (1e-200 squared): neither can be fitted.
 MAX_RESPONSE_SCALE = 1e150
+MIN_RESPONSE_SCALE = 1e-160
 
 
 def robust_std(a):
@@ -154,7 +168,8 @@ def robust_std(a):
 
 
 def check_response_scale(y, name="y"):
-    """Refuse a response whose spread would make the variances (spread squared) overflow.
+    """Refuse a response whose spread would make the variances (spread squared) overflow or
+    underflow.
 
     Returns the standard deviation of y.
     """
@@ -164,6 +179,12 @@ def check_response_scale(y, name="y"):
             f"{name} varies over about {sd:.3g}: the experts' variances (its square) would overflow "
             f"float64 (largest about 1.8e308). Rescale {name} (divide it by a power of ten) so its "
             f"standard deviation is below {MAX_RESPONSE_SCALE:.0e}."
+        )
+    if 0 < sd < MIN_RESPONSE_SCALE:
+        raise ValueError(
+            f"{name} varies, but only over about {sd:.3g}: the experts' variances (its square) would underflow "
+            f"float64 to 0. Rescale {name} (multiply it by a power of ten) so its standard deviation is above "
+            f"{MIN_RESPONSE_SCALE:.0e}."
         )
     return sd
 
@@ -188,20 +209,61 @@ def check_nonconstant_columns(X, name="X"):
     return mean, scale
 
 
+def check_2d(X, name="X"):
+    """Refuse a 1-D or scalar ``X`` at an estimator's entry (scikit-learn's convention): one row
+    or one feature is the caller's to say, with ``reshape``."""
+    if isinstance(X, (str, bytes)) or _is_sparse(X):
+        return  # refused as not numeric, or as sparse, by the conversion that follows
+    ndim = len(_shape(X))
+    if ndim < 2:
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_features), got a {ndim}-D array. Reshape your data: "
+            f"{name}.reshape(-1, 1) for one feature or {name}.reshape(1, -1) for one sample."
+        )
+
+
+def check_width(X, n_features, who, name="X"):
+    """Refuse an ``X`` whose number of columns is not the fitted model's; ``who`` names the
+    estimator (in scikit-learn's words, plus ours)."""
+    shape = _shape(X)
+    if len(shape) == 2 and shape[1] != n_features:
+        raise ValueError(f"{name} has {shape[1]} features, but {who} is expecting {n_features} features as "
+                         f"input: the model was fitted with {n_features}.")
+
+
+def _shape(X):
+    # Not np.shape: an array-like that only offers __array__ (no NumPy dispatch) must work too.
+    shape = getattr(X, "shape", None)
+    return tuple(shape) if shape is not None else np.asarray(X).shape
+
+
+def _is_sparse(a):
+    import scipy.sparse
+
+    return scipy.sparse.issparse(a)
+
+
 def _as_float_array(a, name):
     if isinstance(a, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}.")
+    if _is_sparse(a):
+        raise TypeError(f"{name} is a sparse matrix; sparse data is not supported: pass a dense array "
+                        f"({name}.toarray()).")
     try:
         arr = np.asarray(a)
     except Exception as exc:  # ragged nested lists and the like
         raise TypeError(f"{name} must be a numeric array: {exc}") from None
     if arr.dtype == object:
+        # Text that reads as numbers (a pandas "string" column) is refused as NumPy's own strings
+        # are: a column of text is the caller's to convert (pd.to_numeric), not ours to guess.
+        text = next((v for v in arr.flat if isinstance(v, (str, bytes))), None)
+        if text is not None:
+            raise TypeError(f"{name} must be a numeric array; it holds non-numeric text such as {str(text)[:40]!r}: "
+                            "convert it first (e.g. pandas.to_numeric).")
         try:
             arr = arr.astype(np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"{name} must contain only numbers; found non-numeric entries."
-            ) from None
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must contain only numbers; found non-numeric entries ({exc}).") from None
     if arr.dtype.kind == "b" or not (np.issubdtype(arr.dtype, np.number)):
         raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}.")
     if np.issubdtype(arr.dtype, np.complexfloating):

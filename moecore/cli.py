@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from .costs import check_memory, fit_memory_bytes
 from .params import DISTRIBUTED_PARAMETERS as P
 from .params import Param
 from .simulation import DESIGNS
@@ -84,6 +85,26 @@ def _warmup():
 
 
 def main(argv=None):
+    """The command line's exit status: 0 done, 2 refused or failed (a message on stderr, no
+    traceback), 130 interrupted (Ctrl-C); output cut short by a closed pipe (``| head``) is no
+    error."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C): nothing was written.", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader left (| head): the rest of the output goes nowhere, without a traceback at
+        # exit when Python flushes stdout into the closed pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except MemoryError as exc:
+        print(f"error: {exc or 'not enough memory for this run: lower --n or --n-test.'}", file=sys.stderr)
+        return 2
+
+
+def _main(argv=None):
     args = _build_parser().parse_args(argv)
     if args.command == "warmup":
         return _warmup()
@@ -91,8 +112,11 @@ def main(argv=None):
         for name, d in DESIGNS.items():
             print(f"{name:16s} K={d.n_experts} d={d.n_features}  {d.description}")
         return 0
-    if args.csv:
+    if args.csv is not None:
         # Before minutes of fitting: a table that cannot be written is refused now.
+        if not args.csv.strip():
+            print("error: --csv needs a file name (it got an empty one).", file=sys.stderr)
+            return 2
         folder = os.path.dirname(os.path.abspath(args.csv))
         if not os.path.isdir(folder):
             print(f"error: --csv {args.csv}: the folder {folder} does not exist.", file=sys.stderr)
@@ -105,6 +129,8 @@ def main(argv=None):
     from .experiments import compare_methods
     from .simulation import simulate_design
 
+    check_memory(fit_memory_bytes(args.n + args.n_test, DESIGNS[args.design].n_features),
+                 f"--n {args.n} and --n-test {args.n_test}", "lower --n (or --n-test).")
     ss = np.random.SeedSequence(args.seed)
     s_train, s_test = ss.spawn(2)
     try:
@@ -133,7 +159,7 @@ def main(argv=None):
         f"global = its EM time.\ndistributed wall clock on this machine: {t['wall']:.3f} s "
         f"(sum of local fits {t['local_sum']:.3f} s)"
     )
-    if args.csv:
+    if args.csv is not None:
         try:
             table.to_csv(args.csv)
         except OSError as exc:

@@ -13,7 +13,9 @@ import functools
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import warnings
 from contextlib import contextmanager, nullcontext
@@ -95,6 +97,41 @@ def _shared_arrays(*arrays):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _exit_with_parent(parent, kernel_watch):
+    """Worker initializer: end this worker process once its parent, process ``parent``, is gone.
+
+    A parent killed mid-fit (SIGKILL, the OOM killer) runs no cleanup: its loky workers went on
+    computing and waiting for work for minutes, holding memory and keeping the resource trackers
+    alive.  With ``kernel_watch`` (Linux, workers started from the parent's main thread) the
+    kernel kills the worker when its parent dies (PR_SET_PDEATHSIG, which needs no GIL: a worker
+    busy in a long kernel is stopped too).  Not otherwise: the signal follows the *thread* that
+    started the worker, and a Streamlit script thread ends after every rerun while its pool lives
+    on.  A daemon thread also notices the worker being re-parented.
+    """
+    if kernel_watch:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # not Linux
+            pass
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="moecore-parent-watch", daemon=True).start()
+
+
+def _watch_args():
+    """The arguments of :func:`_exit_with_parent` for workers started now, from this thread."""
+    return os.getpid(), threading.current_thread() is threading.main_thread()
+
+
 def _timed(fn, *args):
     t0 = time.perf_counter()
     out = fn(*args)
@@ -114,7 +151,7 @@ def _call_packed(fn, m, packed, args):
 
 def _call_file(fn, m, read, path, args):
     """Machine ``m`` on a joblib worker: ``read(path)`` gives its (X, y) (a reader that keeps the
-    file in memory for later rounds, e.g. :func:`moecore.shards.read_shard_cached`)."""
+    file in memory for later rounds and checks it is unchanged, e.g. :class:`moecore.shards.PinnedShards`)."""
     X, y = read(path)
     return m, _timed(fn, X, y, *args)
 
@@ -139,6 +176,13 @@ def _dask_lost_types():
 
 
 _WORKER_LOST = _worker_lost_types()
+
+
+def _raise_if_interrupted(exc):
+    """A worker that died of SIGINT took the user's Ctrl-C (sent to the whole foreground process
+    group): stop as interrupted rather than re-run the machines and blame the workers."""
+    if "SIGINT" in str(exc):
+        raise KeyboardInterrupt from None
 
 
 def _lost_text(exc, limit=300):
@@ -193,7 +237,8 @@ class Runner:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
-            ex = ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("fork"))
+            ex = ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("fork"),
+                                     initializer=_exit_with_parent, initargs=_watch_args())
             try:
                 futures = [ex.submit(f, *a, **kw) for f, a, kw in tasks]
                 for fut in as_completed(futures):
@@ -205,7 +250,9 @@ class Runner:
         # concurrent fits entering and leaving their own limit never restore it under each other.
         # (Local fits are quiet by a flag, not by warnings.catch_warnings, for the same reason.)
         with _one_thread() if not self.process_backend else nullcontext():
-            yield from Parallel(n_jobs=n_jobs, backend=self.backend, return_as="generator_unordered")(tasks)
+            workers = {"initializer": _exit_with_parent, "initargs": _watch_args()} if self.backend == "loky" else {}
+            yield from Parallel(n_jobs=n_jobs, backend=self.backend, return_as="generator_unordered",
+                                **workers)(tasks)
 
     def with_retries(self, machines, run_some, is_done, store_lost):
         """Run every machine of ``machines`` by ``run_some(todo, n_jobs)`` despite dying workers.
@@ -222,6 +269,7 @@ class Runner:
                 run_some(todo, self.effective_jobs(len(todo)))
                 return
             except _WORKER_LOST as exc:
+                _raise_if_interrupted(exc)
                 left = [m for m in todo if not is_done(m)]
                 warnings.warn(
                     f"a worker process died on host {os.uname().nodename} ({_lost_text(exc)}); the "
@@ -235,6 +283,7 @@ class Runner:
             try:
                 run_some([m], self.effective_jobs(1))
             except _WORKER_LOST as exc:
+                _raise_if_interrupted(exc)
                 why = (f"its worker process on host {os.uname().nodename} died at each of "
                        f"{2 + _LOST_POOL_RETRIES} attempts (the last alone): {_lost_text(exc)}")
                 if store_lost is None:

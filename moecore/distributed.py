@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ._validation import (
+    check_2d,
     check_feature_names,
     check_nonconstant_columns,
     check_random_state_seed,
@@ -156,6 +157,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             Called with ("local", machines done, M) as local fits finish, with ("mm", iteration,
             max iterations) during the reduction and ("round", round, rounds) during refinement.
         """
+        check_2d(X)
         X_in, (X, y) = X, check_Xy(X, y)
         d, (K, M, S) = X.shape[1], self.check_parameters(*X.shape)
         check_nonconstant_columns(X)

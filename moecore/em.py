@@ -21,11 +21,14 @@ from . import model as _m
 from ._kmeans import assign_labels, kmeans
 from ._threads import one_blas_thread
 from ._validation import (
+    check_2d,
     check_feature_names,
     check_nonconstant_columns,
     check_random_state_seed,
+    check_width,
     check_X,
     check_Xy,
+    robust_std,
 )
 from .gating import (
     _log_softmax_into,
@@ -344,6 +347,8 @@ class MoEPredictorMixin:
         if X is not None:
             # A DataFrame whose columns differ from fit's (names or order) is refused, as in
             # scikit-learn: (b, a) where the model learnt (a, b) would predict silently wrong.
+            check_2d(X)
+            check_width(X, self.n_features_in_, type(self).__name__)
             check_feature_names(self, X, reset=False)
 
     def predict(self, X):
@@ -370,14 +375,37 @@ class MoEPredictorMixin:
         """MAP expert labels argmax_k P(z = k | x, y), shape (n,)."""
         return self.posterior_proba(X, y).argmax(axis=1)
 
-    def score_samples(self, X, y):
-        """Per-sample log-likelihood log f(y | x), shape (n,)."""
+    def score_samples(self, X, y=None):
+        """Per-sample log-likelihood log f(y | x), shape (n,).
+
+        y is required: the model is a conditional density f(y | x) and says nothing of x alone
+        (scikit-learn's ``score_samples(X)`` scores a density of X).  Without y this is a
+        TypeError naming y, rather than a number that is not what scikit-learn means by it.
+        """
+        if y is None:
+            raise TypeError(f"{type(self).__name__}.score_samples needs y: the model is the conditional "
+                            "density f(y | x), so score_samples(X, y) returns log f(y_i | x_i); it has no "
+                            "density of X alone.")
         self._check_is_fitted(X)
         return _m.loglik_per_sample(X, y, self.params_)
 
     def score(self, X, y):
         """Mean log-likelihood per sample."""
         return float(self.score_samples(X, y).mean())
+
+
+    def __sklearn_tags__(self):
+        # A regressor (predict gives E[y | x]) whose score is the mean log-likelihood, not R^2;
+        # dense, finite input only.
+        from sklearn.utils import RegressorTags
+
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "regressor"
+        tags.target_tags.required = True
+        tags.regressor_tags = RegressorTags(poor_score=True)
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        return tags
 
 
 class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
@@ -514,6 +542,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         self._check_parameters()
         K = self.n_experts
         X_in = X
+        check_2d(X)
         X, y = check_Xy(X, y)
         n, d = X.shape
         min_n = min_samples(K, d)
@@ -523,7 +552,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 f"{min_samples_rule(K, d)} are needed. Use more data or fewer experts."
             )
         x_moments = check_nonconstant_columns(X)
-        if not np.std(y) > 0:
+        if not robust_std(y) > 0:  # np.std squares: y of 1e-200 would read as constant
             raise ValueError("y is constant: there is nothing for the experts to regress.")
         scaler = _m.Standardizer.fit(X, y, x_moments=x_moments)
         XtT = scaler.design_T(X)

@@ -23,9 +23,12 @@ from ._validation import check_response_scale, check_X, check_Xy, column_moments
 LOG_2PI = float(np.log(2.0 * np.pi))
 
 __all__ = [
+    "MAX_COEFFICIENT",
+    "VARIANCE_RANGE",
     "MoEParams",
     "Standardizer",
     "add_intercept",
+    "check_predictable",
     "expert_means",
     "feature_names",
     "gate_proba",
@@ -121,6 +124,33 @@ class MoEParams:
     def vector(self) -> np.ndarray:
         """All free parameters in one vector: gates (without the zero column), experts, variances."""
         return np.concatenate([self.gates[:, :-1].ravel(), self.experts.ravel(), self.variances])
+
+
+# A model read from outside (a file, typed numbers) is accepted only within these bounds: with
+# |coefficients| <= 1e100, a gate logit or an expert mean at any |x| <= 1e100 / (d + 1) is at most
+# 1e200, the softmax's log-sum-exp stays finite (no inf - inf = NaN), and so do a simulated y
+# and the log-densities, with variances in [1e-100, 1e100].  Fits never pass through this check.
+MAX_COEFFICIENT = 1e100
+VARIANCE_RANGE = (1e-100, 1e100)
+
+
+def check_predictable(params: MoEParams, name="the model"):
+    """Refuse a model whose predictions, densities or simulations could be NaN or infinite.
+
+    Raises ValueError naming the block and the bound (:data:`MAX_COEFFICIENT`,
+    :data:`VARIANCE_RANGE`); returns ``params``.
+    """
+    for block, a in (("gates", params.gates), ("experts", params.experts)):
+        big = float(np.abs(a).max())
+        if big > MAX_COEFFICIENT:
+            raise ValueError(f"{name}: {block} hold a coefficient of magnitude {big:.3g}; every coefficient must be "
+                             f"at most {MAX_COEFFICIENT:.0e} in absolute value (beyond, predictions overflow).")
+    lo, hi = VARIANCE_RANGE
+    v = params.variances
+    if v.min() < lo or v.max() > hi:
+        raise ValueError(f"{name}: variances must lie in [{lo:.0e}, {hi:.0e}], got values from {v.min():.3g} "
+                         f"to {v.max():.3g} (beyond, the densities underflow or overflow).")
+    return params
 
 
 def feature_names(d, names=None):

@@ -25,13 +25,14 @@ uniform samples of the pooled data on average).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import lru_cache
 
 import numpy as np
 from joblib import delayed
@@ -40,8 +41,8 @@ from . import local
 from .dispatch import MachineData, Runner, gather_dask
 from .params import min_samples, min_samples_rule
 
-__all__ = ["ShardError", "ShardInfo", "ShardJob", "ShardsFitted", "allocate_support", "fit_shards", "inspect_shard",
-           "read_shard"]
+__all__ = ["PinnedShards", "ShardError", "ShardInfo", "ShardJob", "ShardsFitted", "allocate_support", "fit_shards",
+           "inspect_shard", "read_shard", "rows_digest"]
 
 _CSV = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz", ".txt", ".tsv")
 _PARQUET = (".parquet", ".pq", ".parq")
@@ -63,13 +64,24 @@ class ShardInfo:
 
 @dataclass
 class ShardFitResult:
-    """Round 2 of one machine: the local fit, the support rows it drew, its read time."""
+    """Round 2 of one machine: the local fit, the support rows it drew, its read time and the
+    digest of the rows it fitted (:func:`rows_digest`; "" when it fitted none)."""
 
     index: int
     result: local.LocalFitResult
     X_support: np.ndarray
     y_support: np.ndarray
     read_time: float
+    digest: str = ""
+
+
+def rows_digest(X, y):
+    """A content digest of a machine's rows, X (n, d) and y (n,): what pins a shard for a fit."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.asarray(X.shape, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(X).tobytes())
+    h.update(np.ascontiguousarray(y).tobytes())
+    return h.hexdigest()
 
 
 def _format(path):
@@ -113,7 +125,8 @@ def _select(path, columns, response, features):
     if features is None:
         feats = [c for c in columns if c != response]
     else:
-        feats = [str(f) for f in features]
+        # One name is one column ("x1"), not its characters.
+        feats = [features] if isinstance(features, str) else [str(f) for f in features]
         missing = [f for f in feats if f not in columns]
         if missing:
             raise ShardError(
@@ -207,17 +220,54 @@ def read_shard(path, response="y", features=None):
 
 @lru_cache(maxsize=256)
 def _read_cached(path, mtime_ns, size, response, features):
-    return read_shard(path, response, list(features))[:2]
+    X, y, _ = read_shard(path, response, list(features))
+    return X, y, rows_digest(X, y)
 
 
 def read_shard_cached(path, response, features):
-    """``(X, y)`` of a shard file, read once per process while the file is unchanged.
+    """``(X, y, digest)`` of a shard file, read once per process while the file is unchanged.
 
     A machine keeps its data in memory between the exchanges of a fit (refits, refinement
     rounds); a joblib worker process does the same for the files it has been given.
     """
     st = os.stat(path)
     return _read_cached(os.fspath(path), st.st_mtime_ns, st.st_size, response, tuple(features))
+
+
+@dataclass(frozen=True)
+class PinnedShards:
+    """Reads machine m's file for the exchanges after its local fit (refits, refinement rounds)
+    and checks it holds the very rows the machine fitted: ``pins`` maps a path to (m, n_m,
+    digest).  A joblib worker that re-reads a file must not fit other rows than those of the
+    local stage (a file truncated or rewritten mid-fit), nor fail with a bare OSError.
+
+    Called with a path, returns (X (n_m, d), y (n_m,)) or raises :class:`ShardError` naming the
+    machine, the file, the host and what changed.
+    """
+
+    response: str
+    features: tuple
+    pins: dict
+
+    def __call__(self, path):
+        m, n, digest = self.pins[path]
+        where = f"machine {m}: shard file {path!r} (on host {os.uname().nodename})"
+        try:
+            X, y, got = read_shard_cached(path, self.response, self.features)
+        except FileNotFoundError:
+            raise ShardError(f"{where} disappeared during the fit; its {n} rows were fitted, so the fit "
+                             "cannot go on without them.") from None
+        except OSError as exc:
+            raise ShardError(f"{where} could not be read again during the fit: {exc}") from None
+        except ShardError as exc:
+            raise ShardError(f"{where} changed during the fit and cannot be read: {exc}") from None
+        if len(y) != n:
+            raise ShardError(f"{where} held {n} rows when its machine fitted them and {len(y)} now: it "
+                             "changed during the fit.")
+        if got != digest:
+            raise ShardError(f"{where} holds {n} rows as when its machine fitted them, but other values: "
+                             "it changed during the fit.")
+        return X, y
 
 
 def allocate_support(S, sizes):
@@ -248,14 +298,27 @@ def _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S
     rng = np.random.default_rng(support_seed)
     idx = np.sort(rng.choice(len(y), size=S_m, replace=False))
     res = local.fit_local(index, X, y, n_experts, em_params, seed)
-    return ShardFitResult(index, res, X[idx], y[idx], read_time)
+    return ShardFitResult(index, res, X[idx], y[idx], read_time, rows_digest(X, y))
+
+
+def _vanished(index, path, n_expected, d):
+    """The failed local fit of a machine whose file disappeared after it was inspected: a lost
+    machine, which ``on_error`` handles (raise naming it, or skip it)."""
+    why = (f"its shard file {path!r} disappeared after it was inspected (on host {os.uname().nodename})")
+    return ShardFitResult(index, local.LocalFitResult(index, n_expected, None, float("nan"), why),
+                          np.empty((0, d)), np.empty(0), float("nan"))
 
 
 def _fit_shard_file(index, path, response, features, n_expected, n_experts, em_params, seed, S_m,
                     support_seed):
     """Round 2 on a joblib worker: read the file, fit, draw the support share."""
     t0 = time.perf_counter()
-    X, y, _ = read_shard(path, response, features)
+    try:
+        X, y, _ = read_shard(path, response, features)
+    except ShardError:
+        if not os.path.exists(path):
+            return _vanished(index, path, n_expected, len(features))
+        raise
     return _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S_m,
                            support_seed, time.perf_counter() - t0)
 
@@ -395,7 +458,13 @@ def fit_shards(job, paths, *, response="y", features=None, workers=None, progres
     ``timings_["read"]`` (seconds each machine spent reading its file).  A fit that raises
     leaves the estimator as it was.  A machine lost with its worker is run again; one lost every
     time fails like a local fit, and under ``on_error="skip"`` its share of the supporting sample
-    is missing too.
+    is missing too; so does a machine whose file disappears between inspection and its fit.
+
+    Each file is pinned for the whole fit: the exchanges after the local fits (refits, refinement
+    rounds) re-read it (joblib) and check it holds the rows its machine fitted (their number and
+    a content digest, :class:`PinnedShards`), or use the copy loaded on the worker (dask).  A file
+    changed or gone by then is a :class:`ShardError` naming the machine, whatever ``on_error``:
+    a round is an EM step over every machine's rows, which cannot drop some halfway.
     """
     M = job.n_machines
     paths, workers = _check_paths(paths, M, workers)
@@ -476,5 +545,8 @@ def fit_shards(job, paths, *, response="y", features=None, workers=None, progres
                                      machine_seeds[m], int(shares[m]), support_seeds[m])
             for m in range(M)
         )
-        read = partial(read_shard_cached, response=response, features=tuple(infos[0].features))
-        finish(runner.run_joblib(tasks, M, progress, lost), MachineData(runner, "files", (read, paths)))
+        out = runner.run_joblib(tasks, M, progress, lost)
+        # Later exchanges re-read the files: each must still hold the rows its machine fitted.
+        read = PinnedShards(response, tuple(infos[0].features),
+                            {paths[m]: (m, int(sizes[m]), out[m].digest) for m in range(M)})
+        finish(out, MachineData(runner, "files", (read, paths)))

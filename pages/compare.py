@@ -30,7 +30,7 @@ if run or have is None:
     # A first visit fills the page by itself, in this process (no worker processes, no cluster), and
     # evaluates the Fit page's models when they are of this data with these settings.
     out = runs.attempt("The comparison", runs.run_compare, data, progress=progress, automatic=not run,
-                       fit=st.session_state.get("fit"), after=runs.KEPT if have is not None else "")
+                       by_link=not run, fit=st.session_state.get("fit"), after=runs.KEPT if have is not None else "")
     bar.empty()
     if out is not None:
         cmp, test, reused = out

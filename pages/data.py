@@ -7,8 +7,10 @@ from explorer.data import Dataset, custom_params, dataset_from_settings, dataset
 from explorer.io import (
     MAX_COLUMNS,
     MAX_ROWS,
+    MAX_SESSION_MB,
     MAX_UPLOAD_MB,
     data_to_csv,
+    markdown_escape,
     model_from_json,
     numeric_inputs,
     params_from_text,
@@ -53,8 +55,8 @@ with sim_tab:
                                   after="The knobs above are used.")
             truth = loaded[0] if loaded is not None else None
             if truth is not None:
-                st.caption(f"Using {mj.name}: K = {truth.n_experts}, d = {truth.n_features} (replaces the knobs "
-                           "above).")
+                st.caption(f"Using {markdown_escape(mj.name)}: K = {truth.n_experts}, d = {truth.n_features} "
+                           "(replaces the knobs above).")
         if truth is not None:
             st.session_state["custom_truth"] = truth
         else:
@@ -76,7 +78,8 @@ with csv_tab:
         f"**{MAX_ROWS:,} rows**, {MAX_COLUMNS} columns. The file is parsed as data only; nothing in it "
         "is executed."
     )
-    up = st.file_uploader(f"CSV file (at most {MAX_UPLOAD_MB} MB)", key="csv_upload")
+    up = st.file_uploader(f"CSV file (at most {MAX_UPLOAD_MB} MB)", key="csv_upload",
+                          max_upload_size=MAX_UPLOAD_MB)
     if up is not None:
         sig = (up.name, up.size, getattr(up, "file_id", None))
         if st.session_state.get("upload_sig") != sig:
@@ -89,7 +92,8 @@ with csv_tab:
             st.error(st.session_state["upload_error"])  # the same file: its message, without parsing it again
     df = st.session_state.get("upload_df")
     if up is not None and df is not None:
-        st.caption(f"{st.session_state['upload_name']}: {df.shape[0]:,} rows, {df.shape[1]} columns")
+        st.caption(f"{markdown_escape(st.session_state['upload_name'])}: {df.shape[0]:,} rows, "
+                   f"{df.shape[1]} columns")
         st.dataframe(df.head(8), width="stretch")
         cols = list(df.columns)
         default_y = "y" if "y" in cols else cols[-1]
@@ -107,7 +111,7 @@ with csv_tab:
 with session_tab:
     st.markdown("A session file (downloaded from the sidebar's Share box) holds data and settings: it reopens "
                 "uploaded data, which cannot travel in a link.")
-    sf = st.file_uploader("Session file (.json)", key="session_upload")
+    sf = st.file_uploader("Session file (.json)", key="session_upload", max_upload_size=MAX_SESSION_MB)
     if sf is not None and st.button("Load this session", type="primary", key="btn_load_session"):
         loaded = runs.attempt("Loading the session", session_from_json, sf.getvalue(), sf.name,
                               after="Your current data is unchanged.")
@@ -116,12 +120,13 @@ with session_tab:
             refused = settings.update_settings_from(values)
             st.session_state["data"] = Dataset(X, y, name, x_names, y_name, labels=labels, source="csv")
             st.session_state.pop("compare", None)
-            st.success(f"Loaded {len(y):,} rows and the settings of {sf.name}. Fit them on the Distributed fit page."
+            st.success(f"Loaded {len(y):,} rows and the settings of {markdown_escape(sf.name)}. Fit them on "
+                       "the Distributed fit page."
                        + (f" Ignored: {'; '.join(refused)}." if refused else ""))
 
 data = st.session_state["data"]
 st.divider()
-st.subheader(f"Current data: {data.name}")
+st.subheader(f"Current data: {markdown_escape(data.name)}")
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("samples n", f"{data.n:,}")
 m2.metric("inputs d", data.d)

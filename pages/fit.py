@@ -5,15 +5,15 @@ import time
 import streamlit as st
 
 from explorer import chrome, figures, runs, settings, tables
-from explorer.io import model_to_json
+from explorer.io import markdown_escape, model_to_json
 from moecore.model import feature_names
 from moecore.params import default_support_size
 from moecore.splits import machine_labels
 
 data = chrome.page("Distributed fit")
 st.caption(
-    f"Split the {data.n:,} samples of **{data.name}** over M machines, fit a K-expert MoE by EM on each "
-    "(in parallel), then reduce the M K local experts to K by optimal transport."
+    f"Split the {data.n:,} samples of **{markdown_escape(data.name)}** over M machines, fit a K-expert MoE by "
+    "EM on each (in parallel), then reduce the M K local experts to K by optimal transport."
 )
 
 with st.container(border=True):

@@ -97,7 +97,7 @@ def test_case11_csv_cells_are_spreadsheet_safe():
     csv = eio.data_to_csv(X, np.array([1.0, -2.0]), None, ["=cmd|' /C calc'!A0"], "@SUM(A1)").decode()
     header, *rows = csv.splitlines()
     assert header == "'=cmd|' /C calc'!A0,'@SUM(A1)"
-    assert rows == ["-1.5,1.0", "2.0,-2.0"]  # numbers stay numbers
+    assert rows == ["-1.5,1", "2,-2"]  # numbers stay numbers (in their shortest exact text)
     for bad in ("=1+1", "+1", "-x", "@x", "\tx", "\rx"):
         assert eio.spreadsheet_safe(bad).startswith("'")
     assert eio.spreadsheet_safe("x1") == "x1"

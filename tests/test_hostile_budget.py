@@ -1,0 +1,75 @@
+"""Issue 22, a second adversarial pass: a per-session budget (explorer.runs.check_budget).
+
+A link may start only a small fit by itself; a click at most the session's budget; memory is
+estimated before anything is allocated; a MemoryError is a message, not a crash.  The browser
+side (a heavy link beside ordinary sessions, server RSS) is tests/test_hostile_budget_browser.py
+and, timed, benchmarks/bench_budget.py.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # explorer/ is not installed
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from explorer import runs  # noqa: E402
+from explorer import settings as cfg  # noqa: E402
+
+
+def _kw(**over):
+    s = {k[4:]: v for k, v in cfg.DEFAULTS.items()}
+    s.update(over)
+    return runs.fit_params(s)
+
+
+def _link(query):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.mark.parametrize("query", [
+    {"design": "separated-10d", "n": "1000000", "M": "256", "K": "10"},
+    {"restarts": "10", "mmrestarts": "10", "rounds": "10"},
+])
+def test_a_heavy_link_starts_no_fit_by_itself(query):
+    # Unbudgeted, the first link ran its automatic fit for 184 s (the 60 s timeout would fail).
+    at = _link(query)
+    assert "fit" not in at.session_state
+    errors = " ".join(e.value for e in at.error)
+    assert "larger than a link starts by itself" in errors and "press Run" in errors
+
+
+def test_the_default_link_still_fits_by_itself():
+    at = _link({})
+    assert "fit" in at.session_state
+    assert runs.fit_work(20_000, 1, _kw()) <= cfg.MAX_LINK_WORK
+
+
+def test_a_click_within_the_budget_passes_and_beyond_is_refused_with_the_sizes():
+    # The paper's size (n = 10^6, d = 2, K = 4) may be clicked.
+    runs.check_budget(1_000_000, 2, _kw(K=4))
+    with pytest.raises(runs.InputError, match=r"beyond a session's budget.*n = 1,000,000 rows.*K = 10"):
+        runs.check_budget(1_000_000, 10, _kw(K=10))
+    with pytest.raises(runs.InputError, match="beyond a session's budget"):
+        runs.check_budget(1_000_000, 2, _kw(K=4, restarts=10, mm_restarts=10, rounds=10))
+
+
+def test_memory_is_estimated_before_allocating(monkeypatch):
+    monkeypatch.setattr(cfg, "MAX_SESSION_WORK", float("inf"))
+    with pytest.raises(runs.InputError, match=r"need about .* MB of memory; a session may use 1,024 MB"):
+        runs.check_budget(10_000_000, 2, _kw(K=2))
+
+
+def test_attempt_turns_a_memory_error_into_a_message():
+    def allocate():
+        raise MemoryError("Unable to allocate 40.0 GiB for an array with shape (1000000, 5001)")
+
+    assert runs.attempt("The simulation", allocate) is None

@@ -1,0 +1,64 @@
+"""Issue 22, a second adversarial pass: the command line as a shell user drives it (real processes).
+
+A closed pipe, an impossible size, Ctrl-C and an empty --csv each end with a one-line message
+(or silently for the pipe) and a meaningful exit status, never a traceback.
+"""
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CMD = [sys.executable, "-m", "moecore"]
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def _cap_memory():
+    # Were the size check missing, the child gets a MemoryError instead of the machine's OOM killer.
+    resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+
+def test_a_reader_that_leaves_early_is_no_error():
+    p = subprocess.Popen([*CMD, "designs"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), cwd=ROOT,
+                         bufsize=0)
+    p.stdout.read(10)
+    p.stdout.close()  # as `| head -c 10` does
+    err = p.stderr.read().decode()
+    assert p.wait(60) == 0
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_a_size_beyond_memory_is_refused_before_allocating():
+    r = subprocess.run([*CMD, "compare", "--n", "1000000000", "--backend", "sequential"], capture_output=True,
+                       text=True, env=_env(), cwd=ROOT, timeout=120, preexec_fn=_cap_memory)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert "--n 1000000000" in r.stderr and "GiB" in r.stderr and "lower --n" in r.stderr
+
+
+def test_an_empty_csv_name_is_refused():
+    r = subprocess.run([*CMD, "compare", "--n", "500", "--csv", ""], capture_output=True, text=True, env=_env(),
+                       cwd=ROOT, timeout=120)
+    assert r.returncode == 2
+    assert "--csv needs a file name" in r.stderr
+
+
+def test_ctrl_c_mid_fit_is_reported_as_an_interruption():
+    # Ctrl-C reaches the whole foreground process group: the command and its loky workers.
+    p = subprocess.Popen([*CMD, "compare", "--n", "400000", "--machines", "8", "--backend", "loky", "--n-jobs", "2"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
+                         start_new_session=True)
+    time.sleep(8)
+    assert p.poll() is None, "the fit ended before it could be interrupted"
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "interrupted" in err
+    assert "Traceback" not in err and "died" not in err
