@@ -103,6 +103,8 @@ def main(argv=None):
     ap.add_argument("--rounds", default="1",
                     help="refinement rounds to add at M = --machines (comma list; 0 or empty: none)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", default=None, choices=["portfolio", "kmeans", "random", "lines"],
+                    help="EM start of the global and local fits (default: the library's)")
     ap.add_argument("--tag", default="", help="suffix of the output files")
     ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args(argv)
@@ -114,6 +116,7 @@ def main(argv=None):
     blas = ",".join(sorted({f"{i['internal_api']}:{i['num_threads']}" for i in threadpool_info()}))
     print(f"host {platform.node()}: {cpus} CPU(s); BLAS {blas}; design {args.design}; n={args.n}; "
           f"n_test={args.n_test}; seed={args.seed}")
+    start = {} if args.init is None else {"init": args.init}
     ss = np.random.SeedSequence(args.seed)
     s_train, s_test = ss.spawn(2)
     t = time.perf_counter()
@@ -123,7 +126,7 @@ def main(argv=None):
     print(f"simulated in {time.perf_counter() - t:.1f} s; K={K}, d={train.params.n_features}")
 
     common = dict(host=platform.node(), cpus=cpus, design=args.design, n=args.n, n_test=args.n_test,
-                  K=K, seed=args.seed, command=COMMAND)
+                  K=K, seed=args.seed, init=args.init or "default", command=COMMAND)
     rows = []
 
     def metrics(params):
@@ -147,7 +150,7 @@ def main(argv=None):
             c0 = time.thread_time()
             with warnings.catch_warnings(), threadpool_limits(args.global_threads or None):
                 warnings.simplefilter("ignore")
-                g = MixtureOfExperts(K, random_state=args.seed).fit(train.X, train.y)
+                g = MixtureOfExperts(K, random_state=args.seed, **start).fit(train.X, train.y)
             g_cpus.append(time.thread_time() - c0)
             g_times.append(g.fit_time_)
         g_time = float(np.min(g_times))
@@ -169,7 +172,7 @@ def main(argv=None):
             with warnings.catch_warnings(), threadpool_limits(1):
                 warnings.simplefilter("ignore")
                 dm = DistributedMoE(K, M, n_jobs=nj, backend=backend, random_state=args.seed,
-                                    refine_rounds=rounds).fit(train.X, train.y)
+                                    refine_rounds=rounds, **start).fit(train.X, train.y)
             walls.append(time.perf_counter() - t)
             runs.append(dm.timings_)
         # The run with the smallest learning time gives its components; wall is its own minimum.
