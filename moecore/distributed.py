@@ -44,6 +44,7 @@ from .screening import (
     support_loglik,
     support_scores,
 )
+from .shard_check import warn_small_shards
 from .shards import ShardJob
 from .shards import fit_shards as _fit_shards
 from .splits import Split, as_split, shards_from_labels, split_rows
@@ -265,6 +266,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             X, y = check_Xy(X, y)
             n, d = X.shape
             K, M, S = self._check_parameters(n, d)
+            warn_small_shards(n, d, K, M, S)
             check_nonconstant_columns(X)
             check_response_scale(y)
             ss = check_random_state_seed(self.random_state)
