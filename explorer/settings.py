@@ -106,6 +106,10 @@ SWEEP_DEFAULTS = {"n_machines": "2, 4, 8, 16", "support_fraction": "0.1, 0.25, 0
 _SWEEP_QUERY = {"n_machines": "xvM", "support_fraction": "xvS", "n": "xvn", "refine_rounds": "xvr", "alpha": "xva"}
 
 
+# The real data sets the Data page offers (moecore/data): the flights for distributed fits.
+REAL_SETS = ("flights",)
+
+
 def _data(*args, **kw):
     return Setting(*args, group="data", **kw)
 
@@ -146,10 +150,12 @@ _EXPERIMENTS = [
 _SETTINGS = [
     # ---------------------------------------------------------------- data (Data page)
     _data("source", Param("source", "choice", "design", "where the data come from",
-                            choices=("design", "custom")), "Source", "src", widget="radio",
-            formats={"design": "named design", "custom": "custom parameters"}),
+                            choices=("design", "custom", "real")), "Source", "src", widget="radio",
+            formats={"design": "named design", "custom": "custom parameters", "real": "real data set"}),
     _data("design", Param("design", "choice", DEFAULT_DESIGN, "a named synthetic design",
                             choices=tuple(DESIGNS)), "Design", "design"),
+    _data("real_set", Param("real_set", "choice", REAL_SETS[0], "a real data set shipped with moecore",
+                            choices=REAL_SETS), "Real data set", "real"),
     _data("n", SP["n"].with_range(50, MAX_APP_N, 20_000), "Sample size n", "n", step=1000),
     _data("seed", _seed("seed", "the seed of the simulated data"), "Seed", "seed"),
     _data("x_dist", replace(SP["x_dist"], default="uniform"), "x distribution", "xdist"),

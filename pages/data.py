@@ -7,17 +7,31 @@ from explorer import data as dt
 from explorer import figures as fg
 from explorer import io as eio
 from explorer import settings as cfg
+from moecore.flights import FLIGHTS_FEATURES, FLIGHTS_LICENCE, FLIGHTS_SOURCE
 from moecore.simulation import DESIGNS
 
 data = chrome.page("Data")
 st.caption("Simulate a mixture of experts, or bring your own CSV. The data stays with you across pages.")
 
-sim_tab, csv_tab, session_tab = st.tabs(["Simulate", "Upload a CSV", "Load a session file"])
+sim_tab, csv_tab, session_tab = st.tabs(["Simulate or real data", "Upload a CSV", "Load a session file"])
 
 with sim_tab:
     cfg.widget("source")
     c1, c2, c3 = st.columns(3)
-    if cfg.settings()["source"] == "design":
+    if cfg.settings()["source"] == "real":
+        name = cfg.widget("real_set", where=c1)
+        c2.markdown(f"**{name}**: {FLIGHTS_SOURCE}. Fitted as arr_delay ~ {' + '.join(FLIGHTS_FEATURES)}, "
+                    f"K = {dt.REAL_DEFAULT_K[name]} by default (see the K view on the Experiments page).")
+        c3.markdown(f"Licence: {FLIGHTS_LICENCE}. Sources and how it ships: docs/data.md.")
+        if st.button("Load this data set", type="primary", key="btn_real"):
+            new = runs.attempt("Loading", dt.dataset_from_settings, kept=False)
+            if new is not None:
+                st.session_state["data"] = new
+                st.session_state.pop("compare", None)
+                cfg.set_setting("K", dt.REAL_DEFAULT_K[name])
+                st.success(f"Loaded {new.name}: n = {new.n:,}, K set to {dt.REAL_DEFAULT_K[name]}. Fit it on the "
+                           "Distributed fit page.")
+    elif cfg.settings()["source"] == "design":
         name = cfg.widget("design", where=c1)
         design = DESIGNS[name]
         c2.markdown(f"**{design.name}**: {design.description}")
@@ -54,10 +68,11 @@ with sim_tab:
         else:
             st.session_state.pop("custom_truth", None)
     c1, c2, c3 = st.columns([1, 1, 2])
-    cfg.widget("n", where=c1)
-    cfg.widget("seed", where=c2)
-    c3.write("")
-    if c3.button("Generate data", type="primary", key="btn_generate"):
+    if cfg.settings()["source"] != "real":
+        cfg.widget("n", where=c1)
+        cfg.widget("seed", where=c2)
+        c3.write("")
+    if cfg.settings()["source"] != "real" and c3.button("Generate data", type="primary", key="btn_generate"):
         new = runs.attempt("Simulating", dt.dataset_from_settings, kept=False)
         if new is not None:
             st.session_state["data"] = new
@@ -128,7 +143,8 @@ m1, m2, m3, m4 = st.columns(4)
 m1.metric("samples n", f"{data.n:,}")
 m2.metric("inputs d", data.d)
 m3.metric("true experts K", data.truth.n_experts if data.truth is not None else "unknown")
-m4.metric("source", {"design": "named design", "custom": "custom", "csv": "uploaded CSV"}.get(data.source, data.source))
+m4.metric("source", {"design": "named design", "custom": "custom", "csv": "uploaded CSV",
+                     "real": "real data set"}.get(data.source, data.source))
 
 if data.d == 1:
     view, feature = "one input", 0
@@ -151,7 +167,7 @@ with right:
         st.caption("True parameters (gates relative to the last expert)")
         st.dataframe(tables.params_table(data.truth, data.x_names).round(3), width="stretch")
     else:
-        st.info("Uploaded data has no known true model: fit one on the Distributed fit page.")
+        st.info("Real data has no known true model: fit one on the Distributed fit page.")
 st.download_button("Download the data as CSV",  # written on the click: 0.08 s per rerun at n = 20 000
                    lambda: eio.data_to_csv(data.X, data.y, data.labels, data.x_names, data.y_name),
                    file_name=f"{data.name.replace(' ', '_')}.csv", mime="text/csv", key="dl_data")

@@ -10,6 +10,7 @@ from explorer import io as eio
 from explorer import settings as cfg
 from moecore.model import feature_names
 from moecore.params import default_support_size
+from moecore.shard_check import check_shards
 from moecore.splits import machine_labels
 
 data = chrome.page("Distributed fit")
@@ -51,6 +52,12 @@ with st.container(border=True):
     elif cfg.settings()["split_feature"] != 0:
         cfg.set_setting("split_feature", 0)  # one input: the regions can only follow it
     cfg.widget("machine_weights", where=c4)
+    shard = check_shards(n_train, data.d, cfg.settings()["K"], M, cfg.settings()["support"])
+    if shard.ok:
+        st.caption(f"{shard.summary}: enough for the reduction.")
+    else:
+        st.warning(f"{shard.summary}. {shard.message} The fit still runs, to show what goes wrong.",
+                   icon=":material/warning:")
     b1, b2, _ = st.columns([1, 1, 2])
     run = b1.button("Run distributed fit", type="primary", key="btn_fit", width="stretch")
     retime = b2.button("Re-time", key="btn_retime", width="stretch",

@@ -1,0 +1,74 @@
+"""The app on real data: the shipped flights from the Data page's picker, fitted over 64 machines, and
+the small-shard rule shown next to M and S before a run (AppTest, a real Streamlit script run)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # explorer/ is not installed
+
+import numpy as np
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def clean(at):
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+@pytest.fixture(scope="module")
+def at():
+    return clean(AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run())
+
+
+def test_flights_in_one_click_then_64_machines(at):
+    at.switch_page("pages/data.py").run()
+    at.radio(key="cfg_source").set_value("real").run()
+    at.button(key="btn_real").click().run()
+    clean(at)
+    data = at.session_state["data"]
+    assert (data.name, data.n, data.x_names, data.y_name) == ("flights", 327_346,
+                                                               ["dep_delay", "distance", "hour"], "arr_delay")
+    assert at.session_state["_cfg"]["K"] == 3
+    at.switch_page("pages/fit.py").run()
+    at.number_input(key="cfg_M").set_value(64).run()
+    assert any("enough for the reduction" in c.value for c in at.caption)
+    at.button(key="btn_fit").click().run()
+    clean(at)
+    fit = at.session_state["fit"]
+    assert fit.data_key == data.key and len(fit.dm.local_models_) == 64 and fit.dm.params_.n_experts == 3
+    # The settings travel in the share link: the real data set is shipped, so a link reopens it.
+    code = " ".join(c.value for c in at.get("code"))
+    assert "src=real" in code and "M=64" in code
+
+
+def test_a_link_reopens_the_real_data():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.query_params["src"] = "real"
+    at.query_params["M"] = "64"
+    clean(at.run())
+    assert at.session_state["data"].name == "flights" and at.session_state["fit"].settings["M"] == 64
+
+
+def test_small_shards_are_flagged_before_the_run(at):
+    at.switch_page("pages/data.py").run()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 60, 133)
+    y = np.where(x < 20, 0.0, -50 + 2 * x) + rng.normal(0, 10, 133)
+    csv = "times,accel\n" + "\n".join(f"{a:.3f},{b:.3f}" for a, b in zip(x, y, strict=True))
+    at.file_uploader(key="csv_upload").upload("small.csv", csv.encode(), "text/csv").run()
+    at.selectbox(key="csv_y").select("accel").run()
+    at.button(key="btn_use_csv").click().run()
+    clean(at)
+    at.switch_page("pages/fit.py").run()
+    at.number_input(key="cfg_K").set_value(3).run()
+    at.number_input(key="cfg_M").set_value(4).run()
+    text = " ".join(w.value for w in at.warning)
+    assert "33 rows per machine for 13 parameters" in text and "use at most 1 machine(s) for K = 3" in text
+    at.number_input(key="cfg_M").set_value(1).run()
+    assert not any("rows per machine" in w.value for w in at.warning)
