@@ -2,6 +2,7 @@
 
 import time
 
+import pandas as pd
 import streamlit as st
 
 from explorer import chrome, runs, tables
@@ -10,6 +11,7 @@ from explorer import io as eio
 from explorer import settings as cfg
 from moecore.model import feature_names
 from moecore.params import default_support_size
+from moecore.predictions import apply_model, prediction_frame
 from moecore.shard_check import check_shards
 from moecore.splits import machine_labels
 
@@ -256,6 +258,36 @@ with right:
     meta = {"method": "distributed reduction (Chamroukhi & Pham)", "data": data.name,
             "n": int(sum(len(idx) for idx in dm.shards_)), "S": len(dm.support_indices_),
             "settings": {k: s[k] for k in cfg.FIT_SETTINGS if k in s}, "x_names": list(names),
+            "y_name": data.y_name if Xd is not None else "y",
+            "preprocessing": "none: the parameters act on the raw inputs and response (EM standardises "
+                             "internally and maps its coefficients back)",
             "learning_time": tm["learning_time"]}
     st.download_button("Download the reduced model (JSON)", eio.model_to_json(prm, meta),
                        file_name="reduced_model.json", mime="application/json", key="dl_model")
+    if Xd is not None:
+        # Written on the click: a table of n rows and K + d + 4 columns.
+        st.download_button("Download predictions on the data (CSV)",
+                           lambda: prediction_frame(prm, data.X, y=data.y, x_names=data.x_names,
+                                                    y_name=data.y_name).pipe(eio.table_to_csv),
+                           file_name=f"predictions_{eio.stem(data.name)}.csv", mime="text/csv", key="dl_predictions",
+                           help="Per row: the inputs, the response, the prediction E[y | x], the gate probabilities, "
+                                "the most likely expert (largest gate) and the posterior expert given y.")
+
+with st.expander("Apply a saved model to the current data"):
+    st.caption("A model JSON downloaded from this page; its input columns (x_names) must be columns of the "
+               "current data.")
+    saved = st.file_uploader("Model JSON (at most 1 MB)", key="apply_model_upload")
+    if saved is not None:
+        try:
+            sprm, smeta = eio.model_from_json(saved.getvalue(), saved.name)
+            frame = pd.DataFrame(data.X, columns=data.x_names)
+            frame[data.y_name] = data.y
+            x_cols = smeta.get("x_names") or feature_names(sprm.n_features)
+            table = apply_model(sprm, frame, x_cols, smeta.get("y_name"))
+        except (eio.InputError, ValueError) as exc:
+            st.error(f"{exc} Choose a model fitted on data with these columns; the current results are unchanged.")
+        else:
+            st.dataframe(table.head(8), width="stretch")
+            st.download_button("Download its predictions (CSV)", eio.table_to_csv(table),
+                               file_name=f"predictions_{eio.stem(saved.name)}_on_{eio.stem(data.name)}.csv",
+                               mime="text/csv", key="dl_applied")

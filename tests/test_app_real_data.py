@@ -12,6 +12,8 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest
 
+from explorer import io as eio
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,6 +44,15 @@ def test_flights_in_one_click_then_64_machines(at):
     clean(at)
     fit = at.session_state["fit"]
     assert fit.data_key == data.key and len(fit.dm.local_models_) == 64 and fit.dm.params_.n_experts == 3
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download predictions on the data (CSV)" in labels
+    # Apply a saved model: the reduced model's JSON, as downloaded, back onto the data.
+    doc = eio.model_to_json(fit.dm.params_, {"x_names": data.x_names, "y_name": data.y_name})
+    at.file_uploader(key="apply_model_upload").upload("reduced_model.json", doc.encode(), "application/json").run()
+    clean(at)
+    shown = at.dataframe[-1].value
+    assert list(shown.columns[:5]) == ["dep_delay", "distance", "hour", "arr_delay", "prediction"]
+    np.testing.assert_allclose(shown["prediction"], fit.dm.predict(data.X[:8]), rtol=1e-12)
     # The settings travel in the share link: the real data set is shipped, so a link reopens it.
     code = " ".join(c.value for c in at.get("code"))
     assert "src=real" in code and "M=64" in code

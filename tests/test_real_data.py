@@ -151,3 +151,29 @@ def test_distributed_fit_warns_on_small_shards_only():
     with warnings.catch_warnings():
         warnings.simplefilter("error", SmallShardWarning)
         DistributedMoE(3, 4, backend="sequential", random_state=0).fit(big.X, big.y)
+
+
+def test_prediction_frame_holds_gates_experts_and_predictions(teaching):
+    from moecore.model import gate_proba, predict_mean
+    from moecore.predictions import apply_model, prediction_frame
+
+    prm = teaching.params
+    X, y = teaching.X[:50], teaching.y[:50]
+    df = prediction_frame(prm, X, y=y, x_names=["t"], y_name="resp")
+    assert list(df.columns) == ["t", "resp", "prediction", "gate_1", "gate_2", "gate_3", "most_likely_expert",
+                                "posterior_expert"]
+    np.testing.assert_allclose(df[["gate_1", "gate_2", "gate_3"]].sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(df["most_likely_expert"], gate_proba(X, prm).argmax(axis=1) + 1)
+    np.testing.assert_allclose(df["prediction"], predict_mean(X, prm))
+    # Applied to a table by column name, in any column order; without y, no posterior column.
+    applied = apply_model(prm, df[["resp", "t"]].drop(columns="resp"), ["t"])
+    assert "posterior_expert" not in applied and np.allclose(applied["prediction"], df["prediction"])
+    with pytest.raises(ValueError, match=r"lacks the model's input column\(s\) \['x1'\]"):
+        apply_model(prm, df, ["x1"])
+
+
+def test_download_names_have_one_extension():
+    from explorer.io import stem
+
+    assert [stem(n) for n in ("mine.csv", "My data.CSV", "dir/m.json", "flights", "x.csv.gz")] == [
+        "mine", "My_data", "m", "flights", "x"]
