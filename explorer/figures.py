@@ -1001,3 +1001,23 @@ def machines_figure(X, machine, *, feature=0, x_names=None, support_X=None, supp
     fig.update_xaxes(title_text=names[feature], row=2, col=1)
     return _layout(fig, f"Which machine holds which {names[feature]}, and the weights used<br><sup>{what}</sup>",
                    None, None, height=460)
+
+
+def k_figure(table, criterion="bic", chosen=None):
+    """BIC or ICL against K (one line per fit in ``table``, see moecore.selection.KSelection), the
+    chosen K of each fit marked with a star.  ``chosen``: {"global": K, "distributed": K or None}."""
+    fig = go.Figure()
+    for i, (who, name) in enumerate((("global", "global EM"), ("distributed", "distributed fit"))):
+        col = f"{who}_{criterion}"
+        if col not in table:
+            continue
+        fig.add_trace(go.Scatter(x=table["K"], y=table[col], mode="lines+markers", name=name,
+                                 line=dict(color=PALETTE[i], dash="solid" if i == 0 else "dash")))
+        k = (chosen or {}).get(who)
+        if k is not None:
+            fig.add_trace(go.Scatter(x=[k], y=table.loc[table["K"] == k, col], mode="markers",
+                                     marker=dict(symbol="star", size=18, color=PALETTE[i]),
+                                     name=f"chosen by the {name}: K = {k}"))
+    _integer_axis(fig, int(table["K"].max()) + 1, start=int(table["K"].min()))
+    return _layout(fig, f"{criterion.upper()} against the number of experts K (lower is better)", "experts K",
+                   criterion.upper(), height=380)

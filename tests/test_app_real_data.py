@@ -83,3 +83,20 @@ def test_small_shards_are_flagged_before_the_run(at):
     assert "33 rows per machine for 13 parameters" in text and "use at most 1 machine(s) for K = 3" in text
     at.number_input(key="cfg_M").set_value(1).run()
     assert not any("rows per machine" in w.value for w in at.warning)
+
+
+def test_k_view_marks_the_chosen_k():
+    at = clean(AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run())  # teaching-1d, K = 3
+    at.switch_page("pages/experiments.py").run()
+    at.text_input(key="k_values").input("2, 3, 4").run()
+    at.button(key="btn_choose_k").click().run()
+    clean(at)
+    _, name, sel = at.session_state["k_selection"]
+    assert name == "teaching-1d" and list(sel.table["K"]) == [2, 3, 4]
+    assert sel.chosen_global == 3 and sel.chosen_distributed == 3
+    assert any("BIC chooses **K = 3** for the global EM and **K = 3** for the distributed fit" in m.value
+               for m in at.markdown)
+    at.text_input(key="k_values").input("0, 2").run()
+    at.button(key="btn_choose_k").click().run()
+    assert "K values must be whole numbers from 1 to 10" in at.error[0].value
+    assert at.session_state["k_selection"][2] is sel  # the previous result stays
