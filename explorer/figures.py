@@ -1011,12 +1011,14 @@ def k_figure(table, criterion="bic", chosen=None):
         col = f"{who}_{criterion}"
         if col not in table:
             continue
+        # The two curves often coincide: the global one drawn wider underneath stays visible.
         fig.add_trace(go.Scatter(x=table["K"], y=table[col], mode="lines+markers", name=name,
-                                 line=dict(color=PALETTE[i], dash="solid" if i == 0 else "dash")))
+                                 line=dict(color=PALETTE[i], dash="solid" if i == 0 else "dash", width=6 - 3 * i),
+                                 marker=dict(size=12 - 5 * i)))
         k = (chosen or {}).get(who)
         if k is not None:
             fig.add_trace(go.Scatter(x=[k], y=table.loc[table["K"] == k, col], mode="markers",
-                                     marker=dict(symbol="star", size=18, color=PALETTE[i]),
+                                     marker=dict(symbol="star", size=26 - 12 * i, color=PALETTE[i]),
                                      name=f"chosen by the {name}: K = {k}"))
     _integer_axis(fig, int(table["K"].max()) + 1, start=int(table["K"].min()))
     return _layout(fig, f"{criterion.upper()} against the number of experts K (lower is better)", "experts K",
