@@ -167,17 +167,20 @@ if Xd is not None and dm.shards_ is not None:
 st.subheader("Local experts, reduced experts and the truth")
 d = dm.params_.n_features
 names = feature_names(d, data.x_names if Xd is not None else None)
-o1, o2, o3 = st.columns(3)
+o1, o2, o3, o4 = st.columns(4)
 feature = names.index(o1.selectbox("Input on the x axis", names, key="fit_feature")) if d > 1 else 0
 show_local = o2.checkbox("Show the M x K local experts", value=True, key="fit_show_local")
 show_data = o3.checkbox("Show the data", value=True, key="fit_show_data")
+full_lines = o4.checkbox("Full reduced expert lines", value=False, key="fit_full_lines",
+                         help="Off: each reduced expert is drawn where its gate is the largest, where it predicts.")
 left, right = st.columns(2)
 Xplot = data.X if data.d == d else None  # a stale fit of data with another d cannot be drawn over this data
 with left:
     if Xplot is not None:
-        st.plotly_chart(runs.figure("experts", (*fkey, feature, show_data, show_local), lambda: fg.experts_figure(
+        st.plotly_chart(runs.figure("experts", (*fkey, feature, show_data, show_local, full_lines),
+                                    lambda: fg.experts_figure(
             dm, Xplot, data.y if Xd is not None else None, truth, feature=feature, x_names=names, colors=colors,
-            show_data=show_data, show_local=show_local)),
+            show_data=show_data, show_local=show_local, full_lines=full_lines)),
                         width="stretch", key="fit_experts")
 with right:
     cn = fg.coef_names(d, names)
