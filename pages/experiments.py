@@ -64,7 +64,7 @@ with st.expander("Choose K on the current data: BIC and ICL against K", expanded
                f"over the Fit page's M = {fit_kw['n_machines']} machines, for each K. The chosen K has the lowest "
                "criterion. ICL adds twice the entropy of the memberships: it prefers well-separated experts.")
     k1, k2, k3 = st.columns([2, 1, 1])
-    ks_text = k1.text_input("K values (comma-separated)", "1, 2, 3, 4", key="k_values")
+    ks_text = k1.text_input("Numbers of experts to try", "1, 2, 3, 4", key="k_values")
     criterion = k2.radio("Criterion", ["bic", "icl"], format_func=str.upper, horizontal=True, key="k_criterion")
     k3.write("")
     if k3.button("Compute", key="btn_choose_k"):

@@ -57,7 +57,7 @@ def test_flights_end_to_end(tmp_path):
         page.wait_for_selector("h1:has-text('Experiments')", timeout=60_000)
         settle(page)
         page.get_by_text("Choose K on the current data").click()
-        box = page.get_by_label("K values (comma-separated)")
+        box = page.get_by_label("Numbers of experts to try")
         box.fill("1, 2")
         box.press("Enter")
         page.get_by_role("button", name="Compute").click()
