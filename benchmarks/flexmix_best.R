@@ -12,8 +12,8 @@ f_exp <- as.formula(paste("y ~", paste(xs, collapse = " + ")))
 f_gate <- as.formula(paste("~", paste(xs, collapse = " + ")))
 set.seed(1)
 # minprior = 0 keeps all K components, as moecore does; the default tolerance and iteration limit
-# are tightened so that a start stops at its maximum, not 1e-6 relative short of it.
-ctrl <- list(iter.max = 2000, tolerance = 1e-10, minprior = 0, verbose = 0)
+# are tightened (1e-8 instead of 1e-6) so that a start stops nearer its maximum.
+ctrl <- list(iter.max = 1000, tolerance = 1e-8, minprior = 0, verbose = 0)
 tm <- system.time(fit <- stepFlexmix(f_exp, data = dat, k = K, nrep = nrep, model = FLXMRglm(family = "gaussian"),
                                      concomitant = FLXPmultinom(f_gate), control = ctrl, verbose = FALSE))
 out <- data.frame(loglik = as.numeric(logLik(fit)), k_kept = fit@k, time = tm[["elapsed"]],
