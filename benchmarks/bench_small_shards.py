@@ -30,9 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from moecore import DistributedMoE, simulate_design  # noqa: E402
 from moecore.baselines import fit_global  # noqa: E402
-from moecore.em import min_samples  # noqa: E402
 from moecore.metrics import rpe  # noqa: E402
-from moecore.shard_check import model_parameters  # noqa: E402
+from moecore.params import min_samples, n_free_parameters  # noqa: E402
 
 SMALL = ("tonedata", "nodata", "boston", "mcycle", "faithful")
 _R_EXPORT = {
@@ -75,7 +74,7 @@ def main():
     for name, (X, y) in sets.items():
         n, d = X.shape
         for K in (2, 3):
-            q_local = model_parameters(K, d)
+            q_local = n_free_parameters(K, d)
             M_max = n // min_samples(K, d)
             Ms = sorted({m for m in (2, 3, 4, 6, 8, 12, 16, 24, 32) if m <= M_max})
             for seed in range(3):

@@ -23,7 +23,7 @@ import pandas as pd
 from ._validation import check_int, check_random_state_seed, check_Xy
 from .baselines import fit_global
 from .distributed import DistributedMoE
-from .params import EM_SETTINGS
+from .params import EM_SETTINGS, n_free_parameters
 
 __all__ = ["CRITERIA", "KSelection", "choose_k", "criterion_values"]
 
@@ -53,8 +53,7 @@ class KSelection:
 def criterion_values(model, X, y):
     """(total log-likelihood, BIC, ICL, free parameters) of a fitted model on (X (n, d), y (n,))."""
     n, d = X.shape
-    K = model.params_.n_experts
-    q = (K - 1) * (d + 1) + K * (d + 1) + K
+    q = n_free_parameters(model.params_.n_experts, d)
     loglik = float(model.score_samples(X, y).sum())
     tau = model.posterior_proba(X, y)
     entropy = -float(np.sum(tau * np.log(np.clip(tau, 1e-300, None))))

@@ -22,13 +22,14 @@ import math
 import warnings
 from dataclasses import dataclass
 
+from .params import n_free_parameters
+
 __all__ = [
     "MIN_ROWS_PER_PARAMETER",
     "MIN_SUPPORT_PER_PARAMETER",
     "ShardCheck",
     "SmallShardWarning",
     "check_shards",
-    "model_parameters",
     "warn_small_shards",
 ]
 
@@ -42,12 +43,6 @@ MIN_SUPPORT_PER_PARAMETER = 2.0
 
 class SmallShardWarning(UserWarning):
     """The shards or the supporting sample are too small for the reduction to be trusted."""
-
-
-def model_parameters(n_experts, n_features):
-    """Free parameters q of a K-expert model with d inputs: (K - 1)(d + 1) gates, K(d + 1) experts, K variances."""
-    p = n_features + 1
-    return (n_experts - 1) * p + n_experts * p + n_experts
 
 
 @dataclass(frozen=True)
@@ -87,7 +82,7 @@ def check_shards(n_samples, n_features, n_experts, n_machines, support_size):
     ShardCheck
     """
     n, d, K, M, S = (int(v) for v in (n_samples, n_features, n_experts, n_machines, support_size))
-    q = model_parameters(K, d)
+    q = n_free_parameters(K, d)
     rows = n // M
     r, s = rows / q, S / q
     problems = []

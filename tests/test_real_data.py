@@ -11,8 +11,9 @@ import pytest
 from moecore import DistributedMoE, simulate_design
 from moecore.cli import main as cli_main
 from moecore.flights import FLIGHTS_FEATURES, load_flights
+from moecore.params import n_free_parameters
 from moecore.selection import choose_k
-from moecore.shard_check import SmallShardWarning, check_shards, model_parameters
+from moecore.shard_check import SmallShardWarning, check_shards
 from moecore.splits import make_split
 
 
@@ -46,7 +47,7 @@ def test_choose_k_finds_the_design_k_for_global_and_distributed(teaching):
     assert sel.chosen_global == 3 and sel.chosen_distributed == 3
     t = sel.table
     n = teaching.X.shape[0]
-    q = np.array([model_parameters(k, 1) for k in t["K"]])
+    q = np.array([n_free_parameters(k, 1) for k in t["K"]])
     np.testing.assert_allclose(t["global_bic"], -2 * t["global_loglik"] + q * np.log(n), rtol=1e-12)
     # ICL adds twice a (non-negative) entropy; with one expert there is none.
     assert (t["global_icl"] >= t["global_bic"] - 1e-9).all()
