@@ -7,7 +7,9 @@
   place that turns a failure into an ``st.error``
 * :mod:`explorer.chrome`   what every page shares: session set-up, sidebar, share box
 * :mod:`explorer.lessons`  one-click demonstrations for a class
-* :mod:`explorer.figures`  plain functions returning plotly figures (no Streamlit import)
+* :mod:`explorer.figures`  plain functions returning plotly figures (no Streamlit import), one
+  module per page over :mod:`explorer.figures.common`
+* :mod:`explorer.teaching` the Learn page's worked examples (MM one iterate at a time, rounds)
 * :mod:`explorer.tables`   plain functions returning pandas tables
 * :mod:`explorer.io`       CSV parsing and validation, model JSON and session files
 

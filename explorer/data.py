@@ -18,7 +18,8 @@ from moecore.datasets import load_dataset
 from moecore.model import feature_names
 from moecore.simulation import get_design, simulate
 
-from . import settings as cfg
+from . import settings
+from .io import select_columns, true_labels
 
 
 @dataclass
@@ -99,7 +100,7 @@ def real_dataset(name) -> Dataset:
 
 def dataset_from_settings(s: dict | None = None) -> Dataset:
     """The data of the current settings: a named design, the custom knobs or a real data set."""
-    s = s or cfg.settings()
+    s = s or settings.settings()
     if s["source"] == "real":
         return real_dataset(s["real_set"])
     n = int(s["n"])
@@ -115,6 +116,12 @@ def dataset_from_settings(s: dict | None = None) -> Dataset:
     design = get_design(s["design"])
     return simulate_dataset(design.params, n, x_dist=design.x_dist, x_loc=design.x_loc,
                             x_scale=design.x_scale, seed=s["seed"], name=design.name, source="design")
+
+
+def dataset_from_upload(df, y_col: str, x_cols, name: str) -> Dataset:
+    """An uploaded table's chosen columns as the session's data (InputError when they do not fit)."""
+    X, y = select_columns(df, y_col, x_cols)
+    return Dataset(X, y, name, list(x_cols), y_col, labels=true_labels(df, x_cols), source="csv")
 
 
 def heldout(data: Dataset, n_test=5000):

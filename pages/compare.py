@@ -2,12 +2,10 @@
 
 import streamlit as st
 
-from explorer import chrome, runs, tables
-from explorer import figures as fg
-from explorer import settings as cfg
+from explorer import chrome, figures, runs, settings, tables
 
 data = chrome.page("Compare")
-s = cfg.settings()
+s = settings.settings()
 st.caption(
     "The reduction, the global EM on all the data, the weighted average and the coordinate-wise median of the "
     "aligned local parameters, and machine 1 alone, all evaluated on held-out data "
@@ -17,7 +15,7 @@ st.markdown(f"Settings from the Distributed fit page: **K = {s['K']}, M = {s['M'
             f"seed {s['fit_seed']}.")
 c1, c2 = st.columns([1, 3])
 run = c1.button("Run the comparison", type="primary", key="btn_compare")
-cfg.widget("cmp_unaligned", where=c2)
+settings.widget("cmp_unaligned", where=c2)
 key = (data.key, tuple(sorted(s.items())))
 have = st.session_state.get("compare")
 if run or have is None:
@@ -32,7 +30,7 @@ if run or have is None:
     # A first visit fills the page by itself, in this process (no worker processes, no cluster), and
     # evaluates the Fit page's models when they are of this data with these settings.
     out = runs.attempt("The comparison", runs.run_compare, data, progress=progress, automatic=not run,
-                       fit=st.session_state.get("fit"), kept=have is not None)
+                       fit=st.session_state.get("fit"), after=runs.KEPT if have is not None else "")
     bar.empty()
     if out is not None:
         cmp, test, reused = out
@@ -69,7 +67,8 @@ if err is not None:
     st.dataframe(err.style.format("{:.3g}"), width="stretch", placeholder="-")
     dm = cmp.distributed
     if st.toggle("Plot the block errors (log scale)", key="cmp_plot_blocks"):
-        st.plotly_chart(fg.param_error_figure(table, n_machines=dm.n_machines, support_size=len(dm.support_indices_)),
+        st.plotly_chart(figures.param_error_figure(table, n_machines=dm.n_machines,
+                                                   support_size=len(dm.support_indices_)),
                         width="stretch", key="cmp_blocks")
     st.caption("Predictions can match the global EM while the parameters do not: the gates are the hardest block. "
                "A reduced gate is fitted on the small supporting sample to gate masses averaged over machines, "
@@ -81,5 +80,7 @@ st.caption("RPE = sum (y - yhat)^2 / sum y^2. Parameter MSE and transport diverg
            "time.")
 st.subheader("Fitted curves side by side")
 feature = 0
-st.plotly_chart(fg.compare_figure(cmp.params, Xt, yt, truth=res["truth"], x_names=res["x_names"]),
+st.plotly_chart(figures.compare_figure(cmp.params, Xt, yt, truth=res["truth"], x_names=res["x_names"]),
                 width="stretch", key="cmp_curves")
+
+chrome.done()

@@ -4,9 +4,7 @@ import math
 
 import streamlit as st
 
-from explorer import chrome, runs
-from explorer import figures as fg
-from explorer import settings as cfg
+from explorer import chrome, figures, runs, settings
 
 chrome.page("Learn: distributed mixtures of experts in six steps")
 
@@ -72,9 +70,9 @@ with st.expander("6. Can we trust the result? Screening and refinement rounds"):
 st.divider()
 st.subheader("Live example: reduce M local fits of the teaching design, one MM iteration at a time")
 c1, c2, c3 = st.columns(3)
-M = cfg.widget("learn_M", where=c1)
-init = cfg.widget("learn_init", where=c2)
-seed = cfg.widget("learn_seed", where=c3)
+M = settings.widget("learn_M", where=c1)
+init = settings.widget("learn_init", where=c2)
+seed = settings.widget("learn_seed", where=c3)
 walk = runs.learn_example(int(M), int(seed), init)
 problem, states, sim, dm = walk.problem, walk.states, walk.data, walk.model
 example = (int(M), int(seed), init)
@@ -97,10 +95,10 @@ b4.markdown(f"**Iteration {i} of {last}** (MM stops when R no longer decreases).
 K = stt.variances.shape[0]
 left, right = st.columns([3, 2])
 with left:
-    st.plotly_chart(fg.mm_step_figure(problem, stt, truth=sim.params), width="stretch", key="learn_fig")
+    st.plotly_chart(figures.mm_step_figure(problem, stt, truth=sim.params), width="stretch", key="learn_fig")
 with right:
     hist = [s.objective for s in states]
-    fig = fg.mm_figure(hist[: i + 1])
+    fig = figures.mm_figure(hist[: i + 1])
     fig.add_scatter(x=[i], y=[hist[i]], mode="markers", marker=dict(size=14, color="#d62728"), name="you are here")
     fig.update_xaxes(range=[-0.5, max(last, 1) + 0.5])
     st.plotly_chart(fig, width="stretch", key="learn_R")
@@ -113,10 +111,10 @@ with right:
         + " The **experts** shown were refitted to the plan of the previous iterate.")
 plan = walk.plan_at(i)
 coupling = plan.coupling
-st.plotly_chart(fg.coupling_figure(coupling, problem.large.machine, problem.large.expert,
+st.plotly_chart(figures.coupling_figure(coupling, problem.large.machine, problem.large.expert,
                                    title=f"Transport plan at iteration {i}: mass (%) from each local expert"),
                 width="stretch", key="learn_plan")
-st.plotly_chart(fg.large_mixture_figure(problem.large, sim.X, colors_of_component=plan.dominant()),
+st.plotly_chart(figures.large_mixture_figure(problem.large, sim.X, colors_of_component=plan.dominant()),
                 width="stretch", key="learn_large")
 st.caption("The large mixture's gates, coloured by the reduced expert the current plan sends each component to.")
 
@@ -139,3 +137,5 @@ st.caption("Round 0 is the one-shot reduction. Each round is one exact EM iterat
            "log-likelihood never goes down and the parameters move towards the global EM's maximum-likelihood fit. "
            "With only 2 000 points that fit's own gates are far from the truth, so the error against the truth "
            "need not fall.")
+
+chrome.done()

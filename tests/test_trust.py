@@ -196,7 +196,6 @@ def _app(page=None, query=None):
     import sys
     from pathlib import Path
 
-    pytest.importorskip("streamlit")
     from streamlit.testing.v1 import AppTest
 
     root = Path(__file__).resolve().parents[1]
