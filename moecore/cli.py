@@ -63,7 +63,63 @@ def _build_parser():
         _argument(c, P[name], flag)
     _argument(c, Param("seed", "int", 0, "the seed of the data and of the fits", low=0), "--seed")
     c.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    k = sub.add_parser("choose-k", help="BIC and ICL against K for the global EM (and a distributed fit with -M)")
+    src = k.add_mutually_exclusive_group()
+    src.add_argument("--design", default=None, choices=sorted(DESIGNS),
+                     help="a synthetic design (default teaching-1d)")
+    src.add_argument("--data", default=None,
+                     help="a shipped real data set (flights, tonedata, nodata, boston, mcycle, faithful) or a CSV "
+                          "file with a header row")
+    k.add_argument("--response", default=None, help="the response column of --data (default: the first column)")
+    _argument(k, n_rows, "--n", default=20_000, help="samples drawn from --design")
+    k.add_argument("--ks", default="1,2,3,4,5", help="the Ks to try, comma-separated (default 1,2,3,4,5)")
+    _argument(k, replace(P["n_machines"], default=None, none="the global EM only"), "--machines", "-M")
+    k.add_argument("--criterion", default="bic", choices=("bic", "icl"), help="what the chosen K minimises")
+    _argument(k, P["n_jobs"], "--n-jobs", default=-1)
+    _argument(k, Param("seed", "int", 0, "the seed of the data and of the fits", low=0), "--seed")
     return ap
+
+
+def _choose_k(args):
+    """The ``choose-k`` command: the table of criteria against K and the chosen K(s)."""
+    import pandas as pd
+
+    from .datasets import DATASETS, load_dataset
+    from .selection import choose_k
+
+    if args.data in DATASETS:
+        ds = load_dataset(args.data)
+        X, y = ds.X, ds.y
+        what = f"{ds.name} ({ds.response_name} ~ {' + '.join(ds.feature_names)})"
+    elif args.data is not None:
+        try:
+            df = pd.read_csv(args.data)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--data {args.data}: cannot read it as a CSV file ({exc}).") from None
+        response = args.response or df.columns[0]
+        if response not in df.columns:
+            raise ValueError(f"--response {response!r} is not a column of {args.data}: {list(df.columns)}.")
+        X, y = df.drop(columns=[response]).to_numpy(np.float64), df[response].to_numpy(np.float64)
+        what = f"{args.data} ({response} ~ {' + '.join(c for c in df.columns if c != response)})"
+    else:
+        from .simulation import simulate_design
+
+        design = args.design or "teaching-1d"
+        sim = simulate_design(design, args.n, random_state=args.seed)
+        X, y, what = sim.X, sim.y, f"design {design}, n = {args.n}"
+    try:
+        ks = [int(v) for v in args.ks.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--ks must be comma-separated integers such as 1,2,3, got {args.ks!r}.") from None
+    sel = choose_k(X, y, ks, n_machines=args.machines, criterion=args.criterion, random_state=args.seed,
+                   distributed_params={"n_jobs": args.n_jobs})
+    print(f"{what}: {X.shape[0]} rows, {X.shape[1]} input(s)")
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.6g}".format):
+        print(sel.table.to_string(index=False))
+    print(f"\n{args.criterion.upper()} chooses K = {sel.chosen_global} for the global EM"
+          + (f", K = {sel.chosen_distributed} for the distributed fit over M = {args.machines}"
+             if sel.chosen_distributed is not None else ""))
+    return 0
 
 
 def _warmup():
@@ -108,6 +164,12 @@ def _main(argv=None):
     args = _build_parser().parse_args(argv)
     if args.command == "warmup":
         return _warmup()
+    if args.command == "choose-k":
+        try:
+            return _choose_k(args)
+        except (ValueError, TypeError, RuntimeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "designs":
         for name, d in DESIGNS.items():
             print(f"{name:16s} K={d.n_experts} d={d.n_features}  {d.description}")

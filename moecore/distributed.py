@@ -40,6 +40,7 @@ from .params import (
 from .reduction import reduce_mixtures
 from .refine import rounds_on_machines, warm_refit_reduction
 from .screening import REFIT_INIT_FACTOR, REFIT_MIN_INIT, screen_local_fits
+from .shard_check import warn_small_shards
 from .shards import ShardJob
 from .shards import fit_shards as _fit_shards
 from .splits import as_split, place_rows
@@ -160,6 +161,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         check_2d(X)
         X_in, (X, y) = X, check_Xy(X, y)
         d, (K, M, S) = X.shape[1], self.check_parameters(*X.shape)
+        warn_small_shards(*X.shape, K, M, S)
         check_nonconstant_columns(X)
         check_response_scale(y)
         seed_split, seed_support, seed_mm, machine_seeds = _seeds(self.random_state, M)

@@ -208,12 +208,16 @@ def _make_shards(split, X, M, rng, min_size):
         if split.feature >= d:
             raise ValueError(f"feature must be in [0, {d - 1}] (X has {d} column(s)), got {split.feature}.")
         sizes = shard_sizes(n, M, concentration=split.concentration, min_size=min_size, rng=rng)
-        lab = _labels_of(_cut(np.argsort(X[:, split.feature], kind="stable"), sizes), n)
+        order = np.argsort(X[:, split.feature], kind="stable")
+        lab = _labels_of(_cut(order, _tie_respecting_sizes(X[order, split.feature], sizes, min_size,
+                                                           split.feature)), n)
     elif split.kind == "kmeans":
         lab = _kmeans_labels(X, M, rng)
     else:
         lab = _label_skew(split.labels, n, M, rng)
     lab = _mix(lab, split.alpha, rng)
+    if split.kind == "kmeans":
+        _check_kmeans_shards(X, lab, M, split.alpha)
     shards = shards_from_labels(lab, n, M)
     small = [m for m, s in enumerate(shards) if s.size < min_size]
     if small:
@@ -222,6 +226,76 @@ def _make_shards(split, X, M, rng, min_size):
             f"(smallest: {min(shards[m].size for m in small)}); use fewer machines or a larger alpha."
         )
     return shards
+
+
+def _tie_respecting_sizes(values, sizes, min_size, feature):
+    """Shard sizes (M,) near ``sizes`` whose cuts fall between distinct values of sorted ``values`` (n,).
+
+    Real inputs repeat (a price rounded to the cent, a carat to 0.01): a quantile cut inside a run
+    of equal values would give machines on both sides the same x, and a shard inside one run holds
+    a constant input its local EM cannot fit.  Each cut moves to the nearest change of value, within
+    the bounds that leave every shard at least two distinct values and ``min_size`` rows; where no
+    such cuts exist, a ValueError says how many machines the input allows.  Without ties the sizes
+    are returned unchanged.
+    """
+    n, M = values.shape[0], sizes.shape[0]
+    # starts[g]: first sorted row of the g-th distinct value; a cut is a group index in 1..G-1.
+    starts = np.concatenate([[0], np.flatnonzero(values[1:] != values[:-1]) + 1, [n]])
+    G = starts.shape[0] - 1
+    if G == n:
+        return sizes
+
+    def earliest_after(j):
+        # the first cut after cut j leaving a shard of >= 2 values and >= min_size rows
+        return max(j + 2, int(np.searchsorted(starts, starts[j] + min_size, side="left")))
+
+    def latest_before(j):
+        return min(j - 2, int(np.searchsorted(starts, starts[j] - min_size, side="right")) - 1)
+
+    lo, j = [], 0
+    while len(lo) < M and j <= G:
+        j = earliest_after(j)
+        lo.append(j)
+    if j > G:
+        most, j = 0, earliest_after(0)
+        while j <= G:
+            most, j = most + 1, earliest_after(j)
+        raise ValueError(
+            f"a region split of x{feature + 1} over {M} machines would leave a machine with a single value "
+            f"of x{feature + 1} (it has {G} distinct values, some repeated many times): use at most "
+            f"{max(most, 1)} machines for this split, a k-means split, or alpha > 0."
+        )
+    hi, j = [], G
+    for _ in range(M - 1):
+        j = latest_before(j)
+        hi.append(j)
+    hi = hi[::-1]
+    targets = np.cumsum(sizes)[:-1]
+    # nearest group start to each target cut
+    g = np.clip(np.searchsorted(starts, targets), 1, G)
+    nearer = np.abs(starts[g - 1] - targets) <= np.abs(starts[g] - targets)
+    snapped = np.where(nearer & (g - 1 >= 1), g - 1, g)
+    cuts, prev = [], 0
+    for m in range(M - 1):
+        c = max(min(max(int(snapped[m]), lo[m]), hi[m]), earliest_after(prev))
+        cuts.append(c)
+        prev = c
+    return np.diff(np.concatenate([[0], starts[cuts], [n]]))
+
+
+def _check_kmeans_shards(X, lab, M, alpha):
+    """Refuse a k-means split that puts a machine on one repeated input value (a constant column)."""
+    order = np.argsort(lab, kind="stable")
+    counts = np.bincount(lab, minlength=M)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    flat = [m for m in range(M) if counts[m] and np.any(np.ptp(X[order[bounds[m]:bounds[m + 1]]], axis=0) == 0)]
+    if flat:
+        distinct = len(np.unique(X, axis=0))
+        raise ValueError(
+            f"the k-means split gives machine(s) {flat[:10]} a constant input: their cluster is one repeated "
+            f"x value (the {X.shape[0]} rows hold {distinct} distinct x), which a local EM cannot fit; use "
+            f"fewer machines than {M}" + (", or alpha > 0 to deal out some rows at random." if alpha == 0 else ".")
+        )
 
 
 def _kmeans_labels(X, M, rng):

@@ -17,18 +17,34 @@ from explorer.io import (
     params_to_text,
     parse_csv,
     session_from_json,
+    stem,
 )
+from moecore.datasets import DATASETS
 from moecore.simulation import DESIGNS
 
 data = chrome.page("Data")
 st.caption("Simulate a mixture of experts, or bring your own CSV. The data stays with you across pages.")
 
-sim_tab, csv_tab, session_tab = st.tabs(["Simulate", "Upload a CSV", "Load a session file"])
+sim_tab, csv_tab, session_tab = st.tabs(["Simulate or real data", "Upload a CSV", "Load a session file"])
 
 with sim_tab:
     settings.widget("source")
     c1, c2, c3 = st.columns(3)
-    if settings.settings()["source"] == "design":
+    if settings.settings()["source"] == "real":
+        name = settings.widget("real_set", where=c1)
+        info = DATASETS[name]
+        c2.markdown(f"**{name}**: {info.description}")
+        c3.markdown(f"K = {info.suggested_experts} by default (the K view on the Experiments page compares others). "
+                    f"Source: {info.source}. Licence: {info.licence}. See docs/data.md.")
+        if st.button("Load this data set", type="primary", key="btn_real"):
+            new = runs.attempt("Loading", dataset_from_settings, after="")
+            if new is not None:
+                st.session_state["data"] = new
+                st.session_state.pop("compare", None)
+                settings.set_setting("K", info.suggested_experts)
+                st.success(f"Loaded {new.name}: n = {new.n:,}, K set to {info.suggested_experts}. Fit it on the "
+                           "Distributed fit page.")
+    elif settings.settings()["source"] == "design":
         name = settings.widget("design", where=c1)
         design = DESIGNS[name]
         c2.markdown(f"**{design.name}**: {design.description}")
@@ -62,10 +78,11 @@ with sim_tab:
         else:
             st.session_state.pop("custom_truth", None)
     c1, c2, c3 = st.columns([1, 1, 2])
-    settings.widget("n", where=c1)
-    settings.widget("seed", where=c2)
-    c3.write("")
-    if c3.button("Generate data", type="primary", key="btn_generate"):
+    if settings.settings()["source"] != "real":
+        settings.widget("n", where=c1)
+        settings.widget("seed", where=c2)
+        c3.write("")
+    if settings.settings()["source"] != "real" and c3.button("Generate data", type="primary", key="btn_generate"):
         new = runs.attempt("Simulating", dataset_from_settings, after="")
         if new is not None:
             st.session_state["data"] = new
@@ -131,7 +148,8 @@ m1, m2, m3, m4 = st.columns(4)
 m1.metric("samples n", f"{data.n:,}")
 m2.metric("inputs d", data.d)
 m3.metric("true experts K", data.truth.n_experts if data.truth is not None else "unknown")
-m4.metric("source", {"design": "named design", "custom": "custom", "csv": "uploaded CSV"}.get(data.source, data.source))
+m4.metric("source", {"design": "named design", "custom": "custom", "csv": "uploaded CSV",
+                     "real": "real data set"}.get(data.source, data.source))
 
 if data.d == 1:
     view, feature = "one input", 0
@@ -154,9 +172,9 @@ with right:
         st.caption("True parameters (gates relative to the last expert)")
         st.dataframe(tables.params_table(data.truth, data.x_names).round(3), width="stretch")
     else:
-        st.info("Uploaded data has no known true model: fit one on the Distributed fit page.")
+        st.info("Real data has no known true model: fit one on the Distributed fit page.")
 st.download_button("Download the data as CSV",  # written on the click: 0.08 s per rerun at n = 20 000
                    lambda: data_to_csv(data.X, data.y, data.labels, data.x_names, data.y_name),
-                   file_name=f"{data.name.replace(' ', '_')}.csv", mime="text/csv", key="dl_data")
+                   file_name=f"{stem(data.name)}.csv", mime="text/csv", key="dl_data")
 
 chrome.done()

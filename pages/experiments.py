@@ -7,6 +7,7 @@ from explorer import chrome, figures, runs, settings, tables
 from explorer.io import parse_sweep_values
 from moecore import DistributedMoE
 from moecore.experiments import alpha_sweep, sweep
+from moecore.selection import choose_k
 from moecore.simulation import DESIGNS
 
 N_TEST = 20000
@@ -53,6 +54,41 @@ exp = experiment_settings()
 run_on = {k: v for k, v in runs.fit_params(settings.settings()).items() if k in ("backend", "n_jobs", "scheduler")}
 st.caption(f"The local fits run on the backend chosen on the Distributed fit page: **{run_on['backend']}**, "
            f"n_jobs = {run_on['n_jobs']}.")
+
+with st.expander("Choose K on the current data: BIC and ICL against K", expanded="k_selection" in st.session_state):
+    data = st.session_state["data"]
+    fit_kw = runs.fit_params(settings.settings())
+    st.caption(f"On **{data.name}** (n = {data.n:,}, all rows, as BIC asks): the global EM and the distributed fit "
+               f"over the Fit page's M = {fit_kw['n_machines']} machines, for each K. The chosen K has the lowest "
+               "criterion. ICL adds twice the entropy of the memberships: it prefers well-separated experts.")
+    k1, k2, k3 = st.columns([2, 1, 1])
+    ks_text = k1.text_input("Numbers of experts to try", "1, 2, 3, 4", key="k_values")
+    criterion = k2.radio("Criterion", ["bic", "icl"], format_func=str.upper, horizontal=True, key="k_criterion")
+    k3.write("")
+    if k3.button("Compute", key="btn_choose_k"):
+        try:
+            ks = [int(v) for v in ks_text.replace(" ", "").split(",") if v]
+            if not ks or min(ks) < 1 or max(ks) > settings.SETTINGS["K"].param.high:
+                raise ValueError(f"K values must be whole numbers from 1 to {settings.SETTINGS['K'].param.high}.")
+        except ValueError as exc:
+            st.error(f"{exc} Type them as 1, 2, 3, 4.")
+        else:
+            dist = {k: fit_kw[k] for k in ("backend", "n_jobs", "scheduler", "support_size")}
+            with st.spinner(f"Fitting K = {', '.join(map(str, ks))}: the global EM and the distributed fit each"):
+                sel = runs.attempt("Choosing K", choose_k, data.X, data.y, ks, n_machines=fit_kw["n_machines"],
+                                   criterion=criterion, random_state=fit_kw["random_state"],
+                                   distributed_params=dist, n_init=fit_kw["n_init"])
+            if sel is not None:
+                st.session_state["k_selection"] = (data.key, data.name, sel)
+    if "k_selection" in st.session_state:
+        key, name, sel = st.session_state["k_selection"]
+        st.plotly_chart(figures.k_figure(sel.table, sel.criterion, {"global": sel.chosen_global,
+                                                                "distributed": sel.chosen_distributed}),
+                        width="stretch", key="k_plot")
+        st.markdown(f"{sel.criterion.upper()} chooses **K = {sel.chosen_global}** for the global EM and "
+                    f"**K = {sel.chosen_distributed}** for the distributed fit on {name}"
+                    + ("" if key == data.key else " (not the current data: compute again)") + ".")
+        st.dataframe(sel.table.style.format("{:.6g}"), width="stretch")
 
 b1, b2, _ = st.columns([1, 1, 4])
 start = b1.button("Run the sweep", type="primary", key="btn_sweep")

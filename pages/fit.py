@@ -5,9 +5,12 @@ import time
 import streamlit as st
 
 from explorer import chrome, figures, runs, settings, tables
-from explorer.io import markdown_escape, model_to_json
+from explorer.data import apply_saved_model
+from explorer.io import markdown_escape, model_to_json, stem, table_to_csv
 from moecore.model import feature_names
 from moecore.params import default_support_size
+from moecore.predictions import prediction_frame
+from moecore.shard_check import check_shards
 from moecore.splits import machine_labels
 
 data = chrome.page("Distributed fit")
@@ -49,6 +52,12 @@ with st.container(border=True):
     elif settings.settings()["split_feature"] != 0:
         settings.set_setting("split_feature", 0)  # one input: the regions can only follow it
     settings.widget("machine_weights", where=c4)
+    shard = check_shards(n_train, data.d, settings.settings()["K"], n_machines, settings.settings()["support"])
+    if shard.ok:
+        st.caption(f"{shard.summary}: enough for the reduction.")
+    else:
+        st.warning(f"{shard.summary}. {shard.message} The fit still runs, to show what goes wrong.",
+                   icon=":material/warning:")
     b1, b2, _ = st.columns([1, 1, 2])
     run = b1.button("Run distributed fit", type="primary", key="btn_fit", width="stretch")
     retime = b2.button("Re-time", key="btn_retime", width="stretch",
@@ -157,17 +166,20 @@ if Xd is not None and dm.shards_ is not None:
 st.subheader("Local experts, reduced experts and the truth")
 d = dm.params_.n_features
 names = feature_names(d, data.x_names if Xd is not None else None)
-o1, o2, o3 = st.columns(3)
+o1, o2, o3, o4 = st.columns(4)
 feature = names.index(o1.selectbox("Input on the x axis", names, key="fit_feature")) if d > 1 else 0
 show_local = o2.checkbox("Show the M x K local experts", value=True, key="fit_show_local")
 show_data = o3.checkbox("Show the data", value=True, key="fit_show_data")
+full_lines = o4.checkbox("Full reduced expert lines", value=False, key="fit_full_lines",
+                         help="Off: each reduced expert is drawn where its gate is the largest, where it predicts.")
 left, right = st.columns(2)
 Xplot = data.X if data.d == d else None  # a stale fit of data with another d cannot be drawn over this data
 with left:
     if Xplot is not None:
-        st.plotly_chart(runs.figure("experts", (*fkey, feature, show_data, show_local), lambda: figures.experts_figure(
+        st.plotly_chart(runs.figure("experts", (*fkey, feature, show_data, show_local, full_lines),
+                                    lambda: figures.experts_figure(
             dm, Xplot, data.y if Xd is not None else None, truth, feature=feature, x_names=names, colors=colors,
-            show_data=show_data, show_local=show_local)),
+            show_data=show_data, show_local=show_local, full_lines=full_lines)),
                         width="stretch", key="fit_experts")
 with right:
     coef_options = figures.coef_names(d, names)
@@ -244,8 +256,32 @@ with right:
     meta = {"method": "distributed reduction (Chamroukhi & Pham)", "data": data.name,
             "n": int(sum(len(idx) for idx in dm.shards_)), "S": len(dm.support_indices_),
             "settings": {k: s[k] for k in settings.FIT_SETTINGS if k in s}, "x_names": list(names),
+            "y_name": data.y_name if Xd is not None else "y",
+            "preprocessing": "none: the parameters act on the raw inputs and response (EM standardises "
+                             "internally and maps its coefficients back)",
             "learning_time": times["learning_time"]}
     st.download_button("Download the reduced model (JSON)", model_to_json(prm, meta),
                        file_name="reduced_model.json", mime="application/json", key="dl_model")
+    if Xd is not None:
+        # Written on the click: a table of n rows and K + d + 4 columns.
+        st.download_button("Download predictions on the data (CSV)",
+                           lambda: prediction_frame(prm, data.X, y=data.y, x_names=data.x_names,
+                                                    y_name=data.y_name).pipe(table_to_csv),
+                           file_name=f"predictions_{stem(data.name)}.csv", mime="text/csv", key="dl_predictions",
+                           help="Per row: the inputs, the response, the prediction E[y | x], the gate probabilities, "
+                                "the most likely expert (largest gate) and the posterior expert given y.")
+
+with st.expander("Apply a saved model to the current data"):
+    st.caption("A model JSON downloaded from this page; its input columns (x_names) must be columns of the "
+               "current data.")
+    saved = st.file_uploader("Model JSON (at most 1 MB)", key="apply_model_upload")
+    table = None if saved is None else runs.attempt(
+        "Applying the model", apply_saved_model, data, saved.getvalue(), saved.name,
+        after="Choose a model fitted on data with these columns; the current results are unchanged.")
+    if table is not None:
+        st.dataframe(table.head(8), width="stretch")
+        st.download_button("Download its predictions (CSV)", table_to_csv(table),
+                           file_name=f"predictions_{stem(saved.name)}_on_{stem(data.name)}.csv",
+                           mime="text/csv", key="dl_applied")
 
 chrome.done()

@@ -183,7 +183,7 @@ def test_fit_page_widgets_and_plot_options_do_not_refit(at):
     at.selectbox(key="fit_coef_b").select("intercept").run()
     clean(at)
     assert at.session_state["fit"] is fit
-    assert len(at.get("download_button")) == 1  # the model JSON
+    assert len(at.get("download_button")) == 2  # the model JSON and the predictions
 
 
 def test_settings_survive_page_switches_and_go_to_the_url():

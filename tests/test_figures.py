@@ -478,3 +478,18 @@ def test_sweep_axis_is_padded_when_values_nearly_agree():
     assert lo < 12.45875 * 0.96 and hi > 12.45885 * 1.04  # not a zoom onto the 5th digit
     df = pd.DataFrame({"method": ["reduction", "global"], "value": [128, 128], "rpe": [0.10, 0.15]})
     assert fg.sweep_figure(df, "n_machines", "rpe").layout.yaxis.range is None
+
+
+def test_reduced_experts_drawn_where_their_gate_is_largest_unless_full_lines(teach):
+    sim, dm, _ = teach
+    from moecore.model import gate_proba
+
+    part = fg.experts_figure(dm, sim.X, show_local=False, show_data=False)
+    full = fg.experts_figure(dm, sim.X, show_local=False, show_data=False, full_lines=True)
+    t = np.asarray(part.data[0].x, dtype=float)
+    top = gate_proba(t[:, None], dm.params_).argmax(axis=1)
+    for k, (a, b) in enumerate(zip(part.data, full.data, strict=True)):
+        ya, yb = np.asarray(a.y, dtype=float), np.asarray(b.y, dtype=float)
+        assert not np.isnan(yb).any()
+        np.testing.assert_array_equal(np.isnan(ya), top != k)
+        np.testing.assert_allclose(ya[top == k], yb[top == k])

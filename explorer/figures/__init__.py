@@ -29,7 +29,7 @@ from .common import (
 )
 from .compare import BLOCKS, compare_figure, param_error_figure
 from .data import data_figure, projection_figure
-from .experiments import sweep_figure
+from .experiments import k_figure, sweep_figure
 from .fit import (
     MAX_OUTLIERS,
     coefficient_figure,
@@ -59,6 +59,7 @@ __all__ = [
     "experts_figure",
     "gate_colors",
     "gates_figure",
+    "k_figure",
     "large_mixture_figure",
     "loglik_figure",
     "machine_color",

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 
 from explorer.tables import SCALE, label
 
-from .common import GLOBAL_STYLE, PALETTE, _layout
+from .common import GLOBAL_STYLE, PALETTE, _integer_axis, _layout
 
 
 def _value_text(v) -> str:
@@ -58,3 +58,25 @@ def sweep_figure(df, parameter, metric, *, log_x=None):
             fig.update_xaxes(type="log")
     return _layout(fig, f"{label(metric)} against {label(parameter)}", label(parameter), label(metric), height=380,
                    legend_title="method (mean ± sd)")
+
+
+def k_figure(table, criterion="bic", chosen=None):
+    """BIC or ICL against K (one line per fit in ``table``, see moecore.selection.KSelection), the
+    chosen K of each fit marked with a star.  ``chosen``: {"global": K, "distributed": K or None}."""
+    fig = go.Figure()
+    for i, (who, name) in enumerate((("global", "global EM"), ("distributed", "distributed fit"))):
+        col = f"{who}_{criterion}"
+        if col not in table:
+            continue
+        # The two curves often coincide: the global one drawn wider underneath stays visible.
+        fig.add_trace(go.Scatter(x=table["K"], y=table[col], mode="lines+markers", name=name,
+                                 line=dict(color=PALETTE[i], dash="solid" if i == 0 else "dash", width=6 - 3 * i),
+                                 marker=dict(size=12 - 5 * i)))
+        k = (chosen or {}).get(who)
+        if k is not None:
+            fig.add_trace(go.Scatter(x=[k], y=table.loc[table["K"] == k, col], mode="markers",
+                                     marker=dict(symbol="star", size=26 - 12 * i, color=PALETTE[i]),
+                                     name=f"chosen by the {name}: K = {k}"))
+    _integer_axis(fig, int(table["K"].max()) + 1, start=int(table["K"].min()))
+    return _layout(fig, f"{criterion.upper()} against the number of experts K (lower is better)", "experts K",
+                   criterion.upper(), height=380)

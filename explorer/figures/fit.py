@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from explorer.tables import screening_actions
-from moecore.model import MoEParams, feature_names
+from moecore.model import MoEParams, feature_names, gate_proba
 
 from .common import (
     GLOBAL_STYLE,
@@ -39,9 +39,13 @@ def _local_table(dm):
 
 
 def experts_figure(dm, X, y=None, truth: MoEParams | None = None, *, feature=0, x_names=None,
-                   colors=None, show_data=True, show_local=True, max_points=3000):
+                   colors=None, show_data=True, show_local=True, full_lines=False, max_points=3000):
     """Local expert lines (thin, coloured by the reduced expert the plan sends them to), the
-    reduced experts (thick) and the true experts (black dashed), along one input."""
+    reduced experts (thick) and the true experts (black dashed), along one input.
+
+    ``full_lines=False`` draws each reduced expert only where its gate is the largest: on real data
+    an expert that matters in one region can run far off elsewhere (to -270 on the flights) and the
+    axis would then squash every other line."""
     X = np.asarray(X, dtype=float)
     d = X.shape[1]
     x_names = feature_names(d, x_names)
@@ -76,6 +80,8 @@ def experts_figure(dm, X, y=None, truth: MoEParams | None = None, *, feature=0, 
                 line=dict(color=rgba(expert_color(c), 0.45), width=1.2), connectgaps=False,
                 hovertemplate=f"%{{text}}<br>sent to reduced expert {c + 1}<extra></extra>"))
     means = Xt @ red.experts
+    if not full_lines:
+        means = np.where(gate_proba(Xg, red).argmax(axis=1)[:, None] == np.arange(red.n_experts), means, np.nan)
     for k in np.argsort(colors, kind="stable"):  # legend in colour order
         fig.add_trace(go.Scatter(x=t, y=means[:, k], mode="lines", name=f"reduced expert {colors[k] + 1}",
                                  line=dict(color=expert_color(colors[k]), width=4),
@@ -89,7 +95,8 @@ def experts_figure(dm, X, y=None, truth: MoEParams | None = None, *, feature=0, 
     M = len(dm.local_models_)
     sub = " (other inputs at their mean)" if d > 1 else ""
     return _layout(fig, f"{M} x {red.n_experts} local experts, {red.n_experts} reduced experts, truth<br><sup>"
-                        f"local experts coloured by the reduced expert the plan sends them to{sub}</sup>",
+                        f"local experts coloured by the reduced expert the plan sends them to"
+                        f"{'' if full_lines else '; reduced experts where their gate is largest'}{sub}</sup>",
                    x_names[feature], "expert mean beta_k . (1, x)", height=480)
 
 

@@ -1,0 +1,104 @@
+"""The app on real data: the shipped flights from the Data page's picker, fitted over 64 machines, and
+the small-shard rule shown next to M and S before a run (AppTest, a real Streamlit script run)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # explorer/ is not installed
+
+import numpy as np
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest
+
+from explorer import io as eio
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def clean(at):
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+@pytest.fixture(scope="module")
+def at():
+    return clean(AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run())
+
+
+def test_flights_in_one_click_then_64_machines(at):
+    at.switch_page("pages/data.py").run()
+    at.radio(key="cfg_source").set_value("real").run()
+    at.button(key="btn_real").click().run()
+    clean(at)
+    data = at.session_state["data"]
+    assert (data.name, data.n, data.x_names, data.y_name) == ("flights", 327_346,
+                                                               ["dep_delay", "distance", "hour"], "arr_delay")
+    assert at.session_state["_cfg"]["K"] == 3
+    at.switch_page("pages/fit.py").run()
+    at.number_input(key="cfg_M").set_value(64).run()
+    assert any("enough for the reduction" in c.value for c in at.caption)
+    at.button(key="btn_fit").click().run()
+    clean(at)
+    fit = at.session_state["fit"]
+    assert fit.data_key == data.key and len(fit.dm.local_models_) == 64 and fit.dm.params_.n_experts == 3
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download predictions on the data (CSV)" in labels
+    # Apply a saved model: the reduced model's JSON, as downloaded, back onto the data.
+    doc = eio.model_to_json(fit.dm.params_, {"x_names": data.x_names, "y_name": data.y_name})
+    at.file_uploader(key="apply_model_upload").upload("reduced_model.json", doc.encode(), "application/json").run()
+    clean(at)
+    shown = at.dataframe[-1].value
+    assert list(shown.columns[:5]) == ["dep_delay", "distance", "hour", "arr_delay", "prediction"]
+    np.testing.assert_allclose(shown["prediction"], fit.dm.predict(data.X[:8]), rtol=1e-12)
+    # The settings travel in the share link: the real data set is shipped, so a link reopens it.
+    code = " ".join(c.value for c in at.get("code"))
+    assert "src=real" in code and "M=64" in code
+
+
+def test_a_link_reopens_the_real_data():
+    # The flights are larger than what a link may fit by itself (the per-session budget): the link
+    # reopens the data and the settings, and the page says to press Run instead of fitting.
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.query_params["src"] = "real"
+    at.query_params["M"] = "64"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["data"].name == "flights" and at.session_state["_cfg"]["M"] == 64
+    assert "fit" not in at.session_state
+    assert any("larger than a link starts by itself" in e.value and "press Run" in e.value for e in at.error)
+
+
+def test_small_shards_are_flagged_before_the_run(at):
+    # mcycle (133 rows) with its usual K = 3 over 4 machines: the configuration of the issue.
+    at.switch_page("pages/data.py").run()
+    at.radio(key="cfg_source").set_value("real").run()
+    at.selectbox(key="cfg_real_set").select("mcycle").run()
+    at.button(key="btn_real").click().run()
+    clean(at)
+    assert at.session_state["data"].n == 133 and at.session_state["_cfg"]["K"] == 3
+    at.switch_page("pages/fit.py").run()
+    at.number_input(key="cfg_M").set_value(4).run()
+    text = " ".join(w.value for w in at.warning)
+    assert "33 rows per machine for 13 parameters" in text and "use at most 1 machine(s) for K = 3" in text
+    at.number_input(key="cfg_M").set_value(1).run()
+    assert not any("rows per machine" in w.value for w in at.warning)
+
+
+def test_k_view_marks_the_chosen_k():
+    at = clean(AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run())  # teaching-1d, K = 3
+    at.switch_page("pages/experiments.py").run()
+    at.text_input(key="k_values").input("2, 3, 4").run()
+    at.button(key="btn_choose_k").click().run()
+    clean(at)
+    _, name, sel = at.session_state["k_selection"]
+    assert name == "teaching-1d" and list(sel.table["K"]) == [2, 3, 4]
+    assert sel.chosen_global == 3 and sel.chosen_distributed == 3
+    assert any("BIC chooses **K = 3** for the global EM and **K = 3** for the distributed fit" in m.value
+               for m in at.markdown)
+    at.text_input(key="k_values").input("0, 2").run()
+    at.button(key="btn_choose_k").click().run()
+    assert "K values must be whole numbers from 1 to 10" in at.error[0].value
+    assert at.session_state["k_selection"][2] is sel  # the previous result stays

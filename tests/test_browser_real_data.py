@@ -1,0 +1,67 @@
+"""A real data set end to end in a real browser: pick the flights on the Data page, fit them over 64
+machines, the K view, the predictions download, a saved model applied back (Debian chromium)."""
+
+import json
+
+import pandas as pd
+import pytest
+from test_browser import fresh_server_and_browser, no_errors, plots_rendered, set_number, settle, shoot
+
+pytestmark = pytest.mark.browser
+
+
+def test_flights_end_to_end(tmp_path):
+    with fresh_server_and_browser("streamlit_real_data.log") as (url, browser):
+        page = browser.new_context(viewport={"width": 1500, "height": 1000}).new_page()
+        page.goto(url + "/data")
+        settle(page)
+        page.get_by_text("real data set", exact=True).click()
+        page.get_by_role("button", name="Load this data set").click()
+        page.wait_for_selector("text=Loaded flights", timeout=120_000)
+        settle(page)
+        no_errors(page)
+        assert page.get_by_role("heading", name="Current data: flights").count() == 1
+        shoot(page, "real-flights-data")
+
+        page.get_by_role("link", name="Distributed fit", exact=True).first.click()
+        page.wait_for_selector("h1:has-text('Distributed fit')", timeout=60_000)
+        settle(page)
+        set_number(page, "Machines M", 64)
+        page.wait_for_selector("text=5114 rows per machine for 23 parameters", timeout=60_000)
+        page.get_by_role("button", name="Run distributed fit").click()
+        page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stMetricValue\"]')]"
+                               ".some(e => e.innerText.trim() === '64 / 3')", timeout=300_000)
+        settle(page, timeout=300_000)
+        no_errors(page)
+        plots_rendered(page, 6)
+        shoot(page, "real-flights-fit")
+
+        with page.expect_download(timeout=120_000) as dl:
+            page.get_by_role("button", name="Download predictions on the data (CSV)").click()
+        assert dl.value.suggested_filename == "predictions_flights.csv"
+        pred = pd.read_csv(dl.value.path())
+        assert len(pred) == 327_346 and {"prediction", "gate_1", "gate_3", "most_likely_expert"} <= set(pred.columns)
+        with page.expect_download(timeout=60_000) as dl:
+            page.get_by_role("button", name="Download the reduced model (JSON)").click()
+        model_path = tmp_path / "reduced_model.json"
+        dl.value.save_as(model_path)
+        meta = json.loads(model_path.read_text())["meta"]
+        assert meta["y_name"] == "arr_delay" and meta["x_names"] == ["dep_delay", "distance", "hour"]
+        page.get_by_text("Apply a saved model to the current data").click()
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').last.set_input_files(str(model_path))
+        page.get_by_role("button", name="Download its predictions (CSV)").wait_for(timeout=120_000)
+        settle(page)
+        no_errors(page)
+
+        page.get_by_role("link", name="Experiments", exact=True).first.click()
+        page.wait_for_selector("h1:has-text('Experiments')", timeout=60_000)
+        settle(page)
+        page.get_by_text("Choose K on the current data").click()
+        box = page.get_by_label("Numbers of experts to try")
+        box.fill("1, 2")
+        box.press("Enter")
+        page.get_by_role("button", name="Compute").click()
+        page.wait_for_selector("text=for the global EM and", timeout=300_000)
+        settle(page, timeout=300_000)
+        no_errors(page)
+        shoot(page, "real-flights-kview")
