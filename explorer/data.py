@@ -34,6 +34,7 @@ class Dataset:
     source: str = "design"
     sim: dict = field(default_factory=dict)  # how to draw more (held-out) data like it
     key: str = ""
+    settings: dict = field(default_factory=dict)  # the data settings it was simulated from ({} for uploads)
 
     def __post_init__(self):
         if not self.key:
@@ -87,6 +88,12 @@ def simulate_dataset(params: MoEParams, n, *, x_dist, x_loc=0.0, x_scale=1.0, se
 def dataset_from_settings(s: dict | None = None) -> Dataset:
     """Simulated data from the current settings (a named design or the custom knobs)."""
     s = s or cfg.settings()
+    data = _dataset_from(s)
+    data.settings = {k: s[k] for k in cfg.DATA_SETTINGS}
+    return data
+
+
+def _dataset_from(s: dict) -> Dataset:
     n = int(s["n"])
     if s["source"] == "custom" and st.session_state.get("custom_truth") is not None:
         params = st.session_state["custom_truth"]
