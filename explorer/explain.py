@@ -60,8 +60,9 @@ SCREENING_ACTIONS = {"refit": "refitted with more restarts (the refit passed the
 _ACTION_SHORT = {"refit": "refitted", "dropped": "left out", "kept": "kept (screening off)"}
 
 
-def screening_summary(report, n_machines) -> tuple[str, list[str]]:
-    """One line for the screening's flagged machines, and one detail line per machine.
+def screening_summary(report, n_machines, inline=2) -> tuple[str, list[str]]:
+    """One line for the screening's flagged machines, and one detail line per machine (none when
+    ``inline`` machines or fewer were flagged: the line then holds their details).
 
     ``report``: a :class:`moecore.screening.ScreeningReport` (machines numbered from 0 there,
     from 1 on screen).  Returns ("", []) when no machine was flagged.
@@ -69,6 +70,11 @@ def screening_summary(report, n_machines) -> tuple[str, list[str]]:
     flagged = list(report.flagged)
     if not flagged:
         return "", []
+    details = [f"machine {m + 1} scored {report.scores[m]:.4f} per point, below the threshold "
+               f"{report.threshold[m]:.4f}: {SCREENING_ACTIONS[report.actions.get(m, 'kept')]}" for m in flagged]
+    if len(flagged) <= inline:
+        return ("Screening (a local fit stuck in a poor local optimum scores below the others on the supporting "
+                "sample): " + "; ".join(details) + "."), []
     by_action = {}
     for m in flagged:
         by_action.setdefault(report.actions.get(m, "kept"), []).append(m + 1)
@@ -76,8 +82,6 @@ def screening_summary(report, n_machines) -> tuple[str, list[str]]:
                      for a, ms in by_action.items())
     line = (f"Screening flagged {len(flagged)} of {n_machines} machines whose local fit scored below the others' "
             f"on the supporting sample (a poor local optimum): {what}.")
-    details = [f"machine {m + 1} scored {report.scores[m]:.4f} per point, below the threshold "
-               f"{report.threshold[m]:.4f}: {SCREENING_ACTIONS[report.actions.get(m, 'kept')]}" for m in flagged]
     return line, details
 
 
@@ -137,50 +141,52 @@ def iteration_axis(counts, *, q=0.95, slack=1.25) -> tuple[int, list[int]]:
 
 
 # ------------------------------------------------------------------------------ times
-def _s(t):
-    return f"{1000 * t:.0f} ms" if t < 1 else f"{t:.2f} s"
+def seconds(t) -> str:
+    """Seconds as the Fit page's metrics and timing list show them."""
+    return f"{t:.3f} s"
 
 
 def learning_parts(tm: dict) -> dict:
-    """The parts of the learning time (seconds) by name, from ``DistributedMoE.timings_``."""
-    parts = {"the slowest local fit": tm["local_max"], "the screening": tm["screening"],
-             "the slowest refit": float(np.max(tm.get("refit", []), initial=0.0)),
-             "the refits from the reduced model": float(np.max(tm.get("warm_refit", []), initial=0.0)),
-             "the machine weights": tm.get("machine_weights", 0.0), "the reduction": tm["reduction"],
-             "the refinement rounds": float(np.sum(tm.get("rounds", [])))}
+    """The parts of the learning time (seconds) by name, from ``DistributedMoE.timings_``; the
+    names are those of the Fit page's timing list."""
+    parts = {"max local": tm["local_max"], "screening": tm["screening"],
+             "slowest refit": float(np.max(tm.get("refit", []), initial=0.0)),
+             "refits from the reduced model": float(np.max(tm.get("warm_refit", []), initial=0.0)),
+             "machine weights": tm.get("machine_weights", 0.0), "reduction": tm["reduction"],
+             "rounds": float(np.sum(tm.get("rounds", [])))}
     return {k: float(v) for k, v in parts.items() if v > 0}
 
 
-def speedup_sentence(tm: dict, global_time: float, n_machines: int, n: int) -> str:
-    """One sentence: what the speed-up compares, what the learning time is made of, and why it is
-    above or below 1."""
+def speedup_sentence(tm: dict, global_time: float, n_machines: int) -> str:
+    """One sentence: what the speed-up compares, the largest part of the learning time, and why
+    the speed-up is above or below 1.  Figures the page shows are in bold, as on the page."""
     learning = tm["learning_time"]
     speedup = global_time / max(learning, 1e-9)
     parts = learning_parts(tm)
     big = max(parts, key=parts.get)
     if speedup >= 1:
-        why = f"{big} ({_s(parts[big])}) is the largest part"
+        why = f"its largest part is {big} (**{seconds(parts[big])}**)"
     else:
-        why = (f"it is below 1 because on {n:,} rows the global EM is itself quick, and {big} "
-               f"({_s(parts[big])}) is the largest part of the learning time")
-    return (f"The speed-up of {speedup:.1f}x divides the global EM's {_s(global_time)} by the learning time "
-            f"{_s(learning)}, counting the {n_machines} machines as truly parallel; {why}.")
+        why = (f"it is below 1 because the global EM is itself quick on these rows, and {big} "
+               f"(**{seconds(parts[big])}**) alone takes {100 * parts[big] / global_time:.0f} % of its time")
+    return (f"The speed-up of **{speedup:.1f}x** divides the global EM's **{seconds(global_time)}** by the learning "
+            f"time **{seconds(learning)}**, which counts the {n_machines} machines as truly parallel; {why}.")
 
 
 def wall_sentence(wall: float, global_time: float, n_machines: int, n_jobs: int, cores: int) -> str:
     """One sentence: why the wall clock of this server differs from the learning time."""
     at_once = max(1, min(n_jobs, cores, n_machines))
     cmp = "longer than" if wall > global_time else "shorter than"
-    return (f"The wall clock ({_s(wall)}) is what this server took: with {cores} core{'s' if cores > 1 else ''} "
-            f"its {n_machines} local fits ran {at_once} at a time (about {math.ceil(n_machines / at_once)} rounds of "
-            f"fits), so it is {cmp} the global EM's {_s(global_time)}.")
+    return (f"The wall clock (**{seconds(wall)}**) is what this server took: with {cores} core"
+            f"{'s' if cores > 1 else ''} its {n_machines} local fits ran {at_once} at a time, so it is {cmp} the "
+            f"global EM's **{seconds(global_time)}**.")
 
 
 def paper_rpe_sentence(rpe_reduction: float, rpe_global: float, paper_reduction: float,
                        paper_global: float) -> str:
     """The headline lesson's RPEs against the paper's: why they differ, and the comparable ratio.
 
-    RPEs in %.
+    RPEs in %, in bold as the lesson's table shows them.
     """
     ours, theirs = rpe_reduction / rpe_global, paper_reduction / paper_global
     if math.isclose(ours, theirs, rel_tol=0.05):
@@ -189,7 +195,24 @@ def paper_rpe_sentence(rpe_reduction: float, rpe_global: float, paper_reduction:
         verdict = "the reduction comes closer to the global EM than in the paper"
     else:
         verdict = "the reduction stays further from the global EM than in the paper"
-    return (f"The RPEs themselves differ from the paper's ({rpe_reduction:.2f} % against {paper_reduction:.2f} %) "
+    return (f"The RPEs themselves differ from the paper's (**{rpe_reduction:.2f} %** against "
+            f"**{paper_reduction:.2f} %**) "
             "because the design and its noise level differ: the RPE of even the true model depends on the noise. "
             f"The comparable figure is the ratio reduction / global EM: {ours:.2f} in this run, {theirs:.2f} in the "
             f"paper: {verdict}.")
+
+
+def flagged_curve_note(action: str) -> str:
+    """Which EM curve a flagged machine shows: its refit replaced the stuck fit, a kept fit is the
+    stuck one, a dropped machine has none."""
+    return {"refit": "Its curve in the EM plot (red, dashed) is the refit's, which passed the check; the stuck "
+                     "first fit is no longer drawn.",
+            "kept": "Its curve in the EM plot (red, dashed) is the stuck fit itself: it was kept.",
+            "dropped": "It is left out of the reduction, so it has no curve in the EM plot."}[action]
+
+
+def flagged_curve_label(machine: int, action: str) -> str:
+    """The legend entry of a flagged machine's EM curve (``machine`` from 0)."""
+    return {"refit": f"machine {machine + 1} (flagged; its refit)",
+            "kept": f"machine {machine + 1} (flagged; the stuck fit, kept)"}.get(
+        action, f"machine {machine + 1} (flagged, {action})")

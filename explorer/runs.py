@@ -306,9 +306,10 @@ def figure(name: str, key: tuple, build):
 
 
 # ------------------------------------------------------------------------------- Learn page
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=8, show_spinner=False)
 def learn_example(M: int, seed: int, init: str, n: int = 2000):
-    """The Learn page's live example (:func:`moecore.teaching.mm_walkthrough`), cached."""
+    """The Learn page's live example (:func:`moecore.teaching.mm_walkthrough`), computed once and
+    shared read-only (no copy per rerun: a step only redraws)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return mm_walkthrough(M, seed, init, design=cfg.DEFAULT_DESIGN, n=n)

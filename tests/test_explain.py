@@ -107,16 +107,19 @@ TM = dict(local_max=0.05, screening=0.002, refit=np.zeros(0), warm_refit=np.zero
 
 
 def test_speedup_sentence_names_its_largest_part_and_why_below_one():
-    text = ex.speedup_sentence(TM, 0.016, 8, 20_000)
-    assert "0.1x" in text and "below 1" in text and "the reduction (60 ms)" in text
-    above = ex.speedup_sentence(TM, 2.21, 128, 1_000_000)
-    assert "19.7x" in above and "below 1" not in above and "128 machines" in above
+    text = ex.speedup_sentence(TM, 0.016, 8)
+    assert "**0.1x**" in text and "below 1" in text and "reduction (**0.060 s**)" in text
+    assert "375 %" in text  # 60 ms of reduction against 16 ms of global EM
+    above = ex.speedup_sentence(TM, 2.21, 128)
+    assert "**19.7x**" in above and "below 1" not in above and "128 machines" in above
+    assert "**2.210 s**" in above and "**0.112 s**" in above
     assert text.count(". ") == 0  # one sentence
 
 
 def test_wall_sentence_says_why_the_wall_clock_exceeds_the_global_em():
     text = ex.wall_sentence(2.66, 2.21, 128, 2, 2)
-    assert "2.66 s" in text and "2 at a time" in text and "64 rounds" in text and "longer than" in text
+    assert "**2.660 s**" in text and "2 at a time" in text and "longer than" in text
+    assert text.count(". ") == 0
     assert "shorter than" in ex.wall_sentence(0.5, 2.21, 8, 8, 8)
 
 
