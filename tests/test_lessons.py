@@ -53,7 +53,7 @@ def test_bad_machine_lesson():
     at = run_lesson("bad-machine")
     dm = at.session_state["fit"].dm
     assert dm.flagged_ == [7] and dm.screening_.actions[7] == "refit"
-    assert any("Screening: machine 8" in w.value for w in at.warning)
+    assert any("machine 8 scored" in w.value for w in at.warning)
 
 
 def test_non_iid_lesson():
