@@ -18,6 +18,10 @@ st.caption(
     f"Split the {data.n:,} samples of **{data.name}** over M machines, fit a K-expert MoE by EM on each "
     "(in parallel), then reduce the M K local experts to K by optimal transport."
 )
+if st.session_state.get("lesson") is None:
+    st.markdown(":material/flag: **Start here:** new to the method? Read **Learn** (six short steps and a live "
+                "example) or run a **Lesson** in one click (sidebar). This page already holds a fit of the built-in "
+                "example: change any setting below and press Run distributed fit.")
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
