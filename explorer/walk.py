@@ -78,7 +78,7 @@ def live_example(M: int, seed: int, init: str):
     b1.button("◀ Previous", key="learn_prev", on_click=_move, args=(-1, last), disabled=i == 0)
     b2.button("Next MM step ▶", type="primary", key="learn_next", on_click=_move, args=(1, last), disabled=i == last)
     b3.button("Reset", key="learn_reset", on_click=_move, args=(None, last), disabled=i == 0)
-    b4.markdown(status_line(walk, i))
+    b4.container(key="learn_status").markdown(status_line(walk, i))
     figs = step_figures(M, seed, init, i)
     left, right = st.columns([3, 2])
     left.plotly_chart(figs["step"], width="stretch", key="learn_fig")
