@@ -123,15 +123,18 @@ with m[4], lessons.box("global"):
 with m[5], lessons.box("speedup"):
     st.metric("speed-up", f"{g.fit_time_ / max(tm['learning_time'], 1e-9):.1f}x",
               help="Global EM time / learning time. Below: when distribution pays on this server.")
+# When distribution pays: why this run's speed-up is below 1 (if it is), then what this server's
+# cost model predicts for these sizes, where the speed-up crosses 1 and what would raise it.
+pays = [] if g.fit_time_ >= tm["learning_time"] else [explain.speedup_sentence(tm, g.fit_time_, len(dm.local_models_))]
 try:
-    cost = costmodel.load()
-except (OSError, ValueError, KeyError):
-    cost = None  # no calibration stored: benchmarks/bench_costmodel.py writes one
-if cost is not None:
-    st.caption(":material/speed: **When does distribution pay?** " + cost.explain(
+    pays.append(costmodel.load().explain(
         n_fit, dm.params_.n_features, dm.params_.n_experts, int(s["M"]), S=len(dm.support_indices_),
         rounds=int(s["rounds"]), restarts=int(s["restarts"]), mm_restarts=int(s["mm_restarts"]), cores=cfg.MAX_JOBS)
         + " The measured speed-up above also counts threads sharing this server's cores.")
+except (OSError, ValueError, KeyError):
+    pass  # no calibration stored: benchmarks/bench_costmodel.py writes one
+if pays:
+    st.caption(":material/speed: **When does distribution pay?** " + " ".join(pays))
 
 rep = dm.screening_
 line, details = explain.screening_summary(rep, len(rep.scores))

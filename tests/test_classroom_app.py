@@ -3,27 +3,10 @@ step button disabled at the end), the Experiments support box and hint, the comm
 after new data, the cost model's sentence next to the speed-up."""
 
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-
-def session(page=None, query=None):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+from app_helpers import new_session as session
 
 
 def texts(at):

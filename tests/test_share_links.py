@@ -1,27 +1,9 @@
 """A share link carries the settings as applied: a value typed on the Data page but not generated
 does not travel, so the receiver of the link sees the sender's numbers (AppTest sessions)."""
 
-import sys
-from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-
-def session(page=None, query=None):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+from app_helpers import new_session as session
 
 
 def shared_query(at):
