@@ -98,7 +98,8 @@ def test_fit_page_at_256_machines_reads_in_one_screen_of_warnings(fresh):
     count = pg.locator('[data-testid="stMetric"]', has_text="machines M / experts K")
     fitted = int(count.locator('[data-testid="stMetricValue"]').inner_text().split("/")[0])
     if fitted < 256:
-        assert f"{256 - fitted} of 256 machines left out" in count.locator("xpath=..").inner_text()
+        column = count.locator("xpath=ancestor::div[@data-testid='stColumn'][1]")
+        assert f"{256 - fitted} of 256 machines left out" in column.inner_text()
     plots_rendered(pg, 4)
     shoot(pg, "fit-m256")
     pg.context.close()
