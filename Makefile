@@ -9,9 +9,10 @@ STAMP   := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+# constraints.txt pins every package (and what they pull in) to the versions the tests ran on.
+$(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q -r requirements.txt -c constraints.txt
 	$(BIN)/pip install -q --no-deps -e .
 	$(BIN)/python -m moecore warmup
 	touch $(STAMP)

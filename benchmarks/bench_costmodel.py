@@ -65,8 +65,8 @@ def main(save=True):
             fit_global(sim.X, sim.y, K, random_state=0)
             g = time.thread_time() - c0
             dm = DistributedMoE(K, M, backend="sequential", random_state=0).fit(sim.X, sim.y)
-            t = dm.timings_
-            learn = t["local_cpu_max"] + t["screening"] + t["machine_weights"] + t["reduction_cpu"]
+            c = dm.costs_
+            learn = float(c.local_cpu.max()) + c.screening + c.machine_weights + c.reduction_cpu
             p = model.predict(n, d, K, M)
             print(f"{design:15s} {n:8d} {M:4d} {p.global_time:8.3f} / {g:7.3f} {p.learning_time:9.3f} / "
                   f"{learn:8.3f} {p.speedup:9.1f} / {g / learn:6.1f}")

@@ -79,12 +79,13 @@ def rounds(table: pd.DataFrame, n_rounds: int) -> Evidence:
                "metrics": [(one, METRIC_LABELS["rpe"]), (ref, METRIC_LABELS["rpe"])]})
 
 
-def headline(tm: dict, global_time: float, n_machines: int, n_jobs: int, cores: int, rpe: dict,
+def headline(costs, global_time: float, n_machines: int, n_jobs: int, cores: int, rpe: dict,
              paper: dict) -> Evidence:
-    """``rpe``: held-out RPEs in % ("rpe_reduction", "rpe_global"); ``paper``: the paper's."""
+    """``costs``: the fit's FitCosts; ``rpe``: held-out RPEs in % ("rpe_reduction", "rpe_global");
+    ``paper``: the paper's."""
     return Evidence(
-        " ".join([explain.speedup_sentence(tm, global_time, n_machines),
-                  explain.wall_sentence(tm["wall"], global_time, n_machines, n_jobs, cores),
+        " ".join([explain.speedup_sentence(costs.learning_time_parts(), global_time, n_machines),
+                  explain.wall_sentence(costs.wall, global_time, n_machines, n_jobs, cores),
                   explain.paper_rpe_sentence(rpe["rpe_reduction"], rpe["rpe_global"], paper["rpe_reduction"],
                                              paper["rpe_global"])]),
         boxes=("speedup", "learning", "wall", "global", "timing", "paper"))
@@ -103,13 +104,14 @@ def bad_machine(report) -> Evidence:
         boxes=("screening",))
 
 
-def non_iid(tm: dict, global_time: float, n_machines: int, n_jobs: int, cores: int, used: str,
+def non_iid(costs, global_time: float, n_machines: int, n_jobs: int, cores: int, used: str,
             test) -> Evidence:
-    """``used``: the machine weights used; ``test``: the score test (``machine_weights_test_``) or None."""
+    """``costs``: the fit's FitCosts; ``used``: the machine weights used; ``test``: the score test
+    (``machine_weights_test_``) or None."""
     why = (f"the score test of 'the machine does not depend on x' gave p = **{test.p_value:.3g}**"
            if test is not None and math.isfinite(test.p_value) else "they were chosen")
     return Evidence(
         f"The machines are weighed with **{used}** weights: {why}. "
-        + explain.speedup_sentence(tm, global_time, n_machines) + " "
-        + explain.wall_sentence(tm["wall"], global_time, n_machines, n_jobs, cores),
+        + explain.speedup_sentence(costs.learning_time_parts(), global_time, n_machines) + " "
+        + explain.wall_sentence(costs.wall, global_time, n_machines, n_jobs, cores),
         boxes=("weights", "speedup", "learning", "wall", "global", "timing"))

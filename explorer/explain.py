@@ -146,23 +146,14 @@ def seconds(t) -> str:
     return f"{t:.3f} s"
 
 
-def learning_parts(tm: dict) -> dict:
-    """The parts of the learning time (seconds) by name, from ``DistributedMoE.timings_``; the
-    names are those of the Fit page's timing list."""
-    parts = {"max local": tm["local_max"], "screening": tm["screening"],
-             "slowest refit": float(np.max(tm.get("refit", []), initial=0.0)),
-             "refits from the reduced model": float(np.max(tm.get("warm_refit", []), initial=0.0)),
-             "machine weights": tm.get("machine_weights", 0.0), "reduction": tm["reduction"],
-             "rounds": float(np.sum(tm.get("rounds", [])))}
-    return {k: float(v) for k, v in parts.items() if v > 0}
-
-
-def speedup_sentence(tm: dict, global_time: float, n_machines: int) -> str:
+def speedup_sentence(parts: dict, global_time: float, n_machines: int) -> str:
     """One sentence: what the speed-up compares, the largest part of the learning time, and why
-    the speed-up is above or below 1.  Figures the page shows are in bold, as on the page."""
-    learning = tm["learning_time"]
+    the speed-up is above or below 1.  Figures the page shows are in bold, as on the page.
+
+    ``parts``: {term: seconds} of the learning time (``FitCosts.learning_time_parts()``).
+    """
+    learning = sum(parts.values())
     speedup = global_time / max(learning, 1e-9)
-    parts = learning_parts(tm)
     big = max(parts, key=parts.get)
     if speedup >= 1:
         why = f"its largest part is {big} (**{seconds(parts[big])}**)"

@@ -130,7 +130,7 @@ def current_evidence():
     key = (lesson.key, fit.key, id(compare))
     if ss.get("_evidence", (None,))[0] == key:
         return ss["_evidence"][1]
-    dm, g, tm = fit.dm, fit.global_model, fit.dm.timings_
+    dm, g, costs = fit.dm, fit.global_model, fit.dm.costs_
     M, n_jobs, cores = len(dm.local_models_), int(fit.settings["n_jobs"]), cfg.MAX_JOBS
     out = None
     if lesson.compare:
@@ -140,11 +140,12 @@ def current_evidence():
         elif table is not None and lesson.key == "rounds" and "reduction, one-shot" in table.index:
             out = ev.rounds(table, int(fit.settings["rounds"]))
     elif lesson.key == "headline":
-        out = ev.headline(tm, g.fit_time_, M, n_jobs, cores, headline_figures(fit, data), PAPER_HEADLINE)
+        out = ev.headline(costs, g.fit_time_, M, n_jobs, cores, headline_figures(fit, data), PAPER_HEADLINE)
     elif lesson.key == "bad-machine":
         out = ev.bad_machine(dm.screening_)
     elif lesson.key == "non-iid":
-        out = ev.non_iid(tm, g.fit_time_, M, n_jobs, cores, dm.machine_weights_used_, dm.machine_weights_test_)
+        out = ev.non_iid(costs, g.fit_time_, M, n_jobs, cores, dm.machine_weights_used_,
+                         dm.machine_weights_test_)
     ss["_evidence"] = (key, out)
     return out
 

@@ -1,21 +1,32 @@
 """moecore: distributed learning of mixtures of experts (Chamroukhi & Pham, arXiv 2312.09877).
 
-The compute core of DMoE Explorer.  Modules follow the mathematics:
+The compute core of DMoE Explorer.  Modules follow the mathematics; a distributed fit reads
+splits -> local -> machine_weights -> screening -> reduction -> refine, with costs keeping its
+accounts and dispatch running the machines' tasks:
 
+* :mod:`moecore.params`      every parameter declared once (choices, ranges, defaults, help)
 * :mod:`moecore.model`       the MoE density, gates, prediction, parameter container
 * :mod:`moecore.gating`      softmax gating regression (IRLS with soft targets)
 * :mod:`moecore.em`          EM estimator :class:`MixtureOfExperts`
 * :mod:`moecore.reduction`   KL cost, transport plan, MM reduction
 * :mod:`moecore.distributed` the distributed estimator :class:`DistributedMoE`
-* :mod:`moecore.local`       one machine's local fit
+* :mod:`moecore.local`       one machine's local fit, its refits, collecting the results
+* :mod:`moecore.screening`   scoring the local fits on the supporting sample, refit or drop
+* :mod:`moecore.machine_weights` machine weights w_m(x) = P(machine | x) for non-IID machines
+* :mod:`moecore.refine`      distributed EM rounds and warm refits from the reduced model
+* :mod:`moecore.costs`       the seconds and traffic of a distributed fit; the learning time
 * :mod:`moecore.dispatch`    where the machines' tasks run: joblib backends or a dask cluster
 * :mod:`moecore.shards`      fitting from one data file per machine
 * :mod:`moecore.splits`      random and non-IID splits of the rows over machines
-* :mod:`moecore.machine_weights` machine weights w_m(x) = P(machine | x) for non-IID machines
+* :mod:`moecore.alignment`   label alignment of components (Hungarian matching)
 * :mod:`moecore.baselines`   global fit, weighted average, median, single machine
 * :mod:`moecore.simulation`  synthetic data and named designs
 * :mod:`moecore.metrics`     RPE, parameter MSE, ARI, clustering error, divergences
 * :mod:`moecore.experiments` comparisons and sweeps
+* :mod:`moecore.teaching`    worked examples: MM one iterate at a time, refinement rounds
+* :mod:`moecore.cli`         the command line (``python -m moecore``; ``moecore.__main__``)
+* private helpers: :mod:`moecore._kmeans` (k-means), :mod:`moecore._threads` (one BLAS thread),
+  :mod:`moecore._validation` (input checks)
 """
 
 from .distributed import DistributedMoE

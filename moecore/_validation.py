@@ -9,6 +9,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+from sklearn.utils.validation import validate_data
 
 __all__ = [
     "check_X",
@@ -221,3 +222,18 @@ def _range_text(low, high, lo="["):
     lo_txt = "-inf" if low is None else f"{low}"
     hi_txt = "inf)" if high is None else f"{high}]"
     return f"{lo if low is not None else '('}{lo_txt}, {hi_txt}"
+
+
+def check_feature_names(estimator, X, *, reset):
+    """Record (``reset``) or check the column names and count of X as scikit-learn does.
+
+    A DataFrame whose columns differ from fit's (names or order) is refused: (b, a) where the
+    model learnt (a, b) would predict silently wrong.  X itself is checked by the caller (the
+    public ``validate_data`` with ``skip_check_array`` looks at names and counts only).  Only a
+    table of the model's width is compared: other input (a list, a 1-D array, another width) is
+    checked by the caller, whose message says what the model was fitted with.
+    """
+    shape = getattr(X, "shape", ())
+    if not reset and (len(shape) != 2 or shape[1] != getattr(estimator, "n_features_in_", None)):
+        return
+    validate_data(estimator, X, reset=reset, skip_check_array=True)

@@ -4,6 +4,9 @@
 * the weighted average and the coordinate-wise median of the local parameters, after aligning
   every local model's experts to a reference machine (``align=False`` shows why that matters);
 * a single machine's local model.
+
+Shapes: X (n, d), y (n,); every local model is a MoEParams with gates and experts (d+1, K) and
+variances (K,); the aggregates are MoEParams of the same shapes.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ __all__ = ["coordinate_median", "fit_global", "single_machine", "weighted_averag
 
 
 def fit_global(X, y, n_experts, **em_params):
-    """One EM on all the data; returns the fitted MixtureOfExperts (``fit_time_`` is its time)."""
+    """One EM on all the data X (n, d), y (n,); returns the fitted MixtureOfExperts (``fit_time_``
+    is its time).  ``em_params``: its settings (see :data:`~moecore.params.EM_SETTINGS`)."""
     return MixtureOfExperts(n_experts, **em_params).fit(X, y)
 
 
@@ -46,8 +50,8 @@ def weighted_average(local_params, weights=None, *, reference=0, align=True):
 
     Parameters
     ----------
-    local_params : list of MoEParams (M)
-    weights : (M,) or None (equal weights)
+    local_params : list (M,) of MoEParams, each (d+1, K) gates and experts, (K,) variances
+    weights : array (M,) or None (equal weights)
     reference : int or MoEParams, the model every local model is aligned to
     align : bool, align experts first (True) or average them in their local order (False)
     """
@@ -61,7 +65,8 @@ def weighted_average(local_params, weights=None, *, reference=0, align=True):
 
 
 def coordinate_median(local_params, *, reference=0, align=True):
-    """Coordinate-wise median of the (aligned) local parameters."""
+    """Coordinate-wise median of the (aligned) local parameters: list (M,) of MoEParams, each
+    aligned to ``reference`` (an index or a MoEParams) unless ``align=False``."""
     prms = _aligned(local_params, reference, align)
     return MoEParams(
         np.median(np.stack([p.gates for p in prms]), axis=0),
@@ -71,7 +76,7 @@ def coordinate_median(local_params, *, reference=0, align=True):
 
 
 def single_machine(local_params, index=0):
-    """The local model of one machine."""
+    """The local model (MoEParams) of machine ``index`` of the list (M,) ``local_params``."""
     local_params = list(local_params)
     if not 0 <= index < len(local_params):
         raise ValueError(f"index must be in [0, {len(local_params) - 1}], got {index}.")

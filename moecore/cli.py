@@ -129,11 +129,9 @@ def main(argv=None):
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4g}".format):
         print(table)
     print(
-        f"\ntime column: reduction/average/median = paper's learning time (max local {t['local_max']:.3f} s "
-        f"+ aggregation"
-        + (f", with {args.rounds} refinement round(s) {t['rounds'].sum():.3f} s" if args.rounds else "")
-        + f"); global = its EM time.\ndistributed wall clock on this machine: {t['wall']:.3f} s "
-        f"(reduction {t['reduction']:.3f} s, sum of local fits {t['local_sum']:.3f} s)"
+        f"\ntime column: reduction/average/median = paper's learning time ({dm.costs_.describe()}); "
+        f"global = its EM time.\ndistributed wall clock on this machine: {t['wall']:.3f} s "
+        f"(sum of local fits {t['local_sum']:.3f} s)"
     )
     if args.csv:
         try:

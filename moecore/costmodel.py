@@ -262,13 +262,13 @@ def calibrate(grid=CALIBRATION_GRID, *, rounds=1, progress=None) -> tuple[CostMo
             rows.append(dict(kind="em", n=n, d=d, K=K, M=1, S=0, seconds=time.thread_time() - c0))
             dm = DistributedMoE(K, M, backend="sequential", n_jobs=1, refine_rounds=rounds,
                                 random_state=0).fit(sim.X, sim.y)
-            t = dm.timings_
-            for m, sec in zip(dm.machines_, t["local_cpu"], strict=False):
+            c = dm.costs_
+            for m, sec in zip(dm.machines_, c.local_cpu, strict=False):
                 rows.append(dict(kind="em", n=len(dm.shards_[m]), d=d, K=K, M=M, S=0, seconds=float(sec)))
             S = len(dm.support_indices_)
             rows.append(dict(kind="server", n=n, d=d, K=K, M=M, S=S, mm_restarts=dm.mm_n_init,
-                             seconds=float(t["screening"] + t["machine_weights"] + t["reduction_cpu"])))
-            for sec in t["rounds"]:  # the sequential backend runs the M machines' steps one after another
+                             seconds=float(c.screening + c.machine_weights + c.reduction_cpu)))
+            for sec in c.rounds:  # the sequential backend runs the M machines' steps one after another
                 rows.append(dict(kind="round", n=math.ceil(n / M), d=d, K=K, M=M, S=S, seconds=float(sec) / M))
             if progress is not None:
                 progress(i + 1, len(grid))

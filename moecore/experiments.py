@@ -16,7 +16,7 @@ from .baselines import coordinate_median, fit_global, single_machine, weighted_a
 from .distributed import DistributedMoE
 from .em import MixtureOfExperts
 from .model import MoEParams, posterior_proba, predict_mean
-from .params import em_settings
+from .params import SWEEP_PARAMETER, SWEEPABLE, em_settings
 from .simulation import simulate_design
 from .splits import SPLITS, Split
 
@@ -137,8 +137,6 @@ def compare_methods(X, y, X_test, y_test, n_experts, n_machines, *, labels_test=
     return Comparison(dm, global_model, params, rows)
 
 
-# What a sweep may vary, and how each value enters one run.
-SWEEPABLE = ("n_machines", "support_fraction", "n", "refine_rounds")
 # Settings of a run, recorded in every row of a sweep (so a saved table says how it was made).
 SETTING_KEYS = ("mm_n_init", "backend", "n_jobs", "variance_update", "gate_targets", "local_check",
                 "refine_rounds", "machine_weights")
@@ -192,8 +190,7 @@ def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, r
     (``reduction_time``), in seconds; global rows say whether they reuse the repeat's one fit
     (``global_reused``).  A generator, so a caller can stop (cancel) between runs and show progress.
     """
-    if parameter not in SWEEPABLE:
-        raise ValueError(f"parameter must be one of {list(SWEEPABLE)}, got {parameter!r}.")
+    SWEEP_PARAMETER.check(parameter)
     values = list(values)
     if not values:
         raise ValueError("values must hold at least one value to sweep over.")

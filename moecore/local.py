@@ -8,6 +8,7 @@ knows nothing of where it runs (:mod:`moecore.dispatch`) nor of the estimator th
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,18 @@ import numpy as np
 from ._validation import check_random_state_seed
 from .em import MixtureOfExperts
 
-__all__ = ["LocalFitError", "LocalFitResult", "degeneracy", "fit_local", "fit_task"]
+__all__ = [
+    "LocalFitError",
+    "LocalFitResult",
+    "collect_local_fits",
+    "degeneracy",
+    "derived_seed",
+    "fit_local",
+    "fit_local_models",
+    "fit_task",
+    "kept_machines",
+    "refitter",
+]
 
 
 class LocalFitError(RuntimeError):
@@ -100,3 +112,89 @@ def _fewer_experts_by_bic(est, X, y, params, seed):
         if b < best_bic:
             best, best_bic = cand, b
     return best
+
+
+def derived_seed(seed, purpose):
+    """A seed of its own for a further fit of the machine whose seed is ``seed`` (purpose 1: the
+    screening's refit, 2: the refit from the reduced model): reproducible, and not the restarts
+    that the machine already ran."""
+    return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, purpose))
+
+
+def collect_local_fits(results, on_error, n_experts, max_iter):
+    """The local fits to aggregate, and {machine: error} of those that failed.
+
+    results : list (M,) of LocalFitResult.  A failure raises :class:`LocalFitError` naming the
+    shard when ``on_error="raise"``; with "skip" the others are kept (a warning says which were
+    left out).  Warns of retired spare experts and of local EMs that did not converge.
+    """
+    failed = {r.index: r.error for r in results if r.error is not None}
+    if failed and on_error == "raise":
+        m, why = next(iter(sorted(failed.items())))
+        raise LocalFitError(
+            f"local fit of machine {m} (shard of {results[m].n_samples} samples) failed: {why}. "
+            f"{len(failed)} of {len(results)} machine(s) failed; pass on_error='skip' to "
+            "aggregate the others."
+        )
+    kept = [r for r in results if r.error is None]
+    if not kept:
+        raise LocalFitError(f"all {len(results)} local fits failed; first error: {results[0].error}")
+    if failed:
+        warnings.warn(
+            f"skipped {len(failed)} failed machine(s) {sorted(failed)}; the others are "
+            "aggregated with renormalised weights.",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+    spare = {r.index: r.model.retired_experts_.tolist() for r in kept
+             if getattr(r.model, "retired_experts_", np.array([])).size}
+    if spare:
+        warnings.warn(
+            f"the local fits of machine(s) {sorted(spare)} retired spare experts {spare} "
+            f"(machine: experts): their shards support fewer than n_experts={n_experts} "
+            "experts (e.g. a machine holding one region of x); those components carry no gate "
+            "mass into the reduction.",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+    not_conv = [r.index for r in kept if not r.model.converged_]
+    if not_conv:
+        warnings.warn(
+            f"the local EM of machine(s) {not_conv} did not converge in max_iter={max_iter}.",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+    return kept, failed
+
+
+def refitter(machines, n_experts, machine_seeds, em_of, purpose):
+    """refit(todo) -> {machine: LocalFitResult}: the machines in ``todo`` fit again on their shards
+    (held by ``machines``, a :class:`~moecore.dispatch.MachineData`), with the EM settings
+    ``em_of(m)`` and the seed :func:`derived_seed` of ``purpose``."""
+    def refit(todo):
+        out = machines.run(fit_task, todo, lambda m: (m, n_experts, em_of(m),
+                                                      derived_seed(machine_seeds[m], purpose)))
+        return {m: res for m, (res, _) in out.items()}
+    return refit
+
+
+def fit_local_models(machines, n_experts, em_params, machine_seeds, shard_sizes, progress=None):
+    """Every machine fits its local MoE on its shard, in parallel: a list (M,) of LocalFitResult.
+
+    machines : :class:`~moecore.dispatch.MachineData` ; machine_seeds : list (M,) of SeedSequence ;
+    shard_sizes : (M,) rows of each shard.  A machine lost with its worker every time gives a
+    failed result naming the loss.
+    """
+    M = len(machine_seeds)
+    out = machines.run(fit_task, range(M), lambda m: (m, n_experts, em_params, machine_seeds[m]), progress, "local",
+                       lost=lambda m, why: LocalFitResult(m, shard_sizes[m], None, np.nan, why))
+    return [out[m][0] for m in range(M)]
+
+
+def kept_machines(kept):
+    """The aggregated machines of a list of LocalFitResult (M',): their models, numbers of experts
+    (M',), machine indices (M',) and shares n_m / n renormalised over them (M',)."""
+    models = [r.model for r in kept]
+    sizes = np.array([r.n_samples for r in kept], dtype=float)
+    return models, np.array([m.params_.n_experts for m in models]), np.array([r.index for r in kept]), \
+        sizes / sizes.sum()

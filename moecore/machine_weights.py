@@ -46,6 +46,7 @@ from scipy import stats
 from . import model as _m
 from ._validation import check_choice, check_float, check_int, check_X
 from .gating import gate_gradient_hessian, gate_objective, pair_products
+from .params import MACHINE_WEIGHTS
 
 __all__ = [
     "MACHINE_WEIGHTS",
@@ -53,11 +54,13 @@ __all__ = [
     "KNNMachineWeights",
     "MachineWeights",
     "association_test",
+    "choose_machine_weights",
+    "covariate_weights",
     "decide_machine_weights",
     "fit_machine_weights",
+    "support_positions",
 ]
 
-MACHINE_WEIGHTS = ("constant", "covariate", "auto")
 AUTO_LEVEL = 1e-3
 # Ridge on the standardised slopes (sum over the support of log-likelihood terms): at S = 3125,
 # M = 8 it keeps the band boundaries of a region split about 0.02 standard deviations wide.
@@ -286,3 +289,32 @@ def decide_machine_weights(mode, X, machine, n_machines, *, level=AUTO_LEVEL):
         return mode, None
     test = association_test(X, machine, n_machines)
     return ("covariate" if test.p_value < level else "constant"), test
+
+
+def support_positions(support_machine, machines, n_machines):
+    """Index into ``machines`` (M',) of every support point's machine (S,); -1: a machine whose fit
+    is not aggregated (its support points still serve the reduction, not the weights)."""
+    pos = np.full(n_machines, -1)
+    pos[machines] = np.arange(len(machines))
+    return pos[support_machine]
+
+
+def choose_machine_weights(mode, X_support, support_pos, n_kept, *, random_split):
+    """Resolve ``machine_weights`` before the screening (which treats exchangeable machines and
+    covariate ones differently): ("constant" | "covariate", AssociationTest or None).
+
+    random_split : the rows were shuffled over the machines by the package itself, so
+    P(machine | x) = n_m / n exactly and "auto" needs no test.
+    """
+    if mode == "auto" and random_split:
+        return "constant", None
+    ok = support_pos >= 0
+    return decide_machine_weights(mode, X_support[ok], support_pos[ok], n_kept)
+
+
+def covariate_weights(X_support, support_pos, n_kept):
+    """The fitted w_m(x) and its values (S, M') at the support points: the large mixture's
+    machine weights when the machines hold different x."""
+    ok = support_pos >= 0
+    model = fit_machine_weights(X_support[ok], support_pos[ok], n_kept)
+    return model, model.predict_proba(X_support)

@@ -1,4 +1,8 @@
-"""Metrics of the paper: prediction error, parameter error, clustering agreement, divergences."""
+"""Metrics of the paper: prediction error, parameter error, clustering agreement, divergences.
+
+Shapes: y, yhat (n,); labels (n,) of ints; X (n, d); MoEParams gates and experts (d+1, K),
+variances (K,).  Every metric returns a float (``parameter_mse`` a dict of floats).
+"""
 
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ def _pair(y, yhat):
 
 
 def rpe(y, yhat):
-    """Relative prediction error sum (y - yhat)^2 / sum y^2."""
+    """Relative prediction error sum (y - yhat)^2 / sum y^2 of y (n,) and its prediction yhat (n,)."""
     y, yhat = _pair(y, yhat)
     denom = float(y @ y)
     if denom == 0:
@@ -42,7 +46,7 @@ def rpe(y, yhat):
 
 
 def correlation(y, yhat):
-    """Pearson correlation between y and yhat."""
+    """Pearson correlation between y (n,) and yhat (n,); NaN when either is constant."""
     y, yhat = _pair(y, yhat)
     if y.std() == 0 or yhat.std() == 0:
         return float("nan")
@@ -51,6 +55,12 @@ def correlation(y, yhat):
 
 def parameter_mse(estimate: MoEParams, truth: MoEParams, X=None):
     """Mean squared error of the parameters after aligning the experts to the truth.
+
+    Parameters
+    ----------
+    estimate, truth : MoEParams with the same K and d
+    X : array (n, d) or None, the inputs the alignment weighs the experts on (see
+        :func:`~moecore.alignment.align_to`)
 
     Returns
     -------
@@ -74,17 +84,17 @@ def parameter_mse(estimate: MoEParams, truth: MoEParams, X=None):
 
 
 def ari(labels_true, labels_pred):
-    """Adjusted Rand index (scikit-learn)."""
+    """Adjusted Rand index (scikit-learn) of two labellings (n,)."""
     return float(adjusted_rand_score(labels_true, labels_pred))
 
 
 def rand_index(labels_true, labels_pred):
-    """Rand index (scikit-learn)."""
+    """Rand index (scikit-learn) of two labellings (n,)."""
     return float(rand_score(labels_true, labels_pred))
 
 
 def clustering_error(labels_true, labels_pred):
-    """Fraction of points misassigned under the best one-to-one matching of the labels."""
+    """Fraction of points misassigned under the best one-to-one matching of the labels (n,)."""
     labels_true = np.asarray(labels_true)
     labels_pred = np.asarray(labels_pred)
     if labels_true.shape != labels_pred.shape:
@@ -95,10 +105,10 @@ def clustering_error(labels_true, labels_pred):
 
 
 def transport_divergence_to_truth(estimate: MoEParams, truth: MoEParams, X):
-    """Expected transportation divergence from the true MoE to ``estimate`` over the inputs X."""
+    """Expected transportation divergence from the true MoE to ``estimate`` over the inputs X (n, d)."""
     return float(transport_divergence([truth], [1.0], estimate, X))
 
 
 def heldout_loglik(params: MoEParams, X, y):
-    """Mean log-likelihood per held-out sample."""
+    """Mean log-likelihood per held-out sample (X (n, d), y (n,))."""
     return float(loglik_per_sample(X, y, params).mean())

@@ -13,32 +13,63 @@ says what is wrong and what the parameter means, so the app can show them as the
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from ._validation import check_choice, check_float, check_int, check_random_state_seed
-from .machine_weights import MACHINE_WEIGHTS
-from .reduction import GATE_TARGETS, VARIANCE_UPDATES
-from .screening import LOCAL_CHECKS
 
 __all__ = [
     "BACKENDS",
     "DISTRIBUTED_PARAMETERS",
     "EM_PARAMETERS",
     "EM_SETTINGS",
+    "GATE_TARGETS",
+    "LOCAL_CHECKS",
+    "MACHINE_WEIGHTS",
+    "MM_SETTINGS",
     "SIMULATION_PARAMETERS",
     "SPLITS",
     "SPLIT_PARAMETERS",
+    "SWEEPABLE",
+    "SWEEP_PARAMETER",
+    "VARIANCE_UPDATES",
     "Param",
+    "check_distributed_sizes",
     "check_parameters",
     "default_support_size",
     "em_settings",
+    "min_samples",
+    "min_samples_rule",
+    "mm_settings",
+    "n_free_parameters",
+    "parameters_doc",
 ]
 
-# joblib's backends, plus dask.distributed's workers (moecore.distributed dispatches to them).
+# ------------------------------------------------------------------------------ choice lists
+# Every list of choices is written here, on the bottom floor: the algorithm modules import them
+# from here (never the other way round), so a choice added here is accepted everywhere at once.
+
+# joblib's backends, plus dask.distributed's workers (moecore.dispatch runs tasks on them).
 BACKENDS = ("loky", "threading", "multiprocessing", "sequential", "dask")
+# The variance update of MM: the exact minimiser, or the authors' code (local variances only).
+VARIANCE_UPDATES = ("exact", "authors")
+# What the reduced gate is fitted to (docs/method.md, "Gate targets"): each local component's whole
+# gate mass sent to its dominant reduced expert ("component", the default), the pointwise plan's
+# gate mass ("plan", the paper), posterior responsibilities on the support pairs ("posterior", the
+# authors' code), or no fit: the mass-weighted mean of the machines' aligned gate coefficients
+# ("coefficients").
+GATE_TARGETS = ("component", "plan", "posterior", "coefficients")
+# What the screening does with a poor local fit (moecore.screening).
+LOCAL_CHECKS = ("refit", "drop", "off")
+# The machines' weights in the large mixture (moecore.machine_weights).
+MACHINE_WEIGHTS = ("constant", "covariate", "auto")
+# How rows are spread over machines (moecore.splits.Split checks its kind against these).
+SPLITS = ("random", "region", "kmeans", "label")
+# What a sweep of moecore.experiments may vary.
+SWEEPABLE = ("n_machines", "support_fraction", "n", "refine_rounds")
 
 
 @dataclass(frozen=True)
@@ -157,9 +188,10 @@ def _declare(*params):
 # ------------------------------------------------------------------------------ EM
 EM_PARAMETERS = _declare(
     Param("n_experts", "int", 2, "the number of experts K", "K", low=1),
-    Param("init", "choice", "kmeans",
-          "the initial partition: k-means on the standardised (x, y) pairs, or random labels "
-          "(or a MoEParams to warm-start from)", choices=("kmeans", "random")),
+    Param("init", "choice", "portfolio",
+          "the initial partition: portfolio (short EM runs from k-means, random-lines and random starts, "
+          "the best continued), k-means on the standardised (x, y) pairs, random labels, or random lines "
+          "(or a MoEParams to warm-start from)", choices=("portfolio", "kmeans", "random", "lines")),
     Param("n_init", "int", 1, "EM restarts; the run of highest log-likelihood is kept", "restarts", low=1),
     Param("max_iter", "int", 300, "the most EM iterations per restart", low=1),
     Param("tol", "float", 1e-6, "EM stops when the log-likelihood changes by less than this, relatively",
@@ -177,13 +209,24 @@ EM_PARAMETERS = _declare(
 # The EM settings every fit of one comparison shares: the local fits, their refits and the global
 # EM of the app, the sweeps and the command line (a global EM that dropped one would be fitted
 # under other rules than the machines it is compared with).
-EM_SETTINGS = ("init", "n_init", "max_iter", "tol", "var_floor", "gate_steps")
+EM_SETTINGS = ("init", "n_init", "max_iter", "tol", "var_floor", "gate_steps", "acceleration")
 
 
 def em_settings(source) -> dict:
     """The :data:`EM_SETTINGS` of an estimator or a dict of parameters (those it has)."""
     get = source.get if isinstance(source, dict) else lambda k, d=None: getattr(source, k, d)
     return {k: get(k) for k in EM_SETTINGS if get(k) is not None}
+
+
+# The MM reduction's settings: the estimator's parameter name and reduce_mixtures' argument name.
+MM_SETTINGS = {"mm_n_init": "n_init", "mm_max_iter": "max_iter", "mm_tol": "tol", "mm_local_starts": "local_starts",
+               "variance_update": "variance_update", "gate_targets": "gate_targets"}
+
+
+def mm_settings(source) -> dict:
+    """The keyword arguments of :func:`~moecore.reduction.reduce_mixtures` from an estimator's
+    :data:`MM_SETTINGS`."""
+    return {arg: getattr(source, name) for name, arg in MM_SETTINGS.items()}
 
 
 # ------------------------------------------------------------------------------ distributed
@@ -227,7 +270,7 @@ DISTRIBUTED_PARAMETERS = _declare(
           "a moecore.splits.Split or a callable"),
     Param("machine_weights", "choice", "auto",
           "the machines' weights in the large mixture: constant n_m / n (the paper), covariate P(machine | x), "
-          "or auto (covariate when a test finds the machines hold different x)", choices=tuple(MACHINE_WEIGHTS)),
+          "or auto (covariate when a test finds the machines hold different x)", choices=MACHINE_WEIGHTS),
     Param("local_experts", "choice", "fixed",
           "fixed: every machine fits K experts; bic: each machine keeps the number of experts (at most K) "
           "of lowest BIC", choices=("fixed", "bic")),
@@ -235,9 +278,6 @@ DISTRIBUTED_PARAMETERS = _declare(
 
 
 # ------------------------------------------------------------------------------ splits
-# moecore.splits.Split checks its fields here (the kinds are declared here, not in splits.py, so
-# that this module imports nothing that imports it).
-SPLITS = ("random", "region", "kmeans", "label")
 SPLIT_PARAMETERS = _declare(
     Param("split", "choice", "random",
           "how the rows are spread over the machines: random (the paper), by region of one input, by k-means "
@@ -248,6 +288,10 @@ SPLIT_PARAMETERS = _declare(
     Param("concentration", "float", None, "the Dirichlet concentration of unequal shard sizes", low=0.0,
           low_open=True, none="near-equal sizes"),
 )
+
+# ------------------------------------------------------------------------------ sweeps
+SWEEP_PARAMETER = Param("parameter", "choice", "n_machines",
+                        "what a sweep varies (support_fraction multiplies floor(n / (4 M)))", choices=SWEEPABLE)
 
 # ------------------------------------------------------------------------------ simulation
 SIMULATION_PARAMETERS = _declare(
@@ -261,9 +305,76 @@ SIMULATION_PARAMETERS = _declare(
 )
 
 
+def min_samples(n_experts, n_features):
+    """Fewest samples EM accepts for K experts on d features: K (d + 1) + 1.
+
+    Below this, some expert is bound to get fewer points than its d + 1 coefficients. The same
+    bound applies to every machine's shard (``DistributedMoE``, ``fit_shards``, the app's checks).
+    """
+    return n_experts * (n_features + 1) + 1
+
+
+def min_samples_rule(n_experts, n_features):
+    """The bound written for people: "n_experts * (d + 1) + 1 = 7" (every message that cites it)."""
+    return f"n_experts * (d + 1) + 1 = {min_samples(n_experts, n_features)}"
+
+
+def n_free_parameters(n_experts, n_features):
+    """Free parameters of a K-expert MoE on d inputs: (K - 1)(d + 1) gate + K (d + 1) expert
+    coefficients + K variances."""
+    p = n_features + 1
+    return (n_experts - 1) * p + n_experts * p + n_experts
+
+
 def default_support_size(n, n_machines):
     """The paper's supporting sample size, floor(n / (4 M)): a quarter of a shard."""
     return max(1, int(n) // (4 * int(n_machines)))
+
+
+def check_distributed_sizes(n_experts, n_machines, support_size, n, d, per_shard):
+    """The supporting sample size S for n samples of d inputs, after checking that M machines of
+    ``per_shard`` samples at least (K experts of d + 1 coefficients each) fit in n.
+
+    Raises ValueError saying how many machines or experts would fit, or the range of S.
+    """
+    K, M = n_experts, n_machines
+    if M > n:
+        raise ValueError(f"n_machines={M} is more than the n = {n} samples: use at most "
+                         f"{max(n // per_shard, 1)} machines (each needs {per_shard} samples for {K} experts).")
+    if n // M < per_shard:
+        raise ValueError(
+            f"n_machines={M} is too large for n={n} samples with n_experts={K}: {K} experts are more "
+            f"than a shard can support. Each of the {M} shards gets {n // M} samples, but each shard "
+            f"needs at least {min_samples_rule(K, d)} samples. Use at most "
+            f"{max(n // per_shard, 1)} machines, or at most {max((n // M - 1) // (d + 1), 1)} expert(s)."
+        )
+    if support_size is None:
+        S = default_support_size(n, M)
+    else:
+        S = check_int(support_size, "support_size")
+        if not K <= S <= n:
+            why = (f"the supporting sample is drawn from the data, so it cannot be larger than n = {n}" if S > n
+                   else f"it needs a point per reduced expert, so it cannot be smaller than K = {K}")
+            raise ValueError(f"support_size must be in [{K}, {n}], got {S}: {why}.")
+    return max(S, K)
+
+
+def parameters_doc(spec: dict, indent="    ") -> str:
+    """The numpydoc "Parameters" entries of a declaration: name, range or choices, default, help.
+
+    The estimators' docstrings are written from it, so a default or a range is stated once.
+    """
+    lines = []
+    for p in spec.values():
+        kind = {"int": "int", "float": "float", "bool": "bool", "text": "str", "seed": "int, SeedSequence or None",
+                "object": "object"}.get(p.kind, "")
+        what = f"{{{', '.join(repr(c) for c in p.choices)}}}" if p.kind == "choice" else f"{kind} in {p.range_text}"
+        if p.kind in ("seed", "object", "bool", "text"):
+            what = kind
+        lines.append(f"{p.name} : {what}, default {p.default!r}")
+        text = f"{p.help[0].upper()}{p.help[1:]}" + (f"; None: {p.none}." if p.none else ".")
+        lines.extend(textwrap.wrap(text, 96, initial_indent=indent, subsequent_indent=indent))
+    return f"\n{indent}".join(lines)
 
 
 def check_parameters(spec: dict, source) -> dict:

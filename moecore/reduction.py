@@ -35,6 +35,7 @@ from ._validation import (
     check_X,
 )
 from .gating import fit_softmax_gate, pair_products, sym_from_pairs
+from .params import GATE_TARGETS, VARIANCE_UPDATES
 from .screening import SCORE_POINTS, support_scores
 
 __all__ = [
@@ -45,21 +46,15 @@ __all__ = [
     "OptimalPlan",
     "ReductionResult",
     "TransportPlan",
+    "best_mm_run",
     "kl_cost",
+    "mm_starts",
     "mm_steps",
     "reduce_mixtures",
+    "reduced_gate",
     "transport_divergence",
 ]
 
-
-# The variance update of MM: the exact minimiser, or the authors' code (local variances only).
-VARIANCE_UPDATES = ("exact", "authors")
-# What the reduced gate is fitted to (docs/method.md, "Gate targets"): each local component's whole
-# gate mass sent to its dominant reduced expert ("component", the default), the pointwise plan's
-# gate mass ("plan", the paper), posterior responsibilities on the support pairs ("posterior", the
-# authors' code), or no fit: the mass-weighted mean of the machines' aligned gate coefficients
-# ("coefficients").
-GATE_TARGETS = ("component", "plan", "posterior", "coefficients")
 
 
 def kl_cost(mean_l, var_l, mean_k, var_k):
@@ -558,24 +553,10 @@ def _average_gate_coefficients(large, plan, n_experts):
     return acc
 
 
-def reduce_mixtures(
-    local_params,
-    weights,
-    X_support,
-    n_experts,
-    *,
-    y_support=None,
-    n_init=3,
-    local_starts=1,
-    local_scores=None,
-    max_iter=200,
-    tol=1e-8,
-    variance_update="exact",
-    gate_targets="component",
-    random_state=None,
-    callback=None,
-):
-    """Reduce M local MoEs to one K-expert MoE by the MM algorithm.
+def reduce_mixtures(local_params, weights, X_support, n_experts, *, y_support=None, n_init=3, local_starts=1,
+                    local_scores=None, max_iter=200, tol=1e-8, variance_update="exact", gate_targets="component",
+                    random_state=None, callback=None):
+    """Reduce M local MoEs to one K-expert MoE by the MM algorithm: validate, start, MM, gate fit.
 
     Parameters
     ----------
@@ -583,33 +564,17 @@ def reduce_mixtures(
     weights : array (M,), the machines' shares n_m / n (normalised here); or array (S, M), the
         machine weights w_m(x_s) at every support point (non-IID machines, rows normalised here);
         or a callable X -> (n, M) (see :class:`LargeMixture`)
-    X_support : array (S, d), the supporting sample
-    n_experts : int, K
-    y_support : array (S,) or None
-        The support responses: needed for ``gate_targets="posterior"``; when given, the
-        ``local_starts`` local models are the best-scoring ones on the support pairs.
+    X_support : array (S, d), the supporting sample ; n_experts : int, K
+    y_support : array (S,) or None, the support responses: needed for ``gate_targets="posterior"``;
+        when given, the ``local_starts`` local models are the best-scoring ones on the support pairs
     n_init : int, number of k-means initialisations on the L local experts
-    local_starts : int >= 0
-        Rescue starts from whole local models (their K experts as they are): the best scoring on
-        (X_support, y_support), or the heaviest machines without y_support.  k-means on the
-        pooled components can be pulled by one outlying component (a merged expert with a huge
-        variance); a good local model cannot.  MM runs from such a start when R there is
-        already below the best k-means result (so the run ends lower); the lowest R is kept.
-    local_scores : array (M,) or None
-        The local models' :func:`support_scores`, when the caller already has them.
+    local_starts : int >= 0, rescue starts from whole local models (see :func:`mm_starts`)
+    local_scores : array (M,) or None, the local models' :func:`support_scores`, when known
     max_iter, tol : MM stopping rule (relative decrease of R below ``tol``)
     variance_update : {"exact", "authors"}
         "exact" is the true minimiser of the transport cost; "authors" keeps only the local
-        variances, as the authors' MATLAB code does (inflates less with small shards, but is not
-        a descent step, so R may then increase).
-    gate_targets : {"component", "plan", "posterior", "coefficients"}
-        How the reduced gate is obtained (docs/method.md, "Gate targets").  "component" (default):
-        a softmax gate fitted to the gate mass of each local component sent whole to the reduced
-        expert that receives most of it; "plan" (the paper): fitted to the pointwise plan's gate
-        mass, which flattens the gate where expert lines cross; "posterior" (the authors' code):
-        fitted to the reduced experts' posterior responsibilities on the support pairs;
-        "coefficients": no fit, the mass-weighted mean of the local gate coefficients, each
-        machine aligned one-to-one to the reduced experts through the plan.
+        variances, as the authors' MATLAB code does (not a descent step: R may then increase).
+    gate_targets : {"component", "plan", "posterior", "coefficients"}, see :func:`reduced_gate`
     random_state : int, SeedSequence or None
     callback : callable(init_index, MMState) or None, called after every MM iterate
 
@@ -618,27 +583,62 @@ def reduce_mixtures(
     ReductionResult
     """
     t0 = time.perf_counter()
-    n_experts = check_int(n_experts, "n_experts", low=1)
-    n_init = check_int(n_init, "n_init", low=1)
-    local_starts = check_int(local_starts, "local_starts", low=0)
-    max_iter = check_int(max_iter, "max_iter", low=1)
-    tol = check_float(tol, "tol", low=0.0)
-    check_choice(variance_update, "variance_update", VARIANCE_UPDATES)
-    check_choice(gate_targets, "gate_targets", GATE_TARGETS)
+    settings = dict(n_experts=n_experts, n_init=n_init, local_starts=local_starts, max_iter=max_iter, tol=tol,
+                    variance_update=variance_update, gate_targets=gate_targets)
+    v = _check_reduction(settings, y_support)
     large = LargeMixture(list(local_params), weights)
     problem = ReductionProblem(large, X_support)
-    if problem.S < n_experts:
+    y_support = _check_support(problem, v, y_support)
+    starts = mm_starts(problem, v["n_experts"], check_random_state_seed(random_state).spawn(v["n_init"]),
+                       v["local_starts"], local_scores, y_support)
+    state, history, converged, finals = best_mm_run(problem, starts, max_iter=v["max_iter"], tol=v["tol"],
+                                                    variance_update=variance_update, callback=callback)
+    plan = problem.transport_plan(state.assignment, v["n_experts"])
+    gates, targets = reduced_gate(problem, state, plan, gate_targets, y_support)
+    params = _m.MoEParams(gates, problem.scaler.coef_to_original(state.experts_std), state.variances)
+    return ReductionResult(params=params, objective_history=history, objective=float(history[-1]),
+                           n_iter=len(history), converged=bool(converged), init_objectives=np.asarray(finals),
+                           plan=plan, gate_targets=targets, time=time.perf_counter() - t0)
+
+
+def _check_reduction(settings, y_support):
+    """The reduction's settings, checked (ValueError/TypeError naming the one at fault)."""
+    v = dict(settings)
+    v["n_experts"] = check_int(v["n_experts"], "n_experts", low=1)
+    v["n_init"] = check_int(v["n_init"], "n_init", low=1)
+    v["local_starts"] = check_int(v["local_starts"], "local_starts", low=0)
+    v["max_iter"] = check_int(v["max_iter"], "max_iter", low=1)
+    v["tol"] = check_float(v["tol"], "tol", low=0.0)
+    check_choice(v["variance_update"], "variance_update", VARIANCE_UPDATES)
+    check_choice(v["gate_targets"], "gate_targets", GATE_TARGETS)
+    return v
+
+
+def _check_support(problem, v, y_support):
+    """The support responses (S,) as floats, or None; the support must hold K points at least."""
+    if problem.S < v["n_experts"]:
         raise ValueError(
-            f"the supporting sample has {problem.S} points; it needs at least n_experts={n_experts}."
+            f"the supporting sample has {problem.S} points; it needs at least n_experts={v['n_experts']}."
         )
     if y_support is not None:
         y_support = np.asarray(y_support, dtype=np.float64).ravel()
         if y_support.shape[0] != problem.S or not np.isfinite(y_support).all():
             raise ValueError(f"y_support must hold {problem.S} finite values, one per support point.")
-    elif gate_targets == "posterior":
+    elif v["gate_targets"] == "posterior":
         raise ValueError('gate_targets="posterior" needs y_support (the support responses).')
-    seeds = check_random_state_seed(random_state).spawn(n_init)
+    return y_support
 
+
+def mm_starts(problem, n_experts, seeds, local_starts, local_scores, y_support):
+    """The MM starts: (is a local model, callable -> (experts_std (p, K), variances (K,))).
+
+    One k-means start on the L local experts per seed, then up to ``local_starts`` rescue starts
+    from whole local models (their K experts as they are): the best scoring on the support pairs
+    (``local_scores``, computed here from ``y_support`` when not given), or the heaviest machines
+    without y_support.  k-means on the pooled components can be pulled by one outlying component
+    (a merged expert with a huge variance); a good local model cannot.
+    """
+    large = problem.large
     starts = [(False, lambda rng_seed=seed: problem.initial_experts(n_experts, np.random.default_rng(rng_seed)))
               for seed in seeds]
     if local_scores is None and y_support is not None and local_starts > 0:
@@ -646,10 +646,17 @@ def reduce_mixtures(
     for m in _best_local_models(large, n_experts, local_starts, local_scores):
         prm = large.local_params[m]
         starts.append((True, lambda prm=prm: (problem.scaler.coef_to_standard(prm.experts), prm.variances.copy())))
+    return starts
 
-    best = None
-    finals = []
-    seen = {}
+
+def best_mm_run(problem, starts, *, max_iter, tol, variance_update, callback=None):
+    """MM from every start; the run of lowest R.
+
+    Returns (its final MMState, its objective history, whether it converged, the final R of every
+    start).  A local-model start runs only when R there is already below the best k-means result
+    (R only decreases, so it then ends lower); otherwise its starting R is recorded.
+    """
+    best, finals, seen = None, [], {}
     for i, (local, start) in enumerate(starts):
         B0, V0 = start()
         # k-means from another seed often finds the same clusters. MM is deterministic and
@@ -661,9 +668,8 @@ def reduce_mixtures(
             continue
         seen[key] = i
         if local and best is not None:
-            # A local model is a rescue start: MM runs from it only if it already beats the best
-            # k-means result (R only decreases, so it then ends lower); otherwise k-means found a
-            # better basin and a full run would cost as much as the rest of the reduction.
+            # A full run from a start that does not beat k-means would cost as much as the rest
+            # of the reduction, for a basin k-means already bettered.
             start_obj = problem.plan(B0, V0).objective
             if not start_obj < best[0].objective:
                 finals.append(start_obj)
@@ -680,37 +686,36 @@ def reduce_mixtures(
         finals.append(state.objective)
         if best is None or state.objective < best[0].objective:
             best = (state, np.asarray(history), converged)
-    state, history, converged = best
+    return (*best, finals)
 
-    plan = problem.transport_plan(state.assignment, n_experts)
+
+def reduced_gate(problem, state, plan, gate_targets, y_support=None):
+    """The reduced model's gates (d+1, K) and the targets (S, K) they were fitted to.
+
+    gate_targets (docs/method.md, "Gate targets"): "component" (default), a softmax gate fitted to
+    the gate mass of each local component sent whole to the reduced expert that receives most of
+    it; "plan" (the paper), fitted to the pointwise plan's gate mass, which flattens the gate where
+    expert lines cross; "posterior" (the authors' code), fitted to the reduced experts' posterior
+    responsibilities on the support pairs (needs ``y_support`` (S,)); "coefficients", no fit: the
+    mass-weighted mean of the local gate coefficients, each machine aligned one-to-one to the
+    reduced experts through the plan.
+    """
+    n_experts = state.variances.shape[0]
     targets = state.D  # (S, K): rows sum to one, the large MoE's gates summing to one
     if gate_targets == "coefficients":
-        gates = _average_gate_coefficients(large, plan, n_experts)
+        return _average_gate_coefficients(problem.large, plan, n_experts), _component_targets(problem, plan,
+                                                                                              n_experts)
+    if gate_targets == "component":
         targets = _component_targets(problem, plan, n_experts)
-    else:
-        if gate_targets == "component":
-            targets = _component_targets(problem, plan, n_experts)
-        elif gate_targets == "posterior":
-            m = problem.XsT.T @ state.experts_std
-            logp = np.log(np.maximum(targets, 1e-300)) - 0.5 * (
-                _m.LOG_2PI + np.log(state.variances) + (y_support[:, None] - m) ** 2 / state.variances
-            )
-            targets = np.exp(logp - logp.max(axis=1, keepdims=True))
-            targets /= targets.sum(axis=1, keepdims=True)
-        gates_std, _ = fit_softmax_gate(problem.XsT, np.ascontiguousarray(targets.T), XX=problem.XX)
-        gates = problem.scaler.coef_to_original(gates_std)
-    params = _m.MoEParams(gates, problem.scaler.coef_to_original(state.experts_std), state.variances)
-    return ReductionResult(
-        params=params,
-        objective_history=history,
-        objective=float(history[-1]),
-        n_iter=len(history),
-        converged=bool(converged),
-        init_objectives=np.asarray(finals),
-        plan=plan,
-        gate_targets=targets,
-        time=time.perf_counter() - t0,
-    )
+    elif gate_targets == "posterior":
+        m = problem.XsT.T @ state.experts_std
+        logp = np.log(np.maximum(targets, 1e-300)) - 0.5 * (
+            _m.LOG_2PI + np.log(state.variances) + (y_support[:, None] - m) ** 2 / state.variances
+        )
+        targets = np.exp(logp - logp.max(axis=1, keepdims=True))
+        targets /= targets.sum(axis=1, keepdims=True)
+    gates_std, _ = fit_softmax_gate(problem.XsT, np.ascontiguousarray(targets.T), XX=problem.XX)
+    return problem.scaler.coef_to_original(gates_std), targets
 
 
 def _best_local_models(large, n_experts, count, scores):

@@ -32,18 +32,24 @@ import numpy as np
 from . import model as _m
 from .em import ExpertStats, _estep, expert_statistics, experts_from_statistics
 from .gating import DAMPING, MAX_HALVINGS, MAX_STEP, gate_gradient_hessian, gate_objective
+from .screening import SCORE_POINTS, better_optimum, n_free_parameters, support_loglik, support_scores
 
 __all__ = [
     "LADDER",
     "RoundState",
     "RoundStatistics",
     "RoundsResult",
+    "WarmRefits",
+    "better_reduction",
     "em_rounds",
     "machine_gate_values",
     "machine_loglik",
     "machine_statistics",
+    "rounds_on_machines",
     "run_rounds",
     "server_step",
+    "warm_refit_reduction",
+    "warm_refits",
 ]
 
 # Step lengths evaluated per exchange: 1, 1/2, 1/4, 1/8.  The full Newton step is accepted in
@@ -287,3 +293,113 @@ def em_rounds(shards, params: _m.MoEParams, rounds, *, scaler=None, var_floor=1e
     n = sum(len(y) for _, y in shards)
     res = run_rounds(run, len(shards), n, RoundState.from_params(params, scaler), rounds, var_floor=var_floor)
     return res.state.to_params(), res.loglik
+
+
+def rounds_on_machines(machines, params: _m.MoEParams, X_support, y_support, rounds, n_machines, n_samples, *,
+                       var_floor=1e-6, progress=None):
+    """:func:`run_rounds` from the reduced model ``params`` on the machines' data where it lives.
+
+    machines : :class:`~moecore.dispatch.MachineData` ; the support pairs (S, d), (S,) set the
+    standardisation ; n_samples : rows over all machines.  Returns :class:`RoundsResult`.
+    """
+    everyone = range(n_machines)
+
+    def run(fn, args):
+        out = machines.run(fn, everyone, lambda m: args)
+        return [out[m] for m in everyone]
+
+    state = RoundState.from_params(params, _m.Standardizer.fit(X_support, y_support))
+    return run_rounds(run, n_machines, n_samples, state, rounds, var_floor=var_floor, progress=progress)
+
+
+@dataclass
+class WarmRefits:
+    """What :func:`warm_refits` returns.
+
+    models : list (M',) of the local models, with the improved refits in place ; scores : ndarray
+    (M,), support scores with the improved refits' ; gains : dict {machine: shard log-likelihood
+    gain per point} of the improved refits (emptied when their reduction is not kept) ; times :
+    ndarray (M',), seconds of each refit ; up, down : ndarray (M,), numbers each machine sent (an
+    improved model) and received (the reduced model).  Set by :func:`warm_refit_reduction`:
+    reduction : the ReductionResult kept ; cpu : CPU seconds of the second reduction ; support :
+    mean support log-likelihoods of both reductions (None: no second one) ; kept : whether the
+    improved fits and their reduction replaced the first ones.
+    """
+
+    models: list
+    scores: np.ndarray
+    gains: dict
+    times: np.ndarray
+    up: np.ndarray
+    down: np.ndarray
+    reduction: object = None
+    cpu: float = 0.0
+    support: tuple | None = None
+    kept: bool = False
+
+
+def warm_refits(refit, params: _m.MoEParams, models, machines, scores, X_support, y_support, support_machine,
+                n_machines):
+    """Every aggregated machine refits from the reduced model; keep the refits that reach a clearly
+    better optimum of their shard's likelihood (:func:`~moecore.screening.better_optimum`).
+
+    Machines holding different data may each see some experts too rarely to resolve them (label
+    skew: k-means on a shard 80 % one expert splits that expert and merges the rest), so every
+    local fit, and with them the reduction, misses an expert, and no machine has a better model to
+    refit from.  The reduced model pools what each machine saw often (docs/method.md, section 9).
+
+    refit(machines) -> {machine: LocalFitResult}: fits from ``params`` on those machines' shards ;
+    models, machines : the aggregated local models (M',) and their indices ; scores : (M,) support
+    scores ; support_machine : (S,).  Returns :class:`WarmRefits`.
+    """
+    q = n_free_parameters(params.n_experts, params.n_features)
+    pos = {int(m): i for i, m in enumerate(machines)}
+    out = refit(list(pos))
+    down, up = np.zeros(n_machines), np.zeros(n_machines)
+    down[list(pos)] = q
+    models, scores, gains = list(models), scores.copy(), {}
+    for m, res in sorted(out.items()):
+        own = models[pos[m]]
+        if res.error is None and better_optimum(own.loglik_, res.model.loglik_, res.n_samples, q,
+                                                own.n_parameters()):
+            gains[m] = (res.model.loglik_ - own.loglik_) / res.n_samples
+            models[pos[m]] = res.model
+            up[m] += q + 1
+            sel = support_machine == m
+            if sel.any():
+                scores[m] = support_scores([res.model.params_], X_support[sel], y_support[sel],
+                                           max_points=SCORE_POINTS)[0]
+    return WarmRefits(models, scores, gains, np.array([out[m].time for m in sorted(out)]), up, down)
+
+
+def better_reduction(first, second, X_support, y_support):
+    """After the warm refits: the reduction of the improved fits is kept when it explains the
+    support pairs at least as well as the first.
+
+    first, second : ReductionResult.  Returns (the kept one, whether it is ``second``, the mean
+    support log-likelihoods of both); the kept one's ``time`` counts both reductions.
+    """
+    both = support_loglik([first.params, second.params], X_support, y_support).mean(axis=1)
+    spent = first.time + second.time
+    kept = second if both[1] >= both[0] else first
+    kept.time = spent
+    return kept, kept is second, tuple(float(v) for v in both)
+
+
+def warm_refit_reduction(refit, reduce, first, models, machines, scores, X_support, y_support, support_machine,
+                         n_machines):
+    """:func:`warm_refits` from the first reduction, then, if some refits improved, the reduction
+    of the improved fits, kept when it explains the support pairs better (:func:`better_reduction`).
+
+    reduce(models, scores) -> (ReductionResult, CPU seconds) ; first : the first ReductionResult ;
+    the other arguments as :func:`warm_refits`.  Returns :class:`WarmRefits`.
+    """
+    warm = warm_refits(refit, first.params, models, machines, scores, X_support, y_support, support_machine,
+                       n_machines)
+    warm.reduction = first
+    if warm.gains:
+        second, warm.cpu = reduce(warm.models, warm.scores)
+        warm.reduction, warm.kept, warm.support = better_reduction(first, second, X_support, y_support)
+        if not warm.kept:
+            warm.gains = {}
+    return warm

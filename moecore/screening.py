@@ -25,25 +25,32 @@ The rule (:func:`flag_poor_fits`) compares each score with the median of the mac
 
 from __future__ import annotations
 
+import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import model as _m
+from .local import LocalFitError
+from .params import LOCAL_CHECKS, n_free_parameters
 
 __all__ = [
     "LOCAL_CHECKS",
     "SCORE_POINTS",
+    "ScreeningOutcome",
     "ScreeningReport",
     "beaten",
     "better_optimum",
     "flag_poor_fits",
+    "machine_score",
     "n_free_parameters",
+    "score_local_fits",
+    "screen_local_fits",
     "support_loglik",
     "support_scores",
 ]
 
-LOCAL_CHECKS = ("refit", "drop", "off")
 # Robust z-score beyond which a machine is flagged (see the module docstring).
 Z_THRESHOLD = 5.0
 # Floor of the gap, in units of q / n_m (see the module docstring).
@@ -141,12 +148,6 @@ def better_optimum(own_loglik, new_loglik, n_samples, n_params, own_params=None)
     return bool(np.isfinite(gain) and gain > need)
 
 
-def n_free_parameters(n_experts, n_features):
-    """(K - 1)(d + 1) gate + K (d + 1) expert coefficients + K variances."""
-    p = n_features + 1
-    return (n_experts - 1) * p + n_experts * p + n_experts
-
-
 @dataclass
 class ScreeningReport:
     """What the screening saw and did.
@@ -202,3 +203,141 @@ def flag_poor_fits(scores, n_samples, n_params, *, z=Z_THRESHOLD, floor=GAP_FLOO
     spread = 1.4826 * np.median(np.abs(scores[ok] - med))
     threshold = med - np.maximum(z * spread, floor * n_params / n_samples)
     return threshold, ok & (scores < threshold)
+
+
+@dataclass
+class ScreeningOutcome:
+    """What :func:`screen_local_fits` decided.
+
+    report : ScreeningReport ; kept : dict {machine: LocalFitResult}, the fits to aggregate (a
+    passing refit in place of its first fit) ; scores : ndarray (M,), the support scores (the
+    report's array) ; dropped : dict {machine: why} ; refit_times : ndarray (refits,), seconds of
+    each refit ; refit_up : ndarray (M,), numbers each refitted machine sent again ; seconds : the
+    scoring at the server.
+    """
+
+    report: ScreeningReport
+    kept: dict
+    scores: np.ndarray
+    dropped: dict
+    refit_times: np.ndarray
+    refit_up: np.ndarray
+    seconds: float
+
+
+def machine_score(params, X_support, y_support, support_machine, machine, own):
+    """The support score of one model of ``machine``: on the whole support, or (``own``: the
+    machines hold different x) on the support points that machine contributed (NaN: none)."""
+    if not own:
+        return float(support_scores([params], X_support, y_support, max_points=SCORE_POINTS)[0])
+    sel = support_machine == machine
+    if not sel.any():
+        return float("nan")
+    return float(support_scores([params], X_support[sel], y_support[sel], max_points=SCORE_POINTS)[0])
+
+
+def score_local_fits(models, machines, X_support, y_support, support_machine, sizes, own):
+    """Support scores, thresholds, flags and warm starts of the local models.
+
+    models : list (M',) of MixtureOfExperts ; machines : (M',) their machine indices ;
+    support_machine : (S,) each support point's machine ; sizes : (M,) shard sizes n_m ;
+    own : score each machine on its own support points (covariate weights: machines not
+    exchangeable).  Returns scores (M,), threshold (M,), flagged (M,) bool and {machine: MoEParams}
+    of a better model of another machine to refit from.
+    """
+    M, d = len(sizes), X_support.shape[1]
+    q = n_free_parameters(models[0].n_experts, d)
+    scores, warm = np.full(M, np.nan), {}
+    params = [mdl.params_ for mdl in models]
+    if own:
+        # Cross-scores: every model on every machine's own points. Where most machines stop in
+        # a poor optimum (label skew: one expert dominates a shard and misleads k-means) the
+        # median rule cannot see it, but a good fit from another machine beats the poor one on
+        # the poor one's own data; the refit then starts from that better model.
+        ll = support_loglik(params, X_support, y_support)  # (M', S): every model at every point, one pass
+        for own_pos, m in enumerate(machines):
+            sel = support_machine == m
+            if not sel.any():
+                continue
+            cross = ll[:, sel].mean(axis=1)  # each model on machine m's own points
+            scores[m] = cross[own_pos]
+            cross[own_pos] = -np.inf
+            best = int(np.argmax(cross))
+            if best != own_pos and beaten(ll[own_pos, sel], ll[best, sel], q, sizes[m]):
+                warm[int(m)] = params[best]
+    else:
+        scores[machines] = support_scores(params, X_support, y_support, max_points=SCORE_POINTS)
+    threshold, flagged = flag_poor_fits(scores, sizes, q)
+    flagged[list(warm)] = True
+    return scores, threshold, flagged, warm
+
+
+def screen_local_fits(results, models, machines, X_support, y_support, support_machine, *, local_check,
+                      own, refit):
+    """Score the local fits on the support pairs; refit or drop the poor ones (the module's rule).
+
+    results : list (M,) of LocalFitResult ; models, machines : the aggregated local models and
+    their machine indices ; support_machine : (S,) ; local_check : one of LOCAL_CHECKS ;
+    own : the machines hold different x (covariate weights): each is scored on its own points
+    and a flagged machine is refitted but never dropped (it may be the only one holding its x) ;
+    refit(flagged, warm) -> {machine: LocalFitResult}: refits the flagged machines on their
+    shards, from ``warm[m]`` where given.  Returns :class:`ScreeningOutcome`.
+    """
+    t0 = time.perf_counter()
+    sizes = np.array([r.n_samples for r in results], dtype=float)
+    scores, threshold, flagged, warm = score_local_fits(models, machines, X_support, y_support,
+                                                        support_machine, sizes, own)
+    report = ScreeningReport(scores, threshold, [int(m) for m in np.flatnonzero(flagged)])
+    outcome = ScreeningOutcome(report, {r.index: r for r in results if r.error is None}, scores, {},
+                               np.zeros(0), np.zeros(len(results)), time.perf_counter() - t0)
+    if report.flagged and local_check == "off":
+        report.actions = dict.fromkeys(report.flagged, "kept")
+    elif report.flagged:
+        refits = refit(report.flagged, warm) if local_check == "refit" else {}
+        if refits:
+            outcome.refit_times = np.array([refits[m].time for m in report.flagged])
+        q = n_free_parameters(models[0].n_experts, X_support.shape[1])
+        for m in report.flagged:
+            _act_on_flag(outcome, m, refits.get(m), threshold[m], q,
+                         lambda p, m=m: machine_score(p, X_support, y_support, support_machine, m, own), own)
+        if not outcome.kept:
+            raise LocalFitError("the screening dropped every machine; pass local_check='off'.")
+        dropped = sorted(outcome.dropped)
+        if dropped:
+            warnings.warn(
+                f"the screening left out machine(s) {dropped}: their local fits scored far below "
+                "the others on the supporting sample (a poor local optimum); the others are "
+                "aggregated with renormalised weights.",
+                RuntimeWarning,
+                stacklevel=6,
+            )
+    return outcome
+
+
+def _act_on_flag(outcome, m, res, threshold, q, score_of, own):
+    """Keep the refit of flagged machine ``m`` if it passes, else keep or drop its first fit."""
+    report, scores = outcome.report, outcome.scores
+    if res is not None and res.error is None:
+        score = score_of(res.model.params_)
+        report.refit_scores[m] = score
+        outcome.refit_up[m] += q + 1
+        if score >= threshold:
+            outcome.kept[m] = res
+            report.actions[m] = "refit"
+            return
+        if own:
+            # A machine may be the only one holding its part of x: keep its better fit rather
+            # than drop it.
+            if score > scores[m]:
+                outcome.kept[m] = res
+            report.actions[m] = "refit" if score > scores[m] else "kept"
+            return
+    if own:
+        report.actions[m] = "kept"
+        return
+    report.actions[m] = "dropped"
+    del outcome.kept[m]
+    outcome.dropped[m] = (
+        f"local fit scored {scores[m]:.4g} on the support, below the screening "
+        f"threshold {threshold:.4g}" + (" (also after a refit)" if res is not None else "")
+    )

@@ -38,7 +38,7 @@ from joblib import delayed
 
 from . import local
 from .dispatch import MachineData, Runner, gather_dask
-from .em import min_samples
+from .params import min_samples, min_samples_rule
 
 __all__ = ["ShardError", "ShardInfo", "ShardJob", "ShardsFitted", "allocate_support", "fit_shards", "inspect_shard",
            "read_shard"]
@@ -419,7 +419,7 @@ def fit_shards(job, paths, *, response="y", features=None, workers=None, progres
         if small:
             raise ValueError(
                 f"shard {small[0].path!r} holds {small[0].n_samples} rows; each shard needs at least "
-                f"n_experts * (d + 1) + 1 = {need}."
+                f"{min_samples_rule(K, d)}."
             )
         return sizes, allocate_support(S, sizes)
 

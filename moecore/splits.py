@@ -35,7 +35,17 @@ from ._kmeans import assign_labels, kmeans
 from ._validation import check_int, check_random_state_seed, check_X
 from .params import SPLIT_PARAMETERS, SPLITS
 
-__all__ = ["SPLITS", "Split", "machine_labels", "make_split", "shard_sizes", "shards_from_labels", "split_shards"]
+__all__ = [
+    "SPLITS",
+    "PlacedRows",
+    "Split",
+    "machine_labels",
+    "make_split",
+    "place_rows",
+    "shard_sizes",
+    "shards_from_labels",
+    "split_shards",
+]
 
 # k-means finds the machines' centres on a subsample of this many points per machine (at least
 # _KMEANS_MIN); every row is then labelled by its nearest centre.
@@ -292,3 +302,35 @@ def machine_labels(shards, n=None):
     if not isinstance(n, numbers.Integral):
         raise TypeError(f"n must be an integer, got {type(n).__name__}.")
     return _labels_of(shards, n)
+
+
+@dataclass(frozen=True)
+class PlacedRows:
+    """Which machine holds which rows, and the supporting sample drawn from the pooled rows.
+
+    shards : list (M,) of index arrays ; support : ndarray (S,), sorted rows of the supporting
+    sample ; support_machine : ndarray (S,), the machine of each support point ; random_split :
+    whether the package itself shuffled the rows over the machines (then P(machine | x) = n_m / n
+    is known and needs no test).
+    """
+
+    shards: list
+    support: np.ndarray
+    support_machine: np.ndarray
+    random_split: bool
+
+    def support_shares(self, n_machines):
+        """(M,) support points each machine contributed."""
+        return np.bincount(self.support_machine, minlength=n_machines)
+
+
+def place_rows(split, machine, X, n_machines, support_size, min_size, seed_split, seed_support):
+    """The first step of a distributed fit: spread the n rows of X (n, d) over the machines by
+    ``split`` (or by the given ``machine`` labels (n,)) and draw the supporting sample of
+    ``support_size`` rows, each from its own seed.  Returns :class:`PlacedRows`."""
+    n = X.shape[0]
+    shards = (split_rows(split, X, n_machines, np.random.default_rng(seed_split), min_size)
+              if machine is None else shards_from_labels(machine, n, n_machines))
+    support = np.sort(np.random.default_rng(seed_support).choice(n, size=support_size, replace=False))
+    random_split = machine is None and isinstance(split, Split) and split.kind == "random"
+    return PlacedRows(shards, support, machine_labels(shards, n)[support], random_split)

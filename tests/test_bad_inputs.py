@@ -46,7 +46,7 @@ MOE_CASES = [
     ("X-string-scalar", {}, "data.csv", Y, TypeError, "numeric array"),
     ("constant-column", {}, np.column_stack([X, np.ones(400)]), Y, ValueError, "constant column"),
     ("constant-y", {}, X, np.ones(400), ValueError, "y is constant"),
-    ("too-few-samples", {"n_experts": 3}, X[:6], Y[:6], ValueError, "at least 7"),
+    ("too-few-samples", {"n_experts": 3}, X[:6], Y[:6], ValueError, r"at least n_experts \* \(d \+ 1\) \+ 1 = 7"),
     ("K-zero", {"n_experts": 0}, X, Y, ValueError, "n_experts must be in"),
     ("K-float", {"n_experts": 2.5}, X, Y, TypeError, "n_experts must be an integer"),
     ("K-bool", {"n_experts": True}, X, Y, TypeError, "n_experts must be an integer"),

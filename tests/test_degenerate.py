@@ -31,13 +31,14 @@ def test_collapsing_variance_is_floored():
 
 def _five_experts_on_three_points():
     """Three distinct (x, y) points and five experts: k-means leaves clusters empty, EM starves
-    them. Returns x, y, the fit and the warnings it raised."""
+    them (a k-means start, so that the one run seen is the one that starves). Returns x, y, the
+    fit and the warnings it raised."""
     rng = np.random.default_rng(0)
     x = np.repeat([0.0, 1.0, 2.0], 20)
     y = np.repeat([0.0, 1.0, 5.0], 20) + 1e-3 * rng.normal(size=60)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        est = MixtureOfExperts(5, random_state=0, max_iter=100).fit(x[:, None], y)
+        est = MixtureOfExperts(5, init="kmeans", random_state=0, max_iter=100).fit(x[:, None], y)
     return x, y, est, rec
 
 

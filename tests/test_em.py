@@ -151,7 +151,8 @@ def test_min_samples_is_the_bound_em_and_the_shards_enforce():
     assert min_samples(K, d) == K * (d + 1) + 1 == 10
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((10, d)), rng.standard_normal(10)
-    with pytest.raises(ValueError, match="at least 10 are needed"):
+    # One rule, one phrasing: EM, the distributed fit and the shards cite the same bound.
+    with pytest.raises(ValueError, match="at least n_experts \\* \\(d \\+ 1\\) \\+ 1 = 10 are needed"):
         MixtureOfExperts(K, random_state=0).fit(X[:9], y[:9])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 10 points for 3 experts may need re-seeding: fine here

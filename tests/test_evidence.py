@@ -11,6 +11,7 @@ import pytest
 from explorer import evidence as ev
 from explorer import explain as ex
 from explorer import tables
+from moecore.costs import FitCosts
 
 METHODS = ["reduction", "reduction, one-shot", "global", "weighted average", "median", "single machine",
            "average, unaligned"]
@@ -69,12 +70,13 @@ def test_highlight_styles_exactly_the_cells(table):
     assert html.count(ev.HIGHLIGHT) == 1
 
 
-TM = dict(local_max=0.05, screening=0.002, refit=np.zeros(0), warm_refit=np.zeros(0), machine_weights=0.0,
-          reduction=0.06, rounds=np.zeros(0), learning_time=0.112, wall=2.66)
+# The fit's costs: slowest local fit 0.050 s + screening 0.002 s + reduction 0.060 s = 0.112 s.
+COSTS = FitCosts(local=np.array([0.04, 0.05]), local_cpu=np.array([0.04, 0.05]), one_shot_up=np.zeros(2),
+                 screening=0.002, reduction=0.06, reduction_cpu=0.06, wall=2.66)
 
 
 def test_headline_quotes_figures_as_the_fit_page_shows_them():
-    e = ev.headline(TM, 2.21, 128, 2, 2, {"rpe_reduction": 9.91, "rpe_global": 9.88},
+    e = ev.headline(COSTS, 2.21, 128, 2, 2, {"rpe_reduction": 9.91, "rpe_global": 9.88},
                     {"rpe_reduction": 1.45, "rpe_global": 1.03})
     q = bold(e.sentence)
     # The Fit page's metrics: f"{x:.3f} s" and f"{speed-up:.1f}x"; the lesson's table: f"{rpe:.2f} %".
@@ -93,5 +95,5 @@ def test_bad_machine_quotes_the_warning_and_says_which_curve():
 
 
 def test_non_iid_quotes_the_test():
-    e = ev.non_iid(TM, 0.04, 8, 2, 2, "covariate", SimpleNamespace(p_value=1.2e-30))
+    e = ev.non_iid(COSTS, 0.04, 8, 2, 2, "covariate", SimpleNamespace(p_value=1.2e-30))
     assert "**covariate**" in e.sentence and "**1.2e-30**" in e.sentence and "weights" in e.boxes

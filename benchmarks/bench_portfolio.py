@@ -1,0 +1,315 @@
+"""EM starts: the portfolio ("small EM") against k-means, on real data and high-dimensional shards.
+
+    .venv/bin/python benchmarks/bench_portfolio.py real     # real data: default vs best-known maximum (+ flexmix)
+    .venv/bin/python benchmarks/bench_portfolio.py kinds    # each start kind alone, real data and d = 20 shards
+    .venv/bin/python benchmarks/bench_portfolio.py highd --n 200000 --machines 16   # then --n 1000000 --machines 128
+    .venv/bin/python benchmarks/bench_portfolio.py diamonds # ggplot2 diamonds (log price ~ log carat), via Rscript
+
+Every part writes ``benchmarks/results/bench_portfolio_<part>.csv`` and prints a table.
+
+* ``real``: the shipped data sets (moecore.datasets) for K in {2, 3, 4}, seeds 0-4. The best-known
+  maximum is the best non-degenerate log-likelihood (every variance >= DEGENERATE_VAR var(y)) over
+  at least 50 diverse starts of moecore (portfolio fits of 13 starts each with 4 seeds, 20 random
+  partitions, 10 "lines" starts) and flexmix's best of 20 ``stepFlexmix`` starts with concomitant
+  ``FLXPmultinom`` (when Rscript and flexmix are installed). A fit "reaches" it when it ends within
+  1 nat and is itself non-degenerate.
+* ``kinds``: one start of each kind ("kmeans", "lines", "random") and the portfolio; real data:
+  fits within 1 nat of the best-known maximum out of 5 seeds; shards of the d = 20 design: local
+  fits in a poor optimum (more than screening's GAP_FLOOR q / n_m nats per point below EM from
+  the true parameters) and the median / max fit time.
+* ``highd``: the three designs of :data:`DESIGNS` split over M machines: local fits in a poor
+  optimum with ``local_check="off"`` (the same rule), learning time of the defaults against the
+  global EM (each fit alone, one core), and each parameter block's MSE to the truth relative to
+  the global EM's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from moecore import DistributedMoE, MixtureOfExperts  # noqa: E402
+from moecore.datasets import dataset_names, load_dataset  # noqa: E402
+from moecore.em import DEGENERATE_VAR  # noqa: E402
+from moecore.model import MoEParams  # noqa: E402
+from moecore.screening import GAP_FLOOR, n_free_parameters  # noqa: E402
+from moecore.simulation import simulate  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "results"
+# (d, K) of the high-dimensional designs; their coefficients come from high_d_design.
+DESIGNS = {"hd-10-5": (10, 5), "hd-20-4": (20, 4), "hd-30-3": (30, 3)}
+
+
+def high_d_design(d, K, seed=0):
+    """A d-feature, K-expert true model: gate slopes N(0, 0.75^2) per feature (gate logits of
+    standard deviation 0.75 sqrt(d) at x ~ N(0, I): sharp gates), expert coefficients N(0, 1)
+    (expert lines sqrt(2 d) apart in mean), every variance 0.25. Returns MoEParams."""
+    r = np.random.default_rng(seed)
+    gates = np.zeros((d + 1, K))
+    gates[1:, :-1] = r.normal(0.0, 0.75, (d, K - 1))
+    return MoEParams(gates, r.normal(0.0, 1.0, (d + 1, K)), np.full(K, 0.25))
+
+
+def small_expert_design(sharpness=8.0):
+    """K = 5, d = 1: sharp gates (slopes 8 k) with boundaries at x = -1.2, -0.4, 0.3, 1.5, so the
+    last expert holds P(x > 1.5) = 6.7 % of x ~ N(0, 1); variances 0.01 to 1 (100x apart).
+    Returns MoEParams."""
+    K = 5
+    cuts = np.array([-1.2, -0.4, 0.3, 1.5])
+    slopes = sharpness * np.arange(K)
+    icpt = np.concatenate([[0.0], -np.cumsum(sharpness * cuts)])
+    gates = np.vstack([icpt - icpt[-1], slopes - slopes[-1]])
+    experts = np.array([[0.0, 2.0, -1.0, 3.0, -2.0], [1.0, -2.0, 0.5, 2.0, 4.0]])
+    return MoEParams(gates, experts, np.array([0.01, 0.1, 1.0, 0.05, 0.3]))
+
+
+def poor_gap(K, d, n_m):
+    """Per-point log-likelihood gap beyond which a fit is in another, poorer optimum: screening's
+    bound GAP_FLOOR q / n_m on the estimation noise of a fit."""
+    return GAP_FLOOR * n_free_parameters(K, d) / n_m
+
+
+def _ok(model, y):
+    return bool(model.variances_.min() >= DEGENERATE_VAR * np.var(y))
+
+
+def _write(name, rows):
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"bench_portfolio_{name}.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    print(f"wrote {path}")
+
+
+def flexmix_best(X, y, K, nrep=20):
+    """flexmix's best non-degenerate log-likelihood of ``nrep`` stepFlexmix starts, or NaN."""
+    if shutil.which("Rscript") is None:
+        return float("nan")
+    script = f"""
+suppressPackageStartupMessages(library(flexmix))
+dat <- read.csv(commandArgs(trailingOnly = TRUE)[1])
+xs <- setdiff(names(dat), "y")
+fe <- as.formula(paste("y ~", paste(xs, collapse = " + ")))
+fg <- as.formula(paste("~", paste(xs, collapse = " + ")))
+set.seed(1)
+best <- -Inf
+for (r in 1:{nrep}) {{
+  f <- try(stepFlexmix(fe, data = dat, k = {K}, nrep = 1, model = FLXMRglm(family = "gaussian"),
+                       concomitant = FLXPmultinom(fg), control = list(minprior = 0, verbose = 0),
+                       verbose = FALSE), silent = TRUE)
+  if (inherits(f, "try-error") || f@k < {K}) next
+  s2 <- parameters(f)[nrow(parameters(f)), ]^2
+  if (min(s2) >= {DEGENERATE_VAR} * var(dat$y)) best <- max(best, as.numeric(logLik(f)))
+}}
+cat(best, "\\n")
+"""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "d.csv"
+        cols = {"y": y, **{f"x{j + 1}": X[:, j] for j in range(X.shape[1])}}
+        np.savetxt(data, np.column_stack(list(cols.values())), delimiter=",", header=",".join(cols),
+                   comments="")
+        (Path(tmp) / "f.R").write_text(script)
+        out = subprocess.run(["Rscript", str(Path(tmp) / "f.R"), str(data)], capture_output=True, text=True)
+    try:
+        return float(out.stdout.split()[-1])
+    except (ValueError, IndexError):
+        return float("nan")
+
+
+def moecore_best(X, y, K):
+    """Best non-degenerate log-likelihood of moecore over 4 x 13 portfolio + 20 random + 10 lines starts."""
+    fits = [MixtureOfExperts(K, n_init=1, random_state=100 + s).fit(X, y) for s in range(4)]
+    fits += [MixtureOfExperts(K, init="random", random_state=200 + s).fit(X, y) for s in range(20)]
+    fits += [MixtureOfExperts(K, init="lines", random_state=300 + s).fit(X, y) for s in range(10)]
+    ok = [f.loglik_ for f in fits if _ok(f, y)]
+    return max(ok) if ok else float("nan")
+
+
+def part_real(args):
+    rows = []
+    print(f"{'data':10s} {'K':>2s} {'best moecore':>13s} {'best flexmix':>13s} {'kmeans hits':>11s} "
+          f"{'default hits':>12s} {'default gap':>11s} {'ms':>6s}")
+    for name in dataset_names():
+        ds = load_dataset(name)
+        for K in (2, 3, 4):
+            b_m = moecore_best(ds.X, ds.y, K)
+            b_f = flexmix_best(ds.X, ds.y, K) if not args.no_flexmix else float("nan")
+            best = np.nanmax([b_m, b_f])
+            hits = {}
+            gaps, times = [], []
+            for init in ("kmeans", "portfolio"):
+                hits[init] = 0
+                for s in range(5):
+                    t0 = time.perf_counter()
+                    f = MixtureOfExperts(K, init=init, random_state=s).fit(ds.X, ds.y)
+                    ok = _ok(f, ds.y) and f.loglik_ >= best - 1.0
+                    hits[init] += ok
+                    if init == "portfolio":
+                        gaps.append(best - f.loglik_ if _ok(f, ds.y) else np.inf)
+                        times.append(time.perf_counter() - t0)
+            rows.append(dict(data=name, K=K, best_moecore=b_m, best_flexmix=b_f, kmeans_hits=hits["kmeans"],
+                             default_hits=hits["portfolio"], default_worst_gap=max(gaps),
+                             default_ms_median=1000 * float(np.median(times))))
+            print(f"{name:10s} {K:2d} {b_m:13.2f} {b_f:13.2f} {hits['kmeans']:9d}/5 {hits['portfolio']:10d}/5 "
+                  f"{max(gaps):11.2f} {1000 * np.median(times):6.1f}", flush=True)
+    _write("real", rows)
+
+
+def part_kinds(args):
+    rows = []
+    kinds = ("kmeans", "lines", "random", "portfolio")
+    for name in dataset_names():
+        ds = load_dataset(name)
+        for K in (2, 3, 4):
+            best = moecore_best(ds.X, ds.y, K)
+            row = dict(data=name, K=K)
+            for init in kinds:
+                fits = [MixtureOfExperts(K, init=init, random_state=s).fit(ds.X, ds.y) for s in range(5)]
+                row[init] = sum(_ok(f, ds.y) and f.loglik_ >= best - 1.0 for f in fits)
+            rows.append(row)
+            print(row, flush=True)
+    d, K = DESIGNS["hd-20-4"]
+    prm, n_m = high_d_design(d, K), args.shard
+    for init in kinds:
+        poor, times = 0, []
+        for s in range(args.shards):
+            tr = simulate(prm, n_m, random_state=1000 + s)
+            t0 = time.perf_counter()
+            f = MixtureOfExperts(K, init=init, random_state=s).fit(tr.X, tr.y)
+            times.append(time.perf_counter() - t0)
+            ref = MixtureOfExperts(K, init=prm).fit(tr.X, tr.y)
+            poor += (ref.loglik_ - f.loglik_) / n_m > poor_gap(K, d, n_m)
+        row = dict(data=f"hd-20-4 shards n_m={n_m}", K=K, init=init, poor=poor, shards=args.shards,
+                   ms_median=1000 * float(np.median(times)), ms_max=1000 * float(np.max(times)))
+        rows.append(row)
+        print(row, flush=True)
+    _write("kinds", rows)
+
+
+def part_highd(args):
+    from moecore.baselines import fit_global
+    from moecore.metrics import parameter_mse
+
+    rows = []
+    for dname in args.designs.split(","):
+        d, K = DESIGNS[dname]
+        prm = high_d_design(d, K)
+        tr = simulate(prm, args.n, random_state=1)
+        n_m = args.n // args.machines
+        g = None
+        for seed in range(args.seeds):
+            off = DistributedMoE(K, args.machines, n_jobs=args.n_jobs, local_check="off", random_state=seed)
+            off.fit(tr.X, tr.y)
+            lls = np.array([m.loglik_ for m in off.local_models_])
+            # Poor optima: per-point gap to EM from the true parameters on the same shard.
+            poor = 0
+            for m, rows_m in enumerate(off.shards_):
+                ref = MixtureOfExperts(K, init=prm).fit(tr.X[rows_m], tr.y[rows_m])
+                poor += (ref.loglik_ - lls[m]) / len(rows_m) > poor_gap(K, d, n_m)
+            dm = DistributedMoE(K, args.machines, n_jobs=args.n_jobs, random_state=seed).fit(tr.X, tr.y)
+            if g is None:
+                t0 = time.perf_counter()
+                g = fit_global(tr.X, tr.y, K, random_state=0)
+                g_time = time.perf_counter() - t0
+            eg, ed = parameter_mse(g.params_, prm), parameter_mse(dm.params_, prm)
+            sp = dm.timings_["local_spread"]
+            row = dict(design=dname, d=d, K=K, n=args.n, M=args.machines, seed=seed,
+                       poor_off=int(poor), flagged_default=len(dm.screening_.flagged),
+                       global_time=g_time, learning_time=dm.timings_["learning_time"],
+                       speedup=g_time / dm.timings_["learning_time"],
+                       local_time_median=sp["time"]["median"], local_time_p90=sp["time"]["p90"],
+                       local_time_max=sp["time"]["max"], local_iter_median=sp["iterations"]["median"],
+                       local_iter_max=sp["iterations"]["max"],
+                       **{f"{b}_ratio": ed[b] / eg[b] for b in ("gates", "experts", "variances")})
+            rows.append(row)
+            print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+    _write(f"highd_n{args.n}_M{args.machines}", rows)
+
+
+def part_small(args):
+    """Small experts: the local fits of small_expert_design's shards, k-means start against the
+    default, poor optima by the same rule as the high-d designs; and whether the default fit's
+    screening flags every poor local fit."""
+    prm = small_expert_design()
+    rows = []
+    for M in (16, 64):
+        n_m = args.n // M
+        for seed in range(args.seeds):
+            tr = simulate(prm, args.n, random_state=10 + seed)
+            row = dict(n=args.n, M=M, seed=seed, share_smallest=float(np.mean(tr.labels == 4)))
+            for init in ("kmeans", "portfolio"):
+                # The first local fits are the same with and without screening (same seeds): the
+                # poor ones come from local_check="off", the flags from the default.
+                kw = dict(n_jobs=1, backend="sequential", init=init, random_state=seed)
+                off = DistributedMoE(5, M, local_check="off", **kw).fit(tr.X, tr.y)
+                poor = {m for m, rows_m in enumerate(off.shards_)
+                        if (MixtureOfExperts(5, init=prm).fit(tr.X[rows_m], tr.y[rows_m]).loglik_
+                            - off.local_models_[m].loglik_) / len(rows_m) > poor_gap(5, 1, n_m)}
+                dm = DistributedMoE(5, M, **kw).fit(tr.X, tr.y)
+                row[f"{init}_poor"] = len(poor)
+                row[f"{init}_poor_unflagged"] = len(poor - set(dm.screening_.flagged))
+                row[f"{init}_flagged"] = len(dm.screening_.flagged)
+                row[f"{init}_local_time_max"] = dm.timings_["local_spread"]["time"]["max"]
+            rows.append(row)
+            print(row, flush=True)
+    _write("small", rows)
+
+
+def part_diamonds(args):
+    if shutil.which("Rscript") is None:
+        print("Rscript not found: skipped")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "diamonds.csv"
+        expr = ("d <- ggplot2::diamonds; write.csv(data.frame(y = log(d$price), x = log(d$carat)), "
+                f'"{path}", row.names = FALSE)')
+        subprocess.run(["Rscript", "-e", expr], check=True)
+        data = np.loadtxt(path, delimiter=",", skiprows=1)
+    X, y = data[:, 1:], data[:, 0]
+    rows = []
+    fits = {init: [MixtureOfExperts(2, init=init, random_state=s).fit(X, y) for s in range(5)]
+            for init in ("kmeans", "portfolio", "random")}
+    best = max(f.loglik_ for fs in fits.values() for f in fs if _ok(f, y))
+    for init, fs in fits.items():
+        row = dict(data="diamonds log price ~ log carat", n=len(y), K=2, init=init, best=best,
+                   gaps=" ".join(f"{best - f.loglik_:.2f}" for f in fs),
+                   ms_median=1000 * float(np.median([f.fit_time_ for f in fs])))
+        rows.append(row)
+        print(row, flush=True)
+    _write("diamonds", rows)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("part", choices=["real", "kinds", "highd", "small", "diamonds"])
+    ap.add_argument("--no-flexmix", action="store_true", help="real: skip flexmix's best of 20 starts")
+    ap.add_argument("--shard", type=int, default=7800, help="kinds: rows per d = 20 shard")
+    ap.add_argument("--shards", type=int, default=16, help="kinds: d = 20 shards")
+    ap.add_argument("--n", type=int, default=200_000, help="highd, small: training rows")
+    ap.add_argument("--machines", type=int, default=16, help="highd: M")
+    ap.add_argument("--seeds", type=int, default=1, help="highd, small: seeds of the distributed fit")
+    ap.add_argument("--designs", default=",".join(DESIGNS), help="highd: comma list of DESIGNS")
+    ap.add_argument("--n-jobs", type=int, default=1, help="highd: parallel local fits (times are each fit's own)")
+    args = ap.parse_args(argv)
+    warnings.simplefilter("ignore")
+    parts = {"real": part_real, "kinds": part_kinds, "highd": part_highd, "small": part_small,
+             "diamonds": part_diamonds}
+    parts[args.part](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""EM's default start (init="portfolio", small EM) reaches the maxima that k-means starts miss; the
+shipped real data sets; the spread of local fit times and iterations."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from benchmarks.bench_portfolio import high_d_design, poor_gap
+from moecore import DistributedMoE, MixtureOfExperts, simulate_design
+from moecore.datasets import DATASETS, dataset_names, load_dataset
+from moecore.em import DEGENERATE_VAR
+from moecore.simulation import simulate
+
+
+@pytest.mark.parametrize("name", dataset_names())
+def test_shipped_data_sets_load_with_their_description(name):
+    ds = load_dataset(name)
+    n, d = ds.X.shape
+    assert n >= 50 and d == len(ds.feature_names) >= 1 and ds.y.shape == (n,)
+    assert np.all(np.isfinite(ds.X)) and np.all(np.isfinite(ds.y)) and np.std(ds.y) > 0
+    assert ds.response_name not in ds.feature_names
+    assert ds.source and ds.licence and ds.description and ds.suggested_experts >= 2
+    assert list(ds.frame.columns) == [ds.response_name, *ds.feature_names]
+    assert ds.name == name == DATASETS[name].name
+
+
+def test_unknown_data_set_is_refused_with_the_names():
+    with pytest.raises(ValueError, match=r"name must be one of .*mcycle"):
+        load_dataset("iris")
+
+
+def test_mcycle_default_reaches_the_maximum_every_k_means_start_misses():
+    # Motorcycle data, K = 2: k-means on (x, y) puts the flat, quiet start and the swings in one
+    # basin whatever its seed; random partitions reach another basin about 29 nats higher. The
+    # best-known maximum comes from the random starts here, not from a stored number.
+    ds = load_dataset("mcycle")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        best = MixtureOfExperts(2, init="random", n_init=20, random_state=7).fit(ds.X, ds.y)
+        kmeans = [MixtureOfExperts(2, init="kmeans", n_init=5, random_state=s).fit(ds.X, ds.y) for s in range(3)]
+        default = [MixtureOfExperts(2, random_state=s).fit(ds.X, ds.y) for s in range(3)]
+    assert best.variances_.min() >= DEGENERATE_VAR * ds.y.var()
+    # Far more than the 1 nat the target allows: another basin, not a stopping tolerance.
+    assert all(best.loglik_ - f.loglik_ > 10.0 for f in kmeans)
+    for f in default:
+        assert f.loglik_ >= best.loglik_ - 1.0
+        assert f.variances_.min() >= DEGENERATE_VAR * ds.y.var()
+        h = f.loglik_history_
+        assert np.all(np.diff(h) >= -1e-9 * np.abs(h[:-1]))  # the continued run is one GEM run
+
+
+def test_d20_shards_default_local_fits_avoid_the_poor_optima_of_k_means_starts():
+    # Shards of a machine's size (7 800 rows) of a d = 20, K = 4 design with sharp gates. A local
+    # fit is in a poor optimum when EM from the true parameters on the same shard ends higher by
+    # more than screening's bound on a fit's estimation noise, GAP_FLOOR q / n_m nats per point.
+    d, K, n_m = 20, 4, 7800
+    prm = high_d_design(d, K)
+    gap = poor_gap(K, d, n_m)
+    poor = {"kmeans": 0, "portfolio": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for s in range(4):
+            tr = simulate(prm, n_m, random_state=1000 + s)
+            ref = MixtureOfExperts(K, init=prm).fit(tr.X, tr.y).loglik_
+            for init in poor:
+                est = MixtureOfExperts(K, random_state=s) if init == "portfolio" else \
+                    MixtureOfExperts(K, init=init, random_state=s)
+                poor[init] += (ref - est.fit(tr.X, tr.y).loglik_) / n_m > gap
+    assert poor["kmeans"] >= 1
+    assert poor["portfolio"] == 0
+
+
+def test_portfolio_is_reproducible_and_reaches_the_k_means_maximum_on_separated_data():
+    tr = simulate_design("separated-2d", 5000, random_state=3)
+    a = MixtureOfExperts(4, random_state=5).fit(tr.X, tr.y)
+    b = MixtureOfExperts(4, random_state=5).fit(tr.X, tr.y)
+    np.testing.assert_array_equal(a.experts_, b.experts_)
+    np.testing.assert_array_equal(a.loglik_history_, b.loglik_history_)
+    # Well-separated experts: k-means finds the maximum, and so must the portfolio (whose first
+    # start is that k-means start), up to the two runs' stopping tolerance (tol relative on each).
+    k = MixtureOfExperts(4, init="kmeans", random_state=5).fit(tr.X, tr.y)
+    assert a.loglik_ >= k.loglik_ - 2 * 1e-6 * abs(k.loglik_)
+
+
+def test_local_spread_summarises_every_machines_fit():
+    tr = simulate_design("separated-2d", 8000, random_state=1)
+    dm = DistributedMoE(4, 8, n_jobs=1, backend="sequential", random_state=0).fit(tr.X, tr.y)
+    sp = dm.timings_["local_spread"]
+    times = dm.timings_["local"]
+    iters = np.array([m.n_iter_ for m in dm.local_models_])
+    assert sp["time"]["max"] == times.max() and sp["time"]["median"] == np.median(times)
+    assert sp["iterations"]["max"] == iters.max() and sp["iterations"]["median"] == np.median(iters)
+    assert sp["time"]["median"] <= sp["time"]["p90"] <= sp["time"]["max"]
