@@ -195,6 +195,10 @@ class CostModel:
             raise_it.append(f"a smaller supporting sample (S = {p.support:,}; the reduction's time grows with S)")
         if M_best != M and sp_best > 1.1 * p.speedup:
             raise_it.append(f"M = {M_best} machines (predicted {sp_best:.1f}x)")
+        fixed = restarts * self.em[0]  # the part of an EM fit that does not shrink with its rows
+        if fixed > 0.5 * p.local:
+            raise_it.append(f"larger shards: {_s(fixed)} of each local fit is a fixed cost (its starts) that does "
+                            "not shrink with n / M")
         if p.local >= p.server:
             raise_it.append("more rows: the global EM grows with n, the local fits only with n / M")
         parts.append("What would raise it: " + "; ".join(raise_it) + ".")

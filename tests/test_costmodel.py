@@ -121,3 +121,9 @@ def test_bad_sizes_name_the_parameter(bad, name):
     args = dict(dict(n=1000, d=1, K=3, M=8), **bad)
     with pytest.raises(ValueError, match=name):
         KNOWN.predict(**args)
+
+
+def test_explain_names_a_fixed_cost_that_dominates_the_local_fit():
+    fixed = cm.CostModel(em=(0.04, 8e-8, 6e-9), server=KNOWN.server, round=KNOWN.round)
+    assert "fixed cost" in fixed.explain(20_000, 1, 3, 8)
+    assert "fixed cost" not in KNOWN.explain(2_000_000, 1, 3, 8)
