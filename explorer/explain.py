@@ -140,6 +140,17 @@ def iteration_axis(counts, *, q=0.95, slack=1.25) -> tuple[int, list[int]]:
     return top, [int(i) for i in np.flatnonzero(c > top)]
 
 
+def rises_early(curve, top, *, share=0.95, within=0.1) -> bool:
+    """Whether ``curve`` (a typical EM curve) gains ``share`` of its rise within the first
+    ``within`` of an axis of ``top`` iterations: the rise is then a thin wall at the left edge of a
+    linear axis, and a log axis shows it."""
+    c = np.asarray(curve, dtype=float)
+    if c.size < 2 or top < 20 or not c[-1] > c[0]:
+        return False
+    reached = np.flatnonzero(c - c[0] >= share * (c[-1] - c[0]))[0] + 1  # iterations are numbered from 1
+    return bool(reached <= within * top)
+
+
 # ------------------------------------------------------------------------------ times
 def seconds(t) -> str:
     """Seconds as the Fit page's metrics and timing list show them."""

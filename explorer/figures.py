@@ -556,6 +556,13 @@ def loglik_figure(dm, global_model=None, *, max_lines=MANY_MACHINES):
         fig.add_annotation(text=f"beyond the axis, machine (iterations): {named}", xref="paper", yref="paper",
                            x=1, y=0.02, showarrow=False, xanchor="right", yanchor="bottom", font=dict(size=11),
                            bgcolor="rgba(255,255,255,0.85)")
+    typical = curves[int(np.argsort([len(h) for h in curves])[len(curves) // 2])]
+    if explain.rises_early(typical, n_max):  # most machines run long, but rise in their first iterations
+        fig.update_xaxes(type="log", range=[0, np.log10(n_max + 0.5)], dtick=1)
+        _layout(fig, title, "EM iteration (log scale: the rise is in the first iterations)", "log-likelihood / n_m",
+                legend_title="fit")
+        fig.update_layout(legend=dict(traceorder="normal"))
+        return fig
     _integer_axis(fig, n_max, start=1)
     _layout(fig, title, "EM iteration", "log-likelihood / n_m", legend_title="fit")
     fig.update_layout(legend=dict(traceorder="normal"))  # a filled band would reverse the legend

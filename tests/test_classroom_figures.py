@@ -30,6 +30,12 @@ def test_em_curves_of_similar_lengths_are_not_clipped():
     assert fig.layout.xaxis.range is None and not fig.layout.annotations
 
 
+def test_em_curves_that_rise_in_their_first_iterations_get_a_log_axis():
+    # Most machines run to 300 iterations (no clipping helps) but gain their likelihood in ~10.
+    fig = fg.loglik_figure(fake_fit([300] * 40 + [60] * 10))
+    assert fig.layout.xaxis.type == "log" and "log scale" in fig.layout.xaxis.title.text
+
+
 def test_mm_subtitle_counts_kmeans_and_local_starts():
     fig = fg.mm_figure([3.0, 2.0, 1.9], init_objectives=np.array([1.9, 2.1, 2.5, 2.0]), n_kmeans=3)
     assert "best of 4 starts (3 k-means restarts + 1 from the best local models)" in fig.layout.title.text

@@ -101,6 +101,14 @@ def test_iteration_axis_does_not_clip_close_counts():
     assert ex.iteration_axis([]) == (1, [])
 
 
+def test_rises_early():
+    fast = -1 + np.exp(-np.arange(300) / 3.0) * -1  # its rise is over in ~10 of 300 iterations
+    assert ex.rises_early(fast, 300)
+    slow = np.linspace(-2, -1, 300)
+    assert not ex.rises_early(slow, 300)
+    assert not ex.rises_early(fast[:15], 15)  # a short axis shows any rise
+
+
 # ------------------------------------------------------------------------------ times and the paper
 PARTS = {"slowest local fit": 0.05, "screening": 0.002, "slowest refit": 0.0, "reduction": 0.06}
 
