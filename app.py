@@ -1,9 +1,8 @@
 """DMoE Explorer: distributed learning of mixtures of experts, interactively.
 
-Entry point (`make run` / `streamlit run app.py`).  It declares the pages (the sidebar draws its
-own links, explorer.chrome) and runs the chosen one; every page sets the session up itself, so a
-deep link works as a session's first request.  After the page, the sidebar's summary is drawn
-again with what the page left.
+Entry point (`make run` / `streamlit run app.py`).  It declares the pages, sets the session up
+(settings from the URL, data, first fit, sidebar) and runs the chosen page; after the page, the
+sidebar's summary is drawn again with what the page left (explorer.chrome).
 """
 
 import streamlit as st
@@ -26,10 +25,4 @@ from explorer import chrome  # heavy: imported after the first message is on scr
 if _first is not None:
     _first.empty()
 
-nav = st.navigation([st.Page(script, title=title, icon=icon, default=script == chrome.DEFAULT_PAGE)
-                     for script, title, icon in chrome.PAGES], position="hidden")
-st.session_state["_page_path"] = nav.url_path
-try:
-    nav.run()
-finally:
-    chrome.refresh_sidebar(page_path=nav.url_path)
+chrome.framed_run(chrome.navigation())

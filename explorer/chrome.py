@@ -1,23 +1,38 @@
 """What every page shares: the session set up, the sidebar (pages, data and fit in use, share box).
 
-Every page starts with :func:`page`, so that any page works as the first request of a session
-(a deep link after a server restart runs the page file alone, before ``app.py`` has declared the
-navigation).  The sidebar's summary is drawn into a placeholder and drawn again after the page
-ran (:func:`refresh_sidebar`, called by ``app.py``), so it shows the data and fit the page left,
-not those it found.
+``app.py`` declares the pages (:func:`navigation`) and sets the session up (:func:`frame`) before
+it runs the chosen page; the page then draws its own content (:func:`page`).  The sidebar's
+summary is drawn into a placeholder and drawn again after the page ran (:func:`refresh_sidebar`,
+called by ``app.py``), so it shows the data and fit the page left, not those it found.
+
+A deep link as the very first request of a fresh server does not go through ``app.py``: with a
+``pages/`` folder beside the entry script, Streamlit 1.67 starts in its folder mode
+(streamlit/runtime/pages_manager.py, ``PagesManager.__init__`` sets ``uses_pages_directory``
+when ``pages/`` exists) and its script runner then runs ``_mpa_v1``, which runs the requested
+page file alone (streamlit/runtime/scriptrunner/script_runner.py, ``if
+PagesManager.uses_pages_directory: _mpa_v1(...)``).  The first ``st.navigation`` call ends that
+mode for the process (streamlit/commands/navigation.py, ``PagesManager.uses_pages_directory =
+False``).  So a page run alone frames the session itself (:func:`page`) and, at its end
+(:func:`done`), calls the documented ``st.navigation`` with the app's pages: the next request
+runs ``app.py``.  Not earlier: ``st.navigation`` sets the active page hash to the entry
+script's (``ScriptRunContext.set_mpa_v2_page``), so the widgets drawn after it would get other
+ids than the same widgets under ``app.py``, and the session's next click would be lost.
+(``streamlit.testing`` resets that mode before every run, so under AppTest every run after the
+first is a run alone: the tests exercise this path all the time.)
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
-from streamlit.errors import StreamlitPageNotFoundError
 
-from . import io as eio
-from . import lessons, runs
-from . import settings as cfg
+from . import lessons, runs, settings
+from .io import session_to_json
 
-# (script, title, icon): the app's pages in menu order.  The navigation of app.py and the
-# sidebar's links both read this list.
+ROOT = Path(__file__).resolve().parents[1]
+# (script, title, icon): the app's pages in menu order.  The navigation and the sidebar's links
+# both read this list.
 PAGES = [
     ("pages/lessons.py", "Lessons", ":material/co_present:"),
     ("pages/data.py", "Data", ":material/scatter_plot:"),
@@ -27,29 +42,30 @@ PAGES = [
     ("pages/learn.py", "Learn", ":material/school:"),
 ]
 DEFAULT_PAGE = "pages/fit.py"
+# Set by app.py for the length of a run it frames; a page run without it is a run alone.
+_FRAMED = "_framed_run"
 
 
-def _leave_folder_mode():
-    """A deep link as the very first request of a fresh server: Streamlit runs the page file
-    alone (its pages/ folder convention), because app.py has not yet declared the navigation.
-    This run draws the page as it is (the folder's raw file list is hidden by the config,
-    client.showSidebarNavigation, and the page draws its own links); the next runs go through
-    app.py, as st.navigation itself would switch them (a rerun here would drop the click that
-    started it)."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        return True
-    return False
+def _app_pages() -> list:
+    """The pages as st.Page objects, by absolute path: the same pages whichever script is the
+    entry (app.py, or a page file run alone)."""
+    return [st.Page(ROOT / script, title=title, icon=icon, default=script == DEFAULT_PAGE)
+            for script, title, icon in PAGES]
 
 
-def page(title: str):
-    """Set the session up (URL settings, data, first fit), draw the sidebar; return the data."""
-    st.set_page_config(page_title=f"{title} · DMoE Explorer", page_icon=":material/hub:", layout="wide")
-    alone = _leave_folder_mode()  # no app.py around this run: the sidebar is drawn whole here
+def navigation():
+    """st.navigation over the app's pages; the page to run (``.run()``), its ``url_path`` the
+    address ("" for the default page).  Hidden: the sidebar draws its own links."""
+    return st.navigation(_app_pages(), position="hidden")
+
+
+def frame(page_path: str):
+    """Set the session up (URL settings, data, first fit) and draw the sidebar, once per run,
+    before the page; the sidebar's summary is drawn whole after the page."""
+    st.set_page_config(page_icon=":material/hub:", layout="wide")  # the page adds its title
     ss = st.session_state
-    ignored = cfg.init_settings(st.query_params.to_dict())
+    ss["_page_path"] = page_path
+    ignored = settings.init_settings(st.query_params.to_dict())
     if ignored:
         st.warning("Ignored URL parameter(s): " + "; ".join(ignored) + ". The defaults are used instead.")
     if "data" not in ss:
@@ -60,26 +76,55 @@ def page(title: str):
     with st.sidebar:
         st.markdown("### DMoE Explorer")
         st.caption("Distributed learning of mixtures of experts (Chamroukhi & Pham, arXiv 2312.09877).")
-        try:
-            for script, name, icon in PAGES:
-                st.page_link(script, label=name, icon=icon)
-        except StreamlitPageNotFoundError:
-            pass  # a page script run as an app of its own (tests): there are no other pages to link
+        for link, (_, name, icon) in zip(_app_pages(), PAGES, strict=True):
+            st.page_link(link, label=name, icon=icon)
         ss["_sidebar_box"] = st.empty()
     ss["_share_drawn"] = False
-    if alone:  # the default page (Distributed fit) has the app's own address, as under app.py
-        here = (getattr(st.context, "url", None) or "").split("?")[0].rsplit("/", 1)[-1]
-        ss["_page_path"] = "" if here == DEFAULT_PAGE.removeprefix("pages/").removesuffix(".py") else here
-    refresh_sidebar(final=alone, page_path=ss.get("_page_path", ""))
+    refresh_sidebar(final=False, page_path=page_path)
+
+
+def framed_run(nav):
+    """Run the chosen page inside the frame (app.py): set-up before, the sidebar redrawn after."""
+    ss = st.session_state
+    frame(nav.url_path)
+    ss[_FRAMED] = True
+    try:
+        nav.run()
+    finally:
+        ss.pop(_FRAMED, None)
+        refresh_sidebar(page_path=nav.url_path)
+
+
+def _address_here() -> str:
+    """The URL path of the page running alone ("" for the default page, as under app.py)."""
+    here = (getattr(st.context, "url", None) or "").split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+    return "" if here == Path(DEFAULT_PAGE).stem else here
+
+
+def page(title: str):
+    """A page's start: its title (browser tab and heading) and the lesson banner; the session
+    framed first when the page runs alone (see the module's docstring).  Returns the data."""
+    if not st.session_state.get(_FRAMED):
+        frame(_address_here())
+    st.set_page_config(page_title=f"{title} · DMoE Explorer")
     st.title(title)
     lessons.banner()
-    return ss["data"]
+    return st.session_state["data"]
+
+
+def done():
+    """A page's end.  Alone (no app.py around this run): the sidebar drawn whole, as app.py
+    would after the page, and the app's navigation declared, which ends Streamlit's folder mode."""
+    if not st.session_state.get(_FRAMED):
+        refresh_sidebar(page_path=st.session_state.get("_page_path", ""))
+        navigation()
 
 
 def stop():
     """End the page here (st.stop), with the sidebar drawn whole first: nothing after st.stop is
     drawn, app.py's redraw included."""
     refresh_sidebar(page_path=st.session_state.get("_page_path", ""))
+    done()
     st.stop()
 
 
@@ -96,7 +141,7 @@ def refresh_sidebar(final=True, page_path=""):
         fit = ss.get("fit")
         if fit is not None:
             s = fit.settings
-            state = "current" if fit.matches(data, cfg.settings()) else (
+            state = "current" if fit.matches(data, settings.settings()) else (
                 "of other data" if fit.data_key != data.key else "settings changed since")
             st.markdown(f"**Fit** ({state}): K = {s['K']}, M = {s['M']}, S = {len(fit.dm.support_indices_):,}, "
                         f"{s['backend']}")
@@ -108,12 +153,12 @@ def refresh_sidebar(final=True, page_path=""):
                 st.caption("Uploaded data cannot travel in a link: this link reopens the app with the settings "
                            "but the built-in data. To share everything, download a session file (data + "
                            "settings) and load it on the Data page.")
-                # Encoded on the click only (a callable): writing 200 000 rows as text took 0.9 s,
-                # which every rerun of every page paid while an upload was the data.
-                values = cfg.settings()
-                st.download_button("Download the session file", lambda: eio.session_to_json(data, values),
+                # Encoded on the click only (a callable): writing 200 000 rows as text takes 0.9 s,
+                # which every rerun of every page would pay while an upload is the data.
+                values = settings.settings()
+                st.download_button("Download the session file", lambda: session_to_json(data, values),
                                    file_name="dmoe_session.json", mime="application/json", key="dl_session")
             else:
                 st.caption("This link reopens the app on this page with the current data and settings.")
-            st.code(cfg.share_url(page_path), language=None, wrap_lines=True)
-    cfg.sync_query_params()
+            st.code(settings.share_url(page_path), language=None, wrap_lines=True)
+    settings.sync_query_params()

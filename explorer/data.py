@@ -17,7 +17,8 @@ from moecore import MoEParams
 from moecore.model import feature_names
 from moecore.simulation import get_design, simulate
 
-from . import settings as cfg
+from . import settings
+from .io import select_columns, true_labels
 
 
 @dataclass
@@ -87,9 +88,9 @@ def simulate_dataset(params: MoEParams, n, *, x_dist, x_loc=0.0, x_scale=1.0, se
 
 def dataset_from_settings(s: dict | None = None) -> Dataset:
     """Simulated data from the current settings (a named design or the custom knobs)."""
-    s = s or cfg.settings()
+    s = s or settings.settings()
     data = _dataset_from(s)
-    data.settings = {k: s[k] for k in cfg.DATA_SETTINGS}
+    data.settings = {k: s[k] for k in settings.DATA_SETTINGS}
     return data
 
 
@@ -107,6 +108,12 @@ def _dataset_from(s: dict) -> Dataset:
     design = get_design(s["design"])
     return simulate_dataset(design.params, n, x_dist=design.x_dist, x_loc=design.x_loc,
                             x_scale=design.x_scale, seed=s["seed"], name=design.name, source="design")
+
+
+def dataset_from_upload(df, y_col: str, x_cols, name: str) -> Dataset:
+    """An uploaded table's chosen columns as the session's data (InputError when they do not fit)."""
+    X, y = select_columns(df, y_col, x_cols)
+    return Dataset(X, y, name, list(x_cols), y_col, labels=true_labels(df, x_cols), source="csv")
 
 
 def heldout(data: Dataset, n_test=5000):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -37,8 +36,11 @@ __all__ = [
     "select_columns",
 ]
 
-# Streamlit refuses larger files itself (.streamlit/config.toml server.maxUploadSize): same number.
+# Streamlit refuses larger files itself (.streamlit/config.toml server.maxUploadSize): same number,
+# and the same unit: Streamlit counts that setting in MiB (streamlit/web/server/starlette/
+# starlette_routes.py: maxUploadSize * 1024 * 1024 bytes).
 MAX_UPLOAD_MB = 50
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 # EM on more rows than this makes the app sluggish on a laptop; the CLI has no such limit.
 MAX_ROWS = 200_000
 MAX_COLUMNS = 200
@@ -97,11 +99,11 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
         raise InputError("internal: parse_csv expects bytes.")
     if not name.lower().endswith(".csv"):
         raise InputError(f"{name} is not a .csv file. Upload a CSV (comma-separated values) file.")
-    if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
+    if len(data) > MAX_UPLOAD_BYTES:
         raise InputError(f"{name} is larger than the {MAX_UPLOAD_MB} MB limit: upload a smaller sample.")
     text = _decode(bytes(data), name)
-    # Old Mac files end lines with a bare \r: the header reader below split on \n only and the
-    # csv module refused the whole file as one line (an uncaught _csv.Error).
+    # Old Mac files end lines with a bare \r: the header reader below splits on \n only and the
+    # csv module would refuse the whole file as one line.
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise InputError(f"{name} is empty. Upload a CSV with a header row and numeric data rows.")
@@ -123,21 +125,27 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
         header = [h.strip() for h in next(csv.reader(io.StringIO(first), delimiter=sep), [])]
     except csv.Error as exc:
         raise InputError(f"{name}: its header row cannot be read as CSV ({_clip(exc)}).") from None
+    ragged = f"{name} has rows with a different number of fields than the header"
+    fix = "Every row needs one value per column: fix or delete the ragged rows."
+    # A first data row longer than the header would become pandas' row index (every value shifted
+    # one column), or with index_col=False lose its last values with only a warning: its length is
+    # checked here, the other rows' by pandas (on_bad_lines="error").
+    try:
+        rows = csv.reader(io.StringIO(text.lstrip("\n")), delimiter=sep)
+        next(rows, None)
+        first_row = next((r for r in rows if r), [])
+    except csv.Error:
+        first_row = []  # pandas reports what it cannot read
+    if len(first_row) > len(header):
+        raise InputError(f"{ragged} (the first data row has {len(first_row)}, the header {len(header)}). {fix}")
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
         raise InputError(f"{name} has duplicated column names {[_clip(d) for d in dup]}: give every column a "
                          "distinct name.")
     try:
-        # index_col=False and its warning as an error: a first row longer than the header would
-        # otherwise become a row index, every value shifted one column.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            df = pd.read_csv(io.StringIO(text), sep=sep, on_bad_lines="error", engine="c", index_col=False)
-    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
-        raise InputError(
-            f"{name} has rows with a different number of fields than the header ({_clip(exc, 200)}). "
-            "Every row needs one value per column: fix or delete the ragged rows."
-        ) from None
+        df = pd.read_csv(io.StringIO(text), sep=sep, on_bad_lines="error", engine="c", index_col=False)
+    except pd.errors.ParserError as exc:
+        raise InputError(f"{ragged} ({_clip(exc, 200)}). {fix}") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{name} has no columns. Upload a CSV with a header row.") from None
     except (ValueError, UnicodeError, csv.Error, OverflowError) as exc:
@@ -442,7 +450,7 @@ def session_from_json(raw: bytes, name: str = "the session file"):
     The data go through the same checks as a CSV upload; the settings are returned as found, for
     the caller to check each against its declaration.
     """
-    if len(raw) > MAX_UPLOAD_MB * 1_000_000 * 2:
+    if len(raw) > 2 * MAX_UPLOAD_BYTES:
         raise InputError(f"{name} is larger than {2 * MAX_UPLOAD_MB} MB.")
     try:
         text = bytes(raw).decode("utf-8-sig")

@@ -14,10 +14,8 @@ import streamlit as st
 from moecore.metrics import rpe
 from moecore.model import predict_mean
 
-from . import data as dt
-from . import evidence as ev
-from . import runs
-from . import settings as cfg
+from . import evidence, runs, settings
+from .data import dataset_from_settings, heldout
 
 # The paper's headline (Chamroukhi & Pham, arXiv 2312.09877, n = 10^6, M = 128): the learning
 # time speed-up over the global EM and the two RPEs, quoted next to ours.
@@ -36,8 +34,8 @@ class Lesson:
     def settings(self) -> dict:
         """The settings of the lesson: data and fit settings at their defaults but for the lesson's
         own values; the other pages' settings as they are."""
-        base = cfg.settings()
-        base.update({s: cfg.SETTINGS[s].default for s in cfg.SETTINGS if cfg.SETTINGS[s].group != "learn"})
+        base = settings.settings()
+        base.update({name: s.default for name, s in settings.SETTINGS.items() if s.group != "learn"})
         return dict(base, **self.values)
 
 
@@ -92,15 +90,15 @@ def start(lesson: Lesson, progress=None):
     ss = st.session_state
     values = lesson.settings()
     for name, value in values.items():
-        cfg.SETTINGS[name].param.check(value)
-    data = dt.dataset_from_settings(values)
+        settings.SETTINGS[name].param.check(value)
+    data = dataset_from_settings(values)
     fit = runs.run_fit(data, values, progress=progress, automatic=True)
     compare = None
     if lesson.compare:
         cmp, test, reused = runs.run_compare(data, values, automatic=True, fit=fit)
         compare = dict(key=(data.key, tuple(sorted(values.items()))), cmp=cmp, test=test, name=data.name,
                        x_names=data.x_names, truth=data.truth, reused=reused)
-    cfg.update_settings(values)
+    settings.update_settings(values)
     ss["data"], ss["fit"] = data, fit
     ss.pop("compare", None)
     if compare is not None:
@@ -112,7 +110,7 @@ def start(lesson: Lesson, progress=None):
 def headline_figures(fit, data) -> dict:
     """Speed-up (global EM time / learning time) and held-out RPE in % of the reduction and of the
     global EM, for the headline lesson's comparison with the paper."""
-    Xt, yt, _, _ = dt.heldout(data)
+    Xt, yt, _, _ = heldout(data)
     return {"speedup": fit.global_model.fit_time_ / max(fit.dm.timings_["learning_time"], 1e-9),
             "rpe_reduction": 100 * rpe(yt, predict_mean(Xt, fit.dm.params_)),
             "rpe_global": 100 * rpe(yt, predict_mean(Xt, fit.global_model.params_))}
@@ -131,20 +129,20 @@ def current_evidence():
     if ss.get("_evidence", (None,))[0] == key:
         return ss["_evidence"][1]
     dm, g, costs = fit.dm, fit.global_model, fit.dm.costs_
-    M, n_jobs, cores = len(dm.local_models_), int(fit.settings["n_jobs"]), cfg.MAX_JOBS
+    M, n_jobs, cores = len(dm.local_models_), int(fit.settings["n_jobs"]), settings.MAX_JOBS
     out = None
     if lesson.compare:
         table = compare["cmp"].table() if compare is not None and compare["key"][0] == data.key else None
         if table is not None and lesson.key == "label-switching" and "average, unaligned" in table.index:
-            out = ev.label_switching(table)
+            out = evidence.label_switching(table)
         elif table is not None and lesson.key == "rounds" and "reduction, one-shot" in table.index:
-            out = ev.rounds(table, int(fit.settings["rounds"]))
+            out = evidence.rounds(table, int(fit.settings["rounds"]))
     elif lesson.key == "headline":
-        out = ev.headline(costs, g.fit_time_, M, n_jobs, cores, headline_figures(fit, data), PAPER_HEADLINE)
+        out = evidence.headline(costs, g.fit_time_, M, n_jobs, cores, headline_figures(fit, data), PAPER_HEADLINE)
     elif lesson.key == "bad-machine":
-        out = ev.bad_machine(dm.screening_)
+        out = evidence.bad_machine(dm.screening_)
     elif lesson.key == "non-iid":
-        out = ev.non_iid(costs, g.fit_time_, M, n_jobs, cores, dm.machine_weights_used_,
+        out = evidence.non_iid(costs, g.fit_time_, M, n_jobs, cores, dm.machine_weights_used_,
                          dm.machine_weights_test_)
     ss["_evidence"] = (key, out)
     return out
@@ -181,7 +179,7 @@ def banner():
     if key not in BY_KEY:
         return None
     lesson = BY_KEY[key]
-    st.markdown(ev.BOX_CSS, unsafe_allow_html=True)
+    st.markdown(evidence.BOX_CSS, unsafe_allow_html=True)
     with st.container(border=True):
         c1, c2 = st.columns([6, 1])
         c1.markdown(f":material/co_present: **Lesson: {lesson.title}**  \n{lesson.narration}")

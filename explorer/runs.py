@@ -22,19 +22,20 @@ import warnings
 from dataclasses import dataclass, field
 
 import streamlit as st
+from threadpoolctl import threadpool_limits
 
-from moecore import DistributedMoE, MixtureOfExperts, MoEParams
+from moecore import ConvergenceWarning, DegenerateFitWarning, DistributedMoE, MixtureOfExperts, MoEParams
 from moecore.baselines import fit_global
 from moecore.experiments import compare_methods
 from moecore.metrics import rpe
 from moecore.model import predict_mean
 from moecore.params import DISTRIBUTED_PARAMETERS, em_settings
 from moecore.splits import Split
-from moecore.teaching import mm_walkthrough, rounds_walkthrough
 
-from . import data as dt
-from . import settings as cfg
+from . import settings
+from .data import Dataset, dataset_from_settings, heldout
 from .io import InputError
+from .teaching import mm_walkthrough, rounds_walkthrough
 
 # What a failed computation may raise: bad settings (ValueError/TypeError, InputError), a local
 # fit that failed (LocalFitError, a RuntimeError), an unreachable cluster or a full disk (OSError).
@@ -48,19 +49,30 @@ DEFAULT_SCHEDULER_ALLOW = "tcp://127.0.0.1:*,tcp://localhost:*,tcp://[::1]:*"
 _SCHEDULER_RE = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://[^\s/]+$")
 
 
-def attempt(what, fn, *args, kept=True, where=None, **kw):
+KEPT = "The previous results stay on screen."
+
+
+def attempt(what, fn, *args, after=KEPT, remember=None, **kw):
     """``fn(*args, **kw)``, or None after an ``st.error`` saying what failed and why.
 
-    ``kept``: the message adds that the previous results stay on screen.
+    ``after``: what the message adds (what stays as it was, or what to do).  ``remember``: a
+    session-state key that keeps the message (None on success), for a page that draws it again
+    on later runs without repeating the work (an upload is parsed once).
     """
     try:
-        return fn(*args, **kw)
+        out = fn(*args, **kw)
     except ERRORS as exc:
         text = str(exc).strip() or type(exc).__name__
         if not text.endswith("."):
             text += "."
-        (where or st).error(f"{what} failed: {text}" + (" The previous results stay on screen." if kept else ""))
+        message = f"{what} failed: {text}" + (f" {after}" if after else "")
+        if remember:
+            st.session_state[remember] = message
+        st.error(message)
         return None
+    if remember:
+        st.session_state.pop(remember, None)
+    return out
 
 
 def _outside_cache(fn):
@@ -91,15 +103,15 @@ def fit_params(s: dict, *, automatic=False) -> dict:
     server's cores in every case.
     """
     kw = {}
-    for name in cfg.FIT_SETTINGS:
-        pname = cfg.SETTINGS[name].param.name
+    for name in settings.FIT_SETTINGS:
+        pname = settings.SETTINGS[name].param.name
         if pname in DISTRIBUTED_PARAMETERS:
             kw[pname] = s[name]
     if s["support_auto"]:
         kw["support_size"] = None
     if automatic and kw["backend"] in ("loky", "dask"):
         kw["backend"] = "threading"
-    kw["n_jobs"] = max(1, min(int(kw["n_jobs"]), cfg.MAX_JOBS))
+    kw["n_jobs"] = max(1, min(int(kw["n_jobs"]), settings.MAX_JOBS))
     kw["scheduler"] = (kw.get("scheduler") or "").strip() or None if kw["backend"] == "dask" else None
     kw["split_alpha"], kw["split_feature"] = float(s["split_alpha"]), int(s["split_feature"])
     return kw
@@ -136,13 +148,13 @@ def check_scheduler(addr):
         )
     if not _SCHEDULER_RE.match(addr):
         raise InputError(
-            f"{cfg.clip(addr)!r} is not a dask scheduler address: write protocol://host:port, e.g. tcp://127.0.0.1:8786."
+            f"{settings.clip(addr)!r} is not a dask scheduler address: write protocol://host:port, e.g. tcp://127.0.0.1:8786."
         )
     allowed = scheduler_allow_list()
     if not any(fnmatch.fnmatchcase(addr, pat) for pat in allowed):
         raise InputError(
             f"this server only connects to the dask schedulers on its allow-list ({', '.join(allowed)}); "
-            f"{cfg.clip(addr)!r} is not on it. Use one of those, or ask the server's administrator to add it "
+            f"{settings.clip(addr)!r} is not on it. Use one of those, or ask the server's administrator to add it "
             f"to the {SCHEDULER_ALLOW_ENV} setting."
         )
 
@@ -175,31 +187,30 @@ class FitResult:
     measured_at: float = 0.0
     cached: bool = False
 
-    def matches(self, data: dt.Dataset, s: dict) -> bool:
+    def matches(self, data: Dataset, s: dict) -> bool:
         """Whether this fit is of ``data`` with the fit settings of ``s``."""
         where = ("backend", "n_jobs", "scheduler")  # where a fit runs does not change its numbers
-        mine, theirs = fit_params(self.settings), fit_params(dict(self.settings, **{k: s[k] for k in cfg.FIT_SETTINGS}))
+        now = {k: s[k] for k in settings.FIT_SETTINGS}
+        mine, theirs = fit_params(self.settings), fit_params(dict(self.settings, **now))
         return self.data_key == data.key and all(mine[k] == theirs[k] for k in mine if k not in where)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _fit_cached(data_key: str, _X, _y, kw: dict, retime: int = 0, _progress=None, _labels=None):
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dm = DistributedMoE(**split_of(kw, _labels)).fit(_X, _y, progress=_progress)
-        if _progress is not None:
-            _progress("global", 0, 1)
-        g = fit_global(_X, _y, kw["n_experts"], random_state=kw["random_state"], **em_settings(kw))
+    dm = DistributedMoE(**split_of(kw, _labels)).fit(_X, _y, progress=_progress)
+    if _progress is not None:
+        _progress("global", 0, 1)
+    g = fit_global(_X, _y, kw["n_experts"], random_state=kw["random_state"], **em_settings(kw))
     return dm, g, time.perf_counter() - t0, time.time()
 
 
-def run_fit(data: dt.Dataset, s: dict | None = None, progress=None, *, automatic=False, retime=False) -> FitResult:
+def run_fit(data: Dataset, s: dict | None = None, progress=None, *, automatic=False, retime=False) -> FitResult:
     """Distributed fit (and the global EM reference) of the data's training rows; cached.
 
     ``retime``: measure again instead of returning a cached result.
     """
-    s = dict(s or cfg.settings())
+    s = dict(s or settings.settings())
     kw = fit_params(s, automatic=automatic)
     s.update(backend=kw["backend"], n_jobs=kw["n_jobs"])  # what actually ran
     X, y, labels = data.X, data.y, data.labels
@@ -221,21 +232,19 @@ def _compare_cached(data_key: str, _X, _y, _Xt, _yt, _labels, truth_json, kw: di
     kw = split_of(kw, _train_labels)
     K, M, seed = kw.pop("n_experts"), kw.pop("n_machines"), kw.pop("random_state")
     dm, g = _fitted or (None, None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return compare_methods(_X, _y, _Xt, _yt, K, M, labels_test=_labels, truth=truth, random_state=seed,
-                               distributed=dm, global_model=g, unaligned=unaligned, progress=_progress, **kw)
+    return compare_methods(_X, _y, _Xt, _yt, K, M, labels_test=_labels, truth=truth, random_state=seed,
+                           distributed=dm, global_model=g, unaligned=unaligned, progress=_progress, **kw)
 
 
-def run_compare(data: dt.Dataset, s: dict | None = None, progress=None, *, automatic=False, fit=None):
+def run_compare(data: Dataset, s: dict | None = None, progress=None, *, automatic=False, fit=None):
     """compare_methods on the data's training rows, evaluated on held-out data; cached.
 
     ``fit``: the session's FitResult; when it is of this data with these settings and was fitted on
     the same rows (simulated data, whose held-out set is a fresh draw) its models are evaluated as
     they are, else the comparison fits what it needs (uploads hold 20 % of their rows out).
     """
-    s = dict(s or cfg.settings())
-    Xt, yt, lt, tr = dt.heldout(data)
+    s = dict(s or settings.settings())
+    Xt, yt, lt, tr = heldout(data)
     X, y = data.X[tr], data.y[tr]
     kw = fit_params(s, automatic=automatic)
     truth_json = json.dumps(data.truth.to_dict()) if data.truth is not None else ""
@@ -253,18 +262,40 @@ def run_compare(data: dt.Dataset, s: dict | None = None, progress=None, *, autom
 
 
 # ------------------------------------------------------------------------------- session
+# What the library warns about and the pages show from the fitted attributes instead (screening,
+# retired experts, skipped machines, the EM's convergence): on the server's log it is noise.
+# A dead worker process stays on the log: it is the server's news, not a session's.
+_SHOWN_ON_PAGES = (r"(skipped \d+ failed machine|the local fits of machine|the local EM of machine"
+                   r"|the screening left out machine)")
+LIBRARY_WARNINGS = ((DegenerateFitWarning, ""), (ConvergenceWarning, ""), (RuntimeWarning, _SHOWN_ON_PAGES))
+
+
+def _process_settings():
+    """Settings of the server process, made once, before any session fits.
+
+    Warning filters and BLAS thread limits are process-wide: entered and restored around each fit
+    (``warnings.catch_warnings``, a ``threadpool_limits`` context), they would race between the
+    sessions' threads, one session restoring what another had just set.  The library's hot loops
+    run on one BLAS thread (moecore._threads); with the process at one thread already, their
+    limit is a no-op and there is nothing left to undo.
+    """
+    for category, message in LIBRARY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    threadpool_limits(limits=1)
+
+
 @st.cache_resource(show_spinner=False)
 def warm_up():
-    """One tiny fit per server process: loads the numba kernels from their cache (compiled during
-    ``make setup``) and starts the thread pools, so the timings shown for the first real fit are
-    those of the fit and not of the process warming up."""
+    """Once per server process: the process settings (:func:`_process_settings`), then one tiny
+    fit, which loads the numba kernels from their cache (compiled during ``make setup``) and starts
+    the thread pools, so the timings shown for the first real fit are those of the fit and not of
+    the process warming up."""
     from moecore.simulation import simulate_design
 
-    sim = simulate_design(cfg.DEFAULT_DESIGN, 1200, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        DistributedMoE(3, 2, backend="threading", n_jobs=2, random_state=0).fit(sim.X, sim.y)
-        MixtureOfExperts(3, random_state=0).fit(sim.X, sim.y)
+    _process_settings()
+    sim = simulate_design(settings.DEFAULT_DESIGN, 1200, random_state=0)
+    DistributedMoE(3, 2, backend="threading", n_jobs=2, random_state=0).fit(sim.X, sim.y)
+    MixtureOfExperts(3, random_state=0).fit(sim.X, sim.y)
     return True
 
 
@@ -278,11 +309,11 @@ def ensure_data_and_fit():
     warm_up()
     if "data" not in ss:
         try:
-            ss["data"] = dt.dataset_from_settings()
+            ss["data"] = dataset_from_settings()
         except ERRORS as exc:
             ss["startup_error"] = f"Could not build the data from the URL settings: {exc}"
-            cfg.reset_settings()
-            ss["data"] = dt.dataset_from_settings()
+            settings.reset_settings()
+            ss["data"] = dataset_from_settings()
     if "fit" not in ss and not ss.get("_auto_fit_tried"):
         ss["_auto_fit_tried"] = True
         try:
@@ -308,17 +339,13 @@ def figure(name: str, key: tuple, build):
 # ------------------------------------------------------------------------------- Learn page
 @st.cache_resource(max_entries=8, show_spinner=False)
 def learn_example(M: int, seed: int, init: str, n: int = 2000):
-    """The Learn page's live example (:func:`moecore.teaching.mm_walkthrough`), computed once and
+    """The Learn page's live example (:func:`explorer.teaching.mm_walkthrough`), computed once and
     shared read-only (no copy per rerun: a step only redraws)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return mm_walkthrough(M, seed, init, design=cfg.DEFAULT_DESIGN, n=n)
+    return mm_walkthrough(M, seed, init, design=settings.DEFAULT_DESIGN, n=n)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def learn_rounds(M: int, seed: int, rounds: int = 3, n: int = 2000):
-    """The Learn example refined by distributed EM rounds (:func:`moecore.teaching.rounds_walkthrough`)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return rounds_walkthrough(learn_example(M, seed, "kmeans", n), rounds)
+    """The Learn example refined by distributed EM rounds (:func:`explorer.teaching.rounds_walkthrough`)."""
+    return rounds_walkthrough(learn_example(M, seed, "kmeans", n), rounds)
 

@@ -31,11 +31,12 @@ from moecore.params import (
     Param,
 )
 from moecore.simulation import DESIGNS
-from moecore.teaching import MM_STARTS
+
+from .teaching import MM_STARTS
 
 DEFAULT_DESIGN = "teaching-1d"
 # Worker processes are capped at the server's cores, whatever a link or a widget asks for:
-# /?jobs=1000&backend=loky started ~430 processes that never returned.
+# /?jobs=1000&backend=loky would start ~430 processes that never return.
 MAX_JOBS = max(1, os.cpu_count() or 1)
 # Refinement rounds offered in the app: 3 reach the global EM's parameters on every shipped
 # design (benchmarks/bench_reduction_params.py); a few more show the curve flatten.
@@ -101,9 +102,15 @@ SPLIT_LABELS = {"random": "random (the paper)", "region": "by region of one inpu
                 "kmeans": "by k-means clusters of x", "label": "by true expert (label skew)"}
 
 # ---------------------------------------------------------------- Experiments page (widget keys exp_*)
-SWEEP_DEFAULTS = {"n_machines": "2, 4, 8, 16", "support_fraction": "0.1, 0.25, 0.5, 1, 2",
-                  "n": "5000, 10000, 20000, 50000", "refine_rounds": "0, 1, 2, 3, 5", "alpha": "0, 0.25, 0.5, 0.75, 1"}
-_SWEEP_QUERY = {"n_machines": "xvM", "support_fraction": "xvS", "n": "xvn", "refine_rounds": "xvr", "alpha": "xva"}
+# What a sweep can vary (moecore.experiments.SWEEPABLE, and the split's alpha of alpha_sweep), each
+# with its default values and the URL key of those values: one table, read by the widgets below.
+SWEEPS = {
+    "n_machines": ("2, 4, 8, 16", "xvM"),
+    "support_fraction": ("0.1, 0.25, 0.5, 1, 2", "xvS"),
+    "n": ("5000, 10000, 20000, 50000", "xvn"),
+    "refine_rounds": ("0, 1, 2, 3, 5", "xvr"),
+    "alpha": ("0, 0.25, 0.5, 0.75, 1", "xva"),
+}
 
 
 def _data(*args, **kw):
@@ -118,9 +125,9 @@ _EXPERIMENTS = [
     _exp("exp_design", Param("design", "choice", DEFAULT_DESIGN, "the named design every run simulates",
                              choices=tuple(DESIGNS)), "Design", "xd"),
     _exp("exp_parameter", Param("parameter", "choice", "n_machines", "the setting the sweep varies",
-                                choices=tuple(SWEEP_DEFAULTS)), "Vary", "xp", widget="radio"),
+                                choices=tuple(SWEEPS)), "Vary", "xp", widget="radio"),
     *(_exp(f"exp_values_{k}", Param("values", "text", v, "comma-separated values of the varied setting"),
-           "Values (comma-separated)", _SWEEP_QUERY[k]) for k, v in SWEEP_DEFAULTS.items()),
+           "Values (comma-separated)", query) for k, (v, query) in SWEEPS.items()),
     _exp("exp_n", SP["n"].with_range(500, MAX_APP_N, 20_000), "Sample size n (points, when not varied)", "xn",
          step=5000),
     _exp("exp_M", DP["n_machines"].with_range(1, MAX_APP_MACHINES, 8), "Machines M (when not varied)", "xM"),

@@ -1,7 +1,9 @@
-"""Tables the pages show (pandas DataFrames), built as plain functions like the figures."""
+"""Tables the pages show (pandas DataFrames), built as plain functions like the figures, and the
+readable names of their columns."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from moecore import MoEParams
@@ -36,3 +38,74 @@ def block_errors(table: pd.DataFrame):
            if f"{pre}_{b}" in table}
     return pd.DataFrame(err).astype(float) if err else None
 
+
+def screening_actions(dm):
+    """{machine: what the screening did} ("refit", "dropped", "kept"), empty when nothing was flagged."""
+    rep = getattr(dm, "screening_", None)
+    return dict(rep.actions) if rep is not None else {}
+
+
+def plan_table(dm, *, colors=None):
+    """The full transport plan as a table, one row per local expert (machine, expert): the
+    screening's action, its mass and the mass (% of the mixture) it sends to each reduced expert
+    (columns in colour order), and the reduced expert it mostly goes to."""
+    plan = dm.transport_plan_
+    K = plan.coupling.shape[1]
+    colors = np.arange(K) if colors is None else np.asarray(colors)
+    order = np.argsort(colors, kind="stable")
+    flagged = screening_actions(dm)
+    machine = np.asarray(dm.machines_)[plan.machine]
+    z = 100 * plan.coupling
+    table = pd.DataFrame({"machine": machine + 1, "local expert": np.asarray(plan.expert) + 1,
+                          "screening": [flagged.get(int(m), "") for m in machine],
+                          "mass (% of the mixture)": z.sum(axis=1)})
+    for k in order:
+        table[f"to reduced {colors[k] + 1} (%)"] = z[:, k]
+    table["mostly to"] = [f"reduced {colors[k] + 1}" for k in plan.dominant()]
+    return table
+
+
+# Readable names, with units, of every column of a sweep (moecore.experiments) and of the swept
+# parameters: tables, axes and selectboxes show these, never the raw column names.
+LABELS = {
+    # swept parameters
+    "n_machines": "number of machines M", "support_fraction": "support size S / paper's floor(n / 4M) (ratio)",
+    "n": "sample size n (points)", "refine_rounds": "refinement rounds",
+    "alpha": "mixing alpha (0 = separated, 1 = random)",
+    # metrics
+    "rpe": "relative prediction error RPE (%)", "time": "learning time (s)", "wall": "wall clock (s)",
+    "local_max": "slowest local fit (s)", "reduction_time": "reduction time (s)",
+    "mse_all": "parameter MSE vs truth, all blocks", "mse_experts": "expert MSE vs truth",
+    "mse_gates": "gate MSE vs truth", "mse_variances": "variance MSE vs truth",
+    "gap_all": "parameter MSE vs global EM, all blocks", "gap_experts": "expert MSE vs global EM",
+    "gap_gates": "gate MSE vs global EM", "gap_variances": "variance MSE vs global EM",
+    "ari": "adjusted Rand index (-1 to 1)", "rand": "Rand index (0 to 1)",
+    "clustering_error": "clustering error (% of points)", "loglik": "held-out log-likelihood per sample (nats)",
+    "transport_divergence": "transport divergence to the truth (nats)",
+    "correlation": "correlation of y and its prediction",
+    # settings of a run
+    "parameter": "varied", "value": "value", "repeat": "repeat", "method": "method", "design": "design",
+    "M": "machines M", "K": "experts K", "seed": "seed", "support": "supporting sample S (points)",
+    "restarts": "EM restarts per machine", "backend": "backend", "n_jobs": "parallel jobs",
+    "variance_update": "reduced variances", "n_test": "held-out points", "split": "split",
+    "global_reused": "global EM reused (fitted once per repeat)",
+}
+# Shown in % (the paper reports the RPE in %); the CSV keeps the raw ratios.
+SCALE = {"rpe": 100.0, "clustering_error": 100.0}
+
+
+def label(name: str) -> str:
+    """The readable name (with unit) of a sweep column or parameter; the raw name if unknown."""
+    return LABELS.get(name, name.replace("_", " "))
+
+
+def readable_table(df, columns=None):
+    """A copy of a sweep table for display: the chosen columns, scaled (RPE in %), renamed by
+    :data:`LABELS`; index names renamed too."""
+    out = df[list(columns)] if columns is not None else df.copy()
+    out = out.copy()
+    for c in out.columns:
+        if c in SCALE:
+            out[c] = out[c] * SCALE[c]
+    out.index = out.index.set_names([label(n) if n else n for n in out.index.names])
+    return out.rename(columns=label)

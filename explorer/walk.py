@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from . import explain, runs
-from . import figures as fg
+from . import explain, figures, runs
 
 
 def status_line(walk, i) -> str:
@@ -45,16 +44,16 @@ def step_figures(M: int, seed: int, init: str, i: int) -> dict:
     problem, states, sim = walk.problem, walk.states, walk.data
     last = len(states) - 1
     hist = [s.objective for s in states]
-    curve = fg.mm_figure(hist[: i + 1])
+    curve = figures.mm_figure(hist[: i + 1])
     curve.add_scatter(x=[i], y=[hist[i]], mode="markers", marker=dict(size=14, color="#d62728"), name="you are here")
     curve.update_xaxes(range=[-0.5, max(last, 1) + 0.5])
     plan = walk.plan_at(i)
     return dict(
-        step=fg.mm_step_figure(problem, states[i], truth=sim.params),
+        step=figures.mm_step_figure(problem, states[i], truth=sim.params),
         curve=curve,
-        plan=fg.coupling_figure(plan.coupling, problem.large.machine, problem.large.expert,
+        plan=figures.coupling_figure(plan.coupling, problem.large.machine, problem.large.expert,
                                 title=f"Transport plan at iteration {i}: mass (%) from each local expert"),
-        large=fg.large_mixture_figure(problem.large, sim.X, colors_of_component=plan.dominant()),
+        large=figures.large_mixture_figure(problem.large, sim.X, colors_of_component=plan.dominant()),
     )
 
 

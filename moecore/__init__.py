@@ -15,6 +15,7 @@ accounts and dispatch running the machines' tasks:
 * :mod:`moecore.machine_weights` machine weights w_m(x) = P(machine | x) for non-IID machines
 * :mod:`moecore.refine`      distributed EM rounds and warm refits from the reduced model
 * :mod:`moecore.costs`       the seconds and traffic of a distributed fit; the learning time
+* :mod:`moecore.costmodel`   when distribution pays: global EM and learning time predicted for this machine
 * :mod:`moecore.dispatch`    where the machines' tasks run: joblib backends or a dask cluster
 * :mod:`moecore.shards`      fitting from one data file per machine
 * :mod:`moecore.splits`      random and non-IID splits of the rows over machines
@@ -23,7 +24,7 @@ accounts and dispatch running the machines' tasks:
 * :mod:`moecore.simulation`  synthetic data and named designs
 * :mod:`moecore.metrics`     RPE, parameter MSE, ARI, clustering error, divergences
 * :mod:`moecore.experiments` comparisons and sweeps
-* :mod:`moecore.teaching`    worked examples: MM one iterate at a time, refinement rounds
+* :mod:`moecore.datasets`    classic small real data sets (from R packages), with source and licence
 * :mod:`moecore.cli`         the command line (``python -m moecore``; ``moecore.__main__``)
 * private helpers: :mod:`moecore._kmeans` (k-means), :mod:`moecore._threads` (one BLAS thread),
   :mod:`moecore._validation` (input checks)

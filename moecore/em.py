@@ -536,19 +536,8 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             self._start_tauT = np.ascontiguousarray(_m.posterior_proba(X, y, self.init).T)
             seeds = seeds[:1]  # a warm start is deterministic: restarts would repeat it
 
-        best = None
-        portfolio = self.init == "portfolio" and self._start_tauT is None
         with one_blas_thread():
-            F = _wls_design(XtT, ys)  # shared by every initialisation
-            for seed in seeds:
-                if portfolio:
-                    run = self._small_em(XtT, ys, F, np.random.default_rng(seed))
-                    if best is None or _rank(run) > _rank(best):
-                        best = run
-                    continue
-                run = self._run_em(XtT, ys, F, np.random.default_rng(seed))
-                if best is None or run["ll"] > best["ll"]:
-                    best = run
+            best = self._best_run(XtT, ys, _wls_design(XtT, ys), seeds)
         del self._start_tauT  # (n,) per expert: not a fitted attribute to keep or pickle
         # Log-likelihood in original y units: the density picks up the Jacobian 1 / y_scale.
         shift = n * np.log(scaler.y_scale)
@@ -588,6 +577,24 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         check_feature_names(self, X_in, reset=True)  # after success: a failed fit changes nothing
         self.fit_time_ = time.perf_counter() - t0
         return self
+
+    def _best_run(self, XtT, y, F, seeds):
+        """The kept EM run over the initialisations ``seeds``; ``F`` is the weighted-least-squares
+        design every run shares. Portfolios rank non-degenerate runs first (:func:`_rank`); single
+        starts keep the highest log-likelihood, the rule they have always had."""
+        portfolio = self.init == "portfolio" and self._start_tauT is None
+        best = None
+        for seed in seeds:
+            rng = np.random.default_rng(seed)
+            if portfolio:
+                run = self._small_em(XtT, y, F, rng)
+                if best is None or _rank(run) > _rank(best):
+                    best = run
+                continue
+            run = self._run_em(XtT, y, F, rng)
+            if best is None or run["ll"] > best["ll"]:
+                best = run
+        return best
 
     def _small_em(self, XtT, y, F, rng):
         """One portfolio initialisation: the short runs of _PORTFOLIO, the best one continued.

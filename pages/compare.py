@@ -2,13 +2,10 @@
 
 import streamlit as st
 
-from explorer import chrome, lessons, runs, tables
-from explorer import evidence as ev
-from explorer import figures as fg
-from explorer import settings as cfg
+from explorer import chrome, evidence, figures, lessons, runs, settings, tables
 
 data = chrome.page("Compare")
-s = cfg.settings()
+s = settings.settings()
 st.caption(
     "The reduction, the global EM on all the data, the weighted average and the coordinate-wise median of the "
     "aligned local parameters, and machine 1 alone, all evaluated on held-out data "
@@ -18,7 +15,7 @@ st.markdown(f"Settings from the Distributed fit page: **K = {s['K']}, M = {s['M'
             f"seed {s['fit_seed']}.")
 c1, c2 = st.columns([1, 3])
 run = c1.button("Run the comparison", type="primary", key="btn_compare")
-cfg.widget("cmp_unaligned", where=c2)
+settings.widget("cmp_unaligned", where=c2)
 key = (data.key, tuple(sorted(s.items())))
 have = st.session_state.get("compare")
 if run or have is None:
@@ -33,7 +30,7 @@ if run or have is None:
     # A first visit fills the page by itself, in this process (no worker processes, no cluster), and
     # evaluates the Fit page's models when they are of this data with these settings.
     out = runs.attempt("The comparison", runs.run_compare, data, progress=progress, automatic=not run,
-                       fit=st.session_state.get("fit"), kept=have is not None)
+                       fit=st.session_state.get("fit"), after=runs.KEPT if have is not None else "")
     bar.empty()
     if out is not None:
         cmp, test, reused = out
@@ -51,7 +48,7 @@ elif res.get("reused"):
 cmp = res["cmp"]
 Xt, yt, _ = res["test"]
 table = cmp.table()
-shown = table[[c for c in ev.METRIC_LABELS if c in table]].rename(columns=ev.METRIC_LABELS)
+shown = table[[c for c in evidence.METRIC_LABELS if c in table]].rename(columns=evidence.METRIC_LABELS)
 st.subheader("Metrics on held-out data")
 m = st.columns(4)
 m[0].metric("held-out RPE, reduction", f"{100 * table.loc['reduction', 'rpe']:.3f} %")
@@ -59,14 +56,15 @@ m[1].metric("held-out RPE, global EM", f"{100 * table.loc['global', 'rpe']:.3f} 
 m[2].metric("ARI, reduction", f"{table.loc['reduction', 'ari']:.4f}" if "ari" in table else "-")
 m[3].metric("held-out points", f"{len(yt):,}")
 # Tables (HTML) rather than data grids: a lesson's highlighted cells are then part of the page's text.
-st.table(ev.highlight(shown, lessons.cells("metrics"), ev.metric_cell))
+st.table(evidence.highlight(shown, lessons.cells("metrics"), evidence.metric_cell))
 err = tables.block_errors(table)
 if err is not None:
     st.subheader("Parameter error, block by block (MSE after aligning the experts)")
-    st.table(ev.highlight(err, lessons.cells("blocks"), ev.block_cell))
+    st.table(evidence.highlight(err, lessons.cells("blocks"), evidence.block_cell))
     dm = cmp.distributed
     if st.toggle("Plot the block errors (log scale)", key="cmp_plot_blocks"):
-        st.plotly_chart(fg.param_error_figure(table, n_machines=dm.n_machines, support_size=len(dm.support_indices_)),
+        st.plotly_chart(figures.param_error_figure(table, n_machines=dm.n_machines,
+                                                   support_size=len(dm.support_indices_)),
                         width="stretch", key="cmp_blocks")
     st.caption("Predictions can match the global EM while the parameters do not: the gates are the hardest block. "
                "A reduced gate is fitted on the small supporting sample to gate masses averaged over machines, "
@@ -78,5 +76,7 @@ st.caption("RPE = sum (y - yhat)^2 / sum y^2. Parameter MSE and transport diverg
            "time.")
 st.subheader("Fitted curves side by side")
 feature = 0
-st.plotly_chart(fg.compare_figure(cmp.params, Xt, yt, truth=res["truth"], x_names=res["x_names"]),
+st.plotly_chart(figures.compare_figure(cmp.params, Xt, yt, truth=res["truth"], x_names=res["x_names"]),
                 width="stretch", key="cmp_curves")
+
+chrome.done()

@@ -2,11 +2,20 @@
 
 import streamlit as st
 
-from explorer import chrome, runs, tables
-from explorer import data as dt
-from explorer import figures as fg
-from explorer import io as eio
-from explorer import settings as cfg
+from explorer import chrome, figures, runs, settings, tables
+from explorer.data import Dataset, custom_params, dataset_from_settings, dataset_from_upload
+from explorer.io import (
+    MAX_COLUMNS,
+    MAX_ROWS,
+    MAX_UPLOAD_MB,
+    data_to_csv,
+    model_from_json,
+    numeric_inputs,
+    params_from_text,
+    params_to_text,
+    parse_csv,
+    session_from_json,
+)
 from moecore.simulation import DESIGNS
 
 data = chrome.page("Data")
@@ -15,50 +24,47 @@ st.caption("Simulate a mixture of experts, or bring your own CSV. The data stays
 sim_tab, csv_tab, session_tab = st.tabs(["Simulate", "Upload a CSV", "Load a session file"])
 
 with sim_tab:
-    cfg.widget("source")
+    settings.widget("source")
     c1, c2, c3 = st.columns(3)
-    if cfg.settings()["source"] == "design":
-        name = cfg.widget("design", where=c1)
+    if settings.settings()["source"] == "design":
+        name = settings.widget("design", where=c1)
         design = DESIGNS[name]
         c2.markdown(f"**{design.name}**: {design.description}")
         c3.markdown(f"x ~ {design.x_dist}, location {design.x_loc}, scale {design.x_scale}")
     else:
         for name, where in [("custom_K", c1), ("custom_d", c1), ("custom_sep", c2), ("custom_gate", c2),
                             ("custom_var", c2), ("x_dist", c3), ("x_scale", c3)]:
-            cfg.widget(name, where=where)
-        s = cfg.settings()
-        knobs = dt.custom_params(s["custom_K"], s["custom_d"], s["custom_sep"], s["custom_gate"],
+            settings.widget(name, where=where)
+        s = settings.settings()
+        knobs = custom_params(s["custom_K"], s["custom_d"], s["custom_sep"], s["custom_gate"],
                                     s["custom_var"], s["seed"])
         truth = None
         with st.expander("Edit the gates, experts and variances exactly"):
             st.caption("JSON arrays: rows are the intercept then one row per input, columns are the experts; "
                        "gates are relative to the last expert (its column is set to 0). Prefilled from the knobs.")
-            text = st.text_area("Parameters", value=eio.params_to_text(knobs), height=130, key="custom_params_text")
+            text = st.text_area("Parameters", value=params_to_text(knobs), height=130, key="custom_params_text")
             if st.checkbox("Use these parameters instead of the knobs", key="use_custom_text"):
-                try:
-                    truth = eio.params_from_text(text)
-                except eio.InputError as exc:
-                    st.error(f"{exc} Fix the text, or untick the box to use the knobs.")
+                truth = runs.attempt("Reading the parameters", params_from_text, text,
+                                     after="Fix the text, or untick the box to use the knobs.")
         mj = st.file_uploader("Or upload them: a model JSON (as downloaded on the Distributed fit page, "
                               "at most 1 MB)", key="model_upload")
         if mj is not None:
-            try:
-                truth, _ = eio.model_from_json(mj.getvalue(), mj.name)
+            loaded = runs.attempt("Reading the model file", model_from_json, mj.getvalue(), mj.name,
+                                  after="The knobs above are used.")
+            truth = loaded[0] if loaded is not None else None
+            if truth is not None:
                 st.caption(f"Using {mj.name}: K = {truth.n_experts}, d = {truth.n_features} (replaces the knobs "
                            "above).")
-            except eio.InputError as exc:
-                truth = None
-                st.error(str(exc))
         if truth is not None:
             st.session_state["custom_truth"] = truth
         else:
             st.session_state.pop("custom_truth", None)
     c1, c2, c3 = st.columns([1, 1, 2])
-    cfg.widget("n", where=c1)
-    cfg.widget("seed", where=c2)
+    settings.widget("n", where=c1)
+    settings.widget("seed", where=c2)
     c3.write("")
     if c3.button("Generate data", type="primary", key="btn_generate"):
-        new = runs.attempt("Simulating", dt.dataset_from_settings, kept=False)
+        new = runs.attempt("Simulating", dataset_from_settings, after="")
         if new is not None:
             st.session_state["data"] = new
             st.session_state.pop("compare", None)
@@ -66,26 +72,21 @@ with sim_tab:
 
 with csv_tab:
     st.markdown(
-        f"CSV with a header row, comma/semicolon/tab separated, UTF-8. Limits: **{eio.MAX_UPLOAD_MB} MB**, "
-        f"**{eio.MAX_ROWS:,} rows**, {eio.MAX_COLUMNS} columns. The file is parsed as data only; nothing in it "
+        f"CSV with a header row, comma/semicolon/tab separated, UTF-8. Limits: **{MAX_UPLOAD_MB} MB**, "
+        f"**{MAX_ROWS:,} rows**, {MAX_COLUMNS} columns. The file is parsed as data only; nothing in it "
         "is executed."
     )
-    up = st.file_uploader(f"CSV file (at most {eio.MAX_UPLOAD_MB} MB)", key="csv_upload")
+    up = st.file_uploader(f"CSV file (at most {MAX_UPLOAD_MB} MB)", key="csv_upload")
     if up is not None:
         sig = (up.name, up.size, getattr(up, "file_id", None))
         if st.session_state.get("upload_sig") != sig:
-            try:
-                df = eio.parse_csv(up.getvalue(), up.name)
-                st.session_state["upload_df"] = df
-                st.session_state["upload_name"] = up.name
-                st.session_state["upload_sig"] = sig
-                st.session_state.pop("upload_error", None)
-            except eio.InputError as exc:
-                st.session_state["upload_error"] = str(exc)
-                st.session_state["upload_sig"] = sig
-                st.session_state.pop("upload_df", None)
-        if st.session_state.get("upload_error"):
-            st.error(st.session_state["upload_error"] + " Your current data is unchanged.")
+            st.session_state["upload_sig"] = sig
+            st.session_state["upload_name"] = up.name
+            st.session_state["upload_df"] = runs.attempt("Reading the CSV", parse_csv, up.getvalue(), up.name,
+                                                         after="Your current data is unchanged.",
+                                                         remember="upload_error")
+        elif st.session_state.get("upload_error"):
+            st.error(st.session_state["upload_error"])  # the same file: its message, without parsing it again
     df = st.session_state.get("upload_df")
     if up is not None and df is not None:
         st.caption(f"{st.session_state['upload_name']}: {df.shape[0]:,} rows, {df.shape[1]} columns")
@@ -93,33 +94,30 @@ with csv_tab:
         cols = list(df.columns)
         default_y = "y" if "y" in cols else cols[-1]
         y_col = st.selectbox("Response column (y)", cols, index=cols.index(default_y), key="csv_y")
-        x_default = eio.numeric_inputs(df, y_col)
+        x_default = numeric_inputs(df, y_col)
         x_cols = st.multiselect("Input columns (x)", [c for c in cols if c != y_col], default=x_default, key="csv_x")
         if st.button("Use these columns", type="primary", key="btn_use_csv"):
-            try:
-                X, y = eio.select_columns(df, y_col, x_cols)
-                labels = eio.true_labels(df, x_cols)
-                st.session_state["data"] = dt.Dataset(
-                    X, y, st.session_state["upload_name"], x_cols, y_col, labels=labels, source="csv")
+            new = runs.attempt("Using these columns", dataset_from_upload, df, y_col, x_cols,
+                               st.session_state["upload_name"], after="Your current data is unchanged.")
+            if new is not None:
+                st.session_state["data"] = new
                 st.session_state.pop("compare", None)
-                st.success(f"Loaded {len(y):,} rows with {len(x_cols)} input(s). Fit them on the Distributed fit page.")
-            except eio.InputError as exc:
-                st.error(f"{exc} Your current data is unchanged.")
+                st.success(f"Loaded {new.n:,} rows with {len(x_cols)} input(s). Fit them on the Distributed fit page.")
 
 with session_tab:
     st.markdown("A session file (downloaded from the sidebar's Share box) holds data and settings: it reopens "
                 "uploaded data, which cannot travel in a link.")
     sf = st.file_uploader("Session file (.json)", key="session_upload")
     if sf is not None and st.button("Load this session", type="primary", key="btn_load_session"):
-        try:
-            X, y, labels, x_names, y_name, name, values = eio.session_from_json(sf.getvalue(), sf.name)
-            refused = cfg.update_settings_from(values)
-            st.session_state["data"] = dt.Dataset(X, y, name, x_names, y_name, labels=labels, source="csv")
+        loaded = runs.attempt("Loading the session", session_from_json, sf.getvalue(), sf.name,
+                              after="Your current data is unchanged.")
+        if loaded is not None:
+            X, y, labels, x_names, y_name, name, values = loaded
+            refused = settings.update_settings_from(values)
+            st.session_state["data"] = Dataset(X, y, name, x_names, y_name, labels=labels, source="csv")
             st.session_state.pop("compare", None)
             st.success(f"Loaded {len(y):,} rows and the settings of {sf.name}. Fit them on the Distributed fit page."
                        + (f" Ignored: {'; '.join(refused)}." if refused else ""))
-        except eio.InputError as exc:
-            st.error(f"{exc} Your current data is unchanged.")
 
 data = st.session_state["data"]
 st.divider()
@@ -139,19 +137,21 @@ else:
 left, right = st.columns([3, 2])
 with left:
     if view == "one input":
-        fig = fg.data_figure(data.X, data.y, data.labels, data.truth, feature=feature,
+        fig = figures.data_figure(data.X, data.y, data.labels, data.truth, feature=feature,
                              x_names=data.x_names, y_name=data.y_name)
     else:
-        fig = fg.projection_figure(data.X, data.labels, data.y)
+        fig = figures.projection_figure(data.X, data.labels, data.y)
     st.plotly_chart(fig, width="stretch", key="data_plot")
 with right:
     if data.truth is not None:
-        st.plotly_chart(fg.gates_figure({"truth": data.truth}, data.X, feature=feature, x_names=data.x_names),
+        st.plotly_chart(figures.gates_figure({"truth": data.truth}, data.X, feature=feature, x_names=data.x_names),
                         width="stretch", key="data_gates")
         st.caption("True parameters (gates relative to the last expert)")
         st.dataframe(tables.params_table(data.truth, data.x_names).round(3), width="stretch")
     else:
         st.info("Uploaded data has no known true model: fit one on the Distributed fit page.")
 st.download_button("Download the data as CSV",  # written on the click: 0.08 s per rerun at n = 20 000
-                   lambda: eio.data_to_csv(data.X, data.y, data.labels, data.x_names, data.y_name),
+                   lambda: data_to_csv(data.X, data.y, data.labels, data.x_names, data.y_name),
                    file_name=f"{data.name.replace(' ', '_')}.csv", mime="text/csv", key="dl_data")
+
+chrome.done()

@@ -3,10 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from explorer import chrome, runs
-from explorer import figures as fg
-from explorer import io as eio
-from explorer import settings as cfg
+from explorer import chrome, figures, runs, settings, tables
+from explorer.io import parse_sweep_values
 from moecore import DistributedMoE, costmodel
 from moecore.experiments import alpha_sweep, sweep
 from moecore.params import default_support_size
@@ -17,36 +15,36 @@ N_TEST = 20000
 
 def _design_changed():
     # K follows the design (its own number of experts) until the user changes it.
-    cfg.set_setting("exp_K", DESIGNS[st.session_state["exp_design"]].n_experts)
+    settings.set_setting("exp_K", DESIGNS[st.session_state["exp_design"]].n_experts)
 
 
 def experiment_settings() -> dict:
     """Draw the Experiments widgets (declared in explorer.settings, keys ``exp_*``, shared in links)
     and return every value a sweep depends on, in one dict."""
     c1, c2, c3 = st.columns(3)
-    design = cfg.widget("exp_design", where=c1, on_change=_design_changed)
-    parameter = cfg.widget("exp_parameter", where=c2, format_func=fg.label)
-    values = cfg.widget(f"exp_values_{parameter}", where=c3, help=None)  # the label says it all
+    design = settings.widget("exp_design", where=c1, on_change=_design_changed)
+    parameter = settings.widget("exp_parameter", where=c2, format_func=tables.label)
+    values = settings.widget(f"exp_values_{parameter}", where=c3, help=None)  # the label says it all
     c1, c2, c3, c4 = st.columns(4)
-    n = cfg.widget("exp_n", where=c1)
-    M = cfg.widget("exp_M", where=c1)
-    K = cfg.widget("exp_K", where=c2, help="Set to the design's own number of experts when the design changes.")
-    restarts = cfg.widget("exp_restarts", where=c2, help="Also the global EM's restarts.")
+    n = settings.widget("exp_n", where=c1)
+    M = settings.widget("exp_M", where=c1)
+    K = settings.widget("exp_K", where=c2, help="Set to the design's own number of experts when the design changes.")
+    restarts = settings.widget("exp_restarts", where=c2, help="Also the global EM's restarts.")
     own_support = parameter == "support_fraction"  # the sweep sets S itself
-    auto = cfg.widget("exp_support_auto", where=c3, disabled=own_support)
+    auto = settings.widget("exp_support_auto", where=c3, disabled=own_support)
     paper_S = default_support_size(int(n), int(M))
-    if (auto or own_support) and cfg.settings()["exp_support"] != paper_S:
-        cfg.set_setting("exp_support", paper_S)  # the greyed-out box shows the size the runs use
-    support = cfg.widget("exp_support", where=c3, disabled=auto or own_support)
+    if (auto or own_support) and settings.settings()["exp_support"] != paper_S:
+        settings.set_setting("exp_support", paper_S)  # the greyed-out box shows the size the runs use
+    support = settings.widget("exp_support", where=c3, disabled=auto or own_support)
     c3.caption(f"floor(n / 4M) = {paper_S:,} for n = {int(n):,}, M = {int(M)}"
                + ("; it follows n and M in every run" if parameter in ("n", "n_machines") else ""))
-    seed = cfg.widget("exp_seed", where=c3)
-    repeats = cfg.widget("exp_repeats", where=c4)
-    include_global = cfg.widget("exp_global", where=c4)
-    variance_update = cfg.widget("exp_var", where=c4)
-    split = cfg.widget("exp_split") if parameter == "alpha" else None
+    seed = settings.widget("exp_seed", where=c3)
+    repeats = settings.widget("exp_repeats", where=c4)
+    include_global = settings.widget("exp_global", where=c4)
+    variance_update = settings.widget("exp_var", where=c4)
+    split = settings.widget("exp_split") if parameter == "alpha" else None
     return dict(design=design, parameter=parameter, values=values, n=int(n), M=int(M), K=int(K),
-                restarts=int(restarts), support_auto=bool(auto or own_support), support=int(support), seed=int(seed),
+                restarts=int(restarts), support_size=None if auto or own_support else int(support), seed=int(seed),
                 repeats=int(repeats), include_global=bool(include_global), variance_update=variance_update,
                 split=split)
 
@@ -78,7 +76,7 @@ st.caption("Accuracy and time of the reduction as functions of the number of mac
            f"seeds), evaluated on {N_TEST:,} held-out samples.")
 exp = experiment_settings()
 # Where the fits run: the backend, n_jobs (capped at the cores) and scheduler of the Fit page.
-run_on = {k: v for k, v in runs.fit_params(cfg.settings()).items() if k in ("backend", "n_jobs", "scheduler")}
+run_on = {k: v for k, v in runs.fit_params(settings.settings()).items() if k in ("backend", "n_jobs", "scheduler")}
 st.caption(f"The local fits run on the backend chosen on the Distributed fit page: **{run_on['backend']}**, "
            f"n_jobs = {run_on['n_jobs']}.")
 
@@ -94,44 +92,49 @@ elif ss.get("sweep_running") and not start:
     ss["sweep_running"] = False
     ss["sweep_status"] = f"Interrupted after {len(ss.get('sweep_rows', []))} runs; the partial results are below."
 
+def checked_values(exp, run_on) -> list:
+    """The sweep's values, once every fit it will run has been checked (ValueError, TypeError)."""
+    vals = parse_sweep_values(exp["values"], exp["parameter"], exp["M"], settings.MAX_APP_ROUNDS)
+    n_min = min(vals) if exp["parameter"] == "n" else exp["n"]
+    M_max = max(vals) if exp["parameter"] == "n_machines" else exp["M"]
+    probe = DistributedMoE(exp["K"], M_max, support_size=exp["support_size"], n_init=exp["restarts"], **run_on)
+    probe.check_parameters(int(n_min), DESIGNS[exp["design"]].n_features)
+    if run_on["backend"] == "dask":
+        runs.check_scheduler(run_on["scheduler"])
+    return vals
+
+
+def gather(rows, gen, bar, total, parameter):
+    """Append the sweep's rows as they come (the rows gathered before an error are kept)."""
+    for i, row in enumerate(gen, start=1):
+        rows.append(row)
+        bar.progress(i / total, text=f"{i} / {total} fits: {row['method']} at {tables.label(parameter)} = "
+                                     f"{row['value']}, repeat {row['repeat'] + 1}")
+    return len(rows)
+
+
 if start:
     parameter = exp["parameter"]
-    support = None if exp["support_auto"] else exp["support"]
-    try:
-        vals = eio.parse_sweep_values(exp["values"], parameter, exp["M"], cfg.MAX_APP_ROUNDS)
-        n_min = min(vals) if parameter == "n" else exp["n"]
-        M_max = max(vals) if parameter == "n_machines" else exp["M"]
-        DistributedMoE(exp["K"], M_max, support_size=support, n_init=exp["restarts"], **run_on).check_parameters(
-            int(n_min), DESIGNS[exp["design"]].n_features)
-        if run_on["backend"] == "dask":
-            runs.check_scheduler(run_on["scheduler"])
-    except (ValueError, TypeError) as exc:
-        st.error(f"Cannot run this sweep: {exc}")
-    else:
+    vals = runs.attempt("Checking the sweep", checked_values, exp, run_on, after="Change the values or settings above.")
+    if vals is not None:
         per = 3 if parameter == "alpha" else 2
         total = len(vals) * exp["repeats"] * (per if exp["include_global"] else per - 1)
         ss["sweep_rows"] = []
         ss["sweep_meta"] = dict(exp)
         ss["sweep_running"] = True
         bar = st.progress(0.0, text=f"0 / {total} fits")
-        try:
-            common = dict(n=exp["n"], n_machines=exp["M"], n_experts=exp["K"], repeats=exp["repeats"],
-                          random_state=exp["seed"], include_global=exp["include_global"], n_init=exp["restarts"],
-                          variance_update=exp["variance_update"], n_test=N_TEST, **run_on)
-            if support is not None:
-                common["support_size"] = support
-            gen = (alpha_sweep(exp["design"], exp["split"], vals, **common) if parameter == "alpha"
-                   else sweep(exp["design"], parameter, vals, **common))
-            for i, row in enumerate(gen, start=1):
-                ss["sweep_rows"].append(row)
-                bar.progress(i / total, text=f"{i} / {total} fits: {row['method']} at {fg.label(parameter)} = "
-                                             f"{row['value']}, repeat {row['repeat'] + 1}")
-            ss["sweep_status"] = f"Finished: {len(ss['sweep_rows'])} fits."
-            ss["sweep_running"] = False
-        except runs.ERRORS as exc:
-            st.error(f"The sweep stopped: {exc}")
-            ss["sweep_status"] = f"Stopped by an error after {len(ss['sweep_rows'])} runs."
-            ss["sweep_running"] = False
+        common = dict(n=exp["n"], n_machines=exp["M"], n_experts=exp["K"], repeats=exp["repeats"],
+                      random_state=exp["seed"], include_global=exp["include_global"], n_init=exp["restarts"],
+                      variance_update=exp["variance_update"], n_test=N_TEST, **run_on)
+        if exp["support_size"] is not None:
+            common["support_size"] = exp["support_size"]
+        gen = (alpha_sweep(exp["design"], exp["split"], vals, **common) if parameter == "alpha"
+               else sweep(exp["design"], parameter, vals, **common))
+        done = runs.attempt("The sweep", gather, ss["sweep_rows"], gen, bar, total, parameter,
+                            after="The runs finished before the error are below.")
+        ss["sweep_status"] = (f"Finished: {done} fits." if done is not None
+                              else f"Stopped by an error after {len(ss['sweep_rows'])} runs.")
+        ss["sweep_running"] = False
         # A click on Cancel (or any widget) stops this script mid-loop, leaving sweep_running set:
         # the next run reads that as a cancellation and keeps the rows gathered so far.
 
@@ -147,24 +150,26 @@ parameter, design = meta["parameter"], meta["design"]
 metrics = [m for m in ["rpe", "time", "mse_gates", "mse_experts", "mse_variances", "mse_all", "ari",
                        "clustering_error", "transport_divergence", "loglik", "wall"] if m in df]
 first = df.iloc[0]
-st.caption(f"Settings of these runs: design **{design}**, {fg.label(parameter)} varied; "
+st.caption(f"Settings of these runs: design **{design}**, {tables.label(parameter)} varied; "
            + ("" if parameter == "n" else f"n = {meta['n']:,}, ")
            + ("" if parameter == "n_machines" else f"M = {meta['M']}, ")
            + f"K = {first['K']}, {first['restarts']} EM restart(s) per machine, supporting sample "
-           + ("S = the paper's floor(n / 4M)" if meta["support_auto"] else f"S = {meta['support']:,}")
+           + ("S = the paper's floor(n / 4M)" if meta["support_size"] is None else f"S = {meta['support_size']:,}")
            + f", seed {meta['seed']}, {meta['repeats']} repeat(s), backend {first['backend']} "
            f"(n_jobs = {first['n_jobs']}). The CSV holds them in every row.")
 c1, c2 = st.columns(2)
 with c1:
-    st.plotly_chart(fg.sweep_figure(df, parameter, "rpe"), width="stretch", key="exp_rpe")
+    st.plotly_chart(figures.sweep_figure(df, parameter, "rpe"), width="stretch", key="exp_rpe")
 with c2:
-    st.plotly_chart(fg.sweep_figure(df, parameter, "time"), width="stretch", key="exp_time")
+    st.plotly_chart(figures.sweep_figure(df, parameter, "time"), width="stretch", key="exp_time")
 metric = st.selectbox("Another metric", metrics, index=metrics.index("mse_gates") if "mse_gates" in metrics else 0,
-                      format_func=fg.label, key="exp_metric")
-st.plotly_chart(fg.sweep_figure(df, parameter, metric), width="stretch", key="exp_other")
+                      format_func=tables.label, key="exp_metric")
+st.plotly_chart(figures.sweep_figure(df, parameter, metric), width="stretch", key="exp_other")
 summary = df.groupby(["value", "method"])[metrics].mean()
 summary.index = summary.index.set_names([parameter, "method"])
 st.subheader(f"Mean over repeats ({design})")
-st.dataframe(fg.readable_table(summary).style.format("{:.4g}"), width="stretch")
+st.dataframe(tables.readable_table(summary).style.format("{:.4g}"), width="stretch")
 st.download_button("Download all runs as CSV", df.to_csv(index=False).encode("utf-8"),
                    file_name=f"sweep_{design}_{parameter}.csv", mime="text/csv", key="dl_sweep")
+
+chrome.done()

@@ -4,10 +4,8 @@ import time
 
 import streamlit as st
 
-from explorer import chrome, explain, lessons, runs, tables
-from explorer import figures as fg
-from explorer import io as eio
-from explorer import settings as cfg
+from explorer import chrome, explain, figures, lessons, runs, settings, tables
+from explorer.io import model_to_json
 from moecore import costmodel
 from moecore.model import feature_names
 from moecore.params import default_support_size
@@ -25,37 +23,37 @@ if st.session_state.get("lesson") is None:
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
-    cfg.widget("K", where=c1)
-    M = int(cfg.widget("M", where=c1))
+    settings.widget("K", where=c1)
+    n_machines = int(settings.widget("M", where=c1))
     n_train = data.n
-    auto = cfg.widget("support_auto", where=c2)
-    if auto and cfg.settings()["support"] != default_support_size(n_train, M):
-        cfg.set_setting("support", default_support_size(n_train, M))  # the box shows the size in use
-    cfg.widget("support", where=c2, disabled=auto)
-    c2.caption(f"floor(n / 4M) = {default_support_size(n_train, M):,} for n = {n_train:,}, M = {M}")
-    cfg.widget("init", where=c3)
-    cfg.widget("restarts", where=c3)
-    cfg.widget("mm_restarts", where=c3)
-    cfg.widget("backend", where=c4, help="threading: no start-up cost (the default); loky: separate processes, "
+    auto = settings.widget("support_auto", where=c2)
+    if auto and settings.settings()["support"] != default_support_size(n_train, n_machines):
+        settings.set_setting("support", default_support_size(n_train, n_machines))  # the box shows the size in use
+    settings.widget("support", where=c2, disabled=auto)
+    c2.caption(f"floor(n / 4M) = {default_support_size(n_train, n_machines):,} for n = {n_train:,}, M = {n_machines}")
+    settings.widget("init", where=c3)
+    settings.widget("restarts", where=c3)
+    settings.widget("mm_restarts", where=c3)
+    settings.widget("backend", where=c4, help="threading: no start-up cost (the default); loky: separate processes, "
                "~1-3 s to start; dask: the workers of a dask.distributed cluster.")
-    if cfg.settings()["backend"] == "dask":
-        cfg.widget("scheduler", where=c4, placeholder="tcp://127.0.0.1:8786")
-    cfg.widget("n_jobs", where=c4)
+    if settings.settings()["backend"] == "dask":
+        settings.widget("scheduler", where=c4, placeholder="tcp://127.0.0.1:8786")
+    settings.widget("n_jobs", where=c4)
     c1, c2, c3, c4 = st.columns(4)
-    cfg.widget("fit_seed", where=c1)
-    cfg.widget("variance_update", where=c1)
-    cfg.widget("gate_targets", where=c2)
-    cfg.widget("local_check", where=c2)
-    cfg.widget("rounds", where=c3)
+    settings.widget("fit_seed", where=c1)
+    settings.widget("variance_update", where=c1)
+    settings.widget("gate_targets", where=c2)
+    settings.widget("local_check", where=c2)
+    settings.widget("rounds", where=c3)
     c1, c2, c3, c4 = st.columns(4)
-    split = cfg.widget("split", where=c1)
-    cfg.widget("split_alpha", where=c2, disabled=split == "random")
+    split = settings.widget("split", where=c1)
+    settings.widget("split_alpha", where=c2, disabled=split == "random")
     if data.d > 1:
-        cfg.widget("split_feature", where=c3, options=list(range(data.d)), format_func=lambda j: data.x_names[j],
+        settings.widget("split_feature", where=c3, options=list(range(data.d)), format_func=lambda j: data.x_names[j],
                    disabled=split != "region")
-    elif cfg.settings()["split_feature"] != 0:
-        cfg.set_setting("split_feature", 0)  # one input: the regions can only follow it
-    cfg.widget("machine_weights", where=c4)
+    elif settings.settings()["split_feature"] != 0:
+        settings.set_setting("split_feature", 0)  # one input: the regions can only follow it
+    settings.widget("machine_weights", where=c4)
     b1, b2, _ = st.columns([1, 1, 2])
     run = b1.button("Run distributed fit", type="primary", key="btn_fit", width="stretch")
     retime = b2.button("Re-time", key="btn_retime", width="stretch",
@@ -87,16 +85,16 @@ if fit is None:
 if fit.data_key != data.key:
     st.warning("These results are for the previous data set (the plots over the data are hidden, the times are "
                "those of that fit): press Run distributed fit to fit the current data.")
-elif not fit.matches(data, cfg.settings()):
+elif not fit.matches(data, settings.settings()):
     st.info("The settings above changed since this fit: press Run distributed fit to apply them. The results below "
             "are those of the last fit.")
 
 dm, g, s = fit.dm, fit.global_model, fit.settings
 truth = data.truth if fit.data_key == data.key else None
 Xd = data.X if fit.data_key == data.key else None
-colors = runs.figure("colors", (fit.key, Xd is not None), lambda: fg.reduced_colors(dm.params_, truth, Xd))
+colors = runs.figure("colors", (fit.key, Xd is not None), lambda: figures.reduced_colors(dm.params_, truth, Xd))
 fkey = (fit.key, data.key)  # figures depend on the fit and on the data drawn behind it
-tm = dm.timings_
+times = dm.timings_
 
 when = time.strftime("%H:%M:%S", time.localtime(fit.measured_at))
 if fit.cached:
@@ -114,12 +112,12 @@ with m[2], lessons.box("learning"):
     st.metric("learning time", explain.seconds(dm.costs_.learning_time),
               help=f"The paper's figure, machines truly in parallel: {dm.costs_.describe()}.")
 with m[3], lessons.box("wall"):
-    st.metric("wall clock" + (" (cached)" if fit.cached else ", this fit"), explain.seconds(tm["wall"]),
+    st.metric("wall clock" + (" (cached)" if fit.cached else ", this fit"), explain.seconds(times["wall"]),
               help=f"On the cores actually used, measured at {when}.")
 with m[4], lessons.box("global"):
     st.metric("global EM time", explain.seconds(g.fit_time_))
 with m[5], lessons.box("speedup"):
-    st.metric("speed-up", f"{g.fit_time_ / max(tm['learning_time'], 1e-9):.1f}x",
+    st.metric("speed-up", f"{g.fit_time_ / max(times['learning_time'], 1e-9):.1f}x",
               help="Global EM time / learning time. Below: when distribution pays on this server.")
 # When distribution pays: why this run's speed-up is below 1 (if it is), then what this server's
 # cost model predicts for these sizes, where the speed-up crosses 1 and what would raise it.
@@ -129,26 +127,28 @@ pays = [explain.speedup_sentence(parts, g.fit_time_, len(dm.local_models_))] if 
 try:
     pays.append(costmodel.load().explain(
         n_fit, dm.params_.n_features, dm.params_.n_experts, int(s["M"]), S=len(dm.support_indices_),
-        rounds=int(s["rounds"]), restarts=int(s["restarts"]), mm_restarts=int(s["mm_restarts"]), cores=cfg.MAX_JOBS)
+        rounds=int(s["rounds"]), restarts=int(s["restarts"]), mm_restarts=int(s["mm_restarts"]),
+        cores=settings.MAX_JOBS)
         + " The measured speed-up above also counts threads sharing this server's cores.")
 except (OSError, ValueError, KeyError):
     pass  # no calibration stored: benchmarks/bench_costmodel.py writes one
 if pays:
     st.caption(":material/speed: **When does distribution pay?** " + " ".join(pays))
 
-rep = dm.screening_
-line, details = explain.screening_summary(rep, len(rep.scores))
+screening = dm.screening_
+line, details = explain.screening_summary(screening, len(screening.scores))
 if line:
     with lessons.box("screening"):
         st.warning(line)
         if details:
             with st.expander(f"Screening details: {len(details)} machines"):
                 st.markdown("\n".join(f"- {d}" for d in details))
-com = dm.communication_
-rounds_note = (f"; {tm['rounds'].size} refinement round(s): {com['round_up'].mean():,.0f} up and "
-               f"{com['round_down'].mean():,.0f} down per machine per round") if tm["rounds"].size else ""
-st.caption(f"Communication: {com['one_shot_up'].mean():,.0f} numbers per machine for the one-shot reduction "
-           f"(local model + its share of the supporting sample){rounds_note}; {com['total']:,.0f} numbers in all, "
+communication = dm.communication_
+rounds_note = (f"; {times['rounds'].size} refinement round(s): {communication['round_up'].mean():,.0f} up and "
+               f"{communication['round_down'].mean():,.0f} down per machine per round") if times["rounds"].size else ""
+st.caption(f"Communication: {communication['one_shot_up'].mean():,.0f} numbers per machine for the one-shot "
+           f"reduction (local model + its share of the supporting sample){rounds_note}; {communication['total']:,.0f} "
+           "numbers in all, "
            f"against {n_fit * (dm.params_.n_features + 1):,} to move the data.")
 
 if fit.train_rpe:
@@ -176,10 +176,11 @@ if line:
 if Xd is not None and dm.shards_ is not None:
     d_all = data.d
     opts = [*data.x_names, "2-D projection (principal components)"]
-    mf = opts.index(st.selectbox("Show the machines along", opts, key="fit_machine_feature")) if d_all > 1 else 0
-    mf = "projection" if mf == d_all else mf
-    st.plotly_chart(runs.figure("machines", (*fkey, mf), lambda: fg.machines_figure(
-        data.X, machine_labels(dm.shards_, data.n), feature=mf, x_names=data.x_names, support_X=dm.support_X_,
+    shown = st.selectbox("Show the machines along", opts, key="fit_machine_feature") if d_all > 1 else opts[0]
+    machine_axis = opts.index(shown)
+    machine_axis = "projection" if machine_axis == d_all else machine_axis
+    st.plotly_chart(runs.figure("machines", (*fkey, machine_axis), lambda: figures.machines_figure(
+        data.X, machine_labels(dm.shards_, data.n), feature=machine_axis, x_names=data.x_names, support_X=dm.support_X_,
         support_weights=dm.support_weights_, shares=None)), width="stretch", key="fit_machines")
 
 st.subheader("Local experts, reduced experts and the truth")
@@ -193,24 +194,26 @@ left, right = st.columns(2)
 Xplot = data.X if data.d == d else None  # a stale fit of data with another d cannot be drawn over this data
 with left:
     if Xplot is not None:
-        st.plotly_chart(runs.figure("experts", (*fkey, feature, show_data, show_local), lambda: fg.experts_figure(
+        st.plotly_chart(runs.figure("experts", (*fkey, feature, show_data, show_local), lambda: figures.experts_figure(
             dm, Xplot, data.y if Xd is not None else None, truth, feature=feature, x_names=names, colors=colors,
             show_data=show_data, show_local=show_local)),
                         width="stretch", key="fit_experts")
 with right:
-    cn = fg.coef_names(d, names)
+    coef_options = figures.coef_names(d, names)
     a1, a2 = st.columns(2)
     # The options are the names themselves: with index options a new CSV's names ("slope temp")
-    # left the browser showing the old label ("slope x1") over the new axis.
-    ca = cn.index(a1.selectbox("Coefficient on the x axis", cn, index=0, key="fit_coef_a"))
-    cb = cn.index(a2.selectbox("Coefficient on the y axis", cn, index=min(1, d), key="fit_coef_b"))
-    st.plotly_chart(runs.figure("coef", (*fkey, ca, cb), lambda: fg.coefficient_figure(
-        dm, truth, a=ca, b=cb, x_names=names, colors=colors)),
+    # would leave the browser showing the old label ("slope x1") over the new axis.
+    coef_x = coef_options.index(a1.selectbox("Coefficient on the x axis", coef_options, index=0,
+                                             key="fit_coef_a"))
+    coef_y = coef_options.index(a2.selectbox("Coefficient on the y axis", coef_options, index=min(1, d),
+                                             key="fit_coef_b"))
+    st.plotly_chart(runs.figure("coef", (*fkey, coef_x, coef_y), lambda: figures.coefficient_figure(
+        dm, truth, a=coef_x, b=coef_y, x_names=names, colors=colors)),
                     width="stretch", key="fit_coef")
 
 st.subheader("Gates and transport plan")
 n_fitted = len(dm.local_models_)
-many = n_fitted > fg.MANY_MACHINES  # per-machine views become summaries (they would be pages tall)
+many = n_fitted > figures.MANY_MACHINES  # per-machine views become summaries (they would be pages tall)
 left, right = st.columns(2)
 with left:
     models = {"reduced": dm.params_}
@@ -218,36 +221,36 @@ with left:
     if truth is not None:
         models["truth"] = truth
     models["global EM"] = g.params_
-    cols["global EM"] = fg.gate_colors(dm.params_, g.params_, colors, truth, Xd)
+    cols["global EM"] = figures.gate_colors(dm.params_, g.params_, colors, truth, Xd)
     if Xplot is not None:
-        st.plotly_chart(runs.figure("gates", (*fkey, feature), lambda: fg.gates_figure(
+        st.plotly_chart(runs.figure("gates", (*fkey, feature), lambda: figures.gates_figure(
             models, Xplot, feature=feature, x_names=names, colors=cols)),
                         width="stretch", key="fit_gates")
 with right:
     if many:
-        st.plotly_chart(runs.figure("plan_m", fkey, lambda: fg.plan_machines_figure(dm, colors=colors)),
+        st.plotly_chart(runs.figure("plan_m", fkey, lambda: figures.plan_machines_figure(dm, colors=colors)),
                         width="stretch", key="fit_plan")
         st.caption(f"One bar per machine: the share of its gate mass the plan sends to each reduced expert, in that "
                    f"expert's colour. With {n_fitted} machines the plan has {len(dm.transport_plan_.expert):,} rows; "
                    "they are in the table below.")
     else:
-        st.plotly_chart(runs.figure("plan", fkey, lambda: fg.plan_figure(dm, colors=colors)), width="stretch",
+        st.plotly_chart(runs.figure("plan", fkey, lambda: figures.plan_figure(dm, colors=colors)), width="stretch",
                         key="fit_plan")
         st.caption("Row m·e: expert e of machine m. Each row's mass goes (mostly) to one reduced expert; column k "
                    "is shaded from white to reduced expert k's colour (darker = more mass).")
     with st.expander(f"The whole transport plan: one row per local expert ({len(dm.transport_plan_.expert):,} rows)"):
-        st.dataframe(runs.figure("plan_table", fkey, lambda: fg.plan_table(dm, colors=colors)).style.format(
+        st.dataframe(runs.figure("plan_table", fkey, lambda: tables.plan_table(dm, colors=colors)).style.format(
             precision=3), width="stretch", hide_index=True, key="fit_plan_table")
 
 st.subheader("Convergence")
 left, right = st.columns(2)
-left.plotly_chart(runs.figure("loglik", fkey, lambda: fg.loglik_figure(dm, g)), width="stretch", key="fit_loglik")
-right.plotly_chart(runs.figure("mm", fkey, lambda: fg.mm_figure(dm.mm_history_, dm.reduction_.init_objectives,
+left.plotly_chart(runs.figure("loglik", fkey, lambda: figures.loglik_figure(dm, g)), width="stretch", key="fit_loglik")
+right.plotly_chart(runs.figure("mm", fkey, lambda: figures.mm_figure(dm.mm_history_, dm.reduction_.init_objectives,
                                                                  n_kmeans=dm.mm_n_init)),
                    width="stretch", key="fit_mm")
 
 st.subheader("Timing")
-timing = runs.figure("timing", fkey, lambda: fg.timing_figure(dm, g.fit_time_))
+timing = runs.figure("timing", fkey, lambda: figures.timing_figure(dm, g.fit_time_))
 if many:  # two panels: the distribution of the local fits needs the page's width
     st.plotly_chart(timing, width="stretch", key="fit_timing")
     left, right = st.columns([3, 2])
@@ -257,8 +260,9 @@ else:
 with (left if many else right), lessons.box("timing"):
     st.markdown(
         f"- **learning time** (the paper's figure, machines truly in parallel): {dm.costs_.describe()}\n"
-        f"- **wall clock** of this fit on the cores used ({s['backend']}, n_jobs = {s['n_jobs']}): {tm['wall']:.3f} s\n"
-        f"- sum of local fit times (one machine doing all shards): {tm['local_sum']:.3f} s\n"
+        f"- **wall clock** of this fit on the cores used ({s['backend']}, n_jobs = {s['n_jobs']}): "
+        f"{times['wall']:.3f} s\n"
+        f"- sum of local fit times (one machine doing all shards): {times['local_sum']:.3f} s\n"
         f"- **global EM** on all {n_fit:,} samples: {g.fit_time_:.3f} s"
         f"\n- CPU time of the same steps (not inflated by other work on the host): {dm.costs_.describe(cpu=True)}"
     )
@@ -269,7 +273,9 @@ with right:
                  width="stretch")
     meta = {"method": "distributed reduction (Chamroukhi & Pham)", "data": data.name,
             "n": int(sum(len(idx) for idx in dm.shards_)), "S": len(dm.support_indices_),
-            "settings": {k: s[k] for k in cfg.FIT_SETTINGS if k in s}, "x_names": list(names),
-            "learning_time": tm["learning_time"]}
-    st.download_button("Download the reduced model (JSON)", eio.model_to_json(prm, meta),
+            "settings": {k: s[k] for k in settings.FIT_SETTINGS if k in s}, "x_names": list(names),
+            "learning_time": times["learning_time"]}
+    st.download_button("Download the reduced model (JSON)", model_to_json(prm, meta),
                        file_name="reduced_model.json", mime="application/json", key="dl_model")
+
+chrome.done()

@@ -4,8 +4,7 @@ import math
 
 import streamlit as st
 
-from explorer import chrome, runs, walk
-from explorer import settings as cfg
+from explorer import chrome, runs, settings, walk
 
 chrome.page("Learn: distributed mixtures of experts in six steps")
 
@@ -71,9 +70,9 @@ with st.expander("6. Can we trust the result? Screening and refinement rounds"):
 st.divider()
 st.subheader("Live example: reduce M local fits of the teaching design, one MM iteration at a time")
 c1, c2, c3 = st.columns(3)
-M = cfg.widget("learn_M", where=c1)
-init = cfg.widget("learn_init", where=c2)
-seed = cfg.widget("learn_seed", where=c3)
+M = settings.widget("learn_M", where=c1)
+init = settings.widget("learn_init", where=c2)
+seed = settings.widget("learn_seed", where=c3)
 walk.live_example(int(M), int(seed), init)
 dm = runs.learn_example(int(M), int(seed), init).model
 
@@ -96,3 +95,5 @@ st.caption("Round 0 is the one-shot reduction. Each round is one exact EM iterat
            "log-likelihood never goes down and the parameters move towards the global EM's maximum-likelihood fit. "
            "With only 2 000 points that fit's own gates are far from the truth, so the error against the truth "
            "need not fall.")
+
+chrome.done()

@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+import distributed
 import numpy as np
 import pytest
 
@@ -10,8 +11,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # explorer/ is not installed
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
-
-distributed = pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 from app_helpers import run_sweep
 
-pytest.importorskip("streamlit")
-
 from explorer import figures as fg
 from moecore import DistributedMoE
 from moecore.simulation import simulate_design

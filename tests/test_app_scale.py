@@ -4,9 +4,6 @@ is on demand in a table, and nothing on the page grows with M."""
 import json
 from pathlib import Path
 
-import pytest
-
-pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]

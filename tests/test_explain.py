@@ -39,7 +39,7 @@ def test_roundoff_scales_with_the_terms_and_the_value():
 @pytest.mark.parametrize("seed", range(5))
 def test_no_wording_of_mm_iterates_shows_a_negative_decrease(seed):
     """Every step of a real MM walk-through is worded as down or unchanged (MM never increases R)."""
-    from moecore.teaching import mm_walkthrough
+    from explorer.teaching import mm_walkthrough
 
     walk = mm_walkthrough(4, seed, "local", n=1200, max_iter=40)
     terms = walk.problem.S * walk.problem.mass.shape[1]

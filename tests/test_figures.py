@@ -12,10 +12,12 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import plotly.io as pio
 import pytest
 
 from explorer import figures as fg
 from explorer import io as eio
+from explorer import tables
 from moecore import DistributedMoE, MixtureOfExperts, MoEParams
 from moecore.experiments import compare_methods
 from moecore.reduction import LargeMixture, ReductionProblem, mm_steps
@@ -47,7 +49,8 @@ def sep2d():
 def _readable(fig):
     """Every figure has a title, a template and, when it has axes, axis titles."""
     assert fig.layout.title.text, "figure without a title"
-    assert fig.layout.template is not None
+    # Plotly gives every figure a template object: compare it with the house one.
+    assert fig.layout.template.to_plotly_json() == pio.templates[fg.TEMPLATE].to_plotly_json()
     return fig
 
 
@@ -104,7 +107,7 @@ def test_local_experts_share_the_colour_of_their_reduced_expert(teach):
     n_lines = {}
     for t in local:
         k = int(t.name.rsplit(" ", 1)[1])
-        assert t.line.color == fg._rgba(reduced[f"reduced expert {k}"], 0.45)
+        assert t.line.color == fg.rgba(reduced[f"reduced expert {k}"], 0.45)
         n_lines[k - 1] = int(np.isnan(np.asarray(t.y, dtype=float)).sum())  # one NaN after each line
     assert sum(n_lines.values()) == 12
     assert n_lines == {c: int((colors[dom] == c).sum()) for c in np.unique(colors[dom])}
@@ -240,6 +243,7 @@ BAD_CSV = {
     "blank": (b"  \n\n", "e.csv", "empty"),
     "header only": (b"x,y\n", "h.csv", "no data rows"),
     "ragged": (b"x,y\n1,2\n3,4,5\n6,7\n", "r.csv", "different number of fields"),
+    "ragged first row": (b"x,y\n1,2,3\n4,5\n", "r.csv", "the first data row has 3, the header 2"),
     "latin-1": ("x,y\n1,caf\u00e9\n".encode("latin-1"), "l.csv", "not UTF-8"),
     "binary": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "p.csv", "binary data"),
     "extension": (b"x,y\n1,2\n", "data.xlsx", "not a .csv"),
@@ -384,9 +388,8 @@ def test_plan_per_machine_at_256_machines(many):
     np.testing.assert_allclose(share.sum(axis=1), 100.0)  # each machine's mass, all of it
     dropped = sorted(m for m, a in dm.screening_.actions.items() if a == "dropped")
     assert set(np.asarray(bars[0].x, dtype=int) - 1).isdisjoint(dropped)
-    if dropped:
-        assert f"{len(dropped)} dropped by screening" in fig.layout.title.text
-    table = fg.plan_table(dm, colors=colors)
+    assert (f"{len(dropped)} dropped by screening" in fig.layout.title.text) == bool(dropped)
+    table = tables.plan_table(dm, colors=colors)
     assert len(table) == 3 * kept
     to = table[[f"to reduced {k} (%)" for k in (1, 2, 3)]].to_numpy()
     np.testing.assert_allclose(to.sum(axis=1), table["mass (% of the mixture)"])
@@ -460,13 +463,13 @@ def test_sweep_labels_and_single_value_axis():
     assert fig.layout.xaxis.type == "category" and list(red.x) == ["1,000,000"]
     assert red.y[0] == pytest.approx(1.45)  # RPE in %, as the paper reports it
     assert fig.layout.yaxis.title.text == "relative prediction error RPE (%)"
-    shown = fg.readable_table(df.set_index(["value", "method"]))
+    shown = tables.readable_table(df.set_index(["value", "method"]))
     assert list(shown.columns) == ["relative prediction error RPE (%)", "parameter MSE vs truth, all blocks",
                                    "held-out log-likelihood per sample (nats)"]
     assert list(shown.index.names) == ["value", "method"]
     assert shown.iloc[0, 0] == pytest.approx(1.45)
     for raw in ("rpe", "mse_all", "loglik", "time", "ari", "support", "restarts"):
-        assert fg.label(raw) != raw
+        assert tables.label(raw) != raw
 
 
 def test_sweep_axis_is_padded_when_values_nearly_agree():

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
@@ -24,8 +25,6 @@ from explorer import io as eio  # noqa: E402
 from explorer import runs  # noqa: E402
 from explorer import settings as cfg  # noqa: E402
 from moecore import MoEParams, simulate  # noqa: E402
-
-psutil = pytest.importorskip("psutil")
 
 
 def new_app(query=None, page=None, script="app.py"):

@@ -10,7 +10,6 @@ import pytest
 from test_browser import fresh_server_and_browser, no_errors, settle
 
 pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api")
 
 
 def test_case9_deep_link_is_the_first_request_after_a_restart():
@@ -23,3 +22,15 @@ def test_case9_deep_link_is_the_first_request_after_a_restart():
         # The link's settings were applied by the page itself: n = 4000 samples.
         pg.wait_for_selector('[data-testid="stMetricValue"]', timeout=60_000)
         assert "4,000" in pg.locator('[data-testid="stMetricValue"]').all_inner_texts()
+        # The next runs go through app.py: the page's widgets keep their ids, so the first change
+        # made after the deep link is not lost, and the page still works.
+        box = pg.locator(".st-key-cfg_n input")
+        box.fill("5000")
+        box.press("Enter")
+        settle(pg)
+        pg.locator(".st-key-btn_generate button").click()
+        pg.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=\"stMetricValue\"]')]"
+            ".some(e => e.innerText.trim() === '5,000')", timeout=60_000)
+        no_errors(pg)
+        assert pg.locator(".st-key-cfg_n input").input_value() == "5000"

@@ -16,15 +16,15 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+import distributed
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 from moecore import DistributedMoE, LocalFitError, MixtureOfExperts, simulate_design
 from moecore.cli import main as cli_main
 from moecore.local import fit_local, fit_task
-
-psutil = pytest.importorskip("psutil")
 
 ROOT = Path(__file__).resolve().parents[1]
 K, M = 3, 6
@@ -305,7 +305,6 @@ def test_case12_machine_that_always_kills_its_worker_is_skipped_or_named(sim, ba
 
 
 def test_case12_killed_dask_worker_costs_a_resend_only(big):
-    distributed = pytest.importorskip("distributed")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,

@@ -45,15 +45,22 @@ def test_headline_lesson():
     figs = ls.headline_figures(fit, data)
     # The paper's claim: the reduction predicts like the global EM (RPE within 2 %) ...
     assert figs["rpe_reduction"] <= 1.02 * figs["rpe_global"]
-    # ... and the learning time is shorter (each machine fits 1/128 of the data).
-    assert figs["speedup"] > 1
+    # The speed-up is a timing, measured by benchmarks/, not asserted here: the page shows this
+    # run's figure, computed from the fit's times.
+    text = " ".join(m.value for m in at.markdown)
+    assert f"**{figs['speedup']:.1f}x**" in text and f"**{figs['rpe_reduction']:.2f} %**" in text
 
 
 def test_bad_machine_lesson():
     at = run_lesson("bad-machine")
     dm = at.session_state["fit"].dm
-    assert dm.flagged_ == [7] and dm.screening_.actions[7] == "refit"
-    assert any("machine 8 scored" in w.value for w in at.warning)
+    assert dm.flagged_, "the lesson's seed must give a poor local optimum for the screening to flag"
+    assert all(dm.screening_.actions[m] == "refit" for m in dm.flagged_)
+    warning = next(w.value for w in at.warning if w.value.startswith("Screening"))
+    for m in dm.flagged_:
+        assert f"machine {m + 1} scored" in warning
+    # The lesson's evidence names the flagged machine of this run, as the fit found it.
+    assert any(f"machine **{dm.flagged_[0] + 1}** scored" in m.value for m in at.markdown)
 
 
 def test_non_iid_lesson():

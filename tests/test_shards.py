@@ -2,6 +2,7 @@
 
 import warnings
 
+import distributed
 import numpy as np
 import pandas as pd
 import pytest
@@ -110,7 +111,6 @@ def test_same_result_for_every_backend(shard_paths, loky_fit, backend, n_jobs):
 
 
 def test_dask_shards_equal_loky(shard_paths, loky_fit):
-    distributed = pytest.importorskip("distributed")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,

@@ -217,8 +217,11 @@ def test_screening_judges_non_iid_machines_on_their_own_points_and_never_drops_t
     # badly over the pooled support, so the exchangeable-shard screening (constant weights) drops
     # them although their fits are good where their data lie. With covariate weights each machine
     # is scored on its own support points, and a machine is refitted at most, never dropped.
+    # k-means starts: the extreme machines' fits they give are the case the screening must judge
+    # (the default portfolio start fits those machines differently).
     d = simulate_design("separated-2d", 20000, random_state=1)
-    kw = dict(random_state=1, backend="sequential", split=Split("region", alpha=0.25), local_check="drop")
+    kw = dict(random_state=1, backend="sequential", split=Split("region", alpha=0.25), local_check="drop",
+              init="kmeans")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         const = DistributedMoE(4, 8, machine_weights="constant", **kw).fit(d.X, d.y)
@@ -253,7 +256,8 @@ def test_label_skewed_machines_refit_from_the_reduced_model_and_recover_every_ex
     # ones into a wide expert, on every machine, so every local fit misses an expert, no machine
     # has a better fit to refit from, and the reduction kept a merged expert (variance 14.6 times
     # the true one, RPE 2.1 times the true model's). Refitting from the reduced model, which pools
-    # what each machine saw often, reaches a better optimum on every shard.
+    # what each machine saw often, reaches a better optimum on every shard. (k-means starts, the
+    # case this safety net is for: the default portfolio start does not merge the minor experts.)
     from moecore.alignment import align_to
     from moecore.screening import GAP_FLOOR, n_free_parameters
 
@@ -262,7 +266,7 @@ def test_label_skewed_machines_refit_from_the_reduced_model_and_recover_every_ex
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dm = DistributedMoE(4, 4, random_state=1, backend="sequential", machine_weights="covariate",
-                            split=Split("label", alpha=0.5, labels=d.labels)).fit(d.X, d.y)
+                            split=Split("label", alpha=0.5, labels=d.labels), init="kmeans").fit(d.X, d.y)
     gains = dm.screening_.warm_refits
     q = n_free_parameters(4, 2)
     assert gains and all(g > GAP_FLOOR * q / len(dm.shards_[m]) for m, g in gains.items())
@@ -280,8 +284,8 @@ def test_label_skewed_machines_refit_from_the_reduced_model_and_recover_every_ex
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         threads = DistributedMoE(4, 4, random_state=1, backend="threading", n_jobs=2, machine_weights="covariate",
-                                 split=Split("label", alpha=0.5, labels=d.labels)).fit(d.X, d.y)
+                                 split=Split("label", alpha=0.5, labels=d.labels), init="kmeans").fit(d.X, d.y)
         const = DistributedMoE(4, 4, random_state=1, backend="sequential", machine_weights="constant",
-                               split=Split("label", alpha=0.5, labels=d.labels)).fit(d.X, d.y)
+                               split=Split("label", alpha=0.5, labels=d.labels), init="kmeans").fit(d.X, d.y)
     np.testing.assert_array_equal(threads.params_.vector(), dm.params_.vector())
     assert const.screening_.warm_refits is None and "warm_refit_down" not in const.communication_

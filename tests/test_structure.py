@@ -7,6 +7,8 @@ modules together (it only hides the loop from the interpreter until the function
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -96,8 +98,10 @@ def test_moecore_knows_nothing_of_the_app():
 
 
 def test_explorer_never_imports_the_pages():
-    for path in sorted((ROOT / "explorer").glob("*.py")):
-        above = {m for m in imports_of(path, "explorer") if m.split(".")[0] in ("pages", "app")}
+    for path, package in app_files():
+        if package.split(".")[0] != "explorer":
+            continue
+        above = {m for m in imports_of(path, package) if m.split(".")[0] in ("pages", "app")}
         assert not above, f"{path.name} imports {sorted(above)}"
 
 
@@ -233,3 +237,68 @@ def test_requirement_floors_agree_and_the_pins_meet_them():
     for name, spec in required.items():
         assert name in pins, f"constraints.txt pins no version of {name}"
         assert spec.contains(pins[name]), f"{name}=={pins[name]} is outside requirements.txt's {spec}"
+
+
+def app_files():
+    """(path, package) of every module of the app: app.py, the pages, explorer and its subpackages."""
+    out = [(ROOT / "app.py", ""), *((p, "pages") for p in sorted((ROOT / "pages").glob("*.py")))]
+    for path in sorted((ROOT / "explorer").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        out.append((path, ".".join(parts if path.name == "__init__.py" else parts[:-1]).removesuffix(".__init__")))
+    return out
+
+
+def test_the_app_uses_only_streamlit_s_public_api():
+    """``import streamlit as st`` and its documented names: no module of streamlit's internals
+    (streamlit.runtime..., where PagesManager lives) and no private attribute of st."""
+    for path, package in app_files():
+        inner = {m for m in imports_of(path, package) if m.startswith("streamlit.")}
+        assert not inner, f"{path.name} imports {sorted(inner)}"
+        tree = ast.parse(path.read_text())
+        private = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                   and isinstance(node.value, ast.Name) and node.value.id == "st" and node.attr.startswith("_")}
+        assert not private, f"{path.name} uses {sorted(private)}"
+
+
+def test_the_app_imports_no_private_name_of_a_library():
+    for path, _ in app_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module != "__future__":
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                modules = [p for p in node.module.split(".") if p.startswith("_")]
+                assert not private and not modules, f"{path.name}: from {node.module} import {private}"
+
+
+def test_no_session_toggles_process_wide_state():
+    """Warning filters and BLAS thread limits are process-wide; the app's sessions are threads of
+    one process, so none enters and restores them (they are set once, explorer.runs.warm_up)."""
+    for path, _ in app_files():
+        calls = {node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                 for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)}
+        assert not calls & {"catch_warnings", "simplefilter"}, path.name
+        if path.name != "runs.py":
+            assert not calls & {"threadpool_limits", "filterwarnings"}, path.name
+
+
+def test_the_upload_limit_is_one_number_in_one_unit():
+    """Streamlit's own limit (config.toml, in MiB) and the app's check of what it receives agree."""
+    import tomllib
+
+    from explorer import io
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] == io.MAX_UPLOAD_MB
+    assert io.MAX_UPLOAD_BYTES == io.MAX_UPLOAD_MB * 2**20
+    too_big = b"x,y\n" + b"1" * (io.MAX_UPLOAD_BYTES - 3)
+    with pytest.raises(io.InputError, match=f"larger than the {io.MAX_UPLOAD_MB} MB limit"):
+        io.parse_csv(too_big, "big.csv")
+
+
+def test_the_app_sweeps_what_the_library_sweeps():
+    from explorer import settings, tables
+    from explorer.io import SWEEP_NAMES
+    from moecore.experiments import SWEEPABLE
+
+    assert set(settings.SWEEPS) == {*SWEEPABLE, "alpha"}
+    assert set(SWEEP_NAMES) == set(settings.SWEEPS)
+    assert all(tables.label(p) != p for p in settings.SWEEPS)  # each has a readable name

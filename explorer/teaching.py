@@ -1,25 +1,25 @@
 """Worked examples for teaching: the MM reduction one iterate at a time, and refinement rounds.
 
-Used by the app's Learn page, usable as is from a notebook: every number comes from the same
-estimators and kernels as a real fit (:class:`~moecore.distributed.DistributedMoE`,
-:func:`~moecore.reduction.mm_steps`, :func:`~moecore.refine.em_rounds`).
+Used by the app's Learn page (the only user: it lives next to it), usable as is from a notebook:
+every number comes from the same estimators and kernels as a real fit
+(:class:`~moecore.distributed.DistributedMoE`, :func:`~moecore.reduction.mm_steps`,
+:func:`~moecore.refine.em_rounds`).
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from .baselines import fit_global
-from .distributed import DistributedMoE
-from .metrics import parameter_mse
-from .model import Standardizer, loglik_per_sample
-from .params import em_settings
-from .reduction import LargeMixture, MMState, ReductionProblem, mm_steps
-from .refine import em_rounds
-from .simulation import SimulatedData, simulate_design
+from moecore.baselines import fit_global
+from moecore.distributed import DistributedMoE
+from moecore.metrics import parameter_mse
+from moecore.model import Standardizer, loglik_per_sample
+from moecore.params import em_settings
+from moecore.reduction import LargeMixture, MMState, ReductionProblem, mm_steps
+from moecore.refine import em_rounds
+from moecore.simulation import SimulatedData, simulate_design
 
 __all__ = ["MM_STARTS", "MMWalkthrough", "mm_walkthrough", "rounds_walkthrough"]
 
@@ -63,9 +63,7 @@ def mm_walkthrough(n_machines, seed, init="local", *, design="teaching-1d", n=20
         raise ValueError(f"init must be one of {list(MM_STARTS)}, got {init!r}.")
     sim = simulate_design(design, n, random_state=seed)
     K = sim.params.n_experts
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dm = DistributedMoE(K, n_machines, backend="sequential", random_state=seed).fit(sim.X, sim.y)
+    dm = DistributedMoE(K, n_machines, backend="sequential", random_state=seed).fit(sim.X, sim.y)
     large = LargeMixture([m.params_ for m in dm.local_models_], dm.weights_)
     problem = ReductionProblem(large, sim.X[dm.support_indices_])
     rng = np.random.default_rng(seed)
@@ -88,9 +86,7 @@ def rounds_walkthrough(walk: MMWalkthrough, rounds=3):
     sim, dm = walk.data, walk.model
     shards = [(sim.X[idx], sim.y[idx]) for idx in dm.shards_]
     scaler = Standardizer.fit(dm.support_X_, dm.support_y_)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        g = fit_global(sim.X, sim.y, sim.params.n_experts, random_state=dm.random_state, **em_settings(dm)).params_
+    g = fit_global(sim.X, sim.y, sim.params.n_experts, random_state=dm.random_state, **em_settings(dm)).params_
     prm, out = dm.params_, []
     for r in range(rounds + 1):
         if r:

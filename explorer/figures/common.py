@@ -1,0 +1,185 @@
+"""What the figures of every page share: the palette and styles, the layout, sampling and
+grids, the colours of reduced experts, and the figures more than one page draws (gates, the
+transport plan's coupling, the MM objective).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from explorer.tables import coef_labels
+from moecore.alignment import match_experts
+from moecore.model import MoEParams, feature_names, gate_proba
+
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+           "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
+TRUTH_STYLE = dict(color="black", dash="dash", width=2.5)
+GLOBAL_STYLE = dict(color="#555555", dash="dot", width=2.5)
+TEMPLATE = "plotly_white"
+
+
+def expert_color(k: int) -> str:
+    return PALETTE[int(k) % len(PALETTE)]
+
+
+def rgba(hex_color, alpha):
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _layout(fig, title, xtitle=None, ytitle=None, height=420, legend_title=None):
+    fig.update_layout(
+        title=dict(text=title, x=0.01, xanchor="left"),
+        template=TEMPLATE,
+        height=height,
+        margin=dict(l=60, r=20, t=80, b=50),
+        legend=dict(title=legend_title, bgcolor="rgba(255,255,255,0.8)"),
+        hoverlabel=dict(namelength=-1),
+    )
+    if xtitle is not None:
+        fig.update_xaxes(title_text=xtitle)
+    if ytitle is not None:
+        fig.update_yaxes(title_text=ytitle)
+    return fig
+
+
+coef_names = coef_labels  # ["intercept", "slope x1", ...], one rule for tables and figures
+
+
+def _subsample(n, max_points, seed=0):
+    if n <= max_points:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
+
+
+def _grid(X, feature, n_points=200):
+    """Inputs along one coordinate, the others held at their mean: (grid values, X_grid)."""
+    X = np.asarray(X, dtype=float)
+    lo, hi = np.quantile(X[:, feature], [0.001, 0.999])
+    t = np.linspace(lo, hi, n_points)
+    Xg = np.tile(X.mean(axis=0), (n_points, 1))
+    Xg[:, feature] = t
+    return t, Xg
+
+
+def reduced_colors(reduced: MoEParams, truth: MoEParams | None = None, X=None) -> np.ndarray:
+    """(K,) colour index of each reduced expert: the true expert it matches, else its own index."""
+    K = reduced.n_experts
+    if truth is None or truth.n_experts != K or truth.n_features != reduced.n_features:
+        return np.arange(K)
+    perm = match_experts(truth, reduced, None if X is None else np.asarray(X)[:2000])
+    col = np.empty(K, dtype=int)
+    col[perm] = np.arange(K)  # reduced expert perm[k] matches true expert k
+    return col
+
+
+def gates_figure(models: dict, X, *, feature=0, x_names=None, colors: dict | None = None):
+    """Gate probabilities pi_k(x) along one input for several models.
+
+    models : name -> MoEParams; the first is drawn solid, "truth" dashed black-edged, others dotted.
+    colors : name -> (K,) colour index per expert (default: the expert's own index).
+    """
+    X = np.asarray(X, dtype=float)
+    d = X.shape[1]
+    x_names = feature_names(d, x_names)
+    t, Xg = _grid(X, feature)
+    fig = go.Figure()
+    dashes = ["solid", "dash", "dot", "dashdot"]
+    for i, (name, prm) in enumerate(models.items()):
+        pi = gate_proba(Xg, prm)
+        col = (colors or {}).get(name, np.arange(prm.n_experts))
+        dash = "dash" if name == "truth" else dashes[min(i, 3)]
+        for k in np.argsort(col, kind="stable"):  # legend in colour order: expert 1, 2, 3 ...
+            fig.add_trace(go.Scatter(
+                x=t, y=pi[:, k], mode="lines", name=f"{name}: expert {col[k] + 1}",
+                legendgroup=name, line=dict(color=expert_color(col[k]), dash=dash, width=3 if i == 0 else 2),
+                hovertemplate=(f"{name}, expert {col[k] + 1}<br>{x_names[feature]}=%{{x:.3f}}<br>"
+                               "gate=%{y:.3f}<extra></extra>")))
+    sub = " (other inputs at their mean)" if d > 1 else ""
+    fig.update_yaxes(range=[-0.02, 1.02])
+    return _layout(fig, f"Gates along {x_names[feature]}<br><sup>probability pi_k(x) of each expert{sub}</sup>",
+                   x_names[feature], "gate probability pi_k(x)", legend_title="model: expert")
+
+
+# Above this many machines the per-machine views (one bar, one plan row block, one EM curve per
+# machine) become summaries: a 256-machine bar chart is ~6 400 px tall and its legend scrolls.
+MANY_MACHINES = 16
+
+
+def _column_scale(color):
+    """White to ``color``: the cells of a reduced expert's column carry that expert's colour."""
+    return [[0.0, "#ffffff"], [1.0, color]]
+
+
+def _integer_axis(fig, n_values, *, axis="x", start=0, **where):
+    """Whole-number ticks (iterations, rounds): no 0.5 ticks on a short run."""
+    step = n_values / 10
+    dtick = next(d for d in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 10**9) if d >= step)
+    upd = fig.update_xaxes if axis == "x" else fig.update_yaxes
+    upd(tick0=start if dtick == 1 else 0, dtick=dtick, tickformat="d", **where)  # 0, 10, 20 rather than 1, 11, 21
+    return fig
+
+
+def coupling_figure(coupling, machine, expert, *, colors=None, flagged=None,
+                    title="Transport plan<br><sup>gate mass (%) each local expert sends to each reduced expert; "
+                          "darker = more</sup>"):
+    """Heatmap of a coupling (L, K) in % of the total mass; rows labelled machine · expert.
+
+    One heatmap trace per reduced expert (column), shaded from white to that expert's colour on a
+    common scale, so the columns carry the colours of the reduced experts in every other plot.
+    ``flagged``: {machine: action} of the screening; those rows are marked with the action.
+    """
+    flagged = flagged or {}
+    coupling = np.asarray(coupling, dtype=float)
+    K = coupling.shape[1]
+    colors = np.arange(K) if colors is None else np.asarray(colors)
+    order = np.argsort(colors, kind="stable")  # columns in colour order: reduced 1, 2, ... as everywhere else
+    z = 100 * coupling[:, order]
+    rows = [f"m{m + 1} · e{j + 1}" + (f" ({flagged[m]})" if m in flagged else "")
+            for m, j in zip(machine, expert, strict=True)]
+    L = z.shape[0]
+    zmax = max(float(z.max()), 1e-12)
+    fig = go.Figure()
+    xs = [f"reduced {colors[k] + 1}" for k in order]
+    text_all = np.where(z >= 0.05, np.vectorize(lambda v: f"{v:.1f}")(z), "")
+    for c, k in enumerate(order):
+        # Every trace spans all the columns (NaN, i.e. transparent, outside its own): a one-column
+        # heatmap on a categorical axis draws its cell labels half a cell to the left.
+        col = np.full_like(z, np.nan)
+        col[:, c] = z[:, c]
+        text = np.full(z.shape, "", dtype=object)
+        text[:, c] = text_all[:, c]
+        fig.add_trace(go.Heatmap(
+            z=col, x=xs, y=rows, zmin=0, zmax=zmax, showscale=False,
+            colorscale=_column_scale(expert_color(colors[k])), name=f"reduced {colors[k] + 1}",
+            text=text if L <= 32 else None, texttemplate="%{text}" if L <= 32 else None,
+            hovertemplate="%{y} → %{x}<br>mass %{z:.2f} %<extra></extra>", xgap=2, ygap=1))
+    fig.update_yaxes(autorange="reversed", title_text="local expert (machine · expert)",
+                     tickfont=dict(size=10 if L <= 48 else 8))
+    fig.update_xaxes(side="top", title_text="", tickfont=dict(size=13))
+    # Beyond ~30 rows the cells shrink rather than the page growing without end.
+    fig = _layout(fig, title, height=int(np.clip(22 * L + 120, 320, 820)))
+    fig.update_layout(margin=dict(t=90))
+    return fig
+
+
+def mm_figure(history, init_objectives=None, n_kmeans=None):
+    """MM objective R (expected transportation divergence) against iteration.
+
+    ``init_objectives``: R at the end of every start; ``n_kmeans``: how many of them were k-means
+    starts (the MM restarts setting), the others started from the best local models.
+    """
+    h = np.asarray(history, dtype=float)
+    fig = go.Figure(go.Scatter(x=np.arange(len(h)), y=h, mode="lines+markers", name="R (kept run)",
+                               line=dict(color=PALETTE[0], width=2.5),
+                               hovertemplate="iteration %{x}<br>R=%{y:.6g}<extra></extra>"))
+    title = "MM reduction: objective R per iteration"
+    if init_objectives is not None and len(init_objectives) > 1:
+        n = len(init_objectives)
+        how = (f" ({n_kmeans} k-means restarts + {n - n_kmeans} from the best local models)"
+               if n_kmeans is not None and 0 <= n_kmeans < n else "")
+        title += f"<br><sup>never increases; the best of {n} starts{how} is kept</sup>"
+    _integer_axis(fig, len(h))
+    return _layout(fig, title, "MM iteration", "expected transportation divergence R", height=360)

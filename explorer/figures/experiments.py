@@ -1,0 +1,60 @@
+"""Figures of the Experiments page: a sweep's metric against the varied parameter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from explorer.tables import SCALE, label
+
+from .common import GLOBAL_STYLE, PALETTE, _layout
+
+
+def _value_text(v) -> str:
+    """A swept value as a category label: 1,000,000 rather than 1e+06."""
+    return f"{int(v):,}" if float(v).is_integer() else f"{v:g}"
+
+
+def sweep_figure(df, parameter, metric, *, log_x=None):
+    """Mean ± standard deviation over repeats of one metric against the swept parameter, per method;
+    the global EM is the dashed reference.  A sweep of one value gets a categorical axis (no ticks
+    like 0.999999M ... 1.000001M)."""
+    fig = go.Figure()
+    if df is None or len(df) == 0 or metric not in df:
+        return _layout(fig, "No results yet", label(parameter), label(metric))
+    scale = SCALE.get(metric, 1.0)
+    g = df.groupby(["method", "value"])[metric].agg(["mean", "std", "count"]).reset_index()
+    single = df["value"].nunique() == 1
+    for i, (method, sub) in enumerate(g.groupby("method", sort=False)):
+        sub = sub.sort_values("value")
+        is_global = method == "global"
+        x = sub["value"].map(_value_text) if single else sub["value"]
+        fig.add_trace(go.Scatter(
+            x=x, y=scale * sub["mean"], mode="lines+markers", name=method,
+            error_y=dict(type="data", array=scale * sub["std"].fillna(0), visible=True),
+            line=GLOBAL_STYLE if is_global else dict(color=PALETTE[i % len(PALETTE)], width=3),
+            marker=dict(size=10 if single else 6), customdata=sub["count"],
+            hovertemplate=f"{method}<br>%{{x}}: %{{y:.4g}} (± sd, %{{customdata}} repeats)<extra></extra>"))
+    lo = float(np.nanmin(scale * (g["mean"] - g["std"].fillna(0))))
+    hi = float(np.nanmax(scale * (g["mean"] + g["std"].fillna(0))))
+    if hi - lo <= 1e-3 * max(abs(lo), abs(hi)):
+        # Nearly equal values (12.45875 vs 12.45885): a padded axis, not a zoom onto the 5th digit.
+        mid, pad = 0.5 * (lo + hi), 0.05 * max(abs(lo), abs(hi), 1e-12)
+        fig.update_yaxes(range=[mid - pad, mid + pad])
+        lo, hi = mid - pad, mid + pad
+    # Enough significant digits that neighbouring ticks differ (12.45, 12.5, 12.55, not 12.5 three
+    # times), and no SI prefixes (0.00026, not 260µ).
+    top = max(abs(lo), abs(hi), 1e-300)
+    digits = int(np.clip(np.ceil(np.log10(top / max(hi - lo, 1e-300 * top))) + 2, 3, 8))
+    fig.update_yaxes(tickformat=f".{digits}~g")
+    if single:
+        fig.update_xaxes(type="category")
+    else:
+        if log_x is None:
+            vals = df["value"].astype(float)
+            log_x = vals.min() > 0 and vals.max() / vals.min() >= 20
+        if log_x:
+            fig.update_xaxes(type="log")
+    return _layout(fig, f"{label(metric)} against {label(parameter)}", label(parameter), label(metric), height=380,
+                   legend_title="method (mean ± sd)")
