@@ -10,6 +10,10 @@
 * :mod:`explorer.figures`  plain functions returning plotly figures (no Streamlit import), one
   module per page over :mod:`explorer.figures.common`
 * :mod:`explorer.teaching` the Learn page's worked examples (MM one iterate at a time, rounds)
+* :mod:`explorer.walk`     the Learn page's live example stepped through (cached, a fragment)
+* :mod:`explorer.explain`  what the pages say about a result: round-off, long warnings, speed-up
+  and wall clock, the paper (plain functions)
+* :mod:`explorer.evidence` each lesson's live sentence and the cells and boxes it highlights
 * :mod:`explorer.tables`   plain functions returning pandas tables
 * :mod:`explorer.io`       CSV parsing and validation, model JSON and session files
 

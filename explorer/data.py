@@ -38,6 +38,7 @@ class Dataset:
     source: str = "design"
     sim: dict = field(default_factory=dict)  # how to draw more (held-out) data like it
     key: str = ""
+    settings: dict = field(default_factory=dict)  # the data settings it was simulated from ({} for uploads)
 
     def __post_init__(self):
         if not self.key:
@@ -103,6 +104,12 @@ def real_dataset(name) -> Dataset:
 def dataset_from_settings(s: dict | None = None) -> Dataset:
     """The data of the current settings: a named design, the custom knobs or a real data set."""
     s = s or settings.settings()
+    data = _dataset_from(s)
+    data.settings = {k: s[k] for k in settings.DATA_SETTINGS}
+    return data
+
+
+def _dataset_from(s: dict) -> Dataset:
     if s["source"] == "real":
         return real_dataset(s["real_set"])
     n = int(s["n"])

@@ -14,7 +14,7 @@ import streamlit as st
 from moecore.metrics import rpe
 from moecore.model import predict_mean
 
-from . import runs, settings
+from . import evidence, runs, settings
 from .data import dataset_from_settings, heldout
 
 # The paper's headline (Chamroukhi & Pham, arXiv 2312.09877, n = 10^6, M = 128): the learning
@@ -45,37 +45,38 @@ LESSONS = [
         "Every machine numbers its experts as EM happened to find them, so expert 1 of one machine may be "
         "expert 3 of another. Averaging the parameters as numbered mixes different experts into nonsense "
         "(the unaligned average); aligning the experts first fixes the numbering, and the optimal-transport "
-        "reduction needs no numbering at all.",
+        "reduction needs no numbering at all. The highlighted cells compare the three.",
         "pages/compare.py", {"design": "teaching-1d", "n": 20_000, "K": 3, "M": 8, "cmp_unaligned": True},
         compare=True),
     Lesson(
         "headline", "The paper's headline: n = 1 000 000 rows on M = 128 machines",
         "One million rows are split over 128 machines that fit their local models in parallel; the server "
         "then reduces the 128 x K experts to K. The learning time (slowest machine + reduction) is compared "
-        "with the global EM on all the data, and the prediction error of the two models should be close.",
+        "with the global EM on all the data (the highlighted metrics), and the prediction error of the two models "
+        "should be close (the table below, next to the paper's).",
         "pages/fit.py", {"design": "separated-2d", "n": 1_000_000, "K": 4, "M": 128}),
     Lesson(
         "bad-machine", "A bad machine: one local fit stuck in a poor optimum",
         "EM started from random labels can stop in a poor local optimum, with two experts merged into one wide "
-        "expert. With random splits every machine should find the same model, so the server "
-        "scores each local model on the supporting sample: a machine far below the others is flagged and refits "
-        "with more restarts (the warning above the plots). Set 'Screen the local fits' to off and run again to "
-        "see the damage it does.",
+        "expert. With random splits every machine should find the same model, so the server scores each local "
+        "model on the supporting sample: a machine far below the others is flagged and refits with more restarts "
+        "(the highlighted warning). Set 'Screen the local fits' to off and run again to see the damage it does.",
         "pages/fit.py", {"design": "separated-2d", "n": 40_000, "K": 4, "M": 16, "init": "random", "fit_seed": 1,
                          "local_check": "refit"}),
     Lesson(
         "non-iid", "Machines that hold different data",
         "Here each machine holds one region of the input x, as sites or sensors would. With the paper's constant "
         "weights n_m / n a machine would speak for x it never saw; the weights P(machine | x) let each machine "
-        "speak only where it holds data. Switch 'Machine weights' to constant and run again to see the "
-        "reduction break.",
+        "speak only where it holds data (the highlighted caption). Switch 'Machine weights' to constant and run "
+        "again to see the reduction break.",
         "pages/fit.py", {"design": "separated-2d", "n": 40_000, "K": 4, "M": 8, "split": "region",
                          "split_alpha": 0.0, "machine_weights": "auto"}),
     Lesson(
         "rounds", "Refinement rounds: a little more communication, the global EM's accuracy",
         "The reduction is one-shot: every machine sends its model once. Each refinement round costs one more "
         "exchange of small sums (never data) and is exactly one EM iteration on all the data, so three rounds "
-        "bring the reduced gates to the global EM's. Compare the one-shot row with the refined one.",
+        "bring the reduced gates to the global EM's. Compare the rows 'reduction, one-shot' and 'reduction' "
+        "(3 rounds) in the highlighted cells.",
         "pages/compare.py", {"design": "separated-2d", "n": 40_000, "K": 4, "M": 32, "rounds": 3}, compare=True),
 ]
 BY_KEY = {lesson.key: lesson for lesson in LESSONS}
@@ -115,39 +116,98 @@ def headline_figures(fit, data) -> dict:
             "rpe_global": 100 * rpe(yt, predict_mean(Xt, fit.global_model.params_))}
 
 
-def bad_machine_note(dm) -> str:
-    """Which machines this run's screening flagged: an outcome of the seed and the data, so read
-    from the fit rather than written into the narration."""
-    flagged = [m + 1 for m in dm.flagged_]
-    if not flagged:
-        return "In this run no machine scored below the threshold: try another fit seed."
-    return f"In this run: machine(s) {', '.join(map(str, flagged))} flagged by the screening."
+def current_evidence():
+    """The evidence of the lesson on screen (:mod:`explorer.evidence`), or None: no lesson, or its
+    results are not those on screen (other data, a comparison not run yet)."""
+    ss = st.session_state
+    lesson = BY_KEY.get(ss.get("lesson"))
+    fit, data = ss.get("fit"), ss.get("data")
+    if lesson is None or fit is None or data is None or fit.data_key != data.key:
+        return None
+    compare = ss.get("compare")
+    key = (lesson.key, fit.key, id(compare))
+    if ss.get("_evidence", (None,))[0] == key:
+        return ss["_evidence"][1]
+    dm, g, costs = fit.dm, fit.global_model, fit.dm.costs_
+    M, n_jobs, cores = len(dm.local_models_), int(fit.settings["n_jobs"]), settings.MAX_JOBS
+    out = None
+    if lesson.compare:
+        table = compare["cmp"].table() if compare is not None and compare["key"][0] == data.key else None
+        if table is not None and lesson.key == "label-switching" and "average, unaligned" in table.index:
+            out = evidence.label_switching(table)
+        elif table is not None and lesson.key == "rounds" and "reduction, one-shot" in table.index:
+            out = evidence.rounds(table, int(fit.settings["rounds"]))
+    elif lesson.key == "headline":
+        out = evidence.headline(costs, g.fit_time_, M, n_jobs, cores, headline_figures(fit, data), PAPER_HEADLINE)
+    elif lesson.key == "bad-machine":
+        out = evidence.bad_machine(dm.screening_)
+    elif lesson.key == "non-iid":
+        out = evidence.non_iid(costs, g.fit_time_, M, n_jobs, cores, dm.machine_weights_used_,
+                         dm.machine_weights_test_)
+    ss["_evidence"] = (key, out)
+    return out
+
+
+def box(name: str):
+    """A container for the page's part ``name``: highlighted (key ``evidence_<name>``) when the
+    lesson on screen points at it."""
+    e = current_evidence()
+    return st.container(key=f"evidence_{name}") if e is not None and name in e.boxes else st.container()
+
+
+def cells(table: str) -> list:
+    """The cells [(row, column)] of the page's ``table`` the lesson on screen points at."""
+    e = current_evidence()
+    return list(e.cells.get(table, [])) if e is not None else []
+
+
+def _next_lesson(lesson):
+    i = LESSONS.index(lesson)
+    return LESSONS[i + 1] if i + 1 < len(LESSONS) else None
+
+
+def presenter_controls():
+    """The sidebar's larger-text toggle (for a projector); applies on every page."""
+    if st.sidebar.toggle("Larger text (projector)", key="big_text"):
+        st.markdown("<style>.stMain, section[data-testid='stSidebar'] {zoom: 1.25;}</style>", unsafe_allow_html=True)
 
 
 def banner():
-    """On the page a lesson opened: its narration, and a way out."""
+    """On the page a lesson opened: its narration, the evidence it points at, and the way on."""
+    presenter_controls()
     key = st.session_state.get("lesson")
     if key not in BY_KEY:
         return None
     lesson = BY_KEY[key]
+    st.markdown(evidence.BOX_CSS, unsafe_allow_html=True)
     with st.container(border=True):
         c1, c2 = st.columns([6, 1])
         c1.markdown(f":material/co_present: **Lesson: {lesson.title}**  \n{lesson.narration}")
         if c2.button("End the lesson", key="btn_end_lesson"):
             st.session_state.pop("lesson", None)
             st.rerun()
+        nxt = _next_lesson(lesson)
+        if nxt is not None and c2.button("Next lesson ▶", key="btn_next_lesson", type="primary",
+                                         help=f"Run the next lesson: {nxt.title}"):
+            with st.spinner(f"Running the lesson: {nxt.title}..."):
+                done = runs.attempt("The lesson", start, nxt)
+            if done is not None:
+                st.switch_page(nxt.page)
+        e = current_evidence()
+        if e is not None:
+            c1.container(key="lesson_evidence").markdown(":material/search: " + e.sentence)
         fit, data = st.session_state.get("fit"), st.session_state.get("data")
         if lesson.key == "headline" and fit is not None and data is not None and fit.data_key == data.key:
             ours, paper = headline_figures(fit, data), PAPER_HEADLINE
-            c1.markdown(
-                f"| | this run (on this server) | the paper |\n|---|---|---|\n"
-                f"| learning-time speed-up over the global EM | **{ours['speedup']:.1f}x** "
-                f"| {paper['speedup']:.0f}x |\n"
-                f"| held-out RPE, reduction | **{ours['rpe_reduction']:.2f} %** | {paper['rpe_reduction']:.2f} % |\n"
-                f"| held-out RPE, global EM | **{ours['rpe_global']:.2f} %** | {paper['rpe_global']:.2f} % |")
+            with c1:
+                box("paper").markdown(
+                    f"| | this run (on this server) | the paper |\n|---|---|---|\n"
+                    f"| learning-time speed-up over the global EM | **{ours['speedup']:.1f}x** "
+                    f"| {paper['speedup']:.0f}x |\n"
+                    f"| held-out RPE, reduction | **{ours['rpe_reduction']:.2f} %** "
+                    f"| {paper['rpe_reduction']:.2f} % |\n"
+                    f"| held-out RPE, global EM | **{ours['rpe_global']:.2f} %** | {paper['rpe_global']:.2f} % |")
             c1.caption("The learning time counts the machines as truly parallel (the slowest local fit plus the "
                        "reduction), as the paper does; the paper's design and hardware differ, so compare the "
                        "ratios, not the seconds.")
-        if lesson.key == "bad-machine" and fit is not None:
-            c1.markdown(bad_machine_note(fit.dm))
     return lesson

@@ -373,9 +373,10 @@ def figure(name: str, key: tuple, build):
 
 
 # ------------------------------------------------------------------------------- Learn page
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=8, show_spinner=False)
 def learn_example(M: int, seed: int, init: str, n: int = 2000):
-    """The Learn page's live example (:func:`explorer.teaching.mm_walkthrough`), cached."""
+    """The Learn page's live example (:func:`explorer.teaching.mm_walkthrough`), computed once and
+    shared read-only (no copy per rerun: a step only redraws)."""
     return mm_walkthrough(M, seed, init, design=settings.DEFAULT_DESIGN, n=n)
 
 

@@ -245,6 +245,7 @@ REFUSED_QUERY = {
 # The settings that choose the fit: a fit is current when they, and the data, are those it was
 # made with.
 FIT_SETTINGS = tuple(s.name for s in _SETTINGS if s.group == "fit")
+DATA_SETTINGS = tuple(s.name for s in _SETTINGS if s.group == "data")
 
 
 def clip(text, limit=40):
@@ -384,9 +385,19 @@ def widget(name, where=None, **kw):
     return out
 
 
+def applied_settings() -> dict:
+    """The settings as applied: the data settings of the data in use (a value typed on the Data
+    page but not generated yet would give the receiver of a link other data), the others as set."""
+    values = settings()
+    data = st.session_state.get("data")
+    values.update(getattr(data, "settings", None) or {})
+    return values
+
+
 def settings_to_query(values: dict | None = None) -> dict:
-    """The settings as URL query parameters (only those that differ from the defaults)."""
-    values = settings() if values is None else values
+    """The settings as URL query parameters (only those that differ from the defaults); by
+    default the applied settings (:func:`applied_settings`)."""
+    values = applied_settings() if values is None else values
     out = {}
     for q, name in QUERY_KEYS.items():
         if name == "support" and values.get("support_auto", True):

@@ -15,6 +15,7 @@ accounts and dispatch running the machines' tasks:
 * :mod:`moecore.machine_weights` machine weights w_m(x) = P(machine | x) for non-IID machines
 * :mod:`moecore.refine`      distributed EM rounds and warm refits from the reduced model
 * :mod:`moecore.costs`       the seconds and traffic of a distributed fit; the learning time
+* :mod:`moecore.costmodel`   when distribution pays: global EM and learning time predicted for this machine
 * :mod:`moecore.dispatch`    where the machines' tasks run: joblib backends or a dask cluster
 * :mod:`moecore.shards`      fitting from one data file per machine
 * :mod:`moecore.splits`      random and non-IID splits of the rows over machines

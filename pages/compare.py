@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import chrome, figures, runs, settings, tables
+from explorer import chrome, evidence, figures, lessons, runs, settings, tables
 
 data = chrome.page("Compare")
 s = settings.settings()
@@ -48,23 +48,19 @@ elif res.get("reused"):
 cmp = res["cmp"]
 Xt, yt, _ = res["test"]
 table = cmp.table()
-cols = [c for c in ["rpe", "correlation", "ari", "clustering_error", "transport_divergence",
-                    "loglik", "time"] if c in table]
-labels = {"rpe": "RPE", "correlation": "correlation", "ari": "ARI",
-          "clustering_error": "clustering error", "transport_divergence": "transport divergence",
-          "loglik": "log-lik / n", "time": "time (s)"}
-shown = table[cols].rename(columns=labels)
+shown = table[[c for c in evidence.METRIC_LABELS if c in table]].rename(columns=evidence.METRIC_LABELS)
 st.subheader("Metrics on held-out data")
 m = st.columns(4)
 m[0].metric("held-out RPE, reduction", f"{100 * table.loc['reduction', 'rpe']:.3f} %")
 m[1].metric("held-out RPE, global EM", f"{100 * table.loc['global', 'rpe']:.3f} %")
 m[2].metric("ARI, reduction", f"{table.loc['reduction', 'ari']:.4f}" if "ari" in table else "-")
 m[3].metric("held-out points", f"{len(yt):,}")
-st.dataframe(shown.style.format("{:.4g}"), width="stretch")
+# Tables (HTML) rather than data grids: a lesson's highlighted cells are then part of the page's text.
+st.table(evidence.highlight(shown, lessons.cells("metrics"), evidence.metric_cell))
 err = tables.block_errors(table)
 if err is not None:
     st.subheader("Parameter error, block by block (MSE after aligning the experts)")
-    st.dataframe(err.style.format("{:.3g}"), width="stretch", placeholder="-")
+    st.table(evidence.highlight(err, lessons.cells("blocks"), evidence.block_cell))
     dm = cmp.distributed
     if st.toggle("Plot the block errors (log scale)", key="cmp_plot_blocks"):
         st.plotly_chart(figures.param_error_figure(table, n_machines=dm.n_machines,

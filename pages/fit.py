@@ -4,9 +4,10 @@ import time
 
 import streamlit as st
 
-from explorer import chrome, figures, runs, settings, tables
+from explorer import chrome, explain, figures, lessons, runs, settings, tables
 from explorer.data import apply_saved_model
 from explorer.io import markdown_escape, model_to_json, stem, table_to_csv
+from moecore import costmodel
 from moecore.model import feature_names
 from moecore.params import default_support_size
 from moecore.predictions import prediction_frame
@@ -18,6 +19,10 @@ st.caption(
     f"Split the {data.n:,} samples of **{markdown_escape(data.name)}** over M machines, fit a K-expert MoE by "
     "EM on each (in parallel), then reduce the M K local experts to K by optimal transport."
 )
+if st.session_state.get("lesson") is None:
+    st.markdown(":material/flag: **Start here:** new to the method? Read **Learn** (six short steps and a live "
+                "example) or run a **Lesson** in one click (sidebar). This page already holds a fit of the built-in "
+                "example: change any setting below and press Run distributed fit.")
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
@@ -104,34 +109,56 @@ when = time.strftime("%H:%M:%S", time.localtime(fit.measured_at))
 if fit.cached:
     st.caption(f":material/history: Cached result: these times were measured at {when} when these settings were first "
                "fitted. Press Re-time to measure them again.")
+n_fit = int(sum(len(idx) for idx in dm.shards_)) if dm.shards_ is not None else data.n  # the fit's rows
 m = st.columns(6)
-m[0].metric("machines M / experts K", f"{len(dm.local_models_)} / {dm.params_.n_experts}")
+count, left_out = explain.machines_count(len(dm.local_models_), int(s["M"]), dm.params_.n_experts, dm.skipped_)
+with m[0], lessons.box("machines"):
+    st.metric("machines M / experts K", count)
+    if left_out:
+        st.caption(left_out)
 m[1].metric("supporting sample S", f"{len(dm.support_indices_):,}")
-m[2].metric("learning time", f"{dm.costs_.learning_time:.3f} s",
-            help=f"The paper's figure, machines truly in parallel: {dm.costs_.describe()}.")
-m[3].metric("wall clock" + (" (cached)" if fit.cached else ", this fit"), f"{times['wall']:.3f} s",
-            help=f"On the cores actually used, measured at {when}.")
-m[4].metric("global EM time", f"{g.fit_time_:.3f} s")
-m[5].metric("speed-up", f"{g.fit_time_ / max(times['learning_time'], 1e-9):.1f}x",
-            help="Global EM time / learning time. On small data the global EM is itself fast, so expect "
-                 "little or no speed-up; the Lessons page runs the paper's n = 10^6, M = 128.")
+with m[2], lessons.box("learning"):
+    st.metric("learning time", explain.seconds(dm.costs_.learning_time),
+              help=f"The paper's figure, machines truly in parallel: {dm.costs_.describe()}.")
+with m[3], lessons.box("wall"):
+    st.metric("wall clock" + (" (cached)" if fit.cached else ", this fit"), explain.seconds(times["wall"]),
+              help=f"On the cores actually used, measured at {when}.")
+with m[4], lessons.box("global"):
+    st.metric("global EM time", explain.seconds(g.fit_time_))
+with m[5], lessons.box("speedup"):
+    st.metric("speed-up", f"{g.fit_time_ / max(times['learning_time'], 1e-9):.1f}x",
+              help="Global EM time / learning time. Below: when distribution pays on this server.")
+# When distribution pays: why this run's speed-up is below 1 (if it is), then what this server's
+# cost model predicts for these sizes, where the speed-up crosses 1 and what would raise it.
+parts = dm.costs_.learning_time_parts()
+below_one = g.fit_time_ < sum(parts.values())
+pays = [explain.speedup_sentence(parts, g.fit_time_, len(dm.local_models_))] if below_one else []
+try:
+    pays.append(costmodel.load().explain(
+        n_fit, dm.params_.n_features, dm.params_.n_experts, int(s["M"]), S=len(dm.support_indices_),
+        rounds=int(s["rounds"]), restarts=int(s["restarts"]), mm_restarts=int(s["mm_restarts"]),
+        cores=settings.MAX_JOBS)
+        + " The measured speed-up above also counts threads sharing this server's cores.")
+except (OSError, ValueError, KeyError):
+    pass  # no calibration stored: benchmarks/bench_costmodel.py writes one
+if pays:
+    st.caption(":material/speed: **When does distribution pay?** " + " ".join(pays))
 
 screening = dm.screening_
-if screening.flagged:
-    what = {"refit": "refitted with more restarts (the refit passed the check)",
-            "dropped": "left out of the reduction (weights renormalised)",
-            "kept": "kept anyway (screening is off)"}
-    st.warning("Screening: " + "; ".join(
-        f"machine {m + 1} scored {screening.scores[m]:.4f} per point on the supporting sample, below the threshold "
-        f"{screening.threshold[m]:.4f} (a poor local optimum): {what[screening.actions[m]]}"
-        for m in screening.flagged) + ".")
+line, details = explain.screening_summary(screening, len(screening.scores))
+if line:
+    with lessons.box("screening"):
+        st.warning(line)
+        if details:
+            with st.expander(f"Screening details: {len(details)} machines"):
+                st.markdown("\n".join(f"- {d}" for d in details))
 communication = dm.communication_
 rounds_note = (f"; {times['rounds'].size} refinement round(s): {communication['round_up'].mean():,.0f} up and "
                f"{communication['round_down'].mean():,.0f} down per machine per round") if times["rounds"].size else ""
-st.caption(f"Communication: {communication['one_shot_up'].mean():,.0f} numbers per machine for the one-shot reduction "
-           f"(local model + its share of the supporting sample){rounds_note}; {communication['total']:,.0f} numbers "
-           "in all, "
-           f"against {data.n * (data.d + 1):,} to move the data.")
+st.caption(f"Communication: {communication['one_shot_up'].mean():,.0f} numbers per machine for the one-shot "
+           f"reduction (local model + its share of the supporting sample){rounds_note}; {communication['total']:,.0f} "
+           "numbers in all, "
+           f"against {n_fit * (dm.params_.n_features + 1):,} to move the data.")
 
 if fit.train_rpe:
     st.caption(f"Training RPE: reduction {100 * fit.train_rpe['reduction']:.3f} %, global EM "
@@ -145,14 +172,16 @@ why = (f"a score test of 'the machine does not depend on x' gave p = {test.p_val
        f"{test.df} df; covariate below 0.001)" if test is not None else
        "the rows were shuffled at random, so every machine sees the same inputs" if used == "constant"
        and s["machine_weights"] == "auto" else f"machine weights = {s['machine_weights']} was chosen")
-st.caption(f"The large mixture weighs the machines with **{used}** weights: {why}. Constant weights n_m / n assume "
-           "every machine saw the whole input space; a machine that saw only part of it would then speak for x it "
-           "never saw.")
+lessons.box("weights").caption(
+    f"The large mixture weighs the machines with **{used}** weights: {why}. Constant weights n_m / n assume every "
+    "machine saw the whole input space; a machine that saw only part of it would then speak for x it never saw.")
 retired = {int(dm.machines_[i]): m.retired_experts_.tolist() for i, m in enumerate(dm.local_models_)
            if m.retired_experts_.size}
-if retired:
-    st.warning(f"Machines {sorted(m + 1 for m in retired)} retired spare experts: their shards support fewer than "
-               f"K = {dm.params_.n_experts} experts. Those components carry no mass into the reduction.")
+line, details = explain.retired_summary(retired, dm.params_.n_experts, len(dm.local_models_))
+if line:
+    st.warning(line)
+    with st.expander("Which machines retired experts"):
+        st.markdown("\n".join(f"- {d}" for d in details))
 if Xd is not None and dm.shards_ is not None:
     d_all = data.d
     opts = [*data.x_names, "2-D projection (principal components)"]
@@ -228,7 +257,8 @@ with right:
 st.subheader("Convergence")
 left, right = st.columns(2)
 left.plotly_chart(runs.figure("loglik", fkey, lambda: figures.loglik_figure(dm, g)), width="stretch", key="fit_loglik")
-right.plotly_chart(runs.figure("mm", fkey, lambda: figures.mm_figure(dm.mm_history_, dm.reduction_.init_objectives)),
+right.plotly_chart(runs.figure("mm", fkey, lambda: figures.mm_figure(dm.mm_history_, dm.reduction_.init_objectives,
+                                                                 n_kmeans=dm.mm_n_init)),
                    width="stretch", key="fit_mm")
 
 st.subheader("Timing")
@@ -239,13 +269,13 @@ if many:  # two panels: the distribution of the local fits needs the page's widt
 else:
     left, right = st.columns([3, 2])
     left.plotly_chart(timing, width="stretch", key="fit_timing")
-with (left if many else right):
+with (left if many else right), lessons.box("timing"):
     st.markdown(
         f"- **learning time** (the paper's figure, machines truly in parallel): {dm.costs_.describe()}\n"
         f"- **wall clock** of this fit on the cores used ({s['backend']}, n_jobs = {s['n_jobs']}): "
         f"{times['wall']:.3f} s\n"
         f"- sum of local fit times (one machine doing all shards): {times['local_sum']:.3f} s\n"
-        f"- **global EM** on all {data.n:,} samples: {g.fit_time_:.3f} s"
+        f"- **global EM** on all {n_fit:,} samples: {g.fit_time_:.3f} s"
         f"\n- CPU time of the same steps (not inflated by other work on the host): {dm.costs_.describe(cpu=True)}"
     )
 with right:

@@ -4,7 +4,7 @@ import math
 
 import streamlit as st
 
-from explorer import chrome, figures, runs, settings
+from explorer import chrome, runs, settings, walk
 
 chrome.page("Learn: distributed mixtures of experts in six steps")
 
@@ -73,50 +73,8 @@ c1, c2, c3 = st.columns(3)
 M = settings.widget("learn_M", where=c1)
 init = settings.widget("learn_init", where=c2)
 seed = settings.widget("learn_seed", where=c3)
-walk = runs.learn_example(int(M), int(seed), init)
-problem, states, sim, dm = walk.problem, walk.states, walk.data, walk.model
-example = (int(M), int(seed), init)
-if st.session_state.get("learn_cfg") != example:
-    st.session_state["learn_cfg"] = example
-    st.session_state["learn_step"] = 0
-last = len(states) - 1
-b1, b2, b3, b4 = st.columns([1, 1, 1, 3])
-if b1.button("◀ Previous", key="learn_prev"):
-    st.session_state["learn_step"] = max(0, st.session_state["learn_step"] - 1)
-if b2.button("Next MM step ▶", type="primary", key="learn_next"):
-    st.session_state["learn_step"] = min(last, st.session_state["learn_step"] + 1)
-if b3.button("Reset", key="learn_reset"):
-    st.session_state["learn_step"] = 0
-i = st.session_state["learn_step"]
-stt = states[i]
-b4.markdown(f"**Iteration {i} of {last}** (MM stops when R no longer decreases). "
-            f"R = {stt.objective:.5f}" + ("" if i == 0 else f", down {states[i - 1].objective - stt.objective:.2e} "
-                                                             "from the previous iterate"))
-K = stt.variances.shape[0]
-left, right = st.columns([3, 2])
-with left:
-    st.plotly_chart(figures.mm_step_figure(problem, stt, truth=sim.params), width="stretch", key="learn_fig")
-with right:
-    hist = [s.objective for s in states]
-    fig = figures.mm_figure(hist[: i + 1])
-    fig.add_scatter(x=[i], y=[hist[i]], mode="markers", marker=dict(size=14, color="#d62728"), name="you are here")
-    fig.update_xaxes(range=[-0.5, max(last, 1) + 0.5])
-    st.plotly_chart(fig, width="stretch", key="learn_R")
-    moved = walk.moved(i)
-    st.markdown(
-        f"At this iterate the **plan** sends each of the {problem.mass.shape[1]} local experts' mass at each of the "
-        f"{problem.S} support points to its cheapest reduced expert"
-        + ("." if i == 0 else f"; {moved} of {stt.assignment.size} (point, component) pairs changed expert since "
-                              "the last iterate.")
-        + " The **experts** shown were refitted to the plan of the previous iterate.")
-plan = walk.plan_at(i)
-coupling = plan.coupling
-st.plotly_chart(figures.coupling_figure(coupling, problem.large.machine, problem.large.expert,
-                                   title=f"Transport plan at iteration {i}: mass (%) from each local expert"),
-                width="stretch", key="learn_plan")
-st.plotly_chart(figures.large_mixture_figure(problem.large, sim.X, colors_of_component=plan.dominant()),
-                width="stretch", key="learn_large")
-st.caption("The large mixture's gates, coloured by the reduced expert the current plan sends each component to.")
+walk.live_example(int(M), int(seed), init)
+dm = runs.learn_example(int(M), int(seed), init).model
 
 st.subheader("This example, screened and refined")
 rep = dm.screening_

@@ -16,3 +16,25 @@ def run_sweep(at, parameter, values, *, n, M, repeats=1, design=None, split=None
         at.radio(key="exp_var").set_value(variance).run()
     at.button(key="btn_sweep").click().run()
     return at.session_state.get("sweep_rows")
+
+
+def new_session(page=None, query=None):
+    """A fresh AppTest session of app.py (URL ``query`` applied), on ``page`` if given; no exception."""
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

@@ -209,7 +209,7 @@ def test_compare_page(at):
     table = cmp.table()
     assert list(table.index) == ["reduction", "global", "weighted average", "median", "single machine"]
     assert {"rpe", "correlation", "loglik", "time", "ari", "mse_all", "transport_divergence"} <= set(table.columns)
-    assert at.dataframe and charts(at) == 1
+    assert at.table and charts(at) == 1
 
 
 def test_experiments_page_sweep(at):

@@ -327,7 +327,7 @@ def test_figures_mark_screened_machines_and_rounds(teach):
     dm.timings_ = dict(dm.timings_, refit=np.array([0.5]), rounds=np.array([0.1, 0.2]))
     ll = fg.loglik_figure(dm, g)
     flagged = [t for t in ll.data if "flagged" in t.name]
-    assert [t.name for t in flagged] == [f"machine {m + 1} (flagged, refit)"] and flagged[0].line.dash == "dash"
+    assert [t.name for t in flagged] == [f"machine {m + 1} (flagged; its refit)"] and flagged[0].line.dash == "dash"
     plan = fg.plan_figure(dm)
     assert sum(r.endswith("(refit)") for r in plan.data[0].y) == dm.local_models_[1].params_.n_experts
     tf = fg.timing_figure(dm, g.fit_time_)

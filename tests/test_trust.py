@@ -193,21 +193,9 @@ def test_component_gate_targets_match_the_global_fit_where_lines_cross():
 
 # ----------------------------------------------------------------------------- the app
 def _app(page=None, query=None):
-    import sys
-    from pathlib import Path
+    from app_helpers import new_session
 
-    from streamlit.testing.v1 import AppTest
-
-    root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root))
-    at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return new_session(page, query)
 
 
 def test_app_fit_with_rounds_and_compare_shows_both_models():
@@ -230,7 +218,7 @@ def test_app_fit_with_rounds_and_compare_shows_both_models():
     assert not at.exception and not at.error
     methods = list(at.session_state["compare"]["cmp"].table().index)
     assert methods[:2] == ["reduction", "reduction, one-shot"]
-    blocks = at.dataframe[1].value
+    blocks = at.table[1].value
     assert list(blocks.columns) == [f"{w}: {b}" for w in ("vs truth", "vs global EM")
                                     for b in ("gates", "experts", "variances")]
     assert np.isnan(blocks.loc["global", "vs global EM: gates"])

@@ -165,14 +165,21 @@ def coupling_figure(coupling, machine, expert, *, colors=None, flagged=None,
     return fig
 
 
-def mm_figure(history, init_objectives=None):
-    """MM objective R (expected transportation divergence) against iteration."""
+def mm_figure(history, init_objectives=None, n_kmeans=None):
+    """MM objective R (expected transportation divergence) against iteration.
+
+    ``init_objectives``: R at the end of every start; ``n_kmeans``: how many of them were k-means
+    starts (the MM restarts setting), the others started from the best local models.
+    """
     h = np.asarray(history, dtype=float)
     fig = go.Figure(go.Scatter(x=np.arange(len(h)), y=h, mode="lines+markers", name="R (kept run)",
                                line=dict(color=PALETTE[0], width=2.5),
                                hovertemplate="iteration %{x}<br>R=%{y:.6g}<extra></extra>"))
     title = "MM reduction: objective R per iteration"
     if init_objectives is not None and len(init_objectives) > 1:
-        title += f"<br><sup>never increases; the best of {len(init_objectives)} starts is kept</sup>"
+        n = len(init_objectives)
+        how = (f" ({n_kmeans} k-means restarts + {n - n_kmeans} from the best local models)"
+               if n_kmeans is not None and 0 <= n_kmeans < n else "")
+        title += f"<br><sup>never increases; the best of {n} starts{how} is kept</sup>"
     _integer_axis(fig, len(h))
     return _layout(fig, title, "MM iteration", "expected transportation divergence R", height=360)

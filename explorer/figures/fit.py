@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from explorer import explain
 from explorer.tables import screening_actions
 from moecore.model import MoEParams, feature_names, gate_proba
 
@@ -222,11 +223,11 @@ def loglik_figure(dm, global_model=None, *, max_lines=MANY_MACHINES):
     machines = [int(m) for m in dm.machines_]
     if len(curves) <= max_lines:
         for m, h in zip(machines, curves, strict=True):
-            note = f" (flagged, {flagged[m]})" if m in flagged else ""
+            name = explain.flagged_curve_label(m, flagged[m]) if m in flagged else f"machine {m + 1}"
             line = dict(width=3, dash="dash", color="#d62728") if m in flagged else dict(width=1.5)
             fig.add_trace(go.Scatter(x=np.arange(1, len(h) + 1), y=h, mode="lines+markers",
-                                     name=f"machine {m + 1}{note}", marker=dict(size=4), line=line,
-                                     hovertemplate=f"machine {m + 1}{note}<br>iteration %{{x}}<br>"
+                                     name=name, marker=dict(size=4), line=line,
+                                     hovertemplate=f"{name}<br>iteration %{{x}}<br>"
                                                    "loglik/n=%{y:.4f}<extra></extra>"))
         title = "Local EM: log-likelihood per sample<br><sup>one line per machine; never decreases</sup>"
     else:
@@ -257,12 +258,12 @@ def loglik_figure(dm, global_model=None, *, max_lines=MANY_MACHINES):
         for j, i in enumerate(pick):
             m, h = machines[i], curves[i]
             if m in flagged:
-                note, line = f"flagged, {flagged[m]}", dict(width=2.5, dash="dash", color="#d62728")
+                name, line = explain.flagged_curve_label(m, flagged[m]), dict(width=2.5, dash="dash", color="#d62728")
             else:
-                note = f"final {final[i]:.3f}, {'below' if final[i] < med else 'above'} the others"
+                name = f"machine {m + 1} (final {final[i]:.3f}, {'below' if final[i] < med else 'above'} the others)"
                 line = dict(width=1.5, color=PALETTE[(j + 1) % len(PALETTE)])
-            fig.add_trace(go.Scatter(x=np.arange(1, len(h) + 1), y=h, mode="lines", name=f"machine {m + 1} ({note})",
-                                     line=line, hovertemplate=f"machine {m + 1} ({note})<br>iteration %{{x}}"
+            fig.add_trace(go.Scatter(x=np.arange(1, len(h) + 1), y=h, mode="lines", name=name,
+                                     line=line, hovertemplate=f"{name}<br>iteration %{{x}}"
                                                               "<br>loglik/n=%{y:.4f}<extra></extra>"))
         left = len([i for i in range(len(machines)) if machines[i] in flagged]) + n_far - len(pick)
         more = f" ({left} more not drawn)" if left > 0 else ""
@@ -273,6 +274,24 @@ def loglik_figure(dm, global_model=None, *, max_lines=MANY_MACHINES):
         fig.add_trace(go.Scatter(x=np.arange(1, len(h) + 1), y=h, mode="lines", name="global EM (all data)",
                                  line=GLOBAL_STYLE))
     n_max = max([len(h) for h in curves] + [len(getattr(global_model, "loglik_history_", []))])
+    # A few slow fits would squash every other curve against the left edge: the axis ends at the
+    # 95th percentile of the iteration counts and names the fits that run past it.
+    top, past = explain.iteration_axis([len(h) for h in curves])
+    if past:
+        n_max = max(top, len(getattr(global_model, "loglik_history_", [])))
+        named = ", ".join(f"{machines[i] + 1} ({len(curves[i])})" for i in sorted(past, key=lambda i: -len(curves[i])))
+        fig.update_xaxes(range=[0.5, n_max + 0.5])
+        named = named if len(named) <= 90 else named[:90].rsplit(",", 1)[0] + ", ..."
+        fig.add_annotation(text=f"beyond the axis, machine (iterations): {named}", xref="paper", yref="paper",
+                           x=1, y=0.02, showarrow=False, xanchor="right", yanchor="bottom", font=dict(size=11),
+                           bgcolor="rgba(255,255,255,0.85)")
+    typical = curves[int(np.argsort([len(h) for h in curves])[len(curves) // 2])]
+    if explain.rises_early(typical, n_max):  # most machines run long, but rise in their first iterations
+        fig.update_xaxes(type="log", range=[0, np.log10(n_max + 0.5)], dtick=1)
+        _layout(fig, title, "EM iteration (log scale: the rise is in the first iterations)", "log-likelihood / n_m",
+                legend_title="fit")
+        fig.update_layout(legend=dict(traceorder="normal"))
+        return fig
     _integer_axis(fig, n_max, start=1)
     _layout(fig, title, "EM iteration", "log-likelihood / n_m", legend_title="fit")
     fig.update_layout(legend=dict(traceorder="normal"))  # a filled band would reverse the legend

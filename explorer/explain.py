@@ -1,0 +1,220 @@
+"""What the pages say about a result, decided by plain functions (no Streamlit): the wording of a
+change that may be round-off, summaries of long warnings, the machines left out, the EM-curve
+axis at many machines, the sentences that explain a speed-up and a wall clock, and the headline
+lesson's comparison with the paper.
+
+Each function takes numbers and returns text (or an axis range), so that the tests check what a
+class reads without a server.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+EPS = np.finfo(float).eps
+
+
+# ------------------------------------------------------------------------------ round-off
+def roundoff(value, n_terms=1) -> float:
+    """A bound on the round-off of ``value``, a sum (or mean) of ``n_terms`` non-negative terms
+    computed in double precision: n_terms eps |value| (the worst case of a sum in any order)."""
+    return max(int(n_terms), 1) * EPS * abs(float(value))
+
+
+def change_wording(previous, current, n_terms=1, since="from the previous iterate") -> str:
+    """How an objective moved between two iterates: "down 1.2e-03 ...", "unchanged ... (within
+    round-off)", or "up ..." when it rose by more than round-off.
+
+    ``n_terms``: how many non-negative terms the objective sums (MM: support points x local
+    experts); a difference below their round-off (:func:`roundoff`) is no change at all, so it is
+    never shown as a negative decrease.
+    """
+    diff = float(previous) - float(current)
+    tol = roundoff(max(abs(float(previous)), abs(float(current))), n_terms)
+    if abs(diff) <= tol:
+        return f"unchanged {since} (within round-off)"
+    if diff > 0:
+        return f"down {diff:.2e} {since}"
+    return f"up {-diff:.2e} {since} (more than round-off)"
+
+
+# ------------------------------------------------------------------------------ lists of machines
+def number_ranges(numbers) -> str:
+    """Sorted integers as runs: [1, 2, 3, 5, 9, 10] -> "1-3, 5, 9-10"."""
+    xs = sorted({int(v) for v in numbers})
+    runs, start = [], None
+    for i, v in enumerate(xs):
+        if start is None:
+            start = v
+        if i + 1 == len(xs) or xs[i + 1] != v + 1:
+            runs.append(str(start) if start == v else f"{start}-{v}")
+            start = None
+    return ", ".join(runs)
+
+
+SCREENING_ACTIONS = {"refit": "refitted with more restarts (the refit passed the check)",
+                     "dropped": "left out of the reduction (weights renormalised)",
+                     "kept": "kept anyway (screening is off)"}
+_ACTION_SHORT = {"refit": "refitted", "dropped": "left out", "kept": "kept (screening off)"}
+
+
+def screening_summary(report, n_machines, inline=2) -> tuple[str, list[str]]:
+    """One line for the screening's flagged machines, and one detail line per machine (none when
+    ``inline`` machines or fewer were flagged: the line then holds their details).
+
+    ``report``: a :class:`moecore.screening.ScreeningReport` (machines numbered from 0 there,
+    from 1 on screen).  Returns ("", []) when no machine was flagged.
+    """
+    flagged = list(report.flagged)
+    if not flagged:
+        return "", []
+    details = [f"machine {m + 1} scored {report.scores[m]:.4f} per point, below the threshold "
+               f"{report.threshold[m]:.4f}: {SCREENING_ACTIONS[report.actions.get(m, 'kept')]}" for m in flagged]
+    if len(flagged) <= inline:
+        return ("Screening (a local fit stuck in a poor local optimum scores below the others on the supporting "
+                "sample): " + "; ".join(details) + "."), []
+    by_action = {}
+    for m in flagged:
+        by_action.setdefault(report.actions.get(m, "kept"), []).append(m + 1)
+    what = "; ".join(f"{len(ms)} {_ACTION_SHORT[a]} (machine{'s' if len(ms) > 1 else ''} {number_ranges(ms)})"
+                     for a, ms in by_action.items())
+    line = (f"Screening flagged {len(flagged)} of {n_machines} machines whose local fit scored below the others' "
+            f"on the supporting sample (a poor local optimum): {what}.")
+    return line, details
+
+
+def retired_summary(retired: dict, K: int, n_machines: int) -> tuple[str, list[str]]:
+    """One line for the machines that retired spare experts, and the details (which, which experts).
+
+    ``retired``: {machine (from 0): [retired experts (from 0)]}.
+    """
+    if not retired:
+        return "", []
+    ms = sorted(retired)
+    line = (f"{len(ms)} of {n_machines} machines retired spare experts: their shards support fewer than K = {K} "
+            "experts, and those components carry no mass into the reduction.")
+    details = [f"machines {number_ranges(m + 1 for m in ms)}"]
+    counts = {}
+    for m in ms:
+        counts.setdefault(len(retired[m]), []).append(m + 1)
+    details += [f"{c} expert{'s' if c > 1 else ''} retired on machine{'s' if len(v) > 1 else ''} {number_ranges(v)}"
+                for c, v in sorted(counts.items())]
+    return line, details
+
+
+def machines_count(n_fitted: int, n_machines: int, K: int, skipped: dict) -> tuple[str, str]:
+    """The "machines M / experts K" figure and a note on the machines left out ("" if none).
+
+    ``skipped``: {machine (from 0): why} (``DistributedMoE.skipped_``).
+    """
+    value = f"{n_fitted} / {K}"
+    left = n_machines - n_fitted
+    if left <= 0:
+        return value, ""
+    which = number_ranges(m + 1 for m in skipped) if skipped else ""
+    screened = sum("screening" in str(why) for why in skipped.values())
+    failed = len(skipped) - screened
+    reasons = [f"{screened} dropped by the screening"] if screened else []
+    reasons += [f"{failed} whose local fit failed"] if failed else []
+    return value, (f"{left} of {n_machines} machines left out" + (f" ({which})" if which else "")
+                   + (": " + ", ".join(reasons) if reasons else "") + ".")
+
+
+# ------------------------------------------------------------------------------ EM curves
+def iteration_axis(counts, *, q=0.95, slack=1.25) -> tuple[int, list[int]]:
+    """The last EM iteration to show, and the positions of the curves that run past it.
+
+    At many machines a few slow fits (a poor start, a flat likelihood) iterate far longer than the
+    rest and squash every other curve against the left edge.  The axis then ends at the
+    ``q``-quantile of the iteration counts and those fits are named instead; when the longest
+    curve is within ``slack`` times that quantile, nothing is clipped.
+    """
+    c = np.asarray(counts, dtype=int)
+    if c.size == 0:
+        return 1, []
+    top = int(np.quantile(c, q, method="higher"))
+    if c.max() <= slack * top:
+        return int(c.max()), []
+    return top, [int(i) for i in np.flatnonzero(c > top)]
+
+
+def rises_early(curve, top, *, share=0.95, within=0.1) -> bool:
+    """Whether ``curve`` (a typical EM curve) gains ``share`` of its rise within the first
+    ``within`` of an axis of ``top`` iterations: the rise is then a thin wall at the left edge of a
+    linear axis, and a log axis shows it."""
+    c = np.asarray(curve, dtype=float)
+    if c.size < 2 or top < 20 or not c[-1] > c[0]:
+        return False
+    reached = np.flatnonzero(c - c[0] >= share * (c[-1] - c[0]))[0] + 1  # iterations are numbered from 1
+    return bool(reached <= within * top)
+
+
+# ------------------------------------------------------------------------------ times
+def seconds(t) -> str:
+    """Seconds as the Fit page's metrics and timing list show them."""
+    return f"{t:.3f} s"
+
+
+def speedup_sentence(parts: dict, global_time: float, n_machines: int) -> str:
+    """One sentence: what the speed-up compares, the largest part of the learning time, and why
+    the speed-up is above or below 1.  Figures the page shows are in bold, as on the page.
+
+    ``parts``: {term: seconds} of the learning time (``FitCosts.learning_time_parts()``).
+    """
+    learning = sum(parts.values())
+    speedup = global_time / max(learning, 1e-9)
+    big = max(parts, key=parts.get)
+    if speedup >= 1:
+        why = f"its largest part is {big} (**{seconds(parts[big])}**)"
+    else:
+        why = (f"it is below 1 because the global EM is itself quick on these rows, and {big} "
+               f"(**{seconds(parts[big])}**) alone takes {100 * parts[big] / global_time:.0f} % of its time")
+    return (f"The speed-up of **{speedup:.1f}x** divides the global EM's **{seconds(global_time)}** by the learning "
+            f"time **{seconds(learning)}**, which counts the {n_machines} machines as truly parallel; {why}.")
+
+
+def wall_sentence(wall: float, global_time: float, n_machines: int, n_jobs: int, cores: int) -> str:
+    """One sentence: why the wall clock of this server differs from the learning time."""
+    at_once = max(1, min(n_jobs, cores, n_machines))
+    cmp = "longer than" if wall > global_time else "shorter than"
+    return (f"The wall clock (**{seconds(wall)}**) is what this server took: with {cores} core"
+            f"{'s' if cores > 1 else ''} its {n_machines} local fits ran {at_once} at a time, so it is {cmp} the "
+            f"global EM's **{seconds(global_time)}**.")
+
+
+def paper_rpe_sentence(rpe_reduction: float, rpe_global: float, paper_reduction: float,
+                       paper_global: float) -> str:
+    """The headline lesson's RPEs against the paper's: why they differ, and the comparable ratio.
+
+    RPEs in %, in bold as the lesson's table shows them.
+    """
+    ours, theirs = rpe_reduction / rpe_global, paper_reduction / paper_global
+    if math.isclose(ours, theirs, rel_tol=0.05):
+        verdict = "the reduction loses as much against the global EM as in the paper"
+    elif ours < theirs:
+        verdict = "the reduction comes closer to the global EM than in the paper"
+    else:
+        verdict = "the reduction stays further from the global EM than in the paper"
+    return (f"The RPEs themselves differ from the paper's (**{rpe_reduction:.2f} %** against "
+            f"**{paper_reduction:.2f} %**) "
+            "because the design and its noise level differ: the RPE of even the true model depends on the noise. "
+            f"The comparable figure is the ratio reduction / global EM: {ours:.2f} in this run, {theirs:.2f} in the "
+            f"paper: {verdict}.")
+
+
+def flagged_curve_note(action: str) -> str:
+    """Which EM curve a flagged machine shows: its refit replaced the stuck fit, a kept fit is the
+    stuck one, a dropped machine has none."""
+    return {"refit": "Its curve in the EM plot (red, dashed) is the refit's, which passed the check; the stuck "
+                     "first fit is no longer drawn.",
+            "kept": "Its curve in the EM plot (red, dashed) is the stuck fit itself: it was kept.",
+            "dropped": "It is left out of the reduction, so it has no curve in the EM plot."}[action]
+
+
+def flagged_curve_label(machine: int, action: str) -> str:
+    """The legend entry of a flagged machine's EM curve (``machine`` from 0)."""
+    return {"refit": f"machine {machine + 1} (flagged; its refit)",
+            "kept": f"machine {machine + 1} (flagged; the stuck fit, kept)"}.get(
+        action, f"machine {machine + 1} (flagged, {action})")

@@ -1,0 +1,39 @@
+"""A share link carries the settings as applied: a value typed on the Data page but not generated
+does not travel, so the receiver of the link sees the sender's numbers (AppTest sessions)."""
+
+from urllib.parse import parse_qsl, urlsplit
+
+from app_helpers import new_session as session
+
+
+def shared_query(at):
+    """The query of the share box's link (the sidebar's st.code)."""
+    links = [c.value for c in at.get("code") if c.value.startswith("http")]
+    assert links, "no share link on the page"
+    return dict(parse_qsl(urlsplit(links[-1]).query))
+
+
+def test_receiver_sees_the_senders_data_after_an_unapplied_edit():
+    sender = session("pages/data.py", {"n": "6000", "seed": "3"})
+    assert sender.session_state["data"].n == 6000
+    sender.number_input(key="cfg_n").set_value(50_000).run()  # typed, "Generate data" not pressed
+    sender.number_input(key="cfg_seed").set_value(9).run()
+    assert sender.session_state["data"].n == 6000
+    query = shared_query(sender)
+    assert query.get("n") == "6000" and query.get("seed") == "3"
+    receiver = session(None, query)
+    got, sent = receiver.session_state["data"], sender.session_state["data"]
+    assert got.key == sent.key  # the same rows, to the bit
+    assert receiver.session_state["fit"].dm.params_.experts.tolist() == \
+        sender.session_state["fit"].dm.params_.experts.tolist()
+
+
+def test_generated_data_travels_in_the_link():
+    sender = session("pages/data.py")
+    sender.number_input(key="cfg_n").set_value(7000).run()
+    sender.button(key="btn_generate").click().run()
+    assert sender.session_state["data"].n == 7000
+    # AppTest runs a switched-to page without app.py, which draws the share box before the page's
+    # button acted: the next run shows the link of the new data.
+    sender.run()
+    assert shared_query(sender).get("n") == "7000"
