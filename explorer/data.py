@@ -85,6 +85,15 @@ def simulate_dataset(params: MoEParams, n, *, x_dist, x_loc=0.0, x_scale=1.0, se
     )
 
 
+def data_shape(s: dict) -> tuple[int, int]:
+    """(n, d) of the data :func:`dataset_from_settings` would simulate, without simulating it."""
+    if s["source"] == "custom" and st.session_state.get("custom_truth") is not None:
+        return int(s["n"]), st.session_state["custom_truth"].n_features
+    if s["source"] == "custom":
+        return int(s["n"]), int(s["custom_d"])
+    return int(s["n"]), get_design(s["design"]).params.n_features
+
+
 def dataset_from_settings(s: dict | None = None) -> Dataset:
     """Simulated data from the current settings (a named design or the custom knobs)."""
     s = s or settings.settings()

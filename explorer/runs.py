@@ -34,7 +34,7 @@ from moecore.params import DISTRIBUTED_PARAMETERS, em_settings
 from moecore.splits import Split
 
 from . import settings
-from .data import Dataset, dataset_from_settings, heldout
+from .data import Dataset, data_shape, dataset_from_settings, heldout
 from .io import InputError
 from .teaching import mm_walkthrough, rounds_walkthrough
 
@@ -335,6 +335,26 @@ def warm_up():
     return True
 
 
+def _refuse_a_heavy_link(ss):
+    """The link's budget checked from its n and d before its data is simulated: simulating the
+    10^6 x 10 rows of a heavy link alone holds the GIL for seconds that every other session waits.
+    A refused link keeps its settings but n, which falls back to the default so that the data
+    the session starts with is cheap; the message says how to ask for the full size."""
+    s = settings.settings()
+    n, d = data_shape(s)
+    try:
+        check_budget(n, d, fit_params(s, automatic=True), by_link=True)
+    except ERRORS as exc:
+        ss["_auto_fit_tried"] = True
+        msg = f"The automatic first fit was not started: {exc}"
+        default_n = settings.SETTINGS["n"].default
+        if n > default_n:
+            settings.set_setting("n", default_n)
+            msg += (f" The data was not simulated at n = {n:,} either: it has n = {default_n:,} rows; set n on "
+                    "the Data page and press Generate data before you press Run.")
+        ss["startup_error"] = msg
+
+
 def ensure_data_and_fit():
     """A session's first run: data and a fitted model before any page draws.
 
@@ -343,6 +363,8 @@ def ensure_data_and_fit():
     """
     ss = st.session_state
     warm_up()
+    if "data" not in ss and "fit" not in ss and not ss.get("_auto_fit_tried"):
+        _refuse_a_heavy_link(ss)
     if "data" not in ss:
         try:
             ss["data"] = dataset_from_settings()

@@ -47,6 +47,16 @@ def test_a_heavy_link_starts_no_fit_by_itself(query):
     assert "larger than a link starts by itself" in errors and "press Run" in errors
 
 
+def test_a_heavy_link_simulates_no_heavy_data_either():
+    # Simulating the link's 10^6 x 10 rows before its fit was refused held the GIL for seconds
+    # (ordinary sessions' first chart at 4.95x an idle server's, benchmarks/bench_budget.py).
+    at = _link({"design": "separated-10d", "n": "1000000", "M": "256", "K": "10"})
+    data = at.session_state["data"]
+    assert data.n == cfg.SETTINGS["n"].default and data.d == 10
+    errors = " ".join(e.value for e in at.error)
+    assert "not simulated at n = 1,000,000" in errors and "Generate data" in errors
+
+
 def test_the_default_link_still_fits_by_itself():
     at = _link({})
     assert "fit" in at.session_state
