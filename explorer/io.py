@@ -101,17 +101,17 @@ def markdown_escape(text) -> str:
     return _AUTOLINK.sub("\\1\u2060", escaped)
 
 
-def _clip(value, limit=60):
-    """A user value short enough to quote in a message."""
+def _clip(value, limit=60, escape=str):
+    """A user value short enough to quote in a message; ``escape`` applies to the user's part only."""
     text = str(value)
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
+    return escape(text) if len(text) <= limit else escape(text[:limit]) + f"... ({len(text):,} characters)"
 
 
 def _quote(value, limit=60) -> str:
     """A user value (a column, cell or file name) quoted in a message the page shows as Markdown
     (st.error): clipped and escaped here, where the message is built, so that the message's own
     Markdown (code spans) still works and the user's text is only text."""
-    return f"'{markdown_escape(_clip(value, limit))}'"
+    return f"'{_clip(value, limit, markdown_escape)}'"
 
 
 def _quotes(values) -> str:
@@ -148,7 +148,7 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
         raise InputError(f"{name} is not a .csv file. Upload a CSV (comma-separated values) file.")
     if len(data) > MAX_UPLOAD_BYTES:
         raise InputError(f"{name} is larger than the {MAX_UPLOAD_MB} MB limit: upload a smaller sample.")
-    name = markdown_escape(_clip(name, 200))
+    name = _clip(name, 200, markdown_escape)
     text = _decode(bytes(data), name)
     # Old Mac files end lines with a bare \r: the header reader below splits on \n only and the
     # csv module would refuse the whole file as one line.
@@ -405,7 +405,7 @@ def _json_default(o):
 
 def model_from_json(data, name: str = "the model file") -> tuple[MoEParams, dict]:
     """Validate JSON text or bytes against :data:`MODEL_SCHEMA`; return (params, meta)."""
-    name = markdown_escape(_clip(name, 200))
+    name = _clip(name, 200, markdown_escape)
     import jsonschema
 
     if isinstance(data, (bytes, bytearray)):
@@ -577,7 +577,7 @@ def session_from_json(raw: bytes, name: str = "the session file"):
     The data go through the same checks as a CSV upload; the settings are returned as found, for
     the caller to check each against its declaration.
     """
-    file_name, name = name, markdown_escape(_clip(name, 200))
+    file_name, name = name, _clip(name, 200, markdown_escape)
     if len(raw) > MAX_SESSION_MB * 1024 * 1024:
         raise InputError(f"{name} is larger than {MAX_SESSION_MB} MB: a session file of this app is smaller.")
     try:
