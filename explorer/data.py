@@ -101,6 +101,18 @@ def real_dataset(name) -> Dataset:
     return Dataset(X, y, name, x_names, y_name, source="real")
 
 
+def data_shape(s: dict) -> tuple[int, int]:
+    """(n, d) of the data :func:`dataset_from_settings` would simulate, without simulating it."""
+    if s["source"] == "real":
+        X, _, _, _ = _real_cached(s["real_set"])
+        return X.shape
+    if s["source"] == "custom" and st.session_state.get("custom_truth") is not None:
+        return int(s["n"]), st.session_state["custom_truth"].n_features
+    if s["source"] == "custom":
+        return int(s["n"]), int(s["custom_d"])
+    return int(s["n"]), get_design(s["design"]).params.n_features
+
+
 def dataset_from_settings(s: dict | None = None) -> Dataset:
     """The data of the current settings: a named design, the custom knobs or a real data set."""
     s = s or settings.settings()

@@ -101,10 +101,21 @@ def markdown_escape(text) -> str:
     return _AUTOLINK.sub("\\1\u2060", escaped)
 
 
-def _clip(value, limit=60):
-    """A user value short enough to quote in a message."""
+def _clip(value, limit=60, escape=str):
+    """A user value short enough to quote in a message; ``escape`` applies to the user's part only."""
     text = str(value)
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
+    return escape(text) if len(text) <= limit else escape(text[:limit]) + f"... ({len(text):,} characters)"
+
+
+def _quote(value, limit=60) -> str:
+    """A user value (a column, cell or file name) quoted in a message the page shows as Markdown
+    (st.error): clipped and escaped here, where the message is built, so that the message's own
+    Markdown (code spans) still works and the user's text is only text."""
+    return f"'{_clip(value, limit, markdown_escape)}'"
+
+
+def _quotes(values) -> str:
+    return ", ".join(_quote(v) for v in values)
 
 
 # ---------------------------------------------------------------------------------------- CSV
@@ -137,6 +148,7 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
         raise InputError(f"{name} is not a .csv file. Upload a CSV (comma-separated values) file.")
     if len(data) > MAX_UPLOAD_BYTES:
         raise InputError(f"{name} is larger than the {MAX_UPLOAD_MB} MB limit: upload a smaller sample.")
+    name = _clip(name, 200, markdown_escape)
     text = _decode(bytes(data), name)
     # Old Mac files end lines with a bare \r: the header reader below splits on \n only and the
     # csv module would refuse the whole file as one line.
@@ -176,7 +188,7 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
         raise InputError(f"{ragged} (the first data row has {len(first_row)}, the header {len(header)}). {fix}")
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
-        raise InputError(f"{name} has duplicated column names {[_clip(d) for d in dup]}: give every column a "
+        raise InputError(f"{name} has duplicated column names {_quotes(dup)}: give every column a "
                          "distinct name.")
     try:
         df = pd.read_csv(io.StringIO(text), sep=sep, on_bad_lines="error", engine="c", index_col=False)
@@ -200,7 +212,7 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
         raise InputError(f"{name} has duplicated column names: give every column a distinct name.")
     long = [c for c in df.columns if len(c) > MAX_NAME_CHARS]
     if long:
-        raise InputError(f"{name} has a column name of {len(long[0]):,} characters ({_clip(long[0])!r}); "
+        raise InputError(f"{name} has a column name of {len(long[0]):,} characters ({_quote(long[0])}); "
                          f"shorten every column name to at most {MAX_NAME_CHARS}.")
     return df
 
@@ -213,7 +225,7 @@ def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputError(
-                f"column '{_clip(col)}' is not numeric: row {i + 2} of the file holds {_clip(s.iloc[i])!r} "
+                f"column {_quote(col)} is not numeric: row {i + 2} of the file holds {_quote(s.iloc[i])} "
                 f"({int(bad.sum())} non-numeric value(s) in all). Pick numeric columns, or fix those cells."
             )
         s = conv
@@ -222,7 +234,7 @@ def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
     if missing.any():
         rows = (np.flatnonzero(missing)[:5] + 2).tolist()
         raise InputError(
-            f"column '{_clip(col)}' has {int(missing.sum())} missing or infinite value(s) (file rows "
+            f"column {_quote(col)} has {int(missing.sum())} missing or infinite value(s) (file rows "
             f"{rows}{'...' if missing.sum() > 5 else ''}). Remove those rows or fill them in."
         )
     return a
@@ -232,23 +244,23 @@ def select_columns(df: pd.DataFrame, y_col: str, x_cols) -> tuple[np.ndarray, np
     """(X (n, d), y (n,)) from the chosen response and input columns, all checked."""
     x_cols = list(x_cols)
     if y_col not in df.columns:
-        raise InputError(f"response column {y_col!r} is not in the file; pick one of {list(df.columns)}.")
+        raise InputError(f"response column {_quote(y_col)} is not in the file; pick one of {_quotes(df.columns)}.")
     if not x_cols:
         raise InputError("pick at least one input column (x).")
     if y_col in x_cols:
-        raise InputError(f"'{y_col}' is the response: remove it from the input columns.")
+        raise InputError(f"{_quote(y_col)} is the response: remove it from the input columns.")
     unknown = [c for c in x_cols if c not in df.columns]
     if unknown:
-        raise InputError(f"input column(s) {unknown} are not in the file.")
+        raise InputError(f"input column(s) {_quotes(unknown)} are not in the file.")
     y = _numeric(df, y_col)
     X = np.column_stack([_numeric(df, c) for c in x_cols])
     const = [c for c, col in zip(x_cols, X.T, strict=True) if not np.ptp(col) > 0]
     if const:
         raise InputError(
-            f"input column(s) {const} are constant: remove them (the intercept already models a constant)."
+            f"input column(s) {_quotes(const)} are constant: remove them (the intercept already models a constant)."
         )
     if not np.ptp(y) > 0:
-        raise InputError(f"the response '{y_col}' is constant: there is nothing to regress.")
+        raise InputError(f"the response {_quote(y_col)} is constant: there is nothing to regress.")
     return X, y
 
 
@@ -412,6 +424,7 @@ def _json_default(o):
 
 def model_from_json(data, name: str = "the model file") -> tuple[MoEParams, dict]:
     """Validate JSON text or bytes against :data:`MODEL_SCHEMA`; return (params, meta)."""
+    name = _clip(name, 200, markdown_escape)
     import jsonschema
 
     if isinstance(data, (bytes, bytearray)):
@@ -583,6 +596,7 @@ def session_from_json(raw: bytes, name: str = "the session file"):
     The data go through the same checks as a CSV upload; the settings are returned as found, for
     the caller to check each against its declaration.
     """
+    file_name, name = name, _clip(name, 200, markdown_escape)
     if len(raw) > MAX_SESSION_MB * 1024 * 1024:
         raise InputError(f"{name} is larger than {MAX_SESSION_MB} MB: a session file of this app is smaller.")
     try:
@@ -596,7 +610,7 @@ def session_from_json(raw: bytes, name: str = "the session file"):
     if not isinstance(d.get("csv"), str) or not isinstance(d.get("x_names"), list):
         raise InputError(f"{name} holds no data table.")
     # The table is read as an upload would be (same checks and limits); the name only labels messages.
-    df = parse_csv(d["csv"].encode("utf-8"), f"the data table of {name}.csv")
+    df = parse_csv(d["csv"].encode("utf-8"), f"the data table of {file_name}.csv")
     if d["x_names"] and not any(str(c) in df.columns for c in d["x_names"]):
         # Files written before names were kept exact carry spreadsheet-safe names in the table.
         df.columns = [c[1:] if c.startswith("'") and c[1:].startswith(_FORMULA_START) else c for c in df.columns]

@@ -31,10 +31,11 @@ from moecore.experiments import compare_methods
 from moecore.metrics import rpe
 from moecore.model import predict_mean
 from moecore.params import DISTRIBUTED_PARAMETERS, em_settings
+from moecore.simulation import get_design
 from moecore.splits import Split
 
 from . import settings
-from .data import Dataset, dataset_from_settings, heldout
+from .data import Dataset, data_shape, dataset_from_settings, heldout
 from .io import InputError
 from .teaching import mm_walkthrough, rounds_walkthrough
 
@@ -170,10 +171,12 @@ def _checked(kw, labels):
     return split_of(kw, labels)
 
 
-def fit_work(n, d, kw: dict) -> float:
+def fit_work(n, d, kw: dict, *, distributed=1, reference=True) -> float:
     """The work of fitting ``n`` rows of ``d`` inputs with the fit settings ``kw`` (those of
-    :func:`fit_params`), in the units of :data:`explorer.settings.MAX_SESSION_WORK`."""
-    return float(n) * (d + 1) * kw["n_experts"] * (2 * kw["n_init"] + kw["refine_rounds"] + kw["mm_n_init"] / 4)
+    :func:`fit_params`), in the units of :data:`explorer.settings.MAX_SESSION_WORK`: ``distributed``
+    distributed fits (local stage, reduction, rounds) and, with ``reference``, the global EM."""
+    restarts = (distributed + bool(reference)) * kw["n_init"]
+    return float(n) * (d + 1) * kw["n_experts"] * (restarts + distributed * (kw["refine_rounds"] + kw["mm_n_init"] / 4))
 
 
 def check_budget(n, d, kw: dict, *, by_link=False):
@@ -195,6 +198,28 @@ def check_budget(n, d, kw: dict, *, by_link=False):
         raise InputError(f"this fit would need about {need / 2**20:,.0f} MB of memory; a session may use "
                          f"{settings.MAX_SESSION_MEMORY_MB:,} MB: use fewer rows (n) or inputs (d).")
     check_memory(need, "this fit", "use fewer rows (n) or inputs (d), or try again when the server is less busy.")
+
+
+def check_sweep_budget(exp: dict, values) -> None:
+    """Refuse, before its first fit, a sweep of the Experiments page whose fits together exceed the
+    session's budget (:data:`~explorer.settings.MAX_SESSION_WORK`), or whose largest fit exceeds
+    the memory :func:`check_budget` allows.  ``exp``: the page's settings (design, parameter, n,
+    K, restarts, repeats, include_global); ``values``: the swept values."""
+    d = get_design(exp["design"]).params.n_features
+    defaults = {k: DISTRIBUTED_PARAMETERS[k].default for k in ("refine_rounds", "mm_n_init")}
+    base = dict(defaults, n_experts=exp["K"], n_init=exp["restarts"])
+    # An alpha sweep fits each split and the random split it is compared with.
+    shape = dict(distributed=2 if exp["parameter"] == "alpha" else 1, reference=exp["include_global"])
+    fits = [(int(v) if exp["parameter"] == "n" else exp["n"],
+             dict(base, refine_rounds=int(v)) if exp["parameter"] == "refine_rounds" else base) for v in values]
+    work = exp["repeats"] * sum(fit_work(n, d, kw, **shape) for n, kw in fits)
+    if work > settings.MAX_SESSION_WORK:
+        raise InputError(f"this sweep is beyond a session's budget on this server ({len(fits)} values x "
+                         f"{exp['repeats']} repeats of fits of up to n = {max(n for n, _ in fits):,} rows, d = {d}, "
+                         f"K = {exp['K']}: {work:.2g} in all; at most {settings.MAX_SESSION_WORK:.2g}): use fewer "
+                         "values or repeats, a smaller n or K, or fewer restarts.")
+    n, kw = max(fits, key=lambda f: fit_work(f[0], d, f[1], **shape))
+    check_budget(n, d, kw)
 
 
 # ------------------------------------------------------------------------------- fits
@@ -335,6 +360,26 @@ def warm_up():
     return True
 
 
+def _refuse_a_heavy_link(ss):
+    """The link's budget checked from its n and d before its data is simulated: simulating the
+    10^6 x 10 rows of a heavy link alone holds the GIL for seconds that every other session waits.
+    A refused link keeps its settings but n, which falls back to the default so that the data
+    the session starts with is cheap; the message says how to ask for the full size."""
+    s = settings.settings()
+    n, d = data_shape(s)
+    try:
+        check_budget(n, d, fit_params(s, automatic=True), by_link=True)
+    except ERRORS as exc:
+        ss["_auto_fit_tried"] = True
+        msg = f"The automatic first fit was not started: {exc}"
+        default_n = settings.SETTINGS["n"].default
+        if n > default_n and s["source"] != "real":  # a real set is loaded whole, and cheaply
+            settings.set_setting("n", default_n)
+            msg += (f" The data was not simulated at n = {n:,} either: it has n = {default_n:,} rows; set n on "
+                    "the Data page and press Generate data before you press Run.")
+        ss["startup_error"] = msg
+
+
 def ensure_data_and_fit():
     """A session's first run: data and a fitted model before any page draws.
 
@@ -343,6 +388,8 @@ def ensure_data_and_fit():
     """
     ss = st.session_state
     warm_up()
+    if "data" not in ss and "fit" not in ss and not ss.get("_auto_fit_tried"):
+        _refuse_a_heavy_link(ss)
     if "data" not in ss:
         try:
             ss["data"] = dataset_from_settings()

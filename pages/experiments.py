@@ -135,6 +135,7 @@ def checked_values(exp, run_on) -> list:
     M_max = max(vals) if exp["parameter"] == "n_machines" else exp["M"]
     probe = DistributedMoE(exp["K"], M_max, support_size=exp["support_size"], n_init=exp["restarts"], **run_on)
     probe.check_parameters(int(n_min), DESIGNS[exp["design"]].n_features)
+    runs.check_sweep_budget(exp, vals)
     if run_on["backend"] == "dask":
         runs.check_scheduler(run_on["scheduler"])
     return vals

@@ -47,6 +47,16 @@ def test_a_heavy_link_starts_no_fit_by_itself(query):
     assert "larger than a link starts by itself" in errors and "press Run" in errors
 
 
+def test_a_heavy_link_simulates_no_heavy_data_either():
+    # Simulating the link's 10^6 x 10 rows before its fit was refused held the GIL for seconds
+    # (ordinary sessions' first chart at 4.95x an idle server's, benchmarks/bench_budget.py).
+    at = _link({"design": "separated-10d", "n": "1000000", "M": "256", "K": "10"})
+    data = at.session_state["data"]
+    assert data.n == cfg.SETTINGS["n"].default and data.d == 10
+    errors = " ".join(e.value for e in at.error)
+    assert "not simulated at n = 1,000,000" in errors and "Generate data" in errors
+
+
 def test_the_default_link_still_fits_by_itself():
     at = _link({})
     assert "fit" in at.session_state
@@ -73,3 +83,36 @@ def test_attempt_turns_a_memory_error_into_a_message():
         raise MemoryError("Unable to allocate 40.0 GiB for an array with shape (1000000, 5001)")
 
     assert runs.attempt("The simulation", allocate) is None
+
+
+def _exp(**over):
+    exp = dict(design=cfg.DEFAULT_DESIGN, parameter="n_machines", n=20_000, K=4, restarts=1, repeats=2,
+               include_global=True)
+    exp.update(over)
+    return exp
+
+
+def test_a_sweep_is_checked_against_the_session_budget_before_it_starts():
+    # The page's own default sweep passes; the same at n = 10^6 is 2.6e8 in all, each fit within budget.
+    runs.check_sweep_budget(_exp(), [2, 4, 8, 16])
+    runs.check_budget(1_000_000, 2, _kw(K=4))
+    with pytest.raises(runs.InputError, match=r"sweep is beyond a session's budget .*4 values x 2 repeats"):
+        runs.check_sweep_budget(_exp(n=1_000_000), [2, 4, 8, 16])
+    # The swept n and rounds count at their own values; an alpha sweep's two distributed fits too.
+    with pytest.raises(runs.InputError, match="sweep is beyond"):
+        runs.check_sweep_budget(_exp(parameter="n", repeats=20), [250_000, 500_000, 1_000_000])
+    runs.check_sweep_budget(_exp(parameter="refine_rounds", n=200_000), [0])
+    with pytest.raises(runs.InputError, match="sweep is beyond"):
+        runs.check_sweep_budget(_exp(parameter="refine_rounds", n=200_000), [0, 5, 10, 10])
+    assert (runs.fit_work(1000, 2, _kw(K=4), distributed=2)
+            > runs.fit_work(1000, 2, _kw(K=4)) > runs.fit_work(1000, 2, _kw(K=4), reference=False))
+
+
+def test_the_experiments_page_refuses_a_sweep_beyond_the_budget_with_no_fit():
+    at = _link({"xn": "1000000"})
+    at.switch_page("pages/experiments.py").run()
+    at.button(key="btn_sweep").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = " ".join(e.value for e in at.error)
+    assert "Checking the sweep failed" in errors and "beyond a session's budget" in errors
+    assert "sweep_rows" not in at.session_state  # no sweep started

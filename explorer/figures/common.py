@@ -5,6 +5,8 @@ transport plan's coupling, the MM objective).
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -27,6 +29,18 @@ def rgba(hex_color, alpha):
     h = hex_color.lstrip("#")
     r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
     return f"rgba({r},{g},{b},{alpha})"
+
+
+def user_text(text) -> str:
+    """A user's string (a column or data name) as Plotly shows it, literally: Plotly renders
+    pseudo-HTML (``<a href>``, ``<br>``, ``<b>``) in titles, legends and hover text and fills
+    ``%{...}`` fields of hover templates; as entities these are characters it displays."""
+    return html.escape(str(text), quote=True).replace("%", "&#37;")
+
+
+def user_names(d, names=None) -> list[str]:
+    """(d,) input names (moecore.model.feature_names) made safe with :func:`user_text`."""
+    return [user_text(s) for s in feature_names(d, names)]
 
 
 def _layout(fig, title, xtitle=None, ytitle=None, height=420, legend_title=None):
@@ -83,7 +97,7 @@ def gates_figure(models: dict, X, *, feature=0, x_names=None, colors: dict | Non
     """
     X = np.asarray(X, dtype=float)
     d = X.shape[1]
-    x_names = feature_names(d, x_names)
+    x_names = user_names(d, x_names)
     t, Xg = _grid(X, feature)
     fig = go.Figure()
     dashes = ["solid", "dash", "dot", "dashdot"]

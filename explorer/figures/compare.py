@@ -7,9 +7,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from moecore.model import MoEParams, expert_means, feature_names, gate_proba, predict_mean
+from moecore.model import MoEParams, expert_means, gate_proba, predict_mean
 
-from .common import PALETTE, TRUTH_STYLE, _grid, _layout, _subsample, expert_color, reduced_colors
+from .common import PALETTE, TRUTH_STYLE, _grid, _layout, _subsample, expert_color, reduced_colors, user_names
 
 
 def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, feature=0, x_names=None,
@@ -22,7 +22,7 @@ def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, featur
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
     d = X.shape[1]
-    x_names = feature_names(d, x_names)
+    x_names = user_names(d, x_names)
     names = list(params)
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True,
                         horizontal_spacing=0.02)

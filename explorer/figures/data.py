@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from moecore.model import MoEParams, expert_means, feature_names, gate_proba, predict_mean
+from moecore.model import MoEParams, expert_means, gate_proba, predict_mean
 
-from .common import TRUTH_STYLE, _grid, _layout, _subsample, expert_color
+from .common import TRUTH_STYLE, _grid, _layout, _subsample, expert_color, user_names, user_text
 
 
 def data_figure(X, y, labels=None, truth: MoEParams | None = None, *, feature=0, x_names=None,
@@ -16,7 +16,7 @@ def data_figure(X, y, labels=None, truth: MoEParams | None = None, *, feature=0,
     """y against one input, coloured by the true expert, with the true expert lines."""
     X = np.asarray(X, dtype=float)
     d = X.shape[1]
-    x_names = feature_names(d, x_names)
+    x_names, y_name = user_names(d, x_names), user_text(y_name)
     idx = _subsample(len(y), max_points)
     fig = go.Figure()
     xs, ys = X[idx, feature], np.asarray(y)[idx]

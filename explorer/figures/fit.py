@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 
 from explorer import explain
 from explorer.tables import screening_actions
-from moecore.model import MoEParams, feature_names, gate_proba
+from moecore.model import MoEParams, gate_proba
 
 from .common import (
     GLOBAL_STYLE,
@@ -26,6 +26,8 @@ from .common import (
     expert_color,
     reduced_colors,
     rgba,
+    user_names,
+    user_text,
 )
 
 
@@ -49,7 +51,7 @@ def experts_figure(dm, X, y=None, truth: MoEParams | None = None, *, feature=0, 
     axis would then squash every other line."""
     X = np.asarray(X, dtype=float)
     d = X.shape[1]
-    x_names = feature_names(d, x_names)
+    x_names = user_names(d, x_names)
     red = dm.params_
     colors = np.arange(red.n_experts) if colors is None else np.asarray(colors)
     t, Xg = _grid(X, feature)
@@ -106,7 +108,7 @@ def coefficient_figure(dm, truth: MoEParams | None = None, *, a=0, b=1, x_names=
     colour = reduced expert they go to), the reduced experts (crosses) and the truth (diamonds)."""
     red = dm.params_
     d = red.n_features
-    names = coef_names(d, x_names)
+    names = [user_text(s) for s in coef_names(d, x_names)]
     colors = np.arange(red.n_experts) if colors is None else np.asarray(colors)
     machine, lexp, experts, variances, mass, dom = _local_table(dm)
     fig = go.Figure()
@@ -437,7 +439,7 @@ def machines_figure(X, machine, *, feature=0, x_names=None, support_X=None, supp
     machine = np.asarray(machine)
     M = int(machine.max()) + 1
     sub = _subsample(len(X), max_points)
-    names = feature_names(X.shape[1], x_names or None)
+    names = user_names(X.shape[1], x_names or None)
     if feature == "projection":
         Z = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
         _, _, vt = np.linalg.svd(Z[sub], full_matrices=False)
