@@ -299,6 +299,32 @@ def _unpack(theta, p, K, var_floor):
     return gates, experts, variances
 
 
+def _squarem_point(points, history, step_max, p, K, var_floor):
+    """One SQUAREM extrapolation (Varadhan & Roland's SqS3) from a cycle's ``points`` theta0,
+    theta1 = EM(theta0), theta2 = EM(theta1), each (gates, experts, variances).
+
+    Returns (gates, experts, variances) or None when plain EM's theta2 is kept, and the largest
+    step length allowed from now on.
+    """
+    if len(history) < 3 or history[-1] - history[-2] >= history[-2] - history[-3]:
+        # EM is still speeding up (early iterations, experts changing partners): its path
+        # is not the straight line SQUAREM extrapolates along, and on separated-2d every
+        # such extrapolation was rejected, each a wasted E-step.
+        return None, step_max
+    theta0, theta1, theta2 = (_pack(*pt) for pt in points)
+    r = theta1 - theta0
+    v = theta2 - 2.0 * theta1 + theta0
+    vv = float(v @ v)
+    # Step length |r| / |v| (Varadhan & Roland's SqS3), within [1, step_max]: 1 is the
+    # plain EM point theta2; a step that reaches step_max lets the next one grow.
+    alpha = min(np.sqrt(float(r @ r) / vv), step_max) if vv > 0 else 1.0
+    if alpha == step_max:
+        step_max *= _SQUAREM_STEP_FACTOR
+    if not alpha > 1.0:
+        return None, step_max
+    return _unpack(theta0 + 2.0 * alpha * r + alpha * alpha * v, p, K, var_floor), step_max
+
+
 def _params(run):
     """(gates, experts, variances) of an EM run, to start another run from."""
     return run["gates"], run["experts"], run["variances"]
@@ -706,24 +732,10 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         """One EM run from a partition (``tauT`` (K, n), by default this fit's ``init``) or from
         parameters ``start`` = (gates, experts, variances), for at most ``max_iter`` iterations."""
         K = self.n_experts
-        p, n = XtT.shape
+        p = XtT.shape[0]
         max_iter = self.max_iter if max_iter is None else max_iter
         XX = None if F is None else F[: p * (p + 1) // 2]  # the gate Hessian's pair products
-        if start is not None:
-            gates, experts, variances = start
-        else:
-            if tauT is None:
-                tauT = self._initial_responsibilities(XtT, y, rng)
-            # Smooth the hard partition a little so no gate starts from a separable problem.
-            tauT = 0.9 * tauT + 0.1 / K
-            experts, variances, _ = _wls_experts(XtT, y, tauT, self.var_floor, F)
-            # Starting gates from a strided subsample of the size k-means used: they only seed EM,
-            # whose first Newton steps refine them on all the data (on 1e6 points fitting them on
-            # every point took 15 % of the whole fit, with the same iteration counts afterwards).
-            sub = slice(None, None, max(1, n // _kmeans_sample_size(K, p)))
-            gates, _ = fit_softmax_gate(np.ascontiguousarray(XtT[:, sub]), np.ascontiguousarray(tauT[:, sub]),
-                                        max_iter=_INIT_GATE_STEPS,
-                                        XX=None if XX is None else np.ascontiguousarray(XX[:, sub]))
+        gates, experts, variances = start if start is not None else self._start_from(XtT, y, F, XX, rng, tauT)
         logpT, probT = _gate_logp(gates, XtT)
         history = []
         converged = False
@@ -760,9 +772,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             starving = (Nk < min_mass) & ~retired
             if K > 1 and starving.any() and starving.sum() < K - retired.sum():
                 if reseeded < _MAX_RESEEDS:
-                    gates, experts, variances, logpT = self._reseed(
-                        XtT, y, ll_i, tauT, gates, experts, variances, rng
-                    )
+                    gates, experts, variances, logpT = self._reseed(XtT, y, ll_i, tauT, gates, experts, variances, rng)
                     reseeded += 1
                 else:
                     gates, logpT = self._retire(XtT, gates, starving)
@@ -786,35 +796,33 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             if len(cycle) < 3:
                 continue
             points, cycle = cycle, []
-            if len(history) < 3 or history[-1] - history[-2] >= history[-2] - history[-3]:
-                # EM is still speeding up (early iterations, experts changing partners): its path
-                # is not the straight line SQUAREM extrapolates along, and on separated-2d every
-                # such extrapolation was rejected, each a wasted E-step.
-                continue
-            theta0, theta1, theta2 = (_pack(*pt) for pt in points)
-            r = theta1 - theta0
-            v = theta2 - 2.0 * theta1 + theta0
-            vv = float(v @ v)
-            # Step length |r| / |v| (Varadhan & Roland's SqS3), within [1, step_max]: 1 is the
-            # plain EM point theta2; a step that reaches step_max lets the next one grow.
-            alpha = min(np.sqrt(float(r @ r) / vv), step_max) if vv > 0 else 1.0
-            if alpha == step_max:
-                step_max *= _SQUAREM_STEP_FACTOR
-            if not alpha > 1.0:
+            theta, step_max = _squarem_point(points, history, step_max, p, K, self.var_floor)
+            if theta is None:
                 continue
             fallback = (gates, experts, variances, logpT, probT)
-            gates, experts, variances = _unpack(theta0 + 2.0 * alpha * r + alpha * alpha * v, p, K, self.var_floor)
+            gates, experts, variances = theta
             logpT, probT = _gate_logp(gates, XtT)
-        return dict(
-            gates=gates,
-            experts=experts,
-            variances=variances,
-            history=history,
-            ll=history[-1] if history else -np.inf,
-            converged=converged,
-            reseeded=reseeded,
-            retired=retired,
-        )
+        return dict(gates=gates, experts=experts, variances=variances, history=history,
+                    ll=history[-1] if history else -np.inf, converged=converged, reseeded=reseeded, retired=retired)
+
+    def _start_from(self, XtT, y, F, XX, rng, tauT=None):
+        """(gates (p, K), experts (p, K), variances (K,)) fitted to the partition ``tauT`` (K, n),
+        by default this fit's ``init``."""
+        K = self.n_experts
+        p, n = XtT.shape
+        if tauT is None:
+            tauT = self._initial_responsibilities(XtT, y, rng)
+        # Smooth the hard partition a little so no gate starts from a separable problem.
+        tauT = 0.9 * tauT + 0.1 / K
+        experts, variances, _ = _wls_experts(XtT, y, tauT, self.var_floor, F)
+        # Starting gates from a strided subsample of the size k-means used: they only seed EM,
+        # whose first Newton steps refine them on all the data (on 1e6 points fitting them on
+        # every point took 15 % of the whole fit, with the same iteration counts afterwards).
+        sub = slice(None, None, max(1, n // _kmeans_sample_size(K, p)))
+        gates, _ = fit_softmax_gate(np.ascontiguousarray(XtT[:, sub]), np.ascontiguousarray(tauT[:, sub]),
+                                    max_iter=_INIT_GATE_STEPS,
+                                    XX=None if XX is None else np.ascontiguousarray(XX[:, sub]))
+        return gates, experts, variances
 
     def _reseed(self, XtT, y, ll_i, tauT, gates, experts, variances, rng):
         """Give each starving expert the worst-fitted points and a fresh least-squares fit."""

@@ -466,87 +466,104 @@ def fit_shards(job, paths, *, response="y", features=None, workers=None, progres
     changed or gone by then is a :class:`ShardError` naming the machine, whatever ``on_error``:
     a round is an EM step over every machine's rows, which cannot drop some halfway.
     """
-    M = job.n_machines
-    paths, workers = _check_paths(paths, M, workers)
-    runner = job.runner
-    if workers is not None and runner.backend != "dask":
+    paths, workers = _check_paths(paths, job.n_machines, workers)
+    if workers is not None and job.runner.backend != "dask":
         raise ValueError('workers is only meaningful with backend="dask".')
     if not isinstance(response, str):
         raise TypeError(f"response must be a column name (str), got {type(response).__name__}.")
-    machine_seeds, support_seeds = job.machine_seeds, job.support_seeds
-    em = job.em_params
-    K = job.n_experts
+    if job.runner.backend == "dask":
+        _fit_shards_dask(job, paths, response, features, workers, progress)
+    else:
+        _fit_shards_joblib(job, paths, response, features, progress)
 
-    def plan(infos):
-        _check_infos(infos)
-        sizes = np.array([i.n_samples for i in infos])
-        n = int(sizes.sum())
-        d = len(infos[0].features)
-        S = job.support_size(n, d)
-        need = min_samples(K, d)
-        small = [i for i in infos if i.n_samples < need]
-        if small:
-            raise ValueError(
-                f"shard {small[0].path!r} holds {small[0].n_samples} rows; each shard needs at least "
-                f"{min_samples_rule(K, d)}."
-            )
-        return sizes, allocate_support(S, sizes)
 
+def _shard_plan(job, infos):
+    """(n_m (M,), S_m (M,)): each machine's rows and its share of the supporting sample, once every
+    file is inspected; a shard too small for the model is a ValueError naming it."""
+    _check_infos(infos)
+    sizes = np.array([i.n_samples for i in infos])
+    d = len(infos[0].features)
+    need = min_samples(job.n_experts, d)
+    small = [i for i in infos if i.n_samples < need]
+    if small:
+        raise ValueError(
+            f"shard {small[0].path!r} holds {small[0].n_samples} rows; each shard needs at least "
+            f"{min_samples_rule(job.n_experts, d)}."
+        )
+    return sizes, allocate_support(job.support_size(int(sizes.sum()), d), sizes)
+
+
+def _lost_shard(infos, sizes):
+    """The result to record, ``lost(m, why)``, for a machine whose fit failed every time."""
     def lost(m, why):
         d = len(infos[m].features)
         return ShardFitResult(m, local.LocalFitResult(m, int(sizes[m]), None, float("nan"), why),
                               np.empty((0, d)), np.empty(0), float("nan"))
+    return lost
 
-    def finish(out, machines):
-        job.aggregate(ShardsFitted(
-            paths=paths,
-            sizes=sizes,
-            features=infos[0].features,
-            shares=shares,
-            results=[o.result for o in out],
-            X_support=np.concatenate([o.X_support for o in out]),
-            y_support=np.concatenate([o.y_support for o in out]),
-            support_machine=np.repeat(np.arange(M), [len(o.y_support) for o in out]),
-            read_times=np.array([o.read_time for o in out]),
-            machines=machines,
-        ))
 
-    if runner.backend == "dask":
-        with runner.dask_client() as client:
-            where = (lambda m: {}) if workers is None else (
-                lambda m: {"workers": [workers[m]], "allow_other_workers": False})
-            loaded = [client.submit(_load_timed, p, response, features, pure=False, **where(m))
+def _aggregate_shards(job, paths, infos, sizes, shares, out, machines):
+    """Hand the machines' results ``out`` (M ShardFitResult) to ``job.aggregate``."""
+    job.aggregate(ShardsFitted(
+        paths=paths,
+        sizes=sizes,
+        features=infos[0].features,
+        shares=shares,
+        results=[o.result for o in out],
+        X_support=np.concatenate([o.X_support for o in out]),
+        y_support=np.concatenate([o.y_support for o in out]),
+        support_machine=np.repeat(np.arange(job.n_machines), [len(o.y_support) for o in out]),
+        read_times=np.array([o.read_time for o in out]),
+        machines=machines,
+    ))
+
+
+def _fit_shards_dask(job, paths, response, features, workers, progress):
+    """:func:`fit_shards` on dask: each file loaded once on its worker, fitted and kept there for
+    the exchanges that follow."""
+    M, K, em, runner = job.n_machines, job.n_experts, job.em_params, job.runner
+    machine_seeds, support_seeds = job.machine_seeds, job.support_seeds
+    with runner.dask_client() as client:
+        where = (lambda m: {}) if workers is None else (
+            lambda m: {"workers": [workers[m]], "allow_other_workers": False})
+        loaded = [client.submit(_load_timed, p, response, features, pure=False, **where(m))
+                  for m, p in enumerate(paths)]
+        try:
+            info_f = [client.submit(_loaded_info, m, p, loaded[m], pure=False, **where(m))
                       for m, p in enumerate(paths)]
-            try:
-                info_f = [client.submit(_loaded_info, m, p, loaded[m], pure=False, **where(m))
-                          for m, p in enumerate(paths)]
-                infos = client.gather(info_f)
-                sizes, shares = plan(infos)
+            infos = client.gather(info_f)
+            sizes, shares = _shard_plan(job, infos)
 
-                def submit_fit(m):
-                    return client.submit(_fit_loaded, m, paths[m], loaded[m], int(sizes[m]), K, em,
-                                         machine_seeds[m], int(shares[m]), support_seeds[m], pure=False,
-                                         **where(m))
+            def submit_fit(m):
+                return client.submit(_fit_loaded, m, paths[m], loaded[m], int(sizes[m]), K, em,
+                                     machine_seeds[m], int(shares[m]), support_seeds[m], pure=False,
+                                     **where(m))
 
-                # A loaded shard is a task: dask recomputes it if its worker dies, so a lost fit is
-                # submitted again; not when pinned to one worker (no other worker has the file).
-                resubmit = None if workers is not None else submit_fit
-                finish(gather_dask([submit_fit(m) for m in range(M)], M, progress, resubmit, lost),
-                       MachineData(runner, "dask", loaded, client, where))
-            finally:
-                client.cancel(loaded)
-    else:
-        infos = runner.run_joblib(
-            (delayed(inspect_shard)(m, p, response, features) for m, p in enumerate(paths)), M, None
-        )
-        sizes, shares = plan(infos)
-        tasks = (
-            delayed(_fit_shard_file)(m, paths[m], response, infos[m].features, int(sizes[m]), K, em,
-                                     machine_seeds[m], int(shares[m]), support_seeds[m])
-            for m in range(M)
-        )
-        out = runner.run_joblib(tasks, M, progress, lost)
-        # Later exchanges re-read the files: each must still hold the rows its machine fitted.
-        read = PinnedShards(response, tuple(infos[0].features),
-                            {paths[m]: (m, int(sizes[m]), out[m].digest) for m in range(M)})
-        finish(out, MachineData(runner, "files", (read, paths)))
+            # A loaded shard is a task: dask recomputes it if its worker dies, so a lost fit is
+            # submitted again; not when pinned to one worker (no other worker has the file).
+            resubmit = None if workers is not None else submit_fit
+            out = gather_dask([submit_fit(m) for m in range(M)], M, progress, resubmit, _lost_shard(infos, sizes))
+            _aggregate_shards(job, paths, infos, sizes, shares, out, MachineData(runner, "dask", loaded, client, where))
+        finally:
+            client.cancel(loaded)
+
+
+def _fit_shards_joblib(job, paths, response, features, progress):
+    """:func:`fit_shards` on joblib: each file read where its task runs, and pinned (re-read and
+    checked) for the exchanges that follow."""
+    M, K, em, runner = job.n_machines, job.n_experts, job.em_params, job.runner
+    machine_seeds, support_seeds = job.machine_seeds, job.support_seeds
+    infos = runner.run_joblib(
+        (delayed(inspect_shard)(m, p, response, features) for m, p in enumerate(paths)), M, None
+    )
+    sizes, shares = _shard_plan(job, infos)
+    tasks = (
+        delayed(_fit_shard_file)(m, paths[m], response, infos[m].features, int(sizes[m]), K, em,
+                                 machine_seeds[m], int(shares[m]), support_seeds[m])
+        for m in range(M)
+    )
+    out = runner.run_joblib(tasks, M, progress, _lost_shard(infos, sizes))
+    # Later exchanges re-read the files: each must still hold the rows its machine fitted.
+    read = PinnedShards(response, tuple(infos[0].features),
+                        {paths[m]: (m, int(sizes[m]), out[m].digest) for m in range(M)})
+    _aggregate_shards(job, paths, infos, sizes, shares, out, MachineData(runner, "files", (read, paths)))
