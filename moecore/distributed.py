@@ -136,12 +136,6 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         K, M = values["n_experts"], values["n_machines"]
         return K, M, check_distributed_sizes(K, M, self.support_size, n, d, min_samples(K, d))
 
-    def _em_params(self):
-        out = em_settings(self)
-        if self.local_experts != "fixed":
-            out["local_experts"] = self.local_experts  # read (and removed) by fit_local
-        return out
-
     # ------------------------------------------------------------------ fitting
     @_all_or_nothing
     def fit(self, X, y, *, machine=None, progress=None):
@@ -166,8 +160,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         rows = place_rows(as_split(self.split), machine, X, M, S, min_samples(K, d), seed_split, seed_support)
         self.shards_, self.support_indices_, self.support_machine_ = rows.shards, rows.support, rows.support_machine
         with self._machine_data(X, y, rows.shards) as machines:
-            results = fit_local_models(machines, K, self._em_params(), machine_seeds, [len(r) for r in rows.shards],
-                                       progress)
+            results = fit_local_models(machines, K, em_settings(self), machine_seeds, [len(r) for r in rows.shards],
+                                       progress, self.local_experts)
             self._aggregate(machines, results, X[rows.support], y[rows.support], rows.support_shares(M),
                             machine_seeds, seed_mm, progress, rows.random_split)
         check_feature_names(self, X_in, reset=True)
@@ -205,8 +199,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                             machine_seeds, seed_mm, progress, random_split=False)
             self.costs_.read = data.read_times
 
-        job = ShardJob(self.n_experts, self._em_params(), machine_seeds, seed_support.spawn(M), self._runner(),
-                       lambda n, d: self.check_parameters(n, d)[2], aggregate)
+        job = ShardJob(self.n_experts, em_settings(self), machine_seeds, seed_support.spawn(M), self._runner(),
+                       lambda n, d: self.check_parameters(n, d)[2], aggregate, self.local_experts)
         _fit_shards(job, paths, response=response, features=features, workers=workers, progress=progress)
 
     # ------------------------------------------------------------------ after the local fits
@@ -227,11 +221,12 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
 
     def _screen(self, machines, results, Xs, ys, machine_seeds):
         """Score every local model on the support pairs; refit or drop the poor ones."""
-        em = dict(self._em_params(), n_init=max(REFIT_INIT_FACTOR * self.n_init, REFIT_MIN_INIT))
+        em = dict(em_settings(self), n_init=max(REFIT_INIT_FACTOR * self.n_init, REFIT_MIN_INIT))
 
         def refit(todo, warm):  # more restarts, or a start from another machine's better model
             return refitter(machines, self.n_experts, machine_seeds,
-                            lambda m: dict(em, init=warm[m]) if m in warm else em, purpose=1)(todo)
+                            lambda m: dict(em, init=warm[m]) if m in warm else em, purpose=1,
+                            local_experts=self.local_experts)(todo)
         out = screen_local_fits(results, self.local_models_, self.machines_, Xs, ys, self.support_machine_,
                                 local_check=self.local_check, own=self.machine_weights_used_ == "covariate",
                                 refit=refit)
@@ -268,8 +263,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         weights = self._large_mixture_weights(Xs)
         red, cpu = self._mm(self.local_models_, self.local_scores_, weights, Xs, ys, seed, progress)
         if self.machine_weights_used_ == "covariate" and self.local_check == "refit":
-            em = dict(self._em_params(), init=red.params)
-            em.pop("local_experts", None)  # a K-expert warm start; BIC's choice is weighed by the refit's test
+            # A K-expert warm start (local_experts="fixed"): BIC's choice is weighed by the refit's test.
+            em = dict(em_settings(self), init=red.params)
             warm = warm_refit_reduction(
                 refitter(machines, self.n_experts, machine_seeds, lambda m: em, purpose=2),
                 lambda models, scores: self._mm(models, scores, weights, Xs, ys, seed, progress),

@@ -564,6 +564,11 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         X : array-like (n, d)
         y : array-like (n,)
         """
+        return self._fit(X, y)
+
+    def _fit(self, X, y, *, quiet=False):
+        """:meth:`fit`; ``quiet`` leaves out the warnings on degenerate or unconverged fits, for a
+        caller that reports them itself (a distributed fit, per machine)."""
         t0 = time.perf_counter()
         self._check_parameters()
         K = self.n_experts
@@ -584,16 +589,15 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         XtT = scaler.design_T(X)
         ys = scaler.transform_y(y)
         seeds = check_random_state_seed(self.random_state).spawn(self.n_init)
-        self._start_tauT = None
+        start_tauT = None  # (K, n): a warm start's responsibilities
         if isinstance(self.init, _m.MoEParams):
             if self.init.n_features != d:
                 raise ValueError(f"init has {self.init.n_features} features; X has {d}.")
-            self._start_tauT = np.ascontiguousarray(_m.posterior_proba(X, y, self.init).T)
+            start_tauT = np.ascontiguousarray(_m.posterior_proba(X, y, self.init).T)
             seeds = seeds[:1]  # a warm start is deterministic: restarts would repeat it
 
         with one_blas_thread():
-            best = self._best_run(XtT, ys, _wls_design(XtT, ys), seeds)
-        del self._start_tauT  # (n,) per expert: not a fitted attribute to keep or pickle
+            best = self._best_run(XtT, ys, _wls_design(XtT, ys), seeds, start_tauT)
         # Log-likelihood in original y units: the density picks up the Jacobian 1 / y_scale.
         shift = n * np.log(scaler.y_scale)
         self._set_params(scaler.params_to_original(best["gates"], best["experts"], best["variances"]))
@@ -603,10 +607,8 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         self.converged_ = best["converged"]
         self.n_reseeded_ = best["reseeded"]
         self.retired_experts_ = np.flatnonzero(best["retired"])
-        # A local fit inside DistributedMoE is quiet (the parent reports per machine): a flag, not
-        # warnings.catch_warnings, which is not thread-safe and left warnings switched off for
-        # the whole process when fits ran in threads.
-        quiet = getattr(self, "_quiet", False)
+        # An argument, not warnings.catch_warnings around the fit: that is process-wide state, not
+        # thread-safe, and fits run in threads.
         if self.retired_experts_.size and not quiet:
             warnings.warn(
                 f"expert(s) {self.retired_experts_.tolist()} lost their points again after a re-seed and "
@@ -633,11 +635,14 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         self.fit_time_ = time.perf_counter() - t0
         return self
 
-    def _best_run(self, XtT, y, F, seeds):
-        """The kept EM run over the initialisations ``seeds``; ``F`` is the weighted-least-squares
-        design every run shares. Portfolios rank non-degenerate runs first (:func:`_rank`); single
-        starts keep the highest log-likelihood, the rule they have always had."""
-        portfolio = self.init == "portfolio" and self._start_tauT is None
+    def _best_run(self, XtT, y, F, seeds, start_tauT=None):
+        """The kept EM run over the initialisations ``seeds``, or from the responsibilities
+        ``start_tauT`` (K, n) of a warm start; ``F`` is the weighted-least-squares design every run
+        shares. Portfolios rank non-degenerate runs first (:func:`_rank`); single starts keep the
+        highest log-likelihood, the rule they have always had."""
+        portfolio = self.init == "portfolio" and start_tauT is None
+        # One expert: every partition is all ones, the warm start's too.
+        start_tauT = None if self.n_experts == 1 else start_tauT
         best = None
         for seed in seeds:
             rng = np.random.default_rng(seed)
@@ -646,7 +651,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 if best is None or _rank(run) > _rank(best):
                     best = run
                 continue
-            run = self._run_em(XtT, y, F, rng)
+            run = self._run_em(XtT, y, F, rng, tauT=start_tauT)
             if best is None or run["ll"] > best["ll"]:
                 best = run
         return best
@@ -705,8 +710,6 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         kind = self.init if kind is None else kind
         if K == 1:
             return np.ones((1, n))
-        if getattr(self, "_start_tauT", None) is not None:
-            return self._start_tauT
         if kind == "lines":
             labels = _kplanes_labels(XtT, y, K, rng)
         elif kind == "random":

@@ -289,7 +289,7 @@ def allocate_support(S, sizes):
 
 
 def _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S_m, support_seed,
-                    read_time):
+                    read_time, local_experts):
     if len(y) != n_expected:
         raise ShardError(
             f"shard {path!r} held {n_expected} rows when inspected and {len(y)} when read: "
@@ -297,7 +297,7 @@ def _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S
         )
     rng = np.random.default_rng(support_seed)
     idx = np.sort(rng.choice(len(y), size=S_m, replace=False))
-    res = local.fit_local(index, X, y, n_experts, em_params, seed)
+    res = local.fit_local(index, X, y, n_experts, em_params, seed, local_experts)
     return ShardFitResult(index, res, X[idx], y[idx], read_time, rows_digest(X, y))
 
 
@@ -310,7 +310,7 @@ def _vanished(index, path, n_expected, d):
 
 
 def _fit_shard_file(index, path, response, features, n_expected, n_experts, em_params, seed, S_m,
-                    support_seed):
+                    support_seed, local_experts):
     """Round 2 on a joblib worker: read the file, fit, draw the support share."""
     t0 = time.perf_counter()
     try:
@@ -320,7 +320,7 @@ def _fit_shard_file(index, path, response, features, n_expected, n_experts, em_p
             return _vanished(index, path, n_expected, len(features))
         raise
     return _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S_m,
-                           support_seed, time.perf_counter() - t0)
+                           support_seed, time.perf_counter() - t0, local_experts)
 
 
 def _load_timed(path, response, features):
@@ -333,11 +333,11 @@ def _loaded_info(index, path, loaded):
     return ShardInfo(index, path, len(loaded[1]), loaded[2])
 
 
-def _fit_loaded(index, path, loaded, n_expected, n_experts, em_params, seed, S_m, support_seed):
+def _fit_loaded(index, path, loaded, n_expected, n_experts, em_params, seed, S_m, support_seed, local_experts):
     """Round 2 on a dask worker: the shard was loaded there in round 1."""
     X, y, _, read_time = loaded
     return _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S_m,
-                           support_seed, read_time)
+                           support_seed, read_time, local_experts)
 
 
 def _check_paths(paths, M, workers):
@@ -394,6 +394,7 @@ class ShardJob:
         features; raises ValueError when the estimator's settings do not fit such data
     aggregate : callable(:class:`ShardsFitted`), everything after the local fits (screening,
         reduction, rounds), called while the machines still hold their data
+    local_experts : str, "fixed" or "bic" (see :func:`~moecore.local.fit_local`)
     """
 
     n_experts: int
@@ -403,6 +404,7 @@ class ShardJob:
     runner: Runner
     support_size: Callable[[int, int], int]
     aggregate: Callable[[ShardsFitted], None]
+    local_experts: str = "fixed"
 
     @property
     def n_machines(self):
@@ -536,8 +538,8 @@ def _fit_shards_dask(job, paths, response, features, workers, progress):
 
             def submit_fit(m):
                 return client.submit(_fit_loaded, m, paths[m], loaded[m], int(sizes[m]), K, em,
-                                     machine_seeds[m], int(shares[m]), support_seeds[m], pure=False,
-                                     **where(m))
+                                     machine_seeds[m], int(shares[m]), support_seeds[m], job.local_experts,
+                                     pure=False, **where(m))
 
             # A loaded shard is a task: dask recomputes it if its worker dies, so a lost fit is
             # submitted again; not when pinned to one worker (no other worker has the file).
@@ -559,7 +561,7 @@ def _fit_shards_joblib(job, paths, response, features, progress):
     sizes, shares = _shard_plan(job, infos)
     tasks = (
         delayed(_fit_shard_file)(m, paths[m], response, infos[m].features, int(sizes[m]), K, em,
-                                 machine_seeds[m], int(shares[m]), support_seeds[m])
+                                 machine_seeds[m], int(shares[m]), support_seeds[m], job.local_experts)
         for m in range(M)
     )
     out = runner.run_joblib(tasks, M, progress, _lost_shard(infos, sizes))
