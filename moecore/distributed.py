@@ -137,7 +137,6 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         return K, M, check_distributed_sizes(K, M, self.support_size, n, d, min_samples(K, d))
 
     # ------------------------------------------------------------------ fitting
-    @_all_or_nothing
     def fit(self, X, y, *, machine=None, progress=None):
         """Shard (X, y) over the machines, fit them in parallel and reduce.
 
@@ -151,6 +150,13 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             Called with ("local", machines done, M) as local fits finish, with ("mm", iteration,
             max iterations) during the reduction and ("round", round, rounds) during refinement.
         """
+        return self._fit(X, y, machine=machine, progress=progress)
+
+    @_all_or_nothing
+    def _fit(self, X, y, *, machine=None, progress=None, quiet=False):
+        """:meth:`fit`; ``quiet`` leaves out the warnings on failed, dropped or
+        unconverged machines (``skipped_``, ``local_models_`` record them), for a caller running
+        many fits: process-wide warning filters are not thread-safe."""
         check_2d(X)
         X_in, (X, y) = X, check_Xy(X, y)
         d, (K, M, S) = X.shape[1], self.check_parameters(*X.shape)
@@ -163,7 +169,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             results = fit_local_models(machines, K, em_settings(self), machine_seeds, [len(r) for r in rows.shards],
                                        progress, self.local_experts)
             self._aggregate(machines, results, X[rows.support], y[rows.support], rows.support_shares(M),
-                            machine_seeds, seed_mm, progress, rows.random_split)
+                            machine_seeds, seed_mm, progress, rows.random_split, quiet)
         check_feature_names(self, X_in, reset=True)
 
     def _runner(self):
@@ -204,22 +210,23 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         _fit_shards(job, paths, response=response, features=features, workers=workers, progress=progress)
 
     # ------------------------------------------------------------------ after the local fits
-    def _aggregate(self, machines, results, Xs, ys, support_shares, machine_seeds, seed_mm, progress, random_split):
+    def _aggregate(self, machines, results, Xs, ys, support_shares, machine_seeds, seed_mm, progress, random_split,
+                   quiet=False):
         """The server's part, shared by :meth:`fit` and :meth:`fit_shards`: collect the local fits
         (LocalFitResult (M,)), choose the machine weights, screen, reduce, refine; Xs (S, d), ys (S,)
         the support pairs, support_shares (M,) how many each machine sent."""
-        kept, self.skipped_ = collect_local_fits(results, self.on_error, self.n_experts, self.max_iter)
+        kept, self.skipped_ = collect_local_fits(results, self.on_error, self.n_experts, self.max_iter, quiet)
         self.local_models_, self.local_n_experts_, self.machines_, self.weights_ = kept_machines(kept)
         self._n_samples_all = [r.n_samples for r in results]
         self.support_X_, self.support_y_ = Xs, ys
         self.costs_ = FitCosts.of_local_fits(results, n_free_parameters(self.n_experts, Xs.shape[1]), support_shares,
                                              Xs.shape[1])
         self._choose_machine_weights(Xs, random_split)
-        self._screen(machines, results, Xs, ys, machine_seeds)
+        self._screen(machines, results, Xs, ys, machine_seeds, quiet)
         self._reduce(Xs, ys, seed_mm, progress, machines, machine_seeds)
         self._refine(machines, Xs, ys, progress)
 
-    def _screen(self, machines, results, Xs, ys, machine_seeds):
+    def _screen(self, machines, results, Xs, ys, machine_seeds, quiet=False):
         """Score every local model on the support pairs; refit or drop the poor ones."""
         em = dict(em_settings(self), n_init=max(REFIT_INIT_FACTOR * self.n_init, REFIT_MIN_INIT))
 
@@ -229,7 +236,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                             local_experts=self.local_experts)(todo)
         out = screen_local_fits(results, self.local_models_, self.machines_, Xs, ys, self.support_machine_,
                                 local_check=self.local_check, own=self.machine_weights_used_ == "covariate",
-                                refit=refit)
+                                refit=refit, quiet=quiet)
         if out.report.flagged and self.local_check != "off":
             self.skipped_.update(out.dropped)
             kept = [out.kept[m] for m in sorted(out.kept)]

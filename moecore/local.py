@@ -117,12 +117,13 @@ def derived_seed(seed, purpose):
     return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, purpose))
 
 
-def collect_local_fits(results, on_error, n_experts, max_iter):
+def collect_local_fits(results, on_error, n_experts, max_iter, quiet=False):
     """The local fits to aggregate, and {machine: error} of those that failed.
 
     results : list (M,) of LocalFitResult.  A failure raises :class:`LocalFitError` naming the
     shard when ``on_error="raise"``; with "skip" the others are kept (a warning says which were
-    left out).  Warns of retired spare experts and of local EMs that did not converge.
+    left out).  Warns of retired spare experts and of local EMs that did not converge, unless
+    ``quiet`` (the same facts are in the results).
     """
     failed = {r.index: r.error for r in results if r.error is not None}
     if failed and on_error == "raise":
@@ -135,6 +136,8 @@ def collect_local_fits(results, on_error, n_experts, max_iter):
     kept = [r for r in results if r.error is None]
     if not kept:
         raise LocalFitError(f"all {len(results)} local fits failed; first error: {results[0].error}")
+    if quiet:
+        return kept, failed
     if failed:
         warnings.warn(
             f"skipped {len(failed)} failed machine(s) {sorted(failed)}; the others are "
