@@ -16,12 +16,12 @@ sys.path.insert(0, str(ROOT))  # explorer/ is not installed
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+import explorer.settings  # noqa: E402
 from explorer import runs  # noqa: E402
-from explorer import settings as cfg  # noqa: E402
 
 
 def _kw(**over):
-    s = {k[4:]: v for k, v in cfg.DEFAULTS.items()}
+    s = {k[4:]: v for k, v in explorer.settings.DEFAULTS.items()}
     s.update(over)
     return runs.fit_params(s)
 
@@ -50,7 +50,7 @@ def test_a_heavy_link_starts_no_fit_by_itself(query):
 def test_the_default_link_still_fits_by_itself():
     at = _link({})
     assert "fit" in at.session_state
-    assert runs.fit_work(20_000, 1, _kw()) <= cfg.MAX_LINK_WORK
+    assert runs.fit_work(20_000, 1, _kw()) <= explorer.settings.MAX_LINK_WORK
 
 
 def test_a_click_within_the_budget_passes_and_beyond_is_refused_with_the_sizes():
@@ -63,7 +63,7 @@ def test_a_click_within_the_budget_passes_and_beyond_is_refused_with_the_sizes()
 
 
 def test_memory_is_estimated_before_allocating(monkeypatch):
-    monkeypatch.setattr(cfg, "MAX_SESSION_WORK", float("inf"))
+    monkeypatch.setattr(explorer.settings, "MAX_SESSION_WORK", float("inf"))
     with pytest.raises(runs.InputError, match=r"need about .* MB of memory; a session may use 1,024 MB"):
         runs.check_budget(10_000_000, 2, _kw(K=2))
 
