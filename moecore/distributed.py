@@ -137,14 +137,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         K, M = values["n_experts"], values["n_machines"]
         return K, M, check_distributed_sizes(K, M, self.support_size, n, d, min_samples(K, d))
 
-    def _em_params(self):
-        out = em_settings(self)
-        if self.local_experts != "fixed":
-            out["local_experts"] = self.local_experts  # read (and removed) by fit_local
-        return out
-
     # ------------------------------------------------------------------ fitting
-    @_all_or_nothing
     def fit(self, X, y, *, machine=None, progress=None):
         """Shard (X, y) over the machines, fit them in parallel and reduce.
 
@@ -158,6 +151,13 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             Called with ("local", machines done, M) as local fits finish, with ("mm", iteration,
             max iterations) during the reduction and ("round", round, rounds) during refinement.
         """
+        return self._fit(X, y, machine=machine, progress=progress)
+
+    @_all_or_nothing
+    def _fit(self, X, y, *, machine=None, progress=None, quiet=False):
+        """:meth:`fit`; ``quiet`` leaves out the warnings on failed, dropped or
+        unconverged machines (``skipped_``, ``local_models_`` record them), for a caller running
+        many fits: process-wide warning filters are not thread-safe."""
         check_2d(X)
         X_in, (X, y) = X, check_Xy(X, y)
         d, (K, M, S) = X.shape[1], self.check_parameters(*X.shape)
@@ -168,10 +168,10 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         rows = place_rows(as_split(self.split), machine, X, M, S, min_samples(K, d), seed_split, seed_support)
         self.shards_, self.support_indices_, self.support_machine_ = rows.shards, rows.support, rows.support_machine
         with self._machine_data(X, y, rows.shards) as machines:
-            results = fit_local_models(machines, K, self._em_params(), machine_seeds, [len(r) for r in rows.shards],
-                                       progress)
+            results = fit_local_models(machines, K, em_settings(self), machine_seeds, [len(r) for r in rows.shards],
+                                       progress, self.local_experts)
             self._aggregate(machines, results, X[rows.support], y[rows.support], rows.support_shares(M),
-                            machine_seeds, seed_mm, progress, rows.random_split)
+                            machine_seeds, seed_mm, progress, rows.random_split, quiet)
         check_feature_names(self, X_in, reset=True)
 
     def _runner(self):
@@ -207,36 +207,38 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                             machine_seeds, seed_mm, progress, random_split=False)
             self.costs_.read = data.read_times
 
-        job = ShardJob(self.n_experts, self._em_params(), machine_seeds, seed_support.spawn(M), self._runner(),
-                       lambda n, d: self.check_parameters(n, d)[2], aggregate)
+        job = ShardJob(self.n_experts, em_settings(self), machine_seeds, seed_support.spawn(M), self._runner(),
+                       lambda n, d: self.check_parameters(n, d)[2], aggregate, self.local_experts)
         _fit_shards(job, paths, response=response, features=features, workers=workers, progress=progress)
 
     # ------------------------------------------------------------------ after the local fits
-    def _aggregate(self, machines, results, Xs, ys, support_shares, machine_seeds, seed_mm, progress, random_split):
+    def _aggregate(self, machines, results, Xs, ys, support_shares, machine_seeds, seed_mm, progress, random_split,
+                   quiet=False):
         """The server's part, shared by :meth:`fit` and :meth:`fit_shards`: collect the local fits
         (LocalFitResult (M,)), choose the machine weights, screen, reduce, refine; Xs (S, d), ys (S,)
         the support pairs, support_shares (M,) how many each machine sent."""
-        kept, self.skipped_ = collect_local_fits(results, self.on_error, self.n_experts, self.max_iter)
+        kept, self.skipped_ = collect_local_fits(results, self.on_error, self.n_experts, self.max_iter, quiet)
         self.local_models_, self.local_n_experts_, self.machines_, self.weights_ = kept_machines(kept)
         self._n_samples_all = [r.n_samples for r in results]
         self.support_X_, self.support_y_ = Xs, ys
         self.costs_ = FitCosts.of_local_fits(results, n_free_parameters(self.n_experts, Xs.shape[1]), support_shares,
                                              Xs.shape[1])
         self._choose_machine_weights(Xs, random_split)
-        self._screen(machines, results, Xs, ys, machine_seeds)
+        self._screen(machines, results, Xs, ys, machine_seeds, quiet)
         self._reduce(Xs, ys, seed_mm, progress, machines, machine_seeds)
         self._refine(machines, Xs, ys, progress)
 
-    def _screen(self, machines, results, Xs, ys, machine_seeds):
+    def _screen(self, machines, results, Xs, ys, machine_seeds, quiet=False):
         """Score every local model on the support pairs; refit or drop the poor ones."""
-        em = dict(self._em_params(), n_init=max(REFIT_INIT_FACTOR * self.n_init, REFIT_MIN_INIT))
+        em = dict(em_settings(self), n_init=max(REFIT_INIT_FACTOR * self.n_init, REFIT_MIN_INIT))
 
         def refit(todo, warm):  # more restarts, or a start from another machine's better model
             return refitter(machines, self.n_experts, machine_seeds,
-                            lambda m: dict(em, init=warm[m]) if m in warm else em, purpose=1)(todo)
+                            lambda m: dict(em, init=warm[m]) if m in warm else em, purpose=1,
+                            local_experts=self.local_experts)(todo)
         out = screen_local_fits(results, self.local_models_, self.machines_, Xs, ys, self.support_machine_,
                                 local_check=self.local_check, own=self.machine_weights_used_ == "covariate",
-                                refit=refit)
+                                refit=refit, quiet=quiet)
         if out.report.flagged and self.local_check != "off":
             self.skipped_.update(out.dropped)
             kept = [out.kept[m] for m in sorted(out.kept)]
@@ -270,8 +272,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         weights = self._large_mixture_weights(Xs)
         red, cpu = self._mm(self.local_models_, self.local_scores_, weights, Xs, ys, seed, progress)
         if self.machine_weights_used_ == "covariate" and self.local_check == "refit":
-            em = dict(self._em_params(), init=red.params)
-            em.pop("local_experts", None)  # a K-expert warm start; BIC's choice is weighed by the refit's test
+            # A K-expert warm start (local_experts="fixed"): BIC's choice is weighed by the refit's test.
+            em = dict(em_settings(self), init=red.params)
             warm = warm_refit_reduction(
                 refitter(machines, self.n_experts, machine_seeds, lambda m: em, purpose=2),
                 lambda models, scores: self._mm(models, scores, weights, Xs, ys, seed, progress),

@@ -299,6 +299,32 @@ def _unpack(theta, p, K, var_floor):
     return gates, experts, variances
 
 
+def _squarem_point(points, history, step_max, p, K, var_floor):
+    """One SQUAREM extrapolation (Varadhan & Roland's SqS3) from a cycle's ``points`` theta0,
+    theta1 = EM(theta0), theta2 = EM(theta1), each (gates, experts, variances).
+
+    Returns (gates, experts, variances) or None when plain EM's theta2 is kept, and the largest
+    step length allowed from now on.
+    """
+    if len(history) < 3 or history[-1] - history[-2] >= history[-2] - history[-3]:
+        # EM is still speeding up (early iterations, experts changing partners): its path
+        # is not the straight line SQUAREM extrapolates along, and on separated-2d every
+        # such extrapolation was rejected, each a wasted E-step.
+        return None, step_max
+    theta0, theta1, theta2 = (_pack(*pt) for pt in points)
+    r = theta1 - theta0
+    v = theta2 - 2.0 * theta1 + theta0
+    vv = float(v @ v)
+    # Step length |r| / |v| (Varadhan & Roland's SqS3), within [1, step_max]: 1 is the
+    # plain EM point theta2; a step that reaches step_max lets the next one grow.
+    alpha = min(np.sqrt(float(r @ r) / vv), step_max) if vv > 0 else 1.0
+    if alpha == step_max:
+        step_max *= _SQUAREM_STEP_FACTOR
+    if not alpha > 1.0:
+        return None, step_max
+    return _unpack(theta0 + 2.0 * alpha * r + alpha * alpha * v, p, K, var_floor), step_max
+
+
 def _params(run):
     """(gates, experts, variances) of an EM run, to start another run from."""
     return run["gates"], run["experts"], run["variances"]
@@ -538,6 +564,11 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         X : array-like (n, d)
         y : array-like (n,)
         """
+        return self._fit(X, y)
+
+    def _fit(self, X, y, *, quiet=False):
+        """:meth:`fit`; ``quiet`` leaves out the warnings on degenerate or unconverged fits, for a
+        caller that reports them itself (a distributed fit, per machine)."""
         t0 = time.perf_counter()
         self._check_parameters()
         K = self.n_experts
@@ -558,16 +589,15 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         XtT = scaler.design_T(X)
         ys = scaler.transform_y(y)
         seeds = check_random_state_seed(self.random_state).spawn(self.n_init)
-        self._start_tauT = None
+        start_tauT = None  # (K, n): a warm start's responsibilities
         if isinstance(self.init, _m.MoEParams):
             if self.init.n_features != d:
                 raise ValueError(f"init has {self.init.n_features} features; X has {d}.")
-            self._start_tauT = np.ascontiguousarray(_m.posterior_proba(X, y, self.init).T)
+            start_tauT = np.ascontiguousarray(_m.posterior_proba(X, y, self.init).T)
             seeds = seeds[:1]  # a warm start is deterministic: restarts would repeat it
 
         with one_blas_thread():
-            best = self._best_run(XtT, ys, _wls_design(XtT, ys), seeds)
-        del self._start_tauT  # (n,) per expert: not a fitted attribute to keep or pickle
+            best = self._best_run(XtT, ys, _wls_design(XtT, ys), seeds, start_tauT)
         # Log-likelihood in original y units: the density picks up the Jacobian 1 / y_scale.
         shift = n * np.log(scaler.y_scale)
         self._set_params(scaler.params_to_original(best["gates"], best["experts"], best["variances"]))
@@ -577,10 +607,8 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         self.converged_ = best["converged"]
         self.n_reseeded_ = best["reseeded"]
         self.retired_experts_ = np.flatnonzero(best["retired"])
-        # A local fit inside DistributedMoE is quiet (the parent reports per machine): a flag, not
-        # warnings.catch_warnings, which is not thread-safe and left warnings switched off for
-        # the whole process when fits ran in threads.
-        quiet = getattr(self, "_quiet", False)
+        # An argument, not warnings.catch_warnings around the fit: that is process-wide state, not
+        # thread-safe, and fits run in threads.
         if self.retired_experts_.size and not quiet:
             warnings.warn(
                 f"expert(s) {self.retired_experts_.tolist()} lost their points again after a re-seed and "
@@ -607,11 +635,14 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         self.fit_time_ = time.perf_counter() - t0
         return self
 
-    def _best_run(self, XtT, y, F, seeds):
-        """The kept EM run over the initialisations ``seeds``; ``F`` is the weighted-least-squares
-        design every run shares. Portfolios rank non-degenerate runs first (:func:`_rank`); single
-        starts keep the highest log-likelihood, the rule they have always had."""
-        portfolio = self.init == "portfolio" and self._start_tauT is None
+    def _best_run(self, XtT, y, F, seeds, start_tauT=None):
+        """The kept EM run over the initialisations ``seeds``, or from the responsibilities
+        ``start_tauT`` (K, n) of a warm start; ``F`` is the weighted-least-squares design every run
+        shares. Portfolios rank non-degenerate runs first (:func:`_rank`); single starts keep the
+        highest log-likelihood, the rule they have always had."""
+        portfolio = self.init == "portfolio" and start_tauT is None
+        # One expert: every partition is all ones, the warm start's too.
+        start_tauT = None if self.n_experts == 1 else start_tauT
         best = None
         for seed in seeds:
             rng = np.random.default_rng(seed)
@@ -620,7 +651,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 if best is None or _rank(run) > _rank(best):
                     best = run
                 continue
-            run = self._run_em(XtT, y, F, rng)
+            run = self._run_em(XtT, y, F, rng, tauT=start_tauT)
             if best is None or run["ll"] > best["ll"]:
                 best = run
         return best
@@ -679,8 +710,6 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         kind = self.init if kind is None else kind
         if K == 1:
             return np.ones((1, n))
-        if getattr(self, "_start_tauT", None) is not None:
-            return self._start_tauT
         if kind == "lines":
             labels = _kplanes_labels(XtT, y, K, rng)
         elif kind == "random":
@@ -706,24 +735,10 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         """One EM run from a partition (``tauT`` (K, n), by default this fit's ``init``) or from
         parameters ``start`` = (gates, experts, variances), for at most ``max_iter`` iterations."""
         K = self.n_experts
-        p, n = XtT.shape
+        p = XtT.shape[0]
         max_iter = self.max_iter if max_iter is None else max_iter
         XX = None if F is None else F[: p * (p + 1) // 2]  # the gate Hessian's pair products
-        if start is not None:
-            gates, experts, variances = start
-        else:
-            if tauT is None:
-                tauT = self._initial_responsibilities(XtT, y, rng)
-            # Smooth the hard partition a little so no gate starts from a separable problem.
-            tauT = 0.9 * tauT + 0.1 / K
-            experts, variances, _ = _wls_experts(XtT, y, tauT, self.var_floor, F)
-            # Starting gates from a strided subsample of the size k-means used: they only seed EM,
-            # whose first Newton steps refine them on all the data (on 1e6 points fitting them on
-            # every point took 15 % of the whole fit, with the same iteration counts afterwards).
-            sub = slice(None, None, max(1, n // _kmeans_sample_size(K, p)))
-            gates, _ = fit_softmax_gate(np.ascontiguousarray(XtT[:, sub]), np.ascontiguousarray(tauT[:, sub]),
-                                        max_iter=_INIT_GATE_STEPS,
-                                        XX=None if XX is None else np.ascontiguousarray(XX[:, sub]))
+        gates, experts, variances = start if start is not None else self._start_from(XtT, y, F, XX, rng, tauT)
         logpT, probT = _gate_logp(gates, XtT)
         history = []
         converged = False
@@ -760,9 +775,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             starving = (Nk < min_mass) & ~retired
             if K > 1 and starving.any() and starving.sum() < K - retired.sum():
                 if reseeded < _MAX_RESEEDS:
-                    gates, experts, variances, logpT = self._reseed(
-                        XtT, y, ll_i, tauT, gates, experts, variances, rng
-                    )
+                    gates, experts, variances, logpT = self._reseed(XtT, y, ll_i, tauT, gates, experts, variances, rng)
                     reseeded += 1
                 else:
                     gates, logpT = self._retire(XtT, gates, starving)
@@ -786,35 +799,33 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             if len(cycle) < 3:
                 continue
             points, cycle = cycle, []
-            if len(history) < 3 or history[-1] - history[-2] >= history[-2] - history[-3]:
-                # EM is still speeding up (early iterations, experts changing partners): its path
-                # is not the straight line SQUAREM extrapolates along, and on separated-2d every
-                # such extrapolation was rejected, each a wasted E-step.
-                continue
-            theta0, theta1, theta2 = (_pack(*pt) for pt in points)
-            r = theta1 - theta0
-            v = theta2 - 2.0 * theta1 + theta0
-            vv = float(v @ v)
-            # Step length |r| / |v| (Varadhan & Roland's SqS3), within [1, step_max]: 1 is the
-            # plain EM point theta2; a step that reaches step_max lets the next one grow.
-            alpha = min(np.sqrt(float(r @ r) / vv), step_max) if vv > 0 else 1.0
-            if alpha == step_max:
-                step_max *= _SQUAREM_STEP_FACTOR
-            if not alpha > 1.0:
+            theta, step_max = _squarem_point(points, history, step_max, p, K, self.var_floor)
+            if theta is None:
                 continue
             fallback = (gates, experts, variances, logpT, probT)
-            gates, experts, variances = _unpack(theta0 + 2.0 * alpha * r + alpha * alpha * v, p, K, self.var_floor)
+            gates, experts, variances = theta
             logpT, probT = _gate_logp(gates, XtT)
-        return dict(
-            gates=gates,
-            experts=experts,
-            variances=variances,
-            history=history,
-            ll=history[-1] if history else -np.inf,
-            converged=converged,
-            reseeded=reseeded,
-            retired=retired,
-        )
+        return dict(gates=gates, experts=experts, variances=variances, history=history,
+                    ll=history[-1] if history else -np.inf, converged=converged, reseeded=reseeded, retired=retired)
+
+    def _start_from(self, XtT, y, F, XX, rng, tauT=None):
+        """(gates (p, K), experts (p, K), variances (K,)) fitted to the partition ``tauT`` (K, n),
+        by default this fit's ``init``."""
+        K = self.n_experts
+        p, n = XtT.shape
+        if tauT is None:
+            tauT = self._initial_responsibilities(XtT, y, rng)
+        # Smooth the hard partition a little so no gate starts from a separable problem.
+        tauT = 0.9 * tauT + 0.1 / K
+        experts, variances, _ = _wls_experts(XtT, y, tauT, self.var_floor, F)
+        # Starting gates from a strided subsample of the size k-means used: they only seed EM,
+        # whose first Newton steps refine them on all the data (on 1e6 points fitting them on
+        # every point took 15 % of the whole fit, with the same iteration counts afterwards).
+        sub = slice(None, None, max(1, n // _kmeans_sample_size(K, p)))
+        gates, _ = fit_softmax_gate(np.ascontiguousarray(XtT[:, sub]), np.ascontiguousarray(tauT[:, sub]),
+                                    max_iter=_INIT_GATE_STEPS,
+                                    XX=None if XX is None else np.ascontiguousarray(XX[:, sub]))
+        return gates, experts, variances
 
     def _reseed(self, XtT, y, ll_i, tauT, gates, experts, variances, rng):
         """Give each starving expert the worst-fitted points and a fresh least-squares fit."""

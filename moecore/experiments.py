@@ -6,13 +6,12 @@ Used by the command line, the app's Compare and Experiments pages and the benchm
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import metrics as mt
-from .baselines import coordinate_median, fit_global, single_machine, weighted_average
+from .baselines import coordinate_median, single_machine, weighted_average
 from .distributed import DistributedMoE
 from .em import MixtureOfExperts
 from .model import MoEParams, posterior_proba, predict_mean
@@ -145,9 +144,7 @@ SETTING_KEYS = ("mm_n_init", "backend", "n_jobs", "variance_update", "gate_targe
 def _global_em(K, X, y, seed, dmoe_params):
     """The global EM on (X, y) with the EM settings (restarts, iterations, tolerance, variance
     floor, gate steps) of the distributed fit's parameters ``dmoe_params``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fit_global(X, y, K, random_state=seed, **em_settings(dmoe_params))
+    return MixtureOfExperts(K, random_state=seed, **em_settings(dmoe_params))._fit(X, y, quiet=True)
 
 
 def _run_settings(design, dm, n, n_test, seed, fit_seed):
@@ -214,9 +211,7 @@ def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, r
             if parameter == "refine_rounds":
                 kw["refine_rounds"] = int(v)
             t0 = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                dm = DistributedMoE(K, M, random_state=fit_seed, **kw).fit(train.X, train.y)
+            dm = DistributedMoE(K, M, random_state=fit_seed, **kw)._fit(train.X, train.y, quiet=True)
             wall = time.perf_counter() - t0
             base = dict({"parameter": parameter, "value": v, "repeat": r},
                         **_run_settings(design, dm, n_v, n_test, random_state, fit_seed))
@@ -282,10 +277,8 @@ def alpha_sweep(design, split, alphas, *, n=20000, n_experts=None, n_machines=8,
             base = {"parameter": "alpha", "value": a, "repeat": r, "split": split}
             for weights in ("constant", "covariate"):
                 t0 = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    dm = DistributedMoE(K, n_machines, random_state=fit_seed, split=sp, machine_weights=weights,
-                                        **dmoe_params).fit(train.X, train.y)
+                dm = DistributedMoE(K, n_machines, random_state=fit_seed, split=sp, machine_weights=weights,
+                                    **dmoe_params)._fit(train.X, train.y, quiet=True)
                 settings = _run_settings(design, dm, n, n_test, random_state, fit_seed)
                 row = dict(base, **settings, method=f"{weights} weights", time=dm.timings_["learning_time"],
                            wall=time.perf_counter() - t0)

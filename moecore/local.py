@@ -57,7 +57,7 @@ def degeneracy(model: MixtureOfExperts):
     return None
 
 
-def fit_local(index, X, y, n_experts, em_params, seed):
+def fit_local(index, X, y, n_experts, em_params, seed, local_experts="fixed"):
     """Fit one machine's MoE.  Never raises: an error is returned in the result.
 
     Parameters
@@ -66,20 +66,18 @@ def fit_local(index, X, y, n_experts, em_params, seed):
     X : (n_m, d) ; y : (n_m,)
     em_params : dict of MixtureOfExperts parameters
     seed : numpy SeedSequence of this machine
+    local_experts : "fixed" (n_experts experts) or "bic" (the number up to n_experts of lowest BIC)
 
     The fit runs BLAS on one thread (``MixtureOfExperts.fit`` does), so a worker process per core
     does not oversubscribe.
     """
     t0 = time.perf_counter()
     c0 = time.thread_time()
-    params = dict(em_params)
-    select = params.pop("local_experts", "fixed")
     try:
-        est = MixtureOfExperts(n_experts, random_state=seed, **params)
-        est._quiet = True  # the parent reports non-convergence per machine
-        est.fit(X, y)
-        if select == "bic" and n_experts > 1:
-            est = _fewer_experts_by_bic(est, X, y, params, seed)
+        # Quiet: the parent reports non-convergence and retired experts per machine.
+        est = MixtureOfExperts(n_experts, random_state=seed, **em_params)._fit(X, y, quiet=True)
+        if local_experts == "bic" and n_experts > 1:
+            est = _fewer_experts_by_bic(est, X, y, em_params, seed)
         why = degeneracy(est)
         if why is not None:
             return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"degenerate model: {why}",
@@ -90,9 +88,9 @@ def fit_local(index, X, y, n_experts, em_params, seed):
                               time.thread_time() - c0)
 
 
-def fit_task(X, y, index, n_experts, em_params, seed):
+def fit_task(X, y, index, n_experts, em_params, seed, local_experts="fixed"):
     """:func:`fit_local` with the data first, as :meth:`moecore.dispatch.MachineData.run` calls tasks."""
-    return fit_local(index, X, y, n_experts, em_params, seed)
+    return fit_local(index, X, y, n_experts, em_params, seed, local_experts)
 
 
 def _fewer_experts_by_bic(est, X, y, params, seed):
@@ -105,9 +103,7 @@ def _fewer_experts_by_bic(est, X, y, params, seed):
     K = est.n_experts
     best, best_bic = est, est.bic(X, y)
     for k, s in zip(range(1, K), check_random_state_seed(seed).spawn(K - 1), strict=True):
-        cand = MixtureOfExperts(k, random_state=s, **params)
-        cand._quiet = True
-        cand.fit(X, y)
+        cand = MixtureOfExperts(k, random_state=s, **params)._fit(X, y, quiet=True)
         b = cand.bic(X, y)
         if b < best_bic:
             best, best_bic = cand, b
@@ -121,12 +117,13 @@ def derived_seed(seed, purpose):
     return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, purpose))
 
 
-def collect_local_fits(results, on_error, n_experts, max_iter):
+def collect_local_fits(results, on_error, n_experts, max_iter, quiet=False):
     """The local fits to aggregate, and {machine: error} of those that failed.
 
     results : list (M,) of LocalFitResult.  A failure raises :class:`LocalFitError` naming the
     shard when ``on_error="raise"``; with "skip" the others are kept (a warning says which were
-    left out).  Warns of retired spare experts and of local EMs that did not converge.
+    left out).  Warns of retired spare experts and of local EMs that did not converge, unless
+    ``quiet`` (the same facts are in the results).
     """
     failed = {r.index: r.error for r in results if r.error is not None}
     if failed and on_error == "raise":
@@ -139,6 +136,8 @@ def collect_local_fits(results, on_error, n_experts, max_iter):
     kept = [r for r in results if r.error is None]
     if not kept:
         raise LocalFitError(f"all {len(results)} local fits failed; first error: {results[0].error}")
+    if quiet:
+        return kept, failed
     if failed:
         warnings.warn(
             f"skipped {len(failed)} failed machine(s) {sorted(failed)}; the others are "
@@ -167,27 +166,29 @@ def collect_local_fits(results, on_error, n_experts, max_iter):
     return kept, failed
 
 
-def refitter(machines, n_experts, machine_seeds, em_of, purpose):
+def refitter(machines, n_experts, machine_seeds, em_of, purpose, local_experts="fixed"):
     """refit(todo) -> {machine: LocalFitResult}: the machines in ``todo`` fit again on their shards
     (held by ``machines``, a :class:`~moecore.dispatch.MachineData`), with the EM settings
-    ``em_of(m)`` and the seed :func:`derived_seed` of ``purpose``."""
+    ``em_of(m)``, the seed :func:`derived_seed` of ``purpose`` and ``local_experts`` as in
+    :func:`fit_local`."""
     def refit(todo):
         out = machines.run(fit_task, todo, lambda m: (m, n_experts, em_of(m),
-                                                      derived_seed(machine_seeds[m], purpose)))
+                                                      derived_seed(machine_seeds[m], purpose), local_experts))
         return {m: res for m, (res, _) in out.items()}
     return refit
 
 
-def fit_local_models(machines, n_experts, em_params, machine_seeds, shard_sizes, progress=None):
+def fit_local_models(machines, n_experts, em_params, machine_seeds, shard_sizes, progress=None,
+                     local_experts="fixed"):
     """Every machine fits its local MoE on its shard, in parallel: a list (M,) of LocalFitResult.
 
     machines : :class:`~moecore.dispatch.MachineData` ; machine_seeds : list (M,) of SeedSequence ;
-    shard_sizes : (M,) rows of each shard.  A machine lost with its worker every time gives a
-    failed result naming the loss.
+    shard_sizes : (M,) rows of each shard ; local_experts as in :func:`fit_local`.  A machine lost
+    with its worker every time gives a failed result naming the loss.
     """
     M = len(machine_seeds)
-    out = machines.run(fit_task, range(M), lambda m: (m, n_experts, em_params, machine_seeds[m]), progress, "local",
-                       lost=lambda m, why: LocalFitResult(m, shard_sizes[m], None, np.nan, why))
+    out = machines.run(fit_task, range(M), lambda m: (m, n_experts, em_params, machine_seeds[m], local_experts),
+                       progress, "local", lost=lambda m, why: LocalFitResult(m, shard_sizes[m], None, np.nan, why))
     return [out[m][0] for m in range(M)]
 
 

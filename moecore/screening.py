@@ -273,7 +273,7 @@ def score_local_fits(models, machines, X_support, y_support, support_machine, si
 
 
 def screen_local_fits(results, models, machines, X_support, y_support, support_machine, *, local_check,
-                      own, refit):
+                      own, refit, quiet=False):
     """Score the local fits on the support pairs; refit or drop the poor ones (the module's rule).
 
     results : list (M,) of LocalFitResult ; models, machines : the aggregated local models and
@@ -281,7 +281,8 @@ def screen_local_fits(results, models, machines, X_support, y_support, support_m
     own : the machines hold different x (covariate weights): each is scored on its own points
     and a flagged machine is refitted but never dropped (it may be the only one holding its x) ;
     refit(flagged, warm) -> {machine: LocalFitResult}: refits the flagged machines on their
-    shards, from ``warm[m]`` where given.  Returns :class:`ScreeningOutcome`.
+    shards, from ``warm[m]`` where given ; quiet : no warning naming the dropped machines (they
+    are in ``outcome.dropped``).  Returns :class:`ScreeningOutcome`.
     """
     t0 = time.perf_counter()
     sizes = np.array([r.n_samples for r in results], dtype=float)
@@ -303,7 +304,7 @@ def screen_local_fits(results, models, machines, X_support, y_support, support_m
         if not outcome.kept:
             raise LocalFitError("the screening dropped every machine; pass local_check='off'.")
         dropped = sorted(outcome.dropped)
-        if dropped:
+        if dropped and not quiet:
             warnings.warn(
                 f"the screening left out machine(s) {dropped}: their local fits scored far below "
                 "the others on the supporting sample (a poor local optimum); the others are "

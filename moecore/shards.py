@@ -289,7 +289,7 @@ def allocate_support(S, sizes):
 
 
 def _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S_m, support_seed,
-                    read_time):
+                    read_time, local_experts):
     if len(y) != n_expected:
         raise ShardError(
             f"shard {path!r} held {n_expected} rows when inspected and {len(y)} when read: "
@@ -297,7 +297,7 @@ def _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S
         )
     rng = np.random.default_rng(support_seed)
     idx = np.sort(rng.choice(len(y), size=S_m, replace=False))
-    res = local.fit_local(index, X, y, n_experts, em_params, seed)
+    res = local.fit_local(index, X, y, n_experts, em_params, seed, local_experts)
     return ShardFitResult(index, res, X[idx], y[idx], read_time, rows_digest(X, y))
 
 
@@ -310,7 +310,7 @@ def _vanished(index, path, n_expected, d):
 
 
 def _fit_shard_file(index, path, response, features, n_expected, n_experts, em_params, seed, S_m,
-                    support_seed):
+                    support_seed, local_experts):
     """Round 2 on a joblib worker: read the file, fit, draw the support share."""
     t0 = time.perf_counter()
     try:
@@ -320,7 +320,7 @@ def _fit_shard_file(index, path, response, features, n_expected, n_experts, em_p
             return _vanished(index, path, n_expected, len(features))
         raise
     return _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S_m,
-                           support_seed, time.perf_counter() - t0)
+                           support_seed, time.perf_counter() - t0, local_experts)
 
 
 def _load_timed(path, response, features):
@@ -333,11 +333,11 @@ def _loaded_info(index, path, loaded):
     return ShardInfo(index, path, len(loaded[1]), loaded[2])
 
 
-def _fit_loaded(index, path, loaded, n_expected, n_experts, em_params, seed, S_m, support_seed):
+def _fit_loaded(index, path, loaded, n_expected, n_experts, em_params, seed, S_m, support_seed, local_experts):
     """Round 2 on a dask worker: the shard was loaded there in round 1."""
     X, y, _, read_time = loaded
     return _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S_m,
-                           support_seed, read_time)
+                           support_seed, read_time, local_experts)
 
 
 def _check_paths(paths, M, workers):
@@ -394,6 +394,7 @@ class ShardJob:
         features; raises ValueError when the estimator's settings do not fit such data
     aggregate : callable(:class:`ShardsFitted`), everything after the local fits (screening,
         reduction, rounds), called while the machines still hold their data
+    local_experts : str, "fixed" or "bic" (see :func:`~moecore.local.fit_local`)
     """
 
     n_experts: int
@@ -403,6 +404,7 @@ class ShardJob:
     runner: Runner
     support_size: Callable[[int, int], int]
     aggregate: Callable[[ShardsFitted], None]
+    local_experts: str = "fixed"
 
     @property
     def n_machines(self):
@@ -466,87 +468,104 @@ def fit_shards(job, paths, *, response="y", features=None, workers=None, progres
     changed or gone by then is a :class:`ShardError` naming the machine, whatever ``on_error``:
     a round is an EM step over every machine's rows, which cannot drop some halfway.
     """
-    M = job.n_machines
-    paths, workers = _check_paths(paths, M, workers)
-    runner = job.runner
-    if workers is not None and runner.backend != "dask":
+    paths, workers = _check_paths(paths, job.n_machines, workers)
+    if workers is not None and job.runner.backend != "dask":
         raise ValueError('workers is only meaningful with backend="dask".')
     if not isinstance(response, str):
         raise TypeError(f"response must be a column name (str), got {type(response).__name__}.")
-    machine_seeds, support_seeds = job.machine_seeds, job.support_seeds
-    em = job.em_params
-    K = job.n_experts
+    if job.runner.backend == "dask":
+        _fit_shards_dask(job, paths, response, features, workers, progress)
+    else:
+        _fit_shards_joblib(job, paths, response, features, progress)
 
-    def plan(infos):
-        _check_infos(infos)
-        sizes = np.array([i.n_samples for i in infos])
-        n = int(sizes.sum())
-        d = len(infos[0].features)
-        S = job.support_size(n, d)
-        need = min_samples(K, d)
-        small = [i for i in infos if i.n_samples < need]
-        if small:
-            raise ValueError(
-                f"shard {small[0].path!r} holds {small[0].n_samples} rows; each shard needs at least "
-                f"{min_samples_rule(K, d)}."
-            )
-        return sizes, allocate_support(S, sizes)
 
+def _shard_plan(job, infos):
+    """(n_m (M,), S_m (M,)): each machine's rows and its share of the supporting sample, once every
+    file is inspected; a shard too small for the model is a ValueError naming it."""
+    _check_infos(infos)
+    sizes = np.array([i.n_samples for i in infos])
+    d = len(infos[0].features)
+    need = min_samples(job.n_experts, d)
+    small = [i for i in infos if i.n_samples < need]
+    if small:
+        raise ValueError(
+            f"shard {small[0].path!r} holds {small[0].n_samples} rows; each shard needs at least "
+            f"{min_samples_rule(job.n_experts, d)}."
+        )
+    return sizes, allocate_support(job.support_size(int(sizes.sum()), d), sizes)
+
+
+def _lost_shard(infos, sizes):
+    """The result to record, ``lost(m, why)``, for a machine whose fit failed every time."""
     def lost(m, why):
         d = len(infos[m].features)
         return ShardFitResult(m, local.LocalFitResult(m, int(sizes[m]), None, float("nan"), why),
                               np.empty((0, d)), np.empty(0), float("nan"))
+    return lost
 
-    def finish(out, machines):
-        job.aggregate(ShardsFitted(
-            paths=paths,
-            sizes=sizes,
-            features=infos[0].features,
-            shares=shares,
-            results=[o.result for o in out],
-            X_support=np.concatenate([o.X_support for o in out]),
-            y_support=np.concatenate([o.y_support for o in out]),
-            support_machine=np.repeat(np.arange(M), [len(o.y_support) for o in out]),
-            read_times=np.array([o.read_time for o in out]),
-            machines=machines,
-        ))
 
-    if runner.backend == "dask":
-        with runner.dask_client() as client:
-            where = (lambda m: {}) if workers is None else (
-                lambda m: {"workers": [workers[m]], "allow_other_workers": False})
-            loaded = [client.submit(_load_timed, p, response, features, pure=False, **where(m))
+def _aggregate_shards(job, paths, infos, sizes, shares, out, machines):
+    """Hand the machines' results ``out`` (M ShardFitResult) to ``job.aggregate``."""
+    job.aggregate(ShardsFitted(
+        paths=paths,
+        sizes=sizes,
+        features=infos[0].features,
+        shares=shares,
+        results=[o.result for o in out],
+        X_support=np.concatenate([o.X_support for o in out]),
+        y_support=np.concatenate([o.y_support for o in out]),
+        support_machine=np.repeat(np.arange(job.n_machines), [len(o.y_support) for o in out]),
+        read_times=np.array([o.read_time for o in out]),
+        machines=machines,
+    ))
+
+
+def _fit_shards_dask(job, paths, response, features, workers, progress):
+    """:func:`fit_shards` on dask: each file loaded once on its worker, fitted and kept there for
+    the exchanges that follow."""
+    M, K, em, runner = job.n_machines, job.n_experts, job.em_params, job.runner
+    machine_seeds, support_seeds = job.machine_seeds, job.support_seeds
+    with runner.dask_client() as client:
+        where = (lambda m: {}) if workers is None else (
+            lambda m: {"workers": [workers[m]], "allow_other_workers": False})
+        loaded = [client.submit(_load_timed, p, response, features, pure=False, **where(m))
+                  for m, p in enumerate(paths)]
+        try:
+            info_f = [client.submit(_loaded_info, m, p, loaded[m], pure=False, **where(m))
                       for m, p in enumerate(paths)]
-            try:
-                info_f = [client.submit(_loaded_info, m, p, loaded[m], pure=False, **where(m))
-                          for m, p in enumerate(paths)]
-                infos = client.gather(info_f)
-                sizes, shares = plan(infos)
+            infos = client.gather(info_f)
+            sizes, shares = _shard_plan(job, infos)
 
-                def submit_fit(m):
-                    return client.submit(_fit_loaded, m, paths[m], loaded[m], int(sizes[m]), K, em,
-                                         machine_seeds[m], int(shares[m]), support_seeds[m], pure=False,
-                                         **where(m))
+            def submit_fit(m):
+                return client.submit(_fit_loaded, m, paths[m], loaded[m], int(sizes[m]), K, em,
+                                     machine_seeds[m], int(shares[m]), support_seeds[m], job.local_experts,
+                                     pure=False, **where(m))
 
-                # A loaded shard is a task: dask recomputes it if its worker dies, so a lost fit is
-                # submitted again; not when pinned to one worker (no other worker has the file).
-                resubmit = None if workers is not None else submit_fit
-                finish(gather_dask([submit_fit(m) for m in range(M)], M, progress, resubmit, lost),
-                       MachineData(runner, "dask", loaded, client, where))
-            finally:
-                client.cancel(loaded)
-    else:
-        infos = runner.run_joblib(
-            (delayed(inspect_shard)(m, p, response, features) for m, p in enumerate(paths)), M, None
-        )
-        sizes, shares = plan(infos)
-        tasks = (
-            delayed(_fit_shard_file)(m, paths[m], response, infos[m].features, int(sizes[m]), K, em,
-                                     machine_seeds[m], int(shares[m]), support_seeds[m])
-            for m in range(M)
-        )
-        out = runner.run_joblib(tasks, M, progress, lost)
-        # Later exchanges re-read the files: each must still hold the rows its machine fitted.
-        read = PinnedShards(response, tuple(infos[0].features),
-                            {paths[m]: (m, int(sizes[m]), out[m].digest) for m in range(M)})
-        finish(out, MachineData(runner, "files", (read, paths)))
+            # A loaded shard is a task: dask recomputes it if its worker dies, so a lost fit is
+            # submitted again; not when pinned to one worker (no other worker has the file).
+            resubmit = None if workers is not None else submit_fit
+            out = gather_dask([submit_fit(m) for m in range(M)], M, progress, resubmit, _lost_shard(infos, sizes))
+            _aggregate_shards(job, paths, infos, sizes, shares, out, MachineData(runner, "dask", loaded, client, where))
+        finally:
+            client.cancel(loaded)
+
+
+def _fit_shards_joblib(job, paths, response, features, progress):
+    """:func:`fit_shards` on joblib: each file read where its task runs, and pinned (re-read and
+    checked) for the exchanges that follow."""
+    M, K, em, runner = job.n_machines, job.n_experts, job.em_params, job.runner
+    machine_seeds, support_seeds = job.machine_seeds, job.support_seeds
+    infos = runner.run_joblib(
+        (delayed(inspect_shard)(m, p, response, features) for m, p in enumerate(paths)), M, None
+    )
+    sizes, shares = _shard_plan(job, infos)
+    tasks = (
+        delayed(_fit_shard_file)(m, paths[m], response, infos[m].features, int(sizes[m]), K, em,
+                                 machine_seeds[m], int(shares[m]), support_seeds[m], job.local_experts)
+        for m in range(M)
+    )
+    out = runner.run_joblib(tasks, M, progress, _lost_shard(infos, sizes))
+    # Later exchanges re-read the files: each must still hold the rows its machine fitted.
+    read = PinnedShards(response, tuple(infos[0].features),
+                        {paths[m]: (m, int(sizes[m]), out[m].digest) for m in range(M)})
+    _aggregate_shards(job, paths, infos, sizes, shares, out, MachineData(runner, "files", (read, paths)))

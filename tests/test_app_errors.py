@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import explorer.io
 import moecore.local as mlocal
-from explorer import io as eio
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,7 +99,7 @@ def test_bad_column_choice_shows_error_and_keeps_data(case):
 def _model_doc(**over):
     import json
 
-    doc = {"format": eio.MODEL_FORMAT, "version": 1,
+    doc = {"format": explorer.io.MODEL_FORMAT, "version": 1,
            "params": {"gates": [[0, 0], [1, 0]], "experts": [[1, 2], [0, 1]], "variances": [0.1, 0.2]}}
     doc["params"].update(over)
     return json.dumps(doc).encode()

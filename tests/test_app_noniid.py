@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from app_helpers import run_sweep
 
-from explorer import figures as fg
+import explorer.figures
 from moecore import DistributedMoE
 from moecore.simulation import simulate_design
 from moecore.splits import machine_labels
@@ -33,7 +33,7 @@ def _region_fit(design, M, weights):
 def test_machines_figure_shows_one_band_per_machine_and_the_weights_used():
     sim, dm = _region_fit("teaching-1d", 4, "covariate")
     lab = machine_labels(dm.shards_, 4000)
-    fig = fg.machines_figure(sim.X, lab, support_X=dm.support_X_, support_weights=dm.support_weights_)
+    fig = explorer.figures.machines_figure(sim.X, lab, support_X=dm.support_X_, support_weights=dm.support_weights_)
     assert fig.layout.title.text and "covariate weights" in fig.layout.title.text
     pts, *areas = fig.data
     # Top: machine m's points sit in band m (jitter below 0.5) and cover only its quarter of x.
@@ -53,11 +53,11 @@ def test_machines_figure_shows_one_band_per_machine_and_the_weights_used():
 def test_machines_figure_constant_weights_and_projection():
     sim, dm = _region_fit("separated-2d", 4, "constant")
     lab = machine_labels(dm.shards_, 4000)
-    fig = fg.machines_figure(sim.X, lab, feature=1, x_names=["a", "b"], shares=dm.weights_)
+    fig = explorer.figures.machines_figure(sim.X, lab, feature=1, x_names=["a", "b"], shares=dm.weights_)
     assert "constant weights" in fig.layout.title.text and fig.layout.xaxis2.title.text == "b"
     W = np.array([a.y for a in fig.data[1:]])
     assert np.allclose(W[:, 0], dm.weights_)
-    proj = fg.machines_figure(sim.X, lab, feature="projection")
+    proj = explorer.figures.machines_figure(sim.X, lab, feature="projection")
     assert "principal components" in proj.layout.title.text
     assert len(proj.data) == 1 and len(proj.data[0].x) == 4000
 

@@ -14,7 +14,7 @@ import pytest
 from app_helpers import run_sweep
 from streamlit.testing.v1 import AppTest
 
-from explorer import io as eio
+import explorer.io
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["pages/data.py", "pages/fit.py", "pages/compare.py", "pages/experiments.py", "pages/learn.py"]
@@ -106,7 +106,8 @@ def test_model_json_drives_the_custom_simulation(at):
     from moecore.simulation import get_design
 
     prm = get_design("two-experts-1d").params
-    at.file_uploader(key="model_upload").upload("m.json", eio.model_to_json(prm).encode(), "application/json").run()
+    at.file_uploader(key="model_upload").upload("m.json", explorer.io.model_to_json(prm).encode(),
+                                                "application/json").run()
     clean(at)
     at.button(key="btn_generate").click().run()
     data = at.session_state["data"]

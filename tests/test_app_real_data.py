@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest
 
-from explorer import io as eio
+import explorer.io
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def test_flights_in_one_click_then_64_machines(at):
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Download predictions on the data (CSV)" in labels
     # Apply a saved model: the reduced model's JSON, as downloaded, back onto the data.
-    doc = eio.model_to_json(fit.dm.params_, {"x_names": data.x_names, "y_name": data.y_name})
+    doc = explorer.io.model_to_json(fit.dm.params_, {"x_names": data.x_names, "y_name": data.y_name})
     at.file_uploader(key="apply_model_upload").upload("reduced_model.json", doc.encode(), "application/json").run()
     clean(at)
     shown = at.dataframe[-1].value

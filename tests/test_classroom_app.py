@@ -52,14 +52,14 @@ def test_experiments_hint_promises_a_fall_only_where_the_cost_model_predicts_one
 
 
 def test_communication_line_is_the_fits_own_after_new_data():
-    from explorer import data as dt
+    import explorer.data
 
     at = session()
     fit = at.session_state["fit"]
     n, d = sum(len(i) for i in fit.dm.shards_), fit.dm.params_.n_features
     rng = np.random.default_rng(0)
     # What loading a session file leaves: new data, the old fit.
-    at.session_state["data"] = dt.Dataset(rng.normal(size=(3000, 4)), rng.normal(size=3000), "loaded.csv",
+    at.session_state["data"] = explorer.data.Dataset(rng.normal(size=(3000, 4)), rng.normal(size=3000), "loaded.csv",
                                           ["a", "b", "c", "e"], source="csv")
     at.run()
     line = next(c for c in texts(at) if c.startswith("Communication"))

@@ -143,3 +143,17 @@ def test_without_room_in_shared_memory_the_fit_is_the_same(data, monkeypatch):
     dm = DistributedMoE(4, 4, n_jobs=2, backend="loky", random_state=3).fit(data.X, data.y)
     seq = DistributedMoE(4, 4, n_jobs=1, backend="sequential", random_state=3).fit(data.X, data.y)
     np.testing.assert_array_equal(dm.params_.vector(), seq.params_.vector())
+
+
+def test_a_quiet_distributed_fit_warns_nothing_and_fits_the_same():
+    # Sweeps run many fits in app threads: their machines' non-convergence is read from the
+    # fitted models, not announced through process-wide warning filters.
+    sim = simulate_design("overlapping-5d", 4000, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet = DistributedMoE(3, 4, max_iter=2, n_jobs=1, random_state=0)._fit(sim.X, sim.y, quiet=True)
+    assert not any(m.converged_ for m in quiet.local_models_)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        loud = DistributedMoE(3, 4, max_iter=2, n_jobs=1, random_state=0).fit(sim.X, sim.y)
+    np.testing.assert_array_equal(quiet.experts_, loud.experts_)
+    assert quiet.timings_["learning_time"] > 0  # the quiet path is the whole fit, costs included

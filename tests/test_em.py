@@ -109,6 +109,18 @@ def test_convergence_warning_at_max_iter():
     assert not est.converged_ and est.n_iter_ == 2
 
 
+def test_a_quiet_fit_warns_nothing_and_fits_the_same():
+    # A distributed fit reports each machine's non-convergence itself: its local fits are quiet,
+    # through an argument rather than process-wide warning filters (fits run in threads).
+    data = simulate_design("overlapping-5d", 2000, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet = MixtureOfExperts(3, max_iter=2, random_state=0)._fit(data.X, data.y, quiet=True)
+    with pytest.warns(ConvergenceWarning):
+        loud = MixtureOfExperts(3, max_iter=2, random_state=0).fit(data.X, data.y)
+    np.testing.assert_array_equal(quiet.experts_, loud.experts_)
+
+
 def test_invariant_to_affine_rescaling_of_x_and_y():
     data = simulate_design("two-experts-1d", 3000, random_state=3)
     a = MixtureOfExperts(2, random_state=0).fit(data.X, data.y)

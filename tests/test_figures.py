@@ -15,8 +15,8 @@ import pandas as pd
 import plotly.io as pio
 import pytest
 
-from explorer import figures as fg
-from explorer import io as eio
+import explorer.figures
+import explorer.io
 from explorer import tables
 from moecore import DistributedMoE, MixtureOfExperts, MoEParams
 from moecore.experiments import compare_methods
@@ -50,21 +50,21 @@ def _readable(fig):
     """Every figure has a title, a template and, when it has axes, axis titles."""
     assert fig.layout.title.text, "figure without a title"
     # Plotly gives every figure a template object: compare it with the house one.
-    assert fig.layout.template.to_plotly_json() == pio.templates[fg.TEMPLATE].to_plotly_json()
+    assert fig.layout.template.to_plotly_json() == pio.templates[explorer.figures.TEMPLATE].to_plotly_json()
     return fig
 
 
 def test_palette_is_distinct_and_cyclic():
-    assert len(set(fg.PALETTE)) == len(fg.PALETTE)
-    assert fg.expert_color(0) == fg.expert_color(len(fg.PALETTE))
+    assert len(set(explorer.figures.PALETTE)) == len(explorer.figures.PALETTE)
+    assert explorer.figures.expert_color(0) == explorer.figures.expert_color(len(explorer.figures.PALETTE))
 
 
 def test_data_figure_colours_points_by_true_expert(teach):
     sim, _, _ = teach
-    fig = _readable(fg.data_figure(sim.X, sim.y, sim.labels, sim.params))
+    fig = _readable(explorer.figures.data_figure(sim.X, sim.y, sim.labels, sim.params))
     pts = [t for t in fig.data if t.mode == "markers"]
     assert [t.name for t in pts] == ["true expert 1", "true expert 2", "true expert 3"]
-    assert [t.marker.color for t in pts] == fg.PALETTE[:3]
+    assert [t.marker.color for t in pts] == explorer.figures.PALETTE[:3]
     assert sum(len(t.x) for t in pts) == 4000  # under max_points: every point drawn
     assert fig.layout.xaxis.title.text == "x1" and fig.layout.yaxis.title.text == "y"
     assert any(t.name == "true E[y | x]" for t in fig.data)
@@ -72,17 +72,17 @@ def test_data_figure_colours_points_by_true_expert(teach):
 
 def test_data_figure_subsamples_and_says_so(teach):
     sim, _, _ = teach
-    fig = fg.data_figure(sim.X, sim.y, sim.labels, max_points=500)
+    fig = explorer.figures.data_figure(sim.X, sim.y, sim.labels, max_points=500)
     assert sum(len(t.x) for t in fig.data if t.mode == "markers") == 500
     assert "500 of 4,000" in fig.layout.title.text
 
 
 def test_projection_and_one_input_views_for_d_gt_1(sep2d):
     sim, _ = sep2d
-    fig = _readable(fg.projection_figure(sim.X, sim.labels))
+    fig = _readable(explorer.figures.projection_figure(sim.X, sim.labels))
     assert "PC 1" in fig.layout.xaxis.title.text
     assert len(fig.data) == 4
-    fig = fg.data_figure(sim.X, sim.y, sim.labels, sim.params, feature=1)
+    fig = explorer.figures.data_figure(sim.X, sim.y, sim.labels, sim.params, feature=1)
     assert fig.layout.xaxis.title.text == "x2" and "other inputs at their mean" in fig.layout.title.text
 
 
@@ -90,35 +90,35 @@ def test_reduced_colors_follow_the_truth(teach):
     sim, dm, _ = teach
     perm = np.array([2, 0, 1])
     shuffled = sim.params.permute(perm)  # shuffled expert k = true expert perm[k]
-    col = fg.reduced_colors(shuffled, sim.params)
+    col = explorer.figures.reduced_colors(shuffled, sim.params)
     assert col.tolist() == perm.tolist()
-    col = fg.reduced_colors(dm.params_, sim.params)
+    col = explorer.figures.reduced_colors(dm.params_, sim.params)
     assert sorted(col.tolist()) == [0, 1, 2]
-    assert fg.reduced_colors(dm.params_, None).tolist() == [0, 1, 2]
+    assert explorer.figures.reduced_colors(dm.params_, None).tolist() == [0, 1, 2]
 
 
 def test_local_experts_share_the_colour_of_their_reduced_expert(teach):
     sim, dm, _ = teach
-    colors = fg.reduced_colors(dm.params_, sim.params)
-    fig = _readable(fg.experts_figure(dm, sim.X, sim.y, sim.params, colors=colors))
+    colors = explorer.figures.reduced_colors(dm.params_, sim.params)
+    fig = _readable(explorer.figures.experts_figure(dm, sim.X, sim.y, sim.params, colors=colors))
     dom = dm.transport_plan_.dominant()
     local = [t for t in fig.data if (t.name or "").startswith("local experts sent to reduced")]
     reduced = {t.name: t.line.color for t in fig.data if (t.name or "").startswith("reduced expert")}
     n_lines = {}
     for t in local:
         k = int(t.name.rsplit(" ", 1)[1])
-        assert t.line.color == fg.rgba(reduced[f"reduced expert {k}"], 0.45)
+        assert t.line.color == explorer.figures.rgba(reduced[f"reduced expert {k}"], 0.45)
         n_lines[k - 1] = int(np.isnan(np.asarray(t.y, dtype=float)).sum())  # one NaN after each line
     assert sum(n_lines.values()) == 12
     assert n_lines == {c: int((colors[dom] == c).sum()) for c in np.unique(colors[dom])}
     assert [t.name for t in local] == sorted(t.name for t in local)  # legend in colour order
-    no_local = fg.experts_figure(dm, sim.X, sim.y, None, show_local=False, show_data=False)
+    no_local = explorer.figures.experts_figure(dm, sim.X, sim.y, None, show_local=False, show_data=False)
     assert len(no_local.data) == 3
 
 
 def test_coefficient_cloud_marks_local_reduced_and_truth(sep2d):
     sim, dm = sep2d
-    fig = _readable(fg.coefficient_figure(dm, sim.params, a=1, b=2))
+    fig = _readable(explorer.figures.coefficient_figure(dm, sim.params, a=1, b=2))
     assert fig.layout.xaxis.title.text == "slope x1" and fig.layout.yaxis.title.text == "slope x2"
     n_local = sum(len(t.x) for t in fig.data if t.name.startswith("local"))
     assert n_local == 16
@@ -137,15 +137,15 @@ def _heatmap_z(fig):
 
 def test_plan_heatmap_holds_all_the_mass_in_the_reduced_experts_colours(teach):
     sim, dm, _ = teach
-    colors = fg.reduced_colors(dm.params_, sim.params)
-    fig = _readable(fg.plan_figure(dm, colors=colors))
+    colors = explorer.figures.reduced_colors(dm.params_, sim.params)
+    fig = _readable(explorer.figures.plan_figure(dm, colors=colors))
     z = _heatmap_z(fig)
     assert z.shape == (12, 3)
     assert z.sum() == pytest.approx(100.0, rel=1e-9)
     assert fig.data[0].y[0] == "m1 · e1"
     assert all(list(t.x) == ["reduced 1", "reduced 2", "reduced 3"] for t in fig.data)
     # Column c is reduced expert c + 1 in colour order, shaded white -> that expert's colour.
-    assert [t.colorscale[-1][1] for t in fig.data] == fg.PALETTE[:3]
+    assert [t.colorscale[-1][1] for t in fig.data] == explorer.figures.PALETTE[:3]
     for c in range(3):
         k = int(np.flatnonzero(colors == c)[0])
         np.testing.assert_allclose(z[:, c], 100 * dm.transport_plan_.coupling[:, k])
@@ -154,13 +154,13 @@ def test_plan_heatmap_holds_all_the_mass_in_the_reduced_experts_colours(teach):
 
 def test_convergence_and_timing_figures(teach):
     _, dm, g = teach
-    fig = _readable(fg.loglik_figure(dm, g))
+    fig = _readable(explorer.figures.loglik_figure(dm, g))
     assert len(fig.data) == 5 and fig.data[-1].name == "global EM (all data)"
     for t in fig.data:
         assert np.all(np.diff(np.asarray(t.y)) >= -1e-9)  # EM never decreases the likelihood
-    fig = _readable(fg.mm_figure(dm.mm_history_, dm.reduction_.init_objectives))
+    fig = _readable(explorer.figures.mm_figure(dm.mm_history_, dm.reduction_.init_objectives))
     assert np.all(np.diff(np.asarray(fig.data[0].y)) <= 1e-12)
-    fig = _readable(fg.timing_figure(dm, g.fit_time_))
+    fig = _readable(explorer.figures.timing_figure(dm, g.fit_time_))
     labels = list(fig.data[0].y)
     assert labels[:4] == [f"machine {m}" for m in range(1, 5)]
     assert "learning time (paper's figure)" in labels and "global EM on all data" in labels
@@ -171,7 +171,7 @@ def test_convergence_and_timing_figures(teach):
 
 def test_gates_figure_sums_to_one(teach):
     sim, dm, _ = teach
-    fig = _readable(fg.gates_figure({"reduced": dm.params_, "truth": sim.params}, sim.X))
+    fig = _readable(explorer.figures.gates_figure({"reduced": dm.params_, "truth": sim.params}, sim.X))
     assert len(fig.data) == 6
     total = sum(np.asarray(t.y) for t in fig.data[:3])
     np.testing.assert_allclose(total, 1.0, atol=1e-9)
@@ -186,7 +186,7 @@ def test_compare_figure_has_one_panel_per_method(design):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cmp = compare_methods(train.X, train.y, test.X, test.y, K, 3, truth=train.params, backend="sequential")
-    fig = _readable(fg.compare_figure(cmp.params, test.X, test.y, truth=train.params))
+    fig = _readable(explorer.figures.compare_figure(cmp.params, test.X, test.y, truth=train.params))
     titles = [a.text for a in fig.layout.annotations]
     assert titles == list(cmp.params)
     xaxes = [k for k in fig.layout if k.startswith("xaxis")]
@@ -196,16 +196,16 @@ def test_compare_figure_has_one_panel_per_method(design):
 def test_sweep_figure_mean_and_sd():
     df = pd.DataFrame({"method": ["reduction"] * 4 + ["global"] * 4, "value": [2, 2, 4, 4] * 2,
                        "rpe": [1.0, 3.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0]})
-    fig = _readable(fg.sweep_figure(df, "n_machines", "rpe"))
+    fig = _readable(explorer.figures.sweep_figure(df, "n_machines", "rpe"))
     red = next(t for t in fig.data if t.name == "reduction")
     assert list(red.y) == [200.0, 200.0]  # RPE shown in %
     assert red.error_y.array[0] == pytest.approx(100 * np.std([1.0, 3.0], ddof=1))
     glob = next(t for t in fig.data if t.name == "global")
     assert glob.line.dash == "dot"
     assert fig.layout.xaxis.title.text == "number of machines M"
-    assert fg.sweep_figure(None, "n", "rpe").layout.title.text == "No results yet"
+    assert explorer.figures.sweep_figure(None, "n", "rpe").layout.title.text == "No results yet"
     big = pd.DataFrame({"method": ["reduction"] * 2, "value": [1000, 100000], "rpe": [1.0, 0.5]})
-    assert fg.sweep_figure(big, "n", "rpe").layout.xaxis.type == "log"
+    assert explorer.figures.sweep_figure(big, "n", "rpe").layout.xaxis.type == "log"
 
 
 def test_mm_step_and_large_mixture_figures(teach):
@@ -214,10 +214,10 @@ def test_mm_step_and_large_mixture_figures(teach):
     problem = ReductionProblem(large, sim.X[dm.support_indices_])
     B0, V0 = problem.initial_experts(3, np.random.default_rng(0))
     states = list(mm_steps(problem, B0, V0, max_iter=5))
-    fig = _readable(fg.mm_step_figure(problem, states[-1], truth=sim.params))
+    fig = _readable(explorer.figures.mm_step_figure(problem, states[-1], truth=sim.params))
     assert f"MM iteration {states[-1].iteration}" in fig.layout.title.text
     assert sum(1 for t in fig.data if (t.name or "").startswith("reduced expert")) == 3
-    fig = _readable(fg.large_mixture_figure(large, sim.X))
+    fig = _readable(explorer.figures.large_mixture_figure(large, sim.X))
     total = sum(np.asarray(t.y) for t in fig.data)
     np.testing.assert_allclose(total, 1.0, atol=1e-9)
 
@@ -225,16 +225,16 @@ def test_mm_step_and_large_mixture_figures(teach):
 # ------------------------------------------------------------------------------------- io
 def test_csv_round_trip():
     X = np.array([[0.5], [1.5], [2.0]])
-    raw = eio.data_to_csv(X, [1.0, 2.0, 3.0], [0, 1, 1])
-    df = eio.parse_csv(raw, "d.csv")
+    raw = explorer.io.data_to_csv(X, [1.0, 2.0, 3.0], [0, 1, 1])
+    df = explorer.io.parse_csv(raw, "d.csv")
     assert list(df.columns) == ["x1", "y", "true_expert"]
-    X2, y2 = eio.select_columns(df, "y", ["x1"])
+    X2, y2 = explorer.io.select_columns(df, "y", ["x1"])
     np.testing.assert_allclose(X2, X)
     np.testing.assert_allclose(y2, [1, 2, 3])
 
 
 def test_csv_semicolon_and_bom_are_read():
-    df = eio.parse_csv("\ufeffa;b\n1;2\n3;5\n".encode("utf-8"), "s.csv")
+    df = explorer.io.parse_csv("\ufeffa;b\n1;2\n3;5\n".encode("utf-8"), "s.csv")
     assert list(df.columns) == ["a", "b"] and df.shape == (2, 2)
 
 
@@ -255,14 +255,14 @@ BAD_CSV = {
 @pytest.mark.parametrize("case", sorted(BAD_CSV))
 def test_bad_csv_files_are_refused_with_a_fix(case):
     data, name, expect = BAD_CSV[case]
-    with pytest.raises(eio.InputError, match=expect):
-        eio.parse_csv(data, name)
+    with pytest.raises(explorer.io.InputError, match=expect):
+        explorer.io.parse_csv(data, name)
 
 
 def test_too_many_rows_refused_before_parsing():
     data = b"x,y\n" + b"1,2\n" * 1_000_000
-    with pytest.raises(eio.InputError, match=r"1,000,000 data rows.*at most 200,000"):
-        eio.parse_csv(data, "big.csv")
+    with pytest.raises(explorer.io.InputError, match=r"1,000,000 data rows.*at most 200,000"):
+        explorer.io.parse_csv(data, "big.csv")
 
 
 @pytest.mark.parametrize("y_col,x_cols,expect", [
@@ -275,15 +275,15 @@ def test_too_many_rows_refused_before_parsing():
     ("nope", ["x"], "not in the file"),
 ])
 def test_column_selection_errors(y_col, x_cols, expect):
-    df = eio.parse_csv(b"x,y,txt,gap,c\n1,2,3,4,1\n2,3,abc,,1\n3,5,4,6,1\n", "c.csv")
-    with pytest.raises(eio.InputError, match=expect):
-        eio.select_columns(df, y_col, x_cols)
+    df = explorer.io.parse_csv(b"x,y,txt,gap,c\n1,2,3,4,1\n2,3,abc,,1\n3,5,4,6,1\n", "c.csv")
+    with pytest.raises(explorer.io.InputError, match=expect):
+        explorer.io.select_columns(df, y_col, x_cols)
 
 
 def test_model_json_round_trip_and_schema():
     prm = MoEParams([[0.0, 1.0, 0.0], [1.0, -1.0, 0.0]], [[1.0, 2.0, 3.0], [0.5, 0.0, -0.5]], [0.1, 0.2, 0.3])
-    text = eio.model_to_json(prm, {"n": np.int64(5)})
-    back, meta = eio.model_from_json(text.encode())
+    text = explorer.io.model_to_json(prm, {"n": np.int64(5)})
+    back, meta = explorer.io.model_from_json(text.encode())
     np.testing.assert_allclose(back.experts, prm.experts)
     assert meta == {"n": 5}
 
@@ -291,14 +291,14 @@ def test_model_json_round_trip_and_schema():
 def _doc(**params):
     p = {"gates": [[0, 0], [1, 0]], "experts": [[1, 2], [0, 1]], "variances": [0.1, 0.2]}
     p.update(params)
-    return {"format": eio.MODEL_FORMAT, "version": 1, "params": p}
+    return {"format": explorer.io.MODEL_FORMAT, "version": 1, "params": p}
 
 
 BAD_JSON = {
     "not json": (b"{gates: 1", "not valid JSON"),
     "not utf-8": ('{"a": "\u00e9"}'.encode("latin-1"), "not UTF-8"),
     "wrong format": (json.dumps(dict(_doc(), format="other")).encode(), "schema at format"),
-    "no params": (json.dumps({"format": eio.MODEL_FORMAT, "version": 1}).encode(), "'params' is a required"),
+    "no params": (json.dumps({"format": explorer.io.MODEL_FORMAT, "version": 1}).encode(), "'params' is a required"),
     "negative variance": (json.dumps(_doc(variances=[0.1, -1])).encode(), "params/variances/1"),
     "string entry": (json.dumps(_doc(experts=[["a", 2], [0, 1]])).encode(), "params/experts/0/0"),
     "ragged": (json.dumps(_doc(gates=[[0, 0, 1], [1, 0]])).encode(), "ragged"),
@@ -310,8 +310,8 @@ BAD_JSON = {
 @pytest.mark.parametrize("case", sorted(BAD_JSON))
 def test_bad_model_json_is_refused(case):
     data, expect = BAD_JSON[case]
-    with pytest.raises(eio.InputError, match=expect):
-        eio.model_from_json(data)
+    with pytest.raises(explorer.io.InputError, match=expect):
+        explorer.io.model_from_json(data)
 
 
 def test_figures_mark_screened_machines_and_rounds(teach):
@@ -325,12 +325,12 @@ def test_figures_mark_screened_machines_and_rounds(teach):
     m = int(dm.machines_[1])
     dm.screening_ = ScreeningReport(dm.local_scores_, dm.screening_.threshold, [m], {m: -9.0}, {m: "refit"})
     dm.timings_ = dict(dm.timings_, refit=np.array([0.5]), rounds=np.array([0.1, 0.2]))
-    ll = fg.loglik_figure(dm, g)
+    ll = explorer.figures.loglik_figure(dm, g)
     flagged = [t for t in ll.data if "flagged" in t.name]
     assert [t.name for t in flagged] == [f"machine {m + 1} (flagged; its refit)"] and flagged[0].line.dash == "dash"
-    plan = fg.plan_figure(dm)
+    plan = explorer.figures.plan_figure(dm)
     assert sum(r.endswith("(refit)") for r in plan.data[0].y) == dm.local_models_[1].params_.n_experts
-    tf = fg.timing_figure(dm, g.fit_time_)
+    tf = explorer.figures.timing_figure(dm, g.fit_time_)
     vals = dict(zip(tf.data[0].y, tf.data[0].x, strict=True))
     assert vals[f"refit of machine {m + 1}"] == 0.5
     assert vals["refinement rounds (2)"] == pytest.approx(0.3)
@@ -356,7 +356,7 @@ def _legend_entries(fig):
 
 def test_timing_summary_at_256_machines(many):
     _, dm, g = many
-    fig = _readable(fg.timing_figure(dm, g.fit_time_))
+    fig = _readable(explorer.figures.timing_figure(dm, g.fit_time_))
     assert len(fig.data) <= 6 and fig.layout.height <= 500
     bars = next(t for t in fig.data if t.type == "bar")
     assert len(bars.y) <= 12  # steps and totals, not one bar per machine
@@ -377,11 +377,11 @@ def test_timing_summary_at_256_machines(many):
 
 def test_plan_per_machine_at_256_machines(many):
     sim, dm, _ = many
-    colors = fg.reduced_colors(dm.params_, sim.params)
-    fig = _readable(fg.plan_machines_figure(dm, colors=colors))
+    colors = explorer.figures.reduced_colors(dm.params_, sim.params)
+    fig = _readable(explorer.figures.plan_machines_figure(dm, colors=colors))
     bars = [t for t in fig.data if t.type == "bar"]
     assert len(bars) == 3 and len(fig.data) <= 4 and fig.layout.height <= 500
-    assert [t.marker.color for t in bars] == fg.PALETTE[:3]
+    assert [t.marker.color for t in bars] == explorer.figures.PALETTE[:3]
     kept = len(dm.local_models_)
     share = np.column_stack([np.asarray(t.y, dtype=float) for t in bars])
     assert share.shape == (kept, 3)
@@ -399,8 +399,8 @@ def test_plan_per_machine_at_256_machines(many):
 
 def test_em_curves_at_256_machines_are_a_band_with_outliers(many):
     _, dm, g = many
-    fig = _readable(fg.loglik_figure(dm, g))
-    assert len(fig.data) <= 3 + fg.MAX_OUTLIERS + 1 and fig.layout.height <= 500
+    fig = _readable(explorer.figures.loglik_figure(dm, g))
+    assert len(fig.data) <= 3 + explorer.figures.MAX_OUTLIERS + 1 and fig.layout.height <= 500
     names = _legend_entries(fig)
     assert names[:2] == ["10-90 % of the machines", "median machine"] and names[-1] == "global EM (all data)"
     in_reduction = {int(m) for m in dm.machines_}
@@ -417,22 +417,22 @@ def test_em_curves_at_256_machines_are_a_band_with_outliers(many):
 
 def test_small_m_keeps_the_per_machine_views(teach):
     _, dm, g = teach
-    assert len(fg.timing_figure(dm, g.fit_time_).data) == 1
-    assert len(fg.loglik_figure(dm, g).data) == 5
+    assert len(explorer.figures.timing_figure(dm, g.fit_time_).data) == 1
+    assert len(explorer.figures.loglik_figure(dm, g).data) == 5
 
 
 def test_mm_axis_has_whole_iterations(teach):
     _, dm, _ = teach
-    fig = fg.mm_figure(dm.mm_history_[:3])
+    fig = explorer.figures.mm_figure(dm.mm_history_[:3])
     assert fig.layout.xaxis.dtick == 1 and fig.layout.xaxis.tickformat == "d"
 
 
 def test_legends_list_experts_in_order(teach):
     sim, dm, _ = teach
     perm = np.array([2, 0, 1])
-    fig = fg.gates_figure({"reduced": dm.params_}, sim.X, colors={"reduced": perm})
+    fig = explorer.figures.gates_figure({"reduced": dm.params_}, sim.X, colors={"reduced": perm})
     assert [t.name for t in fig.data] == ["reduced: expert 1", "reduced: expert 2", "reduced: expert 3"]
-    fig = fg.experts_figure(dm, sim.X, colors=perm, show_local=False, show_data=False)
+    fig = explorer.figures.experts_figure(dm, sim.X, colors=perm, show_local=False, show_data=False)
     assert [t.name for t in fig.data] == ["reduced expert 1", "reduced expert 2", "reduced expert 3"]
 
 
@@ -444,12 +444,12 @@ def test_param_error_figure_splits_gates_experts_variances(teach):
         cmp = compare_methods(sim.X, sim.y, test.X, test.y, 3, 4, truth=sim.params, backend="sequential",
                               global_model=g)
     table = cmp.table()
-    fig = _readable(fg.param_error_figure(table, n_machines=4, support_size=len(dm.support_indices_)))
+    fig = _readable(explorer.figures.param_error_figure(table, n_machines=4, support_size=len(dm.support_indices_)))
     assert [a.text for a in fig.layout.annotations] == ["against the truth", "against the global EM"]
     red = [t for t in fig.data if t.name == "reduction"]
     assert len(red) == 2 and list(red[0].x) == ["gates", "experts", "variances"]
-    assert list(red[0].y) == pytest.approx([table.loc["reduction", f"mse_{b}"] for b in fg.BLOCKS])
-    assert list(red[1].y) == pytest.approx([table.loc["reduction", f"gap_{b}"] for b in fg.BLOCKS])
+    assert list(red[0].y) == pytest.approx([table.loc["reduction", f"mse_{b}"] for b in explorer.figures.BLOCKS])
+    assert list(red[1].y) == pytest.approx([table.loc["reduction", f"gap_{b}"] for b in explorer.figures.BLOCKS])
     assert sum(t.name == "global" for t in fig.data) == 1  # vs truth only: not against itself
     assert fig.layout.yaxis.type == "log"
     assert "supporting sample" in fig.layout.title.text and "grows with M" in fig.layout.title.text
@@ -458,7 +458,7 @@ def test_param_error_figure_splits_gates_experts_variances(teach):
 def test_sweep_labels_and_single_value_axis():
     df = pd.DataFrame({"method": ["reduction", "global"], "value": [1_000_000, 1_000_000],
                        "rpe": [0.0145, 0.0103], "mse_all": [0.1, 0.01], "loglik": [-1.0, -0.9]})
-    fig = fg.sweep_figure(df, "n", "rpe")
+    fig = explorer.figures.sweep_figure(df, "n", "rpe")
     red = next(t for t in fig.data if t.name == "reduction")
     assert fig.layout.xaxis.type == "category" and list(red.x) == ["1,000,000"]
     assert red.y[0] == pytest.approx(1.45)  # RPE in %, as the paper reports it
@@ -474,18 +474,18 @@ def test_sweep_labels_and_single_value_axis():
 
 def test_sweep_axis_is_padded_when_values_nearly_agree():
     df = pd.DataFrame({"method": ["reduction", "global"], "value": [128, 128], "rpe": [0.1245875, 0.1245885]})
-    lo, hi = fg.sweep_figure(df, "n_machines", "rpe").layout.yaxis.range
+    lo, hi = explorer.figures.sweep_figure(df, "n_machines", "rpe").layout.yaxis.range
     assert lo < 12.45875 * 0.96 and hi > 12.45885 * 1.04  # not a zoom onto the 5th digit
     df = pd.DataFrame({"method": ["reduction", "global"], "value": [128, 128], "rpe": [0.10, 0.15]})
-    assert fg.sweep_figure(df, "n_machines", "rpe").layout.yaxis.range is None
+    assert explorer.figures.sweep_figure(df, "n_machines", "rpe").layout.yaxis.range is None
 
 
 def test_reduced_experts_drawn_where_their_gate_is_largest_unless_full_lines(teach):
     sim, dm, _ = teach
     from moecore.model import gate_proba
 
-    part = fg.experts_figure(dm, sim.X, show_local=False, show_data=False)
-    full = fg.experts_figure(dm, sim.X, show_local=False, show_data=False, full_lines=True)
+    part = explorer.figures.experts_figure(dm, sim.X, show_local=False, show_data=False)
+    full = explorer.figures.experts_figure(dm, sim.X, show_local=False, show_data=False, full_lines=True)
     t = np.asarray(part.data[0].x, dtype=float)
     top = gate_proba(t[:, None], dm.params_).argmax(axis=1)
     for k, (a, b) in enumerate(zip(part.data, full.data, strict=True)):

@@ -21,9 +21,9 @@ sys.path.insert(0, str(ROOT))  # explorer/ is not installed
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from explorer import io as eio  # noqa: E402
+import explorer.io  # noqa: E402
+import explorer.settings  # noqa: E402
 from explorer import runs  # noqa: E402
-from explorer import settings as cfg  # noqa: E402
 from moecore import MoEParams, simulate  # noqa: E402
 
 
@@ -64,15 +64,15 @@ def test_property_simulate_csv_upload_download_gives_identical_arrays(K, d, n, x
     y = sim.y * 10.0**y_exp
     names = [f"x{j + 1}" for j in range(d)]
     labels = sim.labels if labelled else None
-    csv = eio.data_to_csv(X, y, labels, names, "y")
-    df = eio.parse_csv(csv, "data.csv")
-    X2, y2 = eio.select_columns(df, "y", names)
+    csv = explorer.io.data_to_csv(X, y, labels, names, "y")
+    df = explorer.io.parse_csv(csv, "data.csv")
+    X2, y2 = explorer.io.select_columns(df, "y", names)
     np.testing.assert_array_equal(X2, X)
     np.testing.assert_array_equal(y2, y)
     assert list(df.columns) == names + ["y"] + (["true_expert"] if labelled else [])
     if labelled:
         np.testing.assert_array_equal(df["true_expert"].to_numpy() - 1, sim.labels)
-    assert eio.data_to_csv(X2, y2, labels, names, "y") == csv
+    assert explorer.io.data_to_csv(X2, y2, labels, names, "y") == csv
 
 
 def test_case1_download_of_the_data_page_uploads_back_identical():
@@ -80,7 +80,7 @@ def test_case1_download_of_the_data_page_uploads_back_identical():
     at = new_app(page="pages/data.py")
     data = at.session_state["data"]
     X = data.X + 20240000.0  # the issue's example: 6 significant digits made these all 2.024e+07
-    csv = eio.data_to_csv(X, data.y, data.labels, data.x_names, data.y_name)
+    csv = explorer.io.data_to_csv(X, data.y, data.labels, data.x_names, data.y_name)
     at.file_uploader(key="csv_upload").upload("mine.csv", csv, "text/csv").run()
     at.button(key="btn_use_csv").click().run()
     assert not errors(at)
@@ -94,18 +94,18 @@ def test_case1_download_of_the_data_page_uploads_back_identical():
 # ------------------------------------------------------------ case 11: formula injection
 def test_case11_csv_cells_are_spreadsheet_safe():
     X = np.array([[-1.5], [2.0]])
-    csv = eio.data_to_csv(X, np.array([1.0, -2.0]), None, ["=cmd|' /C calc'!A0"], "@SUM(A1)").decode()
+    csv = explorer.io.data_to_csv(X, np.array([1.0, -2.0]), None, ["=cmd|' /C calc'!A0"], "@SUM(A1)").decode()
     header, *rows = csv.splitlines()
     assert header == "'=cmd|' /C calc'!A0,'@SUM(A1)"
     assert rows == ["-1.5,1", "2,-2"]  # numbers stay numbers (in their shortest exact text)
     for bad in ("=1+1", "+1", "-x", "@x", "\tx", "\rx"):
-        assert eio.spreadsheet_safe(bad).startswith("'")
-    assert eio.spreadsheet_safe("x1") == "x1"
+        assert explorer.io.spreadsheet_safe(bad).startswith("'")
+    assert explorer.io.spreadsheet_safe("x1") == "x1"
 
 
 # ------------------------------------------------------------ cases 6-8: URL settings
 def test_url_settings_are_parsed_in_one_place_with_bounds():
-    values, ignored = cfg.parse_query({
+    values, ignored = explorer.settings.parse_query({
         "xscale": "1e308", "csep": "1e308", "cvar": "nan", "cgate": "inf", "jobs": "1000",
         "n": "9" * 5000, "K": "2", "backend": "dask", "scheduler": "tcp://203.0.113.9:8786",
         "seed": "x" * 100_000,
@@ -115,7 +115,7 @@ def test_url_settings_are_parsed_in_one_place_with_bounds():
     for name in ("xscale", "csep", "cvar", "cgate", "jobs", "n=", "seed", "scheduler ("):
         assert name in text, name
     assert len(text) < 2000  # a 100 000-character value is not quoted whole
-    assert "scheduler" not in cfg.QUERY_KEYS
+    assert "scheduler" not in explorer.settings.QUERY_KEYS
 
 
 def test_case6_a_link_never_makes_the_server_connect():
@@ -163,7 +163,7 @@ def test_case6_typed_scheduler_outside_the_allow_list_is_refused(monkeypatch):
     assert runs.scheduler_allow_list() == ["tcp://10.1.2.3:8786"]
     monkeypatch.delenv(runs.SCHEDULER_ALLOW_ENV)
     runs.check_scheduler("tcp://127.0.0.1:8786")  # loopback: allowed
-    with pytest.raises(eio.InputError, match="allow-list"):
+    with pytest.raises(explorer.io.InputError, match="allow-list"):
         runs.check_scheduler("tcp://203.0.113.9:8786")
 
 
@@ -173,13 +173,13 @@ def _worker_children():
 
 def test_case7_a_link_starts_no_worker_process_and_jobs_are_capped():
     before = _worker_children()
-    at = new_app({"backend": "loky", "jobs": str(cfg.MAX_JOBS + 14)})
-    assert f"jobs='{cfg.MAX_JOBS + 14}'" in warnings_text(at)
+    at = new_app({"backend": "loky", "jobs": str(explorer.settings.MAX_JOBS + 14)})
+    assert f"jobs='{explorer.settings.MAX_JOBS + 14}'" in warnings_text(at)
     assert at.session_state["fit"].settings["backend"] == "threading"
     assert _worker_children() <= before  # no new process
-    defaults = {k[4:]: v for k, v in cfg.DEFAULTS.items()}
+    defaults = {k[4:]: v for k, v in explorer.settings.DEFAULTS.items()}
     kw = runs.fit_params(dict(defaults, n_jobs=1000, backend="loky"))
-    assert kw["n_jobs"] == cfg.MAX_JOBS and kw["backend"] == "loky"
+    assert kw["n_jobs"] == explorer.settings.MAX_JOBS and kw["backend"] == "loky"
 
 
 def test_case7_library_never_starts_more_processes_than_cores():
@@ -249,15 +249,16 @@ HOSTILE_JSON = {
 
 
 def _model_doc(params):
-    return f'{{"format": "{eio.MODEL_FORMAT}", "version": 1, "params": {params}}}'
+    return f'{{"format": "{explorer.io.MODEL_FORMAT}", "version": 1, "params": {params}}}'
 
 
 @pytest.mark.parametrize("case", list(HOSTILE_JSON))
 def test_case10_hostile_json_is_an_input_error(case):
     params, expect = HOSTILE_JSON[case]
     doc = params if "nesting" in case else _model_doc(params)
-    for call in (lambda: eio.model_from_json(doc.encode(), "m.json"), lambda: eio.params_from_text(params)):
-        with pytest.raises(eio.InputError, match=expect) as info:
+    for call in (lambda: explorer.io.model_from_json(doc.encode(), "m.json"),
+                 lambda: explorer.io.params_from_text(params)):
+        with pytest.raises(explorer.io.InputError, match=expect) as info:
             call()
         assert len(str(info.value)) < 1000
 

@@ -16,12 +16,12 @@ sys.path.insert(0, str(ROOT))  # explorer/ is not installed
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+import explorer.settings  # noqa: E402
 from explorer import runs  # noqa: E402
-from explorer import settings as cfg  # noqa: E402
 
 
 def _kw(**over):
-    s = {k[4:]: v for k, v in cfg.DEFAULTS.items()}
+    s = {k[4:]: v for k, v in explorer.settings.DEFAULTS.items()}
     s.update(over)
     return runs.fit_params(s)
 
@@ -52,7 +52,7 @@ def test_a_heavy_link_simulates_no_heavy_data_either():
     # (ordinary sessions' first chart at 4.95x an idle server's, benchmarks/bench_budget.py).
     at = _link({"design": "separated-10d", "n": "1000000", "M": "256", "K": "10"})
     data = at.session_state["data"]
-    assert data.n == cfg.SETTINGS["n"].default and data.d == 10
+    assert data.n == explorer.settings.SETTINGS["n"].default and data.d == 10
     errors = " ".join(e.value for e in at.error)
     assert "not simulated at n = 1,000,000" in errors and "Generate data" in errors
 
@@ -60,7 +60,7 @@ def test_a_heavy_link_simulates_no_heavy_data_either():
 def test_the_default_link_still_fits_by_itself():
     at = _link({})
     assert "fit" in at.session_state
-    assert runs.fit_work(20_000, 1, _kw()) <= cfg.MAX_LINK_WORK
+    assert runs.fit_work(20_000, 1, _kw()) <= explorer.settings.MAX_LINK_WORK
 
 
 def test_a_click_within_the_budget_passes_and_beyond_is_refused_with_the_sizes():
@@ -73,7 +73,7 @@ def test_a_click_within_the_budget_passes_and_beyond_is_refused_with_the_sizes()
 
 
 def test_memory_is_estimated_before_allocating(monkeypatch):
-    monkeypatch.setattr(cfg, "MAX_SESSION_WORK", float("inf"))
+    monkeypatch.setattr(explorer.settings, "MAX_SESSION_WORK", float("inf"))
     with pytest.raises(runs.InputError, match=r"need about .* MB of memory; a session may use 1,024 MB"):
         runs.check_budget(10_000_000, 2, _kw(K=2))
 
@@ -86,7 +86,7 @@ def test_attempt_turns_a_memory_error_into_a_message():
 
 
 def _exp(**over):
-    exp = dict(design=cfg.DEFAULT_DESIGN, parameter="n_machines", n=20_000, K=4, restarts=1, repeats=2,
+    exp = dict(design=explorer.settings.DEFAULT_DESIGN, parameter="n_machines", n=20_000, K=4, restarts=1, repeats=2,
                include_global=True)
     exp.update(over)
     return exp

@@ -262,12 +262,12 @@ def test_case12_killed_worker_process_costs_a_rerun_only(big, backend):
     _same_fit(dm, ref)
 
 
-def _fit_or_die(X, y, index, n_experts, em_params, seed):
+def _fit_or_die(X, y, index, n_experts, em_params, seed, local_experts):
     """A local fit whose machine 2 kills its own worker process (as the kernel's out-of-memory
     killer would), at every attempt."""
     if index == 2:
         os.kill(os.getpid(), signal.SIGKILL)
-    return fit_local(index, X, y, n_experts, em_params, seed)
+    return fit_local(index, X, y, n_experts, em_params, seed, local_experts)
 
 
 class DoomedMoE(DistributedMoE):

@@ -15,7 +15,7 @@ import numpy as np
 import plotly.io as pio
 import pytest
 
-from explorer import figures as fg
+import explorer.figures
 from moecore import DistributedMoE
 from moecore.simulation import simulate_design
 
@@ -35,12 +35,13 @@ def _builders(sim, dm):
     one = simulate_design("teaching-1d", 600, random_state=0)
     machine = np.repeat(np.arange(2), len(sim.y) // 2)
     return {
-        "data": lambda: fg.data_figure(sim.X, sim.y, sim.labels, sim.params, x_names=names, y_name=LINK),
-        "gates": lambda: fg.gates_figure({"truth": sim.params}, sim.X, x_names=names),
-        "compare": lambda: fg.compare_figure({"truth": one.params}, one.X, one.y, x_names=[LINK]),  # names x if d = 1
-        "experts": lambda: fg.experts_figure(dm, sim.X, sim.y, sim.params, x_names=names),
-        "coefficients": lambda: fg.coefficient_figure(dm, sim.params, a=1, b=2, x_names=names),
-        "machines": lambda: fg.machines_figure(sim.X, machine, x_names=names),
+        "data": lambda: explorer.figures.data_figure(sim.X, sim.y, sim.labels, sim.params, x_names=names, y_name=LINK),
+        "gates": lambda: explorer.figures.gates_figure({"truth": sim.params}, sim.X, x_names=names),
+        # names x if d = 1
+        "compare": lambda: explorer.figures.compare_figure({"truth": one.params}, one.X, one.y, x_names=[LINK]),
+        "experts": lambda: explorer.figures.experts_figure(dm, sim.X, sim.y, sim.params, x_names=names),
+        "coefficients": lambda: explorer.figures.coefficient_figure(dm, sim.params, a=1, b=2, x_names=names),
+        "machines": lambda: explorer.figures.machines_figure(sim.X, machine, x_names=names),
     }
 
 
@@ -55,6 +56,6 @@ def test_a_column_named_like_a_link_is_text_in_every_figure(fitted, name):
 
 def test_a_hover_field_in_a_name_is_not_filled(fitted):
     sim, _ = fitted
-    fig = fg.data_figure(sim.X, sim.y, x_names=[FIELD, "x2"], y_name="y")
+    fig = explorer.figures.data_figure(sim.X, sim.y, x_names=[FIELD, "x2"], y_name="y")
     assert all("%{y}=" not in (t.hovertemplate or "") for t in fig.data)
     assert "&#37;{y}" in fig.data[0].hovertemplate

@@ -26,7 +26,7 @@ RSS_BOUND_MB = 1000
 
 
 def _session_file(tmp_path, name):
-    from explorer import io as eio
+    import explorer.io
     from explorer.data import Dataset
 
     rng = np.random.default_rng(3)
@@ -34,7 +34,7 @@ def _session_file(tmp_path, name):
     y = np.where(x < 0, 1 + x, 2 - 2 * x) + 0.1 * rng.normal(size=400)
     data = Dataset(x[:, None], y, name, ["-x"], "+y", source="csv")
     p = tmp_path / "hostile_session.json"
-    p.write_bytes(eio.session_to_json(data, {"K": 2, "M": 2}))
+    p.write_bytes(explorer.io.session_to_json(data, {"K": 2, "M": 2}))
     assert json.loads(p.read_bytes())["data"]["x_names"] == ["-x"]
     return p
 

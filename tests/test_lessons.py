@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer import lessons as ls
-from explorer import settings as cfg
+import explorer.lessons
+import explorer.settings
 from moecore.params import DISTRIBUTED_PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def test_headline_lesson():
     at = run_lesson("headline")
     data, fit = at.session_state["data"], at.session_state["fit"]
     assert data.n == 1_000_000 and len(fit.dm.local_models_) == 128
-    figs = ls.headline_figures(fit, data)
+    figs = explorer.lessons.headline_figures(fit, data)
     # The paper's claim: the reduction predicts like the global EM (RPE within 2 %) ...
     assert figs["rpe_reduction"] <= 1.02 * figs["rpe_global"]
     # The speed-up is a timing, measured by benchmarks/, not asserted here: the page shows this
@@ -79,7 +79,7 @@ def test_rounds_lesson():
 def test_settings_follow_the_library_declaration():
     """One rule: the app's bounds narrow the library's, its choices are the library's, and a value
     the library refuses is refused by the app with the library's message."""
-    for name, s in cfg.SETTINGS.items():
+    for name, s in explorer.settings.SETTINGS.items():
         lib = DISTRIBUTED_PARAMETERS.get(s.param.name)
         if lib is None or lib.kind not in ("int", "float", "choice"):
             continue
@@ -88,10 +88,10 @@ def test_settings_follow_the_library_declaration():
         else:
             assert lib.low is None or s.param.low >= lib.low, name
             assert lib.high is None or s.param.high <= lib.high, name
-    values, ignored = cfg.parse_query({"M": "0", "gt": "plan"})
+    values, ignored = explorer.settings.parse_query({"M": "0", "gt": "plan"})
     assert values == {"gate_targets": "plan"} and "M='0'" in ignored[0]
     with pytest.raises(ValueError, match="n_machines must be in"):
-        cfg.SETTINGS["M"].param.check(0)
+        explorer.settings.SETTINGS["M"].param.check(0)
 
 
 def test_out_of_range_number_is_an_error_not_ignored():
@@ -105,20 +105,20 @@ def test_out_of_range_number_is_an_error_not_ignored():
 def test_session_file_round_trip():
     import numpy as np
 
-    from explorer import data as dt
-    from explorer import io as eio
+    import explorer.data
+    import explorer.io
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 2))
     y = X[:, 0] - X[:, 1] + rng.normal(size=300)
-    data = dt.Dataset(X, y, "mine.csv", ["temp", "load"], "power", source="csv")
-    raw = eio.session_to_json(data, {"K": 2, "M": 4})
-    X2, y2, labels, names, y_name, _, values = eio.session_from_json(raw)
+    data = explorer.data.Dataset(X, y, "mine.csv", ["temp", "load"], "power", source="csv")
+    raw = explorer.io.session_to_json(data, {"K": 2, "M": 4})
+    X2, y2, labels, names, y_name, _, values = explorer.io.session_from_json(raw)
     np.testing.assert_array_equal(X2, X)
     np.testing.assert_array_equal(y2, y)
     assert names == ["temp", "load"] and y_name == "power" and values == {"K": 2, "M": 4} and labels is None
-    with pytest.raises(eio.InputError, match="not a DMoE Explorer session file"):
-        eio.session_from_json(b'{"format": "other"}')
+    with pytest.raises(explorer.io.InputError, match="not a DMoE Explorer session file"):
+        explorer.io.session_from_json(b'{"format": "other"}')
 
 
 def test_compare_evaluates_the_fit_pages_models():

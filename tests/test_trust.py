@@ -35,8 +35,8 @@ def poison_machine_0(monkeypatch):
     """Machine 0's first local fit returns a merged-expert optimum; its refit (more restarts) is real."""
     real = mlocal.fit_local
 
-    def poisoned(index, X, y, n_experts, em_params, seed):
-        res = real(index, X, y, n_experts, em_params, seed)
+    def poisoned(index, X, y, n_experts, em_params, seed, local_experts):
+        res = real(index, X, y, n_experts, em_params, seed, local_experts)
         if index == 0 and em_params["n_init"] == 1:
             res.model = MixtureOfExperts.from_params(merged_expert_model(X, y, n_experts))
         return res
