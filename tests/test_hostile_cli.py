@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[1]
 CMD = [sys.executable, "-m", "moecore"]
 
@@ -52,10 +54,15 @@ def test_an_empty_csv_name_is_refused():
 
 def test_ctrl_c_mid_fit_is_reported_as_an_interruption():
     # Ctrl-C reaches the whole foreground process group: the command and its loky workers.
-    p = subprocess.Popen([*CMD, "compare", "--n", "400000", "--machines", "8", "--backend", "loky", "--n-jobs", "2"],
+    # Large enough that the fit cannot end first on a quiet machine; interrupted as soon as the
+    # local fits are running (the loky workers exist), not after a fixed sleep.
+    p = subprocess.Popen([*CMD, "compare", "--n", "2000000", "--machines", "8", "--backend", "loky", "--n-jobs", "2"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
                          start_new_session=True)
-    time.sleep(8)
+    deadline = time.monotonic() + 120
+    while not psutil.Process(p.pid).children(recursive=True) and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)
     assert p.poll() is None, "the fit ended before it could be interrupted"
     os.killpg(p.pid, signal.SIGINT)
     _, err = p.communicate(timeout=120)
