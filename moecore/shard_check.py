@@ -53,6 +53,7 @@ class ShardCheck:
     n_parameters : int, q of one local model (and of the reduced model)
     rows_per_parameter, support_per_parameter : float, r = floor(n / M) / q and s = S / q
     ok : bool ; message : str, empty when ok, else what is wrong and what to change
+    advice : str, empty when ok, else only what to change (for a one-line notice)
     """
 
     rows_per_machine: int
@@ -61,6 +62,7 @@ class ShardCheck:
     support_per_parameter: float
     ok: bool
     message: str
+    advice: str = ""
 
     @property
     def summary(self):
@@ -85,20 +87,22 @@ def check_shards(n_samples, n_features, n_experts, n_machines, support_size):
     q = n_free_parameters(K, d)
     rows = n // M
     r, s = rows / q, S / q
-    problems = []
+    problems, advice = [], []
     if r < MIN_ROWS_PER_PARAMETER:
         m_ok = max(n // math.ceil(MIN_ROWS_PER_PARAMETER * q), 1)
+        advice.append(f"use at most {m_ok} machine(s) for K = {K}" + (", or fewer experts" if K > 1 else ""))
         problems.append(
             f"each machine holds {rows} rows for the {q} parameters of its local model ({r:.1f} per parameter; "
             f"below {MIN_ROWS_PER_PARAMETER:g} the reduced model was often more than 1.2x the global EM's RPE): "
-            f"use at most {m_ok} machine(s) for K = {K}" + (", or fewer experts" if K > 1 else ""))
+            + advice[-1])
     if s < MIN_SUPPORT_PER_PARAMETER:
         s_ok = min(math.ceil(MIN_SUPPORT_PER_PARAMETER * q), n)
+        advice.append(f"use a support size of at least {s_ok}")
         problems.append(
             f"the supporting sample holds {S} points for the {q} parameters of the reduced model ({s:.1f} per "
-            f"parameter, below {MIN_SUPPORT_PER_PARAMETER:g}): use a support size of at least {s_ok}")
+            f"parameter, below {MIN_SUPPORT_PER_PARAMETER:g}): " + advice[-1])
     msg = "; ".join(problems)
-    return ShardCheck(rows, q, r, s, not problems, msg[:1].upper() + msg[1:] + "." if msg else "")
+    return ShardCheck(rows, q, r, s, not problems, msg[:1].upper() + msg[1:] + "." if msg else "", "; ".join(advice))
 
 
 def warn_small_shards(n_samples, n_features, n_experts, n_machines, support_size, *, stacklevel=3):

@@ -61,8 +61,10 @@ with st.container(border=True):
     if shard.ok:
         st.caption(f"{shard.summary}: enough for the reduction.")
     else:
-        st.warning(f"{shard.summary}. {shard.message} The fit still runs, to show what goes wrong.",
-                   icon=":material/warning:")
+        # One line, as every warning of this page, and the reasons in an expander.
+        st.warning(f"Small shards: {shard.summary}. To fix: {shard.advice}.")
+        with st.expander("Why this matters"):
+            st.markdown(f"{shard.message} The fit still runs, to show what goes wrong.")
     b1, b2, _ = st.columns([1, 1, 2])
     run = b1.button("Run distributed fit", type="primary", key="btn_fit", width="stretch")
     retime = b2.button("Re-time", key="btn_retime", width="stretch",
