@@ -101,12 +101,16 @@ def browser():
         b.close()
 
 
+def new_page(browser):
+    """A page in a context of its own (cookies, session), in the window size every test uses."""
+    return browser.new_context(viewport={"width": 1500, "height": 1000}).new_page()
+
+
 @pytest.fixture()
 def page(browser):
-    ctx = browser.new_context(viewport={"width": 1500, "height": 1000})
-    pg = ctx.new_page()
+    pg = new_page(browser)
     yield pg
-    ctx.close()
+    pg.context.close()
 
 
 # Streamlit writes the state of the session's script run on its root element: "initial" until the

@@ -5,7 +5,7 @@ Learn page steps to its end without a negative decrease and disables its step bu
 import re
 
 import pytest
-from test_browser import fresh_server_and_browser, no_errors, plots_rendered, settle, shoot
+from test_browser import fresh_server_and_browser, new_page, no_errors, plots_rendered, settle, shoot
 
 from explorer.evidence import HIGHLIGHT
 from explorer.lessons import LESSONS
@@ -30,10 +30,6 @@ HIGHLIGHTED = f"""(figs) => figs.map(f => {{
 def fresh():
     with fresh_server_and_browser("streamlit_evidence.log") as out:
         yield out
-
-
-def new_page(b):
-    return b.new_context(viewport={"width": 1500, "height": 1000}).new_page()
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=[lesson.key for lesson in LESSONS])

@@ -7,7 +7,7 @@ Screenshots go to tests/artifacts/ (docs/screenshots/ with DMOE_SCREENSHOTS=docs
 import re
 
 import pytest
-from test_browser import fresh_server_and_browser, no_errors, plots_rendered, settle, shoot
+from test_browser import fresh_server_and_browser, new_page, no_errors, plots_rendered, settle, shoot
 
 from explorer.lessons import LESSONS
 
@@ -23,10 +23,6 @@ def fresh():
     """A fresh server and a browser: (url, browser)."""
     with fresh_server_and_browser("streamlit_lessons.log") as out:
         yield out
-
-
-def new_page(b):
-    return b.new_context(viewport={"width": 1500, "height": 1000}).new_page()
 
 
 def sidebar_links(pg):
