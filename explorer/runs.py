@@ -112,8 +112,6 @@ def fit_params(s: dict, *, automatic=False) -> dict:
         pname = settings.SETTINGS[name].param.name
         if pname in DISTRIBUTED_PARAMETERS:
             kw[pname] = s[name]
-    if s["support_auto"]:
-        kw["support_size"] = None
     if automatic and kw["backend"] in ("loky", "dask"):
         kw["backend"] = "threading"
     kw["n_jobs"] = max(1, min(int(kw["n_jobs"]), settings.MAX_JOBS))

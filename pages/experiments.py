@@ -32,11 +32,9 @@ def experiment_settings() -> dict:
     K = settings.widget("exp_K", where=c2, help="Set to the design's own number of experts when the design changes.")
     restarts = settings.widget("exp_restarts", where=c2, help="Also the global EM's restarts.")
     own_support = parameter == "support_fraction"  # the sweep sets S itself
-    auto = settings.widget("exp_support_auto", where=c3, disabled=own_support)
     paper_S = default_support_size(int(n), int(M))
-    if (auto or own_support) and settings.settings()["exp_support"] != paper_S:
-        settings.set_setting("exp_support", paper_S)  # the greyed-out box shows the size the runs use
-    support = settings.widget("exp_support", where=c3, disabled=auto or own_support)
+    # Greyed out, the box shows the size the runs use.
+    support = settings.widget("exp_support_size", where=c3, rule_value=paper_S, disabled=own_support)
     c3.caption(f"floor(n / 4M) = {paper_S:,} for n = {int(n):,}, M = {int(M)}"
                + ("; it follows n and M in every run" if parameter in ("n", "n_machines") else ""))
     seed = settings.widget("exp_seed", where=c3)
@@ -45,7 +43,7 @@ def experiment_settings() -> dict:
     variance_update = settings.widget("exp_var", where=c4)
     split = settings.widget("exp_split") if parameter == "alpha" else None
     return dict(design=design, parameter=parameter, values=values, n=int(n), M=int(M), K=int(K),
-                restarts=int(restarts), support_size=None if auto or own_support else int(support), seed=int(seed),
+                restarts=int(restarts), support_size=None if own_support else support, seed=int(seed),
                 repeats=int(repeats), include_global=bool(include_global), variance_update=variance_update,
                 split=split)
 
