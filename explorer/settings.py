@@ -80,6 +80,8 @@ class Setting:
     key : the widget's key when not ``"cfg_" + name``
     rule_label : for a number whose None means the library's rule (``param.none``, e.g. the
         paper's support size): the label of the checkbox that chooses the rule
+    argument : the keyword argument of DistributedMoE or of a sweep the setting gives
+        (:attr:`keyword`)
     """
 
     name: str
@@ -92,6 +94,15 @@ class Setting:
     group: str = "fit"
     key: str = ""
     rule_label: str = ""
+    argument: str = ""
+
+    @property
+    def keyword(self):
+        """The keyword argument this setting gives (explorer.runs.fit_params), "" for none: its
+        ``argument``, or for a fit setting the name of the library's parameter it narrows."""
+        if self.argument:
+            return self.argument
+        return self.param.name if self.group == "fit" and self.param.name in DP else ""
 
     @property
     def widget_key(self):
@@ -149,19 +160,22 @@ _EXPERIMENTS = [
     *(_exp(f"exp_values_{k}", Param("values", "text", v, "comma-separated values of the varied setting"),
            "Values (comma-separated)", query) for k, (v, query) in SWEEPS.items()),
     _exp("exp_n", SP["n"].with_range(500, MAX_APP_N, 20_000), "Sample size n (points, when not varied)", "xn",
-         step=5000),
-    _exp("exp_M", DP["n_machines"].with_range(1, MAX_APP_MACHINES, 8), "Machines M (when not varied)", "xM"),
-    _exp("exp_K", DP["n_experts"].with_range(1, 10, DESIGNS[DEFAULT_DESIGN].n_experts), "Experts K", "xK"),
-    _exp("exp_restarts", DP["n_init"].with_range(1, 10, 1), "EM restarts per machine", "xr"),
+         step=5000, argument="n"),
+    _exp("exp_M", DP["n_machines"].with_range(1, MAX_APP_MACHINES, 8), "Machines M (when not varied)", "xM",
+         argument="n_machines"),
+    _exp("exp_K", DP["n_experts"].with_range(1, 10, DESIGNS[DEFAULT_DESIGN].n_experts), "Experts K", "xK",
+         argument="n_experts"),
+    _exp("exp_restarts", DP["n_init"].with_range(1, 10, 1), "EM restarts per machine", "xr", argument="n_init"),
     _exp("exp_support_size", DP["support_size"].with_range(1, MAX_APP_N), "Supporting sample S (points)", "xS",
-         step=100, rule_label="Paper's support size floor(n / 4M)"),
+         step=100, rule_label="Paper's support size floor(n / 4M)", argument="support_size"),
     _exp("exp_seed", _seed("seed", "seeds the data and the fits of every repeat: the same seed gives the same "
-                       "table"), "Seed", "xs"),
+                       "table"), "Seed", "xs", argument="random_state"),
     _exp("exp_repeats", Param("repeats", "int", 2, "independent data sets and seeds per value", low=1, high=20),
-         "Repeats", "xrep"),
+         "Repeats", "xrep", argument="repeats"),
     _exp("exp_global", Param("global", "bool", True, "also fit the global EM, once per repeat (per value when n "
-                             "is varied): it depends on neither M, S nor the rounds"), "Global EM reference", "xg"),
-    _exp("exp_var", DP["variance_update"], "Reduced variances", "xvar", widget="radio"),
+                             "is varied): it depends on neither M, S nor the rounds"), "Global EM reference", "xg",
+         argument="include_global"),
+    _exp("exp_var", DP["variance_update"], "Reduced variances", "xvar", widget="radio", argument="variance_update"),
     _exp("exp_split", SPLIT_PARAMETERS["split"].with_choices(("region", "kmeans", "label")),
          "Split (non-IID machines: constant vs covariate machine weights)", "xsplit",
          formats={"region": "by region of x1", "kmeans": "by k-means clusters of x",
@@ -244,6 +258,7 @@ REFUSED_QUERY = {
 # made with.
 FIT_SETTINGS = tuple(s.name for s in _SETTINGS if s.group == "fit")
 DATA_SETTINGS = tuple(s.name for s in _SETTINGS if s.group == "data")
+EXPERIMENT_SETTINGS = tuple(s.name for s in _SETTINGS if s.group == "experiments")
 
 
 def clip(text, limit=40):
