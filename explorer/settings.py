@@ -393,7 +393,7 @@ def _rule_or_number(s: Setting, where, rule_value, kw):
     ss[s.widget_key + RULE] = current is None
     ss[s.widget_key] = int(rule_value if current is None or disabled else current)
     box.checkbox(s.rule_label, key=s.widget_key + RULE, disabled=disabled, on_change=_rule_changed,
-                 args=(s, rule_value), help=f"Use {s.param.none} (here {int(rule_value):,}); untick to choose S.")
+                 args=(s, rule_value), help=f"Use {s.param.none} (here {int(rule_value):,}); untick to type another.")
     box.number_input(s.label, step=int(s.step or 1), key=s.widget_key, disabled=disabled or current is None,
                      on_change=_number_changed, args=(s,), **kw)
     if ss.get("_refused_" + s.name):
