@@ -3,8 +3,25 @@
 Entry point (`make run` / `streamlit run app.py`).  It declares the pages, sets the session up
 (settings from the URL, data, first fit, sidebar) and runs the chosen page; after the page, the
 sidebar's summary is drawn again with what the page left (explorer.chrome).
+
+A session's first request puts a title and what is happening on screen before anything heavy
+is imported: on a fresh server the compute core (numba, SciPy, scikit-learn, Plotly) takes
+seconds to import, and the built-in example seconds to fit.
 """
 
-from explorer import chrome
+import streamlit as st
 
-chrome.framed_run(chrome.navigation())
+st.set_page_config(page_title="DMoE Explorer", page_icon=":material/hub:", layout="wide")
+# Drawn in every run, empty but in a session's first: the page's elements then keep their
+# places from the first run to the next (Streamlit matches elements by place, and a tab or an
+# expander whose place moved would be drawn anew, closed or on its first tab).
+first_contact = st.empty()
+if "data" not in st.session_state:
+    with first_contact.container():
+        st.title("DMoE Explorer")
+        st.info("Starting: loading the compute core, then fitting the built-in example on 8 machines (a few "
+                "seconds on a fresh server)...", icon=":material/hourglass_top:")
+
+from explorer import chrome  # noqa: E402  (heavy: imported once the title is on screen)
+
+chrome.framed_run(chrome.navigation(), first_contact)

@@ -2,6 +2,9 @@
 
 * first paint: a fresh server's first request, "/" opened in chromium, until a title is on screen
   (target <= 1 s: the app writes its title and a progress message before importing the compute core);
+  ``--first-contact`` measures only that, on fresh servers, from the request and from ``streamlit
+  run``'s start, alternating with ``--baseline SCRIPT`` (e.g. an older app.py copied beside it)
+  when given, so the two are measured side by side under the same load;
 * first chart: a fresh Streamlit server started, "/" opened in chromium, until the first Plotly
   chart is drawn (target <= 5 s after `make run` installed and compiled everything);
 * Learn step end to end: "Next MM step" clicked until the new iterate's status and charts are drawn
@@ -13,16 +16,22 @@
   no fit (a plot option, a Learn step), timed with streamlit.testing.v1.AppTest (target <= 0.3 s).
 
 Run:  .venv/bin/python benchmarks/bench_classroom.py   (about 2 minutes; writes results/classroom.csv)
+      .venv/bin/python benchmarks/bench_classroom.py --first-contact [--baseline app_before.py] [--repeats 3]
+      (writes results/first_contact.csv)
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +112,60 @@ def browser_timings(rows):
         log.close()
 
 
+# The first title the browser shows (app.py's first-contact title, or a page's own).
+TITLE = "() => [...document.querySelectorAll('h1')].some(h => h.innerText.trim().length > 0)"
+
+
+def first_title(script, browser, log):
+    """A fresh server of ``script``: seconds from ``streamlit run``'s start to its health check,
+    and from the first request of "/" and from the start to the first title on screen."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("streamlit")), "run", script, "--server.port", str(port),
+         "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            try:
+                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.05)
+            if proc.poll() is not None or time.perf_counter() - t0 > 120:
+                raise RuntimeError(f"streamlit run {script} did not start; see {log.name}")
+        t_up = time.perf_counter()
+        pg = browser.new_context(viewport={"width": 1500, "height": 1000}).new_page()
+        t_req = time.perf_counter()
+        pg.goto(url + "/", wait_until="commit")
+        pg.wait_for_function(TITLE, timeout=120_000, polling=20)
+        t_title = time.perf_counter()
+        pg.context.close()
+        return t_up - t0, t_title - t_req, t_title - t0
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def first_contact_timings(baseline=None, repeats=3):
+    """Rows (script, repeat, seconds to health, to the title after the request, after the start)."""
+    from playwright.sync_api import sync_playwright
+    from test_browser import ARGS, CHROMIUM
+
+    scripts = ["app.py", *([baseline] if baseline else [])]
+    out = []
+    with open(ROOT / "benchmarks" / "results" / "first_contact_server.log", "w") as log, sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        for r in range(repeats):
+            for script in scripts if r % 2 == 0 else scripts[::-1]:  # alternated: same load for both
+                out.append((script, r, *first_title(script, b, log)))
+        b.close()
+    return out
+
+
 def server_timings(rows, repeats=7):
     from streamlit.testing.v1 import AppTest
 
@@ -133,7 +196,31 @@ def server_timings(rows, repeats=7):
     rows.append(("server rerun: Data page", timed(lambda: at.run()), 0.3, "median; AppTest"))
 
 
+def main_first_contact(baseline, repeats):
+    rows = first_contact_timings(baseline, repeats)
+    out = ROOT / "benchmarks" / "results" / "first_contact.csv"
+    host = f"{platform.node()} {os.cpu_count()} cores"
+    with open(out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["script", "repeat", "to_health_s", "title_after_request_s", "title_after_start_s", "host"])
+        for script, r, *secs in rows:
+            w.writerow([script, r, *(f"{v:.3f}" for v in secs), host])
+    for script in dict.fromkeys(row[0] for row in rows):
+        mine = [row[2:] for row in rows if row[0] == script]
+        med = [statistics.median(col) for col in zip(*mine, strict=True)]
+        print(f"{script:16s} median of {len(mine)}: health {med[0]:.2f} s, title {med[1]:.2f} s after the request "
+              f"(target 1 s), {med[2]:.2f} s after streamlit run started")
+
+
 def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--first-contact", action="store_true", help="only the first title on fresh servers")
+    ap.add_argument("--baseline", help="another entry script beside app.py, measured alternately with it")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    if args.first_contact:
+        main_first_contact(args.baseline, args.repeats)
+        return
     rows = []
     server_timings(rows)
     browser_timings(rows)

@@ -83,10 +83,14 @@ def frame(page_path: str):
     refresh_sidebar(final=False, page_path=page_path)
 
 
-def framed_run(nav):
-    """Run the chosen page inside the frame (app.py): set-up before, the sidebar redrawn after."""
+def framed_run(nav, first_contact=None):
+    """Run the chosen page inside the frame (app.py): set-up before, the sidebar redrawn after.
+    ``first_contact``: app.py's placeholder of a session's first title, emptied once the session
+    is set up, before the page draws its own."""
     ss = st.session_state
     frame(nav.url_path)
+    if first_contact is not None:
+        first_contact.empty()
     ss[_FRAMED] = True
     try:
         nav.run()
@@ -105,6 +109,7 @@ def page(title: str):
     """A page's start: its title (browser tab and heading) and the lesson banner; the session
     framed first when the page runs alone (see the module's docstring).  Returns the data."""
     if not st.session_state.get(_FRAMED):
+        st.empty()  # the place of app.py's first-contact title: the elements below keep theirs
         frame(_address_here())
     st.set_page_config(page_title=f"{title} · DMoE Explorer")
     st.title(title)

@@ -99,8 +99,12 @@ def _outside_cache(fn):
 
 
 # ------------------------------------------------------------------------------- settings -> fit
-def fit_params(s: dict, *, automatic=False) -> dict:
-    """DistributedMoE keyword arguments from the app settings (their declaration names them).
+def fit_params(s: dict, *, automatic=False, sweep=False) -> dict:
+    """The one map from app settings to keyword arguments: those of DistributedMoE (the Fit
+    page's settings, for the Fit and Compare pages, the lessons and the K view) or, with
+    ``sweep``, those of moecore.experiments.sweep / alpha_sweep (the Experiments page's
+    settings, run where the Fit page's backend says).  Each setting's declaration names its
+    argument (``explorer.settings.Setting.keyword``).
 
     ``automatic``: a run nobody asked for with a click (the first page load, a lesson's first
     view): it runs in this process (threading, same numbers for the same seed), so that opening a
@@ -109,17 +113,22 @@ def fit_params(s: dict, *, automatic=False) -> dict:
     """
     kw = {}
     for name in settings.FIT_SETTINGS:
-        pname = settings.SETTINGS[name].param.name
-        if pname in DISTRIBUTED_PARAMETERS:
-            kw[pname] = s[name]
-    if s["support_auto"]:
-        kw["support_size"] = None
+        if settings.SETTINGS[name].keyword:
+            kw[settings.SETTINGS[name].keyword] = s[name]
     if automatic and kw["backend"] in ("loky", "dask"):
         kw["backend"] = "threading"
     kw["n_jobs"] = max(1, min(int(kw["n_jobs"]), settings.MAX_JOBS))
     kw["scheduler"] = (kw.get("scheduler") or "").strip() or None if kw["backend"] == "dask" else None
     kw["split_alpha"], kw["split_feature"] = float(s["split_alpha"]), int(s["split_feature"])
-    return kw
+    if not sweep:
+        return kw
+    out = {k: kw[k] for k in ("backend", "n_jobs", "scheduler")}
+    for name in settings.EXPERIMENT_SETTINGS:
+        if settings.SETTINGS[name].keyword:
+            out[settings.SETTINGS[name].keyword] = s[name]
+    if out["support_size"] is None or s["exp_parameter"] == "support_fraction":
+        del out["support_size"]  # the sweep's own: the paper's rule, or the fractions of it swept
+    return out
 
 
 def split_of(kw: dict, labels=None):
@@ -200,26 +209,26 @@ def check_budget(n, d, kw: dict, *, by_link=False):
     check_memory(need, "this fit", "use fewer rows (n) or inputs (d), or try again when the server is less busy.")
 
 
-def check_sweep_budget(exp: dict, values) -> None:
+def check_sweep_budget(design: str, parameter: str, kw: dict, values) -> None:
     """Refuse, before its first fit, a sweep of the Experiments page whose fits together exceed the
     session's budget (:data:`~explorer.settings.MAX_SESSION_WORK`), or whose largest fit exceeds
-    the memory :func:`check_budget` allows.  ``exp``: the page's settings (design, parameter, n,
-    K, restarts, repeats, include_global); ``values``: the swept values."""
-    d = get_design(exp["design"]).params.n_features
-    defaults = {k: DISTRIBUTED_PARAMETERS[k].default for k in ("refine_rounds", "mm_n_init")}
-    base = dict(defaults, n_experts=exp["K"], n_init=exp["restarts"])
+    the memory :func:`check_budget` allows.  ``kw``: the sweep's keyword arguments
+    (:func:`fit_params` with ``sweep``); ``values``: the values of ``parameter`` swept."""
+    d = get_design(design).params.n_features
+    base = {k: kw.get(k, DISTRIBUTED_PARAMETERS[k].default) for k in ("n_experts", "n_init", "refine_rounds",
+                                                                       "mm_n_init")}
     # An alpha sweep fits each split and the random split it is compared with.
-    shape = dict(distributed=2 if exp["parameter"] == "alpha" else 1, reference=exp["include_global"])
-    fits = [(int(v) if exp["parameter"] == "n" else exp["n"],
-             dict(base, refine_rounds=int(v)) if exp["parameter"] == "refine_rounds" else base) for v in values]
-    work = exp["repeats"] * sum(fit_work(n, d, kw, **shape) for n, kw in fits)
+    shape = dict(distributed=2 if parameter == "alpha" else 1, reference=kw["include_global"])
+    fits = [(int(v) if parameter == "n" else kw["n"],
+             dict(base, refine_rounds=int(v)) if parameter == "refine_rounds" else base) for v in values]
+    work = kw["repeats"] * sum(fit_work(n, d, f, **shape) for n, f in fits)
     if work > settings.MAX_SESSION_WORK:
         raise InputError(f"this sweep is beyond a session's budget on this server ({len(fits)} values x "
-                         f"{exp['repeats']} repeats of fits of up to n = {max(n for n, _ in fits):,} rows, d = {d}, "
-                         f"K = {exp['K']}: {work:.2g} in all; at most {settings.MAX_SESSION_WORK:.2g}): use fewer "
-                         "values or repeats, a smaller n or K, or fewer restarts.")
-    n, kw = max(fits, key=lambda f: fit_work(f[0], d, f[1], **shape))
-    check_budget(n, d, kw)
+                         f"{kw['repeats']} repeats of fits of up to n = {max(n for n, _ in fits):,} rows, d = {d}, "
+                         f"K = {kw['n_experts']}: {work:.2g} in all; at most {settings.MAX_SESSION_WORK:.2g}): use "
+                         "fewer values or repeats, a smaller n or K, or fewer restarts.")
+    n, f = max(fits, key=lambda fit: fit_work(fit[0], d, fit[1], **shape))
+    check_budget(n, d, f)
 
 
 # ------------------------------------------------------------------------------- fits

@@ -78,6 +78,10 @@ class Setting:
     formats : {value: text} for the options of a choice
     group : "data" (chooses the data), "fit" (chooses the fit), or the page it belongs to
     key : the widget's key when not ``"cfg_" + name``
+    rule_label : for a number whose None means the library's rule (``param.none``, e.g. the
+        paper's support size): the label of the checkbox that chooses the rule
+    argument : the keyword argument of DistributedMoE or of a sweep the setting gives
+        (:attr:`keyword`)
     """
 
     name: str
@@ -89,6 +93,16 @@ class Setting:
     formats: dict | None = None
     group: str = "fit"
     key: str = ""
+    rule_label: str = ""
+    argument: str = ""
+
+    @property
+    def keyword(self):
+        """The keyword argument this setting gives (explorer.runs.fit_params), "" for none: its
+        ``argument``, or for a fit setting the name of the library's parameter it narrows."""
+        if self.argument:
+            return self.argument
+        return self.param.name if self.group == "fit" and self.param.name in DP else ""
 
     @property
     def widget_key(self):
@@ -146,21 +160,22 @@ _EXPERIMENTS = [
     *(_exp(f"exp_values_{k}", Param("values", "text", v, "comma-separated values of the varied setting"),
            "Values (comma-separated)", query) for k, (v, query) in SWEEPS.items()),
     _exp("exp_n", SP["n"].with_range(500, MAX_APP_N, 20_000), "Sample size n (points, when not varied)", "xn",
-         step=5000),
-    _exp("exp_M", DP["n_machines"].with_range(1, MAX_APP_MACHINES, 8), "Machines M (when not varied)", "xM"),
-    _exp("exp_K", DP["n_experts"].with_range(1, 10, DESIGNS[DEFAULT_DESIGN].n_experts), "Experts K", "xK"),
-    _exp("exp_restarts", DP["n_init"].with_range(1, 10, 1), "EM restarts per machine", "xr"),
-    _exp("exp_support_auto", Param("support_auto", "bool", True, "use the paper's support size floor(n / (4 M))"),
-         "Paper's support size floor(n / 4M)", "xSa"),
-    _exp("exp_support", replace(DP["support_size"].with_range(1, MAX_APP_N, 625), none=""),
-         "Supporting sample S (points)", "xS", step=100),
+         step=5000, argument="n"),
+    _exp("exp_M", DP["n_machines"].with_range(1, MAX_APP_MACHINES, 8), "Machines M (when not varied)", "xM",
+         argument="n_machines"),
+    _exp("exp_K", DP["n_experts"].with_range(1, 10, DESIGNS[DEFAULT_DESIGN].n_experts), "Experts K", "xK",
+         argument="n_experts"),
+    _exp("exp_restarts", DP["n_init"].with_range(1, 10, 1), "EM restarts per machine", "xr", argument="n_init"),
+    _exp("exp_support_size", DP["support_size"].with_range(1, MAX_APP_N), "Supporting sample S (points)", "xS",
+         step=100, rule_label="Paper's support size floor(n / 4M)", argument="support_size"),
     _exp("exp_seed", _seed("seed", "seeds the data and the fits of every repeat: the same seed gives the same "
-                       "table"), "Seed", "xs"),
+                       "table"), "Seed", "xs", argument="random_state"),
     _exp("exp_repeats", Param("repeats", "int", 2, "independent data sets and seeds per value", low=1, high=20),
-         "Repeats", "xrep"),
+         "Repeats", "xrep", argument="repeats"),
     _exp("exp_global", Param("global", "bool", True, "also fit the global EM, once per repeat (per value when n "
-                             "is varied): it depends on neither M, S nor the rounds"), "Global EM reference", "xg"),
-    _exp("exp_var", DP["variance_update"], "Reduced variances", "xvar", widget="radio"),
+                             "is varied): it depends on neither M, S nor the rounds"), "Global EM reference", "xg",
+         argument="include_global"),
+    _exp("exp_var", DP["variance_update"], "Reduced variances", "xvar", widget="radio", argument="variance_update"),
     _exp("exp_split", SPLIT_PARAMETERS["split"].with_choices(("region", "kmeans", "label")),
          "Split (non-IID machines: constant vs covariate machine weights)", "xsplit",
          formats={"region": "by region of x1", "kmeans": "by k-means clusters of x",
@@ -193,11 +208,8 @@ _SETTINGS = [
     # ---------------------------------------------------------------- fit (Distributed fit page)
     Setting("K", DP["n_experts"].with_range(1, 10, 3), "Experts K", "K"),
     Setting("M", DP["n_machines"].with_range(1, MAX_APP_MACHINES, 8), "Machines M", "M"),
-    Setting("support_auto", Param("support_auto", "bool", True, "use the paper's support size floor(n / (4 M)): "
-                                  "a quarter of a shard, drawn from the pooled data"),
-            "Use the paper's support size", "Sauto"),
-    Setting("support", replace(DP["support_size"].with_range(1, MAX_APP_N, 1000), none=""),
-            "Supporting sample size S", "S", step=100),
+    Setting("support_size", DP["support_size"].with_range(1, MAX_APP_N), "Supporting sample size S", "S", step=100,
+            rule_label="Use the paper's support size"),
     Setting("init", DP["init"], "EM start", "init", widget="radio"),
     Setting("restarts", DP["n_init"].with_range(1, 10, 1), "EM restarts per machine", "restarts"),
     Setting("mm_restarts", DP["mm_n_init"].with_range(1, 10, 3), "MM restarts", "mmrestarts"),
@@ -246,6 +258,7 @@ REFUSED_QUERY = {
 # made with.
 FIT_SETTINGS = tuple(s.name for s in _SETTINGS if s.group == "fit")
 DATA_SETTINGS = tuple(s.name for s in _SETTINGS if s.group == "data")
+EXPERIMENT_SETTINGS = tuple(s.name for s in _SETTINGS if s.group == "experiments")
 
 
 def clip(text, limit=40):
@@ -253,29 +266,57 @@ def clip(text, limit=40):
     return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
 
 
+# The older format of links and session files: the support size as two settings, a flag (the
+# paper's rule on or off) and a size that counted only with the flag off.  Old flag -> (its URL
+# key, the old size's name, the one setting, the old size's default).
+LEGACY_SUPPORT = {
+    "support_auto": ("Sauto", "support", "support_size", 1000),
+    "exp_support_auto": ("xSa", "exp_support", "exp_support_size", 625),
+}
+_LEGACY_FLAG = Param("support_auto", "bool", True, "use the paper's support size floor(n / (4 M))")
+
+
+def upgrade_legacy(values: dict) -> dict:
+    """Settings by name in the older format of the support size (a flag ``support_auto``
+    and ``support``), as the one setting with the same meaning: the flag on gives None (the
+    paper's rule), off the size written (its old default when none was).  Raises TypeError for
+    a flag that is not true or false."""
+    out = dict(values)
+    for flag, (_, old, new, old_default) in LEGACY_SUPPORT.items():
+        size = out.pop(old, None)
+        if flag in out:
+            use_rule = _LEGACY_FLAG.check(out.pop(flag))
+            out[new] = None if use_rule else (size if size is not None else out.get(new, old_default))
+    return out
+
+
 def parse_query(query) -> tuple[dict, list]:
     """The one parser of URL settings, which are untrusted input.
 
     Returns (settings by name, ignored parameters with why).  Every value is parsed and checked
     by its setting's rule (the library's, within the app's range); none can name a host to
-    connect to.  Never raises.
+    connect to.  Links of the old support settings mean what they meant (:func:`upgrade_legacy`).
+    Never raises.
     """
     out, ignored = {}, []
+    legacy_keys = {query_key: flag for flag, (query_key, *_) in LEGACY_SUPPORT.items()}
     for name, value in dict(query or {}).items():
         if name in REFUSED_QUERY:
             ignored.append(f"{name} ({REFUSED_QUERY[name]})")
             continue
-        if name not in QUERY_KEYS:
+        if name not in QUERY_KEYS and name not in legacy_keys:
             continue
-        setting = SETTINGS[QUERY_KEYS[name]]
+        param = SETTINGS[QUERY_KEYS[name]].param if name in QUERY_KEYS else _LEGACY_FLAG
         text = value if isinstance(value, str) else (list(value) or [""])[-1]
         try:
-            out[setting.name] = setting.param.parse(str(text)[:1000])
+            out[QUERY_KEYS.get(name) or legacy_keys[name]] = param.parse(str(text)[:1000])
         except (TypeError, ValueError, OverflowError):
-            p = setting.param
-            want = f"one of {list(p.choices)}" if p.kind == "choice" else f"a {p.kind} in {p.range_text}"
+            want = (f"one of {list(param.choices)}" if param.kind == "choice"
+                    else f"a {param.kind} in {param.range_text}")
+            if param.none:
+                want += f", or auto for {param.none}"
             ignored.append(f"{name}={clip(text)!r} (must be {want})")
-    return out, ignored
+    return upgrade_legacy(out), ignored
 
 
 # ------------------------------------------------------------------------------- the values
@@ -320,6 +361,46 @@ def set_setting(name, value):
     st.session_state.pop(SETTINGS[name].widget_key, None)  # the widget shows the new value on its next draw
 
 
+RULE = "_rule"  # the widget key's suffix of a rule-or-number setting's checkbox
+
+
+def _rule_changed(s: Setting, rule_value):
+    # Unticked: the box starts from the value the rule gave, which it was showing.
+    cfg = dict(_cfg())
+    cfg[s.name] = None if st.session_state[s.widget_key + RULE] else int(rule_value)
+    st.session_state["_cfg"] = cfg
+
+
+def _number_changed(s: Setting):
+    cfg = dict(_cfg())
+    try:
+        cfg[s.name] = s.param.check(st.session_state[s.widget_key])
+    except (TypeError, ValueError) as exc:
+        st.session_state["_refused_" + s.name] = f"{s.label}: {exc}. Still using {cfg.get(s.name)}."
+        return
+    st.session_state["_cfg"] = cfg
+
+
+def _rule_or_number(s: Setting, where, rule_value, kw):
+    """A setting whose None means the library's rule (``param.none``): a checkbox for the rule and
+    the number box, greyed out and showing ``rule_value`` (what the rule gives here) while the
+    rule is on.  The setting is the truth and both widgets show it: their callbacks write it
+    before the run, so a lesson or a session file that changes it needs no widget state reset."""
+    ss = st.session_state
+    box = where if where is not None else st
+    disabled = kw.pop("disabled", False)
+    current = _cfg().get(s.name, s.default)
+    ss[s.widget_key + RULE] = current is None
+    ss[s.widget_key] = int(rule_value if current is None or disabled else current)
+    box.checkbox(s.rule_label, key=s.widget_key + RULE, disabled=disabled, on_change=_rule_changed,
+                 args=(s, rule_value), help=f"Use {s.param.none} (here {int(rule_value):,}); untick to type another.")
+    box.number_input(s.label, step=int(s.step or 1), key=s.widget_key, disabled=disabled or current is None,
+                     on_change=_number_changed, args=(s,), **kw)
+    if ss.get("_refused_" + s.name):
+        box.error(ss.pop("_refused_" + s.name))
+    return current
+
+
 def update_settings(values: dict):
     """Change several settings at once (a lesson, a loaded session file); each is checked."""
     for name, value in values.items():
@@ -330,6 +411,11 @@ def update_settings_from(values: dict) -> list:
     """Apply the settings of a session file, each checked by its declaration; returns what was
     ignored, with why (unknown names, values out of range)."""
     refused = []
+    try:
+        values = upgrade_legacy(values)
+    except TypeError as exc:
+        refused.append(clip(exc, 120))
+        values = {k: v for k, v in values.items() if k not in LEGACY_SUPPORT}
     for name, value in dict(values).items():
         if name not in SETTINGS:
             continue
@@ -346,10 +432,14 @@ def widget(name, where=None, **kw):
     Number inputs have no bounds in the browser: a value out of range is refused here with the
     library's message (an st.error) and the last valid value is kept, rather than a red box that
     silently keeps the old value.  ``kw`` goes to the Streamlit element (``disabled``,
-    ``format_func``, ``options`` to offer fewer choices, ``where``...).
+    ``format_func``, ``options`` to offer fewer choices, ``where``...).  A setting whose None
+    means a rule (its ``rule_label``) takes ``rule_value``: what the rule gives with the data and
+    settings in use, shown while the rule is on.
     """
     s = SETTINGS[name]
     p = s.param
+    if s.rule_label:
+        return _rule_or_number(s, where, kw.pop("rule_value"), kw)
     cfg = _cfg()
     fn = getattr(where if where is not None else st, s.kind)
     key = s.widget_key
@@ -400,8 +490,6 @@ def settings_to_query(values: dict | None = None) -> dict:
     values = applied_settings() if values is None else values
     out = {}
     for q, name in QUERY_KEYS.items():
-        if name == "support" and values.get("support_auto", True):
-            continue  # the paper's size follows n and M
         v = values.get(name, SETTINGS[name].default)
         if v != SETTINGS[name].default:
             out[q] = str(v).lower() if isinstance(v, bool) else str(v)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -190,11 +189,12 @@ def read_shard(path, response="y", features=None):
             # pandas >= 3 parses floats exactly (round trip) by default: values read == values written.
             # Every column is parsed (no usecols): with usecols pandas silently drops the extra
             # fields of a row longer than the header, which then reads as its first fields.
-            # index_col=False and the warning as an error: a first row longer than the header
-            # would otherwise become a row index, shifting every value one column left.
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", pd.errors.ParserWarning)
-                df = pd.read_csv(path, sep=_sep(path), on_bad_lines="error", index_col=False)[use]
+            # A first row longer than the header would become a row index (pandas' implicit
+            # index), shifting every value one column left, or with index_col=False lose its extra
+            # field with only a warning.  Read as plain rows first, the header's width is the
+            # row width, so an extra field is the same ParserError as in any later row.
+            pd.read_csv(path, sep=_sep(path), header=None, nrows=2, dtype=str, on_bad_lines="error")
+            df = pd.read_csv(path, sep=_sep(path), on_bad_lines="error", index_col=False)[use]
     if len(df) == 0:
         raise ShardError(f"shard {path!r} holds no rows.")
     for c in use:

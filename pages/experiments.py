@@ -7,7 +7,7 @@ from explorer import chrome, figures, runs, settings, tables
 from explorer.io import parse_sweep_values
 from moecore import DistributedMoE, costmodel
 from moecore.experiments import alpha_sweep, sweep
-from moecore.params import default_support_size
+from moecore.params import DISTRIBUTED_PARAMETERS, default_support_size
 from moecore.selection import choose_k
 from moecore.simulation import DESIGNS
 
@@ -32,11 +32,9 @@ def experiment_settings() -> dict:
     K = settings.widget("exp_K", where=c2, help="Set to the design's own number of experts when the design changes.")
     restarts = settings.widget("exp_restarts", where=c2, help="Also the global EM's restarts.")
     own_support = parameter == "support_fraction"  # the sweep sets S itself
-    auto = settings.widget("exp_support_auto", where=c3, disabled=own_support)
     paper_S = default_support_size(int(n), int(M))
-    if (auto or own_support) and settings.settings()["exp_support"] != paper_S:
-        settings.set_setting("exp_support", paper_S)  # the greyed-out box shows the size the runs use
-    support = settings.widget("exp_support", where=c3, disabled=auto or own_support)
+    # Greyed out, the box shows the size the runs use.
+    support = settings.widget("exp_support_size", where=c3, rule_value=paper_S, disabled=own_support)
     c3.caption(f"floor(n / 4M) = {paper_S:,} for n = {int(n):,}, M = {int(M)}"
                + ("; it follows n and M in every run" if parameter in ("n", "n_machines") else ""))
     seed = settings.widget("exp_seed", where=c3)
@@ -45,7 +43,7 @@ def experiment_settings() -> dict:
     variance_update = settings.widget("exp_var", where=c4)
     split = settings.widget("exp_split") if parameter == "alpha" else None
     return dict(design=design, parameter=parameter, values=values, n=int(n), M=int(M), K=int(K),
-                restarts=int(restarts), support_size=None if auto or own_support else int(support), seed=int(seed),
+                restarts=int(restarts), support_size=None if own_support else support, seed=int(seed),
                 repeats=int(repeats), include_global=bool(include_global), variance_update=variance_update,
                 split=split)
 
@@ -128,16 +126,16 @@ elif ss.get("sweep_running") and not start:
     ss["sweep_running"] = False
     ss["sweep_status"] = f"Interrupted after {len(ss.get('sweep_rows', []))} runs; the partial results are below."
 
-def checked_values(exp, run_on) -> list:
+def checked_values(exp, sweep_kw) -> list:
     """The sweep's values, once every fit it will run has been checked (ValueError, TypeError)."""
     vals = parse_sweep_values(exp["values"], exp["parameter"], exp["M"], settings.MAX_APP_ROUNDS)
     n_min = min(vals) if exp["parameter"] == "n" else exp["n"]
     M_max = max(vals) if exp["parameter"] == "n_machines" else exp["M"]
-    probe = DistributedMoE(exp["K"], M_max, support_size=exp["support_size"], n_init=exp["restarts"], **run_on)
+    probe = DistributedMoE(**{k: v for k, v in dict(sweep_kw, n_machines=M_max).items() if k in DISTRIBUTED_PARAMETERS})
     probe.check_parameters(int(n_min), DESIGNS[exp["design"]].n_features)
-    runs.check_sweep_budget(exp, vals)
-    if run_on["backend"] == "dask":
-        runs.check_scheduler(run_on["scheduler"])
+    runs.check_sweep_budget(exp["design"], exp["parameter"], sweep_kw, vals)
+    if sweep_kw["backend"] == "dask":
+        runs.check_scheduler(sweep_kw["scheduler"])
     return vals
 
 
@@ -152,7 +150,9 @@ def gather(rows, gen, bar, total, parameter):
 
 if start:
     parameter = exp["parameter"]
-    vals = runs.attempt("Checking the sweep", checked_values, exp, run_on, after="Change the values or settings above.")
+    sweep_kw = runs.fit_params(settings.settings(), sweep=True)
+    vals = runs.attempt("Checking the sweep", checked_values, exp, sweep_kw,
+                        after="Change the values or settings above.")
     if vals is not None:
         per = 3 if parameter == "alpha" else 2
         total = len(vals) * exp["repeats"] * (per if exp["include_global"] else per - 1)
@@ -160,11 +160,7 @@ if start:
         ss["sweep_meta"] = dict(exp)
         ss["sweep_running"] = True
         bar = st.progress(0.0, text=f"0 / {total} fits")
-        common = dict(n=exp["n"], n_machines=exp["M"], n_experts=exp["K"], repeats=exp["repeats"],
-                      random_state=exp["seed"], include_global=exp["include_global"], n_init=exp["restarts"],
-                      variance_update=exp["variance_update"], n_test=N_TEST, **run_on)
-        if exp["support_size"] is not None:
-            common["support_size"] = exp["support_size"]
+        common = dict(sweep_kw, n_test=N_TEST)
         gen = (alpha_sweep(exp["design"], exp["split"], vals, **common) if parameter == "alpha"
                else sweep(exp["design"], parameter, vals, **common))
         done = runs.attempt("The sweep", gather, ss["sweep_rows"], gen, bar, total, parameter,

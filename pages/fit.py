@@ -29,11 +29,9 @@ with st.container(border=True):
     settings.widget("K", where=c1)
     n_machines = int(settings.widget("M", where=c1))
     n_train = data.n
-    auto = settings.widget("support_auto", where=c2)
-    if auto and settings.settings()["support"] != default_support_size(n_train, n_machines):
-        settings.set_setting("support", default_support_size(n_train, n_machines))  # the box shows the size in use
-    settings.widget("support", where=c2, disabled=auto)
-    c2.caption(f"floor(n / 4M) = {default_support_size(n_train, n_machines):,} for n = {n_train:,}, M = {n_machines}")
+    paper_S = default_support_size(n_train, n_machines)
+    support = settings.widget("support_size", where=c2, rule_value=paper_S)
+    c2.caption(f"floor(n / 4M) = {paper_S:,} for n = {n_train:,}, M = {n_machines}")
     settings.widget("init", where=c3)
     settings.widget("restarts", where=c3)
     settings.widget("mm_restarts", where=c3)
@@ -57,7 +55,8 @@ with st.container(border=True):
     elif settings.settings()["split_feature"] != 0:
         settings.set_setting("split_feature", 0)  # one input: the regions can only follow it
     settings.widget("machine_weights", where=c4)
-    shard = check_shards(n_train, data.d, settings.settings()["K"], n_machines, settings.settings()["support"])
+    shard = check_shards(n_train, data.d, settings.settings()["K"], n_machines,
+                         paper_S if support is None else support)
     if shard.ok:
         st.caption(f"{shard.summary}: enough for the reduction.")
     else:

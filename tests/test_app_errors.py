@@ -176,8 +176,8 @@ def test_bad_fit_settings_show_error_and_keep_results(small_data_app, case):
     change, expect = BAD_FIT[case]
     for key, value in change.items():
         if key == "support":
-            at.checkbox(key="cfg_support_auto").uncheck().run()
-            at.number_input(key="cfg_support").set_value(value).run()
+            at.checkbox(key="cfg_support_size_rule").uncheck().run()
+            at.number_input(key="cfg_support_size").set_value(value).run()
         else:
             at.number_input(key=key).set_value(value).run()
     at.button(key="btn_fit").click().run()

@@ -161,8 +161,8 @@ def test_fit_page_widgets_and_plot_options_do_not_refit(at):
     assert at.warning, "a fit of older data must say so"
     at.number_input(key="cfg_K").set_value(3).run()
     at.number_input(key="cfg_M").set_value(4).run()
-    at.checkbox(key="cfg_support_auto").uncheck().run()
-    at.number_input(key="cfg_support").set_value(300).run()
+    at.checkbox(key="cfg_support_size_rule").uncheck().run()
+    at.number_input(key="cfg_support_size").set_value(300).run()
     at.number_input(key="cfg_restarts").set_value(2).run()
     at.number_input(key="cfg_mm_restarts").set_value(2).run()
     at.selectbox(key="cfg_backend").select("sequential").run()

@@ -38,7 +38,7 @@ def test_experiments_greyed_support_is_the_size_the_runs_use():
     at = session("pages/experiments.py")
     at.number_input(key="exp_n").set_value(5000).run()
     at.number_input(key="exp_M").set_value(8).run()
-    box = at.number_input(key="exp_support")
+    box = at.number_input(key="exp_support_size")
     assert box.disabled and box.value == 5000 // (4 * 8) == 156
 
 

@@ -66,8 +66,8 @@ def test_experiments_page_controls_settings_and_labels():
     at.number_input(key="exp_n").set_value(3000).run()
     at.number_input(key="exp_restarts").set_value(2).run()
     at.number_input(key="exp_seed").set_value(7).run()
-    at.checkbox(key="exp_support_auto").uncheck().run()
-    at.number_input(key="exp_support").set_value(150).run()
+    at.checkbox(key="exp_support_size_rule").uncheck().run()
+    at.number_input(key="exp_support_size").set_value(150).run()
     at.number_input(key="exp_repeats").set_value(1).run()
     at.button(key="btn_sweep").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]

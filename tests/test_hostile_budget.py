@@ -85,25 +85,26 @@ def test_attempt_turns_a_memory_error_into_a_message():
     assert runs.attempt("The simulation", allocate) is None
 
 
-def _exp(**over):
-    exp = dict(design=explorer.settings.DEFAULT_DESIGN, parameter="n_machines", n=20_000, K=4, restarts=1, repeats=2,
-               include_global=True)
-    exp.update(over)
-    return exp
+def _exp(parameter="n_machines", **over):
+    """(design, varied parameter, the sweep's keyword arguments) of the Experiments page's settings
+    at their defaults but K = 4 and ``over`` (by name without ``exp_``)."""
+    s = {k[4:]: v for k, v in explorer.settings.DEFAULTS.items()}
+    s.update({f"exp_{k}": v for k, v in dict(K=4, parameter=parameter, **over).items()})
+    return s["exp_design"], parameter, runs.fit_params(s, sweep=True)
 
 
 def test_a_sweep_is_checked_against_the_session_budget_before_it_starts():
     # The page's own default sweep passes; the same at n = 10^6 is 2.6e8 in all, each fit within budget.
-    runs.check_sweep_budget(_exp(), [2, 4, 8, 16])
+    runs.check_sweep_budget(*_exp(), [2, 4, 8, 16])
     runs.check_budget(1_000_000, 2, _kw(K=4))
     with pytest.raises(runs.InputError, match=r"sweep is beyond a session's budget .*4 values x 2 repeats"):
-        runs.check_sweep_budget(_exp(n=1_000_000), [2, 4, 8, 16])
+        runs.check_sweep_budget(*_exp(n=1_000_000), [2, 4, 8, 16])
     # The swept n and rounds count at their own values; an alpha sweep's two distributed fits too.
     with pytest.raises(runs.InputError, match="sweep is beyond"):
-        runs.check_sweep_budget(_exp(parameter="n", repeats=20), [250_000, 500_000, 1_000_000])
-    runs.check_sweep_budget(_exp(parameter="refine_rounds", n=200_000), [0])
+        runs.check_sweep_budget(*_exp(parameter="n", repeats=20), [250_000, 500_000, 1_000_000])
+    runs.check_sweep_budget(*_exp(parameter="refine_rounds", n=200_000), [0])
     with pytest.raises(runs.InputError, match="sweep is beyond"):
-        runs.check_sweep_budget(_exp(parameter="refine_rounds", n=200_000), [0, 5, 10, 10])
+        runs.check_sweep_budget(*_exp(parameter="refine_rounds", n=200_000), [0, 5, 10, 10])
     assert (runs.fit_work(1000, 2, _kw(K=4), distributed=2)
             > runs.fit_work(1000, 2, _kw(K=4)) > runs.fit_work(1000, 2, _kw(K=4), reference=False))
 

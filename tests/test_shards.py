@@ -236,3 +236,19 @@ def test_refinement_rounds_read_the_files_on_the_workers(shard_paths, data):
     np.testing.assert_allclose(dm.refine_loglik_, hist, rtol=1e-12)
     seq = fit(shard_paths, backend="sequential", refine_rounds=2)
     np.testing.assert_array_equal(seq.params_.vector(), dm.params_.vector())
+
+
+@pytest.mark.parametrize("line", [2, 5])
+def test_a_row_longer_than_the_header_is_refused_naming_the_file(tmp_path, line):
+    # The first data row (line 2) is the case pandas would read as a row index or trim with only
+    # a warning; it must fail as any later row does, whatever the process's warning filters.
+    rows = ["x1,y", *(f"{i},{2 * i}" for i in range(1, 8))]
+    rows[line - 1] += ",99"
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join(rows) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a ParserWarning ignored here must not let the row through
+        with pytest.raises(ShardError, match=rf"long\.csv.*Expected 2 fields in line {line}, saw 3"):
+            read_shard(path)
+    X, y, names = read_shard(_write(tmp_path, "fine.csv", pd.DataFrame({"x1": [1.0, 2.0], "y": [3.0, 4.0]})))
+    assert X.tolist() == [[1.0], [2.0]] and y.tolist() == [3.0, 4.0] and names == ["x1"]

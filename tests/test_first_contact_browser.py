@@ -1,0 +1,62 @@
+"""First contact in chromium: a session's first request shows the app's title and what it is doing
+before the compute core is imported and the example fitted; the title then gives way to the page's
+own, every page still opens, and the Data page's tabs keep the tab a user chose (the elements
+keep their places between a session's first run and the next).  The time to the title is
+measured by ``benchmarks/bench_classroom.py --first-contact``, not asserted here.
+"""
+
+import pytest
+from test_browser import fresh_server_and_browser, new_page, no_errors, settle
+
+from explorer.chrome import PAGES
+
+pytestmark = pytest.mark.browser
+
+# Every distinct set of titles (h1) the page shows, in order, recorded from the first byte on.
+RECORD_TITLES = """
+window.__titles = [];
+new MutationObserver(() => {
+  const now = [...document.querySelectorAll('h1')].map(h => h.innerText.trim()).filter(Boolean).join(' | ');
+  if (now && window.__titles[window.__titles.length - 1] !== now) window.__titles.push(now);
+}).observe(document, {childList: true, subtree: true, characterData: true});
+"""
+
+
+def titles(pg):
+    return pg.evaluate("() => window.__titles")
+
+
+def test_first_contact_title_then_the_pages_and_the_data_tabs(tmp_path):
+    with fresh_server_and_browser("first_contact_server.log") as (url, browser):
+        pg = new_page(browser)
+        pg.add_init_script(RECORD_TITLES)
+        pg.goto(url + "/", wait_until="commit")  # the fresh server's first request
+        settle(pg)
+        seen = titles(pg)
+        assert seen[0] == "DMoE Explorer", seen  # on screen before the page's own title
+        assert pg.locator("h1").all_inner_texts() == ["Distributed fit"]  # the first title gave way
+        assert pg.get_by_text("Starting: loading the compute core").count() == 0
+        no_errors(pg)
+        for _, title, _ in PAGES:
+            pg.locator('[data-testid="stSidebar"]').get_by_role("link", name=title, exact=True).click()
+            pg.wait_for_function("(t) => { const h = document.querySelector('h1');"
+                                 " return h && h.innerText.trim().startsWith(t); }", arg=title, timeout=60_000)
+            settle(pg)
+            no_errors(pg)
+            assert pg.get_by_text("Starting: loading the compute core").count() == 0, title
+
+        # Another session whose first run is the Data page (on a warm server its first title may
+        # come and go within one frame): the tab chosen stays chosen through the upload's run, the
+        # run after the session's first.
+        data = new_page(browser)
+        data.goto(url + "/data", wait_until="commit")
+        settle(data)
+        assert data.locator("h1").all_inner_texts() == ["Data"]
+        data.get_by_role("tab", name="Upload a CSV").click()
+        csv = tmp_path / "two.csv"
+        csv.write_text("a,b\n" + "\n".join(f"{i / 10},{(i % 7) / 3}" for i in range(200)) + "\n")
+        data.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(csv))
+        data.get_by_role("button", name="Use these columns").wait_for(timeout=30_000)
+        settle(data)
+        assert data.get_by_role("tab", name="Upload a CSV").get_attribute("aria-selected") == "true"
+        no_errors(data)
