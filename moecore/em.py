@@ -96,7 +96,9 @@ _MID_ITER = 50  # further EM iterations of the best short run of each kind
 # Short runs whose log-likelihoods differ by less than this, in nats per point of the subsample,
 # sit in one basin (0.5 nats on 500 points), and only the better goes on.
 _SAME_BASIN = 1e-3
-_RUNOFF = 10  # the runoff between basins sees this many times the short runs' points
+_RUNOFF = 10  # the runoff between basins sees this many times the short runs' points,
+_RUNOFF_ITER = 50  # for at most this many EM iterations,
+_RUNOFF_MIN_FACTOR = 100  # on data of at least this many times the short runs' points
 _KPLANES_ITER = 3  # k-planes (assign to the nearest line, refit) iterations of a "lines" start
 # The likelihood is unbounded as an expert's variance goes to 0 (an expert on p points, or on
 # tied responses such as a censored y). A fit with a variance below this, relative to var(y), is
@@ -715,19 +717,17 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         # Stage 3: a runoff. A few hundred points can rank basins wrongly (K = 5, d = 1, an 8 %
         # expert: k-means' basin led on the subsample and ended 9 600 nats below the lines' basin
         # on 10^5 points, still behind after 30 iterations on all of them), so when the kinds
-        # ended in different basins each is run to convergence on _RUNOFF times more points (all
-        # of them on a shard), which decide. Kinds that agree skip it.
+        # ended in different basins each runs on _RUNOFF times more points, which decide. Only on
+        # large data: there it costs under an EM iteration on all of them, while on a shard of a
+        # few thousand rows the kinds disagree often (unconverged runs of one basin) and the
+        # runoff tripled the slowest machine's work; shards have screening as their safety net.
         runs = _distinct_basins(sorted(kept, key=_rank, reverse=True), Xs.shape[1])
-        if len(runs) > 1:
-            n_mid = _RUNOFF * Xs.shape[1]
-            if n > n_mid:
-                idx = np.sort(rng.choice(n, n_mid, replace=False))
-                Xm, ym, Fm = np.ascontiguousarray(XtT[:, idx]), y[idx], None if F is None else F[:, idx]
-            else:
-                Xm, ym, Fm = XtT, y, F
-            runs = sorted((self._run_em(Xm, ym, Fm, rng, start=_params(run)) for run in runs), key=_rank, reverse=True)
-            if Xm is XtT:
-                return runs[0]
+        if len(runs) > 1 and n >= _RUNOFF_MIN_FACTOR * Xs.shape[1]:
+            idx = np.sort(rng.choice(n, _RUNOFF * Xs.shape[1], replace=False))
+            Xm, ym = np.ascontiguousarray(XtT[:, idx]), y[idx]
+            Fm = None if F is None else np.ascontiguousarray(F[:, idx])
+            runs = sorted((self._run_em(Xm, ym, Fm, rng, start=_params(run), max_iter=_RUNOFF_ITER) for run in runs),
+                          key=_rank, reverse=True)
         # Stage 4: the best run continued on all the data. A continuation can still collapse onto
         # tied responses (Boston's censored medv = 50) and end degenerate: the next kind's run is
         # then continued instead, and the best by _rank kept.
