@@ -54,7 +54,7 @@ def number_ranges(numbers) -> str:
     return ", ".join(runs)
 
 
-SCREENING_ACTIONS = {"refit": "refitted with more restarts (the refit passed the check)",
+SCREENING_ACTIONS = {"refit": "refitted from a better machine's model (the refit passed the check)",
                      "dropped": "left out of the reduction (weights renormalised)",
                      "kept": "kept anyway (screening is off)"}
 _ACTION_SHORT = {"refit": "refitted", "dropped": "left out", "kept": "kept (screening off)"}

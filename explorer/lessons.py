@@ -59,8 +59,9 @@ LESSONS = [
         "bad-machine", "A bad machine: one local fit stuck in a poor optimum",
         "EM started from random labels can stop in a poor local optimum, with two experts merged into one wide "
         "expert. With random splits every machine should find the same model, so the server scores each local "
-        "model on the supporting sample: a machine far below the others is flagged and refits with more restarts "
-        "(the highlighted warning). Set 'Screen the local fits' to off and run again to see the damage it does.",
+        "model on the supporting sample: a machine far below the others is flagged and refits from the "
+        "best-scoring machine's model (the highlighted warning). Set 'Screen the local fits' to off and run "
+        "again to see the damage it does.",
         "pages/fit.py", {"design": "separated-2d", "n": 40_000, "K": 4, "M": 16, "init": "random", "fit_seed": 1,
                          "local_check": "refit"}),
     Lesson(

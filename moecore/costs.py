@@ -42,6 +42,7 @@ class FitCosts:
     Numbers of floats sent
     ----------------------
     one_shot_up : ndarray (M,), each machine's model, row count, support share and refits
+    refit_down : ndarray (M,) or None, another machine's model sent to a flagged machine to refit from
     warm_refit_down : ndarray (M,) or None, the reduced model sent back for the warm refits
     round_up, round_down : ndarray (M,), per machine per round ; n_rounds : int
     """
@@ -59,6 +60,7 @@ class FitCosts:
     wall: float = float("nan")
     read: np.ndarray | None = None
     warm_refit_down: np.ndarray | None = None
+    refit_down: np.ndarray | None = None
     round_up: np.ndarray | None = None
     round_down: np.ndarray | None = None
     n_rounds: int = 0
@@ -137,10 +139,12 @@ class FitCosts:
         up = np.zeros(M) if self.round_up is None else self.round_up
         down = np.zeros(M) if self.round_down is None else self.round_down
         out = {"one_shot_up": self.one_shot_up, "round_up": up, "round_down": down}
-        if self.warm_refit_down is not None:
-            out["warm_refit_down"] = self.warm_refit_down
-        warm = 0.0 if self.warm_refit_down is None else self.warm_refit_down.sum()
-        out["one_shot_total"] = float(self.one_shot_up.sum() + warm)
+        sent_down = 0.0
+        for key in ("refit_down", "warm_refit_down"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+                sent_down += float(getattr(self, key).sum())
+        out["one_shot_total"] = float(self.one_shot_up.sum() + sent_down)
         out["rounds_total"] = float(self.n_rounds * (up.sum() + down.sum()))
         out["total"] = out["one_shot_total"] + out["rounds_total"]
         return out

@@ -232,7 +232,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         """Score every local model on the support pairs; refit or drop the poor ones."""
         em = dict(em_settings(self), n_init=max(REFIT_INIT_FACTOR * self.n_init, REFIT_MIN_INIT))
 
-        def refit(todo, warm):  # more restarts, or a start from another machine's better model
+        def refit(todo, warm):  # a start from another machine's better model, or more restarts
             return refitter(machines, self.n_experts, machine_seeds,
                             lambda m: dict(em, init=warm[m]) if m in warm else em, purpose=1,
                             local_experts=self.local_experts)(todo)
@@ -244,6 +244,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             kept = [out.kept[m] for m in sorted(out.kept)]
             self.local_models_, self.local_n_experts_, self.machines_, self.weights_ = kept_machines(kept)
         self.costs_.screening, self.costs_.refit = out.seconds, out.refit_times
+        self.costs_.refit_down = out.refit_down if out.refit_down.any() else None
         self.costs_.one_shot_up = out.refit_up + self.costs_.one_shot_up
         self.screening_, self.local_scores_, self.flagged_ = out.report, out.scores, out.report.flagged
 

@@ -255,7 +255,7 @@ DISTRIBUTED_PARAMETERS = _declare(
           "expert), plan (the paper's pointwise plan), posterior (the authors' code) or coefficients "
           "(aligned local gate coefficients, averaged)", choices=GATE_TARGETS),
     Param("local_check", "choice", "refit",
-          "screening of poor local fits on the supporting sample: refit with more restarts, drop, or off "
+          "screening of poor local fits on the supporting sample: refit from a better machine's model, drop, or off "
           "(the paper)", choices=LOCAL_CHECKS),
     Param("refine_rounds", "int", 0,
           "distributed EM rounds after the one-shot reduction, each one exact global EM iteration "

@@ -212,7 +212,8 @@ class ScreeningOutcome:
     report : ScreeningReport ; kept : dict {machine: LocalFitResult}, the fits to aggregate (a
     passing refit in place of its first fit) ; scores : ndarray (M,), the support scores (the
     report's array) ; dropped : dict {machine: why} ; refit_times : ndarray (refits,), seconds of
-    each refit ; refit_up : ndarray (M,), numbers each refitted machine sent again ; seconds : the
+    each refit ; refit_up : ndarray (M,), numbers each refitted machine sent again ; refit_down :
+    ndarray (M,), numbers sent to each machine that refits from another's model ; seconds : the
     scoring at the server.
     """
 
@@ -223,6 +224,7 @@ class ScreeningOutcome:
     refit_times: np.ndarray
     refit_up: np.ndarray
     seconds: float
+    refit_down: np.ndarray = None
 
 
 def machine_score(params, X_support, y_support, support_machine, machine, own):
@@ -269,6 +271,12 @@ def score_local_fits(models, machines, X_support, y_support, support_machine, si
         scores[machines] = support_scores(params, X_support, y_support, max_points=SCORE_POINTS)
     threshold, flagged = flag_poor_fits(scores, sizes, q)
     flagged[list(warm)] = True
+    if not own and flagged.any():
+        # Exchangeable machines all estimate one model, so the best-scoring one is a start in the
+        # right basin for every flagged machine: one EM run from it, where restarts from scratch
+        # (four portfolios) cost four local fits and can land in the same poor basin again.
+        best = params[int(np.argmax(scores[machines]))]
+        warm = {int(m): best for m in np.flatnonzero(flagged)}
     return scores, threshold, flagged, warm
 
 
@@ -290,14 +298,16 @@ def screen_local_fits(results, models, machines, X_support, y_support, support_m
                                                         support_machine, sizes, own)
     report = ScreeningReport(scores, threshold, [int(m) for m in np.flatnonzero(flagged)])
     outcome = ScreeningOutcome(report, {r.index: r for r in results if r.error is None}, scores, {},
-                               np.zeros(0), np.zeros(len(results)), time.perf_counter() - t0)
+                               np.zeros(0), np.zeros(len(results)), time.perf_counter() - t0,
+                               np.zeros(len(results)))
     if report.flagged and local_check == "off":
         report.actions = dict.fromkeys(report.flagged, "kept")
     elif report.flagged:
         refits = refit(report.flagged, warm) if local_check == "refit" else {}
+        q = n_free_parameters(models[0].n_experts, X_support.shape[1])
         if refits:
             outcome.refit_times = np.array([refits[m].time for m in report.flagged])
-        q = n_free_parameters(models[0].n_experts, X_support.shape[1])
+            outcome.refit_down[[m for m in report.flagged if m in warm]] = q
         for m in report.flagged:
             _act_on_flag(outcome, m, refits.get(m), threshold[m], q,
                          lambda p, m=m: machine_score(p, X_support, y_support, support_machine, m, own), own)

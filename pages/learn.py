@@ -59,7 +59,7 @@ with st.expander("6. Can we trust the result? Screening and refinement rounds"):
         "**Screening.** EM can stop in a poor local optimum, for example with two experts merged into one wide "
         "expert. With randomly split data every machine estimates the same model, so the server scores each local "
         "model on the supporting sample $(x_s, y_s)$: a poor fit scores far below the others and would drag the "
-        "reduction with it. That machine refits with more restarts (or is left out).  \n"
+        "reduction with it. That machine refits from the best-scoring machine's model (or is left out).  \n"
         "**Refinement rounds.** The reduction is one-shot: each machine sends its model once. A round spends one "
         "more exchange: every machine runs the E-step of the reduced model on its own data and sends back sums "
         "($\\sum \\tau_{ik}\\tilde x_i\\tilde x_i^\\top$, $\\sum \\tau_{ik}\\tilde x_i y_i$, the gate's gradient and "

@@ -32,7 +32,7 @@ def merged_expert_model(X, y, K):
 
 @pytest.fixture
 def poison_machine_0(monkeypatch):
-    """Machine 0's first local fit returns a merged-expert optimum; its refit (more restarts) is real."""
+    """Machine 0's first local fit returns a merged-expert optimum; its refit (from machine 1's model) is real."""
     real = mlocal.fit_local
 
     def poisoned(index, X, y, n_experts, em_params, seed, local_experts):
@@ -68,6 +68,10 @@ def test_screening_rescues_a_merged_expert_machine(poison_machine_0, M):
     dm = _fit(train, M)
     assert dm.flagged_ == [0] and dm.screening_.actions == {0: "refit"}
     assert dm.screening_.refit_scores[0] > dm.screening_.threshold[0]
+    # The refit starts from the best-scoring machine's model, and the server's download is counted.
+    down = dm.communication_["refit_down"]
+    assert down[0] == n_free_parameters(4, 2) and down[1:].sum() == 0
+    assert dm.communication_["one_shot_total"] == dm.communication_["one_shot_up"].sum() + down[0]
     assert dm.timings_["refit"].shape == (1,)
     err = parameter_mse(dm.params_, train.params)
     assert err["experts"] <= 3 * g_err["experts"]
