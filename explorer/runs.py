@@ -210,14 +210,16 @@ def check_sweep_budget(exp: dict, values) -> None:
     base = dict(defaults, n_experts=exp["K"], n_init=exp["restarts"])
     # An alpha sweep fits each split and the random split it is compared with.
     shape = dict(distributed=2 if exp["parameter"] == "alpha" else 1, reference=exp["include_global"])
+    varied = exp["parameter"] if exp["parameter"] in ("refine_rounds", "n_experts") else None
     fits = [(int(v) if exp["parameter"] == "n" else exp["n"],
-             dict(base, refine_rounds=int(v)) if exp["parameter"] == "refine_rounds" else base) for v in values]
+             dict(base, **{varied: int(v)}) if varied else base) for v in values]
     work = exp["repeats"] * sum(fit_work(n, d, kw, **shape) for n, kw in fits)
     if work > settings.MAX_SESSION_WORK:
         raise InputError(f"this sweep is beyond a session's budget on this server ({len(fits)} values x "
                          f"{exp['repeats']} repeats of fits of up to n = {max(n for n, _ in fits):,} rows, d = {d}, "
-                         f"K = {exp['K']}: {work:.2g} in all; at most {settings.MAX_SESSION_WORK:.2g}): use fewer "
-                         "values or repeats, a smaller n or K, or fewer restarts.")
+                         f"K up to {max(kw['n_experts'] for _, kw in fits)}: {work:.2g} in all; at most "
+                         f"{settings.MAX_SESSION_WORK:.2g}): use fewer values or repeats, a smaller n or K, or fewer "
+                         "restarts.")
     n, kw = max(fits, key=lambda f: fit_work(f[0], d, f[1], **shape))
     check_budget(n, d, kw)
 

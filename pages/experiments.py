@@ -29,7 +29,8 @@ def experiment_settings() -> dict:
     c1, c2, c3, c4 = st.columns(4)
     n = settings.widget("exp_n", where=c1)
     M = settings.widget("exp_M", where=c1)
-    K = settings.widget("exp_K", where=c2, help="Set to the design's own number of experts when the design changes.")
+    K = settings.widget("exp_K", where=c2, disabled=parameter == "n_experts",
+                        help="Set to the design's own number of experts when the design changes.")
     restarts = settings.widget("exp_restarts", where=c2, help="Also the global EM's restarts.")
     own_support = parameter == "support_fraction"  # the sweep sets S itself
     auto = settings.widget("exp_support_auto", where=c3, disabled=own_support)
@@ -133,7 +134,8 @@ def checked_values(exp, run_on) -> list:
     vals = parse_sweep_values(exp["values"], exp["parameter"], exp["M"], settings.MAX_APP_ROUNDS)
     n_min = min(vals) if exp["parameter"] == "n" else exp["n"]
     M_max = max(vals) if exp["parameter"] == "n_machines" else exp["M"]
-    probe = DistributedMoE(exp["K"], M_max, support_size=exp["support_size"], n_init=exp["restarts"], **run_on)
+    K_max = max(vals) if exp["parameter"] == "n_experts" else exp["K"]  # the most parameters a shard must carry
+    probe = DistributedMoE(K_max, M_max, support_size=exp["support_size"], n_init=exp["restarts"], **run_on)
     probe.check_parameters(int(n_min), DESIGNS[exp["design"]].n_features)
     runs.check_sweep_budget(exp, vals)
     if run_on["backend"] == "dask":
@@ -184,13 +186,14 @@ if not rows:
 df = pd.DataFrame(rows)
 meta = ss.get("sweep_meta", exp)
 parameter, design = meta["parameter"], meta["design"]
-metrics = [m for m in ["rpe", "time", "mse_gates", "mse_experts", "mse_variances", "mse_all", "ari",
+metrics = [m for m in ["rpe", "time", "bic", "mse_gates", "mse_experts", "mse_variances", "mse_all", "ari",
                        "clustering_error", "transport_divergence", "loglik", "wall"] if m in df]
 first = df.iloc[0]
 st.caption(f"Settings of these runs: design **{design}**, {tables.label(parameter)} varied; "
            + ("" if parameter == "n" else f"n = {meta['n']:,}, ")
            + ("" if parameter == "n_machines" else f"M = {meta['M']}, ")
-           + f"K = {first['K']}, {first['restarts']} EM restart(s) per machine, supporting sample "
+           + ("" if parameter == "n_experts" else f"K = {first['K']}, ")
+           + f"{first['restarts']} EM restart(s) per machine, supporting sample "
            + ("S = the paper's floor(n / 4M)" if meta["support_size"] is None else f"S = {meta['support_size']:,}")
            + f", seed {meta['seed']}, {meta['repeats']} repeat(s), backend {first['backend']} "
            f"(n_jobs = {first['n_jobs']}). The CSV holds them in every row.")
@@ -199,7 +202,9 @@ with c1:
     st.plotly_chart(figures.sweep_figure(df, parameter, "rpe"), width="stretch", key="exp_rpe")
 with c2:
     st.plotly_chart(figures.sweep_figure(df, parameter, "time"), width="stretch", key="exp_time")
-metric = st.selectbox("Another metric", metrics, index=metrics.index("mse_gates") if "mse_gates" in metrics else 0,
+# Across K the question is which K the data support: BIC first; else the gates, the hardest block.
+third = "bic" if parameter == "n_experts" else "mse_gates"
+metric = st.selectbox("Another metric", metrics, index=metrics.index(third) if third in metrics else 0,
                       format_func=tables.label, key="exp_metric")
 st.plotly_chart(figures.sweep_figure(df, parameter, metric), width="stretch", key="exp_other")
 summary = df.groupby(["value", "method"])[metrics].mean()
