@@ -204,8 +204,9 @@ def check_sweep_budget(exp: dict, values) -> None:
     """Refuse, before its first fit, a sweep of the Experiments page whose fits together exceed the
     session's budget (:data:`~explorer.settings.MAX_SESSION_WORK`), or whose largest fit exceeds
     the memory :func:`check_budget` allows.  ``exp``: the page's settings (design, parameter, n,
-    K, restarts, repeats, include_global); ``values``: the swept values."""
-    d = get_design(exp["design"]).params.n_features
+    K, restarts, repeats, include_global; ``d`` when the runs fit the current data, not a design's
+    draws); ``values``: the swept values."""
+    d = exp["d"] if "d" in exp else get_design(exp["design"]).params.n_features
     defaults = {k: DISTRIBUTED_PARAMETERS[k].default for k in ("refine_rounds", "mm_n_init")}
     base = dict(defaults, n_experts=exp["K"], n_init=exp["restarts"])
     # An alpha sweep fits each split and the random split it is compared with.

@@ -242,9 +242,17 @@ def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, r
     fit_seed, support, restarts, backend, n_jobs, variance_update, ..., n_test), and for the
     reduction its wall-clock time, its slowest local fit (``local_max``) and the reduction's own
     time (``reduction_time``), in seconds; global rows say whether they reuse the repeat's one fit
-    (``global_reused``).  A generator, so a caller can stop (cancel) between runs and show progress.
+    (``global_reused``).  A generator, so a caller can stop (cancel) between runs and show progress;
+    the arguments are checked when it is made, before any fit.
     """
     values, data = _check_sweep(parameter, values, data, n_experts, test_size)
+    return _sweep_runs(design, parameter, values, n, n_experts, n_machines, repeats, n_test, random_state,
+                       include_global, data, test_size, dmoe_params)
+
+
+def _sweep_runs(design, parameter, values, n, n_experts, n_machines, repeats, n_test, random_state,
+                include_global, data, test_size, dmoe_params):
+    """The runs of :func:`sweep`, whose arguments are checked."""
     seeds = np.random.SeedSequence(random_state).spawn(repeats)
     for r, seed in enumerate(seeds):
         s_train, s_test, s_fit = seed.spawn(3)

@@ -99,9 +99,9 @@ def test_a_sweep_over_k_fits_the_global_em_at_every_k_and_scores_bic():
 
 def test_k_values_are_checked_by_the_parameters_rule_before_any_fit():
     with pytest.raises(ValueError, match="n_experts must be"):
-        next(sweep("two-experts-1d", "n_experts", [2, 0]))
+        sweep("two-experts-1d", "n_experts", [2, 0])  # refused when made, before any fit
     with pytest.raises(ValueError, match="parameter must be one of"):
-        next(sweep("two-experts-1d", "K", [2]))
+        sweep("two-experts-1d", "K", [2])
 
 
 def _data_rows(parameter, values, data, **kw):
