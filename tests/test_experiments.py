@@ -138,17 +138,11 @@ def test_a_sweep_on_given_data_holds_out_a_random_split_per_repeat():
 def test_experiments_page_varies_k():
     """Vary K: each value is the K of its fits (the K box is greyed out), the global EM is fitted
     at every K, and the third chart opens on BIC."""
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
+    from app_helpers import new_session
 
     from explorer import tables
 
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
-    at.query_params["backend"] = "sequential"
-    at.query_params["jobs"] = "1"
-    at.run()
-    at.switch_page("pages/experiments.py").run()
+    at = new_session("pages/experiments.py", {"backend": "sequential", "jobs": "1"})
     at.selectbox(key="exp_design").select("two-experts-1d").run()
     at.radio(key="exp_parameter").set_value("n_experts").run()
     assert at.number_input(key="exp_K").disabled
