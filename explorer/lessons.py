@@ -147,7 +147,8 @@ def _flights_evidence(compare: dict, data):
     s = dm.get_params()
     cost = explain.cost_model_text(n_fit, dm.params_.n_features, dm.params_.n_experts, dm.n_machines,
                                    S=len(dm.support_indices_), rounds=int(s["refine_rounds"]),
-                                   restarts=int(s["n_init"]), mm_restarts=int(s["mm_n_init"]), cores=settings.MAX_JOBS)
+                                   restarts=int(s["n_init"]), mm_restarts=int(s["mm_n_init"]), cores=settings.MAX_JOBS,
+                                   measured_global=figs["global_time"])
     return evidence.real_flights(figs, dm.costs_.learning_time_parts(), FLIGHTS_TARGET["speedup"], cost)
 
 
