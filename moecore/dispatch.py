@@ -100,13 +100,14 @@ def _shared_arrays(*arrays):
 def _exit_with_parent(parent, kernel_watch):
     """Worker initializer: end this worker process once its parent, process ``parent``, is gone.
 
-    A parent killed mid-fit (SIGKILL, the OOM killer) runs no cleanup: its loky workers went on
-    computing and waiting for work for minutes, holding memory and keeping the resource trackers
-    alive.  With ``kernel_watch`` (Linux, workers started from the parent's main thread) the
-    kernel kills the worker when its parent dies (PR_SET_PDEATHSIG, which needs no GIL: a worker
-    busy in a long kernel is stopped too).  Not otherwise: the signal follows the *thread* that
-    started the worker, and a Streamlit script thread ends after every rerun while its pool lives
-    on.  A daemon thread also notices the worker being re-parented.
+    A parent killed mid-fit (SIGKILL, the OOM killer) runs no cleanup: without this its workers
+    go on computing, then wait for work for loky's idle timeout (300 s), holding memory and
+    keeping the resource trackers alive (docs/method.md section 11).  With ``kernel_watch``
+    (Linux, workers started from the parent's main thread) the kernel kills the worker when its
+    parent dies (PR_SET_PDEATHSIG, which needs no GIL: a worker busy in a long kernel is stopped
+    too).  Not otherwise: the signal follows the *thread* that started the worker, and a
+    Streamlit script thread ends after every rerun while its pool lives on.  A daemon thread also
+    notices the worker being re-parented.
     """
     if kernel_watch:
         try:

@@ -35,14 +35,16 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def start_server(log):
-    """A fresh Streamlit server of app.py on a free port: (process, url) once it answers."""
+def start_server(log, root=ROOT):
+    """A fresh Streamlit server of ``root``'s app.py (importing ``root``'s moecore and explorer) on
+    a free port: (process, url) once it answers."""
     port = _free_port()
     streamlit = Path(sys.executable).with_name("streamlit")
+    path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)
     proc = subprocess.Popen(
         [str(streamlit), "run", "app.py", "--server.port", str(port), "--server.headless", "true",
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        cwd=root, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": path})
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while True:

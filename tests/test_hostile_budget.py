@@ -135,3 +135,26 @@ def test_the_experiments_page_refuses_a_sweep_beyond_the_budget_with_no_fit():
     errors = " ".join(e.value for e in at.error)
     assert "Checking the sweep failed" in errors and "beyond a session's budget" in errors
     assert "sweep_rows" not in at.session_state  # no sweep started
+
+
+def test_the_server_runs_no_full_garbage_collection_after_every_run():
+    # Streamlit's default collects the whole heap after each script run, holding the GIL for as
+    # long as that takes (0.15 s and more with the compute stack imported), during which every
+    # other session waits (benchmarks/bench_budget.py, benchmarks/README.md section 13).
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False
+
+
+def test_figures_take_the_house_template_without_setting_it():
+    # Setting a template through update_layout validates and deep-copies it (15-25 ms a figure,
+    # the GIL held); a figure built after explorer.figures is imported has it from Plotly's default.
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    import explorer.figures
+
+    assert pio.templates.default == explorer.figures.TEMPLATE
+    fig = explorer.figures.common._layout(go.Figure(), "t")
+    assert fig.layout.template.to_plotly_json() == pio.templates[explorer.figures.TEMPLATE].to_plotly_json()
