@@ -115,3 +115,49 @@ def non_iid(costs, global_time: float, n_machines: int, n_jobs: int, cores: int,
         + explain.speedup_sentence(costs.learning_time_parts(), global_time, n_machines) + " "
         + explain.wall_sentence(costs.wall, global_time, n_machines, n_jobs, cores),
         boxes=("weights", "speedup", "learning", "wall", "global", "timing"))
+
+
+def real_flights_figures(table: pd.DataFrame, n_test: int, machines: int) -> dict:
+    """The flights lesson's figures from the comparison's ``table`` (indexed by method): held-out
+    log-likelihoods per point and their gap (global EM minus reduction, nats), the times and the
+    learning-time speed-up; ``n_test`` held-out rows, ``machines`` fitted."""
+    ll_r, ll_g = float(table.loc["reduction", "loglik"]), float(table.loc["global", "loglik"])
+    t_r, t_g = float(table.loc["reduction", "time"]), float(table.loc["global", "time"])
+    return {"ll_reduction": ll_r, "ll_global": ll_g, "gap": ll_g - ll_r, "learning_time": t_r, "global_time": t_g,
+            "speedup": t_g / max(t_r, 1e-9), "n_test": int(n_test), "machines": int(machines)}
+
+
+def real_flights(figs: dict, parts: dict, target_speedup: float, cost_text: str = "") -> Evidence:
+    """``figs``: the flights lesson's figures (:func:`real_flights_figures`); ``parts``:
+    {term: seconds} of the reduction's learning time.  Below ``target_speedup`` the sentence says
+    why (the largest part of the learning time) and adds ``cost_text``, this server's cost model on
+    the run's sizes."""
+    ll, t = METRIC_LABELS["loglik"], METRIC_LABELS["time"]
+    sentence = (
+        f"In the metrics table ({figs['n_test']:,} held-out flights), column *{ll}*: "
+        f"**{metric_cell(figs['ll_reduction'])}** for the reduction against **{metric_cell(figs['ll_global'])}** "
+        f"for the global EM, a gap of **{explain.nats(figs['gap'])}**. Column *{t}*: "
+        f"**{metric_cell(figs['learning_time'])}** (the learning time, {figs['machines']} machines in parallel) "
+        f"against **{metric_cell(figs['global_time'])}**, ")
+    if figs["speedup"] >= target_speedup:
+        sentence += f"a speed-up of **{figs['speedup']:.1f}x**."
+    else:
+        sentence += (f"short of {target_speedup:.0f}x. "
+                     + explain.speedup_sentence(parts, figs["global_time"], figs["machines"])
+                     + (" " + cost_text if cost_text else ""))
+    rows, cols = ("reduction", "global"), (ll, t)
+    return Evidence(sentence, cells={"metrics": [(r, c) for r in rows for c in cols]}, boxes=("flights",))
+
+
+def real_flights_box(figs: dict, parts: dict, target: dict) -> str:
+    """The flights lesson's box (markdown): its figures next to ``target`` ({"gap": nats per point,
+    "speedup": x}), and the learning time's largest part, which :func:`real_flights` quotes when
+    the speed-up falls short."""
+    big = max(parts, key=parts.get)
+    return (f"| | this run (on this server) | target |\n|---|---|---|\n"
+            f"| held-out log-likelihood, global EM minus reduction | **{explain.nats(figs['gap'])}** "
+            f"| at most {explain.nats(target['gap'])} |\n"
+            f"| learning-time speed-up over the global EM | **{figs['speedup']:.1f}x** | {target['speedup']:.0f}x |\n"
+            f"| global EM time | **{explain.seconds(figs['global_time'])}** | |\n"
+            f"| learning time ({figs['machines']} machines in parallel) | **{explain.seconds(figs['learning_time'])}** "
+            f"| |\n| its largest part: {big} | **{explain.seconds(parts[big])}** | |")

@@ -157,6 +157,11 @@ def seconds(t) -> str:
     return f"{t:.3f} s"
 
 
+def nats(gap) -> str:
+    """A log-likelihood gap per point as the flights lesson shows it, with its unit."""
+    return f"{gap:.5f} nats per point"
+
+
 def speedup_sentence(parts: dict, global_time: float, n_machines: int) -> str:
     """One sentence: what the speed-up compares, the largest part of the learning time, and why
     the speed-up is above or below 1.  Figures the page shows are in bold, as on the page.
@@ -173,6 +178,33 @@ def speedup_sentence(parts: dict, global_time: float, n_machines: int) -> str:
                f"(**{seconds(parts[big])}**) alone takes {100 * parts[big] / global_time:.0f} % of its time")
     return (f"The speed-up of **{speedup:.1f}x** divides the global EM's **{seconds(global_time)}** by the learning "
             f"time **{seconds(learning)}**, which counts the {n_machines} machines as truly parallel; {why}.")
+
+
+# A measured global EM this many times the cost model's prediction is not noise of shared cores
+# (at most a factor of the cores): the data need more EM iterations than the calibration's designs.
+ITERATIONS_GAP = 3.0
+
+
+def cost_model_text(n, d, K, M, *, measured_global=None, **sizes) -> str:
+    """What this server's cost model (:mod:`moecore.costmodel`) predicts for these sizes, where the
+    speed-up crosses 1 and what would raise it; "" when no calibration is stored
+    (``benchmarks/bench_costmodel.py`` writes one).  ``sizes``: S, rounds, restarts, mm_restarts,
+    cores, as :meth:`moecore.costmodel.CostModel.explain` takes them.  ``measured_global``: the
+    seconds the global EM took on these sizes; :data:`ITERATIONS_GAP` times the prediction or more
+    adds why the model's times are too short there."""
+    from moecore import costmodel
+
+    try:
+        model = costmodel.load()
+        text = model.explain(n, d, K, M, **sizes)
+    except (OSError, ValueError, KeyError):
+        return ""
+    predicted = model.em_time(n, d, K, sizes.get("restarts", 1))
+    if measured_global is not None and measured_global >= ITERATIONS_GAP * predicted:
+        text += (f" Its times count the EM iterations that the synthetic designs it was calibrated on need: this "
+                 f"global EM took {measured_global / predicted:.0f}x the time it predicts, as these data need more "
+                 "iterations, so read its seconds as a lower bound and its ratios as a guide.")
+    return text
 
 
 def wall_sentence(wall: float, global_time: float, n_machines: int, n_jobs: int, cores: int) -> str:

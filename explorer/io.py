@@ -501,7 +501,7 @@ def params_from_text(text: str, name: str = "the parameters") -> MoEParams:
 MAX_SWEEP_VALUES = 20
 SWEEP_LIMITS = {"n_machines": (1, MAX_APP_MACHINES), "n": (50, MAX_APP_N)}
 SWEEP_NAMES = {"n_machines": "M", "n": "n", "support_fraction": "support fractions",
-               "refine_rounds": "refinement rounds", "alpha": "alpha"}
+               "refine_rounds": "refinement rounds", "alpha": "alpha", "n_experts": "K"}
 
 
 def parse_sweep_values(text: str, parameter: str, n_machines: int, max_rounds: int = 10) -> list:
@@ -530,6 +530,13 @@ def parse_sweep_values(text: str, parameter: str, n_machines: int, max_rounds: i
         if max(vals) > max_rounds:
             raise InputError(f"at most {max_rounds} refinement rounds here.")
         return [int(v) for v in vals]
+    if parameter == "n_experts":  # the Fit page's K rule: the library's, narrowed to what the app offers
+        if any(v != int(v) for v in vals):
+            raise InputError(f"K must be whole numbers; got {_clip(next(v for v in vals if v != int(v)))}.")
+        try:
+            return [SETTINGS["K"].param.check(int(v)) for v in vals]
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
     if parameter in SWEEP_LIMITS:
         lo, hi = SWEEP_LIMITS[parameter]
         bad = [v for v in vals if v != int(v) or v < lo]

@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 from moecore import ConvergenceWarning, DegenerateFitWarning, DistributedMoE, MixtureOfExperts, MoEParams
 from moecore.baselines import fit_global
 from moecore.costs import check_memory, fit_memory_bytes
-from moecore.experiments import compare_methods
+from moecore.experiments import compare_methods, training_size
 from moecore.metrics import rpe
 from moecore.model import predict_mean
 from moecore.params import DISTRIBUTED_PARAMETERS, em_settings
@@ -213,20 +213,28 @@ def check_sweep_budget(design: str, parameter: str, kw: dict, values) -> None:
     """Refuse, before its first fit, a sweep of the Experiments page whose fits together exceed the
     session's budget (:data:`~explorer.settings.MAX_SESSION_WORK`), or whose largest fit exceeds
     the memory :func:`check_budget` allows.  ``kw``: the sweep's keyword arguments
-    (:func:`fit_params` with ``sweep``); ``values``: the values of ``parameter`` swept."""
-    d = get_design(design).params.n_features
+    (:func:`fit_params` with ``sweep``, and ``data`` = (X (n, d), y (n,)) with ``test_size`` when
+    the runs fit the current data, whose d and training rows then count, not a design's);
+    ``values``: the values of ``parameter`` swept."""
+    if kw.get("data") is not None:
+        X, y = kw["data"]
+        d, n_fit = X.shape[1], training_size(y.size, kw["test_size"])
+    else:
+        d, n_fit = get_design(design).params.n_features, kw["n"]
     base = {k: kw.get(k, DISTRIBUTED_PARAMETERS[k].default) for k in ("n_experts", "n_init", "refine_rounds",
                                                                        "mm_n_init")}
     # An alpha sweep fits each split and the random split it is compared with.
     shape = dict(distributed=2 if parameter == "alpha" else 1, reference=kw["include_global"])
-    fits = [(int(v) if parameter == "n" else kw["n"],
-             dict(base, refine_rounds=int(v)) if parameter == "refine_rounds" else base) for v in values]
+    varied = parameter if parameter in ("refine_rounds", "n_experts") else None
+    fits = [(int(v) if parameter == "n" else n_fit, dict(base, **{varied: int(v)}) if varied else base)
+            for v in values]
     work = kw["repeats"] * sum(fit_work(n, d, f, **shape) for n, f in fits)
     if work > settings.MAX_SESSION_WORK:
         raise InputError(f"this sweep is beyond a session's budget on this server ({len(fits)} values x "
                          f"{kw['repeats']} repeats of fits of up to n = {max(n for n, _ in fits):,} rows, d = {d}, "
-                         f"K = {kw['n_experts']}: {work:.2g} in all; at most {settings.MAX_SESSION_WORK:.2g}): use "
-                         "fewer values or repeats, a smaller n or K, or fewer restarts.")
+                         f"K up to {max(f['n_experts'] for _, f in fits)}: {work:.2g} in all; at most "
+                         f"{settings.MAX_SESSION_WORK:.2g}): use fewer values or repeats, a smaller n or K, or fewer "
+                         "restarts.")
     n, f = max(fits, key=lambda fit: fit_work(fit[0], d, fit[1], **shape))
     check_budget(n, d, f)
 

@@ -136,8 +136,11 @@ SWEEPS = {
     "support_fraction": ("0.1, 0.25, 0.5, 1, 2", "xvS"),
     "n": ("5000, 10000, 20000, 50000", "xvn"),
     "refine_rounds": ("0, 1, 2, 3, 5", "xvr"),
+    "n_experts": ("1, 2, 3, 4, 5", "xvK"),
     "alpha": ("0, 0.25, 0.5, 0.75, 1", "xva"),
 }
+# A sweep on the current (uploaded or real) data: the share of its rows each repeat holds out.
+SWEEP_HELD_OUT = 0.2
 
 
 # The real data sets the Data page offers (moecore.datasets), the large flights first.
@@ -155,6 +158,11 @@ def _exp(name, param, label, query, **kw):
 _EXPERIMENTS = [
     _exp("exp_design", Param("design", "choice", DEFAULT_DESIGN, "the named design every run simulates",
                              choices=tuple(DESIGNS)), "Design", "xd"),
+    _exp("exp_data", Param("data", "choice", "design", "what every run fits: fresh draws from a named design, or "
+                           f"the current (uploaded or real) data with a random {100 * SWEEP_HELD_OUT:.0f} % held out",
+                           choices=("design", "current")),
+         "Data of the runs", "xdata", widget="radio",
+         formats={"design": "a named design", "current": "the current data"}),
     _exp("exp_parameter", Param("parameter", "choice", "n_machines", "the setting the sweep varies",
                                 choices=tuple(SWEEPS)), "Vary", "xp", widget="radio"),
     *(_exp(f"exp_values_{k}", Param("values", "text", v, "comma-separated values of the varied setting"),

@@ -70,9 +70,10 @@ def plan_table(dm, *, colors=None):
 LABELS = {
     # swept parameters
     "n_machines": "number of machines M", "support_fraction": "support size S / paper's floor(n / 4M) (ratio)",
-    "n": "sample size n (points)", "refine_rounds": "refinement rounds",
+    "n": "sample size n (points)", "refine_rounds": "refinement rounds", "n_experts": "number of experts K",
     "alpha": "mixing alpha (0 = separated, 1 = random)",
     # metrics
+    "bic": "BIC on the training rows (lower is better)",
     "rpe": "relative prediction error RPE (%)", "time": "learning time (s)", "wall": "wall clock (s)",
     "local_max": "slowest local fit (s)", "reduction_time": "reduction time (s)",
     "mse_all": "parameter MSE vs truth, all blocks", "mse_experts": "expert MSE vs truth",

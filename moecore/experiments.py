@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 from . import metrics as mt
+from ._validation import check_float, check_Xy
 from .baselines import coordinate_median, single_machine, weighted_average
 from .distributed import DistributedMoE
 from .em import MixtureOfExperts
 from .model import MoEParams, posterior_proba, predict_mean
-from .params import SWEEP_PARAMETER, SWEEPABLE, em_settings
+from .params import DISTRIBUTED_PARAMETERS, SWEEP_PARAMETER, SWEEPABLE, em_settings
+from .selection import criterion_values
 from .simulation import simulate_design
 from .splits import SPLITS, Split
 
@@ -160,51 +164,114 @@ def _run_settings(design, dm, n, n_test, seed, fit_seed):
     return out
 
 
-def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, repeats=3,
-          n_test=20000, random_state=0, include_global=True, **dmoe_params):
-    """Run the reduction (and the global EM) over a grid of one parameter, with repeats.
+def _sweep_rows(design, data, test_size, n_test, s_train, s_test):
+    """One repeat's rows: (held-out rows, draw(n) -> n training rows).
 
-    Parameters
-    ----------
-    design : str, a named design of :mod:`moecore.simulation`
-    parameter : {"n_machines", "support_fraction", "n", "refine_rounds"}
-        "support_fraction" multiplies the default support size floor(n / (4 M)).
-    values : sequence of the parameter's values
-    repeats : independent data sets and seeds per value
-    dmoe_params : further :class:`~moecore.distributed.DistributedMoE` settings (n_init,
-        support_size, backend, n_jobs, ...); the global EM takes the EM ones.
-
-    Each repeat draws its training and test data once per sample size: every value of M, of the
-    support fraction or of the rounds is fitted on the same rows, and the global EM, which depends
-    on none of them, is fitted once per repeat (once per value only when n is swept).
-
-    Yields
-    ------
-    dict per (value, repeat, method): parameter, value, repeat, method, time, the metrics of
-    :func:`evaluate`, the settings of the run (design, n, M, K, seed, fit_seed, support,
-    restarts, backend, n_jobs, variance_update, ..., n_test), and for the reduction its
-    wall-clock time, its slowest local fit (``local_max``) and the reduction's own time
-    (``reduction_time``), in seconds; global rows say whether they reuse the repeat's one fit
-    (``global_reused``).  A generator, so a caller can stop (cancel) between runs and show progress.
+    A named design draws both afresh from the repeat's seeds.  Given data (X, y) are split at
+    random, ``test_size`` of the rows held out; a sweep over n takes the first n training rows of
+    one random order, so that a smaller n is a subset of a larger one.  Rows: SimpleNamespace of
+    X (n, d), y (n,), labels and params (None for given data).
     """
+    if data is None:
+        test = simulate_design(design, n_test, random_state=s_test)
+        return test, lambda n: simulate_design(design, n, random_state=s_train)
+    X, y = data
+    tr, te = train_test_split(np.arange(y.size), test_size=test_size,
+                              random_state=int(s_test.generate_state(1)[0]))
+    order = np.random.default_rng(s_train).permutation(tr)
+
+    def rows(idx):
+        idx = np.sort(idx)
+        return SimpleNamespace(X=X[idx], y=y[idx], labels=None, params=None)
+
+    return rows(te), lambda n: rows(order[:n])
+
+
+def training_size(n_rows: int, test_size: float) -> int:
+    """The rows a sweep on ``n_rows`` rows of data fits with ``test_size`` of them held out
+    (train_test_split rounds the held-out share up)."""
+    return n_rows - int(np.ceil(test_size * n_rows))
+
+
+def _check_sweep(parameter, values, data, n_experts, test_size):
+    """The sweep's arguments checked before any fit; returns (values, data as checked arrays)."""
     SWEEP_PARAMETER.check(parameter)
     values = list(values)
     if not values:
         raise ValueError("values must hold at least one value to sweep over.")
+    if parameter == "n_experts":
+        values = [DISTRIBUTED_PARAMETERS["n_experts"].check(v) for v in values]
+    if data is None:
+        return values, None
+    X, y = check_Xy(*data)
+    check_float(test_size, "test_size", low=0.0, high=1.0, low_open=True)
+    n_train = training_size(y.size, test_size)
+    if n_train < 1:
+        raise ValueError(f"test_size = {test_size} leaves no training rows of the {y.size} given.")
+    if n_experts is None and parameter != "n_experts":
+        raise ValueError("n_experts must be given with data: only a named design knows its number of experts.")
+    if parameter == "n" and max(int(v) for v in values) > n_train:
+        raise ValueError(f"n must be at most the {n_train:,} training rows of the data ({1 - test_size:.0%} of "
+                         f"{y.size:,}), got {max(int(v) for v in values):,}.")
+    return values, (X, y)
+
+
+def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, repeats=3,
+          n_test=20000, random_state=0, include_global=True, data=None, test_size=0.2, **dmoe_params):
+    """Run the reduction (and the global EM) over a grid of one parameter, with repeats.
+
+    Parameters
+    ----------
+    design : str, a named design of :mod:`moecore.simulation`; with ``data``, the data's name
+        (recorded in every row)
+    parameter : {"n_machines", "support_fraction", "n", "refine_rounds", "n_experts"}
+        "support_fraction" multiplies the default support size floor(n / (4 M)).
+    values : sequence of the parameter's values
+    repeats : independent data sets and seeds per value
+    data : tuple (X (n, d), y (n,)) or None
+        Fit these rows instead of drawing from ``design``: each repeat holds a random
+        ``test_size`` of them out (its own split, from its seed) and fits all the others, or the
+        first n of them in a random order when n is swept; ``n`` and ``n_test`` are then unused,
+        and ``n_experts`` is needed unless K is swept.
+    dmoe_params : further :class:`~moecore.distributed.DistributedMoE` settings (n_init,
+        support_size, backend, n_jobs, ...); the global EM takes the EM ones.
+
+    Each repeat draws (or splits) its training and test data once per sample size: every value of
+    M, of the support fraction or of the rounds is fitted on the same rows, and the global EM, which
+    depends on none of them, is fitted once per repeat (once per value when n or K is swept).
+
+    Yields
+    ------
+    dict per (value, repeat, method): parameter, value, repeat, method, time, the metrics of
+    :func:`evaluate` on the held-out rows, ``bic`` on the training rows
+    (:func:`moecore.selection.criterion_values`), the settings of the run (design, n, M, K, seed,
+    fit_seed, support, restarts, backend, n_jobs, variance_update, ..., n_test), and for the
+    reduction its wall-clock time, its slowest local fit (``local_max``) and the reduction's own
+    time (``reduction_time``), in seconds; global rows say whether they reuse the repeat's one fit
+    (``global_reused``).  A generator, so a caller can stop (cancel) between runs and show progress;
+    the arguments are checked when it is made, before any fit.
+    """
+    values, data = _check_sweep(parameter, values, data, n_experts, test_size)
+    return _sweep_runs(design, parameter, values, n, n_experts, n_machines, repeats, n_test, random_state,
+                       include_global, data, test_size, dmoe_params)
+
+
+def _sweep_runs(design, parameter, values, n, n_experts, n_machines, repeats, n_test, random_state,
+                include_global, data, test_size, dmoe_params):
+    """The runs of :func:`sweep`, whose arguments are checked."""
     seeds = np.random.SeedSequence(random_state).spawn(repeats)
     for r, seed in enumerate(seeds):
         s_train, s_test, s_fit = seed.spawn(3)
         fit_seed = int(s_fit.generate_state(1)[0])
-        test = simulate_design(design, n_test, random_state=s_test)
-        data = {}  # n -> this repeat's training data of that size
-        global_rows = {}  # n -> the global EM's metrics on it
+        test, draw = _sweep_rows(design, data, test_size, n_test, s_train, s_test)
+        n_all = data[1].size - test.y.size if data is not None else n
+        train, global_rows = None, {}  # this repeat's training rows (one size in memory); (n, K) -> global EM row
         for v in values:
-            n_v = int(v) if parameter == "n" else n
+            n_v = int(v) if parameter == "n" else n_all
             M = int(v) if parameter == "n_machines" else n_machines
-            if n_v not in data:
-                data = {n_v: simulate_design(design, n_v, random_state=s_train)}  # one size at a time in memory
-            train = data[n_v]
-            K = n_experts or train.params.n_experts
+            if train is None or train.y.size != n_v:
+                train = draw(n_v)
+            K = int(v) if parameter == "n_experts" else n_experts or train.params.n_experts
             kw = dict(dmoe_params)
             if parameter == "support_fraction":
                 kw["support_size"] = max(K, int(float(v) * max(1, n_v // (4 * M))))
@@ -214,20 +281,22 @@ def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, r
             dm = DistributedMoE(K, M, random_state=fit_seed, **kw)._fit(train.X, train.y, quiet=True)
             wall = time.perf_counter() - t0
             base = dict({"parameter": parameter, "value": v, "repeat": r},
-                        **_run_settings(design, dm, n_v, n_test, random_state, fit_seed))
+                        **_run_settings(design, dm, n_v, test.y.size, random_state, fit_seed))
             # Slowest local fit against the reduction: where aggregation costs more than local work.
             row = dict(base, method="reduction", time=dm.timings_["learning_time"], wall=wall,
-                       local_max=dm.timings_["local_max"], reduction_time=dm.timings_["reduction"])
+                       local_max=dm.timings_["local_max"], reduction_time=dm.timings_["reduction"],
+                       bic=criterion_values(dm, train.X, train.y)[1])
             row.update(evaluate(dm.params_, test.X, test.y, labels=test.labels, truth=test.params))
             yield row
             if include_global:
-                reused = n_v in global_rows
+                reused = (n_v, K) in global_rows
                 if not reused:
                     g = _global_em(K, train.X, train.y, fit_seed, dm.get_params())
-                    grow = dict(method="global", time=g.fit_time_, wall=g.fit_time_)
+                    grow = dict(method="global", time=g.fit_time_, wall=g.fit_time_,
+                                bic=criterion_values(g, train.X, train.y)[1])
                     grow.update(evaluate(g.params_, test.X, test.y, labels=test.labels, truth=test.params))
-                    global_rows = {n_v: grow}
-                yield dict(base, **global_rows[n_v], global_reused=reused)
+                    global_rows = {(n_v, K): grow}
+                yield dict(base, **global_rows[(n_v, K)], global_reused=reused)
 
 
 def alpha_sweep(design, split, alphas, *, n=20000, n_experts=None, n_machines=8, repeats=2, n_test=20000,

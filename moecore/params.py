@@ -69,7 +69,7 @@ MACHINE_WEIGHTS = ("constant", "covariate", "auto")
 # How rows are spread over machines (moecore.splits.Split checks its kind against these).
 SPLITS = ("random", "region", "kmeans", "label")
 # What a sweep of moecore.experiments may vary.
-SWEEPABLE = ("n_machines", "support_fraction", "n", "refine_rounds")
+SWEEPABLE = ("n_machines", "support_fraction", "n", "refine_rounds", "n_experts")
 
 
 @dataclass(frozen=True)

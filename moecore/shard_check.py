@@ -8,8 +8,9 @@ and a supporting sample with few points per reduced parameter fits the reduced g
 
 :func:`check_shards` compares r = (rows per machine) / q and s = S / q with :data:`MIN_ROWS_PER_PARAMETER`
 and :data:`MIN_SUPPORT_PER_PARAMETER`; below either it returns a warning that says what to change
-(:class:`DistributedMoE` issues it as a :class:`SmallShardWarning` when ``fit`` starts, the app shows
-it next to M and S).  A warning rather than a refusal: the measured failures are frequent below the
+(:class:`DistributedMoE` issues it as a :class:`SmallShardWarning` when ``fit`` starts, and
+``fit_shards`` once the files are inspected, before any local fit; the app shows it next to M and S).
+A warning rather than a refusal: the measured failures are frequent below the
 bounds, not certain, and a teacher may want to show exactly that failure.  The bounds are read from
 ``benchmarks/bench_small_shards.py`` (benchmarks/README.md, "small shards").  What the rule cannot see:
 a K the data do not support (a 4-expert design fitted with K = 3) fails at any shard size; choose K
@@ -49,7 +50,8 @@ class SmallShardWarning(UserWarning):
 class ShardCheck:
     """The numbers behind the rule and its verdict.
 
-    rows_per_machine : int, the smallest shard of a near-equal split, floor(n / M)
+    rows_per_machine : int, the smallest shard: floor(n / M) of a near-equal split, or the
+        smallest file's rows when each machine holds its own file
     n_parameters : int, q of one local model (and of the reduced model)
     rows_per_parameter, support_per_parameter : float, r = floor(n / M) / q and s = S / q
     ok : bool ; message : str, empty when ok, else what is wrong and what to change
@@ -72,12 +74,15 @@ class ShardCheck:
                 "per reduced parameter")
 
 
-def check_shards(n_samples, n_features, n_experts, n_machines, support_size):
+def check_shards(n_samples, n_features, n_experts, n_machines, support_size, *, smallest_shard=None):
     """Compare the shards and the support with the model's parameters (see the module's rule).
 
     Parameters
     ----------
     n_samples, n_features : n and d of the data ; n_experts : K ; n_machines : M ; support_size : S
+    smallest_shard : int or None, the rows of the smallest shard when the machines hold shards of
+        their own (one file each, :meth:`DistributedMoE.fit_shards`); None: floor(n / M), the
+        smallest shard of :meth:`DistributedMoE.fit`'s near-equal split
 
     Returns
     -------
@@ -85,14 +90,15 @@ def check_shards(n_samples, n_features, n_experts, n_machines, support_size):
     """
     n, d, K, M, S = (int(v) for v in (n_samples, n_features, n_experts, n_machines, support_size))
     q = n_free_parameters(K, d)
-    rows = n // M
+    rows = n // M if smallest_shard is None else int(smallest_shard)
+    who = "each machine" if smallest_shard is None else "the smallest shard"
     r, s = rows / q, S / q
     problems, advice = [], []
     if r < MIN_ROWS_PER_PARAMETER:
         m_ok = max(n // math.ceil(MIN_ROWS_PER_PARAMETER * q), 1)
         advice.append(f"use at most {m_ok} machine(s) for K = {K}" + (", or fewer experts" if K > 1 else ""))
         problems.append(
-            f"each machine holds {rows} rows for the {q} parameters of its local model ({r:.1f} per parameter; "
+            f"{who} holds {rows} rows for the {q} parameters of its local model ({r:.1f} per parameter; "
             f"below {MIN_ROWS_PER_PARAMETER:g} the reduced model was often more than 1.2x the global EM's RPE): "
             + advice[-1])
     if s < MIN_SUPPORT_PER_PARAMETER:
@@ -105,9 +111,10 @@ def check_shards(n_samples, n_features, n_experts, n_machines, support_size):
     return ShardCheck(rows, q, r, s, not problems, msg[:1].upper() + msg[1:] + "." if msg else "", "; ".join(advice))
 
 
-def warn_small_shards(n_samples, n_features, n_experts, n_machines, support_size, *, stacklevel=3):
+def warn_small_shards(n_samples, n_features, n_experts, n_machines, support_size, *, smallest_shard=None,
+                      stacklevel=3):
     """:func:`check_shards`, issuing its message as a :class:`SmallShardWarning` when not ok; returns it."""
-    check = check_shards(n_samples, n_features, n_experts, n_machines, support_size)
+    check = check_shards(n_samples, n_features, n_experts, n_machines, support_size, smallest_shard=smallest_shard)
     if not check.ok:
         warnings.warn(check.message, SmallShardWarning, stacklevel=stacklevel)
     return check

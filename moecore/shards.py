@@ -39,6 +39,7 @@ from joblib import delayed
 from . import local
 from .dispatch import MachineData, Runner, gather_dask
 from .params import min_samples, min_samples_rule
+from .shard_check import warn_small_shards
 
 __all__ = ["PinnedShards", "ShardError", "ShardInfo", "ShardJob", "ShardsFitted", "allocate_support", "fit_shards",
            "inspect_shard", "read_shard", "rows_digest"]
@@ -481,7 +482,9 @@ def fit_shards(job, paths, *, response="y", features=None, workers=None, progres
 
 def _shard_plan(job, infos):
     """(n_m (M,), S_m (M,)): each machine's rows and its share of the supporting sample, once every
-    file is inspected; a shard too small for the model is a ValueError naming it."""
+    file is inspected; a shard too small for the model is a ValueError naming it, and shards or a
+    support small for the reduction a :class:`~moecore.shard_check.SmallShardWarning`, as in
+    :meth:`DistributedMoE.fit <moecore.distributed.DistributedMoE.fit>`."""
     _check_infos(infos)
     sizes = np.array([i.n_samples for i in infos])
     d = len(infos[0].features)
@@ -492,7 +495,11 @@ def _shard_plan(job, infos):
             f"shard {small[0].path!r} holds {small[0].n_samples} rows; each shard needs at least "
             f"{min_samples_rule(job.n_experts, d)}."
         )
-    return sizes, allocate_support(job.support_size(int(sizes.sum()), d), sizes)
+    S = job.support_size(int(sizes.sum()), d)
+    # stacklevel: the caller of DistributedMoE.fit_shards on the joblib path.
+    warn_small_shards(int(sizes.sum()), d, job.n_experts, job.n_machines, S, smallest_shard=int(sizes.min()),
+                      stacklevel=7)
+    return sizes, allocate_support(S, sizes)
 
 
 def _lost_shard(infos, sizes):

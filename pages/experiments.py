@@ -1,17 +1,19 @@
-"""Experiments: sweeps with repeats over M, the support size and n, as in the paper's tables."""
+"""Experiments: sweeps with repeats over M, the support size, n, the rounds or K, as in the paper's tables,
+on a named design or on the current (uploaded or real) data."""
 
 import pandas as pd
 import streamlit as st
 
 from explorer import chrome, figures, runs, settings, tables
-from explorer.io import parse_sweep_values
+from explorer.io import markdown_escape, parse_sweep_values, stem
 from moecore import DistributedMoE, costmodel
-from moecore.experiments import alpha_sweep, sweep
+from moecore.experiments import alpha_sweep, sweep, training_size
 from moecore.params import DISTRIBUTED_PARAMETERS, default_support_size
 from moecore.selection import choose_k
 from moecore.simulation import DESIGNS
 
 N_TEST = 20000
+HELD_OUT = settings.SWEEP_HELD_OUT
 
 
 def _design_changed():
@@ -19,17 +21,36 @@ def _design_changed():
     settings.set_setting("exp_K", DESIGNS[st.session_state["exp_design"]].n_experts)
 
 
+def _data_changed():
+    # On the current data, K starts at the Fit page's (a real set's own K once it is loaded).
+    if st.session_state["exp_data"] == "current":
+        settings.set_setting("exp_K", settings.settings()["K"])
+
+
 def experiment_settings() -> dict:
     """Draw the Experiments widgets (declared in explorer.settings, keys ``exp_*``, shared in links)
     and return every value a sweep depends on, in one dict."""
+    data = st.session_state["data"]
     c1, c2, c3 = st.columns(3)
-    design = settings.widget("exp_design", where=c1, on_change=_design_changed)
-    parameter = settings.widget("exp_parameter", where=c2, format_func=tables.label)
+    # Uploaded or real rows can be swept as they are; simulated ones are a design's draws already.
+    source = settings.widget("exp_data", where=c1, on_change=_data_changed) if not data.sim else "design"
+    if source == "current":
+        design, d, n_rows = data.name, data.d, training_size(data.n, HELD_OUT)
+        c1.caption(f"**{markdown_escape(data.name)}**: {n_rows:,} training rows, d = {d}; each repeat holds out its "
+                   f"own random {100 * HELD_OUT:.0f} % of the {data.n:,} rows (drawn from the seed below).")
+    else:
+        design = settings.widget("exp_design", where=c1, on_change=_design_changed)
+        d = DESIGNS[design].n_features
+    # The alpha sweep splits by true expert labels and region mixing of a design's fresh draws.
+    options = [p for p in settings.SWEEPS if source == "design" or p != "alpha"]
+    parameter = settings.widget("exp_parameter", where=c2, format_func=tables.label, options=options)
     values = settings.widget(f"exp_values_{parameter}", where=c3, help=None)  # the label says it all
     c1, c2, c3, c4 = st.columns(4)
-    n = settings.widget("exp_n", where=c1)
+    n = settings.widget("exp_n", where=c1, disabled=source == "current")
+    n = n_rows if source == "current" else n
     M = settings.widget("exp_M", where=c1)
-    K = settings.widget("exp_K", where=c2, help="Set to the design's own number of experts when the design changes.")
+    K = settings.widget("exp_K", where=c2, disabled=parameter == "n_experts",
+                        help="Set to the design's own number of experts when the design changes.")
     restarts = settings.widget("exp_restarts", where=c2, help="Also the global EM's restarts.")
     own_support = parameter == "support_fraction"  # the sweep sets S itself
     paper_S = default_support_size(int(n), int(M))
@@ -42,7 +63,7 @@ def experiment_settings() -> dict:
     include_global = settings.widget("exp_global", where=c4)
     variance_update = settings.widget("exp_var", where=c4)
     split = settings.widget("exp_split") if parameter == "alpha" else None
-    return dict(design=design, parameter=parameter, values=values, n=int(n), M=int(M), K=int(K),
+    return dict(source=source, design=design, d=d, parameter=parameter, values=values, n=int(n), M=int(M), K=int(K),
                 restarts=int(restarts), support_size=None if own_support else support, seed=int(seed),
                 repeats=int(repeats), include_global=bool(include_global), variance_update=variance_update,
                 split=split)
@@ -55,8 +76,7 @@ def sweep_hint(exp) -> str:
         cost = costmodel.load()
     except (OSError, ValueError, KeyError):
         return "Example: vary M over 2, 4, 8, 16 and compare the learning time and the RPE with the global EM's."
-    design = DESIGNS[exp["design"]]
-    t = [cost.predict(exp["n"], design.n_features, exp["K"], M, restarts=exp["restarts"]).learning_time
+    t = [cost.predict(exp["n"], exp["d"], exp["K"], M, restarts=exp["restarts"]).learning_time
          for M in (2, 4, 8, 16)]
     if t[-1] <= 0.5 * t[0]:  # a smaller fall drowns in the noise of timings on shared cores
         return ("Example: vary M over 2, 4, 8, 16 to see the learning time fall while the RPE stays close to the "
@@ -72,7 +92,8 @@ chrome.page("Experiments")
 st.caption("Accuracy and time of the reduction as functions of the number of machines M, the supporting sample "
            "size, the sample size n (consistency) or the refinement rounds (accuracy against communication), with "
            "the global EM as the reference. Each point is the mean ± sd over independent repeats (fresh data and "
-           f"seeds), evaluated on {N_TEST:,} held-out samples.")
+           f"seeds), evaluated on held-out data: {N_TEST:,} fresh samples of a design, or a random "
+           f"{100 * HELD_OUT:.0f} % of the current data's rows, never fitted.")
 exp = experiment_settings()
 # Where the fits run: the backend, n_jobs (capped at the cores) and scheduler of the Fit page.
 run_on = {k: v for k, v in runs.fit_params(settings.settings()).items() if k in ("backend", "n_jobs", "scheduler")}
@@ -131,8 +152,10 @@ def checked_values(exp, sweep_kw) -> list:
     vals = parse_sweep_values(exp["values"], exp["parameter"], exp["M"], settings.MAX_APP_ROUNDS)
     n_min = min(vals) if exp["parameter"] == "n" else exp["n"]
     M_max = max(vals) if exp["parameter"] == "n_machines" else exp["M"]
-    probe = DistributedMoE(**{k: v for k, v in dict(sweep_kw, n_machines=M_max).items() if k in DISTRIBUTED_PARAMETERS})
-    probe.check_parameters(int(n_min), DESIGNS[exp["design"]].n_features)
+    K_max = max(vals) if exp["parameter"] == "n_experts" else exp["K"]  # the most parameters a shard must carry
+    probe = DistributedMoE(**{k: v for k, v in dict(sweep_kw, n_machines=M_max, n_experts=K_max).items()
+                              if k in DISTRIBUTED_PARAMETERS})
+    probe.check_parameters(int(n_min), exp["d"])
     runs.check_sweep_budget(exp["design"], exp["parameter"], sweep_kw, vals)
     if sweep_kw["backend"] == "dask":
         runs.check_scheduler(sweep_kw["scheduler"])
@@ -148,21 +171,38 @@ def gather(rows, gen, bar, total, parameter):
     return len(rows)
 
 
+def sweep_params(exp) -> dict:
+    """The sweep's keyword arguments: the settings' (runs.fit_params), with the current data's rows
+    and the share each repeat holds out when the runs fit them."""
+    kw = runs.fit_params(settings.settings(), sweep=True)
+    if exp["source"] == "current":
+        data = st.session_state["data"]
+        kw.update(data=(data.X, data.y), test_size=HELD_OUT)
+    return kw
+
+
+def sweep_runs(exp, vals, sweep_kw):
+    """The sweep's runs (a generator); the library checks its arguments here, before any fit."""
+    common = dict(sweep_kw, n_test=N_TEST)
+    if exp["parameter"] == "alpha":
+        return alpha_sweep(exp["design"], exp["split"], vals, **common)
+    return sweep(exp["design"], exp["parameter"], vals, **common)
+
+
 if start:
     parameter = exp["parameter"]
-    sweep_kw = runs.fit_params(settings.settings(), sweep=True)
+    sweep_kw = sweep_params(exp)
     vals = runs.attempt("Checking the sweep", checked_values, exp, sweep_kw,
                         after="Change the values or settings above.")
-    if vals is not None:
+    gen = None if vals is None else runs.attempt("Checking the sweep", sweep_runs, exp, vals, sweep_kw,
+                                                 after="Change the values or settings above.")
+    if gen is not None:
         per = 3 if parameter == "alpha" else 2
         total = len(vals) * exp["repeats"] * (per if exp["include_global"] else per - 1)
         ss["sweep_rows"] = []
         ss["sweep_meta"] = dict(exp)
         ss["sweep_running"] = True
         bar = st.progress(0.0, text=f"0 / {total} fits")
-        common = dict(sweep_kw, n_test=N_TEST)
-        gen = (alpha_sweep(exp["design"], exp["split"], vals, **common) if parameter == "alpha"
-               else sweep(exp["design"], parameter, vals, **common))
         done = runs.attempt("The sweep", gather, ss["sweep_rows"], gen, bar, total, parameter,
                             after="The runs finished before the error are below.")
         ss["sweep_status"] = (f"Finished: {done} fits." if done is not None
@@ -175,18 +215,23 @@ rows = ss.get("sweep_rows")
 if ss.get("sweep_status"):
     st.info(ss["sweep_status"])
 if not rows:
-    st.info("Choose a design and the values, then press Run the sweep. " + sweep_hint(exp))
+    st.info("Choose the data and the values, then press Run the sweep. " + sweep_hint(exp))
     chrome.stop()
 df = pd.DataFrame(rows)
 meta = ss.get("sweep_meta", exp)
 parameter, design = meta["parameter"], meta["design"]
-metrics = [m for m in ["rpe", "time", "mse_gates", "mse_experts", "mse_variances", "mse_all", "ari",
+metrics = [m for m in ["rpe", "time", "bic", "mse_gates", "mse_experts", "mse_variances", "mse_all", "ari",
                        "clustering_error", "transport_divergence", "loglik", "wall"] if m in df]
 first = df.iloc[0]
-st.caption(f"Settings of these runs: design **{design}**, {tables.label(parameter)} varied; "
-           + ("" if parameter == "n" else f"n = {meta['n']:,}, ")
+on_data = meta.get("source") == "current"
+st.caption(f"Settings of these runs: {'data' if on_data else 'design'} **{markdown_escape(design)}**, "
+           f"{tables.label(parameter)} varied; "
+           + (f"each repeat holds out its own random {100 * HELD_OUT:.0f} % of the rows (from the seed), "
+              if on_data else "")
+           + ("" if parameter == "n" else f"n = {meta['n']:,}{' training rows' if on_data else ''}, ")
            + ("" if parameter == "n_machines" else f"M = {meta['M']}, ")
-           + f"K = {first['K']}, {first['restarts']} EM restart(s) per machine, supporting sample "
+           + ("" if parameter == "n_experts" else f"K = {first['K']}, ")
+           + f"{first['restarts']} EM restart(s) per machine, supporting sample "
            + ("S = the paper's floor(n / 4M)" if meta["support_size"] is None else f"S = {meta['support_size']:,}")
            + f", seed {meta['seed']}, {meta['repeats']} repeat(s), backend {first['backend']} "
            f"(n_jobs = {first['n_jobs']}). The CSV holds them in every row.")
@@ -195,14 +240,17 @@ with c1:
     st.plotly_chart(figures.sweep_figure(df, parameter, "rpe"), width="stretch", key="exp_rpe")
 with c2:
     st.plotly_chart(figures.sweep_figure(df, parameter, "time"), width="stretch", key="exp_time")
-metric = st.selectbox("Another metric", metrics, index=metrics.index("mse_gates") if "mse_gates" in metrics else 0,
+# Across K the question is which K the data support: BIC first; else the gates, the hardest block,
+# where a truth knows them (a design), and the held-out log-likelihood on data.
+third = "bic" if parameter == "n_experts" else "mse_gates" if "mse_gates" in metrics else "loglik"
+metric = st.selectbox("Another metric", metrics, index=metrics.index(third) if third in metrics else 0,
                       format_func=tables.label, key="exp_metric")
 st.plotly_chart(figures.sweep_figure(df, parameter, metric), width="stretch", key="exp_other")
 summary = df.groupby(["value", "method"])[metrics].mean()
 summary.index = summary.index.set_names([parameter, "method"])
-st.subheader(f"Mean over repeats ({design})")
+st.subheader(f"Mean over repeats ({markdown_escape(design)})")
 st.dataframe(tables.readable_table(summary).style.format("{:.4g}"), width="stretch")
 st.download_button("Download all runs as CSV", df.to_csv(index=False).encode("utf-8"),
-                   file_name=f"sweep_{design}_{parameter}.csv", mime="text/csv", key="dl_sweep")
+                   file_name=f"sweep_{stem(design)}_{parameter}.csv", mime="text/csv", key="dl_sweep")
 
 chrome.done()

@@ -7,7 +7,6 @@ import streamlit as st
 from explorer import chrome, explain, figures, lessons, runs, settings, tables
 from explorer.data import apply_saved_model
 from explorer.io import markdown_escape, model_to_json, stem, table_to_csv
-from moecore import costmodel
 from moecore.model import feature_names
 from moecore.params import default_support_size
 from moecore.predictions import prediction_frame
@@ -134,14 +133,11 @@ with m[5], lessons.box("speedup"):
 parts = dm.costs_.learning_time_parts()
 below_one = g.fit_time_ < sum(parts.values())
 pays = [explain.speedup_sentence(parts, g.fit_time_, len(dm.local_models_))] if below_one else []
-try:
-    pays.append(costmodel.load().explain(
-        n_fit, dm.params_.n_features, dm.params_.n_experts, int(s["M"]), S=len(dm.support_indices_),
-        rounds=int(s["rounds"]), restarts=int(s["restarts"]), mm_restarts=int(s["mm_restarts"]),
-        cores=settings.MAX_JOBS)
-        + " The measured speed-up above also counts threads sharing this server's cores.")
-except (OSError, ValueError, KeyError):
-    pass  # no calibration stored: benchmarks/bench_costmodel.py writes one
+predicted = explain.cost_model_text(
+    n_fit, dm.params_.n_features, dm.params_.n_experts, int(s["M"]), S=len(dm.support_indices_),
+    rounds=int(s["rounds"]), restarts=int(s["restarts"]), mm_restarts=int(s["mm_restarts"]), cores=settings.MAX_JOBS)
+if predicted:
+    pays.append(predicted + " The measured speed-up above also counts threads sharing this server's cores.")
 if pays:
     st.caption(":material/speed: **When does distribution pay?** " + " ".join(pays))
 

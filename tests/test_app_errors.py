@@ -223,6 +223,8 @@ BAD_SWEEPS = {
     "sweep: zero support fraction": ("support_fraction", "0, 1", "must be > 0"),
     "sweep: negative rounds": ("refine_rounds", "0, -1", "whole numbers from 0"),
     "sweep: too many rounds": ("refine_rounds", "1, 50", "at most 10 refinement rounds"),
+    "sweep: K above the app's 10": ("n_experts", "2, 12", "n_experts must be in [1, 10]"),
+    "sweep: fractional K": ("n_experts", "2, 2.5", "K must be whole numbers"),
 }
 
 
@@ -246,4 +248,4 @@ BAD_INPUTS = (list(BAD_FILES) + list(BAD_COLUMNS) + list(BAD_MODELS) + list(BAD_
 
 def test_bad_input_count():
     """The number reported in docs/app.md."""
-    assert len(BAD_INPUTS) == len(set(BAD_INPUTS)) == 38
+    assert len(BAD_INPUTS) == len(set(BAD_INPUTS)) == 40

@@ -102,3 +102,45 @@ def test_k_view_marks_the_chosen_k():
     at.button(key="btn_choose_k").click().run()
     assert "K values must be whole numbers from 1 to 10" in at.error[0].value
     assert at.session_state["k_selection"][2] is sel  # the previous result stays
+
+
+def test_experiments_sweep_the_current_real_data():
+    """A shipped real set picked on the Data page is what the Experiments page sweeps: its own rows,
+    each repeat holding out a random 20 % (no design offered, no truth-based metric)."""
+    at = clean(AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run())
+    at.switch_page("pages/experiments.py").run()
+    assert not at.get("radio") or "exp_data" not in [r.key for r in at.radio]  # simulated data: designs only
+    at.switch_page("pages/data.py").run()
+    at.radio(key="cfg_source").set_value("real").run()
+    at.selectbox(key="cfg_real_set").select("faithful").run()
+    at.button(key="btn_real").click().run()
+    at.switch_page("pages/experiments.py").run()
+    at.radio(key="exp_data").set_value("current").run()
+    assert "alpha" not in at.radio(key="exp_parameter").options
+    assert at.number_input(key="exp_n").disabled
+    assert at.number_input(key="exp_K").value == 2  # the real set's own K, as on the Fit page
+    at.text_input(key="exp_values_n_machines").input("1, 2").run()
+    at.number_input(key="exp_repeats").set_value(2).run()
+    at.number_input(key="exp_seed").set_value(4).run()
+    at.button(key="btn_sweep").click().run()
+    clean(at)
+    rows = at.session_state["sweep_rows"]
+    assert len(rows) == 8
+    assert {(r["design"], r["n"], r["n_test"], r["K"], r["seed"]) for r in rows} == {("faithful", 217, 55, 2, 4)}
+    assert "mse_gates" not in rows[0] and at.selectbox(key="exp_metric").value == "loglik"  # no truth on data
+    assert any("data **faithful**" in c.value and "random 20 %" in c.value for c in at.caption)
+    # The rows are those of moecore's sweep on the same data and seed: the page adds nothing of its own.
+    from moecore.datasets import load_dataset
+    from moecore.experiments import sweep
+
+    ds = load_dataset("faithful")
+    s = at.session_state["_cfg"]
+    again = list(sweep("faithful", "n_machines", [1, 2], data=(ds.X, ds.y), n_experts=2, repeats=2, random_state=4,
+                       n_init=s["exp_restarts"], backend="sequential", variance_update=s["exp_var"]))
+    assert [r["rpe"] for r in again] == [r["rpe"] for r in rows]
+    # A sweep over n beyond the training rows is refused before any fit, the results kept.
+    at.radio(key="exp_parameter").set_value("n").run()
+    at.text_input(key="exp_values_n").input("100, 250").run()
+    at.button(key="btn_sweep").click().run()
+    assert "at most the 217 training rows" in at.error[0].value
+    assert at.session_state["sweep_rows"] == rows

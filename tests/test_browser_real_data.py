@@ -1,5 +1,6 @@
 """A real data set end to end in a real browser: pick the flights on the Data page, fit them over 64
-machines, the K view, the predictions download, a saved model applied back (Debian chromium)."""
+machines, the K view, the predictions download, a saved model applied back, a sweep over M of the
+flights themselves (Debian chromium)."""
 
 import json
 
@@ -65,3 +66,21 @@ def test_flights_end_to_end(tmp_path):
         settle(page, timeout=300_000)
         no_errors(page)
         shoot(page, "real-flights-kview")
+
+        # A sweep of the current data: the flights' own rows, 20 % held out, the flights' K.
+        page.get_by_text("the current data", exact=True).click()
+        page.wait_for_selector("text=261,876 training rows", timeout=60_000)
+        settle(page)
+        box = page.get_by_label("Values (comma-separated)", exact=True)
+        box.fill("4, 8")
+        box.press("Enter")
+        set_number(page, "Repeats", 1)
+        page.get_by_role("button", name="Run the sweep").click()
+        page.wait_for_selector("text=Finished: 4 fits.", timeout=300_000)  # 2 reductions, the global EM twice
+        settle(page, timeout=300_000)
+        no_errors(page)
+        text = page.locator('[data-testid="stMain"]').inner_text()
+        assert "Settings of these runs: data flights" in text and "n = 261,876 training rows" in text
+        assert "K = 3" in text
+        plots_rendered(page, 3)
+        shoot(page, "real-flights-sweep")

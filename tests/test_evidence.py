@@ -97,3 +97,23 @@ def test_bad_machine_quotes_the_warning_and_says_which_curve():
 def test_non_iid_quotes_the_test():
     e = ev.non_iid(COSTS, 0.04, 8, 2, 2, "covariate", SimpleNamespace(p_value=1.2e-30))
     assert "**covariate**" in e.sentence and "**1.2e-30**" in e.sentence and "weights" in e.boxes
+
+
+@pytest.mark.parametrize("global_time", [0.5, 50.0])  # a speed-up short of the target, and one beyond it
+def test_real_flights_quotes_cells_and_its_box(table, global_time):
+    """Every bold figure of the flights lesson is a highlighted cell of the metrics table or in its
+    box; the reason and the cost model's text come only when the speed-up falls short of the target."""
+    parts = COSTS.learning_time_parts()
+    table.loc["reduction", "time"], table.loc["global", "time"] = COSTS.learning_time, global_time
+    figs = ev.real_flights_figures(table, 65_469, 64)
+    assert figs["gap"] == table.loc["global", "loglik"] - table.loc["reduction", "loglik"]
+    assert figs["speedup"] == pytest.approx(global_time / 0.112)
+    e = ev.real_flights(figs, parts, 10.0, "COST MODEL TEXT")
+    box = ev.real_flights_box(figs, parts, {"gap": 0.002, "speedup": 10.0})
+    shown = shown_cells(e, page_tables(table))
+    quoted = [b for b in bold(e.sentence) if re.search(r"\d", b)]
+    assert len(quoted) >= 6 and all(q in shown or f"**{q}**" in box for q in quoted), (quoted, shown, box)
+    assert e.boxes == ("flights",) and {c for _, c in e.cells["metrics"]} == {"log-lik / n", "time (s)"}
+    short = figs["speedup"] < 10
+    assert ("COST MODEL TEXT" in e.sentence) == short and ("short of 10x" in e.sentence) == short
+    assert ("reduction (**0.060 s**)" in e.sentence) == short  # the largest part, named with its time

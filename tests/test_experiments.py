@@ -82,3 +82,79 @@ def test_experiments_page_controls_settings_and_labels():
     assert tables.label("rpe") in table.columns and "rpe" not in table.columns
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["layout"]["xaxis"]["type"] == "category"  # one value of M: no 3.999999 ... 4.000001 ticks
+
+
+def test_a_sweep_over_k_fits_the_global_em_at_every_k_and_scores_bic():
+    rows = _rows("n_experts", [1, 2, 3], n_experts=None)
+    assert [r["K"] for r in rows if r["repeat"] == 0] == [1, 1, 2, 2, 3, 3]
+    glob = [r for r in rows if r["method"] == "global"]
+    assert not any(g["global_reused"] for g in glob)  # the global EM depends on K
+    for rep in (0, 1):
+        bic = {r["K"]: r["bic"] for r in rows if r["repeat"] == rep and r["method"] == "global"}
+        ll = {r["K"]: r["loglik"] for r in rows if r["repeat"] == rep and r["method"] == "reduction"}
+        # two-experts-1d has two well-separated experts: one line cannot fit them, on the
+        # training rows (BIC) or on held-out ones.
+        assert bic[2] < bic[1] and ll[2] > ll[1]
+
+
+def test_k_values_are_checked_by_the_parameters_rule_before_any_fit():
+    with pytest.raises(ValueError, match="n_experts must be"):
+        sweep("two-experts-1d", "n_experts", [2, 0])  # refused when made, before any fit
+    with pytest.raises(ValueError, match="parameter must be one of"):
+        sweep("two-experts-1d", "K", [2])
+
+
+def _data_rows(parameter, values, data, **kw):
+    return list(sweep("faithful", parameter, values, data=data, n_machines=2, repeats=2, random_state=3,
+                      backend="sequential", n_init=1, **kw))
+
+
+def test_a_sweep_on_given_data_holds_out_a_random_split_per_repeat():
+    from moecore.datasets import load_dataset
+
+    ds = load_dataset("faithful")  # 272 eruptions
+    rows = _data_rows("n_machines", [1, 2], (ds.X, ds.y), n_experts=2)
+    for r in rows:
+        # 20 % held out (train_test_split rounds the test share up), every other row fitted.
+        assert (r["design"], r["n"], r["n_test"], r["K"]) == ("faithful", 217, 55, 2)
+        assert "mse_gates" not in r and "ari" not in r  # no truth, no labels: real data
+    glob = [r for r in rows if r["method"] == "global" and not r["global_reused"]]
+    assert glob[0]["loglik"] != pytest.approx(glob[1]["loglik"], rel=1e-9)  # each repeat its own split
+    # The same seed gives the same numbers whatever the backend and n_jobs.
+    again = list(sweep("faithful", "n_machines", [1, 2], data=(ds.X, ds.y), n_machines=2, repeats=2,
+                       random_state=3, backend="threading", n_jobs=2, n_init=1, n_experts=2))
+    assert [r["rpe"] for r in again] == [r["rpe"] for r in rows]
+    # A sweep over n takes nested subsets of the training rows, at most all of them.
+    by_n = _data_rows("n", [150, 217], (ds.X, ds.y), n_experts=2)
+    assert [r["n"] for r in by_n if r["method"] == "reduction"] == [150, 217] * 2
+    with pytest.raises(ValueError, match="at most the 217 training rows"):
+        _data_rows("n", [150, 250], (ds.X, ds.y), n_experts=2)
+    with pytest.raises(ValueError, match="n_experts must be given with data"):
+        _data_rows("n_machines", [2], (ds.X, ds.y))
+    with pytest.raises(ValueError, match="test_size"):
+        _data_rows("n_machines", [2], (ds.X, ds.y), n_experts=2, test_size=0.0)
+
+
+def test_experiments_page_varies_k():
+    """Vary K: each value is the K of its fits (the K box is greyed out), the global EM is fitted
+    at every K, and the third chart opens on BIC."""
+    from app_helpers import new_session
+
+    from explorer import tables
+
+    at = new_session("pages/experiments.py", {"backend": "sequential", "jobs": "1"})
+    at.selectbox(key="exp_design").select("two-experts-1d").run()
+    at.radio(key="exp_parameter").set_value("n_experts").run()
+    assert at.number_input(key="exp_K").disabled
+    at.text_input(key="exp_values_n_experts").input("1, 2").run()
+    at.number_input(key="exp_n").set_value(3000).run()
+    at.number_input(key="exp_M").set_value(2).run()
+    at.number_input(key="exp_repeats").set_value(1).run()
+    at.button(key="btn_sweep").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    rows = at.session_state["sweep_rows"]
+    assert [(r["method"], r["K"]) for r in rows] == [("reduction", 1), ("global", 1), ("reduction", 2), ("global", 2)]
+    assert at.selectbox(key="exp_metric").value == "bic"
+    assert tables.label("n_experts") in at.dataframe[0].value.index.names
+    bic = {r["K"]: r["bic"] for r in rows if r["method"] == "global"}
+    assert bic[2] < bic[1]  # two well-separated experts

@@ -135,3 +135,16 @@ def test_paper_rpe_sentence_compares_ratios():
     assert "1.00 in this run, 1.41 in the paper" in text and "comes closer" in text
     assert "loses as much" in ex.paper_rpe_sentence(1.45, 1.03, 1.45, 1.03)
     assert "further" in ex.paper_rpe_sentence(3.0, 1.0, 1.45, 1.03)
+
+
+def test_cost_model_text_says_when_the_data_need_more_em_iterations():
+    """The cost model folds the designs' EM iteration counts into its times: a global EM measured at
+    many times its prediction (real data that iterate longer) gets the caveat, one near it does not."""
+    from moecore import costmodel
+
+    predicted = costmodel.load().em_time(261_877, 3, 3)
+    plain = ex.cost_model_text(261_877, 3, 3, 64)
+    assert plain.startswith("On one dedicated core per machine") and "lower bound" not in plain
+    assert ex.cost_model_text(261_877, 3, 3, 64, measured_global=1.5 * predicted) == plain
+    slow = ex.cost_model_text(261_877, 3, 3, 64, measured_global=16 * predicted)
+    assert slow.startswith(plain) and "took 16x the time it predicts" in slow and "lower bound" in slow

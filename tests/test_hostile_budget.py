@@ -9,6 +9,7 @@ and, timed, benchmarks/bench_budget.py.
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,6 +108,23 @@ def test_a_sweep_is_checked_against_the_session_budget_before_it_starts():
         runs.check_sweep_budget(*_exp(parameter="refine_rounds", n=200_000), [0, 5, 10, 10])
     assert (runs.fit_work(1000, 2, _kw(K=4), distributed=2)
             > runs.fit_work(1000, 2, _kw(K=4)) > runs.fit_work(1000, 2, _kw(K=4), reference=False))
+
+
+def test_a_k_sweep_and_a_sweep_of_the_current_data_count_their_own_k_d_and_rows():
+    # Each K swept counts at its own value, not the K box's (4): 2 repeats x (1 + 2) x 1.1e7 passes,
+    # (2 + 8) x 1.1e7 does not (at K = 4 twice it would be 8.8e7, within budget).
+    runs.check_sweep_budget(*_exp(parameter="n_experts", n=1_000_000), [1, 2])
+    with pytest.raises(runs.InputError, match=r"sweep is beyond .*n = 1,000,000 rows, d = 1, K up to 8"):
+        runs.check_sweep_budget(*_exp(parameter="n_experts", n=1_000_000), [2, 8])
+    # On the current data the fits take its d and its training rows (8 000 of 10 000 with 20 %
+    # held out), not the design's d = 1 and the n box's 20 000: 20 repeats x 4 values x 8 000 x 31
+    # x 4 x 2.75 = 2.2e8, where the design's d would give 3.5e7.
+    design, parameter, kw = _exp(repeats=20)
+    kw.update(data=(np.zeros((10_000, 30)), np.zeros(10_000)), test_size=0.2)
+    with pytest.raises(runs.InputError, match=r"sweep is beyond .*n = 8,000 rows, d = 30, K up to 4"):
+        runs.check_sweep_budget(design, parameter, kw, [2, 4, 8, 16])
+    kw["repeats"] = 2
+    runs.check_sweep_budget(design, parameter, kw, [2, 4, 8, 16])
 
 
 def test_the_experiments_page_refuses_a_sweep_beyond_the_budget_with_no_fit():

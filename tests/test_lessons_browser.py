@@ -81,6 +81,13 @@ def _bad_machine(text):
     assert text.count(f"machine {named.group(1)} scored") >= 2  # the evidence and the warning
 
 
+def _flights(text):
+    """The whole flights, held out and compared: this run's figures next to issue 20's targets."""
+    assert re.search(r"learning-time speed-up over the global EM\s+[0-9]+\.[0-9]x\s+10x", text)
+    assert re.search(r"global EM minus reduction\s+-?[0-9]\.[0-9]{5} nats per point\s+at most 0\.00200", text)
+    assert "(a random 20 % of your rows, not used to fit)" in text and "65,469" in text  # held-out flights
+
+
 def _shows(phrase):
     def check(text):
         assert phrase in text
@@ -94,6 +101,7 @@ SHOWS = {
     "bad-machine": _bad_machine,
     "non-iid": _shows("with covariate weights"),
     "rounds": _shows("reduction, one-shot"),
+    "flights": _flights,
 }
 
 

@@ -252,3 +252,40 @@ def test_a_row_longer_than_the_header_is_refused_naming_the_file(tmp_path, line)
             read_shard(path)
     X, y, names = read_shard(_write(tmp_path, "fine.csv", pd.DataFrame({"x1": [1.0, 2.0], "y": [3.0, 4.0]})))
     assert X.tolist() == [[1.0], [2.0]] and y.tolist() == [3.0, 4.0] and names == ["x1"]
+
+
+def test_small_file_shards_warn_before_any_local_fit(tmp_path):
+    """fit_shards applies DistributedMoE.fit's small-shard rule to the machines' own files, judged
+    by the smallest file, once they are inspected and before any local fit."""
+    from moecore.datasets import load_dataset
+    from moecore.shard_check import SmallShardWarning, check_shards
+
+    ds = load_dataset("mcycle")  # 133 rows; K = 3, d = 1: 13 parameters per model
+    cuts = [0, 60, 100, 120, 133]  # files of 60, 40, 20 and 13 rows
+    paths = []
+    for m in range(4):
+        path = tmp_path / f"m{m}.csv"
+        pd.DataFrame({"x": ds.X[cuts[m]:cuts[m + 1], 0], "y": ds.y[cuts[m]:cuts[m + 1]]}).to_csv(path, index=False)
+        paths.append(str(path))
+    expect = check_shards(133, 1, 3, 4, 133 // 16, smallest_shard=13)
+    assert not expect.ok and expect.message.startswith("The smallest shard holds 13 rows for the 13 parameters")
+    stages = []
+    est = DistributedMoE(3, 4, random_state=0, backend="sequential")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SmallShardWarning)
+        with pytest.raises(SmallShardWarning) as caught:
+            est.fit_shards(paths, progress=lambda stage, done, total: stages.append(stage))
+    assert str(caught.value) == expect.message and stages == []  # raised as an error: nothing was fitted
+    assert not hasattr(est, "params_")
+    with pytest.warns(SmallShardWarning, match="The smallest shard holds 13 rows") as record:
+        est.fit_shards(paths)
+    assert record[0].filename == __file__  # points at the caller's line
+    assert est.shard_sizes_.tolist() == [60, 40, 20, 13]
+
+
+def test_large_file_shards_do_not_warn(shard_paths):
+    from moecore.shard_check import SmallShardWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SmallShardWarning)
+        fit(shard_paths, backend="sequential")  # ~1 500 rows a machine for 25 parameters
