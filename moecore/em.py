@@ -87,11 +87,11 @@ _INIT_GATE_STEPS = 5  # Newton steps fitting the starting gates to the k-means p
 _PORTFOLIO = (("kmeans", 1), ("lines", 8), ("random", 4))
 _SHORT_ITER = 10  # EM iterations of each short run
 _SHORT_MIN_SAMPLES = 500
-# Ten points per expert coefficient: at d = 20 short runs on 25 per coefficient were two thirds of a
-# 7 800-row local fit; on ten they pick the same basin on all 192 shards of the three high-d designs
-# of benchmarks/bench_portfolio.py (none poor, as with 25) in half the time. Below d + 1 = 50 / K
-# the 500-point floor decides, so fits with few features are unaffected.
-_SHORT_PER_PARAM = 10
+# Twenty-five points per expert coefficient. Ten halved a d = 20 local fit's time on 7 800-row shards
+# (every high-d shard still in the right basin), but on separated-10d's 1 562-row shards (M = 64)
+# short runs on 550 points led several local fits into a collapsed variance and the reduction's
+# variance MSE to 5 600x the global EM's (benchmarks/bench_blocks_default.py); 25 keeps it at 3.7x.
+_SHORT_PER_PARAM = 25
 _MID_ITER = 50  # further EM iterations of the best short run of each kind
 # Short runs whose log-likelihoods differ by less than this, in nats per point of the subsample,
 # sit in one basin (0.5 nats on 500 points), and only the better goes on.
@@ -121,7 +121,7 @@ def _kmeans_sample_size(K, p):
 
 
 def _short_sample_size(K, p):
-    """Points the portfolio's short runs see: max(500, 10 K (d+1)), enough to tell basins apart."""
+    """Points the portfolio's short runs see: max(500, 25 K (d+1)), enough to tell basins apart."""
     return max(_SHORT_MIN_SAMPLES, _SHORT_PER_PARAM * K * p)
 
 
@@ -464,7 +464,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
     n_experts : int, default=2
         Number of experts K (>= 1).
     init : {"portfolio", "kmeans", "random", "lines"} or MoEParams, default="portfolio"
-        "portfolio" ("small EM"): short EM runs (10 iterations, on at most max(500, 10 K (d+1))
+        "portfolio" ("small EM"): short EM runs (10 iterations, on at most max(500, 25 K (d+1))
         points) from 1 k-means, 8 "lines" and 4 random-partition starts; the best run of each
         kind goes on for up to 50 iterations, and the best non-degenerate one (every variance
         above ``DEGENERATE_VAR`` var(y)) is continued on all the data. The other choices are one

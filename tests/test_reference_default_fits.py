@@ -3,12 +3,8 @@
 ``test_reference_fits.py`` pins every parameter to main's values before the restructuring (k-means
 starts).  The default start changed in the same series (``init="portfolio"``, issue 19), and the
 restructuring landed after it; these fits use the defaults and were stored from the issue-19 code
-(commit 3efb593) before the restructured estimator was merged onto it; separated-10d's were rewritten when
-the short runs' subsample went from 25 to 10 points per expert coefficient (the same maxima, the
-experts in another order: log-likelihoods equal to 1e-8), and its distributed fit again when a flagged
-machine came to refit from the best-scoring machine's model (machine 2: the same maximum, scores per
-point equal to 5e-8).  Run this file as a script to rewrite the store after a deliberate change of
-the numerics, and say why in the commit.
+(commit 3efb593) before the restructured estimator was merged onto it.  Run this file as a script to
+rewrite the store after a deliberate change of the numerics, and say why in the commit.
 """
 
 import sys
