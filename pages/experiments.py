@@ -90,7 +90,8 @@ def sweep_hint(exp) -> str:
 
 chrome.page("Experiments")
 st.caption("Accuracy and time of the reduction as functions of the number of machines M, the supporting sample "
-           "size, the sample size n (consistency) or the refinement rounds (accuracy against communication), with "
+           "size, the sample size n (consistency), the refinement rounds (accuracy against communication) or the "
+           "number of experts K (held-out fit and BIC: which K the data support), with "
            "the global EM as the reference. Each point is the mean ± sd over independent repeats (fresh data and "
            f"seeds), evaluated on held-out data: {N_TEST:,} fresh samples of a design, or a random "
            f"{100 * HELD_OUT:.0f} % of the current data's rows, never fitted.")
