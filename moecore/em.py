@@ -348,6 +348,16 @@ def _rank(run):
     return (bool(np.min(run["variances"]) >= DEGENERATE_VAR), run["ll"])
 
 
+def _subsample(XtT, y, F, size, rng):
+    """(XtT, y, F) on ``size`` points drawn without replacement, in their order (all of them when
+    there are no more): contiguous copies, since every EM iteration reads them again."""
+    n = y.shape[0]
+    if n <= size:
+        return XtT, y, F
+    idx = np.sort(rng.choice(n, size, replace=False))
+    return (np.ascontiguousarray(XtT[:, idx]), y[idx], None if F is None else np.ascontiguousarray(F[:, idx]))
+
+
 def _distinct_basins(runs, n_points):
     """``runs`` less those within _SAME_BASIN nats per point (of the ``n_points`` they were fitted
     on) of an earlier one: one basin reached from two starts."""
@@ -690,13 +700,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         p, n = XtT.shape
         if K == 1:
             return self._run_em(XtT, y, F, rng)
-        n_sub = _short_sample_size(K, p)
-        if n > n_sub:
-            idx = np.sort(rng.choice(n, n_sub, replace=False))
-            Xs, ys = np.ascontiguousarray(XtT[:, idx]), y[idx]
-            Fs = None if F is None else np.ascontiguousarray(F[:, idx])
-        else:
-            Xs, ys, Fs = XtT, y, F
+        Xs, ys, Fs = _subsample(XtT, y, F, _short_sample_size(K, p), rng)
         kept = []  # each kind's best run after stage 2
         for kind, count in _PORTFOLIO:
             # Stage 1: short runs; the best of this kind goes on to stage 2.
@@ -723,9 +727,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         # runoff tripled the slowest machine's work; shards have screening as their safety net.
         runs = _distinct_basins(sorted(kept, key=_rank, reverse=True), Xs.shape[1])
         if len(runs) > 1 and n >= _RUNOFF_MIN_FACTOR * Xs.shape[1]:
-            idx = np.sort(rng.choice(n, _RUNOFF * Xs.shape[1], replace=False))
-            Xm, ym = np.ascontiguousarray(XtT[:, idx]), y[idx]
-            Fm = None if F is None else np.ascontiguousarray(F[:, idx])
+            Xm, ym, Fm = _subsample(XtT, y, F, _RUNOFF * Xs.shape[1], rng)
             runs = sorted((self._run_em(Xm, ym, Fm, rng, start=_params(run), max_iter=_RUNOFF_ITER) for run in runs),
                           key=_rank, reverse=True)
         # Stage 4: the best run continued on all the data. A continuation can still collapse onto

@@ -224,7 +224,7 @@ class ScreeningOutcome:
     refit_times: np.ndarray
     refit_up: np.ndarray
     seconds: float
-    refit_down: np.ndarray = None
+    refit_down: np.ndarray
 
 
 def machine_score(params, X_support, y_support, support_machine, machine, own):
