@@ -42,9 +42,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_small_shards import SMALL  # noqa: E402  (the classic small sets; not the flights)
 
 from moecore import DistributedMoE, MixtureOfExperts  # noqa: E402
-from moecore.datasets import dataset_names, load_dataset  # noqa: E402
+from moecore.datasets import load_dataset  # noqa: E402
 from moecore.em import DEGENERATE_VAR  # noqa: E402
 from moecore.model import MoEParams  # noqa: E402
 from moecore.screening import GAP_FLOOR, n_free_parameters  # noqa: E402
@@ -157,7 +160,7 @@ def part_real(args):
     rows = []
     print(f"{'data':10s} {'K':>2s} {'best moecore':>13s} {'best flexmix':>13s} {'kmeans hits':>11s} "
           f"{'default hits':>12s} {'default gap':>11s} {'ms':>6s}")
-    for name in dataset_names():
+    for name in SMALL:
         ds = load_dataset(name)
         for K in (2, 3, 4):
             b_m = moecore_best(ds.X, ds.y, K)
@@ -186,7 +189,7 @@ def part_real(args):
 def part_kinds(args):
     rows = []
     kinds = ("kmeans", "lines", "random", "portfolio")
-    for name in dataset_names():
+    for name in SMALL:
         ds = load_dataset(name)
         for K in (2, 3, 4):
             best = moecore_best(ds.X, ds.y, K)

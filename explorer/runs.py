@@ -423,17 +423,22 @@ def ensure_data_and_fit():
                                    "fit page.")
 
 
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _shared_figure(name: str, key: tuple, data_labels: tuple, _build):
+    return _build()
+
+
 def figure(name: str, key: tuple, build):
-    """A figure built once per (name, key) in this session: a rerun that changes one plot option
-    rebuilds only the figure that option belongs to."""
-    figs = dict(st.session_state.get("_figs", {}))
-    k = (name, *key)
-    if k not in figs:
-        if len(figs) > 60:
-            figs.clear()
-        figs[k] = build()
-        st.session_state["_figs"] = figs
-    return figs[k]
+    """A figure built once per (name, key) on this server and shared read-only by every session:
+    a rerun that changes one plot option rebuilds only the figure that option belongs to, and a
+    class opening one link builds each figure once, not once per student (building the Fit page's
+    figures took about 0.1 s of each session's first run, with the GIL held: five sessions opening
+    at once waited for each other's figures).  ``key`` must name everything the figure shows
+    (pages pass the fit's and the data's keys); the data's names are added here, since the data's
+    key is a hash of its numbers only and two uploads of one table may name its columns apart."""
+    data = st.session_state.get("data")
+    labels = () if data is None else (data.key, data.name, tuple(data.x_names), data.y_name)
+    return _shared_figure(name, tuple(key), labels, build)
 
 
 # ------------------------------------------------------------------------------- Learn page

@@ -102,7 +102,9 @@ dm, g, s = fit.dm, fit.global_model, fit.settings
 truth = data.truth if fit.data_key == data.key else None
 Xd = data.X if fit.data_key == data.key else None
 colors = runs.figure("colors", (fit.key, Xd is not None), lambda: figures.reduced_colors(dm.params_, truth, Xd))
-fkey = (fit.key, data.key)  # figures depend on the fit and on the data drawn behind it
+# Figures depend on the fit (its times too: a fit computed again after the cache let it go has
+# the same key and new times) and on the data drawn behind it.
+fkey = (fit.key, fit.measured_at, data.key)
 times = dm.timings_
 
 when = time.strftime("%H:%M:%S", time.localtime(fit.measured_at))
