@@ -21,6 +21,13 @@ if "data" not in st.session_state:
         st.title("DMoE Explorer")
         st.info("Starting: loading the compute core, then fitting the built-in example on 8 machines (a few "
                 "seconds on a fresh server)...", icon=":material/hourglass_top:")
+        # The browser loads its chart code (about 5 MB of JavaScript) when a page first draws a
+        # chart, and compiling it took 1.5-2.5 s after the fit on 2 cores. An empty chart in a
+        # hidden box makes it load now, while the server imports the compute core and fits
+        # (first chart after a server's start: benchmarks/bench_classroom.py, docs/app.md).
+        with st.container(key="chart_code_preload"):
+            st.html("<style>.st-key-chart_code_preload {display: none;}</style>")
+            st.plotly_chart({"data": [{"type": "scatter", "x": [], "y": []}]}, key="chart_code_preload_chart")
 
 from explorer import chrome  # noqa: E402  (heavy: imported once the title is on screen)
 

@@ -372,8 +372,11 @@ def warm_up():
 
     _process_settings()
     sim = simulate_design(settings.DEFAULT_DESIGN, 1200, random_state=0)
-    DistributedMoE(3, 2, backend="threading", n_jobs=2, random_state=0).fit(sim.X, sim.y)
-    MixtureOfExperts(3, random_state=0).fit(sim.X, sim.y)
+    # k-means starts: they load the same kernels as the default's portfolio (k-means, the
+    # reduction) in less time (0.19 s against 0.30 s), and a fresh server's first session waits
+    # for this.
+    DistributedMoE(3, 2, init="kmeans", backend="threading", n_jobs=2, random_state=0).fit(sim.X, sim.y)
+    MixtureOfExperts(3, init="kmeans", random_state=0).fit(sim.X, sim.y)
     return True
 
 

@@ -103,8 +103,10 @@ _RUNOFF_MIN_FACTOR = 100  # on data of at least this many times the short runs' 
 # K = 3) one portfolio reached the maximum for 1 seed of 5, four for 4 of 5; on Boston (506 rows,
 # K = 4) one portfolio for 2 seeds of 5, three for 4. So the portfolio repeats, from independent
 # seeds, up to _SMALL_PORTFOLIOS times while the repeats see at most _SMALL_DATA_BUDGET rows in all:
-# a default fit on n <= 2000 rows then costs about what one on 2000 rows does, and shards of a
-# distributed fit (at least 2 000 rows each, at the paper's sizes) are unchanged.
+# a default fit on n <= 2000 rows then costs about what one on 2000 rows does. Not a machine's
+# local fit in a distributed fit: the reduction pools many of them, the screening refits a poor
+# one, and the slowest machine sets the learning time (the Learn page's example, 500-row shards,
+# took 1.09 s instead of 0.36 s to compute with the repeats).
 _SMALL_DATA_BUDGET = 2000
 _SMALL_PORTFOLIOS = 4
 _KPLANES_ITER = 3  # k-planes (assign to the nearest line, refit) iterations of a "lines" start
@@ -492,7 +494,8 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         kind goes on for up to 50 iterations, and the best non-degenerate one (every variance
         above ``DEGENERATE_VAR`` var(y)) is continued on all the data. On fewer than 1 000 rows
         the portfolio runs min(4, 2000 // n) times (at least ``n_init``) from independent seeds:
-        small data have many shallow basins and a portfolio on them is cheap. The other choices are one
+        small data have many shallow basins and a portfolio on them is cheap (not in the local
+        fits of a :class:`~moecore.distributed.DistributedMoE`, which run ``n_init``). The other choices are one
         start each: k-means on the standardised (x, y) pairs (the best of 3 k-means++ restarts on
         at most max(2000, 100 K (d+1)) of them, every point then labelled by its nearest centre),
         uniformly random labels, or "lines" (K lines through random subsets of d + 2 points, each
@@ -614,9 +617,11 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         """
         return self._fit(X, y)
 
-    def _fit(self, X, y, *, quiet=False):
+    def _fit(self, X, y, *, quiet=False, small_data_repeats=True):
         """:meth:`fit`; ``quiet`` leaves out the warnings on degenerate or unconverged fits, for a
-        caller that reports them itself (a distributed fit, per machine)."""
+        caller that reports them itself (a distributed fit, per machine).  ``small_data_repeats``
+        False: one portfolio (n_init) however few the rows, for a machine's local fit (see
+        _SMALL_DATA_BUDGET)."""
         t0 = time.perf_counter()
         self._check_parameters()
         K = self.n_experts
@@ -637,7 +642,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         XtT = scaler.design_T(X)
         ys = scaler.transform_y(y)
         n_starts = self.n_init
-        if isinstance(self.init, str) and self.init == "portfolio":
+        if small_data_repeats and isinstance(self.init, str) and self.init == "portfolio":
             n_starts = max(n_starts, _portfolio_repeats(n))
         seeds = check_random_state_seed(self.random_state).spawn(n_starts)
         start_tauT = None  # (K, n): a warm start's responsibilities

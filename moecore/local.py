@@ -74,8 +74,10 @@ def fit_local(index, X, y, n_experts, em_params, seed, local_experts="fixed"):
     t0 = time.perf_counter()
     c0 = time.thread_time()
     try:
-        # Quiet: the parent reports non-convergence and retired experts per machine.
-        est = MixtureOfExperts(n_experts, random_state=seed, **em_params)._fit(X, y, quiet=True)
+        # Quiet: the parent reports non-convergence and retired experts per machine. One portfolio
+        # however few the rows (MixtureOfExperts._fit): the slowest machine sets the learning time.
+        est = MixtureOfExperts(n_experts, random_state=seed, **em_params)._fit(X, y, quiet=True,
+                                                                             small_data_repeats=False)
         if local_experts == "bic" and n_experts > 1:
             est = _fewer_experts_by_bic(est, X, y, em_params, seed)
         why = degeneracy(est)
@@ -103,7 +105,7 @@ def _fewer_experts_by_bic(est, X, y, params, seed):
     K = est.n_experts
     best, best_bic = est, est.bic(X, y)
     for k, s in zip(range(1, K), check_random_state_seed(seed).spawn(K - 1), strict=True):
-        cand = MixtureOfExperts(k, random_state=s, **params)._fit(X, y, quiet=True)
+        cand = MixtureOfExperts(k, random_state=s, **params)._fit(X, y, quiet=True, small_data_repeats=False)
         b = cand.bic(X, y)
         if b < best_bic:
             best, best_bic = cand, b

@@ -72,6 +72,32 @@ def test_small_data_repeat_the_portfolio_and_reach_the_maximum(name, K):
     assert sum(hits) >= 4, [round(best - f.loglik_, 2) for f in default]
 
 
+def test_local_fits_of_a_distributed_fit_run_one_portfolio_on_small_shards(monkeypatch):
+    # 400-row shards: a fit on its own would repeat the portfolio 4 times; a machine runs n_init
+    # portfolios (the slowest machine sets the learning time; the screening refits poor fits).
+    import moecore.em as em
+
+    runs = []
+    small_em = em.MixtureOfExperts._small_em
+
+    def counted(self, XtT, y, F, rng):
+        runs.append(y.shape[0])
+        return small_em(self, XtT, y, F, rng)
+
+    monkeypatch.setattr(em.MixtureOfExperts, "_small_em", counted)
+    train = simulate_design("separated-2d", 1600, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dm = DistributedMoE(4, 4, backend="sequential", local_check="off", random_state=0).fit(train.X, train.y)
+    assert len(dm.local_models_) == 4
+    assert runs == [400] * 4
+    runs.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        MixtureOfExperts(4, random_state=0).fit(train.X[:400], train.y[:400])
+    assert runs == [400] * 4
+
+
 def test_d20_shards_default_local_fits_avoid_the_poor_optima_of_k_means_starts():
     # Shards of a machine's size (7 800 rows) of a d = 20, K = 4 design with sharp gates. A local
     # fit is in a poor optimum when EM from the true parameters on the same shard ends higher by
