@@ -11,6 +11,8 @@ seconds to import, and the built-in example seconds to fit.
 
 import streamlit as st
 
+from explorer.startup import IMPORT_LOCK
+
 st.set_page_config(page_title="DMoE Explorer", page_icon=":material/hub:", layout="wide")
 # Drawn in every run, empty but in a session's first: the page's elements then keep their
 # places from the first run to the next (Streamlit matches elements by place, and a tab or an
@@ -25,10 +27,11 @@ if "data" not in st.session_state:
         # chart, and compiling it took 1.5-2.5 s after the fit on 2 cores. An empty chart in a
         # hidden box makes it load now, while the server imports the compute core and fits
         # (first chart after a server's start: benchmarks/bench_classroom.py, docs/app.md).
-        with st.container(key="chart_code_preload"):
+        with st.container(key="chart_code_preload"), IMPORT_LOCK:
             st.html("<style>.st-key-chart_code_preload {display: none;}</style>")
             st.plotly_chart({"data": [{"type": "scatter", "x": [], "y": []}]}, key="chart_code_preload_chart")
 
-from explorer import chrome  # noqa: E402  (heavy: imported once the title is on screen)
+with IMPORT_LOCK:  # see explorer/startup.py
+    from explorer import chrome  # heavy: imported once the title is on screen
 
 chrome.framed_run(chrome.navigation(), first_contact)
