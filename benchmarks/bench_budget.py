@@ -49,6 +49,9 @@ HEAVY = "design=separated-10d&n=1000000&M=256&K=10"
 # early) is not one the user sees.
 DRAWN = ("[...document.querySelectorAll('.js-plotly-plot')]"
          ".filter(p => p.querySelector('.main-svg') && p.getClientRects().length > 0).length")
+# The first contact's hidden, empty chart (app.py: it makes the browser load the chart code early)
+# is no chart the user sees.
+PRELOAD_KEY = "chart_code_preload"
 # An idle server is about 0.4 GB with its compute stack; the ordinary sessions add their data and
 # fits (20 000 rows: megabytes); the heavy link's 10^6 x 10 rows are never simulated and its fit
 # never starts (its unbudgeted fit took the server to 1.96 GB).
@@ -87,7 +90,8 @@ async def _protocol_session(url, query, t0):
             fm.ParseFromString(await asyncio.wait_for(ws.recv(), 300))
             kind = fm.WhichOneof("type")
             if (first is None and kind == "delta" and fm.delta.WhichOneof("type") == "new_element"
-                    and fm.delta.new_element.WhichOneof("type") == "plotly_chart"):
+                    and fm.delta.new_element.WhichOneof("type") == "plotly_chart"
+                    and PRELOAD_KEY not in fm.delta.new_element.plotly_chart.id):
                 first = time.perf_counter() - t0
             if kind == "script_finished":
                 return first, time.perf_counter() - t0
