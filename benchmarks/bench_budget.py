@@ -45,10 +45,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 HEAVY = "design=separated-10d&n=1000000&M=256&K=10"
-# Charts drawn and visible: the first contact's hidden chart (app.py; it loads the chart code
-# early) is not one the user sees.
-DRAWN = ("[...document.querySelectorAll('.js-plotly-plot')]"
-         ".filter(p => p.querySelector('.main-svg') && p.getClientRects().length > 0).length")
 # The first contact's hidden, empty chart (app.py: it makes the browser load the chart code early)
 # is no chart the user sees.
 PRELOAD_KEY = "chart_code_preload"
@@ -113,6 +109,8 @@ def browser_scene(browser, url, queries):
     """Seconds until each page draws its first chart (the heavy link's: until its message shows);
     and a function that closes the pages (after their CPU time is read: a closed page's
     renderer process is gone, and its CPU time with it)."""
+    from test_browser import DRAWN
+
     pages = [browser.new_context().new_page() for _ in queries]
     t0 = time.perf_counter()
     for pg, q in zip(pages, queries, strict=True):
@@ -221,7 +219,7 @@ def one_server(app, kinds, repeat, peak):
     """The scenes on one fresh server, with each kind of client; {kind: {scene: worst seconds}}.
     ``peak`` [MB] is raised to the server's peak RSS (with its worker processes)."""
     import psutil
-    from test_browser import ARGS, CHROMIUM, start_server
+    from test_browser import ARGS, CHROMIUM, DRAWN, start_server
 
     out = {}
     with open(ROOT / "benchmarks" / "results" / "budget_server.log", "w") as log:

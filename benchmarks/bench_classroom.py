@@ -40,11 +40,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from explorer.lessons import LESSONS  # noqa: E402
 
-# Charts drawn and visible: the first contact's hidden chart (app.py; it loads the chart code
-# early) is not one the user sees.
-DRAWN = ("[...document.querySelectorAll('.js-plotly-plot')]"
-         ".filter(p => p.querySelector('.main-svg') && p.getClientRects().length > 0).length")
-
 
 def settle(pg, timeout=120_000):
     pg.wait_for_selector("h1", timeout=timeout)
@@ -52,6 +47,8 @@ def settle(pg, timeout=120_000):
 
 
 def charts(pg, at_least=1, timeout=120_000):
+    from test_browser import DRAWN  # visible charts only
+
     pg.wait_for_function(f"() => {DRAWN} >= {at_least}", timeout=timeout)
 
 

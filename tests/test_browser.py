@@ -141,8 +141,8 @@ def no_errors(pg):
 
 # Charts drawn and visible: the first contact's hidden chart (app.py; it loads the chart code
 # early) is not one the user sees.
-_DRAWN = ("[...document.querySelectorAll('.js-plotly-plot')]"
-          ".filter(p => p.querySelector('.main-svg') && p.getClientRects().length > 0).length")
+DRAWN = ("[...document.querySelectorAll('.js-plotly-plot')]"
+         ".filter(p => p.querySelector('.main-svg') && p.getClientRects().length > 0).length")
 
 
 def plots_rendered(pg, at_least):
@@ -151,8 +151,8 @@ def plots_rendered(pg, at_least):
     Counted per chart: each chart holds several .main-svg layers, so counting layers let the wait end
     while charts were still being drawn.
     """
-    pg.wait_for_function(f"() => {_DRAWN} >= {at_least}", timeout=30_000)
-    return pg.evaluate(f"() => {_DRAWN}")
+    pg.wait_for_function(f"() => {DRAWN} >= {at_least}", timeout=30_000)
+    return pg.evaluate(f"() => {DRAWN}")
 
 
 def metric(pg, label):
@@ -168,7 +168,7 @@ def shoot(pg, name):
     """Full-page screenshot: Streamlit scrolls inside its main block, so grow the viewport to it."""
     h = pg.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
                     " return m ? m.scrollHeight : 1000; }")
-    n_plots = pg.evaluate(f"() => {_DRAWN}")
+    n_plots = pg.evaluate(f"() => {DRAWN}")
     pg.set_viewport_size({"width": 1500, "height": min(int(h) + 40, 8000)})
     # Plotly redraws its charts for the new width: wait for the layout, then for every chart drawn again.
     pg.wait_for_function(f"() => window.innerHeight === {min(int(h) + 40, 8000)}")

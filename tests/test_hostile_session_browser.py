@@ -12,17 +12,13 @@ import json
 
 import numpy as np
 import pytest
-from test_browser import fresh_server_and_browser, no_errors, settle
+from test_browser import DRAWN, fresh_server_and_browser, no_errors, settle
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
 psutil = pytest.importorskip("psutil")
 
 HEAVY = "/?design=separated-10d&n=1000000&M=256&K=10"
-# Charts drawn and visible: the first contact's hidden chart (app.py; it loads the chart code
-# early) is not one the user sees.
-DRAWN = ("[...document.querySelectorAll('.js-plotly-plot')]"
-         ".filter(p => p.querySelector('.main-svg') && p.getClientRects().length > 0).length")
 # The server's RSS (with its children) under one heavy link and five ordinary sessions: an idle
 # server is about 300 MB; the heavy link's data (10^6 x 10) is 90 MB; its unbudgeted fit took 1.9 GB.
 RSS_BOUND_MB = 1000
