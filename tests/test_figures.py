@@ -61,7 +61,7 @@ def test_palette_is_distinct_and_cyclic():
 
 def test_data_figure_colours_points_by_true_expert(teach):
     sim, _, _ = teach
-    fig = _readable(explorer.figures.data_figure(sim.X, sim.y, sim.labels, sim.params))
+    fig = _readable(explorer.figures.data_figure(sim.X, sim.y, sim.labels, sim.params, max_points=4000))
     pts = [t for t in fig.data if t.mode == "markers"]
     assert [t.name for t in pts] == ["true expert 1", "true expert 2", "true expert 3"]
     assert [t.marker.color for t in pts] == explorer.figures.PALETTE[:3]

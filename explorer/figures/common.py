@@ -58,7 +58,11 @@ def _layout(fig, title, xtitle=None, ytitle=None, height=420, legend_title=None)
     lay = fig.layout
     lay.title = {**lay.title.to_plotly_json(), "text": title, "x": 0.01, "xanchor": "left"}
     lay.height = height
-    lay.margin = {**lay.margin.to_plotly_json(), "l": 60, "r": 20, "t": 80, "b": 50}
+    # Room for the axes' tick labels and titles from the start: Plotly draws a figure, finds that
+    # they push a margin wider (axes automargin) and draws it all again. With 60 / 50 px that second
+    # drawing happened for most figures and doubled their time in chromium (the Fit page's figures
+    # 0.39 s -> 0.26 s of drawing with 80 / 70; benchmarks/README.md, section 14).
+    lay.margin = {**lay.margin.to_plotly_json(), "l": 80, "r": 20, "t": 80, "b": 70}
     legend = {**lay.legend.to_plotly_json(), "bgcolor": "rgba(255,255,255,0.8)"}
     if legend_title is not None:
         legend["title"] = legend_title

@@ -13,7 +13,7 @@ from .common import PALETTE, TRUTH_STYLE, _grid, _layout, _subsample, expert_col
 
 
 def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, feature=0, x_names=None,
-                   max_points=800):
+                   max_points=500):
     """Fitted curves side by side, one panel per method.
 
     d = 1: data, the fitted E[y | x] and each fitted expert where its gate is > 0.5;

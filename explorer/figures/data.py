@@ -12,7 +12,7 @@ from .common import TRUTH_STYLE, _grid, _layout, _subsample, expert_color, user_
 
 
 def data_figure(X, y, labels=None, truth: MoEParams | None = None, *, feature=0, x_names=None,
-                y_name="y", max_points=4000):
+                y_name="y", max_points=2500):
     """y against one input, coloured by the true expert, with the true expert lines."""
     X = np.asarray(X, dtype=float)
     d = X.shape[1]
