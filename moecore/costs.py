@@ -38,11 +38,14 @@ class FitCosts:
     rounds : ndarray (rounds,), each refinement round (slowest machine per exchange + server)
     wall : the whole fit on the cores used ; read : ndarray (M,) or None, reading each shard's file
     local_iter : ndarray (M',), EM iterations of each successful local fit (the tail's other face)
+    pilot, pilot_cpu : the server's pilot fit on the supporting sample (``pilot=True``), before the
+        local fits
 
     Numbers of floats sent
     ----------------------
     one_shot_up : ndarray (M,), each machine's model, row count, support share and refits
     refit_down : ndarray (M,) or None, another machine's model sent to a flagged machine to refit from
+    pilot_down : ndarray (M,) or None, the pilot model sent to every machine before its local fit
     warm_refit_down : ndarray (M,) or None, the reduced model sent back for the warm refits
     round_up, round_down : ndarray (M,), per machine per round ; n_rounds : int
     """
@@ -65,6 +68,9 @@ class FitCosts:
     round_down: np.ndarray | None = None
     n_rounds: int = 0
     local_iter: np.ndarray = field(default_factory=_empty)
+    pilot: float = 0.0
+    pilot_cpu: float = 0.0
+    pilot_down: np.ndarray | None = None
 
     @classmethod
     def of_local_fits(cls, results, n_params, support_shares, n_features):
@@ -74,6 +80,13 @@ class FitCosts:
                    n_params + 1 + support_shares * (n_features + 1),
                    local_iter=np.array([r.model.n_iter_ for r in results if r.model is not None]))
 
+    def add_pilot(self, seconds, n_params):
+        """Record the pilot fit: its (seconds, CPU seconds) or None (no pilot), and the model of
+        ``n_params`` numbers it sent to every machine."""
+        if seconds is not None:
+            self.pilot, self.pilot_cpu = seconds
+            self.pilot_down = np.full(len(self.local), float(n_params))
+
     def learning_time_parts(self, *, cpu=False) -> dict:
         """{term: seconds} whose sum is the learning time, machines truly in parallel.
 
@@ -81,6 +94,7 @@ class FitCosts:
         work on the host) and the other terms as measured.
         """
         return {
+            "pilot": self.pilot_cpu if cpu else self.pilot,
             "slowest local fit": float(np.max(self.local_cpu if cpu else self.local)),
             "screening": self.screening,
             "slowest refit": float(np.max(self.refit, initial=0.0)),
@@ -103,7 +117,7 @@ class FitCosts:
         """The sum written out, e.g. "slowest local fit 0.210 s + reduction 0.031 s = 0.241 s"
         (terms of zero seconds left out, the local fits always shown)."""
         parts = self.learning_time_parts(cpu=cpu)
-        terms = [f"{name} {sec:.3f} s" for i, (name, sec) in enumerate(parts.items()) if sec or i == 0]
+        terms = [f"{name} {sec:.3f} s" for name, sec in parts.items() if sec or name == "slowest local fit"]
         return " + ".join(terms) + f" = {sum(parts.values()):.3f} s"
 
     def timings(self) -> dict:
@@ -115,7 +129,7 @@ class FitCosts:
             "machine_weights": self.machine_weights, "reduction": self.reduction,
             "reduction_cpu": self.reduction_cpu, "rounds": self.rounds, "wall": self.wall,
             "learning_time": self.learning_time, "learning_time_cpu": self.learning_time_cpu,
-            "local_spread": self.local_spread(),
+            "local_spread": self.local_spread(), "pilot": self.pilot,
         }
         if self.read is not None:
             out["read"] = self.read
@@ -140,7 +154,7 @@ class FitCosts:
         down = np.zeros(M) if self.round_down is None else self.round_down
         out = {"one_shot_up": self.one_shot_up, "round_up": up, "round_down": down}
         sent_down = 0.0
-        for key in ("refit_down", "warm_refit_down"):
+        for key in ("pilot_down", "refit_down", "warm_refit_down"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
                 sent_down += float(getattr(self, key).sum())

@@ -25,7 +25,7 @@ from ._validation import (
 from .costs import FitCosts
 from .dispatch import Runner
 from .em import MixtureOfExperts, MoEPredictorMixin
-from .local import collect_local_fits, fit_local_models, kept_machines, refitter
+from .local import collect_local_fits, fit_local_models, kept_machines, refitter, with_pilot
 from .machine_weights import choose_machine_weights, covariate_weights, support_positions
 from .params import (
     DISTRIBUTED_PARAMETERS,
@@ -52,6 +52,15 @@ def _seeds(random_state, n_machines):
     """The fit's seeds: split, support, MM and one per machine, children of one SeedSequence."""
     seed_split, seed_support, seed_mm, seed_machines = check_random_state_seed(random_state).spawn(4)
     return seed_split, seed_support, seed_mm, seed_machines.spawn(n_machines)
+
+
+def _shard_machines(est):
+    """M for :meth:`DistributedMoE.fit_shards`, which has no pilot: its workers draw the supporting
+    sample with their fits, and the pilot is fitted to it before them."""
+    if DISTRIBUTED_PARAMETERS["pilot"].check(est.pilot):
+        raise ValueError("pilot=True needs the supporting sample before the local fits, and fit_shards' workers "
+                         "draw it with their fits: use fit, or pilot=False.")
+    return DISTRIBUTED_PARAMETERS["n_machines"].check(est.n_machines)
 
 
 def _all_or_nothing(fit):
@@ -114,7 +123,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         init="portfolio", n_init=1, max_iter=300, tol=1e-6, var_floor=1e-6, gate_steps=1, acceleration="squarem",
         mm_n_init=3, mm_max_iter=200, mm_tol=1e-8, mm_local_starts=1, variance_update="exact",
         gate_targets="component", local_check="refit", refine_rounds=0, on_error="raise", scheduler=None,
-        split="random", machine_weights="auto", local_experts="fixed",
+        split="random", machine_weights="auto", local_experts="fixed", pilot=False,
     ):
         self.n_experts, self.n_machines, self.support_size, self.n_jobs = n_experts, n_machines, support_size, n_jobs
         self.backend, self.random_state, self.scheduler, self.init = backend, random_state, scheduler, init
@@ -123,7 +132,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         self.mm_n_init, self.mm_max_iter, self.mm_tol = mm_n_init, mm_max_iter, mm_tol
         self.mm_local_starts, self.variance_update, self.gate_targets = mm_local_starts, variance_update, gate_targets
         self.local_check, self.refine_rounds, self.on_error, self.split = local_check, refine_rounds, on_error, split
-        self.machine_weights, self.local_experts = machine_weights, local_experts
+        self.machine_weights, self.local_experts, self.pilot = machine_weights, local_experts, pilot
 
     # ------------------------------------------------------------------ validation
     def check_parameters(self, n_samples, n_features):
@@ -167,11 +176,13 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         seed_split, seed_support, seed_mm, machine_seeds = _seeds(self.random_state, M)
         rows = place_rows(as_split(self.split), machine, X, M, S, min_samples(K, d), seed_split, seed_support)
         self.shards_, self.support_indices_, self.support_machine_ = rows.shards, rows.support, rows.support_machine
+        em, pilot = with_pilot(self.pilot, em_settings(self), X[rows.support], y[rows.support], K, seed_mm)
         with self._machine_data(X, y, rows.shards) as machines:
-            results = fit_local_models(machines, K, em_settings(self), machine_seeds, [len(r) for r in rows.shards],
+            results = fit_local_models(machines, K, em, machine_seeds, [len(r) for r in rows.shards],
                                        progress, self.local_experts)
             self._aggregate(machines, results, X[rows.support], y[rows.support], rows.support_shares(M),
                             machine_seeds, seed_mm, progress, rows.random_split, quiet)
+        self.costs_.add_pilot(pilot, n_free_parameters(K, d))
         check_feature_names(self, X_in, reset=True)
 
     def _runner(self):
@@ -192,7 +203,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         number of rows, with its own seed.  Then the local models are reduced as in :meth:`fit`.
         See :func:`moecore.shards.fit_shards` for the parameters and the fitted attributes.
         """
-        M = DISTRIBUTED_PARAMETERS["n_machines"].check(self.n_machines)
+        M = _shard_machines(self)
         # The same seeds as fit(): the machines' EM seeds are identical to fit()'s.
         _seed_split, seed_support, seed_mm, machine_seeds = _seeds(self.random_state, M)
 

@@ -617,11 +617,12 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         """
         return self._fit(X, y)
 
-    def _fit(self, X, y, *, quiet=False, small_data_repeats=True):
+    def _fit(self, X, y, *, quiet=False, small_data_repeats=True, pilot=None):
         """:meth:`fit`; ``quiet`` leaves out the warnings on degenerate or unconverged fits, for a
         caller that reports them itself (a distributed fit, per machine).  ``small_data_repeats``
         False: one portfolio (n_init) however few the rows, for a machine's local fit (see
-        _SMALL_DATA_BUDGET)."""
+        _SMALL_DATA_BUDGET).  ``pilot``: a MoEParams (K experts, d features) that every portfolio
+        also starts from, as one more kind ranked with the others (DistributedMoE(pilot=True))."""
         t0 = time.perf_counter()
         self._check_parameters()
         K = self.n_experts
@@ -646,6 +647,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             n_starts = max(n_starts, _portfolio_repeats(n))
         seeds = check_random_state_seed(self.random_state).spawn(n_starts)
         start_tauT = None  # (K, n): a warm start's responsibilities
+        extra = None if pilot is None else self._pilot_start(pilot, scaler, d)
         if isinstance(self.init, _m.MoEParams):
             if self.init.n_features != d:
                 raise ValueError(f"init has {self.init.n_features} features; X has {d}.")
@@ -653,7 +655,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             seeds = seeds[:1]  # a warm start is deterministic: restarts would repeat it
 
         with one_blas_thread():
-            best = self._best_run(XtT, ys, _wls_design(XtT, ys), seeds, start_tauT)
+            best = self._best_run(XtT, ys, _wls_design(XtT, ys), seeds, start_tauT, extra)
         # Log-likelihood in original y units: the density picks up the Jacobian 1 / y_scale.
         shift = n * np.log(scaler.y_scale)
         self._set_params(scaler.params_to_original(best["gates"], best["experts"], best["variances"]))
@@ -691,11 +693,22 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         self.fit_time_ = time.perf_counter() - t0
         return self
 
-    def _best_run(self, XtT, y, F, seeds, start_tauT=None):
+    def _pilot_start(self, pilot, scaler, d):
+        """The pilot model as (gates, experts, variances) on the standardised data, after checks."""
+        if not (isinstance(self.init, str) and self.init == "portfolio"):
+            raise ValueError(f"a pilot start is one more start of the portfolio: it needs init='portfolio', "
+                             f"not {self.init!r}.")
+        if not isinstance(pilot, _m.MoEParams) or pilot.n_experts != self.n_experts or pilot.n_features != d:
+            raise ValueError(f"the pilot must be a MoEParams with n_experts={self.n_experts} and {d} feature(s).")
+        gates, experts, variances = scaler.params_to_standard(pilot)
+        return gates, experts, np.maximum(variances, self.var_floor)
+
+    def _best_run(self, XtT, y, F, seeds, start_tauT=None, extra=None):
         """The kept EM run over the initialisations ``seeds``, or from the responsibilities
         ``start_tauT`` (K, n) of a warm start; ``F`` is the weighted-least-squares design every run
-        shares. Portfolios rank non-degenerate runs first (:func:`_rank`); single starts keep the
-        highest log-likelihood, the rule they have always had."""
+        shares; ``extra``: a pilot start for every portfolio (:meth:`_small_em`). Portfolios rank
+        non-degenerate runs first (:func:`_rank`); single starts keep the highest log-likelihood,
+        the rule they have always had."""
         portfolio = self.init == "portfolio" and start_tauT is None
         # One expert: every partition is all ones, the warm start's too.
         start_tauT = None if self.n_experts == 1 else start_tauT
@@ -703,7 +716,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         for seed in seeds:
             rng = np.random.default_rng(seed)
             if portfolio:
-                run = self._small_em(XtT, y, F, rng)
+                run = self._small_em(XtT, y, F, rng, extra)
                 if best is None or _rank(run) > _rank(best):
                     best = run
                 continue
@@ -712,7 +725,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 best = run
         return best
 
-    def _small_em(self, XtT, y, F, rng):
+    def _small_em(self, XtT, y, F, rng, extra=None):
         """One portfolio initialisation: the short runs of _PORTFOLIO, the best one continued.
 
         Short runs see a random subsample of _kmeans_sample_size(K, p) points (all of them when
@@ -742,6 +755,13 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 kind_best = self._run_em(Xs, ys, Fs, rng, start=_params(kind_best),
                                          max_iter=min(_MID_ITER, self.max_iter))
             kept.append(kind_best)
+        if extra is not None:
+            # The pilot start, a kind of one, last: the other kinds' draws are those of a fit
+            # without it (a start from parameters draws nothing).
+            run = self._run_em(Xs, ys, Fs, rng, start=extra, max_iter=min(_SHORT_ITER, self.max_iter))
+            if not run["converged"]:
+                run = self._run_em(Xs, ys, Fs, rng, start=_params(run), max_iter=min(_MID_ITER, self.max_iter))
+            kept.append(run)
         # Stage 3: a runoff. A few hundred points can rank basins wrongly (K = 5, d = 1, an 8 %
         # expert: k-means' basin led on the subsample and ended 9 600 nats below the lines' basin
         # on 10^5 points, still behind after 30 iterations on all of them), so when the kinds

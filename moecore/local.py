@@ -24,9 +24,11 @@ __all__ = [
     "derived_seed",
     "fit_local",
     "fit_local_models",
+    "fit_pilot",
     "fit_task",
     "kept_machines",
     "refitter",
+    "with_pilot",
 ]
 
 
@@ -76,10 +78,14 @@ def fit_local(index, X, y, n_experts, em_params, seed, local_experts="fixed"):
     try:
         # Quiet: the parent reports non-convergence and retired experts per machine. One portfolio
         # however few the rows (MixtureOfExperts._fit): the slowest machine sets the learning time.
-        est = MixtureOfExperts(n_experts, random_state=seed, **em_params)._fit(X, y, quiet=True,
-                                                                             small_data_repeats=False)
+        params = dict(em_params)
+        pilot = params.pop("pilot", None)
+        if not (isinstance(params.get("init"), str) and params["init"] == "portfolio"):
+            pilot = None  # a refit's warm start replaces the portfolio, and the pilot with it
+        est = MixtureOfExperts(n_experts, random_state=seed, **params)._fit(X, y, quiet=True,
+                                                                           small_data_repeats=False, pilot=pilot)
         if local_experts == "bic" and n_experts > 1:
-            est = _fewer_experts_by_bic(est, X, y, em_params, seed)
+            est = _fewer_experts_by_bic(est, X, y, params, seed)
         why = degeneracy(est)
         if why is not None:
             return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"degenerate model: {why}",
@@ -88,6 +94,30 @@ def fit_local(index, X, y, n_experts, em_params, seed, local_experts="fixed"):
     except Exception as exc:  # reported with the shard number by the caller
         return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}",
                               time.thread_time() - c0)
+
+
+def fit_pilot(X, y, n_experts, em_params, seed):
+    """The server's pilot model (DistributedMoE(pilot=True)): a K-expert fit of the supporting
+    sample, sent to every machine as one more start of its portfolio.  One portfolio, as a local
+    fit runs (it is on the learning time's path: every machine waits for it).
+
+    Returns (MoEParams, seconds, CPU seconds)."""
+    t0, c0 = time.perf_counter(), time.thread_time()
+    est = MixtureOfExperts(n_experts, random_state=seed, **em_params)._fit(X, y, quiet=True, small_data_repeats=False)
+    return est.params_, time.perf_counter() - t0, time.thread_time() - c0
+
+
+def with_pilot(on, em_params, X, y, n_experts, seed_mm):
+    """The local fits' EM settings and the pilot's (seconds, CPU seconds): with ``on``, the pilot
+    model fitted to the support pairs X (S, d), y (S,) is added to them ("pilot"), before the
+    machines start (every one of them waits for it); else the settings as they are and None."""
+    if not on:
+        return em_params, None
+    if not (isinstance(em_params["init"], str) and em_params["init"] == "portfolio"):
+        raise ValueError(f"pilot=True adds a start to the portfolio: it needs init='portfolio', "
+                         f"not {em_params['init']!r}.")
+    params, seconds, cpu = fit_pilot(X, y, n_experts, em_params, derived_seed(seed_mm, 3))
+    return {**em_params, "pilot": params}, (seconds, cpu)
 
 
 def fit_task(X, y, index, n_experts, em_params, seed, local_experts="fixed"):

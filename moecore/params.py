@@ -274,6 +274,9 @@ DISTRIBUTED_PARAMETERS = _declare(
     Param("local_experts", "choice", "fixed",
           "fixed: every machine fits K experts; bic: each machine keeps the number of experts (at most K) "
           "of lowest BIC", choices=("fixed", "bic")),
+    Param("pilot", "bool", False,
+          "a pilot start: the server fits K experts to the supporting sample before the local fits and sends "
+          "that model to every machine as one more start of its portfolio (needs init='portfolio')"),
 )
 
 

@@ -80,9 +80,9 @@ def test_local_fits_of_a_distributed_fit_run_one_portfolio_on_small_shards(monke
     runs = []
     small_em = em.MixtureOfExperts._small_em
 
-    def counted(self, XtT, y, F, rng):
+    def counted(self, XtT, y, F, rng, extra=None):
         runs.append(y.shape[0])
-        return small_em(self, XtT, y, F, rng)
+        return small_em(self, XtT, y, F, rng, extra)
 
     monkeypatch.setattr(em.MixtureOfExperts, "_small_em", counted)
     train = simulate_design("separated-2d", 1600, random_state=0)
