@@ -59,7 +59,7 @@ def _build_parser():
     # No dask here: the command line has no scheduler option.
     _argument(c, P["backend"].with_choices(tuple(b for b in P["backend"].choices if b != "dask")), "--backend")
     for name, flag in [("variance_update", "--variance-update"), ("gate_targets", "--gate-targets"),
-                       ("local_check", "--local-check"), ("refine_rounds", "--rounds")]:
+                       ("local_check", "--local-check"), ("refine_rounds", "--rounds"), ("pilot", "--pilot")]:
         _argument(c, P[name], flag)
     _argument(c, Param("seed", "int", 0, "the seed of the data and of the fits", low=0), "--seed")
     c.add_argument("--csv", default=None, help="also write the table to this CSV file")
@@ -205,6 +205,7 @@ def _main(argv=None):
             random_state=args.seed, n_jobs=args.n_jobs, backend=args.backend,
             support_size=args.support_size, variance_update=args.variance_update,
             gate_targets=args.gate_targets, local_check=args.local_check, refine_rounds=args.rounds,
+            pilot=args.pilot,
         )
     except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: LocalFitError
         print(f"error: {exc}", file=sys.stderr)

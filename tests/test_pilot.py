@@ -70,3 +70,14 @@ def test_pilot_needs_the_portfolio_and_the_in_memory_fit(tmp_path):
         DistributedMoE(4, 2, backend="sequential", pilot=True).fit_shards([tmp_path / "a.csv", tmp_path / "b.csv"])
     with pytest.raises(ValueError, match="init='portfolio'"):
         MixtureOfExperts(4, init="kmeans")._fit(sim.X, sim.y, pilot=simulate_design("separated-2d", 10).params)
+
+
+def test_the_command_line_takes_a_pilot(capsys):
+    from moecore.cli import main
+
+    args = ["compare", "--design", "separated-2d", "--n", "4000", "--n-test", "1000", "--machines", "4",
+            "--backend", "sequential"]
+    assert main([*args, "--pilot", "true"]) == 0
+    assert "learning time (pilot " in capsys.readouterr().out
+    assert main(args) == 0
+    assert "pilot" not in capsys.readouterr().out
