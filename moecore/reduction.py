@@ -39,6 +39,7 @@ from .params import GATE_TARGETS, VARIANCE_UPDATES
 from .screening import SCORE_POINTS, support_scores
 
 __all__ = [
+    "DUPLICATE_KL",
     "GATE_TARGETS",
     "VARIANCE_UPDATES",
     "LargeMixture",
@@ -47,11 +48,14 @@ __all__ = [
     "ReductionResult",
     "TransportPlan",
     "best_mm_run",
+    "expert_divergence",
+    "gate_misfit",
     "kl_cost",
     "mm_starts",
     "mm_steps",
     "reduce_mixtures",
     "reduced_gate",
+    "separate_duplicates",
     "transport_divergence",
 ]
 
@@ -595,6 +599,12 @@ def reduce_mixtures(local_params, weights, X_support, n_experts, *, y_support=No
                                                     variance_update=variance_update, callback=callback)
     plan = problem.transport_plan(state.assignment, v["n_experts"])
     gates, targets = reduced_gate(problem, state, plan, gate_targets, y_support)
+    if gate_targets == "component":
+        split = separate_duplicates(problem, state, plan)
+        if split is not plan:  # kept where the gate then follows its targets better
+            split_gates, split_targets = reduced_gate(problem, state, split, gate_targets, y_support)
+            if gate_misfit(problem, split_gates, split_targets) < gate_misfit(problem, gates, targets):
+                plan, gates, targets = split, split_gates, split_targets
     params = _m.MoEParams(gates, problem.scaler.coef_to_original(state.experts_std), state.variances)
     return ReductionResult(params=params, objective_history=history, objective=float(history[-1]),
                            n_iter=len(history), converged=bool(converged), init_objectives=np.asarray(finals),
@@ -687,6 +697,90 @@ def best_mm_run(problem, starts, *, max_iter, tol, variance_update, callback=Non
         if best is None or state.objective < best[0].objective:
             best = (state, np.asarray(history), converged)
     return (*best, finals)
+
+
+# Reduced experts closer than this many nats (expected symmetrised KL divergence over the support)
+# may be copies of one line, which the transport cost, comparing experts only, splits by the local
+# fits' noise instead of by region. Measured: copies 0.003-0.09 nats apart (lost_expert_design of
+# benchmarks/bench_portfolio.py, M = 16 and 64, 4 seeds; a line used on both sides of x, M = 8);
+# distinct experts at least 1.2 nats apart there and 5 on the shipped designs. A split is kept only
+# where the reduced gate then follows its targets better (reduce_mixtures).
+DUPLICATE_KL = 0.25
+
+
+def gate_misfit(problem, gates, targets):
+    """Mean KL divergence (nats per support point) from the gate targets (S, K) to the gate
+    probabilities of ``gates`` (d+1, K, original units) at the support: 0 when the softmax gate
+    follows its targets exactly."""
+    logp = _m._log_gate_T(problem.XsT, problem.scaler.coef_to_standard(gates)).T  # (S, K)
+    return float(np.mean(np.sum(targets * (np.log(np.maximum(targets, 1e-300)) - logp), axis=1)))
+
+
+def expert_divergence(problem, state):
+    """(K, K) expected symmetrised KL divergence between the reduced experts over the support."""
+    m = problem.XsT.T @ state.experts_std  # (S, K) means
+    v = state.variances
+    kl = kl_cost(m[:, :, None], v[:, None], m[:, None, :], v[None, :]).mean(axis=0)
+    return 0.5 * (kl + kl.T)
+
+
+def _duplicate_groups(div):
+    """Groups (lists of >= 2 reduced experts) linked by divergences below DUPLICATE_KL."""
+    K, seen, groups = div.shape[0], set(), []
+    for k in range(K):
+        group, todo = [], [k]
+        while todo:
+            a = todo.pop()
+            if a not in seen:
+                seen.add(a)
+                group.append(a)
+                todo += [b for b in range(K) if div[a, b] < DUPLICATE_KL and b not in seen]
+        if len(group) > 1:
+            groups.append(sorted(group))
+    return groups
+
+
+def separate_duplicates(problem, state, plan):
+    """The plan with the local components of duplicate reduced experts sent by where their gates live.
+
+    Beyond the paper. A mixture can use one line in two regions of x (two experts, one line, gates
+    apart); the reduction then has two copies of that line, and since its cost compares experts
+    only, each local component goes to either copy by its estimation noise, not by its region. No
+    softmax gate can then follow the copies' gate mass (each must dominate both regions): on
+    lost_expert_design the reduced gates came out flat and the held-out log-likelihood 0.46-0.65 nats
+    per point below the global EM's (benchmarks/README.md, section 11d). For each group of reduced
+    experts closer than DUPLICATE_KL (:func:`expert_divergence`), the group's local components are
+    clustered by the centre of their gate mass in x (k-means weighted by their mass, one cluster per
+    copy) and each cluster goes whole to one copy, matched to keep most of the plan's mass where it
+    was; the copies' costs being equal, R is unchanged to within their divergence. Without
+    duplicates the plan is returned as it is.
+    """
+    groups = _duplicate_groups(expert_divergence(problem, state))
+    if not groups:
+        return plan
+    from scipy.optimize import linear_sum_assignment
+
+    coupling, assignment = plan.coupling.copy(), plan.assignment.copy()
+    dominant = plan.dominant()
+    for group in groups:
+        comps = np.flatnonzero(np.isin(dominant, group) & (problem.mass.sum(axis=0) > 0))
+        if comps.size < len(group):
+            continue
+        w = problem.mass[:, comps]  # (S, n) gate mass of each component at the support
+        total = w.sum(axis=0)
+        centres = problem.XsT[1:] @ w / total  # (d, n): each component's centre in standardised x
+        # A fixed generator: the plan is the same in every process (a few dozen points: 10 starts).
+        labels = kmeans(centres, len(group), np.random.default_rng(0), sample_weight=total, n_init=10)[1]
+        kept = np.array([[coupling[comps[labels == c], k].sum() for k in group] for c in range(len(group))])
+        clusters, copies = linear_sum_assignment(-kept)
+        for c, j in zip(clusters, copies, strict=True):
+            for comp in comps[labels == c]:
+                old, new = dominant[comp], group[j]
+                if old != new:  # relabel the two copies for this component: its row and its points
+                    coupling[comp, [old, new]] = coupling[comp, [new, old]]
+                    a = assignment[:, comp]
+                    assignment[:, comp] = np.where(a == old, new, np.where(a == new, old, a))
+    return TransportPlan(coupling, assignment, plan.machine, plan.expert)
 
 
 def reduced_gate(problem, state, plan, gate_targets, y_support=None):
