@@ -211,8 +211,9 @@ def wall_sentence(wall: float, global_time: float, n_machines: int, n_jobs: int,
     """One sentence: why the wall clock of this server differs from the learning time."""
     at_once = max(1, min(n_jobs, cores, n_machines))
     cmp = "longer than" if wall > global_time else "shorter than"
+    why = " (n_jobs = 1)" if at_once == 1 < min(cores, n_machines) else ""
     return (f"The wall clock (**{seconds(wall)}**) is what this server took: with {cores} core"
-            f"{'s' if cores > 1 else ''} its {n_machines} local fits ran {at_once} at a time, so it is {cmp} the "
+            f"{'s' if cores > 1 else ''} its {n_machines} local fits ran {at_once} at a time{why}, so it is {cmp} the "
             f"global EM's **{seconds(global_time)}**.")
 
 

@@ -229,7 +229,16 @@ _SETTINGS = [
     # wants; it is typed on the page (and checked against the allow-list) instead.
     Setting("scheduler", Param("scheduler", "text", "", "the address of a running dask scheduler, "
                                "e.g. tcp://127.0.0.1:8786"), "Dask scheduler address", None),
-    Setting("n_jobs", replace(DP["n_jobs"].with_range(1, MAX_JOBS, min(2, MAX_JOBS)), none=""),
+    # One by default: threads share one interpreter, and local fits are many small NumPy steps that
+    # hold its lock, so two threads took longer than one on every size measured (teaching-1d,
+    # n = 20 000, M = 8: 0.47-0.56 s against 0.27 s; separated-2d, 2e5 rows, M = 32: 2.3-2.5 s against
+    # 1.4 s; separated-10d, 10^6 rows, M = 16: 3.2-3.4 s against 2.9-3.3 s) and each fit's own time,
+    # which the learning time counts, doubled. loky's processes do run side by side.
+    Setting("n_jobs", replace(DP["n_jobs"].with_range(1, MAX_JOBS, 1), none="",
+                              help="the number of local fits run at once. With threading, keep 1: threads share one "
+                                   "Python interpreter and these fits hold it, so two threads take longer than one "
+                                   "(and each fit's time, the learning time, looks longer); loky runs processes side "
+                                   "by side"),
             "n_jobs (parallel fits)", "jobs"),
     Setting("variance_update", DP["variance_update"], "Reduced variances", "var", widget="radio"),
     Setting("gate_targets", DP["gate_targets"], "Reduced gate", "gt"),

@@ -128,6 +128,8 @@ def test_wall_sentence_says_why_the_wall_clock_exceeds_the_global_em():
     assert "**2.660 s**" in text and "2 at a time" in text and "longer than" in text
     assert text.count(". ") == 0
     assert "shorter than" in ex.wall_sentence(0.5, 2.21, 8, 8, 8)
+    assert "1 at a time (n_jobs = 1)" in ex.wall_sentence(0.5, 2.21, 8, 1, 2)
+    assert "(n_jobs" not in ex.wall_sentence(0.5, 2.21, 8, 1, 1)  # one core: nothing else to run on
 
 
 def test_paper_rpe_sentence_compares_ratios():
