@@ -52,6 +52,7 @@ __all__ = [
     "expert_statistics",
     "experts_from_statistics",
     "min_samples",
+    "uses_portfolio",
 ]
 
 # Relative ridge on the weighted least-squares normal equations: far below the 1e-9 relative
@@ -123,6 +124,11 @@ DEGENERATE_VAR = 1e-4
 # 715 for plain EM, and separated-2d too needs fewer (17.3 against 19.3 iterations).
 _SQUAREM_STEP_FACTOR = 2.0
 _SQUAREM_STEP_MAX0 = 1.0
+
+
+def uses_portfolio(init):
+    """Whether ``init`` (a MixtureOfExperts ``init``: a name or a MoEParams warm start) is the portfolio."""
+    return isinstance(init, str) and init == "portfolio"
 
 
 def _kmeans_sample_size(K, p):
@@ -643,7 +649,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         XtT = scaler.design_T(X)
         ys = scaler.transform_y(y)
         n_starts = self.n_init
-        if small_data_repeats and isinstance(self.init, str) and self.init == "portfolio":
+        if small_data_repeats and uses_portfolio(self.init):
             n_starts = max(n_starts, _portfolio_repeats(n))
         seeds = check_random_state_seed(self.random_state).spawn(n_starts)
         start_tauT = None  # (K, n): a warm start's responsibilities
@@ -695,7 +701,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
 
     def _pilot_start(self, pilot, scaler, d):
         """The pilot model as (gates, experts, variances) on the standardised data, after checks."""
-        if not (isinstance(self.init, str) and self.init == "portfolio"):
+        if not uses_portfolio(self.init):
             raise ValueError(f"a pilot start is one more start of the portfolio: it needs init='portfolio', "
                              f"not {self.init!r}.")
         if not isinstance(pilot, _m.MoEParams) or pilot.n_experts != self.n_experts or pilot.n_features != d:

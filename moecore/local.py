@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import check_random_state_seed
-from .em import MixtureOfExperts
+from .em import MixtureOfExperts, uses_portfolio
 
 __all__ = [
     "LocalFitError",
@@ -80,7 +80,7 @@ def fit_local(index, X, y, n_experts, em_params, seed, local_experts="fixed"):
         # however few the rows (MixtureOfExperts._fit): the slowest machine sets the learning time.
         params = dict(em_params)
         pilot = params.pop("pilot", None)
-        if not (isinstance(params.get("init"), str) and params["init"] == "portfolio"):
+        if not uses_portfolio(params.get("init")):
             pilot = None  # a refit's warm start replaces the portfolio, and the pilot with it
         est = MixtureOfExperts(n_experts, random_state=seed, **params)._fit(X, y, quiet=True,
                                                                            small_data_repeats=False, pilot=pilot)
@@ -113,7 +113,7 @@ def with_pilot(on, em_params, X, y, n_experts, seed_mm):
     machines start (every one of them waits for it); else the settings as they are and None."""
     if not on:
         return em_params, None
-    if not (isinstance(em_params["init"], str) and em_params["init"] == "portfolio"):
+    if not uses_portfolio(em_params["init"]):
         raise ValueError(f"pilot=True adds a start to the portfolio: it needs init='portfolio', "
                          f"not {em_params['init']!r}.")
     params, seconds, cpu = fit_pilot(X, y, n_experts, em_params, derived_seed(seed_mm, 3))

@@ -726,18 +726,11 @@ def expert_divergence(problem, state):
 
 def _duplicate_groups(div):
     """Groups (lists of >= 2 reduced experts) linked by divergences below DUPLICATE_KL."""
-    K, seen, groups = div.shape[0], set(), []
-    for k in range(K):
-        group, todo = [], [k]
-        while todo:
-            a = todo.pop()
-            if a not in seen:
-                seen.add(a)
-                group.append(a)
-                todo += [b for b in range(K) if div[a, b] < DUPLICATE_KL and b not in seen]
-        if len(group) > 1:
-            groups.append(sorted(group))
-    return groups
+    from scipy.sparse.csgraph import connected_components
+
+    n_groups, label = connected_components(div < DUPLICATE_KL, directed=False)
+    groups = [np.flatnonzero(label == g).tolist() for g in range(n_groups)]
+    return [g for g in groups if len(g) > 1]
 
 
 def separate_duplicates(problem, state, plan):
