@@ -55,8 +55,12 @@ def _run_lesson(b, url, lesson):
     title = TITLES[lesson.page]
     pg.wait_for_function("(t) => { const h = document.querySelector('h1'); return h && h.innerText.trim() === t; }",
                          arg=title, timeout=120_000)
-    settle(pg)
     pg.wait_for_selector(f"text=Lesson: {lesson.title}", timeout=60_000)
+    # The lesson's box is drawn before its fit is over (the headline's takes about 9 s); its live
+    # sentence only after. Waiting for the title and an idle page alone once read the page between
+    # two runs, with the previous fit's figures still on it.
+    pg.wait_for_selector(".st-key-lesson_evidence", timeout=180_000)
+    settle(pg)
     no_errors(pg)
     return pg
 
