@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from moecore import model as _m  # noqa: E402
 from moecore.em import MixtureOfExperts, _estep, _wls_design, _wls_experts  # noqa: E402
-from moecore.gating import fit_softmax_gate, newton_step  # noqa: E402
+from moecore.gating import em_newton_step, fit_softmax_gate, gate_state  # noqa: E402
 from moecore.model import MoEParams  # noqa: E402
 from moecore.reduction import reduce_mixtures  # noqa: E402
 from moecore.simulation import get_design, simulate_design  # noqa: E402
@@ -75,15 +75,13 @@ def bench_em_iteration(n, repeats, seed=1):
     state = {}
     state["experts"], state["variances"], _ = _wls_experts(XtT, y, tau, 1e-6, F)
     state["gates"], _ = fit_softmax_gate(XtT, tau, max_iter=5, XX=XX)
-    state["logpT"] = _m._log_softmax_T(state["gates"].T @ XtT)[0]
-    state["probT"] = np.exp(state["logpT"])
+    state["gstate"] = gate_state(state["gates"], XtT)  # (etaT, probT, lognorm), as EM keeps it
     lls = []
 
     def iteration():
-        ll, _, tauT = _estep(XtT, y, state["logpT"], state["experts"], state["variances"])
+        ll, tauT = _estep(XtT, y, state["gstate"][0], state["experts"], state["variances"], state["gstate"][2])
         state["experts"], state["variances"], _ = _wls_experts(XtT, y, tauT, 1e-6, F)
-        state["gates"], state["logpT"], state["probT"], _ = newton_step(
-            XtT, XX, tauT, state["gates"], state["logpT"], state["probT"])
+        state["gates"], state["gstate"] = em_newton_step(XtT, XX, tauT, state["gates"], state["gstate"])
         lls.append(ll)
 
     parts = {}
@@ -94,13 +92,13 @@ def bench_em_iteration(n, repeats, seed=1):
         parts["cpu"] = CPU_MS["last"]
 
         def estep():
-            return _estep(XtT, y, state["logpT"], state["experts"], state["variances"])
+            return _estep(XtT, y, state["gstate"][0], state["experts"], state["variances"], state["gstate"][2])
 
-        _, _, tauT = estep()
+        _, tauT = estep()
         parts["e_step"] = _median_ms(estep, repeats)[0]
         parts["m_step_experts"] = _median_ms(lambda: _wls_experts(XtT, y, tauT, 1e-6, F), repeats)[0]
         parts["m_step_gates"] = _median_ms(
-            lambda: newton_step(XtT, XX, tauT, state["gates"], state["logpT"], state["probT"]), repeats)[0]
+            lambda: em_newton_step(XtT, XX, tauT, state["gates"], state["gstate"]), repeats)[0]
         # The same inside the public estimator: the marginal cost of an iteration of a real fit,
         # (time of fit(max_iter=25) - time of fit(max_iter=5)) / 20 with tol = 0 (no early stop).
         fits = {5: [], 25: []}

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_flights.py                 # M in 16, 64, 128; K = 3; 80 % train
     .venv/bin/python benchmarks/bench_flights.py --m-list 64 --n-jobs 2
     .venv/bin/python benchmarks/bench_flights.py --m-list 64 --n-jobs 2 --init kmeans   # k-means starts
+    .venv/bin/python benchmarks/bench_flights.py --m-list 64 --seeds 0,1,2 --rounds 1   # one EM round
 
 arr_delay ~ dep_delay + distance + hour (327 346 flights, moecore.datasets' "flights"), a random 80 %
 to train and 20 % held out.  For the global EM and each M: held-out log-likelihood per point, held-out
@@ -37,43 +38,54 @@ def main(argv=None):
     ap.add_argument("--m-list", default="16,64,128")
     ap.add_argument("--experts", type=int, default=3)
     ap.add_argument("--n-jobs", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0", help="held-out splits and random states, one run each")
+    ap.add_argument("--rounds", type=int, default=0, help="refine_rounds of the distributed fits")
     ap.add_argument("--init", default=None, choices=["portfolio", "kmeans", "random", "lines"],
                     help="EM start of both fits (default: the estimators' own)")
     args = ap.parse_args(argv)
     start = {} if args.init is None else {"init": args.init}
     ds = load_dataset("flights")
     X, y = ds.X, ds.y
-    rng = np.random.default_rng(args.seed)
-    test = np.zeros(len(y), bool)
-    test[rng.choice(len(y), len(y) // 5, replace=False)] = True
-    Xtr, ytr, Xte, yte = X[~test], y[~test], X[test], y[test]
     K = args.experts
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        DistributedMoE(K, 8, n_jobs=args.n_jobs, random_state=0).fit(Xtr[:20000], ytr[:20000])  # warm-up
-        t0, c0 = time.perf_counter(), time.thread_time()
-        g = fit_global(Xtr, ytr, K, random_state=args.seed, **start)
-        g_time, g_cpu = time.perf_counter() - t0, time.thread_time() - c0
-    rows = [dict(model="global EM", M=1, heldout_loglik=g.score(Xte, yte), heldout_rpe=rpe(yte, g.predict(Xte)),
-                 learning_time=g_time, learning_time_cpu=g_cpu, speedup=1.0, speedup_cpu=1.0, wall=g_time)]
-    for M in [int(v) for v in args.m_list.split(",")]:
+    frames = []
+    for seed in [int(v) for v in args.seeds.split(",")]:
+        rng = np.random.default_rng(seed)
+        test = np.zeros(len(y), bool)
+        test[rng.choice(len(y), len(y) // 5, replace=False)] = True
+        Xtr, ytr, Xte, yte = X[~test], y[~test], X[test], y[test]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            dm = DistributedMoE(K, M, n_jobs=args.n_jobs, random_state=args.seed, **start).fit(Xtr, ytr)
-        t = dm.timings_
-        rows.append(dict(model="distributed", M=M, heldout_loglik=dm.score(Xte, yte),
-                         heldout_rpe=rpe(yte, dm.predict(Xte)), learning_time=t["learning_time"],
-                         learning_time_cpu=t["learning_time_cpu"], speedup=g_time / t["learning_time"],
-                         speedup_cpu=g_cpu / t["learning_time_cpu"], wall=t["wall"]))
-        print(rows[-1], flush=True)
-    df = pd.DataFrame(rows)
-    df["loglik_gap"] = df["heldout_loglik"].iloc[0] - df["heldout_loglik"]
-    df["rpe_ratio"] = df["heldout_rpe"] / df["heldout_rpe"].iloc[0]
-    out = ROOT / "benchmarks" / "results" / ("flights.csv" if args.init is None else f"flights_{args.init}.csv")
+            DistributedMoE(K, 8, n_jobs=args.n_jobs, random_state=0).fit(Xtr[:20000], ytr[:20000])  # warm-up
+            t0, c0 = time.perf_counter(), time.thread_time()
+            g = fit_global(Xtr, ytr, K, random_state=seed, **start)
+            g_time, g_cpu = time.perf_counter() - t0, time.thread_time() - c0
+        rows = [dict(seed=seed, model="global EM", M=1, heldout_loglik=g.score(Xte, yte),
+                     heldout_rpe=rpe(yte, g.predict(Xte)), learning_time=g_time, learning_time_cpu=g_cpu,
+                     speedup=1.0, speedup_cpu=1.0, wall=g_time, local_max=np.nan, refit=np.nan, reduction=np.nan)]
+        for M in [int(v) for v in args.m_list.split(",")]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                dm = DistributedMoE(K, M, n_jobs=args.n_jobs, random_state=seed, refine_rounds=args.rounds,
+                                    **start).fit(Xtr, ytr)
+            t = dm.timings_
+            rows.append(dict(seed=seed, model="distributed", M=M, heldout_loglik=dm.score(Xte, yte),
+                             heldout_rpe=rpe(yte, dm.predict(Xte)), learning_time=t["learning_time"],
+                             learning_time_cpu=t["learning_time_cpu"], speedup=g_time / t["learning_time"],
+                             speedup_cpu=g_cpu / t["learning_time_cpu"], wall=t["wall"], local_max=t["local_max"],
+                             refit=float(np.max(t["refit"], initial=0.0)), reduction=t["reduction"]))
+            print(rows[-1], flush=True)
+        df = pd.DataFrame(rows)
+        df["loglik_gap"] = df["heldout_loglik"].iloc[0] - df["heldout_loglik"]
+        df["rpe_ratio"] = df["heldout_rpe"] / df["heldout_rpe"].iloc[0]
+        frames.append(df)
+    df = pd.concat(frames, ignore_index=True)
+    df["rounds"] = args.rounds
+    tag = ("" if args.init is None else f"_{args.init}") + (f"_rounds{args.rounds}" if args.rounds else "")
+    out = ROOT / "benchmarks" / "results" / f"flights{tag}.csv"
     df.to_csv(out, index=False)
     with pd.option_context("display.width", 200, "display.float_format", "{:.4g}".format):
-        print(f"\nnycflights13, K = {K}, train {len(ytr)}, held out {len(yte)}, n_jobs = {args.n_jobs}")
+        print(f"\nnycflights13, K = {K}, train {len(ytr)}, held out {len(yte)}, n_jobs = {args.n_jobs}, "
+              f"refine_rounds = {args.rounds}")
         print(df.to_string(index=False))
     print(f"wrote {out}")
 

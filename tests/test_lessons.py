@@ -156,6 +156,7 @@ def test_flights_lesson():
     np.testing.assert_array_equal(data.y, flights.y)
     cmp = res["cmp"]
     assert len(cmp.distributed.local_models_) == 64 and cmp.distributed.params_.n_experts == 3
+    assert cmp.distributed.refine_rounds == 1  # the one round that brings the gap within the target
     assert len(res["test"][1]) == flights.y.size // 5  # the 20 % held out, never fitted
     figs = explorer.lessons.flights_figures(res)
     table = cmp.table()
