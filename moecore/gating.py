@@ -55,7 +55,14 @@ PAIR_PRODUCTS_MAX_P = 24
 # PAIR_PRODUCTS_MAX_RATIO times the design itself, as at d <= 3, where they are always kept).
 PAIR_PRODUCTS_MAX_BYTES = 1 << 30
 PAIR_PRODUCTS_MAX_RATIO = 4.0
+# Up to this p the gates' gradient and Hessian come from one compiled pass over the points
+# (moecore._em_kernels.gate_grad_hess); beyond it from the BLAS products below. At 2 000 points the
+# kernel took 21 / 57 / 113 / 314 us at p = 4 / 8 / 12 / 21 (K = 3), the pair-product path
+# 27 / 41 / 66 / 196 us; with K = 5 the kernel fell behind already at p = 8 (167 against 82 us).
+KERNEL_HESSIAN_MAX_P = 6
 _NO_WEIGHTS = np.empty(0)  # the kernels' "all ones"
+_NO_GRAD = np.empty(0)
+_NO_HESS = np.empty((0, 0))
 _NO_TARGETS = np.empty((0, 0))  # the kernels' "no targets"
 
 
@@ -152,7 +159,7 @@ def gate_gradient_hessian(XtT, XX, targetsT, probT, weights=None, hess_stride=1)
     ----------
     XtT : ndarray (p, n)
     XX : ndarray (p(p+1)/2, n) or None
-        At p > PAIR_PRODUCTS_MAX_P, :func:`pair_products` of ``XtT`` for the Hessian blocks, or
+        At p > KERNEL_HESSIAN_MAX_P, :func:`pair_products` of ``XtT`` for the Hessian blocks, or
         None for BLAS products of the weighted design (:func:`weighted_gram`, O(n p) memory);
         at smaller p a compiled kernel sums them and XX is not read.
     targetsT : ndarray (K, n)
@@ -174,9 +181,9 @@ def gate_gradient_hessian(XtT, XX, targetsT, probT, weights=None, hess_stride=1)
     K = probT.shape[0]
     p = XtT.shape[0]
     n = probT.shape[1]
-    if p <= PAIR_PRODUCTS_MAX_P:
-        # Small p: one compiled pass over the points (XX unused). At large p the Hessian blocks
-        # below go to BLAS, whose products beat the kernel's loops there.
+    if p <= KERNEL_HESSIAN_MAX_P:
+        # Small p: one compiled pass over the points (XX unused). Beyond, the Hessian blocks below
+        # go to BLAS, whose products beat the kernel's loops there.
         m = (K - 1) * p
         return _kern.gate_grad_hess(XtT, targetsT, probT, _NO_WEIGHTS if weights is None else weights,
                                     hess_stride, np.empty(m), np.empty((m, m)))
@@ -273,16 +280,19 @@ def gate_state(gates, XtT):
 
 def em_newton_step(XtT, XX, tauT, gates, state):
     """:func:`newton_step` for EM responsibilities ``tauT`` (K, n), whose columns sum to one, on
-    the gates' :func:`gate_state`: returns (gates, state).  At p <= PAIR_PRODUCTS_MAX_P it is one
-    compiled call (gradient, Hessian, solve and step halving); a local fit's iterations on a few
-    thousand rows were mostly the per-call overhead of NumPy's small arrays."""
+    the gates' :func:`gate_state`: returns (gates, state).  The solve and the step halving are one
+    compiled call (with the gradient and Hessian too at p <= KERNEL_HESSIAN_MAX_P); a local fit's
+    iterations on a few thousand rows were mostly the per-call overhead of NumPy's small arrays."""
     K = gates.shape[1]
     p, n = XtT.shape
     etaT, probT, lognorm = state
-    if K > 1 and p <= PAIR_PRODUCTS_MAX_P:
+    if K > 1:
+        stride = _hessian_stride(n, K, p)
+        grad, hess = _NO_GRAD, _NO_HESS  # summed in the kernel
+        if p > KERNEL_HESSIAN_MAX_P:
+            grad, hess = gate_gradient_hessian(XtT, XX, tauT, probT, hess_stride=stride)
         status, new_gates, new_etaT, new_probT, new_lognorm = _kern.em_gate_step(
-            XtT, tauT, gates, etaT, probT, lognorm, _hessian_stride(n, K, p), MAX_STEP, DAMPING,
-            MAX_HALVINGS)
+            XtT, tauT, gates, etaT, probT, lognorm, stride, grad, hess, MAX_STEP, DAMPING, MAX_HALVINGS)
         if status == 1:
             return new_gates, (new_etaT, new_probT, new_lognorm)
         if status == 2:

@@ -116,6 +116,22 @@ def test_em_gate_step_raises_q_as_numpys_newton_step_does():
     assert q_new > float(np.vdot(tauT, logpT))
 
 
+@pytest.mark.parametrize("p", [4, 11])
+def test_em_newton_step_on_either_side_of_the_kernels_hessian(p):
+    # p <= KERNEL_HESSIAN_MAX_P: the kernel sums the Hessian; above, BLAS does and the kernel solves.
+    rng = np.random.default_rng(p)
+    K, n = 4, 2500
+    XtT = _design(n, p, rng)
+    tauT = _targets(K, n, rng)
+    gates = np.zeros((p, K))
+    gates[:, :-1] = rng.normal(size=(p, K - 1)) * 0.5
+    state = gate_state(gates, XtT)
+    new_gates, _ = em_newton_step(XtT, pair_products(XtT), tauT, gates, state)
+    logpT = state[0] - np.log(np.exp(state[0]).sum(axis=0))
+    ref_gates = newton_step(XtT, pair_products(XtT), tauT, gates, logpT, state[1].copy())[0]
+    np.testing.assert_allclose(new_gates, ref_gates, rtol=1e-9, atol=1e-12)
+
+
 def test_em_gate_step_falls_back_when_the_system_is_singular():
     # Two identical input columns: the Hessian is singular, Cholesky and LU both fail, and the
     # caller's least-squares step (newton_step) takes over; Q must still not fall.
@@ -125,7 +141,8 @@ def test_em_gate_step_falls_back_when_the_system_is_singular():
     XtT = np.vstack([np.ones(n), x, x])
     tauT = _targets(3, n, rng)
     gates = np.zeros((3, 3))
-    status = kern.em_gate_step(XtT, tauT, gates, *gate_state(gates, XtT)[:2], 0.0, 1, MAX_STEP, 0.0, MAX_HALVINGS)[0]
+    status = kern.em_gate_step(XtT, tauT, gates, *gate_state(gates, XtT)[:2], 0.0, 1, np.empty(0), np.empty((0, 0)),
+                               MAX_STEP, 0.0, MAX_HALVINGS)[0]
     assert status == 0
     state = gate_state(gates, XtT)
     q0 = float(np.vdot(tauT, state[0])) - state[2]
