@@ -85,26 +85,11 @@ def estep_inplace(aT, y, logpT, variances):
             v = r * r * iv + c + lp[i]
             row[i] = v
             mx[i] = max(mx[i], v)
-    for k in range(K):
-        row = aT[k]
-        for i in range(n):
-            row[i] -= mx[i]
-    _exp_inplace(aT.reshape(K * n), np.empty(K * n, dtype=np.int64))
-    s = np.zeros(n)
-    for k in range(K):
-        row = aT[k]
-        for i in range(n):
-            s[i] += row[i]
-    total = _block_log_sum(s)
+    total = 0.0
     for i in range(n):
         total += mx[i]
-    for i in range(n):
-        s[i] = 1.0 / s[i]
-    for k in range(K):
-        row = aT[k]
-        for i in range(n):
-            row[i] *= s[i]
-    return total
+    # log sum_k exp(v_ik) = max_k v_ik + log s_i; the responsibilities are the softmax of v.
+    return total + _block_log_sum(softmax_inplace(aT, aT))
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
@@ -413,7 +398,6 @@ def gate_eval(XtT, gates, targetsT, etaT, probT):
     Neither needs a log per point: EM's E-step and gate steps take the state as it is."""
     p, n = XtT.shape
     K = gates.shape[1]
-    mx = np.full(n, -np.inf)
     for k in range(K):
         row = etaT[k]
         for i in range(n):
@@ -423,28 +407,7 @@ def gate_eval(XtT, gates, targetsT, etaT, probT):
             x = XtT[a]
             for i in range(n):
                 row[i] += g * x[i]
-        for i in range(n):
-            mx[i] = max(mx[i], row[i])
-    for k in range(K):
-        row = etaT[k]
-        pr = probT[k]
-        for i in range(n):
-            v = row[i] - mx[i]
-            row[i] = v
-            pr[i] = v
-    _exp_inplace(probT.reshape(K * n), np.empty(K * n, dtype=np.int64))
-    s = np.zeros(n)
-    for k in range(K):
-        pr = probT[k]
-        for i in range(n):
-            s[i] += pr[i]
-    lognorm = _block_log_sum(s)
-    for i in range(n):
-        s[i] = 1.0 / s[i]
-    for k in range(K):
-        pr = probT[k]
-        for i in range(n):
-            pr[i] *= s[i]
+    lognorm = _block_log_sum(softmax_inplace(etaT, probT))
     q = 0.0
     if targetsT.shape[0] == K:
         q = gate_q(targetsT, etaT) - lognorm
