@@ -22,7 +22,7 @@ from numba import njit
 
 __all__ = [
     "em_gate_step", "estep_inplace", "experts_solve", "gate_eval", "gate_grad_hess", "gate_q", "kplanes",
-    "softmax_inplace", "spd_solve",
+    "softmax_inplace", "spd_solve", "squarem_step",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -470,3 +470,54 @@ def em_gate_step(XtT, targetsT, gates, etaT, probT, lognorm, stride, grad, hess,
             return 1, cand, eta1, prob1, lognorm1
         t *= 0.5
     return 2, gates, eta1, prob1, 0.0
+
+
+@njit(cache=True, nogil=True)
+def squarem_step(g0, e0, v0, g1, e1, v1, g2, e2, v2, step_max, var_floor):
+    """One SQUAREM extrapolation (Varadhan & Roland's SqS3) from theta0, theta1 = EM(theta0) and
+    theta2 = EM(theta1), each gates (p, K) (last column zero), experts (p, K) and variances (K,),
+    in the coordinates free gate columns, experts, log variances.
+
+    Returns (alpha, gates, experts, variances): the step length |r| / |v| within [1, step_max]
+    (r = theta1 - theta0, v = theta2 - 2 theta1 + theta0) and, when alpha > 1, the point
+    theta0 + 2 alpha r + alpha^2 v with its variances floored at ``var_floor`` (a log variance
+    capped at 700, past which exp overflows: the point is then simply a poor one).
+    """
+    p, K = g0.shape
+    rr = 0.0
+    vv = 0.0
+    for a in range(p):
+        for k in range(K - 1):
+            r = g1[a, k] - g0[a, k]
+            v = g2[a, k] - 2.0 * g1[a, k] + g0[a, k]
+            rr += r * r
+            vv += v * v
+        for k in range(K):
+            r = e1[a, k] - e0[a, k]
+            v = e2[a, k] - 2.0 * e1[a, k] + e0[a, k]
+            rr += r * r
+            vv += v * v
+    l0 = np.log(v0)
+    l1 = np.log(v1)
+    l2 = np.log(v2)
+    for k in range(K):
+        r = l1[k] - l0[k]
+        v = l2[k] - 2.0 * l1[k] + l0[k]
+        rr += r * r
+        vv += v * v
+    alpha = min(math.sqrt(rr / vv), step_max) if vv > 0.0 else 1.0
+    gates = np.zeros((p, K))
+    experts = np.empty((p, K))
+    variances = np.empty(K)
+    if alpha > 1.0:
+        c1 = 2.0 * alpha
+        c2 = alpha * alpha
+        for a in range(p):
+            for k in range(K - 1):
+                gates[a, k] = g0[a, k] + c1 * (g1[a, k] - g0[a, k]) + c2 * (g2[a, k] - 2.0 * g1[a, k] + g0[a, k])
+            for k in range(K):
+                experts[a, k] = e0[a, k] + c1 * (e1[a, k] - e0[a, k]) + c2 * (e2[a, k] - 2.0 * e1[a, k] + e0[a, k])
+        for k in range(K):
+            lv = l0[k] + c1 * (l1[k] - l0[k]) + c2 * (l2[k] - 2.0 * l1[k] + l0[k])
+            variances[k] = max(math.exp(min(lv, 700.0)), var_floor)
+    return alpha, gates, experts, variances

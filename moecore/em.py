@@ -317,22 +317,6 @@ def _point_loglik(XtT, y, gates, experts, variances):
     return _m._logsumexp_T(_m._log_gate_T(XtT, gates) + _m._log_expert_T(XtT, y, experts, variances))
 
 
-def _pack(gates, experts, variances):
-    """The EM parameters as one vector for SQUAREM: free gate columns, experts, log variances."""
-    return np.concatenate([gates[:, :-1].ravel(), experts.ravel(), np.log(variances)])
-
-
-def _unpack(theta, p, K, var_floor):
-    """Inverse of :func:`_pack`: (gates (p, K), experts (p, K), variances (K,) >= var_floor)."""
-    gates = np.zeros((p, K))
-    gates[:, :-1] = theta[:p * (K - 1)].reshape(p, K - 1)
-    experts = theta[p * (K - 1):p * (2 * K - 1)].reshape(p, K).copy()
-    # An extrapolation can overshoot a log variance past exp's range; capped, the point is simply
-    # a poor one that the likelihood check rejects, with no overflow warning on the way.
-    variances = np.maximum(np.exp(np.minimum(theta[p * (2 * K - 1):], 700.0)), var_floor)
-    return gates, experts, variances
-
-
 def _squarem_point(points, history, step_max, p, K, var_floor):
     """One SQUAREM extrapolation (Varadhan & Roland's SqS3) from a cycle's ``points`` theta0,
     theta1 = EM(theta0), theta2 = EM(theta1), each (gates, experts, variances).
@@ -345,18 +329,16 @@ def _squarem_point(points, history, step_max, p, K, var_floor):
         # is not the straight line SQUAREM extrapolates along, and on separated-2d every
         # such extrapolation was rejected, each a wasted E-step.
         return None, step_max
-    theta0, theta1, theta2 = (_pack(*pt) for pt in points)
-    r = theta1 - theta0
-    v = theta2 - 2.0 * theta1 + theta0
-    vv = float(v @ v)
     # Step length |r| / |v| (Varadhan & Roland's SqS3), within [1, step_max]: 1 is the
-    # plain EM point theta2; a step that reaches step_max lets the next one grow.
-    alpha = min(np.sqrt(float(r @ r) / vv), step_max) if vv > 0 else 1.0
+    # plain EM point theta2; a step that reaches step_max lets the next one grow. Compiled: packing
+    # the three points into vectors cost more than an E-step on a short run's 500 points.
+    (g0, e0, v0), (g1, e1, v1), (g2, e2, v2) = points
+    alpha, gates, experts, variances = _kern.squarem_step(g0, e0, v0, g1, e1, v1, g2, e2, v2, step_max, var_floor)
     if alpha == step_max:
         step_max *= _SQUAREM_STEP_FACTOR
     if not alpha > 1.0:
         return None, step_max
-    return _unpack(theta0 + 2.0 * alpha * r + alpha * alpha * v, p, K, var_floor), step_max
+    return (gates, experts, variances), step_max
 
 
 def _params(run):
@@ -820,7 +802,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         history = []
         converged = False
         reseeded = 0
-        retired = np.zeros(K, dtype=bool)
+        retired, n_retired = np.zeros(K, dtype=bool), 0
         # An expert with fewer effective points than coefficients has an undetermined fit.
         min_mass = float(p)
         accelerate = self.acceleration == "squarem" and K > 1
@@ -849,8 +831,8 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 # No M-step after the last E-step: the history ends with the returned parameters.
                 break
             new_experts, new_variances, Nk = _wls_experts(XtT, y, tauT, self.var_floor, F)
-            starving = (Nk < min_mass) & ~retired
-            if K > 1 and starving.any() and starving.sum() < K - retired.sum():
+            starving = (Nk < min_mass) & ~retired if K > 1 and Nk.min() < min_mass else None  # min(): cheaper
+            if starving is not None and starving.any() and starving.sum() < K - retired.sum():
                 if reseeded < _MAX_RESEEDS:
                     ll_i = _point_loglik(XtT, y, gates, experts, variances)
                     gates, experts, variances = self._reseed(XtT, y, ll_i, tauT, gates, experts, variances, rng)
@@ -858,14 +840,16 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 else:
                     gates = self._retire(gates, starving)
                     retired |= starving
+                    n_retired = int(retired.sum())
                 gstate = gate_state(gates, XtT)
                 # A re-seed is a restart from a new point: monotonicity is only owed after it.
                 history = []
                 cycle = []
                 continue
-            # A retired expert keeps its last fit: its near-zero responsibilities determine nothing.
-            new_experts[:, retired] = experts[:, retired]
-            new_variances[retired] = variances[retired]
+            if n_retired:
+                # A retired expert keeps its last fit: its near-zero responsibilities determine nothing.
+                new_experts[:, retired] = experts[:, retired]
+                new_variances[retired] = variances[retired]
             if accelerate and not cycle:
                 cycle.append((gates, experts, variances))  # M-steps make new arrays: no copies needed
             experts, variances = new_experts, new_variances

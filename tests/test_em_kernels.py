@@ -199,3 +199,35 @@ def test_kplanes_separates_two_clean_lines_and_matches_a_numpy_reference():
             break
         ref = new
     assert np.array_equal(kern.kplanes(XtT, y, seeds, 3, 1e-10), ref)
+
+
+def test_squarem_step_is_the_extrapolation_of_the_packed_parameters():
+    # Three points of a slowly converging path: steps d, then 0.8 d plus a little noise (alpha ~ 5).
+    rng = np.random.default_rng(13)
+    p, K = 3, 4
+    g = np.zeros((p, K))
+    g[:, :-1] = rng.normal(size=(p, K - 1))
+    pts = [(g, rng.normal(size=(p, K)), rng.uniform(0.1, 2.0, K))]
+    dg, de, dv = rng.normal(size=(p, K)) * 0.1, rng.normal(size=(p, K)) * 0.1, rng.normal(size=K) * 0.1
+    dg[:, -1] = 0.0
+    for scale in (1.0, 0.8):
+        g, e, v = pts[-1]
+        pts.append((g + scale * dg + 0.001 * (scale < 1) * np.pad(rng.normal(size=(p, K - 1)), ((0, 0), (0, 1))),
+                    e + scale * de, v * np.exp(scale * dv)))
+
+    def pack(g, e, v):
+        return np.concatenate([g[:, :-1].ravel(), e.ravel(), np.log(v)])
+
+    t0, t1, t2 = (pack(*pt) for pt in pts)
+    r, v = t1 - t0, t2 - 2 * t1 + t0
+    alpha_ref = np.sqrt((r @ r) / (v @ v))
+    alpha, gates, experts, variances = kern.squarem_step(*pts[0], *pts[1], *pts[2], 100.0, 1e-6)
+    assert alpha == pytest.approx(alpha_ref, rel=1e-13) and alpha > 1
+    theta = t0 + 2 * alpha * r + alpha**2 * v
+    np.testing.assert_allclose(gates[:, :-1].ravel(), theta[:p * (K - 1)], rtol=1e-12, atol=1e-12)
+    assert np.all(gates[:, -1] == 0.0)
+    np.testing.assert_allclose(experts.ravel(), theta[p * (K - 1):p * (2 * K - 1)], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.log(variances), theta[p * (2 * K - 1):], rtol=1e-12, atol=1e-12)
+    # The step length is capped at step_max, and a step of 1 (plain EM) builds no point.
+    assert kern.squarem_step(*pts[0], *pts[1], *pts[2], 1.5, 1e-6)[0] == 1.5
+    assert kern.squarem_step(*pts[0], *pts[0], *pts[0], 1.5, 1e-6)[0] == 1.0
