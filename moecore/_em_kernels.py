@@ -1,14 +1,15 @@
-"""EM's per-iteration kernels compiled with numba: the E-step, the gates' log-softmax and the
-gates' Newton system.
+"""EM's per-iteration kernels compiled with numba: the E-step, the gates' state and Newton step,
+the experts' small solves, SQUAREM's extrapolation, and the k-planes start.
 
 Local fits run on shards of a few thousand rows, and most of a portfolio's EM iterations on a
 subsample of 500: at that size one NumPy iteration (about sixty array calls, each allocating its
-temporaries) costs 150-300 us, nearly all of it per-call overhead, and the slowest machine's fit
-sets the learning time.  Each kernel here is one pass over the points with no temporaries, the
-loops running along the contiguous rows of the transposed (p, n) / (K, n) arrays.  The products
-with the design (means ``experts.T @ XtT``, logits ``gates.T @ XtT``, the experts' statistics)
-stay BLAS calls, which are fast at every p.  ``benchmarks/bench_em_kernels.py`` measures each
-kernel against the NumPy code it replaced; ``tests/test_em_kernels.py`` checks them against it.
+temporaries) cost 150-300 us, nearly all of it per-call overhead, and the slowest machine's fit
+sets the learning time.  Each kernel here is a few passes over the points with no temporaries,
+the loops running along the contiguous rows of the transposed (p, n) / (K, n) arrays.  The
+products that BLAS does better stay BLAS calls: the experts' means ``experts.T @ XtT``, their
+pair-product statistics, and the gates' Hessian above p = 6 (gating.KERNEL_HESSIAN_MAX_P).
+``benchmarks/bench_em_kernels.py`` times iterations and local fits against the NumPy code these
+replaced; ``tests/test_em_kernels.py`` checks every kernel against the NumPy formula.
 
 Shapes: meansT / etaT / logpT / probT / tauT (K, n), XtT (p, n) with row 0 all ones, y (n,).
 """
