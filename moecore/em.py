@@ -36,6 +36,7 @@ from .gating import (
     fit_softmax_gate,
     gate_state,
     gram_chunk,
+    hessian_pairs,
     pair_products,
     sym_from_pairs,
     use_pair_products,
@@ -798,6 +799,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         max_iter = self.max_iter if max_iter is None else max_iter
         XX = None if F is None else F[: p * (p + 1) // 2]  # the gate Hessian's pair products
         gates, experts, variances = start if start is not None else self._start_from(XtT, y, F, XX, rng, tauT)
+        XX = hessian_pairs(XX, XtT.shape[1], K, p)
         gstate = gate_state(gates, XtT)  # (etaT, probT, lognorm)
         history = []
         converged = False

@@ -25,6 +25,7 @@ __all__ = [
     "gate_newton_step",
     "gate_objective",
     "gate_state",
+    "hessian_pairs",
     "pair_products",
     "sym_from_pairs",
     "use_pair_products",
@@ -44,6 +45,18 @@ MAX_HALVINGS = 30
 # machines) it saves about 1 ms a fit.
 HESSIAN_SAMPLES = 2000
 HESSIAN_SAMPLES_PER_PARAM = 20
+# Above KERNEL_HESSIAN_MAX_P the Hessian is a BLAS product over the points, the largest cost of a
+# high-d short run, so it sums fewer of them. Measured on 6 shards of 7 812 rows per design, each fit
+# alone (local fits, default portfolio): d = 20, K = 4 183 -> 164 ms; d = 30, K = 3 302 -> 218 ms; the
+# same final log-likelihoods (every fit within 0.005 nats), 2-4 more full-shard EM iterations; d = 10
+# unchanged (61 ms). 300 points and 3 per coefficient gained no more (155 / 226 ms) for twice the
+# extra iterations. Fits at p <= KERNEL_HESSIAN_MAX_P keep the figures above, bit for bit.
+HESSIAN_SAMPLES_BLAS = 500
+HESSIAN_SAMPLES_PER_PARAM_BLAS = 5
+# ... but never below a quarter of the points, up to the samples above: on many points the Hessian
+# is a small part of an iteration, and its noise cost the global EM iterations (n = 10^6, d = 30:
+# 3.4 -> 5.0 s when it too summed 500 points).
+HESSIAN_FRACTION_BLAS = 4
 # Weighted Gram matrices sum_i w_i x_i x_i^T come from one of two paths, chosen by
 # use_pair_products: precomputed pair products x_a x_b (p(p+1)/2 rows per sample, fixed for a
 # whole fit, so every Gram matrix is one skinny product), or per weight vector a BLAS product of
@@ -158,8 +171,9 @@ def gate_gradient_hessian(XtT, XX, targetsT, probT, weights=None, hess_stride=1)
     Parameters
     ----------
     XtT : ndarray (p, n)
-    XX : ndarray (p(p+1)/2, n) or None
-        At p > KERNEL_HESSIAN_MAX_P, :func:`pair_products` of ``XtT`` for the Hessian blocks, or
+    XX : ndarray (p(p+1)/2, n) or (p(p+1)/2, ceil(n / hess_stride)) or None
+        At p > KERNEL_HESSIAN_MAX_P, :func:`pair_products` of ``XtT`` for the Hessian blocks (of
+        every point, or already of every ``hess_stride``-th one: :func:`hessian_pairs`), or
         None for BLAS products of the weighted design (:func:`weighted_gram`, O(n p) memory);
         at smaller p a compiled kernel sums them and XX is not read.
     targetsT : ndarray (K, n)
@@ -195,7 +209,7 @@ def gate_gradient_hessian(XtT, XX, targetsT, probT, weights=None, hess_stride=1)
         P, wP = P[:, ::hess_stride], wP[:, ::hess_stride]
         if XX is None:
             Xh = np.ascontiguousarray(XtT[:, ::hess_stride])
-        else:
+        elif XX.shape[1] == n:  # not yet the Hessian's points (see hessian_pairs)
             XX = XX[:, ::hess_stride]
     # Weight of block (k, l): w_i pi_ik (delta_kl - pi_il); one product gives every block.
     k_idx, l_idx = _triu(K - 1)
@@ -258,11 +272,26 @@ def gate_newton_step(XtT, XX, targetsT, gates, logpT, weights=None):
 
 
 def _hessian_stride(n, K, p):
-    """Every how many points the gates' Hessian sums. Past HESSIAN_SAMPLES points a strided
-    subsample estimates it well enough: the step is still an ascent direction, the line search on
-    the exact Q keeps every step monotone, and the (memory-bound) Hessian no longer dominates an
-    EM iteration."""
-    return max(1, n // max(HESSIAN_SAMPLES, HESSIAN_SAMPLES_PER_PARAM * (K - 1) * p))
+    """Every how many points the gates' Hessian sums. Past HESSIAN_SAMPLES points (above
+    p = KERNEL_HESSIAN_MAX_P, HESSIAN_SAMPLES_BLAS or a quarter of the points) a strided subsample
+    estimates it well enough: the step is still an ascent direction, the line search on the exact Q
+    keeps every step monotone, and the (memory-bound) Hessian no longer dominates an EM iteration."""
+    samples = max(HESSIAN_SAMPLES, HESSIAN_SAMPLES_PER_PARAM * (K - 1) * p)
+    if p > KERNEL_HESSIAN_MAX_P:
+        samples = max(HESSIAN_SAMPLES_BLAS, HESSIAN_SAMPLES_PER_PARAM_BLAS * (K - 1) * p,
+                      min(samples, n // HESSIAN_FRACTION_BLAS))
+    return max(1, n // samples)
+
+
+def hessian_pairs(XX, n, K, p):
+    """The pair products (p(p+1)/2, n) ``XX`` of the points the gates' Hessian sums in EM's Newton
+    steps (:func:`em_newton_step`), as one contiguous array: taken once per EM run, since a strided
+    view costs BLAS a copy at every step (a d = 20 product on 2 100 points 122 us strided, 67 us
+    contiguous). ``XX`` itself where the kernel sums the Hessian or every point is summed."""
+    stride = _hessian_stride(n, K, p)
+    if XX is None or p <= KERNEL_HESSIAN_MAX_P or stride == 1:
+        return XX
+    return np.ascontiguousarray(XX[:, ::stride])
 
 
 def gate_state(gates, XtT):

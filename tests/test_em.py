@@ -140,14 +140,18 @@ def test_from_params_builds_a_usable_model():
         MixtureOfExperts.from_params("not params")
 
 
-def test_loglik_never_decreases_with_a_subsampled_hessian():
-    # Past gating.HESSIAN_SAMPLES points the Newton step uses a strided-subsample Hessian: the
-    # line search on the exact objective must still make every iteration monotone.
+@pytest.mark.parametrize("design", ["separated-2d", "separated-10d"])
+def test_loglik_never_decreases_with_a_subsampled_hessian(design):
+    # Past gating.HESSIAN_SAMPLES points (HESSIAN_SAMPLES_BLAS on the BLAS path, p > 6) the Newton
+    # step uses a strided-subsample Hessian: the line search on the exact objective must still make
+    # every iteration monotone.
     from moecore import gating
 
     n = 3 * gating.HESSIAN_SAMPLES
-    data = simulate_design("separated-2d", n, random_state=4)
-    est = MixtureOfExperts(4, init="random", max_iter=60, random_state=0)
+    data = simulate_design(design, n, random_state=4)
+    K, p = data.params.n_experts, data.X.shape[1] + 1
+    assert gating._hessian_stride(n, K, p) > 1  # the subsample is in use on this path
+    est = MixtureOfExperts(K, init="random", max_iter=60, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(data.X, data.y)

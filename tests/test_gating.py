@@ -94,3 +94,20 @@ def test_blas_hessian_equals_the_pair_product_hessian():
         g2, h2 = gate_gradient_hessian(XtT, None, T * w, P, weights=w, hess_stride=stride)
         np.testing.assert_allclose(g2, g1, rtol=1e-12, atol=1e-9)
         np.testing.assert_allclose(h2, h1, rtol=1e-10, atol=1e-9)
+
+
+def test_hessian_sample_is_small_on_a_short_run_above_p6_and_unchanged_on_many_points():
+    # Above KERNEL_HESSIAN_MAX_P the Hessian is a BLAS product over its sample: a high-d short run
+    # (a few thousand points) sums far fewer points than before, a fit on many points as many as
+    # before (the global EM lost iterations to a noisier Hessian), and p <= 6 is untouched.
+    from moecore import gating
+
+    def old(n, K, p):
+        return max(1, n // max(gating.HESSIAN_SAMPLES, gating.HESSIAN_SAMPLES_PER_PARAM * (K - 1) * p))
+
+    K, p = 4, 21
+    assert 2100 // gating._hessian_stride(2100, K, p) < 1000 < 2100 // old(2100, K, p)
+    for n in (10_000, 200_000, 1_000_000):
+        assert gating._hessian_stride(n, K, p) == old(n, K, p)
+    for n in (2100, 7812, 200_000):
+        assert gating._hessian_stride(n, 3, 4) == old(n, 3, 4)
