@@ -1,5 +1,6 @@
 """EM's per-iteration kernels compiled with numba: the E-step, the gates' state and Newton step,
-the experts' small solves, SQUAREM's extrapolation, and the k-planes start.
+the experts' small solves, SQUAREM's extrapolation, and the k-planes start; and the screening's
+log-likelihood of every local model at every support point.
 
 Local fits run on shards of a few thousand rows, and most of a portfolio's EM iterations on a
 subsample of 500: at that size one NumPy iteration (about sixty array calls, each allocating its
@@ -23,7 +24,7 @@ from numba import njit
 
 __all__ = [
     "em_gate_step", "estep_inplace", "experts_solve", "gate_eval", "gate_grad_hess", "gate_q", "kplanes",
-    "softmax_inplace", "spd_solve", "squarem_step",
+    "mixtures_loglik", "softmax_inplace", "spd_solve", "squarem_step",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -388,6 +389,58 @@ def _block_log_sum(s):
             prod *= s[i]
         total += math.log(prod)
     return total
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def mixtures_loglik(etaT, meansT, y, variances, out):
+    """log f_m(y_s | x_s) of M mixtures at S points, filled into ``out`` (M, S).
+
+    etaT, meansT : (M, K, S) every mixture's gate logits and experts' means at the points (BLAS
+    products, overwritten) ; y : (S,) ; variances : (M, K).  Two log-sum-exps over the experts
+    per point, log sum_k pi_k N_k = lse_k(eta_k + log N_k) - lse_k(eta_k), with the vectorised exp
+    and one log per point: the screening scores every local model on every support point
+    (M = 128, K = 4, S = 1 953: 25 ms in NumPy's passes and temporaries)."""
+    M, K, S = etaT.shape
+    bits = np.empty(K * S, dtype=np.int64)
+    mg = np.empty(S)
+    mv = np.empty(S)
+    sg = np.empty(S)
+    sv = np.empty(S)
+    for m in range(M):
+        eta = etaT[m]
+        v = meansT[m]
+        mg[:] = -np.inf
+        mv[:] = -np.inf
+        for k in range(K):
+            iv = -0.5 / variances[m, k]
+            c = -0.5 * (_LOG_2PI + math.log(variances[m, k]))
+            e = eta[k]
+            row = v[k]
+            for s in range(S):
+                r = y[s] - row[s]
+                w = e[s] + r * r * iv + c
+                row[s] = w
+                mg[s] = max(mg[s], e[s])
+                mv[s] = max(mv[s], w)
+        for k in range(K):
+            e = eta[k]
+            row = v[k]
+            for s in range(S):
+                e[s] -= mg[s]
+                row[s] -= mv[s]
+        _exp_inplace(eta.reshape(K * S), bits)
+        _exp_inplace(v.reshape(K * S), bits)
+        sg[:] = 0.0
+        sv[:] = 0.0
+        for k in range(K):
+            e = eta[k]
+            row = v[k]
+            for s in range(S):
+                sg[s] += e[s]
+                sv[s] += row[s]
+        o = out[m]
+        for s in range(S):
+            o[s] = (mv[s] - mg[s]) + math.log(sv[s] / sg[s])
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _em_kernels as _kern
 from . import model as _m
 from .local import LocalFitError
 from .params import LOCAL_CHECKS, n_free_parameters
@@ -55,8 +56,14 @@ __all__ = [
 Z_THRESHOLD = 5.0
 # Floor of the gap, in units of q / n_m (see the module docstring).
 GAP_FLOOR = 4.0
-# Support points the screening scores every local model on (see support_scores).
-SCORE_POINTS = 512
+# Support points the screening scores every local model on (see support_scores): None, all of
+# them. A poor fit's loss can sit in a narrow region of x (a lost 8 % expert with sharp gates), which
+# an evenly strided 512 of 1 562 support points left nearly empty: on lost_expert_design (n = 10^5,
+# M = 16, 5 seeds) two of eight poor local fits scored within 0.003 nats per point of the median
+# there, 0.05-0.06 below it on every point, and went unflagged (benchmarks/README.md, section 16).
+# Scoring every point costs the server what 512 did before the compiled pass (M = 128, d = 20:
+# 12 ms against 9 ms).
+SCORE_POINTS = None
 # A flagged machine refits with this many times the restarts (at least REFIT_MIN_INIT).
 REFIT_INIT_FACTOR = 4
 REFIT_MIN_INIT = 4
@@ -69,11 +76,10 @@ def support_scores(local_params, X_support, y_support, *, max_points=None):
     ----------
     local_params : list of MoEParams (M) ; X_support : (S, d) ; y_support : (S,)
     max_points : int or None
-        Score on an evenly strided subset of at most this many support points (None: all).  The
-        screening uses SCORE_POINTS: a merged expert costs tenths of a nat per point, while the
-        mean over 512 points of the difference between two good fits has a standard deviation
-        of a few thousandths (and the support's row order carries no information, since it is
-        drawn at random), so more points would only cost time on the server.
+        Score on an evenly strided subset of at most this many support points (None: all, what
+        the screening uses: SCORE_POINTS).  A merged expert costs tenths of a nat on every point,
+        but a small lost expert costs as much only on the few points of its region, which a subset
+        can miss.
 
     Returns
     -------
@@ -95,22 +101,17 @@ def support_loglik(local_params, X, y):
     Ks = {prm.n_experts for prm in local_params}
     if len(Ks) != 1:
         return np.stack([_m.loglik_per_sample(X, y, prm) for prm in local_params])
-    # All M models at once on (M, K, S) arrays: a loop over models cost more in per-call
-    # overhead than in arithmetic (M = 128: 15 ms against 1-2 ms).
-    XtT = _m.add_intercept(X).T  # (p, S)
-    gatesT = np.stack([prm.gates.T for prm in local_params])  # (M, K, p)
-    expertsT = np.stack([prm.experts.T for prm in local_params])
-    var = np.stack([prm.variances for prm in local_params])[:, :, None]  # (M, K, 1)
-    eta = gatesT @ XtT  # (M, K, S)
-    eta -= eta.max(axis=1, keepdims=True)
-    eta -= np.log(np.exp(eta).sum(axis=1, keepdims=True))  # log gate probabilities
-    resid = expertsT @ XtT
-    np.subtract(y, resid, out=resid)
-    eta -= 0.5 * (_m.LOG_2PI + np.log(var) + resid * resid / var)
-    top = eta.max(axis=1)
-    eta -= top[:, None, :]
-    np.exp(eta, out=eta)
-    return top + np.log(eta.sum(axis=1))
+    # All M models at once: two BLAS products on (M, K, S) arrays, then one compiled pass (a loop
+    # over models cost more in per-call overhead than in arithmetic: M = 128, 15 ms against 1-2 ms).
+    M, K, S = len(local_params), Ks.pop(), y.shape[0]
+    XtT = np.ascontiguousarray(_m.add_intercept(X).T)  # (p, S)
+    # One (M K, p) x (p, S) product each: 4.4 ms at M = 128, K = 4, p = 21, S = 1 953, against 6.6 ms
+    # as M batched products on the transposed view.
+    eta = (np.concatenate([prm.gates.T for prm in local_params]) @ XtT).reshape(M, K, S)
+    means = (np.concatenate([prm.experts.T for prm in local_params]) @ XtT).reshape(M, K, S)
+    out = np.empty((M, S))
+    _kern.mixtures_loglik(eta, means, y, np.stack([prm.variances for prm in local_params]), out)
+    return out
 
 
 def beaten(own_ll, other_ll, n_params, n_samples):

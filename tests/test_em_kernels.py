@@ -231,3 +231,24 @@ def test_squarem_step_is_the_extrapolation_of_the_packed_parameters():
     # The step length is capped at step_max, and a step of 1 (plain EM) builds no point.
     assert kern.squarem_step(*pts[0], *pts[1], *pts[2], 1.5, 1e-6)[0] == 1.5
     assert kern.squarem_step(*pts[0], *pts[0], *pts[0], 1.5, 1e-6)[0] == 1.0
+
+
+@pytest.mark.parametrize("M, K, p, S", [(1, 1, 2, 40), (7, 3, 4, 513), (16, 5, 21, 1000)])
+def test_mixtures_loglik_matches_each_models_density(M, K, p, S):
+    # The screening's batched log-likelihood: every model at every point, against the model
+    # module's log f(y | x) of each model alone (log-sum-exp in SciPy).
+    from moecore.model import MoEParams, loglik_per_sample
+    from moecore.screening import support_loglik
+
+    rng = np.random.default_rng(M * 100 + S)
+    X = rng.normal(size=(S, p - 1))
+    y = rng.normal(0.0, 3.0, S)
+    models = []
+    for _ in range(M):
+        gates = rng.normal(0.0, 2.0, (p, K))
+        gates[:, -1] = 0.0
+        models.append(MoEParams(gates, rng.normal(size=(p, K)), rng.uniform(0.01, 4.0, K)))
+    got = support_loglik(models, X, y)
+    ref = np.stack([loglik_per_sample(X, y, prm) for prm in models])
+    assert got.shape == (M, S)
+    np.testing.assert_allclose(got, ref, rtol=1e-13, atol=1e-13)
