@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from . import model as _m
+from ._em_kernels import _exp_inplace
 from ._kmeans import kmeans
 from ._validation import (
     check_choice,
@@ -164,6 +165,34 @@ def _grouped_mass_kernel(mass, group, K):
     return out
 
 
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
+def _gate_mass_kernel(eta, n_groups, group_size, w, pointwise):
+    """In place: the logits ``eta`` (S, G * Kmax) of G softmax gates of Kmax experts each (columns
+    group-major) become the gate masses w_g pi_gj(x_s), with ``w`` (1, G) or, ``pointwise``, (S, G).
+    The (S, L) layout is the plan kernel's, so no transpose, and each row is done while in cache, its
+    exp vectorised."""
+    S, L = eta.shape
+    bits = np.empty(L, dtype=np.int64)  # one row's scratch: it stays in cache
+    for s in range(S):
+        row = eta[s]
+        for g in range(n_groups):
+            base = g * group_size
+            mx = row[base]
+            for j in range(1, group_size):
+                mx = max(mx, row[base + j])
+            for j in range(group_size):
+                row[base + j] -= mx
+        _exp_inplace(row, bits)
+        for g in range(n_groups):
+            base = g * group_size
+            tot = 0.0
+            for j in range(group_size):
+                tot += row[base + j]
+            scale = (w[s, g] if pointwise else w[0, g]) / tot
+            for j in range(group_size):
+                row[base + j] *= scale
+
+
 @dataclass
 class LargeMixture:
     """The weighted union of M local MoEs (L = M K components), evaluated on a support.
@@ -268,26 +297,23 @@ class LargeMixture:
         # call overhead than in arithmetic. A machine with fewer experts than Kmax gets -inf
         # logits, so zero mass, in its missing slots, which are then dropped.
         Kmax = max(prm.n_experts for prm in self.local_params)
-        gatesT = np.zeros((M, Kmax, Xt.shape[1]))
+        p = Xt.shape[1]
+        gates = np.zeros((p, M, Kmax))
         present = np.zeros((M, Kmax), dtype=bool)
         for i, prm in enumerate(self.local_params):
-            gatesT[i, :prm.n_experts] = prm.gates.T
+            gates[:, i, :prm.n_experts] = prm.gates
             present[i, :prm.n_experts] = True
         ragged = not present.all()
-        eta = gatesT @ Xt.T  # (M, Kmax, n)
+        # One product straight into the (n, L) layout the plan kernel walks by rows (an F-ordered
+        # mass made it five times slower), then the softmaxes compiled.
+        mass = Xt @ gates.reshape(p, M * Kmax)
         if ragged:
-            eta[~present] = -np.inf
-        eta -= eta.max(axis=1, keepdims=True)
-        np.exp(eta, out=eta)
+            mass[:, ~present.ravel()] = -np.inf
         w = self.machine_weights(X)
-        if w.ndim == 1:
-            eta *= (w[:, None] / eta.sum(axis=1))[:, None, :]
-        else:
-            eta *= (w.T / eta.sum(axis=1))[:, None, :]
-        massT = eta[present] if ragged else eta.reshape(M * Kmax, -1)
-        # The plan kernel walks rows of a C-ordered (n, L) mass: an F-ordered one made it five
-        # times slower.
-        return np.ascontiguousarray(massT.T), Xt @ self.experts
+        _gate_mass_kernel(mass, M, Kmax, np.atleast_2d(w), w.ndim == 2)
+        if ragged:
+            mass = np.ascontiguousarray(mass[:, present.ravel()])
+        return mass, Xt @ self.experts
 
 
 @dataclass

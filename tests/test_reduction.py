@@ -40,15 +40,20 @@ def local_models(n=4000, M=3, seed=0, design="teaching-1d"):
     return data, models
 
 
-def test_large_mixture_evaluates_every_component_even_with_unequal_expert_counts():
+@pytest.mark.parametrize("pointwise", [False, True])
+def test_large_mixture_evaluates_every_component_even_with_unequal_expert_counts(pointwise):
     # Machines may return different K; each component's mass is w_m pi^(m)_j(x), computed here
-    # one model at a time with the public gate function, in the (n, L) machine-major layout.
+    # one model at a time with the public gate function, in the (n, L) machine-major layout; the
+    # machine weights constant or per point (non-IID machines).
     data = simulate_design("separated-2d", 3000, random_state=3)
     fits = [MixtureOfExperts(K, random_state=K).fit(data.X[i::3], data.y[i::3]).params_
             for i, K in enumerate((4, 2, 3))]
     w = np.array([0.5, 0.2, 0.3])
+    if pointwise:
+        w = np.random.default_rng(0).dirichlet(np.ones(3), 50)
     mass, mu = LargeMixture(fits, w).evaluate(data.X[:50])
-    ref_mass = np.hstack([wm * gate_proba(data.X[:50], prm) for wm, prm in zip(w, fits, strict=True)])
+    wcols = w.T if pointwise else w
+    ref_mass = np.hstack([(wm * gate_proba(data.X[:50], prm).T).T for wm, prm in zip(wcols, fits, strict=True)])
     ref_mu = np.hstack([expert_means(data.X[:50], prm) for prm in fits])
     assert mass.shape == mu.shape == (50, 9) and mass.flags["C_CONTIGUOUS"]
     np.testing.assert_allclose(mass, ref_mass, rtol=1e-12, atol=1e-300)
