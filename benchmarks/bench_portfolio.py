@@ -349,14 +349,16 @@ def part_lostdist(args):
     """lost_expert_design distributed (n = 10^5, M in {16, 64}, ``--seeds`` seeds, defaults): the
     poor local fits (``local_check="off"``, the high-d designs' rule), those the default's screening
     flags and those it lets through, and each block's MSE to the truth relative to the global EM's
-    (gate coefficients of slope-20 gates are poorly determined: expect wild gate ratios)."""
-    from moecore.metrics import parameter_mse
+    (gate coefficients of slope-20 gates are poorly determined: expect wild gate ratios; the gate
+    probabilities' MSE, :func:`moecore.metrics.gate_proba_mse`, alongside)."""
+    from moecore.metrics import gate_proba_mse, parameter_mse
 
     prm = lost_expert_design()
     rows = []
     for seed in range(args.seeds):
         tr = simulate(prm, 100_000, random_state=10 + seed)
-        ref = parameter_mse(MixtureOfExperts(5, random_state=seed).fit(tr.X, tr.y).params_, prm, tr.X)
+        g = MixtureOfExperts(5, random_state=seed).fit(tr.X, tr.y).params_
+        ref = parameter_mse(g, prm, tr.X)
         for M in (16, 64):
             n_m = 100_000 // M
             kw = dict(n_jobs=2, random_state=seed)
@@ -368,7 +370,8 @@ def part_lostdist(args):
             mse = parameter_mse(dm.params_, prm, tr.X)
             row = dict(seed=seed, M=M, poor=len(poor), flagged=len(dm.screening_.flagged),
                        poor_unflagged=len(poor - set(dm.screening_.flagged)),
-                       **{f"{b}_ratio": mse[b] / ref[b] for b in ("gates", "experts", "variances")})
+                       **{f"{b}_ratio": mse[b] / ref[b] for b in ("gates", "experts", "variances")},
+                       gate_proba_ratio=gate_proba_mse(dm.params_, prm, tr.X) / gate_proba_mse(g, prm, tr.X))
             rows.append(row)
             print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     _write("lostdist", rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .model import MoEParams
+from .model import MoEParams, gate_proba
 
 __all__ = ["align_to", "expert_distance", "match_experts"]
 
@@ -15,7 +15,11 @@ def expert_distance(ref: MoEParams, other: MoEParams, X=None):
 
     Without X: squared distance of the coefficient vectors plus that of the log-variances.
     With X (n, d): mean squared distance of the expert mean lines over X plus the log-variance
-    term, which is invariant to the scale of x.
+    term, which is invariant to the scale of x, plus the mean squared distance of the gate
+    probabilities over X: two experts with one line and one variance, told apart only by where
+    their gates put them (lost_expert_design's experts 1 and 5, at x < -1 and x > 1.4), would
+    otherwise match either way, and a comparison of gates after such a swap compares the gate of
+    one region with the gate of the other.
     """
     if ref.n_features != other.n_features:
         raise ValueError(
@@ -29,6 +33,8 @@ def expert_distance(ref: MoEParams, other: MoEParams, X=None):
         mr, mo = Xt @ ref.experts, Xt @ other.experts
         cost = ((mr[:, :, None] - mo[:, None, :]) ** 2).mean(axis=0)
         cost = cost / max(np.mean(ref.variances), 1e-300)
+        pr, po = gate_proba(X, ref), gate_proba(X, other)
+        cost = cost + ((pr[:, :, None] - po[:, None, :]) ** 2).mean(axis=0)
     lv = np.log(ref.variances)[:, None] - np.log(other.variances)[None, :]
     return cost + lv**2
 

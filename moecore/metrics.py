@@ -11,13 +11,14 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, confusion_matrix, rand_score
 
 from .alignment import align_to
-from .model import MoEParams, loglik_per_sample
+from .model import MoEParams, gate_proba, loglik_per_sample
 from .reduction import transport_divergence
 
 __all__ = [
     "ari",
     "clustering_error",
     "correlation",
+    "gate_proba_mse",
     "heldout_loglik",
     "parameter_mse",
     "rand_index",
@@ -81,6 +82,23 @@ def parameter_mse(estimate: MoEParams, truth: MoEParams, X=None):
     }
     out["all"] = float(np.mean((est.vector() - truth.vector()) ** 2))
     return out
+
+
+def gate_proba_mse(estimate: MoEParams, truth: MoEParams, X):
+    """Mean squared error of the gate probabilities over the inputs X (n, d), after aligning the
+    experts to the truth: mean over points and experts of (pi_k(x) - pi*_k(x))^2.
+
+    The gate coefficients of sharp gates are barely determined (logits can grow along a direction
+    that changes no probability), so their MSE can differ by orders of magnitude between two fits
+    that route every point alike; this measures the gates by what they do.
+    """
+    if estimate.n_experts != truth.n_experts or estimate.n_features != truth.n_features:
+        raise ValueError(
+            "gate_proba_mse needs the same K and d: estimate has "
+            f"K={estimate.n_experts}, d={estimate.n_features}; truth has K={truth.n_experts}, d={truth.n_features}."
+        )
+    est = align_to(truth, estimate, X)
+    return float(np.mean((gate_proba(X, est) - gate_proba(X, truth)) ** 2))
 
 
 def ari(labels_true, labels_pred):

@@ -9,7 +9,7 @@ import pytest
 
 from moecore import DistributedMoE, MixtureOfExperts, MoEParams, NotFittedError
 from moecore.baselines import single_machine, weighted_average
-from moecore.metrics import clustering_error, parameter_mse, rpe
+from moecore.metrics import clustering_error, gate_proba_mse, parameter_mse, rpe
 from moecore.reduction import reduce_mixtures
 from moecore.simulation import simulate, simulate_design
 
@@ -142,6 +142,7 @@ MISC_CASES = [
     ("rpe-length", lambda: rpe([1.0, 2.0], [1.0]), ValueError, "same length"),
     ("rpe-zero-y", lambda: rpe([0.0, 0.0], [1.0, 1.0]), ValueError, "every y is 0"),
     ("mse-mismatch", lambda: parameter_mse(P, simulate_design("teaching-1d", 5).params), ValueError, "same K"),
+    ("gate-mse-mismatch", lambda: gate_proba_mse(P, simulate_design("teaching-1d", 5).params, X), ValueError, "same K"),
     ("clustering-length", lambda: clustering_error([0, 1], [0]), ValueError, "same length"),
     ("average-weights", lambda: weighted_average([P, P], [1.0]), ValueError, "weights"),
     ("single-index", lambda: single_machine([P], 3), ValueError, "index"),

@@ -107,3 +107,43 @@ def test_column_moments_match_numpy(shape):
     np.testing.assert_allclose(std, X.std(axis=0), rtol=1e-12, atol=1e-15)
     np.testing.assert_array_equal(absmax, np.abs(X).max(axis=0))
     assert std[1] < 1e-12 and absmax[1] == 7.5
+
+
+def test_gate_proba_mse_judges_sharp_gates_by_what_they_route():
+    # Two models of one sharp gate: logits scaled by 10 move the coefficients by hundreds but
+    # route every point of a well-separated design alike, so the probability MSE stays small while
+    # the coefficient MSE is huge; the metric is invariant to the experts' order and zero at equality.
+    from moecore.metrics import gate_proba_mse, parameter_mse
+
+    truth = MoEParams(np.array([[0.0, 0.0], [20.0, 0.0]]), np.array([[1.0, -1.0], [2.0, 0.5]]), np.array([0.1, 0.3]))
+    X = np.concatenate([np.linspace(-3, -0.5, 200), np.linspace(0.5, 3, 200)])[:, None]
+    sharper = MoEParams(truth.gates * 10, truth.experts, truth.variances)
+    assert gate_proba_mse(truth, truth, X) == 0.0
+    assert gate_proba_mse(sharper, truth, X) < 1e-8 < 1e4 < parameter_mse(sharper, truth, X)["gates"]
+    swapped = sharper.permute(np.array([1, 0]))
+    assert gate_proba_mse(swapped, truth, X) == gate_proba_mse(sharper, truth, X)
+    flat = MoEParams(np.zeros((2, 2)), truth.experts, truth.variances)
+    assert gate_proba_mse(flat, truth, X) > 0.2
+
+
+def test_alignment_tells_apart_experts_that_share_a_line_by_their_gates():
+    # lost_expert_design's experts 1 and 5 share the line y = x and the variance 1, at x < -1 and
+    # x > 1.4. Without the gates in the matching cost the two match either way (a tie broken by
+    # rounding), and the gate error then compares one region's gate with the other's: the gate
+    # MSE ratios of benchmarks/README.md section 16 swung between 0.0 and 33 000 from one fit to
+    # the next before.
+    from moecore.alignment import align_to, match_experts
+    from moecore.metrics import gate_proba_mse
+
+    sharp, cuts = 20.0, np.array([-1.0, 0.0, 0.8, 1.4])
+    slopes, icpt = sharp * np.arange(5), np.concatenate([[0.0], -np.cumsum(sharp * cuts)])
+    truth = MoEParams(np.vstack([icpt - icpt[-1], slopes - slopes[-1]]),
+                      np.array([[0.0, 1.0, -1.0, 2.0, 0.0], [1.0, -1.0, 1.0, -1.0, 1.0]]),
+                      np.array([1.0, 0.01, 0.3, 0.05, 1.0]))
+    X = np.linspace(-3, 3, 601)[:, None]
+    perm = np.array([4, 1, 2, 3, 0])  # the two copies of y = x swapped
+    estimate = truth.permute(perm)
+    assert np.array_equal(estimate.experts, truth.experts) and np.array_equal(estimate.variances, truth.variances)
+    assert np.array_equal(match_experts(truth, estimate, X), perm)
+    assert gate_proba_mse(estimate, truth, X) == 0.0
+    np.testing.assert_allclose(align_to(truth, estimate, X).gates, truth.gates, atol=1e-12)
