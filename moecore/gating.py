@@ -46,16 +46,15 @@ MAX_HALVINGS = 30
 HESSIAN_SAMPLES = 2000
 HESSIAN_SAMPLES_PER_PARAM = 20
 # Above KERNEL_HESSIAN_MAX_P the Hessian is a BLAS product over the points, the largest cost of a
-# high-d short run, so it sums fewer of them. Measured on 6 shards of 7 812 rows per design, each fit
-# alone (local fits, default portfolio): d = 20, K = 4 183 -> 164 ms; d = 30, K = 3 302 -> 218 ms; the
-# same final log-likelihoods (every fit within 0.005 nats), 2-4 more full-shard EM iterations; d = 10
-# unchanged (61 ms). 300 points and 3 per coefficient gained no more (155 / 226 ms) for twice the
-# extra iterations. Fits at p <= KERNEL_HESSIAN_MAX_P keep the figures above, bit for bit.
+# high-d short run (2 100 points at d = 20), so it sums fewer of them there. Measured on shards of
+# 7 812 rows, each default local fit alone (with hessian_pairs): d = 20, K = 4 183 -> 147 ms; d = 30,
+# K = 3 302 -> 212 ms; d = 10 unchanged (61 ms); the same log-likelihoods and iteration counts. 300
+# points and 3 per coefficient gained no more. Fits at p <= KERNEL_HESSIAN_MAX_P are bitwise unchanged.
 HESSIAN_SAMPLES_BLAS = 500
 HESSIAN_SAMPLES_PER_PARAM_BLAS = 5
 # ... but never below a quarter of the points, up to the samples above: on many points the Hessian
-# is a small part of an iteration, and its noise cost the global EM iterations (n = 10^6, d = 30:
-# 3.4 -> 5.0 s when it too summed 500 points).
+# is a small part of an iteration, and 500 of them cost EM iterations (7812-row shards: 7 -> 9-11 at
+# d = 20; the global EM at n = 10^6, d = 30: 3.4 -> 5.0 s).
 HESSIAN_FRACTION_BLAS = 4
 # Weighted Gram matrices sum_i w_i x_i x_i^T come from one of two paths, chosen by
 # use_pair_products: precomputed pair products x_a x_b (p(p+1)/2 rows per sample, fixed for a
