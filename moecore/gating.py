@@ -53,8 +53,8 @@ HESSIAN_SAMPLES_PER_PARAM = 20
 HESSIAN_SAMPLES_BLAS = 500
 HESSIAN_SAMPLES_PER_PARAM_BLAS = 5
 # ... but never below a quarter of the points, up to the samples above: on many points the Hessian
-# is a small part of an iteration, and 500 of them cost EM iterations (7812-row shards: 7 -> 9-11 at
-# d = 20; the global EM at n = 10^6, d = 30: 3.4 -> 5.0 s).
+# is a small part of an iteration, and 500 of them cost EM iterations (7 812-row shards: 7 -> 9-11 at
+# d = 20; the global EM at n = 2 x 10^5: 7 -> 12 at d = 20, 7 -> 9 at d = 30).
 HESSIAN_FRACTION_BLAS = 4
 # Weighted Gram matrices sum_i w_i x_i x_i^T come from one of two paths, chosen by
 # use_pair_products: precomputed pair products x_a x_b (p(p+1)/2 rows per sample, fixed for a
