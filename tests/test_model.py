@@ -132,14 +132,11 @@ def test_alignment_tells_apart_experts_that_share_a_line_by_their_gates():
     # rounding), and the gate error then compares one region's gate with the other's: the gate
     # MSE ratios of benchmarks/README.md section 16 swung between 0.0 and 33 000 from one fit to
     # the next before.
+    from benchmarks.bench_portfolio import lost_expert_design
     from moecore.alignment import align_to, match_experts
     from moecore.metrics import gate_proba_mse
 
-    sharp, cuts = 20.0, np.array([-1.0, 0.0, 0.8, 1.4])
-    slopes, icpt = sharp * np.arange(5), np.concatenate([[0.0], -np.cumsum(sharp * cuts)])
-    truth = MoEParams(np.vstack([icpt - icpt[-1], slopes - slopes[-1]]),
-                      np.array([[0.0, 1.0, -1.0, 2.0, 0.0], [1.0, -1.0, 1.0, -1.0, 1.0]]),
-                      np.array([1.0, 0.01, 0.3, 0.05, 1.0]))
+    truth = lost_expert_design()
     X = np.linspace(-3, 3, 601)[:, None]
     perm = np.array([4, 1, 2, 3, 0])  # the two copies of y = x swapped
     estimate = truth.permute(perm)

@@ -7,19 +7,10 @@ import warnings
 import numpy as np
 import pytest
 
-from moecore import DistributedMoE, MixtureOfExperts, MoEParams
+from benchmarks.bench_portfolio import lost_expert_design
+from moecore import DistributedMoE, MixtureOfExperts
 from moecore.params import n_free_parameters
 from moecore.simulation import simulate, simulate_design
-
-
-def lost_expert_design():
-    """K = 5, d = 1, slope-20 gates, an expert on 8 % of x, variances 100x apart (as
-    benchmarks/bench_portfolio.py's design of that name)."""
-    K, sharp, cuts = 5, 20.0, np.array([-1.0, 0.0, 0.8, 1.4])
-    slopes, icpt = sharp * np.arange(K), np.concatenate([[0.0], -np.cumsum(sharp * cuts)])
-    return MoEParams(np.vstack([icpt - icpt[-1], slopes - slopes[-1]]),
-                     np.array([[0.0, 1.0, -1.0, 2.0, 0.0], [1.0, -1.0, 1.0, -1.0, 1.0]]),
-                     np.array([1.0, 0.01, 0.3, 0.05, 1.0]))
 
 
 @pytest.mark.parametrize("seed", [6, 8])
