@@ -318,7 +318,7 @@ def _point_loglik(XtT, y, gates, experts, variances):
     return _m._logsumexp_T(_m._log_gate_T(XtT, gates) + _m._log_expert_T(XtT, y, experts, variances))
 
 
-def _squarem_point(points, history, step_max, p, K, var_floor):
+def _squarem_point(points, history, step_max, var_floor):
     """One SQUAREM extrapolation (Varadhan & Roland's SqS3) from a cycle's ``points`` theta0,
     theta1 = EM(theta0), theta2 = EM(theta1), each (gates, experts, variances).
 
@@ -863,7 +863,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             if len(cycle) < 3:
                 continue
             points, cycle = cycle, []
-            theta, step_max = _squarem_point(points, history, step_max, p, K, self.var_floor)
+            theta, step_max = _squarem_point(points, history, step_max, self.var_floor)
             if theta is None:
                 continue
             fallback = (gates, experts, variances, gstate)
