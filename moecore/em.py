@@ -86,8 +86,14 @@ _INIT_GATE_STEPS = 5  # Newton steps fitting the starting gates to the k-means p
 # them merge two experts. Starts that respect the regression structure ("lines": K lines through
 # random small subsets, then k-planes) and random partitions reach the other basins
 # (benchmarks/bench_portfolio.py measures each kind on the real data sets and the high-d designs).
-# Kinds and how many of each, in the order they run:
-_PORTFOLIO = (("kmeans", 1), ("lines", 8), ("random", 4))
+# Kinds and how many of each, in the order they run, in two waves. When after the first wave the
+# lines and the random kinds both reached the best basin found (_kinds_agree), on data of more
+# than 1 000 rows, the second wave is skipped: on the high-d designs nearly every start reached
+# one basin, and the short runs took 80 % of a d = 30 local fit. Otherwise the second wave runs,
+# and the portfolio is whole: 13 starts. What lost a basin (benchmarks/bench_portfolio.py waves,
+# benchmarks/README.md section 18): k-means and lines agreeing (mcycle, K = 2: 29 nats below the
+# maximum that random starts reach); skipping on small data (faithful, K = 3: 2.2 nats).
+_PORTFOLIO_WAVES = ((("kmeans", 1), ("lines", 4), ("random", 2)), (("lines", 4), ("random", 2)))
 _SHORT_ITER = 10  # EM iterations of each short run
 _SHORT_MIN_SAMPLES = 500
 # Twenty-five points per expert coefficient. Ten halved a d = 20 local fit's time on 7 800-row shards
@@ -373,6 +379,18 @@ def _distinct_basins(runs, n_points):
     return kept
 
 
+def _kinds_agree(runs, n_points):
+    """Whether the portfolio's second wave can be skipped: ``runs`` maps each kind to its best run
+    after stage 2 (on ``n_points`` points), and both exploring kinds, "lines" and "random", reached
+    the best basin found (within _SAME_BASIN nats per point; that run not degenerate). A k-means
+    start below them is no reason to look further: k-means on (x, y) alone often settles in a
+    poor basin that the other kinds leave (a d = 20 shard's k-means run still climbing, 0.6 nats
+    per point below the lines and random runs)."""
+    best = max(runs.values(), key=_rank)
+    return bool(_rank(best)[0]) and all(abs(runs[kind]["ll"] - best["ll"]) <= _SAME_BASIN * n_points
+                                        for kind in ("lines", "random"))
+
+
 def _kplanes_labels(XtT, y, K, rng):
     """A start that respects the regression structure: K lines through random small subsets.
 
@@ -468,9 +486,11 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         Number of experts K (>= 1).
     init : {"portfolio", "kmeans", "random", "lines"} or MoEParams, default="portfolio"
         "portfolio" ("small EM"): short EM runs (10 iterations, on at most max(500, 25 K (d+1))
-        points) from 1 k-means, 8 "lines" and 4 random-partition starts; the best run of each
-        kind goes on for up to 50 iterations, and the best non-degenerate one (every variance
-        above ``DEGENERATE_VAR`` var(y)) is continued on all the data. On fewer than 1 000 rows
+        points) from 1 k-means, 8 "lines" and 4 random-partition starts, in two waves (the
+        second, 4 lines and 2 random, skipped when the first wave's three kinds agree on one
+        basin); the best run of each kind goes on for up to 50 iterations, and the best
+        non-degenerate one (every variance above ``DEGENERATE_VAR`` var(y)) is continued on all
+        the data. On fewer than 1 000 rows
         the portfolio runs min(4, 2000 // n) times (at least ``n_init``) from independent seeds:
         small data have many shallow basins and a portfolio on them is cheap (not in the local
         fits of a :class:`~moecore.distributed.DistributedMoE`, which run ``n_init``). The other choices are one
@@ -704,7 +724,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         return best
 
     def _small_em(self, XtT, y, F, rng, extra=None):
-        """One portfolio initialisation: the short runs of _PORTFOLIO, the best one continued.
+        """One portfolio initialisation: the short runs of _PORTFOLIO_WAVES, the best one continued.
 
         Short runs see a random subsample of _kmeans_sample_size(K, p) points (all of them when
         there are fewer): they only have to pick a basin, and on 128 shards of 7 800 points
@@ -716,23 +736,31 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         if K == 1:
             return self._run_em(XtT, y, F, rng)
         Xs, ys, Fs = _subsample(XtT, y, F, _short_sample_size(K, p), rng)
-        kept = []  # each kind's best run after stage 2
-        for kind, count in _PORTFOLIO:
-            # Stage 1: short runs; the best of this kind goes on to stage 2.
-            kind_best = None
-            for _ in range(count):
-                tauT = self._initial_responsibilities(Xs, ys, rng, kind=kind)
-                run = self._run_em(Xs, ys, Fs, rng, tauT=tauT, max_iter=min(_SHORT_ITER, self.max_iter))
-                if kind_best is None or _rank(run) > _rank(kind_best):
-                    kind_best = run
+        short, continued = {}, {}  # each kind's best short run; {kind: (that run, its stage-2 run)}
+        for wave in _PORTFOLIO_WAVES:
+            # Stage 1: short runs; the best of each kind goes on to stage 2.
+            for kind, count in wave:
+                for _ in range(count):
+                    tauT = self._initial_responsibilities(Xs, ys, rng, kind=kind)
+                    run = self._run_em(Xs, ys, Fs, rng, tauT=tauT, max_iter=min(_SHORT_ITER, self.max_iter))
+                    if kind not in short or _rank(run) > _rank(short[kind]):
+                        short[kind] = run
             # Stage 2: runs from a poor start climb slowly before they overtake a poor basin that
             # converged fast (mcycle, K = 2: a random partition is 40 nats below k-means' basin
             # after 10 iterations, 29 nats above it at convergence), so each kind's best runs on
-            # before the kinds are compared.
-            if not kind_best["converged"]:
-                kind_best = self._run_em(Xs, ys, Fs, rng, start=_params(kind_best),
-                                         max_iter=min(_MID_ITER, self.max_iter))
-            kept.append(kind_best)
+            # before the kinds are compared; a kind whose best did not change keeps its run.
+            for kind, run in short.items():
+                if kind not in continued or continued[kind][0] is not run:
+                    more = run if run["converged"] else self._run_em(
+                        Xs, ys, Fs, rng, start=_params(run), max_iter=min(_MID_ITER, self.max_iter))
+                    continued[kind] = (run, more)
+            # Never on small data, where the portfolio repeats: basins there are many and shallow,
+            # and faithful's K = 3 maximum, reached by 15 % of random starts, was lost once when
+            # the first wave's lines and random runs agreed on the basin below it.
+            if _portfolio_repeats(n) == 1 and _kinds_agree({kind: more for kind, (_, more) in continued.items()},
+                                                           Xs.shape[1]):
+                break
+        kept = [more for _, more in continued.values()]
         if extra is not None:
             # The pilot start, a kind of one, last: the other kinds' draws are those of a fit
             # without it (a start from parameters draws nothing).

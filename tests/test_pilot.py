@@ -13,7 +13,8 @@ from moecore.params import n_free_parameters
 from moecore.simulation import simulate, simulate_design
 
 
-@pytest.mark.parametrize("seed", [6, 8])
+# Seeds whose default portfolio ends in a poor optimum (6 of seeds 0-89 do).
+@pytest.mark.parametrize("seed", [8, 37])
 def test_a_pilot_start_leads_a_shard_out_of_a_poor_optimum(seed):
     """On these shards (1 562 rows, the size of 10^5 rows over 64 machines) the default portfolio
     ends more than 100 nats below EM started from the truth; with the truth as the pilot it reaches

@@ -178,3 +178,68 @@ def test_screening_flags_a_small_expert_lost_in_a_narrow_region():
     q = n_free_parameters(5, 1)
     strided = support_scores([m.params_ for m in dm.local_models_], dm.support_X_, dm.support_y_, max_points=512)
     assert not flag_poor_fits(strided, np.full(16, n_m), q)[1][8]
+
+
+def _count_starts(monkeypatch):
+    """Patch EM's start maker to count the portfolio's starts; returns the list of their kinds."""
+    import moecore.em as em
+
+    kinds = []
+    make = em.MixtureOfExperts._initial_responsibilities
+
+    def counted(self, XtT, y, rng, kind=None):
+        kinds.append(kind)
+        return make(self, XtT, y, rng, kind=kind)
+
+    monkeypatch.setattr(em.MixtureOfExperts, "_initial_responsibilities", counted)
+    return kinds
+
+
+def test_kinds_that_agree_skip_the_second_wave_and_end_where_the_whole_portfolio_does(monkeypatch):
+    # A shard of the headline's size (7 812 rows) of well-separated experts: k-means, the best of
+    # 4 lines and the best of 2 random partitions reach one basin, so the second wave (4 lines,
+    # 2 random) is not drawn; the whole portfolio in one wave ends in the same maximum, up to the
+    # two runs' stopping rule (relative change 1e-6 on each).
+    import moecore.em as em
+
+    tr = simulate_design("separated-2d", 7812, random_state=4)
+    kinds = _count_starts(monkeypatch)
+    fast = MixtureOfExperts(4, random_state=2)._fit(tr.X, tr.y, small_data_repeats=False)
+    assert kinds == ["kmeans"] + ["lines"] * 4 + ["random"] * 2
+    kinds.clear()
+    monkeypatch.setattr(em, "_PORTFOLIO_WAVES", ((("kmeans", 1), ("lines", 8), ("random", 4)),))
+    whole = MixtureOfExperts(4, random_state=2)._fit(tr.X, tr.y, small_data_repeats=False)
+    assert len(kinds) == 13
+    assert fast.loglik_ >= whole.loglik_ - 2e-6 * abs(whole.loglik_)
+
+
+def test_small_data_always_draw_the_whole_portfolio(monkeypatch):
+    # mcycle (133 rows) at K = 2: k-means and the lines agree on a basin 29 nats below the maximum
+    # that random partitions reach. On small data the second wave always runs: every portfolio
+    # draws all 13 starts, and the default reaches that maximum.
+    ds = load_dataset("mcycle")
+    kinds = _count_starts(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = MixtureOfExperts(2, random_state=0)._fit(ds.X, ds.y, small_data_repeats=False)
+    assert kinds == ["kmeans"] + ["lines"] * 4 + ["random"] * 2 + ["lines"] * 4 + ["random"] * 2
+    assert fit.loglik_ >= -614.54 - 1.0  # the best-known maximum (benchmarks/README.md, section 11)
+
+
+def _run(ll, converged=True, variance=1.0):
+    return {"ll": ll, "converged": converged, "variances": np.array([variance, 1.0])}
+
+
+def test_second_wave_is_skipped_only_when_lines_and_random_reach_the_best_basin():
+    from moecore.em import _SAME_BASIN, _kinds_agree
+
+    n, near = 500, 0.5 * _SAME_BASIN * 500  # within one basin on 500 points
+    assert _kinds_agree({"kmeans": _run(-900.0, False), "lines": _run(-600.0), "random": _run(-600.0 - near)}, n)
+    # k-means alone at the top: the explorers have not found it, look further.
+    assert not _kinds_agree({"kmeans": _run(-500.0), "lines": _run(-600.0), "random": _run(-600.0)}, n)
+    # k-means and lines agree, random elsewhere (mcycle's case, whichever is higher).
+    assert not _kinds_agree({"kmeans": _run(-600.0), "lines": _run(-600.0), "random": _run(-580.0)}, n)
+    assert not _kinds_agree({"kmeans": _run(-600.0), "lines": _run(-600.0), "random": _run(-620.0)}, n)
+    # A degenerate best (a variance at the floor) is never a reason to stop looking.
+    assert not _kinds_agree({"kmeans": _run(-700.0), "lines": _run(-600.0, variance=1e-9),
+                             "random": _run(-600.0, variance=1e-9)}, n)
