@@ -487,8 +487,9 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
     init : {"portfolio", "kmeans", "random", "lines"} or MoEParams, default="portfolio"
         "portfolio" ("small EM"): short EM runs (10 iterations, on at most max(500, 25 K (d+1))
         points) from 1 k-means, 8 "lines" and 4 random-partition starts, in two waves (the
-        second, 4 lines and 2 random, skipped when the first wave's three kinds agree on one
-        basin); the best run of each kind goes on for up to 50 iterations, and the best
+        second, 4 lines and 2 random, skipped on more than 1 000 rows when the first wave's lines
+        and random runs both reached the best basin found); the best run of each kind goes on
+        for up to 50 iterations, and the best
         non-degenerate one (every variance above ``DEGENERATE_VAR`` var(y)) is continued on all
         the data. On fewer than 1 000 rows
         the portfolio runs min(4, 2000 // n) times (at least ``n_init``) from independent seeds:
