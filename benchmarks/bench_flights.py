@@ -65,8 +65,8 @@ def main(argv=None):
                     help="EM start of both fits (default: the estimators' own)")
     args = ap.parse_args(argv)
     start = {} if args.init is None else {"init": args.init}
-    # The local fits' budget (the flights lesson's: tol 1e-5, max_iter 60, with refinement rounds):
-    # the distributed fit's only; the global EM keeps its defaults.
+    # The local fits' budget (benchmarks/README.md section 17 tried tol 1e-5, max_iter 60 with five
+    # rounds; the lesson keeps the defaults): the distributed fit's only, the global EM keeps its own.
     budget = {k: v for k, v in (("tol", args.tol), ("max_iter", args.max_iter)) if v is not None}
     ds = load_dataset("flights")
     X, y = ds.X, ds.y

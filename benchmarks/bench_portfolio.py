@@ -158,8 +158,8 @@ cat(best, "\\n")
 def moecore_best(X, y, K):
     """Best non-degenerate log-likelihood of moecore over 4 x 13 portfolio + 200 random + 50 lines starts.
 
-    Many random starts: mcycle at K = 3 has a basin 2.9 nats above flexmix's best that 1 random
-    start in 150 reaches and no portfolio did in 40; 20 random starts found it only by luck."""
+    Many random starts: mcycle at K = 3 has basins 2.5-2.9 nats above flexmix's best that about 1
+    random start in 150 reaches and no portfolio did in 40; 20 random starts found one only by luck."""
     fits = [MixtureOfExperts(K, n_init=1, random_state=100 + s).fit(X, y) for s in range(4)]
     fits += [MixtureOfExperts(K, init="random", random_state=200 + s).fit(X, y) for s in range(200)]
     fits += [MixtureOfExperts(K, init="lines", random_state=500 + s).fit(X, y) for s in range(50)]
