@@ -26,8 +26,9 @@ Every part writes ``benchmarks/results/bench_portfolio_<part>.csv`` and prints a
   default screening flags each, and the blocks against the global EM.
 * ``waves``: every default fit on high-d, lost-expert and shipped-design shards and the small real
   sets at K in {2, 3, 4}, against the same fit with the portfolio's second wave always run
-  (``moecore.em._kinds_agree`` patched to False): how often the first wave's kinds agreed and
-  the second was skipped, the largest log-likelihood lost by skipping, and the median fit times.
+  (``moecore.em._settled_kinds`` patched to settle none): how often the second wave was skipped
+  or drew only part of its starts, the largest log-likelihood lost by that, and the median fit
+  times.
 * ``highd``: the three designs of :data:`DESIGNS` split over M machines: local fits in a poor
   optimum with ``local_check="off"`` (the same rule), learning time of the defaults against the
   global EM (each fit alone, one core), and each parameter block's MSE to the truth relative to
@@ -409,40 +410,42 @@ def waves_cases():
 def part_waves(args):
     import moecore.em as em
 
-    agree, small_em = em._kinds_agree, em.MixtureOfExperts._small_em
-    skipped, portfolios = [], []
-
-    def spy(runs, n_points):
-        skipped.append(agree(runs, n_points))  # True ends the portfolio's waves: one skipped
-        return skipped[-1]
+    settled = em._settled_kinds
+    small_em, make = em.MixtureOfExperts._small_em, em.MixtureOfExperts._initial_responsibilities
+    starts = []  # starts drawn by each portfolio
 
     def counted(self, *a, **kw):
-        portfolios.append(1)
+        starts.append(0)
         return small_em(self, *a, **kw)
 
-    em.MixtureOfExperts._small_em = counted
+    def drawn(self, *a, **kw):
+        starts[-1] += 1
+        return make(self, *a, **kw)
 
+    em.MixtureOfExperts._small_em, em.MixtureOfExperts._initial_responsibilities = counted, drawn
     rows = []
     for name, K, shards, seeds in waves_cases():
         out = {}
-        for mode, fn in (("default", spy), ("full", lambda runs, n_points: False)):
-            em._kinds_agree = fn
-            skipped.clear()
-            portfolios.clear()
+        for mode, fn in (("default", settled), ("full", lambda runs, n_points: set())):
+            em._settled_kinds = fn
+            starts.clear()
             lls, times = [], []
             for X, y in shards:
                 for s in range(seeds):
                     t0 = time.perf_counter()
                     lls.append(MixtureOfExperts(K, random_state=s).fit(X, y).loglik_)
                     times.append(time.perf_counter() - t0)
-            out[mode] = (np.array(lls), float(np.median(times)), sum(skipped), len(portfolios))
-        em._kinds_agree = agree
+            out[mode] = (np.array(lls), float(np.median(times)), list(starts))
+        em._settled_kinds = settled
         lost = out["full"][0] - out["default"][0]
-        rows.append(dict(case=name, fits=lost.size, skipped_portfolios=f"{out['default'][2]}/{out['default'][3]}",
+        drawn_starts = np.array(out["default"][2])
+        rows.append(dict(case=name, fits=lost.size, portfolios=drawn_starts.size,
+                         second_wave_skipped=int((drawn_starts == 7).sum()),
+                         second_wave_part=int(((drawn_starts > 7) & (drawn_starts < 13)).sum()),
                          most_lost=float(lost.max()), most_gained=float(-lost.min()),
                          ms_default=1000 * out["default"][1], ms_full=1000 * out["full"][1]))
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
-    em.MixtureOfExperts._small_em = small_em
+    em.MixtureOfExperts._small_em, em.MixtureOfExperts._initial_responsibilities = small_em, make
     _write("waves", rows)
 
 

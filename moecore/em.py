@@ -86,13 +86,13 @@ _INIT_GATE_STEPS = 5  # Newton steps fitting the starting gates to the k-means p
 # them merge two experts. Starts that respect the regression structure ("lines": K lines through
 # random small subsets, then k-planes) and random partitions reach the other basins
 # (benchmarks/bench_portfolio.py measures each kind on the real data sets and the high-d designs).
-# Kinds and how many of each, in the order they run, in two waves. When after the first wave the
-# lines and the random kinds both reached the best basin found (_kinds_agree), on data of more
-# than 1 000 rows, the second wave is skipped: on the high-d designs nearly every start reached
-# one basin, and the short runs took 80 % of a d = 30 local fit. Otherwise the second wave runs,
-# and the portfolio is whole: 13 starts. What lost a basin (benchmarks/bench_portfolio.py waves,
-# benchmarks/README.md section 18): k-means and lines agreeing (mcycle, K = 2: 29 nats below the
-# maximum that random starts reach); skipping on small data (faithful, K = 3: 2.2 nats).
+# Kinds and how many of each, in the order they run, in two waves. On data of more than 1 000
+# rows the second wave draws only the exploring kinds (lines, random) whose first-wave run did not
+# reach the best basin found (_settled_kinds), and none when both did: on the high-d designs
+# nearly every start reached one basin, and the short runs took 80 % of a d = 30 local fit. On
+# small data the portfolio is whole: 13 starts. What lost a basin (benchmarks/bench_portfolio.py
+# waves, benchmarks/README.md section 18): k-means and lines agreeing (mcycle, K = 2: 29 nats below
+# the maximum that random starts reach); skipping on small data (faithful, K = 3: 2.2 nats).
 _PORTFOLIO_WAVES = ((("kmeans", 1), ("lines", 4), ("random", 2)), (("lines", 4), ("random", 2)))
 _SHORT_ITER = 10  # EM iterations of each short run
 _SHORT_MIN_SAMPLES = 500
@@ -379,16 +379,19 @@ def _distinct_basins(runs, n_points):
     return kept
 
 
-def _kinds_agree(runs, n_points):
-    """Whether the portfolio's second wave can be skipped: ``runs`` maps each kind to its best run
-    after stage 2 (on ``n_points`` points), and both exploring kinds, "lines" and "random", reached
-    the best basin found (within _SAME_BASIN nats per point; that run not degenerate). A k-means
-    start below them is no reason to look further: k-means on (x, y) alone often settles in a
-    poor basin that the other kinds leave (a d = 20 shard's k-means run still climbing, 0.6 nats
-    per point below the lines and random runs)."""
+def _settled_kinds(runs, n_points):
+    """The exploring kinds, "lines" and "random", whose best run after stage 2 reached the best
+    basin found (within _SAME_BASIN nats per point of the ``n_points`` subsample points; none
+    when that best run is degenerate). ``runs`` maps each kind to that run.
+
+    More starts of a settled kind are not drawn (_PORTFOLIO_WAVES): when both are settled the
+    second wave is skipped. A k-means run below them is no reason to look further: k-means on
+    (x, y) alone often settles in a poor basin the other kinds leave (a d = 20 shard's k-means run
+    still climbing 0.6 nats per point below the lines and random runs)."""
     best = max(runs.values(), key=_rank)
-    return bool(_rank(best)[0]) and all(abs(runs[kind]["ll"] - best["ll"]) <= _SAME_BASIN * n_points
-                                        for kind in ("lines", "random"))
+    if not _rank(best)[0]:
+        return set()
+    return {kind for kind in ("lines", "random") if abs(runs[kind]["ll"] - best["ll"]) <= _SAME_BASIN * n_points}
 
 
 def _kplanes_labels(XtT, y, K, rng):
@@ -486,10 +489,10 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         Number of experts K (>= 1).
     init : {"portfolio", "kmeans", "random", "lines"} or MoEParams, default="portfolio"
         "portfolio" ("small EM"): short EM runs (10 iterations, on at most max(500, 25 K (d+1))
-        points) from 1 k-means, 8 "lines" and 4 random-partition starts, in two waves (the
-        second, 4 lines and 2 random, skipped on more than 1 000 rows when the first wave's lines
-        and random runs both reached the best basin found); the best run of each kind goes on
-        for up to 50 iterations, and the best
+        points) from 1 k-means, 8 "lines" and 4 random-partition starts, in two waves (on more
+        than 1 000 rows the second, 4 lines and 2 random, draws only the kinds whose first-wave
+        run did not reach the best basin found); the best run of each kind goes on for up to 50
+        iterations, and the best
         non-degenerate one (every variance above ``DEGENERATE_VAR`` var(y)) is continued on all
         the data. On fewer than 1 000 rows
         the portfolio runs min(4, 2000 // n) times (at least ``n_init``) from independent seeds:
@@ -738,9 +741,13 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             return self._run_em(XtT, y, F, rng)
         Xs, ys, Fs = _subsample(XtT, y, F, _short_sample_size(K, p), rng)
         short, continued = {}, {}  # each kind's best short run; {kind: (that run, its stage-2 run)}
+        settled = set()
         for wave in _PORTFOLIO_WAVES:
+            todo = [(kind, count) for kind, count in wave if kind not in settled]
+            if not todo:
+                break
             # Stage 1: short runs; the best of each kind goes on to stage 2.
-            for kind, count in wave:
+            for kind, count in todo:
                 for _ in range(count):
                     tauT = self._initial_responsibilities(Xs, ys, rng, kind=kind)
                     run = self._run_em(Xs, ys, Fs, rng, tauT=tauT, max_iter=min(_SHORT_ITER, self.max_iter))
@@ -758,9 +765,8 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             # Never on small data, where the portfolio repeats: basins there are many and shallow,
             # and faithful's K = 3 maximum, reached by 15 % of random starts, was lost once when
             # the first wave's lines and random runs agreed on the basin below it.
-            if _portfolio_repeats(n) == 1 and _kinds_agree({kind: more for kind, (_, more) in continued.items()},
-                                                           Xs.shape[1]):
-                break
+            if _portfolio_repeats(n) == 1:
+                settled = _settled_kinds({kind: more for kind, (_, more) in continued.items()}, Xs.shape[1])
         kept = [more for _, more in continued.values()]
         if extra is not None:
             # The pilot start, a kind of one, last: the other kinds' draws are those of a fit

@@ -230,16 +230,18 @@ def _run(ll, converged=True, variance=1.0):
     return {"ll": ll, "converged": converged, "variances": np.array([variance, 1.0])}
 
 
-def test_second_wave_is_skipped_only_when_lines_and_random_reach_the_best_basin():
-    from moecore.em import _SAME_BASIN, _kinds_agree
+def test_second_wave_draws_only_the_exploring_kinds_short_of_the_best_basin():
+    from moecore.em import _SAME_BASIN, _settled_kinds
 
     n, near = 500, 0.5 * _SAME_BASIN * 500  # within one basin on 500 points
-    assert _kinds_agree({"kmeans": _run(-900.0, False), "lines": _run(-600.0), "random": _run(-600.0 - near)}, n)
-    # k-means alone at the top: the explorers have not found it, look further.
-    assert not _kinds_agree({"kmeans": _run(-500.0), "lines": _run(-600.0), "random": _run(-600.0)}, n)
-    # k-means and lines agree, random elsewhere (mcycle's case, whichever is higher).
-    assert not _kinds_agree({"kmeans": _run(-600.0), "lines": _run(-600.0), "random": _run(-580.0)}, n)
-    assert not _kinds_agree({"kmeans": _run(-600.0), "lines": _run(-600.0), "random": _run(-620.0)}, n)
+    # Lines and random at the best: nothing more to draw (a k-means run below them does not count).
+    assert _settled_kinds({"kmeans": _run(-900.0, False), "lines": _run(-600.0),
+                           "random": _run(-600.0 - near)}, n) == {"lines", "random"}
+    # k-means alone at the top: the explorers have not found it, both draw again.
+    assert _settled_kinds({"kmeans": _run(-500.0), "lines": _run(-600.0), "random": _run(-600.0)}, n) == set()
+    # k-means and lines agree, random elsewhere: random draws again if it is below, lines if it is.
+    assert _settled_kinds({"kmeans": _run(-600.0), "lines": _run(-600.0), "random": _run(-620.0)}, n) == {"lines"}
+    assert _settled_kinds({"kmeans": _run(-600.0), "lines": _run(-600.0), "random": _run(-580.0)}, n) == {"random"}
     # A degenerate best (a variance at the floor) is never a reason to stop looking.
-    assert not _kinds_agree({"kmeans": _run(-700.0), "lines": _run(-600.0, variance=1e-9),
-                             "random": _run(-600.0, variance=1e-9)}, n)
+    assert _settled_kinds({"kmeans": _run(-700.0), "lines": _run(-600.0, variance=1e-9),
+                           "random": _run(-600.0, variance=1e-9)}, n) == set()
