@@ -239,9 +239,29 @@ def test_second_wave_draws_only_the_exploring_kinds_short_of_the_best_basin():
                            "random": _run(-600.0 - near)}, n) == {"lines", "random"}
     # k-means alone at the top: the explorers have not found it, both draw again.
     assert _settled_kinds({"kmeans": _run(-500.0), "lines": _run(-600.0), "random": _run(-600.0)}, n) == set()
-    # k-means and lines agree, random elsewhere: random draws again if it is below, lines if it is.
+    # k-means and lines agree, random elsewhere: random draws again when it is below, lines when random is above.
     assert _settled_kinds({"kmeans": _run(-600.0), "lines": _run(-600.0), "random": _run(-620.0)}, n) == {"lines"}
     assert _settled_kinds({"kmeans": _run(-600.0), "lines": _run(-600.0), "random": _run(-580.0)}, n) == {"random"}
     # A degenerate best (a variance at the floor) is never a reason to stop looking.
     assert _settled_kinds({"kmeans": _run(-700.0), "lines": _run(-600.0, variance=1e-9),
                            "random": _run(-600.0, variance=1e-9)}, n) == set()
+
+
+@pytest.mark.parametrize(("seed", "second_wave"), [(0, ["random"] * 2), (2, ["lines"] * 4)])
+def test_a_partial_second_wave_draws_the_unsettled_kind_and_ends_where_the_whole_one_does(monkeypatch, seed,
+                                                                                             second_wave):
+    # Shards of lost_expert_design (1 562 rows, the size of 10^5 rows over 64 machines): after the
+    # first wave one exploring kind sits in the best basin and the other does not, so the second
+    # wave draws only the other's share. With the whole second wave the fit ends in the same
+    # maximum, up to the two runs' stopping rule.
+    import moecore.em as em
+
+    sim = simulate(lost_expert_design(), 1562, random_state=200 + seed)
+    kinds = _count_starts(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        part = MixtureOfExperts(5, random_state=seed)._fit(sim.X, sim.y, small_data_repeats=False)
+        assert kinds == ["kmeans"] + ["lines"] * 4 + ["random"] * 2 + second_wave
+        monkeypatch.setattr(em, "_settled_kinds", lambda runs, n_points: set())
+        whole = MixtureOfExperts(5, random_state=seed)._fit(sim.X, sim.y, small_data_repeats=False)
+    assert part.loglik_ >= whole.loglik_ - 2e-6 * abs(whole.loglik_)
