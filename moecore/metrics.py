@@ -54,6 +54,17 @@ def correlation(y, yhat):
     return float(np.corrcoef(y, yhat)[0, 1])
 
 
+def _aligned(name, estimate: MoEParams, truth: MoEParams, X):
+    """``estimate`` with its experts aligned to ``truth`` (same K and d, else a ValueError naming the
+    metric ``name``)."""
+    if estimate.n_experts != truth.n_experts or estimate.n_features != truth.n_features:
+        raise ValueError(
+            f"{name} needs the same K and d: estimate has "
+            f"K={estimate.n_experts}, d={estimate.n_features}; truth has K={truth.n_experts}, d={truth.n_features}."
+        )
+    return align_to(truth, estimate, X)
+
+
 def parameter_mse(estimate: MoEParams, truth: MoEParams, X=None):
     """Mean squared error of the parameters after aligning the experts to the truth.
 
@@ -69,12 +80,7 @@ def parameter_mse(estimate: MoEParams, truth: MoEParams, X=None):
     every free parameter).  Gate coefficients are compared after both are pinned to the aligned
     last expert.
     """
-    if estimate.n_experts != truth.n_experts or estimate.n_features != truth.n_features:
-        raise ValueError(
-            "parameter_mse needs the same K and d: estimate has "
-            f"K={estimate.n_experts}, d={estimate.n_features}; truth has K={truth.n_experts}, d={truth.n_features}."
-        )
-    est = align_to(truth, estimate, X)
+    est = _aligned("parameter_mse", estimate, truth, X)
     out = {
         "gates": float(np.mean((est.gates[:, :-1] - truth.gates[:, :-1]) ** 2)) if truth.n_experts > 1 else 0.0,
         "experts": float(np.mean((est.experts - truth.experts) ** 2)),
@@ -92,12 +98,7 @@ def gate_proba_mse(estimate: MoEParams, truth: MoEParams, X):
     that changes no probability), so their MSE can differ by orders of magnitude between two fits
     that route every point alike; this measures the gates by what they do.
     """
-    if estimate.n_experts != truth.n_experts or estimate.n_features != truth.n_features:
-        raise ValueError(
-            "gate_proba_mse needs the same K and d: estimate has "
-            f"K={estimate.n_experts}, d={estimate.n_features}; truth has K={truth.n_experts}, d={truth.n_features}."
-        )
-    est = align_to(truth, estimate, X)
+    est = _aligned("gate_proba_mse", estimate, truth, X)
     return float(np.mean((gate_proba(X, est) - gate_proba(X, truth)) ** 2))
 
 
