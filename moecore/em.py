@@ -492,10 +492,9 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         points) from 1 k-means, 8 "lines" and 4 random-partition starts, in two waves (on more
         than 1 000 rows the second, 4 lines and 2 random, draws only the kinds whose first-wave
         run did not reach the best basin found); the best run of each kind goes on for up to 50
-        iterations, and the best
-        non-degenerate one (every variance above ``DEGENERATE_VAR`` var(y)) is continued on all
-        the data. On fewer than 1 000 rows
-        the portfolio runs min(4, 2000 // n) times (at least ``n_init``) from independent seeds:
+        iterations, and the best non-degenerate one (every variance above ``DEGENERATE_VAR``
+        var(y)) is continued on all the data. On fewer than 1 000 rows the portfolio runs
+        min(4, 2000 // n) times (at least ``n_init``) from independent seeds:
         small data have many shallow basins and a portfolio on them is cheap (not in the local
         fits of a :class:`~moecore.distributed.DistributedMoE`, which run ``n_init``). The other choices are one
         start each: k-means on the standardised (x, y) pairs (the best of 3 k-means++ restarts on
