@@ -63,6 +63,12 @@ def _shard_machines(est):
     return DISTRIBUTED_PARAMETERS["n_machines"].check(est.n_machines)
 
 
+def _net_up(est, sent):
+    """(M,) the K net variances that go up with every model sent in ``sent`` (M,) (numbers per
+    machine, 0 where none), when the reduction debiases its variances."""
+    return est.n_experts * (np.asarray(sent) > 0) * (est.variance_update == "debiased")
+
+
 def _all_or_nothing(fit):
     """A fit method that raises (a failed machine, a bad argument) leaves the estimator exactly as
     it was, never ``shards_`` of the new data beside the old parameters; one that returns has its
@@ -121,7 +127,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
     def __init__(
         self, n_experts=2, n_machines=4, *, support_size=None, n_jobs=None, backend="loky", random_state=None,
         init="portfolio", n_init=1, max_iter=300, tol=1e-6, var_floor=1e-6, gate_steps=1, acceleration="squarem",
-        mm_n_init=3, mm_max_iter=200, mm_tol=1e-8, mm_local_starts=1, variance_update="exact",
+        mm_n_init=3, mm_max_iter=200, mm_tol=1e-8, mm_local_starts=1, variance_update="debiased",
         gate_targets="component", local_check="refit", refine_rounds=0, on_error="raise", scheduler=None,
         split="random", machine_weights="auto", local_experts="fixed", pilot=False,
     ):
@@ -232,8 +238,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         self.local_models_, self.local_n_experts_, self.machines_, self.weights_ = kept_machines(kept)
         self._n_samples_all = [r.n_samples for r in results]
         self.support_X_, self.support_y_ = Xs, ys
-        self.costs_ = FitCosts.of_local_fits(results, n_free_parameters(self.n_experts, Xs.shape[1]), support_shares,
-                                             Xs.shape[1])
+        self.costs_ = FitCosts.of_local_fits(results, n_free_parameters(self.n_experts, Xs.shape[1]) + _net_up(self, 1),
+                                             support_shares, Xs.shape[1])
         self._choose_machine_weights(Xs, random_split)
         self._screen(machines, results, Xs, ys, machine_seeds, quiet)
         self._reduce(Xs, ys, seed_mm, progress, machines, machine_seeds)
@@ -256,7 +262,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             self.local_models_, self.local_n_experts_, self.machines_, self.weights_ = kept_machines(kept)
         self.costs_.screening, self.costs_.refit = out.seconds, out.refit_times
         self.costs_.refit_down = out.refit_down if out.refit_down.any() else None
-        self.costs_.one_shot_up = out.refit_up + self.costs_.one_shot_up
+        self.costs_.one_shot_up = out.refit_up + _net_up(self, out.refit_up) + self.costs_.one_shot_up
         self.screening_, self.local_scores_, self.flagged_ = out.report, out.scores, out.report.flagged
 
     def _choose_machine_weights(self, Xs, random_split):
@@ -293,7 +299,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                 self.n_machines)
             red, cpu, costs = warm.reduction, cpu + warm.cpu, self.costs_
             costs.warm_refit, costs.warm_refit_down = warm.times, warm.down
-            costs.one_shot_up = costs.one_shot_up + warm.up
+            costs.one_shot_up = costs.one_shot_up + warm.up + _net_up(self, warm.up)
             self.screening_.warm_refits, self.screening_.warm_refit_support = warm.gains, warm.support
             if warm.kept:
                 self.local_models_, self.local_scores_ = warm.models, warm.scores
@@ -310,7 +316,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         c0 = time.thread_time()
         red = reduce_mixtures(
             [m.params_ for m in models], weights, Xs, self.n_experts, y_support=ys, local_scores=scores[self.machines_],
-            random_state=seed, **mm_settings(self),
+            net_variances=[m.net_variances_ for m in models], random_state=seed, **mm_settings(self),
             callback=None if progress is None else lambda i, state: progress("mm", state.iteration, self.mm_max_iter))
         return red, time.thread_time() - c0
 

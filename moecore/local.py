@@ -15,6 +15,7 @@ import numpy as np
 
 from ._validation import check_random_state_seed
 from .em import MixtureOfExperts, uses_portfolio
+from .model import net_variances
 
 __all__ = [
     "LocalFitError",
@@ -70,6 +71,9 @@ def fit_local(index, X, y, n_experts, em_params, seed, local_experts="fixed"):
     seed : numpy SeedSequence of this machine
     local_experts : "fixed" (n_experts experts) or "bic" (the number up to n_experts of lowest BIC)
 
+    The fitted model carries ``net_variances_`` (K_m,), :func:`moecore.model.net_variances` on the
+    shard, for the reduction's ``variance_update="debiased"``.
+
     The fit runs BLAS on one thread (``MixtureOfExperts.fit`` does), so a worker process per core
     does not oversubscribe.
     """
@@ -90,6 +94,9 @@ def fit_local(index, X, y, n_experts, em_params, seed, local_experts="fixed"):
         if why is not None:
             return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"degenerate model: {why}",
                                   time.thread_time() - c0)
+        # Sent up with the model (K numbers): what the reduction's debiased variance update needs
+        # from the machine's rows.
+        est.net_variances_ = net_variances(X, y, est.params_)
         return LocalFitResult(index, len(y), est, time.perf_counter() - t0, None, time.thread_time() - c0)
     except Exception as exc:  # reported with the shard number by the caller
         return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}",

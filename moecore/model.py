@@ -17,7 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
+from ._threads import one_blas_thread
 from ._validation import check_response_scale, check_X, check_Xy, column_moments
 
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -35,6 +37,7 @@ __all__ = [
     "log_expert_density",
     "log_gate_proba",
     "loglik_per_sample",
+    "net_variances",
     "posterior_proba",
     "predict_mean",
 ]
@@ -246,6 +249,71 @@ def posterior_proba(X, y, params: MoEParams):
     X, y = _coerce(params, X, y)
     lj = _log_joint_T(X, y, params)
     return np.exp(lj - _logsumexp_T(lj)).T
+
+
+def net_variances(X, y, params: MoEParams):
+    """Each expert's noise variance net of the estimation noise of its own line, shape (K,).
+
+    What a machine sends for the reduction's ``variance_update="debiased"`` (docs/method.md,
+    section 3).  The exact MM update pools ``v_l + (mu_l(x) - m_k(x))^2`` over the local experts
+    sent to reduced expert k; on a small shard both terms are off: the ML variance ``v_l`` is
+    deflated by the ``p_eff`` coefficients fitted to the expert's ``N = sum_i tau_ik`` points, and
+    the spread of the local lines re-adds their estimation noise.  With the observed information of
+    the expert's coefficients (Louis 1982: complete information less the missing part carried by
+    uncertain memberships),
+
+        I_c = sum_i tau_ik x~ x~' / v ,   I_o = I_c - sum_i tau_ik (1 - tau_ik) r_ik^2 x~ x~' / v^2,
+
+    ``p_eff = tr(I_c I_o^-1)`` (p for complete data) and the line's noise variance averaged over the
+    gate-weighted inputs ``lev v = sum_i pi_k(x_i) x~' I_o^-1 x~ / sum_i pi_k(x_i)``, the expert's
+    net variance is ``v N / (N - p_eff) (1 - lev)``: its unbiased noise variance less the noise its
+    line will add as spread.  With one expert (``tau = 1``) it equals ``v``.
+
+    X : (n, d) the machine's rows ; y : (n,) ; params : the model fitted to them.  An expert with
+    at most p + 1 points, or whose information is singular, keeps ``v``.
+    """
+    X, y = _coerce(params, X, y)
+    XtT = add_intercept(X).T
+    gate_T = _log_gate_T(XtT, params.gates)
+    lj = gate_T + _log_expert_T(XtT, y, params.experts, params.variances)
+    tau = np.exp(lj - _logsumexp_T(lj))
+    gate = np.exp(gate_T)
+    r2 = (y - params.experts.T @ XtT) ** 2
+    # Traces of products of the information and its inverse do not change under a linear map of
+    # x~: a standardised design keeps the solves well conditioned (flights' distances are in the
+    # thousands).
+    mean, scale = column_moments(X)[:2]
+    Z = (XtT - np.r_[0.0, mean][:, None]) / np.r_[1.0, np.where(scale > 0, scale, 1.0)][:, None]  # (p, n)
+    p = Z.shape[0]
+    out = np.array(params.variances, dtype=np.float64)
+    with one_blas_thread():  # skinny products, as in EM (moecore._threads)
+        for k, v in enumerate(params.variances):
+            N = tau[k].sum()
+            if not N > p + 1:
+                continue
+            w_c = tau[k] / v
+            C = _inverse_pd((Z * (w_c - tau[k] * (1.0 - tau[k]) * r2[k] / v**2)) @ Z.T)
+            if C is None:  # the missing information swamps the complete: leave it out
+                C = _inverse_pd((Z * w_c) @ Z.T)
+            if C is None:
+                continue
+            # h_i = x~_i' I_o^-1 x~_i for every row: both traces are weighted sums of it.
+            h = np.einsum("ij,ij->j", C @ Z, Z)
+            p_eff = min(float(w_c @ h), 0.5 * N)
+            lev = min(max(float(gate[k] @ h) / max(gate[k].sum(), 1e-300) / v, 0.0), 1.0)
+            net = v * N / (N - p_eff) * (1.0 - lev)
+            if np.isfinite(net):
+                out[k] = net
+    return out
+
+
+def _inverse_pd(A):
+    """The inverse of a symmetric positive definite A (p, p), or None when it is not one."""
+    try:
+        Linv = solve_triangular(np.linalg.cholesky(A), np.eye(A.shape[0]), lower=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+    return Linv.T @ Linv
 
 
 def predict_mean(X, params: MoEParams):

@@ -55,7 +55,7 @@ __all__ = [
 # joblib's backends, plus dask.distributed's workers (moecore.dispatch runs tasks on them).
 BACKENDS = ("loky", "threading", "multiprocessing", "sequential", "dask")
 # The variance update of MM: the exact minimiser, or the authors' code (local variances only).
-VARIANCE_UPDATES = ("exact", "authors")
+VARIANCE_UPDATES = ("debiased", "exact", "authors")
 # What the reduced gate is fitted to (docs/method.md, "Gate targets"): each local component's whole
 # gate mass sent to its dominant reduced expert ("component", the default), the pointwise plan's
 # gate mass ("plan", the paper), posterior responsibilities on the support pairs ("posterior", the
@@ -247,9 +247,10 @@ DISTRIBUTED_PARAMETERS = _declare(
     Param("mm_max_iter", "int", 200, "the most MM iterations per start", low=1),
     Param("mm_tol", "float", 1e-8, "MM stops when its objective falls by less than this, relatively", low=0.0),
     Param("mm_local_starts", "int", 1, "further MM starts from the best-scoring local models", low=0),
-    Param("variance_update", "choice", "exact",
-          "exact: the MM minimiser over the reduced variances; authors: the local variances only, as the "
-          "authors' code", choices=VARIANCE_UPDATES),
+    Param("variance_update", "choice", "debiased",
+          "debiased: the MM minimiser with each local variance net of its line's estimation noise (small "
+          "shards); exact: the MM minimiser over the reduced variances (the paper); authors: the local "
+          "variances only, as the authors' code", choices=VARIANCE_UPDATES),
     Param("gate_targets", "choice", "component",
           "how the reduced gate is obtained: component (each local expert's mass to its dominant reduced "
           "expert), plan (the paper's pointwise plan), posterior (the authors' code) or coefficients "

@@ -49,6 +49,7 @@ __all__ = [
     "ReductionResult",
     "TransportPlan",
     "best_mm_run",
+    "debiased_variances",
     "expert_divergence",
     "gate_misfit",
     "kl_cost",
@@ -464,10 +465,10 @@ class ReductionProblem:
             except np.linalg.LinAlgError:
                 B[:, k] = np.linalg.lstsq(Gk, h[k], rcond=None)[0]
         m = self.XsT.T @ B
-        if variance_update == "exact":
-            num = (Q2 + QV - 2.0 * m * T + m * m * D).sum(axis=0)
-        else:  # the authors' code: only the local variances, not the spread of the local means
+        if variance_update == "authors":  # the authors' code: only the local variances, not the spread of the means
             num = QV.sum(axis=0)
+        else:  # "exact", and "debiased" (its MM is the exact one; reduce_mixtures corrects the final variances)
+            num = (Q2 + QV - 2.0 * m * T + m * m * D).sum(axis=0)
         upd = Dk > 1e-300
         # Floor against a zero variance, which only exact duplicates of noiseless experts reach.
         V[upd] = np.maximum(num[upd] / Dk[upd], 1e-12 * max(self.large.variances.max(), 1e-300))
@@ -585,7 +586,7 @@ def _average_gate_coefficients(large, plan, n_experts):
 
 def reduce_mixtures(local_params, weights, X_support, n_experts, *, y_support=None, n_init=3, local_starts=1,
                     local_scores=None, max_iter=200, tol=1e-8, variance_update="exact", gate_targets="component",
-                    random_state=None, callback=None):
+                    net_variances=None, random_state=None, callback=None):
     """Reduce M local MoEs to one K-expert MoE by the MM algorithm: validate, start, MM, gate fit.
 
     Parameters
@@ -601,10 +602,14 @@ def reduce_mixtures(local_params, weights, X_support, n_experts, *, y_support=No
     local_starts : int >= 0, rescue starts from whole local models (see :func:`mm_starts`)
     local_scores : array (M,) or None, the local models' :func:`support_scores`, when known
     max_iter, tol : MM stopping rule (relative decrease of R below ``tol``)
-    variance_update : {"exact", "authors"}
-        "exact" is the true minimiser of the transport cost; "authors" keeps only the local
-        variances, as the authors' MATLAB code does (not a descent step: R may then increase).
+    variance_update : {"exact", "debiased", "authors"}
+        "exact" is the true minimiser of the transport cost; "debiased" the same MM with each local
+        variance replaced by its ``net_variances`` in the final update (:func:`debiased_variances`);
+        "authors" keeps only the local variances, as the authors' MATLAB code (R may then increase).
     gate_targets : {"component", "plan", "posterior", "coefficients"}, see :func:`reduced_gate`
+    net_variances : list of M arrays (K_m,) or None, each local expert's variance net of its
+        line's estimation noise (:func:`moecore.model.net_variances` on its machine's rows);
+        needed by ``variance_update="debiased"`` only
     random_state : int, SeedSequence or None
     callback : callable(init_index, MMState) or None, called after every MM iterate
 
@@ -619,11 +624,13 @@ def reduce_mixtures(local_params, weights, X_support, n_experts, *, y_support=No
     large = LargeMixture(list(local_params), weights)
     problem = ReductionProblem(large, X_support)
     y_support = _check_support(problem, v, y_support)
+    net = _check_net_variances(net_variances, large) if variance_update == "debiased" else None
     starts = mm_starts(problem, v["n_experts"], check_random_state_seed(random_state).spawn(v["n_init"]),
                        v["local_starts"], local_scores, y_support)
     state, history, converged, finals = best_mm_run(problem, starts, max_iter=v["max_iter"], tol=v["tol"],
                                                     variance_update=variance_update, callback=callback)
     plan = problem.transport_plan(state.assignment, v["n_experts"])
+    variances = debiased_variances(state.variances, plan.coupling, large.variances, net)
     gates, targets = reduced_gate(problem, state, plan, gate_targets, y_support)
     if gate_targets == "component":
         split = separate_duplicates(problem, state, plan)
@@ -631,10 +638,49 @@ def reduce_mixtures(local_params, weights, X_support, n_experts, *, y_support=No
             split_gates, split_targets = reduced_gate(problem, state, split, gate_targets, y_support)
             if gate_misfit(problem, split_gates, split_targets) < gate_misfit(problem, gates, targets):
                 plan, gates, targets = split, split_gates, split_targets
-    params = _m.MoEParams(gates, problem.scaler.coef_to_original(state.experts_std), state.variances)
+    params = _m.MoEParams(gates, problem.scaler.coef_to_original(state.experts_std), variances)
     return ReductionResult(params=params, objective_history=history, objective=float(history[-1]),
                            n_iter=len(history), converged=bool(converged), init_objectives=np.asarray(finals),
                            plan=plan, gate_targets=targets, time=time.perf_counter() - t0)
+
+
+def debiased_variances(variances, coupling, local_variances, net_variances):
+    """The reduced variances (K,) with every local variance replaced by its net variance.
+
+    variances : (K,) the exact MM update for the plan whose ``coupling`` (L, K) is given ;
+    local_variances, net_variances : (L,).  The exact update pools, over the local components l
+    sent to reduced expert k, ``v_l`` plus the spread of their lines around expert k's; on small
+    shards that spread is mostly the lines' own estimation noise and ``v_l`` is deflated by the
+    coefficients fitted.  ``net_variances`` (:func:`moecore.model.net_variances`) undo both, so
+    what remains of the spread is the machines' real disagreement (docs/method.md, section 3).
+    A reduced expert that receives no mass keeps its variance; ``net_variances=None`` (another
+    variance update) keeps them all.
+    """
+    if net_variances is None:
+        return variances
+    mass = coupling.sum(axis=0)
+    shift = coupling.T @ (local_variances - net_variances)
+    out = np.array(variances, dtype=np.float64)
+    has = mass > 1e-300
+    out[has] = np.maximum(out[has] - shift[has] / mass[has], 1e-12 * max(local_variances.max(), 1e-300))
+    return out
+
+
+def _check_net_variances(net_variances, large):
+    """The local experts' net variances as one array (L,), checked against the local models."""
+    if net_variances is None:
+        raise ValueError('variance_update="debiased" needs net_variances: one array (K_m,) per local model, '
+                         'moecore.model.net_variances on each machine\'s rows; use variance_update="exact" '
+                         "without them.")
+    sizes = [prm.n_experts for prm in large.local_params]
+    arrays = [np.asarray(a, dtype=np.float64).ravel() for a in net_variances]
+    if len(arrays) != len(sizes) or any(a.shape[0] != k for a, k in zip(arrays, sizes, strict=False)):
+        raise ValueError(f"net_variances must hold one array per local model with its number of experts "
+                         f"({sizes}), got lengths {[a.shape[0] for a in arrays]}.")
+    net = np.concatenate(arrays)
+    if not np.all(np.isfinite(net)) or np.any(net < 0):
+        raise ValueError("net_variances must be finite and non-negative.")
+    return net
 
 
 def _check_reduction(settings, y_support):

@@ -137,6 +137,7 @@ def test_constant_weights_are_the_historical_reduction_and_auto_keeps_them_on_ra
     # The reduction with the shares n_m / n, as before machine weights existed.
     ref = reduce_mixtures([m.params_ for m in const.local_models_], const.weights_, const.support_X_, 3,
                           y_support=const.support_y_, local_scores=const.local_scores_[const.machines_],
+                          variance_update="debiased", net_variances=[m.net_variances_ for m in const.local_models_],
                           random_state=np.random.SeedSequence(0).spawn(4)[2])
     for a in ("gates", "experts", "variances"):
         assert np.array_equal(getattr(const.params_, a), getattr(ref.params, a))

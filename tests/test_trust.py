@@ -162,8 +162,9 @@ def test_communication_is_counted(small):
     for m, idx in enumerate(dm.shards_):
         holder[idx] = m
     shares = np.bincount(holder[dm.support_indices_], minlength=M)
-    # Local model ((K-1) p gates, K p experts, K variances) and n_m, then the support pairs.
-    np.testing.assert_array_equal(c["one_shot_up"], n_free_parameters(K, d) + 1 + shares * (d + 1))
+    # Local model ((K-1) p gates, K p experts, K variances), its K net variances (the debiased
+    # variance update) and n_m, then the support pairs.
+    np.testing.assert_array_equal(c["one_shot_up"], n_free_parameters(K, d) + K + 1 + shares * (d + 1))
     p = d + 1
     stats = 3 + K * (1 + p * (p + 1) // 2 + p + 1) + (K - 1) * p + (K - 1) * p * ((K - 1) * p + 1) // 2
     assert np.all(c["round_up"] >= stats) and np.all(c["round_up"] < stats + 40)
