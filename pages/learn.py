@@ -52,7 +52,12 @@ with st.expander("5. The MM algorithm", expanded=True):
         "cheapest expert. **(b) expert step**: with the plan fixed, each $b_k$ is a weighted least-squares fit of "
         "the local expert means sent to it, and $v_k$ their average variance plus spread. Neither step can increase "
         "$R$, so $R$ goes down until it stalls. Finally the reduced gate is fitted to the mass the plan sends to each "
-        "expert. Step through it below.")
+        "expert. Step through it below.  \n"
+        "**Small shards.** A local line fitted to few points is noisy, and that noise shows up in the spread, so "
+        "$v_k$ comes out too large. By default each machine also sends each expert's variance *net* of its own "
+        "line's noise (one number per expert), and the final $v_k$ uses those: on 1 562-row shards a small expert's "
+        "variance error fell from 5x to 1.3x the global EM's. Set *Reduced variances* to *exact* for the paper's "
+        "update.")
 
 with st.expander("6. Can we trust the result? Screening and refinement rounds"):
     st.markdown(
