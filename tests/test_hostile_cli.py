@@ -56,9 +56,12 @@ def test_ctrl_c_mid_fit_is_reported_as_an_interruption():
     # Ctrl-C reaches the whole foreground process group: the command and its loky workers.
     # Large enough that the fit cannot end first on a quiet machine; interrupted as soon as the
     # local fits are running (the loky workers exist), not after a fixed sleep.
+    # A terminal's Ctrl-C: SIGINT at its default, as an interactive shell leaves it. A test run started
+    # in the background (`make test &`, nohup) inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: the compare ran to the end and exited 0 in a fresh-clone run started that way.
     p = subprocess.Popen([*CMD, "compare", "--n", "2000000", "--machines", "8", "--backend", "loky", "--n-jobs", "2"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
-                         start_new_session=True)
+                         start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not psutil.Process(p.pid).children(recursive=True) and time.monotonic() < deadline and p.poll() is None:
         time.sleep(0.2)

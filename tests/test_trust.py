@@ -9,7 +9,7 @@ from app_helpers import run_sweep
 import moecore.local as mlocal
 from moecore import DistributedMoE, MixtureOfExperts, simulate_design
 from moecore.metrics import parameter_mse, rpe
-from moecore.model import MoEParams, Standardizer
+from moecore.model import MoEParams, Standardizer, net_variances
 from moecore.refine import RoundState, RoundStatistics, em_rounds, machine_statistics
 from moecore.screening import flag_poor_fits, n_free_parameters
 
@@ -39,6 +39,7 @@ def poison_machine_0(monkeypatch):
         res = real(index, X, y, n_experts, em_params, seed, local_experts)
         if index == 0 and em_params["n_init"] == 1:
             res.model = MixtureOfExperts.from_params(merged_expert_model(X, y, n_experts))
+            res.model.net_variances_ = net_variances(X, y, res.model.params_)  # sent with it, as fit_local does
         return res
 
     monkeypatch.setattr(mlocal, "fit_local", poisoned)
