@@ -282,8 +282,7 @@ def net_variances(X, y, params: MoEParams):
     # Traces of products of the information and its inverse do not change under a linear map of
     # x~: a standardised design keeps the solves well conditioned (flights' distances are in the
     # thousands).
-    mean, scale = column_moments(X)[:2]
-    Z = (XtT - np.r_[0.0, mean][:, None]) / np.r_[1.0, np.where(scale > 0, scale, 1.0)][:, None]  # (p, n)
+    Z = Standardizer.fit(X).design_T(X)  # (p, n)
     p = Z.shape[0]
     out = np.array(params.variances, dtype=np.float64)
     with one_blas_thread():  # skinny products, as in EM (moecore._threads)
