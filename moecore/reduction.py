@@ -470,8 +470,7 @@ class ReductionProblem:
         else:  # "exact", and "debiased" (its MM is the exact one; reduce_mixtures corrects the final variances)
             num = (Q2 + QV - 2.0 * m * T + m * m * D).sum(axis=0)
         upd = Dk > 1e-300
-        # Floor against a zero variance, which only exact duplicates of noiseless experts reach.
-        V[upd] = np.maximum(num[upd] / Dk[upd], 1e-12 * max(self.large.variances.max(), 1e-300))
+        V[upd] = np.maximum(num[upd] / Dk[upd], _variance_floor(self.large.variances))
         return B, V
 
     def initial_experts(self, n_experts, rng):
@@ -644,6 +643,12 @@ def reduce_mixtures(local_params, weights, X_support, n_experts, *, y_support=No
                            plan=plan, gate_targets=targets, time=time.perf_counter() - t0)
 
 
+def _variance_floor(local_variances):
+    """The least reduced variance, against a zero one, which only exact duplicates of noiseless
+    experts reach: 1e-12 of the largest local variance (L,)."""
+    return 1e-12 * max(local_variances.max(), 1e-300)
+
+
 def debiased_variances(variances, coupling, local_variances, net_variances):
     """The reduced variances (K,) with every local variance replaced by its net variance.
 
@@ -662,7 +667,7 @@ def debiased_variances(variances, coupling, local_variances, net_variances):
     shift = coupling.T @ (local_variances - net_variances)
     out = np.array(variances, dtype=np.float64)
     has = mass > 1e-300
-    out[has] = np.maximum(out[has] - shift[has] / mass[has], 1e-12 * max(local_variances.max(), 1e-300))
+    out[has] = np.maximum(out[has] - shift[has] / mass[has], _variance_floor(local_variances))
     return out
 
 
