@@ -217,6 +217,32 @@ def wall_sentence(wall: float, global_time: float, n_machines: int, n_jobs: int,
             f"global EM's **{seconds(global_time)}**.")
 
 
+def accuracy_warning(rpe_reduction: float, rpe_global: float, rows: str) -> str:
+    """One line when the reduction's RPE is more than GLOBAL_RPE_RATIO times the global EM's on the
+    same ``rows`` (e.g. "training", "held-out"), with what to change; "" otherwise."""
+    from moecore.shard_check import GLOBAL_RPE_RATIO
+
+    if not rpe_global > 0 or not rpe_reduction > GLOBAL_RPE_RATIO * rpe_global:
+        return ""
+    return (f"The reduction's {rows} RPE ({100 * rpe_reduction:.3g} %) is {rpe_reduction / rpe_global:.2f}x the "
+            f"global EM's ({100 * rpe_global:.3g} %), more than the {GLOBAL_RPE_RATIO:g}x the shard rule aims at. "
+            "To fix: 1-3 refinement rounds, fewer machines or a larger supporting sample; or another K "
+            "(Experiments page, Choose K).")
+
+
+def sweep_accuracy_warning(rpes: dict, parameter: str) -> str:
+    """One line naming the sweep's values where the reduction's mean held-out RPE is more than
+    GLOBAL_RPE_RATIO times the global EM's; ``rpes``: {value: (reduction, global)}; "" if none."""
+    from moecore.shard_check import GLOBAL_RPE_RATIO
+
+    bad = [f"{v:g} ({r / g:.2f}x)" for v, (r, g) in sorted(rpes.items()) if g > 0 and r > GLOBAL_RPE_RATIO * g]
+    if not bad:
+        return ""
+    return (f"At {parameter} = {', '.join(bad)} the reduction's mean held-out RPE is more than "
+            f"{GLOBAL_RPE_RATIO:g}x the global EM's. To fix there: refinement rounds, fewer machines or a larger "
+            "supporting sample.")
+
+
 def paper_rpe_sentence(rpe_reduction: float, rpe_global: float, paper_reduction: float,
                        paper_global: float) -> str:
     """The headline lesson's RPEs against the paper's: why they differ, and the comparable ratio.

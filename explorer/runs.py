@@ -31,6 +31,7 @@ from moecore.experiments import compare_methods, training_size
 from moecore.metrics import rpe
 from moecore.model import predict_mean
 from moecore.params import DISTRIBUTED_PARAMETERS, em_settings
+from moecore.shard_check import AccuracyWarning
 from moecore.simulation import get_design
 from moecore.splits import Split
 
@@ -345,7 +346,8 @@ def run_compare(data: Dataset, s: dict | None = None, progress=None, *, automati
 # A dead worker process stays on the log: it is the server's news, not a session's.
 _SHOWN_ON_PAGES = (r"(skipped \d+ failed machine|the local fits of machine|the local EM of machine"
                    r"|the screening left out machine)")
-LIBRARY_WARNINGS = ((DegenerateFitWarning, ""), (ConvergenceWarning, ""), (RuntimeWarning, _SHOWN_ON_PAGES))
+LIBRARY_WARNINGS = ((DegenerateFitWarning, ""), (ConvergenceWarning, ""), (RuntimeWarning, _SHOWN_ON_PAGES),
+                    (AccuracyWarning, ""))
 
 
 def _process_settings():

@@ -40,6 +40,8 @@ class FitCosts:
     local_iter : ndarray (M',), EM iterations of each successful local fit (the tail's other face)
     pilot, pilot_cpu : the server's pilot fit on the supporting sample (``pilot=True``), before the
         local fits
+    check : the check after the fit (:func:`~moecore.shard_check.check_fit`), slowest machine; not
+        in the learning time, which ends when the model is final
 
     Numbers of floats sent
     ----------------------
@@ -47,6 +49,8 @@ class FitCosts:
     refit_down : ndarray (M,) or None, another machine's model sent to a flagged machine to refit from
     pilot_down : ndarray (M,) or None, the pilot model sent to every machine before its local fit
     warm_refit_down : ndarray (M,) or None, the reduced model sent back for the warm refits
+    check_down, check_up : ndarray (M,) or None, the final model sent to each checked machine and the
+        two numbers it sent back
     round_up, round_down : ndarray (M,), per machine per round ; n_rounds : int
     """
 
@@ -71,6 +75,9 @@ class FitCosts:
     pilot: float = 0.0
     pilot_cpu: float = 0.0
     pilot_down: np.ndarray | None = None
+    check: float = 0.0
+    check_down: np.ndarray | None = None
+    check_up: np.ndarray | None = None
 
     @classmethod
     def of_local_fits(cls, results, n_params, support_shares, n_features):
@@ -86,6 +93,13 @@ class FitCosts:
         if seconds is not None:
             self.pilot, self.pilot_cpu = seconds
             self.pilot_down = np.full(len(self.local), float(n_params))
+
+    def add_check(self, seconds, machines, n_params):
+        """Record the check after the fit: the slowest machine's ``seconds``, the model of ``n_params``
+        numbers sent to each of ``machines`` and the two numbers each sent back."""
+        self.check = float(seconds)
+        self.check_down, self.check_up = np.zeros(len(self.local)), np.zeros(len(self.local))
+        self.check_down[machines], self.check_up[machines] = n_params, 2.0
 
     def learning_time_parts(self, *, cpu=False) -> dict:
         """{term: seconds} whose sum is the learning time, machines truly in parallel.
@@ -129,7 +143,7 @@ class FitCosts:
             "machine_weights": self.machine_weights, "reduction": self.reduction,
             "reduction_cpu": self.reduction_cpu, "rounds": self.rounds, "wall": self.wall,
             "learning_time": self.learning_time, "learning_time_cpu": self.learning_time_cpu,
-            "local_spread": self.local_spread(), "pilot": self.pilot,
+            "local_spread": self.local_spread(), "pilot": self.pilot, "check": self.check,
         }
         if self.read is not None:
             out["read"] = self.read
@@ -153,12 +167,12 @@ class FitCosts:
         up = np.zeros(M) if self.round_up is None else self.round_up
         down = np.zeros(M) if self.round_down is None else self.round_down
         out = {"one_shot_up": self.one_shot_up, "round_up": up, "round_down": down}
-        sent_down = 0.0
-        for key in ("pilot_down", "refit_down", "warm_refit_down"):
+        sent_more = 0.0
+        for key in ("pilot_down", "refit_down", "warm_refit_down", "check_down", "check_up"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
-                sent_down += float(getattr(self, key).sum())
-        out["one_shot_total"] = float(self.one_shot_up.sum() + sent_down)
+                sent_more += float(getattr(self, key).sum())
+        out["one_shot_total"] = float(self.one_shot_up.sum() + sent_more)
         out["rounds_total"] = float(self.n_rounds * (up.sum() + down.sum()))
         out["total"] = out["one_shot_total"] + out["rounds_total"]
         return out

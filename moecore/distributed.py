@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -40,7 +41,7 @@ from .params import (
 from .reduction import reduce_mixtures
 from .refine import rounds_on_machines, warm_refit_reduction
 from .screening import REFIT_INIT_FACTOR, REFIT_MIN_INIT, screen_local_fits
-from .shard_check import warn_small_shards
+from .shard_check import AccuracyWarning, check_fit, machine_errors, warn_small_shards
 from .shards import ShardJob
 from .shards import fit_shards as _fit_shards
 from .splits import as_split, place_rows
@@ -63,10 +64,32 @@ def _shard_machines(est):
     return DISTRIBUTED_PARAMETERS["n_machines"].check(est.n_machines)
 
 
-def _net_up(est, sent):
-    """(M,) the K net variances that go up with every model sent in ``sent`` (M,) (numbers per
-    machine, 0 where none), when the reduction debiases its variances."""
-    return est.n_experts * (np.asarray(sent) > 0) * (est.variance_update == "debiased")
+def _extra_up(est, sent):
+    """(M,) what goes up with every model sent in ``sent`` (M,) (numbers per machine, 0 where none)
+    beside its parameters: its squared errors on its rows (for the check after the fit) and, when the
+    reduction debiases its variances, its K net variances."""
+    return (np.asarray(sent) > 0) * (1 + est.n_experts * (est.variance_update == "debiased"))
+
+
+def _check_fit(est, machines, quiet):
+    """After the fit, every aggregated machine measures the final model on its own rows (two numbers
+    up, the model down) and :func:`~moecore.shard_check.check_fit` compares the training RPE with the
+    local models' own; an AccuracyWarning unless ``quiet``.  With covariate weights the machines hold
+    different x and a local model fitted to one region is no yardstick for the whole: no check (None)."""
+    est.fit_check_ = None
+    if est.machine_weights_used_ == "covariate":
+        return
+    out = machines.run(machine_errors, est.machines_, lambda m: (est.params_,), lost=lambda m, why: None)
+    done = [i for i, m in enumerate(est.machines_) if out[m][0] is not None]
+    if not done:
+        return
+    q, machines_done = n_free_parameters(est.params_.n_experts, est.params_.n_features), est.machines_[done]
+    est.fit_check_ = check_fit([est.local_models_[i].train_sse_ for i in done], [out[m][0] for m in machines_done],
+                               refine_rounds=est.refine_rounds,
+                               rows_per_parameter=min(est._n_samples_all[m] for m in machines_done) / q)
+    est.costs_.add_check(max(out[m][1] for m in machines_done), machines_done, q)
+    if not est.fit_check_.ok and not quiet:
+        warnings.warn(est.fit_check_.message, AccuracyWarning, stacklevel=6)
 
 
 def _all_or_nothing(fit):
@@ -119,6 +142,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         (S, M') at the support (covariate weights; else None)
     refine_loglik_ : ndarray (refine_rounds + 1,), pooled training log-likelihood of the one-shot
         model and after each round (non-decreasing); empty without rounds
+    fit_check_ : FitCheck or None, the final model's training RPE against the local models' own (None: covariate)
     costs_ : FitCosts, every step's seconds and every machine's traffic: ``learning_time`` (the
         paper's figure extended by our steps) and ``learning_time_parts()``; ``timings_`` and
         ``communication_`` are its dict views
@@ -170,9 +194,8 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
 
     @_all_or_nothing
     def _fit(self, X, y, *, machine=None, progress=None, quiet=False):
-        """:meth:`fit`; ``quiet`` leaves out the warnings on failed, dropped or
-        unconverged machines (``skipped_``, ``local_models_`` record them), for a caller running
-        many fits: process-wide warning filters are not thread-safe."""
+        """:meth:`fit`; ``quiet`` leaves out the warnings on machines and the check (the attributes record them),
+        for a caller running many fits: process-wide warning filters are not thread-safe."""
         check_2d(X)
         X_in, (X, y) = X, check_Xy(X, y)
         d, (K, M, S) = X.shape[1], self.check_parameters(*X.shape)
@@ -232,18 +255,19 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
     def _aggregate(self, machines, results, Xs, ys, support_shares, machine_seeds, seed_mm, progress, random_split,
                    quiet=False):
         """The server's part, shared by :meth:`fit` and :meth:`fit_shards`: collect the local fits
-        (LocalFitResult (M,)), choose the machine weights, screen, reduce, refine; Xs (S, d), ys (S,)
+        (LocalFitResult (M,)), choose the machine weights, screen, reduce, refine, check; Xs (S, d), ys (S,)
         the support pairs, support_shares (M,) how many each machine sent."""
         kept, self.skipped_ = collect_local_fits(results, self.on_error, self.n_experts, self.max_iter, quiet)
         self.local_models_, self.local_n_experts_, self.machines_, self.weights_ = kept_machines(kept)
         self._n_samples_all = [r.n_samples for r in results]
         self.support_X_, self.support_y_ = Xs, ys
-        self.costs_ = FitCosts.of_local_fits(results, n_free_parameters(self.n_experts, Xs.shape[1]) + _net_up(self, 1),
-                                             support_shares, Xs.shape[1])
+        self.costs_ = FitCosts.of_local_fits(results, n_free_parameters(self.n_experts, Xs.shape[1])
+                                             + _extra_up(self, 1), support_shares, Xs.shape[1])
         self._choose_machine_weights(Xs, random_split)
         self._screen(machines, results, Xs, ys, machine_seeds, quiet)
         self._reduce(Xs, ys, seed_mm, progress, machines, machine_seeds)
         self._refine(machines, Xs, ys, progress)
+        _check_fit(self, machines, quiet)
 
     def _screen(self, machines, results, Xs, ys, machine_seeds, quiet=False):
         """Score every local model on the support pairs; refit or drop the poor ones."""
@@ -262,7 +286,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
             self.local_models_, self.local_n_experts_, self.machines_, self.weights_ = kept_machines(kept)
         self.costs_.screening, self.costs_.refit = out.seconds, out.refit_times
         self.costs_.refit_down = out.refit_down if out.refit_down.any() else None
-        self.costs_.one_shot_up = out.refit_up + _net_up(self, out.refit_up) + self.costs_.one_shot_up
+        self.costs_.one_shot_up = out.refit_up + _extra_up(self, out.refit_up) + self.costs_.one_shot_up
         self.screening_, self.local_scores_, self.flagged_ = out.report, out.scores, out.report.flagged
 
     def _choose_machine_weights(self, Xs, random_split):
@@ -299,7 +323,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                 self.n_machines)
             red, cpu, costs = warm.reduction, cpu + warm.cpu, self.costs_
             costs.warm_refit, costs.warm_refit_down = warm.times, warm.down
-            costs.one_shot_up = costs.one_shot_up + warm.up + _net_up(self, warm.up)
+            costs.one_shot_up = costs.one_shot_up + warm.up + _extra_up(self, warm.up)
             self.screening_.warm_refits, self.screening_.warm_refit_support = warm.gains, warm.support
             if warm.kept:
                 self.local_models_, self.local_scores_ = warm.models, warm.scores
@@ -321,8 +345,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         return red, time.thread_time() - c0
 
     def _set_model(self, params):
-        self.reduced_ = MixtureOfExperts.from_params(params)
-        self.params_ = params
+        self.reduced_, self.params_ = MixtureOfExperts.from_params(params), params
         self.gates_, self.experts_, self.variances_ = params.gates, params.experts, params.variances
         self.n_features_in_ = params.n_features
 

@@ -16,6 +16,7 @@ import numpy as np
 from ._validation import check_random_state_seed
 from .em import MixtureOfExperts, uses_portfolio
 from .model import net_variances
+from .shard_check import machine_errors
 
 __all__ = [
     "LocalFitError",
@@ -94,13 +95,21 @@ def fit_local(index, X, y, n_experts, em_params, seed, local_experts="fixed"):
         if why is not None:
             return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"degenerate model: {why}",
                                   time.thread_time() - c0)
-        # Sent up with the model (K numbers): what the reduction's debiased variance update needs
-        # from the machine's rows.
-        est.net_variances_ = net_variances(X, y, est.params_)
-        return LocalFitResult(index, len(y), est, time.perf_counter() - t0, None, time.thread_time() - c0)
+        return LocalFitResult(index, len(y), shard_summaries(est, X, y), time.perf_counter() - t0, None,
+                              time.thread_time() - c0)
     except Exception as exc:  # reported with the shard number by the caller
         return LocalFitResult(index, len(y), None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}",
                               time.thread_time() - c0)
+
+
+def shard_summaries(est, X, y):
+    """``est`` with what its machine sends up beside the parameters, computed on its rows X (n_m, d),
+    y (n_m,): ``net_variances_`` (K_m,), what the reduction's debiased variance update needs, and
+    ``train_sse_``, the model's squared errors on those rows, which the check after the fit
+    (:func:`moecore.shard_check.check_fit`) compares the final model's with."""
+    est.net_variances_ = net_variances(X, y, est.params_)
+    est.train_sse_ = float(machine_errors(X, y, est.params_)[0])
+    return est
 
 
 def fit_pilot(X, y, n_experts, em_params, seed):

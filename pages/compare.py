@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import chrome, evidence, figures, lessons, runs, settings, tables
+from explorer import chrome, evidence, explain, figures, lessons, runs, settings, tables
 
 data = chrome.page("Compare")
 s = settings.settings()
@@ -55,6 +55,9 @@ m[0].metric("held-out RPE, reduction", f"{100 * table.loc['reduction', 'rpe']:.3
 m[1].metric("held-out RPE, global EM", f"{100 * table.loc['global', 'rpe']:.3f} %")
 m[2].metric("ARI, reduction", f"{table.loc['reduction', 'ari']:.4f}" if "ari" in table else "-")
 m[3].metric("held-out points", f"{len(yt):,}")
+line = explain.accuracy_warning(table.loc["reduction", "rpe"], table.loc["global", "rpe"], "held-out")
+if line:
+    st.warning(line)
 # Tables (HTML) rather than data grids: a lesson's highlighted cells are then part of the page's text.
 st.table(evidence.highlight(shown, lessons.cells("metrics"), evidence.metric_cell))
 err = tables.block_errors(table)

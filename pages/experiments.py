@@ -4,7 +4,7 @@ on a named design or on the current (uploaded or real) data."""
 import pandas as pd
 import streamlit as st
 
-from explorer import chrome, figures, runs, settings, tables
+from explorer import chrome, explain, figures, runs, settings, tables
 from explorer.io import markdown_escape, parse_sweep_values, stem
 from moecore import DistributedMoE, costmodel
 from moecore.experiments import alpha_sweep, sweep, training_size
@@ -248,6 +248,13 @@ metric = st.selectbox("Another metric", metrics, index=metrics.index(third) if t
                       format_func=tables.label, key="exp_metric")
 st.plotly_chart(figures.sweep_figure(df, parameter, metric), width="stretch", key="exp_other")
 summary = df.groupby(["value", "method"])[metrics].mean()
+if "rpe" in summary and {"reduction", "global"} <= set(df["method"]):
+    means = summary["rpe"].unstack("method")
+    line = explain.sweep_accuracy_warning({v: (means.loc[v, "reduction"], means.loc[v, "global"]) for v in means.index
+                                           if means.loc[v, ["reduction", "global"]].notna().all()},
+                                          tables.label(parameter))
+    if line:
+        st.warning(line)
 summary.index = summary.index.set_names([parameter, "method"])
 st.subheader(f"Mean over repeats ({markdown_escape(design)})")
 st.dataframe(tables.readable_table(summary).style.format("{:.4g}"), width="stretch")

@@ -163,6 +163,14 @@ if fit.train_rpe:
     st.caption(f"Training RPE: reduction {100 * fit.train_rpe['reduction']:.3f} %, global EM "
                f"{100 * fit.train_rpe['global']:.3f} %. Held-out comparisons with every baseline are on the Compare "
                "page.")
+    line = explain.accuracy_warning(fit.train_rpe["reduction"], fit.train_rpe["global"], "training")
+    check = dm.fit_check_
+    if line:
+        st.warning(line)
+    if check is not None and not check.ok:
+        # The library's own check needs no global EM: what a user of moecore sees as an AccuracyWarning.
+        st.caption(f"moecore's check after the fit, without a global EM: the training RPE is {check.ratio:.2f}x the "
+                   "local models' own on their rows (it warns above 1.1x).")
 
 st.subheader("Machines: who holds which x, and the weights used")
 used = dm.machine_weights_used_

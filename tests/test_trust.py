@@ -9,7 +9,7 @@ from app_helpers import run_sweep
 import moecore.local as mlocal
 from moecore import DistributedMoE, MixtureOfExperts, simulate_design
 from moecore.metrics import parameter_mse, rpe
-from moecore.model import MoEParams, Standardizer, net_variances
+from moecore.model import MoEParams, Standardizer
 from moecore.refine import RoundState, RoundStatistics, em_rounds, machine_statistics
 from moecore.screening import flag_poor_fits, n_free_parameters
 
@@ -39,7 +39,7 @@ def poison_machine_0(monkeypatch):
         res = real(index, X, y, n_experts, em_params, seed, local_experts)
         if index == 0 and em_params["n_init"] == 1:
             res.model = MixtureOfExperts.from_params(merged_expert_model(X, y, n_experts))
-            res.model.net_variances_ = net_variances(X, y, res.model.params_)  # sent with it, as fit_local does
+            mlocal.shard_summaries(res.model, X, y)  # sent with it, as fit_local does
         return res
 
     monkeypatch.setattr(mlocal, "fit_local", poisoned)
@@ -72,7 +72,8 @@ def test_screening_rescues_a_merged_expert_machine(poison_machine_0, M):
     # The refit starts from the best-scoring machine's model, and the server's download is counted.
     down = dm.communication_["refit_down"]
     assert down[0] == n_free_parameters(4, 2) and down[1:].sum() == 0
-    assert dm.communication_["one_shot_total"] == dm.communication_["one_shot_up"].sum() + down[0]
+    check = dm.communication_["check_down"].sum() + dm.communication_["check_up"].sum()
+    assert dm.communication_["one_shot_total"] == dm.communication_["one_shot_up"].sum() + down[0] + check
     assert dm.timings_["refit"].shape == (1,)
     err = parameter_mse(dm.params_, train.params)
     assert err["experts"] <= 3 * g_err["experts"]
@@ -164,8 +165,9 @@ def test_communication_is_counted(small):
         holder[idx] = m
     shares = np.bincount(holder[dm.support_indices_], minlength=M)
     # Local model ((K-1) p gates, K p experts, K variances), its K net variances (the debiased
-    # variance update) and n_m, then the support pairs.
-    np.testing.assert_array_equal(c["one_shot_up"], n_free_parameters(K, d) + K + 1 + shares * (d + 1))
+    # variance update), its squared errors on its rows (the check after the fit) and n_m, then the
+    # support pairs.
+    np.testing.assert_array_equal(c["one_shot_up"], n_free_parameters(K, d) + K + 2 + shares * (d + 1))
     p = d + 1
     stats = 3 + K * (1 + p * (p + 1) // 2 + p + 1) + (K - 1) * p + (K - 1) * p * ((K - 1) * p + 1) // 2
     assert np.all(c["round_up"] >= stats) and np.all(c["round_up"] < stats + 40)

@@ -1,8 +1,9 @@
 """Fit the reference models whose parameters ``tests/test_reference_fits.py`` compares bitwise.
 
 Run ``python tests/data/make_reference_fits.py`` to (re)write ``reference_fits.npz`` next to this
-file.  The stored numbers come from the code just before the restructuring of ``moecore`` into
-thin estimators (main at 3b3e442): the test proves that the restructuring changed no arithmetic.
+file (and ``reference_fits.<machine>.npz``, the same numbers, bitwise on that kind of machine).  The
+stored numbers come from the code just before the restructuring of ``moecore`` into thin estimators
+(main at 3b3e442): the test proves that the restructuring changed no arithmetic.
 A deliberate change of the numerics (a new default, a new scoring rule) rewrites the file, and its
 commit says why.  Rewritten when EM's iteration moved into compiled kernels (moecore/_em_kernels.py):
 every stored array within 3.4e-7 relative of the old one (the gates of crossing-2d and of "off"), every
@@ -15,6 +16,7 @@ distributed estimator came later: 3b3e442's local fits ran SQUAREM, the value wr
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import warnings
 from pathlib import Path
@@ -26,6 +28,10 @@ from moecore.simulation import DESIGNS
 from moecore.splits import Split
 
 PATH = Path(__file__).with_name("reference_fits.npz")
+# Written twice, as the latest rewrite and as this machine's (bitwise there): tests/data/stores.py.
+_spec = importlib.util.spec_from_file_location("stores", Path(__file__).with_name("stores.py"))
+stores = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(stores)
 
 # The distributed estimator's settings, each one written out (the values of 3b3e442's defaults,
 # except the backend: sequential gives the same numbers, tested elsewhere, without process start-ups).
@@ -136,8 +142,8 @@ def main():
         for key, value in fit().items():
             stored[f"{case}/{key}"] = value
         print(case, file=sys.stderr)
-    np.savez_compressed(PATH, **stored)
-    print(f"wrote {len(stored)} arrays to {PATH}")
+    for path in stores.write(PATH, stored):
+        print(f"wrote {len(stored)} arrays to {path}")
 
 
 if __name__ == "__main__":
