@@ -10,7 +10,9 @@
 
 Every part writes ``benchmarks/results/bench_portfolio_<part>.csv`` and prints a table.
 
-* ``real``: the shipped data sets (moecore.datasets) for K in {2, 3, 4}, seeds 0-4. The best-known
+* ``real``: the shipped data sets (moecore.datasets) for K in {2, 3, 4}, seeds 0-4 (``--more``: the
+  fifteen small sets from R that no default was chosen on, bench_small_shards.MORE; the last columns
+  give the best-known fit's smallest expert, its effective points and variance / var(y)). The best-known
   maximum is the best non-degenerate log-likelihood (every variance >= DEGENERATE_VAR var(y)) over
   at least 50 diverse starts of moecore (portfolio fits of 13 starts each with 4 seeds, 200 random
   partitions, 50 "lines" starts) and flexmix's best of 20 ``stepFlexmix`` starts with concomitant
@@ -46,6 +48,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -53,7 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_small_shards import SMALL  # noqa: E402  (the classic small sets; not the flights)
+from bench_small_shards import MORE, SMALL, from_r  # noqa: E402  (the classic small sets; not the flights)
 
 from moecore import DistributedMoE, MixtureOfExperts  # noqa: E402
 from moecore.datasets import load_dataset  # noqa: E402
@@ -156,26 +159,45 @@ cat(best, "\\n")
         return float("nan")
 
 
-def moecore_best(X, y, K):
-    """Best non-degenerate log-likelihood of moecore over 4 x 13 portfolio + 200 random + 50 lines starts.
+def moecore_best(X, y, K, *, fit=False):
+    """Best non-degenerate log-likelihood of moecore over 4 x 13 portfolio + 200 random + 50 lines starts
+    (with ``fit``: and that fit, or None).
 
     Many random starts: mcycle at K = 3 has basins 2.5-2.9 nats above flexmix's best that about 1
     random start in 150 reaches and no portfolio did in 40; 20 random starts found one only by luck."""
     fits = [MixtureOfExperts(K, n_init=1, random_state=100 + s).fit(X, y) for s in range(4)]
     fits += [MixtureOfExperts(K, init="random", random_state=200 + s).fit(X, y) for s in range(200)]
     fits += [MixtureOfExperts(K, init="lines", random_state=500 + s).fit(X, y) for s in range(50)]
-    ok = [f.loglik_ for f in fits if _ok(f, y)]
-    return max(ok) if ok else float("nan")
+    ok = [f for f in fits if _ok(f, y)]
+    best = max(ok, key=lambda f: f.loglik_) if ok else None
+    ll = best.loglik_ if best is not None else float("nan")
+    return (ll, best) if fit else ll
+
+
+def smallest_expert(model, X, y):
+    """(effective points, variance / var(y)) of the fit's expert with the fewest effective points."""
+    Nk = model.posterior_proba(X, y).sum(axis=0)
+    k = int(np.argmin(Nk))
+    return float(Nk[k]), float(model.variances_[k] / np.var(y))
+
+
+def real_sets(more):
+    """{name: (X, y)}: the shipped small sets, or (``more``) the fifteen small sets from R of
+    bench_small_shards.MORE, which no default was chosen on (needs Rscript; {} without it)."""
+    if more:
+        return from_r(MORE)
+    return {name: (ds.X, ds.y) for name in SMALL for ds in [load_dataset(name)]}
 
 
 def part_real(args):
     rows = []
-    print(f"{'data':10s} {'K':>2s} {'best moecore':>13s} {'best flexmix':>13s} {'kmeans hits':>11s} "
-          f"{'default hits':>12s} {'default gap':>11s} {'ms':>6s}")
-    for name in SMALL:
-        ds = load_dataset(name)
+    print(f"{'data':15s} {'K':>2s} {'best moecore':>13s} {'best flexmix':>13s} {'kmeans hits':>11s} "
+          f"{'default hits':>12s} {'default gap':>11s} {'ms':>6s} {'best: smallest expert (points, var/var y)':>14s}")
+    for name, (X, y) in real_sets(args.more).items():
+        ds = SimpleNamespace(X=X, y=y)
         for K in (2, 3, 4):
-            b_m = moecore_best(ds.X, ds.y, K)
+            b_m, b_fit = moecore_best(ds.X, ds.y, K, fit=True)
+            small = smallest_expert(b_fit, ds.X, ds.y) if b_fit is not None else (np.nan, np.nan)
             b_f = flexmix_best(ds.X, ds.y, K) if not args.no_flexmix else float("nan")
             best = np.nanmax([b_m, b_f])
             hits = {}
@@ -192,10 +214,11 @@ def part_real(args):
                         times.append(time.perf_counter() - t0)
             rows.append(dict(data=name, K=K, best_moecore=b_m, best_flexmix=b_f, kmeans_hits=hits["kmeans"],
                              default_hits=hits["portfolio"], default_worst_gap=max(gaps),
-                             default_ms_median=1000 * float(np.median(times))))
-            print(f"{name:10s} {K:2d} {b_m:13.2f} {b_f:13.2f} {hits['kmeans']:9d}/5 {hits['portfolio']:10d}/5 "
-                  f"{max(gaps):11.2f} {1000 * np.median(times):6.1f}", flush=True)
-    _write("real", rows)
+                             default_ms_median=1000 * float(np.median(times)), best_smallest_points=small[0],
+                             best_smallest_var=small[1]))
+            print(f"{name:15s} {K:2d} {b_m:13.2f} {b_f:13.2f} {hits['kmeans']:9d}/5 {hits['portfolio']:10d}/5 "
+                  f"{max(gaps):11.2f} {1000 * np.median(times):6.1f} {small[0]:8.1f} {small[1]:9.2g}", flush=True)
+    _write("real_more" if args.more else "real", rows)
 
 
 def part_kinds(args):
@@ -453,6 +476,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("part", choices=["real", "kinds", "highd", "small", "lost", "lostdist", "diamonds", "waves"])
     ap.add_argument("--no-flexmix", action="store_true", help="real: skip flexmix's best of 20 starts")
+    ap.add_argument("--more", action="store_true", help="real: the fifteen small sets from R no default was "
+                                                        "chosen on (bench_small_shards.MORE) instead of the shipped")
     ap.add_argument("--shard", type=int, default=7800, help="kinds: rows per d = 20 shard")
     ap.add_argument("--shards", type=int, default=16, help="kinds: d = 20 shards")
     ap.add_argument("--n", type=int, default=200_000, help="highd, small: training rows")

@@ -62,11 +62,11 @@ MORE = {
     "traffic": ("MASS", "Traffic", "y", ["day"]),
 }
 _R_EXPORT = {
-    "tonedata": ("mixtools", "tonedata", "tuned", "stretchratio"),
-    "nodata": ("mixtools", "NOdata", "NO", "Equivalence"),
-    "boston": ("MASS", "Boston", "medv", "lstat"),
-    "mcycle": ("MASS", "mcycle", "accel", "times"),
-    "faithful": ("datasets", "faithful", "eruptions", "waiting"),
+    "tonedata": ("mixtools", "tonedata", "tuned", ["stretchratio"]),
+    "nodata": ("mixtools", "NOdata", "NO", ["Equivalence"]),
+    "boston": ("MASS", "Boston", "medv", ["lstat"]),
+    "mcycle": ("MASS", "mcycle", "accel", ["times"]),
+    "faithful": ("datasets", "faithful", "eruptions", ["waiting"]),
 }
 
 
@@ -75,16 +75,15 @@ def small_sets():
     try:
         from moecore.datasets import load_dataset
     except ImportError:
-        return _from_r()
+        return from_r()
     return {name: (ds.X, ds.y) for name in SMALL for ds in [load_dataset(name)]}
 
 
-def _from_r(sets=None):
+def from_r(sets=None):
     """{name: (X, y)} exported from R through Rscript (rows with a missing value dropped); {} without R."""
     if shutil.which("Rscript") is None:
         return {}
-    sets = sets if sets is not None else {k: (pkg, obj, yname, [xname]) for k, (pkg, obj, yname, xname)
-                                          in _R_EXPORT.items()}
+    sets = _R_EXPORT if sets is None else sets
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (pkg, obj, yname, xnames) in sets.items():
@@ -151,7 +150,7 @@ def main(argv=None):
     ap.add_argument("--only", default="", help="comma-separated data set names (default: all)")
     ap.add_argument("--seeds", type=int, default=3)
     args = ap.parse_args(argv)
-    sets = {**small_sets(), **_from_r(MORE)}
+    sets = {**small_sets(), **from_r(MORE)}
     for design, n in (("teaching-1d", 600), ("separated-2d", 1200), ("overlapping-5d", 2000)):
         sim = simulate_design(design, n, random_state=7)
         sets[design] = (sim.X, sim.y)
