@@ -1,6 +1,7 @@
 """Lessons point at their evidence, in a real browser (Streamlit server + Debian chromium): every
-figure a lesson's sentence quotes (in bold) is on the page inside a highlighted cell or box; the
-Learn page steps to its end without a negative decrease and disables its step button there."""
+figure a lesson's sentence quotes (in bold) is on the page inside a highlighted cell or box (checked
+on each lesson's run in tests/test_lessons_browser.py); the Learn page steps to its end without a
+negative decrease and disables its step button there."""
 
 import re
 
@@ -32,15 +33,11 @@ def fresh():
         yield out
 
 
-@pytest.mark.parametrize("lesson", LESSONS, ids=[lesson.key for lesson in LESSONS])
-def test_every_quoted_figure_is_highlighted_on_the_page(fresh, lesson):
-    url, b = fresh
-    pg = new_page(b)
-    pg.goto(url + "/lessons", wait_until="domcontentloaded")
-    settle(pg)
-    pg.locator(f".st-key-btn_lesson_{lesson.key} button").click()
-    pg.wait_for_function("(t) => { const h = document.querySelector('h1'); return h && h.innerText.trim() === t; }",
-                         arg=TITLES[lesson.page], timeout=180_000)
+def check_quoted_figures_are_highlighted(pg, lesson):
+    """Every figure the lesson's sentence quotes (in bold) is on its page, in a highlighted cell or
+    box; the next-lesson button is there unless it is the last.  Called by the lessons' browser test
+    (tests/test_lessons_browser.py) on the page its lesson button opened: one run of each lesson
+    serves both checks (each run of the headline lesson takes 15 s of the CI's time)."""
     pg.wait_for_selector(".st-key-lesson_evidence", timeout=120_000)
     settle(pg)
     no_errors(pg)
@@ -54,9 +51,6 @@ def test_every_quoted_figure_is_highlighted_on_the_page(fresh, lesson):
     found = pg.evaluate(HIGHLIGHTED, figures)
     assert all(found), [f for f, ok in zip(figures, found, strict=True) if not ok]
     assert pg.locator(".st-key-btn_next_lesson").count() == (lesson is not LESSONS[-1])
-    plots_rendered(pg, 1)
-    shoot(pg, f"lesson-{lesson.key}")
-    pg.context.close()
 
 
 def test_learn_never_shows_a_negative_decrease_and_stops_at_the_end(fresh):

@@ -1,5 +1,6 @@
-"""Issue 13 in a real browser (Streamlit server + Debian chromium): every lesson from its button,
-every page as the first request of a fresh server, and share links that restore the same numbers.
+"""Issue 13 in a real browser (Streamlit server + Debian chromium): every lesson from its button (with
+every figure it quotes highlighted on its page), every page as the first request of a fresh server, and
+share links that restore the same numbers.
 
 Screenshots go to tests/artifacts/ (docs/screenshots/ with DMOE_SCREENSHOTS=docs).
 """
@@ -9,6 +10,7 @@ import time
 
 import pytest
 from test_browser import fresh_server_and_browser, new_page, no_errors, plots_rendered, settle, shoot
+from test_evidence_browser import check_quoted_figures_are_highlighted
 
 from explorer.lessons import LESSONS
 
@@ -133,6 +135,7 @@ def test_lesson_runs_from_its_button(fresh, lesson):
                 print(f"--- the page's text ({lesson.key}) ---\n{text}")
                 raise
             pg.wait_for_timeout(1000)
+    check_quoted_figures_are_highlighted(pg, lesson)
     shoot(pg, f"lesson-{lesson.key}")
     pg.context.close()
 
