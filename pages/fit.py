@@ -10,7 +10,7 @@ from explorer.io import markdown_escape, model_to_json, stem, table_to_csv
 from moecore.model import feature_names
 from moecore.params import default_support_size
 from moecore.predictions import prediction_frame
-from moecore.shard_check import check_shards
+from moecore.shard_check import FIT_CHECK_RATIO, check_shards
 from moecore.splits import machine_labels
 
 data = chrome.page("Distributed fit")
@@ -170,7 +170,7 @@ if fit.train_rpe:
     if check is not None and not check.ok:
         # The library's own check needs no global EM: what a user of moecore sees as an AccuracyWarning.
         st.caption(f"moecore's check after the fit, without a global EM: the training RPE is {check.ratio:.2f}x the "
-                   "local models' own on their rows (it warns above 1.1x).")
+                   f"local models' own on their rows (it warns above {FIT_CHECK_RATIO:g}x).")
 
 st.subheader("Machines: who holds which x, and the weights used")
 used = dm.machine_weights_used_
