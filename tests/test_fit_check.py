@@ -119,3 +119,15 @@ def test_the_fit_page_warns_when_the_reduction_misses_the_global_em():
     assert fit.train_rpe["reduction"] < GLOBAL_RPE_RATIO * fit.train_rpe["global"]
     assert not any("the global EM's (" in w.value for w in at.warning)
     assert any("moecore's check after the fit" in c.value for c in at.caption)
+
+
+def test_page_warnings_name_the_ratio_and_the_values():
+    from explorer.explain import accuracy_warning, sweep_accuracy_warning
+
+    line = accuracy_warning(0.13, 0.10, "held-out")
+    assert "held-out RPE (13 %) is 1.30x the global EM's (10 %)" in line and "refinement rounds" in line
+    assert accuracy_warning(GLOBAL_RPE_RATIO * 0.10, 0.10, "training") == ""  # at the bound: no warning
+    assert accuracy_warning(0.5, 0.0, "training") == ""  # no yardstick
+    line = sweep_accuracy_warning({4: (0.10, 0.10), 16: (0.15, 0.10), 64: (0.30, 0.10)}, "Machines M")
+    assert line.startswith("At Machines M = 16 (1.50x), 64 (3.00x) the reduction's mean held-out RPE")
+    assert sweep_accuracy_warning({4: (0.10, 0.10)}, "Machines M") == ""
