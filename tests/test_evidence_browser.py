@@ -14,7 +14,6 @@ from explorer.lessons import LESSONS
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
 
-TITLES = {"pages/fit.py": "Distributed fit", "pages/compare.py": "Compare"}
 RGB = "rgb({}, {}, {})".format(*(int(HIGHLIGHT[i:i + 2], 16) for i in (1, 3, 5)))
 
 # For each figure: is it inside a highlighted box, or the whole text of a highlighted table cell?
