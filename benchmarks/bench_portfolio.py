@@ -48,7 +48,6 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -56,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_small_shards import MORE, SMALL, from_r  # noqa: E402  (the classic small sets; not the flights)
+from bench_small_shards import MORE, SMALL, from_r, small_sets  # noqa: E402  (the classic small sets; not the flights)
 
 from moecore import DistributedMoE, MixtureOfExperts  # noqa: E402
 from moecore.datasets import load_dataset  # noqa: E402
@@ -159,9 +158,9 @@ cat(best, "\\n")
         return float("nan")
 
 
-def moecore_best(X, y, K, *, fit=False):
-    """Best non-degenerate log-likelihood of moecore over 4 x 13 portfolio + 200 random + 50 lines starts
-    (with ``fit``: and that fit, or None).
+def moecore_best(X, y, K):
+    """Best non-degenerate log-likelihood of moecore over 4 x 13 portfolio + 200 random + 50 lines starts,
+    and that fit (None when every fit was degenerate).
 
     Many random starts: mcycle at K = 3 has basins 2.5-2.9 nats above flexmix's best that about 1
     random start in 150 reaches and no portfolio did in 40; 20 random starts found one only by luck."""
@@ -170,8 +169,7 @@ def moecore_best(X, y, K, *, fit=False):
     fits += [MixtureOfExperts(K, init="lines", random_state=500 + s).fit(X, y) for s in range(50)]
     ok = [f for f in fits if _ok(f, y)]
     best = max(ok, key=lambda f: f.loglik_) if ok else None
-    ll = best.loglik_ if best is not None else float("nan")
-    return (ll, best) if fit else ll
+    return (best.loglik_ if best is not None else float("nan")), best
 
 
 def smallest_expert(model, X, y):
@@ -184,9 +182,7 @@ def smallest_expert(model, X, y):
 def real_sets(more):
     """{name: (X, y)}: the shipped small sets, or (``more``) the fifteen small sets from R of
     bench_small_shards.MORE, which no default was chosen on (needs Rscript; {} without it)."""
-    if more:
-        return from_r(MORE)
-    return {name: (ds.X, ds.y) for name in SMALL for ds in [load_dataset(name)]}
+    return from_r(MORE) if more else small_sets()
 
 
 def part_real(args):
@@ -194,11 +190,10 @@ def part_real(args):
     print(f"{'data':15s} {'K':>2s} {'best moecore':>13s} {'best flexmix':>13s} {'kmeans hits':>11s} "
           f"{'default hits':>12s} {'default gap':>11s} {'ms':>6s} {'best: smallest expert (points, var/var y)':>14s}")
     for name, (X, y) in real_sets(args.more).items():
-        ds = SimpleNamespace(X=X, y=y)
         for K in (2, 3, 4):
-            b_m, b_fit = moecore_best(ds.X, ds.y, K, fit=True)
-            small = smallest_expert(b_fit, ds.X, ds.y) if b_fit is not None else (np.nan, np.nan)
-            b_f = flexmix_best(ds.X, ds.y, K) if not args.no_flexmix else float("nan")
+            b_m, b_fit = moecore_best(X, y, K)
+            small = smallest_expert(b_fit, X, y) if b_fit is not None else (np.nan, np.nan)
+            b_f = flexmix_best(X, y, K) if not args.no_flexmix else float("nan")
             best = np.nanmax([b_m, b_f])
             hits = {}
             gaps, times = [], []
@@ -206,11 +201,11 @@ def part_real(args):
                 hits[init] = 0
                 for s in range(5):
                     t0 = time.perf_counter()
-                    f = MixtureOfExperts(K, init=init, random_state=s).fit(ds.X, ds.y)
-                    ok = _ok(f, ds.y) and f.loglik_ >= best - 1.0
+                    f = MixtureOfExperts(K, init=init, random_state=s).fit(X, y)
+                    ok = _ok(f, y) and f.loglik_ >= best - 1.0
                     hits[init] += ok
                     if init == "portfolio":
-                        gaps.append(best - f.loglik_ if _ok(f, ds.y) else np.inf)
+                        gaps.append(best - f.loglik_ if _ok(f, y) else np.inf)
                         times.append(time.perf_counter() - t0)
             rows.append(dict(data=name, K=K, best_moecore=b_m, best_flexmix=b_f, kmeans_hits=hits["kmeans"],
                              default_hits=hits["portfolio"], default_worst_gap=max(gaps),
@@ -227,7 +222,7 @@ def part_kinds(args):
     for name in SMALL:
         ds = load_dataset(name)
         for K in (2, 3, 4):
-            best = moecore_best(ds.X, ds.y, K)
+            best = moecore_best(ds.X, ds.y, K)[0]
             row = dict(data=name, K=K)
             for init in kinds:
                 fits = [MixtureOfExperts(K, init=init, random_state=s).fit(ds.X, ds.y) for s in range(5)]
