@@ -17,7 +17,8 @@ Every part writes ``benchmarks/results/bench_portfolio_<part>.csv`` and prints a
   at least 50 diverse starts of moecore (portfolio fits of 13 starts each with 4 seeds, 200 random
   partitions, 50 "lines" starts) and flexmix's best of 20 ``stepFlexmix`` starts with concomitant
   ``FLXPmultinom`` (when Rscript and flexmix are installed). A fit "reaches" it when it ends within
-  1 nat and is itself non-degenerate.
+  1 nat and is itself non-degenerate. ``--unseen``: eighteen more sets from R, bench_small_shards.UNSEEN,
+  chosen after the portfolio's every-run rule to check it (cells with too few rows for K skipped).
 * ``kinds``: one start of each kind ("kmeans", "lines", "random") and the portfolio; real data:
   fits within 1 nat of the best-known maximum out of 5 seeds; shards of the d = 20 design: local
   fits in a poor optimum (more than screening's GAP_FLOOR q / n_m nats per point below EM from
@@ -55,18 +56,29 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_small_shards import MORE, SMALL, from_r, small_sets  # noqa: E402  (the classic small sets; not the flights)
+from bench_small_shards import MORE, SMALL, UNSEEN, from_r, small_sets  # noqa: E402  (the classic small sets; not the flights)
 
 from moecore import DistributedMoE, MixtureOfExperts  # noqa: E402
 from moecore.datasets import load_dataset  # noqa: E402
 from moecore.em import DEGENERATE_VAR  # noqa: E402
 from moecore.model import MoEParams  # noqa: E402
+from moecore.params import min_samples  # noqa: E402
 from moecore.screening import GAP_FLOOR, n_free_parameters  # noqa: E402
 from moecore.simulation import simulate  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results"
 # (d, K) of the high-dimensional designs; their coefficients come from high_d_design.
 DESIGNS = {"hd-10-5": (10, 5), "hd-20-4": (20, 4), "hd-30-3": (30, 3)}
+
+
+def design_shape(name):
+    """(d, K) of a design name "hd-<d>-<K>": those of DESIGNS, or any other of that form (a design
+    nothing here was chosen on, with ``--design-seed``)."""
+    try:
+        _, d, K = name.split("-")
+        return int(d), int(K)
+    except ValueError:
+        raise SystemExit(f"design {name!r}: expected hd-<d>-<K>, e.g. {', '.join(DESIGNS)}") from None
 
 
 def high_d_design(d, K, seed=0):
@@ -179,18 +191,21 @@ def smallest_expert(model, X, y):
     return float(Nk[k]), float(model.variances_[k] / np.var(y))
 
 
-def real_sets(more):
-    """{name: (X, y)}: the shipped small sets, or (``more``) the fifteen small sets from R of
-    bench_small_shards.MORE, which no default was chosen on (needs Rscript; {} without it)."""
-    return from_r(MORE) if more else small_sets()
+def real_sets(args):
+    """{name: (X, y)}: the shipped small sets, or (``--more``) the fifteen small sets from R of
+    bench_small_shards.MORE, which no default was chosen on, or (``--unseen``) the eighteen of UNSEEN,
+    chosen after the every-run rule to check it (needs Rscript; {} without it)."""
+    return from_r(UNSEEN) if args.unseen else from_r(MORE) if args.more else small_sets()
 
 
 def part_real(args):
     rows = []
     print(f"{'data':15s} {'K':>2s} {'best moecore':>13s} {'best flexmix':>13s} {'kmeans hits':>11s} "
           f"{'default hits':>12s} {'default gap':>11s} {'ms':>6s} {'best: smallest expert (points, var/var y)':>14s}")
-    for name, (X, y) in real_sets(args.more).items():
+    for name, (X, y) in real_sets(args).items():
         for K in (2, 3, 4):
+            if len(y) < min_samples(K, X.shape[1]):
+                continue
             b_m, b_fit = moecore_best(X, y, K)
             small = smallest_expert(b_fit, X, y) if b_fit is not None else (np.nan, np.nan)
             b_f = flexmix_best(X, y, K) if not args.no_flexmix else float("nan")
@@ -213,7 +228,7 @@ def part_real(args):
                              best_smallest_var=small[1]))
             print(f"{name:15s} {K:2d} {b_m:13.2f} {b_f:13.2f} {hits['kmeans']:9d}/5 {hits['portfolio']:10d}/5 "
                   f"{max(gaps):11.2f} {1000 * np.median(times):6.1f} {small[0]:8.1f} {small[1]:9.2g}", flush=True)
-    _write("real_more" if args.more else "real", rows)
+    _write("real_unseen" if args.unseen else "real_more" if args.more else "real", rows)
 
 
 def part_kinds(args):
@@ -253,8 +268,8 @@ def part_highd(args):
 
     rows = []
     for dname in args.designs.split(","):
-        d, K = DESIGNS[dname]
-        prm = high_d_design(d, K)
+        d, K = design_shape(dname)
+        prm = high_d_design(d, K, seed=args.design_seed)
         tr = simulate(prm, args.n, random_state=1)
         n_m = args.n // args.machines
         g = None
@@ -280,7 +295,7 @@ def part_highd(args):
             g_time, lt = float(np.median(g_times)), float(np.median(learning))
             eg, ed = parameter_mse(g.params_, prm), parameter_mse(dm.params_, prm)
             sp = dm.timings_["local_spread"]
-            row = dict(design=dname, d=d, K=K, n=args.n, M=args.machines, seed=seed,
+            row = dict(design=dname, design_seed=args.design_seed, d=d, K=K, n=args.n, M=args.machines, seed=seed,
                        poor_off=int(poor), flagged_default=len(dm.screening_.flagged),
                        global_time=g_time, learning_time=lt, speedup=g_time / lt, repeats=args.repeats,
                        global_time_range=f"{min(g_times):.3f}-{max(g_times):.3f}",
@@ -291,7 +306,7 @@ def part_highd(args):
                        **{f"{b}_ratio": ed[b] / eg[b] for b in ("gates", "experts", "variances")})
             rows.append(row)
             print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-    _write(f"highd_n{args.n}_M{args.machines}", rows)
+    _write(f"highd_n{args.n}_M{args.machines}" + (f"_dseed{args.design_seed}" if args.design_seed else ""), rows)
 
 
 def part_small(args):
@@ -473,12 +488,15 @@ def main(argv=None):
     ap.add_argument("--no-flexmix", action="store_true", help="real: skip flexmix's best of 20 starts")
     ap.add_argument("--more", action="store_true", help="real: the fifteen small sets from R no default was "
                                                         "chosen on (bench_small_shards.MORE) instead of the shipped")
+    ap.add_argument("--unseen", action="store_true", help="real: the eighteen small sets from R chosen after the "
+                                                          "every-run rule to check it (bench_small_shards.UNSEEN)")
     ap.add_argument("--shard", type=int, default=7800, help="kinds: rows per d = 20 shard")
     ap.add_argument("--shards", type=int, default=16, help="kinds: d = 20 shards")
     ap.add_argument("--n", type=int, default=200_000, help="highd, small: training rows")
     ap.add_argument("--machines", type=int, default=16, help="highd: M")
     ap.add_argument("--seeds", type=int, default=1, help="highd, small, lostdist: seeds of the distributed fit")
-    ap.add_argument("--designs", default=",".join(DESIGNS), help="highd: comma list of DESIGNS")
+    ap.add_argument("--designs", default=",".join(DESIGNS), help="highd: comma list of hd-<d>-<K> (default DESIGNS)")
+    ap.add_argument("--design-seed", type=int, default=0, help="highd: seed of the designs' coefficients")
     ap.add_argument("--n-jobs", type=int, default=1, help="highd: parallel local fits (times are each fit's own)")
     ap.add_argument("--rounds", type=int, default=0, help="lostdist: refine_rounds of the default fit")
     ap.add_argument("--repeats", type=int, default=1, help="highd: timings of the same fits (medians reported)")

@@ -61,6 +61,28 @@ MORE = {
     "crabs": ("MASS", "crabs", "CW", ["FL"]),
     "traffic": ("MASS", "Traffic", "y", ["day"]),
 }
+# Eighteen more, chosen after the portfolio's every-run rule (docs/method.md section 8, item 7) to
+# check it on data it was not chosen on (benchmarks/README.md section 22): bench_portfolio.py real --unseen.
+UNSEEN = {
+    "npreg": ("flexmix", "NPreg", "yn", ["x"]),
+    "cars93": ("MASS", "Cars93", "Price", ["Horsepower"]),
+    "whiteside": ("MASS", "whiteside", "Gas", ["Temp"]),
+    "loblolly": ("datasets", "Loblolly", "height", ["age"]),
+    "co2": ("datasets", "CO2", "uptake", ["conc"]),
+    "uscereal": ("MASS", "UScereal", "calories", ["sugars"]),
+    "rabbit": ("MASS", "Rabbit", "BPchange", ["Dose"]),
+    "survey": ("MASS", "survey", "Height", ["Wr.Hnd"]),
+    "cars": ("datasets", "cars", "dist", ["speed"]),
+    "wtloss": ("MASS", "wtloss", "Weight", ["Days"]),
+    "birthwt": ("MASS", "birthwt", "bwt", ["lwt"]),
+    "theoph": ("datasets", "Theoph", "conc", ["Time"]),
+    "dnase": ("datasets", "DNase", "density", ["conc"]),
+    "pima": ("MASS", "Pima.tr", "glu", ["bmi"]),
+    "anorexia": ("MASS", "anorexia", "Postwt", ["Prewt"]),
+    "melanoma": ("MASS", "Melanoma", "time", ["thickness"]),
+    "beaver1": ("datasets", "beaver1", "temp", ["time"]),
+    "indometh": ("datasets", "Indometh", "conc", ["time"]),
+}
 _R_EXPORT = {
     "tonedata": ("mixtools", "tonedata", "tuned", ["stretchratio"]),
     "nodata": ("mixtools", "NOdata", "NO", ["Equivalence"]),

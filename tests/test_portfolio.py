@@ -50,12 +50,16 @@ def test_mcycle_default_reaches_the_maximum_every_k_means_start_misses():
         assert np.all(np.diff(h) >= -1e-9 * np.abs(h[:-1]))  # the continued run is one GEM run
 
 
-@pytest.mark.parametrize("name, K", [("faithful", 3), ("boston", 4)])
-def test_small_data_repeat_the_portfolio_and_reach_the_maximum(name, K):
-    # One portfolio reached the maximum for 1 (faithful) and 2 (Boston) of these 5 seeds: on a few
-    # hundred rows the basins are many and shallow. The default now repeats the portfolio while
-    # the repeats see at most 2 000 rows (4 and 3 times here). The best-known maximum comes from
-    # many more starts here, not from a stored number.
+@pytest.mark.parametrize("name, K", [("faithful", 3), ("boston", 4), ("tonedata", 5), ("mcycle", 5)])
+def test_small_data_repeat_the_portfolio_continue_every_run_and_every_seed_reaches_the_maximum(name, K):
+    # One portfolio reached the maximum for 1 (faithful, K = 3) and 2 (Boston, K = 4) of these 5
+    # seeds: on a few hundred rows the basins are many and shallow, so the portfolio repeats while
+    # the repeats see at most 2 000 rows (4 and 3 times here). Then, ranked after a few dozen
+    # iterations, a basin that climbs slowly still lost to one that had converged fast: with each
+    # kind's best short run continued, one seed of five ended 2.2 (faithful, K = 3), 4.5 (tonedata,
+    # K = 5) and 1.7 (mcycle, K = 5) nats below the maximum. On small data every short run goes on
+    # and every basin is continued to convergence. The best-known maximum comes from many more
+    # starts here, not from a stored number; 1 nat is issue 19's criterion.
     from moecore.em import _portfolio_repeats
 
     ds = load_dataset(name)
@@ -64,25 +68,26 @@ def test_small_data_repeat_the_portfolio_and_reach_the_maximum(name, K):
     assert _portfolio_repeats(2001) == _portfolio_repeats(10**6) == 1  # shards at the paper's sizes: one
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        many = [MixtureOfExperts(K, n_init=12, random_state=99).fit(ds.X, ds.y),
+        many = [MixtureOfExperts(K, n_init=8, random_state=99).fit(ds.X, ds.y),
                 MixtureOfExperts(K, init="random", n_init=20, random_state=7).fit(ds.X, ds.y)]
         default = [MixtureOfExperts(K, random_state=s).fit(ds.X, ds.y) for s in range(5)]
     best = max(f.loglik_ for f in many if f.variances_.min() >= floor)
-    hits = [f.variances_.min() >= floor and f.loglik_ >= best - 1.0 for f in default]
-    assert sum(hits) >= 4, [round(best - f.loglik_, 2) for f in default]
+    gaps = [best - f.loglik_ if f.variances_.min() >= floor else np.inf for f in default]
+    assert max(gaps) <= 1.0, [round(g, 2) for g in gaps]
 
 
 def test_local_fits_of_a_distributed_fit_run_one_portfolio_on_small_shards(monkeypatch):
-    # 400-row shards: a fit on its own would repeat the portfolio 4 times; a machine runs n_init
-    # portfolios (the slowest machine sets the learning time; the screening refits poor fits).
+    # 400-row shards: a fit on its own would repeat the portfolio 4 times and continue every short
+    # run; a machine runs n_init portfolios of each kind's best (the slowest machine sets the
+    # learning time; the screening refits poor fits).
     import moecore.em as em
 
     runs = []
     small_em = em.MixtureOfExperts._small_em
 
-    def counted(self, XtT, y, F, rng, extra=None):
-        runs.append(y.shape[0])
-        return small_em(self, XtT, y, F, rng, extra)
+    def counted(self, XtT, y, F, rng, extra=None, every_run=False):
+        runs.append((y.shape[0], every_run))
+        return small_em(self, XtT, y, F, rng, extra, every_run)
 
     monkeypatch.setattr(em.MixtureOfExperts, "_small_em", counted)
     train = simulate_design("separated-2d", 1600, random_state=0)
@@ -90,12 +95,15 @@ def test_local_fits_of_a_distributed_fit_run_one_portfolio_on_small_shards(monke
         warnings.simplefilter("ignore")
         dm = DistributedMoE(4, 4, backend="sequential", local_check="off", random_state=0).fit(train.X, train.y)
     assert len(dm.local_models_) == 4
-    assert runs == [400] * 4
+    assert runs == [(400, False)] * 4
     runs.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         MixtureOfExperts(4, random_state=0).fit(train.X[:400], train.y[:400])
-    assert runs == [400] * 4
+    assert runs == [(400, True)] * 4
+    runs.clear()
+    MixtureOfExperts(4, random_state=0).fit(train.X, train.y)  # 1 600 rows: one portfolio, the best runs
+    assert runs == [(1600, False)]
 
 
 def test_d20_shards_default_local_fits_avoid_the_poor_optima_of_k_means_starts():
