@@ -735,13 +735,9 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         the whole portfolio then costs about one full EM run. The run kept is the best by
         :func:`_rank` (non-degenerate first, then log-likelihood on the subsample).
 
-        ``extra``: the pilot start, one more kind. ``every_run`` (a fit on at most 1 000 rows, where
-        the portfolio repeats, :func:`_portfolio_repeats`): every short run, not only each kind's
-        best, goes on to stage 2, and every distinct basin after it to convergence on all the data.
-        Ranked after a few dozen iterations, a basin that climbs slowly loses to one that converged
-        fast: over 20 small real sets, K in {2, 3, 4} (benchmarks/README.md section 22), the
-        default missed flexmix's best in 2 of 60 cells and the best known in 13; continuing them
-        all, in 0 and 5, at twice the time (about 0.1 s a fit).
+        ``extra``: the pilot start, one more kind. ``every_run`` (small data, where the portfolio
+        repeats): every short run goes on to stage 2, and every distinct basin to convergence; a
+        slow climber loses a ranking after a few dozen iterations (docs/method.md 8, item 7).
         """
         K = self.n_experts
         p, n = XtT.shape
