@@ -140,13 +140,17 @@ b1, b2, _ = st.columns([1, 1, 4])
 start = b1.button("Run the sweep", type="primary", key="btn_sweep")
 cancel = b2.button("Cancel", key="btn_cancel")
 ss = st.session_state
-if cancel and ss.get("sweep_running"):
+if ss.get("sweep_running") and (cancel or not start):
+    # Cancel, or another widget, interrupted the previous run. Streamlit starts this run in a new thread
+    # at once (runner.fastReruns) while the old one finishes its fit and appends one more row before
+    # it stops: this run keeps a copy of the rows gathered so far, and the old run appends to a list
+    # nobody reads (a DataFrame built while a row was appended raised "Length of values (2) does
+    # not match length of index (3)").
+    ss["sweep_rows"] = list(ss.get("sweep_rows", []))
     ss["sweep_running"] = False
-    ss["sweep_status"] = f"Cancelled after {len(ss.get('sweep_rows', []))} runs; the partial results are below."
-elif ss.get("sweep_running") and not start:
-    # The previous run was interrupted by another widget: say so instead of pretending it finished.
-    ss["sweep_running"] = False
-    ss["sweep_status"] = f"Interrupted after {len(ss.get('sweep_rows', []))} runs; the partial results are below."
+    # Another widget: say so instead of pretending the sweep finished.
+    ss["sweep_status"] = (f"{'Cancelled' if cancel else 'Interrupted'} after {len(ss['sweep_rows'])} runs; "
+                          "the partial results are below.")
 
 def checked_values(exp, sweep_kw) -> list:
     """The sweep's values, once every fit it will run has been checked (ValueError, TypeError)."""
@@ -200,15 +204,16 @@ if start:
     if gen is not None:
         per = 3 if parameter == "alpha" else 2
         total = len(vals) * exp["repeats"] * (per if exp["include_global"] else per - 1)
-        ss["sweep_rows"] = []
+        mine = ss["sweep_rows"] = []
         ss["sweep_meta"] = dict(exp)
         ss["sweep_running"] = True
         bar = st.progress(0.0, text=f"0 / {total} fits")
-        done = runs.attempt("The sweep", gather, ss["sweep_rows"], gen, bar, total, parameter,
+        done = runs.attempt("The sweep", gather, mine, gen, bar, total, parameter,
                             after="The runs finished before the error are below.")
-        ss["sweep_status"] = (f"Finished: {done} fits." if done is not None
-                              else f"Stopped by an error after {len(ss['sweep_rows'])} runs.")
-        ss["sweep_running"] = False
+        if ss.get("sweep_rows") is mine:  # else a cancel took over while the last fit ran
+            ss["sweep_status"] = (f"Finished: {done} fits." if done is not None
+                                  else f"Stopped by an error after {len(mine)} runs.")
+            ss["sweep_running"] = False
         # A click on Cancel (or any widget) stops this script mid-loop, leaving sweep_running set:
         # the next run reads that as a cancellation and keeps the rows gathered so far.
 

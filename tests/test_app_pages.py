@@ -229,6 +229,26 @@ def test_experiments_page_sweep(at):
     assert len(at.get("download_button")) == 1
 
 
+def test_a_cancelled_sweep_keeps_its_rows_while_the_old_run_still_appends(at):
+    # On Cancel, Streamlit starts the next run in a new thread at once (runner.fastReruns) while the
+    # old run finishes its fit and appends one more row to the list it holds. The next run must not
+    # read that list: built into a DataFrame while a row was appended, it raised "Length of values
+    # (2) does not match length of index (3)" in a browser test.
+    at.switch_page("pages/experiments.py").run()
+    at.selectbox(key="exp_design").select("two-experts-1d").run()
+    run_sweep(at, "n_machines", "2, 4", n=3000, M=4)
+    old = at.session_state["sweep_rows"]
+    assert len(old) == 4
+    at.session_state["sweep_running"] = True  # as if the sweep were still running
+    at.button(key="btn_cancel").click().run()
+    clean(at)
+    assert any("Cancelled after 4 runs" in i.value for i in at.info)
+    old.append(dict(old[-1], repeat=99))  # the old run's thread, after the cancel
+    at.run()
+    clean(at)
+    assert len(at.session_state["sweep_rows"]) == 4
+
+
 def test_learn_page_steps_through_mm(at):
     at.switch_page("pages/learn.py").run()
     clean(at)
