@@ -5,7 +5,7 @@ their global EMs, one thread, CPU seconds), stores the coefficients in moecore/c
 (what the app's Fit page reads), prints how well the fitted formulas match the measurements,
 and predicts three configurations that were not in the grid next to their measured CPU times.
 
-Run:  .venv/bin/python benchmarks/bench_costmodel.py   (about 30 s; --no-save to keep the stored file)
+Run:  .venv/bin/python benchmarks/bench_costmodel.py   (about 45 s; --no-save to keep the stored file)
 """
 
 from __future__ import annotations
@@ -27,15 +27,19 @@ from moecore.baselines import fit_global  # noqa: E402
 from moecore.simulation import DESIGNS, simulate_design  # noqa: E402
 
 # Not in the calibration grid: the app's landing example, a bad-machine-sized fit, a larger one.
-CHECKS = (("teaching-1d", 20_000, 8), ("separated-2d", 40_000, 16), ("separated-2d", 200_000, 32))
+# Since 2026-12-05 also two small data sets (a global EM that repeats its portfolio) at 4 machines.
+CHECKS = (("teaching-1d", 20_000, 8), ("separated-2d", 40_000, 16), ("separated-2d", 200_000, 32),
+          ("teaching-1d", 272, 4), ("overlapping-5d", 800, 4))
 
 
 def relative_errors(model, rows):
     out = {}
-    for kind in ("em", "server", "round"):
+    for kind in ("em", "em_small", "server", "round"):
         R = [r for r in rows if r["kind"] == kind]
         if kind == "em":
             pred = [model.em_time(r["n"], r["d"], r["K"]) for r in R]
+        elif kind == "em_small":
+            pred = [model.global_time(r["n"], r["d"], r["K"]) for r in R]
         elif kind == "server":
             pred = [model.server_time(r["M"], r["K"], r["S"], r["d"], r["mm_restarts"]) for r in R]
         else:
@@ -50,9 +54,9 @@ def main(save=True):
     print(f"calibration: {len(rows)} measurements in {time.perf_counter() - t0:.1f} s")
     for kind, ratio in relative_errors(model, rows).items():
         q = np.quantile(ratio, [0.1, 0.5, 0.9])
-        print(f"  {kind:6s} predicted / measured over {ratio.size:3d} fits: 10 % {q[0]:.2f}, median {q[1]:.2f}, "
+        print(f"  {kind:8s} predicted / measured over {ratio.size:3d} fits: 10 % {q[0]:.2f}, median {q[1]:.2f}, "
               f"90 % {q[2]:.2f}")
-    print(f"coefficients: em {model.em}, server {model.server}, round {model.round}")
+    print(f"coefficients: em {model.em}, server {model.server}, round {model.round}, small {model.small}")
     print("\nconfigurations outside the grid (CPU seconds, one thread):")
     print(f"{'design':15s} {'n':>8s} {'M':>4s} {'global pred/meas':>18s} {'learning pred/meas':>20s} "
           f"{'speed-up pred/meas':>19s}")

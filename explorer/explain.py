@@ -199,7 +199,7 @@ def cost_model_text(n, d, K, M, *, measured_global=None, **sizes) -> str:
         text = model.explain(n, d, K, M, **sizes)
     except (OSError, ValueError, KeyError):
         return ""
-    predicted = model.em_time(n, d, K, sizes.get("restarts", 1))
+    predicted = model.global_time(n, d, K, sizes.get("restarts", 1))
     if measured_global is not None and measured_global >= ITERATIONS_GAP * predicted:
         text += (f" Its times count the EM iterations that the synthetic designs it was calibrated on need: this "
                  f"global EM took {measured_global / predicted:.0f}x the time it predicts, as these data need more "

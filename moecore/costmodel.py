@@ -11,7 +11,12 @@ M machines, S support points):
   per MM restart (screening scores M K experts on S points; each MM iteration compares the
   M K local experts with the K reduced ones at S points; the reduced gate is a softmax
   regression on S points);
-* one refinement round, per machine:      ``t_rnd = r0 + r1 n_m K p^2``.
+* one refinement round, per machine:      ``t_rnd = r0 + r1 n_m K p^2``;
+* the global EM on small data (n <= 1 000 rows, where a default fit runs
+  ``R = portfolio_repeats(n)`` = min(4, 2000 // n) whole portfolios and continues every short
+  run, :class:`~moecore.em.MixtureOfExperts`): ``t_small = R (s0 + s1 n K p + s2 n K p^2)``, a
+  regime of its own (5-90x the large-data formula at the same n, measured) that a machine's local
+  fit never enters.
 
 Coefficients are non-negative (:func:`scipy.optimize.nnls`, relative errors), so every predicted
 time grows with every size: the model is monotone by construction.  The *learning time* is the
@@ -26,6 +31,7 @@ reads them.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import platform
@@ -36,6 +42,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import nnls
 
+from .em import portfolio_repeats
 from .params import default_support_size
 
 __all__ = ["CALIBRATION_FILE", "CostModel", "Prediction", "calibrate", "fit_model", "load", "min_rows", "save"]
@@ -49,6 +56,12 @@ CALIBRATION_GRID = (
     ("separated-2d", 8_000, 4), ("separated-2d", 32_000, 16), ("separated-2d", 64_000, 64),
     ("overlapping-5d", 16_000, 4), ("overlapping-5d", 64_000, 16),
     ("separated-10d", 16_000, 8), ("separated-10d", 32_000, 2),
+)
+# (design, n): global EM fits on small data, the regime of portfolio_repeats(n) > 1; two seeds each.
+CALIBRATION_SMALL = (
+    ("teaching-1d", 200), ("teaching-1d", 500), ("teaching-1d", 1_000),
+    ("separated-2d", 200), ("separated-2d", 500), ("separated-2d", 1_000),
+    ("overlapping-5d", 300), ("overlapping-5d", 700), ("separated-10d", 500), ("separated-10d", 1_000),
 )
 
 
@@ -108,12 +121,21 @@ class CostModel:
     em: tuple
     server: tuple
     round: tuple
+    small: tuple = ()  # the small-data global EM's (s0, s1, s2); () in a calibration made before it
     meta: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ the parts
     def em_time(self, n, d, K, restarts=1):
         """Seconds of an EM fit on n rows with ``restarts`` starts."""
         return restarts * float(_em_features(n, d, K) @ np.asarray(self.em))
+
+    def global_time(self, n, d, K, restarts=1):
+        """Seconds of a default global EM fit on n rows with ``restarts`` (``n_init``) starts: on
+        small data, max(restarts, portfolio_repeats(n)) portfolios that continue every short run."""
+        repeats = portfolio_repeats(int(n))
+        if repeats == 1 or not self.small:
+            return self.em_time(n, d, K, restarts)
+        return max(restarts, repeats) * float(_em_features(n, d, K) @ np.asarray(self.small))
 
     def server_time(self, M, K, S, d, mm_restarts=3):
         """Seconds of the server's screening and reduction (``mm_restarts`` MM starts)."""
@@ -135,8 +157,8 @@ class CostModel:
         _check_sizes(n=n, d=d, K=K, M=M)
         S = default_support_size(n, M) if S is None else int(S)
         n_m = math.ceil(n / M)
-        g = self.em_time(n, d, K, restarts)
-        loc = self.em_time(n_m, d, K, restarts)
+        g = self.global_time(n, d, K, restarts)
+        loc = self.em_time(n_m, d, K, restarts)  # local fits never repeat the portfolio
         srv = self.server_time(M, K, S, d, mm_restarts)
         rnd = rounds * self.round_time(n_m, d, K)
         learning = loc + srv + rnd
@@ -145,15 +167,18 @@ class CostModel:
         return Prediction(g, loc, srv, rnd, learning, wall, g / learning, g / wall, S)
 
     def breakeven_n(self, d, K, M, S=None, rounds=0, restarts=1, mm_restarts=3, n_max=10**9):
-        """The smallest n (>= 4 M) whose predicted speed-up reaches 1, or None below ``n_max``.
+        """The smallest n (>= 4 M, and beyond small data) whose predicted speed-up reaches 1, or
+        None below ``n_max``.
 
         With S = floor(n / 4M) the server's work grows with n like the global EM's, so the
-        speed-up levels off as n grows: it may never reach 1 for some (d, K, M).
+        speed-up levels off as n grows: it may never reach 1 for some (d, K, M). On small data
+        (portfolio_repeats(n) > 1) the global EM's repeated portfolios, which no local fit runs,
+        make the speed-up fall as n grows past them: the search starts after them.
         """
         def gain(n):
             return self.predict(int(n), d, K, M, S, rounds, restarts, mm_restarts).speedup
 
-        lo = 4 * M
+        lo = max(4 * M, _small_data_rows() + 1)
         if gain(lo) >= 1:
             return lo
         hi = lo
@@ -181,10 +206,20 @@ class CostModel:
         parts = [f"On one dedicated core per machine, the cost model of this server predicts a speed-up of "
                  f"{p.speedup:.1f}x: global EM {_s(p.global_time)} against a local fit of {_s(p.local)} plus "
                  f"{_s(p.server)} of reduction" + (f" plus {_s(p.rounds)} of rounds" if rounds else "") + "."]
+        repeats = portfolio_repeats(n)
+        if repeats > 1:
+            parts.append(f"On {n:,} rows the global EM runs {max(restarts, repeats)} whole portfolios of starts and "
+                         "continues every one (small data have many shallow maxima), which no machine's local fit "
+                         "does: a speed-up here is that safety skipped, not the work split.")
         n_even = self.breakeven_n(d, K, M, S, rounds, restarts, mm_restarts)
+        past = f"Past {_small_data_rows():,} rows, where the global EM runs one portfolio, " if repeats > 1 else ""
         if n_even is None:
-            parts.append(f"With K = {K}, d = {d} and M = {M} it stays below 1 at any n: the reduction costs "
-                         "more than the global EM saves.")
+            parts.append((past + "it" if past else "It") + f" stays below 1 at any n with K = {K}, d = {d} and "
+                         f"M = {M}: the reduction costs more than the global EM saves.")
+        elif past and n_even <= _small_data_rows() + 1:
+            parts.append(past + "it is above 1 from the start.")
+        elif past:
+            parts.append(past + f"it falls below 1 and passes it again at about n = {_round_n(n_even):,} rows.")
         else:
             verb = "crosses" if n_even <= n else "would cross"
             parts.append(f"It {verb} 1 at about n = {_round_n(n_even):,} rows (K = {K}, d = {d}, M = {M}).")
@@ -198,9 +233,10 @@ class CostModel:
         if fixed > 0.5 * p.local:
             raise_it.append(f"larger shards: {_s(fixed)} of each local fit is a fixed cost (its starts) that does "
                             "not shrink with n / M")
-        if p.local >= p.server:
+        if p.local >= p.server and repeats == 1:  # on small data more rows first end the repeats
             raise_it.append("more rows: the global EM grows with n, the local fits only with n / M")
-        parts.append("What would raise it: " + "; ".join(raise_it) + ".")
+        if raise_it:
+            parts.append("What would raise it: " + "; ".join(raise_it) + ".")
         return " ".join(parts)
 
     # ------------------------------------------------------------------ storage
@@ -209,7 +245,17 @@ class CostModel:
 
     @classmethod
     def from_dict(cls, d):
-        return cls(tuple(d["em"]), tuple(d["server"]), tuple(d["round"]), dict(d.get("meta", {})))
+        return cls(tuple(d["em"]), tuple(d["server"]), tuple(d["round"]), tuple(d.get("small", ())),
+                   dict(d.get("meta", {})))
+
+
+@functools.lru_cache(maxsize=1)
+def _small_data_rows():
+    """The largest n on which a default global EM repeats its portfolio (1 000)."""
+    n = 1
+    while portfolio_repeats(n + 1) > 1:
+        n += 1
+    return n
 
 
 def min_rows(d, K):
@@ -238,8 +284,9 @@ def _round_n(n):
     return int(round(n / 10**e) * 10**e)
 
 
-def calibrate(grid=CALIBRATION_GRID, *, rounds=1, progress=None) -> tuple[CostModel, list]:
-    """Measure the fits of ``grid`` on this machine and fit the cost model.
+def calibrate(grid=CALIBRATION_GRID, *, small=CALIBRATION_SMALL, rounds=1, progress=None) -> tuple[CostModel, list]:
+    """Measure the fits of ``grid`` (and the small-data global fits of ``small``) on this machine
+    and fit the cost model.
 
     Returns the model and the measurements (one dict per fit step: kind, sizes, seconds).
     CPU seconds of one thread with BLAS on one thread: the figures of one dedicated core.
@@ -275,7 +322,17 @@ def calibrate(grid=CALIBRATION_GRID, *, rounds=1, progress=None) -> tuple[CostMo
             for sec in c.rounds:  # the sequential backend runs the M machines' steps one after another
                 rows.append(dict(kind="round", n=math.ceil(n / M), d=d, K=K, M=M, S=S, seconds=float(sec) / M))
             if progress is not None:
-                progress(i + 1, len(grid))
+                progress(i + 1, len(grid) + len(small))
+        for j, (design, n) in enumerate(small):
+            K, d = DESIGNS[design].n_experts, DESIGNS[design].n_features
+            for seed in (0, 1):
+                sim = simulate_design(design, n, random_state=100 + seed)
+                c0 = time.thread_time()
+                MixtureOfExperts(K, random_state=seed)._fit(sim.X, sim.y, quiet=True)
+                rows.append(dict(kind="em_small", n=n, d=d, K=K, M=1, S=0, repeats=portfolio_repeats(n),
+                                 seconds=time.thread_time() - c0))
+            if progress is not None:
+                progress(len(grid) + j + 1, len(grid) + len(small))
     return fit_model(rows), rows
 
 
@@ -284,15 +341,19 @@ def fit_model(rows, meta=None) -> CostModel:
     em = [r for r in rows if r["kind"] == "em"]
     srv = [r for r in rows if r["kind"] == "server"]
     rnd = [r for r in rows if r["kind"] == "round"]
+    sml = [r for r in rows if r["kind"] == "em_small"]
     a = _fit([_em_features(r["n"], r["d"], r["K"]) for r in em], [r["seconds"] for r in em])
     F = np.array([_server_features(r["M"], r["K"], r["S"], r["d"]) for r in srv])
     F[:, 2] *= [r.get("mm_restarts", 3) for r in srv]
     b = _fit(F, [r["seconds"] for r in srv])
     c = _fit([_round_features(r["n"], r["d"], r["K"]) for r in rnd], [r["seconds"] for r in rnd]) if rnd else (0, 0)
+    # Per portfolio: the repeats multiply every part of the fit.
+    s = _fit([_em_features(r["n"], r["d"], r["K"]) for r in sml], [r["seconds"] / r["repeats"] for r in sml]) \
+        if sml else ()
     meta = dict(meta or {}, machine=platform.machine(), processor=platform.processor() or platform.machine(),
                 python=platform.python_version(), measured=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                 fits=len(srv), unit="CPU seconds of one thread")
-    return CostModel(tuple(map(float, a)), tuple(map(float, b)), tuple(map(float, c)), meta)
+    return CostModel(tuple(map(float, a)), tuple(map(float, b)), tuple(map(float, c)), tuple(map(float, s)), meta)
 
 
 def save(model: CostModel, path=CALIBRATION_FILE):

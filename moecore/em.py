@@ -54,6 +54,7 @@ __all__ = [
     "expert_statistics",
     "experts_from_statistics",
     "min_samples",
+    "portfolio_repeats",
     "uses_portfolio",
 ]
 
@@ -145,7 +146,7 @@ def _kmeans_sample_size(K, p):
     return max(_KMEANS_MIN_SAMPLES, _KMEANS_PER_PARAM * K * p)
 
 
-def _portfolio_repeats(n):
+def portfolio_repeats(n):
     """Whole portfolios a default fit on ``n`` rows runs: min(4, 2000 // n), at least 1."""
     return max(1, min(_SMALL_PORTFOLIOS, _SMALL_DATA_BUDGET // n))
 
@@ -645,7 +646,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         ys = scaler.transform_y(y)
         n_starts = self.n_init
         if small_data_repeats and uses_portfolio(self.init):
-            n_starts = max(n_starts, _portfolio_repeats(n))
+            n_starts = max(n_starts, portfolio_repeats(n))
         seeds = check_random_state_seed(self.random_state).spawn(n_starts)
         start_tauT = None  # (K, n): a warm start's responsibilities
         extra = None if pilot is None else self._pilot_start(pilot, scaler, d)
@@ -657,7 +658,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
 
         with one_blas_thread():
             best = self._best_run(XtT, ys, _wls_design(XtT, ys), seeds, start_tauT, extra,
-                                  every_run=small_data_repeats and _portfolio_repeats(n) > 1)
+                                  every_run=small_data_repeats and portfolio_repeats(n) > 1)
         # Log-likelihood in original y units: the density picks up the Jacobian 1 / y_scale.
         shift = n * np.log(scaler.y_scale)
         self._set_params(scaler.params_to_original(best["gates"], best["experts"], best["variances"]))
@@ -772,7 +773,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             # Never on small data, where the portfolio repeats: basins there are many and shallow,
             # and faithful's K = 3 maximum, reached by 15 % of random starts, was lost once when
             # the first wave's lines and random runs agreed on the basin below it.
-            if _portfolio_repeats(n) == 1:
+            if portfolio_repeats(n) == 1:
                 settled = _settled_kinds({kind: more for kind, (_, more) in continued.items()}, Xs.shape[1])
         kept = [more for _, more in continued.values()]
         if extra is not None:

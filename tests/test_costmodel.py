@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from moecore import costmodel as cm
+from moecore.em import portfolio_repeats
 
 # Coefficients of the order the calibration finds on a 2-core x86 machine (seconds).
-KNOWN = cm.CostModel(em=(3e-3, 8e-8, 6e-9), server=(2e-3, 5e-8, 6e-9, 2e-9), round=(4e-4, 2e-9))
+KNOWN = cm.CostModel(em=(3e-3, 8e-8, 6e-9), server=(2e-3, 5e-8, 6e-9, 2e-9), round=(4e-4, 2e-9),
+                     small=(1.4e-2, 1e-6, 2.5e-7))
 
 
 def synthetic_rows(model, rng):
@@ -24,12 +26,15 @@ def synthetic_rows(model, rng):
             rows[-1]["seconds"] = model.server_time(M, K, S, d, rows[-1]["mm_restarts"])
         for n_m in [250, 4000, 16_000]:
             rows.append(dict(kind="round", n=n_m, d=d, K=K, seconds=model.round_time(n_m, d, K)))
+        for n in [200, 500, 1000]:
+            rows.append(dict(kind="em_small", n=n, d=d, K=K, repeats=portfolio_repeats(n),
+                             seconds=model.global_time(n, d, K)))
     return rows
 
 
 def test_fit_recovers_the_coefficients_of_exact_measurements():
     got = cm.fit_model(synthetic_rows(KNOWN, np.random.default_rng(0)))
-    for a, b in [(got.em, KNOWN.em), (got.server, KNOWN.server), (got.round, KNOWN.round)]:
+    for a, b in [(got.em, KNOWN.em), (got.server, KNOWN.server), (got.round, KNOWN.round), (got.small, KNOWN.small)]:
         # nnls on exact data: round-off of a least-squares solve with condition number ~1e8 at most
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-12)
 
@@ -40,7 +45,7 @@ def test_fit_keeps_coefficients_non_negative_on_noisy_measurements():
     for r in rows:
         r["seconds"] *= rng.lognormal(0, 0.5)
     got = cm.fit_model(rows)
-    assert min(got.em + got.server + got.round) >= 0
+    assert min(got.em + got.server + got.round + got.small) >= 0
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +57,33 @@ def test_stored_calibration_is_a_valid_model(stored):
     assert min(stored.em + stored.server + stored.round) >= 0
     assert stored.em[1] + stored.em[2] > 0  # the EM time grows with the rows
     assert stored.meta["unit"] == "CPU seconds of one thread"
+    assert len(stored.small) == 3 and min(stored.small) >= 0 and stored.small[0] > 0
+
+
+def test_small_data_global_time_counts_every_repeated_portfolio():
+    # A default fit on n <= 1000 rows runs portfolio_repeats(n) whole portfolios (at least n_init).
+    per = float(cm._em_features(500, 2, 4) @ np.array(KNOWN.small))
+    assert KNOWN.global_time(500, 2, 4) == pytest.approx(4 * per)
+    assert KNOWN.global_time(500, 2, 4, restarts=6) == pytest.approx(6 * per)
+    per_1000 = float(cm._em_features(1000, 2, 4) @ np.array(KNOWN.small))
+    assert KNOWN.global_time(1000, 2, 4) == pytest.approx(2 * per_1000)
+    # Beyond small data, and for a calibration stored before the small-data term: the large-data formula.
+    assert KNOWN.global_time(1001, 2, 4) == KNOWN.em_time(1001, 2, 4)
+    old = cm.CostModel.from_dict({k: v for k, v in KNOWN.to_dict().items() if k != "small"})
+    assert old.small == () and old.global_time(500, 2, 4) == old.em_time(500, 2, 4)
+    # The prediction's global EM is that time; the local fits (never repeated) keep the large-data formula.
+    p = KNOWN.predict(600, 2, 4, 4)
+    assert p.global_time == KNOWN.global_time(600, 2, 4) and p.local == KNOWN.em_time(150, 2, 4)
+
+
+def test_explain_on_small_data_names_the_repeated_portfolios_and_crosses_one_beyond_them():
+    text = KNOWN.explain(272, 1, 3, 4)
+    assert "4 whole portfolios" in text and "not the work split" in text
+    n_even = KNOWN.breakeven_n(1, 3, 4)
+    assert n_even > 1000 and KNOWN.predict(n_even, 1, 3, 4).speedup >= 1
+    assert KNOWN.predict(1001, 1, 3, 4).speedup < 1 and KNOWN.predict(272, 1, 3, 4).speedup > 1
+    assert f"falls below 1 and passes it again at about n = {cm._round_n(n_even):,} rows" in text
+    assert "whole portfolios" not in KNOWN.explain(20_000, 1, 3, 4)
 
 
 @pytest.mark.parametrize("model", ["known", "stored"])
@@ -98,6 +130,8 @@ def test_breakeven_is_none_when_the_reduction_always_costs_more():
     slow_server = cm.CostModel(em=KNOWN.em, server=(2e-3, 5e-8, 1e-5, 2e-9), round=KNOWN.round)
     assert slow_server.breakeven_n(1, 3, 8, n_max=10**7) is None
     assert "stays below 1 at any n" in slow_server.explain(20_000, 1, 3, 8)
+    assert "Past 1,000 rows, where the global EM runs one portfolio, it stays below 1 at any n" in \
+        slow_server.explain(600, 1, 3, 8)
 
 
 def test_explain_quotes_the_prediction_and_a_remedy():
