@@ -1,4 +1,5 @@
-"""Command line: ``python -m moecore compare ...`` runs one distributed-versus-global comparison."""
+"""Command line: ``python -m moecore compare ...`` runs one distributed-versus-global comparison on a
+design, a shipped real data set or a CSV/Parquet file; ``choose-k`` tabulates BIC and ICL against K."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 from .costs import check_memory, fit_memory_bytes
+from .datasets import DATASETS, load_dataset
 from .params import DISTRIBUTED_PARAMETERS as P
 from .params import Param
 from .simulation import DESIGNS
@@ -38,6 +40,19 @@ def _argument(parser, param: Param, *flags, default=None, help=None):
     parser.add_argument(*flags, **kw)
 
 
+def _data_arguments(parser, default_design, design_help):
+    """--design, or --data (a shipped set or a file) with its --response: one source of rows."""
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--design", default=None, choices=sorted(DESIGNS),
+                     help=f"{design_help} (default {default_design})")
+    src.add_argument("--data", default=None,
+                     help=f"a shipped real data set ({', '.join(DATASETS)}) or a CSV, TSV or Parquet file with a "
+                          "header row, every column used numeric")
+    parser.add_argument("--response", default=None,
+                        help="the response column of a --data file (default: its first column); every other column "
+                             "is an input")
+
+
 def _build_parser():
     ap = argparse.ArgumentParser(
         prog="python -m moecore",
@@ -47,13 +62,17 @@ def _build_parser():
     sub.add_parser("designs", help="list the named synthetic designs")
     sub.add_parser("warmup", help="compile the numba kernels into their on-disk cache (make setup runs it, so "
                                   "that the app's first chart does not wait for the compiler)")
-    c = sub.add_parser("compare", help="reduction vs global EM vs naive aggregators on a design")
-    c.add_argument("--design", default="separated-2d", choices=sorted(DESIGNS))
+    c = sub.add_parser("compare", help="reduction vs global EM vs naive aggregators on a design or your data")
+    _data_arguments(c, "separated-2d", "a synthetic design")
     n_rows = Param("n", "int", 100_000, "training samples", low=2)
-    _argument(c, n_rows, "--n")
-    _argument(c, Param("n_test", "int", 20_000, "held-out samples", low=1), "--n-test")
+    _argument(c, replace(n_rows, default=None, none="100000"), "--n", help="training samples drawn from --design")
+    _argument(c, Param("n_test", "int", None, "held-out samples drawn from --design", low=1, none="20000"),
+              "--n-test")
+    _argument(c, Param("test_size", "float", 0.2, "the share of --data's rows held out at random (seeded by --seed)",
+                       low=0.0, high=0.9, low_open=True), "--test-size")
     _argument(c, P["n_machines"], "--machines", "-M", default=16)
-    _argument(c, replace(P["n_experts"], default=None, none="the design's own K"), "--experts", "-K")
+    _argument(c, replace(P["n_experts"], default=None, none="the design's own K, or a shipped set's suggested K"),
+              "--experts", "-K")
     _argument(c, P["support_size"], "--support-size")
     _argument(c, P["n_jobs"], "--n-jobs", default=-1)
     # No dask here: the command line has no scheduler option.
@@ -64,13 +83,7 @@ def _build_parser():
     _argument(c, Param("seed", "int", 0, "the seed of the data and of the fits", low=0), "--seed")
     c.add_argument("--csv", default=None, help="also write the table to this CSV file")
     k = sub.add_parser("choose-k", help="BIC and ICL against K for the global EM (and a distributed fit with -M)")
-    src = k.add_mutually_exclusive_group()
-    src.add_argument("--design", default=None, choices=sorted(DESIGNS),
-                     help="a synthetic design (default teaching-1d)")
-    src.add_argument("--data", default=None,
-                     help="a shipped real data set (flights, tonedata, nodata, boston, mcycle, faithful) or a CSV "
-                          "file with a header row")
-    k.add_argument("--response", default=None, help="the response column of --data (default: the first column)")
+    _data_arguments(k, "teaching-1d", "a synthetic design")
     _argument(k, n_rows, "--n", default=20_000, help="samples drawn from --design")
     k.add_argument("--ks", default="1,2,3,4,5", help="the Ks to try, comma-separated (default 1,2,3,4,5)")
     _argument(k, replace(P["n_machines"], default=None, none="the global EM only"), "--machines", "-M")
@@ -80,27 +93,39 @@ def _build_parser():
     return ap
 
 
+def _load_data(data, response):
+    """(X (n, d), y (n,), description, K suggested or None) of ``--data``: a shipped set's name, or
+    a file read and checked as a machine reads its shard (:func:`moecore.shards.read_shard`)."""
+    import re
+
+    from .shards import ShardError, _columns, _format, read_shard
+
+    if data in DATASETS:
+        if response is not None:
+            raise ValueError(f"--response is for a --data file; the shipped set {data!r} has its own response.")
+        ds = load_dataset(data)
+        return ds.X, ds.y, f"{ds.name} ({ds.response_name} ~ {' + '.join(ds.feature_names)})", ds.suggested_experts
+    try:
+        if response is None:
+            if not os.path.isfile(data):
+                raise ShardError(f"shard file {data!r} does not exist and is not a shipped data set "
+                                 f"({', '.join(DATASETS)})")
+            response = _columns(data, _format(data))[0][0]
+        X, y, features = read_shard(data, response)
+    except ShardError as exc:
+        # The reader speaks of machines' shards; here the file is the user's whole data.
+        raise ValueError("--data: " + re.sub(r"^shard (file )?", "file ", str(exc))) from None
+    return X, y, f"{data} ({response} ~ {' + '.join(features)})", None
+
+
 def _choose_k(args):
     """The ``choose-k`` command: the table of criteria against K and the chosen K(s)."""
     import pandas as pd
 
-    from .datasets import DATASETS, load_dataset
     from .selection import choose_k
 
-    if args.data in DATASETS:
-        ds = load_dataset(args.data)
-        X, y = ds.X, ds.y
-        what = f"{ds.name} ({ds.response_name} ~ {' + '.join(ds.feature_names)})"
-    elif args.data is not None:
-        try:
-            df = pd.read_csv(args.data)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"--data {args.data}: cannot read it as a CSV file ({exc}).") from None
-        response = args.response or df.columns[0]
-        if response not in df.columns:
-            raise ValueError(f"--response {response!r} is not a column of {args.data}: {list(df.columns)}.")
-        X, y = df.drop(columns=[response]).to_numpy(np.float64), df[response].to_numpy(np.float64)
-        what = f"{args.data} ({response} ~ {' + '.join(c for c in df.columns if c != response)})"
+    if args.data is not None:
+        X, y, what, _ = _load_data(args.data, args.response)
     else:
         from .simulation import simulate_design
 
@@ -120,6 +145,45 @@ def _choose_k(args):
           + (f", K = {sel.chosen_distributed} for the distributed fit over M = {args.machines}"
              if sel.chosen_distributed is not None else ""))
     return 0
+
+
+def _compare_rows(args):
+    """(training rows, held-out rows, K, what) of ``compare``: drawn from --design, or --data split at
+    random with --test-size held out.  Rows: SimpleNamespace of X (n, d), y (n,), labels, params
+    (the true ones; None for data)."""
+    from types import SimpleNamespace
+
+    from sklearn.model_selection import train_test_split
+
+    from .simulation import simulate_design
+
+    if args.data is None:
+        if args.response is not None:
+            raise ValueError("--response is for --data; a --design has its own response.")
+        design, n, n_test = args.design or "separated-2d", args.n or 100_000, args.n_test or 20_000
+        check_memory(fit_memory_bytes(n + n_test, DESIGNS[design].n_features),
+                     f"--n {n} and --n-test {n_test}", "lower --n (or --n-test).")
+        s_train, s_test = np.random.SeedSequence(args.seed).spawn(2)
+        train = simulate_design(design, n, random_state=s_train)
+        test = simulate_design(design, n_test, random_state=s_test)
+        return train, test, args.experts or train.params.n_experts, f"design={design}"
+    if args.n is not None or args.n_test is not None:
+        raise ValueError("--n and --n-test are the sizes drawn from a --design; --data fits its own rows, with "
+                         "--test-size of them held out.")
+    X, y, what, suggested = _load_data(args.data, args.response)
+    K = args.experts or suggested
+    if K is None:
+        raise ValueError(f"--experts (-K) is needed with --data {args.data}: a file does not say how many experts "
+                         f"it holds (python -m moecore choose-k --data {args.data} suggests one).")
+    if y.size < 4:
+        raise ValueError(f"--data {args.data} holds {y.size} row(s): too few to hold some out and fit the rest.")
+    train_idx, test_idx = train_test_split(np.arange(y.size), test_size=args.test_size, random_state=args.seed)
+
+    def rows(idx):
+        idx = np.sort(idx)
+        return SimpleNamespace(X=X[idx], y=y[idx], labels=None, params=None)
+
+    return rows(train_idx), rows(test_idx), K, f"data={what}, {args.test_size:.0%} held out:"
 
 
 def _warmup():
@@ -189,19 +253,13 @@ def _main(argv=None):
     import pandas as pd
 
     from .experiments import compare_methods
-    from .simulation import simulate_design
 
-    check_memory(fit_memory_bytes(args.n + args.n_test, DESIGNS[args.design].n_features),
-                 f"--n {args.n} and --n-test {args.n_test}", "lower --n (or --n-test).")
-    ss = np.random.SeedSequence(args.seed)
-    s_train, s_test = ss.spawn(2)
     try:
-        train = simulate_design(args.design, args.n, random_state=s_train)
-        test = simulate_design(args.design, args.n_test, random_state=s_test)
-        K = args.experts if args.experts is not None else train.params.n_experts
+        train, test, K, what = _compare_rows(args)
         comp = compare_methods(
             train.X, train.y, test.X, test.y, K, args.machines,
-            labels_test=test.labels, truth=train.params if K == train.params.n_experts else None,
+            labels_test=test.labels, truth=train.params if train.params is not None
+            and K == train.params.n_experts else None,
             random_state=args.seed, n_jobs=args.n_jobs, backend=args.backend,
             support_size=args.support_size, variance_update=args.variance_update,
             gate_targets=args.gate_targets, local_check=args.local_check, refine_rounds=args.rounds,
@@ -213,8 +271,8 @@ def _main(argv=None):
     table = comp.table()
     dm = comp.distributed
     t = dm.timings_
-    print(f"design={args.design} n={args.n} M={args.machines} K={K} S={len(dm.support_indices_)} "
-          f"(test n={args.n_test}, seed={args.seed})")
+    print(f"{what} n={train.y.size} M={args.machines} K={K} S={len(dm.support_indices_)} "
+          f"(test n={test.y.size}, seed={args.seed})")
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4g}".format):
         print(table)
     print(

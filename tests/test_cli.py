@@ -30,3 +30,59 @@ def test_module_entry_point_lists_designs():
     out = subprocess.run([sys.executable, "-m", "moecore", "designs"], capture_output=True, text=True,
                          check=True).stdout
     assert "teaching-1d" in out and "separated-2d" in out
+
+
+def _csv(tmp_path, n=900, seed=0):
+    """A teaching-1d sample as a user's CSV: the response in the second column, named 'target'."""
+    import pandas as pd
+
+    from moecore.simulation import simulate_design
+
+    sim = simulate_design("teaching-1d", n, random_state=seed)
+    path = tmp_path / "mine.csv"
+    pd.DataFrame({"dose": sim.X[:, 0], "target": sim.y}).to_csv(path, index=False)
+    return path
+
+
+def test_compare_runs_on_a_users_file_with_a_held_out_share(capsys, tmp_path):
+    path = _csv(tmp_path)
+    rc = main(["compare", "--data", str(path), "--response", "target", "-K", "3", "-M", "2", "--test-size", "0.25",
+               "--n-jobs", "1", "--backend", "sequential"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    # 25 % of 900 rows held out (train_test_split rounds the held-out share up): 675 fitted, 225 scored.
+    assert f"data={path} (target ~ dose), 25% held out: n=675 M=2 K=3" in out and "test n=225" in out
+    for method in ("reduction", "global", "weighted average"):
+        assert method in out
+
+
+def test_compare_on_a_shipped_set_takes_its_suggested_k(capsys):
+    rc = main(["compare", "--data", "faithful", "-M", "2", "--n-jobs", "1", "--backend", "sequential"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "data=faithful (eruptions ~ waiting)" in out and "K=2" in out and "test n=55" in out
+
+
+def test_choose_k_reads_a_users_file(capsys, tmp_path):
+    rc = main(["choose-k", "--data", str(_csv(tmp_path)), "--response", "target", "--ks", "1,2,3", "--n-jobs", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "900 rows, 1 input(s)" in out and "BIC chooses K = " in out
+
+
+def test_data_problems_are_one_line_naming_what_to_change(capsys, tmp_path):
+    path = _csv(tmp_path)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("y,x,colour\n1,2,red\n2,3,blue\n3,4,red\n4,5,red\n")
+    cases = [
+        (["compare", "--data", str(path), "--response", "target"], "--experts (-K) is needed with --data"),
+        (["compare", "--data", str(bad), "-K", "2"], "column 'colour' is not numeric"),
+        (["choose-k", "--data", str(bad)], "column 'colour' is not numeric"),
+        (["compare", "--data", str(path), "--response", "dosage", "-K", "2"], "no response column 'dosage'"),
+        (["compare", "--data", str(tmp_path / "none.csv"), "-K", "2"], "does not exist and is not a shipped data set"),
+        (["compare", "--data", "faithful", "--response", "waiting"], "--response is for a --data file"),
+        (["compare", "--design", "teaching-1d", "--response", "y"], "--response is for --data"),
+        (["compare", "--data", "faithful", "--n", "100"], "--data fits its own rows, with --test-size"),
+    ]
+    for argv, message in cases:
+        rc = main(argv)
+        err = capsys.readouterr().err
+        assert rc == 2 and message in err and "Traceback" not in err and "shard" not in err, (argv, err)
