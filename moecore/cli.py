@@ -98,7 +98,7 @@ def _load_data(data, response):
     a file read and checked as a machine reads its shard (:func:`moecore.shards.read_shard`)."""
     import re
 
-    from .shards import ShardError, _columns, _format, read_shard
+    from .shards import ShardError, file_columns, read_shard
 
     if data in DATASETS:
         if response is not None:
@@ -106,11 +106,10 @@ def _load_data(data, response):
         ds = load_dataset(data)
         return ds.X, ds.y, f"{ds.name} ({ds.response_name} ~ {' + '.join(ds.feature_names)})", ds.suggested_experts
     try:
-        if response is None:
-            if not os.path.isfile(data):
-                raise ShardError(f"shard file {data!r} does not exist and is not a shipped data set "
-                                 f"({', '.join(DATASETS)})")
-            response = _columns(data, _format(data))[0][0]
+        if not os.path.exists(data):
+            raise ShardError(f"shard file {data!r} does not exist and is not a shipped data set "
+                             f"({', '.join(DATASETS)})")
+        response = file_columns(data)[0] if response is None else response
         X, y, features = read_shard(data, response)
     except ShardError as exc:
         # The reader speaks of machines' shards; here the file is the user's whole data.

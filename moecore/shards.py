@@ -41,8 +41,8 @@ from .dispatch import MachineData, Runner, gather_dask
 from .params import min_samples, min_samples_rule
 from .shard_check import warn_small_shards
 
-__all__ = ["PinnedShards", "ShardError", "ShardInfo", "ShardJob", "ShardsFitted", "allocate_support", "fit_shards",
-           "inspect_shard", "read_shard", "rows_digest"]
+__all__ = ["PinnedShards", "ShardError", "ShardInfo", "ShardJob", "ShardsFitted", "allocate_support", "file_columns",
+           "fit_shards", "inspect_shard", "read_shard", "rows_digest"]
 
 _CSV = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz", ".txt", ".tsv")
 _PARQUET = (".parquet", ".pq", ".parq")
@@ -117,6 +117,16 @@ def _columns(path, fmt):
         pf = pq.ParquetFile(path)
         return list(pf.schema_arrow.names), pf.metadata.num_rows
     return [str(c) for c in pd.read_csv(path, nrows=0, sep=_sep(path)).columns], None
+
+
+def file_columns(path):
+    """The column names of a CSV, TSV or Parquet file, from its header (a ShardError naming the file if
+    it is missing or unreadable)."""
+    path = os.fspath(path)
+    with _reading(path):
+        fmt = _format(path)
+        _check_exists(path)
+        return _columns(path, fmt)[0]
 
 
 def _select(path, columns, response, features):
