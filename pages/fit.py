@@ -137,7 +137,8 @@ below_one = g.fit_time_ < sum(parts.values())
 pays = [explain.speedup_sentence(parts, g.fit_time_, len(dm.local_models_))] if below_one else []
 predicted = explain.cost_model_text(
     n_fit, dm.params_.n_features, dm.params_.n_experts, int(s["M"]), S=len(dm.support_indices_),
-    rounds=int(s["rounds"]), restarts=int(s["restarts"]), mm_restarts=int(s["mm_restarts"]), cores=settings.MAX_JOBS)
+    rounds=int(s["rounds"]), restarts=int(s["restarts"]), mm_restarts=int(s["mm_restarts"]), cores=settings.MAX_JOBS,
+    measured_global=g.fit_time_)
 if predicted:
     pays.append(predicted + " The measured speed-up above also counts threads sharing this server's cores.")
 if pays:
