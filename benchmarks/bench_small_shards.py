@@ -5,6 +5,7 @@ size rule cannot.
 
     .venv/bin/python benchmarks/bench_small_shards.py            # writes benchmarks/results/small_shards.csv
     .venv/bin/python benchmarks/bench_small_shards.py --only gag,cats --seeds 1   # a quick look
+    .venv/bin/python benchmarks/bench_small_shards.py --unseen   # the 18 UNSEEN sets: small_shards_unseen.csv
 
 For each data set, K in {2, 3, 4}, M from 2 up to the most machines the library accepts, S in {default
 floor(n / 4M), n} and three seeds: the distributed fit's RPE on all the rows divided by the global EM's
@@ -171,11 +172,18 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="", help="comma-separated data set names (default: all)")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--unseen", action="store_true",
+                    help="the eighteen R sets of UNSEEN instead, none of them used for the rule or the check")
     args = ap.parse_args(argv)
-    sets = {**small_sets(), **from_r(MORE)}
-    for design, n in (("teaching-1d", 600), ("separated-2d", 1200), ("overlapping-5d", 2000)):
-        sim = simulate_design(design, n, random_state=7)
-        sets[design] = (sim.X, sim.y)
+    if args.unseen:
+        sets = from_r(UNSEEN)
+        if not sets:
+            raise SystemExit("--unseen needs Rscript with the datasets, MASS and flexmix packages.")
+    else:
+        sets = {**small_sets(), **from_r(MORE)}
+        for design, n in (("teaching-1d", 600), ("separated-2d", 1200), ("overlapping-5d", 2000)):
+            sim = simulate_design(design, n, random_state=7)
+            sets[design] = (sim.X, sim.y)
     if args.only:
         sets = {k: v for k, v in sets.items() if k in args.only.split(",")}
     rows = []
@@ -199,7 +207,7 @@ def main(argv=None):
                                          **one_fit(X, y, K, M, S, seed, g_rpe)))
         print(f"{name}: done", flush=True)
     df = pd.DataFrame(rows)
-    out = ROOT / "benchmarks" / "results" / "small_shards.csv"
+    out = ROOT / "benchmarks" / "results" / f"small_shards{'_unseen' if args.unseen else ''}.csv"
     if not args.only:
         df.to_csv(out, index=False)
     summarise(df)
