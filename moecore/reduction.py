@@ -493,6 +493,17 @@ class ReductionProblem:
             V[k] = self.large.variances[sel] @ ww / ww.sum()
         return B, V
 
+    def plan_sums(self, assignment, n_experts):
+        """(D, T, Q2, QV) (S, K) of a given ``assignment`` (S, L): the sums over the components l sent
+        to each reduced expert of mass, mass * mu, mass * mu^2 and mass * sigma2_l, as
+        :meth:`plan` returns them for its optimal assignment; what :meth:`update` takes."""
+        sums = np.zeros((4, self.S, n_experts))
+        for k in range(n_experts):
+            w = np.where(assignment == k, self.mass, 0.0)  # (S, L)
+            wm = w * self.mu
+            sums[:, :, k] = w.sum(axis=1), wm.sum(axis=1), (wm * self.mu).sum(axis=1), w @ self.large.variances
+        return tuple(sums)
+
     def transport_plan(self, assignment, n_experts):
         """The :class:`TransportPlan` of an assignment (S, L) of components to reduced experts."""
         large = self.large
@@ -631,16 +642,33 @@ def reduce_mixtures(local_params, weights, X_support, n_experts, *, y_support=No
     plan = problem.transport_plan(state.assignment, v["n_experts"])
     variances = debiased_variances(state.variances, plan.coupling, large.variances, net)
     gates, targets = reduced_gate(problem, state, plan, gate_targets, y_support)
+    experts_std = state.experts_std
     if gate_targets == "component":
-        split = separate_duplicates(problem, state, plan)
-        if split is not plan:  # kept where the gate then follows its targets better
-            split_gates, split_targets = reduced_gate(problem, state, split, gate_targets, y_support)
-            if gate_misfit(problem, split_gates, split_targets) < gate_misfit(problem, gates, targets):
-                plan, gates, targets = split, split_gates, split_targets
-    params = _m.MoEParams(gates, problem.scaler.coef_to_original(state.experts_std), variances)
+        plan, gates, targets, experts_std, variances = _with_copies_separated(
+            problem, state, plan, (gates, targets, experts_std, variances), y_support, variance_update, net)
+    params = _m.MoEParams(gates, problem.scaler.coef_to_original(experts_std), variances)
     return ReductionResult(params=params, objective_history=history, objective=float(history[-1]),
                            n_iter=len(history), converged=bool(converged), init_objectives=np.asarray(finals),
                            plan=plan, gate_targets=targets, time=time.perf_counter() - t0)
+
+
+def _with_copies_separated(problem, state, plan, fit, y_support, variance_update, net):
+    """(plan, gates, targets, experts_std, variances): ``fit`` = (gates, targets, experts_std, variances)
+    of ``plan``, or those of :func:`separate_duplicates`' plan where its gate follows its targets
+    better. The copies' experts and variances are then re-solved for the separated plan: MM's were
+    pooled over the components the cost split by noise, which sorts a line's copies by their local
+    variances (docs/method.md, "Copies of one line")."""
+    gates, targets = fit[:2]
+    split = separate_duplicates(problem, state, plan)
+    if split is plan:
+        return (plan, *fit)
+    split_gates, split_targets = reduced_gate(problem, state, split, "component", y_support)
+    if not gate_misfit(problem, split_gates, split_targets) < gate_misfit(problem, gates, targets):
+        return (plan, *fit)
+    experts_std, exact = problem.update(*problem.plan_sums(split.assignment, state.variances.shape[0]),
+                                        state.experts_std, state.variances, variance_update)
+    return split, split_gates, split_targets, experts_std, debiased_variances(exact, split.coupling,
+                                                                              problem.large.variances, net)
 
 
 def _variance_floor(local_variances):
