@@ -31,7 +31,6 @@ reads them.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import platform
@@ -42,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import nnls
 
-from .em import portfolio_repeats
+from .em import SMALL_DATA_ROWS, portfolio_repeats
 from .params import default_support_size
 
 __all__ = ["CALIBRATION_FILE", "CostModel", "Prediction", "calibrate", "fit_model", "load", "min_rows", "save"]
@@ -178,7 +177,7 @@ class CostModel:
         def gain(n):
             return self.predict(int(n), d, K, M, S, rounds, restarts, mm_restarts).speedup
 
-        lo = max(4 * M, _small_data_rows() + 1)
+        lo = max(4 * M, SMALL_DATA_ROWS + 1)
         if gain(lo) >= 1:
             return lo
         hi = lo
@@ -212,11 +211,11 @@ class CostModel:
                          "continues every one (small data have many shallow maxima), which no machine's local fit "
                          "does: a speed-up here is that safety skipped, not the work split.")
         n_even = self.breakeven_n(d, K, M, S, rounds, restarts, mm_restarts)
-        past = f"Past {_small_data_rows():,} rows, where the global EM runs one portfolio, " if repeats > 1 else ""
+        past = f"Past {SMALL_DATA_ROWS:,} rows, where the global EM runs one portfolio, " if repeats > 1 else ""
         if n_even is None:
             parts.append((past + "it" if past else "It") + f" stays below 1 at any n with K = {K}, d = {d} and "
                          f"M = {M}: the reduction costs more than the global EM saves.")
-        elif past and n_even <= _small_data_rows() + 1:
+        elif past and n_even <= SMALL_DATA_ROWS + 1:
             parts.append(past + "it is above 1 from the start.")
         elif past:
             parts.append(past + f"it falls below 1 and passes it again at about n = {_round_n(n_even):,} rows.")
@@ -247,15 +246,6 @@ class CostModel:
     def from_dict(cls, d):
         return cls(tuple(d["em"]), tuple(d["server"]), tuple(d["round"]), tuple(d.get("small", ())),
                    dict(d.get("meta", {})))
-
-
-@functools.lru_cache(maxsize=1)
-def _small_data_rows():
-    """The largest n on which a default global EM repeats its portfolio (1 000)."""
-    n = 1
-    while portfolio_repeats(n + 1) > 1:
-        n += 1
-    return n
 
 
 def min_rows(d, K):

@@ -45,6 +45,7 @@ from .gating import (
 from .params import EM_PARAMETERS, check_parameters, min_samples, min_samples_rule, n_free_parameters
 
 __all__ = [
+    "SMALL_DATA_ROWS",
     "ConvergenceWarning",
     "DegenerateFitWarning",
     "ExpertStats",
@@ -119,6 +120,7 @@ _RUNOFF_MIN_FACTOR = 100  # on data of at least this many times the short runs' 
 # took 1.09 s instead of 0.36 s to compute with the repeats).
 _SMALL_DATA_BUDGET = 2000
 _SMALL_PORTFOLIOS = 4
+SMALL_DATA_ROWS = _SMALL_DATA_BUDGET // 2  # the largest n on which portfolio_repeats(n) > 1
 _KPLANES_ITER = 3  # k-planes (assign to the nearest line, refit) iterations of a "lines" start
 _KPLANES_RIDGE = 1e-10  # relative ridge of its lines' normal equations (a subset can be singular)
 # The likelihood is unbounded as an expert's variance goes to 0 (an expert on p points, or on

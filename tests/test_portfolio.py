@@ -60,12 +60,13 @@ def test_small_data_repeat_the_portfolio_continue_every_run_and_every_seed_reach
     # K = 5) and 1.7 (mcycle, K = 5) nats below the maximum. On small data every short run goes on
     # and every basin is continued to convergence. The best-known maximum comes from many more
     # starts here, not from a stored number; 1 nat is issue 19's criterion.
-    from moecore.em import portfolio_repeats
+    from moecore.em import SMALL_DATA_ROWS, portfolio_repeats
 
     ds = load_dataset(name)
     floor = DEGENERATE_VAR * ds.y.var()
     assert portfolio_repeats(len(ds.y)) == min(4, 2000 // len(ds.y)) > 1
     assert portfolio_repeats(2001) == portfolio_repeats(10**6) == 1  # shards at the paper's sizes: one
+    assert portfolio_repeats(SMALL_DATA_ROWS) > 1 == portfolio_repeats(SMALL_DATA_ROWS + 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         many = [MixtureOfExperts(K, n_init=8, random_state=99).fit(ds.X, ds.y),
