@@ -150,10 +150,7 @@ def _compare_rows(args):
     """(training rows, held-out rows, K, what) of ``compare``: drawn from --design, or --data split at
     random with --test-size held out.  Rows: SimpleNamespace of X (n, d), y (n,), labels, params
     (the true ones; None for data)."""
-    from types import SimpleNamespace
-
-    from sklearn.model_selection import train_test_split
-
+    from .experiments import data_rows, held_out_split
     from .simulation import simulate_design
 
     if args.data is None:
@@ -176,13 +173,9 @@ def _compare_rows(args):
                          f"it holds (python -m moecore choose-k --data {args.data} suggests one).")
     if y.size < 4:
         raise ValueError(f"--data {args.data} holds {y.size} row(s): too few to hold some out and fit the rest.")
-    train_idx, test_idx = train_test_split(np.arange(y.size), test_size=args.test_size, random_state=args.seed)
-
-    def rows(idx):
-        idx = np.sort(idx)
-        return SimpleNamespace(X=X[idx], y=y[idx], labels=None, params=None)
-
-    return rows(train_idx), rows(test_idx), K, f"data={what}, {args.test_size:.0%} held out:"
+    train_idx, test_idx = held_out_split(y.size, args.test_size, args.seed)
+    return (data_rows(X, y, train_idx), data_rows(X, y, test_idx), K,
+            f"data={what}, {args.test_size:.0%} held out:")
 
 
 def _warmup():

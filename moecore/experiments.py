@@ -23,7 +23,8 @@ from .selection import criterion_values
 from .simulation import simulate_design
 from .splits import SPLITS, Split
 
-__all__ = ["SWEEPABLE", "Comparison", "alpha_sweep", "compare_methods", "evaluate", "sweep"]
+__all__ = ["SWEEPABLE", "Comparison", "alpha_sweep", "compare_methods", "data_rows", "evaluate", "held_out_split",
+           "sweep"]
 
 METHODS = ("reduction", "global", "weighted average", "median", "single machine")
 # The naive average of the local parameters as each machine numbered its experts (label switching).
@@ -176,15 +177,22 @@ def _sweep_rows(design, data, test_size, n_test, s_train, s_test):
         test = simulate_design(design, n_test, random_state=s_test)
         return test, lambda n: simulate_design(design, n, random_state=s_train)
     X, y = data
-    tr, te = train_test_split(np.arange(y.size), test_size=test_size,
-                              random_state=int(s_test.generate_state(1)[0]))
+    tr, te = held_out_split(y.size, test_size, int(s_test.generate_state(1)[0]))
     order = np.random.default_rng(s_train).permutation(tr)
+    return data_rows(X, y, te), lambda n: data_rows(X, y, order[:n])
 
-    def rows(idx):
-        idx = np.sort(idx)
-        return SimpleNamespace(X=X[idx], y=y[idx], labels=None, params=None)
 
-    return rows(te), lambda n: rows(order[:n])
+def held_out_split(n_rows, test_size, seed):
+    """(training, held-out) row indices of data with ``n_rows`` rows: ``test_size`` of them held out
+    at random (rounded up), from the int ``seed``."""
+    return train_test_split(np.arange(n_rows), test_size=test_size, random_state=seed)
+
+
+def data_rows(X, y, idx):
+    """Rows ``idx`` of data (X (n, d), y (n,)), in their original order, as the sweeps and the command
+    line pass them around: SimpleNamespace of X, y, labels and params (None: data have no truth)."""
+    idx = np.sort(idx)
+    return SimpleNamespace(X=X[idx], y=y[idx], labels=None, params=None)
 
 
 def training_size(n_rows: int, test_size: float) -> int:
