@@ -27,6 +27,9 @@ Every part writes ``benchmarks/results/bench_portfolio_<part>.csv`` and prints a
   more than 1 nat below EM from the true parameters, and poor local fits on 1 562-row shards.
 * ``lostdist``: :func:`lost_expert_design` over M in {16, 64} machines: poor local fits, whether the
   default screening flags each, and the blocks against the global EM.
+* ``lostgate``: why the one-shot gate coefficients of ``lostdist`` miss at M = 64: the gate blocks
+  with larger supports, and each boundary's slope for the truth, the global EM, the reduction and
+  the median local fit, with the local fits' spread of boundary locations.
 * ``waves``: every default fit on high-d, lost-expert and shipped-design shards and the small real
   sets at K in {2, 3, 4}, against the same fit with the portfolio's second wave always run
   (``moecore.em._settled_kinds`` patched to settle none): how often the second wave was skipped
@@ -419,6 +422,47 @@ def part_lostdist(args):
     _write("lostdist" + (f"_rounds{args.rounds}" if args.rounds else ""), rows)
 
 
+def _boundaries(gates):
+    """(K - 1, 2) location and slope of the boundary between experts k and k + 1 of a d = 1 softmax
+    gate (2, K), experts in order of x."""
+    diff = gates[:, :-1] - gates[:, 1:]
+    return np.column_stack([-diff[0] / diff[1], diff[1]])
+
+
+def part_lostgate(args):
+    """Why the one-shot gate coefficients of lost_expert_design miss at M = 64 (``--seeds`` seeds,
+    those of ``lostdist``): the gate blocks with the default support and larger ones,
+    and every gate boundary's location and slope for the truth, the global EM, the reduction and
+    the median local fit, with the spread of the local fits' locations. Averaging local gates whose
+    boundaries scatter flattens the average (Jensen; the probit approximation predicts the slope
+    over sqrt(1 + pi a^2 s^2 / 8) for slope a and location spread s)."""
+    from moecore.alignment import align_to
+    from moecore.metrics import gate_proba_mse, parameter_mse
+
+    prm = lost_expert_design()
+    rows = []
+    for seed in range(args.seeds):
+        tr = simulate(prm, 100_000, random_state=10 + seed)
+        g = MixtureOfExperts(5, random_state=seed).fit(tr.X, tr.y).params_
+        ref, ref_p = parameter_mse(g, prm, tr.X)["gates"], gate_proba_mse(g, prm, tr.X)
+        for S in (None, 2000, 8000):
+            dm = DistributedMoE(5, 64, support_size=S, n_jobs=2, random_state=seed).fit(tr.X, tr.y)
+            row = dict(seed=seed, S=len(dm.support_indices_),
+                       gates_ratio=parameter_mse(dm.params_, prm, tr.X)["gates"] / ref,
+                       gate_proba_ratio=gate_proba_mse(dm.params_, prm, tr.X) / ref_p)
+            if S is None:
+                local = np.array([_boundaries(align_to(prm, m.params_, tr.X).gates) for m in dm.local_models_
+                                  if m.params_.n_experts == 5])
+                for name, b in (("true", _boundaries(prm.gates)), ("global", _boundaries(align_to(prm, g, tr.X).gates)),
+                                ("reduced", _boundaries(align_to(prm, dm.params_, tr.X).gates)),
+                                ("local_median", np.median(local, axis=0))):
+                    row.update({f"{name}_slope_{k + 1}": b[k, 1] for k in range(4)})
+                row.update({f"local_location_sd_{k + 1}": local[:, k, 0].std() for k in range(4)})
+            rows.append(row)
+            print({k: round(float(v), 3) for k, v in row.items()}, flush=True)
+    _write("lostgate", rows)
+
+
 def waves_cases():
     """(name, K, [(X, y) shards], fit seeds) of ``waves``."""
     from moecore.simulation import DESIGNS as SHIPPED
@@ -484,7 +528,9 @@ def part_waves(args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=["real", "kinds", "highd", "small", "lost", "lostdist", "diamonds", "waves"])
+    parts = {"real": part_real, "kinds": part_kinds, "highd": part_highd, "small": part_small, "lost": part_lost,
+             "lostdist": part_lostdist, "lostgate": part_lostgate, "diamonds": part_diamonds, "waves": part_waves}
+    ap.add_argument("part", choices=list(parts))
     ap.add_argument("--no-flexmix", action="store_true", help="real: skip flexmix's best of 20 starts")
     ap.add_argument("--more", action="store_true", help="real: the fifteen small sets from R no default was "
                                                         "chosen on (bench_small_shards.MORE) instead of the shipped")
@@ -494,7 +540,7 @@ def main(argv=None):
     ap.add_argument("--shards", type=int, default=16, help="kinds: d = 20 shards")
     ap.add_argument("--n", type=int, default=200_000, help="highd, small: training rows")
     ap.add_argument("--machines", type=int, default=16, help="highd: M")
-    ap.add_argument("--seeds", type=int, default=1, help="highd, small, lostdist: seeds of the distributed fit")
+    ap.add_argument("--seeds", type=int, default=1, help="highd, small, lostdist, lostgate: seeds of the fits")
     ap.add_argument("--designs", default=",".join(DESIGNS), help="highd: comma list of hd-<d>-<K> (default DESIGNS)")
     ap.add_argument("--design-seed", type=int, default=0, help="highd: seed of the designs' coefficients")
     ap.add_argument("--n-jobs", type=int, default=1, help="highd: parallel local fits (times are each fit's own)")
@@ -502,8 +548,6 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=1, help="highd: timings of the same fits (medians reported)")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
-    parts = {"real": part_real, "kinds": part_kinds, "highd": part_highd, "small": part_small, "lost": part_lost,
-             "lostdist": part_lostdist, "diamonds": part_diamonds, "waves": part_waves}
     parts[args.part](args)
 
 
