@@ -152,9 +152,10 @@ def _state(pg, path):
     if path == "learn":
         return pg.locator("text=Iteration 0 of").first.inner_text()
     if path == "experiments":
+        # The design is a selectbox, drawn a moment after the run ends (a skeleton until then): its
+        # input, found by label, is waited for, and holds the chosen design's name.
         return [pg.get_by_label(label, exact=True).input_value()
-                for label in ("Machines M (when not varied)", "Experts K", "Values (comma-separated)")] + \
-            [pg.locator(".st-key-exp_design").inner_text()]
+                for label in ("Machines M (when not varied)", "Experts K", "Values (comma-separated)", "Design")]
     if path == "lessons":
         return pg.locator('[data-testid="stSidebar"]').get_by_text("Fit (").inner_text()
     return _numbers(pg)
