@@ -61,8 +61,9 @@ def test_a_session_files_markdown_name_is_text_and_its_names_come_back(tmp_path)
         assert pg.locator('img[src*="track.png"]').count() == 0
         assert pg.locator('a[href*="evil.example"]').count() == 0
         assert not [u for u in outside if "track.png" in u or "evil.example" in u], outside
-        # The formula-like names came back exact (the Input selectbox lists the inputs).
-        assert pg.get_by_text("-x", exact=True).count() >= 1
+        # The formula-like names came back exact (the Input selectbox lists the inputs). Waited for, not
+        # counted at once: Streamlit draws a selectbox a moment after the run ends. Raises if never shown.
+        pg.get_by_text("-x", exact=True).first.wait_for(timeout=30_000)
 
 
 def _server_rss_mb(url):
