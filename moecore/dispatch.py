@@ -128,6 +128,59 @@ def _exit_with_parent(parent, kernel_watch):
     threading.Thread(target=watch, name="moecore-parent-watch", daemon=True).start()
 
 
+_CTRL_C_LOCK = threading.Lock()
+
+
+@contextmanager
+def _ctrl_c_blocked():
+    """SIGINT blocked in this thread: a process started meanwhile inherits the mask for its life."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _without_ctrl_c(spawn):
+    @functools.wraps(spawn)
+    def wrapper(*args, **kwargs):
+        with _ctrl_c_blocked():
+            return spawn(*args, **kwargs)
+
+    wrapper._moecore_without_ctrl_c = True
+    return wrapper
+
+
+def _workers_ignore_ctrl_c():
+    """Start loky's worker processes with SIGINT blocked, for their whole life.
+
+    A terminal's Ctrl-C goes to the whole foreground process group, workers included.  A worker
+    that takes it while it starts (importing NumPy, in loky's bootstrap, in a garbage-collector
+    callback) prints a traceback that this process cannot catch (it failed a CI run; 3 of 25
+    interruptions in a loop here).  A blocked signal is inherited across fork and exec, so the workers
+    never see it; this process does, and joblib then kills its workers (``abort_everything``).
+    Wraps the one function loky starts processes with (looked up at each start); idempotent.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        return
+    try:
+        from joblib.externals.loky.backend import fork_exec as module
+    except ImportError:  # pragma: no cover - a joblib without that module starts workers otherwise
+        return
+    with _CTRL_C_LOCK:
+        if not getattr(module.fork_exec, "_moecore_without_ctrl_c", False):
+            module.fork_exec = _without_ctrl_c(module.fork_exec)
+
+
+def _kill_workers(executor):
+    """Stop a ProcessPoolExecutor's workers mid-task (they ignore Ctrl-C; shutdown waits for them)."""
+    if hasattr(executor, "kill_workers"):  # Python 3.14
+        executor.kill_workers()
+        return
+    for proc in list((getattr(executor, "_processes", None) or {}).values()):
+        proc.kill()
+
+
 def _watch_args():
     """The arguments of :func:`_exit_with_parent` for workers started now, from this thread."""
     return os.getpid(), threading.current_thread() is threading.main_thread()
@@ -241,9 +294,15 @@ class Runner:
             ex = ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("fork"),
                                      initializer=_exit_with_parent, initargs=_watch_args())
             try:
-                futures = [ex.submit(f, *a, **kw) for f, a, kw in tasks]
+                # The pool forks its workers at the first submit, from this thread: with SIGINT
+                # blocked here, they never take a terminal's Ctrl-C (see _workers_ignore_ctrl_c).
+                with _ctrl_c_blocked():
+                    futures = [ex.submit(f, *a, **kw) for f, a, kw in tasks]
                 for fut in as_completed(futures):
                     yield fut.result()
+            except KeyboardInterrupt:
+                _kill_workers(ex)
+                raise
             finally:
                 ex.shutdown(wait=False, cancel_futures=True)
             return
@@ -251,7 +310,10 @@ class Runner:
         # concurrent fits entering and leaving their own limit never restore it under each other.
         # (Local fits are quiet by a flag, not by warnings.catch_warnings, for the same reason.)
         with _one_thread() if not self.process_backend else nullcontext():
-            workers = {"initializer": _exit_with_parent, "initargs": _watch_args()} if self.backend == "loky" else {}
+            workers = {}
+            if self.backend == "loky":
+                _workers_ignore_ctrl_c()
+                workers = {"initializer": _exit_with_parent, "initargs": _watch_args()}
             yield from Parallel(n_jobs=n_jobs, backend=self.backend, return_as="generator_unordered",
                                 **workers)(tasks)
 
