@@ -132,6 +132,25 @@ def settle(pg, timeout=90_000):
     pg.wait_for_function(_IDLE, timeout=timeout)
 
 
+def upload_in_tab(pg, tab_name, path, timeout=90_000):
+    """Choose the page's tab ``tab_name`` and drop the file ``path`` on its uploader; return once the
+    uploader shows the file's name (the browser has sent it).  What the upload's run draws is the caller's
+    to wait for.
+
+    Each step says what did not happen: a click on the tab that did not take (what the upload brings
+    would then stay hidden in another tab), or a file the uploader never showed.  A fresh-clone CI run
+    under two test workers once timed out waiting for what a CSV upload draws, and could not say which.
+    """
+    tab = pg.get_by_role("tab", name=tab_name)
+    tab.click()
+    sync_api.expect(tab, f"the tab {tab_name!r} was clicked but not chosen").to_have_attribute(
+        "aria-selected", "true", timeout=timeout)
+    uploader = pg.locator('[data-testid="stFileUploader"]').filter(visible=True)
+    uploader.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+    sync_api.expect(uploader, f"the uploader never showed {Path(path).name}").to_contain_text(
+        Path(path).name, timeout=timeout)
+
+
 def no_errors(pg):
     exceptions = pg.locator('[data-testid="stException"]')
     assert exceptions.count() == 0, exceptions.all_inner_texts()
@@ -262,9 +281,8 @@ def _csv(tmp_path, n=600):
 def test_csv_upload_path(server, page, tmp_path):
     page.goto(server + "/data")
     settle(page)
-    page.get_by_role("tab", name="Upload a CSV").click()
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(_csv(tmp_path)))
-    page.get_by_role("button", name="Use these columns").wait_for(timeout=30_000)
+    upload_in_tab(page, "Upload a CSV", _csv(tmp_path))
+    page.get_by_role("button", name="Use these columns").wait_for(timeout=90_000)
     settle(page)
     page.get_by_role("button", name="Use these columns").click()
     page.wait_for_selector("text=Loaded 600 rows", timeout=30_000)
@@ -282,11 +300,10 @@ def test_csv_upload_path(server, page, tmp_path):
 def test_bad_csv_shows_an_error_and_keeps_the_data(server, page, tmp_path):
     page.goto(server + "/data")
     settle(page)
-    page.get_by_role("tab", name="Upload a CSV").click()
     bad = tmp_path / "ragged.csv"
     bad.write_text("x,y\n1,2\n3,4,5\n")
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(bad))
-    page.wait_for_selector('[data-testid="stAlertContentError"]', timeout=30_000)
+    upload_in_tab(page, "Upload a CSV", bad)
+    page.wait_for_selector('[data-testid="stAlertContentError"]', timeout=90_000)
     settle(page)
     text = page.locator('[data-testid="stAlertContentError"]').first.inner_text()
     assert "different number of fields" in text and "unchanged" in text

@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 import pytest
-from test_browser import DRAWN, fresh_server_and_browser, no_errors, settle
+from test_browser import DRAWN, fresh_server_and_browser, no_errors, settle, upload_in_tab
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -47,8 +47,7 @@ def test_a_session_files_markdown_name_is_text_and_its_names_come_back(tmp_path)
         pg.on("request", lambda r: outside.append(r.url) if not r.url.startswith(url) else None)
         pg.goto(url + "/data")
         settle(pg)
-        pg.get_by_role("tab", name="Load a session file").click()
-        pg.locator('[data-testid="stFileUploaderDropzoneInput"]').last.set_input_files(str(path))
+        upload_in_tab(pg, "Load a session file", path)
         pg.get_by_role("button", name="Load this session").click()
         pg.wait_for_selector("text=Loaded 400 rows", timeout=60_000)
         settle(pg)
