@@ -128,12 +128,34 @@ def _exit_with_parent(parent, kernel_watch):
     threading.Thread(target=watch, name="moecore-parent-watch", daemon=True).start()
 
 
-_CTRL_C_LOCK = threading.Lock()
+# In a worker: whether it started with SIGINT blocked, as moecore's workers must (read by the tests).
+_STARTED_DEAF = None
+
+
+def _ctrl_c_ends_worker():
+    """Worker initializer: from now on SIGINT ends this worker at once, silently (the system's default
+    action, not Python's KeyboardInterrupt), and a Ctrl-C that came while it started ends it now.
+
+    The worker was started with SIGINT blocked (:func:`_spawning_deaf_workers`): taken during its start
+    (importing NumPy, in loky's bootstrap, in a garbage-collector callback), Python's KeyboardInterrupt
+    printed a traceback that the parent cannot catch.  Ended by the signal, the worker tells its parent
+    why (loky: "terminated ... SIGINT"), and a fit waiting on it stops as interrupted, even in a thread
+    that is not the one Python gives KeyboardInterrupt to (a Streamlit session's, a user's).
+    """
+    global _STARTED_DEAF
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _STARTED_DEAF = signal.SIGINT in signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _worker_start(parent, kernel_watch):
+    """Every worker process's initializer: :func:`_exit_with_parent`, then :func:`_ctrl_c_ends_worker`."""
+    _exit_with_parent(parent, kernel_watch)
+    _ctrl_c_ends_worker()
 
 
 @contextmanager
 def _ctrl_c_blocked():
-    """SIGINT blocked in this thread: a process started meanwhile inherits the mask for its life."""
+    """SIGINT blocked in this thread: a process started meanwhile inherits the mask."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
@@ -141,48 +163,71 @@ def _ctrl_c_blocked():
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _without_ctrl_c(spawn):
-    @functools.wraps(spawn)
-    def wrapper(*args, **kwargs):
-        with _ctrl_c_blocked():
-            return spawn(*args, **kwargs)
-
-    wrapper._moecore_without_ctrl_c = True
-    return wrapper
+_SPAWNING = threading.local()  # .deaf: this thread is starting moecore's workers
+_WRAP_LOCK = threading.Lock()
 
 
-def _workers_ignore_ctrl_c():
-    """Start loky's worker processes with SIGINT blocked, for their whole life.
-
-    A terminal's Ctrl-C goes to the whole foreground process group, workers included.  A worker
-    that takes it while it starts (importing NumPy, in loky's bootstrap, in a garbage-collector
-    callback) prints a traceback that this process cannot catch (it failed a CI run; 3 of 25
-    interruptions in a loop here).  A blocked signal is inherited across fork and exec, so the workers
-    never see it; this process does, and joblib then kills its workers (``abort_everything``).
-    Wraps the one function loky starts processes with (looked up at each start); idempotent.
-    """
-    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
-        return
+def _loky_spawn_wrapped():
+    """Make loky start its processes with SIGINT blocked while this thread is in
+    :func:`_spawning_deaf_workers`.  Wraps the one function loky starts processes with (looked up at
+    each start), once per process; loky pools that other code starts are left as they are."""
     try:
         from joblib.externals.loky.backend import fork_exec as module
     except ImportError:  # pragma: no cover - a joblib without that module starts workers otherwise
         return
-    with _CTRL_C_LOCK:
-        if not getattr(module.fork_exec, "_moecore_without_ctrl_c", False):
-            module.fork_exec = _without_ctrl_c(module.fork_exec)
+    with _WRAP_LOCK:
+        spawn = module.fork_exec
+        if getattr(spawn, "_moecore_deaf", False):
+            return
+
+        @functools.wraps(spawn)
+        def wrapper(*args, **kwargs):
+            if not getattr(_SPAWNING, "deaf", False):
+                return spawn(*args, **kwargs)
+            with _ctrl_c_blocked():
+                return spawn(*args, **kwargs)
+
+        wrapper._moecore_deaf = True
+        module.fork_exec = wrapper
+
+
+@contextmanager
+def _spawning_deaf_workers():
+    """Worker processes that this thread starts meanwhile start with SIGINT blocked, until their
+    initializer (:func:`_ctrl_c_ends_worker`) has run.
+
+    A terminal's Ctrl-C goes to the whole foreground process group, workers included.  A worker that
+    took it while starting printed a traceback that this process cannot catch (it failed a CI run; 3 of
+    25 interruptions in a loop here).  A blocked signal is inherited across fork and exec and waits;
+    the initializer then lets it end the worker silently.  This thread itself still takes Ctrl-C.
+    """
+    _loky_spawn_wrapped()
+    before = getattr(_SPAWNING, "deaf", False)
+    _SPAWNING.deaf = True
+    try:
+        yield
+    finally:
+        _SPAWNING.deaf = before
+
+
+def _pool_processes(executor):
+    """A ProcessPoolExecutor's worker processes (multiprocessing.Process); [] where it hides them."""
+    return list((getattr(executor, "_processes", None) or {}).values())
 
 
 def _kill_workers(executor):
-    """Stop a ProcessPoolExecutor's workers mid-task (they ignore Ctrl-C; shutdown waits for them)."""
+    """Stop a ProcessPoolExecutor's workers mid-task: an interrupt that reached this process alone
+    (``kill -INT``, a notebook's interrupt) would otherwise leave them computing, and the exit waits
+    for them."""
     if hasattr(executor, "kill_workers"):  # Python 3.14
         executor.kill_workers()
         return
-    for proc in list((getattr(executor, "_processes", None) or {}).values()):
+    for proc in _pool_processes(executor):
         proc.kill()
 
 
 def _watch_args():
-    """The arguments of :func:`_exit_with_parent` for workers started now, from this thread."""
+    """The arguments of :func:`_worker_start` for workers started now, from this thread."""
     return os.getpid(), threading.current_thread() is threading.main_thread()
 
 
@@ -292,16 +337,25 @@ class Runner:
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
             ex = ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("fork"),
-                                     initializer=_exit_with_parent, initargs=_watch_args())
+                                     initializer=_worker_start, initargs=_watch_args())
+            workers = []
             try:
-                # The pool forks its workers at the first submit, from this thread: with SIGINT
-                # blocked here, they never take a terminal's Ctrl-C (see _workers_ignore_ctrl_c).
+                # The pool forks its workers at the first submit, from this thread, which they take
+                # their signal mask from (see _spawning_deaf_workers).
                 with _ctrl_c_blocked():
                     futures = [ex.submit(f, *a, **kw) for f, a, kw in tasks]
+                workers = _pool_processes(ex)
                 for fut in as_completed(futures):
                     yield fut.result()
             except KeyboardInterrupt:
                 _kill_workers(ex)
+                raise
+            except _WORKER_LOST:
+                # The pool says only that a worker ended abruptly; loky's error names the signal.
+                for w in workers:
+                    w.join(1)
+                if any(w.exitcode == -signal.SIGINT for w in workers):
+                    raise KeyboardInterrupt from None
                 raise
             finally:
                 ex.shutdown(wait=False, cancel_futures=True)
@@ -310,12 +364,10 @@ class Runner:
         # concurrent fits entering and leaving their own limit never restore it under each other.
         # (Local fits are quiet by a flag, not by warnings.catch_warnings, for the same reason.)
         with _one_thread() if not self.process_backend else nullcontext():
-            workers = {}
-            if self.backend == "loky":
-                _workers_ignore_ctrl_c()
-                workers = {"initializer": _exit_with_parent, "initargs": _watch_args()}
-            yield from Parallel(n_jobs=n_jobs, backend=self.backend, return_as="generator_unordered",
-                                **workers)(tasks)
+            workers = {"initializer": _worker_start, "initargs": _watch_args()} if self.backend == "loky" else {}
+            with _spawning_deaf_workers() if self.backend == "loky" else nullcontext():
+                yield from Parallel(n_jobs=n_jobs, backend=self.backend, return_as="generator_unordered",
+                                    **workers)(tasks)
 
     def with_retries(self, machines, run_some, is_done, store_lost):
         """Run every machine of ``machines`` by ``run_some(todo, n_jobs)`` despite dying workers.

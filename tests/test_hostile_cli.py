@@ -76,20 +76,83 @@ def test_ctrl_c_mid_fit_is_reported_as_an_interruption(backend):
     assert "Traceback" not in err and "died" not in err
 
 
-def _sigint_blocked():
-    return os.getpid(), signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+def _sigint_state():
+    from moecore import dispatch
+
+    return (os.getpid(), dispatch._STARTED_DEAF, signal.getsignal(signal.SIGINT) == signal.SIG_DFL,
+            signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
 
 
 @pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
-def test_worker_processes_never_take_ctrl_c(backend):
-    # Ctrl-C reaches the workers too, and one that takes it while it starts (importing NumPy, in
-    # loky's bootstrap) prints a traceback that the parent cannot catch: a CI run failed the test above
-    # so, 3 times in 25 in a loop. The workers start with SIGINT blocked; the parent alone handles it.
+def test_workers_start_deaf_to_ctrl_c_then_end_by_it_silently(backend):
+    # Ctrl-C reaches the workers too, and one that took it while it started (importing NumPy, in loky's
+    # bootstrap) printed a traceback that the parent cannot catch: a CI run failed the test above so, and
+    # 3 of 25 interruptions in a loop. Workers start with SIGINT blocked; their initializer then gives it
+    # the system's default action (end the process, silently) and unblocks it.
     from joblib import delayed
 
     from moecore.dispatch import Runner
 
-    out = list(Runner(backend, 2).dispatch([delayed(_sigint_blocked)() for _ in range(4)], 2))
-    assert len(out) == 4 and all(pid != os.getpid() for pid, _ in out)
-    assert all(blocked for _, blocked in out), out
-    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, []), "the parent must still take Ctrl-C"
+    handler = signal.getsignal(signal.SIGINT)
+    out = list(Runner(backend, 2).dispatch([delayed(_sigint_state)() for _ in range(4)], 2))
+    assert len(out) == 4 and all(pid != os.getpid() for pid, *_ in out)
+    assert all(started_deaf and default and not blocked for _, started_deaf, default, blocked in out), out
+    assert signal.getsignal(signal.SIGINT) is handler, "the parent's own handling of Ctrl-C must stay"
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, []), "... and it must still take it"
+
+
+def test_only_moecores_loky_workers_start_deaf():
+    from joblib.externals.loky.backend import fork_exec
+
+    from moecore.dispatch import _spawning_deaf_workers
+
+    code = "import signal, sys; sys.exit(3 if signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []) else 4)"
+
+    def start():
+        pid = fork_exec.fork_exec([sys.executable, "-c", code], [])
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+    with _spawning_deaf_workers():
+        assert start() == 3
+    assert start() == 4  # another library's loky pool, started outside moecore's fits
+
+
+THREAD_FIT = """
+import sys, threading, warnings
+from moecore import DistributedMoE, simulate_design
+warnings.simplefilter("ignore")
+sim = simulate_design("separated-2d", 2_000_000, random_state=0)
+done = threading.Event()
+def fit():
+    try:
+        DistributedMoE(4, 8, backend=sys.argv[1], n_jobs=2, random_state=0, n_init=6).fit(sim.X, sim.y)
+        print("fit done", flush=True)
+    except BaseException as e:
+        print("fit ended by", type(e).__name__, flush=True)
+    done.set()
+threading.Thread(target=fit).start()
+try:
+    done.wait()
+except KeyboardInterrupt:
+    print("main interrupted", flush=True)
+    print("thread ended" if done.wait(30) else "thread still fitting", flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
+def test_ctrl_c_stops_a_fit_running_in_another_thread(backend):
+    # Python raises KeyboardInterrupt in the main thread only; a fit in another thread (a Streamlit
+    # session's, a user's) learns of Ctrl-C from its workers, which the signal ends.
+    p = subprocess.Popen([sys.executable, "-c", THREAD_FIT, backend], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=_env(), cwd=ROOT, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not psutil.Process(p.pid).children(recursive=True) and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    assert p.poll() is None, "the fit ended before it could be interrupted"
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert "main interrupted" in out and "thread ended" in out, (out, err)
+    assert "fit done" not in out, "the fit ran to its end instead of stopping"
+    assert "Traceback" not in err, err
