@@ -53,16 +53,17 @@ def test_an_empty_csv_name_is_refused():
     assert "--csv needs a file name" in r.stderr
 
 
-@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
-def test_ctrl_c_mid_fit_is_reported_as_an_interruption(backend):
-    # Ctrl-C reaches the whole foreground process group: the command and its loky workers.
-    # Large enough that the fit cannot end first on a quiet machine; interrupted as soon as the
-    # local fits are running (the loky workers exist), not after a fixed sleep.
-    # A terminal's Ctrl-C: SIGINT at its default, as an interactive shell leaves it. A test run started
-    # in the background (`make test &`, nohup) inherits SIGINT ignored, and Python then never raises
-    # KeyboardInterrupt: the compare ran to the end and exited 0 in a fresh-clone run started that way.
-    p = subprocess.Popen([*CMD, "compare", "--n", "2000000", "--machines", "8", "--backend", backend, "--n-jobs", "2"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
+def _ctrl_c_mid_fit(args):
+    """Run ``args`` as a terminal's foreground job; press Ctrl-C once its fit's workers exist.
+
+    Ctrl-C reaches the whole foreground process group: the command and its workers. The fit is large
+    enough not to end first on a quiet machine, and interrupted as soon as the local fits are running
+    (the workers exist), not after a fixed sleep. SIGINT at its default, as an interactive shell leaves
+    it: a test run started in the background (`make test &`, nohup) inherits SIGINT ignored, and Python
+    then never raises KeyboardInterrupt (the compare ran to the end and exited 0 in a fresh-clone run
+    started that way). Returns (returncode, stdout, stderr).
+    """
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
                          start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not psutil.Process(p.pid).children(recursive=True) and time.monotonic() < deadline and p.poll() is None:
@@ -70,8 +71,15 @@ def test_ctrl_c_mid_fit_is_reported_as_an_interruption(backend):
     time.sleep(1.0)
     assert p.poll() is None, "the fit ended before it could be interrupted"
     os.killpg(p.pid, signal.SIGINT)
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 130, err
+    out, err = p.communicate(timeout=120)
+    return p.returncode, out, err
+
+
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
+def test_ctrl_c_mid_fit_is_reported_as_an_interruption(backend):
+    rc, _, err = _ctrl_c_mid_fit([*CMD, "compare", "--n", "2000000", "--machines", "8", "--backend", backend,
+                                  "--n-jobs", "2"])
+    assert rc == 130, err
     assert "interrupted" in err
     assert "Traceback" not in err and "died" not in err
 
@@ -143,16 +151,7 @@ except KeyboardInterrupt:
 def test_ctrl_c_stops_a_fit_running_in_another_thread(backend):
     # Python raises KeyboardInterrupt in the main thread only; a fit in another thread (a Streamlit
     # session's, a user's) learns of Ctrl-C from its workers, which the signal ends.
-    p = subprocess.Popen([sys.executable, "-c", THREAD_FIT, backend], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=_env(), cwd=ROOT, start_new_session=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 120
-    while not psutil.Process(p.pid).children(recursive=True) and time.monotonic() < deadline and p.poll() is None:
-        time.sleep(0.2)
-    time.sleep(1.0)
-    assert p.poll() is None, "the fit ended before it could be interrupted"
-    os.killpg(p.pid, signal.SIGINT)
-    out, err = p.communicate(timeout=120)
+    _, out, err = _ctrl_c_mid_fit([sys.executable, "-c", THREAD_FIT, backend])
     assert "main interrupted" in out and "thread ended" in out, (out, err)
     assert "fit done" not in out, "the fit ran to its end instead of stopping"
     assert "Traceback" not in err, err
