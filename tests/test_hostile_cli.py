@@ -154,4 +154,5 @@ def test_ctrl_c_stops_a_fit_running_in_another_thread(backend):
     _, out, err = _ctrl_c_mid_fit([sys.executable, "-c", THREAD_FIT, backend])
     assert "main interrupted" in out and "thread ended" in out, (out, err)
     assert "fit done" not in out, "the fit ran to its end instead of stopping"
+    assert "fit ended by KeyboardInterrupt" in out, out
     assert "Traceback" not in err, err
