@@ -6,7 +6,7 @@ measured by ``benchmarks/bench_classroom.py --first-contact``, not asserted here
 """
 
 import pytest
-from test_browser import fresh_server_and_browser, new_page, no_errors, settle, upload_in_tab
+from test_browser import RUN_WAIT, fresh_server_and_browser, new_page, no_errors, settle, upload_in_tab
 
 from explorer.chrome import PAGES
 
@@ -82,7 +82,7 @@ def test_first_contact_title_then_the_pages_and_the_data_tabs(tmp_path):
         csv = tmp_path / "two.csv"
         csv.write_text("a,b\n" + "\n".join(f"{i / 10},{(i % 7) / 3}" for i in range(200)) + "\n")
         upload_in_tab(data, "Upload a CSV", csv)
-        data.get_by_role("button", name="Use these columns").wait_for(timeout=90_000)
+        data.get_by_role("button", name="Use these columns").wait_for(timeout=RUN_WAIT)
         settle(data)
         assert data.get_by_role("tab", name="Upload a CSV").get_attribute("aria-selected") == "true"
         no_errors(data)

@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 import pytest
-from test_browser import DRAWN, fresh_server_and_browser, no_errors, settle, upload_in_tab
+from test_browser import DRAWN, RUN_WAIT, fresh_server_and_browser, no_errors, settle, upload_in_tab
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -62,7 +62,7 @@ def test_a_session_files_markdown_name_is_text_and_its_names_come_back(tmp_path)
         assert not [u for u in outside if "track.png" in u or "evil.example" in u], outside
         # The formula-like names came back exact (the Input selectbox lists the inputs). Waited for, not
         # counted at once: Streamlit draws a selectbox a moment after the run ends. Raises if never shown.
-        pg.get_by_text("-x", exact=True).first.wait_for(timeout=30_000)
+        pg.get_by_text("-x", exact=True).first.wait_for(timeout=RUN_WAIT)
 
 
 def _server_rss_mb(url):
