@@ -215,6 +215,16 @@ def _pool_processes(executor):
     return list((getattr(executor, "_processes", None) or {}).values())
 
 
+def _exit_code_text(code):
+    """A process's exit code as loky writes it: ``SIGINT(-2)`` for a signal, ``EXIT(1)`` otherwise."""
+    if code < 0:
+        try:
+            return f"{signal.Signals(-code).name}({code})"
+        except ValueError:
+            pass
+    return f"EXIT({code})"
+
+
 def _kill_workers(executor):
     """Stop a ProcessPoolExecutor's workers mid-task: an interrupt that reached this process alone
     (``kill -INT``, a notebook's interrupt) would otherwise leave them computing, and the exit waits
@@ -350,13 +360,16 @@ class Runner:
             except KeyboardInterrupt:
                 _kill_workers(ex)
                 raise
-            except _WORKER_LOST:
-                # The pool says only that a worker ended abruptly; loky's error names the signal.
+            except _WORKER_LOST as exc:
+                # The pool says only that a worker ended abruptly: name how, as loky's error does, for
+                # with_retries to read (a Ctrl-C: _raise_if_interrupted) and to report.
                 for w in workers:
                     w.join(1)
-                if any(w.exitcode == -signal.SIGINT for w in workers):
-                    raise KeyboardInterrupt from None
-                raise
+                codes = sorted({w.exitcode for w in workers if w.exitcode})
+                if not codes:
+                    raise
+                raise type(exc)(f"{exc} The exit codes of the workers are "
+                                f"{{{', '.join(_exit_code_text(c) for c in codes)}}}") from None
             finally:
                 ex.shutdown(wait=False, cancel_futures=True)
             return
