@@ -4,9 +4,13 @@ The local fits and the reduction must be those of the loky backend for the same 
 the seeds are per machine, so where a fit runs cannot change it.
 """
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+import traceback
 import warnings
 
 import distributed
@@ -154,3 +158,26 @@ def test_refinement_rounds_on_the_cluster_equal_loky(client, data):
     np.testing.assert_array_equal(dm.refine_loglik_, ref.refine_loglik_)
     assert dm.timings_["rounds"].shape == (2,)
     assert np.all(np.diff(dm.refine_loglik_) >= -1e-9 * np.abs(dm.refine_loglik_[:-1]))
+
+
+def test_interrupted_fit_leaves_nothing_on_the_cluster(cluster, client, data, loky_fit):
+    """Ctrl-C in a notebook (SIGINT to this process alone) mid local fits: the fit ends by
+    KeyboardInterrupt, the cluster drops the machines' tasks and data although the exception
+    is still held (as a notebook's last traceback holds it), and the same client fits again."""
+    big = simulate_design("separated-2d", 200_000, random_state=5)
+    before = set(cluster.scheduler.tasks)
+
+    def interrupt_after_the_first(stage, done, total):
+        if stage == "local" and done == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt) as held:
+        DistributedMoE(K, 8, random_state=7, backend="dask", scheduler=client).fit(
+            big.X, big.y, progress=interrupt_after_the_first)
+    assert "gather_dask" in [f.f_code.co_name for f, _ in traceback.walk_tb(held.value.__traceback__)]
+    deadline = time.monotonic() + 20
+    while set(cluster.scheduler.tasks) - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = set(cluster.scheduler.tasks) - before
+    assert not left, f"{len(left)} task(s) of the interrupted fit still on the cluster"
+    _same(_fit(data, backend="dask", scheduler=client), loky_fit)
