@@ -7,6 +7,7 @@ range it must lie in, so that a user sees what to change rather than a NumPy tra
 from __future__ import annotations
 
 import numbers
+from collections.abc import Hashable
 
 import numpy as np
 from sklearn.utils.validation import validate_data
@@ -52,6 +53,10 @@ def check_float(value, name, *, low=None, high=None, low_open=False, allow_none=
 
 
 def check_choice(value, name, choices):
+    # An array would compare element by element ("loky" in choices for np.array(["loky"]) is true)
+    # and reach joblib as an array.
+    if isinstance(value, np.ndarray) or not isinstance(value, Hashable):
+        raise TypeError(f"{name} must be one of {sorted(choices)!r}, got a {type(value).__name__}.")
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)!r}, got {value!r}.")
     return value
@@ -167,20 +172,25 @@ def robust_std(a):
     return float(column_moments(np.asarray(a, dtype=np.float64)[:, None])[1][0])
 
 
-def check_response_scale(y, name="y"):
-    """Refuse a response whose spread would make the variances (spread squared) overflow or
-    underflow.
+def check_response_scale(y, name="y", *, allow_constant=False):
+    """Refuse a constant response, or one whose spread would make the variances (spread squared)
+    overflow or underflow.
 
-    Returns the standard deviation of y.
+    Returns the standard deviation of y (0 for a constant y with ``allow_constant``: a small
+    sample of tied responses, which a standardisation then leaves unscaled).
     """
-    sd = robust_std(y)
+    sd = robust_std(y)  # np.std squares: y of 1e-200 would read as constant
+    if not sd > 0:
+        if allow_constant:
+            return 0.0
+        raise ValueError(f"{name} is constant: there is nothing for the experts to regress.")
     if sd > MAX_RESPONSE_SCALE:
         raise ValueError(
             f"{name} varies over about {sd:.3g}: the experts' variances (its square) would overflow "
             f"float64 (largest about 1.8e308). Rescale {name} (divide it by a power of ten) so its "
             f"standard deviation is below {MAX_RESPONSE_SCALE:.0e}."
         )
-    if 0 < sd < MIN_RESPONSE_SCALE:
+    if sd < MIN_RESPONSE_SCALE:
         raise ValueError(
             f"{name} varies, but only over about {sd:.3g}: the experts' variances (its square) would underflow "
             f"float64 to 0. Rescale {name} (multiply it by a power of ten) so its standard deviation is above "
@@ -212,6 +222,8 @@ def check_nonconstant_columns(X, name="X"):
 def check_2d(X, name="X"):
     """Refuse a 1-D or scalar ``X`` at an estimator's entry (scikit-learn's convention): one row
     or one feature is the caller's to say, with ``reshape``."""
+    if X is None:
+        raise TypeError(f"{name} must be a numeric array of shape (n_samples, n_features), got None.")
     if isinstance(X, (str, bytes)) or _is_sparse(X):
         return  # refused as not numeric, or as sparse, by the conversion that follows
     ndim = len(_shape(X))
@@ -244,8 +256,11 @@ def _is_sparse(a):
 
 
 def _as_float_array(a, name):
-    if isinstance(a, (str, bytes)):
+    if a is None or isinstance(a, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}.")
+    if isinstance(a, np.ma.MaskedArray) and np.ma.is_masked(a):
+        raise ValueError(f"{name} is a masked array with {int(np.ma.count_masked(a))} masked entries, and moecore "
+                         f"reads no mask: drop those rows or fill them ({name}.filled(value)).")
     if _is_sparse(a):
         raise TypeError(f"{name} is a sparse matrix; sparse data is not supported: pass a dense array "
                         f"({name}.toarray()).")
@@ -256,6 +271,9 @@ def _as_float_array(a, name):
     if arr.dtype == object:
         # Text that reads as numbers (a pandas "string" column) is refused as NumPy's own strings
         # are: a column of text is the caller's to convert (pd.to_numeric), not ours to guess.
+        missing = sum(1 for v in arr.flat if v is None or type(v).__name__ in ("NAType", "NaTType"))
+        if missing:
+            raise ValueError(f"{name} holds {missing} missing value(s) (None or pandas NA): remove or impute them.")
         text = next((v for v in arr.flat if isinstance(v, (str, bytes))), None)
         if text is not None:
             raise TypeError(f"{name} must be a numeric array; it holds non-numeric text such as {str(text)[:40]!r}: "

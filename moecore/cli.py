@@ -76,7 +76,10 @@ def _build_parser():
     _argument(c, P["support_size"], "--support-size")
     _argument(c, P["n_jobs"], "--n-jobs", default=-1)
     # No dask here: the command line has no scheduler option.
-    _argument(c, P["backend"].with_choices(tuple(b for b in P["backend"].choices if b != "dask")), "--backend")
+    _argument(c, replace(P["backend"].with_choices(tuple(b for b in P["backend"].choices if b != "dask")),
+                         help="where the local fits run: loky/multiprocessing processes, threads, or one after "
+                              "another (a dask cluster is the library's: DistributedMoE(backend='dask'))"),
+              "--backend")
     for name, flag in [("variance_update", "--variance-update"), ("gate_targets", "--gate-targets"),
                        ("local_check", "--local-check"), ("refine_rounds", "--rounds"), ("pilot", "--pilot")]:
         _argument(c, P[name], flag)

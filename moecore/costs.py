@@ -96,10 +96,10 @@ class FitCosts:
 
     def add_check(self, seconds, machines, n_params):
         """Record the check after the fit: the slowest machine's ``seconds``, the model of ``n_params``
-        numbers sent to each of ``machines`` and the two numbers each sent back."""
+        numbers sent to each of ``machines`` and the three numbers each sent back."""
         self.check = float(seconds)
         self.check_down, self.check_up = np.zeros(len(self.local)), np.zeros(len(self.local))
-        self.check_down[machines], self.check_up[machines] = n_params, 2.0
+        self.check_down[machines], self.check_up[machines] = n_params, 3.0
 
     def learning_time_parts(self, *, cpu=False) -> dict:
         """{term: seconds} whose sum is the learning time, machines truly in parallel.

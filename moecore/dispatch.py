@@ -26,7 +26,8 @@ from joblib import Parallel, delayed
 from ._threads import one_blas_thread as _one_thread
 from .local import LocalFitError
 
-__all__ = ["MachineData", "Runner", "gather_dask", "remove_orphaned_shared"]
+__all__ = ["MachineData", "Runner", "SchedulerPickling", "check_scheduler_backend", "gather_dask",
+           "remove_orphaned_shared"]
 
 # A machine whose worker died is re-run: once more in the pool (a one-off crash, e.g. a killed
 # process, costs only a re-run), then alone, where a further death can only be its own. Only then
@@ -313,6 +314,7 @@ class Runner:
     """
 
     def __init__(self, backend="loky", n_jobs=None, scheduler=None):
+        check_scheduler_backend(scheduler, backend)
         self.backend = backend
         self.n_jobs = n_jobs
         self.scheduler = scheduler
@@ -511,6 +513,27 @@ class Runner:
             return
         with _shared_arrays(X, y) if self.process_backend else nullcontext((X, y)) as (Xs, ys):
             yield MachineData(self, "rows", (Xs, ys, shards))
+
+
+def check_scheduler_backend(scheduler, backend):
+    """Refuse a ``scheduler`` that ``backend`` would ignore (a user who meant the cluster)."""
+    if scheduler is not None and backend != "dask":
+        raise ValueError(f"scheduler is for backend='dask' only, and backend={backend!r} would ignore it: pass "
+                         "backend='dask' to fit on that cluster, or leave scheduler=None.")
+
+
+class SchedulerPickling:
+    """An estimator with a ``scheduler`` parameter that pickles: a distributed.Client holds sockets
+    and an event loop and cannot be pickled, so the pickle keeps the address of its scheduler, which
+    names the same cluster (None once the client is closed: the current client)."""
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # a copy: BaseEstimator may hand back the instance's own dict
+        client = state.get("scheduler")
+        if client is not None and not isinstance(client, str):
+            address = getattr(getattr(client, "scheduler", None), "address", None)
+            state["scheduler"] = address if isinstance(address, str) else None
+        return state
 
 
 def gather_dask(futures, M, progress, resubmit=None, lost=None, stage="local"):

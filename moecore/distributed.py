@@ -24,7 +24,7 @@ from ._validation import (
     check_Xy,
 )
 from .costs import FitCosts
-from .dispatch import Runner
+from .dispatch import Runner, SchedulerPickling
 from .em import MixtureOfExperts, MoEPredictorMixin
 from .local import collect_local_fits, fit_local_models, kept_machines, refitter, with_pilot
 from .machine_weights import choose_machine_weights, covariate_weights, support_positions
@@ -66,16 +66,17 @@ def _shard_machines(est):
 
 def _extra_up(est, sent):
     """(M,) what goes up with every model sent in ``sent`` (M,) (numbers per machine, 0 where none)
-    beside its parameters: its squared errors on its rows (for the check after the fit) and, when the
-    reduction debiases its variances, its K net variances."""
-    return (np.asarray(sent) > 0) * (1 + est.n_experts * (est.variance_update == "debiased"))
+    beside its parameters: its squared errors and log-likelihood on its rows (for the check after the
+    fit) and, when the reduction debiases its variances, its K net variances."""
+    return (np.asarray(sent) > 0) * (2 + est.n_experts * (est.variance_update == "debiased"))
 
 
 def _check_fit(est, machines, quiet):
-    """After the fit, every aggregated machine measures the final model on its own rows (two numbers
-    up, the model down) and :func:`~moecore.shard_check.check_fit` compares the training RPE with the
-    local models' own; an AccuracyWarning unless ``quiet``.  With covariate weights the machines hold
-    different x and a local model fitted to one region is no yardstick for the whole: no check (None)."""
+    """After the fit, every aggregated machine measures the final model on its own rows (three numbers
+    up, the model down) and :func:`~moecore.shard_check.check_fit` compares the training RPE and the
+    log-likelihood with the local models' own; an AccuracyWarning unless ``quiet``.  With covariate
+    weights the machines hold different x and a local model fitted to one region is no yardstick for
+    the whole: no check (None)."""
     est.fit_check_ = None
     if est.machine_weights_used_ == "covariate":
         return
@@ -85,6 +86,8 @@ def _check_fit(est, machines, quiet):
         return
     q, machines_done = n_free_parameters(est.params_.n_experts, est.params_.n_features), est.machines_[done]
     est.fit_check_ = check_fit([est.local_models_[i].train_sse_ for i in done], [out[m][0] for m in machines_done],
+                               local_loglik=[est.local_models_[i].train_loglik_ for i in done],
+                               sizes=[est._n_samples_all[m] for m in machines_done], n_params=q,
                                refine_rounds=est.refine_rounds,
                                rows_per_parameter=min(est._n_samples_all[m] for m in machines_done) / q)
     est.costs_.add_check(max(out[m][1] for m in machines_done), machines_done, q)
@@ -111,7 +114,7 @@ def _all_or_nothing(fit):
     return fitted
 
 
-class DistributedMoE(MoEPredictorMixin, BaseEstimator):
+class DistributedMoE(SchedulerPickling, MoEPredictorMixin, BaseEstimator):
     """Distributed learning of a K-expert MoE: M local EM fits, then the OT/MM reduction.
 
     :meth:`fit` is the paper's algorithm, one step per module: split the rows (:mod:`~moecore.splits`),
@@ -142,7 +145,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         (S, M') at the support (covariate weights; else None)
     refine_loglik_ : ndarray (refine_rounds + 1,), pooled training log-likelihood of the one-shot
         model and after each round (non-decreasing); empty without rounds
-    fit_check_ : FitCheck or None, the final model's training RPE against the local models' own (None: covariate)
+    fit_check_ : FitCheck or None, the final model's training RPE and log-likelihood against the local models'
     costs_ : FitCosts, every step's seconds and every machine's traffic: ``learning_time`` (the
         paper's figure extended by our steps) and ``learning_time_parts()``; ``timings_`` and
         ``communication_`` are its dict views
@@ -259,7 +262,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
         the support pairs, support_shares (M,) how many each machine sent."""
         kept, self.skipped_ = collect_local_fits(results, self.on_error, self.n_experts, self.max_iter, quiet)
         self.local_models_, self.local_n_experts_, self.machines_, self.weights_ = kept_machines(kept)
-        self._n_samples_all = [r.n_samples for r in results]
+        self._n_samples_all, self._random_split = [r.n_samples for r in results], random_split
         self.support_X_, self.support_y_ = Xs, ys
         self.costs_ = FitCosts.of_local_fits(results, n_free_parameters(self.n_experts, Xs.shape[1])
                                              + _extra_up(self, 1), support_shares, Xs.shape[1])
@@ -279,7 +282,7 @@ class DistributedMoE(MoEPredictorMixin, BaseEstimator):
                             local_experts=self.local_experts)(todo)
         out = screen_local_fits(results, self.local_models_, self.machines_, Xs, ys, self.support_machine_,
                                 local_check=self.local_check, own=self.machine_weights_used_ == "covariate",
-                                refit=refit, quiet=quiet)
+                                exchangeable=self._random_split, refit=refit, quiet=quiet)
         if out.report.flagged and self.local_check != "off":
             self.skipped_.update(out.dropped)
             kept = [out.kept[m] for m in sorted(out.kept)]

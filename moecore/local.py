@@ -105,10 +105,11 @@ def fit_local(index, X, y, n_experts, em_params, seed, local_experts="fixed"):
 def shard_summaries(est, X, y):
     """``est`` with what its machine sends up beside the parameters, computed on its rows X (n_m, d),
     y (n_m,): ``net_variances_`` (K_m,), what the reduction's debiased variance update needs, and
-    ``train_sse_``, the model's squared errors on those rows, which the check after the fit
-    (:func:`moecore.shard_check.check_fit`) compares the final model's with."""
+    ``train_sse_`` and ``train_loglik_``, the model's squared errors and log-likelihood on those rows,
+    which the check after the fit (:func:`moecore.shard_check.check_fit`) compares the final model's with."""
     est.net_variances_ = net_variances(X, y, est.params_)
-    est.train_sse_ = float(machine_errors(X, y, est.params_)[0])
+    errors = machine_errors(X, y, est.params_)
+    est.train_sse_, est.train_loglik_ = float(errors[0]), float(errors[2])
     return est
 
 

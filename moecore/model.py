@@ -347,7 +347,7 @@ class Standardizer:
         x_scale = np.where(x_scale > 0, x_scale, 1.0)
         if y is None:
             return cls(x_mean, x_scale)
-        y_scale = check_response_scale(y)
+        y_scale = check_response_scale(y, allow_constant=True)
         return cls(x_mean, x_scale, y.mean(), y_scale if y_scale > 0 else 1.0)
 
     def transform_X(self, X):

@@ -264,7 +264,8 @@ DISTRIBUTED_PARAMETERS = _declare(
     Param("on_error", "choice", "raise",
           "a failed local fit raises LocalFitError (raise) or is left out with the weights renormalised (skip)",
           choices=("raise", "skip")),
-    Param("scheduler", "object", None, "for backend='dask': a scheduler address or a distributed Client",
+    Param("scheduler", "object", None, "for backend='dask': a scheduler address or a distributed Client (a "
+          "pickled estimator keeps the Client's address: a Client holds a live connection)",
           none="the current dask client"),
     Param("split", "object", "random",
           "how the rows are spread over the machines: random (the paper), region, kmeans or label, "
@@ -335,6 +336,21 @@ def default_support_size(n, n_machines):
     return max(1, int(n) // (4 * int(n_machines)))
 
 
+def _size_advice(K, M, n, d, per_shard):
+    """What to change when M shards of n samples cannot hold K experts on d inputs: only advice that
+    works (one machine may not hold K experts either, and a shard may hold no expert at all)."""
+    machines, experts = n // per_shard, (n // M - 1) // (d + 1) if M <= n else 0
+    options = ([f"use at most {machines} machine(s) (each needs {per_shard} samples for {K} experts)"] * (machines >= 1)
+               + [f"at most {experts} expert(s)"] * (1 <= experts < K))
+    if options:
+        return "To fix: " + ", or ".join(options) + "."
+    most = (n - 1) // (d + 1)
+    if most >= 1:
+        return (f"Even one machine cannot fit {K} expert(s) on these {n} samples (it needs {per_shard}): use at most "
+                f"{most} expert(s) on one machine, or more data.")
+    return f"No fit is possible on {n} sample(s) of {d} input(s): one expert needs {d + 2}. Use more data."
+
+
 def check_distributed_sizes(n_experts, n_machines, support_size, n, d, per_shard):
     """The supporting sample size S for n samples of d inputs, after checking that M machines of
     ``per_shard`` samples at least (K experts of d + 1 coefficients each) fit in n.
@@ -342,16 +358,12 @@ def check_distributed_sizes(n_experts, n_machines, support_size, n, d, per_shard
     Raises ValueError saying how many machines or experts would fit, or the range of S.
     """
     K, M = n_experts, n_machines
-    if M > n:
-        raise ValueError(f"n_machines={M} is more than the n = {n} samples: use at most "
-                         f"{max(n // per_shard, 1)} machines (each needs {per_shard} samples for {K} experts).")
-    if n // M < per_shard:
-        raise ValueError(
-            f"n_machines={M} is too large for n={n} samples with n_experts={K}: {K} experts are more "
-            f"than a shard can support. Each of the {M} shards gets {n // M} samples, but each shard "
-            f"needs at least {min_samples_rule(K, d)} samples. Use at most "
-            f"{max(n // per_shard, 1)} machines, or at most {max((n // M - 1) // (d + 1), 1)} expert(s)."
-        )
+    if M > n or n // M < per_shard:
+        head = (f"n_machines={M} is more than the n = {n} samples" if M > n else
+                f"n_machines={M} is too large for n={n} samples with n_experts={K}: {K} experts are more than a "
+                f"shard can support. Each of the {M} shards gets {n // M} samples, but each shard needs at least "
+                f"{min_samples_rule(K, d)} samples")
+        raise ValueError(f"{head}. {_size_advice(K, M, n, d, per_shard)}")
     if support_size is None:
         S = default_support_size(n, M)
     else:

@@ -25,9 +25,14 @@ uniform samples of the pooled data on average).
 
 from __future__ import annotations
 
+import bz2
+import csv
+import gzip
 import hashlib
+import lzma
 import os
 import time
+import zipfile
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -103,9 +108,50 @@ def _check_exists(path):
         raise ShardError(f"shard file {path!r} does not exist (on host {os.uname().nodename}).")
 
 
+def sniff_separator(text):
+    """The field separator of CSV ``text`` (its first lines): comma, semicolon or tab, as
+    :class:`csv.Sniffer` reads it; a comma when it cannot tell (a single column)."""
+    try:
+        return csv.Sniffer().sniff(text[:4096], delimiters=",;\t").delimiter
+    except csv.Error:
+        return ","
+
+
+def header_looks_like_data(names):
+    """Whether a header row is a data row: every name a finite number and some not whole, as when
+    a file was saved without its header (names such as 0, 1, 2 or years are whole and pass)."""
+    try:
+        values = [float(str(n).strip()) for n in names]
+    except ValueError:
+        return False
+    return bool(values) and all(map(np.isfinite, values)) and not all(v.is_integer() for v in values)
+
+
+def _head(path, size=4096):
+    """The first ``size`` characters of a text file, decompressed as pandas would read it."""
+    low = str(path).lower()
+    if low.endswith(".zip"):
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            raw = zf.open(names[0]).read(4 * size) if names else b""
+        return raw.decode("utf-8", errors="replace")[:size]
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(os.path.splitext(low)[1], open)
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+        return fh.read(size)
+
+
+@lru_cache(maxsize=256)
+def _sep_of(path, mtime_ns, size):
+    return sniff_separator(_head(path))
+
+
 def _sep(path):
-    """The field separator of a text shard: tab for .tsv, else comma."""
-    return "\t" if str(path).lower().endswith((".tsv", ".tsv.gz")) else ","
+    """The field separator of a text shard: tab for .tsv, else what its first lines show (comma,
+    semicolon or tab; the command line's --data files are read here too)."""
+    if str(path).lower().endswith((".tsv", ".tsv.gz")):
+        return "\t"
+    st = os.stat(path)
+    return _sep_of(os.fspath(path), st.st_mtime_ns, st.st_size)
 
 
 def _columns(path, fmt):
@@ -116,7 +162,12 @@ def _columns(path, fmt):
 
         pf = pq.ParquetFile(path)
         return list(pf.schema_arrow.names), pf.metadata.num_rows
-    return [str(c) for c in pd.read_csv(path, nrows=0, sep=_sep(path)).columns], None
+    names = [str(c) for c in pd.read_csv(path, nrows=0, sep=_sep(path)).columns]
+    if header_looks_like_data(names):
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise ShardError(f"shard {path!r}: its first row ({shown}) holds numbers, not column names; the file needs "
+                         "a header row naming the columns (e.g. y,x1,x2).")
+    return names, None
 
 
 def file_columns(path):
@@ -215,7 +266,7 @@ def read_shard(path, response="y", features=None):
             example = col[bad].iloc[0] if bad.any() else col.iloc[0]
             raise ShardError(
                 f"shard {path!r}: column {c!r} is not numeric (dtype {col.dtype}); e.g. row "
-                f"{int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0} holds {example!r}."
+                f"{int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0} holds {str(example)!r}."
             )
         vals = col.to_numpy(dtype=np.float64)
         bad = ~np.isfinite(vals)
@@ -357,8 +408,8 @@ def _check_paths(paths, M, workers):
     paths = [os.fspath(p) for p in paths]
     if len(paths) != M:
         raise ValueError(
-            f"fit_shards got {len(paths)} file(s) but n_machines={M}: give one file per machine "
-            f"(or set n_machines={len(paths)})."
+            f"fit_shards got {len(paths)} file(s) but n_machines={M}: give one file per machine"
+            + (f" (or set n_machines={len(paths)})." if paths else ".")
         )
     # One file listed twice under different names (./x.csv, a symlink, a hard link) would be
     # fitted twice: compare the files themselves where this host sees them, else the real paths.

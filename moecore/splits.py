@@ -84,7 +84,8 @@ class Split:
                 "its shard sizes from its clusters/labels (use concentration=None)."
             )
         if self.kind == "label" and self.labels is None:
-            raise ValueError('a "label" split needs labels: the true expert label of every row.')
+            raise ValueError('a "label" split needs labels: the true expert label of every row, given as '
+                             'Split("label", labels=labels) with labels an (n,) array of integers.')
 
     def shards(self, X, n_machines, rng, *, min_size=1):
         """The M index arrays of the rows each machine holds (see :func:`make_split`)."""

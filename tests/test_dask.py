@@ -181,3 +181,13 @@ def test_interrupted_fit_leaves_nothing_on_the_cluster(cluster, client, data, lo
     left = set(cluster.scheduler.tasks) - before
     assert not left, f"{len(left)} task(s) of the interrupted fit still on the cluster"
     _same(_fit(data, backend="dask", scheduler=client), loky_fit)
+
+
+def test_a_model_fitted_with_a_client_pickles_with_its_address(cluster, client, data, loky_fit):
+    import pickle
+
+    dm = _fit(data, backend="dask", scheduler=client)
+    back = pickle.loads(pickle.dumps(dm))
+    assert back.scheduler == cluster.scheduler_address and dm.scheduler is client  # the original keeps its Client
+    np.testing.assert_array_equal(back.predict(data.X[:50]), dm.predict(data.X[:50]))
+    _same(_fit(data, backend="dask", scheduler=back.scheduler), loky_fit)  # the address names the same cluster

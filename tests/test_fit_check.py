@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # explorer/ is not
 import numpy as np
 import pytest
 
-from moecore import DistributedMoE, simulate_design
+from moecore import DistributedMoE, MixtureOfExperts, simulate_design
 from moecore.baselines import fit_global
 from moecore.datasets import load_dataset
 from moecore.metrics import rpe
@@ -20,6 +20,7 @@ from moecore.params import n_free_parameters
 from moecore.shard_check import (
     FIT_CHECK_RATIO,
     GLOBAL_RPE_RATIO,
+    LOGLIK_CHECK_FACTOR,
     AccuracyWarning,
     SmallShardWarning,
     check_fit,
@@ -32,9 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_machine_errors_are_the_squared_errors_and_rpe_denominator():
     teaching = simulate_design("teaching-1d", 300, random_state=3)
     X, y = teaching.X, teaching.y
-    sse, yy = machine_errors(X, y, teaching.params)
+    sse, yy, ll = machine_errors(X, y, teaching.params)
     np.testing.assert_allclose(sse, np.sum((y - predict_mean(X, teaching.params)) ** 2), rtol=1e-12)
     np.testing.assert_allclose(sse / yy, rpe(y, predict_mean(X, teaching.params)), rtol=1e-12)
+    np.testing.assert_allclose(ll, MixtureOfExperts.from_params(teaching.params).score(X, y) * len(y), rtol=1e-12)
 
 
 def test_check_fit_pools_the_machines_and_says_what_to_change():
@@ -45,6 +47,42 @@ def test_check_fit_pools_the_machines_and_says_what_to_change():
     assert "more refinement rounds (refine_rounds > 2)" in check_fit([1.0], [[2.0, 10.0]], refine_rounds=2).message
     assert check_fit([1.0], [[FIT_CHECK_RATIO, 10.0]]).ok  # at the bound: accepted
     assert check_fit([0.0], [[0.0, 10.0]]).ok  # a perfect fit everywhere
+
+
+def test_check_fit_compares_log_likelihoods_per_row():
+    # Two machines of 100 rows, q = 5: the allowance is LOGLIK_CHECK_FACTOR q / n_m = 0.1 nats per row.
+    errors = [[1.0, 10.0, -120.0], [1.0, 10.0, -130.0]]
+    c = check_fit([1.0, 1.0], errors, local_loglik=[-110.0, -120.0], sizes=[100, 100], n_params=5)
+    assert c.ratio == 1.0 and c.loglik_gap == 0.1 and c.loglik_allowed == LOGLIK_CHECK_FACTOR * 5 / 100
+    assert c.ok  # at the bound: accepted
+    c = check_fit([1.0, 1.0], errors, local_loglik=[-100.0, -120.0], sizes=[100, 100], n_params=5)
+    assert not c.ok and c.loglik_gap == 0.15
+    assert c.message.startswith("The reduced model's log-likelihood on the machines' rows is 0.15 nats per row")
+    assert "refine_rounds = 1 or 3" in c.message and "RPE" not in c.message
+    both = check_fit([1.0, 1.0], [[2.0, 10.0, -120.0], [2.0, 10.0, -130.0]], local_loglik=[-100.0, -120.0],
+                     sizes=[100, 100], n_params=5)
+    assert "training RPE" in both.message and ", and its log-likelihood" in both.message
+
+
+def test_a_lost_expert_that_rpe_cannot_see_is_reported():
+    # separated-2d has four experts; fitted with K = 2 on two machines, the reduced model predicts as well
+    # as the local models (RPE within 1.1x) but its log-likelihood on the rows is 0.08 nats per row below
+    # theirs, and 0.11 below the global EM's: it lost what the machines' gates and variances had.
+    sim = simulate_design("separated-2d", 1200, random_state=7)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dm = DistributedMoE(2, 2, backend="sequential", random_state=0).fit(sim.X, sim.y)
+    check = dm.fit_check_
+    assert AccuracyWarning in [w.category for w in caught]
+    assert check.ratio <= FIT_CHECK_RATIO and check.loglik_gap > check.loglik_allowed
+    q = n_free_parameters(2, 2)
+    np.testing.assert_allclose(check.loglik_allowed, LOGLIK_CHECK_FACTOR * q / 600, rtol=1e-12)
+    local = sum(mdl.score(sim.X[dm.shards_[m]], sim.y[dm.shards_[m]]) * len(dm.shards_[m])
+                for m, mdl in zip(dm.machines_, dm.local_models_, strict=True))
+    np.testing.assert_allclose(check.loglik_gap, (local - dm.score(sim.X, sim.y) * 1200) / 1200, rtol=1e-9)
+    # The truth of the warning: the global EM fits those rows better by more than q / n_m per row.
+    g = fit_global(sim.X, sim.y, 2, random_state=0)
+    assert g.score(sim.X, sim.y) - dm.score(sim.X, sim.y) > q / 600
 
 
 def test_a_reduction_the_size_rule_accepts_but_that_misses_is_reported():
@@ -78,7 +116,7 @@ def test_a_good_fit_passes_and_the_check_is_counted_apart_from_the_learning_time
     q = n_free_parameters(3, 1)
     c = dm.communication_
     np.testing.assert_array_equal(c["check_down"], q)
-    np.testing.assert_array_equal(c["check_up"], 2)
+    np.testing.assert_array_equal(c["check_up"], 3)
     assert dm.timings_["check"] > 0
     assert "check" not in " ".join(dm.costs_.learning_time_parts())
 

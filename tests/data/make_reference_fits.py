@@ -7,7 +7,10 @@ stored numbers come from the code just before the restructuring of ``moecore`` i
 A deliberate change of the numerics (a new default, a new scoring rule) rewrites the file, and its
 commit says why.  Rewritten when EM's iteration moved into compiled kernels (moecore/_em_kernels.py):
 every stored array within 3.4e-7 relative of the old one (the gates of crossing-2d and of "off"), every
-integer (iterations, flags, bookkeeping) unchanged.
+integer (iterations, flags, bookkeeping) unchanged.  Rewritten when every machine began to send its
+local model's log-likelihood on its rows with the model, and the final model's in the check after the
+fit (moecore.shard_check.check_fit): only ``one_shot_up`` (+1 per machine) and ``communication_total``
+(+2 per checked machine) changed; every other array bitwise as before.
 
 Every estimator parameter is written out, never read from a default, so a changed default cannot
 change these fits: the comparison is of the code, not of the defaults.  (``acceleration`` of the

@@ -1,0 +1,247 @@
+"""A poor optimum most machines share, and a reduced model that loses what RPE cannot see.
+
+    .venv/bin/python benchmarks/bench_fit_check.py majority   # results/fit_check_majority.csv, about 1 min
+    .venv/bin/python benchmarks/bench_fit_check.py loglik     # results/fit_check_loglik.csv, about 15 min
+    .venv/bin/python benchmarks/bench_fit_check.py quiet      # results/fit_check_quiet.csv, about 15 min
+
+* ``majority``: :func:`rare_expert_design` (K = 3, d = 2, an expert with 0.5 % of the rows), n = 20 000
+  over M in {4, 16} machines, seeds 0-7.  For every machine: whether its first local fit is poor by the
+  truth (EM started from the true parameters on its rows ends more than GAP_FLOOR q / n_m nats per row
+  above it), and which screening rule flags it (the median rule of moecore.screening.flag_poor_fits, the
+  second rule of moecore.screening.beaten_by_best).  Then the default fit's held-out log-likelihood
+  against the global EM's (a fresh draw of 20 000 rows) and what the check after the fit said.
+* ``quiet``: where the second rule must add nothing (good fits, exchangeable machines): the shipped designs
+  (n = 50 000, M in {2, 4, 16, 64, 128}, seeds 0-1), lost_expert_design and small_expert_design (n = 10^5,
+  M in {4, 16, 64}, seeds 0-2), the shipped real sets (flights at M in {16, 64, 128}, seeds 0-3; the small
+  ones at K in {2, 3, 4}, M in {2, 4, 8}), the high-dimensional designs (n = 2 10^5, M in {16, 64}) and,
+  with ``--large``, the d = 2 headline and hd-20-4 at n = 10^6, M = 128.  Per fit (local_check="off"):
+  the machines the median rule flags and those the second rule adds.
+* ``loglik``: the log-likelihood side of moecore.shard_check.check_fit, read against the global EM.  On
+  the small real sets (moecore.datasets and the fifteen R sets of bench_small_shards.MORE, when Rscript
+  is there) and three small designs, K in {2, 3, 4}, M from 2 up to what the library accepts, S in
+  {default, n}, seeds 0-1 (sequential backend); and on large designs (the five shipped designs at
+  n = 50 000, lost_expert_design and small_expert_design at 10^5, the rare-expert design), M in
+  {4, 16, 64}, seeds 0-2.  Per fit: the check's gap (local models' in-sample log-likelihood less the
+  final model's, per row), its allowance, and the final model's log-likelihood per row below the global
+  EM's on all the rows (same K and seed).  The summary prints, for allowances c q / n_m with c in
+  {1, 1.5, 2, 3, 4}, how many fits each flags and the smallest loss to the global EM among them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_portfolio import lost_expert_design, small_expert_design  # noqa: E402
+from bench_small_shards import MORE, from_r, small_sets  # noqa: E402
+
+from moecore import DistributedMoE, MixtureOfExperts, MoEParams, simulate, simulate_design  # noqa: E402
+from moecore.baselines import fit_global  # noqa: E402
+from moecore.metrics import rpe  # noqa: E402
+from moecore.params import min_samples, n_free_parameters  # noqa: E402
+from moecore.screening import GAP_FLOOR, beaten_by_best, flag_poor_fits, support_loglik  # noqa: E402
+from moecore.shard_check import FIT_CHECK_RATIO, LOGLIK_CHECK_FACTOR  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "results"
+
+
+def rare_expert_design():
+    """K = 3, d = 2: expert 0 holds about 0.5 % of x ~ N(0, I) (gate intercept -4.6), far from the others
+    (intercept 10 against 2 and -1), variances 0.1-0.3.  Found by a hostile-user audit: on 5 000-row
+    shards most local EMs miss that expert, and the median rule flagged none of them."""
+    return MoEParams(gates=[[-4.6, 0.0, 0.0], [0.5, 1.0, 0.0]], experts=[[10.0, 0.0, -3.0], [2.0, 1.0, -1.0]],
+                     variances=[0.1, 0.2, 0.3])
+
+
+def majority(seeds):
+    truth = rare_expert_design()
+    train, test = simulate(truth, 20_000, random_state=1), simulate(truth, 20_000, random_state=2)
+    K, q = 3, n_free_parameters(3, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        glob = MixtureOfExperts(K, random_state=0).fit(train.X, train.y)
+    rows = []
+    for M in (4, 16):
+        for seed in seeds:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                off = DistributedMoE(K, M, n_jobs=2, random_state=seed, local_check="off").fit(train.X, train.y)
+                poor = []
+                for m, idx in enumerate(off.shards_):
+                    X, y = train.X[idx], train.y[idx]
+                    best = MixtureOfExperts(K, init=truth).fit(X, y).score(X, y)
+                    poor.append(best - off.local_models_[m].score(X, y) > GAP_FLOOR * q / len(idx))
+            sizes = np.array([len(s) for s in off.shards_])
+            median_rule = flag_poor_fits(off.local_scores_, sizes, q)[1]
+            ll = support_loglik([m.params_ for m in off.local_models_], off.support_X_, off.support_y_)
+            second = off.local_scores_ < beaten_by_best(ll, off.machines_, sizes, q)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                dm = DistributedMoE(K, M, n_jobs=2, random_state=seed).fit(train.X, train.y)
+            poor = np.array(poor)
+            rows.append(dict(M=M, seed=seed, support=len(off.support_indices_), poor=int(poor.sum()),
+                             flagged_median=int(median_rule.sum()), flagged_second=int((second & ~median_rule).sum()),
+                             poor_flagged=int((poor & (median_rule | second)).sum()),
+                             good_flagged=int((~poor & (median_rule | second)).sum()),
+                             heldout_gap=glob.score(test.X, test.y) - dm.score(test.X, test.y),
+                             check_ok=bool(dm.fit_check_.ok),
+                             warnings=";".join(sorted({w.category.__name__ for w in caught}))))
+    df = pd.DataFrame(rows)
+    _save(df, "fit_check_majority")
+    print(df.to_string(index=False))
+
+
+def _quiet_row(name, X, y, K, M, seed):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dm = DistributedMoE(K, M, n_jobs=2, random_state=seed, local_check="off").fit(X, y)
+    sizes, q = np.array([len(s) for s in dm.shards_]), n_free_parameters(K, X.shape[1])
+    median_rule = flag_poor_fits(dm.local_scores_, sizes, q)[1]
+    added = sorted(set(dm.flagged_) - set(np.flatnonzero(median_rule).tolist()))
+    row = dict(data=name, n=len(y), d=X.shape[1], K=K, M=M, seed=seed, median_rule=int(median_rule.sum()),
+               second_rule_added=len(added), added=" ".join(map(str, added)))
+    print(f"{name:16s} K {K} M {M:3d} seed {seed}: median rule {row['median_rule']}, second rule adds {added}",
+          flush=True)
+    return row
+
+
+def quiet(large):
+    from bench_portfolio import DESIGNS, high_d_design
+
+    from moecore.datasets import load_dataset
+
+    rows = []
+    for des in ("teaching-1d", "two-experts-1d", "separated-2d", "crossing-2d", "overlapping-5d", "separated-10d"):
+        sim = simulate_design(des, 50_000, random_state=1)
+        rows += [_quiet_row(des, sim.X, sim.y, sim.params.n_experts, M, seed)
+                 for M in (2, 4, 16, 64, 128) for seed in (0, 1)]
+    for name, params in (("lost_expert", lost_expert_design()), ("small_expert", small_expert_design())):
+        sim = simulate(params, 100_000, random_state=1)
+        rows += [_quiet_row(name, sim.X, sim.y, 5, M, seed) for M in (4, 16, 64) for seed in range(3)]
+    flights = load_dataset("flights")
+    rows += [_quiet_row("flights", flights.X, flights.y, 3, M, seed) for M in (16, 64, 128) for seed in range(4)]
+    for name in ("tonedata", "nodata", "boston", "mcycle", "faithful"):
+        ds = load_dataset(name)
+        rows += [_quiet_row(name, ds.X, ds.y, K, M, 0) for K in (2, 3, 4) for M in (2, 4, 8)
+                 if M <= len(ds.y) // min_samples(K, ds.X.shape[1])]
+    for name, (d, K) in DESIGNS.items():
+        sim = simulate(high_d_design(d, K), 200_000, random_state=1)
+        rows += [_quiet_row(name, sim.X, sim.y, K, M, 0) for M in (16, 64)]
+    if large:
+        sim = simulate_design("separated-2d", 1_000_000, random_state=0)
+        rows.append(_quiet_row("headline", sim.X, sim.y, 4, 128, 0))
+        sim = simulate(high_d_design(20, 4), 1_000_000, random_state=0)
+        rows.append(_quiet_row("hd-20-4", sim.X, sim.y, 4, 128, 0))
+    df = pd.DataFrame(rows)
+    _save(df, "fit_check_quiet")
+    print(f"{len(df)} fits; the median rule flagged {int(df['median_rule'].sum())} machines in "
+          f"{int((df['median_rule'] > 0).sum())} fits; the second rule added {int(df['second_rule_added'].sum())}")
+
+
+def _check_row(name, X, y, K, M, S, seed, g, backend):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            dm = DistributedMoE(K, M, support_size=S, backend=backend, n_jobs=2, random_state=seed).fit(X, y)
+        except (ValueError, RuntimeError):
+            return None
+    c = dm.fit_check_
+    if c is None:
+        return None
+    q = n_free_parameters(K, X.shape[1])
+    n_bar = LOGLIK_CHECK_FACTOR * q / c.loglik_allowed
+    return dict(data=name, n=len(y), d=X.shape[1], K=K, M=M, S=len(dm.support_indices_), seed=seed, q=q,
+                rows_per_machine=n_bar, gap=c.loglik_gap, allowed=c.loglik_allowed,
+                flagged=c.loglik_gap > c.loglik_allowed,
+                below_global=g.score(X, y) - dm.score(X, y), rpe_ratio=rpe(y, dm.predict(X)) / rpe(y, g.predict(X)),
+                rpe_check_ok=bool(c.ratio <= FIT_CHECK_RATIO))
+
+
+def loglik(seeds):
+    rows = []
+    sets = {**small_sets(), **from_r(MORE)}
+    for design, n in (("teaching-1d", 600), ("separated-2d", 1200), ("overlapping-5d", 2000)):
+        sim = simulate_design(design, n, random_state=7)
+        sets[design] = (sim.X, sim.y)
+    for name, (X, y) in sets.items():
+        n, d = X.shape
+        for K in (2, 3, 4):
+            Ms = sorted({m for m in (2, 4, 8, 16, 32) if m <= n // min_samples(K, d)})
+            for seed in seeds:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    g = fit_global(X, y, K, random_state=seed)
+                for M in Ms:
+                    for S in (None, n):
+                        row = _check_row(name, X, y, K, M, S, seed, g, "sequential")
+                        if row:
+                            rows.append(dict(row, kind="small"))
+        print(f"{name}: done", flush=True)
+    large = [(des, simulate_design(des, 50_000, random_state=1), None) for des in
+             ("teaching-1d", "separated-2d", "crossing-2d", "overlapping-5d", "separated-10d")]
+    large += [("lost_expert", simulate(lost_expert_design(), 100_000, random_state=1), 5),
+              ("small_expert", simulate(small_expert_design(), 100_000, random_state=1), 5),
+              ("rare_expert", simulate(rare_expert_design(), 20_000, random_state=1), 3)]
+    for name, sim, K in large:
+        K = K or sim.params.n_experts
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            g = fit_global(sim.X, sim.y, K, random_state=0)
+        for M in (4, 16, 64):
+            for seed in range(3):
+                row = _check_row(name, sim.X, sim.y, K, M, None, seed, g, "loky")
+                if row:
+                    rows.append(dict(row, kind="large"))
+        print(f"{name}: done", flush=True)
+    df = pd.DataFrame(rows)
+    _save(df, "fit_check_loglik")
+    summarise(df)
+
+
+def summarise(df):
+    unit = df["q"] / df["rows_per_machine"]  # q / n_m, n_m the mean rows per machine
+    gap, loss = df["gap"] / unit, df["below_global"] / unit
+    print(f"\n(gap - loss to the global EM) / (q / n_m), i.e. the local fits' in-sample optimism: quantiles "
+          f"1/10/50/90/99 % {np.round(np.quantile(gap - loss, [.01, .1, .5, .9, .99]), 2).tolist()}")
+    for kind in ("small", "large"):
+        sel = df["kind"] == kind
+        print(f"\n{kind} data: {int(sel.sum())} fits")
+        for c in (1, 1.5, 2, 3, 4):
+            fire = sel & (gap > c)
+            print(f"  allowance {c:g} q / n_m: flags {int(fire.sum()):4d}; smallest loss to the global EM among them "
+                  f"{loss[fire].min() if fire.any() else float('nan'):.2f} q / n_m; of them RPE check silent "
+                  f"{int((fire & df['rpe_check_ok']).sum())}; unflagged with a loss above 2 q / n_m "
+                  f"{int((sel & ~fire & (loss > 2)).sum())}")
+
+
+def _save(df, name):
+    OUT.mkdir(parents=True, exist_ok=True)
+    df.to_csv(OUT / f"{name}.csv", index=False)
+    print(f"wrote {OUT / f'{name}.csv'}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("part", choices=["majority", "loglik", "quiet"])
+    ap.add_argument("--large", action="store_true", help="quiet: also n = 10^6 over M = 128 (two fits)")
+    ap.add_argument("--seeds", default="", help="comma-separated (default: 0-7 for majority, 0,1 for loglik)")
+    args = ap.parse_args(argv)
+    if args.part == "majority":
+        majority([int(s) for s in args.seeds.split(",")] if args.seeds else range(8))
+    elif args.part == "quiet":
+        quiet(args.large)
+    else:
+        loglik([int(s) for s in args.seeds.split(",")] if args.seeds else range(2))
+
+
+if __name__ == "__main__":
+    main()
