@@ -65,9 +65,17 @@ def frame(page_path: str):
     st.set_page_config(page_icon=":material/hub:", layout="wide")  # the page adds its title
     ss = st.session_state
     ss["_page_path"] = page_path
-    ignored = settings.init_settings(st.query_params.to_dict())
+    first = not ss.get("_settings_ready")
+    query = st.query_params.to_dict()
+    ignored = settings.init_settings(query)
     if ignored:
         st.warning("Ignored URL parameter(s): " + "; ".join(ignored) + ". The defaults are used instead.")
+    upload = settings.lost_upload(query) if first else None
+    if upload:
+        st.info(f"This address was made while the uploaded file **{markdown_escape(upload)}** was the data. A reload "
+                "or a link cannot bring a file back (the browser sends it once), so the built-in data are shown with "
+                "the other settings: upload the file again on the Data page, or load a session file (Share, in the "
+                "sidebar, saves one) to restore both.")
     if "data" not in ss:
         with st.spinner("Simulating the built-in example and fitting it on 8 machines..."):
             runs.ensure_data_and_fit()

@@ -54,7 +54,8 @@ def highlight(df: pd.DataFrame, cells, fmt) -> pd.io.formats.style.Styler:
     for r, c in cells:
         if r in css.index and c in css.columns:
             css.loc[r, c] = f"background-color: {HIGHLIGHT}; font-weight: bold"
-    return df.style.format(fmt, na_rep="-").apply(lambda _: css, axis=None)
+    # Not "-": the page renders a cell as markdown, where a lone "-" is a list bullet ("•").
+    return df.style.format(fmt, na_rep="—").apply(lambda _: css, axis=None)
 
 
 def label_switching(table: pd.DataFrame) -> Evidence:
@@ -140,7 +141,7 @@ def real_flights(figs: dict, parts: dict, target_speedup: float, cost_text: str 
         f"**{metric_cell(figs['learning_time'])}** (the learning time, {figs['machines']} machines in parallel) "
         f"against **{metric_cell(figs['global_time'])}**, ")
     if figs["speedup"] >= target_speedup:
-        sentence += f"a speed-up of **{figs['speedup']:.1f}x**."
+        sentence += f"a speed-up of **{explain.times(figs['speedup'])}**."
     else:
         sentence += (f"short of {target_speedup:.0f}x. "
                      + explain.speedup_sentence(parts, figs["global_time"], figs["machines"])
@@ -157,7 +158,8 @@ def real_flights_box(figs: dict, parts: dict, target: dict) -> str:
     return (f"| | this run (on this server) | target |\n|---|---|---|\n"
             f"| held-out log-likelihood, global EM minus reduction | **{explain.nats(figs['gap'])}** "
             f"| at most {explain.nats(target['gap'])} |\n"
-            f"| learning-time speed-up over the global EM | **{figs['speedup']:.1f}x** | {target['speedup']:.0f}x |\n"
+            f"| learning-time speed-up over the global EM | **{explain.times(figs['speedup'])}** "
+            f"| {target['speedup']:.0f}x |\n"
             f"| global EM time | **{explain.seconds(figs['global_time'])}** | |\n"
             f"| learning time ({figs['machines']} machines in parallel) | **{explain.seconds(figs['learning_time'])}** "
             f"| |\n| its largest part: {big} | **{explain.seconds(parts[big])}** | |")

@@ -157,6 +157,12 @@ def seconds(t) -> str:
     return f"{t:.3f} s"
 
 
+def times(ratio) -> str:
+    """A speed-up (or slow-down) factor: "12.3x", and two significant digits below 1 ("0.037x"), where
+    one decimal showed a slow-down of 26 as "0.0x"."""
+    return f"{ratio:.1f}x" if ratio >= 1 else f"{ratio:.2g}x"
+
+
 def nats(gap) -> str:
     """A log-likelihood gap per point as the flights lesson shows it, with its unit."""
     return f"{gap:.5f} nats per point"
@@ -176,7 +182,7 @@ def speedup_sentence(parts: dict, global_time: float, n_machines: int) -> str:
     else:
         why = (f"it is below 1 because the global EM is itself quick on these rows, and {big} "
                f"(**{seconds(parts[big])}**) alone takes {100 * parts[big] / global_time:.0f} % of its time")
-    return (f"The speed-up of **{speedup:.1f}x** divides the global EM's **{seconds(global_time)}** by the learning "
+    return (f"The speed-up of **{times(speedup)}** divides the global EM's **{seconds(global_time)}** by the learning "
             f"time **{seconds(learning)}**, which counts the {n_machines} machines as truly parallel; {why}.")
 
 

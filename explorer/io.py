@@ -17,6 +17,8 @@ import pandas as pd
 
 from moecore import MoEParams
 from moecore.model import check_predictable, feature_names
+from moecore.params import min_samples, min_samples_rule
+from moecore.shards import header_looks_like_data, sniff_separator
 
 from .settings import MAX_APP_MACHINES, MAX_APP_N, SETTINGS
 
@@ -162,11 +164,7 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
             f"{name} has about {n_lines - 1:,} data rows; the app accepts at most {max_rows:,}. "
             "Upload a random subsample (or use the command line `python -m moecore` for big data)."
         )
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-        sep = dialect.delimiter
-    except csv.Error:
-        sep = ","
+    sep = sniff_separator(text)
     # pandas would silently rename a repeated name to "x.1": check the header ourselves.
     try:
         first = text.lstrip("\n").split("\n", 1)[0]
@@ -186,6 +184,10 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
         first_row = []  # pandas reports what it cannot read
     if len(first_row) > len(header):
         raise InputError(f"{ragged} (the first data row has {len(first_row)}, the header {len(header)}). {fix}")
+    if header_looks_like_data(header):
+        shown = ", ".join(header[:4]) + (", ..." if len(header) > 4 else "")
+        raise InputError(f"{name}: its first row ({_clip(shown, 120)}) holds numbers, not column names. Add a header "
+                         "row naming the columns (e.g. y,x1,x2) as the file's first line.")
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
         raise InputError(f"{name} has duplicated column names {_quotes(dup)}: give every column a "
@@ -203,7 +205,7 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
     if df.shape[1] < 2:
         raise InputError(
             f"{name} has {df.shape[1]} column(s) (separator detected: {sep!r}); it needs a response "
-            "column and at least one input column, separated by commas."
+            "column and at least one input column, separated by commas, semicolons or tabs."
         )
     if df.shape[1] > MAX_COLUMNS:
         raise InputError(f"{name} has {df.shape[1]} columns; the app accepts at most {MAX_COLUMNS}.")
@@ -261,6 +263,11 @@ def select_columns(df: pd.DataFrame, y_col: str, x_cols) -> tuple[np.ndarray, np
         )
     if not np.ptp(y) > 0:
         raise InputError(f"the response {_quote(y_col)} is constant: there is nothing to regress.")
+    need = min_samples(2, X.shape[1])
+    if len(y) < need:
+        raise InputError(f"the file has {len(y)} data row(s); a mixture of two experts on {X.shape[1]} input(s) needs "
+                         f"at least {need} ({min_samples_rule(2, X.shape[1])}), and each machine as many. Upload more "
+                         "rows.")
     return X, y
 
 

@@ -249,7 +249,7 @@ def banner():
             with c1:
                 box("paper").markdown(
                     f"| | this run (on this server) | the paper |\n|---|---|---|\n"
-                    f"| learning-time speed-up over the global EM | **{ours['speedup']:.1f}x** "
+                    f"| learning-time speed-up over the global EM | **{explain.times(ours['speedup'])}** "
                     f"| {paper['speedup']:.0f}x |\n"
                     f"| held-out RPE, reduction | **{ours['rpe_reduction']:.2f} %** "
                     f"| {paper['rpe_reduction']:.2f} % |\n"

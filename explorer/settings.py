@@ -501,16 +501,32 @@ def applied_settings() -> dict:
     return values
 
 
+# The query key naming an uploaded file in use. A link or a reload cannot bring the file back (the
+# browser sends it once), but it can say so: the page then tells which file is missing.
+UPLOAD_QUERY = "upload"
+
+
 def settings_to_query(values: dict | None = None) -> dict:
     """The settings as URL query parameters (only those that differ from the defaults); by
-    default the applied settings (:func:`applied_settings`)."""
+    default the applied settings (:func:`applied_settings`) and, while an uploaded file is the
+    data, its name (:data:`UPLOAD_QUERY`)."""
+    data = st.session_state.get("data") if values is None else None
     values = applied_settings() if values is None else values
     out = {}
     for q, name in QUERY_KEYS.items():
         v = values.get(name, SETTINGS[name].default)
         if v != SETTINGS[name].default:
             out[q] = str(v).lower() if isinstance(v, bool) else str(v)
+    if getattr(data, "source", None) == "csv":
+        out[UPLOAD_QUERY] = clip(data.name, 80)
     return out
+
+
+def lost_upload(query) -> str | None:
+    """The name of the uploaded file a link or a reloaded page was made with (None: none), clipped."""
+    name = dict(query or {}).get(UPLOAD_QUERY)
+    name = name if isinstance(name, str) else (list(name or []) or [None])[-1]
+    return clip(name, 80) if name else None
 
 
 def sync_query_params():

@@ -45,6 +45,12 @@ if res["key"] != key:
 elif res.get("reused"):
     st.caption("The reduction and the global EM are the models of the Distributed fit page (not refitted); the "
                "aggregators use its local fits.")
+elif data.sim:
+    st.caption("The comparison fitted the reduction and the global EM itself, with the settings above: the "
+               "Distributed fit page has no finished fit of them.")
+else:
+    st.caption("The comparison fitted the reduction and the global EM itself, with the settings above, on the 80 % of "
+               "your rows it does not hold out (the Distributed fit page fits all of them).")
 cmp = res["cmp"]
 Xt, yt, _ = res["test"]
 table = cmp.table()

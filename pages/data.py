@@ -105,6 +105,13 @@ with csv_tab:
             st.session_state["upload_df"] = runs.attempt("Reading the CSV", parse_csv, up.getvalue(), up.name,
                                                          after="Your current data is unchanged.",
                                                          remember="upload_error")
+            if st.session_state["upload_df"] is not None:
+                # The column pickers are set to the new file's defaults through their state, which the
+                # browser then shows: a default= alone left a second file's input box holding the first
+                # file's picks (empty, or a column the new file does not have).
+                columns = list(st.session_state["upload_df"].columns)
+                st.session_state["csv_y"] = "y" if "y" in columns else columns[-1]
+                st.session_state["csv_x"] = numeric_inputs(st.session_state["upload_df"], st.session_state["csv_y"])
         elif st.session_state.get("upload_error"):
             st.error(st.session_state["upload_error"])  # the same file: its message, without parsing it again
     df = st.session_state.get("upload_df")
@@ -113,10 +120,16 @@ with csv_tab:
                    f"{df.shape[1]} columns")
         st.dataframe(df.head(8), width="stretch")
         cols = list(df.columns)
-        default_y = "y" if "y" in cols else cols[-1]
-        y_col = st.selectbox("Response column (y)", cols, index=cols.index(default_y), key="csv_y")
-        x_default = numeric_inputs(df, y_col)
-        x_cols = st.multiselect("Input columns (x)", [c for c in cols if c != y_col], default=x_default, key="csv_x")
+
+        def response_changed():  # the new response leaves the inputs (it is no longer offered there)
+            st.session_state["csv_x"] = [c for c in st.session_state.get("csv_x", []) if c != st.session_state["csv_y"]]
+
+        y_col = st.selectbox("Response column (y)", cols, key="csv_y", on_change=response_changed)
+        if not numeric_inputs(df, y_col) and len(cols) > 1:
+            st.warning("No column besides the response reads as numbers. Numbers written with a decimal comma "
+                       "(1,5) or with thousands separators (1,234.5) read as text: save the file with decimal "
+                       "points and no separators, or pick the input columns to see which cells are not numbers.")
+        x_cols = st.multiselect("Input columns (x)", [c for c in cols if c != y_col], key="csv_x")
         if st.button("Use these columns", type="primary", key="btn_use_csv"):
             new = runs.attempt("Using these columns", dataset_from_upload, df, y_col, x_cols,
                                st.session_state["upload_name"], after="Your current data is unchanged.")

@@ -10,8 +10,10 @@ from explorer.io import markdown_escape, model_to_json, stem, table_to_csv
 from moecore.model import feature_names
 from moecore.params import default_support_size
 from moecore.predictions import prediction_frame
-from moecore.shard_check import FIT_CHECK_RATIO, check_shards
+from moecore.shard_check import FIT_CHECK_RATIO, LOGLIK_CHECK_FACTOR, check_shards
 from moecore.splits import machine_labels
+
+RUNNING = "_fit_running"  # session key: the settings of a fit that has started and not ended
 
 data = chrome.page("Distributed fit")
 st.caption(
@@ -70,6 +72,10 @@ with st.container(border=True):
                             "otherwise read from the cache, with the times of its first run).")
 
 if run or retime:
+    # Set while the fit runs: leaving the page (or a rerun) stops this script mid-fit, and the next
+    # visit says so instead of showing the last finished fit as if nothing had happened.
+    now = settings.settings()
+    st.session_state[RUNNING] = f"K = {now['K']}, M = {now['M']}, seed {now['fit_seed']}"
     bar = st.progress(0.0, text="starting")
 
     def progress(stage, done, total):
@@ -83,9 +89,13 @@ if run or retime:
             bar.progress(0.96, text="global EM on all the data (the reference)")
 
     new = runs.attempt("The fit", runs.run_fit, data, progress=progress, retime=retime)
+    st.session_state.pop(RUNNING, None)
     bar.empty()
     if new is not None:
         st.session_state["fit"] = new
+elif st.session_state.get(RUNNING):
+    st.warning(f"Your last run ({st.session_state.pop(RUNNING)}) did not finish: the page was left while it ran. "
+               "The results below are those of the last fit that ended; press Run distributed fit to run it again.")
 
 fit = st.session_state.get("fit")
 if fit is None:
@@ -128,7 +138,7 @@ with m[3], lessons.box("wall"):
 with m[4], lessons.box("global"):
     st.metric("global EM time", explain.seconds(g.fit_time_))
 with m[5], lessons.box("speedup"):
-    st.metric("speed-up", f"{g.fit_time_ / max(times['learning_time'], 1e-9):.1f}x",
+    st.metric("speed-up", explain.times(g.fit_time_ / max(times['learning_time'], 1e-9)),
               help="Global EM time / learning time. Below: when distribution pays on this server.")
 # When distribution pays: why this run's speed-up is below 1 (if it is), then what this server's
 # cost model predicts for these sizes, where the speed-up crosses 1 and what would raise it.
@@ -171,7 +181,9 @@ if fit.train_rpe:
     if check is not None and not check.ok:
         # The library's own check needs no global EM: what a user of moecore sees as an AccuracyWarning.
         st.caption(f"moecore's check after the fit, without a global EM: the training RPE is {check.ratio:.2f}x the "
-                   f"local models' own on their rows (it warns above {FIT_CHECK_RATIO:g}x).")
+                   f"local models' own on their rows (it warns above {FIT_CHECK_RATIO:g}x); the log-likelihood there "
+                   f"is {check.loglik_gap:.3g} nats per row below theirs (it warns above {check.loglik_allowed:.3g}, "
+                   f"{LOGLIK_CHECK_FACTOR:g} q / n_m).")
 
 st.subheader("Machines: who holds which x, and the weights used")
 used = dm.machine_weights_used_
@@ -200,7 +212,7 @@ if Xd is not None and dm.shards_ is not None:
         data.X, machine_labels(dm.shards_, data.n), feature=machine_axis, x_names=data.x_names, support_X=dm.support_X_,
         support_weights=dm.support_weights_, shares=None)), width="stretch", key="fit_machines")
 
-st.subheader("Local experts, reduced experts and the truth")
+st.subheader("Local experts, reduced experts" + (" and the truth" if truth is not None else ""))
 d = dm.params_.n_features
 names = feature_names(d, data.x_names if Xd is not None else None)
 o1, o2, o3, o4 = st.columns(4)

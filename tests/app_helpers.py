@@ -38,3 +38,11 @@ def new_session(page=None, query=None):
         at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def plain_title(fig):
+    """A figure's title as one line of text: the house layout breaks long titles into lines
+    (explorer.figures.common._wrap_title), which a phrase a test looks for may straddle."""
+    import re
+
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", fig.layout.title.text or "")).strip()

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
-from app_helpers import run_sweep
+from app_helpers import plain_title, run_sweep
 
 import explorer.figures
 from moecore import DistributedMoE
@@ -34,7 +34,7 @@ def test_machines_figure_shows_one_band_per_machine_and_the_weights_used():
     sim, dm = _region_fit("teaching-1d", 4, "covariate")
     lab = machine_labels(dm.shards_, 4000)
     fig = explorer.figures.machines_figure(sim.X, lab, support_X=dm.support_X_, support_weights=dm.support_weights_)
-    assert fig.layout.title.text and "covariate weights" in fig.layout.title.text
+    assert plain_title(fig) and "covariate weights" in plain_title(fig)
     rows, *areas = fig.data
     # Top: one row per machine, counts of its rows per bin of x: every row counted once, and
     # machine m's rows only in bins that overlap its quarter of x (a region split).
@@ -59,11 +59,11 @@ def test_machines_figure_constant_weights_and_projection():
     sim, dm = _region_fit("separated-2d", 4, "constant")
     lab = machine_labels(dm.shards_, 4000)
     fig = explorer.figures.machines_figure(sim.X, lab, feature=1, x_names=["a", "b"], shares=dm.weights_)
-    assert "constant weights" in fig.layout.title.text and fig.layout.xaxis2.title.text == "b"
+    assert "constant weights" in plain_title(fig) and fig.layout.xaxis2.title.text == "b"
     W = np.array([a.y for a in fig.data[1:]])
     assert np.allclose(W[:, 0], dm.weights_)
     proj = explorer.figures.machines_figure(sim.X, lab, feature="projection")
-    assert "principal components" in proj.layout.title.text
+    assert "principal components" in plain_title(proj)
     assert len(proj.data) == 1 and len(proj.data[0].x) == 4000
 
 

@@ -315,6 +315,31 @@ def test_bad_csv_shows_an_error_and_keeps_the_data(server, page, tmp_path):
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
+def test_a_second_file_gets_its_own_column_defaults(server, page, tmp_path):
+    # A browser audit saw the input box empty for a good file uploaded after another one: the box kept
+    # the first file's picks, which the second file does not have.
+    page.goto(server + "/data")
+    settle(page)
+    upload_in_tab(page, "Upload a CSV", _csv(tmp_path))
+    page.get_by_role("button", name="Use these columns").wait_for(timeout=RUN_WAIT)
+    settle(page)
+    other = tmp_path / "other.csv"
+    rng = np.random.default_rng(5)
+    other.write_text("a,b,c\n" + "\n".join(f"{u:.4f},{v:.4f},{u - v:.4f}" for u, v in rng.normal(size=(300, 2))))
+    upload_in_tab(page, "Upload a CSV", other)
+    picks = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Input columns (x)")
+    sync_api.expect(picks, "the second file's inputs a and b are not picked").to_contain_text("a", timeout=RUN_WAIT)
+    sync_api.expect(picks).to_contain_text("b")
+    page.get_by_role("button", name="Use these columns").click()
+    page.wait_for_selector("text=Loaded 300 rows with 2 input(s)", timeout=RUN_WAIT)
+    # Decimal commas: no input reads as numbers, and the page says why before anything is pressed.
+    commas = tmp_path / "commas.csv"
+    commas.write_text("x;y\n" + "\n".join(f"{i},5;{2 * i},25" for i in range(30)))
+    upload_in_tab(page, "Upload a CSV", commas)
+    page.wait_for_selector("text=decimal comma", timeout=RUN_WAIT)
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
 def test_two_concurrent_sessions_get_their_own_results(server, browser):
     ctxs = [browser.new_context(viewport={"width": 1500, "height": 1000}) for _ in range(2)]
     pages = [c.new_page() for c in ctxs]

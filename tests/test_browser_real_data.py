@@ -28,7 +28,7 @@ def test_flights_end_to_end(tmp_path):
         page.wait_for_selector("h1:has-text('Distributed fit')", timeout=60_000)
         settle(page)
         set_number(page, "Machines M", 64)
-        page.wait_for_selector("text=5114 rows per machine for 23 parameters", timeout=60_000)
+        page.wait_for_selector("text=5,114 rows per machine for 23 parameters", timeout=60_000)
         page.get_by_role("button", name="Run distributed fit").click()
         page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stMetricValue\"]')]"
                                ".some(e => e.innerText.trim() === '64 / 3')", timeout=300_000)

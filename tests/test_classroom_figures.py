@@ -4,6 +4,7 @@ the 95th percentile of iteration counts, the slow fits named), the starts counte
 from types import SimpleNamespace
 
 import numpy as np
+from app_helpers import plain_title
 
 import explorer.figures
 
@@ -38,4 +39,4 @@ def test_em_curves_that_rise_in_their_first_iterations_get_a_log_axis():
 
 def test_mm_subtitle_counts_kmeans_and_local_starts():
     fig = explorer.figures.mm_figure([3.0, 2.0, 1.9], init_objectives=np.array([1.9, 2.1, 2.5, 2.0]), n_kmeans=3)
-    assert "best of 4 starts (3 k-means restarts + 1 from the best local models)" in fig.layout.title.text
+    assert "best of 4 starts (3 k-means restarts + 1 from the best local models)" in plain_title(fig)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.io as pio
 import pytest
+from app_helpers import plain_title
 
 import explorer.figures
 import explorer.io
@@ -48,7 +49,7 @@ def sep2d():
 
 def _readable(fig):
     """Every figure has a title, a template and, when it has axes, axis titles."""
-    assert fig.layout.title.text, "figure without a title"
+    assert plain_title(fig), "figure without a title"
     # Plotly gives every figure a template object: compare it with the house one.
     assert fig.layout.template.to_plotly_json() == pio.templates[explorer.figures.TEMPLATE].to_plotly_json()
     return fig
@@ -74,7 +75,7 @@ def test_data_figure_subsamples_and_says_so(teach):
     sim, _, _ = teach
     fig = explorer.figures.data_figure(sim.X, sim.y, sim.labels, max_points=500)
     assert sum(len(t.x) for t in fig.data if t.mode == "markers") == 500
-    assert "500 of 4,000" in fig.layout.title.text
+    assert "500 of 4,000" in plain_title(fig)
 
 
 def test_projection_and_one_input_views_for_d_gt_1(sep2d):
@@ -83,7 +84,7 @@ def test_projection_and_one_input_views_for_d_gt_1(sep2d):
     assert "PC 1" in fig.layout.xaxis.title.text
     assert len(fig.data) == 4
     fig = explorer.figures.data_figure(sim.X, sim.y, sim.labels, sim.params, feature=1)
-    assert fig.layout.xaxis.title.text == "x2" and "other inputs at their mean" in fig.layout.title.text
+    assert fig.layout.xaxis.title.text == "x2" and "other inputs at their mean" in plain_title(fig)
 
 
 def test_reduced_colors_follow_the_truth(teach):
@@ -203,7 +204,7 @@ def test_sweep_figure_mean_and_sd():
     glob = next(t for t in fig.data if t.name == "global")
     assert glob.line.dash == "dot"
     assert fig.layout.xaxis.title.text == "number of machines M"
-    assert explorer.figures.sweep_figure(None, "n", "rpe").layout.title.text == "No results yet"
+    assert plain_title(explorer.figures.sweep_figure(None, "n", "rpe")) == "No results yet"
     big = pd.DataFrame({"method": ["reduction"] * 2, "value": [1000, 100000], "rpe": [1.0, 0.5]})
     assert explorer.figures.sweep_figure(big, "n", "rpe").layout.xaxis.type == "log"
 
@@ -215,7 +216,7 @@ def test_mm_step_and_large_mixture_figures(teach):
     B0, V0 = problem.initial_experts(3, np.random.default_rng(0))
     states = list(mm_steps(problem, B0, V0, max_iter=5))
     fig = _readable(explorer.figures.mm_step_figure(problem, states[-1], truth=sim.params))
-    assert f"MM iteration {states[-1].iteration}" in fig.layout.title.text
+    assert f"MM iteration {states[-1].iteration}" in plain_title(fig)
     assert sum(1 for t in fig.data if (t.name or "").startswith("reduced expert")) == 3
     fig = _readable(explorer.figures.large_mixture_figure(large, sim.X))
     total = sum(np.asarray(t.y) for t in fig.data)
@@ -224,13 +225,16 @@ def test_mm_step_and_large_mixture_figures(teach):
 
 # ------------------------------------------------------------------------------------- io
 def test_csv_round_trip():
-    X = np.array([[0.5], [1.5], [2.0]])
-    raw = explorer.io.data_to_csv(X, [1.0, 2.0, 3.0], [0, 1, 1])
+    X = np.array([[0.5], [1.5], [2.0], [2.5], [3.0]])
+    raw = explorer.io.data_to_csv(X, [1.0, 2.0, 3.0, 4.0, 5.0], [0, 1, 1, 0, 1])
     df = explorer.io.parse_csv(raw, "d.csv")
     assert list(df.columns) == ["x1", "y", "true_expert"]
     X2, y2 = explorer.io.select_columns(df, "y", ["x1"])
     np.testing.assert_allclose(X2, X)
-    np.testing.assert_allclose(y2, [1, 2, 3])
+    np.testing.assert_allclose(y2, [1, 2, 3, 4, 5])
+    # Fewer rows than a mixture of two experts needs: refused, saying how many.
+    with pytest.raises(explorer.io.InputError, match=r"has 4 data row\(s\).*needs at least 5"):
+        explorer.io.select_columns(df.iloc[:4], "y", ["x1"])
 
 
 def test_csv_semicolon_and_bom_are_read():
@@ -367,7 +371,7 @@ def test_timing_summary_at_256_machines(many):
     assert vals["median local fit (of 256)"] == pytest.approx(np.median(local))
     assert vals["learning time (paper's figure)"] == pytest.approx(dm.timings_["learning_time"])
     assert vals["global EM on all data"] == pytest.approx(g.fit_time_)
-    assert f"slowest machines: {slowest + 1} (" in fig.layout.title.text
+    assert f"slowest machines: {slowest + 1} (" in plain_title(fig)
     # Every machine is one point of the distribution, flagged ones in red.
     pts = [t for t in fig.data if t.type == "scatter"]
     assert sorted(int(m) for t in pts for m in t.customdata) == list(range(1, 257))
@@ -388,7 +392,7 @@ def test_plan_per_machine_at_256_machines(many):
     np.testing.assert_allclose(share.sum(axis=1), 100.0)  # each machine's mass, all of it
     dropped = sorted(m for m, a in dm.screening_.actions.items() if a == "dropped")
     assert set(np.asarray(bars[0].x, dtype=int) - 1).isdisjoint(dropped)
-    assert (f"{len(dropped)} dropped by screening" in fig.layout.title.text) == bool(dropped)
+    assert (f"{len(dropped)} dropped by screening" in plain_title(fig)) == bool(dropped)
     table = tables.plan_table(dm, colors=colors)
     assert len(table) == 3 * kept
     to = table[[f"to reduced {k} (%)" for k in (1, 2, 3)]].to_numpy()
@@ -427,6 +431,16 @@ def test_mm_axis_has_whole_iterations(teach):
     assert fig.layout.xaxis.dtick == 1 and fig.layout.xaxis.tickformat == "d"
 
 
+def test_mm_axis_counts_small_objectives_in_a_power_of_ten():
+    # R moving in its fourth digit (teaching-1d: 0.0017960 -> 0.0017944) read 0.0017945, 0.001795, ...
+    fig = explorer.figures.mm_figure([0.0017960, 0.0017944, 0.0017944])
+    np.testing.assert_allclose(fig.data[0].y, [1.7960, 1.7944, 1.7944])
+    assert fig.layout.yaxis.title.text.endswith("(x 1e-3)")
+    np.testing.assert_array_equal(fig.data[0].customdata, [0.0017960, 0.0017944, 0.0017944])  # hover: R itself
+    plain = explorer.figures.mm_figure([3.0, 2.0])
+    assert list(plain.data[0].y) == [3.0, 2.0] and "(x 1e" not in plain.layout.yaxis.title.text
+
+
 def test_legends_list_experts_in_order(teach):
     sim, dm, _ = teach
     perm = np.array([2, 0, 1])
@@ -452,7 +466,7 @@ def test_param_error_figure_splits_gates_experts_variances(teach):
     assert list(red[1].y) == pytest.approx([table.loc["reduction", f"gap_{b}"] for b in explorer.figures.BLOCKS])
     assert sum(t.name == "global" for t in fig.data) == 1  # vs truth only: not against itself
     assert fig.layout.yaxis.type == "log"
-    assert "supporting sample" in fig.layout.title.text and "grows with M" in fig.layout.title.text
+    assert "supporting sample" in plain_title(fig) and "grows with M" in plain_title(fig)
 
 
 def test_sweep_labels_and_single_value_axis():

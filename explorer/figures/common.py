@@ -6,6 +6,8 @@ transport plan's coupling, the MM objective).
 from __future__ import annotations
 
 import html
+import re
+import textwrap
 
 import numpy as np
 import plotly.graph_objects as go
@@ -48,21 +50,57 @@ def user_names(d, names=None) -> list[str]:
     return [user_text(s) for s in feature_names(d, names)]
 
 
-def _layout(fig, title, xtitle=None, ytitle=None, height=420, legend_title=None):
+# Characters per line of a figure's title and of its subtitle (<sup>): Plotly never wraps a title,
+# and a figure in one of two page columns is about 450 px wide at 1400 px, where longer lines were
+# cut off (the audit of 2026-12-05: "... reduced experts where", "... is kep").
+TITLE_CHARS, SUBTITLE_CHARS = 60, 72
+# Pixels per extra line of title or subtitle above the plot.
+_LINE_PX = 20
+
+
+def _wrap_title(title, width=SUBTITLE_CHARS):
+    """``title`` with its main line and its <sup> subtitle broken into lines of at most TITLE_CHARS
+    and ``width`` characters (at spaces, never inside a tag); returns (text, number of lines)."""
+    m = re.fullmatch(r"(?s)(.*?)(?:<br>\s*<sup>(.*)</sup>)?", title)
+    head, sub = m.group(1), m.group(2)
+
+    def wrap(text, chars):
+        return [line for part in text.split("<br>")
+                for line in (textwrap.wrap(part, chars, break_long_words=False, break_on_hyphens=False) or [""])]
+
+    lines = wrap(head, TITLE_CHARS)
+    text = "<br>".join(lines)
+    if sub is not None:
+        sub_lines = wrap(sub, width)
+        lines += sub_lines
+        text += "<br><sup>" + "<br>".join(sub_lines) + "</sup>"
+    return text, len(lines)
+
+
+def _layout(fig, title, xtitle=None, ytitle=None, height=420, legend_title=None, *, wrap=SUBTITLE_CHARS,
+            top_extra=0):
+    """The house layout: ``title`` wrapped (:func:`_wrap_title`, subtitle lines of ``wrap``
+    characters) with room above the plot for its lines and ``top_extra`` pixels more (labels of a
+    top axis, subplot titles)."""
     if pio.templates.default != TEMPLATE:  # changed by someone else since this module was imported
         fig.update_layout(template=TEMPLATE)
+    title, n_lines = _wrap_title(title, wrap)
     # One assignment per property (merged into what the figure set before), not update_layout and
     # update_xaxes: those batch their changes as dotted key paths ("margin.l", "xaxis.title.text")
     # that Plotly parses one by one, 3-4 ms a figure (over half of building a small one) with the
     # GIL held, which other sessions wait for.
     lay = fig.layout
-    lay.title = {**lay.title.to_plotly_json(), "text": title, "x": 0.01, "xanchor": "left"}
+    # From the top of the figure down: with its default place (the middle of the top margin) a title
+    # of several lines moved into a top axis's labels as the margin grew to hold them.
+    lay.title = {**lay.title.to_plotly_json(), "text": title, "x": 0.01, "xanchor": "left", "y": 1.0,
+                 "yref": "container", "yanchor": "top", "pad": {"t": 14}}
     lay.height = height
     # Room for the axes' tick labels and titles from the start: Plotly draws a figure, finds that
     # they push a margin wider (axes automargin) and draws it all again. With 60 / 50 px that second
     # drawing happened for most figures and doubled their time in chromium (the Fit page's figures
     # 0.39 s -> 0.26 s of drawing with 80 / 70; benchmarks/README.md, section 14).
-    lay.margin = {**lay.margin.to_plotly_json(), "l": 80, "r": 20, "t": 80, "b": 70}
+    lay.margin = {**lay.margin.to_plotly_json(), "l": 80, "r": 20, "t": 80 + _LINE_PX * max(n_lines - 2, 0) + top_extra,
+                  "b": 70}
     legend = {**lay.legend.to_plotly_json(), "bgcolor": "rgba(255,255,255,0.8)"}
     if legend_title is not None:
         legend["title"] = legend_title
@@ -153,7 +191,7 @@ def _integer_axis(fig, n_values, *, axis="x", start=0, **where):
 
 
 def coupling_figure(coupling, machine, expert, *, colors=None, flagged=None,
-                    title="Transport plan<br><sup>gate mass (%) each local expert sends to each reduced expert; "
+                    title="Transport plan<br><sup>mass (%) each local expert sends to each reduced expert; "
                           "darker = more</sup>"):
     """Heatmap of a coupling (L, K) in % of the total mass; rows labelled machine · expert.
 
@@ -188,11 +226,14 @@ def coupling_figure(coupling, machine, expert, *, colors=None, flagged=None,
             hovertemplate="%{y} → %{x}<br>mass %{z:.2f} %<extra></extra>", xgap=2, ygap=1))
     fig.update_yaxes(autorange="reversed", title_text="local expert (machine · expert)",
                      tickfont=dict(size=10 if L <= 48 else 8))
-    fig.update_xaxes(side="top", title_text="", tickfont=dict(size=13))
+    if K > 5:
+        # "reduced 1" ... "reduced 10" overlapped each other and the subtitle once Plotly tilted them.
+        fig.update_xaxes(side="top", title_text="reduced expert", tickfont=dict(size=13), tickangle=0,
+                         tickvals=xs, ticktext=[str(colors[k] + 1) for k in order])
+    else:
+        fig.update_xaxes(side="top", title_text="", tickfont=dict(size=13))
     # Beyond ~30 rows the cells shrink rather than the page growing without end.
-    fig = _layout(fig, title, height=int(np.clip(22 * L + 120, 320, 820)))
-    fig.update_layout(margin=dict(t=90))
-    return fig
+    return _layout(fig, title, height=int(np.clip(22 * L + 120, 320, 820)), top_extra=10 + 30 * (K > 5))
 
 
 def mm_figure(history, init_objectives=None, n_kmeans=None):
@@ -202,9 +243,14 @@ def mm_figure(history, init_objectives=None, n_kmeans=None):
     starts (the MM restarts setting), the others started from the best local models.
     """
     h = np.asarray(history, dtype=float)
-    fig = go.Figure(go.Scatter(x=np.arange(len(h)), y=h, mode="lines+markers", name="R (kept run)",
-                               line=dict(color=PALETTE[0], width=2.5),
-                               hovertemplate="iteration %{x}<br>R=%{y:.6g}<extra></extra>"))
+    # R of a good reduction is small (0.0018 on teaching-1d) and moves in its fourth digit: ticks read
+    # 0.0017945, 0.001795, ... so the axis counts in units of a power of ten, named in its title.
+    top = float(np.nanmax(np.abs(h))) if h.size and np.isfinite(h).any() else 0.0
+    power = int(np.floor(np.log10(top))) if top > 0 else 0
+    power = power if power <= -2 or power >= 4 else 0
+    fig = go.Figure(go.Scatter(x=np.arange(len(h)), y=h / 10.0 ** power, mode="lines+markers", name="R (kept run)",
+                               line=dict(color=PALETTE[0], width=2.5), customdata=h,
+                               hovertemplate="iteration %{x}<br>R=%{customdata:.6g}<extra></extra>"))
     title = "MM reduction: objective R per iteration"
     if init_objectives is not None and len(init_objectives) > 1:
         n = len(init_objectives)
@@ -212,4 +258,5 @@ def mm_figure(history, init_objectives=None, n_kmeans=None):
                if n_kmeans is not None and 0 <= n_kmeans < n else "")
         title += f"<br><sup>never increases; the best of {n} starts{how} is kept</sup>"
     _integer_axis(fig, len(h))
-    return _layout(fig, title, "MM iteration", "expected transportation divergence R", height=360)
+    unit = f" (x 1e{power})" if power else ""
+    return _layout(fig, title, "MM iteration", f"expected transportation divergence R{unit}", height=360)

@@ -106,6 +106,6 @@ def param_error_figure(table, *, n_machines=None, support_size=None):
         where += f"; here S = {support_size:,}, M = {n_machines}"
     why = ("The reduced gate is refitted on the small supporting sample" + where + "), so at a fixed n its error "
            "grows with M;<br>the reduced experts match the global EM's.")
-    _layout(fig, f"Parameter error by block<br><sup>{why}</sup>", height=460, legend_title="method")
-    fig.update_layout(margin=dict(t=120))  # the two-line subtitle above the panel titles
-    return fig
+    # A full-width figure: longer subtitle lines, and room for the panel titles under them.
+    return _layout(fig, f"Parameter error by block<br><sup>{why}</sup>", height=460, legend_title="method", wrap=150,
+                   top_extra=40)

@@ -89,15 +89,26 @@ def experts_figure(dm, X, y=None, truth: MoEParams | None = None, *, feature=0, 
         fig.add_trace(go.Scatter(x=t, y=means[:, k], mode="lines", name=f"reduced expert {colors[k] + 1}",
                                  line=dict(color=expert_color(colors[k]), width=4),
                                  hovertemplate=f"reduced expert {colors[k] + 1}<br>mean=%{{y:.3f}}<extra></extra>"))
-    if truth is not None and truth.n_features == d:
+    shown = [means]
+    has_truth = truth is not None and truth.n_features == d
+    if has_truth:
         tm = Xt @ truth.experts
+        shown.append(tm)
         for k in range(truth.n_experts):
             fig.add_trace(go.Scatter(x=t, y=tm[:, k], mode="lines", name="true experts", legendgroup="truth",
                                      showlegend=k == 0, line=TRUTH_STYLE,
                                      hovertemplate=f"true expert {k + 1}<br>mean=%{{y:.3f}}<extra></extra>"))
+    if show_data and y is not None and show_local:
+        # The data and the lines that describe it set the y range: a local expert fitted to a few
+        # points of one machine can run far off (mcycle: -400, squashing the data into a band).
+        # Such a line leaves the frame, and its hover text still names it.
+        lo, hi = np.nanmin([np.min(y), *map(np.nanmin, shown)]), np.nanmax([np.max(y), *map(np.nanmax, shown)])
+        pad = 0.08 * (hi - lo) or 1.0
+        fig.update_yaxes(range=[lo - pad, hi + pad])
     M = len(dm.local_models_)
     sub = " (other inputs at their mean)" if d > 1 else ""
-    return _layout(fig, f"{M} x {red.n_experts} local experts, {red.n_experts} reduced experts, truth<br><sup>"
+    return _layout(fig, f"{M} x {red.n_experts} local experts, {red.n_experts} reduced experts"
+                        f"{', truth' if has_truth else ''}<br><sup>"
                         f"local experts coloured by the reduced expert the plan sends them to"
                         f"{'' if full_lines else '; reduced experts where their gate is largest'}{sub}</sup>",
                    x_names[feature], "expert mean beta_k . (1, x)", height=480)
