@@ -282,12 +282,17 @@ def _csv(tmp_path, n=600):
     return p
 
 
-def test_csv_upload_path(server, page, tmp_path):
+def _upload_on_data_page(server, page, path):
+    """Open the Data page, upload ``path`` in its CSV tab and wait for the column pickers' run."""
     page.goto(server + "/data")
     settle(page)
-    upload_in_tab(page, "Upload a CSV", _csv(tmp_path))
+    upload_in_tab(page, "Upload a CSV", path)
     page.get_by_role("button", name="Use these columns").wait_for(timeout=RUN_WAIT)
     settle(page)
+
+
+def test_csv_upload_path(server, page, tmp_path):
+    _upload_on_data_page(server, page, _csv(tmp_path))
     page.get_by_role("button", name="Use these columns").click()
     page.wait_for_selector("text=Loaded 600 rows", timeout=RUN_WAIT)
     settle(page)
@@ -318,11 +323,7 @@ def test_bad_csv_shows_an_error_and_keeps_the_data(server, page, tmp_path):
 def test_a_second_file_gets_its_own_column_defaults(server, page, tmp_path):
     # A browser audit saw the input box empty for a good file uploaded after another one: the box kept
     # the first file's picks, which the second file does not have.
-    page.goto(server + "/data")
-    settle(page)
-    upload_in_tab(page, "Upload a CSV", _csv(tmp_path))
-    page.get_by_role("button", name="Use these columns").wait_for(timeout=RUN_WAIT)
-    settle(page)
+    _upload_on_data_page(server, page, _csv(tmp_path))
     other = tmp_path / "other.csv"
     rng = np.random.default_rng(5)
     other.write_text("a,b,c\n" + "\n".join(f"{u:.4f},{v:.4f},{u - v:.4f}" for u, v in rng.normal(size=(300, 2))))
