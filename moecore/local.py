@@ -108,7 +108,7 @@ def shard_summaries(est, X, y):
     ``train_sse_`` and ``train_loglik_``, the model's squared errors and log-likelihood on those rows,
     which the check after the fit (:func:`moecore.shard_check.check_fit`) compares the final model's with."""
     est.net_variances_ = net_variances(X, y, est.params_)
-    errors = machine_errors(X, y, est.params_)
+    errors = machine_errors(X, y, est.params_, loglik=getattr(est, "loglik_", None))
     est.train_sse_, est.train_loglik_ = float(errors[0]), float(errors[2])
     return est
 
