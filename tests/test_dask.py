@@ -4,8 +4,6 @@ The local fits and the reduction must be those of the loky backend for the same 
 the seeds are per machine, so where a fit runs cannot change it.
 """
 
-import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -161,15 +159,17 @@ def test_refinement_rounds_on_the_cluster_equal_loky(client, data):
 
 
 def test_interrupted_fit_leaves_nothing_on_the_cluster(cluster, client, data, loky_fit):
-    """Ctrl-C in a notebook (SIGINT to this process alone) mid local fits: the fit ends by
-    KeyboardInterrupt, the cluster drops the machines' tasks and data although the exception
-    is still held (as a notebook's last traceback holds it), and the same client fits again."""
+    """Ctrl-C in a notebook mid local fits: the fit ends by KeyboardInterrupt, the cluster drops the
+    machines' tasks and data although the exception is still held (as a notebook's last traceback
+    holds it), and the same client fits again.  The interrupt is raised where the fit waits for its
+    machines: a real SIGINT lands wherever the main thread happens to be, and under a test worker
+    one was once not seen at all (a fresh-clone CI run), which is no part of what is tested here."""
     big = simulate_design("separated-2d", 200_000, random_state=5)
     before = set(cluster.scheduler.tasks)
 
     def interrupt_after_the_first(stage, done, total):
         if stage == "local" and done == 1:
-            os.kill(os.getpid(), signal.SIGINT)
+            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt) as held:
         DistributedMoE(K, 8, random_state=7, backend="dask", scheduler=client).fit(
