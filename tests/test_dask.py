@@ -183,11 +183,13 @@ def test_interrupted_fit_leaves_nothing_on_the_cluster(cluster, client, data, lo
     _same(_fit(data, backend="dask", scheduler=client), loky_fit)
 
 
-def test_a_model_fitted_with_a_client_pickles_with_its_address(cluster, client, data, loky_fit):
+def test_a_model_fitted_with_a_client_pickles_with_its_address(cluster, client, data):
     import pickle
 
     dm = _fit(data, backend="dask", scheduler=client)
     back = pickle.loads(pickle.dumps(dm))
     assert back.scheduler == cluster.scheduler_address and dm.scheduler is client  # the original keeps its Client
     np.testing.assert_array_equal(back.predict(data.X[:50]), dm.predict(data.X[:50]))
-    _same(_fit(data, backend="dask", scheduler=back.scheduler), loky_fit)  # the address names the same cluster
+    # That address fits on the same cluster: test_dask_scheduler_address_equals_loky. A second client
+    # connecting here once failed inside distributed ("assert len(msg) == 1" in _ensure_connected, a
+    # fresh-clone CI run), which that test has not shown in any run.
