@@ -131,3 +131,42 @@ def test_a_missing_table_cell_is_a_dash_not_a_markdown_bullet():
 
     html = highlight(pd.DataFrame({"gates": [0.5, np.nan]}), [], block_cell).to_html()
     assert "—" in html and ">-<" not in html
+
+
+def _xy(n=400):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 2)), rng.normal(size=n)
+
+
+@pytest.mark.parametrize("case,kw,args,error,says", [
+    ("constant y", {}, lambda X, y: (X, np.ones_like(y)), ValueError, "y is constant"),
+    ("X None", {}, lambda X, y: (None, y), TypeError, "X must be a numeric array of shape (n_samples, n_features)"),
+    ("masked X", {}, lambda X, y: (np.ma.masked_array(X, mask=X > 2.5), y), ValueError, "masked array with"),
+    ("pandas NA", {}, lambda X, y: (__import__("pandas").DataFrame({"a": __import__("pandas").array(
+        [1.0, None] * (len(y) // 2), dtype="Float64"), "b": X[:, 1]}), y), ValueError, "missing value(s)"),
+    ("array backend", {"backend": np.array(["loky"])}, lambda X, y: (X, y), TypeError, "backend must be one of"),
+    ("scheduler without dask", {"scheduler": "tcp://127.0.0.1:1"}, lambda X, y: (X, y), ValueError,
+     "scheduler is for backend='dask' only"),
+    ("label split without labels", {"split": "label"}, lambda X, y: (X, y), ValueError,
+     'Split("label", labels=labels)'),
+])
+def test_the_audit_s_inputs_get_clear_errors(case, kw, args, error, says):
+    from moecore import DistributedMoE
+
+    with pytest.raises(error) as err:
+        DistributedMoE(2, 4, **kw).fit(*args(*_xy()))
+    assert says in str(err.value), str(err.value)
+
+
+def test_a_bool_cell_is_shown_as_text_and_the_cli_offers_no_dask(tmp_path):
+    import subprocess
+    import sys
+
+    f = tmp_path / "b.csv"
+    f.write_text("y,x,flag\n" + "".join(f"{i * 0.5},{i},{i % 2 == 0}\n" for i in range(20)))
+    with pytest.raises(ShardError, match=r"column 'flag' is not numeric .* holds 'True'"):
+        read_shard(f)
+    out = subprocess.run([sys.executable, "-m", "moecore", "compare", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    backend_help = out[out.index("--backend"):]
+    assert "DistributedMoE(backend='dask')" in " ".join(backend_help.split()) and "{loky" in backend_help
