@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_fit_check.py majority   # results/fit_check_majority.csv, about 1 min
     .venv/bin/python benchmarks/bench_fit_check.py loglik     # results/fit_check_loglik.csv, about 15 min
     .venv/bin/python benchmarks/bench_fit_check.py quiet      # results/fit_check_quiet.csv, about 15 min
+    .venv/bin/python benchmarks/bench_fit_check.py cross      # results/fit_check_cross.csv, about 6 min
 
 * ``majority``: :func:`rare_expert_design` (K = 3, d = 2, an expert with 0.5 % of the rows), n = 20 000
   over M in {4, 16} machines, seeds 0-7.  For every machine: whether its first local fit is poor by the
@@ -16,6 +17,15 @@
   ones at K in {2, 3, 4}, M in {2, 4, 8}), the high-dimensional designs (n = 2 10^5, M in {16, 64}) and,
   with ``--large``, the d = 2 headline and hd-20-4 at n = 10^6, M = 128.  Per fit (local_check="off"):
   the machines the median rule flags and those the second rule adds.
+* ``cross``: the screening's cross-check (moecore.screening.second_look: the best-scoring machine's model
+  against each machine's own, on that machine's rows), on the designs whose poor local fits the support
+  cannot always show: :func:`rare_expert_design` (n = 20 000, M in {4, 16}, seeds 0-7; and M = 16 with
+  S = 100, a support the user chose small) and lost_expert_design (n = 10^5, M in {16, 64}, seeds 0-4).
+  Per fit: the poor local fits by the truth (as in ``majority``), those each rule flags (median, second,
+  cross-check: all three computed from the same ``local_check="off"`` fit), every machine's cross gain
+  per row (the largest among good fits, the smallest among poor ones), then the default fit: what it
+  flagged, its held-out log-likelihood below the global EM's, its parameter blocks over the global EM's
+  MSE to the truth, and the comparison's seconds (slowest machine).
 * ``loglik``: the log-likelihood side of moecore.shard_check.check_fit, read against the global EM.  On
   the small real sets (moecore.datasets and the fifteen R sets of bench_small_shards.MORE, when Rscript
   is there) and three small designs, K in {2, 3, 4}, M from 2 up to what the library accepts, S in
@@ -46,7 +56,7 @@ from bench_small_shards import MORE, from_r, small_sets  # noqa: E402
 
 from moecore import DistributedMoE, MixtureOfExperts, MoEParams, simulate, simulate_design  # noqa: E402
 from moecore.baselines import fit_global  # noqa: E402
-from moecore.metrics import rpe  # noqa: E402
+from moecore.metrics import parameter_mse, rpe  # noqa: E402
 from moecore.params import min_samples, n_free_parameters  # noqa: E402
 from moecore.screening import GAP_FLOOR, beaten_by_best, flag_poor_fits, support_loglik  # noqa: E402
 from moecore.shard_check import FIT_CHECK_RATIO, LOGLIK_CHECK_FACTOR  # noqa: E402
@@ -100,6 +110,71 @@ def majority(seeds):
     print(df.to_string(index=False))
 
 
+def _cross_gains(dm, X, y):
+    """(M,) per row: the best-scoring local model's log-likelihood of each machine's rows less the
+    machine's own model's (what moecore.screening.second_look compares), from a local_check="off" fit."""
+    best = dm.local_models_[int(np.nanargmax(dm.local_scores_))].params_
+    return np.array([(support_loglik([best], X[idx], y[idx]).sum() - mdl.train_loglik_) / len(idx)
+                     for idx, mdl in zip(dm.shards_, dm.local_models_, strict=True)])
+
+
+def _cross_row(name, truth, train, test, g, K, M, seed, S=None):
+    q = n_free_parameters(K, train.X.shape[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        off = DistributedMoE(K, M, n_jobs=2, random_state=seed, support_size=S, local_check="off").fit(train.X, train.y)
+        poor = np.array([MixtureOfExperts(K, init=truth).fit(train.X[i], train.y[i]).score(train.X[i], train.y[i])
+                         - off.local_models_[m].score(train.X[i], train.y[i]) > GAP_FLOOR * q / len(i)
+                         for m, i in enumerate(off.shards_)])
+        dm = DistributedMoE(K, M, n_jobs=2, random_state=seed, support_size=S).fit(train.X, train.y)
+    sizes = np.array([len(i) for i in off.shards_])
+    median_rule = flag_poor_fits(off.local_scores_, sizes, q)[1]
+    ll = support_loglik([m.params_ for m in off.local_models_], off.support_X_, off.support_y_)
+    second = off.local_scores_ < beaten_by_best(ll, off.machines_, sizes, q)
+    gain = _cross_gains(off, train.X, train.y)
+    cross = gain > GAP_FLOOR * q / sizes
+    support_rules = median_rule | second
+    err, gerr = parameter_mse(dm.params_, truth, train.X), parameter_mse(g.params_, truth, train.X)
+    return dict(design=name, M=M, S=len(off.support_indices_), seed=seed, poor=int(poor.sum()),
+                flagged_support=int((poor & support_rules).sum()), flagged_cross=int((poor & cross).sum()),
+                flagged_either=int((poor & (support_rules | cross)).sum()),
+                good_flagged_cross=int((~poor & cross).sum()),
+                largest_good_gain=float(gain[~poor].max()), smallest_poor_gain=float(gain[poor].min()) if poor.any()
+                else np.nan, floor=float(GAP_FLOOR * q / sizes.mean()),
+                default_flagged=len(dm.flagged_), default_cross_flagged=len(dm.screening_.cross_flagged),
+                heldout_gap=g.score(test.X, test.y) - dm.score(test.X, test.y),
+                **{f"{b}_vs_global": err[b] / gerr[b] for b in ("gates", "experts", "variances")},
+                compare_max_s=float(np.max(dm.timings_["compare"], initial=0.0)),
+                learning_time=dm.timings_["learning_time"])
+
+
+def cross():
+    rows = []
+    for name, truth, n, K, Ms, seeds in (("rare_expert", rare_expert_design(), 20_000, 3, (4, 16), range(8)),
+                                         ("lost_expert", lost_expert_design(), 100_000, 5, (16, 64), range(5))):
+        train, test = simulate(truth, n, random_state=1), simulate(truth, n, random_state=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            g = MixtureOfExperts(K, random_state=0).fit(train.X, train.y)
+        cells = [(M, seed, None) for M in Ms for seed in seeds]
+        if name == "rare_expert":
+            cells += [(16, seed, 100) for seed in seeds]
+        for M, seed, S in cells:
+            row = _cross_row(name, truth, train, test, g, K, M, seed, S)
+            rows.append(row)
+            print(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+    df = pd.DataFrame(rows)
+    _save(df, "fit_check_cross")
+    for (name, M, S), part in df.groupby(["design", "M", "S"]):
+        print(f"{name} M {M} S {S}: poor {part.poor.sum()}, flagged by the support rules {part.flagged_support.sum()}, "
+              f"by the cross-check {part.flagged_cross.sum()}, by either {part.flagged_either.sum()}; good flagged by "
+              f"the cross-check {part.good_flagged_cross.sum()}; largest good gain {part.largest_good_gain.max():.4f}, "
+              f"smallest poor gain {part.smallest_poor_gain.min():.4f}, floor {part.floor.mean():.4f} nats per row; "
+              f"held-out gap at most {part.heldout_gap.max():.4f}; worst blocks "
+              f"{part.gates_vs_global.max():.3g} / {part.experts_vs_global.max():.3g} / "
+              f"{part.variances_vs_global.max():.3g}; comparison at most {1e3 * part.compare_max_s.max():.1f} ms")
+
+
 def _quiet_row(name, X, y, K, M, seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -107,10 +182,15 @@ def _quiet_row(name, X, y, K, M, seed):
     sizes, q = np.array([len(s) for s in dm.shards_]), n_free_parameters(K, X.shape[1])
     median_rule = flag_poor_fits(dm.local_scores_, sizes, q)[1]
     added = sorted(set(dm.flagged_) - set(np.flatnonzero(median_rule).tolist()))
+    # The comparison on the machines' own rows runs in the default's exchange, on the machines the
+    # support rules passed: the same fits, the same best-scoring model.
+    compared = _cross_gains(dm, X, y) > GAP_FLOOR * q / sizes
+    compared[dm.flagged_] = False
     row = dict(data=name, n=len(y), d=X.shape[1], K=K, M=M, seed=seed, median_rule=int(median_rule.sum()),
-               second_rule_added=len(added), added=" ".join(map(str, added)))
-    print(f"{name:16s} K {K} M {M:3d} seed {seed}: median rule {row['median_rule']}, second rule adds {added}",
-          flush=True)
+               second_rule_added=len(added), added=" ".join(map(str, added)), comparison_added=int(compared.sum()),
+               compared_added=" ".join(map(str, np.flatnonzero(compared))))
+    print(f"{name:16s} K {K} M {M:3d} seed {seed}: median rule {row['median_rule']}, second rule adds {added}, "
+          f"the comparison adds {np.flatnonzero(compared).tolist()}", flush=True)
     return row
 
 
@@ -144,7 +224,9 @@ def quiet(large):
     df = pd.DataFrame(rows)
     _save(df, "fit_check_quiet")
     print(f"{len(df)} fits; the median rule flagged {int(df['median_rule'].sum())} machines in "
-          f"{int((df['median_rule'] > 0).sum())} fits; the second rule added {int(df['second_rule_added'].sum())}")
+          f"{int((df['median_rule'] > 0).sum())} fits; the second rule added {int(df['second_rule_added'].sum())}; "
+          f"the comparison on the machines' rows added {int(df['comparison_added'].sum())} in "
+          f"{int((df['comparison_added'] > 0).sum())} fits")
 
 
 def _check_row(name, X, y, K, M, S, seed, g, backend):
@@ -231,7 +313,7 @@ def _save(df, name):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("part", choices=["majority", "loglik", "quiet"])
+    ap.add_argument("part", choices=["majority", "loglik", "quiet", "cross"])
     ap.add_argument("--large", action="store_true", help="quiet: also n = 10^6 over M = 128 (two fits)")
     ap.add_argument("--seeds", default="", help="comma-separated (default: 0-7 for majority, 0,1 for loglik)")
     args = ap.parse_args(argv)
@@ -239,6 +321,8 @@ def main(argv=None):
         majority([int(s) for s in args.seeds.split(",")] if args.seeds else range(8))
     elif args.part == "quiet":
         quiet(args.large)
+    elif args.part == "cross":
+        cross()
     else:
         loglik([int(s) for s in args.seeds.split(",")] if args.seeds else range(2))
 

@@ -102,7 +102,8 @@ def main(argv=None):
                              heldout_rpe=rpe(yte, dm.predict(Xte)), learning_time=t["learning_time"],
                              learning_time_cpu=t["learning_time_cpu"], speedup=g_time / t["learning_time"],
                              speedup_cpu=g_cpu / t["learning_time_cpu"], wall=t["wall"], local_max=t["local_max"],
-                             refit=float(np.max(t["refit"], initial=0.0)), reduction=t["reduction"],
+                             refit=float(np.max(t["refit"], initial=0.0)),
+                             compare=float(np.max(t.get("compare", []), initial=0.0)), reduction=t["reduction"],
                              **blocks(dm.params_, g.params_, Xte[:BLOCK_POINTS])))
             print(rows[-1], flush=True)
         df = pd.DataFrame(rows)

@@ -98,11 +98,14 @@ def bad_machine(report) -> Evidence:
                         boxes=("screening",))
     m = report.flagged[0]
     more = f" ({len(report.flagged) - 1} more in the warning)" if len(report.flagged) > 1 else ""
-    return Evidence(
-        f"In the screening warning: machine **{m + 1}** scored **{report.scores[m]:.4f}** per point on the "
-        f"supporting sample, below the threshold **{report.threshold[m]:.4f}**{more}. "
-        + explain.flagged_curve_note(report.actions.get(m, "kept")),
-        boxes=("screening",))
+    if m in getattr(report, "cross_flagged", []):
+        why = (f"machine **{m + 1}**'s own rows were explained **{report.cross_gain[m]:.4f}** nats per row better by "
+               "the best-scoring machine's model than by its local fit")
+    else:
+        why = (f"machine **{m + 1}** scored **{report.scores[m]:.4f}** per point on the supporting sample, below the "
+               f"threshold **{report.threshold[m]:.4f}**")
+    note = explain.flagged_curve_note(report.actions.get(m, "kept"))
+    return Evidence(f"In the screening warning: {why}{more}. " + note, boxes=("screening",))
 
 
 def non_iid(costs, global_time: float, n_machines: int, n_jobs: int, cores: int, used: str,

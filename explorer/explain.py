@@ -70,19 +70,30 @@ def screening_summary(report, n_machines, inline=2) -> tuple[str, list[str]]:
     flagged = list(report.flagged)
     if not flagged:
         return "", []
-    details = [f"machine {m + 1} scored {report.scores[m]:.4f} per point, below the threshold "
-               f"{report.threshold[m]:.4f}: {SCREENING_ACTIONS[report.actions.get(m, 'kept')]}" for m in flagged]
+    details = [flagged_detail(report, m) for m in flagged]
     if len(flagged) <= inline:
         return ("Screening (a local fit stuck in a poor local optimum scores below the others on the supporting "
-                "sample): " + "; ".join(details) + "."), []
+                "sample, or the best machine's model explains its own rows better): " + "; ".join(details) + "."), []
     by_action = {}
     for m in flagged:
         by_action.setdefault(report.actions.get(m, "kept"), []).append(m + 1)
     what = "; ".join(f"{len(ms)} {_ACTION_SHORT[a]} (machine{'s' if len(ms) > 1 else ''} {number_ranges(ms)})"
                      for a, ms in by_action.items())
+    compared = len(getattr(report, "cross_flagged", []))
     line = (f"Screening flagged {len(flagged)} of {n_machines} machines whose local fit scored below the others' "
-            f"on the supporting sample (a poor local optimum): {what}.")
+            "on the supporting sample" + (f" ({compared} of them: whose own rows the best machine's model explained "
+                                          "better)" if compared else "") + f" (a poor local optimum): {what}.")
     return line, details
+
+
+def flagged_detail(report, m) -> str:
+    """Why the screening flagged machine ``m`` (from 0) and what it did, in one phrase."""
+    action = SCREENING_ACTIONS[report.actions.get(m, "kept")]
+    if m in getattr(report, "cross_flagged", []):
+        return (f"machine {m + 1}'s own rows were explained {report.cross_gain[m]:.4f} nats per row better by the "
+                f"best-scoring machine's model than by its local fit: {action}")
+    return (f"machine {m + 1} scored {report.scores[m]:.4f} per point, below the threshold "
+            f"{report.threshold[m]:.4f}: {action}")
 
 
 def retired_summary(retired: dict, K: int, n_machines: int) -> tuple[str, list[str]]:

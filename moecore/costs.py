@@ -31,7 +31,11 @@ class FitCosts:
     local, local_cpu : ndarray (M,), wall-clock and CPU seconds of each machine's local fit (the
         CPU figure is what a dedicated machine would take, whatever else shares the cores here)
     screening : scoring the local fits on the support
-    refit : ndarray (flagged,), each screening refit
+    refit : ndarray (refitted,), each screening refit (a machine flagged by the comparison: with its
+        comparison)
+    compare : ndarray (compared,), each machine's comparison of the best-scoring model with its own
+        on its rows (:func:`~moecore.screening.second_look`), in the same exchange as the refits (a
+        refit that followed a comparison is in ``refit``, its seconds counting both)
     warm_refit : ndarray (M',), each machine's refit from the reduced model (covariate weights)
     machine_weights : deciding and estimating w_m(x) at the server
     reduction, reduction_cpu : the MM reduction(s) at the server, wall-clock and CPU
@@ -46,7 +50,9 @@ class FitCosts:
     Numbers of floats sent
     ----------------------
     one_shot_up : ndarray (M,), each machine's model, row count, support share and refits
-    refit_down : ndarray (M,) or None, another machine's model sent to a flagged machine to refit from
+    refit_down : ndarray (M,) or None, another machine's model sent to a flagged machine to refit from,
+        or to a machine to compare with its own
+    compare_up : ndarray (M,) or None, the one number each compared machine sent back
     pilot_down : ndarray (M,) or None, the pilot model sent to every machine before its local fit
     warm_refit_down : ndarray (M,) or None, the reduced model sent back for the warm refits
     check_down, check_up : ndarray (M,) or None, the final model sent to each checked machine and the
@@ -78,6 +84,8 @@ class FitCosts:
     check: float = 0.0
     check_down: np.ndarray | None = None
     check_up: np.ndarray | None = None
+    compare: np.ndarray = field(default_factory=_empty)
+    compare_up: np.ndarray | None = None
 
     @classmethod
     def of_local_fits(cls, results, n_params, support_shares, n_features):
@@ -93,6 +101,15 @@ class FitCosts:
         if seconds is not None:
             self.pilot, self.pilot_cpu = seconds
             self.pilot_down = np.full(len(self.local), float(n_params))
+
+    def add_screening(self, out, extra_up):
+        """Record the screening (:class:`~moecore.screening.ScreeningOutcome` ``out``): its seconds, its
+        exchange's refits and comparisons, what went down, and what went up (``extra_up`` (M,): what
+        each refitted model carries beside its parameters)."""
+        self.screening, self.refit, self.compare = out.seconds, out.refit_times, out.compare_times
+        self.refit_down = out.refit_down if out.refit_down.any() else None
+        self.compare_up = out.compare_up
+        self.one_shot_up = out.refit_up + extra_up + self.one_shot_up
 
     def add_check(self, seconds, machines, n_params):
         """Record the check after the fit: the slowest machine's ``seconds``, the model of ``n_params``
@@ -111,7 +128,9 @@ class FitCosts:
             "pilot": self.pilot_cpu if cpu else self.pilot,
             "slowest local fit": float(np.max(self.local_cpu if cpu else self.local)),
             "screening": self.screening,
-            "slowest refit": float(np.max(self.refit, initial=0.0)),
+            # The refits and the comparisons are one exchange: its slowest machine.
+            "slowest refit or comparison": float(max(np.max(self.refit, initial=0.0),
+                                                      np.max(self.compare, initial=0.0))),
             "slowest warm refit": float(np.max(self.warm_refit, initial=0.0)),
             "machine weights": self.machine_weights,
             "reduction": self.reduction_cpu if cpu else self.reduction,
@@ -139,7 +158,8 @@ class FitCosts:
         out = {
             "local": self.local, "local_max": float(self.local.max()), "local_sum": float(self.local.sum()),
             "local_cpu": self.local_cpu, "local_cpu_max": float(np.max(self.local_cpu)),
-            "screening": self.screening, "refit": self.refit, "warm_refit": self.warm_refit,
+            "screening": self.screening, "refit": self.refit, "compare": self.compare,
+            "warm_refit": self.warm_refit,
             "machine_weights": self.machine_weights, "reduction": self.reduction,
             "reduction_cpu": self.reduction_cpu, "rounds": self.rounds, "wall": self.wall,
             "learning_time": self.learning_time, "learning_time_cpu": self.learning_time_cpu,
@@ -168,7 +188,7 @@ class FitCosts:
         down = np.zeros(M) if self.round_down is None else self.round_down
         out = {"one_shot_up": self.one_shot_up, "round_up": up, "round_down": down}
         sent_more = 0.0
-        for key in ("pilot_down", "refit_down", "warm_refit_down", "check_down", "check_up"):
+        for key in ("pilot_down", "refit_down", "compare_up", "warm_refit_down", "check_down", "check_up"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
                 sent_more += float(getattr(self, key).sum())

@@ -26,7 +26,7 @@ from ._validation import (
 from .costs import FitCosts
 from .dispatch import Runner, SchedulerPickling
 from .em import MixtureOfExperts, MoEPredictorMixin
-from .local import collect_local_fits, fit_local_models, kept_machines, refitter, with_pilot
+from .local import collect_local_fits, derived_seed, fit_local_models, kept_machines, refitter, with_pilot
 from .machine_weights import choose_machine_weights, covariate_weights, support_positions
 from .params import (
     DISTRIBUTED_PARAMETERS,
@@ -40,7 +40,7 @@ from .params import (
 )
 from .reduction import reduce_mixtures
 from .refine import rounds_on_machines, warm_refit_reduction
-from .screening import REFIT_INIT_FACTOR, REFIT_MIN_INIT, screen_local_fits
+from .screening import REFIT_INIT_FACTOR, REFIT_MIN_INIT, screen_local_fits, second_look
 from .shard_check import AccuracyWarning, check_fit, machine_errors, warn_small_shards
 from .shards import ShardJob
 from .shards import fit_shards as _fit_shards
@@ -69,6 +69,23 @@ def _extra_up(est, sent):
     beside its parameters: its squared errors and log-likelihood on its rows (for the check after the
     fit) and, when the reduction debiases its variances, its K net variances."""
     return (np.asarray(sent) > 0) * (2 + est.n_experts * (est.variance_update == "debiased"))
+
+
+def _screening_exchange(est, machines, machine_seeds):
+    """The screening's exchange with the machines (the ``refit`` of
+    :func:`~moecore.screening.screen_local_fits`): the flagged machines refit, from another machine's
+    better model or with more restarts, and the compared ones run :func:`~moecore.screening.second_look`;
+    {machine: SecondLook}, None for a machine lost with its worker."""
+    em = dict(em_settings(est), n_init=max(REFIT_INIT_FACTOR * est.n_init, REFIT_MIN_INIT))
+
+    def exchange(flagged, warm, compared, compare_of):
+        args = {m: (m, est.n_experts, dict(em, init=warm[m]) if m in warm else em,
+                    derived_seed(machine_seeds[m], 1), est.local_experts) for m in flagged}
+        args.update({m: (m, est.n_experts, em, derived_seed(machine_seeds[m], 1), "fixed", compare_of(m))
+                     for m in compared})
+        out = machines.run(second_look, list(args), lambda m: args[m], lost=lambda m, why: None)
+        return {m: look for m, (look, _) in out.items()}
+    return exchange
 
 
 def _check_fit(est, machines, quiet):
@@ -274,22 +291,15 @@ class DistributedMoE(SchedulerPickling, MoEPredictorMixin, BaseEstimator):
 
     def _screen(self, machines, results, Xs, ys, machine_seeds, quiet=False):
         """Score every local model on the support pairs; refit or drop the poor ones."""
-        em = dict(em_settings(self), n_init=max(REFIT_INIT_FACTOR * self.n_init, REFIT_MIN_INIT))
-
-        def refit(todo, warm):  # a start from another machine's better model, or more restarts
-            return refitter(machines, self.n_experts, machine_seeds,
-                            lambda m: dict(em, init=warm[m]) if m in warm else em, purpose=1,
-                            local_experts=self.local_experts)(todo)
         out = screen_local_fits(results, self.local_models_, self.machines_, Xs, ys, self.support_machine_,
                                 local_check=self.local_check, own=self.machine_weights_used_ == "covariate",
-                                exchangeable=self._random_split, refit=refit, quiet=quiet)
+                                exchangeable=self._random_split, refit=_screening_exchange(self, machines,
+                                                                                           machine_seeds), quiet=quiet)
         if out.report.flagged and self.local_check != "off":
             self.skipped_.update(out.dropped)
             kept = [out.kept[m] for m in sorted(out.kept)]
             self.local_models_, self.local_n_experts_, self.machines_, self.weights_ = kept_machines(kept)
-        self.costs_.screening, self.costs_.refit = out.seconds, out.refit_times
-        self.costs_.refit_down = out.refit_down if out.refit_down.any() else None
-        self.costs_.one_shot_up = out.refit_up + _extra_up(self, out.refit_up) + self.costs_.one_shot_up
+        self.costs_.add_screening(out, _extra_up(self, out.refit_up))
         self.screening_, self.local_scores_, self.flagged_ = out.report, out.scores, out.report.flagged
 
     def _choose_machine_weights(self, Xs, random_split):

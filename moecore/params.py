@@ -256,8 +256,9 @@ DISTRIBUTED_PARAMETERS = _declare(
           "expert), plan (the paper's pointwise plan), posterior (the authors' code) or coefficients "
           "(aligned local gate coefficients, averaged)", choices=GATE_TARGETS),
     Param("local_check", "choice", "refit",
-          "screening of poor local fits on the supporting sample: refit from a better machine's model, drop, or off "
-          "(the paper)", choices=LOCAL_CHECKS),
+          "screening of poor local fits, on the supporting sample and on each machine's own rows (the best-scoring "
+          "model against its own): refit from a better machine's model, drop, or off (the paper)",
+          choices=LOCAL_CHECKS),
     Param("refine_rounds", "int", 0,
           "distributed EM rounds after the one-shot reduction, each one exact global EM iteration "
           "(0: the paper's one-shot estimator)", "rounds", low=0, high=1000),

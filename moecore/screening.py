@@ -37,6 +37,21 @@ of the two deciding.  The condition on the median machine keeps the rule to the 
 rule cannot see, where a false flag also costs least (a refit from the best model).  Only on random
 splits, where every machine estimates one model: machines holding different x (a region split kept
 with constant weights, files of unknown origin) differ by more than noise with no poor fit at all.
+
+Both rules judge on the support, which holds S / M points of each machine's share: a lost expert of
+0.5 % of the rows has one or two points there at M = 16 and S = 312, so neither can see it.  Each
+machine can, on its own rows: its local EM maximised its shard's log-likelihood L_m, so no other model
+scores higher there unless that EM stopped in a poor optimum.  So the best-scoring machine's model goes
+down to every other machine the rules passed (:func:`second_look`), and one number comes back, the gain
+
+    G_m = L_m(best model) - L_m(own model)    (nats on the n_m rows, in sample)
+
+A machine is flagged, and refits from the best model, when G_m exceeds GAP_FLOOR q
+(:func:`better_optimum`, the floor of the rules above in nats per shard).  A good fit cannot be flagged
+(its G_m is at most its EM's stopping tolerance); a poor one is flagged when its loss on its own rows
+exceeds 4 q nats, whatever S: on the rare-expert design its 6 lost rows cost it 200-580 nats, against
+q = 13 (benchmarks/README.md, section 26).  The same exchange carries the refits of the machines the
+rules flagged, so it costs one E-step per machine and the q numbers of the model, in the learning time.
 """
 
 from __future__ import annotations
@@ -49,7 +64,7 @@ import numpy as np
 
 from . import _em_kernels as _kern
 from . import model as _m
-from .local import LocalFitError
+from .local import LocalFitError, LocalFitResult, fit_local
 from .params import LOCAL_CHECKS, n_free_parameters
 
 __all__ = [
@@ -57,6 +72,7 @@ __all__ = [
     "SCORE_POINTS",
     "ScreeningOutcome",
     "ScreeningReport",
+    "SecondLook",
     "beaten",
     "better_optimum",
     "flag_poor_fits",
@@ -64,6 +80,7 @@ __all__ = [
     "n_free_parameters",
     "score_local_fits",
     "screen_local_fits",
+    "second_look",
     "support_loglik",
     "support_scores",
 ]
@@ -209,6 +226,10 @@ class ScreeningReport:
     refit_scores : dict {machine: score of its refit}
     actions : dict {machine: "refit" (the refit passed and replaced the first fit), "dropped"
         (left out of the reduction, weights renormalised), or "kept" (local_check="off")}
+    cross_gain : ndarray (M,) or None, the best-scoring model's log-likelihood gain per row over each
+        machine's own model on that machine's rows (:func:`second_look`; NaN where not compared:
+        flagged by the support rules, failed, or not run); None when no comparison ran
+    cross_flagged : list of int, the machines flagged by that comparison (also in ``flagged``)
     warm_refits : dict {machine: shard log-likelihood gain per point} or None
         Covariate weights only: after the reduction every machine refits from the reduced model;
         the machines whose refit reached a better optimum (:func:`better_optimum`) and replaced
@@ -224,6 +245,8 @@ class ScreeningReport:
     flagged: list
     refit_scores: dict = field(default_factory=dict)
     actions: dict = field(default_factory=dict)
+    cross_gain: np.ndarray | None = None
+    cross_flagged: list = field(default_factory=list)
     warm_refits: dict | None = None
     warm_refit_support: tuple | None = None
 
@@ -261,8 +284,10 @@ class ScreeningOutcome:
     passing refit in place of its first fit) ; scores : ndarray (M,), the support scores (the
     report's array) ; dropped : dict {machine: why} ; refit_times : ndarray (refits,), seconds of
     each refit ; refit_up : ndarray (M,), numbers each refitted machine sent again ; refit_down :
-    ndarray (M,), numbers sent to each machine that refits from another's model ; seconds : the
-    scoring at the server.
+    ndarray (M,), numbers sent to each machine that refits from another's model or compares it with
+    its own ; seconds : the scoring at the server ; compare_times : ndarray (compared,), seconds of
+    each machine's comparison (:func:`second_look`; a refit that followed is in ``refit_times``) ; compare_up :
+    ndarray (M,), the one number each compared machine sent.
     """
 
     report: ScreeningReport
@@ -273,6 +298,8 @@ class ScreeningOutcome:
     refit_up: np.ndarray
     seconds: float
     refit_down: np.ndarray
+    compare_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    compare_up: np.ndarray | None = None
 
 
 def machine_score(params, X_support, y_support, support_machine, machine, own):
@@ -340,16 +367,17 @@ def score_local_fits(models, machines, X_support, y_support, support_machine, si
 
 def screen_local_fits(results, models, machines, X_support, y_support, support_machine, *, local_check,
                       own, refit, quiet=False, exchangeable=False):
-    """Score the local fits on the support pairs; refit or drop the poor ones (the module's rule).
+    """Score the local fits on the support pairs; refit or drop the poor ones (the module's rules).
 
     results : list (M,) of LocalFitResult ; models, machines : the aggregated local models and
     their machine indices ; support_machine : (S,) ; local_check : one of LOCAL_CHECKS ;
     own : the machines hold different x (covariate weights): each is scored on its own points
     and a flagged machine is refitted but never dropped (it may be the only one holding its x) ;
-    refit(flagged, warm) -> {machine: LocalFitResult}: refits the flagged machines on their
-    shards, from ``warm[m]`` where given ; quiet : no warning naming the dropped machines (they
-    are in ``outcome.dropped``) ; exchangeable : a random split (see :func:`score_local_fits`).
-    Returns :class:`ScreeningOutcome`.
+    refit(flagged, warm, compared, compare_of) -> {machine: SecondLook}: one exchange in which the
+    ``flagged`` machines refit on their shards, from ``warm[m]`` where given, and the ``compared``
+    ones run :func:`second_look` with ``compare_of(m)`` ; quiet : no warning naming the dropped
+    machines (they are in ``outcome.dropped``) ; exchangeable : a random split (see
+    :func:`score_local_fits`).  Returns :class:`ScreeningOutcome`.
     """
     t0 = time.perf_counter()
     sizes = np.array([r.n_samples for r in results], dtype=float)
@@ -359,29 +387,110 @@ def screen_local_fits(results, models, machines, X_support, y_support, support_m
     outcome = ScreeningOutcome(report, {r.index: r for r in results if r.error is None}, scores, {},
                                np.zeros(0), np.zeros(len(results)), time.perf_counter() - t0,
                                np.zeros(len(results)))
-    if report.flagged and local_check == "off":
+    if local_check == "off":
         report.actions = dict.fromkeys(report.flagged, "kept")
-    elif report.flagged:
-        refits = refit(report.flagged, warm) if local_check == "refit" else {}
-        q = n_free_parameters(models[0].n_experts, X_support.shape[1])
-        if refits:
-            outcome.refit_times = np.array([refits[m].time for m in report.flagged])
-            outcome.refit_down[[m for m in report.flagged if m in warm]] = q
-        for m in report.flagged:
-            _act_on_flag(outcome, m, refits.get(m), threshold[m], q,
-                         lambda p, m=m: machine_score(p, X_support, y_support, support_machine, m, own), own)
-        if not outcome.kept:
-            raise LocalFitError("the screening dropped every machine; pass local_check='off'.")
-        dropped = sorted(outcome.dropped)
-        if dropped and not quiet:
-            warnings.warn(
-                f"the screening left out machine(s) {dropped}: their local fits scored far below "
-                "the others on the supporting sample (a poor local optimum); the others are "
-                "aggregated with renormalised weights.",
-                RuntimeWarning,
-                stacklevel=6,
-            )
+        return outcome
+    q = n_free_parameters(models[0].n_experts, X_support.shape[1])
+    forced = report.flagged if local_check == "refit" else []
+    # Covariate weights compare every machine with the reduced model after the reduction instead
+    # (moecore.refine.warm_refits): a model of another region is no start there.
+    top = int(np.argmax(scores[machines]))
+    pos = {} if own else {int(m): i for i, m in enumerate(machines) if not flagged[m] and i != top}
+    best = models[top].params_
+    looks = refit(forced, warm, list(pos), lambda m: (best, models[pos[m]].train_loglik_,
+                                                      models[pos[m]].n_parameters(), local_check == "refit")) \
+        if forced or pos else {}
+    looks = {m: look for m, look in looks.items() if look is not None}  # None: the machine was lost
+    outcome.refit_down[[m for m in forced if m in warm]] = q
+    for m in report.flagged:
+        _act_on_flag(outcome, m, looks[m].refit if m in looks else None, threshold[m], q,
+                     lambda p, m=m: machine_score(p, X_support, y_support, support_machine, m, own), own)
+    if pos:
+        _act_on_comparisons(outcome, {m: looks[m] for m in pos if m in looks}, sizes, q)
+    # One exchange: each refit's seconds (a compared machine's include its comparison), in machine order.
+    refitted = sorted(m for m in report.flagged if m in looks and looks[m].refit is not None)
+    outcome.refit_times = np.array([looks[m].seconds for m in refitted])
+    if not outcome.kept:
+        raise LocalFitError("the screening dropped every machine; pass local_check='off'.")
+    dropped = sorted(outcome.dropped)
+    if dropped and not quiet:
+        warnings.warn(
+            f"the screening left out machine(s) {dropped}: their local fits scored far below "
+            "the others on the supporting sample or on their own rows (a poor local optimum); the others are "
+            "aggregated with renormalised weights.",
+            RuntimeWarning,
+            stacklevel=6,
+        )
     return outcome
+
+
+def _act_on_comparisons(outcome, looks, sizes, q):
+    """Record the comparisons of :func:`second_look` ({machine: SecondLook}) and act on the machines
+    whose own model the best one beat on their rows: keep the refit, or drop the machine."""
+    report = outcome.report
+    report.cross_gain = np.full(len(sizes), np.nan)
+    outcome.compare_up = np.zeros(len(sizes))
+    outcome.refit_down[list(looks)] = q
+    outcome.compare_up[list(looks)] = 1
+    outcome.compare_times = np.array([look.compare_seconds for look in looks.values()])
+    for m, look in sorted(looks.items()):
+        report.cross_gain[m] = look.gain / sizes[m]
+        if not look.beaten:
+            continue
+        report.cross_flagged.append(m)
+        res = look.refit
+        if res is not None and res.error is None:
+            outcome.kept[m] = res
+            report.actions[m] = "refit"
+            outcome.refit_up[m] += q + 1
+        else:
+            report.actions[m] = "dropped"
+            del outcome.kept[m]
+            outcome.dropped[m] = (f"the screening's comparison: the best-scoring machine's model explained its own "
+                                  f"rows {look.gain:.4g} nats better than its local fit (a poor local optimum)"
+                                  + (f"; its refit failed: {res.error}" if res is not None else ""))
+    report.flagged = sorted(report.flagged + report.cross_flagged)
+
+
+@dataclass
+class SecondLook:
+    """What one machine sends back from the exchange after the screening (:func:`second_look`).
+
+    index : the machine ; gain : the start model's log-likelihood of the machine's rows less its own
+    model's (nats in all; NaN: a flagged machine refits without the comparison) ; beaten : the gain
+    passed :func:`better_optimum` ; refit : LocalFitResult or None, the refit from the start ;
+    seconds : the machine's time for the comparison and the refit ; compare_seconds : the comparison's
+    """
+
+    index: int
+    gain: float
+    beaten: bool
+    refit: LocalFitResult | None
+    seconds: float
+    compare_seconds: float = 0.0
+
+
+def second_look(X, y, index, n_experts, em_params, seed, local_experts="fixed", compare=None):
+    """One machine's part of the exchange after the screening, on its rows X (n_m, d), y (n_m,).
+
+    compare None: a machine the screening flagged refits (``em_params`` holds its start, if any).
+    Else ``compare = (start, own_loglik, own_params, refit)``: the machine scores the start model
+    (MoEParams, the best-scoring machine's) on its rows against its own model's log-likelihood
+    ``own_loglik`` (q_own = ``own_params`` free parameters) and, when the start is better by more than
+    :func:`better_optimum` allows and ``refit``, fits again from it (module docstring).
+    """
+    t0 = time.perf_counter()
+    if compare is None:
+        res = fit_local(index, X, y, n_experts, em_params, seed, local_experts)
+        return SecondLook(index, float("nan"), False, res, time.perf_counter() - t0)
+    start, own_loglik, own_params, refit = compare
+    gain = float(support_loglik([start], X, y).sum()) - float(own_loglik)  # the compiled pass: 0.5 ms on 7 812 rows
+    beaten = better_optimum(own_loglik, own_loglik + gain, len(y),
+                            n_free_parameters(start.n_experts, start.n_features), own_params)
+    compared = time.perf_counter() - t0
+    # A K-expert start (local_experts="fixed"): the comparison has already weighed BIC's choice.
+    res = fit_local(index, X, y, start.n_experts, dict(em_params, init=start), seed) if beaten and refit else None
+    return SecondLook(index, gain, beaten, res, time.perf_counter() - t0, compared)
 
 
 def _act_on_flag(outcome, m, res, threshold, q, score_of, own):

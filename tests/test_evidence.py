@@ -94,6 +94,17 @@ def test_bad_machine_quotes_the_warning_and_says_which_curve():
     assert "machine 8 scored -1.4312 per point, below the threshold -1.1021" in line and details == []
 
 
+def test_a_machine_flagged_on_its_own_rows_is_explained_by_its_gain():
+    gain = np.full(16, np.nan)
+    gain[3] = 0.2417
+    rep = SimpleNamespace(flagged=[3], cross_flagged=[3], cross_gain=gain, scores=np.full(16, -1.0),
+                          threshold=np.full(16, -1.1021), actions={3: "refit"})
+    e = ev.bad_machine(rep)
+    assert bold(e.sentence) == ["4", "0.2417"] and "threshold" not in e.sentence
+    line, _ = ex.screening_summary(rep, 16)
+    assert "machine 4's own rows were explained 0.2417 nats per row better" in line and "threshold" not in line
+
+
 def test_non_iid_quotes_the_test():
     e = ev.non_iid(COSTS, 0.04, 8, 2, 2, "covariate", SimpleNamespace(p_value=1.2e-30))
     assert "**covariate**" in e.sentence and "**1.2e-30**" in e.sentence and "weights" in e.boxes

@@ -168,6 +168,8 @@ def test_convergence_and_timing_figures(teach):
     assert "screening" in labels and "reduction" in labels
     vals = dict(zip(labels, fig.data[0].x, strict=True))
     assert vals["learning time (paper's figure)"] == pytest.approx(dm.timings_["learning_time"])
+    compare = dm.timings_["compare"]  # the screening's comparisons on the machines' own rows
+    assert vals[f"slowest of {compare.size} comparisons on the machines' rows"] == pytest.approx(compare.max())
 
 
 def test_gates_figure_sums_to_one(teach):

@@ -332,6 +332,12 @@ def _step_bars(dm, global_time, flagged, *, per_machine):
                       else f"slowest of {refits.size} refits")
         vals.append(float(refits[i]))
         cols.append("#d62728")
+    compare = np.asarray(tm.get("compare", []), dtype=float)
+    if compare.size:
+        # In the refits' exchange: each machine scores the best model on its own rows (moecore.screening).
+        labels.append(f"slowest of {compare.size} comparisons on the machines' rows")
+        vals.append(float(compare.max()))
+        cols.append(PALETTE[4])
     labels += ["screening", "reduction"]
     vals += [tm.get("screening", 0.0), tm["reduction"]]
     cols += [PALETTE[4], PALETTE[1]]

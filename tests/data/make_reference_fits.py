@@ -10,7 +10,10 @@ every stored array within 3.4e-7 relative of the old one (the gates of crossing-
 integer (iterations, flags, bookkeeping) unchanged.  Rewritten when every machine began to send its
 local model's log-likelihood on its rows with the model, and the final model's in the check after the
 fit (moecore.shard_check.check_fit): only ``one_shot_up`` (+1 per machine) and ``communication_total``
-(+2 per checked machine) changed; every other array bitwise as before.
+(+2 per checked machine) changed; every other array bitwise as before.  Rewritten when the screening's
+exchange began to send the best-scoring model to every machine it passed, to compare with its own on
+its rows (moecore.screening.second_look): only ``communication_total`` changed (q down and 1 up per
+compared machine), no machine was flagged by the comparison, every other array bitwise as before.
 
 Every estimator parameter is written out, never read from a default, so a changed default cannot
 change these fits: the comparison is of the code, not of the defaults.  (``acceleration`` of the
