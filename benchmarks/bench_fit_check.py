@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_fit_check.py majority   # results/fit_check_majority.csv, about 1 min
     .venv/bin/python benchmarks/bench_fit_check.py loglik     # results/fit_check_loglik.csv, about 15 min
     .venv/bin/python benchmarks/bench_fit_check.py quiet      # results/fit_check_quiet.csv, about 15 min
-    .venv/bin/python benchmarks/bench_fit_check.py cross      # results/fit_check_cross.csv, about 6 min
+    .venv/bin/python benchmarks/bench_fit_check.py cross      # results/fit_check_cross.csv, under 1 min
 
 * ``majority``: :func:`rare_expert_design` (K = 3, d = 2, an expert with 0.5 % of the rows), n = 20 000
   over M in {4, 16} machines, seeds 0-7.  For every machine: whether its first local fit is poor by the
@@ -17,12 +17,13 @@
   ones at K in {2, 3, 4}, M in {2, 4, 8}), the high-dimensional designs (n = 2 10^5, M in {16, 64}) and,
   with ``--large``, the d = 2 headline and hd-20-4 at n = 10^6, M = 128.  Per fit (local_check="off"):
   the machines the median rule flags and those the second rule adds.
-* ``cross``: the screening's cross-check (moecore.screening.second_look: the best-scoring machine's model
-  against each machine's own, on that machine's rows), on the designs whose poor local fits the support
-  cannot always show: :func:`rare_expert_design` (n = 20 000, M in {4, 16}, seeds 0-7; and M = 16 with
-  S = 100, a support the user chose small) and lost_expert_design (n = 10^5, M in {16, 64}, seeds 0-4).
+* ``cross``: the screening's comparison on each machine's own rows (moecore.screening.second_look: the
+  best-scoring machine's model against each machine's own, on that machine's rows), on the designs whose
+  poor local fits the support cannot always show: :func:`rare_expert_design` (n = 20 000, M in {4, 16},
+  seeds 0-7; and M = 16 with S = 100, a support the user chose small) and lost_expert_design (n = 10^5,
+  M in {16, 64}, seeds 0-4).
   Per fit: the poor local fits by the truth (as in ``majority``), those each rule flags (median, second,
-  cross-check: all three computed from the same ``local_check="off"`` fit), every machine's cross gain
+  comparison: all three computed from the same ``local_check="off"`` fit), every machine's gain
   per row (the largest among good fits, the smallest among poor ones), then the default fit: what it
   flagged, its held-out log-likelihood below the global EM's, its parameter blocks over the global EM's
   MSE to the truth, and the comparison's seconds (slowest machine).
@@ -167,8 +168,8 @@ def cross():
     _save(df, "fit_check_cross")
     for (name, M, S), part in df.groupby(["design", "M", "S"]):
         print(f"{name} M {M} S {S}: poor {part.poor.sum()}, flagged by the support rules {part.flagged_support.sum()}, "
-              f"by the cross-check {part.flagged_cross.sum()}, by either {part.flagged_either.sum()}; good flagged by "
-              f"the cross-check {part.good_flagged_cross.sum()}; largest good gain {part.largest_good_gain.max():.4f}, "
+              f"by the comparison {part.flagged_cross.sum()}, by either {part.flagged_either.sum()}; good flagged by "
+              f"the comparison {part.good_flagged_cross.sum()}; largest good gain {part.largest_good_gain.max():.4f}, "
               f"smallest poor gain {part.smallest_poor_gain.min():.4f}, floor {part.floor.mean():.4f} nats per row; "
               f"held-out gap at most {part.heldout_gap.max():.4f}; worst blocks "
               f"{part.gates_vs_global.max():.3g} / {part.experts_vs_global.max():.3g} / "
