@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_fit_check.py loglik     # results/fit_check_loglik.csv, about 15 min
     .venv/bin/python benchmarks/bench_fit_check.py quiet      # results/fit_check_quiet.csv, about 15 min
     .venv/bin/python benchmarks/bench_fit_check.py cross      # results/fit_check_cross.csv, under 1 min
+    .venv/bin/python benchmarks/bench_fit_check.py sparse     # results/fit_check_sparse.csv, about 2 min
 
 * ``majority``: :func:`rare_expert_design` (K = 3, d = 2, an expert with 0.5 % of the rows), n = 20 000
   over M in {4, 16} machines, seeds 0-7.  For every machine: whether its first local fit is poor by the
@@ -27,6 +28,11 @@
   per row (the largest among good fits, the smallest among poor ones), then the default fit: what it
   flagged, its held-out log-likelihood below the global EM's, its parameter blocks over the global EM's
   MSE to the truth, and the comparison's seconds (slowest machine).
+* ``sparse``: moecore.shard_check.check_expert_rows.  :func:`rare_line_design` (K = 3, an expert made rare
+  by its gate intercept), d = 1 (n = 20 000, four shares) and d = 4 (n = 40 000, three), M in {4, 8, 16, 32},
+  seeds 0-3, one-shot and with one round.  Per fit: that expert's rows per machine per parameter (p + 1:
+  its line and variance), as the truth has it and as the rule estimates it from the reduced gates, whether
+  the rule warned, and the reduced expert's line and variance MSE to the truth over the global EM's.
 * ``loglik``: the log-likelihood side of moecore.shard_check.check_fit, read against the global EM.  On
   the small real sets (moecore.datasets and the fifteen R sets of bench_small_shards.MORE, when Rscript
   is there) and three small designs, K in {2, 3, 4}, M from 2 up to what the library accepts, S in
@@ -60,7 +66,7 @@ from moecore.baselines import fit_global  # noqa: E402
 from moecore.metrics import parameter_mse, rpe  # noqa: E402
 from moecore.params import min_samples, n_free_parameters  # noqa: E402
 from moecore.screening import GAP_FLOOR, beaten_by_best, flag_poor_fits, support_loglik  # noqa: E402
-from moecore.shard_check import FIT_CHECK_RATIO, LOGLIK_CHECK_FACTOR  # noqa: E402
+from moecore.shard_check import FIT_CHECK_RATIO, LOGLIK_CHECK_FACTOR, check_expert_rows, check_shards  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results"
 
@@ -176,6 +182,63 @@ def cross():
               f"{part.variances_vs_global.max():.3g}; comparison at most {1e3 * part.compare_max_s.max():.1f} ms")
 
 
+def rare_line_design(d, logit, seed=0):
+    """K = 3 in d dimensions: expert 0's share set by its gate intercept ``logit`` (-4.6: about 0.5 %, -2.5:
+    about 4 %), the other two split by x_1; random slopes (``seed``), variances 0.1-0.3."""
+    rng = np.random.default_rng(seed)
+    gates = np.zeros((d + 1, 3))
+    gates[0, 0], gates[1, 1] = logit, 1.0
+    experts = np.column_stack([np.r_[10.0, rng.normal(0, 1, d)], np.r_[0.0, rng.normal(0, 1, d)],
+                               np.r_[-3.0, rng.normal(0, 1, d)]])
+    return MoEParams(gates, experts, np.array([0.1, 0.2, 0.3]))
+
+
+def sparse():
+    """The rare expert's line and variance against its rows per machine (see the module docstring)."""
+    from moecore.alignment import align_to
+    from moecore.model import posterior_proba
+
+    rows = []
+    for d, n, logits in ((1, 20_000, (-4.6, -3.9, -3.2, -2.5)), (4, 40_000, (-4.6, -3.9, -3.2))):
+        for logit in logits:
+            truth = rare_line_design(d, logit)
+            tr = simulate(truth, n, random_state=1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                g = align_to(truth, MixtureOfExperts(3, random_state=0).fit(tr.X, tr.y).params_, tr.X)
+            share = float(posterior_proba(tr.X, tr.y, truth).mean(axis=0)[0])
+            for M in (4, 8, 16, 32):
+                for seed in range(4):
+                    for R in (0, 1):
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            dm = DistributedMoE(3, M, n_jobs=2, random_state=seed, refine_rounds=R).fit(tr.X, tr.y)
+                        est = align_to(truth, dm.params_, tr.X)
+                        check = check_expert_rows(dm.params_, dm.support_X_, n, M, refine_rounds=R)
+                        line = [np.sum((a.experts[:, 0] - truth.experts[:, 0]) ** 2) for a in (est, g)]
+                        var = [(a.variances[0] - truth.variances[0]) ** 2 for a in (est, g)]
+                        rows.append(dict(d=d, logit=logit, share=share, M=M, seed=seed, rounds=R,
+                                         rows_per_parameter=share * n / M / (d + 2),
+                                         estimated=float(check.rows.min() / (d + 2)), warned=not check.ok,
+                                         line_vs_global=line[0] / line[1], variance_vs_global=var[0] / var[1]))
+            print(f"d {d} logit {logit}: done", flush=True)
+    df = pd.DataFrame(rows)
+    _save(df, "fit_check_sparse")
+    df["worst"] = df[["line_vs_global", "variance_vs_global"]].max(axis=1)
+    table = df.groupby(["d", "logit", "M", "rounds"]).agg(
+        rows_per_parameter=("rows_per_parameter", "mean"), estimated=("estimated", "median"),
+        warned=("warned", "sum"), line_max=("line_vs_global", "max"), variance_max=("variance_vs_global", "max"),
+        worst_median=("worst", "median"))
+    print(table.round(2).to_string())
+    for R in (0, 1):
+        part = df[df.rounds == R]
+        print(f"rounds {R}: the rare expert's line or variance above 10x the global EM's in "
+              f"{int((part.worst > 10).sum())} of {len(part)} fits; the rule warned on {int(part.warned.sum())}: "
+              f"{int((part.warned & (part.worst > 10)).sum())} of those above 10x, "
+              f"{int((part.warned & (part.worst <= 5)).sum())} within 5x; unwarned above 5x: "
+              f"{int((~part.warned & (part.worst > 5)).sum())}")
+
+
 def _quiet_row(name, X, y, K, M, seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -187,9 +250,12 @@ def _quiet_row(name, X, y, K, M, seed):
     # support rules passed: the same fits, the same best-scoring model.
     compared = _cross_gains(dm, X, y) > GAP_FLOOR * q / sizes
     compared[dm.flagged_] = False
+    rows = check_expert_rows(dm.params_, dm.support_X_, len(y), M)
     row = dict(data=name, n=len(y), d=X.shape[1], K=K, M=M, seed=seed, median_rule=int(median_rule.sum()),
                second_rule_added=len(added), added=" ".join(map(str, added)), comparison_added=int(compared.sum()),
-               compared_added=" ".join(map(str, np.flatnonzero(compared))))
+               compared_added=" ".join(map(str, np.flatnonzero(compared))),
+               expert_rows_per_parameter=float(rows.rows.min() / (X.shape[1] + 2)), sparse_experts=len(rows.sparse),
+               size_rule_ok=check_shards(len(y), X.shape[1], K, M, len(dm.support_indices_)).ok)
     print(f"{name:16s} K {K} M {M:3d} seed {seed}: median rule {row['median_rule']}, second rule adds {added}, "
           f"the comparison adds {np.flatnonzero(compared).tolist()}", flush=True)
     return row
@@ -227,7 +293,9 @@ def quiet(large):
     print(f"{len(df)} fits; the median rule flagged {int(df['median_rule'].sum())} machines in "
           f"{int((df['median_rule'] > 0).sum())} fits; the second rule added {int(df['second_rule_added'].sum())}; "
           f"the comparison on the machines' rows added {int(df['comparison_added'].sum())} in "
-          f"{int((df['comparison_added'] > 0).sum())} fits")
+          f"{int((df['comparison_added'] > 0).sum())} fits; the expert-rows rule fires on "
+          f"{int((df['sparse_experts'] > 0).sum())} fits, "
+          f"{int(((df['sparse_experts'] > 0) & df['size_rule_ok']).sum())} of them accepted by the size rule")
 
 
 def _check_row(name, X, y, K, M, S, seed, g, backend):
@@ -314,7 +382,7 @@ def _save(df, name):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("part", choices=["majority", "loglik", "quiet", "cross"])
+    ap.add_argument("part", choices=["majority", "loglik", "quiet", "cross", "sparse"])
     ap.add_argument("--large", action="store_true", help="quiet: also n = 10^6 over M = 128 (two fits)")
     ap.add_argument("--seeds", default="", help="comma-separated (default: 0-7 for majority, 0,1 for loglik)")
     args = ap.parse_args(argv)
@@ -324,6 +392,8 @@ def main(argv=None):
         quiet(args.large)
     elif args.part == "cross":
         cross()
+    elif args.part == "sparse":
+        sparse()
     else:
         loglik([int(s) for s in args.seeds.split(",")] if args.seeds else range(2))
 

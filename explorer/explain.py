@@ -247,6 +247,26 @@ def accuracy_warning(rpe_reduction: float, rpe_global: float, rows: str) -> str:
             "(Experiments page, Choose K).")
 
 
+def expert_rows_warning(check, n_machines: int, rounds: int) -> str:
+    """The page's words for moecore's verdict on experts too rare to split (``check``: an
+    :class:`moecore.shard_check.ExpertRows`, or None); "" when it is fine."""
+    if check is None or check.ok:
+        return ""
+    k = int(np.argmin(check.rows))
+    more = f" ({len(check.sparse) - 1} more under {check.needed:.0f})" if len(check.sparse) > 1 else ""
+    m_ok = int(check.rows[k] * n_machines // check.needed)
+    fewer = f"at most {m_ok} machines" if m_ok >= 2 else "one machine (it has too few rows in all to divide)"
+    if check.rows[k] < 1:
+        fix = "fewer experts (Experiments page, Choose K): one with under a row per machine may not be in the data"
+    elif rounds:
+        fix = f"{fewer} (more rounds will not help below this)"
+    else:
+        fix = f"1 refinement round (it re-estimates every expert on all the rows), or {fewer}"
+    return (f"Reduced expert {k + 1} has about {check.rows[k]:.1f} rows on each machine{more}, too few to estimate its "
+            f"line and variance (at least {check.needed:.0f}): its parameters can be far from the global EM's while "
+            f"the predictions look fine. To fix: {fix}.")
+
+
 def sweep_accuracy_warning(rpes: dict, parameter: str) -> str:
     """One line naming the sweep's values where the reduction's mean held-out RPE is more than
     GLOBAL_RPE_RATIO times the global EM's; ``rpes``: {value: (reduction, global)}; "" if none."""

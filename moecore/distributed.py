@@ -41,7 +41,7 @@ from .params import (
 from .reduction import reduce_mixtures
 from .refine import rounds_on_machines, warm_refit_reduction
 from .screening import REFIT_INIT_FACTOR, REFIT_MIN_INIT, screen_local_fits, second_look
-from .shard_check import AccuracyWarning, check_fit, machine_errors, warn_small_shards
+from .shard_check import AccuracyWarning, check_expert_rows, check_fit, machine_errors, warn_small_shards
 from .shards import ShardJob
 from .shards import fit_shards as _fit_shards
 from .splits import as_split, place_rows
@@ -91,12 +91,18 @@ def _screening_exchange(est, machines, machine_seeds):
 def _check_fit(est, machines, quiet):
     """After the fit, every aggregated machine measures the final model on its own rows (three numbers
     up, the model down) and :func:`~moecore.shard_check.check_fit` compares the training RPE and the
-    log-likelihood with the local models' own; an AccuracyWarning unless ``quiet``.  With covariate
-    weights the machines hold different x and a local model fitted to one region is no yardstick for
-    the whole: no check (None)."""
-    est.fit_check_ = None
+    log-likelihood with the local models' own, and :func:`~moecore.shard_check.check_expert_rows` each
+    reduced expert's rows per machine with its parameters; an AccuracyWarning unless ``quiet``.  With
+    covariate weights the machines hold different x and a local model fitted to one region is no
+    yardstick for the whole, nor n / M the rows of an expert on the machines that hold it: no check (None)."""
+    est.fit_check_ = est.expert_rows_ = None
     if est.machine_weights_used_ == "covariate":
         return
+    # The server's part, from the reduced gates on the support's x: no exchange.
+    est.expert_rows_ = check_expert_rows(est.params_, est.support_X_, sum(est._n_samples_all[m] for m in est.machines_),
+                                         len(est.machines_), est.refine_rounds)
+    if not est.expert_rows_.ok and not quiet:
+        warnings.warn(est.expert_rows_.message, AccuracyWarning, stacklevel=6)
     out = machines.run(machine_errors, est.machines_, lambda m: (est.params_,), lost=lambda m, why: None)
     done = [i for i, m in enumerate(est.machines_) if out[m][0] is not None]
     if not done:
@@ -162,6 +168,8 @@ class DistributedMoE(SchedulerPickling, MoEPredictorMixin, BaseEstimator):
         (S, M') at the support (covariate weights; else None)
     refine_loglik_ : ndarray (refine_rounds + 1,), pooled training log-likelihood of the one-shot
         model and after each round (non-decreasing); empty without rounds
+    expert_rows_ : ExpertRows or None, each reduced expert's rows per machine against its parameters
+        (:func:`~moecore.shard_check.check_expert_rows`; None with covariate weights)
     fit_check_ : FitCheck or None, the final model's training RPE and log-likelihood against the local models'
     costs_ : FitCosts, every step's seconds and every machine's traffic: ``learning_time`` (the
         paper's figure extended by our steps) and ``learning_time_parts()``; ``timings_`` and

@@ -27,6 +27,16 @@ the local models' own, in sample (one more number each sent up with its model): 
 exchangeable (constant weights), a reduced model more than :data:`FIT_CHECK_RATIO` times worse than
 the models it was made from has lost accuracy that the machines had, and an :class:`AccuracyWarning`
 says so and what to change.
+
+Neither sees an expert that is rare in the data: an expert holding 0.5 % of 20 000 rows over M = 16 has
+about 6 rows on each machine, every local fit estimates its line and variance from those few, and the
+one-shot reduction averages those estimates.  The reduced model predicts as well as the global EM (that
+expert weighs little), but its variance was up to 4 x 10^4 times the global EM's MSE to the truth.  So
+:func:`check_expert_rows` compares each reduced expert's rows per machine (n / M times its mean gate
+probability over the support's x, known to the server) with the p + 1 parameters of that expert (its
+line and its variance): below :data:`MIN_EXPERT_ROWS_PER_PARAMETER` (or
+:data:`MIN_EXPERT_ROWS_PER_PARAMETER_ROUNDS` with refinement rounds, which re-estimate every expert on
+all the rows) an :class:`AccuracyWarning` names the expert and what to change.
 """
 
 from __future__ import annotations
@@ -37,19 +47,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import loglik_per_sample, predict_mean
+from .model import gate_proba, loglik_per_sample, predict_mean
 from .params import n_free_parameters
 
 __all__ = [
     "FIT_CHECK_RATIO",
     "GLOBAL_RPE_RATIO",
     "LOGLIK_CHECK_FACTOR",
+    "MIN_EXPERT_ROWS_PER_PARAMETER",
+    "MIN_EXPERT_ROWS_PER_PARAMETER_ROUNDS",
     "MIN_ROWS_PER_PARAMETER",
     "MIN_SUPPORT_PER_PARAMETER",
     "AccuracyWarning",
+    "ExpertRows",
     "FitCheck",
     "ShardCheck",
     "SmallShardWarning",
+    "check_expert_rows",
     "check_fit",
     "check_shards",
     "machine_errors",
@@ -86,6 +100,63 @@ OPTIMISTIC_BELOW = 16.0
 # flagged none of 72 fits of large designs.  A loss the local models share leaves no gap: the
 # screening's second rule (moecore.screening.beaten_by_best) is for that.
 LOGLIK_CHECK_FACTOR = 2.0
+# Rows per machine of one reduced expert, per parameter of that expert (p = d + 1 coefficients and a
+# variance), below which its one-shot line and variance are not to be trusted.  Measured
+# (benchmarks/bench_fit_check.py sparse: an expert made rare by its gate intercept, d in {1, 4}, 1-66 rows
+# per parameter, 4 seeds, 112 fits each way): one-shot, that expert's line or variance was above 10x the
+# global EM's MSE to the truth in 17 fits, all at 2.4 rows per parameter or fewer (up to 5 x 10^7 at 1.0),
+# and within 4.5x at 3.9 or more; the rule at 3 warned on those 17 and on 6 within 5x (2.1-2.4 per
+# parameter), and missed none above 5x.  With one refinement round: above 10x in 8 fits, all at 1.1 or
+# fewer, within 1.0x at 2 or more; the rule at 1.5 warned on exactly those 8.  On 143 ordinary fits
+# (bench_fit_check.py quiet) it warned on 32, 29 of which the size rule above also warns on (small real
+# sets, separated-10d at M = 64); the other 3: Boston (K = 3, M = 4; K = 4, M = 2) and mcycle (K = 2, M = 2).
+MIN_EXPERT_ROWS_PER_PARAMETER = 3.0
+MIN_EXPERT_ROWS_PER_PARAMETER_ROUNDS = 1.5
+
+
+@dataclass(frozen=True)
+class ExpertRows:
+    """:func:`check_expert_rows`' numbers and verdict.
+
+    rows : ndarray (K,), each reduced expert's rows per machine ; needed : float, the rows per machine
+    below which an expert is flagged ; sparse : list of int, those experts (numbered from 0) ; ok : bool ;
+    message : str, empty when ok
+    """
+
+    rows: np.ndarray
+    needed: float
+    sparse: list
+    ok: bool
+    message: str = ""
+
+
+def check_expert_rows(params, X_support, n_samples, n_machines, refine_rounds=0):
+    """Each reduced expert's rows per machine against its parameters (the module's last rule).
+
+    params : the reduced MoEParams ; X_support : (S, d), the support's x ; n_samples : rows of the
+    aggregated machines ; n_machines : how many ; refine_rounds : the rounds run (a lower bound then).
+    Returns :class:`ExpertRows`.
+    """
+    p = params.n_features + 1
+    per = MIN_EXPERT_ROWS_PER_PARAMETER_ROUNDS if refine_rounds else MIN_EXPERT_ROWS_PER_PARAMETER
+    share = gate_proba(np.asarray(X_support, dtype=np.float64), params).mean(axis=0)  # (K,)
+    rows = share * float(n_samples) / int(n_machines)
+    needed = per * (p + 1)
+    sparse = [int(k) for k in np.flatnonzero(rows < needed)]
+    if not sparse:
+        return ExpertRows(rows, needed, sparse, True)
+    k = int(np.argmin(rows))
+    m_ok = int(share[k] * n_samples // needed)
+    more = f" ({len(sparse) - 1} more under {needed:.0f})" if len(sparse) > 1 else ""
+    fix = ("more refinement rounds will not help; " if refine_rounds else
+           "refine_rounds=1 (a round re-estimates every expert on all the rows) or ")
+    fewer = f"at most {m_ok} machines" if m_ok >= 2 else "one machine (too few rows in all to divide)"
+    if rows[k] < 1:  # next to nothing: an expert the data may not hold
+        fix, fewer = "", "fewer experts (moecore.selection.choose_k)"
+    msg = (f"Reduced expert {k + 1} has about {rows[k]:.1f} rows per machine{more}: too few for its line and "
+           f"variance ({per:g} per parameter), so their one-shot estimates can be far off (10-10^7x a global EM's "
+           f"error) while predictions look fine. To fix: {fix}{fewer}.")
+    return ExpertRows(rows, needed, sparse, False, msg)
 
 
 class SmallShardWarning(UserWarning):

@@ -185,6 +185,11 @@ if fit.train_rpe:
                    f"is {check.loglik_gap:.3g} nats per row below theirs (it warns above {check.loglik_allowed:.3g}, "
                    f"{LOGLIK_CHECK_FACTOR:g} q / n_m).")
 
+# Predictions can look fine while a rare expert's line and variance are far off: say so on screen.
+line = explain.expert_rows_warning(getattr(dm, "expert_rows_", None), len(dm.machines_), dm.refine_rounds)
+if line:
+    st.warning(line)
+
 st.subheader("Machines: who holds which x, and the weights used")
 used = dm.machine_weights_used_
 test = dm.machine_weights_test_
