@@ -210,10 +210,30 @@ def _coerce(params, X, y=None):
     return check_Xy(X, y, n_features=params.n_features)
 
 
+def _finite(compute, X, what, params, *, minus_inf=False):
+    """``compute()`` (n, ...), computed from X (n, d), or a ValueError naming the rows where it overflowed.
+
+    Finite inputs far beyond the scale a model was fitted on overflow its products (|x| = 1e308 with
+    slopes of a few units): the softmax then gave NaN, and predict returned it with NumPy's warnings only.
+    ``minus_inf``: a log-density of -inf is an answer (a point no expert can reach), not an overflow.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # the error below says what NumPy's warnings would
+        out = compute()
+    bad = np.isnan(out) if minus_inf else ~np.isfinite(out)
+    if bad.any():
+        rows = np.flatnonzero(bad.reshape(len(X), -1).any(axis=1))
+        coef = max(float(np.abs(params.gates).max()), float(np.abs(params.experts).max()))
+        raise ValueError(f"{what} overflow at {len(rows)} row(s) of X (the first, row {rows[0]}, has |x| up to "
+                         f"{np.abs(X[rows[0]]).max():.3g}; the model's coefficients reach {coef:.3g}): rescale X to "
+                         "the scale the model was fitted on, or check the model (moecore.model.check_predictable).")
+    return out
+
+
 def log_gate_proba(X, params: MoEParams):
     """Log gate probabilities log pi_k(x_i), shape (n, K)."""
     X, _ = _coerce(params, X)
-    return _log_gate_T(add_intercept(X).T, params.gates).T
+    return _finite(lambda: _log_gate_T(add_intercept(X).T, params.gates).T, X, "the gate probabilities", params,
+                   minus_inf=True)
 
 
 def gate_proba(X, params: MoEParams):
@@ -224,7 +244,7 @@ def gate_proba(X, params: MoEParams):
 def expert_means(X, params: MoEParams):
     """Expert means beta_k . x~_i, shape (n, K)."""
     X, _ = _coerce(params, X)
-    return add_intercept(X) @ params.experts
+    return _finite(lambda: add_intercept(X) @ params.experts, X, "the expert means", params)
 
 
 def log_expert_density(X, y, params: MoEParams):
@@ -241,7 +261,7 @@ def _log_joint_T(X, y, params):
 def loglik_per_sample(X, y, params: MoEParams):
     """log f(y_i | x_i), shape (n,)."""
     X, y = _coerce(params, X, y)
-    return _logsumexp_T(_log_joint_T(X, y, params))
+    return _finite(lambda: _logsumexp_T(_log_joint_T(X, y, params)), X, "the log-densities", params, minus_inf=True)
 
 
 def posterior_proba(X, y, params: MoEParams):
@@ -319,7 +339,8 @@ def predict_mean(X, params: MoEParams):
     """Conditional mean E[y | x] = sum_k pi_k(x) beta_k . x~, shape (n,)."""
     X, _ = _coerce(params, X)
     XtT = add_intercept(X).T
-    return (np.exp(_log_gate_T(XtT, params.gates)) * (params.experts.T @ XtT)).sum(axis=0)
+    return _finite(lambda: (np.exp(_log_gate_T(XtT, params.gates)) * (params.experts.T @ XtT)).sum(axis=0), X,
+                   "the predictions", params)
 
 
 class Standardizer:

@@ -158,6 +158,23 @@ def test_the_audit_s_inputs_get_clear_errors(case, kw, args, error, says):
     assert says in str(err.value), str(err.value)
 
 
+def test_predictions_refuse_inputs_that_would_overflow():
+    # At |x| = 1e308 (slopes of a few units) the products overflowed and predict returned NaN with NumPy's
+    # overflow warnings only: a silent wrong answer.
+    from moecore import MixtureOfExperts, simulate_design
+
+    sim = simulate_design("teaching-1d", 2000, random_state=0)
+    model = MixtureOfExperts(3, random_state=0).fit(sim.X, sim.y)
+    far = sim.X[:3].copy()
+    far[1, 0] = 1e308
+    for f in (model.predict, model.predict_proba, model.predict_expert):
+        with pytest.raises(ValueError, match=r"overflow at 1 row\(s\) of X \(the first, row 1, has \|x\| up to 1e"):
+            f(far)
+    far[1, 0] = 1e150  # large, but the products stay finite: an answer, not an error
+    assert np.isfinite(model.predict(far)).all() and np.isfinite(model.predict_proba(far)).all()
+    assert -np.inf < model.score(far, sim.y[:3]) < -1e200  # y far from every expert there: a tiny density
+
+
 def test_a_bool_cell_is_shown_as_text_and_the_cli_offers_no_dask(tmp_path):
     import subprocess
     import sys

@@ -141,22 +141,30 @@ def test_second_rule_flags_only_when_the_median_machine_is_beaten():
     assert np.isnan(beaten_by_best(one, machines, sizes, q)).all()
 
 
-def test_a_poor_optimum_most_machines_share_is_flagged_and_refitted():
-    # An expert with 0.5 % of the rows: on 5 000-row shards 3 of 4 local EMs miss it (found by a
-    # hostile-user audit, with nothing flagged; benchmarks/bench_fit_check.py majority).
+def _rare_expert_fits(M, seed, n_jobs):
+    """rare_expert_design (an expert with 0.5 % of 20 000 rows) over M machines: the held-out rows, the
+    fit with local_check="off", its machines poor by the truth (EM started from the true parameters on
+    the machine's own rows ends more than the screening's noise floor above the local fit), the default
+    fit and the global EM."""
     truth = rare_expert_design()
     train, test = simulate(truth, 20_000, random_state=1), simulate(truth, 20_000, random_state=2)
-    K, M, q = 3, 4, n_free_parameters(3, 2)
+    K, q = 3, n_free_parameters(3, 2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        off = DistributedMoE(K, M, n_jobs=1, random_state=0, local_check="off").fit(train.X, train.y)
-        # Poor, by the truth: EM started from the true parameters on the machine's own rows ends
-        # more than the screening's noise floor above the local fit.
+        off = DistributedMoE(K, M, n_jobs=n_jobs, random_state=seed, local_check="off").fit(train.X, train.y)
         poor = [m for m, rows in enumerate(off.shards_)
                 if MixtureOfExperts(K, init=truth).fit(train.X[rows], train.y[rows]).score(train.X[rows], train.y[rows])
                 - off.local_models_[m].score(train.X[rows], train.y[rows]) > GAP_FLOOR * q / len(rows)]
-        dm = DistributedMoE(K, M, n_jobs=1, random_state=0).fit(train.X, train.y)
+        dm = DistributedMoE(K, M, n_jobs=n_jobs, random_state=seed).fit(train.X, train.y)
         glob = MixtureOfExperts(K, random_state=0).fit(train.X, train.y)
+    return test, off, poor, dm, glob, q
+
+
+def test_a_poor_optimum_most_machines_share_is_flagged_and_refitted():
+    # An expert with 0.5 % of the rows: on 5 000-row shards 3 of 4 local EMs miss it (found by a
+    # hostile-user audit, with nothing flagged; benchmarks/bench_fit_check.py majority).
+    M = 4
+    test, off, poor, dm, glob, q = _rare_expert_fits(M, seed=0, n_jobs=1)
     assert len(poor) > M // 2, poor  # the case the median rule cannot see...
     assert not flag_poor_fits(off.local_scores_, np.full(M, len(off.shards_[0])), q)[1].any()
     assert off.flagged_ == poor  # ...and the second rule does
@@ -165,26 +173,10 @@ def test_a_poor_optimum_most_machines_share_is_flagged_and_refitted():
     assert dm.score(test.X, test.y) > glob.score(test.X, test.y) - GAP_FLOOR * q / len(off.shards_[0])
 
 
-def _poor_by_truth(off, train, truth, K, q):
-    """Machines whose local fit is poor by the truth: EM started from the true parameters on the machine's
-    own rows ends more than the screening's noise floor above it."""
-    return [m for m, rows in enumerate(off.shards_)
-            if MixtureOfExperts(K, init=truth).fit(train.X[rows], train.y[rows]).score(train.X[rows], train.y[rows])
-            - off.local_models_[m].score(train.X[rows], train.y[rows]) > GAP_FLOOR * q / len(rows)]
-
-
 def test_poor_fits_the_support_cannot_show_are_flagged_on_their_own_rows():
     # M = 16: 1 250 rows per machine, about 6 of the 0.5 % expert, and a 312-point support holding one or
     # two of them. 7 of 16 local EMs miss the expert: not a majority, and the support shows only 2.
-    truth = rare_expert_design()
-    train, test = simulate(truth, 20_000, random_state=1), simulate(truth, 20_000, random_state=2)
-    K, M, q = 3, 16, n_free_parameters(3, 2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        off = DistributedMoE(K, M, n_jobs=2, random_state=4, local_check="off").fit(train.X, train.y)
-        poor = _poor_by_truth(off, train, truth, K, q)
-        dm = DistributedMoE(K, M, n_jobs=2, random_state=4).fit(train.X, train.y)
-        glob = MixtureOfExperts(K, random_state=0).fit(train.X, train.y)
+    test, off, poor, dm, glob, q = _rare_expert_fits(16, seed=4, n_jobs=2)
     assert len(poor) >= 5 and len(set(off.flagged_) & set(poor)) <= 2  # the support rules miss most
     # Every poor machine is flagged: the best-scoring model explains its own rows better than its own
     # EM's maximum did, by more than GAP_FLOOR q nats. No good machine can be.
