@@ -6,7 +6,7 @@
     .venv/bin/python benchmarks/bench_fit_check.py cross      # results/fit_check_cross.csv, under 1 min
     .venv/bin/python benchmarks/bench_fit_check.py sparse     # results/fit_check_sparse.csv, about 2 min
 
-* ``majority``: :func:`rare_expert_design` (K = 3, d = 2, an expert with 0.5 % of the rows), n = 20 000
+* ``majority``: :func:`rare_expert_design` (K = 3, d = 1, an expert with 0.5 % of the rows), n = 20 000
   over M in {4, 16} machines, seeds 0-7.  For every machine: whether its first local fit is poor by the
   truth (EM started from the true parameters on its rows ends more than GAP_FLOOR q / n_m nats per row
   above it), and which screening rule flags it (the median rule of moecore.screening.flag_poor_fits, the
@@ -72,7 +72,7 @@ OUT = ROOT / "benchmarks" / "results"
 
 
 def rare_expert_design():
-    """K = 3, d = 2: expert 0 holds about 0.5 % of x ~ N(0, I) (gate intercept -4.6), far from the others
+    """K = 3, d = 1: expert 0 holds about 0.5 % of x ~ N(0, I) (gate intercept -4.6), far from the others
     (intercept 10 against 2 and -1), variances 0.1-0.3.  Found by a hostile-user audit: on 5 000-row
     shards most local EMs miss that expert, and the median rule flagged none of them."""
     return MoEParams(gates=[[-4.6, 0.0, 0.0], [0.5, 1.0, 0.0]], experts=[[10.0, 0.0, -3.0], [2.0, 1.0, -1.0]],
@@ -82,7 +82,7 @@ def rare_expert_design():
 def majority(seeds):
     truth = rare_expert_design()
     train, test = simulate(truth, 20_000, random_state=1), simulate(truth, 20_000, random_state=2)
-    K, q = 3, n_free_parameters(3, 2)
+    K, q = 3, n_free_parameters(3, truth.n_features)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         glob = MixtureOfExperts(K, random_state=0).fit(train.X, train.y)

@@ -148,7 +148,7 @@ def _rare_expert_fits(M, seed, n_jobs):
     fit and the global EM."""
     truth = rare_expert_design()
     train, test = simulate(truth, 20_000, random_state=1), simulate(truth, 20_000, random_state=2)
-    K, q = 3, n_free_parameters(3, 2)
+    K, q = 3, n_free_parameters(3, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         off = DistributedMoE(K, M, n_jobs=n_jobs, random_state=seed, local_check="off").fit(train.X, train.y)
@@ -191,7 +191,7 @@ def test_poor_fits_the_support_cannot_show_are_flagged_on_their_own_rows():
 def test_second_look_compares_on_the_machines_own_rows():
     truth = rare_expert_design()
     data = simulate(truth, 1_250, random_state=3)
-    K, q = 3, n_free_parameters(3, 2)
+    K, q = 3, n_free_parameters(3, 1)
     em = {"max_iter": 300}
     good = MixtureOfExperts(K, init=truth).fit(data.X, data.y)
     # A model that lost the rare expert: its gate pushed to nothing and its line onto another's.
