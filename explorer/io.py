@@ -441,6 +441,8 @@ def model_from_json(data, name: str = "the model file") -> tuple[MoEParams, dict
             data = bytes(data).decode("utf-8-sig")
         except UnicodeDecodeError:
             raise InputError(f"{name} is not UTF-8 text: upload the .json file the app produced.") from None
+    elif isinstance(data, str):
+        data = data.removeprefix("\ufeff")  # a byte-order mark, as the bytes' utf-8-sig decoding drops it
     doc = _loads(data, name)
     try:
         jsonschema.validate(doc, MODEL_SCHEMA)

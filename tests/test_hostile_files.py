@@ -139,6 +139,13 @@ def test_a_model_that_cannot_predict_is_refused(gates, experts, variances, what)
         explorer.io.model_from_json(_model_doc(gates, experts, variances))
 
 
+def test_a_model_text_with_a_byte_order_mark_reads_as_its_bytes_do():
+    doc = _model_doc([[1, 0], [1, 0]], [[0, 1], [1, 0]], [1, 1])
+    from_bytes, _ = explorer.io.model_from_json(("\ufeff" + doc).encode("utf-8"))
+    from_text, _ = explorer.io.model_from_json("\ufeff" + doc)  # refused before: "not valid JSON"
+    np.testing.assert_array_equal(from_text.vector(), from_bytes.vector())
+
+
 def test_a_model_at_the_bound_predicts_finite_values():
     b = model.MAX_COEFFICIENT
     params, _ = explorer.io.model_from_json(_model_doc([[b, 0], [-b, 0]], [[b, -b], [b, b]], [1e100, 1e-100]))
