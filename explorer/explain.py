@@ -247,15 +247,14 @@ def accuracy_warning(rpe_reduction: float, rpe_global: float, rows: str) -> str:
             "(Experiments page, Choose K).")
 
 
-def expert_rows_warning(check, n_machines: int, rounds: int) -> str:
+def expert_rows_warning(check, rounds: int) -> str:
     """The page's words for moecore's verdict on experts too rare to split (``check``: an
     :class:`moecore.shard_check.ExpertRows`, or None); "" when it is fine."""
     if check is None or check.ok:
         return ""
     k = int(np.argmin(check.rows))
     more = f" ({len(check.sparse) - 1} more under {check.needed:.0f})" if len(check.sparse) > 1 else ""
-    m_ok = int(check.rows[k] * n_machines // check.needed)
-    fewer = f"at most {m_ok} machines" if m_ok >= 2 else "one machine (it has too few rows in all to divide)"
+    fewer = check.machines_advice()
     if check.rows[k] < 1:
         fix = "fewer experts (Experiments page, Choose K): one with under a row per machine may not be in the data"
     elif rounds:

@@ -301,8 +301,8 @@ class DistributedMoE(SchedulerPickling, MoEPredictorMixin, BaseEstimator):
         """Score every local model on the support pairs; refit or drop the poor ones."""
         out = screen_local_fits(results, self.local_models_, self.machines_, Xs, ys, self.support_machine_,
                                 local_check=self.local_check, own=self.machine_weights_used_ == "covariate",
-                                exchangeable=self._random_split, refit=_screening_exchange(self, machines,
-                                                                                           machine_seeds), quiet=quiet)
+                                exchangeable=self._random_split, quiet=quiet,
+                                exchange=_screening_exchange(self, machines, machine_seeds))
         if out.report.flagged and self.local_check != "off":
             self.skipped_.update(out.dropped)
             kept = [out.kept[m] for m in sorted(out.kept)]

@@ -366,14 +366,14 @@ def score_local_fits(models, machines, X_support, y_support, support_machine, si
 
 
 def screen_local_fits(results, models, machines, X_support, y_support, support_machine, *, local_check,
-                      own, refit, quiet=False, exchangeable=False):
+                      own, exchange, quiet=False, exchangeable=False):
     """Score the local fits on the support pairs; refit or drop the poor ones (the module's rules).
 
     results : list (M,) of LocalFitResult ; models, machines : the aggregated local models and
     their machine indices ; support_machine : (S,) ; local_check : one of LOCAL_CHECKS ;
     own : the machines hold different x (covariate weights): each is scored on its own points
     and a flagged machine is refitted but never dropped (it may be the only one holding its x) ;
-    refit(flagged, warm, compared, compare_of) -> {machine: SecondLook}: one exchange in which the
+    exchange(flagged, warm, compared, compare_of) -> {machine: SecondLook}: one exchange in which the
     ``flagged`` machines refit on their shards, from ``warm[m]`` where given, and the ``compared``
     ones run :func:`second_look` with ``compare_of(m)`` ; quiet : no warning naming the dropped
     machines (they are in ``outcome.dropped``) ; exchangeable : a random split (see
@@ -397,9 +397,9 @@ def screen_local_fits(results, models, machines, X_support, y_support, support_m
     top = int(np.argmax(scores[machines]))
     pos = {} if own else {int(m): i for i, m in enumerate(machines) if not flagged[m] and i != top}
     best = models[top].params_
-    looks = refit(forced, warm, list(pos), lambda m: (best, models[pos[m]].train_loglik_,
-                                                      models[pos[m]].n_parameters(), local_check == "refit")) \
-        if forced or pos else {}
+    def compare_of(m):  # the start, the machine's own log-likelihood and parameters, whether it may refit
+        return best, models[pos[m]].train_loglik_, models[pos[m]].n_parameters(), local_check == "refit"
+    looks = exchange(forced, warm, list(pos), compare_of) if forced or pos else {}
     looks = {m: look for m, look in looks.items() if look is not None}  # None: the machine was lost
     outcome.refit_down[[m for m in forced if m in warm]] = q
     for m in report.flagged:

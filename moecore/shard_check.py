@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -120,7 +120,8 @@ class ExpertRows:
 
     rows : ndarray (K,), each reduced expert's rows per machine ; needed : float, the rows per machine
     below which an expert is flagged ; sparse : list of int, those experts (numbered from 0) ; ok : bool ;
-    message : str, empty when ok
+    message : str, empty when ok ; max_machines : int, the most machines on which the sparsest expert
+    would keep ``needed`` rows each (0 when ok)
     """
 
     rows: np.ndarray
@@ -128,6 +129,12 @@ class ExpertRows:
     sparse: list
     ok: bool
     message: str = ""
+    max_machines: int = 0
+
+    def machines_advice(self):
+        """The advice on M, in the library's message and the app's: at most ``max_machines`` machines."""
+        return (f"at most {self.max_machines} machines" if self.max_machines >= 2 else
+                "one machine (the expert has too few rows in all to divide)")
 
 
 def check_expert_rows(params, X_support, n_samples, n_machines, refine_rounds=0):
@@ -146,17 +153,17 @@ def check_expert_rows(params, X_support, n_samples, n_machines, refine_rounds=0)
     if not sparse:
         return ExpertRows(rows, needed, sparse, True)
     k = int(np.argmin(rows))
-    m_ok = int(share[k] * n_samples // needed)
+    out = ExpertRows(rows, needed, sparse, False, max_machines=int(share[k] * n_samples // needed))
     more = f" ({len(sparse) - 1} more under {needed:.0f})" if len(sparse) > 1 else ""
     fix = ("more refinement rounds will not help; " if refine_rounds else
            "refine_rounds=1 (a round re-estimates every expert on all the rows) or ")
-    fewer = f"at most {m_ok} machines" if m_ok >= 2 else "one machine (too few rows in all to divide)"
+    fewer = out.machines_advice()
     if rows[k] < 1:  # next to nothing: an expert the data may not hold
         fix, fewer = "", "fewer experts (moecore.selection.choose_k)"
     msg = (f"Reduced expert {k + 1} has about {rows[k]:.1f} rows per machine{more}: too few for its line and "
            f"variance ({per:g} per parameter), so their one-shot estimates can be far off (10-10^7x a global EM's "
            f"error) while predictions look fine. To fix: {fix}{fewer}.")
-    return ExpertRows(rows, needed, sparse, False, msg)
+    return replace(out, message=msg)
 
 
 class SmallShardWarning(UserWarning):

@@ -186,7 +186,7 @@ if fit.train_rpe:
                    f"{LOGLIK_CHECK_FACTOR:g} q / n_m).")
 
 # Predictions can look fine while a rare expert's line and variance are far off: say so on screen.
-line = explain.expert_rows_warning(getattr(dm, "expert_rows_", None), len(dm.machines_), dm.refine_rounds)
+line = explain.expert_rows_warning(getattr(dm, "expert_rows_", None), dm.refine_rounds)
 if line:
     st.warning(line)
 

@@ -155,15 +155,17 @@ def test_cost_model_text_says_when_the_data_need_more_em_iterations():
 def test_expert_rows_warning_says_what_to_change():
     from moecore.shard_check import ExpertRows
 
-    assert ex.expert_rows_warning(None, 8, 0) == ""
-    assert ex.expert_rows_warning(ExpertRows(np.ones(2), 9, [], True), 8, 0) == ""
+    assert ex.expert_rows_warning(None, 0) == ""
+    assert ex.expert_rows_warning(ExpertRows(np.ones(2), 9, [], True), 0) == ""
     check = ExpertRows(np.array([300.0, 6.0, 0.5]), 9.0, [1, 2], False, "")
-    line = ex.expert_rows_warning(check, 16, 0)
+    line = ex.expert_rows_warning(check, 0)
     assert line.startswith("Reduced expert 3 has about 0.5 rows on each machine (1 more under 9)")
     assert "fewer experts (Experiments page, Choose K)" in line
-    check = ExpertRows(np.array([300.0, 6.0]), 9.0, [1], False, "")
-    line = ex.expert_rows_warning(check, 16, 0)
-    assert "1 refinement round" in line and "at most 10 machines" in line  # 96 rows in all, 9 per machine needed
-    with_rounds = ex.expert_rows_warning(check, 16, 1)
+    # 6 rows on each of 16 machines: 96 in all, 9 per machine needed, so at most 10 machines.
+    check = ExpertRows(np.array([300.0, 6.0]), 9.0, [1], False, "", max_machines=10)
+    line = ex.expert_rows_warning(check, 0)
+    assert "1 refinement round" in line and "at most 10 machines" in line
+    with_rounds = ex.expert_rows_warning(check, 1)
     assert "refinement round (" not in with_rounds and "more rounds will not help" in with_rounds
-    assert "one machine" in ex.expert_rows_warning(ExpertRows(np.array([300.0, 6.0]), 9.0, [1], False, ""), 2, 0)
+    # 6 rows on each of 2 machines: 12 in all, not two machines' worth.
+    assert "one machine" in ex.expert_rows_warning(ExpertRows(np.array([300.0, 6.0]), 9.0, [1], False, "", 1), 0)

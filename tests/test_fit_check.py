@@ -192,6 +192,7 @@ def test_expert_rows_arithmetic():
     check = check_expert_rows(params, X, 2_000, 32)  # 6.25
     assert not check.ok and check.sparse == [0] and "expert 1 has about 6.2 rows per machine:" in check.message
     assert "at most 22 machines" in check.message and "refine_rounds=1" in check.message  # 200 // 9
+    assert check.max_machines == 22 and check.machines_advice() in check.message
     assert "fewer experts" not in check.message
     tiny = check_expert_rows(params, X, 200, 32).message  # 0.6 rows per machine: K may be too large
     assert "fewer experts (moecore.selection.choose_k)" in tiny and "refine_rounds" not in tiny
