@@ -145,6 +145,17 @@ def dataset_from_upload(df, y_col: str, x_cols, name: str) -> Dataset:
     return Dataset(X, y, name, list(x_cols), y_col, labels=true_labels(df, x_cols), source="csv")
 
 
+def without_rows(data: Dataset, rows) -> Dataset:
+    """``data`` less the rows ``rows`` (outlying rows a user chose to leave out), as the user's own data:
+    it can no longer be drawn again from settings, and simulated data keeps its truth and labels."""
+    keep = np.ones(data.n, dtype=bool)
+    keep[np.asarray(rows, dtype=np.intp)] = False
+    n_out = data.n - int(keep.sum())
+    return Dataset(data.X[keep], data.y[keep], f"{data.name} without {n_out} outlying row{'s' if n_out > 1 else ''}",
+                   list(data.x_names), data.y_name, labels=None if data.labels is None else data.labels[keep],
+                   truth=data.truth, source="csv")
+
+
 def heldout(data: Dataset, n_test=5000):
     """(X_test, y_test, labels_test, train_index): fresh draws for simulated data, else a 20 % split."""
     if data.sim:

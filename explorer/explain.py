@@ -266,6 +266,20 @@ def expert_rows_warning(check, rounds: int) -> str:
             f"the predictions look fine. To fix: {fix}.")
 
 
+def outliers_warning(outliers) -> tuple[str, list[str]]:
+    """The page's words for :func:`moecore.outliers.find_outliers`' verdict: one line, and one detail per
+    column; ("", []) when there is nothing."""
+    if outliers.ok:
+        return "", []
+    n_rows = len(outliers.rows)
+    where = ", ".join(f"{c.name} ({len(c.rows)})" if len(c.rows) > 1 else c.name for c in outliers.columns)
+    line = (f"Outlying rows: {n_rows} far beyond all the others ({where}). A Gaussian mixture of experts widens an "
+            f"expert or merges two to cover {'them' if n_rows > 1 else 'it'}, and fits every other row worse. To fix: "
+            "leave out rows that are errors; for right ones, a log scale may suit a positive, skewed column.")
+    details = [f"{c.describe()}." for c in outliers.columns]
+    return line, [d[:1].upper() + d[1:] for d in details]
+
+
 def sweep_accuracy_warning(rpes: dict, parameter: str) -> str:
     """One line naming the sweep's values where the reduction's mean held-out RPE is more than
     GLOBAL_RPE_RATIO times the global EM's; ``rpes``: {value: (reduction, global)}; "" if none."""

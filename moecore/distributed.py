@@ -28,6 +28,7 @@ from .dispatch import Runner, SchedulerPickling
 from .em import MixtureOfExperts, MoEPredictorMixin
 from .local import collect_local_fits, derived_seed, fit_local_models, kept_machines, refitter, with_pilot
 from .machine_weights import choose_machine_weights, covariate_weights, support_positions
+from .outliers import warn_outliers
 from .params import (
     DISTRIBUTED_PARAMETERS,
     check_distributed_sizes,
@@ -225,11 +226,12 @@ class DistributedMoE(SchedulerPickling, MoEPredictorMixin, BaseEstimator):
         """:meth:`fit`; ``quiet`` leaves out the warnings on machines and the check (the attributes record them),
         for a caller running many fits: process-wide warning filters are not thread-safe."""
         check_2d(X)
-        X_in, (X, y) = X, check_Xy(X, y)
+        X_in, y_in, (X, y) = X, y, check_Xy(X, y)
         d, (K, M, S) = X.shape[1], self.check_parameters(*X.shape)
         warn_small_shards(*X.shape, K, M, S)
         check_nonconstant_columns(X)
         check_response_scale(y)
+        warn_outliers(X, y, X_in=X_in, y_in=y_in, stacklevel=5)
         seed_split, seed_support, seed_mm, machine_seeds = _seeds(self.random_state, M)
         rows = place_rows(as_split(self.split), machine, X, M, S, min_samples(K, d), seed_split, seed_support)
         self.shards_, self.support_indices_, self.support_machine_ = rows.shards, rows.support, rows.support_machine

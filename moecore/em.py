@@ -42,6 +42,7 @@ from .gating import (
     use_pair_products,
     weighted_gram,
 )
+from .outliers import warn_outliers
 from .params import EM_PARAMETERS, check_parameters, min_samples, min_samples_rule, n_free_parameters
 
 __all__ = [
@@ -630,7 +631,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         t0 = time.perf_counter()
         self._check_parameters()
         K = self.n_experts
-        X_in = X
+        X_in, y_in = X, y
         check_2d(X)
         X, y = check_Xy(X, y)
         n, d = X.shape
@@ -643,6 +644,8 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         x_moments = check_nonconstant_columns(X)
         if not robust_std(y) > 0:  # np.std squares: y of 1e-200 would read as constant
             raise ValueError("y is constant: there is nothing for the experts to regress.")
+        if not quiet:
+            warn_outliers(X, y, X_in=X_in, y_in=y_in, stacklevel=4)
         scaler = _m.Standardizer.fit(X, y, x_moments=x_moments)
         XtT = scaler.design_T(X)
         ys = scaler.transform_y(y)

@@ -267,8 +267,20 @@ def loglik_per_sample(X, y, params: MoEParams):
 def posterior_proba(X, y, params: MoEParams):
     """Posterior expert memberships tau_ik = P(z_i = k | x_i, y_i), shape (n, K)."""
     X, y = _coerce(params, X, y)
-    lj = _log_joint_T(X, y, params)
-    return np.exp(lj - _logsumexp_T(lj)).T
+
+    def tau():
+        lj = _log_joint_T(X, y, params)
+        lse = _logsumexp_T(lj)
+        t = np.exp(lj - lse)
+        # y so far from every expert that each density underflows (|residual| beyond ~1e154): the
+        # posterior's limit as the residual grows puts all mass on the widest expert, as
+        # exp(-r^2 / 2 sigma_k^2) decays slowest there. NaN would be a silent wrong answer.
+        far = np.isneginf(lse)
+        if far.any():
+            t[:, far] = (np.arange(params.n_experts) == np.argmax(params.variances))[:, None]
+        return t.T
+
+    return _finite(tau, X, "the posterior memberships", params)
 
 
 def net_variances(X, y, params: MoEParams):

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from explorer import chrome, figures, runs, settings, tables
-from explorer.data import Dataset, custom_params, dataset_from_settings, dataset_from_upload
+from explorer import chrome, explain, figures, runs, settings, tables
+from explorer.data import Dataset, custom_params, dataset_from_settings, dataset_from_upload, without_rows
 from explorer.io import (
     MAX_COLUMNS,
     MAX_ROWS,
@@ -20,6 +20,7 @@ from explorer.io import (
     stem,
 )
 from moecore.datasets import DATASETS
+from moecore.outliers import FAR_FROM_BULK, ISOLATION, find_outliers
 from moecore.simulation import DESIGNS
 
 data = chrome.page("Data")
@@ -163,6 +164,19 @@ m2.metric("inputs d", data.d)
 m3.metric("true experts K", data.truth.n_experts if data.truth is not None else "unknown")
 m4.metric("source", {"design": "named design", "custom": "custom", "csv": "uploaded CSV",
                      "real": "real data set"}.get(data.source, data.source))
+
+outliers = find_outliers(data.X, data.y, feature_names=data.x_names, response_name=data.y_name)
+line, details = explain.outliers_warning(outliers)
+if line:
+    st.warning(line)
+    with st.expander(f"Which rows (numbered from 0, as in the tables), and how far: {FAR_FROM_BULK:g} robust "
+                     f"standard deviations from the median and {ISOLATION:g}x as far as the next row make an outlier"):
+        st.markdown("\n".join(f"- {markdown_escape(d)}" for d in details))
+    n_out = len(outliers.rows)
+    if st.button(f"Leave out the {n_out} outlying row{'s' if n_out > 1 else ''}", key="btn_drop_outliers"):
+        st.session_state["data"] = without_rows(data, outliers.rows)
+        st.session_state.pop("compare", None)
+        st.rerun()
 
 if data.d == 1:
     view, feature = "one input", 0

@@ -211,6 +211,20 @@ def test_sweep_figure_mean_and_sd():
     assert explorer.figures.sweep_figure(big, "n", "rpe").layout.xaxis.type == "log"
 
 
+def test_sweep_figure_sets_each_methods_bars_beside_the_others():
+    # At the same x the reduction's error bars hid the global EM's (drawn first).
+    df = pd.DataFrame({"method": ["global", "reduction"] * 6, "value": [2, 2, 8, 8, 64, 64] * 2,
+                       "rpe": [0.130, 0.134, 0.131, 0.139, 0.136, 0.142, 0.128, 0.136, 0.133, 0.141, 0.137, 0.140]})
+    fig = explorer.figures.sweep_figure(df, "n_machines", "rpe")
+    assert fig.layout.scattermode == "group"
+    assert {t.name: t.offsetgroup for t in fig.data} == {"global": "global", "reduction": "reduction"}
+    # The axes keep to the data: grouped points would otherwise stretch y down to 0, as bars do.
+    lo, hi = fig.layout.yaxis.range
+    assert 12.5 < lo < 12.8 and 14.2 < hi < 14.5
+    assert fig.layout.xaxis.type == "log" and fig.layout.xaxis.range[0] < np.log10(2) < np.log10(64) < \
+        fig.layout.xaxis.range[1] < 1.9
+
+
 def test_mm_step_and_large_mixture_figures(teach):
     sim, dm, _ = teach
     large = LargeMixture([m.params_ for m in dm.local_models_], dm.weights_)
@@ -493,7 +507,8 @@ def test_sweep_axis_is_padded_when_values_nearly_agree():
     lo, hi = explorer.figures.sweep_figure(df, "n_machines", "rpe").layout.yaxis.range
     assert lo < 12.45875 * 0.96 and hi > 12.45885 * 1.04  # not a zoom onto the 5th digit
     df = pd.DataFrame({"method": ["reduction", "global"], "value": [128, 128], "rpe": [0.10, 0.15]})
-    assert explorer.figures.sweep_figure(df, "n_machines", "rpe").layout.yaxis.range is None
+    # An ordinary spread: the data's extent and 8 % of it either side.
+    assert explorer.figures.sweep_figure(df, "n_machines", "rpe").layout.yaxis.range == pytest.approx((9.6, 15.4))
 
 
 def test_reduced_experts_drawn_where_their_gate_is_largest_unless_full_lines(teach):

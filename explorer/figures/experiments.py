@@ -34,28 +34,36 @@ def sweep_figure(df, parameter, metric, *, log_x=None):
             x=x, y=scale * sub["mean"], mode="lines+markers", name=method,
             error_y=dict(type="data", array=scale * sub["std"].fillna(0), visible=True),
             line=GLOBAL_STYLE if is_global else dict(color=PALETTE[i % len(PALETTE)], width=3),
-            marker=dict(size=10 if single else 6), customdata=sub["count"],
+            marker=dict(size=10 if single else 6), customdata=sub["count"], offsetgroup=method,
             hovertemplate=f"{method}<br>%{{x}}: %{{y:.4g}} (± sd, %{{customdata}} repeats)<extra></extra>"))
     lo = float(np.nanmin(scale * (g["mean"] - g["std"].fillna(0))))
     hi = float(np.nanmax(scale * (g["mean"] + g["std"].fillna(0))))
     if hi - lo <= 1e-3 * max(abs(lo), abs(hi)):
         # Nearly equal values (12.45875 vs 12.45885): a padded axis, not a zoom onto the 5th digit.
         mid, pad = 0.5 * (lo + hi), 0.05 * max(abs(lo), abs(hi), 1e-12)
-        fig.update_yaxes(range=[mid - pad, mid + pad])
         lo, hi = mid - pad, mid + pad
+        fig.update_yaxes(range=[lo, hi])
+    else:
+        # Set, not left to Plotly: grouped scatter points (below) would stretch the axis down to 0, as bars'.
+        fig.update_yaxes(range=[lo - 0.08 * (hi - lo), hi + 0.08 * (hi - lo)])
     # Enough significant digits that neighbouring ticks differ (12.45, 12.5, 12.55, not 12.5 three
     # times), and no SI prefixes (0.00026, not 260µ).
     top = max(abs(lo), abs(hi), 1e-300)
     digits = int(np.clip(np.ceil(np.log10(top / max(hi - lo, 1e-300 * top))) + 2, 3, 8))
     fig.update_yaxes(tickformat=f".{digits}~g")
+    # Each method's points a little to the side of the value (Plotly's scatter groups, as bars'): drawn at
+    # the same x, one method's error bars hid another's (the global EM's under the reduction's).
+    fig.update_layout(scattermode="group", scattergap=0.75 if single else 0.9)
     if single:
         fig.update_xaxes(type="category")
     else:
         if log_x is None:
             vals = df["value"].astype(float)
-            log_x = vals.min() > 0 and vals.max() / vals.min() >= 20
-        if log_x:
-            fig.update_xaxes(type="log")
+            log_x = bool(vals.min() > 0 and vals.max() / vals.min() >= 20)
+        vals = np.unique(df["value"].astype(float))
+        pos = np.log10(vals) if log_x else vals
+        pad = 0.04 * (pos[-1] - pos[0])
+        fig.update_xaxes(type="log" if log_x else "linear", range=[pos[0] - pad, pos[-1] + pad])
     return _layout(fig, f"{label(metric)} against {label(parameter)}", label(parameter), label(metric), height=380,
                    legend_title="method (mean ± sd)")
 
