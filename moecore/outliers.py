@@ -40,6 +40,7 @@ __all__ = [
     "Outliers",
     "OutlyingColumn",
     "find_outliers",
+    "warn_file_outliers",
     "warn_outliers",
 ]
 
@@ -121,11 +122,14 @@ class Outliers:
         """What was found and what to do; empty when ok."""
         if self.ok:
             return ""
-        found = "; ".join(c.describe() for c in self.columns)
-        return (f"Outlying rows: {found}. A Gaussian mixture of experts pays for such rows in squared units: an "
-                "expert's variance grows to cover them or two experts merge, and the fit is worse on every other "
-                "row. If they are errors, remove them; if they are right, a log scale may suit a positive, skewed "
-                "column.")
+        return _message([c.describe() for c in self.columns])
+
+
+def _message(found):
+    return (f"Outlying rows: {'; '.join(found)}. A Gaussian mixture of experts pays for such rows in squared units: "
+            "an expert's variance grows to cover them or two experts merge, and the fit is worse on every other "
+            "row. If they are errors, remove them; if they are right, a log scale may suit a positive, skewed "
+            "column.")
 
 
 def _far_columns(A):
@@ -198,3 +202,15 @@ def warn_outliers(X, y, *, X_in=None, y_in=None, stacklevel=3):
     if not out.ok:
         warnings.warn(out.message, OutlierWarning, stacklevel=stacklevel)
     return out
+
+
+def warn_file_outliers(found, stacklevel=3):
+    """One :class:`OutlierWarning` for the files of :meth:`DistributedMoE.fit_shards`, each checked by the
+    machine that reads it (the rows never meet in one process).
+
+    found : list of (file name, :class:`Outliers` of its rows), row numbers counted within the file
+    """
+    parts = [f"in {name}, {c.describe()}" for name, out in found for c in out.columns]
+    if parts:
+        warnings.warn(_message(parts) + " Rows are counted from 0 after each file's header.", OutlierWarning,
+                      stacklevel=stacklevel)

@@ -43,6 +43,7 @@ from joblib import delayed
 
 from . import local
 from .dispatch import MachineData, Runner, gather_dask
+from .outliers import Outliers, find_outliers, warn_file_outliers
 from .params import min_samples, min_samples_rule
 from .shard_check import warn_small_shards
 
@@ -69,8 +70,8 @@ class ShardInfo:
 
 @dataclass
 class ShardFitResult:
-    """Round 2 of one machine: the local fit, the support rows it drew, its read time and the
-    digest of the rows it fitted (:func:`rows_digest`; "" when it fitted none)."""
+    """Round 2 of one machine: the local fit, the support rows it drew, its read time, the
+    digest of the rows it fitted (:func:`rows_digest`; "" when it fitted none) and their outlying rows."""
 
     index: int
     result: local.LocalFitResult
@@ -78,6 +79,7 @@ class ShardFitResult:
     y_support: np.ndarray
     read_time: float
     digest: str = ""
+    outliers: Outliers | None = None  # its file's outlying rows (moecore.outliers), found where it was read
 
 
 def rows_digest(X, y):
@@ -351,7 +353,8 @@ def allocate_support(S, sizes):
 
 
 def _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S_m, support_seed,
-                    read_time, local_experts):
+                    read_time, local_experts, names):
+    """``names``: (response, features), the columns' names for the outlying rows' description."""
     if len(y) != n_expected:
         raise ShardError(
             f"shard {path!r} held {n_expected} rows when inspected and {len(y)} when read: "
@@ -360,7 +363,8 @@ def _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S
     rng = np.random.default_rng(support_seed)
     idx = np.sort(rng.choice(len(y), size=S_m, replace=False))
     res = local.fit_local(index, X, y, n_experts, em_params, seed, local_experts)
-    return ShardFitResult(index, res, X[idx], y[idx], read_time, rows_digest(X, y))
+    outliers = find_outliers(X, y, feature_names=names[1], response_name=names[0])
+    return ShardFitResult(index, res, X[idx], y[idx], read_time, rows_digest(X, y), outliers)
 
 
 def _vanished(index, path, n_expected, d):
@@ -382,7 +386,7 @@ def _fit_shard_file(index, path, response, features, n_expected, n_experts, em_p
             return _vanished(index, path, n_expected, len(features))
         raise
     return _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S_m,
-                           support_seed, time.perf_counter() - t0, local_experts)
+                           support_seed, time.perf_counter() - t0, local_experts, (response, features))
 
 
 def _load_timed(path, response, features):
@@ -395,11 +399,12 @@ def _loaded_info(index, path, loaded):
     return ShardInfo(index, path, len(loaded[1]), loaded[2])
 
 
-def _fit_loaded(index, path, loaded, n_expected, n_experts, em_params, seed, S_m, support_seed, local_experts):
+def _fit_loaded(index, path, loaded, n_expected, n_experts, em_params, seed, S_m, support_seed, local_experts,
+                response):
     """Round 2 on a dask worker: the shard was loaded there in round 1."""
-    X, y, _, read_time = loaded
+    X, y, features, read_time = loaded
     return _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S_m,
-                           support_seed, read_time, local_experts)
+                           support_seed, read_time, local_experts, (response, features))
 
 
 def _check_paths(paths, M, workers):
@@ -573,7 +578,10 @@ def _lost_shard(infos, sizes):
 
 
 def _aggregate_shards(job, paths, infos, sizes, shares, out, machines):
-    """Hand the machines' results ``out`` (M ShardFitResult) to ``job.aggregate``."""
+    """Hand the machines' results ``out`` (M ShardFitResult) to ``job.aggregate``, after saying which
+    files hold outlying rows."""
+    warn_file_outliers([(os.path.basename(paths[o.index]), o.outliers) for o in out
+                        if o.outliers is not None and not o.outliers.ok], stacklevel=7)
     job.aggregate(ShardsFitted(
         paths=paths,
         sizes=sizes,
@@ -607,7 +615,7 @@ def _fit_shards_dask(job, paths, response, features, workers, progress):
             def submit_fit(m):
                 return client.submit(_fit_loaded, m, paths[m], loaded[m], int(sizes[m]), K, em,
                                      machine_seeds[m], int(shares[m]), support_seeds[m], job.local_experts,
-                                     pure=False, **where(m))
+                                     response, pure=False, **where(m))
 
             # A loaded shard is a task: dask recomputes it if its worker dies, so a lost fit is
             # submitted again; not when pinned to one worker (no other worker has the file).

@@ -152,3 +152,21 @@ def test_the_data_page_names_outlying_rows_and_leaves_them_out(sim):
     assert data.n == len(y) - 2 and data.name == "mine.csv without 2 outlying rows"
     assert np.array_equal(data.y, np.delete(y, [10, 20])) and np.array_equal(data.X, np.delete(X, [10, 20], axis=0))
     assert not [w.value for w in at.warning if w.value.startswith("Outlying rows")]
+
+
+@pytest.mark.parametrize("backend", ["sequential", "threading"])
+def test_each_machine_checks_its_own_file(sim, tmp_path, backend):
+    paths = []
+    for m in range(4):
+        part = slice(1000 * m, 1000 * (m + 1))
+        frame = pd.DataFrame({"dose": sim.X[part, 0], "effect": sim.y[part]})
+        if m == 2:
+            frame.loc[7, "effect"] = 5000.0
+        paths.append(tmp_path / f"site{m}.csv")
+        frame.to_csv(paths[-1], index=False)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        DistributedMoE(2, 4, random_state=0, backend=backend).fit_shards([str(p) for p in paths], response="effect")
+    found = [w for w in record if issubclass(w.category, OutlierWarning)]
+    assert len(found) == 1 and found[0].filename == __file__  # pointed at the caller's line
+    assert "in site2.csv, row 7 (effect = 5000) lies" in str(found[0].message)

@@ -9,6 +9,7 @@ import pytest
 
 from moecore import DistributedMoE, simulate_design
 from moecore.alignment import align_to
+from moecore.outliers import OutlierWarning
 from moecore.shards import ShardError, allocate_support, inspect_shard, read_shard
 
 K, M, N = 4, 4, 6000
@@ -110,7 +111,7 @@ def test_same_result_for_every_backend(shard_paths, loky_fit, backend, n_jobs):
     np.testing.assert_array_equal(other.support_X_, loky_fit.support_X_)
 
 
-def test_dask_shards_equal_loky(shard_paths, loky_fit):
+def test_dask_shards_equal_loky(shard_paths, loky_fit, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -126,6 +127,13 @@ def test_dask_shards_equal_loky(shard_paths, loky_fit):
                 fit([*shard_paths[:-1], shard_paths[-1] + ".missing.csv"], backend="dask", scheduler=client)
             # Refinement rounds run on the shards loaded on the workers.
             rounds = fit(shard_paths, backend="dask", scheduler=client, refine_rounds=1)
+            # Each worker checks the file it loaded for outlying rows (moecore.outliers).
+            odd = pd.read_parquet(shard_paths[1])
+            odd.loc[3, "y"] = 1e4
+            odd_path = str(tmp_path / "odd.csv")
+            odd.to_csv(odd_path, index=False)
+            with pytest.warns(OutlierWarning, match=r"in odd\.csv, row 3 \(y = 10000\)"):
+                fit([shard_paths[0], odd_path, *shard_paths[2:]], backend="dask", scheduler=client)
     finally:
         cluster.close()
     np.testing.assert_allclose(rounds.params_.vector(), fit(shard_paths, n_jobs=2, refine_rounds=1).params_.vector(),
