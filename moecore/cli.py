@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
 
 from .costs import check_memory, fit_memory_bytes
 from .datasets import DATASETS, load_dataset
+from .outliers import OutlierWarning, find_outliers
 from .params import DISTRIBUTED_PARAMETERS as P
 from .params import Param
 from .simulation import DESIGNS
@@ -117,7 +120,21 @@ def _load_data(data, response):
     except ShardError as exc:
         # The reader speaks of machines' shards; here the file is the user's whole data.
         raise ValueError("--data: " + re.sub(r"^shard (file )?", "file ", str(exc))) from None
+    found = find_outliers(X, y, feature_names=features, response_name=response)
+    if not found.ok:
+        # Said here, with the file's row numbers: the fits see a training split, whose own
+        # OutlierWarning (ignored by _fits_quiet_on_outliers) would count rows within it.
+        print(f"warning: {found.message} Rows are counted from 0 after the file's header.", file=sys.stderr)
     return X, y, f"{data} ({response} ~ {' + '.join(features)})", None
+
+
+@contextmanager
+def _fits_quiet_on_outliers():
+    """The fits' OutlierWarning left out: :func:`_load_data` has said it of the whole file (a command
+    line is one thread: the process-wide filter is safe here)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=OutlierWarning)
+        yield
 
 
 def _choose_k(args):
@@ -138,8 +155,9 @@ def _choose_k(args):
         ks = [int(v) for v in args.ks.split(",") if v.strip()]
     except ValueError:
         raise ValueError(f"--ks must be comma-separated integers such as 1,2,3, got {args.ks!r}.") from None
-    sel = choose_k(X, y, ks, n_machines=args.machines, criterion=args.criterion, random_state=args.seed,
-                   distributed_params={"n_jobs": args.n_jobs})
+    with _fits_quiet_on_outliers():
+        sel = choose_k(X, y, ks, n_machines=args.machines, criterion=args.criterion, random_state=args.seed,
+                       distributed_params={"n_jobs": args.n_jobs})
     print(f"{what}: {X.shape[0]} rows, {X.shape[1]} input(s)")
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.6g}".format):
         print(sel.table.to_string(index=False))
@@ -185,7 +203,6 @@ def _warmup():
     """Tiny fits that call every compiled kernel once (EM, k-means, gates, reduction, screening,
     rounds, non-IID weights); numba writes each to its cache beside the source."""
     import time
-    import warnings
 
     from . import DistributedMoE, simulate_design
 
@@ -251,15 +268,16 @@ def _main(argv=None):
 
     try:
         train, test, K, what = _compare_rows(args)
-        comp = compare_methods(
-            train.X, train.y, test.X, test.y, K, args.machines,
-            labels_test=test.labels, truth=train.params if train.params is not None
-            and K == train.params.n_experts else None,
-            random_state=args.seed, n_jobs=args.n_jobs, backend=args.backend,
-            support_size=args.support_size, variance_update=args.variance_update,
-            gate_targets=args.gate_targets, local_check=args.local_check, refine_rounds=args.rounds,
-            pilot=args.pilot,
-        )
+        with _fits_quiet_on_outliers():
+            comp = compare_methods(
+                train.X, train.y, test.X, test.y, K, args.machines,
+                labels_test=test.labels, truth=train.params if train.params is not None
+                and K == train.params.n_experts else None,
+                random_state=args.seed, n_jobs=args.n_jobs, backend=args.backend,
+                support_size=args.support_size, variance_update=args.variance_update,
+                gate_targets=args.gate_targets, local_check=args.local_check, refine_rounds=args.rounds,
+                pilot=args.pilot,
+            )
     except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: LocalFitError
         print(f"error: {exc}", file=sys.stderr)
         return 2

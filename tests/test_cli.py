@@ -86,3 +86,27 @@ def test_data_problems_are_one_line_naming_what_to_change(capsys, tmp_path):
         rc = main(argv)
         err = capsys.readouterr().err
         assert rc == 2 and message in err and "Traceback" not in err and "shard" not in err, (argv, err)
+
+
+def test_outlying_rows_are_named_once_with_the_files_row_numbers(capsys, tmp_path):
+    import warnings
+
+    import pandas as pd
+
+    from moecore.outliers import OutlierWarning
+
+    path = _csv(tmp_path)
+    frame = pd.read_csv(path)
+    frame.loc[5, "target"] = 1e4
+    frame.to_csv(path, index=False)
+    for argv in (["compare", "--data", str(path), "--response", "target", "-K", "3", "-M", "2", "--n-jobs", "1",
+                  "--backend", "sequential"],
+                 ["choose-k", "--data", str(path), "--response", "target", "--ks", "1,2", "--n-jobs", "1"]):
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            rc = main(argv)
+        err = capsys.readouterr().err
+        assert rc == 0 and err.count("warning: Outlying rows: row 5 (target = 10000)") == 1
+        assert "counted from 0 after the file's header" in err
+        # The fits see a training split, whose row numbers are not the file's: their warning is left out.
+        assert not [w for w in record if issubclass(w.category, OutlierWarning)]
