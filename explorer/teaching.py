@@ -69,7 +69,7 @@ def mm_walkthrough(n_machines, seed, init="local", *, design="teaching-1d", n=20
     rng = np.random.default_rng(seed)
     if init == "local":
         idx = rng.choice(large.experts.shape[1], K, replace=False)
-        B0 = problem.scaler.coef_to_standard(large.experts[:, idx])
+        B0 = problem.experts_std(large.experts[:, idx])
         V0 = large.variances[idx].copy()
     else:
         B0, V0 = problem.initial_experts(K, rng)

@@ -159,6 +159,17 @@ def _short_sample_size(K, p):
     return max(_SHORT_MIN_SAMPLES, _SHORT_PER_PARAM * K * p)
 
 
+def _timed_outlier_check(X, y, X_in, y_in):
+    """Warn of outlying rows (moecore.outliers) for the caller of ``fit``; returns the seconds it took.
+
+    A check of the data, not EM's work: fit_time_ leaves it out, as a distributed fit's learning time
+    leaves out the server's (speed-ups divide the one by the other).
+    """
+    t = time.perf_counter()
+    warn_outliers(X, y, X_in=X_in, y_in=y_in, stacklevel=5)
+    return time.perf_counter() - t
+
+
 class DegenerateFitWarning(UserWarning):
     """EM had to repair a degenerate state (an expert that lost its points was re-seeded)."""
 
@@ -645,11 +656,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         if not robust_std(y) > 0:  # np.std squares: y of 1e-200 would read as constant
             raise ValueError("y is constant: there is nothing for the experts to regress.")
         if not quiet:
-            t_check = time.perf_counter()
-            warn_outliers(X, y, X_in=X_in, y_in=y_in, stacklevel=4)
-            # A check of the data, not EM's work: fit_time_ leaves it out, as a distributed fit's
-            # learning time leaves out the server's (speed-ups divide the one by the other).
-            t0 += time.perf_counter() - t_check
+            t0 += _timed_outlier_check(X, y, X_in, y_in)
         scaler = _m.Standardizer.fit(X, y, x_moments=x_moments)
         XtT = scaler.design_T(X)
         ys = scaler.transform_y(y)

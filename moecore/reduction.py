@@ -421,11 +421,31 @@ class ReductionProblem:
         self.large = large
         self.X = X_support
         self.S = X_support.shape[0]
-        self.mass, self.mu = large.evaluate(X_support)
+        self.mass, mu = large.evaluate(X_support)
+        # The expert means less a centre of the response (their mass-weighted mean): the variance
+        # update pools mass * mu^2 and takes 2 m T - m^2 D away (update).  With a response near 1e9
+        # that cancellation left nothing of the spread: reduced variances of 0 (10^6 near 1e12)
+        # from local fits that were right.  Experts enter and leave MM through experts_std and
+        # experts_original.
+        self.y_center = float(np.sum(self.mass * mu) / np.sum(self.mass))
+        self.mu = mu - self.y_center
         self.scaler = _m.Standardizer.fit(X_support)
         self.XsT = self.scaler.design_T(X_support)
         self.XX = pair_products(self.XsT)
         self.p = self.XsT.shape[0]
+
+    def experts_std(self, experts):
+        """Expert coefficients (p, K) as MM works with them: on the standardised support x, less the
+        response centre ``y_center``.  ``experts`` (p, K) in original units."""
+        out = self.scaler.coef_to_standard(experts)
+        out[0] -= self.y_center
+        return out
+
+    def experts_original(self, experts_std):
+        """Inverse of :meth:`experts_std`: coefficients (p, K) in original units."""
+        out = np.array(experts_std, dtype=np.float64)
+        out[0] += self.y_center
+        return self.scaler.coef_to_original(out)
 
     def plan(self, experts_std, variances):
         """The optimal plan for reduced experts ``experts_std`` (p, K) (standardised x) and
@@ -475,7 +495,7 @@ class ReductionProblem:
 
     def initial_experts(self, n_experts, rng):
         """k-means on the L local expert vectors (standardised coefficients, log-variance)."""
-        coef = self.scaler.coef_to_standard(self.large.experts)  # (p, L)
+        coef = self.experts_std(self.large.experts)  # (p, L)
         scale = max(np.sqrt(np.mean(self.large.variances)), np.abs(coef).max() * 1e-6, 1e-300)
         featsT = np.vstack([coef / scale, 0.5 * np.log(self.large.variances)])  # (p + 1, L)
         # A component's weight in the large mixture: its mean gate mass on the support.
@@ -553,7 +573,7 @@ def transport_divergence(local_params, weights, params: _m.MoEParams, X):
     if weights is None:
         weights = np.full(len(local_params), 1.0 / len(local_params))
     problem = ReductionProblem(LargeMixture(list(local_params), weights), X)
-    return problem.plan(problem.scaler.coef_to_standard(params.experts), params.variances).objective
+    return problem.plan(problem.experts_std(params.experts), params.variances).objective
 
 
 def _start_key(experts_std, variances):
@@ -646,7 +666,7 @@ def reduce_mixtures(local_params, weights, X_support, n_experts, *, y_support=No
     if gate_targets == "component":
         plan, gates, targets, experts_std, variances = _with_copies_separated(
             problem, state, plan, (gates, targets, experts_std, variances), y_support, variance_update, net)
-    params = _m.MoEParams(gates, problem.scaler.coef_to_original(experts_std), variances)
+    params = _m.MoEParams(gates, problem.experts_original(experts_std), variances)
     return ReductionResult(params=params, objective_history=history, objective=float(history[-1]),
                            n_iter=len(history), converged=bool(converged), init_objectives=np.asarray(finals),
                            plan=plan, gate_targets=targets, time=time.perf_counter() - t0)
@@ -760,7 +780,7 @@ def mm_starts(problem, n_experts, seeds, local_starts, local_scores, y_support):
         local_scores = support_scores(large.local_params, problem.X, y_support, max_points=SCORE_POINTS)
     for m in _best_local_models(large, n_experts, local_starts, local_scores):
         prm = large.local_params[m]
-        starts.append((True, lambda prm=prm: (problem.scaler.coef_to_standard(prm.experts), prm.variances.copy())))
+        starts.append((True, lambda prm=prm: (problem.experts_std(prm.experts), prm.variances.copy())))
     return starts
 
 
@@ -902,7 +922,7 @@ def reduced_gate(problem, state, plan, gate_targets, y_support=None):
     elif gate_targets == "posterior":
         m = problem.XsT.T @ state.experts_std
         logp = np.log(np.maximum(targets, 1e-300)) - 0.5 * (
-            _m.LOG_2PI + np.log(state.variances) + (y_support[:, None] - m) ** 2 / state.variances
+            _m.LOG_2PI + np.log(state.variances) + (y_support[:, None] - problem.y_center - m) ** 2 / state.variances
         )
         targets = np.exp(logp - logp.max(axis=1, keepdims=True))
         targets /= targets.sum(axis=1, keepdims=True)

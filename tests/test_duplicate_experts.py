@@ -60,7 +60,7 @@ def test_plan_sums_of_the_optimal_assignment_are_the_plans_own():
         dm = DistributedMoE(3, 4, backend="sequential", random_state=0).fit(sim.X, sim.y)
     problem = reduction.ReductionProblem(
         reduction.LargeMixture([m.params_ for m in dm.local_models_], dm.weights_), dm.support_X_)
-    B = problem.scaler.coef_to_standard(dm.experts_)
+    B = problem.experts_std(dm.experts_)
     plan = problem.plan(B, dm.variances_)
     for mine, theirs in zip(problem.plan_sums(plan.assignment.astype(np.intp), 3), plan[2:], strict=True):
         np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-300)
@@ -80,7 +80,7 @@ def test_the_copies_experts_and_variances_are_the_minimisers_for_the_separated_p
     red = reduction.reduce_mixtures(local, dm.weights_, dm.support_X_, 3, y_support=dm.support_y_,
                                     variance_update="exact", random_state=seed)
     problem = reduction.ReductionProblem(reduction.LargeMixture(local, dm.weights_), dm.support_X_)
-    B0 = problem.scaler.coef_to_standard(red.params.experts)
+    B0 = problem.experts_std(red.params.experts)
     B, V = problem.update(*problem.plan_sums(red.plan.assignment, 3), B0, red.params.variances)
-    np.testing.assert_allclose(problem.scaler.coef_to_original(B), red.params.experts, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(problem.experts_original(B), red.params.experts, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(V, red.params.variances, rtol=1e-9)

@@ -144,6 +144,32 @@ def test_reducing_copies_of_one_model_returns_it():
     assert transport_divergence([prm], None, prm, X) < 1e-12
 
 
+@pytest.mark.parametrize("offset", [1e9, -1e12])
+@pytest.mark.parametrize("variance_update", ["exact", "authors"])
+def test_a_response_offset_moves_only_the_intercepts(offset, variance_update):
+    # The variance update pools mass * mu^2 - 2 m T + m^2 D: on expert means near 1e9 the cancellation
+    # left reduced variances of 0 (near 1e12: 10^6) from local models that were right.
+    from moecore import DistributedMoE, MoEParams
+
+    sim = simulate_design("separated-2d", 8000, random_state=0)
+    dm = DistributedMoE(3, 4, backend="sequential", random_state=0).fit(sim.X, sim.y)
+    local = [m.params_ for m in dm.local_models_]
+    moved = [MoEParams(p.gates, p.experts + np.eye(p.experts.shape[0])[0][:, None] * offset, p.variances)
+             for p in local]
+    X = sim.X[dm.support_indices_]
+    kw = dict(variance_update=variance_update, random_state=0)
+    here, there = reduce_mixtures(local, dm.weights_, X, 3, **kw), reduce_mixtures(moved, dm.weights_, X, 3, **kw)
+    # What float64 can hold: means near the offset are rounded by up to ulp = spacing(offset) (1.2e-4 at
+    # 1e12); a variance v pools squared deviations of about v, each moved by about 2 ulp sqrt(v), so v
+    # moves by about 2 ulp / sqrt(v) relative, and the lines' coefficients by about ulp (a margin of 10).
+    ulp = np.spacing(abs(offset))
+    v = here.params.variances
+    np.testing.assert_allclose(there.params.variances, v, rtol=20 * ulp / np.sqrt(v.min()))
+    np.testing.assert_allclose(there.params.experts[0] - offset, here.params.experts[0], atol=20 * ulp)
+    np.testing.assert_allclose(there.params.experts[1:], here.params.experts[1:], atol=20 * ulp)
+    np.testing.assert_allclose(there.params.gates, here.params.gates, atol=1e-6)
+
+
 def test_plan_couples_each_local_expert_to_its_match():
     data, models = local_models(n=5000, M=3)
     res = reduce_mixtures(models, np.ones(3), data.X[:2000], 3, random_state=0)

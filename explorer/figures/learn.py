@@ -37,7 +37,7 @@ def mm_step_figure(problem, state, *, truth: MoEParams | None = None):
     """One MM iterate (d = 1): local expert lines coloured by the reduced expert the plan sends
     them to (at most support points), the current reduced experts, and the truth."""
     large = problem.large
-    B = problem.scaler.coef_to_original(state.experts_std)
+    B = problem.experts_original(state.experts_std)
     K = B.shape[1]
     lo, hi = problem.X[:, 0].min(), problem.X[:, 0].max()
     t = np.linspace(lo, hi, 100)

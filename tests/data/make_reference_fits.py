@@ -14,6 +14,10 @@ fit (moecore.shard_check.check_fit): only ``one_shot_up`` (+1 per machine) and `
 exchange began to send the best-scoring model to every machine it passed, to compare with its own on
 its rows (moecore.screening.second_look): only ``communication_total`` changed (q down and 1 up per
 compared machine), no machine was flagged by the comparison, every other array bitwise as before.
+Rewritten when the reduction began to work on the expert means less a centre of the response
+(moecore.reduction.ReductionProblem.y_center: its variance update cancelled catastrophically on a
+response near 1e9): every stored array within 8.8e-12 of its largest magnitude, every integer (plans,
+flags, iterations, bookkeeping) unchanged.
 
 Every estimator parameter is written out, never read from a default, so a changed default cannot
 change these fits: the comparison is of the code, not of the defaults.  (``acceleration`` of the
