@@ -25,7 +25,7 @@ from ._validation import (
 )
 from .costs import FitCosts
 from .dispatch import Runner, SchedulerPickling
-from .em import MixtureOfExperts, MoEPredictorMixin
+from .em import MixtureOfExperts, MoEPredictorMixin, warn_degenerate
 from .local import collect_local_fits, derived_seed, fit_local_models, kept_machines, refitter, with_pilot
 from .machine_weights import choose_machine_weights, covariate_weights, support_positions
 from .outliers import warn_outliers
@@ -97,6 +97,8 @@ def _check_fit(est, machines, quiet):
     covariate weights the machines hold different x and a local model fitted to one region is no
     yardstick for the whole, nor n / M the rows of an expert on the machines that hold it: no check (None)."""
     est.fit_check_ = est.expert_rows_ = None
+    if not quiet:  # from the support pairs, which the server holds: whatever the machine weights
+        warn_degenerate(est.params_, est.support_X_, est.support_y_, rows_name="support points", stacklevel=6)
     if est.machine_weights_used_ == "covariate":
         return
     # The server's part, from the reduced gates on the support's x: no exchange.

@@ -53,11 +53,13 @@ __all__ = [
     "MixtureOfExperts",
     "MoEPredictorMixin",
     "NotFittedError",
+    "degenerate_message",
     "expert_statistics",
     "experts_from_statistics",
     "min_samples",
     "portfolio_repeats",
     "uses_portfolio",
+    "warn_degenerate",
 ]
 
 # Relative ridge on the weighted least-squares normal equations: far below the 1e-9 relative
@@ -168,6 +170,39 @@ def _timed_outlier_check(X, y, X_in, y_in):
     t = time.perf_counter()
     warn_outliers(X, y, X_in=X_in, y_in=y_in, stacklevel=5)
     return time.perf_counter() - t
+
+
+def degenerate_message(params, X, y, *, rows_name="rows"):
+    """What is wrong when an expert of the fitted ``params`` has a variance below DEGENERATE_VAR var(y),
+    naming the rows it sits on; "" when none has.  X (n, d), y (n,): the rows it was fitted on, or a
+    sample of them (``rows_name`` says which: a distributed fit's server knows its support points).
+
+    The portfolio continues a non-degenerate run whenever one exists; on a response with tied values
+    (a binary or count y, a mass of zeros) every run may be degenerate, and the fit said nothing of
+    it: a binary y gave two experts of variance 1e-6 var(y) and a log-likelihood of +6.2 nats per row.
+    """
+    var_y = robust_std(y) ** 2
+    low = np.flatnonzero(params.variances < DEGENERATE_VAR * var_y)
+    if not low.size:
+        return ""
+    k = int(low[np.argmin(params.variances[low])])
+    rows = np.flatnonzero(_m.posterior_proba(X, y, params).argmax(axis=1) == k)
+    values, counts = np.unique(y[rows], return_counts=True)
+    tied = counts.size and counts.max() > 1 and counts.max() >= 0.5 * rows.size
+    on = (f"{counts.max():,} of its {rows.size:,} {rows_name} share y = {values[np.argmax(counts)]:.6g}" if tied
+          else f"it holds {rows.size} of the {rows_name}")
+    return (f"Expert {k} (numbered from 0) has a variance of {params.variances[k] / var_y:.1e} var(y)"
+            f"{f' ({low.size - 1} more below {DEGENERATE_VAR:g})' if low.size > 1 else ''}: {on}. The likelihood "
+            "grows without bound as a variance shrinks, so that expert and the log-likelihood describe those rows, "
+            "not a line with Gaussian noise; repeated responses (a binary, count or censored y) are not what "
+            "Gaussian experts model. Fewer experts, or the repeated rows left out or modelled apart, avoid it.")
+
+
+def warn_degenerate(params, X, y, *, rows_name="rows", stacklevel=2):
+    """:func:`degenerate_message` as a :class:`DegenerateFitWarning`, when there is one."""
+    message = degenerate_message(params, X, y, rows_name=rows_name)
+    if message:
+        warnings.warn(message, DegenerateFitWarning, stacklevel=stacklevel + 1)
 
 
 class DegenerateFitWarning(UserWarning):
@@ -686,31 +721,38 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         self.retired_experts_ = np.flatnonzero(best["retired"])
         # An argument, not warnings.catch_warnings around the fit: that is process-wide state, not
         # thread-safe, and fits run in threads.
-        if self.retired_experts_.size and not quiet:
+        if not quiet:
+            self._warn_about_fit(best["reseeded"], X, y)
+        check_feature_names(self, X_in, reset=True)  # after success: a failed fit changes nothing
+        self.fit_time_ = time.perf_counter() - t0
+        return self
+
+    def _warn_about_fit(self, reseeded, X, y):
+        """The fitted model's warnings, pointed at the caller of ``fit``: experts retired or re-seeded,
+        a degenerate variance (:func:`warn_degenerate`), EM not converged."""
+        K = self.n_experts
+        if self.retired_experts_.size:
             warnings.warn(
                 f"expert(s) {self.retired_experts_.tolist()} lost their points again after a re-seed and "
                 f"were retired (gate mass ~ 0): the data supports fewer than n_experts={K} experts.",
                 DegenerateFitWarning,
-                stacklevel=2,
+                stacklevel=4,
             )
-        elif best["reseeded"] and not quiet:
+        elif reseeded:
             warnings.warn(
-                f"EM re-seeded an expert that had lost its points {best['reseeded']} time(s); "
-                "the data may support fewer experts than n_experts="
-                f"{K}.",
+                f"EM re-seeded an expert that had lost its points {reseeded} time(s); "
+                f"the data may support fewer experts than n_experts={K}.",
                 DegenerateFitWarning,
-                stacklevel=2,
+                stacklevel=4,
             )
-        if not self.converged_ and not quiet:
+        warn_degenerate(self.params_, X, y, stacklevel=4)
+        if not self.converged_:
             warnings.warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations (tol={self.tol}); "
                 "increase max_iter or tol.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=4,
             )
-        check_feature_names(self, X_in, reset=True)  # after success: a failed fit changes nothing
-        self.fit_time_ = time.perf_counter() - t0
-        return self
 
     def _pilot_start(self, pilot, scaler, d):
         """The pilot model as (gates, experts, variances) on the standardised data, after checks."""

@@ -7,6 +7,7 @@ import streamlit as st
 from explorer import chrome, explain, figures, lessons, runs, settings, tables
 from explorer.data import apply_saved_model
 from explorer.io import markdown_escape, model_to_json, stem, table_to_csv
+from moecore.em import degenerate_message
 from moecore.model import feature_names
 from moecore.outliers import find_outliers
 from moecore.params import default_support_size
@@ -192,6 +193,10 @@ if fit.train_rpe:
 
 # Predictions can look fine while a rare expert's line and variance are far off: say so on screen.
 line = explain.expert_rows_warning(getattr(dm, "expert_rows_", None), dm.refine_rounds)
+if line:
+    st.warning(line)
+# An expert on tied responses (a binary y, a mass of zeros): its variance at the floor, the likelihood unbounded.
+line = degenerate_message(dm.params_, dm.support_X_, dm.support_y_, rows_name="support points")
 if line:
     st.warning(line)
 
