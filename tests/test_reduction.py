@@ -152,13 +152,13 @@ def test_a_response_offset_moves_only_the_intercepts(offset, variance_update):
     from moecore import DistributedMoE, MoEParams
 
     sim = simulate_design("separated-2d", 8000, random_state=0)
-    dm = DistributedMoE(3, 4, backend="sequential", random_state=0).fit(sim.X, sim.y)
+    dm = DistributedMoE(4, 4, backend="sequential", random_state=0).fit(sim.X, sim.y)
     local = [m.params_ for m in dm.local_models_]
     moved = [MoEParams(p.gates, p.experts + np.eye(p.experts.shape[0])[0][:, None] * offset, p.variances)
              for p in local]
     X = sim.X[dm.support_indices_]
     kw = dict(variance_update=variance_update, random_state=0)
-    here, there = reduce_mixtures(local, dm.weights_, X, 3, **kw), reduce_mixtures(moved, dm.weights_, X, 3, **kw)
+    here, there = reduce_mixtures(local, dm.weights_, X, 4, **kw), reduce_mixtures(moved, dm.weights_, X, 4, **kw)
     # What float64 can hold: means near the offset are rounded by up to ulp = spacing(offset) (1.2e-4 at
     # 1e12); a variance v pools squared deviations of about v, each moved by about 2 ulp sqrt(v), so v
     # moves by about 2 ulp / sqrt(v) relative, and the lines' coefficients by about ulp (a margin of 10).
