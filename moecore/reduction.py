@@ -424,9 +424,9 @@ class ReductionProblem:
         self.mass, mu = large.evaluate(X_support)
         # The expert means less a centre of the response (their mass-weighted mean): the variance
         # update pools mass * mu^2 and takes 2 m T - m^2 D away (update).  With a response near 1e9
-        # that cancellation left nothing of the spread: reduced variances of 0 (10^6 near 1e12)
-        # from local fits that were right.  Experts enter and leave MM through experts_std and
-        # experts_original.
+        # that cancellation left nothing of the spread: reduced variances at the floor from local
+        # fits that were right (benchmarks/README.md section 29).  Experts enter and leave MM through
+        # experts_std and experts_original.
         self.y_center = float(np.sum(self.mass * mu) / np.sum(self.mass))
         self.mu = mu - self.y_center
         self.scaler = _m.Standardizer.fit(X_support)
