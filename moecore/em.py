@@ -192,10 +192,10 @@ def degenerate_message(params, X, y, *, rows_name="rows"):
     on = (f"{counts.max():,} of its {rows.size:,} {rows_name} share y = {values[np.argmax(counts)]:.6g}" if tied
           else f"it holds {rows.size} of the {rows_name}")
     return (f"Expert {k} (numbered from 0) has a variance of {params.variances[k] / var_y:.1e} var(y)"
-            f"{f' ({low.size - 1} more below {DEGENERATE_VAR:g})' if low.size > 1 else ''}: {on}. The likelihood "
-            "grows without bound as a variance shrinks, so that expert and the log-likelihood describe those rows, "
-            "not a line with Gaussian noise; repeated responses (a binary, count or censored y) are not what "
-            "Gaussian experts model. Fewer experts, or the repeated rows left out or modelled apart, avoid it.")
+            f"{f' ({low.size - 1} more below {DEGENERATE_VAR:g})' if low.size > 1 else ''}: {on}, a spike the "
+            "likelihood rewards without bound, so that expert and the log-likelihood describe those rows only. "
+            "To fix: fewer experts, or the repeated responses (a binary, count or censored y) left out or "
+            "modelled apart.")
 
 
 def warn_degenerate(params, X, y, *, rows_name="rows", stacklevel=2):
