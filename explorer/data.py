@@ -17,6 +17,7 @@ import streamlit as st
 from moecore import MoEParams
 from moecore.datasets import load_dataset
 from moecore.model import feature_names
+from moecore.outliers import find_outliers
 from moecore.predictions import apply_model
 from moecore.simulation import get_design, simulate
 
@@ -143,6 +144,11 @@ def dataset_from_upload(df, y_col: str, x_cols, name: str) -> Dataset:
     """An uploaded table's chosen columns as the session's data (InputError when they do not fit)."""
     X, y = select_columns(df, y_col, x_cols)
     return Dataset(X, y, name, list(x_cols), y_col, labels=true_labels(df, x_cols), source="csv")
+
+
+def outlying_rows(data: Dataset):
+    """:func:`moecore.outliers.find_outliers` of the session's data, with its column names."""
+    return find_outliers(data.X, data.y, feature_names=data.x_names, response_name=data.y_name)
 
 
 def without_rows(data: Dataset, rows) -> Dataset:

@@ -266,6 +266,10 @@ def expert_rows_warning(check, rounds: int) -> str:
             f"the predictions look fine. To fix: {fix}.")
 
 
+# Said after the outlier line on the pages that fit (Fit, Compare): where to act on it.
+OUTLIERS_ON_DATA_PAGE = " The Data page names them and can leave them out."
+
+
 def outliers_warning(outliers) -> tuple[str, list[str]]:
     """The page's words for :func:`moecore.outliers.find_outliers`' verdict: one line, and one detail per
     column; ("", []) when there is nothing."""

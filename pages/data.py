@@ -3,7 +3,14 @@
 import streamlit as st
 
 from explorer import chrome, explain, figures, runs, settings, tables
-from explorer.data import Dataset, custom_params, dataset_from_settings, dataset_from_upload, without_rows
+from explorer.data import (
+    Dataset,
+    custom_params,
+    dataset_from_settings,
+    dataset_from_upload,
+    outlying_rows,
+    without_rows,
+)
 from explorer.io import (
     MAX_COLUMNS,
     MAX_ROWS,
@@ -20,7 +27,7 @@ from explorer.io import (
     stem,
 )
 from moecore.datasets import DATASETS
-from moecore.outliers import FAR_FROM_BULK, ISOLATION, find_outliers
+from moecore.outliers import FAR_FROM_BULK, ISOLATION
 from moecore.simulation import DESIGNS
 
 data = chrome.page("Data")
@@ -165,7 +172,7 @@ m3.metric("true experts K", data.truth.n_experts if data.truth is not None else 
 m4.metric("source", {"design": "named design", "custom": "custom", "csv": "uploaded CSV",
                      "real": "real data set"}.get(data.source, data.source))
 
-outliers = find_outliers(data.X, data.y, feature_names=data.x_names, response_name=data.y_name)
+outliers = outlying_rows(data)
 line, details = explain.outliers_warning(outliers)
 if line:
     st.warning(line)
