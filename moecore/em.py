@@ -185,6 +185,14 @@ def degenerate_message(params, X, y, *, rows_name="rows"):
     low = np.flatnonzero(params.variances < DEGENERATE_VAR * var_y)
     if not low.size:
         return ""
+    # Against the bulk's spread too: one row of 1e5 among y ~ N(0, 1) makes var(y) 2e7, and the expert
+    # holding the other 499 rows read as "degenerate" (the outlier is moecore.outliers' to name).
+    q1, q3 = np.percentile(y, [25, 75])
+    bulk = ((q3 - q1) / 1.349) ** 2
+    if bulk > 0:
+        low = low[params.variances[low] < DEGENERATE_VAR * bulk]
+        if not low.size:
+            return ""
     k = int(low[np.argmin(params.variances[low])])
     rows = np.flatnonzero(_m.posterior_proba(X, y, params).argmax(axis=1) == k)
     values, counts = np.unique(y[rows], return_counts=True)

@@ -174,6 +174,18 @@ def test_an_expert_on_tied_responses_is_named():
         DistributedMoE(2, 4, random_state=0, backend="sequential").fit(X, zeros)
 
 
+def test_an_expert_on_the_bulk_under_one_outlying_row_is_not_called_degenerate():
+    # var(y) of 2e7 from one row of 1e5: the expert on the other rows has 5e-8 var(y), yet the bulk's own spread.
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(500, 2)), rng.normal(size=500)
+    y[3] = 1e5
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        MixtureOfExperts(2, random_state=0).fit(X, y)
+    assert not [w for w in record if "var(y)" in str(w.message)]
+    assert [w for w in record if "row 3 (y = 100000)" in str(w.message)]  # the outlier is named instead
+
+
 @pytest.mark.parametrize("name", ["tonedata", "nodata", "boston", "mcycle", "faithful"])
 def test_no_degenerate_warning_on_the_shipped_fits(name):
     # The portfolio continues a non-degenerate run whenever one exists (em._rank): over K = 2-4 and three
