@@ -141,6 +141,20 @@ def stop():
     st.stop()
 
 
+def data_warnings(data):
+    """Before a page fits: the data's outlying rows and tied inputs, one line each (the Data page has the
+    details and leaves the rows out)."""
+    from . import explain
+    from .data import outlying_rows, tied_inputs
+
+    line, _ = explain.outliers_warning(outlying_rows(data))
+    if line:
+        st.warning(line + explain.OUTLIERS_ON_DATA_PAGE)
+    line = explain.tied_inputs_warning(tied_inputs(data), data.x_names)
+    if line:
+        st.warning(line)
+
+
 def refresh_sidebar(final=True, page_path=""):
     """(Re)draw the sidebar's summary: the data and fit in use now; ``final`` (after the page
     ran) adds the share box and mirrors the settings in the address bar."""

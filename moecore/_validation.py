@@ -7,6 +7,7 @@ range it must lie in, so that a user sees what to change rather than a NumPy tra
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Hashable
 
 import numpy as np
@@ -119,8 +120,6 @@ def check_Xy(X, y, *, n_features=None, min_samples=1):
     X = check_X(X, "X", n_features=n_features, min_samples=min_samples)
     y = _as_float_array(y, "y")
     if y.ndim == 2 and y.shape[1] == 1:
-        import warnings
-
         from sklearn.exceptions import DataConversionWarning
 
         warnings.warn("A column-vector y was passed when a 1d array was expected: y of shape (n, 1) is read as "

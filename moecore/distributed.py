@@ -23,6 +23,7 @@ from ._validation import (
     check_response_scale,
     check_Xy,
 )
+from .collinear import warn_collinear
 from .costs import FitCosts
 from .dispatch import Runner, SchedulerPickling
 from .em import MixtureOfExperts, MoEPredictorMixin, warn_degenerate
@@ -231,9 +232,10 @@ class DistributedMoE(SchedulerPickling, MoEPredictorMixin, BaseEstimator):
         X_in, y_in, (X, y) = X, y, check_Xy(X, y)
         d, (K, M, S) = X.shape[1], self.check_parameters(*X.shape)
         warn_small_shards(*X.shape, K, M, S)
-        check_nonconstant_columns(X)
+        x_moments = check_nonconstant_columns(X)
         check_response_scale(y)
         warn_outliers(X, y, X_in=X_in, y_in=y_in, stacklevel=5)
+        warn_collinear(X, *x_moments, X_in=X_in, stacklevel=4)
         seed_split, seed_support, seed_mm, machine_seeds = _seeds(self.random_state, M)
         rows = place_rows(as_split(self.split), machine, X, M, S, min_samples(K, d), seed_split, seed_support)
         self.shards_, self.support_indices_, self.support_machine_ = rows.shards, rows.support, rows.support_machine

@@ -31,6 +31,7 @@ from ._validation import (
     check_Xy,
     robust_std,
 )
+from .collinear import warn_collinear
 from .gating import (
     em_newton_step,
     fit_softmax_gate,
@@ -161,14 +162,16 @@ def _short_sample_size(K, p):
     return max(_SHORT_MIN_SAMPLES, _SHORT_PER_PARAM * K * p)
 
 
-def _timed_outlier_check(X, y, X_in, y_in):
-    """Warn of outlying rows (moecore.outliers) for the caller of ``fit``; returns the seconds it took.
+def _timed_data_checks(X, y, X_in, y_in, x_moments):
+    """Warn of outlying rows (moecore.outliers) and tied inputs (``warn_collinear``) for the caller of
+    ``fit``; returns the seconds it took.  ``x_moments``: the columns' (mean, scale).
 
     A check of the data, not EM's work: fit_time_ leaves it out, as a distributed fit's learning time
     leaves out the server's (speed-ups divide the one by the other).
     """
     t = time.perf_counter()
     warn_outliers(X, y, X_in=X_in, y_in=y_in, stacklevel=5)
+    warn_collinear(X, *x_moments, X_in=X_in, stacklevel=4)
     return time.perf_counter() - t
 
 
@@ -699,7 +702,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         if not robust_std(y) > 0:  # np.std squares: y of 1e-200 would read as constant
             raise ValueError("y is constant: there is nothing for the experts to regress.")
         if not quiet:
-            t0 += _timed_outlier_check(X, y, X_in, y_in)
+            t0 += _timed_data_checks(X, y, X_in, y_in, x_moments)
         scaler = _m.Standardizer.fit(X, y, x_moments=x_moments)
         XtT = scaler.design_T(X)
         ys = scaler.transform_y(y)

@@ -3,7 +3,6 @@
 import streamlit as st
 
 from explorer import chrome, evidence, explain, figures, lessons, runs, settings, tables
-from explorer.data import outlying_rows
 
 data = chrome.page("Compare")
 s = settings.settings()
@@ -14,9 +13,7 @@ st.caption(
 )
 st.markdown(f"Settings from the Distributed fit page: **K = {s['K']}, M = {s['M']}**, backend {s['backend']}, "
             f"seed {s['fit_seed']}.")
-line, _ = explain.outliers_warning(outlying_rows(data))
-if line:
-    st.warning(line + explain.OUTLIERS_ON_DATA_PAGE)
+chrome.data_warnings(data)
 c1, c2 = st.columns([1, 3])
 run = c1.button("Run the comparison", type="primary", key="btn_compare")
 settings.widget("cmp_unaligned", where=c2)

@@ -9,6 +9,7 @@ from explorer.data import (
     dataset_from_settings,
     dataset_from_upload,
     outlying_rows,
+    tied_inputs,
     without_rows,
 )
 from explorer.io import (
@@ -184,6 +185,10 @@ if line:
         st.session_state["data"] = without_rows(data, outliers.rows)
         st.session_state.pop("compare", None)
         st.rerun()
+
+line = explain.tied_inputs_warning(tied_inputs(data), data.x_names)
+if line:
+    st.warning(line)
 
 if data.d == 1:
     view, feature = "one input", 0

@@ -5,7 +5,6 @@ import pandas as pd
 import streamlit as st
 
 from explorer import chrome, explain, figures, runs, settings, tables
-from explorer.data import outlying_rows
 from explorer.io import markdown_escape, parse_sweep_values, stem
 from moecore import DistributedMoE, costmodel
 from moecore.experiments import alpha_sweep, sweep, training_size
@@ -39,9 +38,7 @@ def experiment_settings() -> dict:
         design, d, n_rows = data.name, data.d, training_size(data.n, HELD_OUT)
         c1.caption(f"**{markdown_escape(data.name)}**: {n_rows:,} training rows, d = {d}; each repeat holds out its "
                    f"own random {100 * HELD_OUT:.0f} % of the {data.n:,} rows (drawn from the seed below).")
-        line, _ = explain.outliers_warning(outlying_rows(data))
-        if line:
-            st.warning(line + explain.OUTLIERS_ON_DATA_PAGE)
+        chrome.data_warnings(data)
     else:
         design = settings.widget("exp_design", where=c1, on_change=_design_changed)
         d = DESIGNS[design].n_features

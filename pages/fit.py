@@ -5,7 +5,7 @@ import time
 import streamlit as st
 
 from explorer import chrome, explain, figures, lessons, runs, settings, tables
-from explorer.data import apply_saved_model, outlying_rows
+from explorer.data import apply_saved_model
 from explorer.io import markdown_escape, model_to_json, stem, table_to_csv
 from moecore.em import degenerate_message
 from moecore.model import feature_names
@@ -66,9 +66,7 @@ with st.container(border=True):
         st.warning(f"Small shards: {shard.summary}. To fix: {shard.advice}.")
         with st.expander("Why this matters"):
             st.markdown(f"{shard.message} The fit still runs, to show what goes wrong.")
-    line, _ = explain.outliers_warning(outlying_rows(data))
-    if line:
-        st.warning(line + explain.OUTLIERS_ON_DATA_PAGE)
+    chrome.data_warnings(data)
     b1, b2, _ = st.columns([1, 1, 2])
     run = b1.button("Run distributed fit", type="primary", key="btn_fit", width="stretch")
     retime = b2.button("Re-time", key="btn_retime", width="stretch",

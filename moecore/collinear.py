@@ -1,0 +1,83 @@
+"""Inputs tied by a linear relation on every row, checked before a fit.
+
+A duplicated column, a column that is a combination of others, a full one-hot coding next to the intercept
+(its levels sum to 1): the fits run and predict (their least-squares steps carry a small ridge), but no fit
+can tell those coefficients apart, so the ones reported are one choice among many, and every model counts
+parameters the data cannot fix (a distributed fit's screening floors, 4 q nats, rise with q: on
+separated-2d a duplicated column let a poor local fit through that the same data without it flagged).
+:class:`~moecore.MixtureOfExperts` and :class:`~moecore.DistributedMoE` issue a :class:`CollinearWarning`
+naming the columns when ``fit`` starts; the app says it on the pages that fit.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ._validation import column_moments
+
+__all__ = ["COLLINEAR_EIGENVALUE", "CollinearWarning", "collinear_columns", "warn_collinear"]
+
+
+class CollinearWarning(UserWarning):
+    """Input columns tied by a linear relation on every row: no fit can tell their coefficients apart."""
+
+
+# Smallest eigenvalue of the inputs' correlation matrix below which columns are tied: rounding leaves
+# about 1e-16 for an exact duplicate and 1e-18 for x * (1 + 1e-9); columns correlated at 0.999999 give 2e-6.
+COLLINEAR_EIGENVALUE = 1e-10
+_GRAM_ROWS = 65536  # rows per block of the centred Gram matrix: (n, d) standardised at once would copy X
+
+
+def collinear_columns(X, mean=None, scale=None):
+    """Groups of columns of X (n, d) that a linear relation ties on every row: sorted lists of column
+    indices, one per set of eigenvectors of the columns' correlation matrix with eigenvalue below
+    :data:`COLLINEAR_EIGENVALUE` (groups sharing a column merged); [] when d < 2.  ``mean``, ``scale``
+    (d,): the columns' moments when known (the estimators' input checks compute them); constant columns,
+    which the estimators refuse, are left out here.
+
+    A full one-hot coding next to the intercept is such a group (its columns sum to 1), as are a
+    duplicated column and a column that is a combination of others."""
+    X = np.asarray(X, dtype=np.float64)
+    if mean is None or scale is None:
+        mean, scale, _ = column_moments(X)
+    keep = np.flatnonzero(np.isfinite(scale) & (scale > 0))
+    if keep.size < X.shape[1]:
+        return [sorted(int(keep[j]) for j in g) for g in collinear_columns(X[:, keep], mean[keep], scale[keep])]
+    n, d = X.shape
+    if d < 2:
+        return []
+    G = np.zeros((d, d))
+    for start in range(0, n, _GRAM_ROWS):
+        Z = (X[start:start + _GRAM_ROWS] - mean) / scale
+        G += Z.T @ Z
+    w, V = np.linalg.eigh(G / n)
+    groups = []
+    for k in np.flatnonzero(w < COLLINEAR_EIGENVALUE):
+        v = np.abs(V[:, k])
+        group = set(np.flatnonzero(v > 0.05 * v.max()).tolist())
+        for other in [g for g in groups if g & group]:
+            groups.remove(other)
+            group |= other
+        groups.append(group)
+    return [sorted(g) for g in groups]
+
+
+def warn_collinear(X, mean, scale, *, X_in=None, stacklevel=2):
+    """:func:`collinear_columns` as a :class:`CollinearWarning` naming the columns (a DataFrame's names)."""
+    groups = collinear_columns(X, mean, scale)
+    if not groups:
+        return
+    columns = getattr(X_in, "columns", None)
+    names = [f"column {j}" for j in range(X.shape[1])] if columns is None else [repr(c) for c in columns]
+    tied = "; ".join(", ".join(names[j] for j in g) for g in groups)
+    drop = sum(len(g) - 1 for g in groups)
+    warnings.warn(
+        f"X has inputs tied by a linear relation on every row ({tied}): no fit can tell their coefficients "
+        "apart, so the fit runs and predicts, but its coefficients for them are one choice among many and each "
+        f"model counts parameters the data cannot fix. Drop {drop} of them (a full one-hot coding next to the "
+        "intercept is such a group: drop one level).",
+        CollinearWarning,
+        stacklevel=stacklevel + 1,
+    )

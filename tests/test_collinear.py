@@ -1,0 +1,83 @@
+"""Inputs tied by a linear relation on every row (moecore.collinear): named before a fit.
+
+A duplicated column, a column that is a combination of others, a full one-hot coding next to the intercept:
+the fit runs and predicts, but no fit can tell those coefficients apart, and every model counts parameters
+the data cannot fix (a distributed fit's screening floors, 4 q nats, rise with them).
+"""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from moecore import DistributedMoE, MixtureOfExperts, simulate_design
+from moecore._validation import column_moments
+from moecore.collinear import CollinearWarning, collinear_columns
+from moecore.datasets import dataset_names, load_dataset
+from moecore.simulation import DESIGNS
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate_design("separated-2d", n=4000, random_state=0)
+
+
+def _groups(X):
+    mean, scale, _ = column_moments(X)
+    assert collinear_columns(X) == collinear_columns(X, mean, scale)
+    return collinear_columns(X, mean, scale)
+
+
+def test_tied_columns_are_grouped(sim):
+    X = sim.X
+    noise = np.random.default_rng(0).normal(size=len(X))
+    assert _groups(np.column_stack([X, X[:, 0]])) == [[0, 2]]
+    assert _groups(np.column_stack([X, X[:, 0] * (1 + 1e-9)])) == [[0, 2]]  # tied up to rounding
+    assert _groups(np.column_stack([X, X[:, 0] + 2 * X[:, 1]])) == [[0, 1, 2]]
+    assert _groups(np.column_stack([X, X[:, 1], 2 * X[:, 1]])) == [[1, 2, 3]]  # two relations, one group
+    onehot = np.column_stack([X, X[:, 0] > 0, X[:, 0] <= 0]).astype(float)
+    assert _groups(onehot) == [[2, 3]]  # the levels sum to 1, the intercept's column
+    # Correlated is not tied: r = 0.9999995 gives an eigenvalue near 1e-6, far above the rule's 1e-10.
+    assert _groups(np.column_stack([X, X[:, 0] + 1e-3 * noise])) == []
+    assert _groups(np.column_stack([X, 1e9 + noise])) == []  # a large offset is centred away
+    assert _groups(X[:, :1]) == []
+    # A constant column (the estimators refuse it first) is left out, not read as tied.
+    assert collinear_columns(np.column_stack([X, np.ones(len(X)), X[:, 0]])) == [[0, 3]]
+
+
+@pytest.mark.parametrize("est", [MixtureOfExperts(4, random_state=0, n_init=1),
+                                 DistributedMoE(4, 4, random_state=0, backend="sequential")],
+                         ids=lambda e: type(e).__name__)
+def test_the_fit_names_the_tied_columns_at_the_callers_line(sim, est):
+    X = pd.DataFrame(np.column_stack([sim.X, sim.X[:, 0] > 0, sim.X[:, 0] <= 0]).astype(float),
+                     columns=["x1", "x2", "high", "low"])
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        est.fit(X, sim.y)
+    found = [w for w in record if issubclass(w.category, CollinearWarning)]
+    assert len(found) == 1 and found[0].filename == __file__
+    assert "('high', 'low')" in str(found[0].message) and "Drop 1 of them" in str(found[0].message)
+
+
+def test_the_shipped_data_and_designs_have_no_tied_inputs():
+    for name in dataset_names():
+        assert _groups(load_dataset(name).X) == [], name
+    for design in DESIGNS:
+        assert _groups(simulate_design(design, 5000, random_state=0).X) == [], design
+
+
+def test_the_pages_name_tied_inputs(sim):
+    from app_helpers import new_session
+
+    import explorer.data
+
+    X = np.column_stack([sim.X, sim.X[:, 0] > 0, sim.X[:, 0] <= 0]).astype(float)
+    at = new_session()
+    at.session_state["data"] = explorer.data.Dataset(X, sim.y, "coded.csv", ["x1", "x2", "high", "low"],
+                                                     source="csv")
+    for page in ("pages/data.py", "pages/fit.py", "pages/compare.py"):
+        at.switch_page(page).run()
+        assert not at.exception, [e.value for e in at.exception]
+        tied = [w.value for w in at.warning if w.value.startswith("Tied inputs (high, low)")]
+        assert len(tied) == 1 and "drop 1 of them" in tied[0], page
