@@ -9,7 +9,8 @@ import re
 import time
 
 import pytest
-from test_browser import fresh_server_and_browser, new_page, no_errors, plots_rendered, settle, shoot
+from playwright import sync_api
+from test_browser import RUN_WAIT, fresh_server_and_browser, new_page, no_errors, plots_rendered, settle, shoot
 from test_evidence_browser import check_quoted_figures_are_highlighted
 
 from explorer.lessons import LESSONS
@@ -153,9 +154,14 @@ def _state(pg, path):
         return pg.locator("text=Iteration 0 of").first.inner_text()
     if path == "experiments":
         # The design is a selectbox, drawn a moment after the run ends (a skeleton until then): its
-        # input, found by label, is waited for, and holds the chosen design's name.
-        return [pg.get_by_label(label, exact=True).input_value()
-                for label in ("Machines M (when not varied)", "Experts K", "Values (comma-separated)", "Design")]
+        # input, found by label, is waited for, and holds the chosen design's name. Every one of these
+        # boxes holds a value once drawn; under two test workers the values box was once read empty
+        # (drawn, not yet filled), so each is waited for until it holds one.
+        boxes = [pg.get_by_label(label, exact=True)
+                 for label in ("Machines M (when not varied)", "Experts K", "Values (comma-separated)", "Design")]
+        for box in boxes:
+            sync_api.expect(box).to_have_value(re.compile(r"\S"), timeout=RUN_WAIT)
+        return [box.input_value() for box in boxes]
     if path == "lessons":
         return pg.locator('[data-testid="stSidebar"]').get_by_text("Fit (").inner_text()
     return _numbers(pg)
