@@ -4,7 +4,8 @@ A duplicated column, a column that is a combination of others, a full one-hot co
 (its levels sum to 1): the fits run and predict (their least-squares steps carry a small ridge), but no fit
 can tell those coefficients apart, so the ones reported are one choice among many, and every model counts
 parameters the data cannot fix (a distributed fit's screening floors, 4 q nats, rise with q: on
-separated-2d a duplicated column let a poor local fit through that the same data without it flagged).
+separated-2d fitted with K = 3, one fewer than its experts, a duplicated column let through a poor local fit
+that the same data without it flagged; with its K = 4 the fits were the same with and without it).
 :class:`~moecore.MixtureOfExperts` and :class:`~moecore.DistributedMoE` issue a :class:`CollinearWarning`
 naming the columns when ``fit`` starts; the app says it on the pages that fit.
 """
