@@ -147,14 +147,26 @@ def dataset_from_upload(df, y_col: str, x_cols, name: str) -> Dataset:
     return Dataset(X, y, name, list(x_cols), y_col, labels=true_labels(df, x_cols), source="csv")
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _data_checks(key, x_names, y_name, _X, _y):
+    """(outlying rows, tied input groups) of one data set, computed once per data and names: the pages
+    that show them rerun on every widget change (32 ms each time on the flights), the data does not.
+    Shared read-only, as the verdicts are frozen."""
+    return (find_outliers(_X, _y, feature_names=list(x_names), response_name=y_name), collinear_columns(_X))
+
+
+def _checks(data: Dataset):
+    return _data_checks(data.key, tuple(data.x_names), data.y_name, data.X, data.y)
+
+
 def outlying_rows(data: Dataset):
     """:func:`moecore.outliers.find_outliers` of the session's data, with its column names."""
-    return find_outliers(data.X, data.y, feature_names=data.x_names, response_name=data.y_name)
+    return _checks(data)[0]
 
 
 def tied_inputs(data: Dataset):
     """:func:`moecore.collinear.collinear_columns` of the session's inputs: lists of column indices."""
-    return collinear_columns(data.X)
+    return _checks(data)[1]
 
 
 def without_rows(data: Dataset, rows) -> Dataset:
