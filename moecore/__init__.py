@@ -33,7 +33,7 @@ accounts and dispatch running the machines' tasks:
 * :mod:`moecore.cli`         the command line (``python -m moecore``; ``moecore.__main__``)
 * private helpers: :mod:`moecore._kmeans` (k-means), :mod:`moecore._em_kernels` (EM's compiled
   per-iteration kernels), :mod:`moecore._threads` (one BLAS thread), :mod:`moecore._validation`
-  (input checks)
+  (input checks), :mod:`moecore._warn` (warnings pointed at the caller's line)
 """
 
 from .distributed import DistributedMoE

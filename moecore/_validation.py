@@ -7,11 +7,12 @@ range it must lie in, so that a user sees what to change rather than a NumPy tra
 from __future__ import annotations
 
 import numbers
-import warnings
 from collections.abc import Hashable
 
 import numpy as np
 from sklearn.utils.validation import validate_data
+
+from ._warn import warn
 
 __all__ = [
     "check_2d",
@@ -122,9 +123,9 @@ def check_Xy(X, y, *, n_features=None, min_samples=1):
     if y.ndim == 2 and y.shape[1] == 1:
         from sklearn.exceptions import DataConversionWarning
 
-        warnings.warn("A column-vector y was passed when a 1d array was expected: y of shape (n, 1) is read as "
-                      "(n,). Please change the shape of y to (n_samples,), for example using ravel().",
-                      DataConversionWarning, stacklevel=3)
+        warn("A column-vector y was passed when a 1d array was expected: y of shape (n, 1) is read as "
+             "(n,). Please change the shape of y to (n_samples,), for example using ravel().",
+             DataConversionWarning)
         y = y[:, 0]
     if y.ndim != 1:
         raise ValueError(f"y must be 1-D (n_samples,), got shape {y.shape}.")

@@ -12,13 +12,14 @@ naming the columns when ``fit`` starts; the app says it on the pages that fit.
 
 from __future__ import annotations
 
-import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from ._validation import column_moments
+from ._warn import warn
 
-__all__ = ["COLLINEAR_EIGENVALUE", "CollinearWarning", "collinear_columns", "warn_collinear"]
+__all__ = ["COLLINEAR_EIGENVALUE", "CollinearWarning", "ColumnScatter", "collinear_columns", "warn_collinear"]
 
 
 class CollinearWarning(UserWarning):
@@ -53,7 +54,13 @@ def collinear_columns(X, mean=None, scale=None):
     for start in range(0, n, _GRAM_ROWS):
         Z = (X[start:start + _GRAM_ROWS] - mean) / scale
         G += Z.T @ Z
-    w, V = np.linalg.eigh(G / n)
+    return _tied_groups(G / n)
+
+
+def _tied_groups(R):
+    """The groups of :func:`collinear_columns` from the correlation matrix R (d, d) of columns none of
+    which is constant."""
+    w, V = np.linalg.eigh(R)
     groups = []
     for k in np.flatnonzero(w < COLLINEAR_EIGENVALUE):
         v = np.abs(V[:, k])
@@ -65,20 +72,67 @@ def collinear_columns(X, mean=None, scale=None):
     return [sorted(g) for g in groups]
 
 
-def warn_collinear(X, mean, scale, *, X_in=None, stacklevel=2):
+@dataclass(frozen=True)
+class ColumnScatter:
+    """What a machine sends for the check on inputs it alone holds (:meth:`DistributedMoE.fit_shards`):
+    its row count ``n``, the columns' mean (d,) and their centred scatter (d, d), d^2 + d + 1 numbers.
+    Centred on the machine's own mean, so a column offset by 1e9 loses nothing to cancellation."""
+
+    n: int
+    mean: np.ndarray
+    scatter: np.ndarray
+
+    @classmethod
+    def of(cls, X):
+        """The summary of X (n, d), centred in blocks of rows (no (n, d) copy)."""
+        X = np.asarray(X, dtype=np.float64)
+        n, d = X.shape
+        mean = X.mean(axis=0) if n else np.zeros(d)
+        C = np.zeros((d, d))
+        for start in range(0, n, _GRAM_ROWS):
+            Z = X[start:start + _GRAM_ROWS] - mean
+            C += Z.T @ Z
+        return cls(n, mean, C)
+
+    @classmethod
+    def pooled(cls, parts):
+        """The summary of the rows of every part together: the parts' scatters plus that of their means
+        about the pooled mean (the parallel form of Chan, Golub & LeVeque)."""
+        parts = [p for p in parts if p.n > 0]
+        n = sum(p.n for p in parts)
+        mean = sum(p.n * p.mean for p in parts) / n
+        C = sum(p.scatter + p.n * np.outer(p.mean - mean, p.mean - mean) for p in parts)
+        return cls(n, mean, C)
+
+    def collinear_columns(self):
+        """:func:`collinear_columns` of the rows summarised (constant columns left out)."""
+        sd = np.sqrt(np.maximum(np.diag(self.scatter), 0.0) / max(self.n, 1))
+        keep = np.flatnonzero(np.isfinite(sd) & (sd > 0))
+        if keep.size < 2:
+            return []
+        R = self.scatter[np.ix_(keep, keep)] / self.n / np.outer(sd[keep], sd[keep])
+        return [sorted(int(keep[j]) for j in g) for g in _tied_groups(R)]
+
+
+def warn_collinear(X, mean, scale, *, X_in=None):
     """:func:`collinear_columns` as a :class:`CollinearWarning` naming the columns (a DataFrame's names)."""
-    groups = collinear_columns(X, mean, scale)
+    columns = getattr(X_in, "columns", None)
+    warn_tied(collinear_columns(X, mean, scale), None if columns is None else list(columns))
+
+
+def warn_tied(groups, names=None, *, where="X"):
+    """The :class:`CollinearWarning` for ``groups`` (lists of column indices); ``names``: the columns'
+    names (None: "column j"); ``where``: what holds the inputs."""
     if not groups:
         return
-    columns = getattr(X_in, "columns", None)
-    names = [f"column {j}" for j in range(X.shape[1])] if columns is None else [repr(c) for c in columns]
+    d = 1 + max(j for g in groups for j in g)
+    names = [f"column {j}" for j in range(d)] if names is None else [repr(c) for c in names]
     tied = "; ".join(", ".join(names[j] for j in g) for g in groups)
     drop = sum(len(g) - 1 for g in groups)
-    warnings.warn(
-        f"X has inputs tied by a linear relation on every row ({tied}): no fit can tell their coefficients "
+    warn(
+        f"{where} has inputs tied by a linear relation on every row ({tied}): no fit can tell their coefficients "
         "apart, so the fit runs and predicts, but its coefficients for them are one choice among many and each "
         f"model counts parameters the data cannot fix. Drop {drop} of them (a full one-hot coding next to the "
         "intercept is such a group: drop one level).",
         CollinearWarning,
-        stacklevel=stacklevel + 1,
     )

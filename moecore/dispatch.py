@@ -17,13 +17,13 @@ import signal
 import tempfile
 import threading
 import time
-import warnings
 from contextlib import contextmanager, nullcontext
 
 import numpy as np
 from joblib import Parallel, delayed
 
 from ._threads import one_blas_thread as _one_thread
+from ._warn import warn
 from .local import LocalFitError
 
 __all__ = ["MachineData", "Runner", "SchedulerPickling", "check_scheduler_backend", "gather_dask",
@@ -401,12 +401,11 @@ class Runner:
             except _WORKER_LOST as exc:
                 _raise_if_interrupted(exc)
                 left = [m for m in todo if not is_done(m)]
-                warnings.warn(
+                warn(
                     f"a worker process died on host {os.uname().nodename} ({_lost_text(exc)}); the "
                     f"{len(todo) - len(left)} finished result(s) are kept and machine(s) {left} are "
                     "run again.",
                     RuntimeWarning,
-                    stacklevel=4,
                 )
                 todo = left
         for m in todo:
@@ -558,8 +557,8 @@ def gather_dask(futures, M, progress, resubmit=None, lost=None, stage="local"):
         except _dask_lost_types() as exc:
             why = _lost_text(exc)
             if resubmit is not None and attempts[i] < _DASK_ATTEMPTS:
-                warnings.warn(f"task {i} was lost with its dask worker ({why}); it is sent again and "
-                              "run elsewhere.", RuntimeWarning, stacklevel=4)
+                warn(f"task {i} was lost with its dask worker ({why}); it is sent again and run elsewhere.",
+                     RuntimeWarning)
                 attempts[i] += 1
                 new = resubmit(i)
                 position[new.key] = i

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import time
-import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -23,6 +22,7 @@ from ._validation import (
     check_response_scale,
     check_Xy,
 )
+from ._warn import warn
 from .collinear import warn_collinear
 from .costs import FitCosts
 from .dispatch import Runner, SchedulerPickling
@@ -99,14 +99,14 @@ def _check_fit(est, machines, quiet):
     yardstick for the whole, nor n / M the rows of an expert on the machines that hold it: no check (None)."""
     est.fit_check_ = est.expert_rows_ = None
     if not quiet:  # from the support pairs, which the server holds: whatever the machine weights
-        warn_degenerate(est.params_, est.support_X_, est.support_y_, rows_name="support points", stacklevel=6)
+        warn_degenerate(est.params_, est.support_X_, est.support_y_, rows_name="support points")
     if est.machine_weights_used_ == "covariate":
         return
     # The server's part, from the reduced gates on the support's x: no exchange.
     est.expert_rows_ = check_expert_rows(est.params_, est.support_X_, sum(est._n_samples_all[m] for m in est.machines_),
                                          len(est.machines_), est.refine_rounds)
     if not est.expert_rows_.ok and not quiet:
-        warnings.warn(est.expert_rows_.message, AccuracyWarning, stacklevel=6)
+        warn(est.expert_rows_.message, AccuracyWarning)
     out = machines.run(machine_errors, est.machines_, lambda m: (est.params_,), lost=lambda m, why: None)
     done = [i for i, m in enumerate(est.machines_) if out[m][0] is not None]
     if not done:
@@ -119,7 +119,7 @@ def _check_fit(est, machines, quiet):
                                rows_per_parameter=min(est._n_samples_all[m] for m in machines_done) / q)
     est.costs_.add_check(max(out[m][1] for m in machines_done), machines_done, q)
     if not est.fit_check_.ok and not quiet:
-        warnings.warn(est.fit_check_.message, AccuracyWarning, stacklevel=6)
+        warn(est.fit_check_.message, AccuracyWarning)
 
 
 def _all_or_nothing(fit):
@@ -234,8 +234,8 @@ class DistributedMoE(SchedulerPickling, MoEPredictorMixin, BaseEstimator):
         warn_small_shards(*X.shape, K, M, S)
         x_moments = check_nonconstant_columns(X)
         check_response_scale(y)
-        warn_outliers(X, y, X_in=X_in, y_in=y_in, stacklevel=5)
-        warn_collinear(X, *x_moments, X_in=X_in, stacklevel=4)
+        warn_outliers(X, y, X_in=X_in, y_in=y_in)
+        warn_collinear(X, *x_moments, X_in=X_in)
         seed_split, seed_support, seed_mm, machine_seeds = _seeds(self.random_state, M)
         rows = place_rows(as_split(self.split), machine, X, M, S, min_samples(K, d), seed_split, seed_support)
         self.shards_, self.support_indices_, self.support_machine_ = rows.shards, rows.support, rows.support_machine

@@ -10,7 +10,6 @@ mapped back to the original units exactly (:class:`moecore.model.Standardizer`).
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +30,7 @@ from ._validation import (
     check_Xy,
     robust_std,
 )
+from ._warn import warn
 from .collinear import warn_collinear
 from .gating import (
     em_newton_step,
@@ -170,8 +170,8 @@ def _timed_data_checks(X, y, X_in, y_in, x_moments):
     leaves out the server's (speed-ups divide the one by the other).
     """
     t = time.perf_counter()
-    warn_outliers(X, y, X_in=X_in, y_in=y_in, stacklevel=5)
-    warn_collinear(X, *x_moments, X_in=X_in, stacklevel=4)
+    warn_outliers(X, y, X_in=X_in, y_in=y_in)
+    warn_collinear(X, *x_moments, X_in=X_in)
     return time.perf_counter() - t
 
 
@@ -209,11 +209,11 @@ def degenerate_message(params, X, y, *, rows_name="rows"):
             "modelled apart.")
 
 
-def warn_degenerate(params, X, y, *, rows_name="rows", stacklevel=2):
+def warn_degenerate(params, X, y, *, rows_name="rows"):
     """:func:`degenerate_message` as a :class:`DegenerateFitWarning`, when there is one."""
     message = degenerate_message(params, X, y, rows_name=rows_name)
     if message:
-        warnings.warn(message, DegenerateFitWarning, stacklevel=stacklevel + 1)
+        warn(message, DegenerateFitWarning)
 
 
 class DegenerateFitWarning(UserWarning):
@@ -743,26 +743,23 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         a degenerate variance (:func:`warn_degenerate`), EM not converged."""
         K = self.n_experts
         if self.retired_experts_.size:
-            warnings.warn(
+            warn(
                 f"expert(s) {self.retired_experts_.tolist()} lost their points again after a re-seed and "
                 f"were retired (gate mass ~ 0): the data supports fewer than n_experts={K} experts.",
                 DegenerateFitWarning,
-                stacklevel=4,
             )
         elif reseeded:
-            warnings.warn(
+            warn(
                 f"EM re-seeded an expert that had lost its points {reseeded} time(s); "
                 f"the data may support fewer experts than n_experts={K}.",
                 DegenerateFitWarning,
-                stacklevel=4,
             )
-        warn_degenerate(self.params_, X, y, stacklevel=4)
+        warn_degenerate(self.params_, X, y)
         if not self.converged_:
-            warnings.warn(
+            warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations (tol={self.tol}); "
                 "increase max_iter or tol.",
                 ConvergenceWarning,
-                stacklevel=4,
             )
 
     def _pilot_start(self, pilot, scaler, d):

@@ -8,12 +8,12 @@ knows nothing of where it runs (:mod:`moecore.dispatch`) nor of the estimator th
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._validation import check_random_state_seed
+from ._warn import warn
 from .em import MixtureOfExperts, uses_portfolio
 from .model import net_variances
 from .shard_check import machine_errors
@@ -188,29 +188,26 @@ def collect_local_fits(results, on_error, n_experts, max_iter, quiet=False):
     if quiet:
         return kept, failed
     if failed:
-        warnings.warn(
+        warn(
             f"skipped {len(failed)} failed machine(s) {sorted(failed)}; the others are "
             "aggregated with renormalised weights.",
             RuntimeWarning,
-            stacklevel=5,
         )
     spare = {r.index: r.model.retired_experts_.tolist() for r in kept
              if getattr(r.model, "retired_experts_", np.array([])).size}
     if spare:
-        warnings.warn(
+        warn(
             f"the local fits of machine(s) {sorted(spare)} retired spare experts {spare} "
             f"(machine: experts): their shards support fewer than n_experts={n_experts} "
             "experts (e.g. a machine holding one region of x); those components carry no gate "
             "mass into the reduction.",
             RuntimeWarning,
-            stacklevel=5,
         )
     not_conv = [r.index for r in kept if not r.model.converged_]
     if not_conv:
-        warnings.warn(
+        warn(
             f"the local EM of machine(s) {not_conv} did not converge in max_iter={max_iter}.",
             RuntimeWarning,
-            stacklevel=5,
         )
     return kept, failed
 

@@ -27,10 +27,11 @@ A warning, not a refusal: the value may be right.  The message says which rows, 
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
+
+from ._warn import warn
 
 __all__ = [
     "FAR_FROM_BULK",
@@ -189,7 +190,7 @@ def find_outliers(X, y=None, *, feature_names=None, response_name="y"):
     return Outliers(tuple(c for c in found if c is not None), n)
 
 
-def warn_outliers(X, y, *, X_in=None, y_in=None, stacklevel=3):
+def warn_outliers(X, y, *, X_in=None, y_in=None):
     """Issue :func:`find_outliers`' message as an :class:`OutlierWarning`; returns the :class:`Outliers`.
 
     X (n, d), y (n,): the validated arrays ; X_in, y_in : what the caller passed, for the column names
@@ -200,11 +201,11 @@ def warn_outliers(X, y, *, X_in=None, y_in=None, stacklevel=3):
     out = find_outliers(X, y, feature_names=None if columns is None else list(columns),
                         response_name="y" if name is None else name)
     if not out.ok:
-        warnings.warn(out.message, OutlierWarning, stacklevel=stacklevel)
+        warn(out.message, OutlierWarning)
     return out
 
 
-def warn_file_outliers(found, stacklevel=3):
+def warn_file_outliers(found):
     """One :class:`OutlierWarning` for the files of :meth:`DistributedMoE.fit_shards`, each checked by the
     machine that reads it (the rows never meet in one process).
 
@@ -212,5 +213,4 @@ def warn_file_outliers(found, stacklevel=3):
     """
     parts = [f"in {name}, {c.describe()}" for name, out in found for c in out.columns]
     if parts:
-        warnings.warn(_message(parts) + " Rows are counted from 0 after each file's header.", OutlierWarning,
-                      stacklevel=stacklevel)
+        warn(_message(parts) + " Rows are counted from 0 after each file's header.", OutlierWarning)

@@ -57,13 +57,13 @@ rules flagged, so it costs one E-step per machine and the q numbers of the model
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import _em_kernels as _kern
 from . import model as _m
+from ._warn import warn
 from .local import LocalFitError, LocalFitResult, fit_local
 from .params import LOCAL_CHECKS, n_free_parameters
 
@@ -414,12 +414,11 @@ def screen_local_fits(results, models, machines, X_support, y_support, support_m
         raise LocalFitError("the screening dropped every machine; pass local_check='off'.")
     dropped = sorted(outcome.dropped)
     if dropped and not quiet:
-        warnings.warn(
+        warn(
             f"the screening left out machine(s) {dropped}: their local fits scored far below "
             "the others on the supporting sample or on their own rows (a poor local optimum); the others are "
             "aggregated with renormalised weights.",
             RuntimeWarning,
-            stacklevel=6,
         )
     return outcome
 

@@ -42,11 +42,11 @@ all the rows) an :class:`AccuracyWarning` names the expert and what to change.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ._warn import warn
 from .model import gate_proba, loglik_per_sample, predict_mean
 from .params import n_free_parameters
 
@@ -239,12 +239,11 @@ def check_shards(n_samples, n_features, n_experts, n_machines, support_size, *, 
     return ShardCheck(rows, q, r, s, not problems, msg[:1].upper() + msg[1:] + "." if msg else "", "; ".join(advice))
 
 
-def warn_small_shards(n_samples, n_features, n_experts, n_machines, support_size, *, smallest_shard=None,
-                      stacklevel=3):
+def warn_small_shards(n_samples, n_features, n_experts, n_machines, support_size, *, smallest_shard=None):
     """:func:`check_shards`, issuing its message as a :class:`SmallShardWarning` when not ok; returns it."""
     check = check_shards(n_samples, n_features, n_experts, n_machines, support_size, smallest_shard=smallest_shard)
     if not check.ok:
-        warnings.warn(check.message, SmallShardWarning, stacklevel=stacklevel)
+        warn(check.message, SmallShardWarning)
     return check
 
 

@@ -42,6 +42,7 @@ import numpy as np
 from joblib import delayed
 
 from . import local
+from .collinear import ColumnScatter, warn_tied
 from .dispatch import MachineData, Runner, gather_dask
 from .outliers import Outliers, find_outliers, warn_file_outliers
 from .params import min_samples, min_samples_rule
@@ -71,7 +72,8 @@ class ShardInfo:
 @dataclass
 class ShardFitResult:
     """Round 2 of one machine: the local fit, the support rows it drew, its read time, the
-    digest of the rows it fitted (:func:`rows_digest`; "" when it fitted none) and their outlying rows."""
+    digest of the rows it fitted (:func:`rows_digest`; "" when it fitted none), their outlying rows and the
+    summary of its inputs for the check on tied columns."""
 
     index: int
     result: local.LocalFitResult
@@ -80,6 +82,7 @@ class ShardFitResult:
     read_time: float
     digest: str = ""
     outliers: Outliers | None = None  # its file's outlying rows (moecore.outliers), found where it was read
+    scatter: ColumnScatter | None = None  # its inputs' mean and centred scatter (moecore.collinear)
 
 
 def rows_digest(X, y):
@@ -364,7 +367,7 @@ def _fit_and_sample(index, X, y, n_expected, path, n_experts, em_params, seed, S
     idx = np.sort(rng.choice(len(y), size=S_m, replace=False))
     res = local.fit_local(index, X, y, n_experts, em_params, seed, local_experts)
     outliers = find_outliers(X, y, feature_names=names[1], response_name=names[0])
-    return ShardFitResult(index, res, X[idx], y[idx], read_time, rows_digest(X, y), outliers)
+    return ShardFitResult(index, res, X[idx], y[idx], read_time, rows_digest(X, y), outliers, ColumnScatter.of(X))
 
 
 def _vanished(index, path, n_expected, d):
@@ -562,9 +565,7 @@ def _shard_plan(job, infos):
             f"{min_samples_rule(job.n_experts, d)}."
         )
     S = job.support_size(int(sizes.sum()), d)
-    # stacklevel: the caller of DistributedMoE.fit_shards on the joblib path.
-    warn_small_shards(int(sizes.sum()), d, job.n_experts, job.n_machines, S, smallest_shard=int(sizes.min()),
-                      stacklevel=7)
+    warn_small_shards(int(sizes.sum()), d, job.n_experts, job.n_machines, S, smallest_shard=int(sizes.min()))
     return sizes, allocate_support(S, sizes)
 
 
@@ -579,9 +580,14 @@ def _lost_shard(infos, sizes):
 
 def _aggregate_shards(job, paths, infos, sizes, shares, out, machines):
     """Hand the machines' results ``out`` (M ShardFitResult) to ``job.aggregate``, after saying which
-    files hold outlying rows."""
+    files hold outlying rows and which inputs are tied on every row of every file (each machine sent
+    its inputs' scatter: the rows never meet)."""
     warn_file_outliers([(os.path.basename(paths[o.index]), o.outliers) for o in out
-                        if o.outliers is not None and not o.outliers.ok], stacklevel=7)
+                        if o.outliers is not None and not o.outliers.ok])
+    scatters = [o.scatter for o in out if o.scatter is not None]
+    if scatters:
+        warn_tied(ColumnScatter.pooled(scatters).collinear_columns(), infos[0].features,
+                  where=f"The data of the {len(scatters)} files")
     job.aggregate(ShardsFitted(
         paths=paths,
         sizes=sizes,

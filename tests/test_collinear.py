@@ -13,7 +13,7 @@ import pytest
 
 from moecore import DistributedMoE, MixtureOfExperts, simulate_design
 from moecore._validation import column_moments
-from moecore.collinear import CollinearWarning, collinear_columns
+from moecore.collinear import CollinearWarning, ColumnScatter, collinear_columns
 from moecore.datasets import dataset_names, load_dataset
 from moecore.simulation import DESIGNS
 
@@ -58,6 +58,57 @@ def test_the_fit_names_the_tied_columns_at_the_callers_line(sim, est):
     found = [w for w in record if issubclass(w.category, CollinearWarning)]
     assert len(found) == 1 and found[0].filename == __file__
     assert "('high', 'low')" in str(found[0].message) and "Drop 1 of them" in str(found[0].message)
+
+
+def test_machines_summaries_pooled_give_the_same_groups(sim):
+    """fit_shards' check: each machine sends its inputs' mean and centred scatter; pooled, they find the
+    groups the rows together give, whatever the split, and a large offset still cancels nothing."""
+    X = sim.X
+    noise = np.random.default_rng(0).normal(size=len(X))
+    cases = [np.column_stack([X, X[:, 0]]), np.column_stack([X, X[:, 0] + 2 * X[:, 1]]),
+             np.column_stack([X, X[:, 0] > 0, X[:, 0] <= 0]).astype(float),
+             np.column_stack([X, X[:, 0] + 1e-3 * noise]), np.column_stack([X, 1e9 + noise]),
+             np.column_stack([X + 1e9, X[:, 0] + 1e9 + 1e-3 * noise]), X]
+    # Unequal parts, one of a single row, cut where the first column is sorted (regions, as a
+    # quantile split makes them: the parts' means differ, so their spread about the pooled mean counts).
+    order = np.argsort(X[:, 0])
+    cuts = np.split(order, [1, 700, 2500])
+    for Z in cases:
+        pooled = ColumnScatter.pooled([ColumnScatter.of(Z[rows]) for rows in cuts])
+        assert pooled.n == len(Z) and np.allclose(pooled.mean, Z.mean(axis=0), rtol=1e-12)
+        assert pooled.collinear_columns() == collinear_columns(Z)
+    # A tie on one region only is no tie of the whole.
+    Z = np.column_stack([X, np.where(X[:, 0] < 0, X[:, 1], noise)])
+    assert ColumnScatter.of(Z[X[:, 0] < 0]).collinear_columns() == [[1, 2]]
+    assert ColumnScatter.pooled([ColumnScatter.of(Z[X[:, 0] < 0]), ColumnScatter.of(Z[X[:, 0] >= 0])]
+                                ).collinear_columns() == []
+
+
+@pytest.mark.parametrize("backend", ["sequential", "threading"])
+def test_fit_shards_names_inputs_tied_across_the_files(sim, tmp_path, backend):
+    """No process holds every row: the machines' summaries, pooled at the server, say it once."""
+    paths = []
+    for m in range(4):
+        part = slice(1000 * m, 1000 * (m + 1))
+        frame = pd.DataFrame({"dose": sim.X[part, 0], "age": sim.X[part, 1], "effect": sim.y[part]})
+        frame["dose_mg"] = 1000 * frame["dose"]
+        paths.append(tmp_path / f"site{m}.csv")
+        frame.to_csv(paths[-1], index=False)
+    est = DistributedMoE(4, 4, random_state=0, backend=backend)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        est.fit_shards([str(p) for p in paths], response="effect")
+    found = [w for w in record if issubclass(w.category, CollinearWarning)]
+    assert len(found) == 1 and found[0].filename == __file__  # pointed at the caller's line
+    assert "The data of the 4 files has inputs tied" in str(found[0].message)
+    assert "('dose', 'dose_mg')" in str(found[0].message)
+    # Without the copy: not a word.
+    for p in paths:
+        pd.read_csv(p).drop(columns="dose_mg").to_csv(p, index=False)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        est.fit_shards([str(p) for p in paths], response="effect")
+    assert not [w for w in record if issubclass(w.category, CollinearWarning)]
 
 
 def test_the_shipped_data_and_designs_have_no_tied_inputs():

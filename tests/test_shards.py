@@ -9,6 +9,7 @@ import pytest
 
 from moecore import DistributedMoE, simulate_design
 from moecore.alignment import align_to
+from moecore.collinear import CollinearWarning
 from moecore.outliers import OutlierWarning
 from moecore.shards import ShardError, allocate_support, inspect_shard, read_shard
 
@@ -127,13 +128,19 @@ def test_dask_shards_equal_loky(shard_paths, loky_fit, tmp_path):
                 fit([*shard_paths[:-1], shard_paths[-1] + ".missing.csv"], backend="dask", scheduler=client)
             # Refinement rounds run on the shards loaded on the workers.
             rounds = fit(shard_paths, backend="dask", scheduler=client, refine_rounds=1)
-            # Each worker checks the file it loaded for outlying rows (moecore.outliers).
-            odd = pd.read_parquet(shard_paths[1])
-            odd.loc[3, "y"] = 1e4
-            odd_path = str(tmp_path / "odd.csv")
-            odd.to_csv(odd_path, index=False)
-            with pytest.warns(OutlierWarning, match=r"in odd\.csv, row 3 \(y = 10000\)"):
-                fit([shard_paths[0], odd_path, *shard_paths[2:]], backend="dask", scheduler=client)
+            # Each worker checks the file it loaded for outlying rows (moecore.outliers), and sends its
+            # inputs' scatter for the check on columns tied across every file (moecore.collinear).
+            odd_paths = []
+            for m, path in enumerate(shard_paths):
+                frame = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
+                frame["x1_copy"] = frame["x1"]
+                if m == 1:
+                    frame.loc[3, "y"] = 1e4
+                odd_paths.append(str(tmp_path / ("odd.csv" if m == 1 else f"copy{m}.csv")))
+                frame.to_csv(odd_paths[-1], index=False)
+            with pytest.warns(OutlierWarning, match=r"in odd\.csv, row 3 \(y = 10000\)"), \
+                    pytest.warns(CollinearWarning, match=r"4 files has inputs tied .*\('x1', 'x1_copy'\)"):
+                fit(odd_paths, backend="dask", scheduler=client)
     finally:
         cluster.close()
     np.testing.assert_allclose(rounds.params_.vector(), fit(shard_paths, n_jobs=2, refine_rounds=1).params_.vector(),
