@@ -10,6 +10,7 @@ import numbers
 from collections.abc import Hashable
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from sklearn.utils.validation import validate_data
 
 from ._warn import warn
@@ -19,6 +20,7 @@ __all__ = [
     "check_X",
     "check_Xy",
     "check_choice",
+    "check_column_names",
     "check_float",
     "check_int",
     "check_random_state_seed",
@@ -60,7 +62,9 @@ def check_choice(value, name, choices):
     if isinstance(value, np.ndarray) or not isinstance(value, Hashable):
         raise TypeError(f"{name} must be one of {sorted(choices)!r}, got a {type(value).__name__}.")
     if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)!r}, got {value!r}.")
+        # An object's repr can run to pages (a MoEParams prints its arrays): its type says enough.
+        shown = repr(value) if isinstance(value, (str, numbers.Number)) else f"a {type(value).__name__}"
+        raise ValueError(f"{name} must be one of {sorted(choices)!r}, got {shown}.")
     return value
 
 
@@ -317,3 +321,14 @@ def check_feature_names(estimator, X, *, reset):
     if not reset and (len(shape) != 2 or shape[1] != getattr(estimator, "n_features_in_", None)):
         return
     validate_data(estimator, X, reset=reset, skip_check_array=True)
+
+
+class _NameProbe(BaseEstimator):
+    """A bare estimator for :func:`check_column_names`: scikit-learn's name check needs one to record on."""
+
+
+def check_column_names(X):
+    """Refuse, before a fit's work, the column names its end would refuse (:func:`check_feature_names`
+    with ``reset``: repeated names, names of mixed types), without touching the estimator: a failed
+    fit changes nothing."""
+    check_feature_names(_NameProbe(), X, reset=True)

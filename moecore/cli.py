@@ -216,12 +216,20 @@ def _warmup():
     return 0
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning as the command's user reads it, like its errors: the message, no source line (Python's
+    default printed ``<frozen runpy>:88:`` and a library's ``warnings.warn(`` line)."""
+    print(f"warning ({category.__name__}): {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv=None):
     """The command line's exit status: 0 done, 2 refused or failed (a message on stderr, no
     traceback), 130 interrupted (Ctrl-C); output cut short by a closed pipe (``| head``) is no
     error."""
     try:
-        return _main(argv)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return _main(argv)
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C): nothing was written.", file=sys.stderr)
         return 130
@@ -266,6 +274,7 @@ def _main(argv=None):
 
     from .experiments import compare_methods
 
+    train = None
     try:
         train, test, K, what = _compare_rows(args)
         with _fits_quiet_on_outliers():
@@ -279,7 +288,10 @@ def _main(argv=None):
                 pilot=args.pilot,
             )
     except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: LocalFitError
-        print(f"error: {exc}", file=sys.stderr)
+        # The fits' messages count the rows they see, not the file's.
+        rows = "" if train is None or args.data is None else (
+            f" (the fits see the {train.y.size} training rows of --data: {args.test_size:.0%} are held out)")
+        print(f"error: {exc}{rows}", file=sys.stderr)
         return 2
     table = comp.table()
     dm = comp.distributed

@@ -129,6 +129,10 @@ def _all_or_nothing(fit):
     @functools.wraps(fit)
     def fitted(est, *args, **kwargs):
         before, t0 = dict(est.__dict__), time.perf_counter()
+        # A fit starts from none of the last one's learned attributes: fit_shards' shard_paths_ and
+        # shard_sizes_ outlived a later fit, describing files that fit never read.
+        for name in [k for k in est.__dict__ if k.endswith("_") and not k.startswith("_")]:
+            del est.__dict__[name]
         try:
             fit(est, *args, **kwargs)
         except BaseException:
@@ -230,6 +234,7 @@ class DistributedMoE(SchedulerPickling, MoEPredictorMixin, BaseEstimator):
         for a caller running many fits: process-wide warning filters are not thread-safe."""
         check_2d(X)
         X_in, y_in, (X, y) = X, y, check_Xy(X, y)
+        check_feature_names(self, X_in, reset=True)  # names a fit refuses (repeated, mixed types), before any work
         d, (K, M, S) = X.shape[1], self.check_parameters(*X.shape)
         warn_small_shards(*X.shape, K, M, S)
         x_moments = check_nonconstant_columns(X)
@@ -246,7 +251,6 @@ class DistributedMoE(SchedulerPickling, MoEPredictorMixin, BaseEstimator):
             self._aggregate(machines, results, X[rows.support], y[rows.support], rows.support_shares(M),
                             machine_seeds, seed_mm, progress, rows.random_split, quiet)
         self.costs_.add_pilot(pilot, n_free_parameters(K, d))
-        check_feature_names(self, X_in, reset=True)
 
     def _runner(self):
         """Where the machines' tasks run: this estimator's backend, n_jobs and scheduler."""

@@ -22,11 +22,11 @@ from ._kmeans import assign_labels, kmeans
 from ._threads import one_blas_thread
 from ._validation import (
     check_2d,
+    check_column_names,
     check_feature_names,
     check_nonconstant_columns,
     check_random_state_seed,
     check_width,
-    check_X,
     check_Xy,
     robust_std,
 )
@@ -469,6 +469,11 @@ def _kplanes_labels(XtT, y, K, rng):
     return _kern.kplanes(XtT, y, seeds, _KPLANES_ITER, _KPLANES_RIDGE)
 
 
+def _n_rows(X):
+    """The rows of an X that :meth:`MoEPredictorMixin.score` has accepted."""
+    return np.shape(X)[0] if hasattr(X, "shape") else len(X)
+
+
 class MoEPredictorMixin:
     """Inference shared by every estimator whose fitted model is ``self.params_`` (a MoEParams)."""
 
@@ -525,6 +530,20 @@ class MoEPredictorMixin:
     def score(self, X, y):
         """Mean log-likelihood per sample."""
         return float(self.score_samples(X, y).mean())
+
+    def n_parameters(self):
+        """Free parameters: (K-1)(d+1) gates, K(d+1) experts, K variances."""
+        self._check_is_fitted()
+        return n_free_parameters(self.params_.n_experts, self.params_.n_features)
+
+    def bic(self, X, y):
+        """Bayesian information criterion -2 log L + k log n (lower is better).  X is checked as by
+        :meth:`predict` (a table's column names and order included)."""
+        return -2.0 * self.score(X, y) * _n_rows(X) + self.n_parameters() * np.log(_n_rows(X))
+
+    def aic(self, X, y):
+        """Akaike information criterion -2 log L + 2 k (lower is better); X checked as by :meth:`bic`."""
+        return -2.0 * self.score(X, y) * _n_rows(X) + 2 * self.n_parameters()
 
 
     def __sklearn_tags__(self):
@@ -631,11 +650,14 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_params(cls, params=None, *, gates=None, experts=None, variances=None):
-        """Build a fitted model from given parameters (e.g. the true model of a simulation).
+    def from_params(cls, params=None, *, gates=None, experts=None, variances=None, feature_names=None):
+        """Build a fitted model from given parameters (e.g. the true model of a simulation, or one
+        saved with :meth:`MoEParams.to_dict <moecore.model.MoEParams.to_dict>`).
 
         Pass a :class:`~moecore.model.MoEParams` or the three arrays ``gates`` (d+1, K),
-        ``experts`` (d+1, K) and ``variances`` (K,).
+        ``experts`` (d+1, K) and ``variances`` (K,).  ``feature_names`` (d,): the input columns'
+        names in the model's order (a fitted model's ``feature_names_in_``), so that a table given to
+        :meth:`predict` is checked as after ``fit`` (names and order); the parameters carry none.
         """
         if params is None:
             params = _m.MoEParams(gates, experts, variances)
@@ -643,6 +665,14 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             raise TypeError(f"params must be a MoEParams, got {type(params).__name__}.")
         est = cls(n_experts=params.n_experts)
         est._set_params(params)
+        if feature_names is not None:
+            names = np.asarray(list(feature_names), dtype=object)
+            if names.shape != (params.n_features,) or not all(isinstance(c, str) for c in names):
+                raise ValueError(f"feature_names must be {params.n_features} column name(s) (str), one per input "
+                                 f"of the model; got {list(names)}.")
+            if len(set(names)) < names.size:
+                raise ValueError(f"feature_names must be distinct; got {list(names)}.")
+            est.feature_names_in_ = names
         est.loglik_history_ = np.array([])
         est.loglik_ = np.nan
         est.n_iter_ = 0
@@ -691,6 +721,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         X_in, y_in = X, y
         check_2d(X)
         X, y = check_Xy(X, y)
+        check_column_names(X_in)
         n, d = X.shape
         min_n = min_samples(K, d)
         if n < min_n:
@@ -1026,18 +1057,3 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         gates = gates.copy()
         gates[0, which] -= _RETIRE_LOGIT
         return gates - gates[:, -1:]
-
-    def n_parameters(self):
-        """Free parameters: (K-1)(d+1) gates, K(d+1) experts, K variances."""
-        self._check_is_fitted()
-        return n_free_parameters(self.params_.n_experts, self.params_.n_features)
-
-    def bic(self, X, y):
-        """Bayesian information criterion -2 log L + k log n (lower is better)."""
-        X = check_X(X)
-        return -2.0 * self.score(X, y) * X.shape[0] + self.n_parameters() * np.log(X.shape[0])
-
-    def aic(self, X, y):
-        """Akaike information criterion -2 log L + 2 k (lower is better)."""
-        X = check_X(X)
-        return -2.0 * self.score(X, y) * X.shape[0] + 2 * self.n_parameters()

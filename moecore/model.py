@@ -115,6 +115,10 @@ class MoEParams:
         missing = {"gates", "experts", "variances"} - set(d)
         if missing:
             raise ValueError(f"MoE parameters lack the field(s) {sorted(missing)}.")
+        for name, shape in (("gates", "(d+1, K)"), ("experts", "(d+1, K)"), ("variances", "(K,)")):
+            if d[name] is None or isinstance(d[name], (str, bytes)) or not np.iterable(d[name]):
+                raise ValueError(f"MoE parameters' {name} must be an array {shape} of numbers, got "
+                                 f"{type(d[name]).__name__}.")
         try:
             return cls(
                 np.asarray(d["gates"], dtype=np.float64),

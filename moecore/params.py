@@ -241,7 +241,11 @@ DISTRIBUTED_PARAMETERS = _declare(
     Param("backend", "choice", "loky",
           "where the local fits run: loky/multiprocessing processes, threads, one after another, or "
           "the workers of a dask.distributed cluster", choices=BACKENDS),
-    *(EM_PARAMETERS[k] for k in EM_SETTINGS),
+    # Each machine starts from its own rows: a warm start (a MoEParams) is MixtureOfExperts' alone.
+    replace(EM_PARAMETERS["init"], help=EM_PARAMETERS["init"].help.replace(
+        " (or a MoEParams to warm-start from)", ", on every machine (a MoEParams warm start is MixtureOfExperts' "
+        "alone; pilot=True sends every machine one shared start)")),
+    *(EM_PARAMETERS[k] for k in EM_SETTINGS if k != "init"),
     EM_PARAMETERS["random_state"],
     Param("mm_n_init", "int", 3, "k-means starts of the MM reduction", "MM restarts", low=1),
     Param("mm_max_iter", "int", 200, "the most MM iterations per start", low=1),

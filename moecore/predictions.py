@@ -16,32 +16,80 @@ from .model import MoEParams, feature_names, gate_proba, posterior_proba, predic
 __all__ = ["apply_model", "prediction_frame"]
 
 
+def _names(names, what):
+    """``names`` as a list of distinct column names; a bare string is one name, not its letters (as in
+    :meth:`DistributedMoE.fit_shards <moecore.DistributedMoE.fit_shards>`)."""
+    if isinstance(names, str):
+        names = [names]
+    if isinstance(names, bytes) or not np.iterable(names):
+        raise TypeError(f"{what} must be a list of column names, got {type(names).__name__} {names!r}.")
+    names = list(names)
+    repeated = sorted({str(c) for c in names if names.count(c) > 1})
+    if repeated:
+        raise ValueError(f"{what} names {repeated} more than once: each input is one column.")
+    return names
+
+
+def _free(name, taken):
+    """``name``, or ``name`` with "_model" appended until no column of ``taken`` has it: an output
+    must not overwrite an input or the response that share its name."""
+    while name in taken:
+        name += "_model"
+    return name
+
+
 def prediction_frame(params: MoEParams, X, *, y=None, x_names=None, y_name="y"):
-    """Predictions of ``params`` on X (n, d) (and y (n,)) as a DataFrame, one row per row of X."""
+    """Predictions of ``params`` on X (n, d) (and y (n,)) as a DataFrame, one row per row of X.
+
+    X : array-like (n, d), or a DataFrame: its columns ``x_names`` (the model's inputs, in the model's
+        order, taken by name) when given, else all of them in their order, named as in the table.
+    x_names : the d input names (default: a DataFrame's, else x1..xd); y_name : the response's.
+    The outputs are ``prediction``, ``gate_1``..``gate_K``, ``most_likely_expert`` and, with y,
+    ``posterior_expert``; one whose name an input or the response already has gets "_model" appended.
+    """
+    if x_names is not None:
+        x_names = _names(x_names, "x_names")
+    if isinstance(X, pd.DataFrame):
+        if x_names is None:
+            x_names = _names(X.columns, "X's columns")
+        else:
+            missing = [c for c in x_names if c not in X.columns]
+            if missing:
+                raise ValueError(f"X lacks the input column(s) {missing} of x_names; it has {list(X.columns)}.")
+            X = X[x_names]
     X = check_X(X)
-    if X.shape[1] != params.n_features:
-        raise ValueError(f"X must have the model's {params.n_features} input column(s), got {X.shape[1]}.")
-    names = list(x_names) if x_names is not None else feature_names(X.shape[1])
+    n, d = X.shape
+    if d != params.n_features:
+        raise ValueError(f"X must have the model's {params.n_features} input column(s), got {d}.")
+    names = list(x_names) if x_names is not None else feature_names(d)
+    if len(names) != d:
+        raise ValueError(f"x_names has {len(names)} name(s) for the model's {d} input column(s).")
     df = pd.DataFrame(X, columns=names)
     if y is not None:
-        y = np.asarray(y, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if y.shape[0] != n:
+            raise ValueError(f"y has {y.shape[0]} value(s) for the {n} row(s) of X.")
+        if y_name in names:
+            raise ValueError(f"y_name {y_name!r} is also an input column: the response must be its own column.")
         df[y_name] = y
-    df["prediction"] = predict_mean(X, params)
+    taken = set(df.columns)
+    df[_free("prediction", taken)] = predict_mean(X, params)
     gates = gate_proba(X, params)
     for k in range(params.n_experts):
-        df[f"gate_{k + 1}"] = gates[:, k]
-    df["most_likely_expert"] = gates.argmax(axis=1) + 1
+        df[_free(f"gate_{k + 1}", taken)] = gates[:, k]
+    df[_free("most_likely_expert", taken)] = gates.argmax(axis=1) + 1
     if y is not None:
-        df["posterior_expert"] = posterior_proba(X, y, params).argmax(axis=1) + 1
+        df[_free("posterior_expert", taken)] = posterior_proba(X, y, params).argmax(axis=1) + 1
     return df
 
 
 def apply_model(params: MoEParams, frame: pd.DataFrame, x_names, y_name=None):
     """:func:`prediction_frame` on the columns ``x_names`` of a table (and its ``y_name`` column when
     present); a ValueError names the columns the table lacks."""
+    x_names = _names(x_names, "x_names")
     missing = [c for c in x_names if c not in frame.columns]
     if missing:
         raise ValueError(f"the table lacks the model's input column(s) {missing}; it has {list(frame.columns)}.")
-    X = frame[list(x_names)].to_numpy(np.float64)
+    X = frame[x_names].to_numpy(np.float64)
     y = frame[y_name].to_numpy(np.float64) if y_name is not None and y_name in frame.columns else None
     return prediction_frame(params, X, y=y, x_names=x_names, y_name=y_name or "y")

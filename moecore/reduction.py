@@ -222,10 +222,11 @@ class LargeMixture:
     def __post_init__(self):
         if len(self.local_params) == 0:
             raise ValueError("local_params must hold at least one local model.")
-        d = self.local_params[0].n_features
         for i, prm in enumerate(self.local_params):
             if not isinstance(prm, _m.MoEParams):
                 raise TypeError(f"local_params[{i}] must be a MoEParams, got {type(prm).__name__}.")
+        d = self.local_params[0].n_features
+        for i, prm in enumerate(self.local_params):
             if prm.n_features != d:
                 raise ValueError(
                     f"local_params[{i}] has {prm.n_features} features, local_params[0] has {d}."
@@ -652,6 +653,7 @@ def reduce_mixtures(local_params, weights, X_support, n_experts, *, y_support=No
                     variance_update=variance_update, gate_targets=gate_targets)
     v = _check_reduction(settings, y_support)
     large = LargeMixture(list(local_params), weights)
+    _check_parts(large, v["n_experts"], local_scores)
     problem = ReductionProblem(large, X_support)
     y_support = _check_support(problem, v, y_support)
     net = _check_net_variances(net_variances, large) if variance_update == "debiased" else None
@@ -747,6 +749,22 @@ def _check_reduction(settings, y_support):
     check_choice(v["variance_update"], "variance_update", VARIANCE_UPDATES)
     check_choice(v["gate_targets"], "gate_targets", GATE_TARGETS)
     return v
+
+
+def _check_parts(large, n_experts, local_scores):
+    """A reduced model has no more experts than the local ones it pools, and one score per machine."""
+    L = large.variances.shape[0]
+    if n_experts > L:
+        per = [prm.n_experts for prm in large.local_params]
+        raise ValueError(
+            f"n_experts={n_experts} is more than the {L} local expert(s) the reduction pools ({per} on the "
+            f"{len(per)} machine(s)): a reduced model has no more experts than its parts. The machines' data "
+            f"support fewer experts (each chose its own number with local_experts='bic'), or too few machines "
+            f"were kept: use n_experts <= {L}."
+        )
+    if local_scores is not None and np.shape(local_scores) != (len(large.local_params),):
+        raise ValueError(f"local_scores must hold one score per local model ({len(large.local_params)}), got shape "
+                         f"{np.shape(local_scores)}.")
 
 
 def _check_support(problem, v, y_support):

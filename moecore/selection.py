@@ -15,6 +15,7 @@ machine also chooses its own K (at most the K fitted), and the table reports the
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ import pandas as pd
 from ._validation import check_int, check_random_state_seed, check_Xy
 from .baselines import fit_global
 from .distributed import DistributedMoE
-from .params import EM_SETTINGS, n_free_parameters
+from .params import EM_SETTINGS, min_samples, min_samples_rule, n_free_parameters
 
 __all__ = ["CRITERIA", "KSelection", "choose_k", "criterion_values"]
 
@@ -61,6 +62,23 @@ def criterion_values(model, X, y):
     return loglik, bic, bic + 2.0 * entropy, q
 
 
+def _distributed_params(given):
+    """``distributed_params`` as a dict of :class:`DistributedMoE` parameters that choose_k does not set
+    itself (n_experts, n_machines and random_state are its own; the EM settings go as keywords)."""
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise TypeError(f"distributed_params must be a dict of DistributedMoE parameters, got {type(given).__name__}.")
+    allowed = sorted(set(DistributedMoE().get_params()) - {"n_experts", "n_machines", "random_state"}
+                     - set(EM_SETTINGS))
+    bad = sorted(set(given) - set(allowed), key=str)
+    if bad:
+        raise TypeError(f"distributed_params has {bad}, which choose_k sets itself or DistributedMoE does not "
+                        f"take (K from ks, n_machines and random_state as arguments, EM settings as keywords); "
+                        f"it takes {allowed}.")
+    return dict(given)
+
+
 def choose_k(X, y, ks=(1, 2, 3, 4, 5), *, n_machines=None, criterion="bic", random_state=None,
              distributed_params=None, **em_params):
     """BIC (and ICL) against K for the global EM and, with ``n_machines``, the distributed fit.
@@ -82,6 +100,9 @@ def choose_k(X, y, ks=(1, 2, 3, 4, 5), *, n_machines=None, criterion="bic", rand
     KSelection
     """
     X, y = check_Xy(X, y)
+    if isinstance(ks, str) or not np.iterable(ks):
+        raise TypeError(f"ks must be an iterable of ints >= 1, the numbers of experts to try (e.g. (1, 2, 3)); "
+                        f"got {type(ks).__name__} {ks!r}.")
     ks = sorted({check_int(k, "ks", low=1) for k in ks})
     if not ks:
         raise ValueError("ks must hold at least one number of experts.")
@@ -90,7 +111,12 @@ def choose_k(X, y, ks=(1, 2, 3, 4, 5), *, n_machines=None, criterion="bic", rand
     unknown = sorted(set(em_params) - set(EM_SETTINGS))
     if unknown:
         raise TypeError(f"unknown EM setting(s) {unknown}: choose_k takes {list(EM_SETTINGS)}.")
-    dist = dict(distributed_params or {})
+    dist = _distributed_params(distributed_params)
+    # Refuse before any fit: the largest K is the strictest.
+    if X.shape[0] < min_samples(ks[-1], X.shape[1]):
+        raise ValueError(f"ks holds {ks[-1]}: X has {X.shape[0]} samples, and with {ks[-1]} experts and "
+                         f"{X.shape[1]} feature(s) a fit needs {min_samples_rule(ks[-1], X.shape[1])}. "
+                         "Try fewer experts.")
     if n_machines is not None:
         # Refuse before any fit: every K must suit the shards (the largest K is the strictest).
         DistributedMoE(max(ks), n_machines, **em_params, **dist).check_parameters(*X.shape)

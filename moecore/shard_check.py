@@ -223,8 +223,15 @@ def check_shards(n_samples, n_features, n_experts, n_machines, support_size, *, 
     r, s = rows / q, S / q
     problems, advice = [], []
     if r < MIN_ROWS_PER_PARAMETER:
-        m_ok = max(n // math.ceil(MIN_ROWS_PER_PARAMETER * q), 1)
-        advice.append(f"use at most {m_ok} machine(s) for K = {K}" + (", or fewer experts" if K > 1 else ""))
+        m_ok = n // math.ceil(MIN_ROWS_PER_PARAMETER * q)
+        if m_ok < 1:  # "at most 1 machine" would be no advice when all the rows on one are too few
+            advice.append(f"even one machine holding all {n} rows has {n / q:.1f} per parameter: "
+                          + ("use fewer experts or more rows" if K > 1 else "use more rows"))
+        elif m_ok < M:
+            advice.append(f"use at most {m_ok} machine(s) for K = {K}" + (", or fewer experts" if K > 1 else ""))
+        else:  # unequal files: M of them hold enough rows, the smallest does not
+            advice.append("give the smallest shard more rows (merge it with another file)"
+                          + (", or use fewer experts" if K > 1 else ""))
         problems.append(
             f"{who} holds {rows} rows for the {q} parameters of its local model ({r:.1f} per parameter; "
             f"below {MIN_ROWS_PER_PARAMETER:g} the reduced model was often more than 1.2x the global EM's RPE): "

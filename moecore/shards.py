@@ -193,6 +193,9 @@ def _select(path, columns, response, features):
     else:
         # One name is one column ("x1"), not its characters.
         feats = [features] if isinstance(features, str) else [str(f) for f in features]
+        repeated = sorted({f for f in feats if feats.count(f) > 1})
+        if repeated:
+            raise ShardError(f"features lists {repeated} more than once: each input is one column.")
         missing = [f for f in feats if f not in columns]
         if missing:
             raise ShardError(
