@@ -28,7 +28,7 @@ from pathlib import Path
 import streamlit as st
 
 from . import lessons, runs, settings
-from .io import markdown_escape, session_to_json
+from .io import markdown_escape, session_to_json, stem
 
 ROOT = Path(__file__).resolve().parents[1]
 # (script, title, icon): the app's pages in menu order.  The navigation and the sidebar's links
@@ -79,6 +79,8 @@ def frame(page_path: str):
     if "data" not in ss:
         with st.spinner("Simulating the built-in example and fitting it on 8 machines..."):
             runs.ensure_data_and_fit()
+    if ss.get("startup_ignored"):
+        st.warning(f"Ignored URL parameter(s): {ss.pop('startup_ignored')}.")
     if ss.get("startup_error"):
         st.error(ss.pop("startup_error"))
     with st.sidebar:
@@ -184,7 +186,8 @@ def refresh_sidebar(final=True, page_path=""):
                 # which every rerun of every page would pay while an upload is the data.
                 values = settings.settings()
                 st.download_button("Download the session file", lambda: session_to_json(data, values),
-                                   file_name="dmoe_session.json", mime="application/json", key="dl_session")
+                                   file_name=f"dmoe_session_{stem(data.name)}.json", mime="application/json",
+                                   key="dl_session")
             else:
                 st.caption("This link reopens the app on this page with the current data and settings.")
             st.code(settings.share_url(page_path), language=None, wrap_lines=True)

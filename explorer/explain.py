@@ -234,11 +234,22 @@ def wall_sentence(wall: float, global_time: float, n_machines: int, n_jobs: int,
             f"global EM's **{seconds(global_time)}**.")
 
 
+def rpe_text(rpe: float, digits: int = 3) -> str:
+    """An RPE in %, e.g. "12.346 %"; "not finite" where a prediction overflowed (an input far beyond the
+    others, on which a line extrapolates past float64): "inf %" reads as a number."""
+    return f"{100 * rpe:.{digits}f} %" if np.isfinite(rpe) else "not finite"
+
+
 def accuracy_warning(rpe_reduction: float, rpe_global: float, rows: str) -> str:
     """One line when the reduction's RPE is more than GLOBAL_RPE_RATIO times the global EM's on the
     same ``rows`` (e.g. "training", "held-out"), with what to change; "" otherwise."""
     from moecore.shard_check import GLOBAL_RPE_RATIO
 
+    if np.isfinite(rpe_global) and not np.isfinite(rpe_reduction):
+        return (f"The reduction's {rows} RPE is not finite: its prediction overflowed on some row, where an input "
+                "lies far beyond the others and an expert's line extrapolates past the largest number (the global "
+                f"EM's is {rpe_text(rpe_global, 3)}). To fix: leave out the outlying rows (Data page), or rescale "
+                "that input.")
     if not rpe_global > 0 or not rpe_reduction > GLOBAL_RPE_RATIO * rpe_global:
         return ""
     return (f"The reduction's {rows} RPE ({100 * rpe_reduction:.3g} %) is {rpe_reduction / rpe_global:.2f}x the "

@@ -146,8 +146,10 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
     """
     if not isinstance(data, (bytes, bytearray)):
         raise InputError("internal: parse_csv expects bytes.")
-    if not name.lower().endswith(".csv"):
-        raise InputError(f"{name} is not a .csv file. Upload a CSV (comma-separated values) file.")
+    # A .tsv or .txt table is the same text with tabs (the separator is sniffed below).
+    if not name.lower().endswith((".csv", ".tsv", ".txt")):
+        raise InputError(f"{name} is not a .csv file. Upload a CSV (comma-separated values) file; .tsv and .txt "
+                         "tables are read too.")
     if len(data) > MAX_UPLOAD_BYTES:
         raise InputError(f"{name} is larger than the {MAX_UPLOAD_MB} MB limit: upload a smaller sample.")
     name = _clip(name, 200, markdown_escape)
@@ -410,7 +412,14 @@ MODEL_SCHEMA = {
                 },
             },
         },
-        "meta": {"type": "object"},
+        "meta": {
+            "type": "object",
+            "properties": {
+                "x_names": {"description": "the input columns, in the model's order", "type": "array",
+                            "minItems": 1, "uniqueItems": True, "items": {"type": "string", "minLength": 1}},
+                "y_name": {"description": "the response column", "type": "string", "minLength": 1},
+            },
+        },
     },
 }
 
@@ -462,12 +471,20 @@ def model_from_json(data, name: str = "the model file") -> tuple[MoEParams, dict
         params = check_predictable(MoEParams.from_dict(p), name)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InputError(f"{name}: {_clip(exc, 200)}".replace(f"{name}: {name}: ", f"{name}: ")) from None
+    meta = doc.get("meta", {})
+    x_names, y_name = meta.get("x_names"), meta.get("y_name")
+    if x_names is not None and len(x_names) != params.n_features:
+        raise InputError(f"{name} names {len(x_names)} input column(s) (x_names) for a model of d = "
+                         f"{params.n_features} inputs. Upload a model JSON downloaded from this app.")
+    if x_names is not None and y_name in x_names:
+        raise InputError(f"{name} names {_quote(y_name)} both as the response (y_name) and as an input (x_names). "
+                         "Upload a model JSON downloaded from this app.")
     if params.n_experts > MAX_MODEL_EXPERTS or params.n_features > MAX_MODEL_FEATURES:
         raise InputError(
             f"{name} has K = {params.n_experts:,} experts and d = {params.n_features:,} inputs; the app works "
             f"with at most K = {MAX_MODEL_EXPERTS} and d = {MAX_MODEL_FEATURES} (as the Data page's knobs). "
             "Use the library for larger models.")
-    return params, doc.get("meta", {})
+    return params, meta
 
 
 def params_to_text(params: MoEParams, digits: int = 4) -> str:
@@ -514,10 +531,21 @@ SWEEP_NAMES = {"n_machines": "M", "n": "n", "support_fraction": "support fractio
 
 
 def parse_sweep_values(text: str, parameter: str, n_machines: int, max_rounds: int = 10) -> list:
-    """The values of an Experiments sweep typed as "2, 4, 8", checked against their ranges.
+    """The values of an Experiments sweep typed as "2, 4, 8", checked against their ranges, each once.
 
     Support fractions multiply floor(n / 4M): above 4 M the support would exceed n.
     """
+    vals = _sweep_values(text, parameter, n_machines, max_rounds)
+    repeated = sorted({v for v in vals if vals.count(v) > 1})
+    if repeated:
+        # Each value runs with the same seeds: "2, 2, 4" pooled two copies of the same fits at 2 as if
+        # they were four repeats (narrower bars than the runs support).
+        raise InputError(f"{', '.join(f'{v:g}' for v in repeated)} is given more than once: each value runs once "
+                         "per repeat; remove the copy.")
+    return vals
+
+
+def _sweep_values(text, parameter, n_machines, max_rounds):
     name = SWEEP_NAMES.get(parameter, parameter)
     parts = [v.strip() for v in str(text).replace(";", ",").split(",") if v.strip()]
     if not parts:
@@ -566,6 +594,24 @@ def parse_sweep_values(text: str, parameter: str, n_machines: int, max_rounds: i
             f"support fractions must be > 0 and at most 4 M = {hi} (beyond, the supporting sample would "
             f"exceed n); got {_clip(bad[0])}.")
     return vals
+
+
+# A number written with thousands separators or a decimal comma: "-1,381.3", "1.234,5", "1,5", "12 000".
+_SEPARATED_NUMBER = r"^[+-]?\d{1,3}([,. \u00a0']\d{3})*([.,]\d+)?$|^[+-]?\d+,\d+$"
+
+
+def text_number_columns(df: pd.DataFrame, y_col: str) -> list:
+    """[(column, an example cell)] of the text columns (not the response) whose every filled cell reads as a
+    number written with separators: left out of the default inputs, they would vanish without a word."""
+    found = []
+    for c in df.columns:
+        if c in (y_col, "true_expert") or pd.api.types.is_numeric_dtype(df[c]):
+            continue
+        cells = df[c].dropna().astype(str).str.strip()
+        cells = cells[cells != ""]
+        if len(cells) and cells.str.fullmatch(_SEPARATED_NUMBER).all():
+            found.append((c, cells.iloc[0]))
+    return found
 
 
 def numeric_inputs(df: pd.DataFrame, y_col: str) -> list:

@@ -32,7 +32,7 @@ from moecore.experiments import compare_methods, training_size
 from moecore.metrics import rpe
 from moecore.model import predict_mean
 from moecore.outliers import OutlierWarning
-from moecore.params import DISTRIBUTED_PARAMETERS, em_settings
+from moecore.params import DISTRIBUTED_PARAMETERS, check_distributed_sizes, em_settings, min_samples
 from moecore.shard_check import AccuracyWarning
 from moecore.simulation import get_design
 from moecore.splits import Split
@@ -56,6 +56,16 @@ _SCHEDULER_RE = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://[^\s/]+$")
 
 
 KEPT = "The previous results stay on screen."
+
+
+def settings_error(n, d, K, M, S) -> str:
+    """Why no fit can run with K experts, M machines and a supporting sample of S on n rows of d inputs
+    (the library's own message, :func:`moecore.params.check_distributed_sizes`); "" when one can."""
+    try:
+        check_distributed_sizes(K, M, S, n, d, min_samples(K, d))
+    except ValueError as exc:
+        return str(exc)
+    return ""
 
 
 def attempt(what, fn, *args, after=KEPT, remember=None, **kw):
@@ -422,6 +432,11 @@ def ensure_data_and_fit():
             ss["startup_error"] = f"Could not build the data from the URL settings: {exc}"
             settings.reset_settings()
             ss["data"] = dataset_from_settings()
+    feature = settings.settings()["split_feature"]
+    if feature >= ss["data"].d:  # a link's input of the regions beyond the data's (sfeat=5 with one input)
+        settings.set_setting("split_feature", 0)
+        ss["startup_ignored"] = (f"sfeat={feature}: the data have {ss['data'].d} input(s), so the regions follow "
+                                 f"input 0 ({ss['data'].x_names[0]})")
     if "fit" not in ss and not ss.get("_auto_fit_tried"):
         ss["_auto_fit_tried"] = True
         try:

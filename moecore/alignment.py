@@ -30,8 +30,13 @@ def expert_distance(ref: MoEParams, other: MoEParams, X=None):
         cost = (diff**2).sum(axis=0)
     else:
         Xt = np.hstack([np.ones((len(X), 1)), np.asarray(X, dtype=np.float64)])
-        mr, mo = Xt @ ref.experts, Xt @ other.experts
-        cost = ((mr[:, :, None] - mo[:, None, :]) ** 2).mean(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mr, mo = Xt @ ref.experts, Xt @ other.experts
+            sq = (mr[:, :, None] - mo[:, None, :]) ** 2  # (n, K_ref, K_other)
+        # A row where a line extrapolates past float64 (an input of 1e300) says nothing of which
+        # experts match, and its inf made every cost inf (linear_sum_assignment: "infeasible").
+        finite = np.isfinite(sq).all(axis=(1, 2))
+        cost = (sq if finite.all() else sq[finite]).mean(axis=0) if finite.any() else np.zeros(sq.shape[1:])
         cost = cost / max(np.mean(ref.variances), 1e-300)
         pr, po = gate_proba(X, ref), gate_proba(X, other)
         cost = cost + ((pr[:, :, None] - po[:, None, :]) ** 2).mean(axis=0)

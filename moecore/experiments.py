@@ -209,6 +209,12 @@ def _check_sweep(parameter, values, data, n_experts, test_size):
         raise ValueError("values must hold at least one value to sweep over.")
     if parameter == "n_experts":
         values = [DISTRIBUTED_PARAMETERS["n_experts"].check(v) for v in values]
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        # Each value runs with the same seeds: a copy is the same fits again, which a mean and sd over
+        # the rows of one value would count as independent repeats.
+        raise ValueError(f"values holds {', '.join(f'{v:g}' for v in repeated)} more than once: each value is run "
+                         "once per repeat (its copies would be the same fits, counted twice).")
     if data is None:
         return values, None
     X, y = check_Xy(*data)

@@ -43,7 +43,10 @@ def rpe(y, yhat):
     denom = float(y @ y)
     if denom == 0:
         raise ValueError("rpe is undefined when every y is 0.")
-    return float(((y - yhat) ** 2).sum() / denom)
+    # A prediction past float64's range (a line at an input of 1e300) makes the error inf: the
+    # answer, said by the value (the app writes "not finite"), not by NumPy's overflow warning.
+    with np.errstate(over="ignore"):
+        return float(((y - yhat) ** 2).sum() / denom)
 
 
 def correlation(y, yhat):

@@ -345,7 +345,11 @@ def _size_advice(K, M, n, d, per_shard):
     """What to change when M shards of n samples cannot hold K experts on d inputs: only advice that
     works (one machine may not hold K experts either, and a shard may hold no expert at all)."""
     machines, experts = n // per_shard, (n // M - 1) // (d + 1) if M <= n else 0
-    options = ([f"use at most {machines} machine(s) (each needs {per_shard} samples for {K} experts)"] * (machines >= 1)
+    # "At most" here is where a fit can run at all; the small-shard rule (moecore.shard_check), shown
+    # beside this on the Fit page, advises fewer machines for accuracy: each number says which it is.
+    most = (f"use at most {machines} machine(s), the most that can run at all (each needs {per_shard} samples "
+            f"for {K} experts; the small-shard rule advises fewer for accuracy)")
+    options = ([most] * (machines >= 1)
                + [f"at most {experts} expert(s)"] * (1 <= experts < K))
     if options:
         return "To fix: " + ", or ".join(options) + "."

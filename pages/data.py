@@ -26,10 +26,20 @@ from explorer.io import (
     parse_csv,
     session_from_json,
     stem,
+    text_number_columns,
 )
 from moecore.datasets import DATASETS
 from moecore.outliers import FAR_FROM_BULK, ISOLATION
 from moecore.simulation import DESIGNS
+
+
+def _column_defaults(df):
+    """The column pickers set to a file's defaults: the response y (else the last column), every other
+    numeric column as an input."""
+    columns = list(df.columns)
+    st.session_state["csv_y"] = "y" if "y" in columns else columns[-1]
+    st.session_state["csv_x"] = numeric_inputs(df, st.session_state["csv_y"])
+
 
 data = chrome.page("Data")
 st.caption("Simulate a mixture of experts, or bring your own CSV. The data stays with you across pages.")
@@ -118,15 +128,17 @@ with csv_tab:
                 # The column pickers are set to the new file's defaults through their state, which the
                 # browser then shows: a default= alone left a second file's input box holding the first
                 # file's picks (empty, or a column the new file does not have).
-                columns = list(st.session_state["upload_df"].columns)
-                st.session_state["csv_y"] = "y" if "y" in columns else columns[-1]
-                st.session_state["csv_x"] = numeric_inputs(st.session_state["upload_df"], st.session_state["csv_y"])
+                _column_defaults(st.session_state["upload_df"])
         elif st.session_state.get("upload_error"):
             st.error(st.session_state["upload_error"])  # the same file: its message, without parsing it again
     df = st.session_state.get("upload_df")
-    if up is not None and df is not None:
+    if df is not None and "csv_y" not in st.session_state:  # back from another page: its pickers' state is gone
+        _column_defaults(df)
+    if df is not None:
+        # Kept in the session: Streamlit empties the uploader when the user visits another page, and
+        # choosing other columns of the same file should not mean uploading it again.
         st.caption(f"{markdown_escape(st.session_state['upload_name'])}: {df.shape[0]:,} rows, "
-                   f"{df.shape[1]} columns")
+                   f"{df.shape[1]} columns" + ("" if up is not None else " (the last file uploaded)"))
         st.dataframe(df.head(8), width="stretch")
         cols = list(df.columns)
 
@@ -134,7 +146,13 @@ with csv_tab:
             st.session_state["csv_x"] = [c for c in st.session_state.get("csv_x", []) if c != st.session_state["csv_y"]]
 
         y_col = st.selectbox("Response column (y)", cols, key="csv_y", on_change=response_changed)
-        if not numeric_inputs(df, y_col) and len(cols) > 1:
+        separated = text_number_columns(df, y_col)
+        if separated:
+            named = ", ".join(f"{markdown_escape(c)} (e.g. {markdown_escape(v)})" for c, v in separated[:5])
+            st.warning(f"Read as text, so not among the inputs: {named}. Numbers written with thousands separators "
+                       "(1,234.5) or a decimal comma (1,5) read as text: save the file with decimal points and no "
+                       "separators, then upload it again.")
+        elif not numeric_inputs(df, y_col) and len(cols) > 1:
             st.warning("No column besides the response reads as numbers. Numbers written with a decimal comma "
                        "(1,5) or with thousands separators (1,234.5) read as text: save the file with decimal "
                        "points and no separators, or pick the input columns to see which cells are not numbers.")
@@ -211,7 +229,8 @@ with right:
         st.caption("True parameters (gates relative to the last expert)")
         st.dataframe(tables.params_table(data.truth, data.x_names).round(3), width="stretch")
     else:
-        st.info("Real data has no known true model: fit one on the Distributed fit page.")
+        st.info(("Uploaded data" if data.source == "csv" else "Real data") + " have no known true model: fit one on "
+                "the Distributed fit page.")
 st.download_button("Download the data as CSV",  # written on the click: 0.08 s per rerun at n = 20 000
                    lambda: data_to_csv(data.X, data.y, data.labels, data.x_names, data.y_name),
                    file_name=f"{stem(data.name)}.csv", mime="text/csv", key="dl_data")

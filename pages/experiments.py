@@ -113,10 +113,11 @@ with st.expander("Choose K on the current data: BIC and ICL against K", expanded
     criterion = k2.radio("Criterion", ["bic", "icl"], format_func=str.upper, horizontal=True, key="k_criterion")
     k3.write("")
     if k3.button("Compute", key="btn_choose_k"):
+        high = settings.SETTINGS["K"].param.high
         try:
-            ks = [int(v) for v in ks_text.replace(" ", "").split(",") if v]
-            if not ks or min(ks) < 1 or max(ks) > settings.SETTINGS["K"].param.high:
-                raise ValueError(f"K values must be whole numbers from 1 to {settings.SETTINGS['K'].param.high}.")
+            ks = [int(v) if v.isdigit() else None for v in ks_text.replace(" ", "").split(",") if v]
+            if not ks or None in ks or min(ks) < 1 or max(ks) > high or len(set(ks)) < len(ks):
+                raise ValueError(f"K values must be distinct whole numbers from 1 to {high}.")
         except ValueError as exc:
             st.error(f"{exc} Type them as 1, 2, 3, 4.")
         else:

@@ -57,9 +57,14 @@ with st.container(border=True):
     elif settings.settings()["split_feature"] != 0:
         settings.set_setting("split_feature", 0)  # one input: the regions can only follow it
     settings.widget("machine_weights", where=c4)
-    shard = check_shards(n_train, data.d, settings.settings()["K"], n_machines,
-                         paper_S if support is None else support)
-    if shard.ok:
+    K_now, S_now = settings.settings()["K"], paper_S if support is None else support
+    # Settings no fit can run with (M above the rows, S outside [K, n]) say so before the run: the
+    # small-shard advice (for accuracy) beside the library's refusal gave two "at most" numbers.
+    blocked = runs.settings_error(n_train, data.d, K_now, n_machines, S_now)
+    shard = None if blocked else check_shards(n_train, data.d, K_now, n_machines, S_now)
+    if blocked:
+        st.error(f"These settings cannot run: {blocked} The previous results stay on screen.")
+    elif shard.ok:
         st.caption(f"{shard.summary}: enough for the reduction.")
     else:
         # One line, as every warning of this page, and the reasons in an expander.
@@ -73,7 +78,7 @@ with st.container(border=True):
                        help="Fit again with the same settings and measure the times anew (a repeated fit is "
                             "otherwise read from the cache, with the times of its first run).")
 
-if run or retime:
+if (run or retime) and not blocked:
     # Set while the fit runs: leaving the page (or a rerun) stops this script mid-fit, and the next
     # visit says so instead of showing the last finished fit as if nothing had happened.
     now = settings.settings()
@@ -173,9 +178,9 @@ st.caption(f"Communication: {communication['one_shot_up'].mean():,.0f} numbers p
            f"against {n_fit * (dm.params_.n_features + 1):,} to move the data.")
 
 if fit.train_rpe:
-    st.caption(f"Training RPE: reduction {100 * fit.train_rpe['reduction']:.3f} %, global EM "
-               f"{100 * fit.train_rpe['global']:.3f} %. Held-out comparisons with every baseline are on the Compare "
-               "page.")
+    st.caption(f"Training RPE: reduction {explain.rpe_text(fit.train_rpe['reduction'])}, global EM "
+               f"{explain.rpe_text(fit.train_rpe['global'])}. Held-out comparisons with every baseline are on the "
+               "Compare page.")
     line = explain.accuracy_warning(fit.train_rpe["reduction"], fit.train_rpe["global"], "training")
     check = dm.fit_check_
     if line:
@@ -270,7 +275,8 @@ with left:
             models, Xplot, feature=feature, x_names=names, colors=cols)),
                         width="stretch", key="fit_gates")
 with right:
-    if many:
+    # One heatmap row per local expert: at K = 10 and M = 16 its 160 rows had 6 px labels.
+    if many or len(dm.transport_plan_.expert) > figures.MANY_PLAN_ROWS:
         st.plotly_chart(runs.figure("plan_m", fkey, lambda: figures.plan_machines_figure(dm, colors=colors)),
                         width="stretch", key="fit_plan")
         st.caption(f"One bar per machine: the share of its gate mass the plan sends to each reduced expert, in that "
@@ -322,7 +328,7 @@ with right:
                              "internally and maps its coefficients back)",
             "learning_time": times["learning_time"]}
     st.download_button("Download the reduced model (JSON)", model_to_json(prm, meta),
-                       file_name="reduced_model.json", mime="application/json", key="dl_model")
+                       file_name=f"reduced_model_{stem(data.name)}.json", mime="application/json", key="dl_model")
     if Xd is not None:
         # Written on the click: a table of n rows and K + d + 4 columns.
         st.download_button("Download predictions on the data (CSV)",

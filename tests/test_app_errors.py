@@ -113,6 +113,10 @@ BAD_MODELS = {
     "model JSON: negative variance": (_model_doc(variances=[0.1, -0.2]), "params/variances/1"),
     "model JSON: ragged matrix": (_model_doc(gates=[[0, 0, 1], [1, 0]]), "ragged"),
     "model JSON: extra field (code)": (_model_doc(code="__import__('os')"), "Additional properties"),
+    # The columns the model reads: a hand-edited list applied a model to (x, x) or to its own response.
+    "model JSON: an input named twice": (_model_doc()[:-1] + b', "meta": {"x_names": ["x", "x"]}}', "non-unique"),
+    "model JSON: the response as an input": (_model_doc()[:-1] + b', "meta": {"x_names": ["y"], "y_name": "y"}}',
+                                             "both as the response"),
 }
 
 
@@ -225,6 +229,8 @@ BAD_SWEEPS = {
     "sweep: too many rounds": ("refine_rounds", "1, 50", "at most 10 refinement rounds"),
     "sweep: K above the app's 10": ("n_experts", "2, 12", "n_experts must be in [1, 10]"),
     "sweep: fractional K": ("n_experts", "2, 2.5", "K must be whole numbers"),
+    # Its copies ran with the same seeds and were pooled as independent repeats (too narrow error bars).
+    "sweep: a value twice": ("n_machines", "2, 2, 4", "2 is given more than once"),
 }
 
 
@@ -248,4 +254,4 @@ BAD_INPUTS = (list(BAD_FILES) + list(BAD_COLUMNS) + list(BAD_MODELS) + list(BAD_
 
 def test_bad_input_count():
     """The number reported in docs/app.md."""
-    assert len(BAD_INPUTS) == len(set(BAD_INPUTS)) == 40
+    assert len(BAD_INPUTS) == len(set(BAD_INPUTS)) == 43

@@ -44,6 +44,7 @@ def test_flights_end_to_end(tmp_path):
         assert len(pred) == 327_346 and {"prediction", "gate_1", "gate_3", "most_likely_expert"} <= set(pred.columns)
         with page.expect_download(timeout=60_000) as dl:
             page.get_by_role("button", name="Download the reduced model (JSON)").click()
+        assert dl.value.suggested_filename == "reduced_model_flights.json"  # named after the data, as predictions
         model_path = tmp_path / "reduced_model.json"
         dl.value.save_as(model_path)
         meta = json.loads(model_path.read_text())["meta"]

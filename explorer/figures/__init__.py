@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from .common import (
     MANY_MACHINES,
+    MANY_PLAN_ROWS,
     PALETTE,
     TEMPLATE,
     coef_names,
@@ -47,6 +48,7 @@ from .learn import large_mixture_figure, mm_step_figure
 __all__ = [
     "BLOCKS",
     "MANY_MACHINES",
+    "MANY_PLAN_ROWS",
     "MAX_OUTLIERS",
     "PALETTE",
     "TEMPLATE",

@@ -6,6 +6,7 @@ transport plan's coupling, the MM objective).
 from __future__ import annotations
 
 import html
+import math
 import re
 import textwrap
 
@@ -77,6 +78,16 @@ def _wrap_title(title, width=SUBTITLE_CHARS):
     return text, len(lines)
 
 
+# Legends of more entries than this go below the plot (see _layout).
+LEGEND_BESIDE_MAX = 12
+_LEGEND_ROW_PX = 22  # one row of a horizontal legend; about three entries fit in a half-width column
+
+
+def _legend_entries(fig) -> int:
+    """Entries the legend lists: named traces not hidden from it (a legend group still lists each)."""
+    return sum(1 for t in fig.data if t.showlegend is not False and t.name)
+
+
 def _layout(fig, title, xtitle=None, ytitle=None, height=420, legend_title=None, *, wrap=SUBTITLE_CHARS,
             top_extra=0):
     """The house layout: ``title`` wrapped (:func:`_wrap_title`, subtitle lines of ``wrap``
@@ -104,6 +115,12 @@ def _layout(fig, title, xtitle=None, ytitle=None, height=420, legend_title=None,
     legend = {**lay.legend.to_plotly_json(), "bgcolor": "rgba(255,255,255,0.8)"}
     if legend_title is not None:
         legend["title"] = legend_title
+    entries = _legend_entries(fig)
+    if entries > LEGEND_BESIDE_MAX and "orientation" not in legend:
+        # Beside the plot, 20 entries (K = 10: reduced and global EM) took half a column's width and
+        # scrolled; below it they wrap into rows and the plot keeps the width, the figure grows.
+        legend.update(orientation="h", x=0, xanchor="left", y=-0.16, yanchor="top")
+        lay.height = height + _LEGEND_ROW_PX * math.ceil(entries / 3)
     lay.legend = legend
     lay.hoverlabel = {**lay.hoverlabel.to_plotly_json(), "namelength": -1}
     for text, axes in ((xtitle, fig.select_xaxes), (ytitle, fig.select_yaxes)):
@@ -174,6 +191,9 @@ def gates_figure(models: dict, X, *, feature=0, x_names=None, colors: dict | Non
 # Above this many machines the per-machine views (one bar, one plan row block, one EM curve per
 # machine) become summaries: a 256-machine bar chart is ~6 400 px tall and its legend scrolls.
 MANY_MACHINES = 16
+# Above this many rows (M K local experts) the transport plan is drawn per machine: at K = 10, M = 16
+# the heatmap's 160 rows had 6 px labels.
+MANY_PLAN_ROWS = 64
 
 
 def _column_scale(color):

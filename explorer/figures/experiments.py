@@ -10,6 +10,8 @@ from explorer.tables import SCALE, label
 
 from .common import GLOBAL_STYLE, PALETTE, _integer_axis, _layout
 
+MAX_VALUE_TICKS = 12  # a sweep of at most this many values gets a tick at each
+
 
 def _value_text(v) -> str:
     """A swept value as a category label: 1,000,000 rather than 1e+06."""
@@ -64,6 +66,9 @@ def sweep_figure(df, parameter, metric, *, log_x=None):
         pos = np.log10(vals) if log_x else vals
         pad = 0.04 * (pos[-1] - pos[0])
         fig.update_xaxes(type="log" if log_x else "linear", range=[pos[0] - pad, pos[-1] + pad])
+        if len(vals) <= MAX_VALUE_TICKS:
+            # Ticks at the values run (M = 2, 4): Plotly's own put 2.5, 3, 3.5 machines between them.
+            fig.update_xaxes(tickvals=vals, ticktext=[_value_text(v) for v in vals])
     return _layout(fig, f"{label(metric)} against {label(parameter)}", label(parameter), label(metric), height=380,
                    legend_title="method (mean ± sd)")
 
