@@ -610,7 +610,9 @@ def text_number_columns(df: pd.DataFrame, y_col: str) -> list:
         cells = df[c].dropna().astype(str).str.strip()
         cells = cells[cells != ""]
         if len(cells) and cells.str.fullmatch(_SEPARATED_NUMBER).all():
-            found.append((c, cells.iloc[0]))
+            # An example that shows the separator ("1,381.3", not the "821.8" the column also holds).
+            marked = cells[cells.str.contains(r"\d[,\s'\u00a0]\d")]
+            found.append((c, (marked if len(marked) else cells).iloc[0]))
     return found
 
 

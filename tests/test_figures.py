@@ -103,7 +103,7 @@ def test_local_experts_share_the_colour_of_their_reduced_expert(teach):
     colors = explorer.figures.reduced_colors(dm.params_, sim.params)
     fig = _readable(explorer.figures.experts_figure(dm, sim.X, sim.y, sim.params, colors=colors))
     dom = dm.transport_plan_.dominant()
-    local = [t for t in fig.data if (t.name or "").startswith("local experts sent to reduced")]
+    local = [t for t in fig.data if (t.name or "").startswith("local → reduced")]
     reduced = {t.name: t.line.color for t in fig.data if (t.name or "").startswith("reduced expert")}
     n_lines = {}
     for t in local:

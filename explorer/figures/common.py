@@ -80,7 +80,9 @@ def _wrap_title(title, width=SUBTITLE_CHARS):
 
 # Legends of more entries than this go below the plot (see _layout).
 LEGEND_BESIDE_MAX = 12
-_LEGEND_ROW_PX = 22  # one row of a horizontal legend; about three entries fit in a half-width column
+# A horizontal legend's rows, to make room for them: entries of a symbol and a name side by side in a
+# half-width column of the app's wide layout (about 450 px; 6.5 px per character of 12 px text).
+_LEGEND_ROW_PX, _HALF_COLUMN_PX, _LEGEND_ITEM_PX, _LEGEND_CHAR_PX = 20, 440, 45, 6.5
 
 
 def _legend_entries(fig) -> int:
@@ -120,7 +122,9 @@ def _layout(fig, title, xtitle=None, ytitle=None, height=420, legend_title=None,
         # Beside the plot, 20 entries (K = 10: reduced and global EM) took half a column's width and
         # scrolled; below it they wrap into rows and the plot keeps the width, the figure grows.
         legend.update(orientation="h", x=0, xanchor="left", y=-0.16, yanchor="top")
-        lay.height = height + _LEGEND_ROW_PX * math.ceil(entries / 3)
+        longest = max(len(str(t.name)) for t in fig.data if t.showlegend is not False and t.name)
+        per_row = max(1, int(_HALF_COLUMN_PX // (_LEGEND_ITEM_PX + _LEGEND_CHAR_PX * longest)))
+        lay.height = height + _LEGEND_ROW_PX * math.ceil(entries / per_row)
     lay.legend = legend
     lay.hoverlabel = {**lay.hoverlabel.to_plotly_json(), "namelength": -1}
     for text, axes in ((xtitle, fig.select_xaxes), (ytitle, fig.select_yaxes)):

@@ -79,7 +79,7 @@ def experts_figure(dm, X, y=None, truth: MoEParams | None = None, *, feature=0, 
             txt = np.concatenate([[f"machine {machine[l] + 1}, local expert {lexp[l] + 1}<br>mass {mass[l]:.3f}"]
                                   * (n_t + 1) for l in ls])
             fig.add_trace(go.Scatter(
-                x=xs, y=ys, mode="lines", name=f"local experts sent to reduced {c + 1}", text=txt,
+                x=xs, y=ys, mode="lines", name=f"local → reduced {c + 1}", text=txt,
                 line=dict(color=rgba(expert_color(c), 0.45), width=1.2), connectgaps=False,
                 hovertemplate=f"%{{text}}<br>sent to reduced expert {c + 1}<extra></extra>"))
     means = Xt @ red.experts
