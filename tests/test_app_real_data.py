@@ -100,7 +100,7 @@ def test_k_view_marks_the_chosen_k():
                for m in at.markdown)
     at.text_input(key="k_values").input("0, 2").run()
     at.button(key="btn_choose_k").click().run()
-    assert "K values must be whole numbers from 1 to 10" in at.error[0].value
+    assert "K values must be distinct whole numbers from 1 to 10" in at.error[0].value
     assert at.session_state["k_selection"][2] is sel  # the previous result stays
 
 
