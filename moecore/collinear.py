@@ -87,11 +87,14 @@ class ColumnScatter:
         """The summary of X (n, d), centred in blocks of rows (no (n, d) copy)."""
         X = np.asarray(X, dtype=np.float64)
         n, d = X.shape
-        mean = X.mean(axis=0) if n else np.zeros(d)
         C = np.zeros((d, d))
-        for start in range(0, n, _GRAM_ROWS):
-            Z = X[start:start + _GRAM_ROWS] - mean
-            C += Z.T @ Z
+        # An input of 1e308 (warned as an outlying row) overflows its column's square: that column is then
+        # left out of the check (collinear_columns), without NumPy's warnings.
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = X.mean(axis=0) if n else np.zeros(d)
+            for start in range(0, n, _GRAM_ROWS):
+                Z = X[start:start + _GRAM_ROWS] - mean
+                C += Z.T @ Z
         return cls(n, mean, C)
 
     @classmethod
@@ -100,13 +103,15 @@ class ColumnScatter:
         about the pooled mean (the parallel form of Chan, Golub & LeVeque)."""
         parts = [p for p in parts if p.n > 0]
         n = sum(p.n for p in parts)
-        mean = sum(p.n * p.mean for p in parts) / n
-        C = sum(p.scatter + p.n * np.outer(p.mean - mean, p.mean - mean) for p in parts)
+        with np.errstate(over="ignore", invalid="ignore"):  # as in :meth:`of`
+            mean = sum(p.n * p.mean for p in parts) / n
+            C = sum(p.scatter + p.n * np.outer(p.mean - mean, p.mean - mean) for p in parts)
         return cls(n, mean, C)
 
     def collinear_columns(self):
         """:func:`collinear_columns` of the rows summarised (constant columns left out)."""
-        sd = np.sqrt(np.maximum(np.diag(self.scatter), 0.0) / max(self.n, 1))
+        with np.errstate(invalid="ignore"):
+            sd = np.sqrt(np.maximum(np.diag(self.scatter), 0.0) / max(self.n, 1))
         keep = np.flatnonzero(np.isfinite(sd) & (sd > 0))
         if keep.size < 2:
             return []
