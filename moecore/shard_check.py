@@ -289,7 +289,7 @@ class FitCheck:
 
 
 def check_fit(local_sse, final_errors, *, local_loglik=None, sizes=None, n_params=None, refine_rounds=0,
-              rows_per_parameter=math.inf):
+              rows_per_parameter=math.inf, machines_differ=False):
     """Compare the final model with the local models on the machines' own rows (the module's rule):
     its training RPE, and its log-likelihood when ``local_loglik`` is given.
 
@@ -299,8 +299,9 @@ def check_fit(local_sse, final_errors, *, local_loglik=None, sizes=None, n_param
     (M',) each local model's in-sample log-likelihood, or None ; sizes : (M',) the machines' rows and
     n_params : q of a local model (both with ``local_loglik``) ; refine_rounds : the rounds already
     run (the advice then asks for more) ; rows_per_parameter : the smallest shard's rows per local
-    parameter (below 16 the message says that the yardstick is optimistic there).  Returns
-    :class:`FitCheck`.
+    parameter (below 16 the message says that the yardstick is optimistic there) ; machines_differ :
+    the machines hold different x (covariate weights: the message then says that a K below the data's
+    fails too).  Returns :class:`FitCheck`.
     """
     local_sse = np.asarray(local_sse, dtype=np.float64)
     final_errors = np.asarray(final_errors, dtype=np.float64).reshape(len(local_sse), -1)
@@ -327,6 +328,10 @@ def check_fit(local_sse, final_errors, *, local_loglik=None, sizes=None, n_param
     msg = ("the reduced model's " + ", and its ".join(problems) + ": the reduction lost accuracy that the machines "
            + f"had. To fix: {more}, fewer machines, or a larger support_size; a K the data do not support fails this "
            "way at any size (moecore.selection.choose_k).")
+    if machines_differ:
+        msg += (" The machines hold different x (covariate weights): each machine's K experts fit its own region, "
+                "so a K below the data's fails this check even where the reduction is as good as a global EM of "
+                "that K.")
     if rows_per_parameter < OPTIMISTIC_BELOW:
         msg += (f" With {rows_per_parameter:.1f} rows per parameter the local models' own fit is optimistic (they "
                 "fitted those rows), so this check can fire while the reduced model is as good as a global EM's: "

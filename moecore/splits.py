@@ -386,13 +386,17 @@ class PlacedRows:
     shards : list (M,) of index arrays ; support : ndarray (S,), sorted rows of the supporting
     sample ; support_machine : ndarray (S,), the machine of each support point ; random_split :
     whether the package itself shuffled the rows over the machines (then P(machine | x) = n_m / n
-    is known and needs no test).
+    is known and needs no test) ; x_split : whether it split them by x alone (region or k-means): the
+    machines then hold different inputs but know nothing of the experts beyond x, so a local model is a
+    yardstick on its own rows (the check after the fit; a label split gives each machine one expert's rows,
+    which every mixture fits worse than they do).
     """
 
     shards: list
     support: np.ndarray
     support_machine: np.ndarray
     random_split: bool
+    x_split: bool = False
 
     def support_shares(self, n_machines):
         """(M,) support points each machine contributed."""
@@ -407,5 +411,6 @@ def place_rows(split, machine, X, n_machines, support_size, min_size, seed_split
     shards = (split_rows(split, X, n_machines, np.random.default_rng(seed_split), min_size)
               if machine is None else shards_from_labels(machine, n, n_machines))
     support = np.sort(np.random.default_rng(seed_support).choice(n, size=support_size, replace=False))
-    random_split = machine is None and isinstance(split, Split) and split.kind == "random"
-    return PlacedRows(shards, support, machine_labels(shards, n)[support], random_split)
+    kind = split.kind if machine is None and isinstance(split, Split) else None
+    return PlacedRows(shards, support, machine_labels(shards, n)[support], kind == "random",
+                      kind in ("region", "kmeans"))
