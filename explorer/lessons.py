@@ -213,10 +213,23 @@ def _next_lesson(lesson):
     return LESSONS[i + 1] if i + 1 < len(LESSONS) else None
 
 
+# Larger text through the root font size, which Streamlit's text and widgets are sized in (rem): a CSS
+# zoom of the page enlarged the charts past the width Plotly had drawn them for, cutting off their right
+# side (Compare's fifth panel, the legends, the plan's last column).
+BIG_TEXT_CSS = "<style>html {font-size: 20px;}</style>"
+
+
 def presenter_controls():
-    """The sidebar's larger-text toggle (for a projector); applies on every page."""
-    if st.sidebar.toggle("Larger text (projector)", key="big_text"):
-        st.markdown("<style>.stMain, section[data-testid='stSidebar'] {zoom: 1.25;}</style>", unsafe_allow_html=True)
+    """The sidebar's larger-text toggle (for a projector); applies on every page and stays on across them."""
+    ss = st.session_state
+    # Each page draws its own toggle, a widget of its own to Streamlit, which started it off on the next
+    # page: the choice lives in a plain key, set by the toggle's callback (before the run) and given to
+    # whichever page's toggle is drawn.
+    ss["big_text"] = ss.get("_big_text", False)
+    on = st.sidebar.toggle("Larger text (projector)", key="big_text",
+                           on_change=lambda: ss.__setitem__("_big_text", ss["big_text"]))
+    if on:
+        st.markdown(BIG_TEXT_CSS, unsafe_allow_html=True)
 
 
 def banner():

@@ -325,6 +325,17 @@ def _compare_cached(data_key: str, _X, _y, _Xt, _yt, _labels, truth_json, kw: di
                            distributed=dm, global_model=g, unaligned=unaligned, progress=_progress, **kw)
 
 
+def automatic_compare_size(data: Dataset) -> str:
+    """Why a page's first comparison of ``data`` is not started by itself ("" when it may be): the
+    size of its fit, beyond what the app starts without a click (:func:`check_budget` ``by_link``)."""
+    kw = fit_params(settings.settings(), automatic=True)
+    work = fit_work(len(heldout(data)[3]), data.d, kw)
+    if work <= settings.MAX_LINK_WORK:
+        return ""
+    return (f"This comparison ({work:.2g} units of work) is larger than the app starts without a click "
+            f"({settings.MAX_LINK_WORK:.2g})")
+
+
 def run_compare(data: Dataset, s: dict | None = None, progress=None, *, automatic=False, fit=None,
                 by_link=False):
     """compare_methods on the data's training rows, evaluated on held-out data; cached.

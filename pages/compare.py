@@ -19,7 +19,13 @@ run = c1.button("Run the comparison", type="primary", key="btn_compare")
 settings.widget("cmp_unaligned", where=c2)
 key = (data.key, tuple(sorted(s.items())))
 have = st.session_state.get("compare")
-if run or have is None:
+# A first visit fills the page by itself unless the comparison is heavy: then it waits for the button
+# (a red "The comparison failed ... press Run on the Distributed fit page" read as an error and sent the
+# user to the wrong page).
+waiting = "" if run or have is not None else runs.automatic_compare_size(data)
+if waiting:
+    st.info(f"{waiting}: press **Run the comparison** to start it.")
+elif run or have is None:
     bar = st.progress(0.0, text="starting")
 
     def progress(stage, done, total):

@@ -100,6 +100,10 @@ if (run or retime) and not blocked:
     bar.empty()
     if new is not None:
         st.session_state["fit"] = new
+        if st.session_state.get("lesson"):
+            # The lesson's banner, drawn above before this run, explains the fit it found: drawn again, it
+            # speaks of this one (it kept "covariate weights" after the lesson's "now try constant").
+            st.rerun()
 elif st.session_state.get(RUNNING):
     st.warning(f"Your last run ({st.session_state.pop(RUNNING)}) did not finish: the page was left while it ran. "
                "The results below are those of the last fit that ended; press Run distributed fit to run it again.")

@@ -149,3 +149,29 @@ def test_choose_k_box_says_what_to_type():
     at.button(key="btn_choose_k").click().run()
     assert [e.value for e in at.error] == [("K values must be distinct whole numbers from 1 to 10. Type them as "
                                            "1, 2, 3, 4.")]
+
+
+# ------------------------------------------------------------------------------ a third audit (lessons, Compare)
+def test_the_projector_toggle_stays_on_across_pages():
+    """Each page draws its own toggle and Streamlit dropped its state on the next page: it switched off."""
+    at = new_session("pages/lessons.py")
+    at.toggle(key="big_text").set_value(True).run()
+    for page in ("pages/data.py", "pages/compare.py", "pages/learn.py"):
+        at.switch_page(page).run()
+        assert not at.exception and at.toggle(key="big_text").value, page
+    assert any("font-size: 20px" in m.value for m in at.markdown)  # larger text, not a zoom that cuts charts
+    at.toggle(key="big_text").set_value(False).run()
+    at.switch_page("pages/fit.py").run()
+    assert not at.toggle(key="big_text").value
+
+
+def test_a_heavy_first_comparison_waits_for_its_button():
+    """Compare's first visit on 10^6 rows said "The comparison failed ... press Run on the Distributed fit
+    page": nothing had failed, and the button to press was on Compare."""
+    at = new_session("pages/data.py")
+    at.number_input(key="cfg_n").set_value(1_000_000).run()
+    at.button(key="btn_generate").click().run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception and not [e.value for e in at.error]
+    assert any("press **Run the comparison** to start it" in i.value for i in at.info)
+    assert "compare" not in at.session_state
