@@ -234,6 +234,12 @@ def wall_sentence(wall: float, global_time: float, n_machines: int, n_jobs: int,
             f"global EM's **{seconds(global_time)}**.")
 
 
+def small_shards_line(shard) -> str:
+    """One line for a failed :func:`moecore.shard_check.check_shards` (``shard``), with what to change; "" when
+    the shards and the support are large enough."""
+    return "" if shard.ok else f"Small shards: {shard.summary}. To fix: {shard.advice}."
+
+
 def rpe_text(rpe: float, digits: int = 3) -> str:
     """An RPE in %, e.g. "12.346 %"; "not finite" where a prediction overflowed (an input far beyond the
     others, on which a line extrapolates past float64): "inf %" reads as a number."""

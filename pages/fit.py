@@ -68,7 +68,7 @@ with st.container(border=True):
         st.caption(f"{shard.summary}: enough for the reduction.")
     else:
         # One line, as every warning of this page, and the reasons in an expander.
-        st.warning(f"Small shards: {shard.summary}. To fix: {shard.advice}.")
+        st.warning(explain.small_shards_line(shard))
         with st.expander("Why this matters"):
             st.markdown(f"{shard.message} The fit still runs, to show what goes wrong.")
     chrome.data_warnings(data)
