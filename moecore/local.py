@@ -16,6 +16,7 @@ from ._validation import check_random_state_seed
 from ._warn import warn
 from .em import MixtureOfExperts, uses_portfolio
 from .model import net_variances
+from .params import min_samples
 from .shard_check import machine_errors
 
 __all__ = [
@@ -133,6 +134,11 @@ def with_pilot(on, em_params, X, y, n_experts, seed_mm):
     if not uses_portfolio(em_params["init"]):
         raise ValueError(f"pilot=True adds a start to the portfolio: it needs init='portfolio', "
                          f"not {em_params['init']!r}.")
+    need = min_samples(n_experts, X.shape[1])
+    if X.shape[0] < need:  # the pilot's own fit would refuse, naming neither pilot nor the support
+        raise ValueError(f"pilot=True fits the pilot model to the supporting sample, which holds {X.shape[0]} "
+                         f"points: {n_experts} experts on {X.shape[1]} input(s) need {need}. Use "
+                         f"support_size >= {need}, or pilot=False.")
     params, seconds, cpu = fit_pilot(X, y, n_experts, em_params, derived_seed(seed_mm, 3))
     return {**em_params, "pilot": params}, (seconds, cpu)
 

@@ -604,7 +604,8 @@ def _average_gate_coefficients(large, plan, n_experts):
         if prm.n_experts != n_experts:
             raise ValueError(
                 f'gate_targets="coefficients" needs every local model to have n_experts={n_experts} '
-                f"experts; local model {m} has {prm.n_experts}. Use gate_targets=\"component\"."
+                f"experts; local model {m} has {prm.n_experts} (a machine fits fewer when it chooses its own "
+                f"number, local_experts='bic'). Use gate_targets=\"component\", or local_experts='fixed'."
             )
         block = plan.coupling[large.machine == m]  # (K_m, K)
         rows, cols = linear_sum_assignment(-block)

@@ -62,6 +62,13 @@ def test_pilot_needs_the_portfolio_and_the_in_memory_fit(tmp_path):
         DistributedMoE(4, 2, backend="sequential", pilot=True).fit_shards([tmp_path / "a.csv", tmp_path / "b.csv"])
     with pytest.raises(ValueError, match="init='portfolio'"):
         MixtureOfExperts(4, init="kmeans")._fit(sim.X, sim.y, pilot=simulate_design("separated-2d", 10).params)
+    # A support too small for the pilot's own fit (the default floor(n / 4M) at M = 16 on 600 rows): the
+    # message named neither pilot nor support_size (a fuzzing audit).
+    small = simulate_design("crossing-2d", 600, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the small-shard warning says it too
+        with pytest.raises(ValueError, match=r"pilot=True .* holds 9 points.*support_size >= 10, or pilot=False"):
+            DistributedMoE(3, 16, backend="sequential", pilot=True, random_state=0).fit(small.X, small.y)
 
 
 def test_the_command_line_takes_a_pilot(capsys):
