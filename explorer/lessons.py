@@ -223,11 +223,10 @@ def presenter_controls():
     """The sidebar's larger-text toggle (for a projector); applies on every page and stays on across them."""
     ss = st.session_state
     # Each page draws its own toggle, a widget of its own to Streamlit, which started it off on the next
-    # page: the choice lives in a plain key, set by the toggle's callback (before the run) and given to
-    # whichever page's toggle is drawn.
-    ss["big_text"] = ss.get("_big_text", False)
-    on = st.sidebar.toggle("Larger text (projector)", key="big_text",
-                           on_change=lambda: ss.__setitem__("_big_text", ss["big_text"]))
+    # page: the choice lives in a plain key, and each page's toggle starts from it (its default, not a
+    # write to the widget's state on every run).
+    ss["_big_text"] = on = st.sidebar.toggle("Larger text (projector)", value=ss.get("_big_text", False),
+                                             key="big_text")
     if on:
         st.markdown(BIG_TEXT_CSS, unsafe_allow_html=True)
 
