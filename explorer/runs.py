@@ -325,11 +325,12 @@ def _compare_cached(data_key: str, _X, _y, _Xt, _yt, _labels, truth_json, kw: di
                            distributed=dm, global_model=g, unaligned=unaligned, progress=_progress, **kw)
 
 
-def automatic_compare_size(data: Dataset) -> str:
-    """Why a page's first comparison of ``data`` is not started by itself ("" when it may be): the
-    size of its fit, beyond what the app starts without a click (:func:`check_budget` ``by_link``)."""
+def automatic_compare_size(data: Dataset, n_train: int) -> str:
+    """Why a page's first comparison of ``data`` (fitted on its ``n_train`` training rows) is not started
+    by itself ("" when it may be): the size of its fit, beyond what the app starts without a click
+    (:func:`check_budget` ``by_link``)."""
     kw = fit_params(settings.settings(), automatic=True)
-    work = fit_work(len(heldout(data)[3]), data.d, kw)
+    work = fit_work(n_train, data.d, kw)
     if work <= settings.MAX_LINK_WORK:
         return ""
     return (f"This comparison ({work:.2g} units of work) is larger than the app starts without a click "

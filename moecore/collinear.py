@@ -50,11 +50,20 @@ def collinear_columns(X, mean=None, scale=None):
     n, d = X.shape
     if d < 2:
         return []
+    return _tied_groups(_centred_gram(X, mean, scale) / n)
+
+
+def _centred_gram(X, mean, scale=None):
+    """sum_i z_i z_i^T (d, d) of the rows z = (x - mean) / scale of X (n, d) (scale None: 1), centred in
+    blocks of rows so that no (n, d) copy is made and an offset cannot cancel."""
+    d = X.shape[1]
     G = np.zeros((d, d))
-    for start in range(0, n, _GRAM_ROWS):
-        Z = (X[start:start + _GRAM_ROWS] - mean) / scale
+    for start in range(0, X.shape[0], _GRAM_ROWS):
+        Z = X[start:start + _GRAM_ROWS] - mean
+        if scale is not None:
+            Z = Z / scale
         G += Z.T @ Z
-    return _tied_groups(G / n)
+    return G
 
 
 def _tied_groups(R):
@@ -87,15 +96,11 @@ class ColumnScatter:
         """The summary of X (n, d), centred in blocks of rows (no (n, d) copy)."""
         X = np.asarray(X, dtype=np.float64)
         n, d = X.shape
-        C = np.zeros((d, d))
         # An input of 1e308 (warned as an outlying row) overflows its column's square: that column is then
         # left out of the check (collinear_columns), without NumPy's warnings.
         with np.errstate(over="ignore", invalid="ignore"):
             mean = X.mean(axis=0) if n else np.zeros(d)
-            for start in range(0, n, _GRAM_ROWS):
-                Z = X[start:start + _GRAM_ROWS] - mean
-                C += Z.T @ Z
-        return cls(n, mean, C)
+            return cls(n, mean, _centred_gram(X, mean))
 
     @classmethod
     def pooled(cls, parts):

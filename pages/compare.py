@@ -32,7 +32,7 @@ have = st.session_state.get("compare")
 # A first visit fills the page by itself unless the comparison is heavy: then it waits for the button
 # (a red "The comparison failed ... press Run on the Distributed fit page" read as an error and sent the
 # user to the wrong page).
-waiting = "" if run or have is not None else runs.automatic_compare_size(data)
+waiting = "" if run or have is not None else runs.automatic_compare_size(data, n_train)
 if waiting:
     st.info(f"{waiting}: press **Run the comparison** to start it.")
 elif run or have is None:

@@ -85,9 +85,9 @@ LEGEND_BESIDE_MAX = 12
 _LEGEND_ROW_PX, _HALF_COLUMN_PX, _LEGEND_ITEM_PX, _LEGEND_CHAR_PX = 20, 440, 45, 6.5
 
 
-def _legend_entries(fig) -> int:
-    """Entries the legend lists: named traces not hidden from it (a legend group still lists each)."""
-    return sum(1 for t in fig.data if t.showlegend is not False and t.name)
+def _legend_names(fig) -> list:
+    """The names the legend lists: of named traces not hidden from it (a legend group still lists each)."""
+    return [str(t.name) for t in fig.data if t.showlegend is not False and t.name]
 
 
 def _layout(fig, title, xtitle=None, ytitle=None, height=420, legend_title=None, *, wrap=SUBTITLE_CHARS,
@@ -117,14 +117,14 @@ def _layout(fig, title, xtitle=None, ytitle=None, height=420, legend_title=None,
     legend = {**lay.legend.to_plotly_json(), "bgcolor": "rgba(255,255,255,0.8)"}
     if legend_title is not None:
         legend["title"] = legend_title
-    entries = _legend_entries(fig)
-    if entries > LEGEND_BESIDE_MAX and "orientation" not in legend:
+    names = _legend_names(fig)
+    if len(names) > LEGEND_BESIDE_MAX and "orientation" not in legend:
         # Beside the plot, 20 entries (K = 10: reduced and global EM) took half a column's width and
         # scrolled; below it they wrap into rows and the plot keeps the width, the figure grows.
         legend.update(orientation="h", x=0, xanchor="left", y=-0.16, yanchor="top")
-        longest = max(len(str(t.name)) for t in fig.data if t.showlegend is not False and t.name)
+        longest = max(map(len, names))
         per_row = max(1, int(_HALF_COLUMN_PX // (_LEGEND_ITEM_PX + _LEGEND_CHAR_PX * longest)))
-        lay.height = height + _LEGEND_ROW_PX * math.ceil(entries / per_row)
+        lay.height = height + _LEGEND_ROW_PX * math.ceil(len(names) / per_row)
     lay.legend = legend
     lay.hoverlabel = {**lay.hoverlabel.to_plotly_json(), "namelength": -1}
     for text, axes in ((xtitle, fig.select_xaxes), (ytitle, fig.select_yaxes)):
