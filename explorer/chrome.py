@@ -19,6 +19,13 @@ script's (``ScriptRunContext.set_mpa_v2_page``), so the widgets drawn after it w
 ids than the same widgets under ``app.py``, and the session's next click would be lost.
 (``streamlit.testing`` resets that mode before every run, so under AppTest every run after the
 first is a run alone: the tests exercise this path all the time.)
+
+A stable layout: what one run draws and the next does not (a progress bar, even emptied; a spinner;
+a note) goes inside a ``st.container()`` that every run draws.  Streamlit places an element by its
+position among its siblings; one that comes and goes at a page's top level moves everything below
+it, and the browser then draws the expanders below anew, closed.  A model uploaded in the Fit page's
+"Apply a saved model" right after a fit vanished that way: its run closed the expander around it
+(tests/test_stable_layout.py).
 """
 
 from __future__ import annotations
@@ -143,6 +150,19 @@ def stop():
     st.stop()
 
 
+def download(label: str, data, **kwargs):
+    """``st.download_button`` that leaves the page as it is.
+
+    A download changes nothing, so the click does not rerun the page (``on_click="ignore"``).  With
+    the default rerun, a file written on the click (``data`` a callable) was sometimes never sent:
+    Streamlit 1.67 empties the session's unsent messages when a run starts
+    (streamlit/runtime/app_session.py, ``_clear_queue``), and the click's rerun could start after
+    the file's reply was queued and before it was sent; the button then spun until its timeout.
+    Measured on the Data page under CPU load: 7 clicks of 70 brought no file before, 0 of 100 after.
+    """
+    return st.download_button(label, data, on_click="ignore", **kwargs)
+
+
 def data_warnings(data):
     """Before a page fits: the data's outlying rows and tied inputs, one line each (the Data page has the
     details and leaves the rows out)."""
@@ -185,9 +205,9 @@ def refresh_sidebar(final=True, page_path=""):
                 # Encoded on the click only (a callable): writing 200 000 rows as text takes 0.9 s,
                 # which every rerun of every page would pay while an upload is the data.
                 values = settings.settings()
-                st.download_button("Download the session file", lambda: session_to_json(data, values),
-                                   file_name=f"dmoe_session_{stem(data.name)}.json", mime="application/json",
-                                   key="dl_session")
+                download("Download the session file", lambda: session_to_json(data, values),
+                         file_name=f"dmoe_session_{stem(data.name)}.json", mime="application/json",
+                         key="dl_session")
             else:
                 st.caption("This link reopens the app on this page with the current data and settings.")
             st.code(settings.share_url(page_path), language=None, wrap_lines=True)

@@ -33,26 +33,28 @@ have = st.session_state.get("compare")
 # (a red "The comparison failed ... press Run on the Distributed fit page" read as an error and sent the
 # user to the wrong page).
 waiting = "" if run or have is not None else runs.automatic_compare_size(data, n_train)
-if waiting:
-    st.info(f"{waiting}: press **Run the comparison** to start it.")
-elif run or have is None:
-    bar = st.progress(0.0, text="starting")
+with st.container():  # a stable layout (explorer.chrome): the progress bar comes and goes in here
+    if waiting:
+        st.info(f"{waiting}: press **Run the comparison** to start it.")
+    elif run or have is None:
+        bar = st.progress(0.0, text="starting")
 
-    def progress(stage, done, total):
-        if stage == "local":
-            bar.progress(0.7 * done / total, text=f"local fits done: {done} / {total}")
-        else:
-            bar.progress(0.75, text=f"MM reduction: iteration {done}; then the global EM and the baselines")
+        def progress(stage, done, total):
+            if stage == "local":
+                bar.progress(0.7 * done / total, text=f"local fits done: {done} / {total}")
+            else:
+                bar.progress(0.75, text=f"MM reduction: iteration {done}; then the global EM and the baselines")
 
-    # A first visit fills the page by itself, in this process (no worker processes, no cluster), and
-    # evaluates the Fit page's models when they are of this data with these settings.
-    out = runs.attempt("The comparison", runs.run_compare, data, progress=progress, automatic=not run,
-                       by_link=not run, fit=st.session_state.get("fit"), after=runs.KEPT if have is not None else "")
-    bar.empty()
-    if out is not None:
-        cmp, test, reused = out
-        st.session_state["compare"] = dict(key=key, cmp=cmp, test=test, name=data.name, x_names=data.x_names,
-                                           truth=data.truth, reused=reused)
+        # A first visit fills the page by itself, in this process (no worker processes, no cluster), and
+        # evaluates the Fit page's models when they are of this data with these settings.
+        out = runs.attempt("The comparison", runs.run_compare, data, progress=progress, automatic=not run,
+                           by_link=not run, fit=st.session_state.get("fit"),
+                           after=runs.KEPT if have is not None else "")
+        bar.empty()
+        if out is not None:
+            cmp, test, reused = out
+            st.session_state["compare"] = dict(key=key, cmp=cmp, test=test, name=data.name, x_names=data.x_names,
+                                               truth=data.truth, reused=reused)
 
 res = st.session_state.get("compare")
 if res is None:

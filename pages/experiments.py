@@ -122,7 +122,8 @@ with st.expander("Choose K on the current data: BIC and ICL against K", expanded
             st.error(f"{exc} Type them as 1, 2, 3, 4.")
         else:
             dist = {k: fit_kw[k] for k in ("backend", "n_jobs", "scheduler", "support_size")}
-            with st.spinner(f"Fitting K = {', '.join(map(str, ks))}: the global EM and the distributed fit each"):
+            with st.container(), st.spinner(  # a stable layout (explorer.chrome)
+                    f"Fitting K = {', '.join(map(str, ks))}: the global EM and the distributed fit each"):
                 sel = runs.attempt("Choosing K", choose_k, data.X, data.y, ks, n_machines=fit_kw["n_machines"],
                                    criterion=criterion, random_state=fit_kw["random_state"],
                                    distributed_params=dist, n_init=fit_kw["n_init"])
@@ -196,32 +197,33 @@ def sweep_runs(exp, vals, sweep_kw):
     return sweep(exp["design"], exp["parameter"], vals, **common)
 
 
-if start:
-    parameter = exp["parameter"]
-    sweep_kw = sweep_params(exp)
-    vals = runs.attempt("Checking the sweep", checked_values, exp, sweep_kw,
-                        after="Change the values or settings above.")
-    gen = None if vals is None else runs.attempt("Checking the sweep", sweep_runs, exp, vals, sweep_kw,
-                                                 after="Change the values or settings above.")
-    if gen is not None:
-        per = 3 if parameter == "alpha" else 2
-        total = len(vals) * exp["repeats"] * (per if exp["include_global"] else per - 1)
-        mine = ss["sweep_rows"] = []
-        ss["sweep_meta"] = dict(exp)
-        ss["sweep_running"] = True
-        bar = st.progress(0.0, text=f"0 / {total} fits")
-        done = runs.attempt("The sweep", gather, mine, gen, bar, total, parameter,
-                            after="The runs finished before the error are below.")
-        if ss.get("sweep_rows") is mine:  # else a cancel took over while the last fit ran
-            ss["sweep_status"] = (f"Finished: {done} fits." if done is not None
-                                  else f"Stopped by an error after {len(mine)} runs.")
-            ss["sweep_running"] = False
-        # A click on Cancel (or any widget) stops this script mid-loop, leaving sweep_running set:
-        # the next run reads that as a cancellation and keeps the rows gathered so far.
+with st.container():  # a stable layout (explorer.chrome): the progress bar comes and goes in here
+    if start:
+        parameter = exp["parameter"]
+        sweep_kw = sweep_params(exp)
+        vals = runs.attempt("Checking the sweep", checked_values, exp, sweep_kw,
+                            after="Change the values or settings above.")
+        gen = None if vals is None else runs.attempt("Checking the sweep", sweep_runs, exp, vals, sweep_kw,
+                                                     after="Change the values or settings above.")
+        if gen is not None:
+            per = 3 if parameter == "alpha" else 2
+            total = len(vals) * exp["repeats"] * (per if exp["include_global"] else per - 1)
+            mine = ss["sweep_rows"] = []
+            ss["sweep_meta"] = dict(exp)
+            ss["sweep_running"] = True
+            bar = st.progress(0.0, text=f"0 / {total} fits")
+            done = runs.attempt("The sweep", gather, mine, gen, bar, total, parameter,
+                                after="The runs finished before the error are below.")
+            if ss.get("sweep_rows") is mine:  # else a cancel took over while the last fit ran
+                ss["sweep_status"] = (f"Finished: {done} fits." if done is not None
+                                      else f"Stopped by an error after {len(mine)} runs.")
+                ss["sweep_running"] = False
+            # A click on Cancel (or any widget) stops this script mid-loop, leaving sweep_running set:
+            # the next run reads that as a cancellation and keeps the rows gathered so far.
+    if ss.get("sweep_status"):
+        st.info(ss["sweep_status"])
 
 rows = ss.get("sweep_rows")
-if ss.get("sweep_status"):
-    st.info(ss["sweep_status"])
 if not rows:
     st.info("Choose the data and the values, then press Run the sweep. " + sweep_hint(exp))
     chrome.stop()
@@ -265,7 +267,7 @@ if "rpe" in summary and {"reduction", "global"} <= set(df["method"]):
 summary.index = summary.index.set_names([parameter, "method"])
 st.subheader(f"Mean over repeats ({markdown_escape(design)})")
 st.dataframe(tables.readable_table(summary).style.format("{:.4g}"), width="stretch")
-st.download_button("Download all runs as CSV", df.to_csv(index=False).encode("utf-8"),
-                   file_name=f"sweep_{stem(design)}_{parameter}.csv", mime="text/csv", key="dl_sweep")
+chrome.download("Download all runs as CSV", df.to_csv(index=False).encode("utf-8"),
+                file_name=f"sweep_{stem(design)}_{parameter}.csv", mime="text/csv", key="dl_sweep")
 
 chrome.done()

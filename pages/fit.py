@@ -78,46 +78,52 @@ with st.container(border=True):
                        help="Fit again with the same settings and measure the times anew (a repeated fit is "
                             "otherwise read from the cache, with the times of its first run).")
 
-if (run or retime) and not blocked:
-    # Set while the fit runs: leaving the page (or a rerun) stops this script mid-fit, and the next
-    # visit says so instead of showing the last finished fit as if nothing had happened.
-    now = settings.settings()
-    st.session_state[RUNNING] = f"K = {now['K']}, M = {now['M']}, seed {now['fit_seed']}"
-    bar = st.progress(0.0, text="starting")
+with st.container():  # a stable layout (explorer.chrome): the progress bar and the notes come and go in here
+    if (run or retime) and not blocked:
+        # Set while the fit runs: leaving the page (or a rerun) stops this script mid-fit, and the next
+        # visit says so instead of showing the last finished fit as if nothing had happened.
+        now = settings.settings()
+        st.session_state[RUNNING] = f"K = {now['K']}, M = {now['M']}, seed {now['fit_seed']}"
+        bar = st.progress(0.0, text="starting")
 
-    def progress(stage, done, total):
-        if stage == "local":
-            bar.progress(0.8 * done / total, text=f"local fits done: {done} / {total}")
-        elif stage == "mm":
-            bar.progress(0.8 + 0.1 * min(done / max(total, 1), 1.0), text=f"MM reduction: iteration {done}")
-        elif stage == "round":
-            bar.progress(0.9 + 0.05 * done / total, text=f"refinement round {done} / {total}")
-        else:
-            bar.progress(0.96, text="global EM on all the data (the reference)")
+        def progress(stage, done, total):
+            if stage == "local":
+                bar.progress(0.8 * done / total, text=f"local fits done: {done} / {total}")
+            elif stage == "mm":
+                bar.progress(0.8 + 0.1 * min(done / max(total, 1), 1.0), text=f"MM reduction: iteration {done}")
+            elif stage == "round":
+                bar.progress(0.9 + 0.05 * done / total, text=f"refinement round {done} / {total}")
+            else:
+                bar.progress(0.96, text="global EM on all the data (the reference)")
 
-    new = runs.attempt("The fit", runs.run_fit, data, progress=progress, retime=retime)
-    st.session_state.pop(RUNNING, None)
-    bar.empty()
-    if new is not None:
-        st.session_state["fit"] = new
-        if st.session_state.get("lesson"):
-            # The lesson's banner, drawn above before this run, explains the fit it found: drawn again, it
-            # speaks of this one (it kept "covariate weights" after the lesson's "now try constant").
-            st.rerun()
-elif st.session_state.get(RUNNING):
-    st.warning(f"Your last run ({st.session_state.pop(RUNNING)}) did not finish: the page was left while it ran. "
-               "The results below are those of the last fit that ended; press Run distributed fit to run it again.")
+        new = runs.attempt("The fit", runs.run_fit, data, progress=progress, retime=retime)
+        st.session_state.pop(RUNNING, None)
+        bar.empty()
+        if new is not None:
+            st.session_state["fit"] = new
+            if st.session_state.get("lesson"):
+                # The lesson's banner, drawn above before this run, explains the fit it found: drawn again, it
+                # speaks of this one (it kept "covariate weights" after the lesson's "now try constant").
+                st.rerun()
+    elif st.session_state.get(RUNNING):
+        st.warning(f"Your last run ({st.session_state.pop(RUNNING)}) did not finish: the page was left while it ran. "
+                   "The results below are those of the last fit that ended; press Run distributed fit to run it again.")
 
-fit = st.session_state.get("fit")
-if fit is None:
-    st.info("No fit yet: choose the settings and press Run distributed fit.")
-    chrome.stop()
-if fit.data_key != data.key:
-    st.warning("These results are for the previous data set (the plots over the data are hidden, the times are "
-               "those of that fit): press Run distributed fit to fit the current data.")
-elif not fit.matches(data, settings.settings()):
-    st.info("The settings above changed since this fit: press Run distributed fit to apply them. The results below "
-            "are those of the last fit.")
+    fit = st.session_state.get("fit")
+    if fit is None:
+        st.info("No fit yet: choose the settings and press Run distributed fit.")
+        chrome.stop()
+    if fit.data_key != data.key:
+        st.warning("These results are for the previous data set (the plots over the data are hidden, the times are "
+                   "those of that fit): press Run distributed fit to fit the current data.")
+    elif not fit.matches(data, settings.settings()):
+        st.info("The settings above changed since this fit: press Run distributed fit to apply them. The results below "
+                "are those of the last fit.")
+
+    when = time.strftime("%H:%M:%S", time.localtime(fit.measured_at))
+    if fit.cached:
+        st.caption(f":material/history: Cached result: these times were measured at {when} when these settings were "
+                   "first fitted. Press Re-time to measure them again.")
 
 dm, g, s = fit.dm, fit.global_model, fit.settings
 truth = data.truth if fit.data_key == data.key else None
@@ -128,10 +134,6 @@ colors = runs.figure("colors", (fit.key, Xd is not None), lambda: figures.reduce
 fkey = (fit.key, fit.measured_at, data.key)
 times = dm.timings_
 
-when = time.strftime("%H:%M:%S", time.localtime(fit.measured_at))
-if fit.cached:
-    st.caption(f":material/history: Cached result: these times were measured at {when} when these settings were first "
-               "fitted. Press Re-time to measure them again.")
 n_fit = int(sum(len(idx) for idx in dm.shards_)) if dm.shards_ is not None else data.n  # the fit's rows
 m = st.columns(6)
 count, left_out = explain.machines_count(len(dm.local_models_), int(s["M"]), dm.params_.n_experts, dm.skipped_)
@@ -331,16 +333,16 @@ with right:
             "preprocessing": "none: the parameters act on the raw inputs and response (EM standardises "
                              "internally and maps its coefficients back)",
             "learning_time": times["learning_time"]}
-    st.download_button("Download the reduced model (JSON)", model_to_json(prm, meta),
-                       file_name=f"reduced_model_{stem(data.name)}.json", mime="application/json", key="dl_model")
+    chrome.download("Download the reduced model (JSON)", model_to_json(prm, meta),
+                    file_name=f"reduced_model_{stem(data.name)}.json", mime="application/json", key="dl_model")
     if Xd is not None:
         # Written on the click: a table of n rows and K + d + 4 columns.
-        st.download_button("Download predictions on the data (CSV)",
-                           lambda: prediction_frame(prm, data.X, y=data.y, x_names=data.x_names,
-                                                    y_name=data.y_name).pipe(table_to_csv),
-                           file_name=f"predictions_{stem(data.name)}.csv", mime="text/csv", key="dl_predictions",
-                           help="Per row: the inputs, the response, the prediction E[y | x], the gate probabilities, "
-                                "the most likely expert (largest gate) and the posterior expert given y.")
+        chrome.download("Download predictions on the data (CSV)",
+                        lambda: prediction_frame(prm, data.X, y=data.y, x_names=data.x_names,
+                                                 y_name=data.y_name).pipe(table_to_csv),
+                        file_name=f"predictions_{stem(data.name)}.csv", mime="text/csv", key="dl_predictions",
+                        help="Per row: the inputs, the response, the prediction E[y | x], the gate probabilities, "
+                             "the most likely expert (largest gate) and the posterior expert given y.")
 
 with st.expander("Apply a saved model to the current data"):
     st.caption("A model JSON downloaded from this page; its input columns (x_names) must be columns of the "
@@ -351,8 +353,8 @@ with st.expander("Apply a saved model to the current data"):
         after="Choose a model fitted on data with these columns; the current results are unchanged.")
     if table is not None:
         st.dataframe(table.head(8), width="stretch")
-        st.download_button("Download its predictions (CSV)", table_to_csv(table),
-                           file_name=f"predictions_{stem(saved.name)}_on_{stem(data.name)}.csv",
-                           mime="text/csv", key="dl_applied")
+        chrome.download("Download its predictions (CSV)", table_to_csv(table),
+                        file_name=f"predictions_{stem(saved.name)}_on_{stem(data.name)}.csv",
+                        mime="text/csv", key="dl_applied")
 
 chrome.done()

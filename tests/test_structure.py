@@ -317,6 +317,17 @@ def test_no_session_toggles_process_wide_state():
             assert not calls & {"threadpool_limits", "filterwarnings"}, path.name
 
 
+def test_every_download_goes_through_the_one_that_does_not_rerun():
+    """explorer.chrome.download sets on_click="ignore": a click's rerun could drop a file written on the
+    click (its docstring).  A direct st.download_button would bring the race back."""
+    for path, _ in app_files():
+        direct = [node.lineno for node in ast.walk(ast.parse(path.read_text()))
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and node.func.attr == "download_button"]
+        allowed = 1 if path.name == "chrome.py" else 0
+        assert len(direct) == allowed, f"{path.name}: st.download_button at lines {direct}"
+
+
 def test_the_upload_limit_is_one_number_in_one_unit():
     """Streamlit's own limit (config.toml, in MiB) and the app's check of what it receives agree."""
     import tomllib
