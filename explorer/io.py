@@ -24,6 +24,7 @@ from .settings import MAX_APP_MACHINES, MAX_APP_N, SETTINGS
 
 __all__ = [
     "MAX_COLUMNS",
+    "MAX_MODEL_MB",
     "MAX_ROWS",
     "MAX_UPLOAD_MB",
     "MODEL_FORMAT",
@@ -50,7 +51,9 @@ MAX_ROWS = 200_000
 MAX_COLUMNS = 200
 # Characters of one column name: bounds what the names add to a session file (MAX_SESSION_MB).
 MAX_NAME_CHARS = 100
-MAX_MODEL_BYTES = 1_000_000
+# A model file: its uploaders refuse larger ones themselves (max_upload_size, in the same MiB).
+MAX_MODEL_MB = 1
+MAX_MODEL_BYTES = MAX_MODEL_MB * 1024 * 1024
 # A session file holds an accepted upload's data.  Size rule: :func:`session_to_json` writes every
 # number no longer than any text that reads as it, so the file is at most the upload's size plus,
 # per row, one byte (JSON writes a newline as two) and, per column, its name twice JSON-escaped
@@ -445,7 +448,7 @@ def model_from_json(data, name: str = "the model file") -> tuple[MoEParams, dict
 
     if isinstance(data, (bytes, bytearray)):
         if len(data) > MAX_MODEL_BYTES:
-            raise InputError(f"{name} is larger than {MAX_MODEL_BYTES // 1000} kB; a model file is much smaller.")
+            raise InputError(f"{name} is larger than {MAX_MODEL_MB} MB; a model file is much smaller.")
         try:
             data = bytes(data).decode("utf-8-sig")
         except UnicodeDecodeError:
@@ -504,7 +507,7 @@ def _parse_int(text):
 def _loads(text, name, limit=MAX_MODEL_BYTES):
     """json.loads that only ever raises InputError (deep nesting and huge integers included)."""
     if len(text) > limit:
-        raise InputError(f"{name} is larger than {MAX_MODEL_BYTES // 1000} kB; a model file is much smaller.")
+        raise InputError(f"{name} is larger than {MAX_MODEL_MB} MB; a model file is much smaller.")
     try:
         return json.loads(text, parse_int=_parse_int)
     except json.JSONDecodeError as exc:

@@ -14,6 +14,7 @@ from explorer.data import (
 )
 from explorer.io import (
     MAX_COLUMNS,
+    MAX_MODEL_MB,
     MAX_ROWS,
     MAX_SESSION_MB,
     MAX_UPLOAD_MB,
@@ -84,7 +85,7 @@ with sim_tab:
                 truth = runs.attempt("Reading the parameters", params_from_text, text,
                                      after="Fix the text, or untick the box to use the knobs.")
         mj = st.file_uploader("Or upload them: a model JSON (as downloaded on the Distributed fit page, "
-                              "at most 1 MB)", key="model_upload")
+                              f"at most {MAX_MODEL_MB} MB)", key="model_upload", max_upload_size=MAX_MODEL_MB)
         if mj is not None:
             loaded = runs.attempt("Reading the model file", model_from_json, mj.getvalue(), mj.name,
                                   after="The knobs above are used.")

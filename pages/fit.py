@@ -6,7 +6,7 @@ import streamlit as st
 
 from explorer import chrome, explain, figures, lessons, runs, settings, tables
 from explorer.data import apply_saved_model
-from explorer.io import markdown_escape, model_to_json, stem, table_to_csv
+from explorer.io import MAX_MODEL_MB, markdown_escape, model_to_json, stem, table_to_csv
 from moecore.em import degenerate_message
 from moecore.model import feature_names
 from moecore.params import default_support_size
@@ -347,7 +347,8 @@ with right:
 with st.expander("Apply a saved model to the current data"):
     st.caption("A model JSON downloaded from this page; its input columns (x_names) must be columns of the "
                "current data.")
-    saved = st.file_uploader("Model JSON (at most 1 MB)", key="apply_model_upload")
+    saved = st.file_uploader(f"Model JSON (at most {MAX_MODEL_MB} MB)", key="apply_model_upload",
+                             max_upload_size=MAX_MODEL_MB)
     table = None if saved is None else runs.attempt(
         "Applying the model", apply_saved_model, data, saved.getvalue(), saved.name,
         after="Choose a model fitted on data with these columns; the current results are unchanged.")

@@ -26,8 +26,8 @@ def layout(at):
         for i, child in getattr(node, "children", {}).items():
             kind = getattr(child, "type", None)
             if kind in STATEFUL:
-                places[(kind, child.label)] = path + (i,)
-            walk(child, path + (i,))
+                places[(kind, child.label)] = (*path, i)
+            walk(child, (*path, i))
 
     walk(at.main, ())
     return [getattr(child, "type", None) for _, child in sorted(at.main.children.items())], places

@@ -342,6 +342,18 @@ def test_the_upload_limit_is_one_number_in_one_unit():
     too_big = b"x,y\n" + b"1" * (io.MAX_UPLOAD_BYTES - 3)
     with pytest.raises(io.InputError, match=f"larger than the {io.MAX_UPLOAD_MB} MB limit"):
         io.parse_csv(too_big, "big.csv")
+    assert io.MAX_MODEL_BYTES == io.MAX_MODEL_MB * 2**20
+    with pytest.raises(io.InputError, match=f"larger than {io.MAX_MODEL_MB} MB"):
+        io.model_from_json(b" " * (io.MAX_MODEL_BYTES + 1), "big.json")
+
+
+def test_every_uploader_shows_the_limit_it_is_held_to():
+    """Each st.file_uploader passes its own max_upload_size: without it the widget printed the server's
+    "51MB per file" under a label that said "at most 1 MB"."""
+    for path, _ in app_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "file_uploader":
+                assert "max_upload_size" in {k.arg for k in node.keywords}, f"{path.name}:{node.lineno}"
 
 
 def test_the_app_sweeps_what_the_library_sweeps():
