@@ -323,6 +323,22 @@ def check_feature_names(estimator, X, *, reset):
     validate_data(estimator, X, reset=reset, skip_check_array=True)
 
 
+def distinct_names(names, what, *, verb="names", error=ValueError) -> list:
+    """``names`` as a list of column names, each once; a bare string is one name, not its letters.
+
+    ``what`` and ``verb`` word the refusal ("x_names names ['a'] more than once"); ``error`` is its class.
+    """
+    if isinstance(names, str):
+        names = [names]
+    if isinstance(names, bytes) or not np.iterable(names):
+        raise TypeError(f"{what} must be a list of column names, got {type(names).__name__} {names!r}.")
+    names = list(names)
+    repeated = sorted({str(c) for c in names if names.count(c) > 1})
+    if repeated:
+        raise error(f"{what} {verb} {repeated} more than once: each input is one column.")
+    return names
+
+
 class _NameProbe(BaseEstimator):
     """A bare estimator for :func:`check_column_names`: scikit-learn's name check needs one to record on."""
 

@@ -10,24 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._validation import check_X
+from ._validation import check_X, distinct_names
 from .model import MoEParams, feature_names, gate_proba, posterior_proba, predict_mean
 
 __all__ = ["apply_model", "prediction_frame"]
-
-
-def _names(names, what):
-    """``names`` as a list of distinct column names; a bare string is one name, not its letters (as in
-    :meth:`DistributedMoE.fit_shards <moecore.DistributedMoE.fit_shards>`)."""
-    if isinstance(names, str):
-        names = [names]
-    if isinstance(names, bytes) or not np.iterable(names):
-        raise TypeError(f"{what} must be a list of column names, got {type(names).__name__} {names!r}.")
-    names = list(names)
-    repeated = sorted({str(c) for c in names if names.count(c) > 1})
-    if repeated:
-        raise ValueError(f"{what} names {repeated} more than once: each input is one column.")
-    return names
 
 
 def _free(name, taken):
@@ -48,10 +34,10 @@ def prediction_frame(params: MoEParams, X, *, y=None, x_names=None, y_name="y"):
     ``posterior_expert``; one whose name an input or the response already has gets "_model" appended.
     """
     if x_names is not None:
-        x_names = _names(x_names, "x_names")
+        x_names = distinct_names(x_names, "x_names")
     if isinstance(X, pd.DataFrame):
         if x_names is None:
-            x_names = _names(X.columns, "X's columns")
+            x_names = distinct_names(X.columns, "X's columns")
         else:
             missing = [c for c in x_names if c not in X.columns]
             if missing:
@@ -86,7 +72,7 @@ def prediction_frame(params: MoEParams, X, *, y=None, x_names=None, y_name="y"):
 def apply_model(params: MoEParams, frame: pd.DataFrame, x_names, y_name=None):
     """:func:`prediction_frame` on the columns ``x_names`` of a table (and its ``y_name`` column when
     present); a ValueError names the columns the table lacks."""
-    x_names = _names(x_names, "x_names")
+    x_names = distinct_names(x_names, "x_names")
     missing = [c for c in x_names if c not in frame.columns]
     if missing:
         raise ValueError(f"the table lacks the model's input column(s) {missing}; it has {list(frame.columns)}.")

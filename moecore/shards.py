@@ -42,6 +42,7 @@ import numpy as np
 from joblib import delayed
 
 from . import local
+from ._validation import distinct_names
 from .collinear import ColumnScatter, warn_tied
 from .dispatch import MachineData, Runner, gather_dask
 from .outliers import Outliers, find_outliers, warn_file_outliers
@@ -191,11 +192,7 @@ def _select(path, columns, response, features):
     if features is None:
         feats = [c for c in columns if c != response]
     else:
-        # One name is one column ("x1"), not its characters.
-        feats = [features] if isinstance(features, str) else [str(f) for f in features]
-        repeated = sorted({f for f in feats if feats.count(f) > 1})
-        if repeated:
-            raise ShardError(f"features lists {repeated} more than once: each input is one column.")
+        feats = [str(f) for f in distinct_names(features, "features", verb="lists", error=ShardError)]
         missing = [f for f in feats if f not in columns]
         if missing:
             raise ShardError(
