@@ -259,6 +259,9 @@ def select_columns(df: pd.DataFrame, y_col: str, x_cols) -> tuple[np.ndarray, np
     unknown = [c for c in x_cols if c not in df.columns]
     if unknown:
         raise InputError(f"input column(s) {_quotes(unknown)} are not in the file.")
+    if pd.api.types.is_bool_dtype(df[y_col]):  # as moecore refuses it; an input of True/False reads as 0/1
+        raise InputError(f"the response {_quote(y_col)} holds True/False: the experts are Gaussian regressions of a "
+                         "continuous response, no model of a 0/1 outcome. Pick a numeric response.")
     y = _numeric(df, y_col)
     X = np.column_stack([_numeric(df, c) for c in x_cols])
     const = [c for c, col in zip(x_cols, X.T, strict=True) if not np.ptp(col) > 0]

@@ -100,7 +100,7 @@ def check_X(X, name="X", *, n_features=None, min_samples=1):
 
     Returns a C-contiguous float64 array of shape (n_samples, n_features).
     """
-    X = _as_float_array(X, name)
+    X = _as_float_array(X, name, bool_ok=True)
     if X.ndim == 1:
         X = X[:, None]
     if X.ndim != 2:
@@ -259,7 +259,14 @@ def _is_sparse(a):
     return scipy.sparse.issparse(a)
 
 
-def _as_float_array(a, name):
+# An input of True/False is an indicator, read as 0/1 whatever holds it (a boolean array, a DataFrame of
+# boolean columns alone or beside numbers, a file's column), as scikit-learn reads it.  A response of
+# True/False is refused: a Gaussian expert is no model of a 0/1 outcome.
+BOOL_RESPONSE = ("{name} is boolean (True/False): moecore's experts are Gaussian regressions of a continuous "
+                 "response, no model of a 0/1 outcome; pass {name} as numbers if 0/1 is meant.")
+
+
+def _as_float_array(a, name, *, bool_ok=False):
     if a is None or isinstance(a, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}.")
     if isinstance(a, np.ma.MaskedArray) and np.ma.is_masked(a):
@@ -272,7 +279,13 @@ def _as_float_array(a, name):
         arr = np.asarray(a)
     except Exception as exc:  # ragged nested lists and the like
         raise TypeError(f"{name} must be a numeric array: {exc}") from None
+    if arr.dtype.kind == "b":
+        if not bool_ok:
+            raise TypeError(BOOL_RESPONSE.format(name=name))
+        return arr.astype(np.float64)
     if arr.dtype == object:
+        if not bool_ok and any(isinstance(v, (bool, np.bool_)) for v in arr.flat):
+            raise TypeError(BOOL_RESPONSE.format(name=name))
         # Text that reads as numbers (a pandas "string" column) is refused as NumPy's own strings
         # are: a column of text is the caller's to convert (pd.to_numeric), not ours to guess.
         missing = sum(1 for v in arr.flat if v is None or type(v).__name__ in ("NAType", "NaTType"))
@@ -286,7 +299,7 @@ def _as_float_array(a, name):
             arr = arr.astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must contain only numbers; found non-numeric entries ({exc}).") from None
-    if arr.dtype.kind == "b" or not (np.issubdtype(arr.dtype, np.number)):
+    if not np.issubdtype(arr.dtype, np.number):
         raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}.")
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise TypeError(f"{name} must be real-valued, got complex dtype {arr.dtype}.")

@@ -42,7 +42,7 @@ import numpy as np
 from joblib import delayed
 
 from . import local
-from ._validation import distinct_names
+from ._validation import BOOL_RESPONSE, distinct_names
 from .collinear import ColumnScatter, warn_tied
 from .dispatch import MachineData, Runner, gather_dask
 from .outliers import Outliers, find_outliers, warn_file_outliers
@@ -266,7 +266,9 @@ def read_shard(path, response="y", features=None):
         raise ShardError(f"shard {path!r} holds no rows.")
     for c in use:
         col = df[c]
-        if col.dtype.kind not in "iuf":
+        if col.dtype.kind == "b" and c == response:  # an input of True/False reads as 0/1, as in fit
+            raise ShardError(f"shard {path!r}: " + BOOL_RESPONSE.format(name=f"response column {c!r}"))
+        if col.dtype.kind not in "iufb":
             bad = pd.to_numeric(col, errors="coerce").isna() & col.notna()
             example = col[bad].iloc[0] if bad.any() else col.iloc[0]
             raise ShardError(

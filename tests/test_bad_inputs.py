@@ -42,7 +42,7 @@ MOE_CASES = [
     ("y-2d", {}, X, np.column_stack([Y, Y]), ValueError, "y must be 1-D"),
     ("length-mismatch", {}, X, Y[:-1], ValueError, "same number of samples"),
     ("X-complex", {}, X.astype(complex), Y, TypeError, "real-valued"),
-    ("X-bool", {}, X > 0, Y, TypeError, "numeric"),
+    ("y-bool", {}, X, Y > 0, TypeError, "y is boolean"),
     ("X-string-scalar", {}, "data.csv", Y, TypeError, "numeric array"),
     ("constant-column", {}, np.column_stack([X, np.ones(400)]), Y, ValueError, "constant column"),
     ("constant-y", {}, X, np.ones(400), ValueError, "y is constant"),
