@@ -163,6 +163,14 @@ def download(label: str, data, **kwargs):
     return st.download_button(label, data, on_click="ignore", **kwargs)
 
 
+def cards(n: int) -> list:
+    """``n`` containers for metric cards, each as wide as its words, spread over the row where they fit and
+    on further rows where they do not: in ``st.columns(n)`` each card kept 1/n of the width, and a 900 px
+    window cut the Fit page's six values to "0…" (a card of stretched width was cut the same way)."""
+    row = st.container(horizontal=True, horizontal_alignment="distribute", gap="medium")
+    return [row.container(width="content") for _ in range(n)]
+
+
 def data_warnings(data):
     """Before a page fits: the data's outlying rows and tied inputs, one line each (the Data page has the
     details and leaves the rows out)."""

@@ -240,7 +240,8 @@ def banner():
     lesson = BY_KEY[key]
     st.markdown(evidence.BOX_CSS, unsafe_allow_html=True)
     with st.container(border=True):
-        c1, c2 = st.columns([6, 1])
+        row = st.container(horizontal=True)  # the buttons keep their words beside the text in a narrow window
+        c1, c2 = row.container(width="stretch"), row.container(width="content")
         c1.markdown(f":material/co_present: **Lesson: {lesson.title}**  \n{lesson.narration}")
         if c2.button("End the lesson", key="btn_end_lesson"):
             st.session_state.pop("lesson", None)

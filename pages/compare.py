@@ -24,9 +24,9 @@ line = explain.small_shards_line(check_shards(n_train, data.d, s["K"], s["M"], s
                                               or default_support_size(n_train, s["M"])))
 if line:
     st.warning(line)
-c1, c2 = st.columns([1, 3])
-run = c1.button("Run the comparison", type="primary", key="btn_compare")
-settings.widget("cmp_unaligned", where=c2)
+row = st.container(horizontal=True, vertical_alignment="center")  # the button keeps its words in a narrow window
+run = row.button("Run the comparison", type="primary", key="btn_compare")
+settings.widget("cmp_unaligned", where=row)
 key = (data.key, tuple(sorted(s.items())))
 have = st.session_state.get("compare")
 # A first visit fills the page by itself unless the comparison is heavy: then it waits for the button
@@ -75,7 +75,7 @@ Xt, yt, _ = res["test"]
 table = cmp.table()
 shown = table[[c for c in evidence.METRIC_LABELS if c in table]].rename(columns=evidence.METRIC_LABELS)
 st.subheader("Metrics on held-out data")
-m = st.columns(4)
+m = chrome.cards(4)
 m[0].metric("held-out RPE, reduction", explain.rpe_text(table.loc["reduction", "rpe"]))
 m[1].metric("held-out RPE, global EM", explain.rpe_text(table.loc["global", "rpe"]))
 m[2].metric("ARI, reduction", f"{table.loc['reduction', 'ari']:.4f}" if "ari" in table else "-")

@@ -139,9 +139,9 @@ with st.expander("Choose K on the current data: BIC and ICL against K", expanded
                     + ("" if key == data.key else " (not the current data: compute again)") + ".")
         st.dataframe(sel.table.style.format("{:.6g}"), width="stretch")
 
-b1, b2, _ = st.columns([1, 1, 4])
-start = b1.button("Run the sweep", type="primary", key="btn_sweep")
-cancel = b2.button("Cancel", key="btn_cancel")
+b = st.container(horizontal=True)  # buttons as wide as their words in a narrow window
+start = b.button("Run the sweep", type="primary", key="btn_sweep")
+cancel = b.button("Cancel", key="btn_cancel")
 ss = st.session_state
 if ss.get("sweep_running") and (cancel or not start):
     # Cancel, or another widget, interrupted the previous run. Streamlit starts this run in a new thread

@@ -72,9 +72,9 @@ with st.container(border=True):
         with st.expander("Why this matters"):
             st.markdown(f"{shard.message} The fit still runs, to show what goes wrong.")
     chrome.data_warnings(data)
-    b1, b2, _ = st.columns([1, 1, 2])
-    run = b1.button("Run distributed fit", type="primary", key="btn_fit", width="stretch")
-    retime = b2.button("Re-time", key="btn_retime", width="stretch",
+    b = st.container(horizontal=True)  # buttons as wide as their words: a narrow column cut them to "Run dist…"
+    run = b.button("Run distributed fit", type="primary", key="btn_fit")
+    retime = b.button("Re-time", key="btn_retime",
                        help="Fit again with the same settings and measure the times anew (a repeated fit is "
                             "otherwise read from the cache, with the times of its first run).")
 
@@ -135,7 +135,7 @@ fkey = (fit.key, fit.measured_at, data.key)
 times = dm.timings_
 
 n_fit = int(sum(len(idx) for idx in dm.shards_)) if dm.shards_ is not None else data.n  # the fit's rows
-m = st.columns(6)
+m = chrome.cards(6)
 count, left_out = explain.machines_count(len(dm.local_models_), int(s["M"]), dm.params_.n_experts, dm.skipped_)
 with m[0], lessons.box("machines"):
     st.metric("machines M / experts K", count)
@@ -326,13 +326,14 @@ with right:
     st.caption("Reduced model parameters (numbered like their colours)")
     st.dataframe(tables.params_table(prm, names, order=colors.argsort(), name="reduced", gates=False).round(4),
                  width="stretch")
-    meta = {"method": "distributed reduction (Chamroukhi & Pham)", "data": data.name,
-            "n": int(sum(len(idx) for idx in dm.shards_)), "S": len(dm.support_indices_),
-            "settings": {k: s[k] for k in settings.FIT_SETTINGS if k in s}, "x_names": list(names),
-            "y_name": data.y_name if Xd is not None else "y",
-            "preprocessing": "none: the parameters act on the raw inputs and response (EM standardises "
-                             "internally and maps its coefficients back)",
-            "learning_time": times["learning_time"]}
+meta = {"method": "distributed reduction (Chamroukhi & Pham)", "data": data.name,
+        "n": int(sum(len(idx) for idx in dm.shards_)), "S": len(dm.support_indices_),
+        "settings": {k: s[k] for k in settings.FIT_SETTINGS if k in s}, "x_names": list(names),
+        "y_name": data.y_name if Xd is not None else "y",
+        "preprocessing": "none: the parameters act on the raw inputs and response (EM standardises "
+                         "internally and maps its coefficients back)",
+        "learning_time": times["learning_time"]}
+with st.container(horizontal=True):  # below the columns: a narrow column cut their words
     chrome.download("Download the reduced model (JSON)", model_to_json(prm, meta),
                     file_name=f"reduced_model_{stem(data.name)}.json", mime="application/json", key="dl_model")
     if Xd is not None:

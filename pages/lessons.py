@@ -11,9 +11,9 @@ st.caption("Each lesson sets the data and the fit, runs them (a few seconds) and
 
 for lesson in lessons.LESSONS:
     with st.container(border=True):
-        c1, c2 = st.columns([5, 1])
-        c1.markdown(f"**{lesson.title}**  \n{lesson.narration}")
-        if c2.button("Run this lesson", key=f"btn_lesson_{lesson.key}", type="primary", width="stretch"):
+        row = st.container(horizontal=True)  # the button keeps its words beside the text in a narrow window
+        row.markdown(f"**{lesson.title}**  \n{lesson.narration}")
+        if row.button("Run this lesson", key=f"btn_lesson_{lesson.key}", type="primary"):
             with st.spinner(f"Running the lesson: {lesson.title}..."):
                 done = runs.attempt("The lesson", lessons.start, lesson)
             if done is not None:

@@ -273,6 +273,42 @@ def test_every_page_renders(server, page):
     shoot(page, "experiments")
 
 
+# Elements whose text the browser cut (an ellipsis, or text past the box), in the cards and buttons.
+_CUT = """() => [...document.querySelectorAll('[data-testid="stMetric"] *, button *')]
+    .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
+    .map(e => e.innerText.trim()).filter(t => t)"""
+
+
+def stable_reading(pg, script, every_ms=400, times=3, most_ms=15_000):
+    """``script``'s value once it read the same ``times`` times in a row: the browser lays the page out and
+    sizes its fonts after the run is over (the cards read uncut right after it, cut a second later)."""
+    seen, waited = [], 0
+    while waited < most_ms:
+        seen.append(pg.evaluate(script))
+        if len(seen) >= times and all(v == seen[-1] for v in seen[-times:]):
+            return seen[-1]
+        pg.wait_for_timeout(every_ms)
+        waited += every_ms
+    return seen[-1]
+
+
+def test_a_narrow_window_cuts_no_card_and_no_button(server, browser):
+    """At 900 px (a laptop's half screen, a projector's), the metric cards and the buttons keep their words:
+    in st.columns the Fit page's six cards read "0…" and its Run button "Run dist…"."""
+    pg = browser.new_context(viewport={"width": 900, "height": 1000}).new_page()
+    try:
+        for path, title in [("", "Distributed fit"), ("compare", "Compare"), ("data", "Data"),
+                            ("experiments", "Experiments"), ("lessons", "Lessons")]:
+            pg.goto(f"{server}/{path}")
+            pg.wait_for_selector(f"h1:has-text('{title}')", timeout=RUN_WAIT)
+            settle(pg)
+            no_errors(pg)
+            assert stable_reading(pg, _CUT) == [], f"{title}: cut at 900 px"
+        shoot(pg, "narrow-900")
+    finally:
+        pg.context.close()
+
+
 def _csv(tmp_path, n=600):
     rng = np.random.default_rng(4)
     x = rng.uniform(-3, 3, n)
