@@ -272,8 +272,8 @@ def mm_figure(history, init_objectives=None, n_kmeans=None):
     top = float(np.nanmax(np.abs(h))) if h.size and np.isfinite(h).any() else 0.0
     power = int(np.floor(np.log10(top))) if top > 0 else 0
     power = power if power <= -2 or power >= 4 else 0
-    fig = go.Figure(go.Scatter(x=np.arange(len(h)), y=h / 10.0 ** power, mode="lines+markers", name="R (kept run)",
-                               line=dict(color=PALETTE[0], width=2.5), customdata=h,
+    fig = go.Figure(go.Scatter(x=np.arange(len(h)), y=h / 10.0 ** power, mode="lines+markers",
+                               name="R of the best start (kept)", line=dict(color=PALETTE[0], width=2.5), customdata=h,
                                hovertemplate="iteration %{x}<br>R=%{customdata:.6g}<extra></extra>"))
     title = "MM reduction: objective R per iteration"
     if init_objectives is not None and len(init_objectives) > 1:
