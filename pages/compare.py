@@ -38,6 +38,7 @@ with st.container():  # a stable layout (explorer.chrome): the progress bar come
         st.info(f"{waiting}: press **Run the comparison** to start it.")
     elif run or have is None:
         bar = st.progress(0.0, text="starting")
+        stays = st.caption("Stay on this page until it ends: leaving it, or changing a setting, stops the comparison.")
 
         def progress(stage, done, total):
             if stage == "local":
@@ -51,6 +52,7 @@ with st.container():  # a stable layout (explorer.chrome): the progress bar come
                            by_link=not run, fit=st.session_state.get("fit"),
                            after=runs.KEPT if have is not None else "")
         bar.empty()
+        stays.empty()
         if out is not None:
             cmp, test, reused = out
             st.session_state["compare"] = dict(key=key, cmp=cmp, test=test, name=data.name, x_names=data.x_names,
