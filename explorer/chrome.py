@@ -163,12 +163,13 @@ def download(label: str, data, **kwargs):
     return st.download_button(label, data, on_click="ignore", **kwargs)
 
 
-def cards(n: int) -> list:
+def cards(n: int, key: str) -> list:
     """``n`` containers for metric cards, each as wide as its words, spread over the row where they fit and
     on further rows where they do not: in ``st.columns(n)`` each card kept 1/n of the width, and a 900 px
-    window cut the Fit page's six values to "0…" (a card of stretched width was cut the same way)."""
+    window cut the Fit page's six values to "0…" (a card of stretched width was cut the same way).  Card i
+    is keyed ``{key}_{i}`` (its CSS class ``st-key-{key}_{i}``)."""
     row = st.container(horizontal=True, horizontal_alignment="distribute", gap="medium")
-    return [row.container(width="content") for _ in range(n)]
+    return [row.container(width="content", key=f"{key}_{i}") for i in range(n)]
 
 
 def data_warnings(data):

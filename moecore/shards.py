@@ -242,7 +242,8 @@ def inspect_shard(index, path, response="y", features=None):
 def read_shard(path, response="y", features=None):
     """Read and validate one shard file into ``(X (n, d), y (n,), feature names)``.
 
-    Every column used must be numeric and finite; errors name the file, the column and a bad value.
+    Every column used must be numeric and finite (an input of True/False reads as 0/1, a response of it is
+    refused); errors name the file, the column and a bad value.
     """
     import pandas as pd
 

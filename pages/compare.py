@@ -77,7 +77,7 @@ Xt, yt, _ = res["test"]
 table = cmp.table()
 shown = table[[c for c in evidence.METRIC_LABELS if c in table]].rename(columns=evidence.METRIC_LABELS)
 st.subheader("Metrics on held-out data")
-m = chrome.cards(4)
+m = chrome.cards(4, "compare_cards")
 m[0].metric("held-out RPE, reduction", explain.rpe_text(table.loc["reduction", "rpe"]))
 m[1].metric("held-out RPE, global EM", explain.rpe_text(table.loc["global", "rpe"]))
 m[2].metric("ARI, reduction", f"{table.loc['reduction', 'ari']:.4f}" if "ari" in table else "-")

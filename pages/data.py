@@ -185,7 +185,7 @@ with session_tab:
 data = st.session_state["data"]
 st.divider()
 st.subheader(f"Current data: {markdown_escape(data.name)}")
-m1, m2, m3, m4 = chrome.cards(4)
+m1, m2, m3, m4 = chrome.cards(4, "data_cards")
 m1.metric("samples n", f"{data.n:,}")
 m2.metric("inputs d", data.d)
 m3.metric("true experts K", data.truth.n_experts if data.truth is not None else "unknown")

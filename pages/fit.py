@@ -137,7 +137,7 @@ fkey = (fit.key, fit.measured_at, data.key)
 times = dm.timings_
 
 n_fit = int(sum(len(idx) for idx in dm.shards_)) if dm.shards_ is not None else data.n  # the fit's rows
-m = chrome.cards(6)
+m = chrome.cards(6, "fit_cards")
 count, left_out = explain.machines_count(len(dm.local_models_), int(s["M"]), dm.params_.n_experts, dm.skipped_)
 with m[0], lessons.box("machines"):
     st.metric("machines M / experts K", count)

@@ -89,8 +89,8 @@ def test_fit_page_at_256_machines_reads_in_one_screen_of_warnings(fresh):
     count = pg.locator('[data-testid="stMetric"]', has_text="machines M / experts K")
     fitted = int(count.locator('[data-testid="stMetricValue"]').inner_text().split("/")[0])
     if fitted < 256:
-        column = count.locator("xpath=ancestor::div[@data-testid='stColumn'][1]")
-        assert f"{256 - fitted} of 256 machines left out" in column.inner_text()
+        card = pg.locator(".st-key-fit_cards_0")  # the card of the count (explorer.chrome.cards)
+        assert f"{256 - fitted} of 256 machines left out" in card.inner_text()
     plots_rendered(pg, 4)
     shoot(pg, "fit-m256")
     pg.context.close()
