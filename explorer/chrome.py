@@ -60,6 +60,13 @@ def _app_pages() -> list:
             for script, title, icon in PAGES]
 
 
+# A checkbox's label wraps onto a second line in a narrow column instead of ending in "…": at 1024 px
+# "Show the M x K local experts" and "Show the data" both read "Show the…".
+WRAP_LABELS_CSS = ("<style>[data-testid='stCheckbox'] [data-testid='stMarkdownContainer'], "
+                   "[data-testid='stCheckbox'] [data-testid='stMarkdownContainer'] * "
+                   "{white-space: normal; text-overflow: clip; overflow-wrap: anywhere;}</style>")
+
+
 def navigation():
     """st.navigation over the app's pages; the page to run (``.run()``), its ``url_path`` the
     address ("" for the default page).  Hidden: the sidebar draws its own links."""
@@ -70,6 +77,7 @@ def frame(page_path: str):
     """Set the session up (URL settings, data, first fit) and draw the sidebar, once per run,
     before the page; the sidebar's summary is drawn whole after the page."""
     st.set_page_config(page_icon=":material/hub:", layout="wide")  # the page adds its title
+    st.html(WRAP_LABELS_CSS)  # style only: out of the page's flow
     ss = st.session_state
     ss["_page_path"] = page_path
     first = not ss.get("_settings_ready")
@@ -170,6 +178,25 @@ def cards(n: int, key: str) -> list:
     is keyed ``{key}_{i}`` (its CSS class ``st-key-{key}_{i}``)."""
     row = st.container(horizontal=True, horizontal_alignment="distribute", gap="medium")
     return [row.container(width="content", key=f"{key}_{i}") for i in range(n)]
+
+
+# A chart narrower than this is no longer read: at 1024 px with the sidebar open, two charts side by side
+# left Plotly a plotting area of 64 px under its legend.  In rem, so the projector's larger text (a larger
+# root font) stacks the pairs sooner.
+PAIR_MIN_REM = 27
+
+
+def pair(key: str, weights=(1, 1)):
+    """Two containers side by side where each gets ``PAIR_MIN_REM`` of width, one above the other where
+    not (``st.columns`` kept them side by side down to a 640 px window).  ``weights``: their shares of the
+    width a shared row has beyond that.  The containers are keyed ``pair_{key}_0`` and ``pair_{key}_1``."""
+    # Each starts from PAIR_MIN_REM and the row wraps when two do not fit; the weights share what is left.
+    # The row's items are the boxes Streamlit wraps each container in, so the rule is on the key's parent.
+    css = " ".join(f"div:has(> .st-key-pair_{key}_{i}) {{flex: {w} 1 {PAIR_MIN_REM}rem;}}"
+                   for i, w in enumerate(weights))
+    st.html(f"<style>{css}</style>")  # style only: Streamlit puts it out of the page's flow
+    row = st.container(horizontal=True, gap="medium")
+    return tuple(row.container(width="stretch", key=f"pair_{key}_{i}") for i in range(2))
 
 
 def data_warnings(data):

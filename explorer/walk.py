@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from . import explain, figures, runs
+from . import chrome, explain, figures, runs
 
 
 def status_line(walk, i) -> str:
@@ -72,14 +72,15 @@ def live_example(M: int, seed: int, init: str):
         ss["learn_cfg"], ss["learn_step"] = example, 0
     last = len(walk.states) - 1
     i = min(ss.get("learn_step", 0), last)
-    b1, b2, b3, b4 = st.columns([1, 1, 1, 3])
+    # Buttons as wide as their words (in st.columns a narrow window cut them to "Ne…"); the status after them.
+    row = st.container(horizontal=True, vertical_alignment="center")
     # Callbacks run before the fragment draws, so the buttons' enabled state is that of the new step.
-    b1.button("◀ Previous", key="learn_prev", on_click=_move, args=(-1, last), disabled=i == 0)
-    b2.button("Next MM step ▶", type="primary", key="learn_next", on_click=_move, args=(1, last), disabled=i == last)
-    b3.button("Reset", key="learn_reset", on_click=_move, args=(None, last), disabled=i == 0)
-    b4.container(key="learn_status").markdown(status_line(walk, i))
+    row.button("◀ Previous", key="learn_prev", on_click=_move, args=(-1, last), disabled=i == 0)
+    row.button("Next MM step ▶", type="primary", key="learn_next", on_click=_move, args=(1, last), disabled=i == last)
+    row.button("Reset", key="learn_reset", on_click=_move, args=(None, last), disabled=i == 0)
+    row.container(key="learn_status").markdown(status_line(walk, i))
     figs = step_figures(M, seed, init, i)
-    left, right = st.columns([3, 2])
+    left, right = chrome.pair("learn_step", (3, 2))
     left.plotly_chart(figs["step"], width="stretch", key="learn_fig")
     with right:
         st.plotly_chart(figs["curve"], width="stretch", key="learn_R")

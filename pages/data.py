@@ -215,7 +215,7 @@ else:
     c1, c2 = st.columns(2)
     view = c1.radio("View", ["one input", "2-D projection"], horizontal=True, key="data_view")
     feature = c2.selectbox("Input", range(data.d), format_func=lambda j: data.x_names[j], key="data_feature")
-left, right = st.columns([3, 2])
+left, right = chrome.pair("data_plots", (3, 2))
 with left:
     if view == "one input":
         fig = figures.data_figure(data.X, data.y, data.labels, data.truth, feature=feature,

@@ -245,7 +245,7 @@ st.caption(f"Settings of these runs: {'data' if on_data else 'design'} **{markdo
            + ("S = the paper's floor(n / 4M)" if meta["support_size"] is None else f"S = {meta['support_size']:,}")
            + f", seed {meta['seed']}, {meta['repeats']} repeat(s), backend {first['backend']} "
            f"(n_jobs = {first['n_jobs']}). The CSV holds them in every row.")
-c1, c2 = st.columns(2)
+c1, c2 = chrome.pair("sweep")
 with c1:
     st.plotly_chart(figures.sweep_figure(df, parameter, "rpe"), width="stretch", key="exp_rpe")
 with c2:

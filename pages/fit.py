@@ -239,13 +239,13 @@ if Xd is not None and dm.shards_ is not None:
 st.subheader("Local experts, reduced experts" + (" and the truth" if truth is not None else ""))
 d = dm.params_.n_features
 names = feature_names(d, data.x_names if Xd is not None else None)
-o1, o2, o3, o4 = st.columns(4)
-feature = names.index(o1.selectbox("Input on the x axis", names, key="fit_feature")) if d > 1 else 0
-show_local = o2.checkbox("Show the M x K local experts", value=True, key="fit_show_local")
-show_data = o3.checkbox("Show the data", value=True, key="fit_show_data")
-full_lines = o4.checkbox("Full reduced expert lines", value=False, key="fit_full_lines",
+o = st.container(horizontal=True, vertical_alignment="center", gap="medium")  # options as wide as their words
+feature = names.index(o.selectbox("Input on the x axis", names, key="fit_feature", width=220)) if d > 1 else 0
+show_local = o.checkbox("Show the M x K local experts", value=True, key="fit_show_local")
+show_data = o.checkbox("Show the data", value=True, key="fit_show_data")
+full_lines = o.checkbox("Full reduced expert lines", value=False, key="fit_full_lines",
                          help="Off: each reduced expert is drawn where its gate is the largest, where it predicts.")
-left, right = st.columns(2)
+left, right = chrome.pair("fit_experts")
 Xplot = data.X if data.d == d else None  # a stale fit of data with another d cannot be drawn over this data
 with left:
     if Xplot is not None:
@@ -270,7 +270,7 @@ with right:
 st.subheader("Gates and transport plan")
 n_fitted = len(dm.local_models_)
 many = n_fitted > figures.MANY_MACHINES  # per-machine views become summaries (they would be pages tall)
-left, right = st.columns(2)
+left, right = chrome.pair("fit_gates")
 with left:
     models = {"reduced": dm.params_}
     cols = {"reduced": colors}
@@ -300,7 +300,7 @@ with right:
             precision=3), width="stretch", hide_index=True, key="fit_plan_table")
 
 st.subheader("Convergence")
-left, right = st.columns(2)
+left, right = chrome.pair("fit_convergence")
 left.plotly_chart(runs.figure("loglik", fkey, lambda: figures.loglik_figure(dm, g)), width="stretch", key="fit_loglik")
 right.plotly_chart(runs.figure("mm", fkey, lambda: figures.mm_figure(dm.mm_history_, dm.reduction_.init_objectives,
                                                                  n_kmeans=dm.mm_n_init)),
@@ -310,9 +310,9 @@ st.subheader("Timing")
 timing = runs.figure("timing", fkey, lambda: figures.timing_figure(dm, g.fit_time_))
 if many:  # two panels: the distribution of the local fits needs the page's width
     st.plotly_chart(timing, width="stretch", key="fit_timing")
-    left, right = st.columns([3, 2])
+    left, right = chrome.pair("fit_timing", (3, 2))
 else:
-    left, right = st.columns([3, 2])
+    left, right = chrome.pair("fit_timing", (3, 2))
     left.plotly_chart(timing, width="stretch", key="fit_timing")
 with (left if many else right), lessons.box("timing"):
     st.markdown(

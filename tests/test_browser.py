@@ -274,9 +274,13 @@ def test_every_page_renders(server, page):
 
 
 # Elements whose text the browser cut (an ellipsis, or text past the box), in the cards and buttons.
-_CUT = """() => [...document.querySelectorAll('[data-testid="stMetric"] *, button *')]
+_CUT = """() => [...document.querySelectorAll('[data-testid="stMetric"] *, button *, [data-testid="stCheckbox"] *')]
     .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
     .map(e => e.innerText.trim()).filter(t => t)"""
+
+
+_CHART_WIDTHS = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(e => e.offsetParent !== null)
+    .map(e => Math.round(e.getBoundingClientRect().width))"""
 
 
 def stable_reading(pg, script, every_ms=400, times=3, most_ms=15_000):
@@ -293,17 +297,22 @@ def stable_reading(pg, script, every_ms=400, times=3, most_ms=15_000):
 
 
 def test_a_narrow_window_cuts_no_card_and_no_button(server, browser):
-    """At 900 px (a laptop's half screen, a projector's), the metric cards and the buttons keep their words:
-    in st.columns the Fit page's six cards read "0…" and its Run button "Run dist…"."""
+    """At 900 px (a laptop's half screen, a projector's), the metric cards, buttons and checkboxes keep their
+    words and no chart is squeezed beside another: in st.columns the Fit page's six cards read "0…", its Run
+    button "Run dist…", two checkboxes "Show the…", and its charts were 170-270 px wide."""
     pg = browser.new_context(viewport={"width": 900, "height": 1000}).new_page()
     try:
         for path, title in [("", "Distributed fit"), ("compare", "Compare"), ("data", "Data"),
-                            ("experiments", "Experiments"), ("lessons", "Lessons")]:
+                            ("experiments", "Experiments"), ("lessons", "Lessons"), ("learn", "Learn")]:
             pg.goto(f"{server}/{path}")
             pg.wait_for_selector(f"h1:has-text('{title}')", timeout=RUN_WAIT)
             settle(pg)
             no_errors(pg)
             assert stable_reading(pg, _CUT) == [], f"{title}: cut at 900 px"
+            # Charts side by side would get 170-270 px (a 64 px plotting area under the legend): one above the
+            # other they get the main column's width, about 440 px here.
+            widths = stable_reading(pg, _CHART_WIDTHS)
+            assert not widths or min(widths) >= 400, f"{title}: charts {widths} px wide at 900 px"
         shoot(pg, "narrow-900")
     finally:
         pg.context.close()
