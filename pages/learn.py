@@ -13,9 +13,10 @@ with st.expander("1. The model: a mixture of experts", expanded=True):
         "Each input $x$ (with an intercept, $\\tilde x = (1, x)$) is routed by a **softmax gate** to one of "
         "$K$ linear **experts**:"
     )
-    st.latex(r"\pi_k(x) = \frac{e^{\alpha_k^\top \tilde x}}{\sum_j e^{\alpha_j^\top \tilde x}}, \qquad "
-             r"y \mid x, z{=}k \sim \mathcal N(\beta_k^\top \tilde x, \sigma_k^2), \qquad "
-             r"f(y\mid x) = \sum_k \pi_k(x)\, \mathcal N(y; \beta_k^\top \tilde x, \sigma_k^2).")
+    # One formula a line: on one line the three ran past a 1024 px window's column (cut at "f(y | x) =").
+    st.latex(r"\pi_k(x) = \frac{e^{\alpha_k^\top \tilde x}}{\sum_j e^{\alpha_j^\top \tilde x}},")
+    st.latex(r"y \mid x, z{=}k \sim \mathcal N(\beta_k^\top \tilde x, \sigma_k^2),")
+    st.latex(r"f(y\mid x) = \sum_k \pi_k(x)\, \mathcal N(y; \beta_k^\top \tilde x, \sigma_k^2).")
     st.markdown("On the Data page the points are coloured by the expert that generated them; the gate decides "
                 "which line is active where.")
 with st.expander("2. EM: fitting one machine's model"):

@@ -274,7 +274,8 @@ def test_every_page_renders(server, page):
 
 
 # Elements whose text the browser cut (an ellipsis, or text past the box), in the cards and buttons.
-_CUT = """() => [...document.querySelectorAll('[data-testid="stMetric"] *, button *, [data-testid="stCheckbox"] *')]
+_CUT = """() => [...document.querySelectorAll('[data-testid="stMetric"] *, button *, [data-testid="stCheckbox"] *, '
+    + '.katex-display')]
     .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
     .map(e => e.innerText.trim()).filter(t => t)"""
 
@@ -298,8 +299,9 @@ def stable_reading(pg, script, every_ms=400, times=3, most_ms=15_000):
 
 def test_a_narrow_window_cuts_no_card_and_no_button(server, browser):
     """At 900 px (a laptop's half screen, a projector's), the metric cards, buttons and checkboxes keep their
-    words and no chart is squeezed beside another: in st.columns the Fit page's six cards read "0…", its Run
-    button "Run dist…", two checkboxes "Show the…", and its charts were 170-270 px wide."""
+    words, no formula runs past its column and no chart is squeezed beside another: in st.columns the Fit
+    page's six cards read "0…", its Run button "Run dist…", two checkboxes "Show the…", its charts were
+    170-270 px wide, and Learn's model ended at "f(y | x) =". """
     pg = browser.new_context(viewport={"width": 900, "height": 1000}).new_page()
     try:
         for path, title in [("", "Distributed fit"), ("compare", "Compare"), ("data", "Data"),
