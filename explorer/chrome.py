@@ -184,19 +184,37 @@ def cards(n: int, key: str) -> list:
 # left Plotly a plotting area of 64 px under its legend.  In rem, so the projector's larger text (a larger
 # root font) stacks the pairs sooner.
 PAIR_MIN_REM = 27
+# A settings widget narrower than this cut its value ("threac" for threading at 1024 px, larger text).
+WIDGET_MIN_REM = 12
 
 
-def pair(key: str, weights=(1, 1)):
-    """Two containers side by side where each gets ``PAIR_MIN_REM`` of width, one above the other where
-    not (``st.columns`` kept them side by side down to a 640 px window).  ``weights``: their shares of the
-    width a shared row has beyond that.  The containers are keyed ``pair_{key}_0`` and ``pair_{key}_1``."""
-    # Each starts from PAIR_MIN_REM and the row wraps when two do not fit; the weights share what is left.
+def flow(key: str, weights, min_rem: float) -> tuple:
+    """Containers side by side where each gets ``min_rem`` of width, on further rows where not
+    (``st.columns`` kept them side by side down to a 640 px window, however narrow each became).
+    ``weights``: their shares of the width a row has beyond that.  In rem, so the projector's larger
+    text (a larger root font) wraps them sooner.  Container i is keyed ``flow_{key}_{i}``."""
+    # Each starts from min_rem and the row wraps when they do not fit; the weights share what is left.
     # The row's items are the boxes Streamlit wraps each container in, so the rule is on the key's parent.
-    css = " ".join(f"div:has(> .st-key-pair_{key}_{i}) {{flex: {w} 1 {PAIR_MIN_REM}rem;}}"
-                   for i, w in enumerate(weights))
+    css = " ".join(f"div:has(> .st-key-flow_{key}_{i}) {{flex: {w} 1 {min_rem}rem;}}" for i, w in enumerate(weights))
     st.html(f"<style>{css}</style>")  # style only: Streamlit puts it out of the page's flow
     row = st.container(horizontal=True, gap="medium")
-    return tuple(row.container(width="stretch", key=f"pair_{key}_{i}") for i in range(2))
+    return tuple(row.container(width="stretch", key=f"flow_{key}_{i}") for i in range(len(weights)))
+
+
+def pair(key: str, weights=(1, 1)) -> tuple:
+    """Two charts' containers: side by side where each gets ``PAIR_MIN_REM``, else one above the other."""
+    return flow(key, weights, PAIR_MIN_REM)
+
+
+def grid(key: str, n: int) -> tuple:
+    """``n`` containers for a row of settings widgets: ``n`` equal columns where each gets
+    ``WIDGET_MIN_REM``, else as many as fit, on further rows.  A CSS grid rather than :func:`flow`, so
+    rows stay aligned when a container is left empty (Streamlit draws no empty container)."""
+    track = f"max({WIDGET_MIN_REM}rem, calc((100% - {n - 1}rem) / {n}))"
+    st.html(f"<style>.st-key-grid_{key} {{display: grid; gap: 1rem; "
+            f"grid-template-columns: repeat(auto-fill, minmax(min({track}, 100%), 1fr));}}</style>")
+    row = st.container(key=f"grid_{key}")
+    return tuple(row.container(width="stretch") for _ in range(n))
 
 
 def data_warnings(data):

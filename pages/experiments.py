@@ -46,7 +46,7 @@ def experiment_settings() -> dict:
     options = [p for p in settings.SWEEPS if source == "design" or p != "alpha"]
     parameter = settings.widget("exp_parameter", where=c2, format_func=tables.label, options=options)
     values = settings.widget(f"exp_values_{parameter}", where=c3, help=None)  # the label says it all
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4 = chrome.grid("exp_settings", 4)
     n = settings.widget("exp_n", where=c1, disabled=source == "current")
     n = n_rows if source == "current" else n
     M = settings.widget("exp_M", where=c1)

@@ -27,7 +27,7 @@ if st.session_state.get("lesson") is None:
                 "example: change any setting below and press Run distributed fit.")
 
 with st.container(border=True):
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4 = chrome.grid("fit_settings_1", 4)
     settings.widget("K", where=c1)
     n_machines = int(settings.widget("M", where=c1))
     n_train = data.n
@@ -42,13 +42,13 @@ with st.container(border=True):
     if settings.settings()["backend"] == "dask":
         settings.widget("scheduler", where=c4, placeholder="tcp://127.0.0.1:8786")
     settings.widget("n_jobs", where=c4)
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4 = chrome.grid("fit_settings_2", 4)
     settings.widget("fit_seed", where=c1)
     settings.widget("variance_update", where=c1)
     settings.widget("gate_targets", where=c2)
     settings.widget("local_check", where=c2)
     settings.widget("rounds", where=c3)
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4 = chrome.grid("fit_settings_3", 4)
     split = settings.widget("split", where=c1)
     settings.widget("split_alpha", where=c2, disabled=split == "random")
     if data.d > 1:
