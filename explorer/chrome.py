@@ -30,6 +30,7 @@ it, and the browser then draws the expanders below anew, closed.  A model upload
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import streamlit as st
@@ -158,6 +159,17 @@ def stop():
     st.stop()
 
 
+@contextmanager
+def running(what: str):
+    """A run's progress bar (yielded, for its callback) and, under it, that leaving the page stops the run;
+    both go once the run ends.  Draw it inside a container every run draws (a stable layout, above)."""
+    bar = st.progress(0.0, text="starting")
+    note = st.caption(f"Stay on this page until it ends: leaving it, or changing a setting, stops the {what}.")
+    yield bar
+    bar.empty()
+    note.empty()
+
+
 def download(label: str, data, **kwargs):
     """``st.download_button`` that leaves the page as it is.
 
@@ -188,27 +200,23 @@ PAIR_MIN_REM = 27
 WIDGET_MIN_REM = 12
 
 
-def flow(key: str, weights, min_rem: float) -> tuple:
-    """Containers side by side where each gets ``min_rem`` of width, on further rows where not
-    (``st.columns`` kept them side by side down to a 640 px window, however narrow each became).
-    ``weights``: their shares of the width a row has beyond that.  In rem, so the projector's larger
-    text (a larger root font) wraps them sooner.  Container i is keyed ``flow_{key}_{i}``."""
-    # Each starts from min_rem and the row wraps when they do not fit; the weights share what is left.
+def pair(key: str, weights=(1, 1)) -> tuple:
+    """Two charts' containers: side by side where each gets ``PAIR_MIN_REM`` of width, one above the other
+    where not (``st.columns`` kept them side by side down to a 640 px window, however narrow each became).
+    ``weights``: their shares of the width a row has beyond that.  In rem, so the projector's larger text
+    (a larger root font) stacks them sooner.  Container i is keyed ``pair_{key}_{i}``."""
+    # Each starts from PAIR_MIN_REM and the row wraps when two do not fit; the weights share what is left.
     # The row's items are the boxes Streamlit wraps each container in, so the rule is on the key's parent.
-    css = " ".join(f"div:has(> .st-key-flow_{key}_{i}) {{flex: {w} 1 {min_rem}rem;}}" for i, w in enumerate(weights))
+    css = " ".join(f"div:has(> .st-key-pair_{key}_{i}) {{flex: {w} 1 {PAIR_MIN_REM}rem;}}"
+                   for i, w in enumerate(weights))
     st.html(f"<style>{css}</style>")  # style only: Streamlit puts it out of the page's flow
     row = st.container(horizontal=True, gap="medium")
-    return tuple(row.container(width="stretch", key=f"flow_{key}_{i}") for i in range(len(weights)))
-
-
-def pair(key: str, weights=(1, 1)) -> tuple:
-    """Two charts' containers: side by side where each gets ``PAIR_MIN_REM``, else one above the other."""
-    return flow(key, weights, PAIR_MIN_REM)
+    return tuple(row.container(width="stretch", key=f"pair_{key}_{i}") for i in range(len(weights)))
 
 
 def grid(key: str, n: int) -> tuple:
     """``n`` containers for a row of settings widgets: ``n`` equal columns where each gets
-    ``WIDGET_MIN_REM``, else as many as fit, on further rows.  A CSS grid rather than :func:`flow`, so
+    ``WIDGET_MIN_REM``, else as many as fit, on further rows.  A CSS grid rather than :func:`pair`'s row, so
     rows stay aligned when a container is left empty (Streamlit draws no empty container)."""
     track = f"max({WIDGET_MIN_REM}rem, calc((100% - {n - 1}rem) / {n}))"
     st.html(f"<style>.st-key-grid_{key} {{display: grid; gap: 1rem; "

@@ -37,9 +37,6 @@ with st.container():  # a stable layout (explorer.chrome): the progress bar come
     if waiting:
         st.info(f"{waiting}: press **Run the comparison** to start it.")
     elif run or have is None:
-        bar = st.progress(0.0, text="starting")
-        stays = st.caption("Stay on this page until it ends: leaving it, or changing a setting, stops the comparison.")
-
         def progress(stage, done, total):
             if stage == "local":
                 bar.progress(0.7 * done / total, text=f"local fits done: {done} / {total}")
@@ -48,11 +45,10 @@ with st.container():  # a stable layout (explorer.chrome): the progress bar come
 
         # A first visit fills the page by itself, in this process (no worker processes, no cluster), and
         # evaluates the Fit page's models when they are of this data with these settings.
-        out = runs.attempt("The comparison", runs.run_compare, data, progress=progress, automatic=not run,
-                           by_link=not run, fit=st.session_state.get("fit"),
-                           after=runs.KEPT if have is not None else "")
-        bar.empty()
-        stays.empty()
+        with chrome.running("comparison") as bar:
+            out = runs.attempt("The comparison", runs.run_compare, data, progress=progress, automatic=not run,
+                               by_link=not run, fit=st.session_state.get("fit"),
+                               after=runs.KEPT if have is not None else "")
         if out is not None:
             cmp, test, reused = out
             st.session_state["compare"] = dict(key=key, cmp=cmp, test=test, name=data.name, x_names=data.x_names,

@@ -84,8 +84,6 @@ with st.container():  # a stable layout (explorer.chrome): the progress bar and 
         # visit says so instead of showing the last finished fit as if nothing had happened.
         now = settings.settings()
         st.session_state[RUNNING] = f"K = {now['K']}, M = {now['M']}, seed {now['fit_seed']}"
-        bar = st.progress(0.0, text="starting")
-        stays = st.caption("Stay on this page until it ends: leaving it, or changing a setting, stops the fit.")
 
         def progress(stage, done, total):
             if stage == "local":
@@ -97,10 +95,9 @@ with st.container():  # a stable layout (explorer.chrome): the progress bar and 
             else:
                 bar.progress(0.96, text="global EM on all the data (the reference)")
 
-        new = runs.attempt("The fit", runs.run_fit, data, progress=progress, retime=retime)
+        with chrome.running("fit") as bar:
+            new = runs.attempt("The fit", runs.run_fit, data, progress=progress, retime=retime)
         st.session_state.pop(RUNNING, None)
-        bar.empty()
-        stays.empty()
         if new is not None:
             st.session_state["fit"] = new
             if st.session_state.get("lesson"):
