@@ -20,7 +20,10 @@ def test_case9_deep_link_is_the_first_request_after_a_restart():
         no_errors(pg)
         assert pg.locator("h1").first.inner_text().startswith("Data")
         # The link's settings were applied by the page itself: n = 4000 samples.
-        pg.wait_for_selector('[data-testid="stMetricValue"]', timeout=60_000)
+        # The cards are drawn one by one: wait for the one that states n rather than read the first.
+        pg.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=\"stMetricValue\"]')]"
+            ".some(e => e.innerText.trim() === '4,000')", timeout=60_000)
         assert "4,000" in pg.locator('[data-testid="stMetricValue"]').all_inner_texts()
         # The next runs go through app.py: the page's widgets keep their ids, so the first change
         # made after the deep link is not lost, and the page still works.

@@ -10,7 +10,16 @@ import time
 
 import pytest
 from playwright import sync_api
-from test_browser import RUN_WAIT, fresh_server_and_browser, new_page, no_errors, plots_rendered, settle, shoot
+from test_browser import (
+    RUN_WAIT,
+    fresh_server_and_browser,
+    new_page,
+    no_errors,
+    plots_rendered,
+    settle,
+    shoot,
+    stable_reading,
+)
 from test_evidence_browser import check_quoted_figures_are_highlighted
 
 from explorer.lessons import LESSONS
@@ -144,7 +153,9 @@ def test_lesson_runs_from_its_button(fresh, lesson):
 def _numbers(pg):
     """What a share link must restore: the metrics and tables of the main area."""
     pg.wait_for_selector('[data-testid="stMetricValue"]', timeout=60_000)
-    metrics = pg.locator('[data-testid="stMetricValue"]').all_inner_texts()
+    # The cards appear one by one after the run: a first read right away once held one card of five.
+    metrics = stable_reading(pg, "() => [...document.querySelectorAll('[data-testid=\"stMetricValue\"]')]"
+                                 ".map(e => e.innerText)")
     return [m for m in metrics if " s" not in m and "x" not in m]  # times differ between runs
 
 
