@@ -194,6 +194,12 @@ def test_compare_figure_has_one_panel_per_method(design):
     assert titles == list(cmp.params)
     xaxes = [k for k in fig.layout if k.startswith("xaxis")]
     assert len(xaxes) == 5
+    # At most three panels a row, so that a panel keeps a readable width in a narrow page: five in one
+    # row left 86 px each in a 900 px window, their titles written over each other.
+    widths = [fig.layout[k].domain[1] - fig.layout[k].domain[0] for k in xaxes]
+    assert min(widths) > 0.28, widths
+    # One y scale for all, across rows.
+    assert all(fig.layout[k].matches == "y" for k in fig.layout if k.startswith("yaxis") and k != "yaxis")
 
 
 def test_sweep_figure_mean_and_sd():

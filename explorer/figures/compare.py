@@ -11,6 +11,10 @@ from moecore.model import MoEParams, expert_means, gate_proba, predict_mean
 
 from .common import PALETTE, TRUTH_STYLE, _grid, _layout, _subsample, expert_color, reduced_colors, user_names
 
+PANELS_PER_ROW = 3
+ROW_PX = 300
+ROW_GAP_PX = 105  # between rows: the x ticks and title above, the panel's title below
+
 
 def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, feature=0, x_names=None,
                    max_points=500):
@@ -24,50 +28,61 @@ def compare_figure(params: dict, X, y, *, truth: MoEParams | None = None, featur
     d = X.shape[1]
     x_names = user_names(d, x_names)
     names = list(params)
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True,
-                        horizontal_spacing=0.02)
+    # At most three panels a row: five in one row left 86 px a panel in a 900 px window (the chart is as
+    # wide as the page's column, which Plotly cannot know), with the titles written over each other.
+    n_cols = min(len(names), PANELS_PER_ROW)
+    n_rows = -(-len(names) // n_cols)
+    # No axes in the cells after the last panel (specs None), so that every axis holds a method.
+    specs = [[{} if r * n_cols + c < len(names) else None for c in range(n_cols)] for r in range(n_rows)]
+    plot_px = ROW_PX * n_rows - 20
+    fig = make_subplots(rows=n_rows, cols=n_cols, specs=specs, subplot_titles=names, shared_yaxes=True,
+                        horizontal_spacing=0.03, vertical_spacing=ROW_GAP_PX / plot_px if n_rows > 1 else 0.0)
     idx = _subsample(len(y), max_points)
-    for i, name in enumerate(names, start=1):
+    for i, name in enumerate(names):
         prm = params[name]
-        first = i == 1
+        first = i == 0
+        row, col = i // n_cols + 1, i % n_cols + 1
         if d == 1:
             t, Xg = _grid(X, 0)
             fig.add_trace(go.Scatter(x=X[idx, 0], y=y[idx], mode="markers", name="held-out data",
                                        legendgroup="data", showlegend=first,
                                        marker=dict(size=3, color="rgba(120,120,120,0.25)"), hoverinfo="skip"),
-                          row=1, col=i)
+                          row=row, col=col)
             means, pi = expert_means(Xg, prm), gate_proba(Xg, prm)
-            col = reduced_colors(prm, truth, X)
-            for k in np.argsort(col):  # legend in colour order
+            hue = reduced_colors(prm, truth, X)
+            for k in np.argsort(hue):  # legend in colour order
                 fig.add_trace(go.Scatter(x=t, y=np.where(pi[:, k] >= 0.5, means[:, k], np.nan), mode="lines",
-                                         name=f"expert {col[k] + 1} (gate > 0.5)", legendgroup=f"e{col[k]}",
-                                         showlegend=first, line=dict(color=expert_color(col[k]), width=4.5),
-                                         hovertemplate=f"{name}, expert {col[k] + 1}<br>mean=%{{y:.3f}}"
+                                         name=f"expert {hue[k] + 1} (gate > 0.5)", legendgroup=f"e{hue[k]}",
+                                         showlegend=first, line=dict(color=expert_color(hue[k]), width=4.5),
+                                         hovertemplate=f"{name}, expert {hue[k] + 1}<br>mean=%{{y:.3f}}"
                                                        "<extra></extra>"),
-                              row=1, col=i)
+                              row=row, col=col)
             fig.add_trace(go.Scatter(x=t, y=predict_mean(Xg, prm), mode="lines", name="fitted E[y | x]",
                                      legendgroup="mean", showlegend=first,
                                      line=dict(color="black", width=1.5, dash="dot"),
                                      hovertemplate=f"{name}<br>E[y|x]=%{{y:.3f}}<extra></extra>"),
-                          row=1, col=i)
-            fig.update_xaxes(title_text=x_names[0], row=1, col=i)
+                          row=row, col=col)
+            fig.update_xaxes(title_text=x_names[0], row=row, col=col)
         else:
             yhat = predict_mean(X[idx], prm)
             fig.add_trace(go.Scatter(x=y[idx], y=yhat, mode="markers", name="held-out point",
                                        legendgroup="pts", showlegend=first,
                                        marker=dict(size=3, color=PALETTE[0], opacity=0.4),
                                        hovertemplate=f"{name}<br>y=%{{x:.3f}}<br>predicted=%{{y:.3f}}<extra></extra>"),
-                          row=1, col=i)
+                          row=row, col=col)
             lo, hi = float(np.min(y[idx])), float(np.max(y[idx]))
             fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="perfect prediction",
                                      legendgroup="diag", showlegend=first, line=TRUTH_STYLE, hoverinfo="skip"),
-                          row=1, col=i)
-            fig.update_xaxes(title_text="observed y", row=1, col=i)
-    fig.update_yaxes(title_text="y" if d == 1 else "predicted E[y | x]", row=1, col=1)
+                          row=row, col=col)
+            fig.update_xaxes(title_text="observed y", row=row, col=col)
+    # One y scale for every panel, across rows too (shared_yaxes shares within a row).
+    fig.update_yaxes(matches="y")
+    for row in range(1, n_rows + 1):
+        fig.update_yaxes(title_text="y" if d == 1 else "predicted E[y | x]", row=row, col=1)
     title = "Fitted experts and conditional mean on held-out data" if d == 1 else \
         "Predicted against observed y on held-out data"
-    _layout(fig, title, height=430)
-    fig.update_layout(legend=dict(orientation="h", y=-0.18))
+    _layout(fig, title, height=130 + ROW_PX * n_rows)
+    fig.update_layout(legend=dict(orientation="h", y=-80 / plot_px, yanchor="top"))
     return fig
 
 
