@@ -34,6 +34,11 @@ def check_int(value, name, *, low=None, high=None, allow_none=False):
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} ({value!r}).")
+    # The estimators keep their parameters as given (scikit-learn's rule), and NumPy's arithmetic on a
+    # narrow integer wraps around: np.int8(64) experts made K (d + 1) + 1 = -127 rows the minimum.
+    if isinstance(value, np.integer) and value.dtype.itemsize < 8:
+        raise TypeError(f"{name} must be a Python int or a 64-bit integer, got {value.dtype} ({value!r}): "
+                        f"arithmetic on it wraps around. Pass int({name}).")
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"{name} must be in {_range_text(low, high)}, got {value}.")
@@ -166,9 +171,11 @@ def column_moments(X):
 # Values whose square stays a normal float64 (1e100 squared is 1e200 < 1.8e308).
 _SQUARE_SAFE = 1e100
 # A response spread beyond this makes the experts' variances (spread squared) overflow float64;
-# one below the minimum makes them underflow to 0 (1e-200 squared): neither can be fitted.
+# one below the minimum makes them leave float64's normal range (1e-300 times the smallest relative
+# variance floor, 1e-6, is 1e-306 > 2.2e-308): subnormal numbers keep few digits, and a distributed
+# fit of a y of spread 1e-155 came out with a reduced variance 8x too large (1e-200 squared is 0).
 MAX_RESPONSE_SCALE = 1e150
-MIN_RESPONSE_SCALE = 1e-160
+MIN_RESPONSE_SCALE = 1e-150
 
 
 def robust_std(a):
@@ -196,9 +203,9 @@ def check_response_scale(y, name="y", *, allow_constant=False):
         )
     if sd < MIN_RESPONSE_SCALE:
         raise ValueError(
-            f"{name} varies, but only over about {sd:.3g}: the experts' variances (its square) would underflow "
-            f"float64 to 0. Rescale {name} (multiply it by a power of ten) so its standard deviation is above "
-            f"{MIN_RESPONSE_SCALE:.0e}."
+            f"{name} varies, but only over about {sd:.3g}: the experts' variances (its square) would fall "
+            f"below float64's normal range, where numbers keep few digits. Rescale {name} (multiply it by a "
+            f"power of ten) so its standard deviation is above {MIN_RESPONSE_SCALE:.0e}."
         )
     return sd
 
@@ -299,7 +306,8 @@ def _as_float_array(a, name, *, bool_ok=False):
             arr = arr.astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must contain only numbers; found non-numeric entries ({exc}).") from None
-    if not np.issubdtype(arr.dtype, np.number):
+    # NumPy counts a timedelta as an integer: it would be read as nanoseconds, as pandas' are refused.
+    if not np.issubdtype(arr.dtype, np.number) or arr.dtype.kind in "mM":
         raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}.")
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise TypeError(f"{name} must be real-valued, got complex dtype {arr.dtype}.")

@@ -46,7 +46,7 @@ from .screening import REFIT_INIT_FACTOR, REFIT_MIN_INIT, screen_local_fits, sec
 from .shard_check import AccuracyWarning, check_expert_rows, check_fit, machine_errors, warn_small_shards
 from .shards import ShardJob
 from .shards import fit_shards as _fit_shards
-from .splits import as_split, place_rows
+from .splits import Split, as_split, place_rows
 
 __all__ = ["DistributedMoE"]
 
@@ -63,6 +63,9 @@ def _shard_machines(est):
     if DISTRIBUTED_PARAMETERS["pilot"].check(est.pilot):
         raise ValueError("pilot=True needs the supporting sample before the local fits, and fit_shards' workers "
                          "draw it with their fits: use fit, or pilot=False.")
+    if as_split(est.split) != Split("random"):
+        raise ValueError(f"split={est.split!r} cannot apply to fit_shards: each file is one machine's rows as they "
+                         "are. Leave split at 'random', or pass the rows to fit.")
     return DISTRIBUTED_PARAMETERS["n_machines"].check(est.n_machines)
 
 

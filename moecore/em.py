@@ -1042,6 +1042,10 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         experts = experts.copy()
         variances = variances.copy()
         for k in np.flatnonzero(Nk < p):
+            if order.size < p:
+                # Rows ran out (few rows, several starving experts): the others stay starving, and are
+                # re-seeded again or retired by the caller. A fit on no rows had NaN for a variance.
+                break
             idx = order[:n_take]
             order = order[n_take:]
             coef, *_ = np.linalg.lstsq(XtT[:, idx].T, y[idx], rcond=None)

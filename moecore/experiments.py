@@ -13,14 +13,14 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from . import metrics as mt
-from ._validation import check_float, check_Xy
+from ._validation import check_choice, check_float, check_int, check_random_state_seed, check_Xy
 from .baselines import coordinate_median, single_machine, weighted_average
 from .distributed import DistributedMoE
 from .em import MixtureOfExperts
 from .model import MoEParams, posterior_proba, predict_mean
-from .params import DISTRIBUTED_PARAMETERS, SWEEP_PARAMETER, SWEEPABLE, em_settings
+from .params import DISTRIBUTED_PARAMETERS, SIMULATION_PARAMETERS, SWEEP_PARAMETER, SWEEPABLE, em_settings
 from .selection import criterion_values
-from .simulation import simulate_design
+from .simulation import get_design, simulate_design
 from .splits import SPLITS, Split
 
 __all__ = ["SWEEPABLE", "Comparison", "alpha_sweep", "compare_methods", "data_rows", "evaluate", "held_out_split",
@@ -201,22 +201,56 @@ def training_size(n_rows: int, test_size: float) -> int:
     return n_rows - int(np.ceil(test_size * n_rows))
 
 
-def _check_sweep(parameter, values, data, n_experts, test_size):
-    """The sweep's arguments checked before any fit; returns (values, data as checked arrays)."""
-    SWEEP_PARAMETER.check(parameter)
+def _values(values, name):
+    """``values`` as a list: a sequence of numbers, not a string (whose characters it would iterate)."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of numbers (a list), got {type(values).__name__} {values!r}.")
     values = list(values)
     if not values:
-        raise ValueError("values must hold at least one value to sweep over.")
-    if parameter == "n_experts":
-        values = [DISTRIBUTED_PARAMETERS["n_experts"].check(v) for v in values]
+        raise ValueError(f"{name} must hold at least one value to sweep over.")
     repeated = sorted({v for v in values if values.count(v) > 1})
     if repeated:
         # Each value runs with the same seeds: a copy is the same fits again, which a mean and sd over
         # the rows of one value would count as independent repeats.
-        raise ValueError(f"values holds {', '.join(f'{v:g}' for v in repeated)} more than once: each value is run "
+        raise ValueError(f"{name} holds {', '.join(f'{v:g}' for v in repeated)} more than once: each value is run "
                          "once per repeat (its copies would be the same fits, counted twice).")
+    return values
+
+
+# How each sweepable parameter's values are checked: the declaration of the setting it stands for, so
+# that a sweep runs what it records (M = 2.7 ran M = 2, recorded 2.7; True ran M = 1).
+_SWEEP_CHECKS = {
+    "n_machines": DISTRIBUTED_PARAMETERS["n_machines"].check,
+    "n_experts": DISTRIBUTED_PARAMETERS["n_experts"].check,
+    "refine_rounds": DISTRIBUTED_PARAMETERS["refine_rounds"].check,
+    "n": SIMULATION_PARAMETERS["n"].check,
+    "support_fraction": lambda v: check_float(v, "support_fraction", low=0.0, low_open=True),
+}
+
+
+def _check_runs(design, data, n, n_test, n_experts, n_machines, repeats, random_state):
+    """The arguments :func:`sweep` and :func:`alpha_sweep` share, checked before any fit."""
+    if data is None:
+        get_design(design)
+        SIMULATION_PARAMETERS["n"].check(n)
+        check_int(n_test, "n_test", low=1)
+    if n_experts is not None:
+        DISTRIBUTED_PARAMETERS["n_experts"].check(n_experts)
+    DISTRIBUTED_PARAMETERS["n_machines"].check(n_machines)
+    check_int(repeats, "repeats", low=1)
+    check_random_state_seed(random_state)
+
+
+def _check_sweep(parameter, values, data, n_experts, test_size):
+    """The sweep's arguments checked before any fit; returns (values, data as checked arrays)."""
+    SWEEP_PARAMETER.check(parameter)
+    values = _values(values, "values")
+    check = _SWEEP_CHECKS[parameter]
+    values = [check(v) for v in values]
     if data is None:
         return values, None
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise TypeError(f"data must be a pair (X, y), got {type(data).__name__}.")
     X, y = check_Xy(*data)
     check_float(test_size, "test_size", low=0.0, high=1.0, low_open=True)
     n_train = training_size(y.size, test_size)
@@ -266,6 +300,7 @@ def sweep(design, parameter, values, *, n=20000, n_experts=None, n_machines=8, r
     the arguments are checked when it is made, before any fit.
     """
     values, data = _check_sweep(parameter, values, data, n_experts, test_size)
+    _check_runs(design, data, n, n_test, n_experts, n_machines, repeats, random_state)
     return _sweep_runs(design, parameter, values, n, n_experts, n_machines, repeats, n_test, random_state,
                        include_global, data, test_size, dmoe_params)
 
@@ -332,17 +367,21 @@ def alpha_sweep(design, split, alphas, *, n=20000, n_experts=None, n_machines=8,
     of the run (as in :func:`sweep`; a global row carries those of the covariate-weights fit).  The global EM
     does not depend on the split: it is fitted once per repeat and reported at every alpha.
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}.")
-    alphas = [float(a) for a in alphas]
-    if not alphas:
-        raise ValueError("alphas must hold at least one value in [0, 1].")
-    for a in alphas:
-        if not 0.0 <= a <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {a}.")
+    check_choice(split, "split", SPLITS)
+    alphas = [check_float(a, "alpha", low=0.0, high=1.0) for a in _values(alphas, "alphas")]
     for key in ("split", "machine_weights"):
         if key in dmoe_params:
             raise TypeError(f"alpha_sweep sets {key} itself; do not pass it.")
+    _check_runs(design, None, n, n_test, n_experts, n_machines, repeats, random_state)
+    # The runs in a generator of their own: this function's checks happen when it is called, not at
+    # the first next() (a generator function runs none of its body until then).
+    return _alpha_runs(design, split, alphas, n, n_experts, n_machines, repeats, n_test, random_state,
+                       include_global, dmoe_params)
+
+
+def _alpha_runs(design, split, alphas, n, n_experts, n_machines, repeats, n_test, random_state, include_global,
+                dmoe_params):
+    """The runs of :func:`alpha_sweep`, whose arguments are checked."""
     seeds = np.random.SeedSequence(random_state).spawn(repeats)
     for r, seed in enumerate(seeds):
         s_train, s_test, s_fit = seed.spawn(3)

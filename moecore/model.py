@@ -326,16 +326,18 @@ def net_variances(X, y, params: MoEParams):
             N = tau[k].sum()
             if not N > p + 1:
                 continue
-            w_c = tau[k] / v
-            C = _inverse_pd((Z * (w_c - tau[k] * (1.0 - tau[k]) * r2[k] / v**2)) @ Z.T)
+            # In units of 1 / v: v I_c and v I_o, whose inverse C is I_o^-1 / v. Written with v as
+            # above, v**2 overflowed for a y of spread 1e80 (and 1 / v for 1e-100), and the update fell
+            # back to the plain variance with NumPy's warnings.
+            C = _inverse_pd((Z * (tau[k] - tau[k] * (1.0 - tau[k]) * (r2[k] / v))) @ Z.T)
             if C is None:  # the missing information swamps the complete: leave it out
-                C = _inverse_pd((Z * w_c) @ Z.T)
+                C = _inverse_pd((Z * tau[k]) @ Z.T)
             if C is None:
                 continue
-            # h_i = x~_i' I_o^-1 x~_i for every row: both traces are weighted sums of it.
+            # h_i = x~_i' I_o^-1 x~_i / v for every row: both traces are weighted sums of it.
             h = np.einsum("ij,ij->j", C @ Z, Z)
-            p_eff = min(float(w_c @ h), 0.5 * N)
-            lev = min(max(float(gate[k] @ h) / max(gate[k].sum(), 1e-300) / v, 0.0), 1.0)
+            p_eff = min(float(tau[k] @ h), 0.5 * N)
+            lev = min(max(float(gate[k] @ h) / max(gate[k].sum(), 1e-300), 0.0), 1.0)
             net = v * N / (N - p_eff) * (1.0 - lev)
             if np.isfinite(net):
                 out[k] = net

@@ -185,6 +185,15 @@ def _declare(*params):
     return {p.name: p for p in params}
 
 
+# Upper bounds where a larger value is never a choice but a slip, which would run for hours or report a
+# meaningless fit as converged: 10**18 restarts filled the memory with seeds; tol = 1 stopped EM after two
+# iterations (-1.83 nats per point where it converges to -0.96); var_floor = 10 set every variance to 10
+# var(y), "converged", without a warning; 10 000 gate steps a fit took 67 s for the result of 10.
+MAX_RESTARTS = 1000
+MAX_TOL = 0.01
+MAX_VAR_FLOOR = 0.1
+MAX_GATE_STEPS = 100
+
 # ------------------------------------------------------------------------------ EM
 EM_PARAMETERS = _declare(
     Param("n_experts", "int", 2, "the number of experts K", "K", low=1),
@@ -192,13 +201,14 @@ EM_PARAMETERS = _declare(
           "the initial partition: portfolio (short EM runs from k-means, random-lines and random starts, "
           "the best continued), k-means on the standardised (x, y) pairs, random labels, or random lines "
           "(or a MoEParams to warm-start from)", choices=("portfolio", "kmeans", "random", "lines")),
-    Param("n_init", "int", 1, "EM restarts; the run of highest log-likelihood is kept", "restarts", low=1),
+    Param("n_init", "int", 1, "EM restarts; the run of highest log-likelihood is kept", "restarts", low=1,
+          high=MAX_RESTARTS),
     Param("max_iter", "int", 300, "the most EM iterations per restart", low=1),
     Param("tol", "float", 1e-6, "EM stops when the log-likelihood changes by less than this, relatively",
-          low=0.0),
+          low=0.0, high=MAX_TOL),
     Param("var_floor", "float", 1e-6, "the smallest expert variance, relative to var(y)", low=0.0,
-          low_open=True),
-    Param("gate_steps", "int", 1, "Newton steps on the gates per EM iteration", low=1),
+          low_open=True, high=MAX_VAR_FLOOR),
+    Param("gate_steps", "int", 1, "Newton steps on the gates per EM iteration", low=1, high=MAX_GATE_STEPS),
     Param("acceleration", "choice", "squarem",
           "squarem extrapolates every two EM steps (never lowering the log-likelihood); none is plain EM",
           choices=("squarem", "none")),
@@ -247,9 +257,10 @@ DISTRIBUTED_PARAMETERS = _declare(
         "alone; pilot=True sends every machine one shared start)")),
     *(EM_PARAMETERS[k] for k in EM_SETTINGS if k != "init"),
     EM_PARAMETERS["random_state"],
-    Param("mm_n_init", "int", 3, "k-means starts of the MM reduction", "MM restarts", low=1),
+    Param("mm_n_init", "int", 3, "k-means starts of the MM reduction", "MM restarts", low=1, high=MAX_RESTARTS),
     Param("mm_max_iter", "int", 200, "the most MM iterations per start", low=1),
-    Param("mm_tol", "float", 1e-8, "MM stops when its objective falls by less than this, relatively", low=0.0),
+    Param("mm_tol", "float", 1e-8, "MM stops when its objective falls by less than this, relatively", low=0.0,
+          high=MAX_TOL),
     Param("mm_local_starts", "int", 1, "further MM starts from the best-scoring local models", low=0),
     Param("variance_update", "choice", "debiased",
           "debiased: the MM minimiser with each local variance net of its line's estimation noise (small "

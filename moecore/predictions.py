@@ -7,10 +7,9 @@ prediction E[y | x], the gate probabilities pi_k(x) (n, K), the most likely expe
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from ._validation import check_X, distinct_names
+from ._validation import check_X, check_Xy, distinct_names
 from .model import MoEParams, feature_names, gate_proba, posterior_proba, predict_mean
 
 __all__ = ["apply_model", "prediction_frame"]
@@ -43,8 +42,12 @@ def prediction_frame(params: MoEParams, X, *, y=None, x_names=None, y_name="y"):
             if missing:
                 raise ValueError(f"X lacks the input column(s) {missing} of x_names; it has {list(X.columns)}.")
             X = X[x_names]
-    X = check_X(X)
-    n, d = X.shape
+    if not isinstance(params, MoEParams):
+        raise TypeError(f"params must be a MoEParams (a fitted estimator's params_), got {type(params).__name__}.")
+    if y is not None and not isinstance(y_name, str):
+        raise TypeError(f"y_name must be the response's column name (text), got {y_name!r}.")
+    X, y = (check_X(X), None) if y is None else check_Xy(X, y)
+    d = X.shape[1]
     if d != params.n_features:
         raise ValueError(f"X must have the model's {params.n_features} input column(s), got {d}.")
     names = list(x_names) if x_names is not None else feature_names(d)
@@ -52,9 +55,6 @@ def prediction_frame(params: MoEParams, X, *, y=None, x_names=None, y_name="y"):
         raise ValueError(f"x_names has {len(names)} name(s) for the model's {d} input column(s).")
     df = pd.DataFrame(X, columns=names)
     if y is not None:
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        if y.shape[0] != n:
-            raise ValueError(f"y has {y.shape[0]} value(s) for the {n} row(s) of X.")
         if y_name in names:
             raise ValueError(f"y_name {y_name!r} is also an input column: the response must be its own column.")
         df[y_name] = y
@@ -72,10 +72,14 @@ def prediction_frame(params: MoEParams, X, *, y=None, x_names=None, y_name="y"):
 def apply_model(params: MoEParams, frame: pd.DataFrame, x_names, y_name=None):
     """:func:`prediction_frame` on the columns ``x_names`` of a table (and its ``y_name`` column when
     present); a ValueError names the columns the table lacks."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"frame must be a pandas DataFrame (a table with the model's input columns by name), got "
+                        f"{type(frame).__name__}; for an array, call prediction_frame.")
     x_names = distinct_names(x_names, "x_names")
     missing = [c for c in x_names if c not in frame.columns]
     if missing:
         raise ValueError(f"the table lacks the model's input column(s) {missing}; it has {list(frame.columns)}.")
-    X = frame[x_names].to_numpy(np.float64)
-    y = frame[y_name].to_numpy(np.float64) if y_name is not None and y_name in frame.columns else None
-    return prediction_frame(params, X, y=y, x_names=x_names, y_name=y_name or "y")
+    # The columns as they are, checked by prediction_frame as fit checks them: a float conversion here
+    # read dates as nanoseconds (predictions of 3e15) and dropped the imaginary part of complex numbers.
+    y = frame[y_name] if y_name is not None and y_name in frame.columns else None
+    return prediction_frame(params, frame[x_names], y=y, x_names=x_names, y_name=y_name or "y")

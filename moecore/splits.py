@@ -408,8 +408,20 @@ def place_rows(split, machine, X, n_machines, support_size, min_size, seed_split
     ``split`` (or by the given ``machine`` labels (n,)) and draw the supporting sample of
     ``support_size`` rows, each from its own seed.  Returns :class:`PlacedRows`."""
     n = X.shape[0]
-    shards = (split_rows(split, X, n_machines, np.random.default_rng(seed_split), min_size)
-              if machine is None else shards_from_labels(machine, n, n_machines))
+    if machine is None:
+        shards = split_rows(split, X, n_machines, np.random.default_rng(seed_split), min_size)
+    else:
+        if split != Split("random"):
+            # Both say where the rows go: keeping one in silence fitted another split than the one asked for.
+            shown = split.kind if isinstance(split, Split) else getattr(split, "__name__", "a callable")
+            raise ValueError(f"machine labels and split={shown!r} both place the rows: give one (leave split at "
+                             "'random' with machine labels).")
+        shards = shards_from_labels(machine, n, n_machines)
+        small = [m for m, s in enumerate(shards) if s.size < min_size]
+        if small:  # before any fit, as a split's own machines (a local fit refused them only after the others)
+            raise ValueError(f"machine labels give machine(s) {small} fewer than {min_size} rows, the fewest a "
+                             "local fit of these experts and inputs takes: merge those machines or use fewer "
+                             "experts.")
     support = np.sort(np.random.default_rng(seed_support).choice(n, size=support_size, replace=False))
     kind = split.kind if machine is None and isinstance(split, Split) else None
     return PlacedRows(shards, support, machine_labels(shards, n)[support], kind == "random",

@@ -80,7 +80,7 @@ def test_outputs_never_overwrite_the_users_columns(sim, frame, model):
 
 @pytest.mark.parametrize("call, error, match", [
     (lambda p, f, y: apply_model(p, f, ["a", "a"]), ValueError, r"names \['a'\] more than once"),
-    (lambda p, f, y: prediction_frame(p, f.to_numpy(), y=y[:10]), ValueError, "y has 10 value"),
+    (lambda p, f, y: prediction_frame(p, f.to_numpy(), y=y[:10]), ValueError, "X and y must have the same number"),
     (lambda p, f, y: prediction_frame(p, f.to_numpy(), x_names=["a"]), ValueError, "1 name"),
     (lambda p, f, y: prediction_frame(p, f, y=y, y_name="a"), ValueError, "also an input column"),
     (lambda p, f, y: apply_model(p, f, 3), TypeError, "x_names must be a list"),

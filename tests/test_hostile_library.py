@@ -1,0 +1,145 @@
+"""The nineteenth audit of the library's bad inputs: each case was a wrong answer, a hang or a raw
+traceback on main at 2367ebd, and each test fails there."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from moecore import DistributedMoE, MixtureOfExperts, simulate_design
+from moecore.experiments import alpha_sweep, sweep
+from moecore.predictions import apply_model, prediction_frame
+
+
+@pytest.fixture(scope="module")
+def two():
+    return simulate_design("two-experts-1d", 2000, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(two):
+    return MixtureOfExperts(2, random_state=0).fit(two.X, two.y).params_
+
+
+# ------------------------------------------------------------------ a y of tiny or huge spread
+@pytest.mark.parametrize("exponent", [-149, -100, 80, 149])
+def test_distributed_fit_is_the_same_at_any_accepted_scale_of_y(two, exponent):
+    """The debiased variances were computed with v**2 (overflow at a spread of 1e80, 1 / v at 1e-100):
+    NumPy warnings and a silent fallback to the plain variance.  The fit of y * s is s^2 times that of y,
+    up to rounding, and warns of nothing."""
+    s = 10.0 ** exponent
+    base = DistributedMoE(2, 4, backend="sequential", random_state=0).fit(two.X, two.y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scaled = DistributedMoE(2, 4, backend="sequential", random_state=0).fit(two.X, two.y * s)
+    np.testing.assert_allclose(scaled.variances_ / s**2, base.variances_, rtol=1e-9)
+
+
+def test_a_y_whose_variances_leave_the_normal_floats_is_refused(two):
+    """At a spread of 1e-155 the variances (1e-310) are subnormal floats of few digits: the reduced
+    variance came out 8x too large, with a warning blaming the number of experts."""
+    for est in (MixtureOfExperts(2), DistributedMoE(2, 4, backend="sequential")):
+        with pytest.raises(ValueError, match="Rescale y"):
+            est.fit(two.X, two.y * 1e-155)
+
+
+# ------------------------------------------------------------------ parameters
+def test_a_narrow_numpy_integer_is_refused_before_it_wraps_around(two):
+    """np.int8(64) experts: K (d + 1) + 1 wrapped to -127, the minimum-rows check passed and the fit
+    ran for seconds into 'experts must be finite'."""
+    with pytest.raises(TypeError, match=r"n_experts must be a Python int or a 64-bit integer, got int8"):
+        MixtureOfExperts(np.int8(64)).fit(two.X[:100], two.y[:100])
+    with pytest.raises(TypeError, match="n_machines"):
+        DistributedMoE(2, np.int16(4), backend="sequential").fit(two.X, two.y)
+    assert MixtureOfExperts(np.int64(2), random_state=0).fit(two.X, two.y).n_experts == 2
+
+
+@pytest.mark.parametrize("name, value", [("tol", 1.0), ("var_floor", 10.0), ("n_init", 10**18), ("gate_steps", 10**4)])
+def test_a_setting_beyond_any_sensible_use_is_refused(two, name, value):
+    """tol = 1 stopped EM after two iterations and var_floor = 10 set every variance to 10 var(y), both
+    reported as converged without a warning; 10**18 restarts filled the memory; 10**4 gate steps a
+    fit took 67 s."""
+    with pytest.raises(ValueError, match=rf"{name} must be in [\[(]"):
+        MixtureOfExperts(2, **{name: value}).fit(two.X, two.y)
+
+
+@pytest.mark.parametrize("name, value", [("mm_n_init", 10**18), ("mm_tol", 0.5)])
+def test_the_reduction_settings_have_upper_bounds_too(two, name, value):
+    with pytest.raises(ValueError, match=rf"{name} must be in [\[(]"):
+        DistributedMoE(2, 4, backend="sequential", **{name: value}).fit(two.X, two.y)
+
+
+# ------------------------------------------------------------------ EM's re-seeding
+def test_reseeding_stops_when_the_rows_run_out():
+    """K = 5 on 12 rows with most responses tied: starving experts took their rows from a list that ran
+    out, np.var([]) made a NaN variance and the fit ended in 'experts must be finite' (8 of 40 seeds)."""
+    X, y = np.arange(12.0)[:, None], np.r_[np.zeros(10), 1.0, 2.0]
+    for seed in range(40):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = MixtureOfExperts(5, init="lines", random_state=seed).fit(X, y)
+        assert np.all(np.isfinite(m.variances_)) and np.all(m.variances_ > 0)
+
+
+# ------------------------------------------------------------------ predictions of a saved model
+@pytest.mark.parametrize("column", [pd.date_range("2020", periods=3), [1 + 5j, 2.0, 3.0],
+                                    pd.to_timedelta([1, 2, 3], unit="s")])
+def test_applying_a_model_refuses_what_fit_refuses(fitted, column):
+    """Dates read as nanoseconds (predictions of 3e15) and complex numbers lost their imaginary part."""
+    with pytest.raises(TypeError, match="X must be"):
+        apply_model(fitted, pd.DataFrame({"x": column}), ["x"])
+
+
+def test_applying_a_model_checks_its_response_and_table(fitted):
+    with pytest.raises(TypeError, match="y is boolean"):
+        apply_model(fitted, pd.DataFrame({"x": [1.0, 2.0], "y": [True, False]}), ["x"], "y")
+    with pytest.raises(TypeError, match="frame must be a pandas DataFrame"):
+        apply_model(fitted, np.zeros((3, 1)), ["x"])
+    with pytest.raises(TypeError, match="params must be a MoEParams"):
+        prediction_frame({"gates": 1}, np.zeros((3, 1)))
+    out = apply_model(fitted, pd.DataFrame({"x": [1.0, 2.0], "y": [1.0, 3.0]}), ["x"], "y")
+    assert list(out.columns) == ["x", "y", "prediction", "gate_1", "gate_2", "most_likely_expert",
+                                 "posterior_expert"]
+
+
+def test_numpy_timedeltas_are_not_read_as_nanoseconds():
+    with pytest.raises(TypeError, match="timedelta64"):
+        MixtureOfExperts(2).fit(np.arange(50).astype("m8[ns]")[:, None], np.arange(50.0))
+
+
+# ------------------------------------------------------------------ sweeps run what they record
+KW = dict(n=2000, n_test=300, repeats=1, backend="sequential")
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: sweep("teaching-1d", "n_machines", [2.7], **KW), TypeError, "n_machines must be an integer"),
+    (lambda: sweep("teaching-1d", "n_machines", [True], **KW), TypeError, "n_machines must be an integer"),
+    (lambda: sweep("teaching-1d", "n_machines", "24", **KW), TypeError, "values must be a sequence"),
+    (lambda: sweep("teaching-1d", "refine_rounds", [1.9], **KW), TypeError, "refine_rounds must be an integer"),
+    (lambda: sweep("teaching-1d", "support_fraction", [-5.0], **KW), ValueError, "support_fraction must be in"),
+    (lambda: sweep("teaching-1d", "n_machines", [2], n_experts=0, **KW), ValueError, "n_experts must be in"),
+    (lambda: sweep("teaching-1d", "n_machines", [2], **dict(KW, repeats=0)), ValueError, "repeats must be in"),
+    (lambda: sweep("no-such-design", "n_machines", [2], **KW), ValueError, "design must be one of"),
+    (lambda: alpha_sweep("teaching-1d", "region", "1", **KW), TypeError, "alphas must be a sequence"),
+    (lambda: alpha_sweep("teaching-1d", "region", [0.5, 0.5], **KW), ValueError, "more than once"),
+    (lambda: alpha_sweep("teaching-1d", "region", [0.5], **dict(KW, repeats=-1)), ValueError, "repeats"),
+])
+def test_a_sweep_refuses_values_it_would_not_run_as_recorded(call, error, match):
+    """M = 2.7 ran M = 2 and recorded 2.7; "24" ran M = 2 and M = 4; n_experts = 0 ran the design's K;
+    alpha_sweep checked nothing until its first run.  Each is refused when the sweep is made."""
+    with pytest.raises(error, match=match):
+        call()
+
+
+# ------------------------------------------------------------------ where the rows go
+def test_machine_labels_and_a_split_are_not_both_taken(two):
+    labels = np.arange(two.y.size) % 4
+    with pytest.raises(ValueError, match="both place the rows"):
+        DistributedMoE(2, 4, backend="sequential", split="region").fit(two.X, two.y, machine=labels)
+
+
+def test_machine_labels_with_too_few_rows_are_refused_before_any_fit(two):
+    labels = np.r_[np.zeros(two.y.size - 4, int), 1, 2, 3, 3]
+    with pytest.raises(ValueError, match=r"machine\(s\) \[1, 2, 3\] fewer than 5 rows"):
+        DistributedMoE(2, 4, backend="sequential").fit(two.X, two.y, machine=labels)
