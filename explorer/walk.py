@@ -44,8 +44,7 @@ def step_figures(M: int, seed: int, init: str, i: int) -> dict:
     problem, states, sim = walk.problem, walk.states, walk.data
     last = len(states) - 1
     hist = [s.objective for s in states]
-    curve = figures.mm_figure(hist[: i + 1])
-    curve.add_scatter(x=[i], y=[hist[i]], mode="markers", marker=dict(size=14, color="#d62728"), name="you are here")
+    curve = figures.mm_figure(hist[: i + 1], mark=i)
     curve.update_xaxes(range=[-0.5, max(last, 1) + 0.5])
     plan = walk.plan_at(i)
     return dict(

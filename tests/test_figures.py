@@ -20,7 +20,7 @@ import explorer.figures
 import explorer.io
 from explorer import tables
 from moecore import DistributedMoE, MixtureOfExperts, MoEParams
-from moecore.experiments import compare_methods
+from moecore.experiments import SWEEPABLE, compare_methods
 from moecore.reduction import LargeMixture, ReductionProblem, mm_steps
 from moecore.simulation import simulate_design
 
@@ -211,7 +211,8 @@ def test_sweep_figure_mean_and_sd():
     assert red.error_y.array[0] == pytest.approx(100 * np.std([1.0, 3.0], ddof=1))
     glob = next(t for t in fig.data if t.name == "global")
     assert glob.line.dash == "dot"
-    assert fig.layout.xaxis.title.text == "number of machines M"
+    assert fig.layout.xaxis.title.text == "machines M"
+    assert plain_title(fig) == "relative prediction error RPE (%) against number of machines M"
     assert plain_title(explorer.figures.sweep_figure(None, "n", "rpe")) == "No results yet"
     big = pd.DataFrame({"method": ["reduction"] * 2, "value": [1000, 100000], "rpe": [1.0, 0.5]})
     assert explorer.figures.sweep_figure(big, "n", "rpe").layout.xaxis.type == "log"
@@ -463,6 +464,14 @@ def test_mm_axis_counts_small_objectives_in_a_power_of_ten():
     assert list(plain.data[0].y) == [3.0, 2.0] and "(x 1e" not in plain.layout.yaxis.title.text
 
 
+def test_the_mark_sits_on_the_line_when_the_axis_counts_in_a_power_of_ten():
+    """Learn's "you are here" was drawn at the raw R (0.040) on an axis counted in 1e-2 (the line at 4.01)."""
+    fig = explorer.figures.mm_figure([0.0412, 0.0401, 0.0401], mark=1)
+    line, here = fig.data
+    assert here.name == "you are here" and here.x[0] == 1
+    assert here.y[0] == line.y[1]
+
+
 def test_legends_list_experts_in_order(teach):
     sim, dm, _ = teach
     perm = np.array([2, 0, 1])
@@ -498,7 +507,7 @@ def test_sweep_labels_and_single_value_axis():
     red = next(t for t in fig.data if t.name == "reduction")
     assert fig.layout.xaxis.type == "category" and list(red.x) == ["1,000,000"]
     assert red.y[0] == pytest.approx(1.45)  # RPE in %, as the paper reports it
-    assert fig.layout.yaxis.title.text == "relative prediction error RPE (%)"
+    assert fig.layout.yaxis.title.text == "RPE (%)"
     shown = tables.readable_table(df.set_index(["value", "method"]))
     assert list(shown.columns) == ["relative prediction error RPE (%)", "parameter MSE vs truth, all blocks",
                                    "held-out log-likelihood per sample (nats)"]
@@ -506,6 +515,17 @@ def test_sweep_labels_and_single_value_axis():
     assert shown.iloc[0, 0] == pytest.approx(1.45)
     for raw in ("rpe", "mse_all", "loglik", "time", "ari", "support", "restarts"):
         assert tables.label(raw) != raw
+
+
+def test_axis_titles_fit_along_a_small_plot():
+    """An axis title runs along the plot: "BIC on the training rows (lower is better)" (42 characters)
+    ran past a 230 px plot into the chart's title with the projector's larger text."""
+    for name in (*tables.SWEEP_METRICS, *SWEEPABLE, "alpha"):
+        assert len(tables.axis_label(name)) <= tables.AXIS_CHARS, (name, tables.axis_label(name))
+    bic = pd.DataFrame({"method": ["reduction", "global"] * 2, "value": [1, 1, 3, 3], "bic": [6400, 6380, 1400, 1390]})
+    fig = explorer.figures.sweep_figure(bic, "n_experts", "bic")
+    assert fig.layout.yaxis.title.text == "BIC (lower is better)"
+    assert fig.layout.yaxis.tickformat.endswith("~r")  # 6,000, not Plotly's 6e+3 from a "g" format
 
 
 def test_sweep_axis_is_padded_when_values_nearly_agree():

@@ -53,8 +53,9 @@ def user_names(d, names=None) -> list[str]:
 
 # Characters per line of a figure's title and of its subtitle (<sup>): Plotly never wraps a title,
 # and a figure in one of two page columns is about 450 px wide at 1400 px, where longer lines were
-# cut off (the audit of 2026-12-05: "... reduced experts where", "... is kep").
-TITLE_CHARS, SUBTITLE_CHARS = 60, 72
+# cut off (the audit of 2026-12-05: "... reduced experts where", "... is kep"); with the projector's
+# larger text a 57-character title ran 7 px past a 520 px chart (the audit of 2026-12-06).
+TITLE_CHARS, SUBTITLE_CHARS = 48, 72
 # Pixels per extra line of title or subtitle above the plot.
 _LINE_PX = 20
 
@@ -260,11 +261,12 @@ def coupling_figure(coupling, machine, expert, *, colors=None, flagged=None,
     return _layout(fig, title, height=int(np.clip(22 * L + 120, 320, 820)), top_extra=10 + 30 * (K > 5))
 
 
-def mm_figure(history, init_objectives=None, n_kmeans=None):
+def mm_figure(history, init_objectives=None, n_kmeans=None, mark=None):
     """MM objective R (expected transportation divergence) against iteration.
 
     ``init_objectives``: R at the end of every start; ``n_kmeans``: how many of them were k-means
-    starts (the MM restarts setting), the others started from the best local models.
+    starts (the MM restarts setting), the others started from the best local models; ``mark``: an
+    iteration to mark "you are here" (Learn's walk-through), on the axis' scale.
     """
     h = np.asarray(history, dtype=float)
     # R of a good reduction is small (0.0018 on teaching-1d) and moves in its fourth digit: ticks read
@@ -275,7 +277,12 @@ def mm_figure(history, init_objectives=None, n_kmeans=None):
     fig = go.Figure(go.Scatter(x=np.arange(len(h)), y=h / 10.0 ** power, mode="lines+markers",
                                name="R of the best start (kept)", line=dict(color=PALETTE[0], width=2.5), customdata=h,
                                hovertemplate="iteration %{x}<br>R=%{customdata:.6g}<extra></extra>"))
-    title = "MM reduction: objective R per iteration"
+    if mark is not None:
+        # On the line's own scale: the raw R sat at the bottom of an axis counted in 1e-2 (0.040 for 4.01).
+        fig.add_scatter(x=[mark], y=[h[mark] / 10.0 ** power], mode="markers", name="you are here",
+                        marker=dict(size=14, color="#d62728"), customdata=[h[mark]],
+                        hovertemplate="iteration %{x}<br>R=%{customdata:.6g}<extra></extra>")
+    title = "MM reduction: objective R (expected transportation divergence) per iteration"
     if init_objectives is not None and len(init_objectives) > 1:
         n = len(init_objectives)
         how = (f" ({n_kmeans} k-means restarts + {n - n_kmeans} from the best local models)"
@@ -283,4 +290,5 @@ def mm_figure(history, init_objectives=None, n_kmeans=None):
         title += f"<br><sup>never increases; the best of {n} starts{how} is kept</sup>"
     _integer_axis(fig, len(h))
     unit = f" (x 1e{power})" if power else ""
-    return _layout(fig, title, "MM iteration", f"expected transportation divergence R{unit}", height=360)
+    # A short axis title: the long one ran up into a two-line subtitle with the projector's larger text.
+    return _layout(fig, title, "MM iteration", f"R{unit}", height=360)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from explorer.tables import SCALE, label
+from explorer.tables import SCALE, axis_label, label
 
 from .common import GLOBAL_STYLE, PALETTE, _integer_axis, _layout
 
@@ -24,7 +24,7 @@ def sweep_figure(df, parameter, metric, *, log_x=None):
     like 0.999999M ... 1.000001M)."""
     fig = go.Figure()
     if df is None or len(df) == 0 or metric not in df:
-        return _layout(fig, "No results yet", label(parameter), label(metric))
+        return _layout(fig, "No results yet", axis_label(parameter), axis_label(metric))
     scale = SCALE.get(metric, 1.0)
     g = df.groupby(["method", "value"])[metric].agg(["mean", "std", "count"]).reset_index()
     single = df["value"].nunique() == 1
@@ -52,7 +52,8 @@ def sweep_figure(df, parameter, metric, *, log_x=None):
     # times), and no SI prefixes (0.00026, not 260µ).
     top = max(abs(lo), abs(hi), 1e-300)
     digits = int(np.clip(np.ceil(np.log10(top / max(hi - lo, 1e-300 * top))) + 2, 3, 8))
-    fig.update_yaxes(tickformat=f".{digits}~g")
+    # Plain decimals where they stay short ("6,000", not "6e+3"), exponents beyond.
+    fig.update_yaxes(tickformat=f",.{digits}~r" if 1e-4 <= top < 1e6 else f".{digits}~g")
     # Each method's points a little to the side of the value (Plotly's scatter groups, as bars'): drawn at
     # the same x, one method's error bars hid another's (the global EM's under the reduction's).
     fig.update_layout(scattermode="group", scattergap=0.75 if single else 0.9)
@@ -69,8 +70,8 @@ def sweep_figure(df, parameter, metric, *, log_x=None):
         if len(vals) <= MAX_VALUE_TICKS:
             # Ticks at the values run (M = 2, 4): Plotly's own put 2.5, 3, 3.5 machines between them.
             fig.update_xaxes(tickvals=vals, ticktext=[_value_text(v) for v in vals])
-    return _layout(fig, f"{label(metric)} against {label(parameter)}", label(parameter), label(metric), height=380,
-                   legend_title="method (mean ± sd)")
+    return _layout(fig, f"{label(metric)} against {label(parameter)}", axis_label(parameter), axis_label(metric),
+                   height=380, legend_title="method (mean ± sd)")
 
 
 def k_figure(table, criterion="bic", chosen=None):
