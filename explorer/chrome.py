@@ -99,6 +99,8 @@ def frame(page_path: str):
         st.warning(f"Ignored URL parameter(s): {ss.pop('startup_ignored')}.")
     if ss.get("startup_error"):
         st.error(ss.pop("startup_error"))
+    if ss.get("startup_notice"):
+        st.info(ss.pop("startup_notice"))
     with st.sidebar:
         st.markdown("### DMoE Explorer")
         st.caption("Distributed learning of mixtures of experts (Chamroukhi & Pham, arXiv 2312.09877).")

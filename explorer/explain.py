@@ -246,6 +246,19 @@ def rpe_text(rpe: float, digits: int = 3) -> str:
     return f"{100 * rpe:.{digits}f} %" if np.isfinite(rpe) else "not finite"
 
 
+# An RPE below this (0.01 % of y's variance left unexplained) is a perfect fit for any purpose: two such
+# fits are not compared by their ratio (8.6e-6 % against 4e-11 % read as "216 053.79x the global EM's").
+RPE_NEGLIGIBLE = 1e-4
+
+
+def _ratio_text(ratio: float, bound: float) -> str:
+    """``ratio`` with enough digits to read above ``bound`` (1.2004 showed as "1.20x", "more than 1.2x")."""
+    digits = 2
+    while digits < 6 and round(ratio, digits) <= bound:
+        digits += 1
+    return f"{ratio:,.{digits}f}x"
+
+
 def accuracy_warning(rpe_reduction: float, rpe_global: float, rows: str) -> str:
     """One line when the reduction's RPE is more than GLOBAL_RPE_RATIO times the global EM's on the
     same ``rows`` (e.g. "training", "held-out"), with what to change; "" otherwise."""
@@ -256,9 +269,10 @@ def accuracy_warning(rpe_reduction: float, rpe_global: float, rows: str) -> str:
                 "lies far beyond the others and an expert's line extrapolates past the largest number (the global "
                 f"EM's is {rpe_text(rpe_global, 3)}). To fix: leave out the outlying rows (Data page), or rescale "
                 "that input.")
-    if not rpe_global > 0 or not rpe_reduction > GLOBAL_RPE_RATIO * rpe_global:
+    if not rpe_global > 0 or not rpe_reduction > GLOBAL_RPE_RATIO * rpe_global or rpe_reduction <= RPE_NEGLIGIBLE:
         return ""
-    return (f"The reduction's {rows} RPE ({100 * rpe_reduction:.3g} %) is {rpe_reduction / rpe_global:.2f}x the "
+    return (f"The reduction's {rows} RPE ({100 * rpe_reduction:.3g} %) is "
+            f"{_ratio_text(rpe_reduction / rpe_global, GLOBAL_RPE_RATIO)} the "
             f"global EM's ({100 * rpe_global:.3g} %), more than the {GLOBAL_RPE_RATIO:g}x the shard rule aims at. "
             "To fix: 1-3 refinement rounds, fewer machines or a larger supporting sample; or another K "
             "(Experiments page, Choose K).")
@@ -316,7 +330,8 @@ def sweep_accuracy_warning(rpes: dict, parameter: str) -> str:
     GLOBAL_RPE_RATIO times the global EM's; ``rpes``: {value: (reduction, global)}; "" if none."""
     from moecore.shard_check import GLOBAL_RPE_RATIO
 
-    bad = [f"{v:g} ({r / g:.2f}x)" for v, (r, g) in sorted(rpes.items()) if g > 0 and r > GLOBAL_RPE_RATIO * g]
+    bad = [f"{v:g} ({_ratio_text(r / g, GLOBAL_RPE_RATIO)})" for v, (r, g) in sorted(rpes.items())
+           if g > 0 and r > GLOBAL_RPE_RATIO * g and r > RPE_NEGLIGIBLE]
     if not bad:
         return ""
     return (f"At {parameter} = {', '.join(bad)} the reduction's mean held-out RPE is more than "

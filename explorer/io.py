@@ -238,6 +238,8 @@ def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
         s = conv
     a = s.to_numpy(dtype=np.float64, na_value=np.nan)
     missing = ~np.isfinite(a)
+    if missing.all() and np.isnan(a).all():
+        raise InputError(f"column {_quote(col)} is empty (no value in any of its {a.size:,} rows): leave it out.")
     if missing.any():
         rows = (np.flatnonzero(missing)[:5] + 2).tolist()
         raise InputError(
@@ -264,6 +266,12 @@ def select_columns(df: pd.DataFrame, y_col: str, x_cols) -> tuple[np.ndarray, np
                          "continuous response, no model of a 0/1 outcome. Pick a numeric response.")
     y = _numeric(df, y_col)
     X = np.column_stack([_numeric(df, c) for c in x_cols])
+    # Too few rows first: one row is "constant" in every column, which is not what to change.
+    need = min_samples(2, X.shape[1])
+    if len(y) < need:
+        raise InputError(f"the file has {len(y)} data row(s); a mixture of two experts on {X.shape[1]} input(s) needs "
+                         f"at least {need} ({min_samples_rule(2, X.shape[1])}), and each machine as many. Upload more "
+                         "rows.")
     const = [c for c, col in zip(x_cols, X.T, strict=True) if not np.ptp(col) > 0]
     if const:
         raise InputError(
@@ -271,11 +279,6 @@ def select_columns(df: pd.DataFrame, y_col: str, x_cols) -> tuple[np.ndarray, np
         )
     if not np.ptp(y) > 0:
         raise InputError(f"the response {_quote(y_col)} is constant: there is nothing to regress.")
-    need = min_samples(2, X.shape[1])
-    if len(y) < need:
-        raise InputError(f"the file has {len(y)} data row(s); a mixture of two experts on {X.shape[1]} input(s) needs "
-                         f"at least {need} ({min_samples_rule(2, X.shape[1])}), and each machine as many. Upload more "
-                         "rows.")
     return X, y
 
 
@@ -444,8 +447,10 @@ def _json_default(o):
     return str(o)
 
 
-def model_from_json(data, name: str = "the model file") -> tuple[MoEParams, dict]:
-    """Validate JSON text or bytes against :data:`MODEL_SCHEMA`; return (params, meta)."""
+def model_from_json(data, name: str = "the model file", *,
+                    fix: str = "Upload a model JSON downloaded from this app.") -> tuple[MoEParams, dict]:
+    """Validate JSON text or bytes against :data:`MODEL_SCHEMA`; return (params, meta).  ``fix``: what
+    a message on the document's shape tells the user to do."""
     name = _clip(name, 200, markdown_escape)
     import jsonschema
 
@@ -464,8 +469,7 @@ def model_from_json(data, name: str = "the model file") -> tuple[MoEParams, dict
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "top level"
         raise InputError(
-            f"{name} does not follow the model schema at {_clip(where)}: {_clip(exc.message, 200)}. "
-            "Upload a model JSON downloaded from this app."
+            f"{name} does not follow the model schema at {_clip(where)}: {_clip(exc.message, 200)}. {fix}"
         ) from None
     except RecursionError:
         raise InputError(f"{name} is nested too deeply to be a model file.") from None
@@ -481,10 +485,10 @@ def model_from_json(data, name: str = "the model file") -> tuple[MoEParams, dict
     x_names, y_name = meta.get("x_names"), meta.get("y_name")
     if x_names is not None and len(x_names) != params.n_features:
         raise InputError(f"{name} names {len(x_names)} input column(s) (x_names) for a model of d = "
-                         f"{params.n_features} inputs. Upload a model JSON downloaded from this app.")
+                         f"{params.n_features} inputs. {fix}")
     if x_names is not None and y_name in x_names:
         raise InputError(f"{name} names {_quote(y_name)} both as the response (y_name) and as an input (x_names). "
-                         "Upload a model JSON downloaded from this app.")
+                         + fix)
     if params.n_experts > MAX_MODEL_EXPERTS or params.n_features > MAX_MODEL_FEATURES:
         raise InputError(
             f"{name} has K = {params.n_experts:,} experts and d = {params.n_features:,} inputs; the app works "
@@ -522,11 +526,13 @@ def _loads(text, name, limit=MAX_MODEL_BYTES):
         raise InputError(f"{name} holds a number that cannot be read ({_clip(exc)}).") from None
 
 
-def params_from_text(text: str, name: str = "the parameters") -> MoEParams:
+def params_from_text(text: str, name: str = "the typed text") -> MoEParams:
     """Parameters typed as JSON {"gates", "experts", "variances"}, checked like a model file."""
     params = _loads(text, name)
     doc = {"format": MODEL_FORMAT, "version": 1, "params": params}
-    return model_from_json(json.dumps(doc), name)[0]
+    # What to change is the text, not a file to upload.
+    return model_from_json(json.dumps(doc), name, fix='Keep the three arrays "gates", "experts" and "variances", '
+                           "as prefilled from the knobs.")[0]
 
 
 # ------------------------------------------------------------------------------ sweep values
@@ -622,9 +628,29 @@ def text_number_columns(df: pd.DataFrame, y_col: str) -> list:
     return found
 
 
+def left_out_inputs(df: pd.DataFrame, y_col: str) -> list:
+    """(column, why) of the numeric columns not offered as inputs by default, though they could be:
+    row numbers (0..n-1 or 1..n in order: the index pandas writes unless told not to, as "Unnamed: 0",
+    which a fit would take as an input) and empty columns (every cell missing)."""
+    out = []
+    n = len(df)
+    for c in df.columns:
+        if c in (y_col, "true_expert") or not pd.api.types.is_numeric_dtype(df[c]):
+            continue
+        v = df[c].to_numpy()
+        if df[c].isna().all():
+            out.append((c, "empty"))
+        elif n > 1 and v.dtype.kind in "iu" and v[0] in (0, 1) and np.array_equal(v, np.arange(v[0], v[0] + n)):
+            out.append((c, f"row numbers {v[0]}..{v[0] + n - 1}"))
+    return out
+
+
 def numeric_inputs(df: pd.DataFrame, y_col: str) -> list:
-    """The columns offered as inputs by default: the numeric ones but the response and the labels."""
-    return [c for c in df.columns if c not in (y_col, "true_expert") and pd.api.types.is_numeric_dtype(df[c])]
+    """The columns offered as inputs by default: the numeric ones but the response, the labels and
+    those :func:`left_out_inputs` names."""
+    left = {c for c, _ in left_out_inputs(df, y_col)}
+    return [c for c in df.columns if c not in (y_col, "true_expert") and c not in left
+            and pd.api.types.is_numeric_dtype(df[c])]
 
 
 def true_labels(df: pd.DataFrame, x_cols=()):

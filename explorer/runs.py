@@ -64,7 +64,9 @@ def settings_error(n, d, K, M, S) -> str:
     try:
         check_distributed_sizes(K, M, S, n, d, min_samples(K, d))
     except ValueError as exc:
-        return str(exc)
+        # The page's names for the library's parameters, as its widgets are labelled.
+        return (str(exc).replace("support_size must", "the supporting sample S must").replace("n_machines=", "M = ")
+                .replace("n_experts=", "K = "))
     return ""
 
 
@@ -424,7 +426,7 @@ def _refuse_a_heavy_link(ss):
             settings.set_setting("n", default_n)
             msg += (f" The data was not simulated at n = {n:,} either: it has n = {default_n:,} rows; set n on "
                     "the Data page and press Generate data before you press Run.")
-        ss["startup_error"] = msg
+        ss["startup_notice"] = msg  # a choice made for the user, not a failure: shown as information
 
 
 def ensure_data_and_fit():

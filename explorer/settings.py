@@ -329,7 +329,9 @@ def parse_query(query) -> tuple[dict, list]:
             out[QUERY_KEYS.get(name) or legacy_keys[name]] = param.parse(str(text)[:1000])
         except (TypeError, ValueError, OverflowError):
             want = (f"one of {list(param.choices)}" if param.kind == "choice"
-                    else f"a {param.kind} in {param.range_text}")
+                    else "true or false" if param.kind == "bool"
+                    else "text" if param.kind == "text"
+                    else f"{'an integer' if param.kind in ('int', 'seed') else 'a number'} in {param.range_text}")
             if param.none:
                 want += f", or auto for {param.none}"
             ignored.append(f"{name}={clip(text)!r} (must be {want})")

@@ -19,6 +19,7 @@ from explorer.io import (
     MAX_SESSION_MB,
     MAX_UPLOAD_MB,
     data_to_csv,
+    left_out_inputs,
     markdown_escape,
     model_from_json,
     numeric_inputs,
@@ -48,6 +49,7 @@ st.caption("Simulate a mixture of experts, or bring your own CSV. The data stays
 sim_tab, csv_tab, session_tab = st.tabs(["Simulate or real data", "Upload a CSV", "Load a session file"])
 
 with sim_tab:
+    typed_ok = True  # False: the custom parameters' box is ticked and its text cannot be read
     settings.widget("source")
     c1, c2, c3 = st.columns(3)
     if settings.settings()["source"] == "real":
@@ -84,6 +86,7 @@ with sim_tab:
             if st.checkbox("Use these parameters instead of the knobs", key="use_custom_text"):
                 truth = runs.attempt("Reading the parameters", params_from_text, text,
                                      after="Fix the text, or untick the box to use the knobs.")
+                typed_ok = truth is not None
         mj = st.file_uploader("Or upload them: a model JSON (as downloaded on the Distributed fit page, "
                               f"at most {MAX_MODEL_MB} MB)", key="model_upload", max_upload_size=MAX_MODEL_MB)
         if mj is not None:
@@ -103,7 +106,12 @@ with sim_tab:
         settings.widget("seed", where=c2)
         c3.write("")
     if settings.settings()["source"] != "real" and c3.button("Generate data", type="primary", key="btn_generate"):
-        new = runs.attempt("Simulating", dataset_from_settings, after="")
+        # Ticked but unreadable, the typed parameters would silently give way to the knobs.
+        new = runs.attempt("Simulating", dataset_from_settings, after="") if typed_ok else None
+        if not typed_ok:
+            st.error("Nothing generated: the box asks for the typed parameters, and they cannot be read (the "
+                     "message above). Fix the text, or untick the box to use the knobs. Your current data is "
+                     "unchanged.")
         if new is not None:
             st.session_state["data"] = new
             st.session_state.pop("compare", None)
@@ -138,8 +146,9 @@ with csv_tab:
     if df is not None:
         # Kept in the session: Streamlit empties the uploader when the user visits another page, and
         # choosing other columns of the same file should not mean uploading it again.
-        st.caption(f"{markdown_escape(st.session_state['upload_name'])}: {df.shape[0]:,} rows, "
-                   f"{df.shape[1]} columns" + ("" if up is not None else " (the last file uploaded)"))
+        n_rows, n_cols = df.shape
+        st.caption(f"{markdown_escape(st.session_state['upload_name'])}: {n_rows:,} row{'s' * (n_rows != 1)}, "
+                   f"{n_cols} column{'s' * (n_cols != 1)}" + ("" if up is not None else " (the last file uploaded)"))
         st.dataframe(df.head(8), width="stretch")
         cols = list(df.columns)
 
@@ -157,6 +166,10 @@ with csv_tab:
             st.warning("No column besides the response reads as numbers. Numbers written with a decimal comma "
                        "(1,5) or with thousands separators (1,234.5) read as text: save the file with decimal "
                        "points and no separators, or pick the input columns to see which cells are not numbers.")
+        left = left_out_inputs(df, y_col)
+        if left:
+            st.info("Not picked as inputs by default: " + ", ".join(f"{markdown_escape(c)} ({why})" for c, why in left)
+                    + ". Add them below if they are data.")
         x_cols = st.multiselect("Input columns (x)", [c for c in cols if c != y_col], key="csv_x")
         if st.button("Use these columns", type="primary", key="btn_use_csv"):
             new = runs.attempt("Using these columns", dataset_from_upload, df, y_col, x_cols,

@@ -22,9 +22,13 @@ st.caption(
     "EM on each (in parallel), then reduce the M K local experts to K by optimal transport."
 )
 if st.session_state.get("lesson") is None:
+    held = st.session_state.get("fit")
+    # What the page holds, said as it is: a link too large to fit by itself left none.
+    now = ("This page already holds a fit of these data: change any setting below and press Run distributed fit."
+           if held is not None and held.data_key == data.key else
+           "Choose the settings below and press Run distributed fit.")
     st.markdown(":material/flag: **Start here:** new to the method? Read **Learn** (six short steps and a live "
-                "example) or run a **Lesson** in one click (sidebar). This page already holds a fit of the built-in "
-                "example: change any setting below and press Run distributed fit.")
+                "example) or run a **Lesson** in one click (sidebar). " + now)
 
 with st.container(border=True):
     c1, c2, c3, c4 = chrome.grid("fit_settings_1", 4)
@@ -57,7 +61,10 @@ with st.container(border=True):
     elif settings.settings()["split_feature"] != 0:
         settings.set_setting("split_feature", 0)  # one input: the regions can only follow it
     settings.widget("machine_weights", where=c4)
-    K_now, S_now = settings.settings()["K"], paper_S if support is None else support
+    K_now = settings.settings()["K"]
+    # The rule's S as the library takes it: at least K (a point per reduced expert). Without the max, a rule
+    # giving 4 points for K = 5 was refused here as "support_size must be in [5, 150], got 4", a value never typed.
+    S_now = max(paper_S, K_now) if support is None else support
     # Settings no fit can run with (M above the rows, S outside [K, n]) say so before the run: the
     # small-shard advice (for accuracy) beside the library's refusal gave two "at most" numbers.
     blocked = runs.settings_error(n_train, data.d, K_now, n_machines, S_now)
@@ -105,8 +112,11 @@ with st.container():  # a stable layout (explorer.chrome): the progress bar and 
                 # speaks of this one (it kept "covariate weights" after the lesson's "now try constant").
                 st.rerun()
     elif st.session_state.get(RUNNING):
-        st.warning(f"Your last run ({st.session_state.pop(RUNNING)}) did not finish: the page was left while it ran. "
-                   "The results below are those of the last fit that ended; press Run distributed fit to run it again.")
+        # Streamlit stops a run when the page is left or any widget changes while it runs.
+        st.warning(f"Your last run ({st.session_state.pop(RUNNING)}) did not finish: the page was left, or a setting "
+                   "changed, while it ran. "
+                   + ("The results below are those of the last fit that ended; p" if st.session_state.get("fit")
+                      is not None else "P") + "ress Run distributed fit to run it again.")
 
     fit = st.session_state.get("fit")
     if fit is None:

@@ -130,7 +130,7 @@ def test_settings_no_fit_can_run_say_so_once_before_the_run():
     at.number_input(key="cfg_K").set_value(10).run()
     at.number_input(key="cfg_M").set_value(256).run()
     errs = [e.value for e in at.error]
-    assert len(errs) == 1 and errs[0].startswith("These settings cannot run: n_machines=256")
+    assert len(errs) == 1 and errs[0].startswith("These settings cannot run: M = 256")
     assert "the most that can run at all" in errs[0]
     assert not any(w.value.startswith("Small shards") for w in at.warning)  # no second "at most" number
     at.button(key="btn_fit").click().run()

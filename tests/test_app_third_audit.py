@@ -1,0 +1,129 @@
+"""A third hostile audit of the app, in Chromium (2026-12-06): what it found, each failing before.
+
+A 10-row upload put a traceback on the Experiments page; a CSV written by pandas had its row numbers
+picked as an input; ticked but unreadable custom parameters gave way to the knobs while "New data
+generated" said all was well; a link too large to fit by itself left a page saying it "already holds a
+fit"; the paper's S rule below K was refused with a value nobody typed; two perfect fits raised an
+alarm of "216 053.79x"; a link's bad boolean asked for "a bool in (-inf, inf)".
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # explorer/ is not installed
+
+from app_helpers import new_session
+
+from explorer import explain
+from explorer.io import InputError, left_out_inputs, numeric_inputs, parse_csv, select_columns
+
+
+def _upload(at, name, frame, *, index=False, use=True):
+    at.switch_page("pages/data.py").run()
+    at.file_uploader(key="csv_upload").upload(name, frame.to_csv(index=index).encode(), "text/csv").run()
+    if use:
+        at.button(key="btn_use_csv").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _line(n, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, n)
+    return pd.DataFrame({"x": x, "y": np.where(x > 0, 2 * x, -x) + 0.1 * rng.normal(size=n)})
+
+
+def test_experiments_on_ten_rows_draw_no_traceback():
+    at = new_session()
+    _upload(at, "ten_rows.csv", _line(10))
+    assert at.session_state["data"].n == 10
+    at.switch_page("pages/experiments.py").run()
+    at.radio(key="exp_data").set_value("current").run()
+    assert not at.exception, [e.value for e in at.exception]
+    hint = " ".join(i.value for i in at.info)
+    assert "vary K over 1, 2, 3" in hint
+
+
+def test_row_numbers_and_empty_columns_are_not_picked_as_inputs():
+    frame = _line(300).assign(z=np.nan)
+    df = parse_csv(frame.to_csv().encode(), "pd.csv")  # pandas' default writes the index as "Unnamed: 0"
+    assert numeric_inputs(df, "y") == ["x"]
+    assert left_out_inputs(df, "y") == [("Unnamed: 0", "row numbers 0..299"), ("z", "empty")]
+    at = new_session()
+    _upload(at, "pd.csv", frame, index=True, use=False)
+    assert at.multiselect(key="csv_x").value == ["x"]
+    # The name as markdown_escape writes it (a colon escaped, so that "Unnamed:" is no emoji or link).
+    assert any("0 (row numbers 0..299), z (empty)" in i.value and i.value.startswith("Not picked as inputs")
+               for i in at.info)
+    at.button(key="btn_use_csv").click().run()
+    assert at.session_state["data"].x_names == ["x"]
+
+
+def test_a_column_of_row_numbers_out_of_order_is_data():
+    df = pd.DataFrame({"i": [3, 1, 2, 0], "x": [0.1, 0.5, 0.2, 0.9], "y": [1.0, 2.0, 0.5, 0.1]})
+    assert numeric_inputs(df, "y") == ["i", "x"]
+
+
+def test_one_row_is_refused_for_its_rows_not_as_constant():
+    df = pd.DataFrame({"x": [1.0], "y": [2.0]})
+    try:
+        select_columns(df, "y", ["x"])
+    except InputError as exc:
+        assert "the file has 1 data row(s)" in str(exc) and "constant" not in str(exc)
+    else:
+        raise AssertionError("one row was accepted")
+    try:
+        select_columns(pd.DataFrame({"x": [1.0, 2.0], "z": [np.nan, np.nan], "y": [1.0, 3.0]}), "y", ["x", "z"])
+    except InputError as exc:
+        assert "column 'z' is empty" in str(exc) and "leave it out" in str(exc)
+
+
+def test_unreadable_typed_parameters_generate_nothing():
+    at = new_session("pages/data.py")
+    before = at.session_state["data"]
+    at.radio(key="cfg_source").set_value("custom").run()
+    at.text_area(key="custom_params_text").input('{"gates": [[0, 0]], "experts": [[1, 2]], "variances": [1e-300, 1]}'
+                                                 ).run()
+    at.checkbox(key="use_custom_text").check().run()
+    at.button(key="btn_generate").click().run()
+    assert not at.exception
+    assert at.session_state["data"] is before
+    assert not at.success
+    text = " ".join(e.value for e in at.error)
+    assert "Nothing generated" in text and "untick the box" in text
+    assert "Upload a model JSON" not in text  # typed text: nothing to upload
+
+
+def test_a_page_without_a_fit_does_not_say_it_holds_one():
+    at = new_session(query={"design": "separated-10d", "n": "1000000", "M": "256", "K": "10"})
+    assert "fit" not in at.session_state
+    start = next(m.value for m in at.markdown if "Start here" in m.value)
+    assert "already holds a fit" not in start and "Choose the settings" in start
+    # A link refused for its size is information, not a failure.
+    assert not [e.value for e in at.error if "automatic first fit" in e.value]
+    assert any(i.value.startswith("The automatic first fit was not started") for i in at.info)
+    fresh = new_session()
+    assert "already holds a fit" in next(m.value for m in fresh.markdown if "Start here" in m.value)
+
+
+def test_the_paper_rule_below_k_is_taken_as_the_library_takes_it():
+    # tonedata: 150 rows; M = 8 gives floor(150 / 32) = 4 support points, fewer than K = 5. The library
+    # takes max(4, K) = 5; the page refused "support_size must be in [5, 150], got 4".
+    at = new_session("pages/fit.py", query={"src": "real", "real": "tonedata", "K": "5", "M": "8"})
+    assert at.session_state["data"].n == 150
+    assert not [e.value for e in at.error if "cannot run" in e.value]
+
+
+def test_a_bad_boolean_in_a_link_asks_for_true_or_false():
+    at = new_session(query={"unal": "maybe"})
+    said = " ".join(w.value for w in at.warning)
+    assert "unal='maybe' (must be true or false)" in said and "(-inf, inf)" not in said
+
+
+def test_perfect_fits_raise_no_accuracy_alarm_and_ratios_read_above_the_bound():
+    assert explain.accuracy_warning(8.61e-8, 3.99e-13, "training") == ""
+    line = explain.accuracy_warning(0.12004, 0.1, "held-out")
+    assert "1.2004x the global EM's" in line
+    assert "2 (1.2004x)" in explain.sweep_accuracy_warning({2: (0.12004, 0.1)}, "S ratio")
