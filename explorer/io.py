@@ -628,10 +628,16 @@ def text_number_columns(df: pd.DataFrame, y_col: str) -> list:
     return found
 
 
+# The names a table's row numbers go by: pandas writes its index as "Unnamed: 0" (R's write.csv its row
+# names under an empty header, which pandas reads the same), or under the index's own name.
+_ROW_NUMBER_NAME = re.compile(r"(?i)unnamed: \d+|index|idx|id|row|rows|rownames|row_?names|#")
+
+
 def left_out_inputs(df: pd.DataFrame, y_col: str) -> list:
     """(column, why) of the numeric columns not offered as inputs by default, though they could be:
-    row numbers (0..n-1 or 1..n in order: the index pandas writes unless told not to, as "Unnamed: 0",
-    which a fit would take as an input) and empty columns (every cell missing)."""
+    row numbers (a column named as an index, holding 0..n-1 or 1..n in order: what pandas writes
+    unless told not to, which a fit would take as an input) and empty columns (every cell missing).
+    A column of other name holding 1..n is data (a time index, a trend) and stays."""
     out = []
     n = len(df)
     for c in df.columns:
@@ -640,7 +646,8 @@ def left_out_inputs(df: pd.DataFrame, y_col: str) -> list:
         v = df[c].to_numpy()
         if df[c].isna().all():
             out.append((c, "empty"))
-        elif n > 1 and v.dtype.kind in "iu" and v[0] in (0, 1) and np.array_equal(v, np.arange(v[0], v[0] + n)):
+        elif (_ROW_NUMBER_NAME.fullmatch(str(c).strip()) and n > 1 and v.dtype.kind in "iu" and v[0] in (0, 1)
+              and np.array_equal(v, np.arange(v[0], v[0] + n))):
             out.append((c, f"row numbers {v[0]}..{v[0] + n - 1}"))
     return out
 

@@ -97,6 +97,26 @@ LESSONS = [
 BY_KEY = {lesson.key: lesson for lesson in LESSONS}
 
 
+# Session key: the data, fit, comparison and settings the user had before the first lesson they ran.
+BEFORE = "_before_lesson"
+
+
+def end():
+    """Leave the lesson and bring back what the user had before it (data, fit, comparison and
+    settings); returns whether there was anything to bring back."""
+    ss = st.session_state
+    ss.pop("lesson", None)
+    before = ss.pop(BEFORE, None)
+    if before is None:
+        return False
+    settings.update_settings(before["settings"])
+    for key in ("data", "fit", "compare"):
+        ss.pop(key, None)
+        if before[key] is not None:
+            ss[key] = before[key]
+    return True
+
+
 def start(lesson: Lesson, progress=None):
     """Apply the lesson's settings, make its data, fit (and compare); returns None or raises.
 
@@ -116,6 +136,9 @@ def start(lesson: Lesson, progress=None):
         cmp, test, reused = runs.run_compare(data, values, automatic=True, fit=fit)
         compare = dict(key=(data.key, tuple(sorted(values.items()))), cmp=cmp, test=test, name=data.name,
                        x_names=data.x_names, truth=data.truth, reused=reused)
+    if ss.get("lesson") is None:  # the user's own work, which "End the lesson" brings back
+        ss[BEFORE] = {"data": ss.get("data"), "fit": ss.get("fit"), "compare": ss.get("compare"),
+                      "settings": settings.settings()}
     settings.update_settings(values)
     ss["data"] = data
     ss.pop("fit", None)
@@ -243,8 +266,10 @@ def banner():
         row = st.container(horizontal=True)  # the buttons keep their words beside the text in a narrow window
         c1, c2 = row.container(width="stretch"), row.container(width="content")
         c1.markdown(f":material/co_present: **Lesson: {lesson.title}**  \n{lesson.narration}")
-        if c2.button("End the lesson", key="btn_end_lesson"):
-            st.session_state.pop("lesson", None)
+        if c2.button("End the lesson", key="btn_end_lesson",
+                     help="Leave the lesson and bring back your own data, fit and settings from before it"):
+            if end():
+                st.toast("Your data, fit and settings from before the lesson are back.")
             st.rerun()
         nxt = _next_lesson(lesson)
         if nxt is not None and c2.button("Next lesson ▶", key="btn_next_lesson", type="primary",

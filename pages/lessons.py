@@ -7,7 +7,8 @@ from explorer import chrome, lessons, runs
 chrome.page("Lessons")
 st.caption("Each lesson sets the data and the fit, runs them (a few seconds) and opens the page that tells the "
            "story, with its narration on top. Everything is computed live, with the same code as any fit; change "
-           "any setting afterwards to explore further.")
+           "any setting afterwards to explore further. End the lesson (in its banner) to get your own data, fit and "
+           "settings back.")
 
 for lesson in lessons.LESSONS:
     with st.container(border=True):

@@ -68,7 +68,7 @@ def test_a_link_reopens_the_real_data():
     assert not at.exception, [e.value for e in at.exception]
     assert at.session_state["data"].name == "flights" and at.session_state["_cfg"]["M"] == 64
     assert "fit" not in at.session_state
-    assert any("larger than a link starts by itself" in e.value and "press Run" in e.value for e in at.error)
+    assert any("larger than a link starts by itself" in e.value and "press Run" in e.value for e in at.info)
 
 
 def test_small_shards_are_flagged_before_the_run(at):

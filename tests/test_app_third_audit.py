@@ -127,3 +127,33 @@ def test_perfect_fits_raise_no_accuracy_alarm_and_ratios_read_above_the_bound():
     line = explain.accuracy_warning(0.12004, 0.1, "held-out")
     assert "1.2004x the global EM's" in line
     assert "2 (1.2004x)" in explain.sweep_accuracy_warning({2: (0.12004, 0.1)}, "S ratio")
+
+
+def test_ending_a_lesson_brings_back_the_users_own_work():
+    """Running a lesson replaced the user's data, fit and settings, and "End the lesson" brought nothing back."""
+    at = new_session()
+    _upload(at, "mine.csv", _line(400))
+    at.switch_page("pages/fit.py").run()
+    at.number_input(key="cfg_K").set_value(2).run()
+    at.number_input(key="cfg_M").set_value(2).run()
+    at.button(key="btn_fit").click().run()
+    mine, my_fit = at.session_state["data"], at.session_state["fit"]
+    assert mine.name == "mine.csv" and my_fit.data_key == mine.key
+    at.switch_page("pages/lessons.py").run()
+    at.button(key="btn_lesson_label-switching").click().run()
+    assert at.session_state["lesson"] == "label-switching" and at.session_state["data"] is not mine
+    at.switch_page("pages/compare.py").run()  # the lesson's page, which its button opens in a browser
+    at.button(key="btn_end_lesson").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "lesson" not in at.session_state
+    assert at.session_state["data"] is mine and at.session_state["fit"] is my_fit
+    assert at.session_state["_cfg"]["K"] == 2 and at.session_state["_cfg"]["M"] == 2
+    # The lesson's comparison went with it: the Compare page, drawn again, holds one of the user's data if any.
+    assert "compare" not in at.session_state or at.session_state["compare"]["name"] == "mine.csv"
+
+
+def test_a_data_column_of_one_to_n_stays_an_input():
+    """A time index or trend named as data (t = 1..n) is data; only a column named as an index is left out."""
+    df = pd.DataFrame({"t": np.arange(1, 7), "idx": np.arange(6), "x": np.linspace(0, 1, 6), "y": np.arange(6.0) ** 2})
+    assert numeric_inputs(df, "y") == ["t", "x"]
+    assert left_out_inputs(df, "y") == [("idx", "row numbers 0..5")]

@@ -302,7 +302,8 @@ def test_too_many_rows_refused_before_parsing():
     ("nope", ["x"], "not in the file"),
 ])
 def test_column_selection_errors(y_col, x_cols, expect):
-    df = explorer.io.parse_csv(b"x,y,txt,gap,c\n1,2,3,4,1\n2,3,abc,,1\n3,5,4,6,1\n", "c.csv")
+    # Five rows: the fewest a two-expert fit of one input takes (fewer is refused for the rows, first).
+    df = explorer.io.parse_csv(b"x,y,txt,gap,c\n1,2,3,4,1\n2,3,abc,,1\n3,5,4,6,1\n4,1,5,7,1\n5,4,6,8,1\n", "c.csv")
     with pytest.raises(explorer.io.InputError, match=expect):
         explorer.io.select_columns(df, y_col, x_cols)
 
