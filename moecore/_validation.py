@@ -223,6 +223,16 @@ def check_nonconstant_columns(X, name="X"):
     # rounding noise, about 1e-16 of its size.
     const = np.flatnonzero(~(scale > 1e-12 * absmax))
     if const.size:
+        # A column that varies, but by less than 1e-12 of its size (nanosecond timestamps, x + 1e13), keeps
+        # 3-4 digits of its variation: "constant" would name the wrong fix.
+        offset = [j for j in const.tolist() if scale[j] > 0]
+        if offset:
+            j = offset[0]
+            raise ValueError(
+                f"{name} column(s) {offset} vary by less than 1e-12 of their size (column {j}: spread {scale[j]:.3g} "
+                f"around {mean[j]:.6g}), too little for float64 to tell the rows apart reliably: subtract an "
+                "offset first (e.g. the column's minimum; for timestamps, the time since the first one)."
+            )
         raise ValueError(
             f"{name} has constant column(s) {const.tolist()}: remove them, the intercept "
             "already models a constant input."

@@ -56,6 +56,11 @@ def _data_arguments(parser, default_design, design_help):
                              "is an input")
 
 
+# One seed for the data and the fits, at most 2**32 - 1: the held-out split (scikit-learn's) takes no more,
+# and a larger one was refused in the words of train_test_split's random_state.
+SEED = Param("seed", "int", 0, "the seed of the data and of the fits", low=0, high=2**32 - 1)
+
+
 def _build_parser():
     ap = argparse.ArgumentParser(
         prog="python -m moecore",
@@ -71,8 +76,8 @@ def _build_parser():
     _argument(c, replace(n_rows, default=None, none="100000"), "--n", help="training samples drawn from --design")
     _argument(c, Param("n_test", "int", None, "held-out samples drawn from --design", low=1, none="20000"),
               "--n-test")
-    _argument(c, Param("test_size", "float", 0.2, "the share of --data's rows held out at random (seeded by --seed)",
-                       low=0.0, high=0.9, low_open=True), "--test-size")
+    _argument(c, Param("test_size", "float", None, "the share of --data's rows held out at random (seeded by --seed)",
+                       low=0.0, high=0.9, low_open=True, none="0.2"), "--test-size")
     _argument(c, P["n_machines"], "--machines", "-M", default=16)
     _argument(c, replace(P["n_experts"], default=None, none="the design's own K, or a shipped set's suggested K"),
               "--experts", "-K")
@@ -86,16 +91,16 @@ def _build_parser():
     for name, flag in [("variance_update", "--variance-update"), ("gate_targets", "--gate-targets"),
                        ("local_check", "--local-check"), ("refine_rounds", "--rounds"), ("pilot", "--pilot")]:
         _argument(c, P[name], flag)
-    _argument(c, Param("seed", "int", 0, "the seed of the data and of the fits", low=0), "--seed")
+    _argument(c, SEED, "--seed")
     c.add_argument("--csv", default=None, help="also write the table to this CSV file")
     k = sub.add_parser("choose-k", help="BIC and ICL against K for the global EM (and a distributed fit with -M)")
     _data_arguments(k, "teaching-1d", "a synthetic design")
-    _argument(k, n_rows, "--n", default=20_000, help="samples drawn from --design")
+    _argument(k, replace(n_rows, default=None, none="20000"), "--n", help="samples drawn from --design")
     k.add_argument("--ks", default="1,2,3,4,5", help="the Ks to try, comma-separated (default 1,2,3,4,5)")
     _argument(k, replace(P["n_machines"], default=None, none="the global EM only"), "--machines", "-M")
     k.add_argument("--criterion", default="bic", choices=("bic", "icl"), help="what the chosen K minimises")
     _argument(k, P["n_jobs"], "--n-jobs", default=-1)
-    _argument(k, Param("seed", "int", 0, "the seed of the data and of the fits", low=0), "--seed")
+    _argument(k, SEED, "--seed")
     return ap
 
 
@@ -143,14 +148,19 @@ def _choose_k(args):
 
     from .selection import choose_k
 
+    # A flag that does not apply is refused, as compare does: ignored, it left the user thinking it had.
     if args.data is not None:
+        if args.n is not None:
+            raise ValueError("--n is the size drawn from a --design; --data uses all its rows.")
         X, y, what, _ = _load_data(args.data, args.response)
     else:
         from .simulation import simulate_design
 
-        design = args.design or "teaching-1d"
-        sim = simulate_design(design, args.n, random_state=args.seed)
-        X, y, what = sim.X, sim.y, f"design {design}, n = {args.n}"
+        if args.response is not None:
+            raise ValueError("--response is for --data; a --design has its own response.")
+        design, n = args.design or "teaching-1d", args.n or 20_000
+        sim = simulate_design(design, n, random_state=args.seed)
+        X, y, what = sim.X, sim.y, f"design {design}, n = {n}"
     try:
         ks = [int(v) for v in args.ks.split(",") if v.strip()]
     except ValueError:
@@ -177,6 +187,9 @@ def _compare_rows(args):
     if args.data is None:
         if args.response is not None:
             raise ValueError("--response is for --data; a --design has its own response.")
+        if args.test_size is not None:
+            raise ValueError("--test-size is the share of --data's rows held out; a --design draws its own held-out "
+                             "rows (--n-test).")
         design, n, n_test = args.design or "separated-2d", args.n or 100_000, args.n_test or 20_000
         check_memory(fit_memory_bytes(n + n_test, DESIGNS[design].n_features),
                      f"--n {n} and --n-test {n_test}", "lower --n (or --n-test).")
@@ -194,9 +207,10 @@ def _compare_rows(args):
                          f"it holds (python -m moecore choose-k --data {args.data} suggests one).")
     if y.size < 4:
         raise ValueError(f"--data {args.data} holds {y.size} row(s): too few to hold some out and fit the rest.")
-    train_idx, test_idx = held_out_split(y.size, args.test_size, args.seed)
+    test_size = 0.2 if args.test_size is None else args.test_size
+    train_idx, test_idx = held_out_split(y.size, test_size, args.seed)
     return (data_rows(X, y, train_idx), data_rows(X, y, test_idx), K,
-            f"data={what}, {args.test_size:.0%} held out:")
+            f"data={what}, {test_size:.0%} held out:")
 
 
 def _warmup():
@@ -290,7 +304,7 @@ def _main(argv=None):
     except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: LocalFitError
         # The fits' messages count the rows they see, not the file's.
         rows = "" if train is None or args.data is None else (
-            f" (the fits see the {train.y.size} training rows of --data: {args.test_size:.0%} are held out)")
+            f" (the fits see the {train.y.size} training rows of --data: {args.test_size or 0.2:.0%} are held out)")
         print(f"error: {exc}{rows}", file=sys.stderr)
         return 2
     table = comp.table()

@@ -143,3 +143,34 @@ def test_machine_labels_with_too_few_rows_are_refused_before_any_fit(two):
     labels = np.r_[np.zeros(two.y.size - 4, int), 1, 2, 3, 3]
     with pytest.raises(ValueError, match=r"machine\(s\) \[1, 2, 3\] fewer than 5 rows"):
         DistributedMoE(2, 4, backend="sequential").fit(two.X, two.y, machine=labels)
+
+
+def test_a_column_varying_below_its_offset_is_not_called_constant(two):
+    """x + 1e13 (spread 1, like nanosecond timestamps) was refused as "constant column(s) [0]": the fix is
+    to subtract an offset, not to remove the column."""
+    with pytest.raises(ValueError, match=r"vary by less than 1e-12 of their size .*subtract an offset"):
+        MixtureOfExperts(2).fit(two.X + 1e13, two.y)
+    with pytest.raises(ValueError, match="constant column"):
+        MixtureOfExperts(2).fit(np.c_[two.X, np.ones(two.y.size)], two.y)
+
+
+# ------------------------------------------------------------------ the command line says what it ignores
+@pytest.mark.parametrize("argv, said", [
+    (["choose-k", "--data", "faithful", "--n", "100"], "--n is the size drawn from a --design"),
+    (["choose-k", "--design", "teaching-1d", "--response", "y"], "--response is for --data"),
+    (["compare", "--design", "teaching-1d", "--test-size", "0.5"], "--test-size is the share of --data's rows"),
+])
+def test_the_command_line_refuses_a_flag_it_would_ignore(capsys, argv, said):
+    from moecore.cli import main
+
+    assert main(argv) == 2
+    assert said in capsys.readouterr().err
+
+
+def test_the_command_line_seed_is_bounded_as_its_split_takes_it(capsys):
+    from moecore.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["compare", "--data", "faithful", "-K", "2", "-M", "2", "--seed", str(2**32)])
+    err = capsys.readouterr().err
+    assert "argument --seed: must be in [0, 4294967295]" in err and "train_test_split" not in err
