@@ -94,6 +94,8 @@ def compare_methods(X, y, X_test, y_test, n_experts, n_machines, *, labels_test=
     ``unaligned``: also evaluate the weighted average of the local parameters without aligning the
     experts first (:data:`UNALIGNED`), which label switching ruins.
     """
+    X_test, y_test, labels_test, truth = _check_comparison(X, X_test, y_test, labels_test, truth, distributed,
+                                                           global_model)
     if distributed is None:
         dm = DistributedMoE(n_experts, n_machines, random_state=random_state, **dmoe_params)
         dm.fit(X, y, progress=progress)
@@ -139,6 +141,40 @@ def compare_methods(X, y, X_test, y_test, n_experts, n_machines, *, labels_test=
                             reference=global_model.params_ if name != "global" else None))
         rows.append(row)
     return Comparison(dm, global_model, params, rows)
+
+
+def _fitted(model, kind, name):
+    """``model``, refused unless it is a fitted ``kind`` (its error named an attribute after every other fit)."""
+    if not isinstance(model, kind):
+        raise TypeError(f"{name} must be a fitted {kind.__name__} (or None to fit one here), got "
+                        f"{type(model).__name__}.")
+    if not hasattr(model, "params_"):
+        raise ValueError(f"{name} is not fitted: call its fit on (X, y) first, or pass None to fit one here.")
+    return model
+
+
+def _check_comparison(X, X_test, y_test, labels_test, truth, distributed, global_model):
+    """compare_methods' held-out rows, labels, truth and ready models checked before any fit; returns
+    (X_test (m, d), y_test (m,), labels_test (m,) or None, truth or None)."""
+    d = np.shape(X)[1] if np.ndim(X) == 2 else 1
+    try:
+        X_test, y_test = check_Xy(X_test, y_test, n_features=d)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"the held-out rows (X_test, y_test): {exc}") from None
+    if labels_test is not None:
+        labels_test = np.asarray(labels_test)
+        if labels_test.shape != y_test.shape or labels_test.dtype.kind not in "iu":
+            raise ValueError(f"labels_test must hold one integer label per held-out row ({y_test.size}), got "
+                             f"shape {labels_test.shape} and dtype {labels_test.dtype}.")
+    if truth is not None and not isinstance(truth, MoEParams):
+        raise TypeError(f"truth must be a MoEParams (the true model) or None, got {type(truth).__name__}.")
+    if truth is not None and truth.n_features != d:
+        raise ValueError(f"truth has {truth.n_features} input(s); X has {d}.")
+    if distributed is not None:
+        _fitted(distributed, DistributedMoE, "distributed")
+    if global_model is not None:
+        _fitted(global_model, MixtureOfExperts, "global_model")
+    return X_test, y_test, labels_test, truth
 
 
 # Settings of a run, recorded in every row of a sweep (so a saved table says how it was made).

@@ -174,3 +174,22 @@ def test_the_command_line_seed_is_bounded_as_its_split_takes_it(capsys):
         main(["compare", "--data", "faithful", "-K", "2", "-M", "2", "--seed", str(2**32)])
     err = capsys.readouterr().err
     assert "argument --seed: must be in [0, 4294967295]" in err and "train_test_split" not in err
+
+
+# ------------------------------------------------------------------ a comparison checks what it is given
+@pytest.mark.parametrize("kw, error, match", [
+    (dict(truth={"gates": 1}), TypeError, "truth must be a MoEParams"),
+    (dict(distributed="x"), TypeError, "distributed must be a fitted DistributedMoE"),
+    (dict(distributed=DistributedMoE(2, 2)), ValueError, "distributed is not fitted"),
+    (dict(global_model=MixtureOfExperts(2)), ValueError, "global_model is not fitted"),
+    (dict(labels_test=np.zeros(3, int)), ValueError, "labels_test must hold one integer label per held-out row"),
+])
+def test_a_comparison_refuses_what_it_cannot_use_before_any_fit(two, kw, error, match):
+    """Each of these raised AttributeError or sklearn's own message, the labels only after every fit."""
+    from moecore.experiments import compare_methods
+
+    test = simulate_design("two-experts-1d", 300, random_state=1)
+    with pytest.raises(error, match=match):
+        compare_methods(two.X, two.y, test.X, test.y, 2, 2, backend="sequential", **kw)
+    with pytest.raises(ValueError, match=r"the held-out rows \(X_test, y_test\)"):
+        compare_methods(two.X, two.y, np.c_[test.X, test.X], test.y, 2, 2, backend="sequential")
