@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import nnls
 
+from ._validation import check_int
 from .em import SMALL_DATA_ROWS, portfolio_repeats
 from .params import default_support_size
 
@@ -153,7 +154,12 @@ class CostModel:
 
         ``S`` None: the default floor(n / 4M); ``cores`` None: as many as machines.
         """
-        _check_sizes(n=n, d=d, K=K, M=M)
+        _check_sizes(n=n, d=d, K=K, M=M, restarts=restarts, mm_restarts=mm_restarts)
+        check_int(rounds, "rounds", low=0)
+        if S is not None:
+            _check_sizes(n=n, M=1, S=S)
+        if cores is not None:
+            _check_sizes(n=n, M=1, cores=cores)
         S = default_support_size(n, M) if S is None else int(S)
         n_m = math.ceil(n / M)
         g = self.global_time(n, d, K, restarts)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import model as _m
+from ._validation import check_int, check_Xy
 from .em import ExpertStats, _estep, expert_statistics, experts_from_statistics
 from .gating import DAMPING, MAX_HALVINGS, MAX_STEP, gate_gradient_hessian, gate_objective
 from .screening import SCORE_POINTS, better_optimum, n_free_parameters, support_loglik, support_scores
@@ -284,6 +285,12 @@ def em_rounds(shards, params: _m.MoEParams, rounds, *, scaler=None, var_floor=1e
     params : MoEParams after the rounds ; loglik : ndarray (rounds + 1,), the pooled log-likelihood
     (original y units) of the starting model and after each round.
     """
+    rounds = check_int(rounds, "rounds", low=0)
+    if not isinstance(params, _m.MoEParams):
+        raise TypeError(f"params must be a MoEParams (the starting model), got {type(params).__name__}.")
+    if isinstance(shards, (str, bytes)) or not len(shards):
+        raise ValueError("shards must be a non-empty list of (X (n_m, d), y (n_m,)) pairs.")
+    shards = [check_Xy(X, y, n_features=params.n_features) for X, y in shards]
     if scaler is None:
         scaler = _m.Standardizer.fit(*shards[0])
 

@@ -193,3 +193,20 @@ def test_a_comparison_refuses_what_it_cannot_use_before_any_fit(two, kw, error, 
         compare_methods(two.X, two.y, test.X, test.y, 2, 2, backend="sequential", **kw)
     with pytest.raises(ValueError, match=r"the held-out rows \(X_test, y_test\)"):
         compare_methods(two.X, two.y, np.c_[test.X, test.X], test.y, 2, 2, backend="sequential")
+
+
+def test_rounds_and_the_cost_model_check_their_arguments(fitted, two):
+    """em_rounds(rounds=-1) raised IndexError; the cost model predicted negative times and S = -5."""
+    from moecore import costmodel
+    from moecore.refine import em_rounds
+
+    with pytest.raises(ValueError, match=r"rounds must be in \[0"):
+        em_rounds([(two.X, two.y)], fitted, -1)
+    with pytest.raises(ValueError, match="shards must be a non-empty list"):
+        em_rounds([], fitted, 1)
+    with pytest.raises(ValueError, match="features"):
+        em_rounds([(np.c_[two.X, two.X], two.y)], fitted, 1)
+    model = costmodel.load()
+    for name, bad in [("S", -5), ("rounds", -3), ("restarts", 0), ("cores", -4)]:
+        with pytest.raises(ValueError, match=name):
+            model.predict(10**6, 2, 4, 128, **{name: bad})
