@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from ._validation import check_int
 from .alignment import align_to
 from .em import MixtureOfExperts
 from .model import MoEParams
@@ -28,20 +29,43 @@ def fit_global(X, y, n_experts, **em_params):
     return MixtureOfExperts(n_experts, **em_params).fit(X, y)
 
 
-def _aligned(local_params, reference, align):
+def _models(local_params) -> list:
+    """``local_params`` as a list of MoEParams of one shape, or a TypeError/ValueError saying what is not."""
     local_params = list(local_params)
     if not local_params:
         raise ValueError("local_params must hold at least one local model.")
+    bad = next((p for p in local_params if not isinstance(p, MoEParams)), None)
+    if bad is not None:
+        raise TypeError(f"local_params must be MoEParams (a fitted model's params_), got a {type(bad).__name__}.")
+    shapes = {(p.n_features, p.n_experts) for p in local_params}
+    if len(shapes) > 1:
+        raise ValueError(f"local_params must all have the same inputs and experts to be averaged, got (d, K) = "
+                         f"{sorted(shapes)}; the reduction (DistributedMoE) aggregates models of different K.")
+    return local_params
+
+
+def _index(index, M, name):
+    # An int, not a bool (True read as machine 1) nor a negative one (-1 read as the last machine).
+    return check_int(index, name, low=0, high=M - 1)
+
+
+def _aligned(local_params, reference, align):
+    local_params = _models(local_params)
     if not align:
         return local_params
-    ref = local_params[reference] if isinstance(reference, (int, np.integer)) else reference
+    if isinstance(reference, MoEParams):
+        ref = reference
+    else:
+        ref = local_params[_index(reference, len(local_params), "reference")]
     return [align_to(ref, prm) for prm in local_params]
 
 
 def _weights(weights, M):
     w = np.full(M, 1.0 / M) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (M,) or np.any(w < 0) or not w.sum() > 0:
-        raise ValueError(f"weights must be {M} non-negative numbers with a positive sum.")
+    if w.shape != (M,) or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+        raise ValueError(f"weights must be {M} finite non-negative numbers with a positive sum.")
+    # By the largest first: two weights of 1e308 summed to inf (and every weight to 0).
+    w = w / w.max()
     return w / w.sum()
 
 
@@ -77,10 +101,8 @@ def coordinate_median(local_params, *, reference=0, align=True):
 
 def single_machine(local_params, index=0):
     """The local model (MoEParams) of machine ``index`` of the list (M,) ``local_params``."""
-    local_params = list(local_params)
-    if not 0 <= index < len(local_params):
-        raise ValueError(f"index must be in [0, {len(local_params) - 1}], got {index}.")
-    return local_params[index]
+    local_params = _models(local_params)
+    return local_params[_index(index, len(local_params), "index")]
 
 
 def timed(fn, *args, **kwargs):

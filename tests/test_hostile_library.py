@@ -210,3 +210,26 @@ def test_rounds_and_the_cost_model_check_their_arguments(fitted, two):
     for name, bad in [("S", -5), ("rounds", -3), ("restarts", 0), ("cores", -4)]:
         with pytest.raises(ValueError, match=name):
             model.predict(10**6, 2, 4, 128, **{name: bad})
+
+
+def test_the_baselines_check_their_machine_index_and_weights():
+    """reference=10 raised IndexError, reference=True and -1 silently used machines 1 and M, two weights of
+    1e308 summed to inf (a 'variances must be > 0' error) and a list of dicts raised AttributeError."""
+    from moecore.baselines import coordinate_median, single_machine, weighted_average
+
+    dm = DistributedMoE(2, 4, backend="sequential", random_state=0).fit(
+        *(lambda s: (s.X, s.y))(simulate_design("two-experts-1d", 4000, random_state=0)))
+    local = [m.params_ for m in dm.local_models_]
+    for reference, error in [(10, ValueError), (-1, ValueError), (True, TypeError), (1.0, TypeError)]:
+        with pytest.raises(error, match="reference must be"):
+            weighted_average(local, reference=reference)
+        with pytest.raises(error, match="reference must be"):
+            coordinate_median(local, reference=reference)
+    with pytest.raises(TypeError, match="index must be an integer"):
+        single_machine(local, 1.0)
+    with pytest.raises(ValueError, match="finite non-negative"):
+        weighted_average(local, weights=[np.inf, 1, 1, 1])
+    with pytest.raises(TypeError, match="local_params must be MoEParams"):
+        weighted_average([p.to_dict() for p in local])
+    huge = weighted_average(local, weights=[1e308, 1e308, 1, 1])
+    np.testing.assert_allclose(huge.variances, weighted_average(local, weights=[1, 1, 0, 0]).variances)
