@@ -32,6 +32,7 @@ from .machine_weights import choose_machine_weights, covariate_weights, support_
 from .outliers import warn_outliers
 from .params import (
     DISTRIBUTED_PARAMETERS,
+    MAX_RESTARTS,
     check_distributed_sizes,
     check_parameters,
     em_settings,
@@ -81,7 +82,8 @@ def _screening_exchange(est, machines, machine_seeds):
     :func:`~moecore.screening.screen_local_fits`): the flagged machines refit, from another machine's
     better model or with more restarts, and the compared ones run :func:`~moecore.screening.second_look`;
     {machine: SecondLook}, None for a machine lost with its worker."""
-    em = dict(em_settings(est), n_init=max(REFIT_INIT_FACTOR * est.n_init, REFIT_MIN_INIT))
+    # At most MAX_RESTARTS, the bound a fit accepts: 4 x 300 restarts were refused in the refit.
+    em = dict(em_settings(est), n_init=min(max(REFIT_INIT_FACTOR * est.n_init, REFIT_MIN_INIT), MAX_RESTARTS))
 
     def exchange(flagged, warm, compared, compare_of):
         args = {m: (m, est.n_experts, dict(em, init=warm[m]) if m in warm else em,
