@@ -196,7 +196,7 @@ def test_case14_copy_of_a_killed_process_is_removed_by_the_next_run():
 
 # ------------------------------------------------------------------ case 15: command line
 @pytest.mark.parametrize("args, expect", [
-    (["--seed", "-1"], "--seed: must be at least 0"),
+    (["--seed", "-1"], "--seed: must be in [0, 4294967295], got -1"),
     (["--experts", "0"], "--experts/-K: must be at least 1"),
     (["--n-jobs", "0"], "--n-jobs: must be a positive"),
     (["--csv", "/nonexistent/dir/x.csv"], "folder /nonexistent/dir does not exist"),
