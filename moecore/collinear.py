@@ -42,6 +42,8 @@ def collinear_columns(X, mean=None, scale=None):
     A full one-hot coding next to the intercept is such a group (its columns sum to 1), as are a
     duplicated column and a column that is a combination of others."""
     X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got {X.ndim} dimension(s).")
     if mean is None or scale is None:
         mean, scale, _ = column_moments(X)
     keep = np.flatnonzero(np.isfinite(scale) & (scale > 0))

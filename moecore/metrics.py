@@ -10,6 +10,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, confusion_matrix, rand_score
 
+from ._validation import check_X
 from .alignment import align_to
 from .model import MoEParams, gate_proba, loglik_per_sample
 from .reduction import transport_divergence
@@ -34,6 +35,12 @@ def _pair(y, yhat):
         raise ValueError(f"y and yhat must have the same length, got {y.size} and {yhat.size}.")
     if y.size == 0:
         raise ValueError("y and yhat must not be empty.")
+    # A NaN in y is missing data, the caller's to drop; one in yhat is a broken model. Either made the
+    # metric NaN without a word. An infinite prediction stays: its error is the answer (rpe is inf).
+    if not np.isfinite(y).all():
+        raise ValueError(f"y holds {int((~np.isfinite(y)).sum())} NaN or infinite value(s): drop those rows.")
+    if np.isnan(yhat).any():
+        raise ValueError(f"yhat holds {int(np.isnan(yhat).sum())} NaN value(s): the model predicts nothing there.")
     return y, yhat
 
 
@@ -57,9 +64,24 @@ def correlation(y, yhat):
     return float(np.corrcoef(y, yhat)[0, 1])
 
 
+def _labels(labels_true, labels_pred):
+    """Two labellings (n,) of the same points: 1-D, of one length, not empty (scikit-learn's own
+    messages name its arguments, and an empty pair scored a perfect 1.0)."""
+    a, b = np.asarray(labels_true), np.asarray(labels_pred)
+    if a.ndim != 1 or a.shape != b.shape or a.size == 0:
+        raise ValueError(f"labels_true and labels_pred must be two 1-D labellings of the same points (n > 0), got "
+                         f"shapes {a.shape} and {b.shape}.")
+    return a, b
+
+
 def _aligned(name, estimate: MoEParams, truth: MoEParams, X):
     """``estimate`` with its experts aligned to ``truth`` (same K and d, else a ValueError naming the
     metric ``name``)."""
+    for who, p in (("estimate", estimate), ("truth", truth)):
+        if not isinstance(p, MoEParams):
+            raise TypeError(f"{name}: {who} must be a MoEParams, got {type(p).__name__}.")
+    if X is not None:
+        X = check_X(X, "X", n_features=truth.n_features)
     if estimate.n_experts != truth.n_experts or estimate.n_features != truth.n_features:
         raise ValueError(
             f"{name} needs the same K and d: estimate has "
@@ -107,20 +129,17 @@ def gate_proba_mse(estimate: MoEParams, truth: MoEParams, X):
 
 def ari(labels_true, labels_pred):
     """Adjusted Rand index (scikit-learn) of two labellings (n,)."""
-    return float(adjusted_rand_score(labels_true, labels_pred))
+    return float(adjusted_rand_score(*_labels(labels_true, labels_pred)))
 
 
 def rand_index(labels_true, labels_pred):
     """Rand index (scikit-learn) of two labellings (n,)."""
-    return float(rand_score(labels_true, labels_pred))
+    return float(rand_score(*_labels(labels_true, labels_pred)))
 
 
 def clustering_error(labels_true, labels_pred):
     """Fraction of points misassigned under the best one-to-one matching of the labels (n,)."""
-    labels_true = np.asarray(labels_true)
-    labels_pred = np.asarray(labels_pred)
-    if labels_true.shape != labels_pred.shape:
-        raise ValueError("labels_true and labels_pred must have the same length.")
+    labels_true, labels_pred = _labels(labels_true, labels_pred)
     cm = confusion_matrix(labels_true, labels_pred)
     rows, cols = linear_sum_assignment(-cm)
     return float(1.0 - cm[rows, cols].sum() / labels_true.size)

@@ -318,9 +318,10 @@ SWEEP_PARAMETER = Param("parameter", "choice", "n_machines",
 SIMULATION_PARAMETERS = _declare(
     Param("n", "int", 20_000, "the number of samples to draw", "n", low=1),
     Param("x_dist", "choice", "gaussian", "the distribution of each input", choices=("gaussian", "uniform")),
-    Param("x_loc", "float", 0.0, "the location (centre) of each input"),
+    # Inputs whose squares stay finite (_SQUARE_SAFE): an x_scale of 1e308 overflowed in NumPy's uniform.
+    Param("x_loc", "float", 0.0, "the location (centre) of each input", low=-1e100, high=1e100),
     Param("x_scale", "float", 1.0, "the scale of each input: the standard deviation or the half-width", low=0.0,
-          low_open=True),
+          low_open=True, high=1e100),
     Param("random_state", "seed", None, "the seed: None, a non-negative integer or a numpy SeedSequence",
           "seed", none="fresh entropy"),
 )

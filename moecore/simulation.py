@@ -13,6 +13,7 @@ import numpy as np
 
 from . import model as _m
 from ._validation import check_choice, check_random_state_seed
+from .costs import check_memory
 from .params import SIMULATION_PARAMETERS, check_parameters
 
 __all__ = ["DESIGNS", "Design", "SimulatedData", "get_design", "simulate", "simulate_design"]
@@ -156,6 +157,10 @@ def simulate(params, n, *, x_dist="gaussian", x_loc=0.0, x_scale=1.0, random_sta
     n, x_loc, x_scale = v["n"], v["x_loc"], v["x_scale"]
     rng = np.random.default_rng(check_random_state_seed(random_state))
     d = params.n_features
+    # Checked before the arrays are made: n = 10**13 raised NumPy's raw _ArrayMemoryError (or, where Linux
+    # grants the memory, the process is killed when it is touched).
+    check_memory(2 * 8 * n * (d + params.n_experts + 4), f"simulating n = {n:,} rows of {d} input(s)",
+                 "lower n.")
     if x_dist == "gaussian":
         X = x_loc + x_scale * rng.standard_normal((n, d))
     else:

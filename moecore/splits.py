@@ -136,6 +136,9 @@ def shard_sizes(n, n_machines, *, concentration=None, min_size=1, rng=None):
     if concentration is None:
         return np.array([len(a) for a in np.array_split(np.arange(n), M)], dtype=np.int64)
     concentration = SPLIT_PARAMETERS["concentration"].check(concentration)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy Generator (np.random.default_rng(seed)) when concentration is given, "
+                        f"got {type(rng).__name__}.")
     q = rng.dirichlet(np.full(M, concentration))
     rest = n - M * min_size
     exact = rest * q

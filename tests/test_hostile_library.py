@@ -233,3 +233,40 @@ def test_the_baselines_check_their_machine_index_and_weights():
         weighted_average([p.to_dict() for p in local])
     huge = weighted_average(local, weights=[1e308, 1e308, 1, 1])
     np.testing.assert_allclose(huge.variances, weighted_average(local, weights=[1, 1, 0, 0]).variances)
+
+
+# ------------------------------------------------------------------ metrics and simulation
+def test_metrics_refuse_what_they_would_score_as_nan_or_perfect(fitted, two):
+    from moecore import metrics
+
+    with pytest.raises(ValueError, match="y holds 1 NaN"):
+        metrics.rpe([1.0, np.nan], [1.0, 2.0])
+    with pytest.raises(ValueError, match="yhat holds 1 NaN"):
+        metrics.rpe([1.0, 2.0], [np.nan, 2.0])
+    assert metrics.rpe([1.0, 2.0], [np.inf, 2.0]) == np.inf  # an overflowed prediction is the answer
+    with pytest.raises(ValueError, match="two 1-D labellings"):
+        metrics.ari([], [])  # scored a perfect 1.0
+    with pytest.raises(ValueError, match="features"):
+        metrics.parameter_mse(fitted, fitted, X=np.c_[two.X, two.X])  # a raw matmul message
+    with pytest.raises(TypeError, match="estimate must be a MoEParams"):
+        metrics.parameter_mse({"gates": 1}, fitted)
+
+
+def test_simulation_refuses_inputs_past_float64_and_sizes_past_the_memory():
+    with pytest.raises(ValueError, match=r"x_scale must be in \(0.0, 1e\+100\]"):
+        simulate_design("teaching-1d", 10, x_dist="uniform", x_scale=1e308)  # NumPy's OverflowError
+    with pytest.raises(MemoryError, match="simulating n = 10,000,000,000,000 rows"):
+        simulate_design("teaching-1d", 10**13)  # NumPy's raw _ArrayMemoryError
+
+
+def test_small_helpers_name_what_they_need():
+    from moecore.collinear import collinear_columns
+    from moecore.shard_check import check_shards
+    from moecore.splits import shard_sizes
+
+    with pytest.raises(TypeError, match="rng must be a numpy Generator"):
+        shard_sizes(10, 3, concentration=1.0)  # AttributeError: 'NoneType' object has no attribute 'dirichlet'
+    with pytest.raises(ValueError, match="X must be 2-D"):
+        collinear_columns(np.arange(5.0))  # IndexError
+    # support_size None is the estimators' default (the paper's rule): int(None) raised TypeError.
+    assert check_shards(20000, 2, 4, 8, None) == check_shards(20000, 2, 4, 8, 625)
