@@ -69,8 +69,8 @@ def _labels(labels_true, labels_pred):
     messages name its arguments, and an empty pair scored a perfect 1.0)."""
     a, b = np.asarray(labels_true), np.asarray(labels_pred)
     if a.ndim != 1 or a.shape != b.shape or a.size == 0:
-        raise ValueError(f"labels_true and labels_pred must be two 1-D labellings of the same points (n > 0), got "
-                         f"shapes {a.shape} and {b.shape}.")
+        raise ValueError(f"labels_true and labels_pred must be two 1-D labellings of the same points, of the same "
+                         f"length n > 0, got shapes {a.shape} and {b.shape}.")
     return a, b
 
 
