@@ -97,8 +97,9 @@ LESSONS = [
 BY_KEY = {lesson.key: lesson for lesson in LESSONS}
 
 
-# Session key: the data, fit, comparison and settings the user had before the first lesson they ran.
+# Session key: the data, fit, comparison (OWN_WORK) and settings the user had before the first lesson they ran.
 BEFORE = "_before_lesson"
+OWN_WORK = ("data", "fit", "compare")
 
 
 def end():
@@ -110,7 +111,7 @@ def end():
     if before is None:
         return False
     settings.update_settings(before["settings"])
-    for key in ("data", "fit", "compare"):
+    for key in OWN_WORK:
         ss.pop(key, None)
         if before[key] is not None:
             ss[key] = before[key]
@@ -137,8 +138,7 @@ def start(lesson: Lesson, progress=None):
         compare = dict(key=(data.key, tuple(sorted(values.items()))), cmp=cmp, test=test, name=data.name,
                        x_names=data.x_names, truth=data.truth, reused=reused)
     if ss.get("lesson") is None:  # the user's own work, which "End the lesson" brings back
-        ss[BEFORE] = {"data": ss.get("data"), "fit": ss.get("fit"), "compare": ss.get("compare"),
-                      "settings": settings.settings()}
+        ss[BEFORE] = {**{key: ss.get(key) for key in OWN_WORK}, "settings": settings.settings()}
     settings.update_settings(values)
     ss["data"] = data
     ss.pop("fit", None)

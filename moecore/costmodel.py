@@ -156,10 +156,8 @@ class CostModel:
         """
         _check_sizes(n=n, d=d, K=K, M=M, restarts=restarts, mm_restarts=mm_restarts)
         check_int(rounds, "rounds", low=0)
-        if S is not None:
-            _check_sizes(n=n, M=1, S=S)
-        if cores is not None:
-            _check_sizes(n=n, M=1, cores=cores)
+        check_int(S, "S", low=1, allow_none=True)
+        check_int(cores, "cores", low=1, allow_none=True)
         S = default_support_size(n, M) if S is None else int(S)
         n_m = math.ceil(n / M)
         g = self.global_time(n, d, K, restarts)

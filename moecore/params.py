@@ -46,6 +46,7 @@ __all__ = [
     "mm_settings",
     "n_free_parameters",
     "parameters_doc",
+    "rule_support_size",
 ]
 
 # ------------------------------------------------------------------------------ choice lists
@@ -353,6 +354,12 @@ def default_support_size(n, n_machines):
     return max(1, int(n) // (4 * int(n_machines)))
 
 
+def rule_support_size(n, n_machines, n_experts):
+    """The S a fit takes when support_size is None: the paper's floor(n / (4 M)), at least K (a point
+    per reduced expert)."""
+    return max(default_support_size(n, n_machines), int(n_experts))
+
+
 def _size_advice(K, M, n, d, per_shard):
     """What to change when M shards of n samples cannot hold K experts on d inputs: only advice that
     works (one machine may not hold K experts either, and a shard may hold no expert at all)."""
@@ -386,14 +393,13 @@ def check_distributed_sizes(n_experts, n_machines, support_size, n, d, per_shard
                 f"{min_samples_rule(K, d)} samples")
         raise ValueError(f"{head}. {_size_advice(K, M, n, d, per_shard)}")
     if support_size is None:
-        S = default_support_size(n, M)
-    else:
-        S = check_int(support_size, "support_size")
-        if not K <= S <= n:
-            why = (f"the supporting sample is drawn from the data, so it cannot be larger than n = {n}" if S > n
-                   else f"it needs a point per reduced expert, so it cannot be smaller than K = {K}")
-            raise ValueError(f"support_size must be in [{K}, {n}], got {S}: {why}.")
-    return max(S, K)
+        return rule_support_size(n, M, K)
+    S = check_int(support_size, "support_size")
+    if not K <= S <= n:
+        why = (f"the supporting sample is drawn from the data, so it cannot be larger than n = {n}" if S > n
+               else f"it needs a point per reduced expert, so it cannot be smaller than K = {K}")
+        raise ValueError(f"support_size must be in [{K}, {n}], got {S}: {why}.")
+    return S
 
 
 def parameters_doc(spec: dict, indent="    ") -> str:

@@ -48,7 +48,7 @@ import numpy as np
 
 from ._warn import warn
 from .model import gate_proba, loglik_per_sample, predict_mean
-from .params import default_support_size, n_free_parameters
+from .params import n_free_parameters, rule_support_size
 
 __all__ = [
     "FIT_CHECK_RATIO",
@@ -216,8 +216,8 @@ def check_shards(n_samples, n_features, n_experts, n_machines, support_size, *, 
     -------
     ShardCheck
     """
-    if support_size is None:  # the estimators' default: the paper's rule, at least K
-        support_size = max(default_support_size(int(n_samples), int(n_machines)), int(n_experts))
+    if support_size is None:  # the estimators' default
+        support_size = rule_support_size(n_samples, n_machines, n_experts)
     n, d, K, M, S = (int(v) for v in (n_samples, n_features, n_experts, n_machines, support_size))
     q = n_free_parameters(K, d)
     rows = n // M if smallest_shard is None else int(smallest_shard)

@@ -365,12 +365,16 @@ def split_rows(split, X, M, rng, min_size=1):
     """Shards of a validated X for a :class:`Split` or a callable split (as :func:`make_split`)."""
     if isinstance(split, Split):
         return split.shards(X, M, rng, min_size=min_size)
-    lab = split(X, M, rng)
-    shards = shards_from_labels(lab, X.shape[0], M)
+    shards = shards_from_labels(split(X, M, rng), X.shape[0], M)
+    _refuse_small(shards, min_size, "the split gives")
+    return shards
+
+
+def _refuse_small(shards, min_size, who, fix=""):
+    """A ValueError naming the machines of ``shards`` with fewer than ``min_size`` rows, before any fit."""
     small = [m for m, s in enumerate(shards) if s.size < min_size]
     if small:
-        raise ValueError(f"the split gives machine(s) {small} fewer than {min_size} rows.")
-    return shards
+        raise ValueError(f"{who} machine(s) {small} fewer than {min_size} rows{fix}.")
 
 
 def machine_labels(shards, n=None):
@@ -420,11 +424,9 @@ def place_rows(split, machine, X, n_machines, support_size, min_size, seed_split
             raise ValueError(f"machine labels and split={shown!r} both place the rows: give one (leave split at "
                              "'random' with machine labels).")
         shards = shards_from_labels(machine, n, n_machines)
-        small = [m for m, s in enumerate(shards) if s.size < min_size]
-        if small:  # before any fit, as a split's own machines (a local fit refused them only after the others)
-            raise ValueError(f"machine labels give machine(s) {small} fewer than {min_size} rows, the fewest a "
-                             "local fit of these experts and inputs takes: merge those machines or use fewer "
-                             "experts.")
+        # Before any fit, as a split's own machines (a local fit refused them only after the others).
+        _refuse_small(shards, min_size, "machine labels give", ", the fewest a local fit of these experts and "
+                      "inputs takes: merge those machines or use fewer experts")
     support = np.sort(np.random.default_rng(seed_support).choice(n, size=support_size, replace=False))
     kind = split.kind if machine is None and isinstance(split, Split) else None
     return PlacedRows(shards, support, machine_labels(shards, n)[support], kind == "random",

@@ -4,7 +4,6 @@ import streamlit as st
 
 from explorer import chrome, evidence, explain, figures, lessons, runs, settings, tables
 from explorer.data import heldout
-from moecore.params import default_support_size
 from moecore.shard_check import check_shards
 
 data = chrome.page("Compare")
@@ -20,8 +19,7 @@ chrome.data_warnings(data)
 # The Fit page's small-shard line, for the rows the comparison fits: on mcycle with M = 8 it showed an RPE of
 # 141 % against 25 % with only the generic advice below it.
 n_train = len(heldout(data)[3])
-line = explain.small_shards_line(check_shards(n_train, data.d, s["K"], s["M"], s["support_size"]
-                                              or default_support_size(n_train, s["M"])))
+line = explain.small_shards_line(check_shards(n_train, data.d, s["K"], s["M"], s["support_size"]))
 if line:
     st.warning(line)
 row = st.container(horizontal=True, vertical_alignment="center")  # the button keeps its words in a narrow window

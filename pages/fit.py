@@ -62,13 +62,12 @@ with st.container(border=True):
         settings.set_setting("split_feature", 0)  # one input: the regions can only follow it
     settings.widget("machine_weights", where=c4)
     K_now = settings.settings()["K"]
-    # The rule's S as the library takes it: at least K (a point per reduced expert). Without the max, a rule
-    # giving 4 points for K = 5 was refused here as "support_size must be in [5, 150], got 4", a value never typed.
-    S_now = max(paper_S, K_now) if support is None else support
     # Settings no fit can run with (M above the rows, S outside [K, n]) say so before the run: the
     # small-shard advice (for accuracy) beside the library's refusal gave two "at most" numbers.
-    blocked = runs.settings_error(n_train, data.d, K_now, n_machines, S_now)
-    shard = None if blocked else check_shards(n_train, data.d, K_now, n_machines, S_now)
+    # support None is the rule, which both take as the library does (at least K: a rule giving 4 points for
+    # K = 5 was refused here as "support_size must be in [5, 150], got 4", a value never typed).
+    blocked = runs.settings_error(n_train, data.d, K_now, n_machines, support)
+    shard = None if blocked else check_shards(n_train, data.d, K_now, n_machines, support)
     if blocked:
         st.error(f"These settings cannot run: {blocked} The previous results stay on screen.")
     elif shard.ok:
