@@ -83,6 +83,11 @@ def frame(page_path: str):
     ss["_page_path"] = page_path
     first = not ss.get("_settings_ready")
     query = st.query_params.to_dict()
+    # to_dict keeps the last of a repeated key: say which one a hand-edited link got.
+    repeated = [f"{k} given {len(v)} times ({', '.join(v)}): the last, {v[-1]}, is used"
+                for k in st.query_params.keys() if len(v := st.query_params.get_all(k)) > 1] if first else []
+    if repeated:
+        st.warning("Repeated URL parameter(s): " + "; ".join(repeated) + ".")
     ignored = settings.init_settings(query)
     if ignored:
         st.warning("Ignored URL parameter(s): " + "; ".join(ignored) + ". The defaults are used instead.")

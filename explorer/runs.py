@@ -62,12 +62,14 @@ def settings_error(n, d, K, M, S) -> str:
     """Why no fit can run with K experts, M machines and a supporting sample of S on n rows of d inputs
     (the library's own message, :func:`moecore.params.check_distributed_sizes`); "" when one can."""
     try:
-        check_distributed_sizes(K, M, S, n, d, min_samples(K, d))
+        check_distributed_sizes(K, M, S, n, d, min_samples(K, d), names=PAGE_SIZE_NAMES)
     except ValueError as exc:
-        # The page's names for the library's parameters, as its widgets are labelled.
-        return (str(exc).replace("support_size must", "the supporting sample S must").replace("n_machines=", "M = ")
-                .replace("n_experts=", "K = "))
+        return str(exc)
     return ""
+
+
+# The page's words for the library's parameters, as its widgets are labelled.
+PAGE_SIZE_NAMES = {"n_experts": "K = {}", "n_machines": "M = {}", "support_size": "the supporting sample S", "K": "K"}
 
 
 def attempt(what, fn, *args, after=KEPT, remember=None, **kw):

@@ -248,8 +248,35 @@ class CostModel:
 
     @classmethod
     def from_dict(cls, d):
-        return cls(tuple(d["em"]), tuple(d["server"]), tuple(d["round"]), tuple(d.get("small", ())),
-                   dict(d.get("meta", {})))
+        """The model stored by :meth:`to_dict`; a dict that is not one raises ValueError naming the key."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a cost model must be a dict of coefficients, got {type(d).__name__}")
+        parts = {key: _coefficients(d, key, size, optional=key == "small") for key, size in _COEFFICIENTS}
+        meta = d.get("meta", {})
+        if not isinstance(meta, dict):
+            raise ValueError(f"the cost model's 'meta' must be a dict, got {type(meta).__name__}")
+        return cls(parts["em"], parts["server"], parts["round"], parts["small"], dict(meta))
+
+
+# The stored coefficients: one per regressor of _em_features, _server_features, _round_features, and
+# the small-data global EM's (the em regressors again).
+_COEFFICIENTS = (("em", 3), ("server", 4), ("round", 2), ("small", 3))
+
+
+def _coefficients(d, key, size, optional=False):
+    """``d[key]`` as a tuple of ``size`` finite non-negative floats (``()`` where optional and absent)."""
+    if key not in d:
+        if optional:
+            return ()
+        raise ValueError(f"the cost model has no {key!r} coefficients (keys: {', '.join(map(repr, d)) or 'none'}); "
+                         "rerun benchmarks/bench_costmodel.py to write a complete calibration")
+    try:
+        values = np.asarray(d[key], dtype=float)
+    except (TypeError, ValueError):
+        values = None
+    if values is None or values.shape != (size,) or not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError(f"the cost model's {key!r} must be {size} finite non-negative numbers, got {d[key]!r}")
+    return tuple(map(float, values))
 
 
 def min_rows(d, K):

@@ -337,9 +337,10 @@ def min_samples(n_experts, n_features):
     return n_experts * (n_features + 1) + 1
 
 
-def min_samples_rule(n_experts, n_features):
-    """The bound written for people: "n_experts * (d + 1) + 1 = 7" (every message that cites it)."""
-    return f"n_experts * (d + 1) + 1 = {min_samples(n_experts, n_features)}"
+def min_samples_rule(n_experts, n_features, experts="n_experts"):
+    """The bound written for people: "n_experts * (d + 1) + 1 = 7" (every message that cites it);
+    ``experts`` is the caller's word for K."""
+    return f"{experts} * (d + 1) + 1 = {min_samples(n_experts, n_features)}"
 
 
 def n_free_parameters(n_experts, n_features):
@@ -379,26 +380,35 @@ def _size_advice(K, M, n, d, per_shard):
     return f"No fit is possible on {n} sample(s) of {d} input(s): one expert needs {d + 2}. Use more data."
 
 
-def check_distributed_sizes(n_experts, n_machines, support_size, n, d, per_shard):
+# How check_distributed_sizes' messages write each parameter; a caller with its own labels (the app's
+# "M = 5") passes its own, so the message is built in its words rather than rewritten afterwards
+# ("K": the word for K inside the shard-size formula).
+SIZE_NAMES = {"n_experts": "n_experts={}", "n_machines": "n_machines={}", "support_size": "support_size",
+              "K": "n_experts"}
+
+
+def check_distributed_sizes(n_experts, n_machines, support_size, n, d, per_shard, *, names=None):
     """The supporting sample size S for n samples of d inputs, after checking that M machines of
     ``per_shard`` samples at least (K experts of d + 1 coefficients each) fit in n.
 
-    Raises ValueError saying how many machines or experts would fit, or the range of S.
+    Raises ValueError saying how many machines or experts would fit, or the range of S.  ``names``
+    overrides :data:`SIZE_NAMES`, the messages' words for each parameter.
     """
-    K, M = n_experts, n_machines
+    K, M, nm = n_experts, n_machines, {**SIZE_NAMES, **(names or {})}
     if M > n or n // M < per_shard:
-        head = (f"n_machines={M} is more than the n = {n} samples" if M > n else
-                f"n_machines={M} is too large for n={n} samples with n_experts={K}: {K} experts are more than a "
+        machines, experts = nm["n_machines"].format(M), nm["n_experts"].format(K)
+        head = (f"{machines} is more than the n = {n} samples" if M > n else
+                f"{machines} is too large for n={n} samples with {experts}: {K} experts are more than a "
                 f"shard can support. Each of the {M} shards gets {n // M} samples, but each shard needs at least "
-                f"{min_samples_rule(K, d)} samples")
+                f"{min_samples_rule(K, d, nm['K'])} samples")
         raise ValueError(f"{head}. {_size_advice(K, M, n, d, per_shard)}")
     if support_size is None:
         return rule_support_size(n, M, K)
-    S = check_int(support_size, "support_size")
+    S = check_int(support_size, nm["support_size"])
     if not K <= S <= n:
         why = (f"the supporting sample is drawn from the data, so it cannot be larger than n = {n}" if S > n
                else f"it needs a point per reduced expert, so it cannot be smaller than K = {K}")
-        raise ValueError(f"support_size must be in [{K}, {n}], got {S}: {why}.")
+        raise ValueError(f"{nm['support_size']} must be in [{K}, {n}], got {S}: {why}.")
     return S
 
 

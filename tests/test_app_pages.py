@@ -201,6 +201,14 @@ def test_settings_survive_page_switches_and_go_to_the_url():
     assert at.query_params["M"] == "5" and at.query_params["backend"] == "sequential"
 
 
+def test_a_repeated_url_parameter_is_named_with_the_value_used():
+    # A hand-edited link with M twice took the last in silence.
+    at = clean(new_app({"M": ["4", "5"], "K": "3"}))
+    assert [w.value for w in at.warning] == ["Repeated URL parameter(s): M given 2 times (4, 5): the last, 5, is used."]
+    assert at.session_state["_cfg"]["M"] == 5 and at.session_state["_cfg"]["K"] == 3
+    assert not at.run().warning  # said once: the address now holds one M
+
+
 def test_compare_page(at):
     at.switch_page("pages/compare.py").run()
     clean(at)

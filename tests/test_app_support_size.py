@@ -111,3 +111,22 @@ def test_a_typed_size_out_of_range_keeps_the_last_one_with_the_librarys_message(
     assert "support_size must be in [1, 1000000]" in text and "Still using 300" in text
     assert at.session_state["_cfg"]["support_size"] == 300
     assert at.number_input(key="cfg_support_size").value == 300
+
+
+def test_the_pages_size_messages_use_the_widgets_names_and_the_library_keeps_its_own():
+    # The page's message was the library's, rewritten by string replacement: a reworded library
+    # message would have come through with n_machines= in the page's words.
+    from explorer.runs import settings_error
+    from moecore.params import check_distributed_sizes
+
+    too_many = settings_error(2000, 2, 3, 500, None)
+    assert too_many.startswith("M = 500 is too large for n=2000 samples with K = 3:")
+    assert "n_machines" not in too_many and "n_experts" not in too_many
+    assert settings_error(2000, 2, 3, 4, 2) == (
+        "the supporting sample S must be in [3, 2000], got 2: it needs a point per reduced expert, so it cannot be "
+        "smaller than K = 3.")
+    assert settings_error(2000, 2, 3, 4, 300) == ""
+    with pytest.raises(ValueError, match=r"^support_size must be in \[3, 2000\], got 2"):
+        check_distributed_sizes(3, 4, 2, 2000, 2, 10)
+    with pytest.raises(ValueError, match=r"^n_machines=500 is too large for n=2000 samples with n_experts=3:"):
+        check_distributed_sizes(3, 500, None, 2000, 2, 10)

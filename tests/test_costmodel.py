@@ -161,3 +161,26 @@ def test_explain_names_a_fixed_cost_that_dominates_the_local_fit():
     fixed = cm.CostModel(em=(0.04, 8e-8, 6e-9), server=KNOWN.server, round=KNOWN.round)
     assert "fixed cost" in fixed.explain(20_000, 1, 3, 8)
     assert "fixed cost" not in KNOWN.explain(2_000_000, 1, 3, 8)
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: d.pop("server"), "no 'server' coefficients"),
+    (lambda d: d.update(em=[1.0, 2.0]), "'em' must be 3 finite non-negative numbers"),
+    (lambda d: d.update(round=[1.0, float("nan")]), "'round' must be 2 finite"),
+    (lambda d: d.update(small=[1.0, -1.0, 0.0]), "'small' must be 3 finite non-negative"),
+    (lambda d: d.update(server="fast"), "'server' must be 4"),
+    (lambda d: d.update(meta=[1]), "'meta' must be a dict"),
+])
+def test_a_damaged_calibration_is_refused_naming_the_key(stored, change, words):
+    # A hand-edited costmodel.json raised KeyError or predicted with the wrong number of coefficients.
+    d = stored.to_dict()
+    change(d)
+    with pytest.raises(ValueError, match=words):
+        cm.CostModel.from_dict(d)
+
+
+def test_a_calibration_without_the_small_data_part_still_loads(stored):
+    d = stored.to_dict()
+    d.pop("small")
+    assert cm.CostModel.from_dict(d).small == ()
+    assert cm.CostModel.from_dict(stored.to_dict()) == stored
