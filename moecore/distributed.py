@@ -182,7 +182,6 @@ class DistributedMoE(SchedulerPickling, MoEPredictorMixin, BaseEstimator):
         supporting sample's rows (S,) and the machine of each (S,)
     reduction_, transport_plan_, mm_history_ : ReductionResult, TransportPlan, MM objective per
         iteration (non-increasing)
-    n_iter_, converged_ : the kept MM run's iterations and convergence (local fits: ``costs_.local_iter``)
     one_shot_params_, reduced_ : the reduced model before the rounds (MoEParams) and the final
         MixtureOfExperts: ``gates_`` (d+1, K), ``experts_`` (d+1, K), ``variances_`` (K,)
     machine_weights_used_, machine_weights_test_, machine_weight_model_, support_weights_ :
@@ -378,7 +377,7 @@ class DistributedMoE(SchedulerPickling, MoEPredictorMixin, BaseEstimator):
         self.reduction_ = red
         self.one_shot_params_ = red.params
         self._set_model(red.params)
-        self.mm_history_, self.n_iter_, self.converged_ = red.objective_history, red.n_iter, red.converged
+        self.mm_history_ = red.objective_history
         self.transport_plan_ = red.plan
         self.costs_.reduction, self.costs_.reduction_cpu = red.time, cpu
 
