@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from moecore import MoEParams
-from moecore.model import check_predictable, feature_names
+from moecore.model import feature_names
 from moecore.params import min_samples, min_samples_rule
 from moecore.shards import header_looks_like_data, sniff_separator
 
@@ -478,9 +478,9 @@ def model_from_json(data, name: str = "the model file", *,
     if len(rows) != 1:
         raise InputError(f"{name}: every row of gates and experts must have K entries (ragged matrix).")
     try:
-        params = check_predictable(MoEParams.from_dict(p), name)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise InputError(f"{name}: {_clip(exc, 200)}".replace(f"{name}: {name}: ", f"{name}: ")) from None
+        params = MoEParams.from_dict(p, name)
+    except (TypeError, ValueError) as exc:
+        raise InputError(_clip(exc, 200)) from None
     meta = doc.get("meta", {})
     x_names, y_name = meta.get("x_names"), meta.get("y_name")
     if x_names is not None and len(x_names) != params.n_features:

@@ -373,7 +373,7 @@ def run_compare(data: Dataset, s: dict | None = None, progress=None, *, automati
 # retired experts, skipped machines, the EM's convergence) or from the data (outlying rows, tied
 # inputs): on the server's log it is noise.
 # A dead worker process stays on the log: it is the server's news, not a session's.
-_SHOWN_ON_PAGES = (r"(skipped \d+ failed machine|the local fits of machine|the local EM of machine"
+_SHOWN_ON_PAGES = (r"(skipped \d+ failed machine"
                    r"|the screening left out machine)")
 LIBRARY_WARNINGS = ((DegenerateFitWarning, ""), (ConvergenceWarning, ""), (RuntimeWarning, _SHOWN_ON_PAGES),
                     (AccuracyWarning, ""), (OutlierWarning, ""), (CollinearWarning, ""))

@@ -534,6 +534,15 @@ class SchedulerPickling:
             state["scheduler"] = address if isinstance(address, str) else None
         return state
 
+    def __sklearn_clone__(self):
+        """scikit-learn's ``clone`` (cross_val_score, GridSearchCV) deep-copies every parameter, and a
+        Client cannot be copied: the clone shares it, as two estimators on one cluster would."""
+        from sklearn.base import clone
+
+        params = self.get_params(deep=False)
+        client = params.pop("scheduler")
+        return type(self)(**{k: clone(v, safe=False) for k, v in params.items()}, scheduler=client)
+
 
 def gather_dask(futures, M, progress, resubmit=None, lost=None, stage="local"):
     """Results of dask futures in the order of ``futures``, reporting progress as they complete.

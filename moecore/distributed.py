@@ -340,7 +340,8 @@ class DistributedMoE(SchedulerPickling, MoEPredictorMixin, BaseEstimator):
         exchangeable machines and covariate ones differently."""
         t0, pos = time.perf_counter(), support_positions(self.support_machine_, self.machines_, self.n_machines)
         self.machine_weights_used_, self.machine_weights_test_ = choose_machine_weights(
-            self.machine_weights, Xs, pos, len(self.machines_), random_split=random_split)
+            self.machine_weights, Xs, pos, len(self.machines_), random_split=random_split,
+            x_split=self._x_split)
         if self.machine_weights_used_ == "covariate" or self.machine_weights_test_ is not None:
             self.costs_.machine_weights = time.perf_counter() - t0
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._validation import check_random_state_seed
 from ._warn import warn
-from .em import MixtureOfExperts, uses_portfolio
+from .em import ConvergenceWarning, DegenerateFitWarning, MixtureOfExperts, uses_portfolio
 from .model import net_variances
 from .params import min_samples
 from .shard_check import machine_errors
@@ -207,13 +207,13 @@ def collect_local_fits(results, on_error, n_experts, max_iter, quiet=False):
             f"(machine: experts): their shards support fewer than n_experts={n_experts} "
             "experts (e.g. a machine holding one region of x); those components carry no gate "
             "mass into the reduction.",
-            RuntimeWarning,
+            DegenerateFitWarning,  # the category of MixtureOfExperts' own retired experts
         )
     not_conv = [r.index for r in kept if not r.model.converged_]
     if not_conv:
         warn(
             f"the local EM of machine(s) {not_conv} did not converge in max_iter={max_iter}.",
-            RuntimeWarning,
+            ConvergenceWarning,  # as a global fit's: one filter silences or catches both
         )
     return kept, failed
 

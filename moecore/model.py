@@ -14,6 +14,7 @@ the K experts are then element-wise operations over contiguous rows, which NumPy
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,24 +110,40 @@ class MoEParams:
         }
 
     @classmethod
-    def from_dict(cls, d) -> MoEParams:
+    def from_dict(cls, d, name="the MoE parameters") -> MoEParams:
+        """The parameters stored by :meth:`to_dict` (e.g. read back from JSON), checked as a model read
+        from outside: numbers only, and within :func:`check_predictable`'s bounds.  Raises TypeError
+        (not a mapping) or ValueError, each message starting with ``name``."""
         if not isinstance(d, dict):
-            raise TypeError(f"MoE parameters must be a mapping, got {type(d).__name__}.")
+            raise TypeError(f"{name} must be a mapping, got {type(d).__name__}.")
         missing = {"gates", "experts", "variances"} - set(d)
         if missing:
-            raise ValueError(f"MoE parameters lack the field(s) {sorted(missing)}.")
-        for name, shape in (("gates", "(d+1, K)"), ("experts", "(d+1, K)"), ("variances", "(K,)")):
-            if d[name] is None or isinstance(d[name], (str, bytes)) or not np.iterable(d[name]):
-                raise ValueError(f"MoE parameters' {name} must be an array {shape} of numbers, got "
-                                 f"{type(d[name]).__name__}.")
+            raise ValueError(f"{name} lack the field(s) {sorted(missing)}.")
+        arrays = []
+        for field, shape in (("gates", "(d+1, K)"), ("experts", "(d+1, K)"), ("variances", "(K,)")):
+            value = d[field]
+            if value is None or isinstance(value, (str, bytes)) or not np.iterable(value):
+                raise ValueError(f"{name}: {field} must be an array {shape} of numbers, got {type(value).__name__}.")
+            try:
+                cells = np.asarray(value, dtype=object)
+            except ValueError:  # a ragged nesting NumPy cannot even hold as objects
+                cells = np.array([[]], dtype=object)
+            # Numbers only: float64 would take "1.5" and True as 1.5 and 1.0 without a word, and an
+            # integer beyond float64 (10**400 in a file) raised a bare OverflowError.
+            odd = [v for v in cells.ravel() if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real)]
+            if odd or (cells.size == 0 and np.size(value) != 0):
+                what = ("rows of different lengths" if not odd or isinstance(odd[0], (list, tuple, np.ndarray))
+                        else f"{odd[0]!r} ({type(odd[0]).__name__})")
+                raise ValueError(f"{name}: {field} must be an array {shape} of numbers, got {what}.")
+            try:
+                arrays.append(cells.astype(np.float64))
+            except OverflowError:
+                raise ValueError(f"{name}: {field} hold an integer beyond float64's range (about 1.8e308).") from None
         try:
-            return cls(
-                np.asarray(d["gates"], dtype=np.float64),
-                np.asarray(d["experts"], dtype=np.float64),
-                np.asarray(d["variances"], dtype=np.float64),
-            )
+            params = cls(*arrays)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"invalid MoE parameters: {exc}") from None
+            raise ValueError(f"{name}: {exc}") from None
+        return check_predictable(params, name)
 
     def vector(self) -> np.ndarray:
         """All free parameters in one vector: gates (without the zero column), experts, variances."""

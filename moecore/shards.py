@@ -167,12 +167,18 @@ def _columns(path, fmt):
         import pyarrow.parquet as pq
 
         pf = pq.ParquetFile(path)
-        return list(pf.schema_arrow.names), pf.metadata.num_rows
-    names = [str(c) for c in pd.read_csv(path, nrows=0, sep=_sep(path)).columns]
+        names = [str(c) for c in pf.schema_arrow.names]
+        distinct_names(names, f"shard {path!r}: its header", error=ShardError)
+        return names, pf.metadata.num_rows
+    sep = _sep(path)
+    names = [str(c) for c in pd.read_csv(path, nrows=0, sep=sep).columns]
     if header_looks_like_data(names):
         shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
         raise ShardError(f"shard {path!r}: its first row ({shown}) holds numbers, not column names; the file needs "
                          "a header row naming the columns (e.g. y,x1,x2).")
+    # pandas renames a repeated name (a, a.1): the header as written, to refuse it rather than fit "a.1".
+    written = pd.read_csv(path, nrows=1, header=None, sep=sep, dtype=str, keep_default_na=False).iloc[0]
+    distinct_names([str(c) for c in written], f"shard {path!r}: its header", error=ShardError)
     return names, None
 
 

@@ -8,6 +8,7 @@ from explorer import chrome, explain, figures, lessons, runs, settings, tables
 from explorer.data import apply_saved_model
 from explorer.io import MAX_MODEL_MB, markdown_escape, model_to_json, stem, table_to_csv
 from moecore.em import degenerate_message
+from moecore.machine_weights import AUTO_LEVEL
 from moecore.model import feature_names
 from moecore.params import default_support_size
 from moecore.predictions import prediction_frame
@@ -218,8 +219,11 @@ if line:
 st.subheader("Machines: who holds which x, and the weights used")
 used = dm.machine_weights_used_
 test = dm.machine_weights_test_
-why = (f"a score test of 'the machine does not depend on x' gave p = {test.p_value:.3g} (T = {test.statistic:.1f}, "
-       f"{test.df} df; covariate below 0.001)" if test is not None else
+why = (f"the rows were split by x ({s['split']}), so the machines hold different inputs by construction (a score "
+       f"test of 'the machine does not depend on x' gave p = {test.p_value:.3g})" if test is not None
+       and used == "covariate" and test.p_value >= AUTO_LEVEL else
+       f"a score test of 'the machine does not depend on x' gave p = {test.p_value:.3g} (T = {test.statistic:.1f}, "
+       f"{test.df} df; covariate below {AUTO_LEVEL:g})" if test is not None else
        "the rows were shuffled at random, so every machine sees the same inputs" if used == "constant"
        and s["machine_weights"] == "auto" else f"machine weights = {s['machine_weights']} was chosen")
 lessons.box("weights").caption(

@@ -193,3 +193,15 @@ def test_a_model_fitted_with_a_client_pickles_with_its_address(cluster, client, 
     # That address fits on the same cluster: test_dask_scheduler_address_equals_loky. A second client
     # connecting here once failed inside distributed ("assert len(msg) == 1" in _ensure_connected, a
     # fresh-clone CI run), which that test has not shown in any run.
+
+
+def test_an_estimator_with_a_client_clones_for_cross_validation(client, data):
+    # clone deep-copied the Client: "cannot pickle '_asyncio.Task'" from cross_val_score or GridSearchCV.
+    from sklearn.base import clone
+    from sklearn.model_selection import cross_val_score
+
+    est = DistributedMoE(4, 4, backend="dask", scheduler=client, random_state=0)
+    twin = clone(est)
+    assert twin is not est and twin.scheduler is client and twin.get_params() == est.get_params()
+    scores = cross_val_score(est, data.X, data.y, cv=2)
+    assert scores.shape == (2,) and np.all(np.isfinite(scores))

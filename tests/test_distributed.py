@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from moecore import DistributedMoE, LocalFitError
+from moecore.em import ConvergenceWarning
 from moecore.metrics import parameter_mse, rpe
 from moecore.simulation import simulate_design
 
@@ -154,7 +155,19 @@ def test_a_quiet_distributed_fit_warns_nothing_and_fits_the_same():
         warnings.simplefilter("error")
         quiet = DistributedMoE(3, 4, max_iter=2, n_jobs=1, random_state=0)._fit(sim.X, sim.y, quiet=True)
     assert not any(m.converged_ for m in quiet.local_models_)
-    with pytest.warns(RuntimeWarning, match="did not converge"):
+    # ConvergenceWarning, as a global fit's (a RuntimeWarning escaped a ConvergenceWarning filter).
+    with pytest.warns(ConvergenceWarning, match="the local EM of machine"):
         loud = DistributedMoE(3, 4, max_iter=2, n_jobs=1, random_state=0).fit(sim.X, sim.y)
     np.testing.assert_array_equal(quiet.experts_, loud.experts_)
     assert quiet.timings_["learning_time"] > 0  # the quiet path is the whole fit, costs included
+
+
+def test_local_fits_that_retire_spare_experts_warn_as_a_global_fit_does():
+    # A region machine that sees fewer experts than K retires the spare ones: a DegenerateFitWarning, as
+    # MixtureOfExperts' own retired experts (a RuntimeWarning escaped that category's filter).
+    from moecore.em import DegenerateFitWarning
+
+    tr = simulate_design("crossing-2d", 3000, random_state=3)
+    with pytest.warns(DegenerateFitWarning, match=r"the local fits of machine\(s\) \[\d+.*retired spare experts"):
+        dm = DistributedMoE(3, 16, split="region", random_state=0, backend="sequential").fit(tr.X, tr.y)
+    assert any(m.retired_experts_.size for m in dm.local_models_)

@@ -156,3 +156,15 @@ def test_ctrl_c_stops_a_fit_running_in_another_thread(backend):
     assert "fit done" not in out, "the fit ran to its end instead of stopping"
     assert "fit ended by KeyboardInterrupt" in out, out
     assert "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("header", ["y,a,a", "y,y,a"])
+def test_a_file_that_names_a_column_twice_is_refused_not_renamed(tmp_path, header):
+    # pandas renamed the second "a" to "a.1" and the fit ran on y ~ a + a.1 without a word.
+    rows = "\n".join(f"{i % 7},{i % 5},{i % 3}" for i in range(60))
+    path = tmp_path / "dup.csv"
+    path.write_text(header + "\n" + rows + "\n")
+    out = subprocess.run([*CMD, "compare", "--data", str(path), "-K", "2"], capture_output=True, text=True,
+                         env=_env(), timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"file '{path}': its header names ['{header.split(',')[1]}'] more than once" in out.stderr

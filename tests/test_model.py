@@ -81,6 +81,25 @@ def test_params_json_round_trip_and_validation():
         MoEParams.from_dict({"gates": [[0.0]]})
 
 
+@pytest.mark.parametrize("change, words", [
+    # float64 took text and booleans as numbers without a word
+    (lambda d: d["gates"][0].__setitem__(0, "1.5"), r"gates must be an array \(d\+1, K\) of numbers, got '1.5' \(str\)"),
+    (lambda d: d["experts"][1].__setitem__(0, True), r"experts .* got True \(bool\)"),
+    (lambda d: d["variances"].__setitem__(0, None), r"variances .* got None"),
+    (lambda d: d["gates"][0].pop(), "gates .* got rows of different lengths"),
+    # a bare OverflowError naming no field
+    (lambda d: d["gates"][0].__setitem__(0, 10**400), "gates hold an integer beyond float64's range"),
+    # accepted, and then predictions or densities overflowed: check_predictable's bounds
+    (lambda d: d["variances"].__setitem__(0, 1e-320), r"variances must lie in \[1e-100, 1e\+100\]"),
+    (lambda d: d["experts"][0].__setitem__(0, 1e300), "experts hold a coefficient of magnitude 1e\\+300"),
+])
+def test_params_read_from_outside_hold_numbers_a_model_can_use(change, words):
+    d = random_params().to_dict()
+    change(d)
+    with pytest.raises(ValueError, match="^my.json: " + words):
+        MoEParams.from_dict(d, "my.json")
+
+
 def test_simulation_draws_labels_from_the_gates():
     design = get_design("teaching-1d")
     data = simulate(design.params, 40000, x_dist="uniform", x_scale=3.0, random_state=3)
