@@ -50,11 +50,11 @@ with threadpool_limits(1), warnings.catch_warnings():
     warnings.simplefilter("ignore")
     s = shards[0]
     t = time.perf_counter()
-    MixtureOfExperts(3, random_state=0)._fit(X[s], y[s], quiet=True, small_data_repeats=False)
+    MixtureOfExperts(3, random_state=0)._fit(X[s], y[s], quiet=True, local_fit=True)
     out["first_fit_s"] = time.perf_counter() - t
     out["import_and_load_s"] = t - t0
     t = time.perf_counter()
-    MixtureOfExperts(3, random_state=1)._fit(X[s], y[s], quiet=True, small_data_repeats=False)
+    MixtureOfExperts(3, random_state=1)._fit(X[s], y[s], quiet=True, local_fit=True)
     out["second_fit_s"] = time.perf_counter() - t
     for n in (500, 4092, 65536):
         Xn, yn = X[perm[:n]], y[perm[:n]]
@@ -66,7 +66,7 @@ with threadpool_limits(1), warnings.catch_warnings():
     times, lls = [], []
     for m in range(16):
         s = shards[m]
-        est = MixtureOfExperts(3, random_state=m)._fit(X[s], y[s], quiet=True, small_data_repeats=False)
+        est = MixtureOfExperts(3, random_state=m)._fit(X[s], y[s], quiet=True, local_fit=True)
         times.append(est.fit_time_)
         lls.append(est.loglik_)
     out["local_fit_median_ms"] = float(np.median(times)) * 1e3
@@ -79,7 +79,7 @@ with threadpool_limits(1), warnings.catch_warnings():
         gates = np.zeros((d + 1, K))
         gates[1:, :-1] = r.normal(0.0, 0.75, (d, K - 1))
         sim = simulate(MoEParams(gates, r.normal(0.0, 1.0, (d + 1, K)), np.full(K, 0.25)), 7812, random_state=0)
-        times = [MixtureOfExperts(K, random_state=s)._fit(sim.X, sim.y, quiet=True, small_data_repeats=False).fit_time_
+        times = [MixtureOfExperts(K, random_state=s)._fit(sim.X, sim.y, quiet=True, local_fit=True).fit_time_
                  for s in range(3)]
         out[f"local_fit_d{d}_K{K}_ms"] = float(np.median(times)) * 1e3
 print(json.dumps(out))

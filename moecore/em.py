@@ -440,6 +440,16 @@ def _distinct_basins(runs, n_points):
     return kept
 
 
+def _best_of_each_kind(continued):
+    """{kind: its best stage-2 run} of the portfolio's ``continued`` runs, keyed by kind or by (kind, wave, i)."""
+    best = {}
+    for key, (_, run) in continued.items():
+        kind = key[0] if isinstance(key, tuple) else key
+        if kind not in best or _rank(run) > _rank(best[kind]):
+            best[kind] = run
+    return best
+
+
 def _settled_kinds(runs, n_points):
     """The exploring kinds, "lines" and "random", whose best run after stage 2 reached the best
     basin found (within _SAME_BASIN nats per point of the ``n_points`` subsample points; none
@@ -709,12 +719,14 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         """
         return self._fit(X, y)
 
-    def _fit(self, X, y, *, quiet=False, small_data_repeats=True, pilot=None):
+    def _fit(self, X, y, *, quiet=False, local_fit=False, pilot=None):
         """:meth:`fit`; ``quiet`` leaves out the warnings on degenerate or unconverged fits, for a
-        caller that reports them itself (a distributed fit, per machine).  ``small_data_repeats``
-        False: one portfolio (n_init) however few the rows, for a machine's local fit (see
-        _SMALL_DATA_BUDGET).  ``pilot``: a MoEParams (K experts, d features) that every portfolio
-        also starts from, as one more kind ranked with the others (DistributedMoE(pilot=True))."""
+        caller that reports them itself (a distributed fit, per machine).  ``local_fit``: a machine's
+        local fit, whose portfolio is lighter (the slowest machine sets the learning time, and the
+        screening refits a poor fit): one portfolio (n_init) however few the rows (see
+        _SMALL_DATA_BUDGET), and only each kind's best short run goes on (:meth:`_small_em`).
+        ``pilot``: a MoEParams (K experts, d features) that every portfolio also starts from, as one
+        more kind ranked with the others (DistributedMoE(pilot=True))."""
         t0 = time.perf_counter()
         self._check_parameters()
         K = self.n_experts
@@ -738,7 +750,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         XtT = scaler.design_T(X)
         ys = scaler.transform_y(y)
         n_starts = self.n_init
-        if small_data_repeats and uses_portfolio(self.init):
+        if not local_fit and uses_portfolio(self.init):
             n_starts = max(n_starts, portfolio_repeats(n))
         seeds = check_random_state_seed(self.random_state).spawn(n_starts)
         start_tauT = None  # (K, n): a warm start's responsibilities
@@ -751,7 +763,8 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
 
         with one_blas_thread():
             best = self._best_run(XtT, ys, _wls_design(XtT, ys), seeds, start_tauT, extra,
-                                  every_run=small_data_repeats and portfolio_repeats(n) > 1)
+                                  every_run=not local_fit and portfolio_repeats(n) > 1,
+                                  every_short=not local_fit)
         # Log-likelihood in original y units: the density picks up the Jacobian 1 / y_scale.
         shift = n * np.log(scaler.y_scale)
         self._set_params(scaler.params_to_original(best["gates"], best["experts"], best["variances"]))
@@ -803,10 +816,10 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         gates, experts, variances = scaler.params_to_standard(pilot)
         return gates, experts, np.maximum(variances, self.var_floor)
 
-    def _best_run(self, XtT, y, F, seeds, start_tauT=None, extra=None, every_run=False):
+    def _best_run(self, XtT, y, F, seeds, start_tauT=None, extra=None, every_run=False, every_short=False):
         """The kept EM run over the initialisations ``seeds``, or from the responsibilities
         ``start_tauT`` (K, n) of a warm start; ``F`` is the weighted-least-squares design every run
-        shares; ``extra``, ``every_run``: see :meth:`_small_em`. Portfolios rank
+        shares; ``extra``, ``every_run``, ``every_short``: see :meth:`_small_em`. Portfolios rank
         non-degenerate runs first (:func:`_rank`); single starts keep the highest log-likelihood,
         the rule they have always had."""
         portfolio = self.init == "portfolio" and start_tauT is None
@@ -816,7 +829,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         for seed in seeds:
             rng = np.random.default_rng(seed)
             if portfolio:
-                run = self._small_em(XtT, y, F, rng, extra, every_run)
+                run = self._small_em(XtT, y, F, rng, extra, every_run, every_short)
                 if best is None or _rank(run) > _rank(best):
                     best = run
                 continue
@@ -825,7 +838,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 best = run
         return best
 
-    def _small_em(self, XtT, y, F, rng, extra=None, every_run=False):
+    def _small_em(self, XtT, y, F, rng, extra=None, every_run=False, every_short=False):
         """One portfolio initialisation: the short runs of _PORTFOLIO_WAVES, the best one continued.
 
         Short runs see a random subsample of _kmeans_sample_size(K, p) points (all of them when
@@ -833,29 +846,30 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         the whole portfolio then costs about one full EM run. The run kept is the best by
         :func:`_rank` (non-degenerate first, then log-likelihood on the subsample).
 
-        ``extra``: the pilot start, one more kind. ``every_run`` (small data, where the portfolio
-        repeats): every short run goes on to stage 2, and every distinct basin to convergence; a
-        slow climber loses a ranking after a few dozen iterations (docs/method.md 8, item 7).
+        ``extra``: the pilot start, one more kind. ``every_short`` (a fit of all the data, not a
+        machine's local fit): every short run goes on to stage 2, not only each kind's leader after 10
+        iterations, which can be a start that put one expert on a few points (docs/method.md 8, item
+        8). ``every_run`` (small data, where the portfolio repeats; implies every_short): besides,
+        every distinct basin goes on to convergence (item 7).
         """
         K = self.n_experts
         p, n = XtT.shape
         if K == 1:
             return self._run_em(XtT, y, F, rng)
         Xs, ys, Fs = _subsample(XtT, y, F, _short_sample_size(K, p), rng)
-        # Each kind's best short run (with every_run every run, keyed (kind, wave, i));
-        # {key: (that run, its stage-2 run)}.
+        # Each kind's best short run (every_short: every run, keyed (kind, wave, i)); {key: (it, its stage-2 run)}.
         short, continued = {}, {}
         settled = set()
         for w, wave in enumerate(_PORTFOLIO_WAVES):
             todo = [(kind, count) for kind, count in wave if kind not in settled]
             if not todo:
                 break
-            # Stage 1: short runs; the best of each kind (every run with every_run) goes on to stage 2.
+            # Stage 1: short runs; each kind's best (every_short: every run) goes on to stage 2.
             for kind, count in todo:
                 for i in range(count):
                     tauT = self._initial_responsibilities(Xs, ys, rng, kind=kind)
                     run = self._run_em(Xs, ys, Fs, rng, tauT=tauT, max_iter=min(_SHORT_ITER, self.max_iter))
-                    key = (kind, w, i) if every_run else kind
+                    key = (kind, w, i) if every_short else kind
                     if key not in short or _rank(run) > _rank(short[key]):
                         short[key] = run
             # Stage 2: runs from a poor start climb slowly before they overtake a poor basin that
@@ -871,7 +885,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             # and faithful's K = 3 maximum, reached by 15 % of random starts, was lost once when
             # the first wave's lines and random runs agreed on the basin below it.
             if portfolio_repeats(n) == 1:
-                settled = _settled_kinds({kind: more for kind, (_, more) in continued.items()}, Xs.shape[1])
+                settled = _settled_kinds(_best_of_each_kind(continued), Xs.shape[1])
         kept = [more for _, more in continued.values()]
         if extra is not None:
             # The pilot start, a kind of one, last: the other kinds' draws are those of a fit

@@ -89,7 +89,7 @@ def fit_local(index, X, y, n_experts, em_params, seed, local_experts="fixed"):
         if not uses_portfolio(params.get("init")):
             pilot = None  # a refit's warm start replaces the portfolio, and the pilot with it
         est = MixtureOfExperts(n_experts, random_state=seed, **params)._fit(X, y, quiet=True,
-                                                                           small_data_repeats=False, pilot=pilot)
+                                                                           local_fit=True, pilot=pilot)
         if local_experts == "bic" and n_experts > 1:
             est = _fewer_experts_by_bic(est, X, y, params, seed)
         why = degeneracy(est)
@@ -121,7 +121,7 @@ def fit_pilot(X, y, n_experts, em_params, seed):
 
     Returns (MoEParams, seconds, CPU seconds)."""
     t0, c0 = time.perf_counter(), time.thread_time()
-    est = MixtureOfExperts(n_experts, random_state=seed, **em_params)._fit(X, y, quiet=True, small_data_repeats=False)
+    est = MixtureOfExperts(n_experts, random_state=seed, **em_params)._fit(X, y, quiet=True, local_fit=True)
     return est.params_, time.perf_counter() - t0, time.thread_time() - c0
 
 
@@ -158,7 +158,7 @@ def _fewer_experts_by_bic(est, X, y, params, seed):
     K = est.n_experts
     best, best_bic = est, est.bic(X, y)
     for k, s in zip(range(1, K), check_random_state_seed(seed).spawn(K - 1), strict=True):
-        cand = MixtureOfExperts(k, random_state=s, **params)._fit(X, y, quiet=True, small_data_repeats=False)
+        cand = MixtureOfExperts(k, random_state=s, **params)._fit(X, y, quiet=True, local_fit=True)
         b = cand.bic(X, y)
         if b < best_bic:
             best, best_bic = cand, b

@@ -83,7 +83,8 @@ def test_params_json_round_trip_and_validation():
 
 @pytest.mark.parametrize("change, words", [
     # float64 took text and booleans as numbers without a word
-    (lambda d: d["gates"][0].__setitem__(0, "1.5"), r"gates must be an array \(d\+1, K\) of numbers, got '1.5' \(str\)"),
+    (lambda d: d["gates"][0].__setitem__(0, "1.5"),
+     r"gates must be an array \(d\+1, K\) of numbers, got '1.5' \(str\)"),
     (lambda d: d["experts"][1].__setitem__(0, True), r"experts .* got True \(bool\)"),
     (lambda d: d["variances"].__setitem__(0, None), r"variances .* got None"),
     (lambda d: d["gates"][0].pop(), "gates .* got rows of different lengths"),

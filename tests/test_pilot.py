@@ -24,9 +24,9 @@ def test_a_pilot_start_leads_a_shard_out_of_a_poor_optimum(seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         best = MixtureOfExperts(5, init=prm, random_state=seed).fit(sim.X, sim.y).loglik_
-        default = MixtureOfExperts(5, random_state=seed)._fit(sim.X, sim.y, small_data_repeats=False)
-        none = MixtureOfExperts(5, random_state=seed)._fit(sim.X, sim.y, small_data_repeats=False, pilot=None)
-        piloted = MixtureOfExperts(5, random_state=seed)._fit(sim.X, sim.y, small_data_repeats=False, pilot=prm)
+        default = MixtureOfExperts(5, random_state=seed)._fit(sim.X, sim.y, local_fit=True)
+        none = MixtureOfExperts(5, random_state=seed)._fit(sim.X, sim.y, local_fit=True, pilot=None)
+        piloted = MixtureOfExperts(5, random_state=seed)._fit(sim.X, sim.y, local_fit=True, pilot=prm)
     assert default.loglik_ < best - 100
     assert piloted.loglik_ >= best - 1e-6 * abs(best)
     np.testing.assert_array_equal(none.experts_, default.experts_)
