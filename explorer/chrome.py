@@ -81,6 +81,7 @@ def frame(page_path: str):
     st.html(WRAP_LABELS_CSS)  # style only: out of the page's flow
     ss = st.session_state
     ss["_page_path"] = page_path
+    settings.new_run()
     first = not ss.get("_settings_ready")
     query = st.query_params.to_dict()
     # to_dict keeps the last of a repeated key: say which one a hand-edited link got.

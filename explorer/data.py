@@ -23,7 +23,7 @@ from moecore.predictions import apply_model
 from moecore.simulation import get_design, simulate
 
 from . import settings
-from .io import model_from_json, select_columns, true_labels
+from .io import model_from_json, parse_csv, select_columns, true_labels
 
 
 @dataclass
@@ -195,13 +195,19 @@ def heldout(data: Dataset, n_test=5000):
     return data.X[te], data.y[te], None, tr
 
 
-def apply_saved_model(data: Dataset, raw: bytes, file_name: str):
-    """A saved model JSON's predictions on ``data``: the table of :func:`moecore.predictions.apply_model`.
+def apply_saved_model(data: Dataset, raw: bytes, file_name: str, inputs: bytes | None = None,
+                      inputs_name: str = "the inputs file"):
+    """A saved model JSON's predictions on ``data``, or on the CSV ``inputs`` (new x: the model's
+    input columns, its response column only if there is one): the table of
+    :func:`moecore.predictions.apply_model`.
 
     Raises InputError (a malformed file) or ValueError (the model's input columns are not columns
-    of ``data``) for the page to show.
+    of the table) for the page to show.
     """
     params, meta = model_from_json(raw, file_name)
-    frame = pd.DataFrame(data.X, columns=data.x_names)
-    frame[data.y_name] = data.y
+    if inputs is not None:
+        frame = parse_csv(inputs, inputs_name, min_columns=1)
+    else:
+        frame = pd.DataFrame(data.X, columns=data.x_names)
+        frame[data.y_name] = data.y
     return apply_model(params, frame, meta.get("x_names") or feature_names(params.n_features), meta.get("y_name"))

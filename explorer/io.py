@@ -141,8 +141,9 @@ def _decode(data: bytes, name: str) -> str:
     raise AssertionError  # pragma: no cover
 
 
-def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) -> pd.DataFrame:
-    """Parse uploaded bytes into a DataFrame with a header row and at least one data row.
+def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS, min_columns: int = 2) -> pd.DataFrame:
+    """Parse uploaded bytes into a DataFrame with a header row and at least one data row, and
+    ``min_columns`` columns (a response and an input; 1 for new inputs to predict).
 
     Columns keep whatever type pandas infers; :func:`select_columns` checks the ones the user
     picks, so a text column the user does not use is no error.
@@ -207,7 +208,7 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
         raise InputError(f"{name} could not be read as CSV: {_clip(exc, 200)}") from None
     if df.shape[0] == 0:
         raise InputError(f"{name} has a header but no data rows. Add data rows below the header.")
-    if df.shape[1] < 2:
+    if df.shape[1] < min_columns:
         raise InputError(
             f"{name} has {df.shape[1]} column(s) (separator detected: {sep!r}); it needs a response "
             "column and at least one input column, separated by commas, semicolons or tabs."
@@ -224,7 +225,7 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS) 
     return df
 
 
-def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
+def _numeric(df: pd.DataFrame, col: str, empty_fix: str = "leave it out") -> np.ndarray:
     s = df[col]
     if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
         conv = pd.to_numeric(s, errors="coerce")
@@ -239,7 +240,7 @@ def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
     a = s.to_numpy(dtype=np.float64, na_value=np.nan)
     missing = ~np.isfinite(a)
     if missing.all() and np.isnan(a).all():
-        raise InputError(f"column {_quote(col)} is empty (no value in any of its {a.size:,} rows): leave it out.")
+        raise InputError(f"column {_quote(col)} is empty (no value in any of its {a.size:,} rows): {empty_fix}.")
     if missing.any():
         rows = (np.flatnonzero(missing)[:5] + 2).tolist()
         raise InputError(
@@ -264,7 +265,8 @@ def select_columns(df: pd.DataFrame, y_col: str, x_cols) -> tuple[np.ndarray, np
     if pd.api.types.is_bool_dtype(df[y_col]):  # as moecore refuses it; an input of True/False reads as 0/1
         raise InputError(f"the response {_quote(y_col)} holds True/False: the experts are Gaussian regressions of a "
                          "continuous response, no model of a 0/1 outcome. Pick a numeric response.")
-    y = _numeric(df, y_col)
+    y = _numeric(df, y_col, "pick another response column (a file of new inputs alone is predicted by a saved "
+                 "model: Apply a saved model, on the Distributed fit page)")
     X = np.column_stack([_numeric(df, c) for c in x_cols])
     # Too few rows first: one row is "constant" in every column, which is not what to change.
     need = min_samples(2, X.shape[1])
@@ -633,11 +635,15 @@ def text_number_columns(df: pd.DataFrame, y_col: str) -> list:
 _ROW_NUMBER_NAME = re.compile(r"(?i)unnamed: \d+|index|idx|id|row|rows|rownames|row_?names|#")
 
 
+CONSTANT = "constant"  # left_out_inputs' word for a column a fit would refuse
+
+
 def left_out_inputs(df: pd.DataFrame, y_col: str) -> list:
-    """(column, why) of the numeric columns not offered as inputs by default, though they could be:
-    row numbers (a column named as an index, holding 0..n-1 or 1..n in order: what pandas writes
-    unless told not to, which a fit would take as an input) and empty columns (every cell missing).
-    A column of other name holding 1..n is data (a time index, a trend) and stays."""
+    """(column, why) of the numeric columns not offered as inputs by default: row numbers (a column
+    named as an index, holding 0..n-1 or 1..n in order: what pandas writes unless told not to, which
+    a fit would take as an input), empty columns (every cell missing) and constant ones (a fit
+    refuses them: every expert's intercept already holds a constant).  A column of other name
+    holding 1..n is data (a time index, a trend) and stays."""
     out = []
     n = len(df)
     for c in df.columns:
@@ -646,6 +652,8 @@ def left_out_inputs(df: pd.DataFrame, y_col: str) -> list:
         v = df[c].to_numpy()
         if df[c].isna().all():
             out.append((c, "empty"))
+        elif n > 1 and df[c].nunique(dropna=True) == 1:
+            out.append((c, f"{CONSTANT}: every value is {df[c].dropna().iloc[0]:g}"))
         elif (_ROW_NUMBER_NAME.fullmatch(str(c).strip()) and n > 1 and v.dtype.kind in "iu" and v[0] in (0, 1)
               and np.array_equal(v, np.arange(v[0], v[0] + n))):
             out.append((c, f"row numbers {v[0]}..{v[0] + n - 1}"))

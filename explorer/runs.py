@@ -412,10 +412,10 @@ def warm_up():
 
 
 def _refuse_a_heavy_link(ss):
-    """The link's budget checked from its n and d before its data is simulated: simulating the
-    10^6 x 10 rows of a heavy link alone holds the GIL for seconds that every other session waits.
-    A refused link keeps its settings but n, which falls back to the default so that the data
-    the session starts with is cheap; the message says how to ask for the full size."""
+    """The link's budget checked from its n and d before its data is simulated.  A refused link keeps
+    its settings, n too up to :data:`~explorer.settings.MAX_LINK_ROWS`; beyond, n falls back to the
+    default (simulating 10^6 rows holds the GIL for a second that every other session waits), and
+    the message says how to ask for the full size."""
     s = settings.settings()
     n, d = data_shape(s)
     try:
@@ -424,7 +424,7 @@ def _refuse_a_heavy_link(ss):
         ss["_auto_fit_tried"] = True
         msg = f"The automatic first fit was not started: {exc}"
         default_n = settings.SETTINGS["n"].default
-        if n > default_n and s["source"] != "real":  # a real set is loaded whole, and cheaply
+        if n > max(default_n, settings.MAX_LINK_ROWS) and s["source"] != "real":  # a real set loads whole, cheaply
             settings.set_setting("n", default_n)
             msg += (f" The data was not simulated at n = {n:,} either: it has n = {default_n:,} rows; set n on "
                     "the Data page and press Generate data before you press Run.")

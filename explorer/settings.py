@@ -56,6 +56,11 @@ MAX_SESSION_WORK = 1e8
 # What a link may start by itself (the automatic first fit, a page's first comparison), before
 # anyone clicks: a link must not occupy the server (n = 10^6, d = 10, K = 10 is 3e8 and ran 184 s).
 MAX_LINK_WORK = 2e6
+# The rows a link may simulate by itself when its fit waits for a click: the data it names are then
+# on screen, and Run reproduces the link's numbers (the rounds lesson's link, n = 40 000, once fell
+# back to 20 000 rows and a comparison of those). Beyond, simulating holds the GIL for a second
+# (10^6 rows) that every other session waits, and n falls back to the default.
+MAX_LINK_ROWS = 200_000
 # Memory one fit may take, estimated before any allocation (moecore._validation.fit_memory_bytes);
 # also never more than the server has available at the time.
 MAX_SESSION_MEMORY_MB = 1024
@@ -373,11 +378,45 @@ def settings() -> dict:
 
 def set_setting(name, value):
     """Change one setting outside its widget (a lesson, data that no longer offers the old value)."""
-    SETTINGS[name].param.check(value)
+    s = SETTINGS[name]
+    s.param.check(value)
     cfg = dict(_cfg())
     cfg[name] = value
     st.session_state["_cfg"] = cfg
-    st.session_state.pop(SETTINGS[name].widget_key, None)  # the widget shows the new value on its next draw
+    _show(s, value)
+
+
+def _show(s: Setting, value):
+    """Make the widget of ``s`` show ``value`` on its next draw.  Dropping its state is not enough
+    while the widget stays on screen: the browser keeps what it shows and sends it back with the
+    next run ("End the lesson" on the Fit page left the lesson's K = 4 in the box, and Run fitted
+    it).  A value written to the state is sent to the browser; Streamlit allows that only before the
+    widget is drawn in this run, so after it the state is dropped (the widget is not on the page
+    that made the change, or the run ends with a rerun that draws it anew)."""
+    ss = st.session_state
+    if s.rule_label:  # _rule_or_number writes both of its widgets' states on every draw
+        return
+    if s.widget_key in ss.get(_DRAWN, ()):
+        ss.pop(s.widget_key, None)
+    else:
+        ss[s.widget_key] = _shown_value(s, value)
+
+
+_DRAWN = "_drawn_setting_widgets"  # the setting widgets drawn in this run (see new_run)
+
+
+def new_run():
+    """A script run begins (chrome.frame): no setting widget is drawn yet."""
+    st.session_state[_DRAWN] = set()
+
+
+def _shown_value(s: Setting, value):
+    """``value`` of setting ``s`` as its widget holds it (a number box's type, text for None)."""
+    if s.kind == "number_input":
+        return float(value) if s.param.kind == "float" else int(value)
+    if s.kind == "text_input":
+        return value or ""
+    return value
 
 
 RULE = "_rule"  # the widget key's suffix of a rule-or-number setting's checkbox
@@ -464,24 +503,30 @@ def widget(name, where=None, **kw):
     key = s.widget_key
     kw.setdefault("help", s.help)
     current = cfg.get(name, s.default)
+    # A value written to the widget's state (_show) is what it shows: a default beside it would be
+    # ignored, and Streamlit logs a warning with a stack trace for it.
+    held = key in st.session_state
+    st.session_state.setdefault(_DRAWN, set()).add(key)
     if s.kind in ("selectbox", "radio"):
         options = list(kw.pop("options", p.choices or range(int(p.low), int(p.high) + 1)))
         if s.formats and "format_func" not in kw:
             kw["format_func"] = lambda v: s.formats.get(v, v)
         if s.kind == "radio":
             kw.setdefault("horizontal", True)
-        out = fn(s.label, options, index=options.index(current) if current in options else 0, key=key, **kw)
-    elif s.kind == "slider":
-        out = fn(s.label, min_value=p.low, max_value=p.high, value=current, step=s.step, key=key, **kw)
-    elif s.kind == "number_input":
-        if p.kind == "float":
-            out = fn(s.label, value=float(current), step=float(s.step or 0.1), key=key, **kw)
-        else:
-            out = fn(s.label, value=int(current), step=int(s.step or 1), key=key, **kw)
-    elif s.kind == "text_input":
-        out = fn(s.label, value=current or "", key=key, **kw)
+        if held and st.session_state[key] not in options:  # data that no longer offer it
+            st.session_state.pop(key)
+            held = False
+        index = {} if held else {"index": options.index(current) if current in options else 0}
+        out = fn(s.label, options, key=key, **index, **kw)
     else:
-        out = fn(s.label, value=current, key=key, **kw)
+        value = {} if held else {"value": _shown_value(s, current)}
+        if s.kind == "slider":
+            out = fn(s.label, min_value=p.low, max_value=p.high, step=s.step, key=key, **value, **kw)
+        elif s.kind == "number_input":
+            step = float(s.step or 0.1) if p.kind == "float" else int(s.step or 1)
+            out = fn(s.label, step=step, key=key, **value, **kw)
+        else:
+            out = fn(s.label, key=key, **value, **kw)
     try:
         out = p.check(out)
     except (TypeError, ValueError) as exc:

@@ -13,6 +13,7 @@ from explorer.data import (
     without_rows,
 )
 from explorer.io import (
+    CONSTANT,
     MAX_COLUMNS,
     MAX_MODEL_MB,
     MAX_ROWS,
@@ -168,8 +169,9 @@ with csv_tab:
                        "points and no separators, or pick the input columns to see which cells are not numbers.")
         left = left_out_inputs(df, y_col)
         if left:
+            addable = any(not why.startswith(CONSTANT) for _, why in left)
             st.info("Not picked as inputs by default: " + ", ".join(f"{markdown_escape(c)} ({why})" for c, why in left)
-                    + ". Add them below if they are data.")
+                    + (". Add them below if they are data." if addable else "."))
         x_cols = st.multiselect("Input columns (x)", [c for c in cols if c != y_col], key="csv_x")
         if st.button("Use these columns", type="primary", key="btn_use_csv"):
             new = runs.attempt("Using these columns", dataset_from_upload, df, y_col, x_cols,

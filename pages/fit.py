@@ -6,7 +6,7 @@ import streamlit as st
 
 from explorer import chrome, explain, figures, lessons, runs, settings, tables
 from explorer.data import apply_saved_model
-from explorer.io import MAX_MODEL_MB, markdown_escape, model_to_json, stem, table_to_csv
+from explorer.io import MAX_MODEL_MB, MAX_UPLOAD_MB, markdown_escape, model_to_json, stem, table_to_csv
 from moecore.em import degenerate_message
 from moecore.machine_weights import AUTO_LEVEL
 from moecore.model import feature_names
@@ -357,18 +357,25 @@ with st.container(horizontal=True):  # below the columns: a narrow column cut th
                         help="Per row: the inputs, the response, the prediction E[y | x], the gate probabilities, "
                              "the most likely expert (largest gate) and the posterior expert given y.")
 
-with st.expander("Apply a saved model to the current data"):
-    st.caption("A model JSON downloaded from this page; its input columns (x_names) must be columns of the "
-               "current data.")
+with st.expander("Apply a saved model to the current data or to new inputs"):
+    st.caption("A model JSON downloaded from this page, applied to the current data, or to a CSV of new inputs: "
+               "the model's input columns (x_names) by name, in any order; a response column is optional (with it, "
+               "the table also gives each row's most likely expert given its y).")
     saved = st.file_uploader(f"Model JSON (at most {MAX_MODEL_MB} MB)", key="apply_model_upload",
                              max_upload_size=MAX_MODEL_MB)
+    new_x = st.file_uploader(f"New inputs (CSV, optional; at most {MAX_UPLOAD_MB} MB)", key="apply_inputs_upload",
+                             max_upload_size=MAX_UPLOAD_MB)
     table = None if saved is None else runs.attempt(
         "Applying the model", apply_saved_model, data, saved.getvalue(), saved.name,
-        after="Choose a model fitted on data with these columns; the current results are unchanged.")
+        *(() if new_x is None else (new_x.getvalue(), new_x.name)),
+        after=("Choose a model fitted on data with these columns, or inputs with its columns; the current results "
+               "are unchanged."))
     if table is not None:
+        on = data.name if new_x is None else new_x.name
+        st.caption(f"Applied to {markdown_escape(on)}: {len(table):,} rows.")
         st.dataframe(table.head(8), width="stretch")
         chrome.download("Download its predictions (CSV)", table_to_csv(table),
-                        file_name=f"predictions_{stem(saved.name)}_on_{stem(data.name)}.csv",
+                        file_name=f"predictions_{stem(saved.name)}_on_{stem(on)}.csv",
                         mime="text/csv", key="dl_applied")
 
 chrome.done()

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # explorer/ is not
 
 from app_helpers import new_session
 
+import explorer.io
 from explorer import explain
 from explorer.io import InputError, left_out_inputs, numeric_inputs, parse_csv, select_columns
 
@@ -59,6 +60,17 @@ def test_row_numbers_and_empty_columns_are_not_picked_as_inputs():
                for i in at.info)
     at.button(key="btn_use_csv").click().run()
     assert at.session_state["data"].x_names == ["x"]
+
+
+def test_a_constant_column_is_not_picked_as_an_input_and_the_note_says_why():
+    # A fourth audit: "const" was picked by default, then "Use these columns" refused it as constant.
+    frame = _line(300).assign(const=1.0)
+    at = new_session()
+    _upload(at, "const.csv", frame, use=False)
+    assert at.multiselect(key="csv_x").value == ["x"]
+    assert any(i.value == "Not picked as inputs by default: const (constant: every value is 1)." for i in at.info)
+    at.button(key="btn_use_csv").click().run()
+    assert not at.error and at.session_state["data"].x_names == ["x"]
 
 
 def test_a_column_of_row_numbers_out_of_order_is_data():
@@ -157,3 +169,34 @@ def test_a_data_column_of_one_to_n_stays_an_input():
     df = pd.DataFrame({"t": np.arange(1, 7), "idx": np.arange(6), "x": np.linspace(0, 1, 6), "y": np.arange(6.0) ** 2})
     assert numeric_inputs(df, "y") == ["t", "x"]
     assert left_out_inputs(df, "y") == [("idx", "row numbers 0..5")]
+
+
+def test_a_saved_model_predicts_a_file_of_new_inputs_without_a_response():
+    # A fourth audit: new inputs could only be predicted as "the current data", which needs a response
+    # column; an empty one was refused with "leave it out".
+    at = new_session()
+    _upload(at, "train.csv", _line(300))
+    at.switch_page("pages/fit.py").run()
+    at.button(key="btn_fit").click().run()
+    fit = at.session_state["fit"]
+    doc = explorer.io.model_to_json(fit.dm.params_, {"x_names": ["x"], "y_name": "y"})
+    new = pd.DataFrame({"id": range(5), "x": np.linspace(-2, 2, 5)})  # the model's x, an extra column, no y
+    at.file_uploader(key="apply_model_upload").upload("model.json", doc.encode(), "application/json").run()
+    at.file_uploader(key="apply_inputs_upload").upload("new_x.csv", new.to_csv(index=False).encode(), "text/csv").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    shown = at.dataframe[-1].value
+    assert list(shown.columns[:2]) == ["x", "prediction"] and len(shown) == 5 and "y" not in shown.columns
+    np.testing.assert_allclose(shown["prediction"], fit.dm.predict(new[["x"]].to_numpy()), rtol=1e-12)
+    assert any(c.value == "Applied to new\\_x\\.csv: 5 rows." for c in at.caption)  # the name markdown-escaped
+    assert "Download its predictions (CSV)" in [b.proto.label for b in at.get("download_button")]
+
+
+def test_an_empty_response_column_is_told_to_pick_another_response():
+    df = pd.DataFrame({"x": np.linspace(0, 1, 40), "y": np.nan})
+    try:
+        select_columns(df, "y", ["x"])
+    except InputError as exc:
+        assert "column 'y' is empty" in str(exc) and "pick another response column" in str(exc)
+        assert "leave it out" not in str(exc)
+    else:
+        raise AssertionError("an empty response was accepted")

@@ -59,6 +59,22 @@ def test_a_heavy_link_simulates_no_heavy_data_either():
     assert "not simulated at n = 1,000,000" in notes and "Generate data" in notes
 
 
+def test_a_link_refused_its_fit_keeps_its_data_when_they_are_cheap_to_simulate():
+    # The rounds lesson's share link (n = 40 000, M = 32, 3 rounds): its fit waits for a click, and its
+    # data fell back to the default 20 000 rows, whose comparison the Compare page then ran by itself
+    # beside a note saying nothing was started; the address dropped n = 40 000.
+    query = {"design": "separated-2d", "n": "40000", "K": "4", "M": "32", "rounds": "3"}
+    at = _link(query)
+    assert "fit" not in at.session_state and at.session_state["data"].n == 40_000
+    notes = " ".join(e.value for e in at.info)
+    assert "press Run" in notes and "not simulated" not in notes
+    assert at.query_params["n"] == ["40000"] or at.query_params["n"] == "40000"
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception and "compare" not in at.session_state
+    assert any("press **Run the comparison**" in e.value for e in at.info)
+    assert 40_000 <= explorer.settings.MAX_LINK_ROWS
+
+
 def test_the_default_link_still_fits_by_itself():
     at = _link({})
     assert "fit" in at.session_state

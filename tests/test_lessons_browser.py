@@ -13,6 +13,7 @@ from playwright import sync_api
 from test_browser import (
     RUN_WAIT,
     fresh_server_and_browser,
+    metric,
     new_page,
     no_errors,
     plots_rendered,
@@ -212,4 +213,35 @@ def test_data_download_is_written_on_the_click(fresh):
         pg.get_by_role("button", name="Download the data as CSV").click()
     text = open(dl.value.path()).read().splitlines()
     assert text[0] == "x1,y,true_expert" and len(text) == 501
+    pg.context.close()
+
+
+def test_ending_a_lesson_on_the_fit_page_puts_the_users_settings_back_in_its_boxes(fresh):
+    """The Fit page's boxes kept the lesson's K = 4 and M = 16 after "End the lesson" (the sidebar and
+    the address said K = 2, M = 2), and the next Run fitted the lesson's settings on the user's data."""
+    url, b = fresh
+    lesson = next(le for le in LESSONS if le.key == "bad-machine")
+    pg = new_page(b)
+    pg.goto(url + "/?K=2&M=2&n=3000", wait_until="domcontentloaded")
+    settle(pg)
+    boxes = lambda: [pg.get_by_label(lab, exact=True).input_value() for lab in ("Experts K", "Machines M")]  # noqa: E731
+    assert metric(pg, "machines M / experts K") == "2 / 2" and boxes() == ["2", "2"]
+    # The lesson in the same session, from its button on the Lessons page (the sidebar's link).
+    pg.locator('[data-testid="stSidebar"] a', has_text="Lessons").click()
+    pg.wait_for_selector(f".st-key-btn_lesson_{lesson.key} button", timeout=60_000)
+    settle(pg)
+    pg.locator(f".st-key-btn_lesson_{lesson.key} button").click()
+    pg.wait_for_selector(".st-key-lesson_evidence", timeout=180_000)
+    settle(pg)
+    assert boxes() == ["4", "16"]
+    pg.get_by_role("button", name="End the lesson").click()
+    sync_api.expect(pg.get_by_text(f"Lesson: {lesson.title}")).to_have_count(0, timeout=60_000)
+    settle(pg)
+    assert boxes() == ["2", "2"]
+    pg.get_by_role("button", name="Run distributed fit").click()
+    pg.wait_for_timeout(1000)
+    settle(pg)
+    no_errors(pg)
+    assert metric(pg, "machines M / experts K") == "2 / 2" and boxes() == ["2", "2"]
+    assert "K=2" in pg.url and "M=2" in pg.url
     pg.context.close()
