@@ -34,7 +34,8 @@ def block_errors(table: pd.DataFrame):
     EM, one row per method, from a comparison table (moecore.experiments.Comparison.table); None
     when the table has neither."""
     blocks = [("mse", "vs truth"), ("gap", "vs global EM")]
-    err = {f"{what}: {b}": table[f"{pre}_{b}"] for pre, what in blocks for b in ("gates", "experts", "variances")
+    names = {"gates": "gates", "gate_proba": "gate probabilities", "experts": "experts", "variances": "variances"}
+    err = {f"{what}: {name}": table[f"{pre}_{b}"] for pre, what in blocks for b, name in names.items()
            if f"{pre}_{b}" in table}
     return pd.DataFrame(err).astype(float) if err else None
 

@@ -40,7 +40,10 @@ def evaluate(params: MoEParams, X, y, *, labels=None, truth: MoEParams | None = 
     Returns a dict: rpe, correlation, loglik (mean per sample) and, when given, ari, rand,
     clustering_error (from ``labels``), mse_* (gates, experts, variances, all) and
     transport_divergence against ``truth``, and gap_* (the same blocks) against ``reference``
-    (e.g. the global EM's parameters: how far an estimate is from the centralised fit).
+    (e.g. the global EM's parameters: how far an estimate is from the centralised fit); with each,
+    mse_gate_proba / gap_gate_proba, the gates judged by their probabilities on (the first 2 000
+    of) X: a sharp gate's coefficients are barely determined, and their MSE reached 1e8 between
+    fits that route every point alike (:func:`moecore.metrics.gate_proba_mse`).
     """
     yhat = predict_mean(X, params)
     out = {
@@ -56,9 +59,11 @@ def evaluate(params: MoEParams, X, y, *, labels=None, truth: MoEParams | None = 
     if truth is not None and truth.n_experts == params.n_experts and truth.n_features == params.n_features:
         mse = mt.parameter_mse(params, truth)
         out.update({f"mse_{k}": v for k, v in mse.items()})
+        out["mse_gate_proba"] = mt.gate_proba_mse(params, truth, X[:2000])
         out["transport_divergence"] = mt.transport_divergence_to_truth(params, truth, X[:2000])
     if reference is not None and reference.n_experts == params.n_experts and reference.n_features == params.n_features:
         out.update({f"gap_{k}": v for k, v in mt.parameter_mse(params, reference).items()})
+        out["gap_gate_proba"] = mt.gate_proba_mse(params, reference, X[:2000])
     return out
 
 

@@ -95,8 +95,11 @@ if err is not None:
     st.caption("Predictions can match the global EM while the parameters do not. Often the gates are the hardest "
                "block: a reduced gate is fitted on the small supporting sample to gate masses averaged over "
                "machines, and refinement rounds (Distributed fit page) bring it closer to the global EM's; read "
-               "the table for which block is off here. The MSEs are in the data's own units (coefficients of raw "
-               "inputs), so compare the rows, not the numbers across data sets."
+               "the table for which block is off here. A sharp gate's coefficients are barely determined (any steep "
+               "slope makes the same step), so their MSE can be huge between fits that route every point alike: "
+               "the gate probabilities column judges the gates by what they do, the MSE of pi_k(x) over held-out "
+               "x. The other MSEs are in the data's own units (coefficients of raw inputs), so compare the rows, "
+               "not the numbers across data sets."
                + ("" if res["truth"] is not None else " These data have no true model: every column is against "
                   "the global EM."))
 st.caption("RPE = sum (y - yhat)^2 / sum y^2 (the cards above give it in %, the table as a fraction). "

@@ -1,5 +1,6 @@
 """moecore.experiments.sweep: what a saved sweep records, and which fits it shares."""
 
+import numpy as np
 import pytest
 
 from moecore.experiments import sweep
@@ -158,3 +159,19 @@ def test_experiments_page_varies_k():
     assert tables.label("n_experts") in at.dataframe[0].value.index.names
     bic = {r["K"]: r["bic"] for r in rows if r["method"] == "global"}
     assert bic[2] < bic[1]  # two well-separated experts
+
+
+def test_evaluate_judges_sharp_gates_by_their_probabilities_too():
+    # Two step-like gates at the same place, slopes 200 and 2 000: every x is routed alike, the
+    # coefficient MSE is about 8e5, and an app user read it with no explanation (a fourth audit).
+    from moecore import MoEParams
+    from moecore.experiments import evaluate
+
+    experts, variances = np.array([[0.0, 1.0], [1.0, -1.0]]), np.array([0.1, 0.1])
+    soft = MoEParams(np.array([[0.0, 0.0], [200.0, 0.0]]), experts, variances)
+    steep = MoEParams(np.array([[0.0, 0.0], [2000.0, 0.0]]), experts, variances)
+    X = np.linspace(-1, 1, 2001)[:, None] + 0.0005  # no point exactly on the step
+    y = np.where(X[:, 0] > 0, X[:, 0], 1 - X[:, 0])
+    out = evaluate(steep, X, y, truth=soft, reference=soft)
+    assert out["mse_gates"] > 1e5 and out["gap_gates"] > 1e5
+    assert out["mse_gate_proba"] < 1e-3 and out["gap_gate_proba"] == out["mse_gate_proba"]

@@ -337,8 +337,11 @@ def test_app_fit_with_rounds_and_compare_shows_both_models():
     assert methods[:2] == ["reduction", "reduction, one-shot"]
     blocks = at.table[1].value
     assert list(blocks.columns) == [f"{w}: {b}" for w in ("vs truth", "vs global EM")
-                                    for b in ("gates", "experts", "variances")]
+                                    for b in ("gates", "gate probabilities", "experts", "variances")]
     assert np.isnan(blocks.loc["global", "vs global EM: gates"])
+    assert np.isnan(blocks.loc["global", "vs global EM: gate probabilities"])
+    # The gates judged by what they do: probabilities in [0, 1], so their MSE is at most 1.
+    assert (blocks["vs truth: gate probabilities"] <= 1).all()
 
 
 def test_app_sweep_over_rounds():
