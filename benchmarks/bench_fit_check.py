@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/bench_fit_check.py quiet      # results/fit_check_quiet.csv, about 15 min
     .venv/bin/python benchmarks/bench_fit_check.py cross      # results/fit_check_cross.csv, under 1 min
     .venv/bin/python benchmarks/bench_fit_check.py sparse     # results/fit_check_sparse.csv, about 2 min
+    .venv/bin/python benchmarks/bench_fit_check.py spread     # results/fit_check_spread.csv, about 3 min
 
 * ``majority``: :func:`rare_expert_design` (K = 3, d = 1, an expert with 0.5 % of the rows), n = 20 000
   over M in {4, 16} machines, seeds 0-7.  For every machine: whether its first local fit is poor by the
@@ -64,6 +65,7 @@ from bench_small_shards import MORE, from_r, small_sets  # noqa: E402
 from moecore import DistributedMoE, MixtureOfExperts, MoEParams, simulate, simulate_design  # noqa: E402
 from moecore.baselines import fit_global  # noqa: E402
 from moecore.metrics import parameter_mse, rpe  # noqa: E402
+from moecore.model import expert_means, gate_proba  # noqa: E402
 from moecore.params import min_samples, n_free_parameters  # noqa: E402
 from moecore.screening import GAP_FLOOR, beaten_by_best, flag_poor_fits, support_loglik  # noqa: E402
 from moecore.shard_check import FIT_CHECK_RATIO, LOGLIK_CHECK_FACTOR, check_expert_rows, check_shards  # noqa: E402
@@ -380,9 +382,65 @@ def _save(df, name):
     print(f"wrote {OUT / f'{name}.csv'}")
 
 
+def spread_design(seed, d=6, K=5):
+    """A library audit's case: gate and expert coefficients N(0, 1.5^2) and N(0, 3^2) from ``seed``, variances
+    0.5 to 5 (geometric), x ~ N(0, I_d): uneven experts, the one of variance 5 on 3-7 % of the rows."""
+    r = np.random.default_rng(seed)
+    gates = r.normal(0, 1.5, (d + 1, K))
+    gates[:, -1] = 0
+    return MoEParams(gates, r.normal(0, 3, (d + 1, K)), 0.5 * np.exp(np.linspace(0, np.log(10), K))), r
+
+
+def _draw(truth, n, r):
+    X = r.standard_normal((n, truth.n_features))
+    z = (gate_proba(X, truth).cumsum(1) < r.random((n, 1))).sum(1).clip(max=truth.n_experts - 1)
+    return X, expert_means(X, truth)[np.arange(n), z] + np.sqrt(truth.variances[z]) * r.standard_normal(n)
+
+
+def spread_data(seed, n=20000):
+    """(truth, X, y) of :func:`spread_design` (the design and the rows from one seed, as the audit drew them)."""
+    truth, r = spread_design(seed)
+    return (truth, *_draw(truth, n, r))
+
+
+def spread():
+    """The check of the reduced variances against the spread of the local lines (moecore.reduction.expert_spread):
+    its ratio and excess next to the variance block's MSE to the truth over the global EM's, one-shot, on the
+    audit's d = 6, K = 5 designs (n = 20 000, M = 16, seeds 11-23), the six shipped designs (n = 50 000, M = 4,
+    16, 64) and the flights (M = 16, 64, 128; against the global EM, no truth)."""
+    rows = []
+
+    def row(name, truth, X, y, K, M, ref=None):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            g = MixtureOfExperts(K, random_state=0).fit(X, y)
+            dm = DistributedMoE(K, M, random_state=0, n_jobs=2).fit(X, y)
+        against = truth if truth is not None else g.params_
+        ratio = parameter_mse(dm.params_, against)["variances"] / (
+            parameter_mse(g.params_, truth)["variances"] if truth is not None else 1.0)
+        sp = dm.expert_spread_
+        rows.append(dict(data=name, K=K, M=M, variance_mse_ratio=ratio, max_ratio=float(sp.ratio.max()),
+                         max_excess=float(sp.excess.max()), warned=not sp.ok))
+        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
+
+    for seed in (11, 16, 21, 22, 23):
+        truth, X, y = spread_data(seed)
+        row(f"spread_design({seed})", truth, X, y, 5, 16)
+    for name in ("teaching-1d", "separated-2d", "crossing-2d", "overlapping-5d", "separated-10d", "two-experts-1d"):
+        tr = simulate_design(name, 50000, random_state=3)
+        for M in (4, 16, 64):
+            row(name, tr.params, tr.X, tr.y, tr.params.n_experts, M)
+    from moecore.datasets import load_dataset
+
+    ds = load_dataset("flights")
+    for M in (16, 64, 128):  # no truth: the variance MSE is against the global EM's
+        row("flights (vs global EM)", None, np.asarray(ds.X, float), np.asarray(ds.y, float), 3, M)
+    _save(pd.DataFrame(rows), "fit_check_spread")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("part", choices=["majority", "loglik", "quiet", "cross", "sparse"])
+    ap.add_argument("part", choices=["majority", "loglik", "quiet", "cross", "sparse", "spread"])
     ap.add_argument("--large", action="store_true", help="quiet: also n = 10^6 over M = 128 (two fits)")
     ap.add_argument("--seeds", default="", help="comma-separated (default: 0-7 for majority, 0,1 for loglik)")
     args = ap.parse_args(argv)
@@ -394,6 +452,8 @@ def main(argv=None):
         cross()
     elif args.part == "sparse":
         sparse()
+    elif args.part == "spread":
+        spread()
     else:
         loglik([int(s) for s in args.seeds.split(",")] if args.seeds else range(2))
 

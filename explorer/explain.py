@@ -297,6 +297,23 @@ def expert_rows_warning(check, rounds: int) -> str:
             f"the predictions look fine. To fix: {fix}.")
 
 
+def expert_spread_warning(check, rounds: int) -> str:
+    """The page's words for moecore's verdict on reduced variances that hold the machines'
+    disagreement (``check``: a :class:`moecore.reduction.ExpertSpread`, or None); "" when it is fine."""
+    from moecore.reduction import SPREAD_ROUNDS
+
+    if check is None or check.ok:
+        return ""
+    k = max(check.flagged, key=lambda j: check.excess[j])
+    more = f" ({len(check.flagged) - 1} more)" if len(check.flagged) > 1 else ""
+    ran = f" ({rounds} ran)" if rounds else ""
+    return (f"Reduced expert {k + 1}'s variance is about {100 * check.excess[k]:.0f} % disagreement between the "
+            f"machines{more}: their lines spread {check.ratio[k]:.1f}x more than their estimation noise explains (poor "
+            "local fits, an expert too rare to split, or a model the data do not follow), so the variance comes out "
+            f"too large while the predictions look fine. To fix: {SPREAD_ROUNDS} refinement rounds{ran} (they "
+            "re-estimate it on all the rows), or fewer machines.")
+
+
 # Said after the outlier line on the pages that fit (Fit, Compare): where to act on it.
 OUTLIERS_ON_DATA_PAGE = " The Data page names them and can leave them out."
 

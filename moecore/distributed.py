@@ -41,7 +41,7 @@ from .params import (
     n_free_parameters,
     parameters_doc,
 )
-from .reduction import reduce_mixtures
+from .reduction import expert_spread, reduce_mixtures
 from .refine import rounds_on_machines, warm_refit_reduction
 from .screening import REFIT_INIT_FACTOR, REFIT_MIN_INIT, screen_local_fits, second_look
 from .shard_check import AccuracyWarning, check_expert_rows, check_fit, machine_errors, warn_small_shards
@@ -110,6 +110,13 @@ def _check_fit(est, machines, quiet):
     est.fit_check_ = est.expert_rows_ = None
     if not quiet:  # from the support pairs, which the server holds: whatever the machine weights
         warn_degenerate(est.params_, est.support_X_, est.support_y_, rows_name="support points")
+    # The server's part, from the plan and the local models it holds: whatever the machine weights.
+    est.expert_spread_ = expert_spread(est.one_shot_params_, [m.params_ for m in est.local_models_],
+                                       est._large_mixture_weights(est.support_X_), est.support_X_,
+                                       est.transport_plan_, sum(est._n_samples_all[m] for m in est.machines_),
+                                       est.refine_rounds)
+    if not est.expert_spread_.ok and not quiet:
+        warn(est.expert_spread_.message, AccuracyWarning)
     covariate = est.machine_weights_used_ == "covariate"
     if covariate and not getattr(est, "_x_split", False):
         return
@@ -180,8 +187,7 @@ class DistributedMoE(SchedulerPickling, MoEPredictorMixin, BaseEstimator):
     screening_, flagged_, local_scores_ : ScreeningReport, machines flagged, support scores (M,)
     shards_, support_indices_, support_machine_ : the rows of each machine (M index arrays), the
         supporting sample's rows (S,) and the machine of each (S,)
-    reduction_, transport_plan_, mm_history_ : ReductionResult, TransportPlan, MM objective per
-        iteration (non-increasing)
+    reduction_, transport_plan_, mm_history_ : ReductionResult, TransportPlan, MM objective per iteration
     one_shot_params_, reduced_ : the reduced model before the rounds (MoEParams) and the final
         MixtureOfExperts: ``gates_`` (d+1, K), ``experts_`` (d+1, K), ``variances_`` (K,)
     machine_weights_used_, machine_weights_test_, machine_weight_model_, support_weights_ :
@@ -190,7 +196,8 @@ class DistributedMoE(SchedulerPickling, MoEPredictorMixin, BaseEstimator):
     refine_loglik_ : ndarray (refine_rounds + 1,), pooled training log-likelihood of the one-shot
         model and after each round (non-decreasing); empty without rounds
     expert_rows_ : ExpertRows or None, each reduced expert's rows per machine against its parameters
-        (:func:`~moecore.shard_check.check_expert_rows`; None with covariate weights)
+        (:func:`~moecore.shard_check.check_expert_rows`; None with covariate weights); expert_spread_ : the
+        local lines' spread against their noise (:func:`~moecore.reduction.expert_spread`)
     fit_check_ : FitCheck or None, the final model's training RPE and log-likelihood against the local models'
     costs_ : FitCosts, every step's seconds and every machine's traffic: ``learning_time`` (the
         paper's figure extended by our steps) and ``learning_time_parts()``; ``timings_`` and

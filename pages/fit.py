@@ -211,6 +211,9 @@ if fit.train_rpe:
 line = explain.expert_rows_warning(getattr(dm, "expert_rows_", None), dm.refine_rounds)
 if line:
     st.warning(line)
+line = explain.expert_spread_warning(getattr(dm, "expert_spread_", None), dm.refine_rounds)
+if line:
+    st.warning(line)
 # An expert on tied responses (a binary y, a mass of zeros): its variance at the floor, the likelihood unbounded.
 line = degenerate_message(dm.params_, dm.support_X_, dm.support_y_, rows_name="support points")
 if line:

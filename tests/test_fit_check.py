@@ -240,3 +240,50 @@ def test_an_expert_too_rare_to_split_is_reported():
     red = align_to(truth, one.params_, train.X)
     assert one.expert_rows_.ok
     assert (red.variances[0] - truth.variances[0]) ** 2 <= 3 * (glob.variances[0] - truth.variances[0]) ** 2
+
+
+def test_reduced_variances_that_hold_the_machines_disagreement_are_flagged():
+    # A library audit's design (d = 6, K = 5, variances 0.5-5; 1 250 rows per machine): the one-shot
+    # variance of the variance-5 expert came out 6.36, 125x the global EM's MSE to the truth, with no
+    # warning (its rows per machine passed check_expert_rows, and predictions matched).
+    from benchmarks.bench_fit_check import spread_data
+    from moecore.metrics import parameter_mse
+
+    truth, X, y = spread_data(11)
+    with pytest.warns(AccuracyWarning, match="disagreement between the machines"):
+        dm = DistributedMoE(5, 16, random_state=0, backend="sequential").fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = MixtureOfExperts(5, random_state=0).fit(X, y)
+        rounds = DistributedMoE(5, 16, random_state=0, backend="sequential", refine_rounds=5).fit(X, y)
+    mse = lambda m: parameter_mse(m.params_, truth)["variances"]  # noqa: E731
+    assert mse(dm) > 10 * mse(g)  # the warning is right: that block is far off
+    (k,) = dm.expert_spread_.flagged
+    assert dm.expert_spread_.ratio[k] > 3 and dm.expert_spread_.excess[k] > 0.1
+    # What the message advises brings the block within 2x (and the check is then quiet).
+    assert rounds.expert_spread_.ok and mse(rounds) < 2 * mse(g)
+
+
+@pytest.mark.parametrize("design, M", [("separated-2d", 64), ("overlapping-5d", 16), ("separated-10d", 16)])
+def test_the_spread_check_is_quiet_where_the_variances_are_right(design, M):
+    # Between machines that agree but for noise the lines' spread is their estimation noise: a ratio
+    # about 1 (at most 1.9 on the shipped designs at M = 4-64).
+    tr = simulate_design(design, 50000, random_state=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dm = DistributedMoE(tr.params.n_experts, M, random_state=0, backend="sequential").fit(tr.X, tr.y)
+    assert dm.expert_spread_.ok and dm.expert_spread_.ratio.max() < 2.5 and dm.expert_spread_.excess.max() < 0.05
+
+
+def test_the_fit_page_words_the_spread_check():
+    from explorer import explain
+    from moecore.reduction import ExpertSpread
+
+    check = ExpertSpread(np.array([1.1, 4.2]), np.array([0.0, 0.18]), [1], False, "library words")
+    line = explain.expert_spread_warning(check, 0)
+    assert line.startswith("Reduced expert 2's variance is about 18 % disagreement between the machines: their lines "
+                           "spread 4.2x more than their estimation noise explains")
+    assert "To fix: 5 refinement rounds (they re-estimate it on all the rows), or fewer machines." in line
+    assert "(1 ran)" in explain.expert_spread_warning(check, 1)
+    assert explain.expert_spread_warning(None, 0) == "" and explain.expert_spread_warning(
+        ExpertSpread(np.ones(2), np.zeros(2), [], True), 0) == ""
