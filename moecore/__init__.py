@@ -36,15 +36,21 @@ accounts and dispatch running the machines' tasks:
   (input checks), :mod:`moecore._warn` (warnings pointed at the caller's line)
 """
 
+from .collinear import CollinearWarning
 from .distributed import DistributedMoE
 from .em import ConvergenceWarning, DegenerateFitWarning, MixtureOfExperts, NotFittedError
 from .local import LocalFitError
 from .model import MoEParams
+from .outliers import OutlierWarning
 from .reduction import reduce_mixtures
+from .shard_check import AccuracyWarning, SmallShardWarning
 from .simulation import DESIGNS, simulate, simulate_design
 
+# Every warning category a fit may issue, importable from here: a user filters by category.
 __all__ = [
     "DESIGNS",
+    "AccuracyWarning",
+    "CollinearWarning",
     "ConvergenceWarning",
     "DegenerateFitWarning",
     "DistributedMoE",
@@ -52,6 +58,8 @@ __all__ = [
     "MixtureOfExperts",
     "MoEParams",
     "NotFittedError",
+    "OutlierWarning",
+    "SmallShardWarning",
     "reduce_mixtures",
     "simulate",
     "simulate_design",

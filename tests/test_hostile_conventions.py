@@ -120,3 +120,24 @@ def test_fit_shards_reads_one_feature_name_as_one_column(tmp_path, data):
         warnings.simplefilter("ignore")
         dm = DistributedMoE(2, 2, random_state=0, backend="sequential").fit_shards(paths, features="x1")
     assert list(dm.feature_names_in_) == ["x1"]
+
+
+def test_every_warning_category_a_fit_issues_is_importable_from_the_package():
+    # The README says to filter warnings by category; AccuracyWarning and its kin lived only in
+    # their modules (moecore.shard_check, moecore.outliers, moecore.collinear).
+    import importlib
+    import pkgutil
+
+    import moecore
+
+    found = set()
+    for info in pkgutil.iter_modules(moecore.__path__):
+        if info.name == "__main__":  # the command line, run on import
+            continue
+        module = importlib.import_module(f"moecore.{info.name}")
+        found |= {name for name, obj in vars(module).items() if isinstance(obj, type) and issubclass(obj, Warning)
+                  and obj.__module__.startswith("moecore")}
+    assert found >= {"AccuracyWarning", "SmallShardWarning", "OutlierWarning", "CollinearWarning",
+                     "DegenerateFitWarning"}
+    assert found <= set(moecore.__all__), found - set(moecore.__all__)
+    assert "ConvergenceWarning" in moecore.__all__  # scikit-learn's, which EM issues
