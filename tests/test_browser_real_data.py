@@ -50,7 +50,8 @@ def test_flights_end_to_end(tmp_path):
         meta = json.loads(model_path.read_text())["meta"]
         assert meta["y_name"] == "arr_delay" and meta["x_names"] == ["dep_delay", "distance", "hour"]
         page.get_by_text("Apply a saved model to the current data").click()
-        page.locator('[data-testid="stFileUploaderDropzoneInput"]').last.set_input_files(str(model_path))
+        page.locator('.st-key-apply_model_upload [data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+            str(model_path))
         page.get_by_role("button", name="Download its predictions (CSV)").wait_for(timeout=120_000)
         settle(page)
         no_errors(page)
