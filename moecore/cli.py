@@ -61,8 +61,16 @@ def _data_arguments(parser, default_design, design_help):
 SEED = Param("seed", "int", 0, "the seed of the data and of the fits", low=0, high=2**32 - 1)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's refusals in one line on stderr (exit status 2), as the command line's own refusals:
+    its default printed the whole usage above the message (15 lines for ``compare -M 0``)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (options: {self.prog} -h)\n")
+
+
 def _build_parser():
-    ap = argparse.ArgumentParser(
+    ap = _OneLineParser(
         prog="python -m moecore",
         description="Distributed learning of mixtures of experts (Chamroukhi & Pham).",
     )

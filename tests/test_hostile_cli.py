@@ -168,3 +168,12 @@ def test_a_file_that_names_a_column_twice_is_refused_not_renamed(tmp_path, heade
                          env=_env(), timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"file '{path}': its header names ['{header.split(',')[1]}'] more than once" in out.stderr
+
+
+@pytest.mark.parametrize("args", [["compare", "-M", "0"], ["compare", "--bogus"], []])
+def test_a_refused_flag_is_one_line_on_stderr(args):
+    # The README promises one line on stderr for a refusal; argparse printed its whole usage above it.
+    out = subprocess.run([*CMD, *args], capture_output=True, text=True, env=_env(), timeout=120)
+    assert out.returncode == 2 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0] and lines[0].endswith("-h)"), out.stderr
