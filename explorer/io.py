@@ -583,7 +583,7 @@ def _sweep_values(text, parameter, n_machines, max_rounds):
         return [int(v) for v in vals]
     if parameter == "n_experts":  # the Fit page's K rule: the library's, narrowed to what the app offers
         if any(v != int(v) for v in vals):
-            raise InputError(f"K must be whole numbers; got {_clip(next(v for v in vals if v != int(v)))}.")
+            raise InputError(f"K must be whole numbers; got {next(v for v in vals if v != int(v)):g}.")
         try:
             return [SETTINGS["K"].param.check(int(v)) for v in vals]
         except ValueError as exc:
@@ -592,7 +592,7 @@ def _sweep_values(text, parameter, n_machines, max_rounds):
         lo, hi = SWEEP_LIMITS[parameter]
         bad = [v for v in vals if v != int(v) or v < lo]
         if bad:
-            raise InputError(f"{name} must be positive whole numbers (at least {lo:,}); got {_clip(bad[0])}.")
+            raise InputError(f"{name} must be positive whole numbers (at least {lo:,}); got {bad[0]:g}.")
         if max(vals) > hi:
             raise InputError(f"{name} is limited to {hi:,} in the app"
                              + ("; use the command line for larger runs." if parameter == "n" else "."))

@@ -190,3 +190,12 @@ def test_compare_says_small_shards_and_what_its_columns_are_against():
     captions = " ".join(c.value for c in at.caption)
     assert "no true model: every column is against the global EM" in captions
     assert "against the true model" not in captions
+
+
+@pytest.mark.parametrize("text, parameter, said", [("0", "n_machines", "got 0."), ("2.5", "n_machines", "got 2.5."),
+                                                    ("2.5", "n_experts", "got 2.5.")])
+def test_a_refused_sweep_value_is_quoted_as_typed(text, parameter, said):
+    # A fourth audit: typing 0 read "got 0.0" (the value as parsed, a float).
+    with pytest.raises(InputError) as exc:
+        parse_sweep_values(text, parameter, 8)
+    assert str(exc.value).endswith(said)
