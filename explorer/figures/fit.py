@@ -491,7 +491,8 @@ def machines_figure(X, machine, *, feature=0, x_names=None, support_X=None, supp
     top = max(share.max(), 200.0 / counts.shape[1])
     fig.add_trace(go.Heatmap(
         x=top_edges, y=np.arange(1, M + 1), z=share, customdata=counts, colorscale="Blues", zmin=0, zmax=top,
-        showscale=False,
+        showscale=True, colorbar=dict(title=dict(text="% of the<br>machine's<br>rows", side="top"), len=0.5,
+                                      y=1.0, yanchor="top", thickness=12),
         xgap=0, ygap=1 if M <= 64 else 0,
         hovertemplate="machine %{y}, x in this bin: %{customdata:.0f} rows (%{z:.1f} % of its rows)<extra></extra>"),
         row=1, col=1)
@@ -512,6 +513,11 @@ def machines_figure(X, machine, *, feature=0, x_names=None, support_X=None, supp
             x=mid, y=Wb[:, m], mode="lines", stackgroup="w", showlegend=False,
             line=dict(width=0.5, color=machine_color(m, Wb.shape[1])),
             hovertemplate=f"machine {m + 1}: weight %{{y:.3f}}<extra></extra>"), row=2, col=1)
+    # The bands' colours are the machines' everywhere on the page (EM curves, plan rows): say so once,
+    # rather than a legend of M entries.
+    fig.add_annotation(text=f"one band per machine, stacked: machine 1 at the bottom, {Wb.shape[1]} at the top "
+                            "(hover to read one)", xref="x2 domain", yref="y2 domain", x=0, y=1.02,
+                       xanchor="left", yanchor="bottom", showarrow=False, font=dict(size=11))
     fig.update_yaxes(title_text="machine", row=1, col=1)
     fig.update_yaxes(title_text="weight", range=[0, 1.01], row=2, col=1)
     fig.update_xaxes(title_text=names[feature], row=2, col=1)
