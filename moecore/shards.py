@@ -279,15 +279,17 @@ def read_shard(path, response="y", features=None):
             bad = pd.to_numeric(col, errors="coerce").isna() & col.notna()
             example = col[bad].iloc[0] if bad.any() else col.iloc[0]
             raise ShardError(
-                f"shard {path!r}: column {c!r} is not numeric (dtype {col.dtype}); e.g. row "
-                f"{int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0} holds {str(example)!r}."
+                f"shard {path!r}: column {c!r} is not numeric (dtype {col.dtype}); e.g. data row "
+                f"{int(np.flatnonzero(bad.to_numpy())[0]) + 1 if bad.any() else 1} (counted from 1 below the "
+                f"header) holds {str(example)!r}."
             )
         vals = col.to_numpy(dtype=np.float64)
         bad = ~np.isfinite(vals)
         if bad.any():
             raise ShardError(
                 f"shard {path!r}: column {c!r} holds {int(bad.sum())} missing or infinite value(s) "
-                f"(first at row {int(np.flatnonzero(bad)[0])}); remove or impute them."
+                f"(first at data row {int(np.flatnonzero(bad)[0]) + 1}, counted from 1 below the header); remove or "
+                "impute them."
             )
     X = np.ascontiguousarray(df[feats].to_numpy(dtype=np.float64))
     y = np.ascontiguousarray(df[response].to_numpy(dtype=np.float64))

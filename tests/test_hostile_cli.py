@@ -177,3 +177,16 @@ def test_a_refused_flag_is_one_line_on_stderr(args):
     assert out.returncode == 2 and out.stdout == ""
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "error:" in lines[0] and lines[0].endswith("-h)"), out.stderr
+
+
+@pytest.mark.parametrize("cell, said", [("", "missing or infinite value(s) (first at data row 3, counted from 1"),
+                                        ("a", "is not numeric (dtype str); e.g. data row 3 (counted from 1")])
+def test_a_bad_cell_is_named_by_its_data_row_counted_from_one(tmp_path, cell, said):
+    # The row was counted from 0 (the third data row read "row 2"), which no message said.
+    rows = [f"{i % 7},{i % 5}" for i in range(40)]
+    rows[2] = f"3,{cell}"
+    path = tmp_path / "cells.csv"
+    path.write_text("y,x\n" + "\n".join(rows) + "\n")
+    out = subprocess.run([*CMD, "compare", "--data", str(path), "-K", "2"], capture_output=True, text=True,
+                         env=_env(), timeout=120)
+    assert out.returncode == 2 and said in out.stderr, out.stderr

@@ -212,7 +212,9 @@ def test_non_numeric_column_named(shard_paths, tmp_path, suffix):
     df["x2"] = df["x2"].astype(str)
     df.loc[7, "x2"] = "oops"
     bad = _write(tmp_path, f"text.{suffix}", df)
-    with pytest.raises(ShardError, match=r"column 'x2' is not numeric.*row 7 holds 'oops'"):
+    # The row index 7 is the file's eighth data row, counted from 1 below the header as a reader counts.
+    with pytest.raises(ShardError, match=r"column 'x2' is not numeric.*data row 8 \(counted from 1 below the header\) "
+                                         r"holds 'oops'"):
         fit([*shard_paths[:-1], bad], backend="sequential")
 
 
@@ -220,7 +222,7 @@ def test_missing_values_named(shard_paths, tmp_path):
     df = pd.read_csv(shard_paths[0])
     df.loc[3, "y"] = np.nan
     bad = _write(tmp_path, "nan.parquet", df)
-    with pytest.raises(ShardError, match=r"column 'y' holds 1 missing.*row 3"):
+    with pytest.raises(ShardError, match=r"column 'y' holds 1 missing.*data row 4, counted from 1"):
         fit([*shard_paths[:-1], bad], n_jobs=2)
 
 
