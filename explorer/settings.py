@@ -61,7 +61,7 @@ MAX_LINK_WORK = 2e6
 # back to 20 000 rows and a comparison of those). Beyond, simulating holds the GIL for a second
 # (10^6 rows) that every other session waits, and n falls back to the default.
 MAX_LINK_ROWS = 200_000
-# Memory one fit may take, estimated before any allocation (moecore._validation.fit_memory_bytes);
+# Memory one fit may take, estimated before any allocation (moecore.costs.fit_memory_bytes);
 # also never more than the server has available at the time.
 MAX_SESSION_MEMORY_MB = 1024
 
