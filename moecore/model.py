@@ -126,13 +126,14 @@ class MoEParams:
                 raise ValueError(f"{name}: {field} must be an array {shape} of numbers, got {type(value).__name__}.")
             try:
                 cells = np.asarray(value, dtype=object)
-            except ValueError:  # a ragged nesting NumPy cannot even hold as objects
-                cells = np.array([[]], dtype=object)
+            except ValueError:  # a ragged nesting NumPy cannot even hold as objects (arrays of two shapes)
+                raise ValueError(f"{name}: {field} must be an array {shape} of numbers, got rows of different "
+                                 "lengths.") from None
             # Numbers only: float64 would take "1.5" and True as 1.5 and 1.0 without a word, and an
             # integer beyond float64 (10**400 in a file) raised a bare OverflowError.
             odd = [v for v in cells.ravel() if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real)]
-            if odd or (cells.size == 0 and np.size(value) != 0):
-                what = ("rows of different lengths" if not odd or isinstance(odd[0], (list, tuple, np.ndarray))
+            if odd:
+                what = ("rows of different lengths" if isinstance(odd[0], (list, tuple, np.ndarray))
                         else f"{odd[0]!r} ({type(odd[0]).__name__})")
                 raise ValueError(f"{name}: {field} must be an array {shape} of numbers, got {what}.")
             try:

@@ -88,6 +88,7 @@ def test_params_json_round_trip_and_validation():
     (lambda d: d["experts"][1].__setitem__(0, True), r"experts .* got True \(bool\)"),
     (lambda d: d["variances"].__setitem__(0, None), r"variances .* got None"),
     (lambda d: d["gates"][0].pop(), "gates .* got rows of different lengths"),
+    (lambda d: d.update(gates=[np.zeros((2, 2)), np.zeros((2, 3))]), "gates .* got rows of different lengths"),
     # a bare OverflowError naming no field
     (lambda d: d["gates"][0].__setitem__(0, 10**400), "gates hold an integer beyond float64's range"),
     # accepted, and then predictions or densities overflowed: check_predictable's bounds
