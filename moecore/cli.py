@@ -59,6 +59,8 @@ def _data_arguments(parser, default_design, design_help):
 # One seed for the data and the fits, at most 2**32 - 1: the held-out split (scikit-learn's) takes no more,
 # and a larger one was refused in the words of train_test_split's random_state.
 SEED = Param("seed", "int", 0, "the seed of the data and of the fits", low=0, high=2**32 - 1)
+# The share of a --data file held out when --test-size is not given (None: it is refused with --design).
+TEST_SIZE = 0.2
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -85,7 +87,7 @@ def _build_parser():
     _argument(c, Param("n_test", "int", None, "held-out samples drawn from --design", low=1, none="20000"),
               "--n-test")
     _argument(c, Param("test_size", "float", None, "the share of --data's rows held out at random (seeded by --seed)",
-                       low=0.0, high=0.9, low_open=True, none="0.2"), "--test-size")
+                       low=0.0, high=0.9, low_open=True, none=f"{TEST_SIZE:g}"), "--test-size")
     _argument(c, P["n_machines"], "--machines", "-M", default=16)
     _argument(c, replace(P["n_experts"], default=None, none="the design's own K, or a shipped set's suggested K"),
               "--experts", "-K")
@@ -215,7 +217,7 @@ def _compare_rows(args):
                          f"it holds (python -m moecore choose-k --data {args.data} suggests one).")
     if y.size < 4:
         raise ValueError(f"--data {args.data} holds {y.size} row(s): too few to hold some out and fit the rest.")
-    test_size = 0.2 if args.test_size is None else args.test_size
+    test_size = TEST_SIZE if args.test_size is None else args.test_size
     train_idx, test_idx = held_out_split(y.size, test_size, args.seed)
     return (data_rows(X, y, train_idx), data_rows(X, y, test_idx), K,
             f"data={what}, {test_size:.0%} held out:")
@@ -312,7 +314,8 @@ def _main(argv=None):
     except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: LocalFitError
         # The fits' messages count the rows they see, not the file's.
         rows = "" if train is None or args.data is None else (
-            f" (the fits see the {train.y.size} training rows of --data: {args.test_size or 0.2:.0%} are held out)")
+            f" (the fits see the {train.y.size} training rows of --data: {args.test_size or TEST_SIZE:.0%} are held "
+            "out)")
         print(f"error: {exc}{rows}", file=sys.stderr)
         return 2
     table = comp.table()

@@ -110,19 +110,18 @@ def _check_fit(est, machines, quiet):
     est.fit_check_ = est.expert_rows_ = None
     if not quiet:  # from the support pairs, which the server holds: whatever the machine weights
         warn_degenerate(est.params_, est.support_X_, est.support_y_, rows_name="support points")
+    n_kept = sum(est._n_samples_all[m] for m in est.machines_)
     # The server's part, from the plan and the local models it holds: whatever the machine weights.
     est.expert_spread_ = expert_spread(est.one_shot_params_, [m.params_ for m in est.local_models_],
                                        est._large_mixture_weights(est.support_X_), est.support_X_,
-                                       est.transport_plan_, sum(est._n_samples_all[m] for m in est.machines_),
-                                       est.refine_rounds)
+                                       est.transport_plan_, n_kept, est.refine_rounds)
     if not est.expert_spread_.ok and not quiet:
         warn(est.expert_spread_.message, AccuracyWarning)
     covariate = est.machine_weights_used_ == "covariate"
     if covariate and not getattr(est, "_x_split", False):
         return
     if not covariate:  # the server's part, from the reduced gates on the support's x: no exchange
-        est.expert_rows_ = check_expert_rows(est.params_, est.support_X_,
-                                             sum(est._n_samples_all[m] for m in est.machines_), len(est.machines_),
+        est.expert_rows_ = check_expert_rows(est.params_, est.support_X_, n_kept, len(est.machines_),
                                              est.refine_rounds)
         if not est.expert_rows_.ok and not quiet:
             warn(est.expert_rows_.message, AccuracyWarning)

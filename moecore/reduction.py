@@ -770,9 +770,9 @@ def expert_spread(params: _m.MoEParams, local_params, weights, X_support, plan: 
     the aggregated machines' rows ; refine_rounds : the rounds run after it.
     Returns :class:`ExpertSpread`.
     """
-    large = LargeMixture(list(local_params), weights)
-    mass, mu = large.evaluate(np.asarray(X_support, dtype=np.float64))  # (S, L)
-    means = _m.expert_means(np.asarray(X_support, dtype=np.float64), params)  # (S, K)
+    large, X_support = LargeMixture(list(local_params), weights), np.asarray(X_support, dtype=np.float64)
+    mass, mu = large.evaluate(X_support)  # (S, L)
+    means = _m.expert_means(X_support, params)  # (S, K)
     p = params.n_features + 1
     rows = float(n_samples) * plan.coupling.sum(axis=1)  # (L,), each component's rows
     noise = large.variances * p / np.maximum(rows - p, 1.0)
