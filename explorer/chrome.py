@@ -35,7 +35,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from . import lessons, runs, settings
+from . import figures, lessons, runs, settings
 from .io import markdown_escape, session_to_json, stem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,6 +220,19 @@ def pair(key: str, weights=(1, 1)) -> tuple:
     st.html(f"<style>{css}</style>")  # style only: Streamlit puts it out of the page's flow
     row = st.container(horizontal=True, gap="medium")
     return tuple(row.container(width="stretch", key=f"pair_{key}_{i}") for i in range(len(weights)))
+
+
+def chart(fig, key: str, where=None):
+    """Draw the Plotly figure ``fig`` at its container's width (``where``: a container, the page's flow by
+    default), keyed ``key``; under the projector's larger text with its text as much larger.
+
+    Streamlit sizes a chart's text from the root font when it draws the chart and keeps a drawn chart while
+    its figure is unchanged: the charts on screen when the toggle changed kept their 12 px labels beside
+    20 px text (the audit of 2026-12-06), and those drawn in the same run sometimes did too.  So the sizes
+    are written into the figure, which changes with the toggle and is drawn anew."""
+    if st.session_state.get(lessons.BIG_TEXT_KEY, False):
+        fig = figures.scale_text(fig, lessons.BIG_TEXT_SCALE)
+    (where or st).plotly_chart(fig, width="stretch", key=key)
 
 
 def grid(key: str, n: int) -> tuple:

@@ -240,6 +240,8 @@ def _next_lesson(lesson):
 # zoom of the page enlarged the charts past the width Plotly had drawn them for, cutting off their right
 # side (Compare's fifth panel, the legends, the plan's last column).
 BIG_TEXT_CSS = "<style>html {font-size: 20px;}</style>"
+BIG_TEXT_SCALE = 20 / 16  # against the browser's usual 16 px root; the charts' text grows by as much
+BIG_TEXT_KEY = "_big_text"
 
 
 def presenter_controls():
@@ -248,8 +250,8 @@ def presenter_controls():
     # Each page draws its own toggle, a widget of its own to Streamlit, which started it off on the next
     # page: the choice lives in a plain key, and each page's toggle starts from it (its default, not a
     # write to the widget's state on every run).
-    ss["_big_text"] = on = st.sidebar.toggle("Larger text (projector)", value=ss.get("_big_text", False),
-                                             key="big_text")
+    ss[BIG_TEXT_KEY] = on = st.sidebar.toggle("Larger text (projector)", value=ss.get(BIG_TEXT_KEY, False),
+                                              key="big_text")
     if on:
         st.markdown(BIG_TEXT_CSS, unsafe_allow_html=True)
 

@@ -87,9 +87,8 @@ if err is not None:
     st.table(evidence.highlight(err, lessons.cells("blocks"), evidence.block_cell))
     dm = cmp.distributed
     if st.toggle("Plot the block errors (log scale)", key="cmp_plot_blocks"):
-        st.plotly_chart(figures.param_error_figure(table, n_machines=dm.n_machines,
-                                                   support_size=len(dm.support_indices_)),
-                        width="stretch", key="cmp_blocks")
+        chrome.chart(figures.param_error_figure(table, n_machines=dm.n_machines,
+                                                support_size=len(dm.support_indices_)), "cmp_blocks")
     # Said as a tendency, with the exceptions a real data set shows (the flights: variances far off, the
     # median's gates closest), and the scale of the numbers (the data's own units: not comparable across sets).
     st.caption("Predictions can match the global EM while the parameters do not. Often the gates are the hardest "
@@ -109,7 +108,6 @@ st.caption("RPE = sum (y - yhat)^2 / sum y^2 (the cards above give it in %, the 
            "for the global EM its fit time.")
 st.subheader("Fitted curves side by side")
 feature = 0
-st.plotly_chart(figures.compare_figure(cmp.params, Xt, yt, truth=res["truth"], x_names=res["x_names"]),
-                width="stretch", key="cmp_curves")
+chrome.chart(figures.compare_figure(cmp.params, Xt, yt, truth=res["truth"], x_names=res["x_names"]), "cmp_curves")
 
 chrome.done()

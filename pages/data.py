@@ -237,11 +237,11 @@ with left:
                              x_names=data.x_names, y_name=data.y_name)
     else:
         fig = figures.projection_figure(data.X, data.labels, data.y)
-    st.plotly_chart(fig, width="stretch", key="data_plot")
+    chrome.chart(fig, "data_plot")
 with right:
     if data.truth is not None:
-        st.plotly_chart(figures.gates_figure({"truth": data.truth}, data.X, feature=feature, x_names=data.x_names),
-                        width="stretch", key="data_gates")
+        chrome.chart(figures.gates_figure({"truth": data.truth}, data.X, feature=feature, x_names=data.x_names),
+                     "data_gates")
         st.caption("True parameters (gates relative to the last expert)")
         st.dataframe(tables.params_table(data.truth, data.x_names).round(3), width="stretch")
     else:

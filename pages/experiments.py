@@ -135,9 +135,8 @@ with st.expander("Choose K on the current data: BIC and ICL against K", expanded
                 st.session_state["k_selection"] = (data.key, data.name, sel)
     if "k_selection" in st.session_state:
         key, name, sel = st.session_state["k_selection"]
-        st.plotly_chart(figures.k_figure(sel.table, sel.criterion, {"global": sel.chosen_global,
-                                                                "distributed": sel.chosen_distributed}),
-                        width="stretch", key="k_plot")
+        chrome.chart(figures.k_figure(sel.table, sel.criterion, {"global": sel.chosen_global,
+                                                             "distributed": sel.chosen_distributed}), "k_plot")
         st.markdown(f"{sel.criterion.upper()} chooses **K = {sel.chosen_global}** for the global EM and "
                     f"**K = {sel.chosen_distributed}** for the distributed fit on {name}"
                     + ("" if key == data.key else " (not the current data: compute again)") + ".")
@@ -250,15 +249,15 @@ st.caption(f"Settings of these runs: {'data' if on_data else 'design'} **{markdo
            f"(n_jobs = {first['n_jobs']}). The CSV holds them in every row.")
 c1, c2 = chrome.pair("sweep")
 with c1:
-    st.plotly_chart(figures.sweep_figure(df, parameter, "rpe"), width="stretch", key="exp_rpe")
+    chrome.chart(figures.sweep_figure(df, parameter, "rpe"), "exp_rpe")
 with c2:
-    st.plotly_chart(figures.sweep_figure(df, parameter, "time"), width="stretch", key="exp_time")
+    chrome.chart(figures.sweep_figure(df, parameter, "time"), "exp_time")
 # Across K the question is which K the data support: BIC first; else the gates, the hardest block,
 # where a truth knows them (a design), and the held-out log-likelihood on data.
 third = "bic" if parameter == "n_experts" else "mse_gates" if "mse_gates" in metrics else "loglik"
 metric = st.selectbox("Another metric", metrics, index=metrics.index(third) if third in metrics else 0,
                       format_func=tables.label, key="exp_metric")
-st.plotly_chart(figures.sweep_figure(df, parameter, metric), width="stretch", key="exp_other")
+chrome.chart(figures.sweep_figure(df, parameter, metric), "exp_other")
 summary = df.groupby(["value", "method"])[metrics].mean()
 if "rpe" in summary and {"reduction", "global"} <= set(df["method"]):
     means = summary["rpe"].unstack("method")

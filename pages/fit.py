@@ -245,9 +245,9 @@ if Xd is not None and dm.shards_ is not None:
     shown = st.selectbox("Show the machines along", opts, key="fit_machine_feature") if d_all > 1 else opts[0]
     machine_axis = opts.index(shown)
     machine_axis = "projection" if machine_axis == d_all else machine_axis
-    st.plotly_chart(runs.figure("machines", (*fkey, machine_axis), lambda: figures.machines_figure(
+    chrome.chart(runs.figure("machines", (*fkey, machine_axis), lambda: figures.machines_figure(
         data.X, machine_labels(dm.shards_, data.n), feature=machine_axis, x_names=data.x_names, support_X=dm.support_X_,
-        support_weights=dm.support_weights_, shares=None)), width="stretch", key="fit_machines")
+        support_weights=dm.support_weights_, shares=None)), "fit_machines")
 
 st.subheader("Local experts, reduced experts" + (" and the truth" if truth is not None else ""))
 d = dm.params_.n_features
@@ -262,11 +262,10 @@ left, right = chrome.pair("fit_experts")
 Xplot = data.X if data.d == d else None  # a stale fit of data with another d cannot be drawn over this data
 with left:
     if Xplot is not None:
-        st.plotly_chart(runs.figure("experts", (*fkey, feature, show_data, show_local, full_lines),
-                                    lambda: figures.experts_figure(
+        chrome.chart(runs.figure("experts", (*fkey, feature, show_data, show_local, full_lines),
+                                 lambda: figures.experts_figure(
             dm, Xplot, data.y if Xd is not None else None, truth, feature=feature, x_names=names, colors=colors,
-            show_data=show_data, show_local=show_local, full_lines=full_lines)),
-                        width="stretch", key="fit_experts")
+            show_data=show_data, show_local=show_local, full_lines=full_lines)), "fit_experts")
 with right:
     coef_options = figures.coef_names(d, names)
     a1, a2 = st.columns(2)
@@ -276,9 +275,8 @@ with right:
                                              key="fit_coef_a"))
     coef_y = coef_options.index(a2.selectbox("Coefficient on the y axis", coef_options, index=min(1, d),
                                              key="fit_coef_b"))
-    st.plotly_chart(runs.figure("coef", (*fkey, coef_x, coef_y), lambda: figures.coefficient_figure(
-        dm, truth, a=coef_x, b=coef_y, x_names=names, colors=colors)),
-                    width="stretch", key="fit_coef")
+    chrome.chart(runs.figure("coef", (*fkey, coef_x, coef_y), lambda: figures.coefficient_figure(
+        dm, truth, a=coef_x, b=coef_y, x_names=names, colors=colors)), "fit_coef")
 
 st.subheader("Gates and transport plan")
 n_fitted = len(dm.local_models_)
@@ -292,20 +290,17 @@ with left:
     models["global EM"] = g.params_
     cols["global EM"] = figures.gate_colors(dm.params_, g.params_, colors, truth, Xd)
     if Xplot is not None:
-        st.plotly_chart(runs.figure("gates", (*fkey, feature), lambda: figures.gates_figure(
-            models, Xplot, feature=feature, x_names=names, colors=cols)),
-                        width="stretch", key="fit_gates")
+        chrome.chart(runs.figure("gates", (*fkey, feature), lambda: figures.gates_figure(
+            models, Xplot, feature=feature, x_names=names, colors=cols)), "fit_gates")
 with right:
     # One heatmap row per local expert: at K = 10 and M = 16 its 160 rows had 6 px labels.
     if many or len(dm.transport_plan_.expert) > figures.MANY_PLAN_ROWS:
-        st.plotly_chart(runs.figure("plan_m", fkey, lambda: figures.plan_machines_figure(dm, colors=colors)),
-                        width="stretch", key="fit_plan")
+        chrome.chart(runs.figure("plan_m", fkey, lambda: figures.plan_machines_figure(dm, colors=colors)), "fit_plan")
         st.caption(f"One bar per machine: the share of its gate mass the plan sends to each reduced expert, in that "
                    f"expert's colour. With {n_fitted} machines the plan has {len(dm.transport_plan_.expert):,} rows; "
                    "they are in the table below.")
     else:
-        st.plotly_chart(runs.figure("plan", fkey, lambda: figures.plan_figure(dm, colors=colors)), width="stretch",
-                        key="fit_plan")
+        chrome.chart(runs.figure("plan", fkey, lambda: figures.plan_figure(dm, colors=colors)), "fit_plan")
         st.caption("Row m·e: expert e of machine m. Each row's mass goes (mostly) to one reduced expert; column k "
                    "is shaded from white to reduced expert k's colour (darker = more mass).")
     with st.expander(f"The whole transport plan: one row per local expert ({len(dm.transport_plan_.expert):,} rows)"):
@@ -314,19 +309,18 @@ with right:
 
 st.subheader("Convergence")
 left, right = chrome.pair("fit_convergence")
-left.plotly_chart(runs.figure("loglik", fkey, lambda: figures.loglik_figure(dm, g)), width="stretch", key="fit_loglik")
-right.plotly_chart(runs.figure("mm", fkey, lambda: figures.mm_figure(dm.mm_history_, dm.reduction_.init_objectives,
-                                                                 n_kmeans=dm.mm_n_init)),
-                   width="stretch", key="fit_mm")
+chrome.chart(runs.figure("loglik", fkey, lambda: figures.loglik_figure(dm, g)), "fit_loglik", where=left)
+chrome.chart(runs.figure("mm", fkey, lambda: figures.mm_figure(dm.mm_history_, dm.reduction_.init_objectives,
+                                                              n_kmeans=dm.mm_n_init)), "fit_mm", where=right)
 
 st.subheader("Timing")
 timing = runs.figure("timing", fkey, lambda: figures.timing_figure(dm, g.fit_time_))
 if many:  # two panels: the distribution of the local fits needs the page's width
-    st.plotly_chart(timing, width="stretch", key="fit_timing")
+    chrome.chart(timing, "fit_timing")
     left, right = chrome.pair("fit_timing", (3, 2))
 else:
     left, right = chrome.pair("fit_timing", (3, 2))
-    left.plotly_chart(timing, width="stretch", key="fit_timing")
+    chrome.chart(timing, "fit_timing", where=left)
 with (left if many else right), lessons.box("timing"):
     st.markdown(
         f"- **learning time** (the paper's figure, machines truly in parallel): {dm.costs_.describe()}\n"

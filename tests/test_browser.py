@@ -320,6 +320,32 @@ def test_a_narrow_window_cuts_no_card_and_no_button(server, browser):
         pg.context.close()
 
 
+_TICK_PX = """() => Array.from(document.querySelectorAll('.js-plotly-plot .xtick text'))
+    .map(t => parseFloat(t.style.fontSize))"""
+
+
+def test_the_projector_toggle_enlarges_the_charts_on_screen(server, page):
+    """The larger text (projector) reaches the charts already drawn, and leaves with the toggle: Streamlit
+    sized their labels from the root font when it first drew them and kept them at 12 px beside 20 px text
+    until the page was left (explorer.chrome.chart)."""
+    page.goto(server)
+    settle(page)
+    plots_rendered(page, 4)
+    small = stable_reading(page, _TICK_PX)
+    assert small and max(small) <= 13, set(small)
+    toggle = page.get_by_text("Larger text (projector)")
+    for on in (True, False):
+        toggle.click()
+        page.wait_for_function("(big) => getComputedStyle(document.documentElement).fontSize === (big ? '20px' : "
+                               "'16px')", arg=on, timeout=RUN_WAIT)
+        settle(page)
+        # Every label of every chart 1.25 times its size (the taller charts may show more ticks).
+        sizes = sorted(set(stable_reading(page, _TICK_PX)))
+        assert sizes == ([pytest.approx(1.25 * t, abs=0.01) for t in sorted(set(small))] if on
+                         else sorted(set(small))), (on, sizes, set(small))
+    no_errors(page)
+
+
 def _csv(tmp_path, n=600):
     rng = np.random.default_rng(4)
     x = rng.uniform(-3, 3, n)

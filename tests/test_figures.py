@@ -551,3 +551,35 @@ def test_reduced_experts_drawn_where_their_gate_is_largest_unless_full_lines(tea
         assert not np.isnan(yb).any()
         np.testing.assert_array_equal(np.isnan(ya), top != k)
         np.testing.assert_allclose(ya[top == k], yb[top == k])
+
+
+def test_the_projector_s_text_is_written_into_a_copy_of_the_figure(teach):
+    """scale_text (explorer.chrome.chart under the projector toggle) writes every text size out, scaled:
+    Streamlit's theme sizes of a figure that sets none, the figure's own where it sets them; the original
+    figure is left as it was, and no colour bar appears on a trace that shows none."""
+    from explorer.figures.common import THEME_TEXT_PX
+
+    sim, dm, _ = teach
+    plan = explorer.figures.plan_figure(dm)  # a heatmap with a colour scale and top axis labels of 13 px
+    experts = explorer.figures.experts_figure(dm, sim.X, sim.y, sim.params)  # scatter points, no colour bar
+    machines = explorer.figures.machines_figure(sim.X, np.arange(sim.X.shape[0]) % 4)  # an annotation, a colour bar
+    for fig in (plan, experts, machines):
+        before = json.loads(fig.to_json())
+        big = explorer.figures.scale_text(fig, 1.25)
+        assert json.loads(fig.to_json()) == before
+        lay = big.layout
+        assert lay.font.size == 1.25 * THEME_TEXT_PX["text"] and lay.title.font.size == 1.25 * THEME_TEXT_PX["title"]
+        assert lay.height == round(1.25 * fig.layout.height) and lay.margin.t == round(1.25 * fig.layout.margin.t)
+        for ax, old in zip(big.select_xaxes(), fig.select_xaxes(), strict=True):
+            assert ax.tickfont.size == pytest.approx(1.25 * (old.tickfont.size or THEME_TEXT_PX["text"]), abs=0.01)
+            assert ax.title.font.size == pytest.approx(1.25 * THEME_TEXT_PX["axis_title"], abs=0.01)
+        for note, old in zip(lay.annotations, fig.layout.annotations, strict=True):
+            assert note.font.size == pytest.approx(1.25 * (old.font.size or THEME_TEXT_PX["text"]), abs=0.01)
+        for t, old in zip(big.data, fig.data, strict=True):
+            if t.type == "scatter" and not old.marker.showscale:
+                assert "colorbar" not in t.marker.to_plotly_json()
+            if t.type == "heatmap" and old.showscale is not False:
+                assert t.colorbar.tickfont.size == 1.25 * THEME_TEXT_PX["text"]
+    assert plan.layout.xaxis.tickfont.size == 13
+    assert explorer.figures.scale_text(plan, 1.25).layout.xaxis.tickfont.size == 16.25
+    assert len(machines.layout.annotations) == 1 and machines.layout.annotations[0].font.size == 11

@@ -328,6 +328,17 @@ def test_every_download_goes_through_the_one_that_does_not_rerun():
         assert len(direct) == allowed, f"{path.name}: st.download_button at lines {direct}"
 
 
+def test_every_chart_goes_through_the_one_that_follows_the_projector():
+    """explorer.chrome.chart writes the projector's larger text into a figure; a direct st.plotly_chart
+    would keep 12 px labels beside 20 px text."""
+    for path, _ in app_files():
+        direct = [node.lineno for node in ast.walk(ast.parse(path.read_text()))
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and node.func.attr == "plotly_chart"]
+        allowed = {"chrome.py": 1, "app.py": 1}.get(path.name, 0)  # app.py: the hidden chart-code preload
+        assert len(direct) == allowed, f"{path.name}: st.plotly_chart at lines {direct}"
+
+
 def test_the_upload_limit_is_one_number_in_one_unit():
     """Streamlit's own limit (config.toml, in MiB) and the app's check of what it receives agree."""
     import tomllib

@@ -27,6 +27,7 @@ from .common import (
     mm_figure,
     reduced_colors,
     rgba,
+    scale_text,
 )
 from .compare import BLOCKS, compare_figure, param_error_figure
 from .data import data_figure, projection_figure
@@ -74,6 +75,7 @@ __all__ = [
     "projection_figure",
     "reduced_colors",
     "rgba",
+    "scale_text",
     "sweep_figure",
     "timing_figure",
 ]

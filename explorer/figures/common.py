@@ -91,6 +91,53 @@ def _legend_names(fig) -> list:
     return [str(t.name) for t in fig.data if t.showlegend is not False and t.name]
 
 
+# The text sizes (px) of Streamlit's chart theme at the browser's 16 px root font: tick labels, legend and
+# annotations 0.75 rem, axis titles 0.875 rem, the title 1 rem.
+THEME_TEXT_PX = {"text": 12, "axis_title": 14, "title": 16}
+
+
+def scale_text(fig, scale: float):
+    """A copy of ``fig`` with every text ``scale`` times its size (the projector's larger text, see
+    explorer.chrome.chart): the sizes the figure sets and, where it sets none, those of Streamlit's theme
+    (:data:`THEME_TEXT_PX`), written out; its height and margins grow as much."""
+    out = go.Figure(fig)
+    lay = out.layout
+
+    def grow(font, base):
+        font.size = round((font.size or base) * scale, 2)
+
+    grow(lay.font, THEME_TEXT_PX["text"])
+    title_px = lay.title.font.size or THEME_TEXT_PX["title"]
+    grow(lay.title.font, THEME_TEXT_PX["title"])
+    # Plotly puts a title's first line by its baseline: the taller letters rose past the figure's top (6 px
+    # at 20 px against 2 at 16) unless the pad grows with them.
+    lay.title.pad.t = round((lay.title.pad.t or 0) * scale + lay.title.font.size - title_px, 1)
+    grow(lay.legend.font, THEME_TEXT_PX["text"])
+    grow(lay.legend.title.font, THEME_TEXT_PX["text"])
+    grow(lay.hoverlabel.font, THEME_TEXT_PX["text"])
+    for ax in (*out.select_xaxes(), *out.select_yaxes()):
+        grow(ax.tickfont, THEME_TEXT_PX["text"])
+        grow(ax.title.font, THEME_TEXT_PX["axis_title"])
+    for note in lay.annotations:  # subplot titles among them
+        grow(note.font, THEME_TEXT_PX["text"])
+    for trace in out.data:
+        # Only the colour bars drawn: a colour bar's font set on a trace that shows none makes Plotly draw it.
+        marker = getattr(trace, "marker", None)
+        for owner in (trace, marker):
+            if owner is not None and "colorbar" in owner and owner.showscale is not False and (
+                    owner is trace or owner.showscale):
+                grow(owner.colorbar.tickfont, THEME_TEXT_PX["text"])
+                grow(owner.colorbar.title.font, THEME_TEXT_PX["text"])
+    # Taller and with wider margins by as much, so that a legend beside the plot still fits its height (at
+    # 420 px the gates' nine entries scrolled) and the plot keeps its share of the figure.
+    if lay.height is not None:
+        lay.height = round(lay.height * scale)
+    for side in "tlrb":
+        if lay.margin[side] is not None:
+            lay.margin[side] = round(lay.margin[side] * scale)
+    return out
+
+
 def _layout(fig, title, xtitle=None, ytitle=None, height=420, legend_title=None, *, wrap=SUBTITLE_CHARS,
             top_extra=0):
     """The house layout: ``title`` wrapped (:func:`_wrap_title`, subtitle lines of ``wrap``
