@@ -128,10 +128,20 @@ SMALL_DATA_ROWS = _SMALL_DATA_BUDGET // 2  # the largest n on which portfolio_re
 _KPLANES_ITER = 3  # k-planes (assign to the nearest line, refit) iterations of a "lines" start
 _KPLANES_RIDGE = 1e-10  # relative ridge of its lines' normal equations (a subset can be singular)
 # The likelihood is unbounded as an expert's variance goes to 0 (an expert on p points, or on
-# tied responses such as a censored y). A fit with a variance below this, relative to var(y), is
-# degenerate: the portfolio continues a non-degenerate short run whenever one exists, and the
-# benchmarks compare maxima above this floor only.
+# tied responses such as a censored y). A fit with a variance below this, relative to var(y), on
+# such rows is degenerate (a spike, spike_experts): the portfolio continues a non-degenerate short
+# run whenever one exists, and the benchmarks compare maxima above this floor only.
 DEGENERATE_VAR = 1e-4
+# Below that floor an expert is a spike, not a sharp expert, unless the rows its line passes within 3 of its
+# sd hold at least this many distinct responses per parameter and lie this many times denser than the rows
+# 3 to 10 sd from it. A line through p points, or along a tied response, holds a handful of distinct ones;
+# a line through the cloud that EM narrowed onto the rows it happens to cross holds many, no denser than
+# their neighbours (a correlated design, 20 000 rows: 159 within 3 sd, 326 within 3-10 sd, a density
+# ratio of 1.1); a sharp expert of the data holds its rows 100-1000 times denser than beside it. By the
+# floor alone, the fit of two lines with noise sd 0.02 (y's sd 1.7) ranked below a basin of variances 0.8
+# and ended 4 nats per row short of the maximum (the audit of 2026-12-06).
+_SPIKE_DISTINCT_PER_PARAM = 10
+_SHARP_DENSITY_RATIO = 4.0
 # SQUAREM (Varadhan & Roland 2008, with the R package's adaptive bound): the step length's upper
 # bound starts at 1 (plain EM), is multiplied by this factor whenever a step reaches it, divided by
 # it whenever an extrapolated point loses likelihood. The R package's factor 4 overshot on
@@ -175,9 +185,30 @@ def _timed_data_checks(X, y, X_in, y_in, x_moments):
     return time.perf_counter() - t
 
 
+def spike_experts(XtT, y, experts, variances, var_y=1.0):
+    """The experts that are spikes: a variance below DEGENERATE_VAR ``var_y``, and within 3 sd of
+    their line fewer than _SPIKE_DISTINCT_PER_PARAM p distinct responses, or rows less than
+    _SHARP_DENSITY_RATIO times as dense as those 3 to 10 sd from it.
+
+    XtT (p, n) the design's columns with the intercept first, y (n,); experts (p, K), variances (K,).
+    Returns their indices (m,), lowest variance first.
+    """
+    out = []
+    for k in np.argsort(variances):
+        if not variances[k] < DEGENERATE_VAR * var_y:
+            break
+        dist = np.abs(y - experts[:, k] @ XtT) / np.sqrt(variances[k])
+        close = dist <= 3.0
+        beside = np.count_nonzero((dist > 3.0) & (dist <= 10.0))
+        if (np.unique(y[close]).size < _SPIKE_DISTINCT_PER_PARAM * XtT.shape[0]
+                or np.count_nonzero(close) / 3.0 < _SHARP_DENSITY_RATIO * beside / 7.0):
+            out.append(int(k))
+    return np.array(out, dtype=int)
+
+
 def degenerate_message(params, X, y, *, rows_name="rows"):
-    """What is wrong when an expert of the fitted ``params`` has a variance below DEGENERATE_VAR var(y),
-    naming the rows it sits on; "" when none has.  X (n, d), y (n,): the rows it was fitted on, or a
+    """What is wrong when an expert of the fitted ``params`` is a spike (:func:`spike_experts`, against
+    var(y)), naming the rows it sits on; "" when none is.  X (n, d), y (n,): the rows it was fitted on, or a
     sample of them (``rows_name`` says which: a distributed fit's server knows its support points).
 
     The portfolio continues a non-degenerate run whenever one exists; on a response with tied values
@@ -194,8 +225,10 @@ def degenerate_message(params, X, y, *, rows_name="rows"):
     bulk = ((q3 - q1) / 1.349) ** 2
     if bulk > 0:
         low = low[params.variances[low] < DEGENERATE_VAR * bulk]
-        if not low.size:
-            return ""
+    # A sharp expert on rows of distinct responses is the data's, not a spike.
+    low = np.intersect1d(low, spike_experts(_m.add_intercept(X).T, y, params.experts, params.variances, var_y))
+    if not low.size:
+        return ""
     k = int(low[np.argmin(params.variances[low])])
     rows = np.flatnonzero(_m.posterior_proba(X, y, params).argmax(axis=1) == k)
     values, counts = np.unique(y[rows], return_counts=True)
@@ -415,9 +448,9 @@ def _params(run):
 
 
 def _rank(run):
-    """Order of EM runs: non-degenerate (every variance >= DEGENERATE_VAR var(y); runs work on
-    standardised y) before degenerate, then by log-likelihood."""
-    return (bool(np.min(run["variances"]) >= DEGENERATE_VAR), run["ll"])
+    """Order of EM runs: non-degenerate (no spike, :func:`spike_experts`; runs work on standardised y)
+    before degenerate, then by log-likelihood."""
+    return (not run["spike"], run["ll"])
 
 
 def _subsample(XtT, y, F, size, rng):
@@ -582,8 +615,8 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         points) from 1 k-means, 8 "lines" and 4 random-partition starts, in two waves (on more
         than 1 000 rows the second, 4 lines and 2 random, draws only the kinds whose first-wave
         run did not reach the best basin found); the best run of each kind goes on for up to 50
-        iterations, and the best non-degenerate one (every variance above ``DEGENERATE_VAR``
-        var(y)) is continued on all the data. On fewer than 1 000 rows the portfolio runs
+        iterations, and the best non-degenerate one (no spike: no variance below ``DEGENERATE_VAR``
+        var(y) on a few distinct responses) is continued on all the data. On fewer than 1 000 rows the portfolio runs
         min(4, 2000 // n) times (at least ``n_init``) from independent seeds:
         small data have many shallow basins and a portfolio on them is cheap (not in the local
         fits of a :class:`~moecore.distributed.DistributedMoE`, which run ``n_init``). The other choices are one
@@ -1024,7 +1057,8 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             gates, experts, variances = theta
             gstate = gate_state(gates, XtT)
         return dict(gates=gates, experts=experts, variances=variances, history=history,
-                    ll=history[-1] if history else -np.inf, converged=converged, reseeded=reseeded, retired=retired)
+                    ll=history[-1] if history else -np.inf, converged=converged, reseeded=reseeded, retired=retired,
+                    spike=bool(spike_experts(XtT, y, experts, variances).size))
 
     def _start_from(self, XtT, y, F, XX, rng, tauT=None):
         """(gates (p, K), experts (p, K), variances (K,)) fitted to the partition ``tauT`` (K, n),

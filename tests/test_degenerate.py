@@ -212,3 +212,51 @@ def test_the_fit_page_names_an_expert_on_tied_responses():
     at.button(key="btn_fit").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert [w.value for w in at.warning if "support points share y = 0, a spike" in w.value]
+
+
+def _two_sharp_lines(sd, n=5000):
+    """Two lines 6 apart (y's sd about 1.7) with noise ``sd``: at sd = 0.02 each expert's variance is
+    4e-5 var(y), below DEGENERATE_VAR, on 2 500 rows of distinct responses."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (n, 1))
+    return x, np.where(x[:, 0] < 0, 3 + x[:, 0], -3 - x[:, 0]) + sd * rng.normal(size=n)
+
+
+@pytest.mark.parametrize("sd", [0.02, 0.0])
+def test_a_sharp_expert_is_not_a_spike(sd):
+    # Ranked by the variance floor alone, the default fit kept a basin of variances 0.8 (the right one counted as
+    # degenerate): -1.74 nats per row against +2.49 at sd = 0.02, no warning; the k-means start, which found
+    # the maximum, warned of a spike. The audit of 2026-12-06.
+    from moecore.em import DEGENERATE_VAR, spike_experts
+
+    x, y = _two_sharp_lines(sd)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        fits = [MixtureOfExperts(2, random_state=s).fit(x, y) for s in range(3)]
+        kmeans = MixtureOfExperts(2, init="kmeans", random_state=0).fit(x, y)
+    assert not [w for w in record if issubclass(w.category, DegenerateFitWarning)], [str(w.message) for w in record]
+    for fit in fits:
+        assert fit.variances_.max() < DEGENERATE_VAR * y.var()
+        # Each expert explains its half within the noise: the line's coefficients to 3 standard errors.
+        assert np.abs(np.sort(fit.params_.experts[0]) - [-3, 3]).max() < 3 * max(sd, 1e-3) / np.sqrt(2500) * 4
+        assert (fit.score(x, y) - kmeans.score(x, y)) * len(y) > -1  # the issue's "within 1 nat of the maximum"
+        Xt = np.c_[np.ones(len(y)), x].T
+        assert spike_experts(Xt, y, fit.params_.experts, fit.params_.variances, y.var()).size == 0
+
+
+def test_a_spike_is_a_line_through_a_few_points_or_along_tied_responses():
+    # What spike_experts calls degenerate: a variance below DEGENERATE_VAR var(y) on fewer than 10 p distinct
+    # responses within 3 sd of the line (here p = 2: 20).
+    from moecore.em import spike_experts
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=400)
+    y = 2 * x + rng.normal(size=400)
+    Xt = np.c_[np.ones(400), x].T
+    through = np.linalg.solve(Xt[:, :2].T, y[:2])  # the line through the first two points
+    experts = np.c_[through, [0.0, 2.0]]
+    assert spike_experts(Xt, y, experts, np.array([1e-8, 1.0]), y.var()).tolist() == [0]
+    # The same line with the variance of the data is no spike; neither is one above the floor.
+    assert spike_experts(Xt, y, experts, np.array([1.0, 1.0]), y.var()).size == 0
+    tied = np.where(x > 0, 0.0, y)
+    assert spike_experts(Xt, tied, np.c_[[0.0, 0.0], [0.0, 2.0]], np.array([1e-8, 1.0]), tied.var()).tolist() == [0]

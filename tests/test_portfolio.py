@@ -236,7 +236,8 @@ def test_small_data_always_draw_the_whole_portfolio(monkeypatch):
 
 
 def _run(ll, converged=True, variance=1.0):
-    return {"ll": ll, "converged": converged, "variances": np.array([variance, 1.0])}
+    """An EM run's record as em._run_em returns it; a variance of 1e-9 stands for a spike (em.spike_experts)."""
+    return {"ll": ll, "converged": converged, "variances": np.array([variance, 1.0]), "spike": variance < 1e-4}
 
 
 def test_second_wave_draws_only_the_exploring_kinds_short_of_the_best_basin():
