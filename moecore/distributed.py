@@ -261,7 +261,8 @@ class DistributedMoE(SchedulerPickling, MoEPredictorMixin, BaseEstimator):
         warn_outliers(X, y, X_in=X_in, y_in=y_in)
         warn_collinear(X, *x_moments, X_in=X_in)
         seed_split, seed_support, seed_mm, machine_seeds = _seeds(self.random_state, M)
-        rows = place_rows(as_split(self.split), machine, X, M, S, min_samples(K, d), seed_split, seed_support)
+        rows = place_rows(as_split(self.split), machine, X, M, S, min_samples(K, d), seed_split, seed_support,
+                          getattr(self, "feature_names_in_", None))
         self.shards_, self.support_indices_, self.support_machine_ = rows.shards, rows.support, rows.support_machine
         self._x_split = rows.x_split
         em, pilot = with_pilot(self.pilot, em_settings(self), X[rows.support], y[rows.support], K, seed_mm)

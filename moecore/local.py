@@ -81,6 +81,16 @@ def fit_local(index, X, y, n_experts, em_params, seed, local_experts="fixed"):
     """
     t0 = time.perf_counter()
     c0 = time.thread_time()
+    flat = np.flatnonzero(np.ptp(X, axis=0) == 0) if len(y) > 1 else np.array([], dtype=int)
+    if flat.size:
+        # Said of this machine's rows: the estimator's own message ("X has constant column(s): remove
+        # them") told a user to drop an input that varies over the data (machines fitted from files,
+        # where the server never sees the whole; DistributedMoE.fit refuses such a split before any fit).
+        return LocalFitResult(index, len(y), None, time.perf_counter() - t0,
+                              f"input column(s) {flat.tolist()} (numbered from 0) take a single value on this "
+                              f"machine's {len(y)} rows: its local EM cannot estimate their coefficients; leave "
+                              "the column(s) out of every machine's data, or give this machine rows where they vary",
+                              time.thread_time() - c0)
     try:
         # Quiet: the parent reports non-convergence and retired experts per machine. One portfolio
         # however few the rows (MixtureOfExperts._fit): the slowest machine sets the learning time.

@@ -3,6 +3,7 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from moecore import DistributedMoE, MixtureOfExperts
@@ -306,3 +307,40 @@ def test_a_split_the_package_made_by_x_takes_covariate_weights_whatever_a_small_
     assert dm.machine_weights_used_ == "covariate"
     # Within 0.05 nats per point of the global EM (constant weights: 1.8 below it).
     assert dm.score(te.X, te.y) > g.score(te.X, te.y) - 0.05
+
+
+def test_an_input_constant_on_a_machine_s_rows_is_refused_before_any_fit_with_what_to_change():
+    # A rare 0/1 indicator (0.5 % of the rows) over 64 machines: 15 held none of its ones, their local EMs
+    # failed after the others had fitted (a LocalFitError), and the message asked for the column to be
+    # removed "as constant", which it was not. A machine's own property (a site) is constant on each.
+    tr = simulate_design("teaching-1d", 20000, random_state=0)
+    flag = (np.random.default_rng(0).random(20000) < 0.005).astype(float)
+    X = pd.DataFrame({"x": tr.X[:, 0], "flag": flag})
+    with pytest.raises(ValueError, match=r"input 'flag' \(column 1\) takes a single value on the rows of 15 of the "
+                                         r"64 machines .*Use fewer machines than 64"):
+        DistributedMoE(2, 64, random_state=0, backend="sequential").fit(X, tr.y)
+    # Over 16 machines every one holds some of its ones: the same data fit.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        DistributedMoE(2, 16, random_state=0, backend="sequential").fit(X, tr.y)
+    site = np.arange(20000) % 4
+    with pytest.raises(ValueError, match=r"column 1 \(numbered from 0\) takes a single value on the rows of 4 of "
+                                         r"the 4 machines .*leave it out"):
+        DistributedMoE(2, 4, random_state=0, backend="sequential").fit(np.c_[tr.X, site], tr.y, machine=site)
+
+
+def test_a_machine_file_with_an_input_constant_on_its_rows_says_so(tmp_path):
+    # Files on the machines: the server never sees the whole, so the machine says it of its rows.
+    from moecore.local import LocalFitError
+
+    tr = simulate_design("teaching-1d", 4000, random_state=0)
+    paths = []
+    for m in range(4):
+        rows = slice(1000 * m, 1000 * (m + 1))
+        flag = np.zeros(1000) if m == 2 else (np.arange(1000) % 7 == 0).astype(float)
+        p = tmp_path / f"m{m}.csv"
+        pd.DataFrame({"x": tr.X[rows, 0], "flag": flag, "y": tr.y[rows]}).to_csv(p, index=False)
+        paths.append(str(p))
+    with pytest.raises(LocalFitError, match=r"machine 2 .*input column\(s\) \[1\] \(numbered from 0\) take a single "
+                                            r"value on this machine's 1000 rows"):
+        DistributedMoE(2, 4, random_state=0, backend="sequential").fit_shards(paths)
