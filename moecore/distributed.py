@@ -255,14 +255,12 @@ class DistributedMoE(SchedulerPickling, MoEPredictorMixin, BaseEstimator):
         X_in, y_in, (X, y) = X, y, check_Xy(X, y)
         check_feature_names(self, X_in, reset=True)  # names a fit refuses (repeated, mixed types), before any work
         d, (K, M, S) = X.shape[1], self.check_parameters(*X.shape)
-        warn_small_shards(*X.shape, K, M, S)
         x_moments = check_nonconstant_columns(X)
         check_response_scale(y)
         warn_outliers(X, y, X_in=X_in, y_in=y_in)
         warn_collinear(X, *x_moments, X_in=X_in)
-        seed_split, seed_support, seed_mm, machine_seeds = _seeds(self.random_state, M)
-        rows = place_rows(as_split(self.split), machine, X, M, S, min_samples(K, d), seed_split, seed_support,
-                          getattr(self, "feature_names_in_", None))
+        rows, seed_mm, machine_seeds = _placed_rows(self, X, machine, K, M, S)
+        warn_small_shards(*X.shape, K, M, S, smallest_shard=min(map(len, rows.shards)))
         self.shards_, self.support_indices_, self.support_machine_ = rows.shards, rows.support, rows.support_machine
         self._x_split = rows.x_split
         em, pilot = with_pilot(self.pilot, em_settings(self), X[rows.support], y[rows.support], K, seed_mm)
@@ -415,6 +413,17 @@ class DistributedMoE(SchedulerPickling, MoEPredictorMixin, BaseEstimator):
             self.refine_loglik_ = res.loglik
             costs.rounds, costs.round_up, costs.round_down, costs.n_rounds = res.times, res.up / R, res.down / R, R
 
+
+
+def _placed_rows(est, X, machine, K, M, S):
+    """(PlacedRows, the MM's seed, the machines' seeds) of ``est``'s fit of X (n, d): the rows spread over
+    the M machines (by ``machine`` labels (n,) or its split) and the S support points drawn."""
+    seed_split, seed_support, seed_mm, machine_seeds = _seeds(est.random_state, M)
+    # A split leaving an input constant on a machine is refused, unless failed machines are skipped.
+    names = getattr(est, "feature_names_in_", None) if est.on_error == "raise" else False
+    rows = place_rows(as_split(est.split), machine, X, M, S, min_samples(K, X.shape[1]), seed_split, seed_support,
+                      names)
+    return rows, seed_mm, machine_seeds
 
 
 DistributedMoE.__doc__ = DistributedMoE.__doc__.format(parameters=parameters_doc(DISTRIBUTED_PARAMETERS))

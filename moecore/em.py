@@ -988,9 +988,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         gates, experts, variances = start if start is not None else self._start_from(XtT, y, F, XX, rng, tauT)
         XX = hessian_pairs(XX, XtT.shape[1], K, p)
         gstate = gate_state(gates, XtT)  # (etaT, probT, lognorm)
-        history = []
-        converged = False
-        reseeded = 0
+        history, converged, reseeded = [], False, 0
         retired, n_retired = np.zeros(K, dtype=bool), 0
         # An expert with fewer effective points than coefficients has an undetermined fit.
         min_mass = float(p)

@@ -444,7 +444,8 @@ def place_rows(split, machine, X, n_machines, support_size, min_size, seed_split
     """The first step of a distributed fit: spread the n rows of X (n, d) over the machines by
     ``split`` (or by the given ``machine`` labels (n,)) and draw the supporting sample of
     ``support_size`` rows, each from its own seed.  Refuses a split that leaves an input (``names``
-    (d,) for the message) constant on a machine's rows.  Returns :class:`PlacedRows`."""
+    (d,) for the message, or None) constant on a machine's rows, unless ``names`` is False (a fit that
+    skips failed machines).  Returns :class:`PlacedRows`."""
     n = X.shape[0]
     if machine is None:
         shards = split_rows(split, X, n_machines, np.random.default_rng(seed_split), min_size)
@@ -459,7 +460,8 @@ def place_rows(split, machine, X, n_machines, support_size, min_size, seed_split
         _refuse_small(shards, min_size, "machine labels give", ", the fewest a local fit of these experts and "
                       "inputs takes: merge those machines or use fewer experts")
     kind = split.kind if machine is None and isinstance(split, Split) else None
-    _refuse_flat_columns(X, shards, kind == "random", names)
+    if names is not False:
+        _refuse_flat_columns(X, shards, kind == "random", names)
     support = np.sort(np.random.default_rng(seed_support).choice(n, size=support_size, replace=False))
     return PlacedRows(shards, support, machine_labels(shards, n)[support], kind == "random",
                       kind in ("region", "kmeans"))

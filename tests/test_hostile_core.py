@@ -151,10 +151,10 @@ def test_case5_a_seedsequence_is_not_consumed(sim):
 def test_case13_failed_refit_leaves_the_estimator_as_it_was(sim):
     est = quiet_fit(DistributedMoE(K, 4, backend="sequential", random_state=0), sim.X, sim.y)
     before = {k: v for k, v in vars(est).items() if k.endswith("_")}
-    X_bad = sim.X.copy()
-    X_bad[est.shards_[2], 0] = 1.0  # machine 2 of the refit gets a constant column
+    y_bad = sim.y.copy()
+    y_bad[est.shards_[2]] = 1.0  # machine 2 of the refit gets a constant response: its local fit fails
     with pytest.raises(LocalFitError, match="machine 2"):
-        est.fit(X_bad, sim.y)
+        est.fit(sim.X, y_bad)
     after = {k: v for k, v in vars(est).items() if k.endswith("_")}
     assert after.keys() == before.keys()
     for k in before:
