@@ -232,7 +232,7 @@ def check_shards(n_samples, n_features, n_experts, n_machines, support_size, *, 
         elif m_ok < M:
             advice.append(f"use at most {m_ok} machine(s) for K = {K}" + (", or fewer experts" if K > 1 else ""))
         else:  # unequal files: M of them hold enough rows, the smallest does not
-            advice.append("give the smallest shard more rows (merge it with another file)"
+            advice.append("give the smallest shard more rows (merge it with another machine's rows or file)"
                           + (", or use fewer experts" if K > 1 else ""))
         problems.append(
             f"{who} holds {rows} rows for the {q} parameters of its local model ({r:.1f} per parameter; "

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from moecore import DistributedMoE, LocalFitError
-from moecore.em import ConvergenceWarning
+from moecore.em import ConvergenceWarning, DegenerateFitWarning
 from moecore.metrics import parameter_mse, rpe
 from moecore.simulation import simulate_design
 
@@ -173,3 +173,16 @@ def test_local_fits_that_retire_spare_experts_warn_as_a_global_fit_does():
     with pytest.warns(DegenerateFitWarning, match=r"the local fits of machine\(s\) \[\d+.*retired spare experts"):
         dm = DistributedMoE(3, 16, split="region", random_state=0, backend="sequential").fit(tr.X, tr.y)
     assert any(m.retired_experts_.size for m in dm.local_models_)
+
+
+def test_the_small_shard_warning_sees_the_smallest_shard_of_machine_labels():
+    # fit used n // M: machine labels (or a skewed split) with a 12-row machine beside 2 000-row ones passed,
+    # while fit_shards on the same rows warned (the audit of 2026-12-06).
+    from moecore import SmallShardWarning
+
+    sim = simulate_design("separated-2d", 6000, random_state=0)
+    lab = np.where(np.arange(6000) < 12, 0, 1 + np.arange(6000) % 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateFitWarning)
+        with pytest.warns(SmallShardWarning, match=r"smallest shard holds 12 rows for the 18 parameters"):
+            DistributedMoE(3, 4, backend="sequential", random_state=0).fit(sim.X, sim.y, machine=lab)
