@@ -396,13 +396,20 @@ def _show(s: Setting, value):
     ss = st.session_state
     if s.rule_label:  # _rule_or_number writes both of its widgets' states on every draw
         return
-    if s.widget_key in ss.get(_DRAWN, ()):
+    if s.widget_key in ss.get(_DRAWN, ()) or not _on_this_page(s.widget_key):
+        # On another page the widget is not on screen: it is drawn from the setting when that page runs.
         ss.pop(s.widget_key, None)
     else:
         ss[s.widget_key] = _shown_value(s, value)
 
 
 _DRAWN = "_drawn_setting_widgets"  # the setting widgets drawn in this run (see new_run)
+_PAGE_OF = "_setting_widget_pages"  # {widget key: the address of the page that last drew it}
+
+
+def _on_this_page(key) -> bool:
+    """Whether the page running now is the one that last drew the widget ``key``."""
+    return st.session_state.get(_PAGE_OF, {}).get(key) == st.session_state.get("_page_path")
 
 
 def new_run():
@@ -504,9 +511,15 @@ def widget(name, where=None, **kw):
     kw.setdefault("help", s.help)
     current = cfg.get(name, s.default)
     # A value written to the widget's state (_show) is what it shows: a default beside it would be
-    # ignored, and Streamlit logs a warning with a stack trace for it.
+    # ignored, and Streamlit logs a warning with a stack trace for it. Streamlit drops a keyed widget's
+    # state when another page runs, and drew a value held from there as its own default, 0: a session file
+    # or a real data set loaded on the Data page showed K = 0 and M = 0 on the Fit page, and Run refused
+    # them (the audit of 2026-12-06). A widget first drawn on this page starts from the setting.
+    if not _on_this_page(key):
+        st.session_state.pop(key, None)
     held = key in st.session_state
     st.session_state.setdefault(_DRAWN, set()).add(key)
+    st.session_state.setdefault(_PAGE_OF, {})[key] = st.session_state.get("_page_path")
     if s.kind in ("selectbox", "radio"):
         options = list(kw.pop("options", p.choices or range(int(p.low), int(p.high) + 1)))
         if s.formats and "format_func" not in kw:

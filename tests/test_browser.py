@@ -346,6 +346,35 @@ def test_the_projector_toggle_enlarges_the_charts_on_screen(server, page):
     no_errors(page)
 
 
+def test_settings_loaded_on_the_data_page_show_on_the_fit_page(server, page):
+    """Streamlit drops a keyed widget's state when another page runs, and the value the Data page held for
+    the Fit page's boxes was drawn as their own default: after a real data set (or a session file) was
+    loaded there, K and M read 0 on the Fit page, and Run refused them (explorer.settings.widget)."""
+    page.goto(server)
+    settle(page)
+    assert page.get_by_label("Experts K", exact=True).input_value() == "3"
+    page.get_by_role("link", name="Data", exact=True).first.click()
+    page.wait_for_selector("h1:has-text('Data')", timeout=RUN_WAIT)
+    settle(page)
+    page.get_by_text("real data set", exact=True).click()
+    page.get_by_role("button", name="Load this data set").wait_for(timeout=RUN_WAIT)
+    settle(page)
+    page.get_by_role("combobox", name="Real data set").click()
+    page.get_by_role("option", name="faithful").click()
+    sync_api.expect(page.get_by_role("combobox", name="Real data set")).to_have_value("faithful", timeout=RUN_WAIT)
+    settle(page)
+    page.get_by_role("button", name="Load this data set").click()
+    page.wait_for_selector("text=Loaded faithful", timeout=RUN_WAIT)
+    settle(page)
+    page.get_by_role("link", name="Distributed fit", exact=True).first.click()
+    page.wait_for_selector("h1:has-text('Distributed fit')", timeout=RUN_WAIT)
+    settle(page)
+    assert page.get_by_label("Experts K", exact=True).input_value() == "2"  # faithful's K; 0 before
+    assert page.get_by_label("Machines M", exact=True).input_value() == "8"
+    assert page.get_by_label("EM restarts per machine", exact=True).input_value() == "1"
+    no_errors(page)
+
+
 def _csv(tmp_path, n=600):
     rng = np.random.default_rng(4)
     x = rng.uniform(-3, 3, n)
