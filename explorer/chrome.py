@@ -110,8 +110,8 @@ def frame(page_path: str):
     with st.sidebar:
         st.markdown("### DMoE Explorer")
         st.caption("Distributed learning of mixtures of experts (Chamroukhi & Pham, arXiv 2312.09877).")
-        for link, (_, name, icon) in zip(_app_pages(), PAGES, strict=True):
-            st.page_link(link, label=name, icon=icon)
+        ss["_sidebar_links"] = st.empty()
+        _page_links()
         ss["_sidebar_box"] = st.empty()
     ss["_share_drawn"] = False
     refresh_sidebar(final=False, page_path=page_path)
@@ -260,6 +260,17 @@ def data_warnings(data):
         st.warning(line)
 
 
+def _page_links():
+    """The sidebar's links to the pages, with the settings in their addresses: a link without them made
+    two history entries per page visited (the page's address, then the settings synced onto it), and the
+    browser's Back seemed to do nothing every other press (the audit of 2026-12-06).  Drawn again after
+    the page, whose widgets may have changed the settings."""
+    query = settings.settings_to_query()
+    with st.session_state["_sidebar_links"].container():
+        for link, (_, name, icon) in zip(_app_pages(), PAGES, strict=True):
+            st.page_link(link, label=name, icon=icon, query_params=query)
+
+
 def refresh_sidebar(final=True, page_path=""):
     """(Re)draw the sidebar's summary: the data and fit in use now; ``final`` (after the page
     ran) adds the share box and mirrors the settings in the address bar."""
@@ -280,6 +291,7 @@ def refresh_sidebar(final=True, page_path=""):
         if not final:
             return
         ss["_share_drawn"] = True
+        _page_links()
         with st.expander("Share"):
             if data.source == "csv":
                 st.caption("Uploaded data cannot travel in a link: this link reopens the app with the settings "

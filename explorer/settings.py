@@ -594,8 +594,9 @@ def sync_query_params():
     want = settings_to_query()
     have = {k: st.query_params.get(k) for k in st.query_params.keys()}
     if want != have:
-        st.query_params.clear()
-        st.query_params.update(want)
+        # One message to the browser, one history entry: clear() and update() sent one each, and the
+        # browser's Back then stayed on the page once for every page visited (the audit of 2026-12-06).
+        st.query_params.from_dict(want)
 
 
 def share_url(page: str = "") -> str:

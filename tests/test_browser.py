@@ -375,6 +375,28 @@ def test_settings_loaded_on_the_data_page_show_on_the_fit_page(server, page):
     no_errors(page)
 
 
+def test_back_returns_to_the_previous_page_in_one_press(server, page):
+    """Once a setting left its default, each page visited made two history entries (the page's address,
+    then the settings synced onto it): Back stayed on the page every other press (explorer.chrome's links
+    carry the settings, and the sync sends them in one message)."""
+    page.goto(server)
+    settle(page)
+    set_number(page, "Machines M", 4)
+    page.wait_for_url("**/?M=4", timeout=RUN_WAIT)
+    settle(page)
+    for name in ("Data", "Compare"):
+        page.get_by_role("link", name=name, exact=True).first.click()
+        page.wait_for_selector(f"h1:has-text('{name}')", timeout=RUN_WAIT)
+        settle(page)
+    assert page.url.endswith("/compare?M=4")
+    for path, title in (("/data?M=4", "Data"), ("/?M=4", "Distributed fit")):
+        page.go_back()
+        page.wait_for_selector(f"h1:has-text('{title}')", timeout=RUN_WAIT)
+        settle(page)
+        assert page.url.endswith(path), (page.url, path)
+    no_errors(page)
+
+
 def _csv(tmp_path, n=600):
     rng = np.random.default_rng(4)
     x = rng.uniform(-3, 3, n)
