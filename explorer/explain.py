@@ -10,6 +10,7 @@ class reads without a server.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -278,9 +279,18 @@ def accuracy_warning(rpe_reduction: float, rpe_global: float, rows: str) -> str:
             "(Experiments page, Choose K).")
 
 
-def expert_rows_warning(check, rounds: int) -> str:
+def renumbered(message: str, numbers=None) -> str:
+    """A moecore message naming an expert by its index ("Expert 2 (numbered from 0)") with the expert named
+    as the page numbers it: "Reduced expert {numbers[2] + 1}" (``numbers`` (K,): each expert's place on the
+    page, figures.reduced_colors; None: its index + 1)."""
+    return re.sub(r"\bExpert (\d+) \(numbered from 0\)",
+                  lambda match: f"Reduced expert {_number(int(match.group(1)), numbers)}", message)
+
+
+def expert_rows_warning(check, rounds: int, numbers=None) -> str:
     """The page's words for moecore's verdict on experts too rare to split (``check``: an
-    :class:`moecore.shard_check.ExpertRows`, or None); "" when it is fine."""
+    :class:`moecore.shard_check.ExpertRows`, or None); "" when it is fine.  ``numbers``: as
+    :func:`renumbered`."""
     if check is None or check.ok:
         return ""
     k = int(np.argmin(check.rows))
@@ -292,14 +302,20 @@ def expert_rows_warning(check, rounds: int) -> str:
         fix = f"{fewer} (more rounds will not help below this)"
     else:
         fix = f"1 refinement round (it re-estimates every expert on all the rows), or {fewer}"
-    return (f"Reduced expert {k + 1} has about {check.rows[k]:.1f} rows on each machine{more}, too few to estimate its "
-            f"line and variance (at least {check.needed:.0f}): its parameters can be far from the global EM's while "
-            f"the predictions look fine. To fix: {fix}.")
+    return (f"Reduced expert {_number(k, numbers)} has about {check.rows[k]:.1f} rows on each machine{more}, too few "
+            f"to estimate its line and variance (at least {check.needed:.0f}): its parameters can be far from the "
+            f"global EM's while the predictions look fine. To fix: {fix}.")
 
 
-def expert_spread_warning(check, rounds: int) -> str:
+def _number(k, numbers):
+    """The page's number (from 1) of the model's expert ``k``: see :func:`renumbered`."""
+    return (k if numbers is None else int(numbers[k])) + 1
+
+
+def expert_spread_warning(check, rounds: int, numbers=None) -> str:
     """The page's words for moecore's verdict on reduced variances that hold the machines'
-    disagreement (``check``: a :class:`moecore.reduction.ExpertSpread`, or None); "" when it is fine."""
+    disagreement (``check``: a :class:`moecore.reduction.ExpertSpread`, or None); "" when it is fine.
+    ``numbers``: as :func:`renumbered`."""
     from moecore.reduction import SPREAD_ROUNDS
 
     if check is None or check.ok:
@@ -307,11 +323,11 @@ def expert_spread_warning(check, rounds: int) -> str:
     k = max(check.flagged, key=lambda j: check.excess[j])
     more = f" ({len(check.flagged) - 1} more)" if len(check.flagged) > 1 else ""
     ran = f" ({rounds} ran)" if rounds else ""
-    return (f"Reduced expert {k + 1}'s variance is about {100 * check.excess[k]:.0f} % disagreement between the "
-            f"machines{more}: their lines spread {check.ratio[k]:.1f}x more than their estimation noise explains (poor "
-            "local fits, an expert too rare to split, or a model the data do not follow), so the variance comes out "
-            f"too large while the predictions look fine. To fix: {SPREAD_ROUNDS} refinement rounds{ran} (they "
-            "re-estimate it on all the rows), or fewer machines.")
+    return (f"Reduced expert {_number(k, numbers)}'s variance is about {100 * check.excess[k]:.0f} % disagreement "
+            f"between the machines{more}: their lines spread {check.ratio[k]:.1f}x more than their estimation noise "
+            "explains (poor local fits, an expert too rare to split, or a model the data do not follow), so the "
+            f"variance comes out too large while the predictions look fine. To fix: {SPREAD_ROUNDS} refinement "
+            f"rounds{ran} (they re-estimate it on all the rows), or fewer machines.")
 
 
 # Said after the outlier line on the pages that fit (Fit, Compare): where to act on it.

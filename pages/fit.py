@@ -208,14 +208,16 @@ if fit.train_rpe:
                    f"{LOGLIK_CHECK_FACTOR:g} q / n_m).")
 
 # Predictions can look fine while a rare expert's line and variance are far off: say so on screen.
-line = explain.expert_rows_warning(getattr(dm, "expert_rows_", None), dm.refine_rounds)
+# Experts are named as on this page (numbered like their colours), not in the model's own order.
+line = explain.expert_rows_warning(getattr(dm, "expert_rows_", None), dm.refine_rounds, colors)
 if line:
     st.warning(line)
-line = explain.expert_spread_warning(getattr(dm, "expert_spread_", None), dm.refine_rounds)
+line = explain.expert_spread_warning(getattr(dm, "expert_spread_", None), dm.refine_rounds, colors)
 if line:
     st.warning(line)
 # An expert on tied responses (a binary y, a mass of zeros): its variance at the floor, the likelihood unbounded.
-line = degenerate_message(dm.params_, dm.support_X_, dm.support_y_, rows_name="support points")
+line = explain.renumbered(degenerate_message(dm.params_, dm.support_X_, dm.support_y_, rows_name="support points"),
+                          colors)
 if line:
     st.warning(line)
 
@@ -331,10 +333,11 @@ with (left if many else right), lessons.box("timing"):
         f"\n- CPU time of the same steps (not inflated by other work on the host): {dm.costs_.describe(cpu=True)}"
     )
 with right:
-    prm = dm.params_
-    st.caption("Reduced model parameters (numbered like their colours)")
-    st.dataframe(tables.params_table(prm, names, order=colors.argsort(), name="reduced", gates=False).round(4),
-                 width="stretch")
+    # The reduced experts in the page's order (numbered like their colours): the table, the model JSON and the
+    # predictions' gate columns agree with the figures and the warnings above.
+    prm = dm.params_.permute(colors.argsort())
+    st.caption("Reduced model parameters (numbered like their colours; so are the downloads)")
+    st.dataframe(tables.params_table(prm, names, name="reduced", gates=False).round(4), width="stretch")
 meta = {"method": "distributed reduction (Chamroukhi & Pham)", "data": data.name,
         "n": int(sum(len(idx) for idx in dm.shards_)), "S": len(dm.support_indices_),
         "settings": {k: s[k] for k in settings.FIT_SETTINGS if k in s}, "x_names": list(names),

@@ -200,3 +200,27 @@ def test_an_empty_response_column_is_told_to_pick_another_response():
         assert "leave it out" not in str(exc)
     else:
         raise AssertionError("an empty response was accepted")
+
+
+def test_warnings_tables_and_downloads_number_the_reduced_experts_alike():
+    # The page numbers the reduced experts like their colours (matched to the truth); the warnings used the
+    # model's own order, and so did the model JSON and the predictions' gate columns: "Reduced expert 4 has
+    # about 8.6 rows on each machine" named the table's "reduced 1" (the audit of 2026-12-06).
+    import re
+
+    from app_helpers import new_session
+
+    from explorer import explain, figures
+
+    at = new_session(query={"design": "separated-2d", "n": "2000", "M": "32", "K": "4"})
+    dm, data = at.session_state["fit"].dm, at.session_state["data"]
+    shown = figures.reduced_colors(dm.params_, data.truth, data.X)
+    assert not np.array_equal(shown, np.arange(4))  # the case: the page's order is not the model's
+    rare = int(np.argmin(dm.expert_rows_.rows))
+    line = next(w.value for w in at.warning if "rows on each machine" in w.value)
+    number = int(re.match(r"Reduced expert (\d+) has about", line).group(1))
+    assert number == shown[rare] + 1
+    table = next(df.value for df in at.dataframe if "reduced 1" in df.value.columns)
+    assert abs(table.loc["expert intercept", f"reduced {number}"] - dm.params_.experts[0, rare]) < 1e-4
+    line = explain.renumbered("Expert 2 (numbered from 0) has a variance", [1, 2, 0])
+    assert line == "Reduced expert 1 has a variance"
