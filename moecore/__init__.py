@@ -39,7 +39,7 @@ accounts and dispatch running the machines' tasks:
 from .collinear import CollinearWarning
 from .distributed import DistributedMoE
 from .em import ConvergenceWarning, DegenerateFitWarning, MixtureOfExperts, NotFittedError
-from .local import LocalFitError
+from .local import LocalFitError, MachineWarning
 from .model import MoEParams
 from .outliers import OutlierWarning
 from .reduction import reduce_mixtures
@@ -55,6 +55,7 @@ __all__ = [
     "DegenerateFitWarning",
     "DistributedMoE",
     "LocalFitError",
+    "MachineWarning",
     "MixtureOfExperts",
     "MoEParams",
     "NotFittedError",

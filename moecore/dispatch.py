@@ -24,7 +24,7 @@ from joblib import Parallel, delayed
 
 from ._threads import one_blas_thread as _one_thread
 from ._warn import warn
-from .local import LocalFitError
+from .local import LocalFitError, MachineWarning
 
 __all__ = ["MachineData", "Runner", "SchedulerPickling", "check_scheduler_backend", "gather_dask",
            "remove_orphaned_shared"]
@@ -405,7 +405,7 @@ class Runner:
                     f"a worker process died on host {os.uname().nodename} ({_lost_text(exc)}); the "
                     f"{len(todo) - len(left)} finished result(s) are kept and machine(s) {left} are "
                     "run again.",
-                    RuntimeWarning,
+                    MachineWarning,
                 )
                 todo = left
         for m in todo:
@@ -567,7 +567,7 @@ def gather_dask(futures, M, progress, resubmit=None, lost=None, stage="local"):
             why = _lost_text(exc)
             if resubmit is not None and attempts[i] < _DASK_ATTEMPTS:
                 warn(f"task {i} was lost with its dask worker ({why}); it is sent again and run elsewhere.",
-                     RuntimeWarning)
+                     MachineWarning)
                 attempts[i] += 1
                 new = resubmit(i)
                 position[new.key] = i

@@ -26,7 +26,7 @@ from ._warn import warn
 from .collinear import warn_collinear
 from .costs import FitCosts
 from .dispatch import Runner, SchedulerPickling
-from .em import MixtureOfExperts, MoEPredictorMixin, warn_degenerate
+from .em import ConvergenceWarning, MixtureOfExperts, MoEPredictorMixin, warn_degenerate
 from .local import collect_local_fits, derived_seed, fit_local_models, kept_machines, refitter, with_pilot
 from .machine_weights import choose_machine_weights, covariate_weights, support_positions
 from .outliers import warn_outliers
@@ -110,6 +110,9 @@ def _check_fit(est, machines, quiet):
     est.fit_check_ = est.expert_rows_ = None
     if not quiet:  # from the support pairs, which the server holds: whatever the machine weights
         warn_degenerate(est.params_, est.support_X_, est.support_y_, rows_name="support points")
+        if not est.reduction_.converged:  # as a local EM's: mm_max_iter=1 stopped the MM without a word
+            warn(f"the MM reduction stopped at mm_max_iter={est.mm_max_iter} before R settled (relative decrease "
+                 f"above mm_tol={est.mm_tol:g}): raise mm_max_iter.", ConvergenceWarning)
     n_kept = sum(est._n_samples_all[m] for m in est.machines_)
     # The server's part, from the plan and the local models it holds: whatever the machine weights.
     est.expert_spread_ = expert_spread(est.one_shot_params_, [m.params_ for m in est.local_models_],

@@ -39,6 +39,12 @@ class LocalFitError(RuntimeError):
     """A machine's local fit failed; the message names the shard and the cause."""
 
 
+class MachineWarning(RuntimeWarning):
+    """A machine's work was left out or run again: a failed local fit skipped (``on_error="skip"``), one the
+    screening dropped, a task lost with its worker and resubmitted.  A RuntimeWarning, as these were before
+    they had a category of their own to filter by."""
+
+
 @dataclass
 class LocalFitResult:
     """What one machine sends back: its model (or the error) and its own fit time in seconds."""
@@ -207,7 +213,7 @@ def collect_local_fits(results, on_error, n_experts, max_iter, quiet=False):
         warn(
             f"skipped {len(failed)} failed machine(s) {sorted(failed)}; the others are "
             "aggregated with renormalised weights.",
-            RuntimeWarning,
+            MachineWarning,
         )
     spare = {r.index: r.model.retired_experts_.tolist() for r in kept
              if getattr(r.model, "retired_experts_", np.array([])).size}

@@ -64,7 +64,7 @@ import numpy as np
 from . import _em_kernels as _kern
 from . import model as _m
 from ._warn import warn
-from .local import LocalFitError, LocalFitResult, fit_local
+from .local import LocalFitError, LocalFitResult, MachineWarning, fit_local
 from .params import LOCAL_CHECKS, n_free_parameters
 
 __all__ = [
@@ -418,7 +418,7 @@ def screen_local_fits(results, models, machines, X_support, y_support, support_m
             f"the screening left out machine(s) {dropped}: their local fits scored far below "
             "the others on the supporting sample or on their own rows (a poor local optimum); the others are "
             "aggregated with renormalised weights.",
-            RuntimeWarning,
+            MachineWarning,
         )
     return outcome
 

@@ -270,3 +270,23 @@ def test_small_helpers_name_what_they_need():
         collinear_columns(np.arange(5.0))  # IndexError
     # support_size None is the estimators' default (the paper's rule): int(None) raised TypeError.
     assert check_shards(20000, 2, 4, 8, None) == check_shards(20000, 2, 4, 8, 625)
+
+
+def test_machine_notices_mm_stops_and_metric_shapes_have_their_own_words():
+    # The audit of 2026-12-06: a skipped machine warned as a bare RuntimeWarning (past a filter on moecore's
+    # categories), an MM cut short by mm_max_iter said nothing, and rpe raveled a two-column y.
+    from moecore import ConvergenceWarning, MachineWarning
+    from moecore.metrics import rpe
+
+    d = simulate_design("teaching-1d", 8000, random_state=0)
+    y_bad = d.y.copy()
+    y_bad[np.arange(8000) % 4 == 1] = 2.0  # machine 1's rows: a constant response, which its local fit refuses
+    with pytest.warns(MachineWarning, match=r"skipped 1 failed machine\(s\) \[1\]"):
+        DistributedMoE(3, 4, backend="sequential", random_state=0, on_error="skip").fit(
+            d.X, y_bad, machine=np.arange(8000) % 4)
+    assert issubclass(MachineWarning, RuntimeWarning)  # what it was, for filters written before
+    with pytest.warns(ConvergenceWarning, match=r"MM reduction stopped at mm_max_iter=1"):
+        DistributedMoE(3, 4, backend="sequential", random_state=0, mm_max_iter=1).fit(d.X, d.y)
+    with pytest.raises(ValueError, match=r"y must be one column of values, shape \(n,\) or \(n, 1\), got shape"):
+        rpe(np.c_[d.y, d.y], np.r_[d.y, d.y])
+    assert rpe(d.y[:, None], d.y) == 0.0
