@@ -7,6 +7,7 @@ prediction E[y | x], the gate probabilities pi_k(x) (n, K), the most likely expe
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from ._validation import check_X, check_Xy, distinct_names
@@ -71,7 +72,11 @@ def prediction_frame(params: MoEParams, X, *, y=None, x_names=None, y_name="y"):
 
 def apply_model(params: MoEParams, frame: pd.DataFrame, x_names, y_name=None):
     """:func:`prediction_frame` on the columns ``x_names`` of a table (and its ``y_name`` column when
-    present); a ValueError names the columns the table lacks."""
+    present); a ValueError names the columns the table lacks, or an input's empty cells.
+
+    The table's other columns (an id, a comment) come first in the result, so that it joins back by them
+    (a name the result uses gets "_input" appended). Empty response cells are unknown responses, as in a
+    template of new inputs: those rows get no ``posterior_expert``."""
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"frame must be a pandas DataFrame (a table with the model's input columns by name), got "
                         f"{type(frame).__name__}; for an array, call prediction_frame.")
@@ -79,7 +84,29 @@ def apply_model(params: MoEParams, frame: pd.DataFrame, x_names, y_name=None):
     missing = [c for c in x_names if c not in frame.columns]
     if missing:
         raise ValueError(f"the table lacks the model's input column(s) {missing}; it has {list(frame.columns)}.")
+    empty = frame[x_names].isna().to_numpy()
+    if empty.any():
+        j = int(np.flatnonzero(empty.any(axis=0))[0])
+        rows = np.flatnonzero(empty[:, j])
+        raise ValueError(f"input column {x_names[j]!r} is empty in {rows.size} row(s), the first in data row "
+                         f"{rows[0] + 1} (counted from 1): fill them in or leave those rows out.")
     # The columns as they are, checked by prediction_frame as fit checks them: a float conversion here
     # read dates as nanoseconds (predictions of 3e15) and dropped the imaginary part of complex numbers.
     y = frame[y_name] if y_name is not None and y_name in frame.columns else None
-    return prediction_frame(params, frame[x_names], y=y, x_names=x_names, y_name=y_name or "y")
+    known = None if y is None else ~y.isna().to_numpy()
+    if known is not None and not known.all():
+        y = None if not known.any() else y
+    out = prediction_frame(params, frame[x_names], y=y if known is None or known.all() else None, x_names=x_names,
+                           y_name=y_name or "y")
+    if y is not None and not known.all():  # some responses known: their rows' posterior expert
+        part = prediction_frame(params, frame.loc[known, x_names], y=y[known], x_names=x_names, y_name=y_name)
+        out.insert(len(x_names), y_name, y.to_numpy())
+        posterior = pd.array([pd.NA] * len(out), dtype="Int64")
+        posterior[known] = part.iloc[:, -1].to_numpy()
+        out[part.columns[-1]] = posterior
+    others = [c for c in frame.columns if c not in x_names and c != y_name]
+    if not others:
+        return out
+    extra = frame[others].reset_index(drop=True)
+    extra.columns = [f"{c}_input" if c in out.columns else c for c in others]
+    return pd.concat([extra, out], axis=1)

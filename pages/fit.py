@@ -360,7 +360,8 @@ with st.container(horizontal=True):  # below the columns: a narrow column cut th
 with st.expander("Apply a saved model to the current data or to new inputs"):
     st.caption("A model JSON downloaded from this page, applied to the current data, or to a CSV of new inputs: "
                "the model's input columns (x_names) by name, in any order; a response column is optional (with it, "
-               "the table also gives each row's most likely expert given its y).")
+               "the table also gives each row's most likely expert given its y; empty cells are unknown). Other "
+               "columns, such as an id, come first in the table.")
     saved = st.file_uploader(f"Model JSON (at most {MAX_MODEL_MB} MB)", key="apply_model_upload",
                              max_upload_size=MAX_MODEL_MB)
     new_x = st.file_uploader(f"New inputs (CSV, optional; at most {MAX_UPLOAD_MB} MB)", key="apply_inputs_upload",

@@ -290,3 +290,23 @@ def test_machine_notices_mm_stops_and_metric_shapes_have_their_own_words():
     with pytest.raises(ValueError, match=r"y must be one column of values, shape \(n,\) or \(n, 1\), got shape"):
         rpe(np.c_[d.y, d.y], np.r_[d.y, d.y])
     assert rpe(d.y[:, None], d.y) == 0.0
+
+
+def test_applying_a_model_keeps_the_table_s_other_columns_and_reads_empty_responses_as_unknown(fitted):
+    # New inputs come as a template: an id to join back by, a response column left empty or filled in part.
+    # The audit of 2026-12-06: the id was dropped, an empty response refused ("y contains 3 NaN"), and an
+    # empty input cell named neither its column nor its row.
+    table = pd.DataFrame({"id": [7, 8, 9], "x": [0.5, -0.5, 1.0], "y": [np.nan, 0.4, np.nan],
+                          "prediction": ["a", "b", "c"]})
+    out = apply_model(fitted, table, ["x"], "y")
+    assert list(out.columns) == ["id", "prediction_input", "x", "y", "prediction", "gate_1", "gate_2",
+                                 "most_likely_expert", "posterior_expert"]
+    assert out["id"].tolist() == [7, 8, 9] and out["prediction_input"].tolist() == ["a", "b", "c"]
+    whole = apply_model(fitted, table.iloc[[1]], ["x"], "y")
+    assert out["posterior_expert"].isna().tolist() == [True, False, True]
+    assert out["posterior_expert"][1] == whole["posterior_expert"].iloc[0]
+    np.testing.assert_allclose(out["prediction"][1], whole["prediction"].iloc[0])
+    blank = apply_model(fitted, table.assign(y=np.nan), ["x"], "y")
+    assert "posterior_expert" not in blank and len(blank) == 3
+    with pytest.raises(ValueError, match=r"input column 'x' is empty in 1 row\(s\), the first in data row 2"):
+        apply_model(fitted, table.assign(x=[1.0, np.nan, 2.0]), ["x"], "y")
