@@ -14,6 +14,8 @@ import re
 
 import numpy as np
 
+from moecore.shard_check import ratio_text
+
 EPS = np.finfo(float).eps
 
 
@@ -257,7 +259,7 @@ def _ratio_text(ratio: float, bound: float) -> str:
     digits = 2
     while digits < 6 and round(ratio, digits) <= bound:
         digits += 1
-    return f"{ratio:,.{digits}f}x"
+    return ratio_text(ratio, digits)
 
 
 def accuracy_warning(rpe_reduction: float, rpe_global: float, rows: str) -> str:
@@ -324,10 +326,10 @@ def expert_spread_warning(check, rounds: int, numbers=None) -> str:
     more = f" ({len(check.flagged) - 1} more)" if len(check.flagged) > 1 else ""
     ran = f" ({rounds} ran)" if rounds else ""
     return (f"Reduced expert {_number(k, numbers)}'s variance is about {100 * check.excess[k]:.0f} % disagreement "
-            f"between the machines{more}: their lines spread {check.ratio[k]:.1f}x more than their estimation noise "
-            "explains (poor local fits, an expert too rare to split, or a model the data do not follow), so the "
-            f"variance comes out too large while the predictions look fine. To fix: {SPREAD_ROUNDS} refinement "
-            f"rounds{ran} (they re-estimate it on all the rows), or fewer machines.")
+            f"between the machines{more}: their lines spread {ratio_text(check.ratio[k], 1)} more than their "
+            "estimation noise explains (poor local fits, an expert too rare to split, or a model the data do not "
+            "follow), so the variance comes out too large while the predictions look fine. To fix: "
+            f"{SPREAD_ROUNDS} refinement rounds{ran} (they re-estimate it on all the rows), or fewer machines.")
 
 
 # Said after the outlier line on the pages that fit (Fit, Compare): where to act on it.

@@ -38,6 +38,7 @@ from ._validation import (
 from .gating import fit_softmax_gate, pair_products, sym_from_pairs
 from .params import GATE_TARGETS, VARIANCE_UPDATES
 from .screening import SCORE_POINTS, support_scores
+from .shard_check import ratio_text
 
 __all__ = [
     "DUPLICATE_KL",
@@ -842,11 +843,11 @@ def expert_spread(params: _m.MoEParams, local_params, weights, X_support, plan: 
     after = (f"; {refine_rounds} round(s) ran, which may not be enough" if refine_rounds else "")
     return ExpertSpread(ratio, excess, flagged, False, (
         f"Reduced expert {k + 1}'s one-shot variance is about {100 * excess[k]:.0f} % disagreement between the "
-        f"machines{more}: their lines spread {ratio[k]:.1f}x more than their estimation noise explains (poor local "
-        "fits, an expert too rare to split, or a model the data do not follow), so that variance comes out too "
-        "large while predictions look fine (5-470x a global EM's error on d = 6, K = 5 designs at 1 250 rows per "
-        f"machine){after}. To fix: refine_rounds={SPREAD_ROUNDS} (rounds re-estimate it on all the rows: within 2x "
-        "there), or fewer machines."))
+        f"machines{more}: their lines spread {ratio_text(ratio[k], 1)} more than their estimation noise explains "
+        "(poor local fits, an expert too rare to split, or a model the data do not follow), so that variance comes "
+        "out too large while predictions look fine (5-470x a global EM's error on d = 6, K = 5 designs at 1 250 "
+        f"rows per machine){after}. To fix: refine_rounds={SPREAD_ROUNDS} (rounds re-estimate it on all the rows: "
+        "within 2x there), or fewer machines."))
 
 
 def _check_net_variances(net_variances, large):

@@ -166,6 +166,12 @@ def check_expert_rows(params, X_support, n_samples, n_machines, refine_rounds=0)
     return replace(out, message=msg)
 
 
+def ratio_text(ratio: float, digits: int = 2) -> str:
+    """A ratio as a message says it: "1.45x"; above 1 000, "over 1,000x" (a fit of near-zero error made
+    "55,664,175,133,668.10x the global EM's" of a 1.8 % RPE against 3e-14 %: the audit of 2026-12-06)."""
+    return f"{ratio:,.{digits}f}x" if ratio < 1000 else "over 1,000x"
+
+
 class SmallShardWarning(UserWarning):
     """The shards or the supporting sample are too small for the reduction to be trusted."""
 
@@ -313,8 +319,8 @@ def check_fit(local_sse, final_errors, *, local_loglik=None, sizes=None, n_param
     gap = allowed = math.nan
     problems = []
     if ratio > FIT_CHECK_RATIO:
-        problems.append(f"training RPE ({100 * train:.3g} %) is {ratio:.2f}x the local models' own on their rows "
-                        f"({100 * local:.3g} %, above the {FIT_CHECK_RATIO:g}x this check allows)")
+        problems.append(f"training RPE ({100 * train:.3g} %) is {ratio_text(ratio)} the local models' own on their "
+                        f"rows ({100 * local:.3g} %, above the {FIT_CHECK_RATIO:g}x this check allows)")
     if local_loglik is not None:
         n_rows = float(np.sum(sizes))
         gap = (float(np.sum(local_loglik)) - float(final_errors[:, 2].sum())) / n_rows

@@ -12,7 +12,7 @@ from moecore.machine_weights import AUTO_LEVEL
 from moecore.model import feature_names
 from moecore.params import default_support_size
 from moecore.predictions import prediction_frame
-from moecore.shard_check import FIT_CHECK_RATIO, LOGLIK_CHECK_FACTOR, check_shards
+from moecore.shard_check import FIT_CHECK_RATIO, LOGLIK_CHECK_FACTOR, check_shards, ratio_text
 from moecore.splits import machine_labels
 
 RUNNING = "_fit_running"  # session key: the settings of a fit that has started and not ended
@@ -202,10 +202,10 @@ if fit.train_rpe:
         st.warning(line)
     if check is not None and not check.ok:
         # The library's own check needs no global EM: what a user of moecore sees as an AccuracyWarning.
-        st.caption(f"moecore's check after the fit, without a global EM: the training RPE is {check.ratio:.2f}x the "
-                   f"local models' own on their rows (it warns above {FIT_CHECK_RATIO:g}x); the log-likelihood there "
-                   f"is {check.loglik_gap:.3g} nats per row below theirs (it warns above {check.loglik_allowed:.3g}, "
-                   f"{LOGLIK_CHECK_FACTOR:g} q / n_m).")
+        st.caption("moecore's check after the fit, without a global EM: the training RPE is "
+                   f"{ratio_text(check.ratio)} the local models' own on their rows (it warns above "
+                   f"{FIT_CHECK_RATIO:g}x); the log-likelihood there is {check.loglik_gap:.3g} nats per row below "
+                   f"theirs (it warns above {check.loglik_allowed:.3g}, {LOGLIK_CHECK_FACTOR:g} q / n_m).")
 
 # Predictions can look fine while a rare expert's line and variance are far off: say so on screen.
 # Experts are named as on this page (numbered like their colours), not in the model's own order.
