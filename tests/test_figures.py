@@ -583,3 +583,14 @@ def test_the_projector_s_text_is_written_into_a_copy_of_the_figure(teach):
     assert plan.layout.xaxis.tickfont.size == 13
     assert explorer.figures.scale_text(plan, 1.25).layout.xaxis.tickfont.size == 16.25
     assert len(machines.layout.annotations) == 1 and machines.layout.annotations[0].font.size == 11
+
+
+def test_the_note_of_fits_beyond_the_axis_keeps_to_half_a_page():
+    # At M = 256 the note named a dozen machines in one line of 90 characters and ran past the left edge of a
+    # chart in half the page's width (the audit of 2026-12-06): lines of at most 45 characters now.
+    from explorer.figures.fit import beyond_axis_note
+
+    lines = beyond_axis_note([f"{m} ({300 - m})" for m in range(240, 257)]).split("<br>")
+    assert lines == ["beyond the axis, machine (iterations):", "240 (60), 241 (59), 242 (58), 243 (57),",
+                     "244 (56), 245 (55), 246 (54), 247 (53) ..."]
+    assert beyond_axis_note(["7 (300)"]) == "beyond the axis, machine (iterations):<br>7 (300)"

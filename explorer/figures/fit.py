@@ -221,6 +221,21 @@ def _shard_sizes(dm):
     return [dm._n_samples_all[m] for m in dm.machines_]
 
 
+def beyond_axis_note(named: list) -> str:
+    """The note naming the fits that run past the axis (``named``: "machine (iterations)" each, slowest first):
+    two lines of at most 45 characters, "..." for those left out; in one line of 90 it ran past the left edge
+    of a chart in half the page's width (the audit of 2026-12-06, M = 256)."""
+    lines = [""]
+    for item in named:
+        if len(lines[-1]) + len(item) + 2 > 45 and lines[-1]:
+            if len(lines) == 2:
+                return "beyond the axis, machine (iterations):<br>" + "<br>".join(lines) + " ..."
+            lines[-1] += ","
+            lines.append("")
+        lines[-1] += (", " if lines[-1] else "") + item
+    return "beyond the axis, machine (iterations):<br>" + "<br>".join(lines)
+
+
 def loglik_figure(dm, global_model=None, *, max_lines=MANY_MACHINES):
     """EM log-likelihood per sample against iteration, with the global EM for reference.
 
@@ -292,10 +307,9 @@ def loglik_figure(dm, global_model=None, *, max_lines=MANY_MACHINES):
     top, past = explain.iteration_axis([len(h) for h in curves])
     if past:
         n_max = max(top, len(getattr(global_model, "loglik_history_", [])))
-        named = ", ".join(f"{machines[i] + 1} ({len(curves[i])})" for i in sorted(past, key=lambda i: -len(curves[i])))
+        named = [f"{machines[i] + 1} ({len(curves[i])})" for i in sorted(past, key=lambda i: -len(curves[i]))]
         fig.update_xaxes(range=[0.5, n_max + 0.5])
-        named = named if len(named) <= 90 else named[:90].rsplit(",", 1)[0] + ", ..."
-        fig.add_annotation(text=f"beyond the axis, machine (iterations): {named}", xref="paper", yref="paper",
+        fig.add_annotation(text=beyond_axis_note(named), xref="paper", yref="paper",
                            x=1, y=0.02, showarrow=False, xanchor="right", yanchor="bottom", font=dict(size=11),
                            bgcolor="rgba(255,255,255,0.85)")
     typical = curves[int(np.argsort([len(h) for h in curves])[len(curves) // 2])]
