@@ -185,7 +185,9 @@ def test_a_saved_model_predicts_a_file_of_new_inputs_without_a_response():
     at.file_uploader(key="apply_inputs_upload").upload("new_x.csv", new.to_csv(index=False).encode(), "text/csv").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     shown = at.dataframe[-1].value
-    assert list(shown.columns[:2]) == ["x", "prediction"] and len(shown) == 5 and "y" not in shown.columns
+    # The extra column first, to join back by (it was dropped until 2026-12-06).
+    assert list(shown.columns[:3]) == ["id", "x", "prediction"] and len(shown) == 5 and "y" not in shown.columns
+    assert shown["id"].tolist() == list(range(5))
     np.testing.assert_allclose(shown["prediction"], fit.dm.predict(new[["x"]].to_numpy()), rtol=1e-12)
     assert any(c.value == "Applied to new\\_x\\.csv: 5 rows." for c in at.caption)  # the name markdown-escaped
     assert "Download its predictions (CSV)" in [b.proto.label for b in at.get("download_button")]

@@ -9,6 +9,7 @@
 """
 
 import json
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -58,7 +59,11 @@ def test_a_session_files_markdown_name_is_text_and_its_names_come_back(tmp_path)
         sidebar = pg.locator('[data-testid="stSidebar"]').inner_text().replace("\u2060", "")
         assert name in sidebar
         assert pg.locator('img[src*="track.png"]').count() == 0
-        assert pg.locator('a[href*="evil.example"]').count() == 0
+        # No link to it: the page links carry the name only inside this app's own address (its query).
+        assert pg.locator('a[href*="//evil.example"]').count() == 0
+        hrefs = pg.eval_on_selector_all(
+            'a[href*="evil.example"]', "els => els.map(e => e.getAttribute('href'))")
+        assert all(urlsplit(h).netloc in ("", urlsplit(url).netloc) for h in hrefs), hrefs
         assert not [u for u in outside if "track.png" in u or "evil.example" in u], outside
         # The formula-like names came back exact (the Input selectbox lists the inputs). Waited for, not
         # counted at once: Streamlit draws a selectbox a moment after the run ends. Raises if never shown.
