@@ -14,6 +14,7 @@ from explorer.data import (
 )
 from explorer.io import (
     CONSTANT,
+    DECIMAL_COMMA_ATTR,
     MAX_COLUMNS,
     MAX_MODEL_MB,
     MAX_ROWS,
@@ -151,6 +152,9 @@ with csv_tab:
         st.caption(f"{markdown_escape(st.session_state['upload_name'])}: {n_rows:,} row{'s' * (n_rows != 1)}, "
                    f"{n_cols} column{'s' * (n_cols != 1)}" + ("" if up is not None else " (the last file uploaded)"))
         st.dataframe(df.head(8), width="stretch")
+        if df.attrs.get(DECIMAL_COMMA_ATTR):
+            st.info("Read with decimal commas (5,88 as 5.88): "
+                    + ", ".join(markdown_escape(c) for c in df.attrs[DECIMAL_COMMA_ATTR]) + ".")
         cols = list(df.columns)
 
         def response_changed():  # the new response leaves the inputs (it is no longer offered there)

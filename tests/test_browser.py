@@ -457,11 +457,14 @@ def test_a_second_file_gets_its_own_column_defaults(server, page, tmp_path):
     sync_api.expect(picks).to_contain_text("b")
     page.get_by_role("button", name="Use these columns").click()
     page.wait_for_selector("text=Loaded 300 rows with 2 input(s)", timeout=RUN_WAIT)
-    # Decimal commas: no input reads as numbers, and the page says why before anything is pressed.
+    # Decimal commas in a semicolon file (a European export): read as numbers, and the page says so.
     commas = tmp_path / "commas.csv"
     commas.write_text("x;y\n" + "\n".join(f"{i},5;{2 * i},25" for i in range(30)))
     upload_in_tab(page, "Upload a CSV", commas)
-    page.wait_for_selector("text=decimal comma", timeout=RUN_WAIT)
+    page.wait_for_selector("text=Read with decimal commas (5,88 as 5.88): x, y.", timeout=RUN_WAIT)
+    settle(page)
+    page.get_by_role("button", name="Use these columns").click()
+    page.wait_for_selector("text=Loaded 30 rows with 1 input(s)", timeout=RUN_WAIT)
     assert page.locator('[data-testid="stException"]').count() == 0
 
 

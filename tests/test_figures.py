@@ -594,3 +594,17 @@ def test_the_note_of_fits_beyond_the_axis_keeps_to_half_a_page():
     assert lines == ["beyond the axis, machine (iterations):", "240 (60), 241 (59), 242 (58), 243 (57),",
                      "244 (56), 245 (55), 246 (54), 247 (53) ..."]
     assert beyond_axis_note(["7 (300)"]) == "beyond the axis, machine (iterations):<br>7 (300)"
+
+
+def test_semicolon_files_with_decimal_commas_are_read_as_numbers():
+    # Europe's spreadsheet exports: semicolons between fields, commas in numbers. The app read them as text and
+    # asked for another file (the audit of 2026-12-06). A thousands separator stays text (ambiguous), and a
+    # comma-separated file is never read this way.
+    from explorer.io import DECIMAL_COMMA_ATTR, parse_csv
+
+    df = explorer.io.parse_csv(b"x;y;label\n1,5;5,88;a\n-2;-0,5;b\n3;1e2;c\n", "eu.csv")
+    assert df["x"].tolist() == [1.5, -2.0, 3.0] and df["y"].tolist() == [5.88, -0.5, 100.0]
+    assert df.attrs[DECIMAL_COMMA_ATTR] == ["x", "y"] and df["label"].tolist() == ["a", "b", "c"]
+    kept = parse_csv(b"x;y\n1.234,5;2\n7;3\n", "thousands.csv")
+    assert not pd.api.types.is_numeric_dtype(kept["x"]) and DECIMAL_COMMA_ATTR not in kept.attrs
+    assert DECIMAL_COMMA_ATTR not in parse_csv(b'x,y\n"1,5",2\n3,4\n', "quoted.csv").attrs
