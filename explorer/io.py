@@ -414,6 +414,11 @@ def stem(name: str) -> str:
         if base.lower().endswith(ext) and len(base) > len(ext):
             base = base[: -len(ext)]
             break
+        # A name the app extended ("mine.csv without 1 outlying row"): the file's extension inside it too.
+        inside = base.lower().find(ext + " ")
+        if inside > 0:
+            base = base[:inside] + base[inside + len(ext):]
+            break
     return base.strip().replace(" ", "_") or "data"
 
 

@@ -171,3 +171,5 @@ def test_download_names_have_one_extension():
 
     assert [stem(n) for n in ("mine.csv", "My data.CSV", "dir/m.json", "flights", "x.csv.gz")] == [
         "mine", "My_data", "m", "flights", "x"]
+    # A name the app extended: "predictions_outlier.csv_without_1_outlying_row.csv" until 2026-12-06.
+    assert stem("outlier.csv without 1 outlying row") == "outlier_without_1_outlying_row"
