@@ -398,6 +398,9 @@ def check_distributed_sizes(n_experts, n_machines, support_size, n, d, per_shard
     if M > n or n // M < per_shard:
         machines, experts = nm["n_machines"].format(M), nm["n_experts"].format(K)
         head = (f"{machines} is more than the n = {n} samples" if M > n else
+                # One machine: no machine count helps, the experts are too many for the data.
+                f"{experts} is too many for the n = {n} samples, even on one machine: a fit of {K} experts needs "
+                f"at least {min_samples_rule(K, d, nm['K'])} samples" if M == 1 else
                 f"{machines} is too large for n={n} samples with {experts}: {K} experts are more than a "
                 f"shard can support. Each of the {M} shards gets {n // M} samples, but each shard needs at least "
                 f"{min_samples_rule(K, d, nm['K'])} samples")

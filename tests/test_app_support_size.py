@@ -130,3 +130,12 @@ def test_the_pages_size_messages_use_the_widgets_names_and_the_library_keeps_its
         check_distributed_sizes(3, 4, 2, 2000, 2, 10)
     with pytest.raises(ValueError, match=r"^n_machines=500 is too large for n=2000 samples with n_experts=3:"):
         check_distributed_sizes(3, 500, None, 2000, 2, 10)
+
+
+def test_on_one_machine_the_message_blames_the_experts_not_the_machines():
+    # "M = 1 is too large for n=5 samples": no machine count helps there (the audit of 2026-12-06).
+    from explorer.runs import settings_error
+
+    line = settings_error(5, 1, 3, 1, None)
+    assert line.startswith("K = 3 is too many for the n = 5 samples, even on one machine: a fit of 3 experts needs "
+                           "at least K * (d + 1) + 1 = 7 samples. To fix: at most 2 expert(s)"), line
