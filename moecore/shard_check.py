@@ -149,7 +149,9 @@ def check_expert_rows(params, X_support, n_samples, n_machines, refine_rounds=0)
     share = gate_proba(np.asarray(X_support, dtype=np.float64), params).mean(axis=0)  # (K,)
     rows = share * float(n_samples) / int(n_machines)
     needed = per * (p + 1)
-    sparse = [int(k) for k in np.flatnonzero(rows < needed)]
+    # On one machine nothing is split: its local model is fitted to all the rows, and the advice "one
+    # machine" was no advice (the audit of 2026-12-06); the size rule speaks of too few rows there.
+    sparse = [int(k) for k in np.flatnonzero(rows < needed)] if int(n_machines) > 1 else []
     if not sparse:
         return ExpertRows(rows, needed, sparse, True)
     k = int(np.argmin(rows))

@@ -215,6 +215,9 @@ def test_expert_rows_arithmetic():
     assert "fewer experts (moecore.selection.choose_k)" in tiny and "refine_rounds" not in tiny
     rounds = check_expert_rows(params, X, 2_000, 32, refine_rounds=1)  # needs 4.5 with rounds
     assert rounds.ok and rounds.needed == MIN_EXPERT_ROWS_PER_PARAMETER_ROUNDS * 3
+    # One machine splits nothing: 5 rows of expert 1 on it were flagged with the advice "one machine".
+    single = check_expert_rows(params, X, 50, 1)
+    assert single.ok and single.rows[0] == 5.0 and not single.message
 
 
 def test_an_expert_too_rare_to_split_is_reported():
