@@ -32,6 +32,11 @@ def experiment_settings() -> dict:
     and return every value a sweep depends on, in one dict."""
     data = st.session_state["data"]
     c1, c2, c3 = st.columns(3)
+    if not data.sim and st.session_state.get("_exp_data_key") != data.key:
+        # New uploaded or real data: the sweeps start on them (they started on a design, the audit of 2026-12-06).
+        st.session_state["_exp_data_key"] = data.key
+        settings.set_setting("exp_data", "current")
+        settings.set_setting("exp_K", settings.settings()["K"])
     # Uploaded or real rows can be swept as they are; simulated ones are a design's draws already.
     source = settings.widget("exp_data", where=c1, on_change=_data_changed) if not data.sim else "design"
     if source == "current":
@@ -47,8 +52,11 @@ def experiment_settings() -> dict:
     parameter = settings.widget("exp_parameter", where=c2, format_func=tables.label, options=options)
     values = settings.widget(f"exp_values_{parameter}", where=c3, help=None)  # the label says it all
     c1, c2, c3, c4 = chrome.grid("exp_settings", 4)
-    n = settings.widget("exp_n", where=c1, disabled=source == "current")
-    n = n_rows if source == "current" else n
+    if source == "current":  # the data's own training rows, shown (the greyed box showed a design's n)
+        n = c1.number_input("Sample size n (training rows of the data)", value=n_rows, disabled=True,
+                            key="exp_n_current")
+    else:
+        n = settings.widget("exp_n", where=c1)
     M = settings.widget("exp_M", where=c1)
     K = settings.widget("exp_K", where=c2, disabled=parameter == "n_experts",
                         help="Set to the design's own number of experts when the design changes.")
@@ -89,8 +97,9 @@ def sweep_hint(exp) -> str:
     return (f"Example: vary M over 2, 4, 8, 16 and compare the RPE with the global EM's. At n = {exp['n']:,} the "
             "learning time need not fall with M (the cost model of this server predicts "
             + ", ".join(f"{1000 * v:.0f} ms" for v in t) + "): the local fits are already quick and the reduction "
-            "costs about the same at any M, so the fall is lost in the noise of the timings. Raise n to 200 000 to see "
-            "it fall.")
+            "costs about the same at any M, so the fall is lost in the noise of the timings. "
+            + ("A design of n = 200 000 shows it fall." if exp["source"] == "current" else "Raise n to 200 000 to see "
+               "it fall."))
 
 
 chrome.page("Experiments")
@@ -124,7 +133,18 @@ with st.expander("Choose K on the current data: BIC and ICL against K", expanded
                 raise ValueError(f"K values must be distinct whole numbers from 1 to {high}.")
         except ValueError as exc:
             st.error(f"{exc} Type them as 1, 2, 3, 4.")
+            ks = []
         else:
+            # A K too many for the Fit page's machines is left out, not the whole computation (the audit of
+            # 2026-12-06: one such K failed them all, in the Fit page's words).
+            M_fit = fit_kw["n_machines"]
+            too_many = [k for k in ks if runs.settings_error(data.n, data.d, k, M_fit, fit_kw["support_size"])]
+            ks = [k for k in ks if k not in too_many]
+            if too_many:
+                (st.info if ks else st.error)(
+                    f"K = {', '.join(map(str, too_many))} left out: too many experts for {M_fit} machines of about "
+                    f"{data.n // M_fit:,} rows (the Distributed fit page's M). Fewer machines there let them be tried.")
+        if ks:
             dist = {k: fit_kw[k] for k in ("backend", "n_jobs", "scheduler", "support_size")}
             with st.container(), st.spinner(  # a stable layout (explorer.chrome)
                     f"Fitting K = {', '.join(map(str, ks))}: the global EM and the distributed fit each"):

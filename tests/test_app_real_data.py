@@ -102,6 +102,21 @@ def test_k_view_marks_the_chosen_k():
     at.button(key="btn_choose_k").click().run()
     assert "K values must be distinct whole numbers from 1 to 10" in at.error[0].value
     assert at.session_state["k_selection"][2] is sel  # the previous result stays
+    # A K too many for the Fit page's machines (faithful's 272 rows over 16: K = 10 needs 21 a machine) is left
+    # out, the others computed (one such K failed them all, in the Fit page's words, until 2026-12-06).
+    at.switch_page("pages/data.py").run()
+    at.radio(key="cfg_source").set_value("real").run()
+    at.selectbox(key="cfg_real_set").select("faithful").run()
+    at.button(key="btn_real").click().run()
+    at.switch_page("pages/fit.py").run()
+    at.number_input(key="cfg_M").set_value(16).run()
+    at.switch_page("pages/experiments.py").run()
+    at.text_input(key="k_values").input("1, 2, 10").run()
+    at.button(key="btn_choose_k").click().run()
+    clean(at)
+    assert list(at.session_state["k_selection"][2].table["K"]) == [1, 2]
+    assert any(i.value.startswith("K = 10 left out: too many experts for 16 machines of about 17 rows")
+               for i in at.info)
 
 
 def test_experiments_sweep_the_current_real_data():
@@ -115,10 +130,16 @@ def test_experiments_sweep_the_current_real_data():
     at.selectbox(key="cfg_real_set").select("faithful").run()
     at.button(key="btn_real").click().run()
     at.switch_page("pages/experiments.py").run()
-    at.radio(key="exp_data").set_value("current").run()
+    # New real data: the sweeps start on them (they started on a design until 2026-12-06), and the greyed n
+    # box shows their training rows (it showed the design's 20 000).
+    assert at.radio(key="exp_data").value == "current"
     assert "alpha" not in at.radio(key="exp_parameter").options
-    assert at.number_input(key="exp_n").disabled
+    assert at.number_input(key="exp_n_current").disabled and at.number_input(key="exp_n_current").value == 217
     assert at.number_input(key="exp_K").value == 2  # the real set's own K, as on the Fit page
+    # Going back to a design stays a choice.
+    at.radio(key="exp_data").set_value("design").run()
+    assert at.radio(key="exp_data").value == "design" and not at.number_input(key="exp_n").disabled
+    at.radio(key="exp_data").set_value("current").run()
     at.text_input(key="exp_values_n_machines").input("1, 2").run()
     at.number_input(key="exp_repeats").set_value(2).run()
     at.number_input(key="exp_seed").set_value(4).run()
