@@ -171,7 +171,12 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS, 
             f"{name} has about {n_lines - 1:,} data rows; the app accepts at most {max_rows:,}. "
             "Upload a random subsample (or use the command line `python -m moecore` for big data)."
         )
-    sep = sniff_separator(text)
+    # Excel writes its separator on a first line of its own ("sep=;"): the separator, not the header.
+    first_line = text.lstrip("\n").split("\n", 1)
+    hint = re.fullmatch(r"sep=(.)", first_line[0].strip())
+    if hint and len(first_line) > 1:
+        text = first_line[1]
+    sep = hint.group(1) if hint else sniff_separator(text)
     # pandas would silently rename a repeated name to "x.1": check the header ourselves.
     try:
         first = text.lstrip("\n").split("\n", 1)[0]
@@ -659,6 +664,29 @@ def text_number_columns(df: pd.DataFrame, y_col: str) -> list:
             marked = cells[cells.str.contains(r"\d[,\s'\u00a0]\d")]
             found.append((c, (marked if len(marked) else cells).iloc[0]))
     return found
+
+
+def text_cell_advice(df: pd.DataFrame, y_col: str) -> str:
+    """Why no column besides ``y_col`` reads as numbers, from its first cell that is not one: a decimal comma or
+    a thousands separator, a percent sign, or that cell as it is ("" when some column does read as numbers).
+    The page blamed decimal commas for cells of "5.1%" or "-" (the audit of 2026-12-06)."""
+    for c in df.columns:
+        if c == y_col or pd.api.types.is_numeric_dtype(df[c]):
+            continue
+        cells = df[c].dropna().astype(str).str.strip()
+        bad = cells[pd.to_numeric(cells, errors="coerce").isna()]
+        if not len(bad):
+            continue
+        cell = bad.iloc[0]
+        if re.fullmatch(_SEPARATED_NUMBER, cell):
+            why = ("numbers written with a decimal comma (1,5) or with thousands separators (1,234.5) read as text: "
+                   "save the file with decimal points and no separators")
+        elif re.fullmatch(r"[+-]?[\d.,]+\s*%", cell):
+            why = "percent signs make numbers text: save the values without them (5.1, not 5.1%)"
+        else:
+            why = "fix or empty those cells, or pick the input columns to see which cells are not numbers"
+        return f"No column besides the response reads as numbers (column {_quote(c)} holds {_quote(cell)}): {why}."
+    return ""
 
 
 # The names a table's row numbers go by: pandas writes its index as "Unnamed: 0" (R's write.csv its row

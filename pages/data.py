@@ -30,6 +30,7 @@ from explorer.io import (
     parse_csv,
     session_from_json,
     stem,
+    text_cell_advice,
     text_number_columns,
 )
 from moecore.datasets import DATASETS
@@ -167,10 +168,8 @@ with csv_tab:
             st.warning(f"Read as text, so not among the inputs: {named}. Numbers written with thousands separators "
                        "(1,234.5) or a decimal comma (1,5) read as text: save the file with decimal points and no "
                        "separators, then upload it again.")
-        elif not numeric_inputs(df, y_col) and len(cols) > 1:
-            st.warning("No column besides the response reads as numbers. Numbers written with a decimal comma "
-                       "(1,5) or with thousands separators (1,234.5) read as text: save the file with decimal "
-                       "points and no separators, or pick the input columns to see which cells are not numbers.")
+        elif not numeric_inputs(df, y_col) and len(cols) > 1 and text_cell_advice(df, y_col):
+            st.warning(text_cell_advice(df, y_col))  # its cells quoted for Markdown already
         left = left_out_inputs(df, y_col)
         if left:
             addable = any(not why.startswith(CONSTANT) for _, why in left)

@@ -608,3 +608,17 @@ def test_semicolon_files_with_decimal_commas_are_read_as_numbers():
     kept = parse_csv(b"x;y\n1.234,5;2\n7;3\n", "thousands.csv")
     assert not pd.api.types.is_numeric_dtype(kept["x"]) and DECIMAL_COMMA_ATTR not in kept.attrs
     assert DECIMAL_COMMA_ATTR not in parse_csv(b'x,y\n"1,5",2\n3,4\n', "quoted.csv").attrs
+
+
+def test_a_file_whose_inputs_read_as_text_is_told_why_from_one_of_its_cells():
+    # The page blamed decimal commas for "5.1%" or "-" cells, and Excel's "sep=;" first line made a broken
+    # header (the audit of 2026-12-06).
+    from explorer.io import parse_csv, text_cell_advice
+
+    assert "percent signs" in text_cell_advice(parse_csv(b"y,x\n1,5.1%\n2,3%\n", "p.csv"), "y")
+    dash = text_cell_advice(parse_csv(b"y,x\n1,-\n2,3\n", "d.csv"), "y")
+    assert "holds '\\-'" in dash and "decimal comma" not in dash
+    assert "decimal comma" in text_cell_advice(parse_csv(b"y;x\n1;1.234,5\n2;3\n", "t.csv"), "y")
+    assert text_cell_advice(parse_csv(b"y,x\n1,2\n2,3\n", "ok.csv"), "y") == ""
+    excel = parse_csv(b"sep=;\nx;y\n1,5;2\n3;4\n", "excel.csv")
+    assert list(excel.columns) == ["x", "y"] and excel["x"].tolist() == [1.5, 3.0]
