@@ -266,6 +266,10 @@ def main(argv=None):
     except MemoryError as exc:
         print(f"error: {exc or 'not enough memory for this run: lower --n or --n-test.'}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file or the output cannot be read or written (> /dev/full): said, no traceback
+        where = f"{exc.filename}" if exc.filename else "the output"
+        print(f"error: {where}: {exc.strerror or exc}.", file=sys.stderr)
+        return 2
 
 
 def _main(argv=None):
@@ -294,6 +298,17 @@ def _main(argv=None):
         if os.path.isdir(args.csv) or not os.access(folder, os.W_OK):
             print(f"error: --csv {args.csv}: cannot write a file there.", file=sys.stderr)
             return 2
+        # The folder's permission is not the file's (a read-only file, /proc as root): open it now, as the
+        # table will be, and leave no file behind that was not there.
+        existed = os.path.exists(args.csv)
+        try:
+            with open(args.csv, "a"):
+                pass
+        except OSError as exc:
+            print(f"error: --csv {args.csv}: cannot write it ({exc.strerror or exc}).", file=sys.stderr)
+            return 2
+        if not existed:
+            os.remove(args.csv)
     import pandas as pd
 
     from .experiments import compare_methods

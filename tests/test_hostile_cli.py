@@ -190,3 +190,21 @@ def test_a_bad_cell_is_named_by_its_data_row_counted_from_one(tmp_path, cell, sa
     out = subprocess.run([*CMD, "compare", "--data", str(path), "-K", "2"], capture_output=True, text=True,
                          env=_env(), timeout=120)
     assert out.returncode == 2 and said in out.stderr, out.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_an_output_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path):
+    # The audit of 2026-12-06: "designs > /dev/full" ended in a traceback (exit 1); "--csv /proc/out.csv" passed the
+    # folder's check, fitted everything, then failed with a misleading reason.
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([*CMD, "designs"], stdout=full, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
+                           timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "No space left on device" in r.stderr, r.stderr
+    r = subprocess.run([*CMD, "compare", "--n", "2000", "--csv", "/proc/out.csv"], capture_output=True, text=True,
+                       env=_env(), cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("error: --csv /proc/out.csv: cannot write it"), r.stderr
+    assert r.stdout == ""  # refused before any fit
+    out = tmp_path / "table.csv"
+    r = subprocess.run([*CMD, "compare", "--n", "2000", "--machines", "2", "--csv", str(out)], capture_output=True,
+                       text=True, env=_env(), cwd=ROOT, timeout=300)
+    assert r.returncode == 0 and out.read_text().count("\n") > 3, r.stderr
