@@ -22,6 +22,8 @@ Parts (each row of the CSVs carries its part, the command, host and CPU count):
 * ``auto``: explicit random machine labels (``fit(X, y, machine=labels)``), 20 seeds, M = 8,
   teaching-1d: how often "auto" keeps the constant weights, and whether its result is then bitwise
   the constant-weight result.
+* ``stranded`` (``--parts stranded``, about 2 min): a reduced expert stranded on a spurious local expert,
+  with and without the move of a light expert (``part_stranded``).
 * ``timing``: n = 10^6, M = 128 (the headline's setting), region split with covariate weights and
   random labels with "auto": seconds spent deciding and estimating w_m(x) at the server against
   the reduction's seconds (goal: < 20 %).  Median of 3 fits; the machine was shared with other
@@ -238,6 +240,43 @@ def part_blocks(n, M, out):
     _write(out / "noniid_blocks.csv", rows)
 
 
+def part_stranded(out):
+    """A reduced expert stranded on a spurious local expert (docs/method.md, "A stranded reduced expert"):
+    crossing-2d, teaching-1d and separated-2d, n = 8 000, 5 data seeds, M in {8, 16}, region and random
+    splits; the held-out log-likelihood per point of the global EM less the reduction's, with the move of
+    a light expert (moecore.reduction.LIGHT_SHARE) and without it, side by side on the same fits."""
+    import moecore.reduction as red
+
+    rows = []
+    for design in ("crossing-2d", "teaching-1d", "separated-2d"):
+        for seed in range(5):
+            tr = simulate_design(design, 8000, random_state=seed)
+            te = simulate_design(design, 20000, random_state=100 + seed)
+            K = tr.params.n_experts
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                g = MixtureOfExperts(K, random_state=0).fit(tr.X, tr.y).score(te.X, te.y)
+                for M in (8, 16):
+                    for split in ("region", "random"):
+                        gaps = {}
+                        for name, share in (("move", red.LIGHT_SHARE), ("no_move", 0.0)):
+                            red.LIGHT_SHARE, keep = share, red.LIGHT_SHARE
+                            try:
+                                dm = DistributedMoE(K, M, split=split, backend="sequential",
+                                                    random_state=seed).fit(tr.X, tr.y)
+                            finally:
+                                red.LIGHT_SHARE = keep
+                            gaps[name] = g - dm.score(te.X, te.y)
+                        rows.append(dict(part="stranded", design=design, seed=seed, M=M, split=split,
+                                         gap_move=gaps["move"], gap_no_move=gaps["no_move"], **_meta()))
+                        print(design, seed, M, split, {k: round(v, 4) for k, v in gaps.items()}, flush=True)
+    _write(out / "noniid_stranded.csv", rows)
+    moved = [r for r in rows if r["gap_move"] != r["gap_no_move"]]
+    print(f"{len(moved)} of {len(rows)} fits changed by the move:",
+          [(r["design"], r["seed"], r["M"], r["split"], round(r["gap_no_move"], 3), round(r["gap_move"], 3))
+           for r in moved])
+
+
 def _write(path, rows):
     keys = list(dict.fromkeys(k for r in rows for k in r))
     with open(path, "w", newline="") as f:
@@ -283,6 +322,8 @@ def main():
         part_blocks(20000 if args.quick else 100000, 8, out)
     if "timing" in parts:
         part_timing(10**5 if args.quick else 10**6, 128, 1 if args.quick else 3, out)
+    if "stranded" in parts:
+        part_stranded(out)
 
 
 if __name__ == "__main__":

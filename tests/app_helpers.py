@@ -46,3 +46,12 @@ def plain_title(fig):
     import re
 
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", fig.layout.title.text or "")).strip()
+
+
+def load_real(at, name):
+    """On the Data page of the AppTest session ``at``: pick the shipped real data set ``name`` and load it."""
+    at.switch_page("pages/data.py").run()
+    at.radio(key="cfg_source").set_value("real").run()
+    at.selectbox(key="cfg_real_set").select(name).run()
+    at.button(key="btn_real").click().run()
+    return at

@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # explorer/ is not
 
 import numpy as np
 import pytest
+from app_helpers import load_real
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest
@@ -73,10 +74,7 @@ def test_a_link_reopens_the_real_data():
 
 def test_small_shards_are_flagged_before_the_run(at):
     # mcycle (133 rows) with its usual K = 3 over 4 machines: the configuration of the issue.
-    at.switch_page("pages/data.py").run()
-    at.radio(key="cfg_source").set_value("real").run()
-    at.selectbox(key="cfg_real_set").select("mcycle").run()
-    at.button(key="btn_real").click().run()
+    load_real(at, "mcycle")
     clean(at)
     assert at.session_state["data"].n == 133 and at.session_state["_cfg"]["K"] == 3
     at.switch_page("pages/fit.py").run()
@@ -104,10 +102,7 @@ def test_k_view_marks_the_chosen_k():
     assert at.session_state["k_selection"][2] is sel  # the previous result stays
     # A K too many for the Fit page's machines (faithful's 272 rows over 16: K = 10 needs 21 a machine) is left
     # out, the others computed (one such K failed them all, in the Fit page's words, until 2026-12-06).
-    at.switch_page("pages/data.py").run()
-    at.radio(key="cfg_source").set_value("real").run()
-    at.selectbox(key="cfg_real_set").select("faithful").run()
-    at.button(key="btn_real").click().run()
+    load_real(at, "faithful")
     at.switch_page("pages/fit.py").run()
     at.number_input(key="cfg_M").set_value(16).run()
     at.switch_page("pages/experiments.py").run()
@@ -125,10 +120,7 @@ def test_experiments_sweep_the_current_real_data():
     at = clean(AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run())
     at.switch_page("pages/experiments.py").run()
     assert not at.get("radio") or "exp_data" not in [r.key for r in at.radio]  # simulated data: designs only
-    at.switch_page("pages/data.py").run()
-    at.radio(key="cfg_source").set_value("real").run()
-    at.selectbox(key="cfg_real_set").select("faithful").run()
-    at.button(key="btn_real").click().run()
+    load_real(at, "faithful")
     at.switch_page("pages/experiments.py").run()
     # New real data: the sweeps start on them (they started on a design until 2026-12-06), and the greyed n
     # box shows their training rows (it showed the design's 20 000).

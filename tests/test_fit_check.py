@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # explorer/ is not
 
 import numpy as np
 import pytest
+from app_helpers import load_real
 
 from moecore import DistributedMoE, MixtureOfExperts, simulate_design
 from moecore.baselines import fit_global
@@ -153,10 +154,7 @@ def test_the_fit_page_warns_when_the_reduction_misses_the_global_em():
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
-    at.switch_page("pages/data.py").run()
-    at.radio(key="cfg_source").set_value("real").run()
-    at.selectbox(key="cfg_real_set").select("mcycle").run()
-    at.button(key="btn_real").click().run()
+    load_real(at, "mcycle")
     at.switch_page("pages/fit.py").run()
     at.number_input(key="cfg_K").set_value(2).run()
     at.number_input(key="cfg_M").set_value(2).run()
