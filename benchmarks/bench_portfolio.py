@@ -8,6 +8,7 @@
     .venv/bin/python benchmarks/bench_portfolio.py diamonds # ggplot2 diamonds (log price ~ log carat), via Rscript
     .venv/bin/python benchmarks/bench_portfolio.py waves    # the portfolio's second wave skipped vs always run
     .venv/bin/python benchmarks/bench_portfolio.py stage2   # every short run goes on vs each kind's best
+    .venv/bin/python benchmarks/bench_portfolio.py sharp    # sharp experts (low noise) are not spikes
 
 Every part writes ``benchmarks/results/bench_portfolio_<part>.csv`` and prints a table.
 
@@ -589,11 +590,45 @@ def part_stage2(args):
     _write("stage2", rows)
 
 
+def part_sharp(args):
+    """Sharp experts, not spikes (moecore.em.spike_experts): two lines 6 apart (y's sd 1.7) with noise sd from
+    0.1 to 0, and teaching-1d with one expert's variance times 1e-4; default fits of 5 seeds against the best
+    of 20 random and 10 k-means starts: the gap in nats per row, and how many fits a DegenerateFitWarning
+    called a spike (none should be: every expert there holds hundreds of rows)."""
+    import warnings as _w
+
+    from moecore import DegenerateFitWarning
+    from moecore.simulation import simulate_design
+
+    rows, rng = [], np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (5000, 1))
+    cases = [(f"two lines sd={sd}", x, np.where(x[:, 0] < 0, 3 + x[:, 0], -3 - x[:, 0]) + sd * rng.normal(size=5000),
+              2) for sd in (0.1, 0.05, 0.03, 0.02, 0.01, 0.003, 0.0)]
+    t = simulate_design("teaching-1d", 20000, random_state=0).params
+    sharp = simulate(MoEParams(t.gates, t.experts, t.variances * np.array([1e-4, 1.0, 1.0])), 20000, random_state=0)
+    cases.append(("teaching-1d, expert 1's variance x 1e-4", sharp.X, sharp.y, 3))
+    for name, X, y, K in cases:
+        with _w.catch_warnings(record=True) as rec:
+            _w.simplefilter("always")
+            fits = [MixtureOfExperts(K, random_state=s).fit(X, y) for s in range(5)]
+        spikes = sum(issubclass(w.category, DegenerateFitWarning) for w in rec)
+        with _w.catch_warnings():
+            _w.simplefilter("ignore")
+            ref = max(MixtureOfExperts(K, init=i, n_init=n, random_state=0).fit(X, y).loglik_
+                      for i, n in (("random", 20), ("kmeans", 10)))
+        best = max(ref, *(f.loglik_ for f in fits))
+        rows.append(dict(case=name, n=len(y), K=K, worst_gap_per_row=max(best - f.loglik_ for f in fits) / len(y),
+                         smallest_var_over_var_y=min(f.variances_.min() for f in fits) / np.var(y),
+                         spike_warnings=spikes))
+        print({k: (float(f"{v:.3g}") if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
+    _write("sharp", rows)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parts = {"real": part_real, "kinds": part_kinds, "highd": part_highd, "small": part_small, "lost": part_lost,
              "lostdist": part_lostdist, "lostgate": part_lostgate, "diamonds": part_diamonds, "waves": part_waves,
-             "stage2": part_stage2}
+             "stage2": part_stage2, "sharp": part_sharp}
     ap.add_argument("part", choices=list(parts))
     ap.add_argument("--no-flexmix", action="store_true", help="real: skip flexmix's best of 20 starts")
     ap.add_argument("--more", action="store_true", help="real: the fifteen small sets from R no default was "
