@@ -622,3 +622,25 @@ def test_a_file_whose_inputs_read_as_text_is_told_why_from_one_of_its_cells():
     assert text_cell_advice(parse_csv(b"y,x\n1,2\n2,3\n", "ok.csv"), "y") == ""
     excel = parse_csv(b"sep=;\nx;y\n1,5;2\n3;4\n", "excel.csv")
     assert list(excel.columns) == ["x", "y"] and excel["x"].tolist() == [1.5, 3.0]
+
+
+def test_the_timing_bars_hold_every_term_of_the_learning_time():
+    # A region split with covariate weights spends time on the machine weights and on warm refits: the chart
+    # had no bars for them, and its bars came to 125 of the 184 ms it called the learning time (the audit of
+    # 2026-12-06, the non-IID lesson).
+    sim = simulate_design("teaching-1d", 4000, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dm = DistributedMoE(3, 4, split="region", backend="sequential", random_state=0).fit(sim.X, sim.y)
+    parts = {k: v for k, v in dm.costs_.learning_time_parts().items() if v > 0}
+    assert {"machine weights", "slowest warm refit"} <= set(parts), parts
+    for many in (False, True):
+        fig = explorer.figures.timing_figure(dm, 0.1, max_bars=2 if many else 16)
+        bars = dict(zip((str(y).replace("<br>", " ") for y in fig.data[-1].y), fig.data[-1].x, strict=True))
+        for term, t in parts.items():
+            if term == "slowest local fit":
+                continue
+            label = next(k for k in bars if k.startswith(term.split(" (")[0].replace("machine weights", "machine "
+                                                                                             "weights w_m(x)")))
+            assert bars[label] == pytest.approx(t), term
+        assert all(len(line) <= 26 for y in fig.data[-1].y for line in str(y).split("<br>")) or not many
