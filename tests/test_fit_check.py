@@ -282,8 +282,8 @@ def test_the_fit_page_words_the_spread_check():
 
     check = ExpertSpread(np.array([1.1, 4.2]), np.array([0.0, 0.18]), [1], False, "library words")
     line = explain.expert_spread_warning(check, 0)
-    assert line.startswith("Reduced expert 2's variance is about 18 % disagreement between the machines: their lines "
-                           "spread 4.2x more than their estimation noise explains")
+    assert line.startswith("About 18 % of reduced expert 2's variance is disagreement between the machines: their "
+                           "lines spread 4.2x more than their estimation noise explains")
     assert "To fix: 5 refinement rounds (they re-estimate it on all the rows), or fewer machines." in line
     assert "(1 ran)" in explain.expert_spread_warning(check, 1)
     assert explain.expert_spread_warning(None, 0) == "" and explain.expert_spread_warning(
