@@ -54,9 +54,9 @@ LESSONS = [
     Lesson(
         "headline", "The paper's headline: n = 1 000 000 rows on M = 128 machines",
         "One million rows are split over 128 machines that fit their local models in parallel; the server "
-        "then reduces the 128 x K experts to K. The learning time (slowest machine + reduction) is compared "
-        "with the global EM on all the data (the highlighted metrics), and the prediction error of the two models "
-        "should be close (the table below, next to the paper's).",
+        "then reduces the 128 x K experts to K. The learning time (the slowest machine, the screening and the "
+        "reduction) is compared with the global EM on all the data (the highlighted metrics), and the prediction "
+        "error of the two models should be close (the table below, next to the paper's).",
         "pages/fit.py", {"design": "separated-2d", "n": 1_000_000, "K": 4, "M": 128}),
     Lesson(
         "bad-machine", "A bad machine: one local fit stuck in a poor optimum",
@@ -89,7 +89,7 @@ LESSONS = [
         "machines and fitted, and the reduction is refined by one round (one more exchange of sums); the other 20 % "
         "are held out. On data nobody simulated, does the reduction predict the "
         "held-out flights as well as the global EM on all the training rows, and how much sooner is it done? The "
-        "highlighted cells hold the held-out log-likelihood per flight and the times of both; the box above puts "
+        "highlighted cells hold the held-out log-likelihood per flight and the times of both; the box below puts "
         "them next to the targets.",
         "pages/compare.py", {"source": "real", "real_set": "flights", "K": 3, "M": 64, "rounds": 1},
         compare=True),
