@@ -8,7 +8,10 @@ redraws only its figures.
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
+
+from moecore.model import MoEParams
 
 from . import chrome, explain, figures, runs
 
@@ -47,12 +50,18 @@ def step_figures(M: int, seed: int, init: str, i: int) -> dict:
     curve = figures.mm_figure(hist[: i + 1], mark=i)
     curve.update_xaxes(range=[-0.5, max(last, 1) + 0.5])
     plan = walk.plan_at(i)
+    # Each reduced expert keeps one colour through the walk, that of the true expert its last iterate matches,
+    # as on the Data and Fit pages (in the order MM numbered them, blue was another line there).
+    final = states[-1]
+    K = final.variances.shape[0]
+    end = MoEParams(np.zeros((problem.p, K)), problem.experts_original(final.experts_std), final.variances)
+    col = figures.reduced_colors(end, sim.params)
     return dict(
-        step=figures.mm_step_figure(problem, states[i], truth=sim.params),
+        step=figures.mm_step_figure(problem, states[i], truth=sim.params, colors=col),
         curve=curve,
-        plan=figures.coupling_figure(plan.coupling, problem.large.machine, problem.large.expert,
-                                title=f"Transport plan at iteration {i}: mass (%) from each local expert"),
-        large=figures.large_mixture_figure(problem.large, sim.X, colors_of_component=plan.dominant()),
+        plan=figures.coupling_figure(plan.coupling, problem.large.machine, problem.large.expert, colors=col,
+                                     title=f"Transport plan at iteration {i}: mass (%) from each local expert"),
+        large=figures.large_mixture_figure(problem.large, sim.X, colors_of_component=col[plan.dominant()]),
     )
 
 

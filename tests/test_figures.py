@@ -644,3 +644,25 @@ def test_the_timing_bars_hold_every_term_of_the_learning_time():
                                                                                              "weights w_m(x)")))
             assert bars[label] == pytest.approx(t), term
         assert all(len(line) <= 26 for y in fig.data[-1].y for line in str(y).split("<br>")) or not many
+
+
+def test_the_walk_through_colours_each_reduced_expert_as_the_true_expert_it_ends_on():
+    # Learn's live example numbered its reduced experts in MM's order: with M = 4, seed 1, the blue reduced
+    # expert lay on the line of slope -1, which is green on the Data and Fit pages (the audit of 2026-12-06).
+    from explorer import runs
+    from explorer.walk import step_figures
+    from moecore.simulation import simulate_design
+
+    truth = simulate_design("teaching-1d", 100, random_state=0).params
+    for seed in (1, 3):
+        last = len(runs.learn_example(4, seed, "kmeans").states) - 1
+        for i in (0, last):  # one colour per reduced expert through the walk
+            reduced = [t for t in step_figures(4, seed, "kmeans", i)["step"].data
+                       if (t.name or "").startswith("reduced expert")]
+            assert sorted(int(t.name.split()[2]) for t in reduced) == [1, 2, 3]
+            for t in reduced:
+                k = int(t.name.split()[2]) - 1
+                assert t.line.color == explorer.figures.expert_color(k)
+                if i == last:  # on the true expert of its colour: the slope closest to that expert's
+                    slope = (t.y[-1] - t.y[0]) / (t.x[-1] - t.x[0])
+                    assert int(np.argmin(np.abs(truth.experts[1] - slope))) == k, (seed, k, slope)

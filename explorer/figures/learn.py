@@ -33,18 +33,20 @@ def large_mixture_figure(large, X, *, colors_of_component=None, feature=0):
                    "x", "gate mass", height=380)
 
 
-def mm_step_figure(problem, state, *, truth: MoEParams | None = None):
+def mm_step_figure(problem, state, *, truth: MoEParams | None = None, colors=None):
     """One MM iterate (d = 1): local expert lines coloured by the reduced expert the plan sends
-    them to (at most support points), the current reduced experts, and the truth."""
+    them to (at most support points), the current reduced experts, and the truth.  ``colors``: (K,)
+    colour index (and number) of each reduced expert (default: its own index)."""
     large = problem.large
     B = problem.experts_original(state.experts_std)
     K = B.shape[1]
+    col = np.arange(K) if colors is None else np.asarray(colors)
     lo, hi = problem.X[:, 0].min(), problem.X[:, 0].max()
     t = np.linspace(lo, hi, 100)
     Xt = np.column_stack([np.ones_like(t), t])
     # The plan may send a component to different experts at different x: colour by where most of
     # its mass goes.
-    maj = problem.transport_plan(state.assignment, K).dominant()
+    maj = col[problem.transport_plan(state.assignment, K).dominant()]
     fig = go.Figure()
     lines = Xt @ large.experts
     for l in range(lines.shape[1]):
@@ -55,10 +57,10 @@ def mm_step_figure(problem, state, *, truth: MoEParams | None = None):
                                  hovertemplate=f"machine {large.machine[l] + 1}, expert {large.expert[l] + 1}"
                                                f" → reduced {maj[l] + 1}<extra></extra>"))
     R = Xt @ B
-    for k in range(K):
+    for k in np.argsort(col, kind="stable"):  # legend in colour order, as on the other pages
         fig.add_trace(go.Scatter(x=t, y=R[:, k], mode="lines",
-                                 name=f"reduced expert {k + 1} (sd {np.sqrt(state.variances[k]):.2f})",
-                                 line=dict(color=expert_color(k), width=4)))
+                                 name=f"reduced expert {col[k] + 1} (sd {np.sqrt(state.variances[k]):.2f})",
+                                 line=dict(color=expert_color(col[k]), width=4)))
     if truth is not None:
         T = Xt @ truth.experts
         for k in range(truth.n_experts):
