@@ -303,6 +303,12 @@ def refresh_sidebar(final=True, page_path=""):
                 download("Download the session file", lambda: session_to_json(data, values),
                          file_name=f"dmoe_session_{stem(data.name)}.json", mime="application/json",
                          key="dl_session")
+            elif ss.get("lesson") in lessons.BY_KEY:
+                # A link holds settings within the app's limits, not a lesson (its n = 10^6, its narration): a
+                # class opening it saw a small-shard warning and no fit (the audit of 2026-12-06).
+                st.caption(f"This link reopens the settings, not the lesson: to show the lesson to others, open "
+                           f"Lessons and run **{markdown_escape(lessons.BY_KEY[ss['lesson']].title)}** (a few "
+                           "seconds).")
             else:
                 st.caption("This link reopens the app on this page with the current data and settings.")
             st.code(settings.share_url(page_path), language=None, wrap_lines=True)

@@ -49,6 +49,10 @@ def test_headline_lesson():
     # run's figure, computed from the fit's times.
     text = " ".join(m.value for m in at.markdown)
     assert f"**{figs['speedup']:.1f}x**" in text and f"**{figs['rpe_reduction']:.2f} %**" in text
+    # The Share box says its link reopens the settings, not the lesson (n = 10^6 is beyond a link's reach):
+    # a class that opened it saw no fit and a small-shard warning (the audit of 2026-12-06).
+    assert any(c.value.startswith("This link reopens the settings, not the lesson") and "The paper" in c.value
+               for c in at.sidebar.caption)
 
 
 def test_bad_machine_lesson():
