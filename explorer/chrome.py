@@ -63,9 +63,16 @@ def _app_pages() -> list:
 
 # A checkbox's label wraps onto a second line in a narrow column instead of ending in "…": at 1024 px
 # "Show the M x K local experts" and "Show the data" both read "Show the…".
+# And a table's cells keep their numbers whole, the table scrolling sideways where the page is too narrow: with the
+# projector's larger text Compare's block table broke "1.04e-05" over two lines and cut its last column off
+# (the audit of 2026-12-06).
 WRAP_LABELS_CSS = ("<style>[data-testid='stCheckbox'] [data-testid='stMarkdownContainer'], "
                    "[data-testid='stCheckbox'] [data-testid='stMarkdownContainer'] * "
-                   "{white-space: normal; text-overflow: clip; overflow-wrap: anywhere;}</style>")
+                   "{white-space: normal; text-overflow: clip; overflow-wrap: anywhere;} "
+                   "[data-testid='stTable'] {overflow-x: auto;} "
+                   "[data-testid='stTable'] table {width: auto; min-width: 100%;} "
+                   "[data-testid='stTable'] tbody td, [data-testid='stTable'] tbody td * "
+                   "{white-space: nowrap !important; overflow-wrap: normal !important;}</style>")
 
 
 def navigation():

@@ -397,6 +397,36 @@ def test_back_returns_to_the_previous_page_in_one_press(server, page):
     no_errors(page)
 
 
+_TABLE_CELLS = """() => Array.from(document.querySelectorAll('[data-testid="stTable"] tbody td')).map(td => {
+    const lines = new Set(); const walk = document.createTreeWalker(td, NodeFilter.SHOW_TEXT);
+    for (let t = walk.nextNode(); t; t = walk.nextNode()) {
+        const range = document.createRange(); range.selectNodeContents(t);
+        for (const r of range.getClientRects()) lines.add(Math.round(r.top));
+    }
+    const box = td.closest('[data-testid="stTable"]'); const inner = box.querySelector('div') || box;
+    const over = Math.max(box.scrollWidth - box.clientWidth, inner.scrollWidth - inner.clientWidth);
+    return [td.innerText, lines.size, over];
+})"""
+
+
+def test_table_numbers_stay_whole_with_the_projector_s_text(server, browser):
+    """With the projector's larger text at 1280 px, Compare's block table broke "1.04e-05" over two lines and cut
+    its last column off: its cells keep their numbers on one line and the table scrolls sideways."""
+    pg = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+    try:
+        pg.goto(f"{server}/compare")
+        settle(pg)
+        pg.get_by_text("Larger text (projector)").click()
+        pg.wait_for_function("() => getComputedStyle(document.documentElement).fontSize === '20px'", timeout=RUN_WAIT)
+        settle(pg)
+        cells = stable_reading(pg, _TABLE_CELLS)
+        assert cells and all(lines == 1 for _, lines, _ in cells), [c for c in cells if c[1] != 1]
+        assert max(over for _, _, over in cells) > 0  # the widest table scrolls instead of cutting its columns
+        no_errors(pg)
+    finally:
+        pg.context.close()
+
+
 def _csv(tmp_path, n=600):
     rng = np.random.default_rng(4)
     x = rng.uniform(-3, 3, n)
