@@ -157,6 +157,9 @@ def test_convergence_and_timing_figures(teach):
     _, dm, g = teach
     fig = _readable(explorer.figures.loglik_figure(dm, g))
     assert len(fig.data) == 5 and fig.data[-1].name == "global EM (all data)"
+    # Each machine in its colour of the machines chart (Plotly's ten came round again at machine 11).
+    from explorer.figures.fit import machine_color
+    assert [t.line.color for t in fig.data[:4]] == [machine_color(m, 4) for m in range(4)]
     for t in fig.data:
         assert np.all(np.diff(np.asarray(t.y)) >= -1e-9)  # EM never decreases the likelihood
     fig = _readable(explorer.figures.mm_figure(dm.mm_history_, dm.reduction_.init_objectives))
@@ -388,7 +391,7 @@ def test_timing_summary_at_256_machines(many):
     assert len(fig.data) <= 6 and fig.layout.height <= 500
     bars = next(t for t in fig.data if t.type == "bar")
     assert len(bars.y) <= 12  # steps and totals, not one bar per machine
-    vals = dict(zip(bars.y, bars.x, strict=True))
+    vals = dict(zip((y.replace("<br>", " ") for y in bars.y), bars.x, strict=True))  # labels wrapped at 26
     local = dm.timings_["local"]
     slowest = int(np.argmax(local))
     assert vals[f"slowest local fit (machine {slowest + 1})"] == pytest.approx(local[slowest])

@@ -252,7 +252,10 @@ def loglik_figure(dm, global_model=None, *, max_lines=MANY_MACHINES):
     if len(curves) <= max_lines:
         for m, h in zip(machines, curves, strict=True):
             name = explain.flagged_curve_label(m, flagged[m]) if m in flagged else f"machine {m + 1}"
-            line = dict(width=3, dash="dash", color="#d62728") if m in flagged else dict(width=1.5)
+            # Each machine in its colour of the machines chart above (Plotly's ten colours came round again:
+            # machines 1 and 11 alike, machine 2 in the flagged machines' red; the audit of 2026-12-06).
+            line = (dict(width=3, dash="dash", color="#d62728") if m in flagged else
+                    dict(width=1.5, color=machine_color(m, dm.n_machines)))
             fig.add_trace(go.Scatter(x=np.arange(1, len(h) + 1), y=h, mode="lines+markers",
                                      name=name, marker=dict(size=4), line=line,
                                      hovertemplate=f"{name}<br>iteration %{{x}}<br>"
