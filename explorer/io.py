@@ -249,7 +249,7 @@ def _decimal_commas(df: pd.DataFrame) -> pd.DataFrame:
             continue
         cells = df[c].dropna().astype(str).str.strip()
         if len(cells) and cells.str.fullmatch(_DECIMAL_COMMA).all() and cells.str.contains(",").any():
-            df[c] = pd.to_numeric(df[c].astype(str).str.strip().str.replace(",", ".", regex=False).where(df[c].notna()))
+            df[c] = pd.to_numeric(cells.str.replace(",", ".", regex=False)).reindex(df.index)  # empty cells NaN
             done.append(c)
     if done:
         df.attrs[DECIMAL_COMMA_ATTR] = done

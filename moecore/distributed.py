@@ -423,9 +423,8 @@ def _placed_rows(est, X, machine, K, M, S):
     small shards (moecore.shard_check)."""
     seed_split, seed_support, seed_mm, machine_seeds = _seeds(est.random_state, M)
     # A split leaving an input constant on a machine is refused, unless failed machines are skipped.
-    names = getattr(est, "feature_names_in_", None) if est.on_error == "raise" else False
     rows = place_rows(as_split(est.split), machine, X, M, S, min_samples(K, X.shape[1]), seed_split, seed_support,
-                      names)
+                      getattr(est, "feature_names_in_", None), refuse_flat=est.on_error == "raise")
     # By the smallest shard where the split is uneven (machine labels, a skewed split): n // M let a machine of
     # 12 rows beside machines of 2 000 pass.
     smallest = min(map(len, rows.shards))

@@ -93,12 +93,10 @@ def apply_model(params: MoEParams, frame: pd.DataFrame, x_names, y_name=None):
     # The columns as they are, checked by prediction_frame as fit checks them: a float conversion here
     # read dates as nanoseconds (predictions of 3e15) and dropped the imaginary part of complex numbers.
     y = frame[y_name] if y_name is not None and y_name in frame.columns else None
-    known = None if y is None else ~y.isna().to_numpy()
-    if known is not None and not known.all():
-        y = None if not known.any() else y
-    out = prediction_frame(params, frame[x_names], y=y if known is None or known.all() else None, x_names=x_names,
+    known = np.zeros(len(frame), dtype=bool) if y is None else ~y.isna().to_numpy()
+    out = prediction_frame(params, frame[x_names], y=y if known.all() else None, x_names=x_names,
                            y_name=y_name or "y")
-    if y is not None and not known.all():  # some responses known: their rows' posterior expert
+    if known.any() and not known.all():  # some responses known: their rows' posterior expert
         part = prediction_frame(params, frame.loc[known, x_names], y=y[known], x_names=x_names, y_name=y_name)
         out.insert(len(x_names), y_name, y.to_numpy())
         posterior = pd.array([pd.NA] * len(out), dtype="Int64")

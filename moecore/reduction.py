@@ -18,6 +18,7 @@ Shapes: S support points, L = M K local components, K reduced experts, p = d + 1
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -504,9 +505,8 @@ class ReductionProblem:
         that costs ``state``'s plan most (its mass times its divergence from the expert it is sent to,
         summed over the support); (experts_std (p, K), variances (K,))."""
         m = np.take_along_axis(self.XsT.T @ state.experts_std, state.assignment.astype(np.intp), axis=1)  # (S, L)
-        v = state.variances[state.assignment]
         sig = self.large.variances
-        cost = (self.mass * (np.log(v / sig) + (sig + (self.mu - m) ** 2) / v - 1.0)).sum(axis=0)  # (L,)
+        cost = (self.mass * kl_cost(self.mu, sig, m, state.variances[state.assignment])).sum(axis=0)  # (L,)
         l = int(np.argmax(cost))
         B, V = state.experts_std.copy(), state.variances.copy()
         B[:, k], V[k] = self.experts_std(self.large.experts[:, l:l + 1])[:, 0], sig[l]
@@ -716,12 +716,12 @@ def _relocate_light_experts(problem, best, v, variance_update):
         k = int(np.argmin(shares))
         if not shares[k] < LIGHT_SHARE / K:
             break
-        B0, V0 = problem.relocated(state, k)
-        run = list(mm_steps(problem, B0, V0, max_iter=v["max_iter"], tol=v["tol"], variance_update=variance_update))
-        if not run[-1].objective < state.objective:
+        moved, moved_history, moved_converged, _ = best_mm_run(
+            problem, [(False, functools.partial(problem.relocated, state, k))], max_iter=v["max_iter"], tol=v["tol"],
+            variance_update=variance_update)
+        if not moved.objective < state.objective:
             break
-        state, history = run[-1], np.array([s.objective for s in run])
-        converged = len(run) <= v["max_iter"] or history[-2] - history[-1] <= v["tol"] * abs(history[-2])
+        state, history, converged = moved, moved_history, moved_converged
     return state, history, converged
 
 

@@ -440,12 +440,13 @@ class PlacedRows:
         return np.bincount(self.support_machine, minlength=n_machines)
 
 
-def place_rows(split, machine, X, n_machines, support_size, min_size, seed_split, seed_support, names=None):
+def place_rows(split, machine, X, n_machines, support_size, min_size, seed_split, seed_support, names=None,
+               refuse_flat=True):
     """The first step of a distributed fit: spread the n rows of X (n, d) over the machines by
     ``split`` (or by the given ``machine`` labels (n,)) and draw the supporting sample of
-    ``support_size`` rows, each from its own seed.  Refuses a split that leaves an input (``names``
-    (d,) for the message, or None) constant on a machine's rows, unless ``names`` is False (a fit that
-    skips failed machines).  Returns :class:`PlacedRows`."""
+    ``support_size`` rows, each from its own seed.  With ``refuse_flat`` (not for a fit that skips
+    failed machines), refuses a split that leaves an input (``names`` (d,) for the message, or None)
+    constant on a machine's rows.  Returns :class:`PlacedRows`."""
     n = X.shape[0]
     if machine is None:
         shards = split_rows(split, X, n_machines, np.random.default_rng(seed_split), min_size)
@@ -460,7 +461,7 @@ def place_rows(split, machine, X, n_machines, support_size, min_size, seed_split
         _refuse_small(shards, min_size, "machine labels give", ", the fewest a local fit of these experts and "
                       "inputs takes: merge those machines or use fewer experts")
     kind = split.kind if machine is None and isinstance(split, Split) else None
-    if names is not False:
+    if refuse_flat:
         _refuse_flat_columns(X, shards, kind == "random", names)
     support = np.sort(np.random.default_rng(seed_support).choice(n, size=support_size, replace=False))
     return PlacedRows(shards, support, machine_labels(shards, n)[support], kind == "random",

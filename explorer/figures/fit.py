@@ -4,6 +4,8 @@ plan, convergence, timings and the machines' shares of x.
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -332,17 +334,6 @@ def _seconds(v):
     return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
 
 
-def _wrapped(label, width):
-    """``label`` broken at spaces into lines of at most ``width`` characters (Plotly's <br>)."""
-    lines = [""]
-    for word in label.split(" "):
-        if lines[-1] and len(lines[-1]) + 1 + len(word) > width:
-            lines.append(word)
-        else:
-            lines[-1] = f"{lines[-1]} {word}".strip()
-    return "<br>".join(lines)
-
-
 def _step_bars(dm, global_time, flagged, *, per_machine):
     """(labels, seconds, colours) of the timing bars after the local fits."""
     tm = dm.timings_
@@ -430,7 +421,8 @@ def timing_figure(dm, global_time=None, *, max_bars=MANY_MACHINES, n_named=5):
     more = _step_bars(dm, global_time, flagged, per_machine=False)
     labels, vals, cols = labels + more[0], vals + more[1], cols + more[2]
     # In lines of at most 26 characters: a label of 47 ran left over the box of the local fits' panel.
-    labels = [_wrapped(label, 26) for label in labels]
+    labels = ["<br>".join(textwrap.wrap(label, 26, break_long_words=False, break_on_hyphens=False))
+              for label in labels]
     fig = make_subplots(rows=1, cols=2, column_widths=[0.3, 0.7], horizontal_spacing=0.3,
                         subplot_titles=[f"local fit of each of the {M} machines", "steps and totals"])
     jitter = np.random.default_rng(0).uniform(-0.35, 0.35, M)
