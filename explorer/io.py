@@ -23,6 +23,7 @@ from moecore.shards import header_looks_like_data, sniff_separator
 from .settings import MAX_APP_MACHINES, MAX_APP_N, SETTINGS
 
 __all__ = [
+    "COMMENT_LINES_ATTR",
     "DECIMAL_COMMA_ATTR",
     "MAX_COLUMNS",
     "MAX_MODEL_MB",
@@ -171,6 +172,10 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS, 
             f"{name} has about {n_lines - 1:,} data rows; the app accepts at most {max_rows:,}. "
             "Upload a random subsample (or use the command line `python -m moecore` for big data)."
         )
+    text, n_comments = _strip_comments(text)
+    if not text.strip():
+        raise InputError(f"{name} holds only comment lines (starting with #). Upload a CSV with a header row and "
+                         "numeric data rows.")
     # Excel writes its separator on a first line of its own ("sep=;"): the separator, not the header.
     first_line = text.lstrip("\n").split("\n", 1)
     hint = re.fullmatch(r"sep=(.)", first_line[0].strip())
@@ -216,6 +221,8 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS, 
         raise InputError(f"{name} has a header but no data rows. Add data rows below the header.")
     if sep != ",":
         df = _decimal_commas(df)
+    if n_comments:
+        df.attrs[COMMENT_LINES_ATTR] = n_comments
     if df.shape[1] < min_columns:
         raise InputError(
             f"{name} has {df.shape[1]} column(s) (separator detected: {sep!r}); it needs a response "
@@ -231,6 +238,44 @@ def parse_csv(data: bytes, name: str = "the file", *, max_rows: int = MAX_ROWS, 
         raise InputError(f"{name} has a column name of {len(long[0]):,} characters ({_quote(long[0])}); "
                          f"shorten every column name to at most {MAX_NAME_CHARS}.")
     return df
+
+
+COMMENT_LINES_ATTR = "comment_lines"
+
+
+def _is_number(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def _strip_comments(text: str) -> tuple[str, int]:
+    """``text`` without its comment lines (first character ``#``, as R's read.table and NumPy's loadtxt
+    skip them), and how many there were.  A file a lab's logger or ``numpy.savetxt(header=...)`` wrote
+    begins with notes, or names its columns on a comment line ("# y,x"): pandas read the first note as
+    a one-column header and refused every data row as ragged (the audit of 2026-12-06).  Where the first
+    line left is all numbers, the last leading comment line with as many fields is the header."""
+    lines = text.split("\n")
+    kept = [ln for ln in lines if not ln.lstrip().startswith("#")]
+    n = len(lines) - len(kept)
+    if not n:
+        return text, 0
+    lead = []
+    for ln in lines:
+        if ln.lstrip().startswith("#"):
+            lead.append(ln.lstrip().lstrip("#").strip())
+        elif ln.strip():
+            break
+    body = [ln for ln in kept if ln.strip()]
+    if lead and body and lead[-1]:
+        sep = sniff_separator("\n".join(body[:20]))
+        first = [f.strip() for f in body[0].split(sep)]
+        named = [f.strip() for f in lead[-1].split(sep)]
+        if all(map(_is_number, first)) and len(named) == len(first) and not all(map(_is_number, named)):
+            kept.insert(0, lead[-1])
+    return "\n".join(kept), n
 
 
 # A decimal comma and nothing else: "5,88", "-0,5", "12" (no thousands separator, which would be ambiguous).

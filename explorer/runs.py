@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 import streamlit as st
 from threadpoolctl import threadpool_limits
 
-from moecore import ConvergenceWarning, DegenerateFitWarning, DistributedMoE, MixtureOfExperts, MoEParams
+from moecore import (
+    ConvergenceWarning,
+    DegenerateFitWarning,
+    DistributedMoE,
+    MixtureOfExperts,
+    MoEParams,
+    VarianceFloorWarning,
+)
 from moecore.baselines import fit_global
 from moecore.collinear import CollinearWarning
 from moecore.costs import check_memory, fit_memory_bytes
@@ -376,7 +383,7 @@ def run_compare(data: Dataset, s: dict | None = None, progress=None, *, automati
 _SHOWN_ON_PAGES = (r"(skipped \d+ failed machine"
                    r"|the screening left out machine)")
 LIBRARY_WARNINGS = ((DegenerateFitWarning, ""), (ConvergenceWarning, ""), (RuntimeWarning, _SHOWN_ON_PAGES),
-                    (AccuracyWarning, ""), (OutlierWarning, ""), (CollinearWarning, ""))
+                    (AccuracyWarning, ""), (OutlierWarning, ""), (CollinearWarning, ""), (VarianceFloorWarning, ""))
 
 
 def _process_settings():

@@ -38,7 +38,7 @@ accounts and dispatch running the machines' tasks:
 
 from .collinear import CollinearWarning
 from .distributed import DistributedMoE
-from .em import ConvergenceWarning, DegenerateFitWarning, MixtureOfExperts, NotFittedError
+from .em import ConvergenceWarning, DegenerateFitWarning, MixtureOfExperts, NotFittedError, VarianceFloorWarning
 from .local import LocalFitError, MachineWarning
 from .model import MoEParams
 from .outliers import OutlierWarning
@@ -61,6 +61,7 @@ __all__ = [
     "NotFittedError",
     "OutlierWarning",
     "SmallShardWarning",
+    "VarianceFloorWarning",
     "reduce_mixtures",
     "simulate",
     "simulate_design",

@@ -26,7 +26,14 @@ from ._warn import warn
 from .collinear import warn_collinear
 from .costs import FitCosts
 from .dispatch import Runner, SchedulerPickling
-from .em import ConvergenceWarning, MixtureOfExperts, MoEPredictorMixin, warn_degenerate
+from .em import (
+    ConvergenceWarning,
+    MixtureOfExperts,
+    MoEPredictorMixin,
+    VarianceFloorWarning,
+    floor_message,
+    warn_degenerate,
+)
 from .local import collect_local_fits, derived_seed, fit_local_models, kept_machines, refitter, with_pilot
 from .machine_weights import choose_machine_weights, covariate_weights, support_positions
 from .outliers import warn_outliers
@@ -95,6 +102,13 @@ def _screening_exchange(est, machines, machine_seeds):
     return exchange
 
 
+def floored_machines(est):
+    """{machine: its local model's experts at the variance floor} (:attr:`MixtureOfExperts.floored_experts_`),
+    for the machines whose local model has any: a near-noiseless response, whose variances the floor sets."""
+    return {int(m): lm.floored_experts_.tolist() for m, lm in zip(est.machines_, est.local_models_, strict=True)
+            if getattr(lm, "floored_experts_", np.empty(0)).size}
+
+
 def _check_fit(est, machines, quiet):
     """After the fit, every aggregated machine measures the final model on its own rows (three numbers
     up, the model down) and :func:`~moecore.shard_check.check_fit` compares the training RPE and the
@@ -110,6 +124,11 @@ def _check_fit(est, machines, quiet):
     est.fit_check_ = est.expert_rows_ = None
     if not quiet:  # from the support pairs, which the server holds: whatever the machine weights
         warn_degenerate(est.params_, est.support_X_, est.support_y_, rows_name="support points")
+        floored = floored_machines(est)
+        if floored:
+            warn(floor_message(f"experts of the local fits of machine(s) {list(floored)[:10]}"
+                               f"{' ...' if len(floored) > 10 else ''} ({len(floored)} of {len(est.machines_)})",
+                               est.var_floor), VarianceFloorWarning)
         if not est.reduction_.converged:  # as a local EM's: mm_max_iter=1 stopped the MM without a word
             warn(f"the MM reduction stopped at mm_max_iter={est.mm_max_iter} before R settled (relative decrease "
                  f"above mm_tol={est.mm_tol:g}): raise mm_max_iter.", ConvergenceWarning)

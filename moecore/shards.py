@@ -170,6 +170,13 @@ def _columns(path, fmt):
         names = [str(c) for c in pf.schema_arrow.names]
         distinct_names(names, f"shard {path!r}: its header", error=ShardError)
         return names, pf.metadata.num_rows
+    first = _head(path).lstrip("\n").split("\n", 1)[0]
+    if first.lstrip().startswith("#"):
+        # pandas would read the note as the header: a response named "# y" (numpy.savetxt's header), or
+        # one column named after the note and every data row ragged.
+        raise ShardError(f"shard {path!r} begins with a comment line ({first.strip()[:60]!r}); it is read as "
+                         "plain CSV, whose first line names the columns (e.g. y,x1,x2): remove the comment lines "
+                         "(grep -v '^#').")
     sep = _sep(path)
     names = [str(c) for c in pd.read_csv(path, nrows=0, sep=sep).columns]
     if header_looks_like_data(names):

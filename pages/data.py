@@ -13,6 +13,7 @@ from explorer.data import (
     without_rows,
 )
 from explorer.io import (
+    COMMENT_LINES_ATTR,
     CONSTANT,
     DECIMAL_COMMA_ATTR,
     MAX_COLUMNS,
@@ -156,6 +157,9 @@ with csv_tab:
         if df.attrs.get(DECIMAL_COMMA_ATTR):
             st.info("Read with decimal commas (5,88 as 5.88): "
                     + ", ".join(markdown_escape(c) for c in df.attrs[DECIMAL_COMMA_ATTR]) + ".")
+        if df.attrs.get(COMMENT_LINES_ATTR):
+            k = df.attrs[COMMENT_LINES_ATTR]
+            st.info(f"Skipped {k:,} comment line{'s' * (k != 1)} (starting with #).")
         cols = list(df.columns)
 
         def response_changed():  # the new response leaves the inputs (it is no longer offered there)

@@ -7,6 +7,7 @@ import streamlit as st
 from explorer import chrome, explain, figures, lessons, runs, settings, tables
 from explorer.data import apply_saved_model
 from explorer.io import MAX_MODEL_MB, MAX_UPLOAD_MB, markdown_escape, model_to_json, stem, table_to_csv
+from moecore.distributed import floored_machines
 from moecore.em import degenerate_message
 from moecore.machine_weights import AUTO_LEVEL
 from moecore.model import feature_names
@@ -220,6 +221,12 @@ line = explain.renumbered(degenerate_message(dm.params_, dm.support_X_, dm.suppo
                           colors)
 if line:
     st.warning(line)
+floored = floored_machines(dm)
+if floored:  # a near-noiseless response: the app has no var_floor setting, the library has
+    st.info(f"On {len(floored)} of {len(dm.machines_)} machines, rows lie closer to their experts' lines than "
+            f"moecore's variance floor ({dm.var_floor:g} var(y)) allows: the variances shown are the floor's, larger "
+            "than the data's, and the log-likelihoods lower; the lines are right. In code, "
+            "DistributedMoE(var_floor=1e-12) fits them.")
 
 st.subheader("Machines: who holds which x, and the weights used")
 used = dm.machine_weights_used_

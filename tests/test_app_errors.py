@@ -53,6 +53,7 @@ BAD_FILES = {
     "10^6 rows": ("big.csv", b"x,y\n" + b"1.5,2.5\n" * 1_000_000, "at most 200,000"),
     "a single column": ("one.csv", b"x\n1\n2\n3\n", "needs a response column"),
     "duplicated column names": ("dup.csv", b"x,x\n1,2\n3,4\n", "duplicated column names"),
+    "comment lines only": ("notes.csv", b"# y,x\n# nothing measured yet\n", "only comment lines"),
 }
 
 
@@ -254,4 +255,4 @@ BAD_INPUTS = (list(BAD_FILES) + list(BAD_COLUMNS) + list(BAD_MODELS) + list(BAD_
 
 def test_bad_input_count():
     """The number reported in docs/app.md."""
-    assert len(BAD_INPUTS) == len(set(BAD_INPUTS)) == 43
+    assert len(BAD_INPUTS) == len(set(BAD_INPUTS)) == 44

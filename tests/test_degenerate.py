@@ -182,8 +182,10 @@ def test_an_expert_on_the_bulk_under_one_outlying_row_is_not_called_degenerate()
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         MixtureOfExperts(2, random_state=0).fit(X, y)
-    assert not [w for w in record if "var(y)" in str(w.message)]
+    assert not [w for w in record if "var(y)" in str(w.message) and w.category is DegenerateFitWarning]
     assert [w for w in record if "row 3 (y = 100000)" in str(w.message)]  # the outlier is named instead
+    # And the floor is said: 1e-6 of that var(y) held the bulk's variance at 20, not its 1.
+    assert [w for w in record if "[0] of the fit sit at the variance floor" in str(w.message)]
 
 
 @pytest.mark.parametrize("name", ["tonedata", "nodata", "boston", "mcycle", "faithful"])
@@ -296,3 +298,54 @@ def test_an_expert_on_five_rows_of_a_small_real_set_stays_a_spike():
     for seed in range(3):
         fit = MixtureOfExperts(4, random_state=seed).fit(ds.X, ds.y)
         assert fit.variances_.min() >= DEGENERATE_VAR * ds.y.var()
+
+
+def _near_noiseless(n=4000, sd=1e-4):
+    """Two lines (y's sd about 1) with noise sd 1e-4: each expert's variance is 1e-8 var(y), below var_floor's 1e-6."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, n)
+    return x[:, None], np.where(x < 0, 1 + 2 * x, -1 - x) + sd * rng.normal(size=n)
+
+
+def test_a_variance_held_up_by_the_floor_is_said():
+    # Both variances came out at the floor, 110 times the noise's, and the log-likelihood 1.85 nats per row short,
+    # without a word (the audit of 2026-12-06). A spike's floor is the degenerate warning's, not this one.
+    from moecore import VarianceFloorWarning
+
+    X, y = _near_noiseless()
+    with pytest.warns(VarianceFloorWarning, match=r"expert\(s\) \[0, 1\] of the fit sit at the variance floor "
+                                                  r"\(var_floor=1e-06 of var\(y\)\).*lower var_floor"):
+        floored = MixtureOfExperts(2, random_state=0).fit(X, y)
+    assert floored.floored_experts_.tolist() == [0, 1]
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        free = MixtureOfExperts(2, random_state=0, var_floor=1e-12).fit(X, y)
+    assert not [w for w in record if issubclass(w.category, VarianceFloorWarning)]
+    assert free.floored_experts_.size == 0
+    # Each variance estimated from 2 000 rows: within 10 % of the noise's 1e-8 (sd of the estimate 3 %).
+    assert np.all(np.abs(free.variances_ / 1e-8 - 1) < 0.1), free.variances_
+    assert (free.loglik_ - floored.loglik_) / len(y) > 1.5
+    with pytest.warns(VarianceFloorWarning, match=r"experts of the local fits of machine\(s\) \[0, 1, 2, 3\] "
+                                                  r"\(4 of 4\) sit at the variance floor"):
+        DistributedMoE(2, 4, random_state=0, backend="sequential").fit(X, y)
+    _, binary, _ = _tied_responses()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        spiky = MixtureOfExperts(2, random_state=0).fit(_tied_responses()[0], binary)
+    assert spiky.floored_experts_.size == 0 and not [w for w in record if w.category is VarianceFloorWarning]
+
+
+def test_the_fit_page_says_when_the_floor_holds_the_variances():
+    from app_helpers import new_session
+
+    import explorer.data
+
+    X, y = _near_noiseless()
+    at = new_session()
+    at.session_state["data"] = explorer.data.Dataset(X, y, "exact.csv", ["x"], source="csv")
+    at.switch_page("pages/fit.py").run()
+    at.number_input(key="cfg_K").set_value(2).run()
+    at.number_input(key="cfg_M").set_value(4).run()
+    at.button(key="btn_fit").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [i.value for i in at.info if "On 4 of 4 machines, rows lie closer" in i.value]

@@ -235,6 +235,22 @@ def test_sweep_figure_sets_each_methods_bars_beside_the_others():
         fig.layout.xaxis.range[1] < 1.9
 
 
+def test_a_method_keeps_its_colour_across_pages_and_none_is_an_experts():
+    # Compare drew "reduction" in expert 1's blue on the page of the experts' panels, and a method's colour
+    # followed its row: "median" was green in one table and red in another.
+    from explorer.figures.common import PALETTE
+
+    methods = ["reduction", "global", "weighted average", "median", "single machine"]
+    table = pd.DataFrame({f"mse_{b}": [0.1, 0.2, 0.3, 0.4, 0.5] for b in ("gates", "experts", "variances")},
+                         index=methods)
+    bars = {t.name: t.marker.color for t in explorer.figures.param_error_figure(table).data}
+    swept = pd.DataFrame({"method": methods[::-1] * 2, "value": [2] * 5 + [4] * 5, "rpe": np.arange(10.0)})
+    lines = {t.name: t.line.color for t in explorer.figures.sweep_figure(swept, "n_machines", "rpe").data}
+    for m in ("reduction", "weighted average", "median", "single machine"):
+        assert bars[m] == lines[m] and bars[m] not in PALETTE, (m, bars[m], lines[m])
+    assert len({bars[m] for m in methods if m != "global"}) == 4
+
+
 def test_mm_step_and_large_mixture_figures(teach):
     sim, dm, _ = teach
     large = LargeMixture([m.params_ for m in dm.local_models_], dm.weights_)
@@ -611,6 +627,24 @@ def test_semicolon_files_with_decimal_commas_are_read_as_numbers():
     kept = parse_csv(b"x;y\n1.234,5;2\n7;3\n", "thousands.csv")
     assert not pd.api.types.is_numeric_dtype(kept["x"]) and DECIMAL_COMMA_ATTR not in kept.attrs
     assert DECIMAL_COMMA_ATTR not in parse_csv(b'x,y\n"1,5",2\n3,4\n', "quoted.csv").attrs
+
+
+def test_comment_lines_are_skipped_and_a_commented_header_is_the_header():
+    # A lab logger's notes above the header, a note between rows, numpy.savetxt(header="y,x")'s "# y,x": read as
+    # a one-column header with every row ragged, a text row in y, or two data rows named "# y = weight" (the
+    # audit of 2026-12-06). The page says how many lines it skipped.
+    from explorer.io import COMMENT_LINES_ATTR, parse_csv
+
+    notes = parse_csv(b"# from the lab\n# units: kg\ny,x\n1,2\n3,4\n", "notes.csv")
+    assert list(notes.columns) == ["y", "x"] and notes["y"].tolist() == [1, 3] and notes.attrs[COMMENT_LINES_ATTR] == 2
+    between = parse_csv(b"y,x\n1,2\n# a note\n3,4\n", "between.csv")
+    assert between["y"].tolist() == [1, 3] and between.attrs[COMMENT_LINES_ATTR] == 1
+    for sep in ",;":
+        saved = parse_csv(f"# y{sep}x\n1.5{sep}2\n3{sep}4\n".encode(), "savetxt.csv")
+        assert list(saved.columns) == ["y", "x"] and saved["y"].tolist() == [1.5, 3.0]
+    titled = parse_csv(b"# y = weight, x = height\ny,x\n1,2\n", "titled.csv")
+    assert list(titled.columns) == ["y", "x"] and titled["x"].tolist() == [2]
+    assert COMMENT_LINES_ATTR not in parse_csv(b"y,x\n1,2\n", "plain.csv").attrs
 
 
 def test_a_file_whose_inputs_read_as_text_is_told_why_from_one_of_its_cells():

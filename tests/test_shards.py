@@ -194,6 +194,18 @@ def _write(tmp_path, name, df):
     return str(p)
 
 
+@pytest.mark.parametrize("first", ["# y,x1,x2", "# exported by the logger"])
+def test_a_shard_that_begins_with_a_comment_is_refused_by_name(shard_paths, tmp_path, first):
+    # numpy.savetxt(header="y,x1,x2") writes "# y,x1,x2": pandas read a response named "# y" (the fit ran on
+    # the wrong name, or found no 'y'); a note above the header read as one column named after it.
+    text = open(shard_paths[0]).read()
+    body = text.split("\n", 1)[1] if first.startswith("# y") else text
+    bad = tmp_path / "commented.csv"
+    bad.write_text(first + "\n" + body)
+    with pytest.raises(ShardError, match=r"commented\.csv' begins with a comment line.*remove the comment lines"):
+        fit([*shard_paths[:-1], str(bad)], backend="sequential")
+
+
 def test_missing_columns_named(shard_paths, tmp_path):
     df = pd.read_csv(shard_paths[0]).rename(columns={"y": "response"})
     bad = _write(tmp_path, "noy.csv", df)

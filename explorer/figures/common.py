@@ -16,6 +16,7 @@ import plotly.io as pio
 
 from explorer.tables import coef_labels
 from moecore.alignment import match_experts
+from moecore.experiments import ONE_SHOT, UNALIGNED
 from moecore.model import MoEParams, feature_names, gate_proba
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -31,6 +32,20 @@ pio.templates.default = TEMPLATE
 
 def expert_color(k: int) -> str:
     return PALETTE[int(k) % len(PALETTE)]
+
+
+# One colour per method wherever methods are drawn (Compare's parameter errors, Experiments' sweeps), and none
+# of the experts' ten: Compare drew "reduction" in expert 1's blue beside the experts' panels, and a method
+# took its colour from its row's position, so the same method changed colour between the pages.
+METHOD_COLORS = {"reduction": "#08306b", ONE_SHOT: "#4a90c8", "weighted average": "#b8860b", "median": "#006d2c",
+                 "single machine": "#c51b8a", UNALIGNED: "#fd8d3c"}
+_OTHER_METHODS = ("#6a3d9a", "#b15928", "#01665e", "#8e0152")
+
+
+def method_color(name: str, position: int = 0) -> str:
+    """The colour of a comparison method by its name (the global EM is drawn in :data:`GLOBAL_STYLE`); a name
+    not in :data:`METHOD_COLORS` takes one of a few others by its ``position``."""
+    return METHOD_COLORS.get(str(name), _OTHER_METHODS[int(position) % len(_OTHER_METHODS)])
 
 
 def rgba(hex_color, alpha):

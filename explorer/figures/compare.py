@@ -9,7 +9,17 @@ from plotly.subplots import make_subplots
 
 from moecore.model import MoEParams, expert_means, gate_proba, predict_mean
 
-from .common import PALETTE, TRUTH_STYLE, _grid, _layout, _subsample, expert_color, reduced_colors, user_names
+from .common import (
+    PALETTE,
+    TRUTH_STYLE,
+    _grid,
+    _layout,
+    _subsample,
+    expert_color,
+    method_color,
+    reduced_colors,
+    user_names,
+)
 
 PANELS_PER_ROW = 3
 ROW_PX = 300
@@ -108,7 +118,7 @@ def param_error_figure(table, *, n_machines=None, support_size=None):
             if not np.isfinite(vals).any():
                 continue  # the global EM against itself
             style = dict(color="#555555", pattern=dict(shape="/")) if method == "global" else \
-                dict(color=PALETTE[i % len(PALETTE)])
+                dict(color=method_color(method, i))
             fig.add_trace(go.Bar(
                 x=list(BLOCKS), y=[v if v > 0 else np.nan for v in vals], name=str(method), legendgroup=str(method),
                 showlegend=c == 1 or not any(t.name == str(method) for t in fig.data), marker=style,

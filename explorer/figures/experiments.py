@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 
 from explorer.tables import SCALE, axis_label, label
 
-from .common import GLOBAL_STYLE, PALETTE, _integer_axis, _layout
+from .common import GLOBAL_STYLE, PALETTE, _integer_axis, _layout, method_color
 
 MAX_VALUE_TICKS = 12  # a sweep of at most this many values gets a tick at each
 
@@ -35,7 +35,7 @@ def sweep_figure(df, parameter, metric, *, log_x=None):
         fig.add_trace(go.Scatter(
             x=x, y=scale * sub["mean"], mode="lines+markers", name=method,
             error_y=dict(type="data", array=scale * sub["std"].fillna(0), visible=True),
-            line=GLOBAL_STYLE if is_global else dict(color=PALETTE[i % len(PALETTE)], width=3),
+            line=GLOBAL_STYLE if is_global else dict(color=method_color(method, i), width=3),
             marker=dict(size=10 if single else 6), customdata=sub["count"], offsetgroup=method,
             hovertemplate=f"{method}<br>%{{x}}: %{{y:.4g}} (± sd, %{{customdata}} repeats)<extra></extra>"))
     lo = float(np.nanmin(scale * (g["mean"] - g["std"].fillna(0))))
