@@ -36,7 +36,7 @@ from pathlib import Path
 import streamlit as st
 
 from . import figures, lessons, runs, settings
-from .io import markdown_escape, session_to_json, stem
+from .io import InputError, markdown_escape, params_from_text, params_to_text, session_to_json, stem
 
 ROOT = Path(__file__).resolve().parents[1]
 # (script, title, icon): the app's pages in menu order.  The navigation and the sidebar's links
@@ -99,6 +99,8 @@ def frame(page_path: str):
     ignored = settings.init_settings(query)
     if ignored:
         st.warning("Ignored URL parameter(s): " + "; ".join(ignored) + ". The defaults are used instead.")
+    if first and settings.TRUTH_QUERY in query:
+        _typed_truth_from_link(query[settings.TRUTH_QUERY])
     upload = settings.lost_upload(query) if first else None
     if upload:
         st.info(f"This address was made while the uploaded file **{markdown_escape(upload)}** was the data. A reload "
@@ -122,6 +124,24 @@ def frame(page_path: str):
         ss["_sidebar_box"] = st.empty()
     ss["_share_drawn"] = False
     refresh_sidebar(final=False, page_path=page_path)
+
+
+def _typed_truth_from_link(text):
+    """A link's true parameters (:data:`~explorer.settings.TRUTH_QUERY`), typed or uploaded on the Data page by
+    whoever made it: the session's custom truth, and the Data page's box ticked and filled with them, so that the
+    data are rebuilt from them and not from the knobs; a warning naming what is wrong otherwise."""
+    ss = st.session_state
+    if settings.settings()["source"] != "custom":
+        st.warning("Ignored URL parameter truth: typed true parameters go with custom data (src=custom).")
+        return
+    try:
+        truth = params_from_text(str(text), "the link's truth parameter")
+    except InputError as exc:
+        st.warning(f"Ignored URL parameter truth: {exc} The custom knobs are used instead.")
+        return
+    ss["custom_truth"] = truth
+    ss["custom_params_text"] = params_to_text(truth, digits=None)
+    ss["use_custom_text"] = True
 
 
 def framed_run(nav, first_contact=None):

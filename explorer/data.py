@@ -23,7 +23,7 @@ from moecore.predictions import apply_model
 from moecore.simulation import get_design, simulate
 
 from . import settings
-from .io import model_from_json, parse_csv, select_columns, true_labels
+from .io import model_from_json, params_to_text, parse_csv, select_columns, true_labels
 
 
 @dataclass
@@ -41,6 +41,7 @@ class Dataset:
     sim: dict = field(default_factory=dict)  # how to draw more (held-out) data like it
     key: str = ""
     settings: dict = field(default_factory=dict)  # the data settings it was simulated from ({} for uploads)
+    typed_truth: str = ""  # the typed or uploaded true parameters it was simulated from, exactly (for links)
 
     def __post_init__(self):
         if not self.key:
@@ -120,6 +121,8 @@ def dataset_from_settings(s: dict | None = None) -> Dataset:
     s = s or settings.settings()
     data = _dataset_from(s)
     data.settings = {k: s[k] for k in settings.DATA_SETTINGS}
+    if s["source"] == "custom" and st.session_state.get("custom_truth") is not None:
+        data.typed_truth = params_to_text(st.session_state["custom_truth"], digits=None)
     return data
 
 
@@ -152,7 +155,16 @@ def _data_checks(key, x_names, y_name, _X, _y):
     """(outlying rows, tied input groups) of one data set, computed once per data and names: the pages
     that show them rerun on every widget change (32 ms each time on the flights), the data does not.
     Shared read-only, as the verdicts are frozen."""
-    return (find_outliers(_X, _y, feature_names=list(x_names), response_name=y_name), collinear_columns(_X))
+    return (find_outliers(_X, _y, feature_names=list(x_names), response_name=y_name), collinear_columns(_X),
+            _later_copies(_X, _y))
+
+
+def _later_copies(X, y):
+    """The rows (m,) that repeat an earlier row exactly, inputs and response alike."""
+    _, first = np.unique(np.column_stack([X, y]), axis=0, return_index=True)
+    keep = np.zeros(len(y), dtype=bool)
+    keep[first] = True
+    return np.flatnonzero(~keep)
 
 
 def _checks(data: Dataset):
@@ -169,13 +181,18 @@ def tied_inputs(data: Dataset):
     return _checks(data)[1]
 
 
-def without_rows(data: Dataset, rows) -> Dataset:
+def repeated_rows(data: Dataset):
+    """The rows (m,) of the session's data that repeat an earlier row exactly (inputs and response)."""
+    return _checks(data)[2]
+
+
+def without_rows(data: Dataset, rows, what="outlying row") -> Dataset:
     """``data`` less the rows ``rows`` (outlying rows a user chose to leave out), as the user's own data:
     it can no longer be drawn again from settings, and simulated data keeps its truth and labels."""
     keep = np.ones(data.n, dtype=bool)
     keep[np.asarray(rows, dtype=np.intp)] = False
     n_out = data.n - int(keep.sum())
-    return Dataset(data.X[keep], data.y[keep], f"{data.name} without {n_out} outlying row{'s' if n_out > 1 else ''}",
+    return Dataset(data.X[keep], data.y[keep], f"{data.name} without {n_out} {what}{'s' if n_out > 1 else ''}",
                    list(data.x_names), data.y_name, labels=None if data.labels is None else data.labels[keep],
                    truth=data.truth, source="csv")
 

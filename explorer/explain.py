@@ -365,6 +365,20 @@ def tied_inputs_warning(groups, x_names) -> str:
             f"apart. To fix: drop {sum(len(g) - 1 for g in groups)} of them (a full one-hot coding: drop one level).")
 
 
+def repeats_text(ran: dict, planned: int, parameter: str) -> str:
+    """The repeats a sweep ran, for its caption: "3 repeat(s)" when every value ran ``planned``, else which
+    values ran how many (a cancelled or interrupted sweep was captioned, and averaged, as if all had run: the
+    audit of 2026-12-07).  ``ran``: {value: repeats run}."""
+    if all(r == planned for r in ran.values()):
+        return f"{planned} repeat(s)"
+    by = {}
+    for v, r in sorted(ran.items()):
+        by.setdefault(r, []).append(f"{v:g}")
+    return (f"{planned} repeat(s) asked, the sweep stopped early: "
+            + "; ".join(f"{r} at {parameter} = {', '.join(vs)}" for r, vs in sorted(by.items(), reverse=True))
+            + " (the means below are over those)")
+
+
 def sweep_accuracy_warning(rpes: dict, parameter: str) -> str:
     """One line naming the sweep's values where the reduction's mean held-out RPE is more than
     GLOBAL_RPE_RATIO times the global EM's; ``rpes``: {value: (reduction, global)}; "" if none."""

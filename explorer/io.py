@@ -580,9 +580,11 @@ def model_from_json(data, name: str = "the model file", *,
     return params, meta
 
 
-def params_to_text(params: MoEParams, digits: int = 4) -> str:
-    """The three parameter arrays as short JSON, one array per line, for a text box."""
-    r = lambda a: json.dumps(np.round(np.asarray(a, dtype=float), digits).tolist())  # noqa: E731
+def params_to_text(params: MoEParams, digits: int | None = 4) -> str:
+    """The three parameter arrays as short JSON, one array per line, for a text box; ``digits=None``: every
+    digit (the text reads back as the same floats)."""
+    r = lambda a: json.dumps((np.asarray(a, dtype=float) if digits is None  # noqa: E731
+                              else np.round(np.asarray(a, dtype=float), digits)).tolist())
     return (f'{{\n  "gates": {r(params.gates)},\n  "experts": {r(params.experts)},\n'
             f'  "variances": {r(params.variances)}\n}}')
 
@@ -708,6 +710,22 @@ def text_number_columns(df: pd.DataFrame, y_col: str) -> list:
             # An example that shows the separator ("1,381.3", not the "821.8" the column also holds).
             marked = cells[cells.str.contains(r"\d[,\s'\u00a0]\d")]
             found.append((c, (marked if len(marked) else cells).iloc[0]))
+    return found
+
+
+def other_text_columns(df: pd.DataFrame, y_col: str) -> list:
+    """[(column, an example cell)] of the text columns (not the response, not :func:`text_number_columns`'):
+    names, numbers with units ("52.1 kg"), dates.  They were left out of the inputs without a word, and a unit
+    is one edit away from being data (the audit of 2026-12-07)."""
+    separated = {c for c, _ in text_number_columns(df, y_col)}
+    found = []
+    for c in df.columns:
+        if c in (y_col, "true_expert") or c in separated or pd.api.types.is_numeric_dtype(df[c]):
+            continue
+        cells = df[c].dropna().astype(str).str.strip()
+        cells = cells[cells != ""]
+        if len(cells):
+            found.append((c, cells.iloc[0]))
     return found
 
 

@@ -566,6 +566,11 @@ def applied_settings() -> dict:
 UPLOAD_QUERY = "upload"
 
 
+# The query key holding the true parameters typed or uploaded on the Data page, which the knobs cannot give back:
+# a reload or a link rebuilt the data from the knobs without a word (the audit of 2026-12-07).
+TRUTH_QUERY = "truth"
+
+
 def settings_to_query(values: dict | None = None) -> dict:
     """The settings as URL query parameters (only those that differ from the defaults); by
     default the applied settings (:func:`applied_settings`) and, while an uploaded file is the
@@ -579,6 +584,8 @@ def settings_to_query(values: dict | None = None) -> dict:
             out[q] = str(v).lower() if isinstance(v, bool) else str(v)
     if getattr(data, "source", None) == "csv":
         out[UPLOAD_QUERY] = clip(data.name, 80)
+    if getattr(data, "typed_truth", ""):
+        out[TRUTH_QUERY] = " ".join(data.typed_truth.split())
     return out
 
 

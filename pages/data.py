@@ -9,6 +9,7 @@ from explorer.data import (
     dataset_from_settings,
     dataset_from_upload,
     outlying_rows,
+    repeated_rows,
     tied_inputs,
     without_rows,
 )
@@ -26,6 +27,7 @@ from explorer.io import (
     markdown_escape,
     model_from_json,
     numeric_inputs,
+    other_text_columns,
     params_from_text,
     params_to_text,
     parse_csv,
@@ -37,6 +39,11 @@ from explorer.io import (
 from moecore.datasets import DATASETS
 from moecore.outliers import FAR_FROM_BULK, ISOLATION
 from moecore.simulation import DESIGNS
+
+
+def _clip_cell(text, limit=30):
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _column_defaults(df):
@@ -86,7 +93,10 @@ with sim_tab:
         with st.expander("Edit the gates, experts and variances exactly"):
             st.caption("JSON arrays: rows are the intercept then one row per input, columns are the experts; "
                        "gates are relative to the last expert (its column is set to 0). Prefilled from the knobs.")
-            text = st.text_area("Parameters", value=params_to_text(knobs), height=130, key="custom_params_text")
+            # Set by a link's typed parameters (explorer.chrome) before the box is first drawn: no value= then,
+            # which Streamlit would warn about beside the one in the session state.
+            prefill = None if "custom_params_text" in st.session_state else params_to_text(knobs)
+            text = st.text_area("Parameters", value=prefill, height=130, key="custom_params_text")
             if st.checkbox("Use these parameters instead of the knobs", key="use_custom_text"):
                 truth = runs.attempt("Reading the parameters", params_from_text, text,
                                      after="Fix the text, or untick the box to use the knobs.")
@@ -174,6 +184,12 @@ with csv_tab:
                        "separators, then upload it again.")
         elif not numeric_inputs(df, y_col) and len(cols) > 1 and text_cell_advice(df, y_col):
             st.warning(text_cell_advice(df, y_col))  # its cells quoted for Markdown already
+        texts = other_text_columns(df, y_col) if numeric_inputs(df, y_col) else []
+        if texts:
+            named = ", ".join(f"{markdown_escape(c)} (e.g. {markdown_escape(_clip_cell(v))})" for c, v in texts[:5])
+            st.info(f"Text, so not among the inputs: {named}{' ...' if len(texts) > 5 else ''}. A number written "
+                    "with its unit (52.1 kg) or a date reads as text: to use one as an input, save the numbers "
+                    "alone (52.1, or a date as days since a start).")
         left = left_out_inputs(df, y_col)
         if left:
             addable = any(not why.startswith(CONSTANT) for _, why in left)
@@ -230,6 +246,19 @@ if line:
 line = explain.tied_inputs_warning(tied_inputs(data), data.x_names)
 if line:
     st.warning(line)
+repeats = repeated_rows(data)
+if repeats.size:
+    # Copies made by an export or a join fall on both sides of a held-out split, where scores then reward
+    # memorising rows (every row 5 times: the held-out log-likelihood chose K = 10 over the truth's 3, the
+    # audit of 2026-12-07); rounded measurements repeat too, and are data.
+    st.info(f"{repeats.size:,} of the {data.n:,} rows repeat an earlier row exactly (every input and the response). "
+            "Rounded measurements repeat and are data; copies made by an export or a join are not, and a held-out "
+            "split (Compare, Experiments) would then hold out rows that are also training rows, which favours "
+            "larger K.")
+    if st.button(f"Keep one copy of each row (leave out {repeats.size:,})", key="btn_drop_copies"):
+        st.session_state["data"] = without_rows(data, repeats, "repeated row")
+        st.session_state.pop("compare", None)
+        st.rerun()
 
 if data.d == 1:
     view, feature = "one input", 0

@@ -128,7 +128,7 @@ with st.expander("Choose K on the current data: BIC and ICL against K", expanded
     if k3.button("Compute", key="btn_choose_k"):
         high = settings.SETTINGS["K"].param.high
         try:
-            ks = [int(v) if v.isdigit() else None for v in ks_text.replace(" ", "").split(",") if v]
+            ks = [int(v) if v.isdecimal() else None for v in ks_text.replace(" ", "").split(",") if v]
             if not ks or None in ks or min(ks) < 1 or max(ks) > high or len(set(ks)) < len(ks):
                 raise ValueError(f"K values must be distinct whole numbers from 1 to {high}.")
         except ValueError as exc:
@@ -256,6 +256,7 @@ parameter, design = meta["parameter"], meta["design"]
 metrics = [m for m in tables.SWEEP_METRICS if m in df]
 first = df.iloc[0]
 on_data = meta.get("source") == "current"
+ran = df[df["method"] == "reduction"].groupby("value")["repeat"].nunique()
 st.caption(f"Settings of these runs: {'data' if on_data else 'design'} **{markdown_escape(design)}**, "
            f"{tables.label(parameter)} varied; "
            + (f"each repeat holds out its own random {100 * HELD_OUT:.0f} % of the rows (from the seed), "
@@ -265,7 +266,8 @@ st.caption(f"Settings of these runs: {'data' if on_data else 'design'} **{markdo
            + ("" if parameter == "n_experts" else f"K = {first['K']}, ")
            + f"{first['restarts']} EM restart(s) per machine, supporting sample "
            + ("S = the paper's floor(n / 4M)" if meta["support_size"] is None else f"S = {meta['support_size']:,}")
-           + f", seed {meta['seed']}, {meta['repeats']} repeat(s), backend {first['backend']} "
+           + f", seed {meta['seed']}, {explain.repeats_text(ran.to_dict(), meta['repeats'], tables.label(parameter))}, "
+           f"backend {first['backend']} "
            f"(n_jobs = {first['n_jobs']}). The CSV holds them in every row.")
 c1, c2 = chrome.pair("sweep")
 with c1:
@@ -286,6 +288,7 @@ if "rpe" in summary and {"reduction", "global"} <= set(df["method"]):
                                           tables.label(parameter))
     if line:
         st.warning(line)
+summary["repeats"] = df.groupby(["value", "method"])["repeat"].nunique()
 summary.index = summary.index.set_names([parameter, "method"])
 st.subheader(f"Mean over repeats ({markdown_escape(design)})")
 st.dataframe(tables.readable_table(summary).style.format("{:.4g}"), width="stretch")

@@ -226,13 +226,23 @@ def test_sweep_figure_sets_each_methods_bars_beside_the_others():
     df = pd.DataFrame({"method": ["global", "reduction"] * 6, "value": [2, 2, 8, 8, 64, 64] * 2,
                        "rpe": [0.130, 0.134, 0.131, 0.139, 0.136, 0.142, 0.128, 0.136, 0.133, 0.141, 0.137, 0.140]})
     fig = explorer.figures.sweep_figure(df, "n_machines", "rpe")
-    assert fig.layout.scattermode == "group"
-    assert {t.name: t.offsetgroup for t in fig.data} == {"global": "global", "reduction": "reduction"}
+    # On a log axis each method sits beside the value by a factor: Plotly's scatter groups shift by a width in
+    # the axis' units, which drew S / floor(n/4M) = 0.001 at 0.3 (the audit of 2026-12-07).
+    assert fig.layout.xaxis.type == "log" and fig.layout.scattermode is None
+    glob, red = (next(t for t in fig.data if t.name == m) for m in ("global", "reduction"))
+    shift = np.log10(np.asarray(red.x, float) / [2, 8, 64])
+    assert np.allclose(shift, -np.log10(np.asarray(glob.x, float) / [2, 8, 64])) and 0.01 < shift[0] < 0.25 * 0.6 / 2
+    assert list(red.customdata[:, 1]) == ["2", "8", "64"]  # the hover names the value run, not the drawn x
     # The axes keep to the data: grouped points would otherwise stretch y down to 0, as bars do.
     lo, hi = fig.layout.yaxis.range
     assert 12.5 < lo < 12.8 and 14.2 < hi < 14.5
-    assert fig.layout.xaxis.type == "log" and fig.layout.xaxis.range[0] < np.log10(2) < np.log10(64) < \
-        fig.layout.xaxis.range[1] < 1.9
+    assert fig.layout.xaxis.range[0] < np.log10(2) < np.log10(64) < fig.layout.xaxis.range[1] < 1.9
+    tiny = explorer.figures.sweep_figure(df.assign(value=[0.001, 0.001, 0.25, 0.25, 4, 4] * 2), "support", "rpe")
+    for t in tiny.data:
+        assert np.all(np.abs(np.log10(np.asarray(t.x, float) / [0.001, 0.25, 4])) < 0.3), (t.name, t.x)
+    linear = explorer.figures.sweep_figure(df.assign(value=[2, 2, 4, 4, 6, 6] * 2), "n_machines", "rpe")
+    assert linear.layout.xaxis.type == "linear" and linear.layout.scattermode == "group"
+    assert {t.name: t.offsetgroup for t in linear.data} == {"global": "global", "reduction": "reduction"}
 
 
 def test_a_method_keeps_its_colour_across_pages_and_none_is_an_experts():
@@ -703,3 +713,12 @@ def test_the_walk_through_colours_each_reduced_expert_as_the_true_expert_it_ends
                 if i == last:  # on the true expert of its colour: the slope closest to that expert's
                     slope = (t.y[-1] - t.y[0]) / (t.x[-1] - t.x[0])
                     assert int(np.argmin(np.abs(truth.experts[1] - slope))) == k, (seed, k, slope)
+
+
+def test_the_log_axis_holds_every_methods_points():
+    df = pd.DataFrame({"method": ["global", "reduction", "median"] * 2, "value": [0.001] * 3 + [4] * 3,
+                       "rpe": [0.1, 0.2, 0.3, 0.1, 0.2, 0.3]})
+    fig = explorer.figures.sweep_figure(df, "support", "rpe")
+    lo, hi = fig.layout.xaxis.range
+    drawn = np.log10(np.concatenate([np.asarray(t.x, float) for t in fig.data]))
+    assert lo < drawn.min() and drawn.max() < hi

@@ -18,6 +18,14 @@ def _value_text(v) -> str:
     return f"{int(v):,}" if float(v).is_integer() else f"{v:g}"
 
 
+def _log_dodge(values, n_methods):
+    """(n_methods,) factors that set each method's points beside the swept value on a log axis: together a
+    quarter of the narrowest gap between neighbouring values (in decades), centred on the value."""
+    pos = np.log10(np.unique(np.asarray(values, dtype=float)))
+    width = 0.25 * float(np.min(np.diff(pos)))
+    return 10.0 ** ((np.arange(n_methods) - (n_methods - 1) / 2) * width / max(n_methods, 1))
+
+
 def sweep_figure(df, parameter, metric, *, log_x=None):
     """Mean ± standard deviation over repeats of one metric against the swept parameter, per method;
     the global EM is the dashed reference.  A sweep of one value gets a categorical axis (no ticks
@@ -28,16 +36,26 @@ def sweep_figure(df, parameter, metric, *, log_x=None):
     scale = SCALE.get(metric, 1.0)
     g = df.groupby(["method", "value"])[metric].agg(["mean", "std", "count"]).reset_index()
     single = df["value"].nunique() == 1
+    if not single and log_x is None:
+        vals = df["value"].astype(float)
+        log_x = bool(vals.min() > 0 and vals.max() / vals.min() >= 20)
+    dodge = _log_dodge(df["value"], g["method"].nunique()) if log_x and not single else None
     for i, (method, sub) in enumerate(g.groupby("method", sort=False)):
         sub = sub.sort_values("value")
         is_global = method == "global"
         x = sub["value"].map(_value_text) if single else sub["value"]
+        if dodge is not None:
+            # Beside the value by a factor: Plotly's scatter groups shift points by a width in the axis' own
+            # units, which a log axis turned into a factor of 300 (0.001 drawn at 0.3, the audit of 2026-12-07).
+            x = sub["value"].astype(float) * dodge[i]
         fig.add_trace(go.Scatter(
             x=x, y=scale * sub["mean"], mode="lines+markers", name=method,
             error_y=dict(type="data", array=scale * sub["std"].fillna(0), visible=True),
             line=GLOBAL_STYLE if is_global else dict(color=method_color(method, i), width=3),
-            marker=dict(size=10 if single else 6), customdata=sub["count"], offsetgroup=method,
-            hovertemplate=f"{method}<br>%{{x}}: %{{y:.4g}} (± sd, %{{customdata}} repeats)<extra></extra>"))
+            marker=dict(size=10 if single else 6), customdata=np.c_[sub["count"], sub["value"].map(_value_text)],
+            offsetgroup=None if dodge is not None else method,
+            hovertemplate=f"{method}<br>%{{customdata[1]}}: %{{y:.4g}} (± sd, %{{customdata[0]}} repeats)"
+                          "<extra></extra>"))
     lo = float(np.nanmin(scale * (g["mean"] - g["std"].fillna(0))))
     hi = float(np.nanmax(scale * (g["mean"] + g["std"].fillna(0))))
     if hi - lo <= 1e-3 * max(abs(lo), abs(hi)):
@@ -56,16 +74,16 @@ def sweep_figure(df, parameter, metric, *, log_x=None):
     fig.update_yaxes(tickformat=f",.{digits}~r" if 1e-4 <= top < 1e6 else f".{digits}~g")
     # Each method's points a little to the side of the value (Plotly's scatter groups, as bars'): drawn at
     # the same x, one method's error bars hid another's (the global EM's under the reduction's).
-    fig.update_layout(scattermode="group", scattergap=0.75 if single else 0.9)
+    if dodge is None:
+        fig.update_layout(scattermode="group", scattergap=0.75 if single else 0.9)
     if single:
         fig.update_xaxes(type="category")
     else:
-        if log_x is None:
-            vals = df["value"].astype(float)
-            log_x = bool(vals.min() > 0 and vals.max() / vals.min() >= 20)
         vals = np.unique(df["value"].astype(float))
         pos = np.log10(vals) if log_x else vals
         pad = 0.04 * (pos[-1] - pos[0])
+        if dodge is not None:  # room for the outermost method's points beside the end values
+            pad = max(pad, 1.5 * float(np.log10(dodge.max())))
         fig.update_xaxes(type="log" if log_x else "linear", range=[pos[0] - pad, pos[-1] + pad])
         if len(vals) <= MAX_VALUE_TICKS:
             # Ticks at the values run (M = 2, 4): Plotly's own put 2.5, 3, 3.5 machines between them.
