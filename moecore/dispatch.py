@@ -329,7 +329,9 @@ class Runner:
         if self.backend == "sequential":
             return 1
         cores = os.cpu_count() or 1
-        n = self.n_jobs if self.n_jobs is not None else 1
+        # None: joblib's default, which a `with joblib.parallel_config(n_jobs=...)` block sets (1 outside one);
+        # it was read as 1 whatever the block said (the audit of 2026-12-07).
+        n = self.n_jobs if self.n_jobs is not None else _joblib_default_jobs()
         n = cores if n == -1 else (max(cores + 1 + n, 1) if n < 0 else n)
         if not self.process_backend:
             return max(1, min(n, n_tasks))
@@ -446,12 +448,27 @@ class Runner:
 
     @contextmanager
     def dask_client(self):
-        """The dask Client of ``scheduler``, closed afterwards if we opened it."""
+        """The dask Client of ``scheduler``, closed afterwards if we opened it, once the cluster is checked
+        (:func:`check_cluster`).  Inside a task of the same cluster (a sweep of fits mapped over it) the
+        task's thread leaves the worker's pool while the fit waits for its machines (``worker_client``):
+        blocking it, the outer tasks held every thread the inner ones needed, and the fit waited forever."""
         try:
-            from distributed import Client, get_client
+            from distributed import Client, get_client, worker_client
         except ImportError:  # pragma: no cover - dask is a requirement
             raise ImportError('backend="dask" needs the "distributed" package.') from None
-        if self.scheduler is None:
+        if not (self.scheduler is None or isinstance(self.scheduler, (str, Client))):
+            raise TypeError(
+                "scheduler must be None, an address string or a distributed.Client, got "
+                f"{type(self.scheduler).__name__}."
+            )
+        own = _own_scheduler()
+        target = self.scheduler if isinstance(self.scheduler, str) or self.scheduler is None else \
+            getattr(getattr(self.scheduler, "scheduler", None), "address", None)
+        if own is not None and (target is None or target == own):
+            with worker_client() as client:
+                check_cluster(client)
+                yield client
+        elif self.scheduler is None:
             try:
                 client = get_client()
             except ValueError:
@@ -459,6 +476,7 @@ class Runner:
                     'backend="dask" needs a running dask client: pass scheduler="tcp://host:port" '
                     "or a distributed.Client, or create a Client first."
                 ) from None
+            check_cluster(client)
             yield client
         elif isinstance(self.scheduler, str):
             try:
@@ -468,16 +486,13 @@ class Runner:
                     f"could not connect to the dask scheduler at {self.scheduler!r}: {exc}"
                 ) from None
             try:
+                check_cluster(client)
                 yield client
             finally:
                 client.close()
-        elif isinstance(self.scheduler, Client):
-            yield self.scheduler
         else:
-            raise TypeError(
-                "scheduler must be None, an address string or a distributed.Client, got "
-                f"{type(self.scheduler).__name__}."
-            )
+            check_cluster(self.scheduler)
+            yield self.scheduler
 
     @contextmanager
     def machine_data(self, X, y, shards):
@@ -514,6 +529,72 @@ class Runner:
             yield MachineData(self, "rows", (Xs, ys, shards))
 
 
+def _joblib_default_jobs():
+    """The n_jobs of the enclosing ``joblib.parallel_config`` block (its -1 as the cores), 1 outside one."""
+    from joblib import effective_n_jobs
+
+    return max(1, int(effective_n_jobs(None)))
+
+
+def _own_scheduler():
+    """The scheduler address of the dask worker running this thread's task, or None outside one."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().scheduler.address
+    except (ImportError, ValueError, AttributeError):
+        return None
+
+
+# Seconds a fit waits for a cluster without workers to get one.
+_WORKER_WAIT = 10.0
+# Per client, the workers found able to run moecore's tasks: checked again only when others join.
+_CHECKED_WORKERS: dict = {}
+
+
+def check_cluster(client):
+    """Refuse, before any task, a dask ``client`` that is closed, a cluster without workers (after
+    ``_WORKER_WAIT`` s) or with workers that cannot import this moecore: each met a bare AttributeError
+    from inside dask, a 30 s "TimeoutError: No valid workers found", or a worker that died unpickling
+    the first task (the audit of 2026-12-07).  ValueError naming what to change."""
+    import importlib
+    import weakref
+
+    __version__ = importlib.import_module(__package__).__version__  # imported, not "from .": no import cycle
+
+    status = getattr(client, "status", "running")
+    if status != "running":
+        raise ValueError(f"scheduler: the distributed.Client is {status}: pass an open Client, or the scheduler's "
+                         "address (scheduler='tcp://host:port').")
+    address = getattr(getattr(client, "scheduler", None), "address", "the scheduler")
+    try:
+        client.wait_for_workers(1, timeout=_WORKER_WAIT)
+    except TimeoutError:
+        raise ValueError(f"the dask cluster at {address} has no workers (waited {_WORKER_WAIT:g} s): start some "
+                         f"(dask worker {address}), or scale the cluster, then fit again.") from None
+    workers = frozenset(client.scheduler_info().get("workers", {}))
+    seen = _CHECKED_WORKERS.get(id(client))
+    if seen is not None and seen[0]() is client and workers <= seen[1]:
+        return
+
+    def version():  # sent by value (a local function): the worker need not import moecore to run it
+        import importlib
+
+        try:
+            return importlib.import_module("moecore").__version__
+        except Exception as exc:  # any failure to import is the answer
+            return f"cannot import moecore ({type(exc).__name__}: {exc})"
+
+    found = client.run(version)
+    bad = {w: v for w, v in found.items() if v != __version__}
+    if bad:
+        w, v = next(iter(bad.items()))
+        v = v if v.startswith("cannot") else f"it has moecore {v}"
+        raise ValueError(f"{len(bad)} of the {len(found)} dask workers cannot run this fit: worker {w}: {v}; this "
+                         f"process has moecore {__version__}. Install the same moecore on every worker.")
+    _CHECKED_WORKERS[id(client)] = (weakref.ref(client), frozenset(found))
+
+
 def check_scheduler_backend(scheduler, backend):
     """Refuse a ``scheduler`` that ``backend`` would ignore (a user who meant the cluster)."""
     if scheduler is not None and backend != "dask":
@@ -544,44 +625,86 @@ class SchedulerPickling:
         return type(self)(**{k: clone(v, safe=False) for k, v in params.items()}, scheduler=client)
 
 
-def gather_dask(futures, M, progress, resubmit=None, lost=None, stage="local"):
+def gather_dask(futures, M, progress, resubmit=None, lost=None, stage="local", stranded=None):
     """Results of dask futures in the order of ``futures``, reporting progress as they complete.
 
     A future lost with its worker (the worker died, or the data scattered to it went with
     it) is replaced by ``resubmit(i)`` (a new future for position i), up to ``_DASK_ATTEMPTS``
     times in all; a position lost every time becomes ``lost(i, why)`` or, with ``lost=None``,
-    a :class:`LocalFitError`.  Errors raised by the task itself propagate.
+    a :class:`LocalFitError`.  ``stranded(i)``: why the task at position i can never run (pinned to
+    a worker that left the cluster), or None; checked every ``_STRANDED_CHECK_S`` seconds, such a
+    task is cancelled and lost at once, where dask would keep it waiting for its worker forever.
+    Errors raised by the task itself propagate.
     """
     from distributed import as_completed
 
     results = [None] * M
     position = {fut.key: i for i, fut in enumerate(futures)}
+    current = dict(enumerate(futures))
     attempts = dict.fromkeys(range(M), 1)
+    gone: dict = {}  # position -> why its pinned worker is gone (set by the watcher)
+    finished = threading.Event()
+    if stranded is not None:
+        def watch():
+            while not finished.wait(_STRANDED_CHECK_S):
+                for i, fut in list(current.items()):
+                    why = None if i in gone or fut.done() else stranded(i)
+                    if why is not None:
+                        gone[i] = why
+                        fut.cancel()
+        threading.Thread(target=watch, daemon=True, name="moecore-stranded-tasks").start()
     ac = as_completed(futures)
     done = 0
-    for fut in ac:
-        i = position[fut.key]
-        try:
-            res = fut.result()
-        except _dask_lost_types() as exc:
-            why = _lost_text(exc)
-            if resubmit is not None and attempts[i] < _DASK_ATTEMPTS:
-                warn(f"task {i} was lost with its dask worker ({why}); it is sent again and run elsewhere.",
-                     MachineWarning)
-                attempts[i] += 1
-                new = resubmit(i)
-                position[new.key] = i
-                ac.add(new)
-                continue
-            why = f"lost with its dask worker {attempts[i]} time(s): {why}"
-            if lost is None:
-                raise LocalFitError(f"machine {i}: {why}") from None
-            res = lost(i, why)
-        results[i] = res
-        done += 1
-        if progress is not None:
-            progress(stage, done, M)
+    try:
+        for fut in ac:
+            i = position[fut.key]
+            try:
+                res = fut.result()
+            except _dask_lost_types() as exc:
+                why = f"its task waited for {gone[i]}" if i in gone else _lost_text(exc)
+                if i not in gone and resubmit is not None and attempts[i] < _DASK_ATTEMPTS:
+                    warn(f"task {i} was lost with its dask worker ({why}); it is sent again and run elsewhere.",
+                         MachineWarning)
+                    attempts[i] += 1
+                    new = resubmit(i)
+                    position[new.key] = i
+                    current[i] = new
+                    ac.add(new)
+                    continue
+                why = why if i in gone else f"lost with its dask worker {attempts[i]} time(s): {why}"
+                if lost is None:
+                    raise LocalFitError(f"machine {i}: {why}") from None
+                res = lost(i, why)
+            results[i] = res
+            current.pop(i, None)
+            done += 1
+            if progress is not None:
+                progress(stage, done, M)
+    finally:
+        finished.set()
     return results
+
+
+# Seconds between the checks that a pinned task's worker is still in the cluster.
+_STRANDED_CHECK_S = 1.0
+
+
+def pinned_worker_gone(client, where, n):
+    """``stranded`` for :func:`gather_dask`: why the task of position i, pinned by ``where(i)`` (a dict of
+    ``workers`` and ``allow_other_workers``), can no longer run, or None; None (no watch) when none of the
+    ``n`` positions is pinned."""
+    if not any(where(i).get("workers") and not where(i).get("allow_other_workers", True) for i in range(n)):
+        return None
+
+    def stranded(i):
+        place = where(i)
+        if not place.get("workers") or place.get("allow_other_workers", True):
+            return None
+        present = set(client.scheduler_info().get("workers", {}))
+        gone = [w for w in place["workers"] if w not in present]
+        return None if len(gone) < len(place["workers"]) else (
+            f"worker {gone[0]}, which left the cluster (the files pinned to it are read nowhere else)")
+    return stranded
 
 
 class MachineData:
@@ -627,7 +750,8 @@ class MachineData:
 
             lost_at = None if lost is None else (lambda i, why: (machines[i], (lost(machines[i], why), np.nan)))
             done = gather_dask([submit(m) for m in machines], len(machines), progress if stage else None,
-                               resubmit, lost_at, stage=stage)
+                               resubmit, lost_at, stage=stage,
+                               stranded=pinned_worker_gone(client, lambda i: self.where(machines[i]), len(machines)))
             return dict(done)
         out = {}
 

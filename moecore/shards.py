@@ -31,6 +31,7 @@ import gzip
 import hashlib
 import lzma
 import os
+import re
 import time
 import zipfile
 from collections.abc import Callable
@@ -44,7 +45,7 @@ from joblib import delayed
 from . import local
 from ._validation import BOOL_RESPONSE, distinct_names
 from .collinear import ColumnScatter, warn_tied
-from .dispatch import MachineData, Runner, gather_dask
+from .dispatch import MachineData, Runner, gather_dask, pinned_worker_gone
 from .outliers import Outliers, find_outliers, warn_file_outliers
 from .params import min_samples, min_samples_rule
 from .shard_check import warn_small_shards
@@ -204,6 +205,13 @@ def _select(path, columns, response, features):
         raise ShardError(f"shard {path!r} has no response column {response!r}; its columns are {columns}.")
     if features is None:
         feats = [c for c in columns if c != response]
+        unnamed = [c for c in feats if re.fullmatch(r"Unnamed: \d+", c)]
+        if unnamed:
+            # pandas' to_csv writes the row index under an empty name, which it reads back as "Unnamed: 0": fitted
+            # as an input, and predict then asked for a row number (the audit of 2026-12-07).
+            raise ShardError(f"shard {path!r} has a column without a name in its header (read as {unnamed[0]!r}): a "
+                             "row index, as pandas' to_csv (index=True) or R's write.csv write it. Write the files "
+                             "without it (to_csv(index=False)), or pass features=[...] naming the inputs.")
     else:
         feats = [str(f) for f in distinct_names(features, "features", verb="lists", error=ShardError)]
         missing = [f for f in feats if f not in columns]
@@ -428,6 +436,33 @@ def _fit_loaded(index, path, loaded, n_expected, n_experts, em_params, seed, S_m
                            support_seed, read_time, local_experts, (response, features))
 
 
+def _pinned_loaded(index, path, loaded, n, digest):
+    """(X, y) of a shard loaded on a dask worker, checked against the digest of the rows its machine fitted
+    ("" for a machine that fitted none); :class:`ShardError` naming the machine when they differ."""
+    X, y = loaded[:2]
+    where = f"machine {index}: shard file {path!r} (on host {os.uname().nodename})"
+    if digest and len(y) != n:
+        raise ShardError(f"{where} held {n} rows when its machine fitted them and {len(y)} when it was read again "
+                         "(its worker was lost): it changed during the fit.")
+    if digest and rows_digest(X, y) != digest:
+        raise ShardError(f"{where} holds {n} rows as when its machine fitted them, but other values (read again "
+                         "after its worker was lost): it changed during the fit.")
+    return X, y
+
+
+def _check_workers_known(client, workers):
+    """Refuse a ``workers`` entry that names no worker of the cluster (an address, a host or a worker's name,
+    as dask reads them): its machine's tasks waited forever for it (the audit of 2026-12-07)."""
+    info = client.scheduler_info().get("workers", {})
+    names = set(info) | {str(w.get("name")) for w in info.values()} | {w.get("host") for w in info.values()}
+    unknown = [w for w in workers if str(w) not in names]
+    if unknown:
+        listed = ", ".join(sorted(info)[:6]) + (" ..." if len(info) > 6 else "")
+        raise ValueError(f"workers: {unknown[:3]} name no worker of the dask cluster ({len(unknown)} of the "
+                         f"{len(workers)} entries); its workers are {listed or 'none'}. Give each machine's file the "
+                         "address, host or name of a worker that holds it.")
+
+
 def _check_paths(paths, M, workers):
     if isinstance(paths, (str, bytes, os.PathLike)):
         raise TypeError("paths must be a list of files, one per machine, not a single path.")
@@ -626,14 +661,18 @@ def _fit_shards_dask(job, paths, response, features, workers, progress):
     M, K, em, runner = job.n_machines, job.n_experts, job.em_params, job.runner
     machine_seeds, support_seeds = job.machine_seeds, job.support_seeds
     with runner.dask_client() as client:
+        if workers is not None:
+            _check_workers_known(client, workers)
         where = (lambda m: {}) if workers is None else (
             lambda m: {"workers": [workers[m]], "allow_other_workers": False})
+        stranded = pinned_worker_gone(client, where, M)
         loaded = [client.submit(_load_timed, p, response, features, pure=False, **where(m))
                   for m, p in enumerate(paths)]
+        pinned = []
         try:
             info_f = [client.submit(_loaded_info, m, p, loaded[m], pure=False, **where(m))
                       for m, p in enumerate(paths)]
-            infos = client.gather(info_f)
+            infos = gather_dask(info_f, M, None, stranded=stranded)
             sizes, shares = _shard_plan(job, infos)
 
             def submit_fit(m):
@@ -644,10 +683,16 @@ def _fit_shards_dask(job, paths, response, features, workers, progress):
             # A loaded shard is a task: dask recomputes it if its worker dies, so a lost fit is
             # submitted again; not when pinned to one worker (no other worker has the file).
             resubmit = None if workers is not None else submit_fit
-            out = gather_dask([submit_fit(m) for m in range(M)], M, progress, resubmit, _lost_shard(infos, sizes))
-            _aggregate_shards(job, paths, infos, sizes, shares, out, MachineData(runner, "dask", loaded, client, where))
+            out = gather_dask([submit_fit(m) for m in range(M)], M, progress, resubmit, _lost_shard(infos, sizes),
+                              stranded=stranded)
+            # The exchanges that follow use each machine's rows as fitted: dask reloads a shard lost with its
+            # worker from its file, which a rewrite mid-fit would have changed without a word (the joblib
+            # path's PinnedShards checks the same digest).
+            pinned = [client.submit(_pinned_loaded, m, paths[m], loaded[m], int(sizes[m]), out[m].digest, pure=False,
+                                    **where(m)) for m in range(M)]
+            _aggregate_shards(job, paths, infos, sizes, shares, out, MachineData(runner, "dask", pinned, client, where))
         finally:
-            client.cancel(loaded)
+            client.cancel(loaded + pinned)
 
 
 def _fit_shards_joblib(job, paths, response, features, progress):

@@ -55,10 +55,11 @@ def test_check_fit_pools_the_machines_and_says_what_to_change():
 
 
 def test_check_fit_compares_log_likelihoods_per_row():
-    # Two machines of 100 rows, q = 5: the allowance is LOGLIK_CHECK_FACTOR q / n_m = 0.1 nats per row.
+    # Two machines of 100 rows, q = 5: the allowance is LOGLIK_CHECK_FACTOR q / n_m nats per row (0.075).
     errors = [[1.0, 10.0, -120.0], [1.0, 10.0, -130.0]]
-    c = check_fit([1.0, 1.0], errors, local_loglik=[-110.0, -120.0], sizes=[100, 100], n_params=5)
-    assert c.ratio == 1.0 and c.loglik_gap == 0.1 and c.loglik_allowed == LOGLIK_CHECK_FACTOR * 5 / 100
+    half = LOGLIK_CHECK_FACTOR * 5 / 100 * 200 / 2  # each machine's share of a gap at the allowance
+    c = check_fit([1.0, 1.0], errors, local_loglik=[-120.0 + half, -130.0 + half], sizes=[100, 100], n_params=5)
+    assert c.ratio == 1.0 and c.loglik_gap == c.loglik_allowed == LOGLIK_CHECK_FACTOR * 5 / 100
     assert c.ok  # at the bound: accepted
     c = check_fit([1.0, 1.0], errors, local_loglik=[-100.0, -120.0], sizes=[100, 100], n_params=5)
     assert not c.ok and c.loglik_gap == 0.15
@@ -88,6 +89,35 @@ def test_a_lost_expert_that_rpe_cannot_see_is_reported():
     # The truth of the warning: the global EM fits those rows better by more than q / n_m per row.
     g = fit_global(sim.X, sim.y, 2, random_state=0)
     assert g.score(sim.X, sim.y) - dm.score(sim.X, sim.y) > q / 600
+
+
+def test_seven_regimes_whose_reduced_gates_miss_are_reported():
+    # Seven regimes along one input, two alternating lines (K = 7, n = 20 000 over 16 machines, 1 250 rows each,
+    # 39 per parameter: no size warning). The reduced gate probabilities came out 836x the global EM's MSE to the
+    # truth and 0.039 nats per held-out row short, without a word: the check's gap, 1.97 q / n_m, was under the
+    # allowance of 2 q / n_m it had until the audit of 2026-12-07.
+    from moecore import MoEParams
+    from moecore.metrics import gate_proba_mse, heldout_loglik
+    from moecore.simulation import simulate
+
+    K = 7
+    c = np.linspace(-3, 3, K)
+    gates = np.array([-2 * c * c, 4 * c])
+    sgn = (-1.0) ** np.arange(K)
+    truth = MoEParams(gates - gates[:, -1:], np.array([sgn, 0.8 * sgn]), np.full(K, 0.1))
+    train = simulate(truth, 20_000, x_dist="uniform", x_scale=3.5, random_state=0)
+    test = simulate(truth, 20_000, x_dist="uniform", x_scale=3.5, random_state=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dm = DistributedMoE(K, 16, n_jobs=2, random_state=0).fit(train.X, train.y)
+        g = MixtureOfExperts(K, random_state=0).fit(train.X, train.y)
+    q_over_n = n_free_parameters(K, 1) / 1250
+    assert dm.fit_check_.loglik_gap > LOGLIK_CHECK_FACTOR * q_over_n and not dm.fit_check_.ok
+    assert [w for w in caught if w.category is AccuracyWarning and "log-likelihood on the machines' rows" in
+            str(w.message)]
+    # The warning is the truth: the reduced model is worse than the global EM, by gates and by likelihood.
+    assert gate_proba_mse(dm.params_, truth, test.X) > 10 * gate_proba_mse(g.params_, truth, test.X)
+    assert heldout_loglik(g.params_, test.X, test.y) - heldout_loglik(dm.params_, test.X, test.y) > q_over_n
 
 
 def test_a_reduction_the_size_rule_accepts_but_that_misses_is_reported():

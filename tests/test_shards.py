@@ -206,6 +206,20 @@ def test_a_shard_that_begins_with_a_comment_is_refused_by_name(shard_paths, tmp_
         fit([*shard_paths[:-1], str(bad)], backend="sequential")
 
 
+def test_a_row_index_written_by_pandas_is_not_fitted_as_an_input(shard_paths, tmp_path):
+    # to_csv's default writes the index under an empty name, read back as "Unnamed: 0": it became an input and
+    # predict asked for a row number (the audit of 2026-12-07). Named features still read such a file.
+    frame = pd.read_csv(shard_paths[0])
+    frame.index = frame.index * M + 3  # a split's rows keep their original numbers
+    bad = tmp_path / "indexed.csv"
+    frame.to_csv(bad)
+    with pytest.raises(ShardError, match=r"indexed\.csv' has a column without a name in its header \(read as "
+                                         r"'Unnamed: 0'\): a row index.*to_csv\(index=False\)"):
+        fit([*shard_paths[:-1], str(bad)], backend="sequential")
+    X, y, feats = read_shard(str(bad), features=["x1", "x2"])
+    assert feats == ["x1", "x2"] and X.shape == (len(frame), 2) and len(y) == len(frame)
+
+
 def test_missing_columns_named(shard_paths, tmp_path):
     df = pd.read_csv(shard_paths[0]).rename(columns={"y": "response"})
     bad = _write(tmp_path, "noy.csv", df)
