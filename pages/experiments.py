@@ -202,6 +202,14 @@ def gather(rows, gen, bar, total, parameter):
     return len(rows)
 
 
+def _support_used(df) -> str:
+    """The supporting sample each value of a support sweep ran with: a fraction that gives fewer points than
+    experts runs with K (0.001 of floor(n / 4M) said nothing of its 3 points: the audit of 2026-12-07)."""
+    runs_ = df[df["method"] == "reduction"].groupby("value")[["support", "K"]].first()
+    return "S used " + ", ".join(f"{v:g} x floor(n / 4M): {int(r.support):,}" + (" (raised to K)" if r.support == r.K
+                                                                                  else "") for v, r in runs_.iterrows())
+
+
 def sweep_params(exp) -> dict:
     """The sweep's keyword arguments: the settings' (runs.fit_params), with the current data's rows
     and the share each repeat holds out when the runs fit them."""
@@ -265,7 +273,8 @@ st.caption(f"Settings of these runs: {'data' if on_data else 'design'} **{markdo
            + ("" if parameter == "n_machines" else f"M = {meta['M']}, ")
            + ("" if parameter == "n_experts" else f"K = {first['K']}, ")
            + f"{first['restarts']} EM restart(s) per machine, supporting sample "
-           + ("S = the paper's floor(n / 4M)" if meta["support_size"] is None else f"S = {meta['support_size']:,}")
+           + (_support_used(df) if parameter == "support_fraction"
+              else "S = the paper's floor(n / 4M)" if meta["support_size"] is None else f"S = {meta['support_size']:,}")
            + f", seed {meta['seed']}, {explain.repeats_text(ran.to_dict(), meta['repeats'], tables.label(parameter))}, "
            f"backend {first['backend']} "
            f"(n_jobs = {first['n_jobs']}). The CSV holds them in every row.")

@@ -114,3 +114,13 @@ def test_text_columns_left_out_of_the_inputs_are_named_with_a_cell():
     assert at.multiselect(key="csv_x").value == ["x"]
     assert [i.value for i in at.info if i.value.startswith("Text, so not among the inputs: weight (e.g. 50\\.0 kg), "
                                                            "day (e.g. 2026\\-01\\-01)")]
+
+
+def test_a_support_sweep_says_the_supporting_sample_each_value_ran_with():
+    # 0.001 of floor(n / 4M) ran with K = 3 points, and the page said "S = the paper's floor(n / 4M)".
+    at = new_session("pages/experiments.py", {"xn": "2000", "xM": "2", "xrep": "1", "xp": "support_fraction",
+                                              "xvS": "0.001,4"})
+    at.button(key="btn_sweep").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [c.value for c in at.caption if "S used 0.001 x floor(n / 4M): 3 (raised to K), 4 x floor(n / 4M): 1,000"
+            in c.value]
