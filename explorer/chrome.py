@@ -65,11 +65,23 @@ def _app_pages() -> list:
 # "Show the M x K local experts" and "Show the data" both read "Show the…".
 # And a table's cells keep their numbers whole, the table scrolling sideways where the page is too narrow: with the
 # projector's larger text Compare's block table broke "1.04e-05" over two lines and cut its last column off
-# (the audit of 2026-12-06).
+# (the audit of 2026-12-06); its scrollbar drawn, so that a cut table shows it goes on.
 WRAP_LABELS_CSS = ("<style>[data-testid='stCheckbox'] [data-testid='stMarkdownContainer'], "
                    "[data-testid='stCheckbox'] [data-testid='stMarkdownContainer'] * "
                    "{white-space: normal; text-overflow: clip; overflow-wrap: anywhere;} "
+                   # A classic scrollbar, always drawn: Chromium's overlay one showed nothing, and a table cut
+                   # at the page's edge read "-0" for "-0.3166" with no sign that it scrolled (2026-12-07).
                    "[data-testid='stTable'] {overflow-x: auto;} "
+                   "[data-testid='stTable'], [data-testid='stTable'] > div {scrollbar-width: thin; "
+                   "scrollbar-color: #8a8f98 #eceef2;} "
+                   # And a shadow at an edge with more columns beyond it (where scrollbars are hidden, as on
+                   # touch screens): the white covers fixed to the content hide it once scrolled to that edge.
+                   "[data-testid='stTable'] > div {background: "
+                   "linear-gradient(to right, #fff 30%, rgba(255,255,255,0)) left / 40px 100% no-repeat local, "
+                   "linear-gradient(to left, #fff 30%, rgba(255,255,255,0)) right / 40px 100% no-repeat local, "
+                   "radial-gradient(farthest-side at 0 50%, rgba(0,0,0,.3), transparent) left / 16px 100% no-repeat, "
+                   "radial-gradient(farthest-side at 100% 50%, rgba(0,0,0,.3), transparent) right / 16px 100% "
+                   "no-repeat;} "
                    "[data-testid='stTable'] table {width: auto; min-width: 100%;} "
                    "[data-testid='stTable'] tbody td, [data-testid='stTable'] tbody td * "
                    "{white-space: nowrap !important; overflow-wrap: normal !important;}</style>")

@@ -124,3 +124,12 @@ def test_a_support_sweep_says_the_supporting_sample_each_value_ran_with():
     assert not at.exception, [e.value for e in at.exception]
     assert [c.value for c in at.caption if "S used 0.001 x floor(n / 4M): 3 (raised to K), 4 x floor(n / 4M): 1,000"
             in c.value]
+
+
+def test_a_sweep_through_one_machine_says_its_time_is_not_a_speed_up():
+    at = new_session("pages/experiments.py", {"xn": "500", "xM": "1", "xrep": "1", "xp": "n_experts", "xvK": "1,2"})
+    at.button(key="btn_sweep").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [c.value for c in at.caption if c.value.startswith("At M = 1 the distributed fit is one local fit of the "
+                                                               "same rows as the global EM, not a speed-up") and
+            "on 500 rows runs 4 whole portfolio(s)" in c.value]
