@@ -55,3 +55,22 @@ def load_real(at, name):
     at.selectbox(key="cfg_real_set").select(name).run()
     at.button(key="btn_real").click().run()
     return at
+
+
+def upload_csv(at, name, data: bytes, *, use=True):
+    """Upload ``data`` as the CSV ``name`` on the Data page; with ``use``, press "Use these columns"."""
+    at.switch_page("pages/data.py").run()
+    at.file_uploader(key="csv_upload").upload(name, data, "text/csv").run()
+    if use:
+        at.button(key="btn_use_csv").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def two_lines(n, seed=0):
+    """A DataFrame of n rows (x, y): two lines meeting at x = 0, noise sd 0.1."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, n)
+    return pd.DataFrame({"x": x, "y": np.where(x > 0, 2 * x, -x) + 0.1 * rng.normal(size=n)})

@@ -13,21 +13,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # explorer/ is not installed
 
-from app_helpers import new_session
+from app_helpers import new_session, two_lines, upload_csv
 
-
-def _upload(at, name, text: bytes, *, use=True):
-    at.switch_page("pages/data.py").run()
-    at.file_uploader(key="csv_upload").upload(name, text, "text/csv").run()
-    if use:
-        at.button(key="btn_use_csv").click().run()
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def _line(n, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-2, 2, n)
-    return pd.DataFrame({"x": x, "y": np.where(x > 0, 2 * x, -x) + 0.1 * rng.normal(size=n)})
+_upload, _line = upload_csv, two_lines
 
 
 def test_rows_written_several_times_are_said_and_can_be_left_out():

@@ -15,7 +15,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # explorer/ is not installed
 
-from app_helpers import new_session
+from app_helpers import new_session, two_lines, upload_csv
 
 import explorer.io
 from explorer import explain
@@ -23,17 +23,10 @@ from explorer.io import InputError, left_out_inputs, numeric_inputs, parse_csv, 
 
 
 def _upload(at, name, frame, *, index=False, use=True):
-    at.switch_page("pages/data.py").run()
-    at.file_uploader(key="csv_upload").upload(name, frame.to_csv(index=index).encode(), "text/csv").run()
-    if use:
-        at.button(key="btn_use_csv").click().run()
-    assert not at.exception, [e.value for e in at.exception]
+    upload_csv(at, name, frame.to_csv(index=index).encode(), use=use)
 
 
-def _line(n, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-2, 2, n)
-    return pd.DataFrame({"x": x, "y": np.where(x > 0, 2 * x, -x) + 0.1 * rng.normal(size=n)})
+_line = two_lines
 
 
 def test_experiments_on_ten_rows_draw_no_traceback():

@@ -11,9 +11,9 @@ import time
 import traceback
 import warnings
 
-import distributed
 import numpy as np
 import pytest
+from cluster_helpers import client_of, local_cluster
 
 from moecore import DistributedMoE, simulate_design
 
@@ -22,25 +22,14 @@ K, M = 4, 4
 
 @pytest.fixture(scope="module")
 def cluster():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        lc = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-            scheduler_port=0, silence_logs=40,
-        )
-    try:
+    with local_cluster() as lc:
         yield lc
-    finally:
-        lc.close()
 
 
 @pytest.fixture(scope="module")
 def client(cluster):
-    c = distributed.Client(cluster)
-    try:
+    with client_of(cluster) as c:
         yield c
-    finally:
-        c.close()
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from cluster_helpers import client_of, local_cluster
 
 import moecore.dispatch
 from moecore import DistributedMoE, simulate_design
@@ -23,29 +24,16 @@ from moecore.shards import ShardError
 K, M = 3, 4
 
 
-def _cluster(n_workers=2):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, scheduler_port=0, silence_logs=50)
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    lc = _cluster()
-    try:
+    with local_cluster() as lc:
         yield lc
-    finally:
-        lc.close()
 
 
 @pytest.fixture()
 def client(cluster):
-    c = distributed.Client(cluster)
-    try:
+    with client_of(cluster) as c:
         yield c
-    finally:
-        c.close()
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +75,11 @@ def test_a_closed_client_is_named(cluster, data):
 def test_a_cluster_without_workers_or_without_moecore_is_refused_before_any_task(data, tmp_path, monkeypatch):
     # A 30 s "TimeoutError: No valid workers found" from scatter, and a worker that died unpickling the first task.
     monkeypatch.setattr(moecore.dispatch, "_WORKER_WAIT", 1.0)
-    lc = _cluster(n_workers=0)
+    with local_cluster(n_workers=0) as lc:
+        _refused_before_any_task(lc, data, tmp_path)
+
+
+def _refused_before_any_task(lc, data, tmp_path):
     c = distributed.Client(lc)
     worker = None
     try:
@@ -111,7 +103,6 @@ def test_a_cluster_without_workers_or_without_moecore_is_refused_before_any_task
             worker.terminate()
             worker.wait(30)
         c.close()
-        lc.close()
 
 
 def _write_shards(data, folder):
