@@ -80,4 +80,9 @@ def main(save=True):
 
 
 if __name__ == "__main__":
-    main(save="--no-save" not in sys.argv)
+    import argparse
+
+    # --help must not run the calibration: it rewrites moecore/costmodel.json, which the Fit page reads.
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-save", action="store_true", help="keep the stored moecore/costmodel.json")
+    main(save=not parser.parse_args().no_save)

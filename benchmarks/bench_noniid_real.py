@@ -104,4 +104,9 @@ def main():
 
 
 if __name__ == "__main__":
+    import argparse
+
+    # No options; an argument parser all the same, so that --help says what the script does instead of
+    # running it and overwriting its results.
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

@@ -70,7 +70,7 @@ WRAP_LABELS_CSS = ("<style>[data-testid='stCheckbox'] [data-testid='stMarkdownCo
                    "[data-testid='stCheckbox'] [data-testid='stMarkdownContainer'] * "
                    "{white-space: normal; text-overflow: clip; overflow-wrap: anywhere;} "
                    # A classic scrollbar, always drawn: Chromium's overlay one showed nothing, and a table cut
-                   # at the page's edge read "-0" for "-0.3166" with no sign that it scrolled (2026-12-07).
+                   # at the page's edge read "-0" for "-0.3166" with no sign that it scrolled (2026-12-06).
                    "[data-testid='stTable'] {overflow-x: auto;} "
                    "[data-testid='stTable'], [data-testid='stTable'] > div {scrollbar-width: thin; "
                    "scrollbar-color: #8a8f98 #eceef2;} "

@@ -368,7 +368,7 @@ def tied_inputs_warning(groups, x_names) -> str:
 def repeats_text(ran: dict, planned: int, parameter: str) -> str:
     """The repeats a sweep ran, for its caption: "3 repeat(s)" when every value ran ``planned``, else which
     values ran how many (a cancelled or interrupted sweep was captioned, and averaged, as if all had run: the
-    audit of 2026-12-07).  ``ran``: {value: repeats run}."""
+    audit of 2026-12-06).  ``ran``: {value: repeats run}."""
     if all(r == planned for r in ran.values()):
         return f"{planned} repeat(s)"
     by = {}

@@ -716,7 +716,7 @@ def text_number_columns(df: pd.DataFrame, y_col: str) -> list:
 def other_text_columns(df: pd.DataFrame, y_col: str) -> list:
     """[(column, an example cell)] of the text columns (not the response, not :func:`text_number_columns`'):
     names, numbers with units ("52.1 kg"), dates.  They were left out of the inputs without a word, and a unit
-    is one edit away from being data (the audit of 2026-12-07)."""
+    is one edit away from being data (the audit of 2026-12-06)."""
     separated = {c for c, _ in text_number_columns(df, y_col)}
     found = []
     for c in df.columns:

@@ -413,7 +413,7 @@ def warm_up():
     # The default portfolio, not k-means starts alone (0.30 s against 0.19 s): its line starts (k-planes)
     # have kernels of their own, which a k-means warm-up left to the first session's fit. Where their on-disk
     # cache was cold (a server started without `make setup`), machine 1 then took 4.1 s to compile them, and
-    # the cached first fit showed every later session a speed-up of 0.0057x (the audit of 2026-12-07).
+    # the cached first fit showed every later session a speed-up of 0.0057x (the audit of 2026-12-06).
     DistributedMoE(3, 2, backend="threading", n_jobs=2, random_state=0).fit(sim.X, sim.y)
     MixtureOfExperts(3, random_state=0).fit(sim.X, sim.y)
     return True

@@ -567,7 +567,7 @@ UPLOAD_QUERY = "upload"
 
 
 # The query key holding the true parameters typed or uploaded on the Data page, which the knobs cannot give back:
-# a reload or a link rebuilt the data from the knobs without a word (the audit of 2026-12-07).
+# a reload or a link rebuilt the data from the knobs without a word (the audit of 2026-12-06).
 TRUTH_QUERY = "truth"
 
 

@@ -330,7 +330,7 @@ class Runner:
             return 1
         cores = os.cpu_count() or 1
         # None: joblib's default, which a `with joblib.parallel_config(n_jobs=...)` block sets (1 outside one);
-        # it was read as 1 whatever the block said (the audit of 2026-12-07).
+        # it was read as 1 whatever the block said (the audit of 2026-12-06).
         n = self.n_jobs if self.n_jobs is not None else _joblib_default_jobs()
         n = cores if n == -1 else (max(cores + 1 + n, 1) if n < 0 else n)
         if not self.process_backend:
@@ -556,7 +556,7 @@ def check_cluster(client):
     """Refuse, before any task, a dask ``client`` that is closed, a cluster without workers (after
     ``_WORKER_WAIT`` s) or with workers that cannot import this moecore: each met a bare AttributeError
     from inside dask, a 30 s "TimeoutError: No valid workers found", or a worker that died unpickling
-    the first task (the audit of 2026-12-07).  ValueError naming what to change."""
+    the first task (the audit of 2026-12-06).  ValueError naming what to change."""
     import importlib
     import weakref
 

@@ -98,7 +98,7 @@ OPTIMISTIC_BELOW = 16.0
 # q / n_m (10-90 %), 1.24 at the 99th percentile and 3.2 at most, over 1 308 fits.  Among the fits as good
 # as the global EM (within 0.05 q / n_m), it was 1.15 q / n_m at most: the allowance is above that, 1.5.
 # At 1.5 every one of the 182 small-data fits it flags is at least 0.20 q / n_m nats per row below the
-# global EM, and it flags none of the 72 fits of large designs.  It was 2 until 2026-12-07, when an audit
+# global EM, and it flags none of the 72 fits of large designs.  It was 2 until 2026-12-06, when an audit
 # found losses it let through: seven regimes on one input (K = 7, M = 16) whose reduced gates were
 # 300-840x the global EM's MSE, the held-out log-likelihood 0.03-0.04 nats per row short, a gap of 1.74
 # q / n_m; a rare expert in a corner of x lost on 3 of 6 seeds (1.7 q / n_m).  A loss the local models

@@ -208,7 +208,7 @@ def _select(path, columns, response, features):
         unnamed = [c for c in feats if re.fullmatch(r"Unnamed: \d+", c)]
         if unnamed:
             # pandas' to_csv writes the row index under an empty name, which it reads back as "Unnamed: 0": fitted
-            # as an input, and predict then asked for a row number (the audit of 2026-12-07).
+            # as an input, and predict then asked for a row number (the audit of 2026-12-06).
             raise ShardError(f"shard {path!r} has a column without a name in its header (read as {unnamed[0]!r}): a "
                              "row index, as pandas' to_csv (index=True) or R's write.csv write it. Write the files "
                              "without it (to_csv(index=False)), or pass features=[...] naming the inputs.")
@@ -452,7 +452,7 @@ def _pinned_loaded(index, path, loaded, n, digest):
 
 def _check_workers_known(client, workers):
     """Refuse a ``workers`` entry that names no worker of the cluster (an address, a host or a worker's name,
-    as dask reads them): its machine's tasks waited forever for it (the audit of 2026-12-07)."""
+    as dask reads them): its machine's tasks waited forever for it (the audit of 2026-12-06)."""
     info = client.scheduler_info().get("workers", {})
     names = set(info) | {str(w.get("name")) for w in info.values()} | {w.get("host") for w in info.values()}
     unknown = [w for w in workers if str(w) not in names]

@@ -250,7 +250,7 @@ repeats = repeated_rows(data)
 if repeats.size:
     # Copies made by an export or a join fall on both sides of a held-out split, where scores then reward
     # memorising rows (every row 5 times: the held-out log-likelihood chose K = 10 over the truth's 3, the
-    # audit of 2026-12-07); rounded measurements repeat too, and are data.
+    # audit of 2026-12-06); rounded measurements repeat too, and are data.
     st.info(f"{repeats.size:,} of the {data.n:,} rows repeat an earlier row exactly (every input and the response). "
             "Rounded measurements repeat and are data; copies made by an export or a join are not, and a held-out "
             "split (Compare, Experiments) would then hold out rows that are also training rows, which favours "

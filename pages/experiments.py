@@ -205,7 +205,7 @@ def gather(rows, gen, bar, total, parameter):
 
 def _support_used(df) -> str:
     """The supporting sample each value of a support sweep ran with: a fraction that gives fewer points than
-    experts runs with K (0.001 of floor(n / 4M) said nothing of its 3 points: the audit of 2026-12-07)."""
+    experts runs with K (0.001 of floor(n / 4M) said nothing of its 3 points: the audit of 2026-12-06)."""
     runs_ = df[df["method"] == "reduction"].groupby("value")[["support", "K"]].first()
     return "S used " + ", ".join(f"{v:g} x floor(n / 4M): {int(r.support):,}" + (" (raised to K)" if r.support == r.K
                                                                                   else "") for v, r in runs_.iterrows())
@@ -280,7 +280,7 @@ st.caption(f"Settings of these runs: {'data' if on_data else 'design'} **{markdo
            f"backend {first['backend']} "
            f"(n_jobs = {first['n_jobs']}). The CSV holds them in every row.")
 if {"reduction", "global"} <= set(df["method"]) and (df["M"] == 1).any():
-    # The same rows as the global EM, yet "faster": the helper of 2026-12-07 read 0.076 s against 2.08 s as a
+    # The same rows as the global EM, yet "faster": the helper of 2026-12-06 read 0.076 s against 2.08 s as a
     # speed-up. A local fit runs one lighter portfolio; a global EM on few rows runs several.
     n1 = int(df.loc[df["M"] == 1, "n"].min())
     st.caption(f"At M = 1 the distributed fit is one local fit of the same rows as the global EM, not a speed-up: a "

@@ -1,4 +1,4 @@
-"""A fourth hostile audit of the app, in Chromium (2026-12-07): what it found, each failing before.
+"""A fourth hostile audit of the app, in Chromium (2026-12-06): what it found, each failing before.
 
 An export whose rows were each written five times said nothing (held-out scores then chose K = 10 over the
 truth's 3); a file with '#' notes above its header was refused as ragged; the sweep chart drew the methods'
@@ -71,7 +71,7 @@ print(sorted(k for k in after if after[k] != before[k]))
 
 def test_a_sweep_that_stopped_early_says_how_many_repeats_each_value_ran():
     # "Interrupted after 22 runs" above a caption of "6 repeat(s)", and means over 3 and 2 of them (the audit
-    # of 2026-12-07).
+    # of 2026-12-06).
     from explorer.explain import repeats_text
     from moecore.experiments import sweep
 

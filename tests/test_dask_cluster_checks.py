@@ -1,4 +1,4 @@
-"""A researcher's cluster, the hostile way (the audit of 2026-12-07): what hung forever, what raised from inside
+"""A researcher's cluster, the hostile way (the audit of 2026-12-06): what hung forever, what raised from inside
 dask, and what fitted changed data without a word.  Real LocalClusters of worker processes."""
 
 import os
@@ -123,7 +123,16 @@ def test_a_worker_name_nobody_has_is_refused(client, data, tmp_path):
             paths, workers=[real[0], real[1], real[0], "tcp://127.0.0.1:1"])
 
 
-def test_a_machine_whose_pinned_worker_dies_fails_by_name_instead_of_waiting(client, data, tmp_path):
+@pytest.fixture()
+def own_client():
+    """A client of a cluster of its own, for a test that kills its workers: a nanny restarts them slowly on a
+    loaded machine, and the next test would meet a cluster of one."""
+    with local_cluster() as lc, client_of(lc) as c:
+        yield c
+
+
+def test_a_machine_whose_pinned_worker_dies_fails_by_name_instead_of_waiting(own_client, data, tmp_path):
+    client = own_client
     paths = _write_shards(data, tmp_path)
     pids = client.run(os.getpid)
     w = list(pids)
@@ -140,12 +149,12 @@ def test_a_machine_whose_pinned_worker_dies_fails_by_name_instead_of_waiting(cli
         _quiet(DistributedMoE(K, M, backend="dask", scheduler=client, random_state=0, refine_rounds=1).fit_shards,
                paths, workers=[w[0], w[1], w[0], w[1]], progress=progress)
     assert killed and time.perf_counter() - t0 < 60
-    client.wait_for_workers(2, timeout=60)  # the nanny restarts it, for the next test
 
 
-def test_a_shard_rewritten_then_reloaded_after_its_worker_died_is_refused(client, data, tmp_path):
+def test_a_shard_rewritten_then_reloaded_after_its_worker_died_is_refused(own_client, data, tmp_path):
     # dask reloaded the lost shards from the rewritten files: the rounds fitted y + 100 (intercepts 100.4 where the
     # machines had fitted 2.0), with no error; loky's pinned files said so.
+    client = own_client
     paths = _write_shards(data, tmp_path)
     pids = client.run(os.getpid)
     done = []
@@ -164,7 +173,6 @@ def test_a_shard_rewritten_then_reloaded_after_its_worker_died_is_refused(client
                                          r"fitted them, but other values \(read again after its worker was lost\)"):
         _quiet(DistributedMoE(K, M, backend="dask", scheduler=client, random_state=0, refine_rounds=2).fit_shards,
                paths, progress=progress)
-    client.wait_for_workers(2, timeout=60)
 
 
 def test_n_jobs_none_takes_joblibs_parallel_config():

@@ -227,7 +227,7 @@ def test_sweep_figure_sets_each_methods_bars_beside_the_others():
                        "rpe": [0.130, 0.134, 0.131, 0.139, 0.136, 0.142, 0.128, 0.136, 0.133, 0.141, 0.137, 0.140]})
     fig = explorer.figures.sweep_figure(df, "n_machines", "rpe")
     # On a log axis each method sits beside the value by a factor: Plotly's scatter groups shift by a width in
-    # the axis' units, which drew S / floor(n/4M) = 0.001 at 0.3 (the audit of 2026-12-07).
+    # the axis' units, which drew S / floor(n/4M) = 0.001 at 0.3 (the audit of 2026-12-06).
     assert fig.layout.xaxis.type == "log" and fig.layout.scattermode is None
     glob, red = (next(t for t in fig.data if t.name == m) for m in ("global", "reduction"))
     shift = np.log10(np.asarray(red.x, float) / [2, 8, 64])

@@ -95,7 +95,7 @@ def test_seven_regimes_whose_reduced_gates_miss_are_reported():
     # Seven regimes along one input, two alternating lines (K = 7, n = 20 000 over 16 machines, 1 250 rows each,
     # 39 per parameter: no size warning). The reduced gate probabilities came out 836x the global EM's MSE to the
     # truth and 0.039 nats per held-out row short, without a word: the check's gap, 1.97 q / n_m, was under the
-    # allowance of 2 q / n_m it had until the audit of 2026-12-07.
+    # allowance of 2 q / n_m it had until the audit of 2026-12-06.
     from moecore import MoEParams
     from moecore.metrics import gate_proba_mse, heldout_loglik
     from moecore.simulation import simulate

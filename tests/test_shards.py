@@ -208,7 +208,7 @@ def test_a_shard_that_begins_with_a_comment_is_refused_by_name(shard_paths, tmp_
 
 def test_a_row_index_written_by_pandas_is_not_fitted_as_an_input(shard_paths, tmp_path):
     # to_csv's default writes the index under an empty name, read back as "Unnamed: 0": it became an input and
-    # predict asked for a row number (the audit of 2026-12-07). Named features still read such a file.
+    # predict asked for a row number (the audit of 2026-12-06). Named features still read such a file.
     frame = pd.read_csv(shard_paths[0])
     frame.index = frame.index * M + 3  # a split's rows keep their original numbers
     bad = tmp_path / "indexed.csv"

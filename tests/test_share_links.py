@@ -41,7 +41,7 @@ def test_generated_data_travels_in_the_link():
 
 def test_typed_true_parameters_travel_in_the_link_to_the_bit():
     # The link and a reload rebuilt custom data from the knobs, not from the parameters typed (or uploaded) on the
-    # Data page: intercepts -2/0/2 where 10/-10/0 were typed, with no notice (the audit of 2026-12-07).
+    # Data page: intercepts -2/0/2 where 10/-10/0 were typed, with no notice (the audit of 2026-12-06).
     sender = session("pages/data.py", {"src": "custom"})
     text = ('{"gates": [[0, 0, 0], [5, -5, 0]], "experts": [[10, -10, 0], [1, 1, 1]], '
             '"variances": [1, 0.123456789012345, 1]}')

@@ -46,7 +46,7 @@ def sweep_figure(df, parameter, metric, *, log_x=None):
         x = sub["value"].map(_value_text) if single else sub["value"]
         if dodge is not None:
             # Beside the value by a factor: Plotly's scatter groups shift points by a width in the axis' own
-            # units, which a log axis turned into a factor of 300 (0.001 drawn at 0.3, the audit of 2026-12-07).
+            # units, which a log axis turned into a factor of 300 (0.001 drawn at 0.3, the audit of 2026-12-06).
             x = sub["value"].astype(float) * dodge[i]
         fig.add_trace(go.Scatter(
             x=x, y=scale * sub["mean"], mode="lines+markers", name=method,
