@@ -107,8 +107,10 @@ def retired_summary(retired: dict, K: int, n_machines: int) -> tuple[str, list[s
     if not retired:
         return "", []
     ms = sorted(retired)
-    line = (f"{len(ms)} of {n_machines} machines retired spare experts: their shards support fewer than K = {K} "
-            "experts, and those components carry no mass into the reduction.")
+    # Not always the shard's fault: a K = 4 fit of a small set retired an expert in a poor optimum below the K = 3
+    # maximum (the audit of 2026-12-06).
+    line = (f"{len(ms)} of {n_machines} machines retired spare experts: fewer than K = {K} in use (a shard that "
+            "supports fewer, or a poor optimum); they carry no mass into the reduction.")
     details = [f"machines {number_ranges(m + 1 for m in ms)}"]
     counts = {}
     for m in ms:

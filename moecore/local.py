@@ -220,9 +220,10 @@ def collect_local_fits(results, on_error, n_experts, max_iter, quiet=False):
     if spare:
         warn(
             f"the local fits of machine(s) {sorted(spare)} retired spare experts {spare} "
-            f"(machine: experts): their shards support fewer than n_experts={n_experts} "
-            "experts (e.g. a machine holding one region of x); those components carry no gate "
-            "mass into the reduction.",
+            f"(machine: experts): their local EM ended with fewer than n_experts={n_experts} experts "
+            "in use, because the shard supports fewer (e.g. a machine holding one region of x) or "
+            "because the fit ended in a poor optimum (the screening compares them); those components "
+            "carry no gate mass into the reduction.",
             DegenerateFitWarning,  # the category of MixtureOfExperts' own retired experts
         )
     not_conv = [r.index for r in kept if not r.model.converged_]
