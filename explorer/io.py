@@ -714,7 +714,7 @@ def text_number_columns(df: pd.DataFrame, y_col: str) -> list:
 
 
 def other_text_columns(df: pd.DataFrame, y_col: str) -> list:
-    """[(column, an example cell)] of the text columns (not the response, not :func:`text_number_columns`'):
+    """[(column, an example cell, clipped)] of the text columns (not the response, not :func:`text_number_columns`'):
     names, numbers with units ("52.1 kg"), dates.  They were left out of the inputs without a word, and a unit
     is one edit away from being data (the audit of 2026-12-06)."""
     separated = {c for c, _ in text_number_columns(df, y_col)}
@@ -725,7 +725,7 @@ def other_text_columns(df: pd.DataFrame, y_col: str) -> list:
         cells = df[c].dropna().astype(str).str.strip()
         cells = cells[cells != ""]
         if len(cells):
-            found.append((c, cells.iloc[0]))
+            found.append((c, _clip(cells.iloc[0], 30)))
     return found
 
 

@@ -17,6 +17,7 @@ import signal
 import tempfile
 import threading
 import time
+import weakref
 from contextlib import contextmanager, nullcontext
 
 import numpy as np
@@ -548,8 +549,9 @@ def _own_scheduler():
 
 # Seconds a fit waits for a cluster without workers to get one.
 _WORKER_WAIT = 10.0
-# Per client, the workers found able to run moecore's tasks: checked again only when others join.
-_CHECKED_WORKERS: dict = {}
+# Per client, the workers found able to run moecore's tasks: checked again only when others join.  Weak keys:
+# a closed client's entry goes with it.
+_CHECKED_WORKERS = weakref.WeakKeyDictionary()
 
 
 def check_cluster(client):
@@ -558,7 +560,6 @@ def check_cluster(client):
     from inside dask, a 30 s "TimeoutError: No valid workers found", or a worker that died unpickling
     the first task (the audit of 2026-12-06).  ValueError naming what to change."""
     import importlib
-    import weakref
 
     __version__ = importlib.import_module(__package__).__version__  # imported, not "from .": no import cycle
 
@@ -573,8 +574,7 @@ def check_cluster(client):
         raise ValueError(f"the dask cluster at {address} has no workers (waited {_WORKER_WAIT:g} s): start some "
                          f"(dask worker {address}), or scale the cluster, then fit again.") from None
     workers = frozenset(client.scheduler_info().get("workers", {}))
-    seen = _CHECKED_WORKERS.get(id(client))
-    if seen is not None and seen[0]() is client and workers <= seen[1]:
+    if workers <= _CHECKED_WORKERS.get(client, frozenset()):
         return
 
     def version():  # sent by value (a local function): the worker need not import moecore to run it
@@ -592,7 +592,7 @@ def check_cluster(client):
         v = v if v.startswith("cannot") else f"it has moecore {v}"
         raise ValueError(f"{len(bad)} of the {len(found)} dask workers cannot run this fit: worker {w}: {v}; this "
                          f"process has moecore {__version__}. Install the same moecore on every worker.")
-    _CHECKED_WORKERS[id(client)] = (weakref.ref(client), frozenset(found))
+    _CHECKED_WORKERS[client] = frozenset(found)
 
 
 def check_scheduler_backend(scheduler, backend):

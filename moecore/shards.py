@@ -344,7 +344,7 @@ class PinnedShards:
 
     def __call__(self, path):
         m, n, digest = self.pins[path]
-        where = f"machine {m}: shard file {path!r} (on host {os.uname().nodename})"
+        where = _machine_file(m, path)
         try:
             X, y, got = read_shard_cached(path, self.response, self.features)
         except FileNotFoundError:
@@ -354,13 +354,25 @@ class PinnedShards:
             raise ShardError(f"{where} could not be read again during the fit: {exc}") from None
         except ShardError as exc:
             raise ShardError(f"{where} changed during the fit and cannot be read: {exc}") from None
-        if len(y) != n:
-            raise ShardError(f"{where} held {n} rows when its machine fitted them and {len(y)} now: it "
-                             "changed during the fit.")
-        if got != digest:
-            raise ShardError(f"{where} holds {n} rows as when its machine fitted them, but other values: "
-                             "it changed during the fit.")
+        _same_rows(where, n, len(y), digest, got)
         return X, y
+
+
+def _machine_file(index, path):
+    """How a message names machine ``index``'s shard file ``path``."""
+    return f"machine {index}: shard file {path!r} (on host {os.uname().nodename})"
+
+
+def _same_rows(where, n, n_now, digest, digest_now, now="now", again=""):
+    """Raise :class:`ShardError` (naming ``where``) when a machine's rows read again, ``n_now`` of digest
+    ``digest_now``, are not the ``n`` of digest ``digest`` it fitted; ``now`` and ``again`` say when they were
+    read again."""
+    if n_now != n:
+        raise ShardError(f"{where} held {n} rows when its machine fitted them and {n_now} {now}: it changed during "
+                         "the fit.")
+    if digest_now != digest:
+        raise ShardError(f"{where} holds {n} rows as when its machine fitted them, but other values{again}: it "
+                         "changed during the fit.")
 
 
 def allocate_support(S, sizes):
@@ -440,13 +452,9 @@ def _pinned_loaded(index, path, loaded, n, digest):
     """(X, y) of a shard loaded on a dask worker, checked against the digest of the rows its machine fitted
     ("" for a machine that fitted none); :class:`ShardError` naming the machine when they differ."""
     X, y = loaded[:2]
-    where = f"machine {index}: shard file {path!r} (on host {os.uname().nodename})"
-    if digest and len(y) != n:
-        raise ShardError(f"{where} held {n} rows when its machine fitted them and {len(y)} when it was read again "
-                         "(its worker was lost): it changed during the fit.")
-    if digest and rows_digest(X, y) != digest:
-        raise ShardError(f"{where} holds {n} rows as when its machine fitted them, but other values (read again "
-                         "after its worker was lost): it changed during the fit.")
+    if digest:
+        _same_rows(_machine_file(index, path), n, len(y), digest, rows_digest(X, y),
+                   now="when it was read again (its worker was lost)", again=" (read again after its worker was lost)")
     return X, y
 
 

@@ -41,11 +41,6 @@ from moecore.outliers import FAR_FROM_BULK, ISOLATION
 from moecore.simulation import DESIGNS
 
 
-def _clip_cell(text, limit=30):
-    text = str(text)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 def _column_defaults(df):
     """The column pickers set to a file's defaults: the response y (else the last column), every other
     numeric column as an input."""
@@ -186,7 +181,7 @@ with csv_tab:
             st.warning(text_cell_advice(df, y_col))  # its cells quoted for Markdown already
         texts = other_text_columns(df, y_col) if numeric_inputs(df, y_col) else []
         if texts:
-            named = ", ".join(f"{markdown_escape(c)} (e.g. {markdown_escape(_clip_cell(v))})" for c, v in texts[:5])
+            named = ", ".join(f"{markdown_escape(c)} (e.g. {markdown_escape(v)})" for c, v in texts[:5])
             st.info(f"Text, so not among the inputs: {named}{' ...' if len(texts) > 5 else ''}. A number written "
                     "with its unit (52.1 kg) or a date reads as text: to use one as an input, save the numbers "
                     "alone (52.1, or a date as days since a start).")
