@@ -115,6 +115,19 @@ _SAME_BASIN = 1e-3
 _RUNOFF = 10  # the runoff between basins sees this many times the short runs' points,
 _RUNOFF_ITER = 50  # for at most this many EM iterations,
 _RUNOFF_MIN_FACTOR = 100  # on data of at least this many times the short runs' points
+# On such large data a few hundred points can also hold a basin the data do not: on diamonds (53 940
+# rows, log price ~ log carat, K = 2) every start on one 500-point subsample reached a basin 934 nats
+# below the maximum, and basins 0.0017 nats per row apart (93 nats) swap places on one 5 000-point
+# runoff sample while still climbing after its 50 iterations. So the short runs use _LARGE_SUBSAMPLES
+# independent subsamples, and the runoff runs that a paired test on the runoff's points cannot tell
+# from its best (a lead under _UNDECIDED_Z standard errors of the per-point differences), up to
+# _FINALISTS, converge on _RUNOFF times the runoff's points, which decide (benchmarks/README.md
+# section 33: diamonds 15 of 30 default fits at the maximum before, 22 now; a third subsample, 27,
+# cost up to 2x on separated-10d's global fit at n = 2·10^5; continuing the finalists on all the data
+# doubled the flights' global fit for 4-10 nats of 262 000 rows).
+_LARGE_SUBSAMPLES = 2
+_UNDECIDED_Z = 2.0
+_FINALISTS = 2
 # On small data a whole portfolio is cheap and basins are many and shallow: on faithful (272 rows,
 # K = 3) one portfolio reached the maximum for 1 seed of 5, four for 4 of 5; on Boston (506 rows,
 # K = 4) one portfolio for 2 seeds of 5, three for 4. So the portfolio repeats, from independent
@@ -201,10 +214,15 @@ def spike_experts(XtT, y, experts, variances, var_y=1.0, mass=None):
     distributed fit's support): an expert expected on fewer than twice that many of them is
     not judged by its distinct responses, which a sharp expert of 4.6 % of the rows has too few of among
     150 support points (35 false alarms in 36 fits, the audit of 2026-12-06).
+    Or a variance below the rounding's, unit^2 / 12, where y is recorded in steps of ``unit``
+    (:func:`recording_unit`): its rows lie on its line more exactly than y's recording allows noise to, a
+    line through points of the grid (nlschools, lang ~ IQ, K = 4: 147 of 2 287 rows on lang = 4 IQ - 8,
+    18 distinct responses 100 times denser than beside the line, at var_floor).
     Returns their indices (m,), lowest variance first.
     """
     out = []
     few = max(_SPIKE_DISTINCT_PER_PARAM * XtT.shape[0], _SPIKE_MIN_DISTINCT)
+    unit = None
     for k in np.argsort(variances):
         if not variances[k] < DEGENERATE_VAR * var_y:
             break
@@ -215,7 +233,20 @@ def spike_experts(XtT, y, experts, variances, var_y=1.0, mass=None):
         if ((judged and np.unique(y[close]).size < few)
                 or np.count_nonzero(close) / 3.0 < _SHARP_DENSITY_RATIO * beside / 7.0):
             out.append(int(k))
+            continue
+        # Only here, and once: sorting y costs more than the rest on a million rows.
+        unit = recording_unit(y) if unit is None else unit
+        if variances[k] < unit ** 2 / 12.0:
+            out.append(int(k))
     return np.array(out, dtype=int)
+
+
+def recording_unit(y):
+    """The step in which y is recorded: the smallest gap between its distinct values (0 when it has
+    fewer than two). 1 for counts and integer scores, 0.1 for one decimal; for a continuous y a gap
+    far below any variance EM keeps."""
+    values = np.unique(y)
+    return float(np.diff(values).min()) if values.size > 1 else 0.0
 
 
 def degenerate_message(params, X, y, *, rows_name="rows"):
@@ -247,7 +278,10 @@ def degenerate_message(params, X, y, *, rows_name="rows"):
     rows = np.flatnonzero(_m.posterior_proba(X, y, params).argmax(axis=1) == k)
     values, counts = np.unique(y[rows], return_counts=True)
     tied = counts.size and counts.max() > 1 and counts.max() >= 0.5 * rows.size
+    unit = recording_unit(y)
     on = (f"{counts.max():,} of its {rows.size:,} {rows_name} share y = {values[np.argmax(counts)]:.6g}" if tied
+          else f"it holds {rows.size} of the {rows_name}, which lie on its line closer than y's recording step "
+               f"({unit:g}) allows (a line through points of a rounded grid)" if params.variances[k] < unit ** 2 / 12
           else f"it holds {rows.size} of the {rows_name}")
     return (f"Expert {k} (numbered from 0) has a variance of {params.variances[k] / var_y:.1e} var(y)"
             f"{f' ({low.size - 1} more below {DEGENERATE_VAR:g})' if low.size > 1 else ''}: {on}, a spike the "
@@ -938,7 +972,40 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         p, n = XtT.shape
         if K == 1:
             return self._run_em(XtT, y, F, rng)
-        Xs, ys, Fs = _subsample(XtT, y, F, _short_sample_size(K, p), rng)
+        size = _short_sample_size(K, p)
+        large = n >= _RUNOFF_MIN_FACTOR * size
+        kept = []
+        for _ in range(_LARGE_SUBSAMPLES if large else 1):
+            Xs, ys, Fs = _subsample(XtT, y, F, size, rng)
+            runs = self._short_stages(Xs, ys, Fs, rng, n, every_short)
+            kept += _distinct_basins(sorted(runs, key=_rank, reverse=True), Xs.shape[1]) if large else runs
+        if extra is not None:
+            # The pilot start, a kind of one, last: the other kinds' draws are those of a fit
+            # without it (a start from parameters draws nothing).
+            run = self._run_em(Xs, ys, Fs, rng, start=extra, max_iter=min(_SHORT_ITER, self.max_iter))
+            if not run["converged"]:
+                run = self._run_em(Xs, ys, Fs, rng, start=_params(run), max_iter=min(_MID_ITER, self.max_iter))
+            kept.append(run)
+        if large:
+            runs = self._runoff(XtT, y, F, rng, kept, Xs.shape[1])
+        else:
+            runs = _distinct_basins(sorted(kept, key=_rank, reverse=True), Xs.shape[1])
+        # Stage 4: the best run continued on all the data. A continuation can still collapse onto
+        # tied responses (Boston's censored medv = 50) and end degenerate: the next kind's run is
+        # then continued instead, and the best by _rank kept. With every_run, every basin is.
+        final = None
+        for run in runs:
+            full = self._run_em(XtT, y, F, rng, start=_params(run))
+            if final is None or _rank(full) > _rank(final):
+                final = full
+            if (_rank(final)[0] or not _rank(run)[0]) and not every_run:
+                break
+        return final
+
+    def _short_stages(self, Xs, ys, Fs, rng, n, every_short):
+        """Stages 1 and 2 of :meth:`_small_em` on one subsample (Xs, ys, Fs) of data of ``n`` rows:
+        the short runs of _PORTFOLIO_WAVES and each kind's best (every_short: every run) continued
+        for _MID_ITER iterations. Returns those continued runs (list)."""
         # Each kind's best short run (every_short: every run, keyed (kind, wave, i)); {key: (it, its stage-2 run)}.
         short, continued = {}, {}
         settled = set()
@@ -968,37 +1035,47 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             # the first wave's lines and random runs agreed on the basin below it.
             if portfolio_repeats(n) == 1:
                 settled = _settled_kinds(_best_of_each_kind(continued), Xs.shape[1])
-        kept = [more for _, more in continued.values()]
-        if extra is not None:
-            # The pilot start, a kind of one, last: the other kinds' draws are those of a fit
-            # without it (a start from parameters draws nothing).
-            run = self._run_em(Xs, ys, Fs, rng, start=extra, max_iter=min(_SHORT_ITER, self.max_iter))
-            if not run["converged"]:
-                run = self._run_em(Xs, ys, Fs, rng, start=_params(run), max_iter=min(_MID_ITER, self.max_iter))
-            kept.append(run)
-        # Stage 3: a runoff. A few hundred points can rank basins wrongly (K = 5, d = 1, an 8 %
-        # expert: k-means' basin led on the subsample and ended 9 600 nats below the lines' basin
-        # on 10^5 points, still behind after 30 iterations on all of them), so when the kinds
-        # ended in different basins each runs on _RUNOFF times more points, which decide. Only on
-        # large data: there it costs under an EM iteration on all of them, while on a shard of a
-        # few thousand rows the kinds disagree often (unconverged runs of one basin) and the
-        # runoff tripled the slowest machine's work; shards have screening as their safety net.
-        runs = _distinct_basins(sorted(kept, key=_rank, reverse=True), Xs.shape[1])
-        if len(runs) > 1 and n >= _RUNOFF_MIN_FACTOR * Xs.shape[1]:
-            Xm, ym, Fm = _subsample(XtT, y, F, _RUNOFF * Xs.shape[1], rng)
-            runs = sorted((self._run_em(Xm, ym, Fm, rng, start=_params(run), max_iter=_RUNOFF_ITER) for run in runs),
-                          key=_rank, reverse=True)
-        # Stage 4: the best run continued on all the data. A continuation can still collapse onto
-        # tied responses (Boston's censored medv = 50) and end degenerate: the next kind's run is
-        # then continued instead, and the best by _rank kept. With every_run, every basin is.
-        final = None
-        for run in runs:
-            full = self._run_em(XtT, y, F, rng, start=_params(run))
-            if final is None or _rank(full) > _rank(final):
-                final = full
-            if (_rank(final)[0] or not _rank(run)[0]) and not every_run:
-                break
-        return final
+        return [more for _, more in continued.values()]
+
+    def _runoff(self, XtT, y, F, rng, kept, n_short):
+        """Stage 3 of :meth:`_small_em`, on large data: the ``kept`` runs of _LARGE_SUBSAMPLES subsamples of
+        ``n_short`` points each, their distinct basins run on a sample _RUNOFF times larger; the
+        finalists, those the runoff cannot tell from its best, converge on a sample _RUNOFF times larger
+        still, which decides. Returns the runs to continue on all the data (list), best first by
+        :func:`_rank` (the others in case its continuation ends degenerate).
+
+        A few hundred points can rank basins wrongly (K = 5, d = 1, an 8 % expert: k-means' basin led
+        on the subsample and ended 9 600 nats below the lines' basin on 10^5 points, still behind after
+        30 iterations on all of them), so distinct basins run on _RUNOFF times more points. Only on
+        large data: there it costs under an EM iteration on all of them, while on a shard of a few
+        thousand rows the kinds disagree often (unconverged runs of one basin) and the runoff tripled
+        the slowest machine's work; shards have screening as their safety net."""
+        Xm, ym, Fm = _subsample(XtT, y, F, _RUNOFF * n_short, rng)
+        # Runs of different subsamples compare on the runoff sample, not on their own.
+        scored = sorted(({**run, "ll": float(_point_loglik(Xm, ym, *_params(run)).sum())} for run in kept),
+                        key=_rank, reverse=True)
+        runs = _distinct_basins(scored, Xm.shape[1])
+        if len(runs) == 1:
+            return runs
+        runs = sorted((self._run_em(Xm, ym, Fm, rng, start=_params(run), max_iter=_RUNOFF_ITER) for run in runs),
+                      key=_rank, reverse=True)
+        best = _point_loglik(Xm, ym, *_params(runs[0]))
+        finalists, rest = [runs[0]], []
+        for run in runs[1:]:
+            # A paired test on the runoff's points: a lead under _UNDECIDED_Z standard errors of the
+            # per-point differences is noise. Runs that converged to one basin are one.
+            gap = best - _point_loglik(Xm, ym, *_params(run))
+            undecided = (gap.sum() <= _UNDECIDED_Z * gap.std() * np.sqrt(gap.size)
+                         and not (run["converged"] and runs[0]["converged"] and gap.sum() <= _SAME_BASIN * gap.size))
+            if undecided and _rank(run)[0] == _rank(runs[0])[0] and len(finalists) < _FINALISTS:
+                finalists.append(run)
+            else:
+                rest.append(run)
+        if len(finalists) > 1:
+            Xf, yf, Ff = _subsample(XtT, y, F, _RUNOFF * Xm.shape[1], rng)
+            finalists = sorted((self._run_em(Xf, yf, Ff, rng, start=_params(run)) for run in finalists),
+                               key=_rank, reverse=True)
+        return finalists + rest
 
     def _initial_responsibilities(self, XtT, y, rng, kind=None):
         K = self.n_experts
@@ -1037,8 +1114,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         gates, experts, variances = start if start is not None else self._start_from(XtT, y, F, XX, rng, tauT)
         XX = hessian_pairs(XX, XtT.shape[1], K, p)
         gstate = gate_state(gates, XtT)  # (etaT, probT, lognorm)
-        history, converged, reseeded = [], False, 0
-        retired, n_retired = np.zeros(K, dtype=bool), 0
+        history, converged, reseeded, retired, n_retired = [], False, 0, np.zeros(K, dtype=bool), 0
         # An expert with fewer effective points than coefficients has an undetermined fit.
         min_mass = float(p)
         accelerate = self.acceleration == "squarem" and K > 1
@@ -1079,8 +1155,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                     n_retired = int(retired.sum())
                 gstate = gate_state(gates, XtT)
                 # A re-seed is a restart from a new point: monotonicity is only owed after it.
-                history = []
-                cycle = []
+                history, cycle = [], []
                 continue
             if n_retired:
                 # A retired expert keeps its last fit: its near-zero responsibilities determine nothing.
@@ -1091,6 +1166,9 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             experts, variances = new_experts, new_variances
             for _ in range(self.gate_steps):
                 gates, gstate = em_newton_step(XtT, XX, tauT, gates, gstate)
+            if n_retired:
+                gates = self._retire(gates, retired)
+                gstate = gate_state(gates, XtT)
             if not accelerate:
                 continue
             cycle.append((gates, experts, variances))
@@ -1152,7 +1230,12 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
 
     @staticmethod
     def _retire(gates, which):
-        """Drop the gate logits of the experts ``which`` (K,) by _RETIRE_LOGIT everywhere."""
+        """Gates (p, K) whose experts ``which`` (K,) sit _RETIRE_LOGIT below the mean of the others' logits
+        everywhere, so at most e^-50 of the mass anywhere. Applied after every gate step too: Newton's step
+        for an expert of mass e^-50 divides one tiny number by another, and it had brought a retired expert
+        back onto 2 of stackloss's 21 rows (K = 4) with the line and variance it had when it was retired. The
+        rule is affine in the gates, so SQUAREM's extrapolations keep it."""
         gates = gates.copy()
+        gates[:, which] = gates[:, ~which].mean(axis=1, keepdims=True)
         gates[0, which] -= _RETIRE_LOGIT
         return gates - gates[:, -1:]

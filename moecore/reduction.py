@@ -842,8 +842,9 @@ def expert_spread(params: _m.MoEParams, local_params, weights, X_support, plan: 
     more = f" ({len(flagged) - 1} more)" if len(flagged) > 1 else ""
     after = (f"; {refine_rounds} round(s) ran, which may not be enough" if refine_rounds else "")
     return ExpertSpread(ratio, excess, flagged, False, (
-        f"About {100 * excess[k]:.0f} % of reduced expert {k + 1}'s one-shot variance is disagreement between the "
-        f"machines{more}: their lines spread {ratio_text(ratio[k], 1)} more than their estimation noise explains "
+        f"About {100 * excess[k]:.0f} % of the one-shot variance of reduced expert {k} (numbered from 0) is "
+        f"disagreement between the machines{more}: their lines spread {ratio_text(ratio[k], 1)} more than their "
+        "estimation noise explains "
         "(poor local fits, an expert too rare to split, or a model the data do not follow), so that variance comes "
         "out too large while predictions look fine (5-470x a global EM's error on d = 6, K = 5 designs at 1 250 "
         f"rows per machine){after}. To fix: refine_rounds={SPREAD_ROUNDS} (rounds re-estimate it on all the rows: "

@@ -166,9 +166,9 @@ def check_expert_rows(params, X_support, n_samples, n_machines, refine_rounds=0)
     fewer = out.machines_advice()
     if rows[k] < 1:  # next to nothing: an expert the data may not hold
         fix, fewer = "", "fewer experts (moecore.selection.choose_k)"
-    msg = (f"Reduced expert {k + 1} has about {rows[k]:.1f} rows per machine{more}: too few for its line and "
-           f"variance ({per:g} per parameter), so their one-shot estimates can be far off (10-10^7x a global EM's "
-           f"error) while predictions look fine. To fix: {fix}{fewer}.")
+    msg = (f"Reduced expert {k} (numbered from 0) has about {rows[k]:.1f} rows per machine{more}: too few for its "
+           f"line and variance ({per:g} per parameter), so their one-shot estimates can be far off (10-10^7x a "
+           f"global EM's error) while predictions look fine. To fix: {fix}{fewer}.")
     return replace(out, message=msg)
 
 

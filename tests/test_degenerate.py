@@ -349,3 +349,60 @@ def test_the_fit_page_says_when_the_floor_holds_the_variances():
     at.button(key="btn_fit").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert [i.value for i in at.info if "On 4 of 4 machines, rows lie closer" in i.value]
+
+
+def _rounded_scores(n=2000):
+    """Integer scores y ~ half-integer x, as nlschools' lang ~ IQ: 138 of the rows lie exactly on
+    y = 4 x - 8, a line through points of the grid."""
+    rng = np.random.default_rng(3)
+    x = np.round(rng.normal(12, 2, n) * 2) / 2
+    return x[:, None], np.round(4 * x - 8 + rng.normal(0, 5, n))
+
+
+def test_a_line_through_points_of_a_rounded_grid_is_a_spike():
+    # nlschools (lang ~ IQ, K = 4, seed 1): an expert on the 147 rows exactly on lang = 4 IQ - 8 (18 distinct
+    # responses, 100 times denser than beside it) passed as a sharp expert, sat at var_floor, and the
+    # VarianceFloorWarning told the user to lower var_floor, which makes the spike sharper. Its variance is
+    # below what rounding y to whole numbers alone gives (1/12): not noise, a line through the grid.
+    from moecore import VarianceFloorWarning
+    from moecore.em import DEGENERATE_VAR, degenerate_message, recording_unit, spike_experts
+
+    X, y = _rounded_scores()
+    on_line = np.flatnonzero(y == 4 * X[:, 0] - 8)
+    assert on_line.size == 138 and np.unique(y[on_line]).size >= 10 and recording_unit(y) == 1.0
+    Xt = np.c_[np.ones(len(y)), X].T
+    experts = np.c_[[-8.0, 4.0], [10.0, 3.0]]
+    variances = np.array([1e-6, 1.0]) * y.var()
+    assert spike_experts(Xt, y, experts, variances, y.var()).tolist() == [0]
+    # Not by the other rules: the line holds its rows far denser than beside it (none 3-10 sd away).
+    dist = np.abs(y - experts[:, 0] @ Xt) / np.sqrt(variances[0])
+    assert np.count_nonzero(dist <= 3) == on_line.size and np.count_nonzero((dist > 3) & (dist <= 10)) == 0
+    message = degenerate_message(MoEParams(np.zeros((2, 2)), experts, variances), X, y)
+    assert "closer than y's recording step (1) allows (a line through points of a rounded grid)" in message
+    # The default fit that ended on it (VarianceFloorWarning, 212 nats "above" the others) ranks it degenerate.
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        fit = MixtureOfExperts(3, random_state=0).fit(X, y)
+    assert not [w for w in record if w.category in (VarianceFloorWarning, DegenerateFitWarning)]
+    assert fit.variances_.min() > DEGENERATE_VAR * y.var()
+
+
+# stackloss (Brownlee 1965; statsmodels' datasets.stackloss, "public domain"): stack loss ~ air flow, 21 rows.
+_STACKLOSS_AIR = [80, 80, 75, 62, 62, 62, 62, 62, 58, 58, 58, 58, 58, 58, 50, 50, 50, 50, 50, 56, 70]
+_STACKLOSS_LOSS = [42, 37, 37, 28, 18, 18, 19, 20, 15, 14, 14, 13, 11, 12, 8, 7, 8, 8, 9, 15, 15]
+
+
+def test_a_retired_expert_stays_retired_through_the_gate_steps():
+    # K = 4 on stackloss: the default fit named expert 3 retired "(gate mass ~ 0)" while it held 9.5 % of the
+    # mass, 2 of the 21 rows, with the line and variance it had when it was retired (the peer audit): Newton's
+    # gate step had brought it back. Retired experts now keep at most e^-50 of the mass everywhere.
+    X, y = np.array(_STACKLOSS_AIR, float)[:, None], np.array(_STACKLOSS_LOSS, float)
+    retired = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for init, seed in [("portfolio", 0), ("portfolio", 1), ("kmeans", 0), ("kmeans", 1), ("lines", 3)]:
+            fit = MixtureOfExperts(4, init=init, random_state=seed).fit(X, y)
+            if fit.retired_experts_.size:
+                retired += 1
+                assert fit.predict_proba(X)[:, fit.retired_experts_].max() < 1e-15, (init, seed)
+    assert retired >= 3

@@ -235,7 +235,8 @@ def test_expert_rows_arithmetic():
     check = check_expert_rows(params, X, 2_000, 16)  # 12.5 rows of expert 1 per machine, needs 9: ok
     assert check.ok
     check = check_expert_rows(params, X, 2_000, 32)  # 6.25
-    assert not check.ok and check.sparse == [0] and "expert 1 has about 6.2 rows per machine:" in check.message
+    assert not check.ok and check.sparse == [0]
+    assert "expert 0 (numbered from 0) has about 6.2 rows per machine:" in check.message
     assert "at most 22 machines" in check.message and "refine_rounds=1" in check.message  # 200 // 9
     assert check.max_machines == 22 and check.machines_advice() in check.message
     assert "fewer experts" not in check.message
@@ -260,10 +261,12 @@ def test_an_expert_too_rare_to_split_is_reported():
     truth = rare_expert_design()
     train = simulate(truth, 20_000, random_state=1)
     glob = align_to(truth, MixtureOfExperts(3, random_state=0).fit(train.X, train.y).params_, train.X)
-    with pytest.warns(AccuracyWarning, match=r"Reduced expert \d has about"):
+    with pytest.warns(AccuracyWarning, match=r"Reduced expert \d \(numbered from 0\) has about") as record:
         dm = DistributedMoE(3, 16, n_jobs=2, random_state=2).fit(train.X, train.y)
     red = align_to(truth, dm.params_, train.X)
     assert dm.expert_rows_.sparse == [int(np.argmin(dm.expert_rows_.rows))]
+    # Numbered from 0 like every other library message (it said k + 1, the app's numbering).
+    assert any(f"Reduced expert {dm.expert_rows_.sparse[0]} (numbered from 0)" in str(w.message) for w in record)
     assert (red.variances[0] - truth.variances[0]) ** 2 > 10 * (glob.variances[0] - truth.variances[0]) ** 2
     with warnings.catch_warnings():
         warnings.simplefilter("error", AccuracyWarning)

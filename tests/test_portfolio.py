@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from benchmarks.bench_portfolio import correlated_design, high_d_design, lost_expert_design, poor_gap
+from benchmarks.bench_portfolio import correlated_design, high_d_design, load_diamonds, lost_expert_design, poor_gap
 from moecore import DistributedMoE, MixtureOfExperts, simulate_design
 from moecore.datasets import DATASETS, dataset_names, load_dataset
 from moecore.em import DEGENERATE_VAR
@@ -141,6 +141,21 @@ def test_runoff_finds_the_basin_the_subsample_ranked_second(data_seed, fit_seed)
         best = MixtureOfExperts(5, init=prm).fit(tr.X, tr.y).loglik_
         fit = MixtureOfExperts(5, random_state=fit_seed).fit(tr.X, tr.y)
     assert fit.loglik_ >= best - 1.0
+
+
+def test_large_real_data_reach_the_maximum_a_subsample_hides():
+    # diamonds (ggplot2, 53 940 rows, log price ~ log carat), K = 2: on one 500-point subsample every
+    # start can end in a basin 934 nats below the maximum, and basins 93 nats apart swap places on a
+    # 5 000-point runoff sample. Two subsamples and finalists continued on all the data: 4 of the 5
+    # seeds here reach it (23 of 30 in benchmarks/README.md section 33; 2 of these 5 before). The
+    # maximum: full-data EM from random partitions reaches it (flexmix's best of 20 starts too).
+    X, y = load_diamonds()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        best = max(MixtureOfExperts(2, init="random", random_state=s).fit(X, y).loglik_ for s in range(2))
+        reached = [MixtureOfExperts(2, random_state=s).fit(X, y).loglik_ >= best - 1.0 for s in range(5)]
+    assert best == pytest.approx(-2877.75, abs=0.05)
+    assert sum(reached) >= 4
 
 
 def test_portfolio_is_reproducible_and_reaches_the_k_means_maximum_on_separated_data():

@@ -8,7 +8,10 @@ history, the plan and the bookkeeping in ``reference_fits.npz``.  Refactoring mo
 move a single bit of these numbers.  One case was rewritten since, by a deliberate change of the
 method: "poor-refit", when a flagged machine came to refit from the best-scoring machine's model
 instead of four fresh starts (the same basin: its refit's experts equal to 1e-4, in another order; the
-25 numbers sent to it are counted).
+25 numbers sent to it are counted). And on 2026-12-06 "kmeans-constant" (rewritten from a znver4-SkylakeX
+machine, every other array equal to rounding): machine 3's local fit retires an expert, whose gate logits
+are now pinned 50 below the mean of the others' after every gate step (moecore.em's ``_retire``); its gate
+coefficients and the machines' scores moved, the reduced model by 2e-11.
 """
 
 import importlib.util
