@@ -690,8 +690,8 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         at most max(2000, 100 K (d+1)) of them, every point then labelled by its nearest centre),
         uniformly random labels, or "lines" (K lines through random subsets of d + 2 points, each
         point to the nearest line, a few rounds of clusterwise regression).  A MoEParams with K
-        experts and d features warm-starts EM from its posterior responsibilities on the data
-        (one run: ``n_init`` is then ignored).
+        experts and d features warm-starts EM from those parameters (one run: ``n_init`` is then
+        ignored; the fit ends at least as high as they score, their variances floored at ``var_floor``).
     n_init : int, default=1
         Number of initialisations (with "portfolio", whole portfolios, and at least
         min(4, 2000 // n) of them); the run with the highest
@@ -855,16 +855,17 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         if not local_fit and uses_portfolio(self.init):
             n_starts = max(n_starts, portfolio_repeats(n))
         seeds = check_random_state_seed(self.random_state).spawn(n_starts)
-        start_tauT = None  # (K, n): a warm start's responsibilities
+        warm = None  # a warm start's (gates, experts, variances) on the standardised data
         extra = None if pilot is None else self._pilot_start(pilot, scaler, d)
         if isinstance(self.init, _m.MoEParams):
             if self.init.n_features != d:
                 raise ValueError(f"init has {self.init.n_features} features; X has {d}.")
-            start_tauT = np.ascontiguousarray(_m.posterior_proba(X, y, self.init).T)
+            gates, experts, variances = scaler.params_to_standard(self.init)
+            warm = gates, experts, np.maximum(variances, self.var_floor)
             seeds = seeds[:1]  # a warm start is deterministic: restarts would repeat it
 
         with one_blas_thread():
-            best = self._best_run(XtT, ys, _wls_design(XtT, ys), seeds, start_tauT, extra,
+            best = self._best_run(XtT, ys, _wls_design(XtT, ys), seeds, warm, extra,
                                   every_run=not local_fit and portfolio_repeats(n) > 1,
                                   every_short=not local_fit)
         # Log-likelihood in original y units: the density picks up the Jacobian 1 / y_scale.
@@ -932,15 +933,18 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         gates, experts, variances = scaler.params_to_standard(pilot)
         return gates, experts, np.maximum(variances, self.var_floor)
 
-    def _best_run(self, XtT, y, F, seeds, start_tauT=None, extra=None, every_run=False, every_short=False):
-        """The kept EM run over the initialisations ``seeds``, or from the responsibilities
-        ``start_tauT`` (K, n) of a warm start; ``F`` is the weighted-least-squares design every run
-        shares; ``extra``, ``every_run``, ``every_short``: see :meth:`_small_em`. Portfolios rank
-        non-degenerate runs first (:func:`_rank`); single starts keep the highest log-likelihood,
-        the rule they have always had."""
-        portfolio = self.init == "portfolio" and start_tauT is None
-        # One expert: every partition is all ones, the warm start's too.
-        start_tauT = None if self.n_experts == 1 else start_tauT
+    def _best_run(self, XtT, y, F, seeds, warm=None, extra=None, every_run=False, every_short=False):
+        """The kept EM run over the initialisations ``seeds``, or from the parameters ``warm``
+        (gates, experts, variances on the standardised data) of a warm start; ``F`` is the
+        weighted-least-squares design every run shares; ``extra``, ``every_run``, ``every_short``: see
+        :meth:`_small_em`. Portfolios rank non-degenerate runs first (:func:`_rank`); single starts keep
+        the highest log-likelihood, the rule they have always had.
+
+        A warm start is EM's first point, so the fit ends at least as high as it starts. Until 2026-12-06
+        it started from the responsibilities of those parameters, smoothed and refitted as a partition
+        is: refitting a fitted diamonds model (log price ~ log carat + depth, K = 2) began 922 nats below
+        it and ended 58 below (a peer audit)."""
+        portfolio = self.init == "portfolio" and warm is None
         best = None
         for seed in seeds:
             rng = np.random.default_rng(seed)
@@ -949,7 +953,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 if best is None or _rank(run) > _rank(best):
                     best = run
                 continue
-            run = self._run_em(XtT, y, F, rng, tauT=start_tauT)
+            run = self._run_em(XtT, y, F, rng, start=warm)
             if best is None or run["ll"] > best["ll"]:
                 best = run
         return best
