@@ -888,7 +888,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
 
     def _warn_about_fit(self, reseeded, X, y):
         """The fitted model's warnings, pointed at the caller of ``fit``: experts retired or re-seeded,
-        a degenerate variance (:func:`warn_degenerate`), EM not converged."""
+        a degenerate variance (:func:`degenerate_message`) or a binary y, EM not converged."""
         K = self.n_experts
         if self.retired_experts_.size:
             warn(
@@ -902,7 +902,17 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 f"the data may support fewer experts than n_experts={K}.",
                 DegenerateFitWarning,
             )
-        warn_degenerate(self.params_, X, y)
+        message = degenerate_message(self.params_, X, y)
+        lo, hi = np.min(y), np.max(y)
+        if message:
+            warn(message, DegenerateFitWarning)
+        elif np.all((y == lo) | (y == hi)):
+            # Where every run is degenerate the message above names the tied values; but on large data the
+            # portfolio can also end at a non-degenerate run, near copies of one line through both levels
+            # (60 000 rows, K = 2: variances 0.17), which said nothing.
+            warn(f"y takes only two values ({lo:g} and {hi:g}): the experts are Gaussian lines through a binary "
+                 "response, so their variances and the log-likelihood describe no such data. To fix: model a binary "
+                 "y with a classifier (e.g. logistic regression), or give a continuous response.", DegenerateFitWarning)
         if self.floored_experts_.size:
             warn(floor_message(f"expert(s) {self.floored_experts_.tolist()} of the fit", self.var_floor),
                  VarianceFloorWarning)

@@ -170,6 +170,11 @@ def test_an_expert_on_tied_responses_is_named():
         MixtureOfExperts(2, random_state=0).fit(X, binary)
     with pytest.warns(DegenerateFitWarning, match=r"[\d,]+ of its [\d,]+ rows share y = 0, a spike"):
         MixtureOfExperts(2, random_state=0).fit(X, zeros)
+    # On 60 000 rows the portfolio also ends at a non-degenerate run, two near copies of one line (variances
+    # 0.17), which said nothing: a binary y is named whatever the fit.
+    X_large, binary_large, _ = _tied_responses(60_000)
+    with pytest.warns(DegenerateFitWarning, match=r"y takes only two values \(0 and 1\): the experts are Gaussian"):
+        MixtureOfExperts(2, random_state=0).fit(X_large, binary_large)
     with pytest.warns(DegenerateFitWarning, match=r"support points share y = 0, a spike"):
         DistributedMoE(2, 4, random_state=0, backend="sequential").fit(X, zeros)
 
