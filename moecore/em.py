@@ -291,10 +291,11 @@ def degenerate_message(params, X, y, *, rows_name="rows"):
 
 
 def warn_degenerate(params, X, y, *, rows_name="rows"):
-    """:func:`degenerate_message` as a :class:`DegenerateFitWarning`, when there is one."""
+    """:func:`degenerate_message` as a :class:`DegenerateFitWarning`, when there is one; returns it ("" when none)."""
     message = degenerate_message(params, X, y, rows_name=rows_name)
     if message:
         warn(message, DegenerateFitWarning)
+    return message
 
 
 class DegenerateFitWarning(UserWarning):
@@ -888,7 +889,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
 
     def _warn_about_fit(self, reseeded, X, y):
         """The fitted model's warnings, pointed at the caller of ``fit``: experts retired or re-seeded,
-        a degenerate variance (:func:`degenerate_message`) or a binary y, EM not converged."""
+        a degenerate variance (:func:`warn_degenerate`) or a binary y, EM not converged."""
         K = self.n_experts
         if self.retired_experts_.size:
             warn(
@@ -902,11 +903,8 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 f"the data may support fewer experts than n_experts={K}.",
                 DegenerateFitWarning,
             )
-        message = degenerate_message(self.params_, X, y)
         lo, hi = np.min(y), np.max(y)
-        if message:
-            warn(message, DegenerateFitWarning)
-        elif np.all((y == lo) | (y == hi)):
+        if not warn_degenerate(self.params_, X, y) and np.all((y == lo) | (y == hi)):
             # Where every run is degenerate the message above names the tied values; but on large data the
             # portfolio can also end at a non-degenerate run, near copies of one line through both levels
             # (60 000 rows, K = 2: variances 0.17), which said nothing.
