@@ -10,6 +10,7 @@
     .venv/bin/python benchmarks/bench_portfolio.py waves    # the portfolio's second wave skipped vs always run
     .venv/bin/python benchmarks/bench_portfolio.py stage2   # every short run goes on vs each kind's best
     .venv/bin/python benchmarks/bench_portfolio.py sharp    # sharp experts (low noise) are not spikes
+    .venv/bin/python benchmarks/bench_portfolio.py splits   # split-and-merge moves on small data, with vs without
 
 Every part writes ``benchmarks/results/bench_portfolio_<part>.csv`` and prints a table.
 
@@ -648,11 +649,60 @@ def part_sharp(args):
     _write("sharp", rows)
 
 
+def part_splits(args):
+    """Split-and-merge moves on small data (``MixtureOfExperts._split_moves``) against none, side by side: the
+    shipped small sets and those of bench_small_shards' MORE and UNSEEN (from R, when installed), K in
+    {2, 3, 4}, default fits of seeds 0-4 with and without the moves (``em._SPLIT_ROUNDS`` = 0, what the code
+    before them did; alternated, so both see the same load). Cells where at least 4 of 5 fits end within
+    1 nat of the maximum known before (the stored ``real*`` tables' best of 254 moecore starts and flexmix's
+    best of 20) and of the best known now (those and every fit here); the median fit times."""
+    import moecore.em as em
+
+    stored = {}
+    for tag in ("real", "real_more", "real_unseen"):
+        path = OUT / f"bench_portfolio_{tag}.csv"
+        if path.exists():
+            with open(path) as fh:
+                for r in csv.DictReader(fh):
+                    stored[r["data"], int(r["K"])] = float(np.nanmax([float(r["best_moecore"]),
+                                                                      float(r["best_flexmix"])]))
+    sets = {**small_sets(), **from_r(MORE), **from_r(UNSEEN)}
+    rows = []
+    rounds = em._SPLIT_ROUNDS
+    for name, (X, y) in sets.items():
+        for K in (2, 3, 4):
+            if len(y) < min_samples(K, X.shape[1]) or (name, K) not in stored:
+                continue
+            fits = {"moves": [], "none": []}
+            times = {"moves": [], "none": []}
+            for s in range(5):
+                for kind in ("moves", "none"):
+                    em._SPLIT_ROUNDS = rounds if kind == "moves" else 0
+                    t0 = time.perf_counter()
+                    fits[kind].append(MixtureOfExperts(K, random_state=s).fit(X, y))
+                    times[kind].append(time.perf_counter() - t0)
+            em._SPLIT_ROUNDS = rounds
+            before = stored[name, K]
+            now = float(max([before] + [f.loglik_ for f in fits["moves"] + fits["none"] if _ok(f, y)]))
+            hits = lambda fs, best, y=y: int(sum(_ok(f, y) and f.loglik_ >= best - 1.0 for f in fs))  # noqa: E731
+            rows.append(dict(data=name, n=len(y), K=K, best_before=before, best_now=now,
+                             hits_before_none=hits(fits["none"], before), hits_before_moves=hits(fits["moves"], before),
+                             hits_now_none=hits(fits["none"], now), hits_now_moves=hits(fits["moves"], now),
+                             ms_none=1000 * float(np.median(times["none"])),
+                             ms_moves=1000 * float(np.median(times["moves"]))))
+            print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
+    for col in ("hits_before_none", "hits_before_moves", "hits_now_none", "hits_now_moves"):
+        print(f"cells with >= 4 of 5 fits within 1 nat ({col}): {sum(r[col] >= 4 for r in rows)} of {len(rows)}")
+    ratio = [r["ms_moves"] / r["ms_none"] for r in rows]
+    print(f"time with / without the moves: median {np.median(ratio):.2f}x, max {np.max(ratio):.2f}x")
+    _write("splits", rows)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parts = {"real": part_real, "kinds": part_kinds, "highd": part_highd, "small": part_small, "lost": part_lost,
              "lostdist": part_lostdist, "lostgate": part_lostgate, "diamonds": part_diamonds, "large": part_large,
-             "waves": part_waves, "stage2": part_stage2, "sharp": part_sharp}
+             "waves": part_waves, "stage2": part_stage2, "sharp": part_sharp, "splits": part_splits}
     ap.add_argument("part", choices=list(parts))
     ap.add_argument("--no-flexmix", action="store_true", help="real: skip flexmix's best of 20 starts")
     ap.add_argument("--more", action="store_true", help="real: the fifteen small sets from R no default was "

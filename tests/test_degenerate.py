@@ -177,6 +177,14 @@ def test_an_expert_on_tied_responses_is_named():
         MixtureOfExperts(2, random_state=0).fit(X_large, binary_large)
     with pytest.warns(DegenerateFitWarning, match=r"support points share y = 0, a spike"):
         DistributedMoE(2, 4, random_state=0, backend="sequential").fit(X, zeros)
+    # The server's check (the Fit page's too) says it of a reduced model that is no spike: it sees its support
+    # points only, and says so.
+    from moecore.em import degenerate_message
+
+    copies = MoEParams(np.zeros((3, 2)), np.tile([[0.5], [0.2], [0.0]], 2), np.array([0.17, 0.18]))
+    assert degenerate_message(copies, X, binary, rows_name="support points").startswith(
+        "y takes only two values on the support points (0 and 1): the experts are Gaussian lines")
+    assert degenerate_message(copies, X, zeros) == ""
 
 
 def test_an_expert_on_the_bulk_under_one_outlying_row_is_not_called_degenerate():
