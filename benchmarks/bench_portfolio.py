@@ -10,7 +10,8 @@
     .venv/bin/python benchmarks/bench_portfolio.py waves    # the portfolio's second wave skipped vs always run
     .venv/bin/python benchmarks/bench_portfolio.py stage2   # every short run goes on vs each kind's best
     .venv/bin/python benchmarks/bench_portfolio.py sharp    # sharp experts (low noise) are not spikes
-    .venv/bin/python benchmarks/bench_portfolio.py splits   # split-and-merge moves on small data, with vs without
+    .venv/bin/python benchmarks/bench_portfolio.py splits   # split_moves=True vs the default on small real sets
+    .venv/bin/python benchmarks/bench_portfolio.py heldout --seeds 10   # the same on small simulated data, held out
 
 Every part writes ``benchmarks/results/bench_portfolio_<part>.csv`` and prints a table.
 
@@ -650,14 +651,12 @@ def part_sharp(args):
 
 
 def part_splits(args):
-    """Split-and-merge moves on small data (``MixtureOfExperts._split_moves``) against none, side by side: the
+    """Split-and-merge moves (``MixtureOfExperts(split_moves=True)``) against the default, side by side: the
     shipped small sets and those of bench_small_shards' MORE and UNSEEN (from R, when installed), K in
-    {2, 3, 4}, default fits of seeds 0-4 with and without the moves (``em._SPLIT_ROUNDS`` = 0, what the code
-    before them did; alternated, so both see the same load). Cells where at least 4 of 5 fits end within
-    1 nat of the maximum known before (the stored ``real*`` tables' best of 254 moecore starts and flexmix's
-    best of 20) and of the best known now (those and every fit here); the median fit times."""
-    import moecore.em as em
-
+    {2, 3, 4}, fits of seeds 0-4 with and without the moves (alternated, so both see the same load). Cells
+    where at least 4 of 5 fits end within 1 nat of the maximum known before (the stored ``real*`` tables' best
+    of 254 moecore starts and flexmix's best of 20) and of the best known now (those and every fit here); the
+    median fit times."""
     stored = {}
     for tag in ("real", "real_more", "real_unseen"):
         path = OUT / f"bench_portfolio_{tag}.csv"
@@ -668,7 +667,6 @@ def part_splits(args):
                                                                       float(r["best_flexmix"])]))
     sets = {**small_sets(), **from_r(MORE), **from_r(UNSEEN)}
     rows = []
-    rounds = em._SPLIT_ROUNDS
     for name, (X, y) in sets.items():
         for K in (2, 3, 4):
             if len(y) < min_samples(K, X.shape[1]) or (name, K) not in stored:
@@ -677,11 +675,9 @@ def part_splits(args):
             times = {"moves": [], "none": []}
             for s in range(5):
                 for kind in ("moves", "none"):
-                    em._SPLIT_ROUNDS = rounds if kind == "moves" else 0
                     t0 = time.perf_counter()
-                    fits[kind].append(MixtureOfExperts(K, random_state=s).fit(X, y))
+                    fits[kind].append(MixtureOfExperts(K, split_moves=kind == "moves", random_state=s).fit(X, y))
                     times[kind].append(time.perf_counter() - t0)
-            em._SPLIT_ROUNDS = rounds
             before = stored[name, K]
             now = float(max([before] + [f.loglik_ for f in fits["moves"] + fits["none"] if _ok(f, y)]))
             hits = lambda fs, best, y=y: int(sum(_ok(f, y) and f.loglik_ >= best - 1.0 for f in fs))  # noqa: E731
@@ -698,11 +694,57 @@ def part_splits(args):
     _write("splits", rows)
 
 
+# (design, training rows, K) of ``heldout``: small data from known models, K the truth's or one more.
+HELDOUT_CASES = (("separated-10d", 150, 5), ("separated-10d", 300, 5), ("separated-10d", 500, 5),
+                 ("overlapping-5d", 150, 3), ("overlapping-5d", 300, 4), ("crossing-2d", 100, 4),
+                 ("crossing-2d", 300, 4), ("separated-2d", 100, 5), ("separated-2d", 300, 5), ("teaching-1d", 300, 4))
+
+
+def part_heldout(args):
+    """What the split-and-merge moves' higher maxima are worth on data from a known model: per case of
+    HELDOUT_CASES, ``--seeds`` data sets (fit seed = data seed), the default fit and ``split_moves=True`` on the
+    same rows; the mean held-out log-likelihood per point on 20 000 fresh rows, the fits the moves changed,
+    those that got worse or better by more than 0.01 nats per held-out point, and the smallest variance /
+    var(y) (median) of each."""
+    from moecore.metrics import parameter_mse
+    from moecore.model import loglik_per_sample
+    from moecore.simulation import simulate_design
+
+    rows = []
+    for design, n, K in HELDOUT_CASES:
+        test = simulate_design(design, 20_000, random_state=999_999)
+        ho = {"none": [], "moves": []}
+        small = {"none": [], "moves": []}
+        mse = {"none": [], "moves": []}  # (gates, experts, variances) against the truth, at the truth's K
+        for s in range(args.seeds):
+            train = simulate_design(design, n, random_state=1000 + s)
+            for kind in ho:
+                f = MixtureOfExperts(K, split_moves=kind == "moves", random_state=s).fit(train.X, train.y)
+                ho[kind].append(float(loglik_per_sample(test.X, test.y, f.params_).mean()))
+                small[kind].append(float(f.variances_.min() / np.var(train.y)))
+                if K == train.params.n_experts:
+                    e = parameter_mse(f.params_, train.params, test.X[:5000])
+                    mse[kind].append([e["gates"], e["experts"], e["variances"]])
+        diff = np.array(ho["moves"]) - np.array(ho["none"])
+        blocks = {f"mse_{b}_{kind}": float(np.mean([m[i] for m in mse[kind]])) if mse[kind] else float("nan")
+                  for kind in mse for i, b in enumerate(("gates", "experts", "variances"))}
+        rows.append(dict(design=design, n=n, K=K, fits=args.seeds, moved=int(np.sum(diff != 0)),
+                         heldout_none=float(np.mean(ho["none"])), heldout_moves=float(np.mean(ho["moves"])),
+                         worse=int(np.sum(diff < -0.01)), better=int(np.sum(diff > 0.01)),
+                         median_diff_moved=float(np.median(diff[diff != 0])) if np.any(diff != 0) else 0.0,
+                         min_var_none=float(np.median(small["none"])), min_var_moves=float(np.median(small["moves"])),
+                         **blocks))
+        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
+    print(f"fits the moves changed: {sum(r['moved'] for r in rows)} of {sum(r['fits'] for r in rows)}; worse by "
+          f"> 0.01 nats per held-out point: {sum(r['worse'] for r in rows)}; better: {sum(r['better'] for r in rows)}")
+    _write("heldout", rows)
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parts = {"real": part_real, "kinds": part_kinds, "highd": part_highd, "small": part_small, "lost": part_lost,
              "lostdist": part_lostdist, "lostgate": part_lostgate, "diamonds": part_diamonds, "large": part_large,
-             "waves": part_waves, "stage2": part_stage2, "sharp": part_sharp, "splits": part_splits}
+             "waves": part_waves, "stage2": part_stage2, "sharp": part_sharp, "splits": part_splits,
+             "heldout": part_heldout}
     ap.add_argument("part", choices=list(parts))
     ap.add_argument("--no-flexmix", action="store_true", help="real: skip flexmix's best of 20 starts")
     ap.add_argument("--more", action="store_true", help="real: the fifteen small sets from R no default was "
@@ -713,7 +755,7 @@ def main(argv=None):
     ap.add_argument("--shards", type=int, default=16, help="kinds: d = 20 shards")
     ap.add_argument("--n", type=int, default=200_000, help="highd, small: training rows")
     ap.add_argument("--machines", type=int, default=16, help="highd: M")
-    ap.add_argument("--seeds", type=int, default=1, help="highd, small, lostdist, lostgate, diamonds, large: "
+    ap.add_argument("--seeds", type=int, default=1, help="highd, small, lostdist, lostgate, diamonds, large, heldout: "
                                                          "seeds of the fits")
     ap.add_argument("--ks", default="2", help="diamonds: comma list of K")
     ap.add_argument("--designs", default=",".join(DESIGNS), help="highd: comma list of hd-<d>-<K> (default DESIGNS)")

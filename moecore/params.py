@@ -213,6 +213,9 @@ EM_PARAMETERS = _declare(
     Param("acceleration", "choice", "squarem",
           "squarem extrapolates every two EM steps (never lowering the log-likelihood); none is plain EM",
           choices=("squarem", "none")),
+    Param("split_moves", "bool", False,
+          "after the starts, try split-and-merge moves from the best run: higher training maxima, often through "
+          "sharper experts, which fit held-out data worse on small simulated designs (off by default)"),
     Param("random_state", "seed", None, "the seed: None, a non-negative integer or a numpy SeedSequence",
           "seed", none="fresh entropy"),
 )
