@@ -1036,11 +1036,11 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
 
     def _split_moves(self, XtT, y, F, best, rng):
         """``split_moves``: split-and-merge moves from the kept run, after Ueda et al. (2000)'s SMEM. Each move
-        frees one expert (its gate mass goes to the others) and
-        uses it to split another expert's rows into two lines, or to cover the rows the model fits worst
-        (:func:`_split_starts`); EM runs to convergence from each, and a move that ends non-degenerate from a
-        degenerate run, or higher by more than _SAME_BASIN nats per point and as degenerate or not as it
-        (:func:`_rank`), is kept and the moves start again from it, up to _SPLIT_ROUNDS times.
+        frees one expert (its gate mass goes to the others) and uses it to split another expert's rows into two
+        lines, or to cover the rows the model fits worst (:func:`_split_starts`); EM runs to convergence from
+        each, and a move that ends non-degenerate from a degenerate run, or higher by more than _SAME_BASIN nats
+        per point and as degenerate or not as it (:func:`_rank`), is kept and the moves start again from it, up
+        to _SPLIT_ROUNDS times.
 
         A move whose run re-seeds or retires an expert is dropped: the freed expert found no rows of its own,
         and its warning would describe the move, not the data.
