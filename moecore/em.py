@@ -565,16 +565,21 @@ def _split_starts(XtT, y, run, rng, min_var):
     worst = np.argsort(_m._logsumexp_T(joint))[:max(3 * p, n // 10)]
     owner = int(np.bincount(labels[worst], minlength=K).argmax())
 
-    def start(k, lines, src):
+    def start(k, groups, src):
+        # Each new line is the expert M-step on its rows alone (a 0/1 partition), its variance floored at min_var.
+        tauT = np.zeros((len(groups), n))
+        for i, rows in enumerate(groups.values()):
+            tauT[i, rows] = 1.0
+        lines, line_vars, _ = _wls_experts(XtT, y, tauT, min_var)
         G, E, V = gates.copy(), experts.copy(), variances.copy()
-        for slot, (beta, var) in lines.items():
-            E[:, slot], V[slot] = beta, max(var, min_var)
+        slots = list(groups)
+        E[:, slots], V[slots] = lines, line_vars
         G[:, k] = G[:, src]
         G[0, [k, src]] -= np.log(2.0)
         return G - G[:, -1:], E, V
 
     for k in range(K):
-        yield start(k, {k: _line(XtT[:, worst], y[worst])}, owner if owner != k else (k + 1) % K)
+        yield start(k, {k: worst}, owner if owner != k else (k + 1) % K)
         for j in range(K):
             rows = np.flatnonzero(labels == j)
             if j == k or rows.size < 2 * (p + 1):
@@ -583,14 +588,7 @@ def _split_starts(XtT, y, run, rng, min_var):
             halves = _kern.kplanes(XtT[:, rows], y[rows], seeds, _KPLANES_ITER, _KPLANES_RIDGE)
             if min(np.bincount(halves, minlength=2)) <= p:
                 continue
-            yield start(k, {j: _line(XtT[:, rows[halves == 0]], y[rows[halves == 0]]),
-                            k: _line(XtT[:, rows[halves == 1]], y[rows[halves == 1]])}, j)
-
-
-def _line(XtT, y):
-    """Least-squares line through the points (XtT (p, m), y (m,)) and its residual variance."""
-    beta = np.linalg.lstsq(XtT.T, y, rcond=None)[0]
-    return beta, float(np.mean((y - beta @ XtT) ** 2))
+            yield start(k, {j: rows[halves == 0], k: rows[halves == 1]}, j)
 
 
 def _distinct_basins(runs, n_points):
@@ -1057,8 +1055,8 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                 if run["reseeded"] or np.any(run["retired"]):
                     continue
                 # A spike's likelihood is unbounded: a move out of a degenerate run counts whatever its own.
-                if _rank(run)[0] > _rank(best)[0] or (
-                        _rank(run)[0] == _rank(best)[0] and run["ll"] > best["ll"] + _SAME_BASIN * n):
+                sound, was_sound = _rank(run)[0], _rank(best)[0]
+                if sound > was_sound or (sound == was_sound and run["ll"] > best["ll"] + _SAME_BASIN * n):
                     best, improved = run, True
             if not improved:
                 break
