@@ -119,6 +119,10 @@ def frame(page_path: str):
                 "or a link cannot bring a file back (the browser sends it once), so the built-in data are shown with "
                 "the other settings: upload the file again on the Data page, or load a session file (Share, in the "
                 "sidebar, saves one) to restore both.")
+    if first and settings.LESSON_QUERY in query:
+        lesson = lessons.from_link(query)
+        if lesson is not None and _url_path(lesson.page) != page_path:
+            st.switch_page(lesson.page)
     if "data" not in ss:
         with st.spinner("Simulating the built-in example and fitting it on 8 machines..."):
             runs.ensure_data_and_fit()
@@ -170,6 +174,11 @@ def framed_run(nav, first_contact=None):
     finally:
         ss.pop(_FRAMED, None)
         refresh_sidebar(page_path=nav.url_path)
+
+
+def _url_path(script: str) -> str:
+    """The URL path of the page ``script`` (one of PAGES: "pages/fit.py"), "" for the default page."""
+    return "" if script == DEFAULT_PAGE else Path(script).stem
 
 
 def _address_here() -> str:
@@ -342,13 +351,24 @@ def refresh_sidebar(final=True, page_path=""):
                 download("Download the session file", lambda: session_to_json(data, values),
                          file_name=f"dmoe_session_{stem(data.name)}.json", mime="application/json",
                          key="dl_session")
+                st.code(settings.share_url(page_path), language=None, wrap_lines=True)
             elif ss.get("lesson") in lessons.BY_KEY:
-                # A link holds settings within the app's limits, not a lesson (its n = 10^6, its narration): a
-                # class opening it saw a small-shard warning and no fit (the audit of 2026-12-06).
-                st.caption(f"This link reopens the settings, not the lesson: to show the lesson to others, open "
-                           f"Lessons and run **{markdown_escape(lessons.BY_KEY[ss['lesson']].title)}** (a few "
-                           "seconds).")
+                _share_lesson(lessons.BY_KEY[ss["lesson"]], page_path)
             else:
                 st.caption("This link reopens the app on this page with the current data and settings.")
-            st.code(settings.share_url(page_path), language=None, wrap_lines=True)
+                st.code(settings.share_url(page_path), language=None, wrap_lines=True)
     settings.sync_query_params()
+
+
+def _share_lesson(lesson, page_path):
+    """The share box during a lesson: the lesson's own link, and the settings' link once they changed."""
+    # A link of the lesson's settings alone once opened on a small-shard warning and no fit (its n = 10^6 is
+    # beyond a link's budget; the audit of 2026-12-06): the lesson's link runs the lesson itself.
+    st.caption(f"This link opens the lesson **{markdown_escape(lesson.title)}** for whoever follows it: it runs the "
+               "lesson's data and fit (a few seconds) and shows its narration.")
+    st.code(settings.share_url(_url_path(lesson.page), {settings.LESSON_QUERY: lesson.key}), language=None,
+            wrap_lines=True)
+    if settings.lesson_on_screen() is None:
+        st.caption("Your settings have changed since the lesson set them; this link reopens them, without the "
+                   "lesson's narration:")
+        st.code(settings.share_url(page_path), language=None, wrap_lines=True)

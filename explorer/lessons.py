@@ -107,6 +107,7 @@ def end():
     settings); returns whether there was anything to bring back."""
     ss = st.session_state
     ss.pop("lesson", None)
+    ss.pop(settings.LESSON_SETTINGS, None)
     before = ss.pop(BEFORE, None)
     if before is None:
         return False
@@ -148,7 +149,26 @@ def start(lesson: Lesson, progress=None):
     if compare is not None:
         ss["compare"] = compare
     ss["lesson"] = lesson.key
+    ss[settings.LESSON_SETTINGS] = values
     return lesson
+
+
+def from_link(query: dict):
+    """A session's first run on a lesson's link (``?lesson=<key>``, :data:`explorer.settings.LESSON_QUERY`):
+    run the lesson; an error naming the lessons for a key that is none. Returns the lesson run, or None.
+
+    Each lesson is a fixed computation that ``st.cache_data`` shares across sessions, so a class opening
+    one link computes it once; that is why a lesson link may run what a link of settings may not (the
+    headline's 10^6 rows are beyond :func:`explorer.runs.check_budget`'s budget for links)."""
+    key = query.get(settings.LESSON_QUERY)
+    key = key if isinstance(key, str) else (list(key or []) or [""])[-1]
+    lesson = BY_KEY.get(key)
+    if lesson is None:
+        st.error(f"The link names the lesson {key!r}, which does not exist: the lessons are "
+                 f"{', '.join(BY_KEY)}. The built-in example is shown instead; the Lessons page runs any of them.")
+        return None
+    with st.spinner(f"Running the lesson: {lesson.title}..."):
+        return runs.attempt("The lesson", start, lesson, after="The built-in example is shown instead.")
 
 
 def headline_figures(fit, data) -> dict:

@@ -412,9 +412,22 @@ def _on_this_page(key) -> bool:
     return st.session_state.get(_PAGE_OF, {}).get(key) == st.session_state.get("_page_path")
 
 
+_LAST_PAGE = "_last_run_page"  # the address of the page the previous run drew
+
+
 def new_run():
-    """A script run begins (chrome.frame): no setting widget is drawn yet."""
-    st.session_state[_DRAWN] = set()
+    """A script run begins (chrome.frame): no setting widget is drawn yet.  On arriving from another
+    page, every widget of this one is drawn from its setting: "Next lesson" from a lesson on the Fit
+    page wrote the next lesson's values to the Fit page's widgets (:func:`_show`, on screen then) and
+    opened Compare; back on the Fit page its boxes showed K = 0, M = 0 (Streamlit had dropped the states
+    of widgets the run did not draw), and a change of the seed there set rounds to 0 and the machine
+    weights to constant without a word."""
+    ss = st.session_state
+    ss[_DRAWN] = set()
+    here = ss.get("_page_path")
+    if ss.get(_LAST_PAGE, here) != here:
+        ss[_PAGE_OF] = {}
+    ss[_LAST_PAGE] = here
 
 
 def _shown_value(s: Setting, value):
@@ -571,10 +584,30 @@ UPLOAD_QUERY = "upload"
 TRUTH_QUERY = "truth"
 
 
+# The query key naming a lesson (explorer.lessons): a link of it opens and runs the lesson. The address
+# bar holds it alone while the lesson's settings are on screen as the lesson set them, so that a reload
+# brings the lesson and its narration back; its key in the session state holds those settings.
+LESSON_QUERY = "lesson"
+LESSON_SETTINGS = "_lesson_settings"
+
+
+def lesson_on_screen() -> str | None:
+    """The key of the lesson whose settings are all as it set them (None: no lesson, or a setting changed
+    since): what the address bar and the share box then give is the lesson's link."""
+    ss = st.session_state
+    key, started = ss.get("lesson"), ss.get(LESSON_SETTINGS)
+    if not key or started is None:
+        return None
+    return key if settings_to_query(applied_settings()) == settings_to_query(started) else None
+
+
 def settings_to_query(values: dict | None = None) -> dict:
     """The settings as URL query parameters (only those that differ from the defaults); by
     default the applied settings (:func:`applied_settings`) and, while an uploaded file is the
-    data, its name (:data:`UPLOAD_QUERY`)."""
+    data, its name (:data:`UPLOAD_QUERY`), or the lesson's key alone while a lesson is on screen as
+    it started (:func:`lesson_on_screen`)."""
+    if values is None and (lesson := lesson_on_screen()):
+        return {LESSON_QUERY: lesson}
     data = st.session_state.get("data") if values is None else None
     values = applied_settings() if values is None else values
     out = {}
@@ -606,9 +639,9 @@ def sync_query_params():
         st.query_params.from_dict(want)
 
 
-def share_url(page: str = "") -> str:
-    """The app's address on ``page`` (its URL path, "" for the default page) with the current
-    settings as query parameters."""
+def share_url(page: str = "", query: dict | None = None) -> str:
+    """The app's address on ``page`` (its URL path, "" for the default page) with ``query`` (by default the
+    current settings, :func:`settings_to_query`) as query parameters."""
     from urllib.parse import urlencode, urlsplit
 
     try:
@@ -616,5 +649,5 @@ def share_url(page: str = "") -> str:
     except Exception:  # outside a browser session (AppTest, bare mode)
         base = None
     parts = urlsplit(base or "http://localhost:8501/")
-    q = urlencode(settings_to_query())
+    q = urlencode(settings_to_query() if query is None else query)
     return f"{parts.scheme}://{parts.netloc}/{page}" + ("?" + q if q else "")

@@ -49,10 +49,10 @@ def test_headline_lesson():
     # run's figure, computed from the fit's times.
     text = " ".join(m.value for m in at.markdown)
     assert f"**{figs['speedup']:.1f}x**" in text and f"**{figs['rpe_reduction']:.2f} %**" in text
-    # The Share box says its link reopens the settings, not the lesson (n = 10^6 is beyond a link's reach):
-    # a class that opened it saw no fit and a small-shard warning (the audit of 2026-12-06).
-    assert any(c.value.startswith("This link reopens the settings, not the lesson") and "The paper" in c.value
-               for c in at.sidebar.caption)
+    # The Share box gives the lesson's own link: a link of its settings alone (n = 10^6 is beyond a link's
+    # budget) opened on a small-shard warning and no fit (the audit of 2026-12-06).
+    assert any(c.value.startswith("This link opens the lesson **The paper") for c in at.sidebar.caption)
+    assert [c.value.rsplit("/", 1)[-1] for c in at.sidebar.code] == ["?lesson=headline"]
 
 
 def test_bad_machine_lesson():

@@ -245,3 +245,78 @@ def test_ending_a_lesson_on_the_fit_page_puts_the_users_settings_back_in_its_box
     assert metric(pg, "machines M / experts K") == "2 / 2" and boxes() == ["2", "2"]
     assert "K=2" in pg.url and "M=2" in pg.url
     pg.context.close()
+
+
+def _lesson_on_screen(pg, lesson):
+    pg.wait_for_selector(f"text=Lesson: {lesson.title}", timeout=180_000)
+    pg.wait_for_selector(".st-key-lesson_evidence", timeout=180_000)
+    settle(pg)
+    no_errors(pg)
+    assert pg.locator("h1").first.inner_text().startswith(TITLES[lesson.page])
+
+
+def test_a_lesson_link_runs_the_lesson_and_a_reload_keeps_it(fresh):
+    """A share link could not carry a lesson (only its settings, whose 10^6 rows a link may not fit), and a
+    reload dropped the narration. ``?lesson=<key>`` runs the lesson on its page; the address bar holds it
+    while the lesson's settings are untouched, so a reload brings the lesson back with the same numbers;
+    the share box gives it; a key that names no lesson gets an error naming them."""
+    url, b = fresh
+    lesson = next(le for le in LESSONS if le.key == "bad-machine")
+    pg = new_page(b)
+    pg.goto(url + f"/lessons?lesson={lesson.key}", wait_until="domcontentloaded")  # any page: the lesson's opens
+    _lesson_on_screen(pg, lesson)
+    sync_api.expect(pg).to_have_url(re.compile(rf"/\?lesson={lesson.key}$"), timeout=30_000)
+    pg.locator('[data-testid="stSidebar"]').get_by_text("Share").click()
+    code = pg.locator('[data-testid="stSidebar"] [data-testid="stCode"]')
+    code.first.wait_for(timeout=30_000)
+    assert [link.strip() for link in code.all_inner_texts()] == [f"{url}/?lesson={lesson.key}"], code.all_inner_texts()
+    before = _numbers(pg)
+    pg.reload(wait_until="domcontentloaded")
+    _lesson_on_screen(pg, lesson)
+    assert _numbers(pg) == before
+    # A changed setting: the address holds the settings (a reload keeps the change), the share box both links.
+    box = pg.get_by_label("Seed", exact=True)
+    box.fill("3")
+    box.press("Enter")
+    sync_api.expect(pg).to_have_url(re.compile(r"fseed=3"), timeout=30_000)
+    assert "lesson=" not in pg.url
+    settle(pg)
+    sync_api.expect(code).to_have_count(2, timeout=30_000)
+    links = code.all_text_contents()  # the share box is closed again after the reload
+    assert len(links) == 2 and links[0].strip().endswith(f"?lesson={lesson.key}") and "fseed=3" in links[1], links
+    pg.context.close()
+    pg = new_page(b)
+    pg.goto(url + "/compare?lesson=no-such-lesson", wait_until="domcontentloaded")
+    settle(pg)
+    errors = pg.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+    assert len(errors) == 1 and "'no-such-lesson', which does not exist" in errors[0], errors
+    assert all(le.key in errors[0] for le in LESSONS)
+    assert pg.locator('[data-testid="stException"]').count() == 0
+    assert pg.locator("h1").first.inner_text().startswith("Compare")
+    pg.context.close()
+
+
+def test_next_lesson_onto_another_page_leaves_the_first_pages_boxes_right(fresh):
+    """"Next lesson" from a lesson on the Fit page (non-IID) opens the next on Compare (rounds); back on the Fit
+    page its boxes read K = 0 and M = 0 with an error each, and changing the seed there set the rounds to 0 and
+    the machine weights to constant without a word."""
+    url, b = fresh
+    first, second = (next(le for le in LESSONS if le.key == key) for key in ("non-iid", "rounds"))
+    pg = _run_lesson(b, url, first)
+    pg.get_by_role("button", name="Next lesson ▶").click()
+    _lesson_on_screen(pg, second)
+    pg.locator('[data-testid="stSidebar"] a', has_text="Distributed fit").click()
+    pg.wait_for_function("() => document.querySelector('h1')?.innerText.trim() === 'Distributed fit'",
+                         timeout=60_000)
+    settle(pg)
+    boxes = {lab: pg.get_by_label(lab, exact=True).input_value()
+             for lab in ("Experts K", "Machines M", "Refinement rounds", "EM restarts per machine")}
+    assert boxes == {"Experts K": "4", "Machines M": "32", "Refinement rounds": "3", "EM restarts per machine": "1"}
+    no_errors(pg)
+    box = pg.get_by_label("Seed", exact=True)
+    box.fill("3")
+    box.press("Enter")
+    sync_api.expect(pg).to_have_url(re.compile(r"fseed=3"), timeout=30_000)
+    assert "rounds=3" in pg.url and "mw=" not in pg.url, pg.url
+    no_errors(pg)
+    pg.context.close()
