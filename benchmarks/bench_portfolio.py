@@ -12,6 +12,7 @@
     .venv/bin/python benchmarks/bench_portfolio.py sharp    # sharp experts (low noise) are not spikes
     .venv/bin/python benchmarks/bench_portfolio.py splits   # split_moves=True vs the default on small real sets
     .venv/bin/python benchmarks/bench_portfolio.py heldout --seeds 10   # the same on small simulated data, held out
+    .venv/bin/python benchmarks/bench_portfolio.py mid --seeds 10   # real data of 2 000-100 000 rows: repeats vs one
 
 Every part writes ``benchmarks/results/bench_portfolio_<part>.csv`` and prints a table.
 
@@ -411,6 +412,76 @@ def part_diamonds(args):
     _write("diamonds", rows)
 
 
+def load_txhousing():
+    """ggplot2's txhousing (MIT, ggplot2 3.4.1), the months with sales and listings: log sales (n,) ~ log
+    listings (n, 1), 7 175 rows, from tests/data/txhousing.csv.gz (sales and listings as R wrote them)."""
+    data = np.loadtxt(ROOT / "tests" / "data" / "txhousing.csv.gz", delimiter=",", skiprows=1)
+    return np.log(data[:, 1:]), np.log(data[:, 0])
+
+
+# Real data of 2 000 to 100 000 rows from R, where a fit of all the rows repeats its portfolio (y ~ x as R
+# computes them; rows with a missing value dropped): {name: R expression of a data frame (y, x)}.
+MID_SETS = {
+    "nlschools lang ~ IQ": "with(MASS::nlschools, data.frame(y = lang, x = IQ))",
+    "NOxEmissions LNOx ~ LNOxEm": "with(robustbase::NOxEmissions, data.frame(y = LNOx, x = LNOxEm))",
+    "txhousing sales ~ listings": "with(ggplot2::txhousing[which(ggplot2::txhousing$listings > 0), ], "
+                                  "data.frame(y = sales, x = listings))",
+    "txhousing log sales ~ log listings": None,  # tests/data/txhousing.csv.gz (load_txhousing)
+    "GSSvocab vocab ~ age": "with(carData::GSSvocab, data.frame(y = vocab, x = age))",
+    "CPS1988 log wage ~ experience": "with(local({data(CPS1988, package = 'AER'); CPS1988}), "
+                                     "data.frame(y = log(wage), x = experience))",
+    "Vocab vocabulary ~ education": "with(carData::Vocab, data.frame(y = vocabulary, x = education))",
+}
+
+
+def mid_sets():
+    """{name: (X, y)} of MID_SETS (those from R need Rscript with MASS, robustbase, ggplot2, carData, AER)."""
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, expr in MID_SETS.items():
+            if expr is None:
+                out[name] = load_txhousing()
+                continue
+            if shutil.which("Rscript") is None:
+                continue
+            path = Path(tmp) / "d.csv"
+            code = f'd <- {expr}; write.csv(d[complete.cases(d), ], "{path}", row.names = FALSE)'
+            subprocess.run(["Rscript", "-e", code], check=True, capture_output=True)
+            data = np.loadtxt(path, delimiter=",", skiprows=1)
+            out[name] = data[:, 1:], data[:, 0]
+    return out
+
+
+def part_mid(args):
+    """Real data of 2 000 to 100 000 rows (MID_SETS), K in {2, 3, 4}, ``--seeds`` seeds: the default fit
+    (portfolios repeated until one confirms the best maximum, at most portfolio_repeats(n)) against one
+    portfolio (the default before 2026-12-07: ``moecore.em._MID_DATA_BUDGET`` set to 1 here), side by side.
+    The best-known maximum: the best non-degenerate fit of these and of 2 fits of 8 portfolios each."""
+    import moecore.em as em
+    rows = []
+    for name, (X, y) in mid_sets().items():
+        for K in (2, 3, 4):
+            budget = em._MID_DATA_BUDGET
+            try:
+                em._MID_DATA_BUDGET = 1
+                one = [MixtureOfExperts(K, random_state=s).fit(X, y) for s in range(args.seeds)]
+            finally:
+                em._MID_DATA_BUDGET = budget
+            default = [MixtureOfExperts(K, random_state=s).fit(X, y) for s in range(args.seeds)]
+            many = [MixtureOfExperts(K, n_init=8, random_state=100 + s).fit(X, y) for s in range(2)]
+            best = max(f.loglik_ for f in one + default + many if _ok(f, y))
+            row = dict(data=name, n=len(y), K=K, seeds=args.seeds, best=round(best, 2))
+            for label, fits in (("one", one), ("default", default)):
+                gaps = np.array([best - f.loglik_ if _ok(f, y) else np.inf for f in fits])
+                row.update({f"{label}_reached": int(np.sum(gaps <= 1.0)), f"{label}_over_50": int(np.sum(gaps > 50)),
+                            f"{label}_worst_gap": round(float(gaps.max()), 1),
+                            f"{label}_ms_median": round(1000 * float(np.median([f.fit_time_ for f in fits])), 1)})
+            row["default_portfolios"] = "/".join(str(f.n_inits_) for f in default)
+            rows.append(row)
+            print(row, flush=True)
+    _write("mid", rows)
+
+
 def part_large(args):
     """Default fits of all the data of each shipped design (moecore.simulation.DESIGNS) at ``--n`` rows,
     ``--seeds`` seeds: log-likelihood and fit time, for the portfolio's large-data stages (runoff,
@@ -744,7 +815,7 @@ def main(argv=None):
     parts = {"real": part_real, "kinds": part_kinds, "highd": part_highd, "small": part_small, "lost": part_lost,
              "lostdist": part_lostdist, "lostgate": part_lostgate, "diamonds": part_diamonds, "large": part_large,
              "waves": part_waves, "stage2": part_stage2, "sharp": part_sharp, "splits": part_splits,
-             "heldout": part_heldout}
+             "heldout": part_heldout, "mid": part_mid}
     ap.add_argument("part", choices=list(parts))
     ap.add_argument("--no-flexmix", action="store_true", help="real: skip flexmix's best of 20 starts")
     ap.add_argument("--more", action="store_true", help="real: the fifteen small sets from R no default was "
@@ -755,8 +826,8 @@ def main(argv=None):
     ap.add_argument("--shards", type=int, default=16, help="kinds: d = 20 shards")
     ap.add_argument("--n", type=int, default=200_000, help="highd, small: training rows")
     ap.add_argument("--machines", type=int, default=16, help="highd: M")
-    ap.add_argument("--seeds", type=int, default=1, help="highd, small, lostdist, lostgate, diamonds, large, heldout: "
-                                                         "seeds of the fits")
+    ap.add_argument("--seeds", type=int, default=1, help="highd, small, lostdist, lostgate, diamonds, large, heldout, "
+                                                         "mid: seeds of the fits")
     ap.add_argument("--ks", default="2", help="diamonds: comma list of K")
     ap.add_argument("--designs", default=",".join(DESIGNS), help="highd: comma list of hd-<d>-<K> (default DESIGNS)")
     ap.add_argument("--design-seed", type=int, default=0, help="highd: seed of the designs' coefficients")

@@ -16,7 +16,10 @@ M machines, S support points):
   ``R = portfolio_repeats(n)`` = min(4, 2000 // n) whole portfolios and continues every short
   run, :class:`~moecore.em.MixtureOfExperts`): ``t_small = R (s0 + s1 n K p + s2 n K p^2)``, a
   regime of its own (5-90x the large-data formula at the same n, measured) that a machine's local
-  fit never enters.
+  fit never enters;
+* the global EM up to ``MID_DATA_ROWS`` = 100 000 rows, whose portfolios repeat until one confirms
+  the best maximum (at most min(4, 200 000 // n)): two portfolios, ``2 t_em``, where the data have one
+  maximum (every synthetic design); up to four on real data with many.
 
 Coefficients are non-negative (:func:`scipy.optimize.nnls`, relative errors), so every predicted
 time grows with every size: the model is monotone by construction.  The *learning time* is the
@@ -57,6 +60,8 @@ CALIBRATION_GRID = (
     ("overlapping-5d", 16_000, 4), ("overlapping-5d", 64_000, 16),
     ("separated-10d", 16_000, 8), ("separated-10d", 32_000, 2),
 )
+# Portfolios a default global fit past small data runs where the second confirms the first's maximum.
+_CONFIRMING = 2
 # (design, n): global EM fits on small data, the regime of portfolio_repeats(n) > 1; two seeds each.
 CALIBRATION_SMALL = (
     ("teaching-1d", 200), ("teaching-1d", 500), ("teaching-1d", 1_000),
@@ -129,11 +134,15 @@ class CostModel:
         """Seconds of an EM fit on n rows with ``restarts`` starts."""
         return restarts * float(_em_features(n, d, K) @ np.asarray(self.em))
 
-    def global_time(self, n, d, K, restarts=1):
+    def global_time(self, n, d, K, restarts=1, confirm=True):
         """Seconds of a default global EM fit on n rows with ``restarts`` (``n_init``) starts: on
-        small data, max(restarts, portfolio_repeats(n)) portfolios that continue every short run."""
+        small data, max(restarts, portfolio_repeats(n)) portfolios that continue every short run; up to
+        MID_DATA_ROWS, max(restarts, 2) (a second portfolio confirms the maximum where there is one).
+        ``confirm`` False: ``restarts`` past small data, the global EM's work without that safety."""
         repeats = portfolio_repeats(int(n))
-        if repeats == 1 or not self.small:
+        if n > SMALL_DATA_ROWS:
+            return self.em_time(n, d, K, max(restarts, min(repeats, _CONFIRMING)) if confirm else restarts)
+        if not self.small:  # a calibration stored before the small-data term
             return self.em_time(n, d, K, restarts)
         return max(restarts, repeats) * float(_em_features(n, d, K) @ np.asarray(self.small))
 
@@ -149,10 +158,11 @@ class CostModel:
         return float(_round_features(n_m, d, K) @ np.asarray(self.round))
 
     # ------------------------------------------------------------------ the whole
-    def predict(self, n, d, K, M, S=None, rounds=0, restarts=1, mm_restarts=3, cores=None) -> Prediction:
+    def predict(self, n, d, K, M, S=None, rounds=0, restarts=1, mm_restarts=3, cores=None, confirm=True) -> Prediction:
         """Predicted global EM time, learning time and wall clock of a distributed fit.
 
-        ``S`` None: the default floor(n / 4M); ``cores`` None: as many as machines.
+        ``S`` None: the default floor(n / 4M); ``cores`` None: as many as machines; ``confirm``: see
+        :meth:`global_time`.
         """
         _check_sizes(n=n, d=d, K=K, M=M, restarts=restarts, mm_restarts=mm_restarts)
         check_int(rounds, "rounds", low=0)
@@ -160,7 +170,7 @@ class CostModel:
         check_int(cores, "cores", low=1, allow_none=True)
         S = default_support_size(n, M) if S is None else int(S)
         n_m = math.ceil(n / M)
-        g = self.global_time(n, d, K, restarts)
+        g = self.global_time(n, d, K, restarts, confirm)
         loc = self.em_time(n_m, d, K, restarts)  # local fits never repeat the portfolio
         srv = self.server_time(M, K, S, d, mm_restarts)
         rnd = rounds * self.round_time(n_m, d, K)
@@ -175,11 +185,13 @@ class CostModel:
 
         With S = floor(n / 4M) the server's work grows with n like the global EM's, so the
         speed-up levels off as n grows: it may never reach 1 for some (d, K, M). On small data
-        (portfolio_repeats(n) > 1) the global EM's repeated portfolios, which no local fit runs,
-        make the speed-up fall as n grows past them: the search starts after them.
+        (portfolio_repeats(n) > 1) the global EM's repeated portfolios, which no local fit runs, make the
+        speed-up fall as n grows past them: the search starts after them. Past small data the global EM is
+        counted with one portfolio, without the second that confirms its maximum up to MID_DATA_ROWS: the
+        crossing is where the work split alone pays.
         """
         def gain(n):
-            return self.predict(int(n), d, K, M, S, rounds, restarts, mm_restarts).speedup
+            return self.predict(int(n), d, K, M, S, rounds, restarts, mm_restarts, confirm=False).speedup
 
         lo = max(4 * M, SMALL_DATA_ROWS + 1)
         if gain(lo) >= 1:
@@ -210,12 +222,18 @@ class CostModel:
                  f"{p.speedup:.1f}x: global EM {_s(p.global_time)} against a local fit of {_s(p.local)} plus "
                  f"{_s(p.server)} of reduction" + (f" plus {_s(p.rounds)} of rounds" if rounds else "") + "."]
         repeats = portfolio_repeats(n)
-        if repeats > 1:
+        if repeats > 1 and n <= SMALL_DATA_ROWS:
             parts.append(f"On {n:,} rows the global EM runs {max(restarts, repeats)} whole portfolios of starts and "
                          "continues every one (small data have many shallow maxima), which no machine's local fit "
                          "does: a speed-up here is that safety skipped, not the work split.")
+        elif repeats > 1 and restarts < _CONFIRMING:
+            one = self.predict(n, d, K, M, S, rounds, restarts, mm_restarts, cores, confirm=False).speedup
+            parts.append(f"On {n:,} rows the global EM runs a second whole portfolio of starts to confirm its maximum "
+                         f"(up to {repeats} where they disagree: real data of this size often have several), which no "
+                         f"machine's local fit does: against one portfolio, the work split alone, it is {one:.1f}x.")
         n_even = self.breakeven_n(d, K, M, S, rounds, restarts, mm_restarts)
-        past = f"Past {SMALL_DATA_ROWS:,} rows, where the global EM runs one portfolio, " if repeats > 1 else ""
+        past = (f"Past {SMALL_DATA_ROWS:,} rows, where the global EM runs one portfolio, "
+                if repeats > 1 and n <= SMALL_DATA_ROWS else "")
         if n_even is None:
             parts.append((past + "it" if past else "It") + f" stays below 1 at any n with K = {K}, d = {d} and "
                          f"M = {M}: the reduction costs more than the global EM saves.")
@@ -225,7 +243,8 @@ class CostModel:
             parts.append(past + f"it falls below 1 and passes it again at about n = {_round_n(n_even):,} rows.")
         else:
             verb = "crosses" if n_even <= n else "would cross"
-            parts.append(f"It {verb} 1 at about n = {_round_n(n_even):,} rows (K = {K}, d = {d}, M = {M}).")
+            against = " against one portfolio" if repeats > 1 else ""
+            parts.append(f"It {verb} 1{against} at about n = {_round_n(n_even):,} rows (K = {K}, d = {d}, M = {M}).")
         M_best, sp_best = self.best_machines(n, d, K, S, rounds, restarts, mm_restarts)
         raise_it = []
         if p.server > p.local:
@@ -236,7 +255,7 @@ class CostModel:
         if fixed > 0.5 * p.local:
             raise_it.append(f"larger shards: {_s(fixed)} of each local fit is a fixed cost (its starts) that does "
                             "not shrink with n / M")
-        if p.local >= p.server and repeats == 1:  # on small data more rows first end the repeats
+        if p.local >= p.server and (repeats == 1 or n > SMALL_DATA_ROWS):  # on small data more rows end the repeats
             raise_it.append("more rows: the global EM grows with n, the local fits only with n / M")
         if raise_it:
             parts.append("What would raise it: " + "; ".join(raise_it) + ".")
@@ -330,8 +349,9 @@ def calibrate(grid=CALIBRATION_GRID, *, small=CALIBRATION_SMALL, rounds=1, progr
             sim = simulate_design(design, n, random_state=i)
             K, d = DESIGNS[design].n_experts, DESIGNS[design].n_features
             c0 = time.thread_time()
-            MixtureOfExperts(K, random_state=0)._fit(sim.X, sim.y, quiet=True)
-            rows.append(dict(kind="em", n=n, d=d, K=K, M=1, S=0, seconds=time.thread_time() - c0))
+            g = MixtureOfExperts(K, random_state=0)._fit(sim.X, sim.y, quiet=True)
+            # Per portfolio, as the local fits' rows: up to MID_DATA_ROWS a second one confirms the maximum.
+            rows.append(dict(kind="em", n=n, d=d, K=K, M=1, S=0, seconds=(time.thread_time() - c0) / g.n_inits_))
             dm = DistributedMoE(K, M, backend="sequential", n_jobs=1, refine_rounds=rounds,
                                 random_state=0)._fit(sim.X, sim.y, quiet=True)
             c = dm.costs_

@@ -140,7 +140,21 @@ _SPLIT_ROUNDS = 3  # rounds of split-and-merge moves (split_moves=True, _split_m
 _SPLIT_MIN_VAR = 1e-3  # a new line's starting variance at least this (standardised y): EM moves it
 _SMALL_DATA_BUDGET = 2000
 _SMALL_PORTFOLIOS = 4
-SMALL_DATA_ROWS = _SMALL_DATA_BUDGET // 2  # the largest n on which portfolio_repeats(n) > 1
+SMALL_DATA_ROWS = _SMALL_DATA_BUDGET // 2  # the largest n on which every basin goes on (_small_em's every_run)
+# Past small data, a fit of all the rows still repeats the portfolio, each its best continued, while the
+# repeats see at most _MID_DATA_BUDGET rows in all, and stops once a repeat ends at the best maximum found
+# (within _CONFIRMED nats, or _CONFIRMED_PER_ROW nats per row: the relative tol stops runs of one basin
+# that far apart on tens of thousands of rows). Real data of thousands to tens of thousands of rows have
+# many maxima that one portfolio's subsample of 500 points cannot tell apart: on seven R data sets of 2 287
+# to 30 351 rows (K = 2-4, 10 seeds) one portfolio came within 1 nat of the best-known maximum in 106 of
+# 210 fits and ended 110-564 nats below it in five cells (GSS vocabulary ~ age at K = 3 and 4, ...), four
+# in 170 of 210, at most 38 below (docs/method.md section 8, item 11). The synthetic designs gain nothing
+# (one portfolio already finds their maximum): there the second repeat confirms it and the fit stops, at
+# twice the cost. Shards of a distributed fit never repeat (see above), so no learning time changes.
+_MID_DATA_BUDGET = 200_000
+MID_DATA_ROWS = _MID_DATA_BUDGET // 2  # the largest n on which portfolio_repeats(n) > 1
+_CONFIRMED = 1.0
+_CONFIRMED_PER_ROW = 1e-4
 _KPLANES_ITER = 3  # k-planes (assign to the nearest line, refit) iterations of a "lines" start
 _KPLANES_RIDGE = 1e-10  # relative ridge of its lines' normal equations (a subset can be singular)
 # The likelihood is unbounded as an expert's variance goes to 0 (an expert on p points, or on
@@ -184,8 +198,11 @@ def _kmeans_sample_size(K, p):
 
 
 def portfolio_repeats(n):
-    """Whole portfolios a default fit on ``n`` rows runs: min(4, 2000 // n), at least 1."""
-    return max(1, min(_SMALL_PORTFOLIOS, _SMALL_DATA_BUDGET // n))
+    """Whole portfolios a default fit of all ``n`` rows runs at most: min(4, 2000 // n) on small data
+    (n <= SMALL_DATA_ROWS, all of them), else min(4, 200 000 // n) (fewer once one confirms the best,
+    :meth:`MixtureOfExperts._best_run`); at least 1."""
+    budget = _SMALL_DATA_BUDGET if n <= SMALL_DATA_ROWS else _MID_DATA_BUDGET
+    return max(1, min(_SMALL_PORTFOLIOS, budget // n))
 
 
 def _short_sample_size(K, p):
@@ -755,9 +772,11 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         experts and d features warm-starts EM from those parameters (one run: ``n_init`` is then
         ignored; the fit ends at least as high as they score, their variances floored at ``var_floor``).
     n_init : int, default=1
-        Number of initialisations (with "portfolio", whole portfolios, and at least
-        min(4, 2000 // n) of them); the run with the highest
-        log-likelihood is kept (with "portfolio", non-degenerate runs first).
+        Number of initialisations (with "portfolio", whole portfolios: at least min(4, 2000 // n) of
+        them on n <= 1 000 rows; on up to 100 000 rows, more up to min(4, 200 000 // n) until one ends at
+        the best maximum found before it; ``n_inits_`` says how many ran); the run with the highest
+        log-likelihood is kept (with "portfolio", non-degenerate runs first). A machine's local fit in a
+        distributed fit runs ``n_init`` portfolios.
     max_iter : int, default=300
         Maximum EM iterations per initialisation.
     tol : float, default=1e-6
@@ -803,6 +822,11 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
     floored_experts_ : ndarray of int
         Experts whose variance sits at ``var_floor`` (not spikes, not retired): their rows lie closer to
         their lines than the floor allows (a :class:`VarianceFloorWarning`).
+    n_inits_ : int
+        Initialisations run, as ``n_init`` counts them (a whole portfolio of starts each with
+        ``init="portfolio"``): at least ``n_init``; on small data ``portfolio_repeats(n)``; up to 100 000
+        rows as many until one ends at the best maximum found before it, at most ``portfolio_repeats(n)``;
+        1 for a warm start; 0 for a model built by :meth:`from_params`.
     fit_time_ : float
         Seconds spent in ``fit``.
     """
@@ -863,6 +887,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         est.converged_ = True
         est.n_reseeded_ = 0
         est.retired_experts_ = np.array([], dtype=int)
+        est.n_inits_ = 0
         est.fit_time_ = 0.0
         return est
 
@@ -923,9 +948,11 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         scaler = _m.Standardizer.fit(X, y, x_moments=x_moments)
         XtT = scaler.design_T(X)
         ys = scaler.transform_y(y)
-        n_starts = self.n_init
+        n_starts, confirm = self.n_init, False
         if not local_fit and uses_portfolio(self.init):
             n_starts = max(n_starts, portfolio_repeats(n))
+            # Repeats past small data stop once one confirms the best maximum; n_init restarts all run.
+            confirm = n > SMALL_DATA_ROWS and self.n_init < n_starts
         seeds = check_random_state_seed(self.random_state).spawn(n_starts)
         warm = None  # a warm start's (gates, experts, variances) on the standardised data
         extra = None if pilot is None else self._pilot_start(pilot, scaler, d)
@@ -937,9 +964,9 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             seeds = seeds[:1]  # a warm start is deterministic: restarts would repeat it
 
         with one_blas_thread():
-            best = self._best_run(XtT, ys, _wls_design(XtT, ys), seeds, warm, extra,
-                                  every_run=not local_fit and portfolio_repeats(n) > 1,
-                                  every_short=not local_fit)
+            best, self.n_inits_ = self._best_run(XtT, ys, _wls_design(XtT, ys), seeds, warm, extra,
+                                  every_run=not local_fit and n <= SMALL_DATA_ROWS,
+                                  every_short=not local_fit, confirm=confirm)
         # Log-likelihood in original y units: the density picks up the Jacobian 1 / y_scale.
         shift = n * np.log(scaler.y_scale)
         self._set_params(scaler.params_to_original(best["gates"], best["experts"], best["variances"]))
@@ -1005,32 +1032,40 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
         gates, experts, variances = scaler.params_to_standard(pilot)
         return gates, experts, np.maximum(variances, self.var_floor)
 
-    def _best_run(self, XtT, y, F, seeds, warm=None, extra=None, every_run=False, every_short=False):
+    def _best_run(self, XtT, y, F, seeds, warm=None, extra=None, every_run=False, every_short=False,
+                  confirm=False):
         """The kept EM run over the initialisations ``seeds``, or from the parameters ``warm``
         (gates, experts, variances on the standardised data) of a warm start; ``F`` is the
         weighted-least-squares design every run shares; ``extra``, ``every_run``, ``every_short``: see
         :meth:`_small_em`. Portfolios rank non-degenerate runs first (:func:`_rank`); single starts keep
-        the highest log-likelihood, the rule they have always had.
+        the highest log-likelihood, the rule they have always had. ``confirm``: the portfolios stop once one
+        ends non-degenerate at the best maximum found before it (see _MID_DATA_BUDGET). Returns the run
+        (dict) and the number of initialisations run.
 
         A warm start is EM's first point, so the fit ends at least as high as it starts. Until 2026-12-06
         it started from the responsibilities of those parameters, smoothed and refitted as a partition
         is: refitting a fitted diamonds model (log price ~ log carat + depth, K = 2) began 922 nats below
         it and ended 58 below (a peer audit)."""
         portfolio = self.init == "portfolio" and warm is None
-        best = None
+        best, runs = None, 0
         for seed in seeds:
             rng = np.random.default_rng(seed)
+            runs += 1
             if portfolio:
                 run = self._small_em(XtT, y, F, rng, extra, every_run, every_short)
+                confirmed = (confirm and best is not None and _rank(run)[0] and _rank(best)[0]
+                             and abs(run["ll"] - best["ll"]) <= max(_CONFIRMED, _CONFIRMED_PER_ROW * y.shape[0]))
                 if best is None or _rank(run) > _rank(best):
                     best = run
+                if confirmed:
+                    break
                 continue
             run = self._run_em(XtT, y, F, rng, start=warm)
             if best is None or run["ll"] > best["ll"]:
                 best = run
         if self.split_moves and warm is None and self.n_experts > 1:
             best = self._split_moves(XtT, y, F, best, np.random.default_rng(seeds[0].spawn(1)[0]))
-        return best
+        return best, runs
 
     def _split_moves(self, XtT, y, F, best, rng):
         """``split_moves``: split-and-merge moves from the kept run, after Ueda et al. (2000)'s SMEM. Each move
@@ -1141,7 +1176,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
             # Never on small data, where the portfolio repeats: basins there are many and shallow,
             # and faithful's K = 3 maximum, reached by 15 % of random starts, was lost once when
             # the first wave's lines and random runs agreed on the basin below it.
-            if portfolio_repeats(n) == 1:
+            if n > SMALL_DATA_ROWS:
                 settled = _settled_kinds(_best_of_each_kind(continued), Xs.shape[1])
         return [more for _, more in continued.values()]
 

@@ -159,7 +159,7 @@ with m[3], lessons.box("wall"):
     st.metric("wall clock" + (" (cached)" if fit.cached else ", this fit"), explain.seconds(times["wall"]),
               help=f"On the cores actually used, measured at {when}.")
 with m[4], lessons.box("global"):
-    st.metric("global EM time", explain.seconds(g.fit_time_))
+    st.metric("global EM time", explain.seconds(g.fit_time_), help=explain.global_starts(g))
 with m[5], lessons.box("speedup"):
     st.metric("speed-up", explain.times(g.fit_time_ / max(times['learning_time'], 1e-9)),
               help="Global EM time / learning time. Below: when distribution pays on this server.")

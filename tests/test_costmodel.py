@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from moecore import costmodel as cm
-from moecore.em import portfolio_repeats
+from moecore.em import MID_DATA_ROWS, portfolio_repeats
 
 # Coefficients of the order the calibration finds on a 2-core x86 machine (seconds).
 KNOWN = cm.CostModel(em=(3e-3, 8e-8, 6e-9), server=(2e-3, 5e-8, 6e-9, 2e-9), round=(4e-4, 2e-9),
@@ -67,8 +67,13 @@ def test_small_data_global_time_counts_every_repeated_portfolio():
     assert KNOWN.global_time(500, 2, 4, restarts=6) == pytest.approx(6 * per)
     per_1000 = float(cm._em_features(1000, 2, 4) @ np.array(KNOWN.small))
     assert KNOWN.global_time(1000, 2, 4) == pytest.approx(2 * per_1000)
-    # Beyond small data, and for a calibration stored before the small-data term: the large-data formula.
-    assert KNOWN.global_time(1001, 2, 4) == KNOWN.em_time(1001, 2, 4)
+    # Beyond small data the large-data formula, twice up to MID_DATA_ROWS: a second portfolio confirms the
+    # maximum (where there is one; up to portfolio_repeats(n) where there are several); once past it.
+    assert KNOWN.global_time(1001, 2, 4) == KNOWN.em_time(1001, 2, 4, 2)
+    assert KNOWN.global_time(1001, 2, 4, confirm=False) == KNOWN.em_time(1001, 2, 4)
+    assert KNOWN.global_time(MID_DATA_ROWS, 2, 4, restarts=6) == KNOWN.em_time(MID_DATA_ROWS, 2, 4, 6)
+    assert KNOWN.global_time(MID_DATA_ROWS + 1, 2, 4) == KNOWN.em_time(MID_DATA_ROWS + 1, 2, 4)
+    # For a calibration stored before the small-data term, small data take the large-data formula.
     old = cm.CostModel.from_dict({k: v for k, v in KNOWN.to_dict().items() if k != "small"})
     assert old.small == () and old.global_time(500, 2, 4) == old.em_time(500, 2, 4)
     # The prediction's global EM is that time; the local fits (never repeated) keep the large-data formula.
@@ -80,8 +85,8 @@ def test_explain_on_small_data_names_the_repeated_portfolios_and_crosses_one_bey
     text = KNOWN.explain(272, 1, 3, 4)
     assert "4 whole portfolios" in text and "not the work split" in text
     n_even = KNOWN.breakeven_n(1, 3, 4)
-    assert n_even > 1000 and KNOWN.predict(n_even, 1, 3, 4).speedup >= 1
-    assert KNOWN.predict(1001, 1, 3, 4).speedup < 1 and KNOWN.predict(272, 1, 3, 4).speedup > 1
+    assert n_even > 1000 and KNOWN.predict(n_even, 1, 3, 4, confirm=False).speedup >= 1
+    assert KNOWN.predict(1001, 1, 3, 4, confirm=False).speedup < 1 and KNOWN.predict(272, 1, 3, 4).speedup > 1
     assert f"falls below 1 and passes it again at about n = {cm._round_n(n_even):,} rows" in text
     assert "whole portfolios" not in KNOWN.explain(20_000, 1, 3, 4)
 
@@ -119,10 +124,22 @@ def test_speedup_grows_with_n_at_a_fixed_support():
 
 
 def test_breakeven_is_where_the_speedup_crosses_one():
+    # Against one portfolio of the global EM: where the work split alone pays.
     n_even = KNOWN.breakeven_n(1, 3, 8)
     assert n_even is not None
-    assert KNOWN.predict(n_even, 1, 3, 8).speedup >= 1
-    assert KNOWN.predict(math.floor(0.98 * n_even), 1, 3, 8).speedup < 1
+    assert KNOWN.predict(n_even, 1, 3, 8, confirm=False).speedup >= 1
+    assert KNOWN.predict(math.floor(0.98 * n_even), 1, 3, 8, confirm=False).speedup < 1
+
+
+def test_explain_past_small_data_counts_the_confirming_portfolio_and_the_work_split_alone():
+    n = 20_000
+    text = KNOWN.explain(n, 1, 3, 8)
+    both, one = KNOWN.predict(n, 1, 3, 8), KNOWN.predict(n, 1, 3, 8, confirm=False)
+    assert both.speedup == pytest.approx(2 * one.speedup)
+    assert f"speed-up of {both.speedup:.1f}x" in text and "a second whole portfolio of starts to confirm" in text
+    assert f"against one portfolio, the work split alone, it is {one.speedup:.1f}x" in text
+    assert "crosses 1 against one portfolio at about" in text
+    assert "confirm" not in KNOWN.explain(MID_DATA_ROWS + 1, 1, 3, 8)
 
 
 def test_breakeven_is_none_when_the_reduction_always_costs_more():

@@ -6,7 +6,14 @@ import warnings
 import numpy as np
 import pytest
 
-from benchmarks.bench_portfolio import correlated_design, high_d_design, load_diamonds, lost_expert_design, poor_gap
+from benchmarks.bench_portfolio import (
+    correlated_design,
+    high_d_design,
+    load_diamonds,
+    load_txhousing,
+    lost_expert_design,
+    poor_gap,
+)
 from moecore import DistributedMoE, MixtureOfExperts, simulate_design
 from moecore.datasets import DATASETS, dataset_names, load_dataset
 from moecore.em import DEGENERATE_VAR
@@ -60,13 +67,13 @@ def test_small_data_repeat_the_portfolio_continue_every_run_and_every_seed_reach
     # K = 5) and 1.7 (mcycle, K = 5) nats below the maximum. On small data every short run goes on
     # and every basin is continued to convergence. The best-known maximum comes from many more
     # starts here, not from a stored number; 1 nat is issue 19's criterion.
-    from moecore.em import SMALL_DATA_ROWS, portfolio_repeats
+    from moecore.em import MID_DATA_ROWS, SMALL_DATA_ROWS, portfolio_repeats
 
     ds = load_dataset(name)
     floor = DEGENERATE_VAR * ds.y.var()
     assert portfolio_repeats(len(ds.y)) == min(4, 2000 // len(ds.y)) > 1
-    assert portfolio_repeats(2001) == portfolio_repeats(10**6) == 1  # shards at the paper's sizes: one
-    assert portfolio_repeats(SMALL_DATA_ROWS) > 1 == portfolio_repeats(SMALL_DATA_ROWS + 1)
+    assert portfolio_repeats(SMALL_DATA_ROWS) == 2 and portfolio_repeats(SMALL_DATA_ROWS + 1) == 4  # past small data
+    assert portfolio_repeats(MID_DATA_ROWS) > 1 == portfolio_repeats(MID_DATA_ROWS + 1) == portfolio_repeats(10**6)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         many = [MixtureOfExperts(K, n_init=8, random_state=99).fit(ds.X, ds.y),
@@ -145,8 +152,9 @@ def test_local_fits_of_a_distributed_fit_run_one_portfolio_on_small_shards(monke
         MixtureOfExperts(4, random_state=0).fit(train.X[:400], train.y[:400])
     assert runs == [(400, True, True)] * 4
     runs.clear()
-    MixtureOfExperts(4, random_state=0).fit(train.X, train.y)  # 1 600 rows: one portfolio, every short run on
-    assert runs == [(1600, False, True)]
+    # 1 600 rows: portfolios of every short run, the second confirming the first's maximum.
+    MixtureOfExperts(4, random_state=0).fit(train.X, train.y)
+    assert runs == [(1600, False, True)] * 2
 
 
 def test_d20_shards_default_local_fits_avoid_the_poor_optima_of_k_means_starts():
@@ -346,3 +354,52 @@ def test_a_fit_of_all_the_data_reaches_the_maximum_that_a_short_runs_lead_hid():
     assert best.variances_.min() > 0.3  # a non-degenerate maximum: the true variances are 0.5
     gaps = [best.loglik_ - f.loglik_ for f in default]
     assert max(gaps) <= 1.0, [round(g, 1) for g in gaps]
+
+
+def _one_portfolio(monkeypatch, K, X, y, seeds):
+    """Default fits as they were before the portfolio repeated past small data (2026-12-07)."""
+    import moecore.em as em
+
+    with monkeypatch.context() as m:
+        m.setattr(em, "_MID_DATA_BUDGET", 1)
+        return [MixtureOfExperts(K, random_state=s).fit(X, y) for s in seeds]
+
+
+def test_real_data_of_thousands_of_rows_repeat_the_portfolio_and_miss_no_maximum_by_far(monkeypatch):
+    # txhousing (ggplot2, 7 175 months of Texas cities), log sales ~ log listings, K = 3: one portfolio, its
+    # short runs on 500 of the rows, ended 61 and 110 nats below the best-known maximum for 2 seeds of 10 and
+    # reached it (1 nat, issue 19's criterion) for 1. Past small data the portfolio now repeats until one
+    # ends at the best maximum found before it (at most min(4, 200 000 // n) times).
+    from moecore.em import portfolio_repeats
+
+    X, y = load_txhousing()
+    seeds = range(10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = _one_portfolio(monkeypatch, 3, X, y, seeds)
+        default = [MixtureOfExperts(3, random_state=s).fit(X, y) for s in seeds]
+        many = MixtureOfExperts(3, n_init=8, random_state=99).fit(X, y)
+    floor = DEGENERATE_VAR * y.var()
+    best = max(f.loglik_ for f in [*one, *default, many] if f.variances_.min() >= floor)
+    assert portfolio_repeats(len(y)) == 4 and many.n_inits_ == 8  # n_init runs every restart it asks for
+    assert all(1 <= f.n_inits_ <= 4 for f in default) and all(f.n_inits_ == 1 for f in one)
+    gaps = lambda fits: np.array([best - f.loglik_ for f in fits])  # noqa: E731
+    assert np.sum(gaps(one) > 50) >= 2 and np.all(gaps(default) <= 50)
+    assert np.sum(gaps(default) <= 1) > np.sum(gaps(one) <= 1)
+    # The first portfolio is the one fit before: a default fit ends at least as high.
+    assert all(d.loglik_ >= o.loglik_ - 1e-6 * abs(o.loglik_) for d, o in zip(default, one, strict=True))
+
+
+def test_a_second_portfolio_confirms_the_maximum_of_data_with_one(monkeypatch):
+    # A synthetic design has one maximum: the second portfolio ends at it, and the fit stops there (twice the
+    # cost of one portfolio, not four times). Past MID_DATA_ROWS and on a machine's shard: one portfolio.
+    from moecore.em import MID_DATA_ROWS
+
+    ds = simulate_design("separated-2d", 5000, random_state=3)
+    fit = MixtureOfExperts(4, random_state=0).fit(ds.X, ds.y)
+    (one,) = _one_portfolio(monkeypatch, 4, ds.X, ds.y, [0])
+    assert fit.n_inits_ == 2 and fit.loglik_ >= one.loglik_ - 1.0
+    big = simulate_design("teaching-1d", MID_DATA_ROWS + 1, random_state=3)
+    assert MixtureOfExperts(3, random_state=0).fit(big.X, big.y).n_inits_ == 1
+    dm = DistributedMoE(4, 2, backend="sequential", random_state=0).fit(ds.X, ds.y)
+    assert {m.n_inits_ for m in dm.local_models_} == {1}

@@ -16,6 +16,11 @@ Rewritten when a fit of all the data began to continue every short run of its po
 kind's best, moecore.em.MixtureOfExperts._small_em): the local and distributed fits did not move, and
 every global fit ends at the same maximum (log-likelihoods within 2e-5 nats, parameters within 2.4e-6
 relative once aligned), with the experts of crossing-2d, separated-2d and teaching-1d in another order.
+Rewritten when a fit of all the data past 1 000 rows began to repeat its portfolio until one confirms the
+maximum (moecore.em._MID_DATA_BUDGET): the local and distributed fits did not move; every global fit ran two
+portfolios, three ended bitwise as before and three (overlapping-5d, separated-2d, teaching-1d) at the same
+maximum by the second portfolio's run, 3e-4 to 3e-3 nats higher on 20 000 rows (experts within 9.4e-4
+relative once aligned, the same iteration counts but one).
 """
 
 import importlib.util
