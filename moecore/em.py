@@ -146,11 +146,11 @@ SMALL_DATA_ROWS = _SMALL_DATA_BUDGET // 2  # the largest n on which every basin 
 # (within _CONFIRMED nats, or _CONFIRMED_PER_ROW nats per row: the relative tol stops runs of one basin
 # that far apart on tens of thousands of rows). Real data of thousands to tens of thousands of rows have
 # many maxima that one portfolio's subsample of 500 points cannot tell apart: on seven R data sets of 2 287
-# to 30 351 rows (K = 2-4, 10 seeds) one portfolio came within 1 nat of the best-known maximum in 106 of
-# 210 fits and ended 110-564 nats below it in five cells (GSS vocabulary ~ age at K = 3 and 4, ...), four
-# in 170 of 210, at most 38 below (docs/method.md section 8, item 11). The synthetic designs gain nothing
-# (one portfolio already finds their maximum): there the second repeat confirms it and the fit stops, at
-# twice the cost. Shards of a distributed fit never repeat (see above), so no learning time changes.
+# to 30 351 rows (K = 2-4, 10 seeds) one portfolio came within 1 nat of the best-known maximum in 101 of
+# 210 fits and more than 50 nats below it in 23 (up to 564); these repeats 135 and 10, at 2.9x the time
+# (median; docs/method.md section 8, item 11). The synthetic designs gain nothing (one portfolio already
+# finds their maximum): there the second repeat confirms it and the fit stops, at twice the cost. Shards
+# of a distributed fit never repeat (see above), so no learning time changes.
 _MID_DATA_BUDGET = 200_000
 MID_DATA_ROWS = _MID_DATA_BUDGET // 2  # the largest n on which portfolio_repeats(n) > 1
 _CONFIRMED = 1.0
@@ -965,8 +965,8 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
 
         with one_blas_thread():
             best, self.n_inits_ = self._best_run(XtT, ys, _wls_design(XtT, ys), seeds, warm, extra,
-                                  every_run=not local_fit and n <= SMALL_DATA_ROWS,
-                                  every_short=not local_fit, confirm=confirm)
+                                                 every_run=not local_fit and n <= SMALL_DATA_ROWS,
+                                                 every_short=not local_fit, confirm=confirm)
         # Log-likelihood in original y units: the density picks up the Jacobian 1 / y_scale.
         shift = n * np.log(scaler.y_scale)
         self._set_params(scaler.params_to_original(best["gates"], best["experts"], best["variances"]))
