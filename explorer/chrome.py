@@ -360,14 +360,18 @@ def refresh_sidebar(final=True, page_path=""):
     settings.sync_query_params()
 
 
+def lesson_url(lesson) -> str:
+    """The address that runs ``lesson`` (an explorer.lessons.Lesson) and opens its page."""
+    return settings.share_url(_url_path(lesson.page), {settings.LESSON_QUERY: lesson.key})
+
+
 def _share_lesson(lesson, page_path):
     """The share box during a lesson: the lesson's own link, and the settings' link once they changed."""
     # A link of the lesson's settings alone once opened on a small-shard warning and no fit (its n = 10^6 is
     # beyond a link's budget; the audit of 2026-12-06): the lesson's link runs the lesson itself.
     st.caption(f"This link opens the lesson **{markdown_escape(lesson.title)}** for whoever follows it: it runs the "
                "lesson's data and fit (a few seconds) and shows its narration.")
-    st.code(settings.share_url(_url_path(lesson.page), {settings.LESSON_QUERY: lesson.key}), language=None,
-            wrap_lines=True)
+    st.code(lesson_url(lesson), language=None, wrap_lines=True)
     if settings.lesson_on_screen() is None:
         st.caption("Your settings have changed since the lesson set them; this link reopens them, without the "
                    "lesson's narration:")

@@ -20,4 +20,11 @@ for lesson in lessons.LESSONS:
             if done is not None:
                 st.switch_page(lesson.page)
 
+with st.expander("A link to each lesson, for a class"):
+    st.caption("Whoever opens one of these links gets the lesson run and its page open, with the narration; a "
+               "class that opens the same link shares one computation of it.")
+    for lesson in lessons.LESSONS:
+        st.markdown(f"**{lesson.title}**")
+        st.code(chrome.lesson_url(lesson), language=None, wrap_lines=True)
+
 chrome.done()

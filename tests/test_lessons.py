@@ -179,3 +179,13 @@ def test_flights_lesson():
     assert ("divides the global EM's" in sentence) == short
     # The all-rows fit is left to the Fit page's button: the comparison fitted what it held out.
     assert "fit" not in at.session_state
+
+
+def test_lessons_page_gives_each_lessons_link():
+    # A teacher can hand out a lesson before running it: each link opens the lesson's own page.
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    at.switch_page("pages/lessons.py").run()
+    assert not at.exception and not at.error
+    links = [c.value for c in at.main.code]
+    pages = {"pages/fit.py": "/", "pages/compare.py": "/compare"}
+    assert links == [f"http://localhost:8501{pages[le.page]}?lesson={le.key}" for le in explorer.lessons.LESSONS]
