@@ -160,8 +160,7 @@ def from_link(query: dict):
     Each lesson is a fixed computation that ``st.cache_data`` shares across sessions, so a class opening
     one link computes it once; that is why a lesson link may run what a link of settings may not (the
     headline's 10^6 rows are beyond :func:`explorer.runs.check_budget`'s budget for links)."""
-    key = query.get(settings.LESSON_QUERY)
-    key = key if isinstance(key, str) else (list(key or []) or [""])[-1]
+    key = settings.query_value(query.get(settings.LESSON_QUERY))
     lesson = BY_KEY.get(key)
     if lesson is None:
         st.error(f"The link names the lesson {key!r}, which does not exist: the lessons are "

@@ -312,6 +312,11 @@ def upgrade_legacy(values: dict) -> dict:
     return out
 
 
+def query_value(value) -> str:
+    """A URL parameter's text: the last of a repeated key (a list), "" for none."""
+    return value if isinstance(value, str) else (list(value or []) or [""])[-1]
+
+
 def parse_query(query) -> tuple[dict, list]:
     """The one parser of URL settings, which are untrusted input.
 
@@ -329,7 +334,7 @@ def parse_query(query) -> tuple[dict, list]:
         if name not in QUERY_KEYS and name not in legacy_keys:
             continue
         param = SETTINGS[QUERY_KEYS[name]].param if name in QUERY_KEYS else _LEGACY_FLAG
-        text = value if isinstance(value, str) else (list(value) or [""])[-1]
+        text = query_value(value)
         try:
             out[QUERY_KEYS.get(name) or legacy_keys[name]] = param.parse(str(text)[:1000])
         except (TypeError, ValueError, OverflowError):
@@ -624,8 +629,7 @@ def settings_to_query(values: dict | None = None) -> dict:
 
 def lost_upload(query) -> str | None:
     """The name of the uploaded file a link or a reloaded page was made with (None: none), clipped."""
-    name = dict(query or {}).get(UPLOAD_QUERY)
-    name = name if isinstance(name, str) else (list(name or []) or [None])[-1]
+    name = query_value(dict(query or {}).get(UPLOAD_QUERY))
     return clip(name, 80) if name else None
 
 

@@ -1173,7 +1173,7 @@ class MixtureOfExperts(MoEPredictorMixin, BaseEstimator):
                     more = run if run["converged"] else self._run_em(
                         Xs, ys, Fs, rng, start=_params(run), max_iter=min(_MID_ITER, self.max_iter))
                     continued[key] = (run, more)
-            # Never on small data, where the portfolio repeats: basins there are many and shallow,
+            # Never on small data, where every basin goes on: basins there are many and shallow,
             # and faithful's K = 3 maximum, reached by 15 % of random starts, was lost once when
             # the first wave's lines and random runs agreed on the basin below it.
             if n > SMALL_DATA_ROWS:
